@@ -1,4 +1,44 @@
 //! OpenFlow 1.3 codec for L2S-M: message types, `encode` and `decode`, no I/O.
+//!
+//! ```text
+//!   OfpMessage { xid, body: Message }  --encode-->  bytes (ofp_header + body, version 0x04)
+//!   bytes (exactly one message)        --decode-->  OfpMessage
+//!   stream buffer  --message_len / peek_header-->  where the next message ends
+//! ```
+//!
+//! Scope: the messages the controller exchanges with Open vSwitch (OpenFlow Switch
+//! Specification 1.3.5), OXM matches with the Nicira registers, the instructions of
+//! §7.2.4, the actions the pipeline uses plus the Nicira `resubmit` and `learn`
+//! extensions in OVS's exact wire format. Whatever else arrives is kept as raw bytes
+//! (`Other`/`Experimenter` variants) and re-encodes byte for byte, so a switch speaking a
+//! little more than we model never breaks a session.
+//!
+//! Panic contract: [`decode`] never panics, whatever the input; every malformed input is
+//! a [`DecodeError`] that names the structure at fault. [`encode`] never panics either;
+//! values OpenFlow 1.3 cannot carry are an [`EncodeError`]. All offsets into untrusted
+//! bytes go through one bounds-checked reader (`wire.rs`).
 
+mod action;
+mod error;
+mod group_mod;
+mod header;
+mod instruction;
+mod message;
+mod multipart;
+mod nicira;
+mod oxm;
+mod port_desc;
 mod types;
+mod wire;
+
+pub use action::OFPCML_NO_BUFFER;
+pub use error::{DecodeError, EncodeError};
+pub use header::{message_len, peek_header, Header, HEADER_LEN};
+pub use message::{decode, encode};
+pub use nicira::{
+    immediate_bytes, nxm_field_bits, NX_LEARN_F_DELETE_LEARNED, NX_LEARN_F_SEND_FLOW_REM,
+    NX_RESUBMIT_IN_PORT, NX_VENDOR_ID,
+};
+pub use oxm::{OFPVID_PRESENT, OXM_CLASS_NXM_1, OXM_CLASS_OPENFLOW_BASIC};
+pub use port_desc::{OFPPC_PORT_DOWN, OFPPS_LINK_DOWN, OFPPS_LIVE};
 pub use types::*;

@@ -65,7 +65,11 @@ pub enum Message {
     /// OFPT_ECHO_REPLY (3) with arbitrary payload.
     EchoReply(Vec<u8>),
     /// OFPT_EXPERIMENTER (4); data kept intact.
-    Experimenter { experimenter: u32, exp_type: u32, data: Vec<u8> },
+    Experimenter {
+        experimenter: u32,
+        exp_type: u32,
+        data: Vec<u8>,
+    },
     /// OFPT_FEATURES_REQUEST (5).
     FeaturesRequest,
     /// OFPT_FEATURES_REPLY (6).
@@ -202,7 +206,12 @@ pub struct FlowMod {
 
 impl FlowMod {
     /// An ADD with no timeouts, no buffer and wildcard out_port/out_group.
-    pub fn add(table_id: u8, priority: u16, r#match: Match, instructions: Vec<Instruction>) -> Self {
+    pub fn add(
+        table_id: u8,
+        priority: u16,
+        r#match: Match,
+        instructions: Vec<Instruction>,
+    ) -> Self {
         FlowMod {
             cookie: 0,
             cookie_mask: 0,
@@ -267,7 +276,12 @@ pub struct Bucket {
 impl Bucket {
     /// A bucket for an ALL group: no weight, no watch.
     pub fn all(actions: Vec<Action>) -> Self {
-        Bucket { weight: 0, watch_port: port::ANY, watch_group: group::ANY, actions }
+        Bucket {
+            weight: 0,
+            watch_port: port::ANY,
+            watch_group: group::ANY,
+            actions,
+        }
     }
 }
 
@@ -396,19 +410,34 @@ pub enum OxmField {
     /// OXM_OF_METADATA (optionally masked).
     Metadata { value: u64, mask: Option<u64> },
     /// OXM_OF_ETH_DST (optionally masked).
-    EthDst { value: [u8; 6], mask: Option<[u8; 6]> },
+    EthDst {
+        value: [u8; 6],
+        mask: Option<[u8; 6]>,
+    },
     /// OXM_OF_ETH_SRC (optionally masked).
-    EthSrc { value: [u8; 6], mask: Option<[u8; 6]> },
+    EthSrc {
+        value: [u8; 6],
+        mask: Option<[u8; 6]>,
+    },
     /// OXM_OF_ETH_TYPE.
     EthType(u16),
     /// OXM_OF_VLAN_VID (includes the OFPVID_PRESENT bit 0x1000 as on the wire).
     VlanVid { value: u16, mask: Option<u16> },
     /// OXM_OF_TUNNEL_ID (optionally masked).
     TunnelId { value: u64, mask: Option<u64> },
-    /// Nicira register NXM_NX_REG<idx> (class 0x0001, field idx 0..=15).
-    NxReg { idx: u8, value: u32, mask: Option<u32> },
+    /// Nicira register `NXM_NX_REG<idx>` (class 0x0001, field idx 0..=15).
+    NxReg {
+        idx: u8,
+        value: u32,
+        mask: Option<u32>,
+    },
     /// Any other field; `value` holds value followed by mask when `has_mask`.
-    Other { class: u16, field: u8, has_mask: bool, value: Vec<u8> },
+    Other {
+        class: u16,
+        field: u8,
+        has_mask: bool,
+        value: Vec<u8>,
+    },
 }
 
 /// Instructions (`enum ofp_instruction_type`).
@@ -416,12 +445,24 @@ pub enum OxmField {
 #[non_exhaustive]
 pub enum Instruction {
     GotoTable(u8),
-    WriteMetadata { value: u64, mask: u64 },
+    WriteMetadata {
+        value: u64,
+        mask: u64,
+    },
     WriteActions(Vec<Action>),
     ApplyActions(Vec<Action>),
     ClearActions,
     Meter(u32),
-    Experimenter { experimenter: u32, data: Vec<u8> },
+    Experimenter {
+        experimenter: u32,
+        data: Vec<u8>,
+    },
+    /// Any other instruction type, kept intact; `data` is everything after the 4-byte
+    /// type/length header.
+    Other {
+        inst_type: u16,
+        data: Vec<u8>,
+    },
 }
 
 /// Actions (`enum ofp_action_type`) plus the Nicira actions the pipeline uses.
@@ -444,6 +485,9 @@ pub enum Action {
     NxLearn(NxLearn),
     /// Any other experimenter action; `data` is everything after the experimenter id.
     Experimenter { experimenter: u32, data: Vec<u8> },
+    /// Any other standard action type (for example OFPAT_DEC_NW_TTL), kept intact; `data`
+    /// is everything after the 4-byte type/length header.
+    Other { action_type: u16, data: Vec<u8> },
 }
 
 /// `struct nx_action_learn` (Nicira, OVS `lib/learn.c` wire format).
@@ -473,13 +517,29 @@ pub struct NxmFieldRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LearnSpec {
     /// The learned flow matches `dst` against the current value of `src`.
-    MatchField { src: NxmFieldRef, dst: NxmFieldRef, n_bits: u16 },
+    MatchField {
+        src: NxmFieldRef,
+        dst: NxmFieldRef,
+        n_bits: u16,
+    },
     /// The learned flow matches `dst` against an immediate value (big-endian, padded to 16 bits).
-    MatchImmediate { value: Vec<u8>, dst: NxmFieldRef, n_bits: u16 },
+    MatchImmediate {
+        value: Vec<u8>,
+        dst: NxmFieldRef,
+        n_bits: u16,
+    },
     /// The learned flow loads `dst` from the current value of `src`.
-    LoadField { src: NxmFieldRef, dst: NxmFieldRef, n_bits: u16 },
+    LoadField {
+        src: NxmFieldRef,
+        dst: NxmFieldRef,
+        n_bits: u16,
+    },
     /// The learned flow loads an immediate value into `dst`.
-    LoadImmediate { value: Vec<u8>, dst: NxmFieldRef, n_bits: u16 },
+    LoadImmediate {
+        value: Vec<u8>,
+        dst: NxmFieldRef,
+        n_bits: u16,
+    },
     /// The learned flow outputs to the port held in `src`.
     Output { src: NxmFieldRef, n_bits: u16 },
 }
@@ -500,7 +560,7 @@ pub mod nxm {
     pub const ETH_TYPE: u32 = header(0x0000, 3, false, 2);
     /// NXM_NX_TUN_ID (64 bits).
     pub const TUN_ID: u32 = header(0x0001, 16, false, 8);
-    /// NXM_NX_REG<n>.
+    /// `NXM_NX_REG<n>`.
     pub const fn reg(n: u8) -> u32 {
         header(0x0001, n, false, 4)
     }

@@ -1,1 +1,87 @@
-fn main() {}
+//! `l2sm`: one binary for the controller, the node agent, the lab and the CLI verbs.
+
+mod agent;
+mod agent_proto;
+mod cli;
+mod controller;
+mod http;
+mod lab;
+
+use clap::{Parser, Subcommand};
+
+/// L2S-M: isolated link-layer virtual networks for pods, across nodes.
+#[derive(Debug, Parser)]
+#[command(name = "l2sm", version, about)]
+struct Cli {
+    /// Lab to act on (namespaces l2sm-<LAB>-*, state in /run/l2sm/lab/<LAB>).
+    #[arg(long, global = true, env = "L2SM_LAB", default_value = "lab")]
+    lab: String,
+    /// Controller API URL for network verbs outside a lab, e.g. http://10.0.0.1:8181
+    /// (credentials from L2SM_API_USER / L2SM_API_PASSWORD).
+    #[arg(long, global = true, env = "L2SM_CONTROLLER_URL")]
+    controller_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the SDN controller (OpenFlow 1.3 server + REST API).
+    Controller(controller::ControllerArgs),
+    /// Run the node agent (OVS, pod interfaces).
+    Agent(agent::AgentArgs),
+    /// Emulated cluster on this host.
+    #[command(subcommand)]
+    Lab(cli::LabCommand),
+    /// Manage virtual networks.
+    #[command(subcommand)]
+    Network(cli::NetworkCommand),
+    /// Give a pod an interface on a network (lab).
+    Attach(cli::AttachArgs),
+    /// Remove a pod's interface(s) (lab).
+    Detach(cli::DetachArgs),
+}
+
+fn init_tracing(daemon: bool) {
+    let default = if daemon { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    let daemon = matches!(args.command, Command::Controller(_) | Command::Agent(_));
+    init_tracing(daemon);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(if daemon { 2 } else { 1 })
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::dispatch(args.lab, args.controller_url, args.command)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

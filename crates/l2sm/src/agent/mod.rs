@@ -1,0 +1,451 @@
+//! `l2sm agent`: one per node. Owns the node's Open vSwitch through OVSDB (bridge, tunnels,
+//! pod ports), plumbs pod interfaces with netlink, tells the controller which port joined which
+//! network, and serves the local attach API on a unix socket.
+
+pub mod ovs;
+
+use crate::agent_proto::{AgentRequest, AgentStatus, AttachRequest, Attachment, Reply};
+use crate::http::ControllerApi;
+use anyhow::{anyhow, bail, Context as _};
+use l2sm_netns::Netns;
+use l2sm_pipeline::ids::{self, PortId};
+use ovs::{BridgeSpec, Ovs, TunnelSpec, FIRST_TUNNEL_OFPORT};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+/// Options of `l2sm agent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// Name of this node (the switch name and datapath id derive from it).
+    #[arg(long)]
+    pub node: String,
+    /// OVSDB server socket (`unix:PATH` or `PATH`).
+    #[arg(long, default_value = "unix:/var/run/openvswitch/db.sock")]
+    pub ovsdb: String,
+    /// Provider name used in the switch name (upstream: `l2sm-controller` for the overlay).
+    #[arg(long, default_value = ids::OVERLAY_PROVIDER)]
+    pub provider: String,
+    /// OVS datapath type: `system` (kernel module) or `netdev` (userspace).
+    #[arg(long, default_value = "system")]
+    pub datapath_type: String,
+    /// OpenFlow controller target(s), e.g. `tcp:10.0.0.1:6653`.
+    #[arg(long = "controller", required = true)]
+    pub controllers: Vec<String>,
+    /// Controller REST API, e.g. `http://10.0.0.1:8181`.
+    #[arg(long)]
+    pub controller_api: String,
+    /// User name for the controller API.
+    #[arg(long, env = "L2SM_API_USER")]
+    pub api_user: Option<String>,
+    /// Password for the controller API.
+    #[arg(long, env = "L2SM_API_PASSWORD", hide_env_values = true)]
+    pub api_password: Option<String>,
+    /// Unix socket for the local attach API.
+    #[arg(long, default_value = "/run/l2sm/agent.sock")]
+    pub listen: PathBuf,
+    /// A peer node of the full mesh as NAME=IP (repeat for each peer).
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+    /// Default MTU of pod interfaces.
+    #[arg(long, default_value_t = 1450)]
+    pub mtu: u32,
+    /// Turn off TX checksum offload on pod veths (needed with OVS userspace tunnels).
+    #[arg(long)]
+    pub disable_tx_offload: bool,
+    /// Controller reconnect backoff ceiling, in ms.
+    #[arg(long, default_value_t = 8000)]
+    pub max_backoff_ms: u64,
+    /// Controller inactivity probe, in ms.
+    #[arg(long, default_value_t = 5000)]
+    pub inactivity_probe_ms: u64,
+}
+
+struct Agent {
+    args: AgentArgs,
+    ovs: Ovs,
+    bridge: String,
+    dpid: u64,
+    own_netns: Netns,
+    controller: ControllerApi,
+    tunnels: Vec<TunnelSpec>,
+    /// Serialises attach/detach so port numbers and rollbacks never race.
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
+    peers
+        .iter()
+        .map(|p| {
+            let (name, ip) = p
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--peer {p:?}: expected NAME=IP"))?;
+            let addr: std::net::IpAddr =
+                ip.parse().map_err(|_| anyhow!("--peer {p:?}: {ip:?} is not an IP address"))?;
+            if name.is_empty() {
+                bail!("--peer {p:?}: empty node name");
+            }
+            Ok(TunnelSpec { name: ids::vxlan_port_name(&addr.to_string()), remote_ip: addr.to_string() })
+        })
+        .collect()
+}
+
+/// Runs the agent until SIGINT/SIGTERM.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let tunnels = parse_peers(&args.peers)?;
+    let credentials = args.api_user.clone().zip(args.api_password.clone());
+    let controller = ControllerApi::new(&args.controller_api, credentials, None)?;
+    let bridge = ids::switch_name(&args.node, &args.provider);
+    let dpid = ids::datapath_id(&bridge);
+    let own_netns = Netns::open("/proc/self/ns/net").context("cannot open own network namespace")?;
+    let ovs = Ovs::connect(&args.ovsdb, Duration::from_secs(15)).await?;
+    let spec = BridgeSpec {
+        name: bridge.clone(),
+        dpid_hex: ids::dpid_hex(dpid),
+        datapath_type: args.datapath_type.clone(),
+        controllers: args.controllers.clone(),
+        max_backoff_ms: args.max_backoff_ms,
+        inactivity_probe_ms: args.inactivity_probe_ms,
+    };
+    ovs.ensure_bridge(&spec).await?;
+    ovs.ensure_tunnels(&bridge, &tunnels).await?;
+    let agent = Arc::new(Agent {
+        args,
+        ovs,
+        bridge,
+        dpid,
+        own_netns,
+        controller,
+        tunnels,
+        lock: tokio::sync::Mutex::new(()),
+    });
+    let listener = bind_socket(&agent.args.listen)?;
+    tracing::info!(
+        node = %agent.args.node,
+        bridge = %agent.bridge,
+        dpid = %ids::dpid_hex(agent.dpid),
+        tunnels = agent.tunnels.len(),
+        socket = %agent.args.listen.display(),
+        "agent ready"
+    );
+    let serve = {
+        let agent = agent.clone();
+        async move {
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let agent = agent.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = agent.serve_connection(stream).await {
+                        tracing::debug!("agent API connection: {e:#}");
+                    }
+                });
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        }
+    };
+    tokio::select! {
+        r = serve => r.context("agent API failed")?,
+        _ = crate::shutdown_signal() => tracing::info!("agent stopping"),
+    }
+    let _ = std::fs::remove_file(&agent.args.listen);
+    Ok(())
+}
+
+fn bind_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another agent is already serving {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("cannot remove stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || anyhow!("invalid MAC address {s:?}");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        mac[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 != 0 {
+        bail!("MAC address {s} is a multicast address");
+    }
+    Ok(mac)
+}
+
+fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+impl Agent {
+    async fn serve_connection(&self, stream: tokio::net::UnixStream) -> anyhow::Result<()> {
+        let (rd, mut wr) = stream.into_split();
+        let mut lines = BufReader::new(rd).lines();
+        while let Some(line) = lines.next_line().await? {
+            let reply = match serde_json::from_str::<AgentRequest>(&line) {
+                Err(e) => Reply { ok: false, error: Some(format!("malformed request: {e}")), result: None },
+                Ok(req) => match self.handle(req).await {
+                    Ok(result) => Reply { ok: true, error: None, result: Some(result) },
+                    Err(e) => Reply { ok: false, error: Some(format!("{e:#}")), result: None },
+                },
+            };
+            let mut out = serde_json::to_string(&reply)?;
+            out.push('\n');
+            wr.write_all(out.as_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: AgentRequest) -> anyhow::Result<serde_json::Value> {
+        match req {
+            AgentRequest::Attach(a) => {
+                let _guard = self.lock.lock().await;
+                Ok(serde_json::to_value(self.attach(a).await?)?)
+            }
+            AgentRequest::Detach { attachment_id } => {
+                let _guard = self.lock.lock().await;
+                Ok(json!({ "detached": self.detach(&attachment_id).await? }))
+            }
+            AgentRequest::List => Ok(serde_json::to_value(self.list().await?)?),
+            AgentRequest::Status => Ok(serde_json::to_value(AgentStatus {
+                node: self.args.node.clone(),
+                bridge: self.bridge.clone(),
+                dpid: format!("of:{}", ids::dpid_hex(self.dpid)),
+                tunnels: self.tunnels.iter().map(|t| (t.name.clone(), t.remote_ip.clone())).collect(),
+                attachments: self.list().await?.len(),
+            })?),
+        }
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<Attachment>> {
+        let ifaces = self.ovs.interfaces().await?;
+        Ok(ifaces.iter().filter_map(|i| self.attachment_from_row(i)).collect())
+    }
+
+    fn attachment_from_row(&self, row: &ovs::InterfaceRow) -> Option<Attachment> {
+        let ext = &row.external_ids;
+        let ofport = u32::try_from(row.ofport.or(row.ofport_request)?).ok()?;
+        Some(Attachment {
+            attachment_id: ext.get("attachment-id")?.clone(),
+            network: ext.get("l2sm-network")?.clone(),
+            ifname: ext.get("ifname").cloned().unwrap_or_default(),
+            host_ifname: row.name.clone(),
+            port: PortId { dpid: self.dpid, port: ofport }.to_string(),
+            ofport,
+            mac: ext.get("mac").cloned().unwrap_or_default(),
+            ips: ext
+                .get("ips")
+                .map(|s| s.split(',').filter_map(|ip| ip.parse().ok()).collect())
+                .unwrap_or_default(),
+            pod: ext.get("pod").cloned(),
+        })
+    }
+
+    async fn network_exists(&self, network: &str) -> anyhow::Result<()> {
+        let resp = self.controller.request("GET", &format!("/onos/vnets/api/{network}"), None).await?;
+        match resp.status {
+            200 => Ok(()),
+            404 => bail!("unknown network {network:?}"),
+            401 => bail!("the controller refused our credentials"),
+            s => bail!("controller answered {s} looking up network {network:?}: {}", resp.message()),
+        }
+    }
+
+    async fn attach(&self, req: AttachRequest) -> anyhow::Result<Attachment> {
+        if req.attachment_id.is_empty() {
+            bail!("attachment_id must not be empty");
+        }
+        if !valid_ifname(&req.ifname) {
+            bail!("invalid interface name {:?} (1-15 printable characters, no '/' or ':')", req.ifname);
+        }
+        ids::validate_network_name(&req.network)?;
+        let mtu = req.mtu.unwrap_or(self.args.mtu);
+        if !(68..=65535).contains(&mtu) {
+            bail!("MTU {mtu} is out of range (68-65535)");
+        }
+        let mac = req.mac.as_deref().map(parse_mac).transpose()?;
+        let interfaces = self.ovs.interfaces().await?;
+        if let Some(row) = interfaces
+            .iter()
+            .find(|i| i.external_ids.get("attachment-id") == Some(&req.attachment_id))
+        {
+            let existing = self
+                .attachment_from_row(row)
+                .ok_or_else(|| anyhow!("attachment {} exists but is incomplete", req.attachment_id))?;
+            if existing.network != req.network {
+                bail!("attachment {} already exists on network {:?}", req.attachment_id, existing.network);
+            }
+            return Ok(existing);
+        }
+        self.network_exists(&req.network).await?;
+        let pod_ns = Netns::open(&req.netns)
+            .with_context(|| format!("pod network namespace {}", req.netns.display()))?;
+        let used: Vec<i64> =
+            interfaces.iter().filter_map(|i| i.ofport_request.or(i.ofport)).collect();
+        let ofport = (1..FIRST_TUNNEL_OFPORT)
+            .find(|n| !used.contains(&i64::from(*n)))
+            .ok_or_else(|| anyhow!("no free port number left on {}", self.bridge))?;
+        let host_if = ids::port_interface_name(self.dpid, ofport);
+        let port_id = PortId { dpid: self.dpid, port: ofport };
+
+        // 1. veth pair, pod end created directly inside the pod namespace.
+        let (hi, pi, pns) = (host_if.clone(), req.ifname.clone(), pod_ns.clone());
+        let tx_off = self.args.disable_tx_offload;
+        let own = self.own_netns.clone();
+        run_netlink(&own, move |nl| {
+            nl.create_veth(&hi, &pi, Some(&pns), Some(mtu))?;
+            let r = (|| {
+                if tx_off {
+                    nl.set_tx_checksum(&hi, false)?;
+                }
+                nl.set_up(&hi)
+            })();
+            if r.is_err() {
+                let _ = nl.delete_link(&hi);
+            }
+            r
+        })
+        .await
+        .with_context(|| format!("cannot create interface {} in the pod", req.ifname))?;
+
+        let rollback_veth = || async {
+            let hi = host_if.clone();
+            if let Err(e) = run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await {
+                tracing::warn!("rollback: cannot delete {}: {e:#}", host_if);
+            }
+        };
+
+        // 2. Inside the pod: MAC, addresses, up.
+        let (pi, ips) = (req.ifname.clone(), req.ips.clone());
+        let configured = run_netlink(&pod_ns, move |nl| {
+            if let Some(mac) = mac {
+                nl.set_mac(&pi, mac)?;
+            }
+            if tx_off {
+                nl.set_tx_checksum(&pi, false)?;
+            }
+            for ip in &ips {
+                nl.add_address(&pi, *ip)?;
+            }
+            nl.set_up(&pi)?;
+            nl.mac(&pi)
+        })
+        .await
+        .with_context(|| format!("cannot configure {} in the pod", req.ifname));
+        let pod_mac = match configured {
+            Ok(m) => format_mac(m),
+            Err(e) => {
+                rollback_veth().await;
+                return Err(e);
+            }
+        };
+
+        // 3. OVS port with a fixed number, in one transaction.
+        let ips_text = req.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let mut ext = vec![
+            ("attachment-id", req.attachment_id.clone()),
+            ("l2sm-network", req.network.clone()),
+            ("ifname", req.ifname.clone()),
+            ("mac", pod_mac.clone()),
+            ("ips", ips_text),
+            ("netns", req.netns.display().to_string()),
+        ];
+        if let Some(pod) = &req.pod {
+            ext.push(("pod", pod.clone()));
+        }
+        if let Err(e) = self.ovs.add_pod_port(&self.bridge, &host_if, ofport, &ext).await {
+            let _ = self.ovs.remove_port(&self.bridge, &host_if).await;
+            rollback_veth().await;
+            return Err(e.context(format!("cannot add port {host_if} to {}", self.bridge)));
+        }
+
+        // 4. Membership in the controller.
+        let body = json!({"networkId": req.network, "networkEndpoints": [port_id.to_string()]});
+        let reported = match self.controller.request("POST", "/onos/vnets/api/port", Some(&body)).await {
+            Ok(r) if r.status == 204 => Ok(()),
+            Ok(r) if r.status == 409 => Err(anyhow!("controller refused the port: {}", r.message())),
+            Ok(r) => Err(anyhow!("controller answered {}: {}", r.status, r.message())),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = reported {
+            let _ = self.ovs.remove_port(&self.bridge, &host_if).await;
+            rollback_veth().await;
+            return Err(e);
+        }
+        tracing::info!(attachment = %req.attachment_id, network = %req.network, port = %port_id, "attached");
+        Ok(Attachment {
+            attachment_id: req.attachment_id,
+            network: req.network,
+            ifname: req.ifname,
+            host_ifname: host_if,
+            port: port_id.to_string(),
+            ofport,
+            mac: pod_mac,
+            ips: req.ips,
+            pod: req.pod,
+        })
+    }
+
+    async fn detach(&self, attachment_id: &str) -> anyhow::Result<bool> {
+        let interfaces = self.ovs.interfaces().await?;
+        let Some(att) = interfaces
+            .iter()
+            .filter(|i| i.external_ids.get("attachment-id").map(String::as_str) == Some(attachment_id))
+            .find_map(|i| self.attachment_from_row(i))
+        else {
+            return Ok(false);
+        };
+        let body = json!({"networkId": att.network, "networkEndpoints": [att.port]});
+        let resp = self.controller.request("DELETE", "/onos/vnets/api/port", Some(&body)).await?;
+        match resp.status {
+            200 | 204 => {}
+            // The network or the membership is already gone: nothing left to undo there.
+            409 | 500 => tracing::info!(port = %att.port, "controller had no membership: {}", resp.message()),
+            s => bail!("controller answered {s} removing {}: {}", att.port, resp.message()),
+        }
+        self.ovs.remove_port(&self.bridge, &att.host_ifname).await?;
+        let hi = att.host_ifname.clone();
+        run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await?;
+        tracing::info!(attachment = %attachment_id, network = %att.network, port = %att.port, "detached");
+        Ok(true)
+    }
+}
+
+/// Netlink work runs on a dedicated thread (it joins another namespace); keep it off the
+/// async workers.
+async fn run_netlink<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce(&mut l2sm_netns::Netlink) -> Result<T, l2sm_netns::Error> + Send + 'static,
+) -> anyhow::Result<T> {
+    let ns = ns.clone();
+    let r = tokio::task::spawn_blocking(move || l2sm_netns::with_netlink(&ns, f))
+        .await
+        .map_err(|e| anyhow!("netlink task failed: {e}"))?;
+    Ok(r?)
+}

@@ -1,0 +1,457 @@
+//! The agent's view of its Open vSwitch, through OVSDB only: the node's bridge with upstream
+//! naming, its controller targets, the tunnel ports of the full mesh, and pod ports.
+
+use anyhow::{anyhow, bail, Context as _};
+use l2sm_ovsdb::{datum, vswitch, Client, Condition, Mutation, OpResult, Operation};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long to wait for ovs-vswitchd to apply a change.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tunnel ports get OpenFlow numbers from here up, pod ports stay below.
+pub const FIRST_TUNNEL_OFPORT: u32 = 0xf000;
+/// UDP port of the overlay's VXLAN tunnels (upstream L2S-M uses 7000).
+pub const VXLAN_DST_PORT: u16 = 7000;
+
+/// Desired bridge settings.
+#[derive(Debug, Clone)]
+pub struct BridgeSpec {
+    /// Bridge name (`br-…`).
+    pub name: String,
+    /// Datapath id, 16 hex digits.
+    pub dpid_hex: String,
+    /// `system` (kernel) or `netdev` (userspace).
+    pub datapath_type: String,
+    /// Controller targets such as `tcp:10.0.0.1:6653`.
+    pub controllers: Vec<String>,
+    /// Controller reconnect backoff ceiling in ms.
+    pub max_backoff_ms: u64,
+    /// Controller inactivity probe in ms.
+    pub inactivity_probe_ms: u64,
+}
+
+/// A tunnel toward a peer node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// Port name (`vxlan-…`).
+    pub name: String,
+    /// Peer underlay address.
+    pub remote_ip: String,
+}
+
+/// One row of the Interface table, as far as the agent cares.
+#[derive(Debug, Clone)]
+pub struct InterfaceRow {
+    /// Interface name.
+    pub name: String,
+    /// Interface type (empty for system ports).
+    pub kind: String,
+    /// Assigned OpenFlow port.
+    pub ofport: Option<i64>,
+    /// Requested OpenFlow port.
+    pub ofport_request: Option<i64>,
+    /// Error reported by vswitchd.
+    pub error: Option<String>,
+    /// `options` column.
+    pub options: BTreeMap<String, Value>,
+    /// `external_ids` column.
+    pub external_ids: BTreeMap<String, String>,
+}
+
+fn str_map(v: &Value) -> BTreeMap<String, String> {
+    datum::as_map(v)
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn rows(result: Option<&OpResult>) -> anyhow::Result<Vec<Map<String, Value>>> {
+    match result {
+        Some(OpResult::Rows(r)) => Ok(r.clone()),
+        other => bail!("unexpected OVSDB select result {other:?}"),
+    }
+}
+
+/// Thin OVSDB wrapper for the agent.
+#[derive(Clone)]
+pub struct Ovs {
+    client: Client,
+}
+
+impl Ovs {
+    /// Connects, retrying until `deadline` (ovsdb-server may still be starting), and checks
+    /// that the server's schema has everything the agent uses.
+    pub async fn connect(path: &str, wait: Duration) -> anyhow::Result<Ovs> {
+        let path = path.strip_prefix("unix:").unwrap_or(path).to_string();
+        let deadline = tokio::time::Instant::now() + wait;
+        let client = loop {
+            match Client::connect_unix(&path).await {
+                Ok(c) => break c,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!("ovsdb not ready yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(anyhow!("cannot connect to OVSDB at {path}: {e}")),
+            }
+        };
+        vswitch::check_schema(&client)
+            .await
+            .map_err(|e| anyhow!("OVSDB at {path} has an unexpected schema: {e}"))?;
+        Ok(Ovs { client })
+    }
+
+    /// Runs `ops` plus a next_cfg bump, then waits until ovs-vswitchd applied them.
+    pub async fn transact_applied(&self, mut ops: Vec<Operation>) -> anyhow::Result<Vec<OpResult>> {
+        ops.extend(vswitch::bump_next_cfg_ops());
+        let results = self
+            .client
+            .transact(vswitch::DB, &ops)
+            .await
+            .map_err(|e| anyhow!("OVSDB transaction failed: {e}"))?;
+        let next = vswitch::next_cfg_from(&results)
+            .ok_or_else(|| anyhow!("OVSDB did not return next_cfg"))?;
+        vswitch::wait_applied(&self.client, next, APPLY_TIMEOUT)
+            .await
+            .map_err(|e| anyhow!("ovs-vswitchd did not apply the change: {e}"))?;
+        Ok(results)
+    }
+
+    async fn select(&self, table: &str, conditions: Vec<Condition>, columns: &[&str]) -> anyhow::Result<Vec<Map<String, Value>>> {
+        let results = self
+            .client
+            .transact(vswitch::DB, &[Operation::select(table, conditions, columns)])
+            .await
+            .map_err(|e| anyhow!("OVSDB select on {table} failed: {e}"))?;
+        rows(results.first())
+    }
+
+    /// Makes sure the Open_vSwitch root row exists (what `ovs-vsctl init` does).
+    pub async fn init(&self) -> anyhow::Result<()> {
+        if self.select("Open_vSwitch", vec![], &["_uuid"]).await?.is_empty() {
+            self.client
+                .transact(vswitch::DB, &[Operation::insert("Open_vSwitch", json!({}), None)])
+                .await
+                .map_err(|e| anyhow!("cannot initialise the OVSDB root row: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn controller_rows(spec: &BridgeSpec) -> (Vec<Operation>, Vec<Value>) {
+        let mut ops = Vec::new();
+        let mut refs = Vec::new();
+        for (i, target) in spec.controllers.iter().enumerate() {
+            let name = format!("ctl{i}");
+            ops.push(Operation::insert(
+                "Controller",
+                json!({
+                    "target": target,
+                    "connection_mode": "out-of-band",
+                    "max_backoff": spec.max_backoff_ms,
+                    "inactivity_probe": spec.inactivity_probe_ms,
+                }),
+                Some(&name),
+            ));
+            refs.push(datum::named_uuid(&name));
+        }
+        (ops, refs)
+    }
+
+    /// Creates the bridge or brings its settings in line, without touching a controller
+    /// connection whose settings already match.
+    pub async fn ensure_bridge(&self, spec: &BridgeSpec) -> anyhow::Result<()> {
+        self.init().await?;
+        let cond = || vec![Condition::eq("name", json!(spec.name))];
+        let existing = self.select("Bridge", cond(), &["_uuid", "controller"]).await?;
+        let settings = json!({
+            "datapath_type": spec.datapath_type,
+            "protocols": datum::set([json!("OpenFlow13")]),
+            "fail_mode": "secure",
+            "other_config": datum::map([
+                ("datapath-id", json!(spec.dpid_hex)),
+                ("disable-in-band", json!("true")),
+            ]),
+        });
+        let mut ops = Vec::new();
+        match existing.first() {
+            None => {
+                let (ctl_ops, ctl_refs) = Self::controller_rows(spec);
+                ops.extend(ctl_ops);
+                ops.push(Operation::insert(
+                    "Interface",
+                    json!({"name": spec.name, "type": "internal"}),
+                    Some("local_if"),
+                ));
+                ops.push(Operation::insert(
+                    "Port",
+                    json!({"name": spec.name, "interfaces": datum::named_uuid("local_if")}),
+                    Some("local_port"),
+                ));
+                let mut row = settings;
+                row["name"] = json!(spec.name);
+                row["ports"] = datum::set([datum::named_uuid("local_port")]);
+                row["controller"] = datum::set(ctl_refs);
+                ops.push(Operation::insert("Bridge", row, Some("bridge")));
+                ops.push(Operation::mutate(
+                    "Open_vSwitch",
+                    vec![],
+                    vec![Mutation::insert("bridges", datum::set([datum::named_uuid("bridge")]))],
+                ));
+                tracing::info!(bridge = %spec.name, "creating bridge");
+            }
+            Some(row) => {
+                let mut update = settings;
+                let current: Vec<String> = datum::as_set(&row["controller"])
+                    .iter()
+                    .filter_map(datum::as_uuid)
+                    .collect();
+                if !self.controllers_match(&current, spec).await? {
+                    let (ctl_ops, ctl_refs) = Self::controller_rows(spec);
+                    ops.extend(ctl_ops);
+                    update["controller"] = datum::set(ctl_refs);
+                    tracing::info!(bridge = %spec.name, "updating controller targets");
+                }
+                ops.push(Operation::update("Bridge", cond(), update));
+            }
+        }
+        self.transact_applied(ops).await.with_context(|| format!("cannot set up bridge {}", spec.name))?;
+        Ok(())
+    }
+
+    async fn controllers_match(&self, uuids: &[String], spec: &BridgeSpec) -> anyhow::Result<bool> {
+        if uuids.len() != spec.controllers.len() {
+            return Ok(false);
+        }
+        let rows = self
+            .select("Controller", vec![], &["_uuid", "target", "max_backoff", "inactivity_probe", "connection_mode"])
+            .await?;
+        let mut have: Vec<String> = Vec::new();
+        for row in rows {
+            let Some(uuid) = datum::as_uuid(&row["_uuid"]) else { continue };
+            if !uuids.contains(&uuid) {
+                continue;
+            }
+            let ok = datum::as_opt_i64(&row["max_backoff"]) == Some(spec.max_backoff_ms as i64)
+                && datum::as_opt_i64(&row["inactivity_probe"]) == Some(spec.inactivity_probe_ms as i64)
+                && datum::as_opt_str(&row["connection_mode"]).as_deref() == Some("out-of-band");
+            if !ok {
+                return Ok(false);
+            }
+            have.push(datum::as_opt_str(&row["target"]).unwrap_or_default());
+        }
+        have.sort();
+        let mut want = spec.controllers.clone();
+        want.sort();
+        Ok(have == want)
+    }
+
+    /// All interfaces with the columns the agent uses.
+    pub async fn interfaces(&self) -> anyhow::Result<Vec<InterfaceRow>> {
+        let rows = self
+            .select(
+                "Interface",
+                vec![],
+                &["name", "type", "ofport", "ofport_request", "error", "options", "external_ids"],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| InterfaceRow {
+                name: r["name"].as_str().unwrap_or_default().to_string(),
+                kind: r["type"].as_str().unwrap_or_default().to_string(),
+                ofport: datum::as_opt_i64(&r["ofport"]),
+                ofport_request: datum::as_opt_i64(&r["ofport_request"]),
+                error: datum::as_opt_str(&r["error"]),
+                options: datum::as_map(&r["options"]),
+                external_ids: str_map(&r["external_ids"]),
+            })
+            .collect())
+    }
+
+    /// Port rows by name -> uuid.
+    async fn port_uuids(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        Ok(self
+            .select("Port", vec![], &["_uuid", "name"])
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r["name"].as_str()?.to_string(), datum::as_uuid(&r["_uuid"])?)))
+            .collect())
+    }
+
+    /// Creates missing tunnels, fixes changed ones and removes tunnels to nodes no longer in
+    /// the mesh. Tunnels that are already right are left alone, so traffic does not flap.
+    pub async fn ensure_tunnels(&self, bridge: &str, tunnels: &[TunnelSpec]) -> anyhow::Result<()> {
+        let interfaces = self.interfaces().await?;
+        let ports = self.port_uuids().await?;
+        let existing: BTreeMap<&str, &InterfaceRow> = interfaces
+            .iter()
+            .filter(|i| l2sm_pipeline::ids::is_tunnel_port_name(&i.name))
+            .map(|i| (i.name.as_str(), i))
+            .collect();
+        let mut used: Vec<i64> = interfaces.iter().filter_map(|i| i.ofport_request.or(i.ofport)).collect();
+        let mut ops = Vec::new();
+        let bridge_cond = || vec![Condition::eq("name", json!(bridge))];
+        for (i, t) in tunnels.iter().enumerate() {
+            let options = datum::map([
+                ("remote_ip", json!(t.remote_ip)),
+                ("key", json!("flow")),
+                ("dst_port", json!(VXLAN_DST_PORT.to_string())),
+            ]);
+            match existing.get(t.name.as_str()) {
+                Some(row) => {
+                    let want: BTreeMap<String, Value> = datum::as_map(&options);
+                    if row.kind != "vxlan" || row.options != want {
+                        ops.push(Operation::update(
+                            "Interface",
+                            vec![Condition::eq("name", json!(t.name))],
+                            json!({"type": "vxlan", "options": options}),
+                        ));
+                    }
+                }
+                None => {
+                    let mut ofport = i64::from(FIRST_TUNNEL_OFPORT);
+                    while used.contains(&ofport) {
+                        ofport += 1;
+                    }
+                    used.push(ofport);
+                    let (iface, port) = (format!("tif{i}"), format!("tport{i}"));
+                    ops.push(Operation::insert(
+                        "Interface",
+                        json!({"name": t.name, "type": "vxlan", "options": options, "ofport_request": ofport}),
+                        Some(&iface),
+                    ));
+                    ops.push(Operation::insert(
+                        "Port",
+                        json!({"name": t.name, "interfaces": datum::named_uuid(&iface)}),
+                        Some(&port),
+                    ));
+                    ops.push(Operation::mutate(
+                        "Bridge",
+                        bridge_cond(),
+                        vec![Mutation::insert("ports", datum::set([datum::named_uuid(&port)]))],
+                    ));
+                }
+            }
+        }
+        for name in existing.keys() {
+            if tunnels.iter().all(|t| t.name != *name) {
+                if let Some(uuid) = ports.get(*name) {
+                    ops.push(Operation::mutate(
+                        "Bridge",
+                        bridge_cond(),
+                        vec![Mutation::delete("ports", datum::set([datum::uuid(uuid)]))],
+                    ));
+                }
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.transact_applied(ops).await.context("cannot set up tunnel ports")?;
+        Ok(())
+    }
+
+    /// Adds a pod port with a fixed OpenFlow number and returns once vswitchd applied it.
+    pub async fn add_pod_port(
+        &self,
+        bridge: &str,
+        name: &str,
+        ofport: u32,
+        external_ids: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let ids = datum::map(external_ids.iter().map(|(k, v)| (k.to_string(), json!(v))));
+        let ops = vec![
+            Operation::insert(
+                "Interface",
+                json!({"name": name, "ofport_request": ofport, "external_ids": ids}),
+                Some("iface"),
+            ),
+            Operation::insert(
+                "Port",
+                json!({"name": name, "interfaces": datum::named_uuid("iface"), "external_ids": ids}),
+                Some("port"),
+            ),
+            Operation::mutate(
+                "Bridge",
+                vec![Condition::eq("name", json!(bridge))],
+                vec![Mutation::insert("ports", datum::set([datum::named_uuid("port")]))],
+            ),
+        ];
+        self.transact_applied(ops).await?;
+        let row = self
+            .interfaces()
+            .await?
+            .into_iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| anyhow!("port {name} vanished right after it was added"))?;
+        if let Some(err) = row.error.filter(|e| !e.is_empty()) {
+            bail!("Open vSwitch could not add port {name}: {err}");
+        }
+        if row.ofport != Some(i64::from(ofport)) {
+            bail!("port {name} got OpenFlow number {:?} instead of {ofport}", row.ofport);
+        }
+        Ok(())
+    }
+
+    /// Removes a port (its Port and Interface rows go with it). Absent ports are fine.
+    pub async fn remove_port(&self, bridge: &str, name: &str) -> anyhow::Result<()> {
+        let Some(uuid) = self.port_uuids().await?.remove(name) else { return Ok(()) };
+        self.transact_applied(vec![Operation::mutate(
+            "Bridge",
+            vec![Condition::eq("name", json!(bridge))],
+            vec![Mutation::delete("ports", datum::set([datum::uuid(&uuid)]))],
+        )])
+        .await?;
+        Ok(())
+    }
+}
+
+impl Ovs {
+    /// A plain standalone bridge (normal L2 switching, no controller) holding `uplink`. The lab
+    /// uses it to give a node's underlay address to OVS, which userspace tunnels require.
+    pub async fn ensure_plain_bridge(
+        &self,
+        name: &str,
+        datapath_type: &str,
+        uplink: &str,
+    ) -> anyhow::Result<()> {
+        self.init().await?;
+        let exists = !self
+            .select("Bridge", vec![Condition::eq("name", json!(name))], &["_uuid"])
+            .await?
+            .is_empty();
+        if exists {
+            return Ok(());
+        }
+        let ops = vec![
+            Operation::insert("Interface", json!({"name": name, "type": "internal"}), Some("lif")),
+            Operation::insert(
+                "Port",
+                json!({"name": name, "interfaces": datum::named_uuid("lif")}),
+                Some("lport"),
+            ),
+            Operation::insert("Interface", json!({"name": uplink}), Some("uif")),
+            Operation::insert(
+                "Port",
+                json!({"name": uplink, "interfaces": datum::named_uuid("uif")}),
+                Some("uport"),
+            ),
+            Operation::insert(
+                "Bridge",
+                json!({
+                    "name": name,
+                    "datapath_type": datapath_type,
+                    "ports": datum::set([datum::named_uuid("lport"), datum::named_uuid("uport")]),
+                }),
+                Some("br"),
+            ),
+            Operation::mutate(
+                "Open_vSwitch",
+                vec![],
+                vec![Mutation::insert("bridges", datum::set([datum::named_uuid("br")]))],
+            ),
+        ];
+        self.transact_applied(ops).await.with_context(|| format!("cannot create bridge {name}"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! The user-facing verbs: `lab …`, `network …`, `attach`, `detach`.
+
+use crate::http::ControllerApi;
+use crate::lab::{self, state::Lab, AttachOptions};
+use crate::Command;
+use anyhow::bail;
+use serde_json::json;
+
+/// `l2sm lab …`
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Build the emulated cluster: nodes with OVS and agents, and a controller.
+    Up {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+    },
+    /// Remove everything the lab made (also after a crash).
+    Down,
+    /// Show nodes, switch connections, networks and pods.
+    Status,
+    /// Restart the controller (`controller`) or a node's agent (node name), keeping state.
+    Restart {
+        /// `controller` or a node name.
+        target: String,
+    },
+    /// Run a command inside a pod's (or node's) network namespace; returns its exit code.
+    Exec {
+        /// Pod or node name (`underlay` for the controller's namespace).
+        target: String,
+        /// The command, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// `l2sm network …`
+#[derive(Debug, clap::Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network (existing networks are left as they are).
+    Create {
+        /// Network name.
+        name: String,
+    },
+    /// Delete a network and all its memberships.
+    Delete {
+        /// Network name.
+        name: String,
+    },
+    /// List networks.
+    List,
+}
+
+/// `l2sm attach`
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// Node the pod runs on.
+    #[arg(long)]
+    pub node: String,
+    /// Pod name (created if new).
+    #[arg(long)]
+    pub pod: String,
+    /// Network to join.
+    #[arg(long)]
+    pub network: String,
+    /// Address with prefix length, e.g. 10.10.0.1/24 (repeatable).
+    #[arg(long = "ip")]
+    pub ips: Vec<String>,
+    /// Interface name in the pod (default: next free netN).
+    #[arg(long)]
+    pub ifname: Option<String>,
+    /// MAC address of the pod interface.
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// MTU of the pod interface.
+    #[arg(long)]
+    pub mtu: Option<u32>,
+}
+
+/// `l2sm detach`
+#[derive(Debug, clap::Args)]
+pub struct DetachArgs {
+    /// Pod name.
+    #[arg(long)]
+    pub pod: String,
+    /// Only this network (default: all, and the pod is removed).
+    #[arg(long)]
+    pub network: Option<String>,
+}
+
+async fn controller_api(lab: &Lab, controller: Option<String>) -> anyhow::Result<ControllerApi> {
+    match controller {
+        Some(url) => {
+            let user = std::env::var("L2SM_API_USER").ok();
+            let pass = std::env::var("L2SM_API_PASSWORD").ok();
+            ControllerApi::new(&url, user.zip(pass), None)
+        }
+        None => {
+            let state = lab.load_ready()?;
+            lab.controller_api(&state)
+        }
+    }
+}
+
+/// Runs one command; returns the process exit code.
+pub async fn dispatch(lab_name: String, controller: Option<String>, command: Command) -> anyhow::Result<u8> {
+    let lab = || Lab::new(&lab_name);
+    match command {
+        Command::Controller(args) => crate::controller::run(args).await?,
+        Command::Agent(args) => crate::agent::run(args).await?,
+        Command::Lab(LabCommand::Up { nodes }) => lab::up(&lab()?, nodes).await?,
+        Command::Lab(LabCommand::Down) => lab::down(&lab()?)?,
+        Command::Lab(LabCommand::Restart { target }) => lab::restart(&lab()?, &target).await?,
+        Command::Lab(LabCommand::Status) => lab::status(&lab()?).await?,
+        Command::Lab(LabCommand::Exec { target, command }) => {
+            let code = tokio::task::block_in_place(|| lab::exec(&lab()?, &target, &command))?;
+            return Ok(u8::try_from(code).unwrap_or(1));
+        }
+        Command::Network(cmd) => network(&lab()?, controller, cmd).await?,
+        Command::Attach(a) => {
+            let att = lab::attach(
+                &lab()?,
+                AttachOptions {
+                    node: a.node,
+                    pod: a.pod.clone(),
+                    network: a.network,
+                    ips: a.ips,
+                    ifname: a.ifname,
+                    mac: a.mac,
+                    mtu: a.mtu,
+                },
+            )
+            .await?;
+            let ips = att.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            println!(
+                "pod {} joined {} as {} (mac {}{}{}), switch port {}",
+                a.pod,
+                att.network,
+                att.ifname,
+                att.mac,
+                if ips.is_empty() { "" } else { ", " },
+                ips,
+                att.port
+            );
+        }
+        Command::Detach(d) => {
+            let removed = lab::detach(&lab()?, &d.pod, d.network.as_deref()).await?;
+            for a in &removed {
+                println!("pod {} left {} ({} removed)", d.pod, a.network, a.ifname);
+            }
+            if d.network.is_none() {
+                println!("pod {} removed", d.pod);
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> anyhow::Result<()> {
+    let api = controller_api(lab, controller).await?;
+    match cmd {
+        NetworkCommand::Create { name } => {
+            l2sm_pipeline::ids::validate_network_name(&name)?;
+            let exists = api.request("GET", &format!("/onos/vnets/api/{name}"), None).await?.status == 200;
+            let resp = api.request("POST", "/onos/vnets/api", Some(&json!({"networkId": name}))).await?;
+            if resp.status != 204 {
+                bail!("controller refused to create network {name:?}: {}", resp.message());
+            }
+            if exists {
+                println!("network {name} already exists");
+            } else {
+                println!("network {name} created");
+            }
+        }
+        NetworkCommand::Delete { name } => {
+            let exists = api.request("GET", &format!("/onos/vnets/api/{name}"), None).await?.status == 200;
+            if !exists {
+                bail!("unknown network {name:?}");
+            }
+            let resp = api.request("DELETE", &format!("/onos/vnets/api/{name}"), None).await?;
+            if resp.status != 204 {
+                bail!("controller refused to delete network {name:?}: {}", resp.message());
+            }
+            println!("network {name} deleted");
+        }
+        NetworkCommand::List => {
+            let resp = api.request("GET", "/api/v1/networks", None).await?;
+            if resp.status != 200 {
+                bail!("controller answered {}: {}", resp.status, resp.message());
+            }
+            let nets: Vec<crate::controller::api::NetworkView> = serde_json::from_str(&resp.body)?;
+            println!("{:<20} {:<8} PORTS", "NETWORK", "VNI");
+            for n in nets {
+                println!("{:<20} {:<8} {}", n.name, n.vni, n.endpoints.join(" "));
+            }
+        }
+    }
+    Ok(())
+}

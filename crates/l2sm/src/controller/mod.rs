@@ -1,0 +1,204 @@
+//! `l2sm controller`: the OpenFlow 1.3 server for every switch, the owner of networks, VNIs and
+//! memberships, and the REST API (upstream ONOS-vnets compatible, plus a small native API).
+//!
+//! Data flow: an API call changes the [`state::Model`] (persisted before the answer is sent),
+//! then bumps a generation counter; every switch session watches that counter, recompiles its
+//! own pipeline and sends only the difference to its switch.
+
+pub mod api;
+pub mod openflow;
+pub mod state;
+
+use anyhow::Context as _;
+use state::{Model, ModelError, Store};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
+
+/// Options of `l2sm controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Address the OpenFlow server listens on.
+    #[arg(long, default_value = "0.0.0.0:6653")]
+    pub openflow_listen: SocketAddr,
+    /// Address the REST API listens on.
+    #[arg(long, default_value = "0.0.0.0:8181")]
+    pub api_listen: SocketAddr,
+    /// Directory holding the persistent state.
+    #[arg(long, default_value = "/var/lib/l2sm/controller")]
+    pub state_dir: PathBuf,
+    /// User name for HTTP Basic authentication of the API.
+    #[arg(long, env = "L2SM_API_USER")]
+    pub api_user: Option<String>,
+    /// Password for HTTP Basic authentication of the API.
+    #[arg(long, env = "L2SM_API_PASSWORD", hide_env_values = true)]
+    pub api_password: Option<String>,
+    /// Accept upstream L2S-M's well-known credentials (karaf/karaf) when none are given.
+    #[arg(long)]
+    pub upstream_default_credentials: bool,
+}
+
+/// What an OpenFlow session publishes about its switch, for the API and metrics.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SwitchStatus {
+    /// Datapath id as `of:<16 hex>`.
+    pub id: String,
+    /// Remote address of the connection.
+    pub peer: String,
+    /// Ports as reported by the switch.
+    pub ports: Vec<PortStatusView>,
+    /// Flows the controller installed (learned entries excluded).
+    pub flows: usize,
+    /// Groups the controller installed.
+    pub groups: usize,
+    #[serde(skip, default)]
+    pub(crate) session: u64,
+}
+
+/// One switch port in [`SwitchStatus`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PortStatusView {
+    /// OpenFlow port number.
+    pub number: u32,
+    /// Interface name.
+    pub name: String,
+    /// `tunnel` or `port`.
+    pub kind: String,
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// FLOW_MOD messages sent.
+    pub flow_mods: AtomicU64,
+    /// GROUP_MOD messages sent.
+    pub group_mods: AtomicU64,
+    /// Switch connections accepted.
+    pub connections: AtomicU64,
+    /// Connections closed because of protocol errors.
+    pub protocol_errors: AtomicU64,
+    /// API requests served.
+    pub api_requests: AtomicU64,
+}
+
+/// State shared by the API and every switch session.
+pub struct Shared {
+    model: RwLock<Model>,
+    store: Store,
+    generation: watch::Sender<u64>,
+    switches: Mutex<BTreeMap<u64, SwitchStatus>>,
+    next_session: AtomicU64,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// Loads the persisted model from `store`.
+    pub fn new(store: Store) -> anyhow::Result<Arc<Shared>> {
+        let model = store.load()?;
+        Ok(Arc::new(Shared {
+            model: RwLock::new(model),
+            store,
+            generation: watch::channel(0).0,
+            switches: Mutex::new(BTreeMap::new()),
+            next_session: AtomicU64::new(1),
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// A consistent copy of the model.
+    pub fn model(&self) -> Model {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies `change` to a copy of the model, persists the copy, then publishes it. Nothing
+    /// changes when `change` fails or the state cannot be written.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut Model) -> Result<R, ModelError>,
+    ) -> Result<R, UpdateError> {
+        let mut guard = self.model.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = guard.clone();
+        let result = change(&mut next)?;
+        if next != *guard {
+            self.store.save(&next).map_err(UpdateError::Persist)?;
+            *guard = next;
+            drop(guard);
+            self.generation.send_modify(|g| *g += 1);
+        }
+        Ok(result)
+    }
+
+    /// Subscribes to model changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn switches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, SwitchStatus>> {
+        self.switches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connected switches.
+    pub fn switch_list(&self) -> Vec<SwitchStatus> {
+        self.switches().values().cloned().collect()
+    }
+
+    fn new_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A refused or failed model update.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The change itself was refused.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The new state could not be written; nothing changed.
+    #[error("cannot persist controller state: {0:#}")]
+    Persist(anyhow::Error),
+}
+
+/// Runs the controller until SIGINT/SIGTERM.
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let credentials = match (args.api_user, args.api_password) {
+        (Some(u), Some(p)) if !u.is_empty() => api::Credentials { user: u, password: p },
+        (None, None) if args.upstream_default_credentials => {
+            api::Credentials { user: "karaf".into(), password: "karaf".into() }
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            anyhow::bail!("give both --api-user and --api-password (or L2SM_API_USER and L2SM_API_PASSWORD)")
+        }
+        _ => anyhow::bail!(
+            "no API credentials: pass --api-user/--api-password, set L2SM_API_USER/L2SM_API_PASSWORD, \
+             or --upstream-default-credentials for upstream's karaf/karaf"
+        ),
+    };
+    let store = Store::open(&args.state_dir)?;
+    let shared = Shared::new(store)?;
+    let of_listener = tokio::net::TcpListener::bind(args.openflow_listen)
+        .await
+        .with_context(|| format!("cannot listen for OpenFlow on {}", args.openflow_listen))?;
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("cannot listen for the API on {}", args.api_listen))?;
+    let model = shared.model();
+    tracing::info!(
+        openflow = %args.openflow_listen,
+        api = %args.api_listen,
+        networks = model.networks.len(),
+        "controller serving"
+    );
+    let of_task = tokio::spawn(openflow::serve(of_listener, shared.clone()));
+    let app = api::router(shared.clone(), credentials);
+    let api_task = tokio::spawn(async move { axum::serve(api_listener, app).await });
+    tokio::select! {
+        r = of_task => r.context("OpenFlow server stopped")?.context("OpenFlow server failed")?,
+        r = api_task => r.context("API server stopped")?.context("API server failed")?,
+        _ = crate::shutdown_signal() => tracing::info!("controller stopping"),
+    }
+    Ok(())
+}

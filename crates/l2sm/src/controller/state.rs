@@ -1,0 +1,288 @@
+//! The controller's model: networks, their VNIs and member ports, persisted as one JSON file
+//! written atomically so a restart (or a crash) never loses or half-writes it.
+
+use anyhow::Context as _;
+use l2sm_pipeline::ids::PortId;
+use l2sm_pipeline::{SwitchView, MAX_VNI};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// One virtual network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Network {
+    /// Stable VXLAN network identifier, never 0, never reused while the network exists.
+    pub vni: u32,
+    /// Member ports, in the order they joined.
+    pub endpoints: Vec<PortId>,
+    /// Port receiving a copy of the network's traffic (stored; programming comes later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_port: Option<PortId>,
+}
+
+/// Everything the controller must remember across restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Model {
+    /// Networks by name.
+    pub networks: BTreeMap<String, Network>,
+    /// Next VNI to hand out.
+    #[serde(default = "first_vni")]
+    pub next_vni: u32,
+}
+
+fn first_vni() -> u32 {
+    1
+}
+
+/// Why a model change was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModelError {
+    /// The network does not exist.
+    #[error("network {0:?} does not exist")]
+    UnknownNetwork(String),
+    /// The port already belongs to another network; a port is in exactly one network.
+    #[error("port {port} already belongs to network {network:?}")]
+    PortInOtherNetwork {
+        /// The port.
+        port: PortId,
+        /// Its current network.
+        network: String,
+    },
+    /// The port is the network's mirror port.
+    #[error("port {0} is the mirror port of the network")]
+    PortIsMirror(PortId),
+    /// The port is in no network.
+    #[error("port {0} is not a member of any network")]
+    PortNotMember(PortId),
+    /// Every VNI is in use.
+    #[error("no free VNI left")]
+    VniExhausted,
+}
+
+impl Model {
+    fn allocate_vni(&mut self) -> Result<u32, ModelError> {
+        let used: BTreeSet<u32> = self.networks.values().map(|n| n.vni).collect();
+        if used.len() >= MAX_VNI as usize {
+            return Err(ModelError::VniExhausted);
+        }
+        let mut candidate = self.next_vni.clamp(1, MAX_VNI);
+        while used.contains(&candidate) {
+            candidate = if candidate >= MAX_VNI { 1 } else { candidate + 1 };
+        }
+        self.next_vni = if candidate >= MAX_VNI { 1 } else { candidate + 1 };
+        Ok(candidate)
+    }
+
+    /// Creates a network; creating an existing one changes nothing (upstream semantics).
+    /// Returns whether the network is new.
+    pub fn create_network(
+        &mut self,
+        name: &str,
+        mirror_port: Option<PortId>,
+    ) -> Result<bool, ModelError> {
+        if self.networks.contains_key(name) {
+            return Ok(false);
+        }
+        let vni = self.allocate_vni()?;
+        self.networks
+            .insert(name.to_string(), Network { vni, endpoints: Vec::new(), mirror_port });
+        Ok(true)
+    }
+
+    /// Deletes a network and its memberships. Returns whether it existed.
+    pub fn delete_network(&mut self, name: &str) -> bool {
+        self.networks.remove(name).is_some()
+    }
+
+    /// The network a port belongs to, if any.
+    pub fn network_of(&self, port: &PortId) -> Option<&str> {
+        self.networks
+            .iter()
+            .find(|(_, n)| n.endpoints.contains(port))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Adds member ports, all or nothing. Ports already in this network are kept as they are.
+    pub fn add_ports(&mut self, name: &str, ports: &[PortId]) -> Result<bool, ModelError> {
+        let net = self
+            .networks
+            .get(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        for port in ports {
+            if net.mirror_port.as_ref() == Some(port) {
+                return Err(ModelError::PortIsMirror(*port));
+            }
+            if let Some(other) = self.network_of(port) {
+                if other != name {
+                    return Err(ModelError::PortInOtherNetwork {
+                        port: *port,
+                        network: other.to_string(),
+                    });
+                }
+            }
+        }
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        let mut changed = false;
+        for port in ports {
+            if !net.endpoints.contains(port) {
+                net.endpoints.push(*port);
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Removes member ports, all or nothing.
+    pub fn remove_ports(&mut self, name: &str, ports: &[PortId]) -> Result<(), ModelError> {
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        if let Some(missing) = ports.iter().find(|p| !net.endpoints.contains(p)) {
+            return Err(ModelError::PortNotMember(*missing));
+        }
+        net.endpoints.retain(|p| !ports.contains(p));
+        Ok(())
+    }
+
+    /// Sets (or replaces) the mirror port of a network.
+    pub fn set_mirror_port(&mut self, name: &str, port: PortId) -> Result<(), ModelError> {
+        if let Some(owner) = self.network_of(&port) {
+            return Err(ModelError::PortInOtherNetwork { port, network: owner.to_string() });
+        }
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        net.mirror_port = Some(port);
+        Ok(())
+    }
+
+    /// The compiler input for switch `dpid`, given the tunnel ports it currently has.
+    pub fn switch_view(&self, dpid: u64, tunnel_ports: BTreeSet<u32>) -> SwitchView {
+        let mut networks: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        for net in self.networks.values() {
+            for ep in net.endpoints.iter().filter(|ep| ep.dpid == dpid) {
+                networks.entry(net.vni).or_default().insert(ep.port);
+            }
+        }
+        SwitchView { tunnel_ports, networks }
+    }
+}
+
+/// Where the model lives on disk.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// A store in `state_dir` (created if missing).
+    pub fn open(state_dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+        Ok(Store { path: state_dir.join("state.json") })
+    }
+
+    /// Loads the model, or an empty one on first start.
+    pub fn load(&self) -> anyhow::Result<Model> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("corrupt controller state in {}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Model { next_vni: 1, ..Model::default() })
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path.display())),
+        }
+    }
+
+    /// Writes the model atomically (temporary file, fsync, rename).
+    pub fn save(&self, model: &Model) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(model)?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("cannot replace {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(dpid: u64, port: u32) -> PortId {
+        PortId { dpid, port }
+    }
+
+    #[test]
+    fn vnis_are_stable_unique_and_never_zero() {
+        let mut m = Model { next_vni: 1, ..Model::default() };
+        assert!(m.create_network("a", None).unwrap());
+        assert!(m.create_network("b", None).unwrap());
+        assert!(!m.create_network("a", None).unwrap());
+        assert_eq!(m.networks["a"].vni, 1);
+        assert_eq!(m.networks["b"].vni, 2);
+        m.delete_network("a");
+        m.create_network("c", None).unwrap();
+        assert_eq!(m.networks["c"].vni, 3, "a freed VNI is not reused right away");
+        m.next_vni = MAX_VNI;
+        m.create_network("d", None).unwrap();
+        m.create_network("e", None).unwrap();
+        assert_eq!(m.networks["d"].vni, MAX_VNI);
+        assert_eq!(m.networks["e"].vni, 1, "wraps around, skipping 0");
+    }
+
+    #[test]
+    fn a_port_belongs_to_one_network() {
+        let mut m = Model { next_vni: 1, ..Model::default() };
+        m.create_network("a", None).unwrap();
+        m.create_network("b", None).unwrap();
+        assert!(m.add_ports("a", &[port(1, 1)]).unwrap());
+        assert!(!m.add_ports("a", &[port(1, 1)]).unwrap());
+        assert_eq!(
+            m.add_ports("b", &[port(1, 2), port(1, 1)]),
+            Err(ModelError::PortInOtherNetwork { port: port(1, 1), network: "a".into() })
+        );
+        assert!(m.networks["b"].endpoints.is_empty(), "all or nothing");
+        assert_eq!(
+            m.add_ports("zz", &[port(1, 3)]),
+            Err(ModelError::UnknownNetwork("zz".into()))
+        );
+        assert_eq!(m.remove_ports("b", &[port(1, 1)]), Err(ModelError::PortNotMember(port(1, 1))));
+        m.remove_ports("a", &[port(1, 1)]).unwrap();
+        m.add_ports("b", &[port(1, 1)]).unwrap();
+    }
+
+    #[test]
+    fn switch_view_only_has_local_members() {
+        let mut m = Model { next_vni: 1, ..Model::default() };
+        m.create_network("a", None).unwrap();
+        m.add_ports("a", &[port(1, 1), port(2, 1), port(1, 5)]).unwrap();
+        let v = m.switch_view(1, [100].into());
+        assert_eq!(v.networks, [(1, [1, 5].into())].into());
+        assert_eq!(v.tunnel_ports, [100].into());
+        assert!(m.switch_view(3, BTreeSet::new()).networks.is_empty());
+    }
+
+    #[test]
+    fn store_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut m = store.load().unwrap();
+        assert_eq!(m.next_vni, 1);
+        m.create_network("a", None).unwrap();
+        m.add_ports("a", &[port(7, 3)]).unwrap();
+        store.save(&m).unwrap();
+        assert_eq!(store.load().unwrap(), m);
+        std::fs::write(dir.path().join("state.json"), b"{garbage").unwrap();
+        assert!(store.load().unwrap_err().to_string().contains("corrupt"));
+    }
+}

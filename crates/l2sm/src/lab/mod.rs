@@ -1,0 +1,729 @@
+//! `l2sm lab`: a whole L2S-M cluster on one Linux host. Network namespaces play the nodes and
+//! the pods; every node runs its own `ovsdb-server` + `ovs-vswitchd` (userspace datapath) and a
+//! real `l2sm agent`; one real `l2sm controller` sits on the underlay.
+//!
+//! ```text
+//!  netns l2sm-<lab>-ul : Linux bridge ul0 10.250.0.254/24, l2sm controller (:6653, :8181)
+//!        | veth n<k> <-> eth0
+//!  netns l2sm-<lab>-n<k>: br-phy (OVS, standalone) holds eth0 and 10.250.0.k/24
+//!                         br-<hash> (OVS, secure, OpenFlow 1.3) with vxlan-* tunnels + pod ports
+//!  netns l2sm-<lab>-p-<pod>: net1, net2, … (veth peers of the pod ports)
+//! ```
+//! Nothing is created in the host's own namespace except files under `/run/l2sm/lab`.
+
+pub mod procs;
+pub mod state;
+
+use crate::agent::ovs::Ovs;
+use crate::agent_proto::{self, AgentRequest, AgentStatus, AttachRequest, Attachment};
+use anyhow::{anyhow, bail, Context as _};
+use l2sm_netns::Netns;
+use state::{Lab, LabState, NodeState, PodAttachment, PodState, CONTROLLER_IP, UNDERLAY_PREFIX};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Pod interface MTU in the lab: the underlay is 1500 and VXLAN costs 50 bytes.
+pub const LAB_POD_MTU: u32 = 1450;
+const OVS_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn ns_path(name: &str) -> PathBuf {
+    Path::new(l2sm_netns::NETNS_DIR).join(name)
+}
+
+fn step(label: &str) -> Instant {
+    eprint!("  {label} … ");
+    Instant::now()
+}
+
+fn done(t: Instant) {
+    eprintln!("done ({} ms)", t.elapsed().as_millis());
+}
+
+/// Fails unless we are root and the OVS programs are installed.
+pub fn check_prerequisites() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab needs root (network namespaces, Open vSwitch)");
+    }
+    for tool in ["ovsdb-server", "ovs-vswitchd", "ovsdb-tool"] {
+        if which(tool).is_none() {
+            bail!("{tool} not found: install Open vSwitch (apt-get install openvswitch-switch)");
+        }
+    }
+    if !Path::new(OVS_SCHEMA).exists() {
+        bail!("{OVS_SCHEMA} not found: install Open vSwitch (apt-get install openvswitch-common)");
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `l2sm lab up`.
+pub async fn up(lab: &Lab, nodes: usize) -> anyhow::Result<()> {
+    check_prerequisites()?;
+    if !(1..=50).contains(&nodes) {
+        bail!("--nodes must be between 1 and 50, not {nodes}");
+    }
+    let _lock = lab.lock()?;
+    if let Some(existing) = lab.load()? {
+        if lab_alive(&existing) {
+            bail!("lab {:?} is already up (run `l2sm lab down` first)", lab.name);
+        }
+    }
+    if lab_leftovers(lab)? {
+        eprintln!("removing what is left of an earlier lab {:?}", lab.name);
+        teardown(lab, false)?;
+    }
+    let started = Instant::now();
+    eprintln!("bringing up lab {:?} with {nodes} nodes", lab.name);
+    let mut state = LabState {
+        name: lab.name.clone(),
+        api_user: "l2sm".into(),
+        api_password: random_token()?,
+        ..LabState::default()
+    };
+    lab.save(&state)?;
+    let result = build(lab, &mut state, nodes).await;
+    if let Err(e) = result {
+        let _ = lab.save(&state);
+        if std::env::var_os("L2SM_LAB_KEEP_ON_FAILURE").is_some() {
+            eprintln!("failed; keeping the half-built lab for inspection (L2SM_LAB_KEEP_ON_FAILURE)");
+        } else {
+            eprintln!("failed; removing the half-built lab");
+            let _ = teardown(lab, true);
+        }
+        return Err(e);
+    }
+    state.ready = true;
+    lab.save(&state)?;
+    eprintln!(
+        "lab {:?} is up: {nodes} nodes, all switches connected, in {} ms",
+        lab.name,
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(lab.dir())?;
+    let t = step("underlay");
+    let ul = l2sm_netns::create_named(&lab.underlay_ns())?;
+    let ul_addr: ipnet::IpNet = format!("{CONTROLLER_IP}/24").parse()?;
+    l2sm_netns::with_netlink(&ul, move |nl| {
+        nl.create_bridge("ul0")?;
+        nl.add_address("ul0", ul_addr)?;
+        nl.set_up("ul0")
+    })?;
+    done(t);
+
+    for k in 1..=nodes {
+        let name = format!("n{k}");
+        let t = step(&format!("node {name}"));
+        state.nodes.push(NodeState { name: name.clone(), ip: format!("{UNDERLAY_PREFIX}.{k}"), ..Default::default() });
+        build_node(lab, state, k - 1, &ul).await.with_context(|| format!("node {name}"))?;
+        lab.save(state)?;
+        done(t);
+    }
+
+    let t = step("controller");
+    start_controller(lab, state, &ul)?;
+    lab.save(state)?;
+    let api = lab.controller_api(state)?;
+    wait_async("the controller API", Duration::from_secs(10), || async {
+        Ok(api.request("GET", "/onos/vnets/api/status", None).await?.status == 200)
+    })
+    .await?;
+    done(t);
+
+    let t = step("agents");
+    for idx in 0..nodes {
+        start_agent(lab, state, idx)?;
+    }
+    lab.save(state)?;
+    for node in &state.nodes {
+        let socket = lab.agent_socket(&node.name);
+        let pid = node.agent_pid;
+        wait_async(&format!("the agent of {}", node.name), AGENT_TIMEOUT, || {
+            let socket = socket.clone();
+            async move {
+                if let Some(pid) = pid {
+                    if !procs::alive(pid, "agent") {
+                        bail!("the agent exited; see its log");
+                    }
+                }
+                Ok(agent_proto::call_async(socket, AgentRequest::Status, Duration::from_secs(2)).await.is_ok())
+            }
+        })
+        .await
+        .with_context(|| log_tail(&lab.node_dir(&node.name).join("agent.log")))?;
+    }
+    done(t);
+
+    let t = step("switches connecting to the controller");
+    wait_async("every switch to connect", Duration::from_secs(20), || async {
+        Ok(connected_switches(&api).await?.len() >= nodes)
+    })
+    .await?;
+    done(t);
+    Ok(())
+}
+
+/// The last meaningful line of a log, to explain a failure before the lab is torn down.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("panicked") || l.contains("error") || l.contains("ERROR"))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("(empty log)");
+    format!("{}: {}", path.display(), last.trim())
+}
+
+async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> anyhow::Result<()> {
+    let node = state.nodes[idx].clone();
+    let ns = l2sm_netns::create_named(&lab.node_ns(&node.name))?;
+    let peer = node.name.clone();
+    let ul_ns = ul.clone();
+    l2sm_netns::with_netlink(&ns, move |nl| {
+        nl.create_veth("eth0", &peer, Some(&ul_ns), Some(1500))?;
+        nl.set_up("eth0")
+    })?;
+    let peer = node.name.clone();
+    // OVS userspace forwards what it reads from a socket as is: frames must carry complete
+    // checksums, so checksum offload is off on every device that feeds OVS on the underlay.
+    l2sm_netns::with_netlink(ul, move |nl| {
+        nl.set_master(&peer, "ul0")?;
+        nl.set_tx_checksum(&peer, false)?;
+        nl.set_up(&peer)
+    })?;
+    // The underlay veth must not answer ARP for the node address: OVS owns it (on br-phy).
+    l2sm_netns::set_sysctl(&ns, "net/ipv4/conf/eth0/arp_ignore", "8")?;
+
+    let dir = lab.node_dir(&node.name);
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("conf.db");
+    let out = Command::new("ovsdb-tool").arg("create").arg(&db).arg(OVS_SCHEMA).output()?;
+    if !out.status.success() {
+        bail!("ovsdb-tool create failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let ovs_env = |cmd: &mut Command| {
+        cmd.env("OVS_RUNDIR", &dir).env("OVS_DBDIR", &dir).env("OVS_LOGDIR", &dir);
+    };
+    let mut cmd = Command::new("ovsdb-server");
+    ovs_env(&mut cmd);
+    cmd.arg(&db)
+        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()))
+        .arg(format!("--pidfile={}", dir.join("ovsdb-server.pid").display()))
+        .arg(format!("--unixctl={}", dir.join("ovsdb-server.ctl").display()))
+        .arg(format!("--log-file={}", dir.join("ovsdb-server.log").display()))
+        .args(["--detach", "--no-chdir"]);
+    state.nodes[idx].ovsdb_pid = Some(procs::start_ovs_daemon(&ns, cmd, &dir.join("ovsdb-server.pid"))?);
+    lab.save(state)?;
+
+    let db_sock = dir.join("db.sock");
+    let ovs = Ovs::connect(&db_sock.display().to_string(), Duration::from_secs(5)).await?;
+    ovs.init().await?;
+    let mut cmd = Command::new("ovs-vswitchd");
+    ovs_env(&mut cmd);
+    cmd.arg(format!("unix:{}", db_sock.display()))
+        .arg(format!("--pidfile={}", dir.join("ovs-vswitchd.pid").display()))
+        .arg(format!("--unixctl={}", dir.join("ovs-vswitchd.ctl").display()))
+        .arg(format!("--log-file={}", dir.join("ovs-vswitchd.log").display()))
+        .args(["--detach", "--no-chdir"]);
+    state.nodes[idx].vswitchd_pid = Some(procs::start_ovs_daemon(&ns, cmd, &dir.join("ovs-vswitchd.pid"))?);
+    lab.save(state)?;
+
+    // Emulate the node's NIC: userspace tunnels need the underlay address on an OVS bridge.
+    ovs.ensure_plain_bridge("br-phy", "netdev", "eth0").await?;
+    let addr: ipnet::IpNet = format!("{}/24", node.ip).parse()?;
+    let ns2 = ns.clone();
+    wait_async("br-phy to appear", Duration::from_secs(5), || {
+        let ns2 = ns2.clone();
+        async move { Ok(l2sm_netns::with_netlink(&ns2, |nl| nl.link_exists("br-phy"))?) }
+    })
+    .await?;
+    l2sm_netns::with_netlink(&ns, move |nl| {
+        nl.add_address("br-phy", addr)?;
+        nl.set_tx_checksum("br-phy", false)?;
+        nl.set_up("br-phy")
+    })?;
+    Ok(())
+}
+
+fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()> {
+    let node = state.nodes[idx].clone();
+    let dir = lab.node_dir(&node.name);
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["agent", "--node", &node.name])
+        .arg("--ovsdb")
+        .arg(format!("unix:{}", dir.join("db.sock").display()))
+        .args(["--datapath-type", "netdev"])
+        .args(["--controller", &format!("tcp:{CONTROLLER_IP}:{}", state::OPENFLOW_PORT)])
+        .args(["--controller-api", &format!("http://{CONTROLLER_IP}:{}", state::API_PORT)])
+        .arg("--listen")
+        .arg(lab.agent_socket(&node.name))
+        .args(["--mtu", &LAB_POD_MTU.to_string()])
+        .args(["--disable-tx-offload", "--max-backoff-ms", "1000"])
+        .env("L2SM_API_USER", &state.api_user)
+        .env("L2SM_API_PASSWORD", &state.api_password)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    for other in state.nodes.iter().filter(|n| n.name != node.name) {
+        cmd.arg("--peer").arg(format!("{}={}", other.name, other.ip));
+    }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let ns = Netns::open_named(&lab.node_ns(&node.name))?;
+    let child = procs::spawn_in(&ns, cmd)?;
+    state.nodes[idx].agent_pid = Some(i32::try_from(child.id())?);
+    Ok(())
+}
+
+async fn wait_async<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    while start.elapsed() < timeout {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    match last_err {
+        Some(e) => Err(e.context(format!("timed out waiting for {what}"))),
+        None => bail!("timed out waiting for {what}"),
+    }
+}
+
+/// Switches the controller has a session with.
+pub async fn connected_switches(
+    api: &crate::http::ControllerApi,
+) -> anyhow::Result<Vec<crate::controller::SwitchStatus>> {
+    let resp = api.request("GET", "/api/v1/switches", None).await?;
+    if resp.status != 200 {
+        bail!("controller answered {} for /api/v1/switches: {}", resp.status, resp.message());
+    }
+    serde_json::from_str(&resp.body).context("bad switch list from the controller")
+}
+
+fn lab_alive(state: &LabState) -> bool {
+    state.controller_pid.is_some_and(|p| procs::alive(p, "controller"))
+        || state.nodes.iter().any(|n| {
+            n.agent_pid.is_some_and(|p| procs::alive(p, "agent"))
+                || n.vswitchd_pid.is_some_and(|p| procs::alive(p, "ovs-vswitchd"))
+        })
+}
+
+fn lab_namespaces(lab: &Lab) -> anyhow::Result<Vec<String>> {
+    let prefix = lab.ns_prefix();
+    Ok(l2sm_netns::list_named()?.into_iter().filter(|n| n.starts_with(&prefix)).collect())
+}
+
+fn lab_leftovers(lab: &Lab) -> anyhow::Result<bool> {
+    Ok(lab.dir().exists() || !lab_namespaces(lab)?.is_empty())
+}
+
+/// Removes everything of a lab: processes (by recorded pid, then any process living in one of
+/// the lab's namespaces), namespaces, files. Safe to run on a half-built or crashed lab.
+pub fn teardown(lab: &Lab, verbose: bool) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    let grace = Duration::from_secs(3);
+    if let Ok(Some(state)) = lab.load() {
+        for node in &state.nodes {
+            if let Some(p) = node.agent_pid {
+                procs::stop(p, "agent", grace);
+            }
+        }
+        if let Some(p) = state.controller_pid {
+            procs::stop(p, "controller", grace);
+        }
+        for node in &state.nodes {
+            if let Some(p) = node.vswitchd_pid {
+                procs::stop(p, "ovs-vswitchd", grace);
+            }
+            if let Some(p) = node.ovsdb_pid {
+                procs::stop(p, "ovsdb-server", grace);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for name in lab_namespaces(lab)? {
+        if let Ok(ns) = Netns::open_named(&name) {
+            for pid in l2sm_netns::pids_in_netns(&ns).unwrap_or_default() {
+                procs::stop(pid, "", Duration::from_millis(500));
+            }
+        }
+        match l2sm_netns::delete_named(&name) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(e) => errors.push(format!("namespace {name}: {e}")),
+        }
+    }
+    if lab.dir().exists() {
+        std::fs::remove_dir_all(lab.dir())
+            .with_context(|| format!("cannot remove {}", lab.dir().display()))?;
+        removed += 1;
+    }
+    let _ = std::fs::remove_file(Path::new(state::LAB_ROOT).join(format!("{}.lock", lab.name)));
+    let _ = std::fs::remove_dir(state::LAB_ROOT);
+    let _ = std::fs::remove_dir("/run/l2sm");
+    if verbose {
+        eprintln!("removed {removed} namespaces/directories of lab {:?}", lab.name);
+    }
+    if !errors.is_empty() {
+        bail!("could not remove everything: {}", errors.join("; "));
+    }
+    Ok(removed)
+}
+
+/// `l2sm lab down`.
+pub fn down(lab: &Lab) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab needs root");
+    }
+    let lock = lab.lock()?;
+    let removed = teardown(lab, false)?;
+    drop(lock);
+    let _ = std::fs::remove_file(Path::new(state::LAB_ROOT).join(format!("{}.lock", lab.name)));
+    let _ = std::fs::remove_dir(state::LAB_ROOT);
+    let _ = std::fs::remove_dir("/run/l2sm");
+    if removed == 0 {
+        eprintln!("lab {:?} was not up; nothing to remove", lab.name);
+    } else {
+        eprintln!("lab {:?} is down", lab.name);
+    }
+    Ok(())
+}
+
+/// `l2sm lab restart controller|NODE`: stops (if running) and starts the controller or a
+/// node's agent again, keeping their state.
+pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
+    let _lock = lab.lock()?;
+    let mut state = lab.load_ready()?;
+    let grace = Duration::from_secs(3);
+    if target == "controller" {
+        if let Some(pid) = state.controller_pid {
+            procs::stop(pid, "controller", grace);
+        }
+        let ul = Netns::open_named(&lab.underlay_ns())?;
+        start_controller(lab, &mut state, &ul)?;
+        lab.save(&state)?;
+        let api = lab.controller_api(&state)?;
+        wait_async("the controller API", Duration::from_secs(10), || async {
+            Ok(api.request("GET", "/onos/vnets/api/status", None).await?.status == 200)
+        })
+        .await?;
+        eprintln!("controller restarted");
+        return Ok(());
+    }
+    let Some(idx) = state.nodes.iter().position(|n| n.name == target) else {
+        bail!("nothing named {target:?} to restart: use `controller` or a node name");
+    };
+    if let Some(pid) = state.nodes[idx].agent_pid {
+        procs::stop(pid, "agent", grace);
+    }
+    start_agent(lab, &mut state, idx)?;
+    lab.save(&state)?;
+    let socket = lab.agent_socket(target);
+    wait_async(&format!("the agent of {target}"), AGENT_TIMEOUT, || {
+        let socket = socket.clone();
+        async move {
+            Ok(agent_proto::call_async(socket, AgentRequest::Status, Duration::from_secs(2)).await.is_ok())
+        }
+    })
+    .await?;
+    eprintln!("agent of {target} restarted");
+    Ok(())
+}
+
+fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let ctl_dir = lab.dir().join("controller");
+    std::fs::create_dir_all(&ctl_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lab.dir().join("controller.log"))?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["controller", "--state-dir"])
+        .arg(&ctl_dir)
+        .args(["--openflow-listen", &format!("0.0.0.0:{}", state::OPENFLOW_PORT)])
+        .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
+        .env("L2SM_API_USER", &state.api_user)
+        .env("L2SM_API_PASSWORD", &state.api_password)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = procs::spawn_in(ul, cmd)?;
+    state.controller_pid = Some(i32::try_from(child.id())?);
+    Ok(())
+}
+
+/// `l2sm lab exec TARGET -- CMD…`: runs CMD in a pod's (or node's) namespace, returns its exit code.
+pub fn exec(lab: &Lab, target: &str, argv: &[String]) -> anyhow::Result<i32> {
+    let state = lab.load_ready()?;
+    let ns_name = if state.pods.contains_key(target) {
+        lab.pod_ns(target)
+    } else if state.nodes.iter().any(|n| n.name == target) {
+        lab.node_ns(target)
+    } else if target == "underlay" || target == "controller" {
+        lab.underlay_ns()
+    } else {
+        bail!("no pod or node named {target:?} in lab {:?}", lab.name);
+    };
+    let (program, args) = argv.split_first().ok_or_else(|| anyhow!("no command given after --"))?;
+    let ns = Netns::open_named(&ns_name)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let mut child = procs::spawn_in(&ns, cmd)?;
+    let status = child.wait()?;
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// `l2sm lab status`.
+pub async fn status(lab: &Lab) -> anyhow::Result<()> {
+    let state = lab.load_ready()?;
+    let api = lab.controller_api(&state)?;
+    let ctl = if state.controller_pid.is_some_and(|p| procs::alive(p, "controller")) { "running" } else { "DOWN" };
+    println!("lab {}: {} nodes, controller {} at {CONTROLLER_IP}", state.name, state.nodes.len(), ctl);
+    let switches = connected_switches(&api).await.unwrap_or_default();
+    println!("\nNODES");
+    println!("  {:<5} {:<12} {:<12} {:<21} {:<10} {:<8} {:>5}", "NODE", "UNDERLAY", "SWITCH", "DPID", "CONNECTED", "AGENT", "FLOWS");
+    for node in &state.nodes {
+        let st: Option<AgentStatus> = agent_proto::call_async(lab.agent_socket(&node.name), AgentRequest::Status, Duration::from_secs(2))
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok());
+        let agent = if node.agent_pid.is_some_and(|p| procs::alive(p, "agent")) { "running" } else { "DOWN" };
+        let (bridge, dpid) = st.as_ref().map(|s| (s.bridge.clone(), s.dpid.clone())).unwrap_or_default();
+        let sw = switches.iter().find(|s| s.id == dpid);
+        println!(
+            "  {:<5} {:<12} {:<12} {:<21} {:<10} {:<8} {:>5}",
+            node.name,
+            node.ip,
+            bridge,
+            dpid,
+            if sw.is_some() { "yes" } else { "no" },
+            agent,
+            sw.map(|s| s.flows.to_string()).unwrap_or_else(|| "-".into())
+        );
+    }
+    println!("\nNETWORKS");
+    let resp = api.request("GET", "/api/v1/networks", None).await?;
+    let nets: Vec<crate::controller::api::NetworkView> = serde_json::from_str(&resp.body).unwrap_or_default();
+    if nets.is_empty() {
+        println!("  (none)");
+    }
+    for n in &nets {
+        println!("  {:<16} vni {:<6} {} ports", n.name, n.vni, n.endpoints.len());
+    }
+    println!("\nPODS");
+    if state.pods.is_empty() {
+        println!("  (none)");
+    }
+    for (pod, p) in &state.pods {
+        if p.attachments.is_empty() {
+            println!("  {pod:<12} {:<5} (no interfaces)", p.node);
+        }
+        for a in &p.attachments {
+            let ips = a.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            println!("  {pod:<12} {:<5} {:<6} {:<16} {:<18} {}", p.node, a.ifname, a.network, ips, a.port);
+        }
+    }
+    Ok(())
+}
+
+/// Options of `l2sm attach`.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// Node.
+    pub node: String,
+    /// Pod.
+    pub pod: String,
+    /// Network.
+    pub network: String,
+    /// Addresses.
+    pub ips: Vec<String>,
+    /// Interface name (default: next free `netN`).
+    pub ifname: Option<String>,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// MTU.
+    pub mtu: Option<u32>,
+}
+
+fn valid_pod_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+/// `l2sm attach` in a lab: create the pod if new, then let the node's agent plumb it.
+pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment> {
+    let _lock = lab.lock()?;
+    let mut state = lab.load_ready()?;
+    if !valid_pod_name(&opts.pod) {
+        bail!("invalid pod name {:?}: use 1-40 lowercase letters, digits and '-'", opts.pod);
+    }
+    if !state.nodes.iter().any(|n| n.name == opts.node) {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        bail!("unknown node {:?} (lab nodes: {})", opts.node, names.join(", "));
+    }
+    l2sm_pipeline::ids::validate_network_name(&opts.network)?;
+    let mut ips = Vec::new();
+    for ip in &opts.ips {
+        let net: ipnet::IpNet = ip
+            .parse()
+            .map_err(|_| anyhow!("invalid IP/CIDR {ip:?}: expected ADDRESS/PREFIX such as 10.10.0.1/24"))?;
+        if net.addr() == net.network() && net.prefix_len() < net.max_prefix_len() {
+            bail!("invalid IP/CIDR {ip:?}: that is the network address of the subnet");
+        }
+        if let ipnet::IpNet::V4(v4) = net {
+            if v4.addr() == v4.broadcast() && v4.prefix_len() < 31 {
+                bail!("invalid IP/CIDR {ip:?}: that is the broadcast address of the subnet");
+            }
+        }
+        ips.push(net);
+    }
+    if let Some(existing) = state.pods.get(&opts.pod) {
+        if existing.node != opts.node {
+            bail!("pod {:?} already exists on node {} (a pod lives on one node)", opts.pod, existing.node);
+        }
+        if existing.attachments.iter().any(|a| a.network == opts.network) {
+            bail!("pod {:?} is already attached to network {:?}", opts.pod, opts.network);
+        }
+    }
+    for (other, p) in &state.pods {
+        for a in p.attachments.iter().filter(|a| a.network == opts.network) {
+            if let Some(dup) = a.ips.iter().find(|x| ips.iter().any(|i| i.addr() == x.addr())) {
+                bail!("IP {} is already used by pod {other:?} on network {:?}", dup.addr(), opts.network);
+            }
+        }
+    }
+    // The network must exist before anything is created.
+    let api = lab.controller_api(&state)?;
+    let resp = api.request("GET", &format!("/onos/vnets/api/{}", opts.network), None).await?;
+    match resp.status {
+        200 => {}
+        404 => bail!("unknown network {:?} (create it with `l2sm network create {}`)", opts.network, opts.network),
+        s => bail!("controller answered {s}: {}", resp.message()),
+    }
+    let used: Vec<&str> = state
+        .pods
+        .get(&opts.pod)
+        .map(|p| p.attachments.iter().map(|a| a.ifname.as_str()).collect())
+        .unwrap_or_default();
+    let ifname = match opts.ifname.clone() {
+        Some(i) => {
+            if used.contains(&i.as_str()) {
+                bail!("pod {:?} already has an interface {i:?}", opts.pod);
+            }
+            i
+        }
+        None => (1..).map(|n| format!("net{n}")).find(|n| !used.contains(&n.as_str())).unwrap_or_default(),
+    };
+    let new_pod = !state.pods.contains_key(&opts.pod);
+    let pod_ns_name = lab.pod_ns(&opts.pod);
+    if new_pod {
+        l2sm_netns::create_named(&pod_ns_name)
+            .with_context(|| format!("cannot create pod {:?}", opts.pod))?;
+    }
+    let attachment_id = format!("{}/{}", opts.pod, ifname);
+    let req = AgentRequest::Attach(AttachRequest {
+        attachment_id: attachment_id.clone(),
+        netns: ns_path(&pod_ns_name),
+        ifname: ifname.clone(),
+        network: opts.network.clone(),
+        mac: opts.mac.clone(),
+        ips: ips.clone(),
+        mtu: opts.mtu,
+        pod: Some(opts.pod.clone()),
+    });
+    let result = agent_proto::call_async(lab.agent_socket(&opts.node), req, AGENT_TIMEOUT).await;
+    let att: Attachment = match result.and_then(|v| Ok(serde_json::from_value(v)?)) {
+        Ok(a) => a,
+        Err(e) => {
+            if new_pod {
+                let _ = l2sm_netns::delete_named(&pod_ns_name);
+            }
+            return Err(e);
+        }
+    };
+    let pod = state.pods.entry(opts.pod.clone()).or_insert_with(|| PodState { node: opts.node.clone(), attachments: vec![] });
+    pod.attachments.push(PodAttachment {
+        network: opts.network.clone(),
+        ifname,
+        ips,
+        port: att.port.clone(),
+        attachment_id,
+    });
+    lab.save(&state)?;
+    Ok(att)
+}
+
+/// `l2sm detach`: one network of a pod, or the whole pod.
+pub async fn detach(lab: &Lab, pod: &str, network: Option<&str>) -> anyhow::Result<Vec<PodAttachment>> {
+    let _lock = lab.lock()?;
+    let mut state = lab.load_ready()?;
+    let Some(p) = state.pods.get(pod).cloned() else {
+        bail!("no pod named {pod:?} in lab {:?}", lab.name);
+    };
+    let targets: Vec<PodAttachment> = match network {
+        Some(net) => {
+            let t: Vec<_> = p.attachments.iter().filter(|a| a.network == net).cloned().collect();
+            if t.is_empty() {
+                bail!("pod {pod:?} is not attached to network {net:?}");
+            }
+            t
+        }
+        None => p.attachments.clone(),
+    };
+    let socket = lab.agent_socket(&p.node);
+    for a in &targets {
+        agent_proto::call_async(
+            socket.clone(),
+            AgentRequest::Detach { attachment_id: a.attachment_id.clone() },
+            AGENT_TIMEOUT,
+        )
+        .await?;
+        if let Some(entry) = state.pods.get_mut(pod) {
+            entry.attachments.retain(|x| x.attachment_id != a.attachment_id);
+        }
+        lab.save(&state)?;
+    }
+    if network.is_none() {
+        l2sm_netns::delete_named(&lab.pod_ns(pod))?;
+        state.pods.remove(pod);
+        lab.save(&state)?;
+    }
+    Ok(targets)
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab and the tests need (idempotent; root).
+set -euo pipefail
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps; do
+  have "$pkg" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The package's init scripts may try to start a system-wide OVS; the lab runs its own.
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi

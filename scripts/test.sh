@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project. Needs root (lab tests use namespaces and OVS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh must run as root: the lab tests create network namespaces and run Open vSwitch" >&2
+  exit 1
+fi
+scripts/deps.sh
+echo "== format"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
