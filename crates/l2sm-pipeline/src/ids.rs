@@ -123,7 +123,10 @@ pub const MAX_NETWORK_NAME: usize = 253;
 /// Network names follow Kubernetes object names (L2Network `metadata.name`): lowercase
 /// alphanumerics, `-` and `.`, starting and ending with an alphanumeric, at most 253 bytes.
 pub fn validate_network_name(name: &str) -> Result<(), IdError> {
-    let err = |reason| IdError::InvalidNetworkName { name: name.to_string(), reason };
+    let err = |reason| IdError::InvalidNetworkName {
+        name: name.to_string(),
+        reason,
+    };
     if name.is_empty() {
         return Err(err("must not be empty"));
     }
@@ -134,7 +137,9 @@ pub fn validate_network_name(name: &str) -> Result<(), IdError> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     {
-        return Err(err("only lowercase letters, digits, '-' and '.' are allowed"));
+        return Err(err(
+            "only lowercase letters, digits, '-' and '.' are allowed",
+        ));
     }
     let first = name.as_bytes()[0];
     let last = name.as_bytes()[name.len() - 1];
@@ -172,7 +177,13 @@ mod tests {
     #[test]
     fn port_id_round_trip() {
         let p: PortId = "of:a30b6e801ab54336/3".parse().unwrap();
-        assert_eq!(p, PortId { dpid: 0xa30b6e801ab54336, port: 3 });
+        assert_eq!(
+            p,
+            PortId {
+                dpid: 0xa30b6e801ab54336,
+                port: 3
+            }
+        );
         assert_eq!(p.to_string(), "of:a30b6e801ab54336/3");
     }
 

@@ -114,7 +114,12 @@ impl FlowEntry {
     pub fn add_message(&self) -> FlowMod {
         FlowMod {
             cookie: self.cookie,
-            ..FlowMod::add(self.table, self.priority, self.r#match.clone(), self.instructions.clone())
+            ..FlowMod::add(
+                self.table,
+                self.priority,
+                self.r#match.clone(),
+                self.instructions.clone(),
+            )
         }
     }
 
@@ -147,7 +152,12 @@ impl GroupEntry {
                 .map(|&p| Bucket::all(vec![output(p)]))
                 .collect()
         };
-        GroupMod { command, group_type: GroupType::All, group_id: self.group_id, buckets }
+        GroupMod {
+            command,
+            group_type: GroupType::All,
+            group_id: self.group_id,
+            buckets,
+        }
     }
 }
 
@@ -171,7 +181,11 @@ fn output(port: u32) -> Action {
 }
 
 fn reg0(value: u32) -> OxmField {
-    OxmField::NxReg { idx: 0, value, mask: Some(1) }
+    OxmField::NxReg {
+        idx: 0,
+        value,
+        mask: Some(1),
+    }
 }
 
 fn field(header: u32) -> NxmFieldRef {
@@ -184,8 +198,16 @@ fn field(header: u32) -> NxmFieldRef {
 fn learn_action(from_tunnel: bool) -> Action {
     use l2sm_ofp::nxm;
     let mut specs = vec![
-        LearnSpec::MatchField { src: field(nxm::TUN_ID), dst: field(nxm::TUN_ID), n_bits: 64 },
-        LearnSpec::MatchField { src: field(nxm::ETH_SRC), dst: field(nxm::ETH_DST), n_bits: 48 },
+        LearnSpec::MatchField {
+            src: field(nxm::TUN_ID),
+            dst: field(nxm::TUN_ID),
+            n_bits: 64,
+        },
+        LearnSpec::MatchField {
+            src: field(nxm::ETH_SRC),
+            dst: field(nxm::ETH_DST),
+            n_bits: 48,
+        },
     ];
     if from_tunnel {
         specs.push(LearnSpec::MatchImmediate {
@@ -194,11 +216,18 @@ fn learn_action(from_tunnel: bool) -> Action {
             n_bits: 1,
         });
     }
-    specs.push(LearnSpec::Output { src: field(nxm::IN_PORT), n_bits: 16 });
+    specs.push(LearnSpec::Output {
+        src: field(nxm::IN_PORT),
+        n_bits: 16,
+    });
     Action::NxLearn(NxLearn {
         idle_timeout: LEARN_IDLE_TIMEOUT,
         hard_timeout: 0,
-        priority: if from_tunnel { LEARNED_TUNNEL_PRIORITY } else { LEARNED_LOCAL_PRIORITY },
+        priority: if from_tunnel {
+            LEARNED_TUNNEL_PRIORITY
+        } else {
+            LEARNED_LOCAL_PRIORITY
+        },
         cookie: cookie::LEARNED,
         flags: 0,
         table_id: table::UNICAST,
@@ -264,7 +293,10 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
     // One block per network this switch carries.
     for (&vni, members) in &view.networks {
         let net_cookie = cookie::NETWORK | u64::from(vni);
-        let tunnel_id = OxmField::TunnelId { value: u64::from(vni), mask: None };
+        let tunnel_id = OxmField::TunnelId {
+            value: u64::from(vni),
+            mask: None,
+        };
         for &port in members {
             p.add_flow(FlowEntry {
                 table: table::CLASSIFY,
@@ -282,7 +314,9 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
                 table: table::CLASSIFY,
                 priority: 100,
                 cookie: net_cookie,
-                r#match: Match::any().with(OxmField::InPort(tunnel)).with(tunnel_id.clone()),
+                r#match: Match::any()
+                    .with(OxmField::InPort(tunnel))
+                    .with(tunnel_id.clone()),
                 instructions: vec![
                     Instruction::ApplyActions(vec![Action::SetField(OxmField::NxReg {
                         idx: 0,
@@ -293,9 +327,10 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
                 ],
             });
         }
-        for (from_tunnel, group_id) in
-            [(false, flood_local_group(vni)), (true, flood_remote_group(vni))]
-        {
+        for (from_tunnel, group_id) in [
+            (false, flood_local_group(vni)),
+            (true, flood_remote_group(vni)),
+        ] {
             p.add_flow(FlowEntry {
                 table: table::FLOOD,
                 priority: 100,

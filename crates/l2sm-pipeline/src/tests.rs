@@ -26,7 +26,11 @@ fn matches(m: &Match, pkt: &Packet) -> bool {
             let mask = mask.unwrap_or(u64::MAX);
             pkt.tunnel_id & mask == value & mask
         }
-        OxmField::NxReg { idx: 0, value, mask } => {
+        OxmField::NxReg {
+            idx: 0,
+            value,
+            mask,
+        } => {
             let mask = mask.unwrap_or(u32::MAX);
             pkt.reg0 & mask == value & mask
         }
@@ -97,7 +101,10 @@ fn run(p: &SwitchPipeline, frame: Frame) -> BTreeSet<u32> {
 fn view_strategy() -> impl Strategy<Value = SwitchView> {
     (
         prop::collection::btree_set(1000u32..1004, 0..4),
-        prop::collection::vec((1u32..50, prop::collection::btree_set(1u32..20, 0..5)), 0..4),
+        prop::collection::vec(
+            (1u32..50, prop::collection::btree_set(1u32..20, 0..5)),
+            0..4,
+        ),
     )
         .prop_map(|(tunnel_ports, nets)| {
             let mut used = BTreeSet::new();
@@ -108,12 +115,18 @@ fn view_strategy() -> impl Strategy<Value = SwitchView> {
                     networks.entry(vni).or_insert(ports);
                 }
             }
-            SwitchView { tunnel_ports, networks }
+            SwitchView {
+                tunnel_ports,
+                networks,
+            }
         })
 }
 
 fn member_network(view: &SwitchView, port: u32) -> Option<u32> {
-    view.networks.iter().find(|(_, m)| m.contains(&port)).map(|(v, _)| *v)
+    view.networks
+        .iter()
+        .find(|(_, m)| m.contains(&port))
+        .map(|(v, _)| *v)
 }
 
 const UNICAST_SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -218,7 +231,10 @@ fn one_member_change_touches_one_flow_and_the_groups_of_its_network() {
     let before = compile(&view);
     view.networks.get_mut(&1).map(|m| m.insert(4));
     let msgs = diff(&before, &compile(&view));
-    let flows = msgs.iter().filter(|m| matches!(m, Message::FlowMod(_))).count();
+    let flows = msgs
+        .iter()
+        .filter(|m| matches!(m, Message::FlowMod(_)))
+        .count();
     let groups: Vec<u32> = msgs
         .iter()
         .filter_map(|m| match m {

@@ -122,22 +122,37 @@ pub enum CallError {
 }
 
 /// Sends one request and waits for the answer (blocking).
-pub fn call(socket: &Path, req: &AgentRequest, timeout: Duration) -> Result<serde_json::Value, CallError> {
-    let unreachable = |source| CallError::Unreachable { path: socket.to_path_buf(), source };
+pub fn call(
+    socket: &Path,
+    req: &AgentRequest,
+    timeout: Duration,
+) -> Result<serde_json::Value, CallError> {
+    let unreachable = |source| CallError::Unreachable {
+        path: socket.to_path_buf(),
+        source,
+    };
     let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(unreachable)?;
-    stream.set_read_timeout(Some(timeout)).map_err(unreachable)?;
-    stream.set_write_timeout(Some(timeout)).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(unreachable)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(unreachable)?;
     let mut line = serde_json::to_string(req).map_err(|e| CallError::Protocol(e.to_string()))?;
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(unreachable)?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).map_err(unreachable)?;
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(unreachable)?;
     let reply: Reply = serde_json::from_str(&answer)
         .map_err(|e| CallError::Protocol(format!("{e} in {answer:?}")))?;
     if reply.ok {
         Ok(reply.result.unwrap_or(serde_json::Value::Null))
     } else {
-        Err(CallError::Refused(reply.error.unwrap_or_else(|| "unknown error".into())))
+        Err(CallError::Refused(
+            reply.error.unwrap_or_else(|| "unknown error".into()),
+        ))
     }
 }
 

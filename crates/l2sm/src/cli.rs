@@ -103,7 +103,11 @@ async fn controller_api(lab: &Lab, controller: Option<String>) -> anyhow::Result
 }
 
 /// Runs one command; returns the process exit code.
-pub async fn dispatch(lab_name: String, controller: Option<String>, command: Command) -> anyhow::Result<u8> {
+pub async fn dispatch(
+    lab_name: String,
+    controller: Option<String>,
+    command: Command,
+) -> anyhow::Result<u8> {
     let lab = || Lab::new(&lab_name);
     match command {
         Command::Controller(args) => crate::controller::run(args).await?,
@@ -131,7 +135,12 @@ pub async fn dispatch(lab_name: String, controller: Option<String>, command: Com
                 },
             )
             .await?;
-            let ips = att.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            let ips = att
+                .ips
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             println!(
                 "pod {} joined {} as {} (mac {}{}{}), switch port {}",
                 a.pod,
@@ -161,10 +170,19 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
     match cmd {
         NetworkCommand::Create { name } => {
             l2sm_pipeline::ids::validate_network_name(&name)?;
-            let exists = api.request("GET", &format!("/onos/vnets/api/{name}"), None).await?.status == 200;
-            let resp = api.request("POST", "/onos/vnets/api", Some(&json!({"networkId": name}))).await?;
+            let exists = api
+                .request("GET", &format!("/onos/vnets/api/{name}"), None)
+                .await?
+                .status
+                == 200;
+            let resp = api
+                .request("POST", "/onos/vnets/api", Some(&json!({"networkId": name})))
+                .await?;
             if resp.status != 204 {
-                bail!("controller refused to create network {name:?}: {}", resp.message());
+                bail!(
+                    "controller refused to create network {name:?}: {}",
+                    resp.message()
+                );
             }
             if exists {
                 println!("network {name} already exists");
@@ -173,13 +191,22 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
             }
         }
         NetworkCommand::Delete { name } => {
-            let exists = api.request("GET", &format!("/onos/vnets/api/{name}"), None).await?.status == 200;
+            let exists = api
+                .request("GET", &format!("/onos/vnets/api/{name}"), None)
+                .await?
+                .status
+                == 200;
             if !exists {
                 bail!("unknown network {name:?}");
             }
-            let resp = api.request("DELETE", &format!("/onos/vnets/api/{name}"), None).await?;
+            let resp = api
+                .request("DELETE", &format!("/onos/vnets/api/{name}"), None)
+                .await?;
             if resp.status != 204 {
-                bail!("controller refused to delete network {name:?}: {}", resp.message());
+                bail!(
+                    "controller refused to delete network {name:?}: {}",
+                    resp.message()
+                );
             }
             println!("network {name} deleted");
         }

@@ -39,7 +39,11 @@ impl HttpResponse {
     pub fn message(&self) -> String {
         serde_json::from_str::<serde_json::Value>(&self.body)
             .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| self.body.trim().to_string())
     }
 }
@@ -65,7 +69,12 @@ impl ControllerApi {
             .with_context(|| format!("cannot resolve controller address {authority:?}"))?
             .next()
             .ok_or_else(|| anyhow!("controller address {authority:?} resolves to nothing"))?;
-        Ok(ControllerApi { authority, addr, credentials, netns })
+        Ok(ControllerApi {
+            authority,
+            addr,
+            credentials,
+            netns,
+        })
     }
 
     async fn connect(&self) -> anyhow::Result<tokio::net::TcpStream> {
@@ -98,9 +107,10 @@ impl ControllerApi {
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<HttpResponse> {
         let fut = async {
-            let mut stream = self.connect().await.with_context(|| {
-                format!("controller API at {} is unreachable", self.authority)
-            })?;
+            let mut stream = self
+                .connect()
+                .await
+                .with_context(|| format!("controller API at {} is unreachable", self.authority))?;
             let payload = body.map(|b| b.to_string()).unwrap_or_default();
             let mut req = format!(
                 "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: */*\r\n",
@@ -118,12 +128,18 @@ impl ControllerApi {
             req.push_str(&payload);
             stream.write_all(req.as_bytes()).await?;
             let mut raw = Vec::new();
-            (&mut stream).take(MAX_RESPONSE as u64).read_to_end(&mut raw).await?;
+            (&mut stream)
+                .take(MAX_RESPONSE as u64)
+                .read_to_end(&mut raw)
+                .await?;
             parse_response(&raw)
         };
-        tokio::time::timeout(TIMEOUT, fut)
-            .await
-            .map_err(|_| anyhow!("controller API at {} did not answer in time", self.authority))?
+        tokio::time::timeout(TIMEOUT, fut).await.map_err(|_| {
+            anyhow!(
+                "controller API at {} did not answer in time",
+                self.authority
+            )
+        })?
     }
 }
 
@@ -148,7 +164,10 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
     if chunked {
         body = dechunk(&body)?;
     }
-    Ok(HttpResponse { status, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(HttpResponse {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {

@@ -10,7 +10,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_l2sm");
 const AUTH: &str = "dGVzdDpzZWNyZXQ="; // test:secret
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Controller {
@@ -34,10 +38,21 @@ impl Controller {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let c = Controller { child, api, of, dir };
+        let c = Controller {
+            child,
+            api,
+            of,
+            dir,
+        };
         let start = Instant::now();
-        while c.try_request("GET", "/onos/vnets/api/status", None, true).is_none() {
-            assert!(start.elapsed() < Duration::from_secs(10), "controller did not start");
+        while c
+            .try_request("GET", "/onos/vnets/api/status", None, true)
+            .is_none()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "controller did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         c
@@ -47,7 +62,13 @@ impl Controller {
         Controller::start_in(tempfile::tempdir().unwrap())
     }
 
-    fn try_request(&self, method: &str, path: &str, body: Option<&str>, auth: bool) -> Option<(u16, String)> {
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        auth: bool,
+    ) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.api)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         let body = body.unwrap_or("");
@@ -61,12 +82,16 @@ impl Controller {
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Some((status, body))
     }
 
     fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        self.try_request(method, path, body, true).expect("controller answered")
+        self.try_request(method, path, body, true)
+            .expect("controller answered")
     }
 
     fn stop(mut self) -> tempfile::TempDir {
@@ -92,46 +117,144 @@ fn upstream_vnets_contract() {
     let c = Controller::start();
     // Health and readiness.
     assert_eq!(c.req("GET", "/onos/vnets/api/status", None).0, 200);
-    assert_eq!(c.try_request("GET", "/onos/ui", None, false).unwrap().0, 200);
+    assert_eq!(
+        c.try_request("GET", "/onos/ui", None, false).unwrap().0,
+        200
+    );
     // Auth.
-    assert_eq!(c.try_request("GET", "/onos/vnets/api/status", None, false).unwrap().0, 401);
+    assert_eq!(
+        c.try_request("GET", "/onos/vnets/api/status", None, false)
+            .unwrap()
+            .0,
+        401
+    );
     // Create (idempotent), read, unknown.
-    assert_eq!(c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"blue"}"#)).0, 204);
-    assert_eq!(c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"blue"}"#)).0, 204);
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"blue"}"#))
+            .0,
+        204
+    );
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"blue"}"#))
+            .0,
+        204
+    );
     let (code, body) = c.req("GET", "/onos/vnets/api/blue", None);
     assert_eq!(code, 200);
     assert!(body.starts_with("Id: blue\nEndpoints: \n"), "{body:?}");
     assert!(body.contains("Mirror Port: null"), "{body:?}");
     assert_eq!(c.req("GET", "/onos/vnets/api/nope", None).0, 404);
     // Ports.
-    let add = |net: &str, ep: &str| format!(r#"{{"networkId":"{net}","networkEndpoints":["{ep}"]}}"#);
-    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&add("blue", P1))).0, 204);
-    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&add("blue", P1))).0, 204, "re-adding is a no-op");
-    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&add("nope", P1))).0, 409);
-    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&add("blue", "of:xyz/1"))).0, 500);
-    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(r#"{"networkId":"blue"}"#)).0, 500);
-    assert_eq!(c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"red"}"#)).0, 204);
+    let add =
+        |net: &str, ep: &str| format!(r#"{{"networkId":"{net}","networkEndpoints":["{ep}"]}}"#);
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api/port", Some(&add("blue", P1)))
+            .0,
+        204
+    );
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api/port", Some(&add("blue", P1)))
+            .0,
+        204,
+        "re-adding is a no-op"
+    );
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api/port", Some(&add("nope", P1)))
+            .0,
+        409
+    );
+    assert_eq!(
+        c.req(
+            "POST",
+            "/onos/vnets/api/port",
+            Some(&add("blue", "of:xyz/1"))
+        )
+        .0,
+        500
+    );
+    assert_eq!(
+        c.req(
+            "POST",
+            "/onos/vnets/api/port",
+            Some(r#"{"networkId":"blue"}"#)
+        )
+        .0,
+        500
+    );
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"red"}"#))
+            .0,
+        204
+    );
     let (code, body) = c.req("POST", "/onos/vnets/api/port", Some(&add("red", P1)));
     assert_eq!(code, 409, "a port belongs to one network");
     assert!(body.contains("blue"), "{body}");
     assert!(c.req("GET", "/onos/vnets/api/blue", None).1.contains(P1));
     // Mirror port.
-    assert_eq!(c.req("POST", "/onos/vnets/api/mirror-port", Some(r#"{"networkId":"blue"}"#)).0, 400);
+    assert_eq!(
+        c.req(
+            "POST",
+            "/onos/vnets/api/mirror-port",
+            Some(r#"{"networkId":"blue"}"#)
+        )
+        .0,
+        400
+    );
     let mirror = format!(r#"{{"networkId":"blue","mirrorPort":"{P2}"}}"#);
-    assert_eq!(c.req("POST", "/onos/vnets/api/mirror-port", Some(&mirror)).0, 204);
-    assert!(c.req("GET", "/onos/vnets/api/blue", None).1.contains(&format!("Mirror Port: {P2}")));
-    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&add("blue", P2))).0, 409, "mirror cannot be a member");
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api/mirror-port", Some(&mirror))
+            .0,
+        204
+    );
+    assert!(c
+        .req("GET", "/onos/vnets/api/blue", None)
+        .1
+        .contains(&format!("Mirror Port: {P2}")));
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api/port", Some(&add("blue", P2)))
+            .0,
+        409,
+        "mirror cannot be a member"
+    );
     // Remove ports: 200, unknown network 409, non-member 500.
-    assert_eq!(c.req("DELETE", "/onos/vnets/api/port", Some(&add("blue", P1))).0, 200);
-    assert_eq!(c.req("DELETE", "/onos/vnets/api/port", Some(&add("blue", P1))).0, 500);
-    assert_eq!(c.req("DELETE", "/onos/vnets/api/port", Some(&add("nope", P1))).0, 409);
+    assert_eq!(
+        c.req("DELETE", "/onos/vnets/api/port", Some(&add("blue", P1)))
+            .0,
+        200
+    );
+    assert_eq!(
+        c.req("DELETE", "/onos/vnets/api/port", Some(&add("blue", P1)))
+            .0,
+        500
+    );
+    assert_eq!(
+        c.req("DELETE", "/onos/vnets/api/port", Some(&add("nope", P1)))
+            .0,
+        409
+    );
     // Bad bodies.
     assert_eq!(c.req("POST", "/onos/vnets/api", Some("{not json")).0, 400);
-    assert_eq!(c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"x","bogus":1}"#)).0, 400);
-    let (code, body) = c.req("POST", "/onos/vnets/api", Some(&format!(r#"{{"networkId":"{}"}}"#, "a".repeat(300))));
+    assert_eq!(
+        c.req(
+            "POST",
+            "/onos/vnets/api",
+            Some(r#"{"networkId":"x","bogus":1}"#)
+        )
+        .0,
+        400
+    );
+    let (code, body) = c.req(
+        "POST",
+        "/onos/vnets/api",
+        Some(&format!(r#"{{"networkId":"{}"}}"#, "a".repeat(300))),
+    );
     assert_eq!(code, 400);
     assert!(body.contains("longer than 253"), "{body}");
-    assert_eq!(c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"a b"}"#)).0, 400);
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"a b"}"#))
+            .0,
+        400
+    );
     // Delete (also when unknown).
     assert_eq!(c.req("DELETE", "/onos/vnets/api/blue", None).0, 204);
     assert_eq!(c.req("DELETE", "/onos/vnets/api/blue", None).0, 204);
@@ -142,21 +265,38 @@ fn upstream_vnets_contract() {
 #[test]
 fn state_survives_a_restart() {
     let c = Controller::start();
-    assert_eq!(c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"a"}"#)).0, 204);
-    assert_eq!(c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"b"}"#)).0, 204);
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"a"}"#))
+            .0,
+        204
+    );
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"b"}"#))
+            .0,
+        204
+    );
     let body = format!(r#"{{"networkId":"b","networkEndpoints":["{P1}"]}}"#);
     assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&body)).0, 204);
     let before = c.req("GET", "/api/v1/networks", None).1;
     let dir = c.stop();
     let c = Controller::start_in(dir);
     assert_eq!(c.req("GET", "/api/v1/networks", None).1, before);
-    assert!(before.contains(P1) && before.contains("\"vni\":2"), "{before}");
+    assert!(
+        before.contains(P1) && before.contains("\"vni\":2"),
+        "{before}"
+    );
 }
 
 #[test]
 fn refuses_to_start_without_credentials() {
     let out = Command::new(BIN)
-        .args(["controller", "--api-listen", "127.0.0.1:0", "--openflow-listen", "127.0.0.1:0"])
+        .args([
+            "controller",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--openflow-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--state-dir")
         .arg(tempfile::tempdir().unwrap().path())
         .env_remove("L2SM_API_USER")
@@ -171,10 +311,10 @@ fn refuses_to_start_without_credentials() {
 fn garbage_on_the_openflow_socket_closes_only_that_connection() {
     let c = Controller::start();
     let garbage: [&[u8]; 4] = [
-        b"\x04\x00\x00",                          // truncated header
-        b"\x04\x00\x00\x04\x00\x00\x00\x01",      // length below the header size
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",    // not OpenFlow at all
-        b"\x04\x00\xff\xff\x00\x00\x00\x01",      // HELLO claiming 64 KiB, then silence
+        b"\x04\x00\x00",                      // truncated header
+        b"\x04\x00\x00\x04\x00\x00\x00\x01",  // length below the header size
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", // not OpenFlow at all
+        b"\x04\x00\xff\xff\x00\x00\x00\x01",  // HELLO claiming 64 KiB, then silence
     ];
     for bytes in garbage {
         let mut s = TcpStream::connect(("127.0.0.1", c.of)).unwrap();
@@ -186,8 +326,15 @@ fn garbage_on_the_openflow_socket_closes_only_that_connection() {
         let mut buf = Vec::new();
         // The controller sends its HELLO, then closes the connection.
         let _ = s.read_to_end(&mut buf);
-        assert!(buf.len() >= 8 && buf[0] == 4 && buf[1] == 0, "expected our HELLO first: {buf:?}");
-        assert_eq!(c.req("GET", "/onos/vnets/api/status", None).0, 200, "controller stopped serving");
+        assert!(
+            buf.len() >= 8 && buf[0] == 4 && buf[1] == 0,
+            "expected our HELLO first: {buf:?}"
+        );
+        assert_eq!(
+            c.req("GET", "/onos/vnets/api/status", None).0,
+            200,
+            "controller stopped serving"
+        );
     }
     // A peer that only speaks OpenFlow 1.0 gets HELLO_FAILED.
     let mut s = TcpStream::connect(("127.0.0.1", c.of)).unwrap();
@@ -197,7 +344,14 @@ fn garbage_on_the_openflow_socket_closes_only_that_connection() {
     let _ = s.read_to_end(&mut buf);
     let hello_len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
     let err = &buf[hello_len..];
-    assert!(err.len() >= 12 && err[1] == 1, "expected an ERROR after our HELLO: {buf:?}");
+    assert!(
+        err.len() >= 12 && err[1] == 1,
+        "expected an ERROR after our HELLO: {buf:?}"
+    );
     assert_eq!(u16::from_be_bytes([err[8], err[9]]), 0, "type HELLO_FAILED");
-    assert_eq!(u16::from_be_bytes([err[10], err[11]]), 0, "code INCOMPATIBLE");
+    assert_eq!(
+        u16::from_be_bytes([err[10], err[11]]),
+        0,
+        "code INCOMPATIBLE"
+    );
 }

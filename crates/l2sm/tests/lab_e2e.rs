@@ -38,7 +38,11 @@ fn same_network_pairs_ping_and_cross_network_pairs_do_not() {
                 let lab = &lab;
                 checks.push(s.spawn(move || {
                     let same = from_net == to_net;
-                    let ok = if same { lab.pings(from, ip) } else { lab.blocked(from, ip) };
+                    let ok = if same {
+                        lab.pings(from, ip)
+                    } else {
+                        lab.blocked(from, ip)
+                    };
                     (from, to, same, ok)
                 }));
             }
@@ -55,7 +59,10 @@ fn same_network_pairs_ping_and_cross_network_pairs_do_not() {
                 }
             })
             .collect();
-        assert!(failures.is_empty(), "connectivity matrix wrong: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "connectivity matrix wrong: {failures:?}"
+        );
     });
 }
 
@@ -72,14 +79,18 @@ fn a_broadcast_reaches_every_pod_of_its_network_and_no_other() {
     assert!(!lab.exec_ok("a", &["ping", "-c", "2", "-W", "1", "10.10.0.99"]));
     for (pod, net, cap) in captures {
         let seen = cap.output();
-        let got = seen.contains("who-has 10.10.0.99") || seen.contains("Request who-has 10.10.0.99");
+        let got =
+            seen.contains("who-has 10.10.0.99") || seen.contains("Request who-has 10.10.0.99");
         if pod == "a" {
             assert!(got, "sender a did not see its own request: {seen}");
         } else if net == "blue" {
             assert!(got, "blue pod {pod} missed the broadcast: {seen}");
         } else {
             assert!(!got, "red pod {pod} saw a blue broadcast: {seen}");
-            assert!(!seen.contains("10.10.0.1 "), "red pod {pod} saw frames of a blue pod: {seen}");
+            assert!(
+                !seen.contains("10.10.0.1 "),
+                "red pod {pod} saw frames of a blue pod: {seen}"
+            );
         }
     }
 }
@@ -94,12 +105,27 @@ fn detached_pod_loses_connectivity_and_reattaches_to_another_network_only() {
     lab.attach("n3", "c", "red", "10.10.0.3/24");
     assert!(lab.pings("a", "10.10.0.2"));
     lab.ok(&["detach", "--pod", "a"]);
-    assert!(lab.blocked("b", "10.10.0.1"), "b still reaches the detached pod's address");
-    assert!(!lab.namespaces().iter().any(|n| n.ends_with("-p-a")), "pod namespace left behind");
+    assert!(
+        lab.blocked("b", "10.10.0.1"),
+        "b still reaches the detached pod's address"
+    );
+    assert!(
+        !lab.namespaces().iter().any(|n| n.ends_with("-p-a")),
+        "pod namespace left behind"
+    );
     lab.attach("n1", "a", "red", "10.10.0.1/24");
-    assert!(lab.pings("a", "10.10.0.3"), "re-attached pod cannot reach red");
-    assert!(lab.blocked("a", "10.10.0.2"), "re-attached pod still reaches blue");
-    assert!(lab.blocked("b", "10.10.0.1"), "blue still reaches the re-attached pod");
+    assert!(
+        lab.pings("a", "10.10.0.3"),
+        "re-attached pod cannot reach red"
+    );
+    assert!(
+        lab.blocked("a", "10.10.0.2"),
+        "re-attached pod still reaches blue"
+    );
+    assert!(
+        lab.blocked("b", "10.10.0.1"),
+        "blue still reaches the re-attached pod"
+    );
 }
 
 #[test]
@@ -109,15 +135,24 @@ fn a_pod_on_two_networks_and_detaching_one_of_them() {
     lab.ok(&["network", "create", "red"]);
     lab.attach("n1", "r", "blue", "10.10.0.1/24");
     let out = lab.attach("n1", "r", "red", "10.20.0.1/24");
-    assert!(out.contains("net2"), "second interface should be net2: {out}");
+    assert!(
+        out.contains("net2"),
+        "second interface should be net2: {out}"
+    );
     lab.attach("n2", "b", "blue", "10.10.0.2/24");
     lab.attach("n2", "c", "red", "10.20.0.3/24");
     assert!(lab.pings("r", "10.10.0.2"));
     assert!(lab.pings("r", "10.20.0.3"));
     lab.ok(&["detach", "--pod", "r", "--network", "red"]);
     assert!(lab.blocked("r", "10.20.0.3"));
-    assert!(lab.pings("r", "10.10.0.2"), "detaching red must not touch blue");
-    assert!(!lab.exec_ok("r", &["ip", "link", "show", "net2"]), "net2 still present");
+    assert!(
+        lab.pings("r", "10.10.0.2"),
+        "detaching red must not touch blue"
+    );
+    assert!(
+        !lab.exec_ok("r", &["ip", "link", "show", "net2"]),
+        "net2 still present"
+    );
 }
 
 #[test]
@@ -129,9 +164,14 @@ fn without_controller_traffic_flows_and_isolation_holds_then_new_attaches_work()
     lab.attach("n2", "b", "blue", "10.10.0.2/24");
     lab.attach("n3", "c", "red", "10.10.0.3/24");
     assert!(lab.pings("a", "10.10.0.2"));
-    let pid = lab.state()["controller_pid"].as_i64().expect("controller pid") as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill controller");
+    let pid = lab.state()["controller_pid"]
+        .as_i64()
+        .expect("controller pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill controller");
     common::wait_until("the controller to die", Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
     });
@@ -139,31 +179,48 @@ fn without_controller_traffic_flows_and_isolation_holds_then_new_attaches_work()
     std::thread::sleep(Duration::from_millis(1000));
     // Longer than OVS's inactivity probe: fail_mode=secure must keep the flows.
     for round in 0..4 {
-        assert!(lab.pings("a", "10.10.0.2"), "round {round}: established traffic stopped");
-        assert!(lab.blocked("a", "10.10.0.3"), "round {round}: isolation lost");
+        assert!(
+            lab.pings("a", "10.10.0.2"),
+            "round {round}: established traffic stopped"
+        );
+        assert!(
+            lab.blocked("a", "10.10.0.3"),
+            "round {round}: isolation lost"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
     let seen = capture.output();
-    assert!(!seen.contains("10.10.0.1"), "red pod saw blue frames with the controller down: {seen}");
+    assert!(
+        !seen.contains("10.10.0.1"),
+        "red pod saw blue frames with the controller down: {seen}"
+    );
     lab.ok(&["lab", "restart", "controller"]);
     lab.attach("n3", "e", "blue", "10.10.0.5/24");
-    common::wait_until("the new pod to reach blue", Duration::from_secs(15), || lab.pings("e", "10.10.0.1"));
+    common::wait_until("the new pod to reach blue", Duration::from_secs(15), || {
+        lab.pings("e", "10.10.0.1")
+    });
     assert!(lab.blocked("e", "10.10.0.3"));
 }
 
 #[test]
 fn lab_down_leaves_nothing_and_up_after_a_killed_lab_works() {
-    let mut lab = TestLab::up("down", 2);
+    let mut lab = TestLab::up("dn", 2);
     lab.ok(&["network", "create", "blue"]);
     lab.attach("n1", "a", "blue", "10.10.0.1/24");
     lab.attach("n2", "b", "blue", "10.10.0.2/24");
     assert!(!lab.processes().is_empty());
     // Crash everything the lab runs.
     for pid in lab.processes() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     let ctl = lab.state()["controller_pid"].as_i64().unwrap() as i32;
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(ctl), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ctl),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     std::thread::sleep(Duration::from_millis(300));
     lab.ok(&["lab", "up", "--nodes", "2"]);
     lab.ok(&["network", "create", "blue"]);
@@ -172,11 +229,26 @@ fn lab_down_leaves_nothing_and_up_after_a_killed_lab_works() {
     assert!(lab.pings("a", "10.10.0.2"));
     lab.ok(&["lab", "down"]);
     lab.keep();
-    assert!(lab.namespaces().is_empty(), "namespaces left: {:?}", lab.namespaces());
-    assert!(lab.processes().is_empty(), "processes left: {:?}", lab.processes());
-    assert!(!std::path::Path::new("/run/l2sm/lab").join(&lab.name).exists(), "lab directory left");
     assert!(
-        !std::path::Path::new("/run/l2sm/lab").join(format!("{}.lock", lab.name)).exists(),
+        lab.namespaces().is_empty(),
+        "namespaces left: {:?}",
+        lab.namespaces()
+    );
+    assert!(
+        lab.processes().is_empty(),
+        "processes left: {:?}",
+        lab.processes()
+    );
+    assert!(
+        !std::path::Path::new("/run/l2sm/lab")
+            .join(&lab.name)
+            .exists(),
+        "lab directory left"
+    );
+    assert!(
+        !std::path::Path::new("/run/l2sm/lab")
+            .join(format!("{}.lock", lab.name))
+            .exists(),
         "lock file left"
     );
     // Idempotent.
@@ -194,21 +266,119 @@ fn bad_input_gets_one_line_errors_and_changes_nothing() {
     lab.attach("n1", "a", "blue", "10.10.0.1/24");
     let before = snapshot(&lab);
     let cases: [(&[&str], &str); 11] = [
-        (&["attach", "--node", "n2", "--pod", "x", "--network", "nope", "--ip", "10.10.0.9/24"], "unknown network"),
-        (&["attach", "--node", "n2", "--pod", "a", "--network", "blue", "--ip", "10.10.0.9/24"], "already exists on node n1"),
-        (&["attach", "--node", "n2", "--pod", "x", "--network", "blue", "--ip", "10.10.0.300/24"], "invalid IP/CIDR"),
-        (&["attach", "--node", "n2", "--pod", "x", "--network", "blue", "--ip", "10.10.0.9"], "invalid IP/CIDR"),
-        (&["attach", "--node", "n2", "--pod", "x", "--network", "blue", "--ip", "banana"], "invalid IP/CIDR"),
-        (&["attach", "--node", "n2", "--pod", "x", "--network", "blue", "--ip", "10.10.0.1/24"], "already used by pod"),
-        (&["attach", "--node", "n9", "--pod", "x", "--network", "blue"], "unknown node"),
-        (&["attach", "--node", "n2", "--pod", "X/y", "--network", "blue"], "invalid pod name"),
-        (&["attach", "--node", "n1", "--pod", "a", "--network", "blue"], "already attached"),
+        (
+            &[
+                "attach",
+                "--node",
+                "n2",
+                "--pod",
+                "x",
+                "--network",
+                "nope",
+                "--ip",
+                "10.10.0.9/24",
+            ],
+            "unknown network",
+        ),
+        (
+            &[
+                "attach",
+                "--node",
+                "n2",
+                "--pod",
+                "a",
+                "--network",
+                "blue",
+                "--ip",
+                "10.10.0.9/24",
+            ],
+            "already exists on node n1",
+        ),
+        (
+            &[
+                "attach",
+                "--node",
+                "n2",
+                "--pod",
+                "x",
+                "--network",
+                "blue",
+                "--ip",
+                "10.10.0.300/24",
+            ],
+            "invalid IP/CIDR",
+        ),
+        (
+            &[
+                "attach",
+                "--node",
+                "n2",
+                "--pod",
+                "x",
+                "--network",
+                "blue",
+                "--ip",
+                "10.10.0.9",
+            ],
+            "invalid IP/CIDR",
+        ),
+        (
+            &[
+                "attach",
+                "--node",
+                "n2",
+                "--pod",
+                "x",
+                "--network",
+                "blue",
+                "--ip",
+                "banana",
+            ],
+            "invalid IP/CIDR",
+        ),
+        (
+            &[
+                "attach",
+                "--node",
+                "n2",
+                "--pod",
+                "x",
+                "--network",
+                "blue",
+                "--ip",
+                "10.10.0.1/24",
+            ],
+            "already used by pod",
+        ),
+        (
+            &["attach", "--node", "n9", "--pod", "x", "--network", "blue"],
+            "unknown node",
+        ),
+        (
+            &[
+                "attach",
+                "--node",
+                "n2",
+                "--pod",
+                "X/y",
+                "--network",
+                "blue",
+            ],
+            "invalid pod name",
+        ),
+        (
+            &["attach", "--node", "n1", "--pod", "a", "--network", "blue"],
+            "already attached",
+        ),
         (&["network", "create", "Not_Valid"], "invalid network name"),
         (&["lab", "up", "--nodes", "2"], "already up"),
     ];
     for (args, expect) in cases {
         let line = lab.fails(args);
-        assert!(line.contains(expect), "{args:?}: error {line:?} does not mention {expect:?}");
+        assert!(
+            line.contains(expect),
+            "{args:?}: error {line:?} does not mention {expect:?}"
+        );
     }
     assert_eq!(snapshot(&lab), before, "a refused command changed the lab");
 }
@@ -219,9 +389,21 @@ fn status_reports_nodes_switches_networks_and_pods() {
     lab.ok(&["network", "create", "blue"]);
     lab.attach("n1", "a", "blue", "10.10.0.1/24");
     let out = lab.ok(&["lab", "status"]);
-    for needle in ["n1", "n2", "10.250.0.1", "br-", "of:", "blue", "10.10.0.1/24", "net1"] {
+    for needle in [
+        "n1",
+        "n2",
+        "10.250.0.1",
+        "br-",
+        "of:",
+        "blue",
+        "10.10.0.1/24",
+        "net1",
+    ] {
         assert!(out.contains(needle), "status lacks {needle:?}:\n{out}");
     }
     let connected = out.lines().filter(|l| l.contains(" yes ")).count();
-    assert_eq!(connected, 2, "both switches should show as connected:\n{out}");
+    assert_eq!(
+        connected, 2,
+        "both switches should show as connected:\n{out}"
+    );
 }

@@ -438,3 +438,28 @@ fn encode_refuses_what_openflow_13_cannot_carry() {
         "port_status: port name length 21 exceeds the maximum 15"
     );
 }
+
+#[test]
+fn framing_a_stream_of_messages() {
+    let msgs = [
+        OfpMessage::new(1, Message::hello_v13()),
+        OfpMessage::new(2, Message::FlowMod(learn_flow_mod())),
+        OfpMessage::new(3, Message::BarrierRequest),
+    ];
+    let mut stream: Vec<u8> = msgs.iter().flat_map(|m| encode(m).unwrap()).collect();
+    let mut got = Vec::new();
+    // Feed the bytes one at a time, as a socket might.
+    let mut buf = Vec::new();
+    for b in stream.drain(..) {
+        buf.push(b);
+        while let Some(len) = message_len(&buf).unwrap() {
+            if buf.len() < len {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            got.push(decode(&frame).unwrap());
+        }
+    }
+    assert!(buf.is_empty());
+    assert_eq!(got, msgs);
+}

@@ -83,12 +83,16 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
             let (name, ip) = p
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--peer {p:?}: expected NAME=IP"))?;
-            let addr: std::net::IpAddr =
-                ip.parse().map_err(|_| anyhow!("--peer {p:?}: {ip:?} is not an IP address"))?;
+            let addr: std::net::IpAddr = ip
+                .parse()
+                .map_err(|_| anyhow!("--peer {p:?}: {ip:?} is not an IP address"))?;
             if name.is_empty() {
                 bail!("--peer {p:?}: empty node name");
             }
-            Ok(TunnelSpec { name: ids::vxlan_port_name(&addr.to_string()), remote_ip: addr.to_string() })
+            Ok(TunnelSpec {
+                name: ids::vxlan_port_name(&addr.to_string()),
+                remote_ip: addr.to_string(),
+            })
         })
         .collect()
 }
@@ -100,7 +104,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let controller = ControllerApi::new(&args.controller_api, credentials, None)?;
     let bridge = ids::switch_name(&args.node, &args.provider);
     let dpid = ids::datapath_id(&bridge);
-    let own_netns = Netns::open("/proc/self/ns/net").context("cannot open own network namespace")?;
+    let own_netns =
+        Netns::open("/proc/self/ns/net").context("cannot open own network namespace")?;
     let ovs = Ovs::connect(&args.ovsdb, Duration::from_secs(15)).await?;
     let spec = BridgeSpec {
         name: bridge.clone(),
@@ -157,16 +162,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
 fn bind_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!("another agent is already serving {}", path.display());
         }
-        std::fs::remove_file(path).with_context(|| format!("cannot remove stale {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
@@ -177,7 +183,9 @@ fn valid_ifname(name: &str) -> bool {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
 fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
@@ -200,7 +208,10 @@ fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
 }
 
 fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 impl Agent {
@@ -209,10 +220,22 @@ impl Agent {
         let mut lines = BufReader::new(rd).lines();
         while let Some(line) = lines.next_line().await? {
             let reply = match serde_json::from_str::<AgentRequest>(&line) {
-                Err(e) => Reply { ok: false, error: Some(format!("malformed request: {e}")), result: None },
+                Err(e) => Reply {
+                    ok: false,
+                    error: Some(format!("malformed request: {e}")),
+                    result: None,
+                },
                 Ok(req) => match self.handle(req).await {
-                    Ok(result) => Reply { ok: true, error: None, result: Some(result) },
-                    Err(e) => Reply { ok: false, error: Some(format!("{e:#}")), result: None },
+                    Ok(result) => Reply {
+                        ok: true,
+                        error: None,
+                        result: Some(result),
+                    },
+                    Err(e) => Reply {
+                        ok: false,
+                        error: Some(format!("{e:#}")),
+                        result: None,
+                    },
                 },
             };
             let mut out = serde_json::to_string(&reply)?;
@@ -237,15 +260,22 @@ impl Agent {
                 node: self.args.node.clone(),
                 bridge: self.bridge.clone(),
                 dpid: format!("of:{}", ids::dpid_hex(self.dpid)),
-                tunnels: self.tunnels.iter().map(|t| (t.name.clone(), t.remote_ip.clone())).collect(),
+                tunnels: self
+                    .tunnels
+                    .iter()
+                    .map(|t| (t.name.clone(), t.remote_ip.clone()))
+                    .collect(),
                 attachments: self.list().await?.len(),
             })?),
         }
     }
 
     async fn list(&self) -> anyhow::Result<Vec<Attachment>> {
-        let ifaces = self.ovs.interfaces().await?;
-        Ok(ifaces.iter().filter_map(|i| self.attachment_from_row(i)).collect())
+        let ifaces = self.ovs.interfaces(&self.bridge).await?;
+        Ok(ifaces
+            .iter()
+            .filter_map(|i| self.attachment_from_row(i))
+            .collect())
     }
 
     fn attachment_from_row(&self, row: &ovs::InterfaceRow) -> Option<Attachment> {
@@ -256,7 +286,11 @@ impl Agent {
             network: ext.get("l2sm-network")?.clone(),
             ifname: ext.get("ifname").cloned().unwrap_or_default(),
             host_ifname: row.name.clone(),
-            port: PortId { dpid: self.dpid, port: ofport }.to_string(),
+            port: PortId {
+                dpid: self.dpid,
+                port: ofport,
+            }
+            .to_string(),
             ofport,
             mac: ext.get("mac").cloned().unwrap_or_default(),
             ips: ext
@@ -268,12 +302,18 @@ impl Agent {
     }
 
     async fn network_exists(&self, network: &str) -> anyhow::Result<()> {
-        let resp = self.controller.request("GET", &format!("/onos/vnets/api/{network}"), None).await?;
+        let resp = self
+            .controller
+            .request("GET", &format!("/onos/vnets/api/{network}"), None)
+            .await?;
         match resp.status {
             200 => Ok(()),
             404 => bail!("unknown network {network:?}"),
             401 => bail!("the controller refused our credentials"),
-            s => bail!("controller answered {s} looking up network {network:?}: {}", resp.message()),
+            s => bail!(
+                "controller answered {s} looking up network {network:?}: {}",
+                resp.message()
+            ),
         }
     }
 
@@ -282,7 +322,10 @@ impl Agent {
             bail!("attachment_id must not be empty");
         }
         if !valid_ifname(&req.ifname) {
-            bail!("invalid interface name {:?} (1-15 printable characters, no '/' or ':')", req.ifname);
+            bail!(
+                "invalid interface name {:?} (1-15 printable characters, no '/' or ':')",
+                req.ifname
+            );
         }
         ids::validate_network_name(&req.network)?;
         let mtu = req.mtu.unwrap_or(self.args.mtu);
@@ -290,29 +333,38 @@ impl Agent {
             bail!("MTU {mtu} is out of range (68-65535)");
         }
         let mac = req.mac.as_deref().map(parse_mac).transpose()?;
-        let interfaces = self.ovs.interfaces().await?;
+        let interfaces = self.ovs.interfaces(&self.bridge).await?;
         if let Some(row) = interfaces
             .iter()
             .find(|i| i.external_ids.get("attachment-id") == Some(&req.attachment_id))
         {
-            let existing = self
-                .attachment_from_row(row)
-                .ok_or_else(|| anyhow!("attachment {} exists but is incomplete", req.attachment_id))?;
+            let existing = self.attachment_from_row(row).ok_or_else(|| {
+                anyhow!("attachment {} exists but is incomplete", req.attachment_id)
+            })?;
             if existing.network != req.network {
-                bail!("attachment {} already exists on network {:?}", req.attachment_id, existing.network);
+                bail!(
+                    "attachment {} already exists on network {:?}",
+                    req.attachment_id,
+                    existing.network
+                );
             }
             return Ok(existing);
         }
         self.network_exists(&req.network).await?;
         let pod_ns = Netns::open(&req.netns)
             .with_context(|| format!("pod network namespace {}", req.netns.display()))?;
-        let used: Vec<i64> =
-            interfaces.iter().filter_map(|i| i.ofport_request.or(i.ofport)).collect();
+        let used: Vec<i64> = interfaces
+            .iter()
+            .filter_map(|i| i.ofport_request.or(i.ofport))
+            .collect();
         let ofport = (1..FIRST_TUNNEL_OFPORT)
             .find(|n| !used.contains(&i64::from(*n)))
             .ok_or_else(|| anyhow!("no free port number left on {}", self.bridge))?;
         let host_if = ids::port_interface_name(self.dpid, ofport);
-        let port_id = PortId { dpid: self.dpid, port: ofport };
+        let port_id = PortId {
+            dpid: self.dpid,
+            port: ofport,
+        };
 
         // 1. veth pair, pod end created directly inside the pod namespace.
         let (hi, pi, pns) = (host_if.clone(), req.ifname.clone(), pod_ns.clone());
@@ -336,7 +388,9 @@ impl Agent {
 
         let rollback_veth = || async {
             let hi = host_if.clone();
-            if let Err(e) = run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await {
+            if let Err(e) =
+                run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await
+            {
                 tracing::warn!("rollback: cannot delete {}: {e:#}", host_if);
             }
         };
@@ -367,7 +421,12 @@ impl Agent {
         };
 
         // 3. OVS port with a fixed number, in one transaction.
-        let ips_text = req.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let ips_text = req
+            .ips
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut ext = vec![
             ("attachment-id", req.attachment_id.clone()),
             ("l2sm-network", req.network.clone()),
@@ -379,7 +438,11 @@ impl Agent {
         if let Some(pod) = &req.pod {
             ext.push(("pod", pod.clone()));
         }
-        if let Err(e) = self.ovs.add_pod_port(&self.bridge, &host_if, ofport, &ext).await {
+        if let Err(e) = self
+            .ovs
+            .add_pod_port(&self.bridge, &host_if, ofport, &ext)
+            .await
+        {
             let _ = self.ovs.remove_port(&self.bridge, &host_if).await;
             rollback_veth().await;
             return Err(e.context(format!("cannot add port {host_if} to {}", self.bridge)));
@@ -387,9 +450,15 @@ impl Agent {
 
         // 4. Membership in the controller.
         let body = json!({"networkId": req.network, "networkEndpoints": [port_id.to_string()]});
-        let reported = match self.controller.request("POST", "/onos/vnets/api/port", Some(&body)).await {
+        let reported = match self
+            .controller
+            .request("POST", "/onos/vnets/api/port", Some(&body))
+            .await
+        {
             Ok(r) if r.status == 204 => Ok(()),
-            Ok(r) if r.status == 409 => Err(anyhow!("controller refused the port: {}", r.message())),
+            Ok(r) if r.status == 409 => {
+                Err(anyhow!("controller refused the port: {}", r.message()))
+            }
             Ok(r) => Err(anyhow!("controller answered {}: {}", r.status, r.message())),
             Err(e) => Err(e),
         };
@@ -413,21 +482,32 @@ impl Agent {
     }
 
     async fn detach(&self, attachment_id: &str) -> anyhow::Result<bool> {
-        let interfaces = self.ovs.interfaces().await?;
+        let interfaces = self.ovs.interfaces(&self.bridge).await?;
         let Some(att) = interfaces
             .iter()
-            .filter(|i| i.external_ids.get("attachment-id").map(String::as_str) == Some(attachment_id))
+            .filter(|i| {
+                i.external_ids.get("attachment-id").map(String::as_str) == Some(attachment_id)
+            })
             .find_map(|i| self.attachment_from_row(i))
         else {
             return Ok(false);
         };
         let body = json!({"networkId": att.network, "networkEndpoints": [att.port]});
-        let resp = self.controller.request("DELETE", "/onos/vnets/api/port", Some(&body)).await?;
+        let resp = self
+            .controller
+            .request("DELETE", "/onos/vnets/api/port", Some(&body))
+            .await?;
         match resp.status {
             200 | 204 => {}
             // The network or the membership is already gone: nothing left to undo there.
-            409 | 500 => tracing::info!(port = %att.port, "controller had no membership: {}", resp.message()),
-            s => bail!("controller answered {s} removing {}: {}", att.port, resp.message()),
+            409 | 500 => {
+                tracing::info!(port = %att.port, "controller had no membership: {}", resp.message())
+            }
+            s => bail!(
+                "controller answered {s} removing {}: {}",
+                att.port,
+                resp.message()
+            ),
         }
         self.ovs.remove_port(&self.bridge, &att.host_ifname).await?;
         let hi = att.host_ifname.clone();

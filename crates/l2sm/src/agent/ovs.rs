@@ -117,10 +117,18 @@ impl Ovs {
         Ok(results)
     }
 
-    async fn select(&self, table: &str, conditions: Vec<Condition>, columns: &[&str]) -> anyhow::Result<Vec<Map<String, Value>>> {
+    async fn select(
+        &self,
+        table: &str,
+        conditions: Vec<Condition>,
+        columns: &[&str],
+    ) -> anyhow::Result<Vec<Map<String, Value>>> {
         let results = self
             .client
-            .transact(vswitch::DB, &[Operation::select(table, conditions, columns)])
+            .transact(
+                vswitch::DB,
+                &[Operation::select(table, conditions, columns)],
+            )
             .await
             .map_err(|e| anyhow!("OVSDB select on {table} failed: {e}"))?;
         rows(results.first())
@@ -128,9 +136,16 @@ impl Ovs {
 
     /// Makes sure the Open_vSwitch root row exists (what `ovs-vsctl init` does).
     pub async fn init(&self) -> anyhow::Result<()> {
-        if self.select("Open_vSwitch", vec![], &["_uuid"]).await?.is_empty() {
+        if self
+            .select("Open_vSwitch", vec![], &["_uuid"])
+            .await?
+            .is_empty()
+        {
             self.client
-                .transact(vswitch::DB, &[Operation::insert("Open_vSwitch", json!({}), None)])
+                .transact(
+                    vswitch::DB,
+                    &[Operation::insert("Open_vSwitch", json!({}), None)],
+                )
                 .await
                 .map_err(|e| anyhow!("cannot initialise the OVSDB root row: {e}"))?;
         }
@@ -162,7 +177,9 @@ impl Ovs {
     pub async fn ensure_bridge(&self, spec: &BridgeSpec) -> anyhow::Result<()> {
         self.init().await?;
         let cond = || vec![Condition::eq("name", json!(spec.name))];
-        let existing = self.select("Bridge", cond(), &["_uuid", "controller"]).await?;
+        let existing = self
+            .select("Bridge", cond(), &["_uuid", "controller"])
+            .await?;
         let settings = json!({
             "datapath_type": spec.datapath_type,
             "protocols": datum::set([json!("OpenFlow13")]),
@@ -195,7 +212,10 @@ impl Ovs {
                 ops.push(Operation::mutate(
                     "Open_vSwitch",
                     vec![],
-                    vec![Mutation::insert("bridges", datum::set([datum::named_uuid("bridge")]))],
+                    vec![Mutation::insert(
+                        "bridges",
+                        datum::set([datum::named_uuid("bridge")]),
+                    )],
                 ));
                 tracing::info!(bridge = %spec.name, "creating bridge");
             }
@@ -214,7 +234,9 @@ impl Ovs {
                 ops.push(Operation::update("Bridge", cond(), update));
             }
         }
-        self.transact_applied(ops).await.with_context(|| format!("cannot set up bridge {}", spec.name))?;
+        self.transact_applied(ops)
+            .await
+            .with_context(|| format!("cannot set up bridge {}", spec.name))?;
         Ok(())
     }
 
@@ -223,16 +245,29 @@ impl Ovs {
             return Ok(false);
         }
         let rows = self
-            .select("Controller", vec![], &["_uuid", "target", "max_backoff", "inactivity_probe", "connection_mode"])
+            .select(
+                "Controller",
+                vec![],
+                &[
+                    "_uuid",
+                    "target",
+                    "max_backoff",
+                    "inactivity_probe",
+                    "connection_mode",
+                ],
+            )
             .await?;
         let mut have: Vec<String> = Vec::new();
         for row in rows {
-            let Some(uuid) = datum::as_uuid(&row["_uuid"]) else { continue };
+            let Some(uuid) = datum::as_uuid(&row["_uuid"]) else {
+                continue;
+            };
             if !uuids.contains(&uuid) {
                 continue;
             }
             let ok = datum::as_opt_i64(&row["max_backoff"]) == Some(spec.max_backoff_ms as i64)
-                && datum::as_opt_i64(&row["inactivity_probe"]) == Some(spec.inactivity_probe_ms as i64)
+                && datum::as_opt_i64(&row["inactivity_probe"])
+                    == Some(spec.inactivity_probe_ms as i64)
                 && datum::as_opt_str(&row["connection_mode"]).as_deref() == Some("out-of-band");
             if !ok {
                 return Ok(false);
@@ -245,17 +280,53 @@ impl Ovs {
         Ok(have == want)
     }
 
-    /// All interfaces with the columns the agent uses.
-    pub async fn interfaces(&self) -> anyhow::Result<Vec<InterfaceRow>> {
-        let rows = self
-            .select(
+    /// The interfaces of `bridge` (OpenFlow numbers are per bridge; other bridges on the node
+    /// are none of our business).
+    pub async fn interfaces(&self, bridge: &str) -> anyhow::Result<Vec<InterfaceRow>> {
+        let ops = [
+            Operation::select(
+                "Bridge",
+                vec![Condition::eq("name", json!(bridge))],
+                &["ports"],
+            ),
+            Operation::select("Port", vec![], &["_uuid", "interfaces"]),
+            Operation::select(
                 "Interface",
                 vec![],
-                &["name", "type", "ofport", "ofport_request", "error", "options", "external_ids"],
-            )
-            .await?;
-        Ok(rows
+                &[
+                    "_uuid",
+                    "name",
+                    "type",
+                    "ofport",
+                    "ofport_request",
+                    "error",
+                    "options",
+                    "external_ids",
+                ],
+            ),
+        ];
+        let results = self
+            .client
+            .transact(vswitch::DB, &ops)
+            .await
+            .map_err(|e| anyhow!("OVSDB select failed: {e}"))?;
+        let bridges = rows(results.first())?;
+        let Some(bridge_row) = bridges.first() else {
+            return Ok(Vec::new());
+        };
+        let port_ids: Vec<String> = datum::as_set(&bridge_row["ports"])
+            .iter()
+            .filter_map(datum::as_uuid)
+            .collect();
+        let iface_ids: Vec<String> = rows(results.get(1))?
+            .iter()
+            .filter(|p| datum::as_uuid(&p["_uuid"]).is_some_and(|u| port_ids.contains(&u)))
+            .flat_map(|p| datum::as_set(&p["interfaces"]))
+            .filter_map(|v| datum::as_uuid(&v))
+            .collect();
+        Ok(rows(results.get(2))?
             .into_iter()
+            .filter(|r| datum::as_uuid(&r["_uuid"]).is_some_and(|u| iface_ids.contains(&u)))
             .map(|r| InterfaceRow {
                 name: r["name"].as_str().unwrap_or_default().to_string(),
                 kind: r["type"].as_str().unwrap_or_default().to_string(),
@@ -274,21 +345,29 @@ impl Ovs {
             .select("Port", vec![], &["_uuid", "name"])
             .await?
             .into_iter()
-            .filter_map(|r| Some((r["name"].as_str()?.to_string(), datum::as_uuid(&r["_uuid"])?)))
+            .filter_map(|r| {
+                Some((
+                    r["name"].as_str()?.to_string(),
+                    datum::as_uuid(&r["_uuid"])?,
+                ))
+            })
             .collect())
     }
 
     /// Creates missing tunnels, fixes changed ones and removes tunnels to nodes no longer in
     /// the mesh. Tunnels that are already right are left alone, so traffic does not flap.
     pub async fn ensure_tunnels(&self, bridge: &str, tunnels: &[TunnelSpec]) -> anyhow::Result<()> {
-        let interfaces = self.interfaces().await?;
+        let interfaces = self.interfaces(bridge).await?;
         let ports = self.port_uuids().await?;
         let existing: BTreeMap<&str, &InterfaceRow> = interfaces
             .iter()
             .filter(|i| l2sm_pipeline::ids::is_tunnel_port_name(&i.name))
             .map(|i| (i.name.as_str(), i))
             .collect();
-        let mut used: Vec<i64> = interfaces.iter().filter_map(|i| i.ofport_request.or(i.ofport)).collect();
+        let mut used: Vec<i64> = interfaces
+            .iter()
+            .filter_map(|i| i.ofport_request.or(i.ofport))
+            .collect();
         let mut ops = Vec::new();
         let bridge_cond = || vec![Condition::eq("name", json!(bridge))];
         for (i, t) in tunnels.iter().enumerate() {
@@ -328,7 +407,10 @@ impl Ovs {
                     ops.push(Operation::mutate(
                         "Bridge",
                         bridge_cond(),
-                        vec![Mutation::insert("ports", datum::set([datum::named_uuid(&port)]))],
+                        vec![Mutation::insert(
+                            "ports",
+                            datum::set([datum::named_uuid(&port)]),
+                        )],
                     ));
                 }
             }
@@ -347,7 +429,9 @@ impl Ovs {
         if ops.is_empty() {
             return Ok(());
         }
-        self.transact_applied(ops).await.context("cannot set up tunnel ports")?;
+        self.transact_applied(ops)
+            .await
+            .context("cannot set up tunnel ports")?;
         Ok(())
     }
 
@@ -374,12 +458,15 @@ impl Ovs {
             Operation::mutate(
                 "Bridge",
                 vec![Condition::eq("name", json!(bridge))],
-                vec![Mutation::insert("ports", datum::set([datum::named_uuid("port")]))],
+                vec![Mutation::insert(
+                    "ports",
+                    datum::set([datum::named_uuid("port")]),
+                )],
             ),
         ];
         self.transact_applied(ops).await?;
         let row = self
-            .interfaces()
+            .interfaces(bridge)
             .await?
             .into_iter()
             .find(|i| i.name == name)
@@ -388,14 +475,19 @@ impl Ovs {
             bail!("Open vSwitch could not add port {name}: {err}");
         }
         if row.ofport != Some(i64::from(ofport)) {
-            bail!("port {name} got OpenFlow number {:?} instead of {ofport}", row.ofport);
+            bail!(
+                "port {name} got OpenFlow number {:?} instead of {ofport}",
+                row.ofport
+            );
         }
         Ok(())
     }
 
     /// Removes a port (its Port and Interface rows go with it). Absent ports are fine.
     pub async fn remove_port(&self, bridge: &str, name: &str) -> anyhow::Result<()> {
-        let Some(uuid) = self.port_uuids().await?.remove(name) else { return Ok(()) };
+        let Some(uuid) = self.port_uuids().await?.remove(name) else {
+            return Ok(());
+        };
         self.transact_applied(vec![Operation::mutate(
             "Bridge",
             vec![Condition::eq("name", json!(bridge))],
@@ -417,14 +509,22 @@ impl Ovs {
     ) -> anyhow::Result<()> {
         self.init().await?;
         let exists = !self
-            .select("Bridge", vec![Condition::eq("name", json!(name))], &["_uuid"])
+            .select(
+                "Bridge",
+                vec![Condition::eq("name", json!(name))],
+                &["_uuid"],
+            )
             .await?
             .is_empty();
         if exists {
             return Ok(());
         }
         let ops = vec![
-            Operation::insert("Interface", json!({"name": name, "type": "internal"}), Some("lif")),
+            Operation::insert(
+                "Interface",
+                json!({"name": name, "type": "internal"}),
+                Some("lif"),
+            ),
             Operation::insert(
                 "Port",
                 json!({"name": name, "interfaces": datum::named_uuid("lif")}),
@@ -448,10 +548,15 @@ impl Ovs {
             Operation::mutate(
                 "Open_vSwitch",
                 vec![],
-                vec![Mutation::insert("bridges", datum::set([datum::named_uuid("br")]))],
+                vec![Mutation::insert(
+                    "bridges",
+                    datum::set([datum::named_uuid("br")]),
+                )],
             ),
         ];
-        self.transact_applied(ops).await.with_context(|| format!("cannot create bridge {name}"))?;
+        self.transact_applied(ops)
+            .await
+            .with_context(|| format!("cannot create bridge {name}"))?;
         Ok(())
     }
 }

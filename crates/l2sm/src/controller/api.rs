@@ -37,13 +37,19 @@ struct AppState {
 
 /// Builds the API router.
 pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
-    let state = AppState { shared, credentials: Arc::new(credentials) };
+    let state = AppState {
+        shared,
+        credentials: Arc::new(credentials),
+    };
     let vnets = Router::new()
         .route("/onos/vnets/api", post(create_network))
         .route("/onos/vnets/api/status", get(status))
         .route("/onos/vnets/api/port", post(add_port).delete(remove_port))
         .route("/onos/vnets/api/mirror-port", post(set_mirror_port))
-        .route("/onos/vnets/api/{network_id}", get(get_network).delete(delete_network))
+        .route(
+            "/onos/vnets/api/{network_id}",
+            get(get_network).delete(delete_network),
+        )
         .route("/api/v1/networks", get(list_networks))
         .route("/api/v1/switches", get(list_switches))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
@@ -51,25 +57,53 @@ pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
         .route("/onos/ui", get(|| async { "L2S-M controller\n" }))
         .route("/metrics", get(metrics))
         .merge(vnets)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint").into_response() })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
 /// JSON error body `{"code": N, "message": "..."}`, the shape ONOS uses.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    #[derive(Serialize)]
-    struct Body {
-        code: u16,
-        message: String,
-    }
-    let body = Body { code: status.as_u16(), message: message.into() };
-    (status, Json(body)).into_response()
+/// An API error, answered as the JSON body `{"code": N, "message": "..."}` ONOS uses.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
 }
 
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body {
+            code: u16,
+            message: String,
+        }
+        let body = Body {
+            code: self.status.as_u16(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    state.shared.metrics.api_requests.fetch_add(1, Ordering::Relaxed);
+    state
+        .shared
+        .metrics
+        .api_requests
+        .fetch_add(1, Ordering::Relaxed);
     next.run(req).await
 }
 
@@ -84,13 +118,19 @@ async fn require_auth(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok());
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        });
     if given.as_deref() == Some(expected.as_bytes()) {
         return next.run(req).await;
     }
-    let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"karaf\""));
+    let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials").into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"karaf\""),
+    );
     resp
 }
 
@@ -106,12 +146,16 @@ struct NetworkDto {
     mirror_port: Option<String>,
 }
 
-fn parse_body(body: &Bytes) -> Result<NetworkDto, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
+fn parse_body(body: &Bytes) -> Result<NetworkDto, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        )
+    })
 }
 
-fn network_id(dto: &NetworkDto) -> Result<String, Response> {
+fn network_id(dto: &NetworkDto) -> Result<String, ApiError> {
     let id = dto
         .network_id
         .clone()
@@ -121,11 +165,12 @@ fn network_id(dto: &NetworkDto) -> Result<String, Response> {
 }
 
 /// Upstream answers 500 for endpoints it cannot parse; we keep the code and add a message.
-fn parse_port(s: &str) -> Result<PortId, Response> {
-    s.parse().map_err(|e: ids::IdError| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+fn parse_port(s: &str) -> Result<PortId, ApiError> {
+    s.parse()
+        .map_err(|e: ids::IdError| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-fn update_error(e: UpdateError) -> Response {
+fn update_error(e: UpdateError) -> ApiError {
     match e {
         UpdateError::Model(ModelError::PortNotMember(p)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,27 +188,25 @@ async fn status() -> StatusCode {
     StatusCode::OK
 }
 
-async fn create_network(State(state): State<AppState>, body: Bytes) -> Response {
-    let run = || -> Result<Response, Response> {
-        let dto = parse_body(&body)?;
-        let id = network_id(&dto)?;
-        let mirror = dto.mirror_port.as_deref().map(parse_port).transpose()?;
-        let created = state
-            .shared
-            .update(|m| m.create_network(&id, mirror))
-            .map_err(update_error)?;
-        if created {
-            tracing::info!(network = %id, "network created");
-        }
-        Ok(StatusCode::NO_CONTENT.into_response())
-    };
-    run().unwrap_or_else(|r| r)
+async fn create_network(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let dto = parse_body(&body)?;
+    let id = network_id(&dto)?;
+    let mirror = dto.mirror_port.as_deref().map(parse_port).transpose()?;
+    let created = state
+        .shared
+        .update(|m| m.create_network(&id, mirror))
+        .map_err(update_error)?;
+    if created {
+        tracing::info!(network = %id, "network created");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn get_network(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn get_network(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let model = state.shared.model();
     let Some(net) = model.networks.get(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("network {id:?} does not exist"));
+        let message = format!("network {id:?} does not exist");
+        return Err(error(StatusCode::NOT_FOUND, message));
     };
     // Same human-readable text as upstream's Network.toString().
     let mut text = format!("Id: {id}\nEndpoints: \n");
@@ -178,71 +221,84 @@ async fn get_network(State(state): State<AppState>, Path(id): Path<String>) -> R
         Some(p) => text.push_str(&format!("Mirror Port: {p}\n")),
         None => text.push_str("Mirror Port: null\n"),
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+    let content_type = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    Ok((StatusCode::OK, content_type, text).into_response())
 }
 
-async fn delete_network(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.shared.update(|m| Ok(m.delete_network(&id))) {
-        Ok(existed) => {
-            if existed {
-                tracing::info!(network = %id, "network deleted");
-            }
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => update_error(e),
+async fn delete_network(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let existed = state
+        .shared
+        .update(|m| Ok(m.delete_network(&id)))
+        .map_err(update_error)?;
+    if existed {
+        tracing::info!(network = %id, "network deleted");
     }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn endpoints(dto: &NetworkDto) -> Result<Vec<PortId>, Response> {
+fn endpoints(dto: &NetworkDto) -> Result<Vec<PortId>, ApiError> {
     let list = dto.network_endpoints.as_ref().ok_or_else(|| {
-        error(StatusCode::INTERNAL_SERVER_ERROR, "networkEndpoints is required")
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "networkEndpoints is required",
+        )
     })?;
     list.iter().map(|s| parse_port(s)).collect()
 }
 
-async fn add_port(State(state): State<AppState>, body: Bytes) -> Response {
-    let run = || -> Result<Response, Response> {
-        let dto = parse_body(&body)?;
-        let id = network_id(&dto).map_err(|_| {
-            error(StatusCode::CONFLICT, "networkId is missing or names no network")
-        })?;
-        let ports = endpoints(&dto)?;
-        if state.shared.update(|m| m.add_ports(&id, &ports)).map_err(update_error)? {
-            tracing::info!(network = %id, ports = ?ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ports added");
-        }
-        Ok(StatusCode::NO_CONTENT.into_response())
-    };
-    run().unwrap_or_else(|r| r)
+async fn add_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let dto = parse_body(&body)?;
+    let id = network_id(&dto).map_err(|_| {
+        error(
+            StatusCode::CONFLICT,
+            "networkId is missing or names no network",
+        )
+    })?;
+    let ports = endpoints(&dto)?;
+    if state
+        .shared
+        .update(|m| m.add_ports(&id, &ports))
+        .map_err(update_error)?
+    {
+        tracing::info!(network = %id, ports = ?ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ports added");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn remove_port(State(state): State<AppState>, body: Bytes) -> Response {
-    let run = || -> Result<Response, Response> {
-        let dto = parse_body(&body)?;
-        let id = network_id(&dto).map_err(|_| {
-            error(StatusCode::CONFLICT, "networkId is missing or names no network")
-        })?;
-        let ports = endpoints(&dto)?;
-        state.shared.update(|m| m.remove_ports(&id, &ports)).map_err(update_error)?;
-        tracing::info!(network = %id, ports = ?ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ports removed");
-        Ok(StatusCode::OK.into_response())
-    };
-    run().unwrap_or_else(|r| r)
+async fn remove_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let dto = parse_body(&body)?;
+    let id = network_id(&dto).map_err(|_| {
+        error(
+            StatusCode::CONFLICT,
+            "networkId is missing or names no network",
+        )
+    })?;
+    let ports = endpoints(&dto)?;
+    state
+        .shared
+        .update(|m| m.remove_ports(&id, &ports))
+        .map_err(update_error)?;
+    tracing::info!(network = %id, ports = ?ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(), "ports removed");
+    Ok(StatusCode::OK.into_response())
 }
 
-async fn set_mirror_port(State(state): State<AppState>, body: Bytes) -> Response {
-    let run = || -> Result<Response, Response> {
-        let dto = parse_body(&body)?;
-        let mirror = match dto.mirror_port.as_deref() {
-            Some(s) if !s.is_empty() => parse_port(s)?,
-            _ => return Err(error(StatusCode::BAD_REQUEST, "mirrorPort is required")),
-        };
-        let id = network_id(&dto).map_err(|_| {
-            error(StatusCode::CONFLICT, "networkId is missing or names no network")
-        })?;
-        state.shared.update(|m| m.set_mirror_port(&id, mirror)).map_err(update_error)?;
-        Ok(StatusCode::NO_CONTENT.into_response())
+async fn set_mirror_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let dto = parse_body(&body)?;
+    let mirror = match dto.mirror_port.as_deref() {
+        Some(s) if !s.is_empty() => parse_port(s)?,
+        _ => return Err(error(StatusCode::BAD_REQUEST, "mirrorPort is required")),
     };
-    run().unwrap_or_else(|r| r)
+    let id = network_id(&dto).map_err(|_| {
+        error(
+            StatusCode::CONFLICT,
+            "networkId is missing or names no network",
+        )
+    })?;
+    state
+        .shared
+        .update(|m| m.set_mirror_port(&id, mirror))
+        .map_err(update_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// One network in the native API.
@@ -286,19 +342,46 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let memberships: usize = model.networks.values().map(|n| n.endpoints.len()).sum();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
     };
-    metric("l2sm_switches_connected", "gauge", "Switches connected.", switches.len() as u64);
-    metric("l2sm_networks", "gauge", "Networks defined.", model.networks.len() as u64);
-    metric("l2sm_memberships", "gauge", "Member ports over all networks.", memberships as u64);
+    metric(
+        "l2sm_switches_connected",
+        "gauge",
+        "Switches connected.",
+        switches.len() as u64,
+    );
+    metric(
+        "l2sm_networks",
+        "gauge",
+        "Networks defined.",
+        model.networks.len() as u64,
+    );
+    metric(
+        "l2sm_memberships",
+        "gauge",
+        "Member ports over all networks.",
+        memberships as u64,
+    );
     metric(
         "l2sm_flows_installed",
         "gauge",
         "Flows installed by the controller over all switches.",
         switches.iter().map(|s| s.flows as u64).sum(),
     );
-    metric("l2sm_flow_mods_total", "counter", "FLOW_MOD messages sent.", m.flow_mods.load(Ordering::Relaxed));
-    metric("l2sm_group_mods_total", "counter", "GROUP_MOD messages sent.", m.group_mods.load(Ordering::Relaxed));
+    metric(
+        "l2sm_flow_mods_total",
+        "counter",
+        "FLOW_MOD messages sent.",
+        m.flow_mods.load(Ordering::Relaxed),
+    );
+    metric(
+        "l2sm_group_mods_total",
+        "counter",
+        "GROUP_MOD messages sent.",
+        m.group_mods.load(Ordering::Relaxed),
+    );
     metric(
         "l2sm_switch_connections_total",
         "counter",
@@ -311,6 +394,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "Switch connections closed on a protocol error.",
         m.protocol_errors.load(Ordering::Relaxed),
     );
-    metric("l2sm_api_requests_total", "counter", "API requests served.", m.api_requests.load(Ordering::Relaxed));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    metric(
+        "l2sm_api_requests_total",
+        "counter",
+        "API requests served.",
+        m.api_requests.load(Ordering::Relaxed),
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
 }

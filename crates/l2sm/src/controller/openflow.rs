@@ -41,7 +41,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
             match result {
                 Ok(()) => tracing::info!(%peer, dpid = session.dpid_str(), "switch disconnected"),
                 Err(e) => {
-                    shared.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%peer, dpid = session.dpid_str(), "closing switch connection: {e:#}")
                 }
             }
@@ -82,7 +85,9 @@ impl Session {
     }
 
     fn dpid_str(&self) -> String {
-        self.dpid.map(|d| format!("of:{d:016x}")).unwrap_or_else(|| "-".into())
+        self.dpid
+            .map(|d| format!("of:{d:016x}"))
+            .unwrap_or_else(|| "-".into())
     }
 
     fn xid(&mut self) -> u32 {
@@ -92,13 +97,24 @@ impl Session {
 
     async fn send(&mut self, xid: u32, body: Message) -> anyhow::Result<()> {
         match &body {
-            Message::FlowMod(_) => self.shared.metrics.flow_mods.fetch_add(1, Ordering::Relaxed),
-            Message::GroupMod(_) => self.shared.metrics.group_mods.fetch_add(1, Ordering::Relaxed),
+            Message::FlowMod(_) => self
+                .shared
+                .metrics
+                .flow_mods
+                .fetch_add(1, Ordering::Relaxed),
+            Message::GroupMod(_) => self
+                .shared
+                .metrics
+                .group_mods
+                .fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
         let bytes = l2sm_ofp::encode(&OfpMessage { xid, body })
             .map_err(|e| anyhow!("cannot encode message: {e}"))?;
-        self.stream.write_all(&bytes).await.context("write to switch failed")
+        self.stream
+            .write_all(&bytes)
+            .await
+            .context("write to switch failed")
     }
 
     async fn send_batch(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
@@ -106,10 +122,16 @@ impl Session {
         for body in msgs {
             match &body {
                 Message::FlowMod(_) => {
-                    self.shared.metrics.flow_mods.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .metrics
+                        .flow_mods
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Message::GroupMod(_) => {
-                    self.shared.metrics.group_mods.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .metrics
+                        .group_mods
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
             }
@@ -119,27 +141,37 @@ impl Session {
             out.extend_from_slice(&bytes);
         }
         let xid = self.xid();
-        let barrier = l2sm_ofp::encode(&OfpMessage { xid, body: Message::BarrierRequest })
-            .map_err(|e| anyhow!("cannot encode barrier: {e}"))?;
+        let barrier = l2sm_ofp::encode(&OfpMessage {
+            xid,
+            body: Message::BarrierRequest,
+        })
+        .map_err(|e| anyhow!("cannot encode barrier: {e}"))?;
         out.extend_from_slice(&barrier);
-        self.stream.write_all(&out).await.context("write to switch failed")
+        self.stream
+            .write_all(&out)
+            .await
+            .context("write to switch failed")
     }
 
     /// Next complete message; `Ok(None)` on a clean close.
     async fn recv(&mut self) -> anyhow::Result<Option<OfpMessage>> {
         loop {
-            if let Some(len) =
-                l2sm_ofp::message_len(&self.buf).map_err(|e| anyhow!("bad OpenFlow framing: {e}"))?
+            if let Some(len) = l2sm_ofp::message_len(&self.buf)
+                .map_err(|e| anyhow!("bad OpenFlow framing: {e}"))?
             {
                 if self.buf.len() >= len {
                     let frame: Vec<u8> = self.buf.drain(..len).collect();
-                    let msg =
-                        l2sm_ofp::decode(&frame).map_err(|e| anyhow!("undecodable message: {e}"))?;
+                    let msg = l2sm_ofp::decode(&frame)
+                        .map_err(|e| anyhow!("undecodable message: {e}"))?;
                     self.last_heard = Instant::now();
                     return Ok(Some(msg));
                 }
             }
-            let n = self.stream.read_buf(&mut self.buf).await.context("read from switch failed")?;
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .context("read from switch failed")?;
             if n == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -192,9 +224,16 @@ impl Session {
     }
 
     async fn handshake(&mut self) -> anyhow::Result<()> {
-        self.send(0, Message::Hello { version_bitmap: Some(vec![OF13_BIT]) }).await?;
+        self.send(
+            0,
+            Message::Hello {
+                version_bitmap: Some(vec![OF13_BIT]),
+            },
+        )
+        .await?;
         let peer_hello = loop {
-            let Some(len) = l2sm_ofp::message_len(&self.buf).map_err(|e| anyhow!("bad framing: {e}"))?
+            let Some(len) =
+                l2sm_ofp::message_len(&self.buf).map_err(|e| anyhow!("bad framing: {e}"))?
             else {
                 self.read_more().await?;
                 continue;
@@ -223,7 +262,11 @@ impl Session {
         };
         if !supports_13 {
             let text = b"only OpenFlow 1.3 (wire version 0x04) is supported".to_vec();
-            let err = l2sm_ofp::ErrorMsg { err_type: 0, code: 0, data: text };
+            let err = l2sm_ofp::ErrorMsg {
+                err_type: 0,
+                code: 0,
+                data: text,
+            };
             let _ = self.send(msg.xid, Message::Error(err)).await;
             bail!("peer does not speak OpenFlow 1.3 (hello version {version})");
         }
@@ -239,7 +282,10 @@ impl Session {
         let xid = self.xid();
         self.send(
             xid,
-            Message::MultipartRequest(MultipartRequest { flags: 0, body: MultipartRequestBody::PortDesc }),
+            Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::PortDesc,
+            }),
         )
         .await?;
         loop {
@@ -265,7 +311,11 @@ impl Session {
     }
 
     async fn read_more(&mut self) -> anyhow::Result<()> {
-        let n = self.stream.read_buf(&mut self.buf).await.context("read from switch failed")?;
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .context("read from switch failed")?;
         if n == 0 {
             bail!("connection closed during handshake");
         }
@@ -327,7 +377,12 @@ impl Session {
                 .map(|p| PortStatusView {
                     number: p.port_no,
                     name: p.name.clone(),
-                    kind: if ids::is_tunnel_port_name(&p.name) { "tunnel" } else { "port" }.into(),
+                    kind: if ids::is_tunnel_port_name(&p.name) {
+                        "tunnel"
+                    } else {
+                        "port"
+                    }
+                    .into(),
                 })
                 .collect(),
             flows: self.installed.flows.len(),
@@ -340,7 +395,10 @@ impl Session {
     fn unregister(&self) {
         if let Some(dpid) = self.dpid {
             let mut switches = self.shared.switches();
-            if switches.get(&dpid).is_some_and(|s| s.session == self.session_id) {
+            if switches
+                .get(&dpid)
+                .is_some_and(|s| s.session == self.session_id)
+            {
                 switches.remove(&dpid);
             }
         }

@@ -67,9 +67,17 @@ impl Model {
         }
         let mut candidate = self.next_vni.clamp(1, MAX_VNI);
         while used.contains(&candidate) {
-            candidate = if candidate >= MAX_VNI { 1 } else { candidate + 1 };
+            candidate = if candidate >= MAX_VNI {
+                1
+            } else {
+                candidate + 1
+            };
         }
-        self.next_vni = if candidate >= MAX_VNI { 1 } else { candidate + 1 };
+        self.next_vni = if candidate >= MAX_VNI {
+            1
+        } else {
+            candidate + 1
+        };
         Ok(candidate)
     }
 
@@ -84,8 +92,14 @@ impl Model {
             return Ok(false);
         }
         let vni = self.allocate_vni()?;
-        self.networks
-            .insert(name.to_string(), Network { vni, endpoints: Vec::new(), mirror_port });
+        self.networks.insert(
+            name.to_string(),
+            Network {
+                vni,
+                endpoints: Vec::new(),
+                mirror_port,
+            },
+        );
         Ok(true)
     }
 
@@ -151,7 +165,10 @@ impl Model {
     /// Sets (or replaces) the mirror port of a network.
     pub fn set_mirror_port(&mut self, name: &str, port: PortId) -> Result<(), ModelError> {
         if let Some(owner) = self.network_of(&port) {
-            return Err(ModelError::PortInOtherNetwork { port, network: owner.to_string() });
+            return Err(ModelError::PortInOtherNetwork {
+                port,
+                network: owner.to_string(),
+            });
         }
         let net = self
             .networks
@@ -169,7 +186,10 @@ impl Model {
                 networks.entry(net.vni).or_default().insert(ep.port);
             }
         }
-        SwitchView { tunnel_ports, networks }
+        SwitchView {
+            tunnel_ports,
+            networks,
+        }
     }
 }
 
@@ -184,7 +204,9 @@ impl Store {
     pub fn open(state_dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-        Ok(Store { path: state_dir.join("state.json") })
+        Ok(Store {
+            path: state_dir.join("state.json"),
+        })
     }
 
     /// Loads the model, or an empty one on first start.
@@ -192,9 +214,10 @@ impl Store {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("corrupt controller state in {}", self.path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Model { next_vni: 1, ..Model::default() })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Model {
+                next_vni: 1,
+                ..Model::default()
+            }),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path.display())),
         }
     }
@@ -224,7 +247,10 @@ mod tests {
 
     #[test]
     fn vnis_are_stable_unique_and_never_zero() {
-        let mut m = Model { next_vni: 1, ..Model::default() };
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
         assert!(m.create_network("a", None).unwrap());
         assert!(m.create_network("b", None).unwrap());
         assert!(!m.create_network("a", None).unwrap());
@@ -232,7 +258,10 @@ mod tests {
         assert_eq!(m.networks["b"].vni, 2);
         m.delete_network("a");
         m.create_network("c", None).unwrap();
-        assert_eq!(m.networks["c"].vni, 3, "a freed VNI is not reused right away");
+        assert_eq!(
+            m.networks["c"].vni, 3,
+            "a freed VNI is not reused right away"
+        );
         m.next_vni = MAX_VNI;
         m.create_network("d", None).unwrap();
         m.create_network("e", None).unwrap();
@@ -242,30 +271,43 @@ mod tests {
 
     #[test]
     fn a_port_belongs_to_one_network() {
-        let mut m = Model { next_vni: 1, ..Model::default() };
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
         m.create_network("a", None).unwrap();
         m.create_network("b", None).unwrap();
         assert!(m.add_ports("a", &[port(1, 1)]).unwrap());
         assert!(!m.add_ports("a", &[port(1, 1)]).unwrap());
         assert_eq!(
             m.add_ports("b", &[port(1, 2), port(1, 1)]),
-            Err(ModelError::PortInOtherNetwork { port: port(1, 1), network: "a".into() })
+            Err(ModelError::PortInOtherNetwork {
+                port: port(1, 1),
+                network: "a".into()
+            })
         );
         assert!(m.networks["b"].endpoints.is_empty(), "all or nothing");
         assert_eq!(
             m.add_ports("zz", &[port(1, 3)]),
             Err(ModelError::UnknownNetwork("zz".into()))
         );
-        assert_eq!(m.remove_ports("b", &[port(1, 1)]), Err(ModelError::PortNotMember(port(1, 1))));
+        assert_eq!(
+            m.remove_ports("b", &[port(1, 1)]),
+            Err(ModelError::PortNotMember(port(1, 1)))
+        );
         m.remove_ports("a", &[port(1, 1)]).unwrap();
         m.add_ports("b", &[port(1, 1)]).unwrap();
     }
 
     #[test]
     fn switch_view_only_has_local_members() {
-        let mut m = Model { next_vni: 1, ..Model::default() };
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
         m.create_network("a", None).unwrap();
-        m.add_ports("a", &[port(1, 1), port(2, 1), port(1, 5)]).unwrap();
+        m.add_ports("a", &[port(1, 1), port(2, 1), port(1, 5)])
+            .unwrap();
         let v = m.switch_view(1, [100].into());
         assert_eq!(v.networks, [(1, [1, 5].into())].into());
         assert_eq!(v.tunnel_ports, [100].into());

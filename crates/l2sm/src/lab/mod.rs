@@ -81,7 +81,10 @@ pub async fn up(lab: &Lab, nodes: usize) -> anyhow::Result<()> {
     let _lock = lab.lock()?;
     if let Some(existing) = lab.load()? {
         if lab_alive(&existing) {
-            bail!("lab {:?} is already up (run `l2sm lab down` first)", lab.name);
+            bail!(
+                "lab {:?} is already up (run `l2sm lab down` first)",
+                lab.name
+            );
         }
     }
     if lab_leftovers(lab)? {
@@ -101,7 +104,9 @@ pub async fn up(lab: &Lab, nodes: usize) -> anyhow::Result<()> {
     if let Err(e) = result {
         let _ = lab.save(&state);
         if std::env::var_os("L2SM_LAB_KEEP_ON_FAILURE").is_some() {
-            eprintln!("failed; keeping the half-built lab for inspection (L2SM_LAB_KEEP_ON_FAILURE)");
+            eprintln!(
+                "failed; keeping the half-built lab for inspection (L2SM_LAB_KEEP_ON_FAILURE)"
+            );
         } else {
             eprintln!("failed; removing the half-built lab");
             let _ = teardown(lab, true);
@@ -133,8 +138,14 @@ async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<
     for k in 1..=nodes {
         let name = format!("n{k}");
         let t = step(&format!("node {name}"));
-        state.nodes.push(NodeState { name: name.clone(), ip: format!("{UNDERLAY_PREFIX}.{k}"), ..Default::default() });
-        build_node(lab, state, k - 1, &ul).await.with_context(|| format!("node {name}"))?;
+        state.nodes.push(NodeState {
+            name: name.clone(),
+            ip: format!("{UNDERLAY_PREFIX}.{k}"),
+            ..Default::default()
+        });
+        build_node(lab, state, k - 1, &ul)
+            .await
+            .with_context(|| format!("node {name}"))?;
         lab.save(state)?;
         done(t);
     }
@@ -144,7 +155,11 @@ async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<
     lab.save(state)?;
     let api = lab.controller_api(state)?;
     wait_async("the controller API", Duration::from_secs(10), || async {
-        Ok(api.request("GET", "/onos/vnets/api/status", None).await?.status == 200)
+        Ok(api
+            .request("GET", "/onos/vnets/api/status", None)
+            .await?
+            .status
+            == 200)
     })
     .await?;
     done(t);
@@ -157,26 +172,38 @@ async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<
     for node in &state.nodes {
         let socket = lab.agent_socket(&node.name);
         let pid = node.agent_pid;
-        wait_async(&format!("the agent of {}", node.name), AGENT_TIMEOUT, || {
-            let socket = socket.clone();
-            async move {
-                if let Some(pid) = pid {
-                    if !procs::alive(pid, "agent") {
-                        bail!("the agent exited; see its log");
+        wait_async(
+            &format!("the agent of {}", node.name),
+            AGENT_TIMEOUT,
+            || {
+                let socket = socket.clone();
+                async move {
+                    if let Some(pid) = pid {
+                        if !procs::alive(pid, "agent") {
+                            bail!("the agent exited; see its log");
+                        }
                     }
+                    Ok(agent_proto::call_async(
+                        socket,
+                        AgentRequest::Status,
+                        Duration::from_secs(2),
+                    )
+                    .await
+                    .is_ok())
                 }
-                Ok(agent_proto::call_async(socket, AgentRequest::Status, Duration::from_secs(2)).await.is_ok())
-            }
-        })
+            },
+        )
         .await
         .with_context(|| log_tail(&lab.node_dir(&node.name).join("agent.log")))?;
     }
     done(t);
 
     let t = step("switches connecting to the controller");
-    wait_async("every switch to connect", Duration::from_secs(20), || async {
-        Ok(connected_switches(&api).await?.len() >= nodes)
-    })
+    wait_async(
+        "every switch to connect",
+        Duration::from_secs(20),
+        || async { Ok(connected_switches(&api).await?.len() >= nodes) },
+    )
     .await?;
     done(t);
     Ok(())
@@ -219,22 +246,44 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
     let dir = lab.node_dir(&node.name);
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("conf.db");
-    let out = Command::new("ovsdb-tool").arg("create").arg(&db).arg(OVS_SCHEMA).output()?;
+    let out = Command::new("ovsdb-tool")
+        .arg("create")
+        .arg(&db)
+        .arg(OVS_SCHEMA)
+        .output()?;
     if !out.status.success() {
-        bail!("ovsdb-tool create failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ovsdb-tool create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let ovs_env = |cmd: &mut Command| {
-        cmd.env("OVS_RUNDIR", &dir).env("OVS_DBDIR", &dir).env("OVS_LOGDIR", &dir);
+        cmd.env("OVS_RUNDIR", &dir)
+            .env("OVS_DBDIR", &dir)
+            .env("OVS_LOGDIR", &dir);
     };
     let mut cmd = Command::new("ovsdb-server");
     ovs_env(&mut cmd);
     cmd.arg(&db)
         .arg(format!("--remote=punix:{}", dir.join("db.sock").display()))
-        .arg(format!("--pidfile={}", dir.join("ovsdb-server.pid").display()))
-        .arg(format!("--unixctl={}", dir.join("ovsdb-server.ctl").display()))
-        .arg(format!("--log-file={}", dir.join("ovsdb-server.log").display()))
+        .arg(format!(
+            "--pidfile={}",
+            dir.join("ovsdb-server.pid").display()
+        ))
+        .arg(format!(
+            "--unixctl={}",
+            dir.join("ovsdb-server.ctl").display()
+        ))
+        .arg(format!(
+            "--log-file={}",
+            dir.join("ovsdb-server.log").display()
+        ))
         .args(["--detach", "--no-chdir"]);
-    state.nodes[idx].ovsdb_pid = Some(procs::start_ovs_daemon(&ns, cmd, &dir.join("ovsdb-server.pid"))?);
+    state.nodes[idx].ovsdb_pid = Some(procs::start_ovs_daemon(
+        &ns,
+        cmd,
+        &dir.join("ovsdb-server.pid"),
+    )?);
     lab.save(state)?;
 
     let db_sock = dir.join("db.sock");
@@ -243,11 +292,24 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
     let mut cmd = Command::new("ovs-vswitchd");
     ovs_env(&mut cmd);
     cmd.arg(format!("unix:{}", db_sock.display()))
-        .arg(format!("--pidfile={}", dir.join("ovs-vswitchd.pid").display()))
-        .arg(format!("--unixctl={}", dir.join("ovs-vswitchd.ctl").display()))
-        .arg(format!("--log-file={}", dir.join("ovs-vswitchd.log").display()))
+        .arg(format!(
+            "--pidfile={}",
+            dir.join("ovs-vswitchd.pid").display()
+        ))
+        .arg(format!(
+            "--unixctl={}",
+            dir.join("ovs-vswitchd.ctl").display()
+        ))
+        .arg(format!(
+            "--log-file={}",
+            dir.join("ovs-vswitchd.log").display()
+        ))
         .args(["--detach", "--no-chdir"]);
-    state.nodes[idx].vswitchd_pid = Some(procs::start_ovs_daemon(&ns, cmd, &dir.join("ovs-vswitchd.pid"))?);
+    state.nodes[idx].vswitchd_pid = Some(procs::start_ovs_daemon(
+        &ns,
+        cmd,
+        &dir.join("ovs-vswitchd.pid"),
+    )?);
     lab.save(state)?;
 
     // Emulate the node's NIC: userspace tunnels need the underlay address on an OVS bridge.
@@ -256,7 +318,11 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
     let ns2 = ns.clone();
     wait_async("br-phy to appear", Duration::from_secs(5), || {
         let ns2 = ns2.clone();
-        async move { Ok(l2sm_netns::with_netlink(&ns2, |nl| nl.link_exists("br-phy"))?) }
+        async move {
+            Ok(l2sm_netns::with_netlink(&ns2, |nl| {
+                nl.link_exists("br-phy")
+            })?)
+        }
     })
     .await?;
     l2sm_netns::with_netlink(&ns, move |nl| {
@@ -271,26 +337,39 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
     let node = state.nodes[idx].clone();
     let dir = lab.node_dir(&node.name);
     let exe = std::env::current_exe()?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))?;
     let mut cmd = Command::new(exe);
     cmd.args(["agent", "--node", &node.name])
         .arg("--ovsdb")
         .arg(format!("unix:{}", dir.join("db.sock").display()))
         .args(["--datapath-type", "netdev"])
-        .args(["--controller", &format!("tcp:{CONTROLLER_IP}:{}", state::OPENFLOW_PORT)])
-        .args(["--controller-api", &format!("http://{CONTROLLER_IP}:{}", state::API_PORT)])
+        .args([
+            "--controller",
+            &format!("tcp:{CONTROLLER_IP}:{}", state::OPENFLOW_PORT),
+        ])
+        .args([
+            "--controller-api",
+            &format!("http://{CONTROLLER_IP}:{}", state::API_PORT),
+        ])
         .arg("--listen")
         .arg(lab.agent_socket(&node.name))
         .args(["--mtu", &LAB_POD_MTU.to_string()])
         .args(["--disable-tx-offload", "--max-backoff-ms", "1000"])
         .env("L2SM_API_USER", &state.api_user)
         .env("L2SM_API_PASSWORD", &state.api_password)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     for other in state.nodes.iter().filter(|n| n.name != node.name) {
-        cmd.arg("--peer").arg(format!("{}={}", other.name, other.ip));
+        cmd.arg("--peer")
+            .arg(format!("{}={}", other.name, other.ip));
     }
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let ns = Netns::open_named(&lab.node_ns(&node.name))?;
@@ -326,22 +405,32 @@ pub async fn connected_switches(
 ) -> anyhow::Result<Vec<crate::controller::SwitchStatus>> {
     let resp = api.request("GET", "/api/v1/switches", None).await?;
     if resp.status != 200 {
-        bail!("controller answered {} for /api/v1/switches: {}", resp.status, resp.message());
+        bail!(
+            "controller answered {} for /api/v1/switches: {}",
+            resp.status,
+            resp.message()
+        );
     }
     serde_json::from_str(&resp.body).context("bad switch list from the controller")
 }
 
 fn lab_alive(state: &LabState) -> bool {
-    state.controller_pid.is_some_and(|p| procs::alive(p, "controller"))
+    state
+        .controller_pid
+        .is_some_and(|p| procs::alive(p, "controller"))
         || state.nodes.iter().any(|n| {
             n.agent_pid.is_some_and(|p| procs::alive(p, "agent"))
-                || n.vswitchd_pid.is_some_and(|p| procs::alive(p, "ovs-vswitchd"))
+                || n.vswitchd_pid
+                    .is_some_and(|p| procs::alive(p, "ovs-vswitchd"))
         })
 }
 
 fn lab_namespaces(lab: &Lab) -> anyhow::Result<Vec<String>> {
     let prefix = lab.ns_prefix();
-    Ok(l2sm_netns::list_named()?.into_iter().filter(|n| n.starts_with(&prefix)).collect())
+    Ok(l2sm_netns::list_named()?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect())
 }
 
 fn lab_leftovers(lab: &Lab) -> anyhow::Result<bool> {
@@ -393,7 +482,10 @@ pub fn teardown(lab: &Lab, verbose: bool) -> anyhow::Result<usize> {
     let _ = std::fs::remove_dir(state::LAB_ROOT);
     let _ = std::fs::remove_dir("/run/l2sm");
     if verbose {
-        eprintln!("removed {removed} namespaces/directories of lab {:?}", lab.name);
+        eprintln!(
+            "removed {removed} namespaces/directories of lab {:?}",
+            lab.name
+        );
     }
     if !errors.is_empty() {
         bail!("could not remove everything: {}", errors.join("; "));
@@ -435,7 +527,11 @@ pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
         lab.save(&state)?;
         let api = lab.controller_api(&state)?;
         wait_async("the controller API", Duration::from_secs(10), || async {
-            Ok(api.request("GET", "/onos/vnets/api/status", None).await?.status == 200)
+            Ok(api
+                .request("GET", "/onos/vnets/api/status", None)
+                .await?
+                .status
+                == 200)
         })
         .await?;
         eprintln!("controller restarted");
@@ -453,7 +549,11 @@ pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
     wait_async(&format!("the agent of {target}"), AGENT_TIMEOUT, || {
         let socket = socket.clone();
         async move {
-            Ok(agent_proto::call_async(socket, AgentRequest::Status, Duration::from_secs(2)).await.is_ok())
+            Ok(
+                agent_proto::call_async(socket, AgentRequest::Status, Duration::from_secs(2))
+                    .await
+                    .is_ok(),
+            )
         }
     })
     .await?;
@@ -472,11 +572,17 @@ fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Resu
     let mut cmd = Command::new(&exe);
     cmd.args(["controller", "--state-dir"])
         .arg(&ctl_dir)
-        .args(["--openflow-listen", &format!("0.0.0.0:{}", state::OPENFLOW_PORT)])
+        .args([
+            "--openflow-listen",
+            &format!("0.0.0.0:{}", state::OPENFLOW_PORT),
+        ])
         .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
         .env("L2SM_API_USER", &state.api_user)
         .env("L2SM_API_PASSWORD", &state.api_password)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -498,32 +604,62 @@ pub fn exec(lab: &Lab, target: &str, argv: &[String]) -> anyhow::Result<i32> {
     } else {
         bail!("no pod or node named {target:?} in lab {:?}", lab.name);
     };
-    let (program, args) = argv.split_first().ok_or_else(|| anyhow!("no command given after --"))?;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| anyhow!("no command given after --"))?;
     let ns = Netns::open_named(&ns_name)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
     let mut child = procs::spawn_in(&ns, cmd)?;
     let status = child.wait()?;
     use std::os::unix::process::ExitStatusExt as _;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 /// `l2sm lab status`.
 pub async fn status(lab: &Lab) -> anyhow::Result<()> {
     let state = lab.load_ready()?;
     let api = lab.controller_api(&state)?;
-    let ctl = if state.controller_pid.is_some_and(|p| procs::alive(p, "controller")) { "running" } else { "DOWN" };
-    println!("lab {}: {} nodes, controller {} at {CONTROLLER_IP}", state.name, state.nodes.len(), ctl);
+    let ctl = if state
+        .controller_pid
+        .is_some_and(|p| procs::alive(p, "controller"))
+    {
+        "running"
+    } else {
+        "DOWN"
+    };
+    println!(
+        "lab {}: {} nodes, controller {} at {CONTROLLER_IP}",
+        state.name,
+        state.nodes.len(),
+        ctl
+    );
     let switches = connected_switches(&api).await.unwrap_or_default();
     println!("\nNODES");
-    println!("  {:<5} {:<12} {:<12} {:<21} {:<10} {:<8} {:>5}", "NODE", "UNDERLAY", "SWITCH", "DPID", "CONNECTED", "AGENT", "FLOWS");
+    println!(
+        "  {:<5} {:<12} {:<12} {:<21} {:<10} {:<8} {:>5}",
+        "NODE", "UNDERLAY", "SWITCH", "DPID", "CONNECTED", "AGENT", "FLOWS"
+    );
     for node in &state.nodes {
-        let st: Option<AgentStatus> = agent_proto::call_async(lab.agent_socket(&node.name), AgentRequest::Status, Duration::from_secs(2))
-            .await
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok());
-        let agent = if node.agent_pid.is_some_and(|p| procs::alive(p, "agent")) { "running" } else { "DOWN" };
-        let (bridge, dpid) = st.as_ref().map(|s| (s.bridge.clone(), s.dpid.clone())).unwrap_or_default();
+        let st: Option<AgentStatus> = agent_proto::call_async(
+            lab.agent_socket(&node.name),
+            AgentRequest::Status,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok());
+        let agent = if node.agent_pid.is_some_and(|p| procs::alive(p, "agent")) {
+            "running"
+        } else {
+            "DOWN"
+        };
+        let (bridge, dpid) = st
+            .as_ref()
+            .map(|s| (s.bridge.clone(), s.dpid.clone()))
+            .unwrap_or_default();
         let sw = switches.iter().find(|s| s.id == dpid);
         println!(
             "  {:<5} {:<12} {:<12} {:<21} {:<10} {:<8} {:>5}",
@@ -533,17 +669,24 @@ pub async fn status(lab: &Lab) -> anyhow::Result<()> {
             dpid,
             if sw.is_some() { "yes" } else { "no" },
             agent,
-            sw.map(|s| s.flows.to_string()).unwrap_or_else(|| "-".into())
+            sw.map(|s| s.flows.to_string())
+                .unwrap_or_else(|| "-".into())
         );
     }
     println!("\nNETWORKS");
     let resp = api.request("GET", "/api/v1/networks", None).await?;
-    let nets: Vec<crate::controller::api::NetworkView> = serde_json::from_str(&resp.body).unwrap_or_default();
+    let nets: Vec<crate::controller::api::NetworkView> =
+        serde_json::from_str(&resp.body).unwrap_or_default();
     if nets.is_empty() {
         println!("  (none)");
     }
     for n in &nets {
-        println!("  {:<16} vni {:<6} {} ports", n.name, n.vni, n.endpoints.len());
+        println!(
+            "  {:<16} vni {:<6} {} ports",
+            n.name,
+            n.vni,
+            n.endpoints.len()
+        );
     }
     println!("\nPODS");
     if state.pods.is_empty() {
@@ -554,8 +697,16 @@ pub async fn status(lab: &Lab) -> anyhow::Result<()> {
             println!("  {pod:<12} {:<5} (no interfaces)", p.node);
         }
         for a in &p.attachments {
-            let ips = a.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-            println!("  {pod:<12} {:<5} {:<6} {:<16} {:<18} {}", p.node, a.ifname, a.network, ips, a.port);
+            let ips = a
+                .ips
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            println!(
+                "  {pod:<12} {:<5} {:<6} {:<16} {:<18} {}",
+                p.node, a.ifname, a.network, ips, a.port
+            );
         }
     }
     Ok(())
@@ -583,7 +734,9 @@ pub struct AttachOptions {
 fn valid_pod_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 40
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
 }
 
@@ -592,18 +745,25 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
     let _lock = lab.lock()?;
     let mut state = lab.load_ready()?;
     if !valid_pod_name(&opts.pod) {
-        bail!("invalid pod name {:?}: use 1-40 lowercase letters, digits and '-'", opts.pod);
+        bail!(
+            "invalid pod name {:?}: use 1-40 lowercase letters, digits and '-'",
+            opts.pod
+        );
     }
     if !state.nodes.iter().any(|n| n.name == opts.node) {
         let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
-        bail!("unknown node {:?} (lab nodes: {})", opts.node, names.join(", "));
+        bail!(
+            "unknown node {:?} (lab nodes: {})",
+            opts.node,
+            names.join(", ")
+        );
     }
     l2sm_pipeline::ids::validate_network_name(&opts.network)?;
     let mut ips = Vec::new();
     for ip in &opts.ips {
-        let net: ipnet::IpNet = ip
-            .parse()
-            .map_err(|_| anyhow!("invalid IP/CIDR {ip:?}: expected ADDRESS/PREFIX such as 10.10.0.1/24"))?;
+        let net: ipnet::IpNet = ip.parse().map_err(|_| {
+            anyhow!("invalid IP/CIDR {ip:?}: expected ADDRESS/PREFIX such as 10.10.0.1/24")
+        })?;
         if net.addr() == net.network() && net.prefix_len() < net.max_prefix_len() {
             bail!("invalid IP/CIDR {ip:?}: that is the network address of the subnet");
         }
@@ -616,25 +776,51 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
     }
     if let Some(existing) = state.pods.get(&opts.pod) {
         if existing.node != opts.node {
-            bail!("pod {:?} already exists on node {} (a pod lives on one node)", opts.pod, existing.node);
+            bail!(
+                "pod {:?} already exists on node {} (a pod lives on one node)",
+                opts.pod,
+                existing.node
+            );
         }
-        if existing.attachments.iter().any(|a| a.network == opts.network) {
-            bail!("pod {:?} is already attached to network {:?}", opts.pod, opts.network);
+        if existing
+            .attachments
+            .iter()
+            .any(|a| a.network == opts.network)
+        {
+            bail!(
+                "pod {:?} is already attached to network {:?}",
+                opts.pod,
+                opts.network
+            );
         }
     }
     for (other, p) in &state.pods {
         for a in p.attachments.iter().filter(|a| a.network == opts.network) {
-            if let Some(dup) = a.ips.iter().find(|x| ips.iter().any(|i| i.addr() == x.addr())) {
-                bail!("IP {} is already used by pod {other:?} on network {:?}", dup.addr(), opts.network);
+            if let Some(dup) = a
+                .ips
+                .iter()
+                .find(|x| ips.iter().any(|i| i.addr() == x.addr()))
+            {
+                bail!(
+                    "IP {} is already used by pod {other:?} on network {:?}",
+                    dup.addr(),
+                    opts.network
+                );
             }
         }
     }
     // The network must exist before anything is created.
     let api = lab.controller_api(&state)?;
-    let resp = api.request("GET", &format!("/onos/vnets/api/{}", opts.network), None).await?;
+    let resp = api
+        .request("GET", &format!("/onos/vnets/api/{}", opts.network), None)
+        .await?;
     match resp.status {
         200 => {}
-        404 => bail!("unknown network {:?} (create it with `l2sm network create {}`)", opts.network, opts.network),
+        404 => bail!(
+            "unknown network {:?} (create it with `l2sm network create {}`)",
+            opts.network,
+            opts.network
+        ),
         s => bail!("controller answered {s}: {}", resp.message()),
     }
     let used: Vec<&str> = state
@@ -649,7 +835,10 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
             }
             i
         }
-        None => (1..).map(|n| format!("net{n}")).find(|n| !used.contains(&n.as_str())).unwrap_or_default(),
+        None => (1..)
+            .map(|n| format!("net{n}"))
+            .find(|n| !used.contains(&n.as_str()))
+            .unwrap_or_default(),
     };
     let new_pod = !state.pods.contains_key(&opts.pod);
     let pod_ns_name = lab.pod_ns(&opts.pod);
@@ -678,7 +867,13 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
             return Err(e);
         }
     };
-    let pod = state.pods.entry(opts.pod.clone()).or_insert_with(|| PodState { node: opts.node.clone(), attachments: vec![] });
+    let pod = state
+        .pods
+        .entry(opts.pod.clone())
+        .or_insert_with(|| PodState {
+            node: opts.node.clone(),
+            attachments: vec![],
+        });
     pod.attachments.push(PodAttachment {
         network: opts.network.clone(),
         ifname,
@@ -691,7 +886,11 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
 }
 
 /// `l2sm detach`: one network of a pod, or the whole pod.
-pub async fn detach(lab: &Lab, pod: &str, network: Option<&str>) -> anyhow::Result<Vec<PodAttachment>> {
+pub async fn detach(
+    lab: &Lab,
+    pod: &str,
+    network: Option<&str>,
+) -> anyhow::Result<Vec<PodAttachment>> {
     let _lock = lab.lock()?;
     let mut state = lab.load_ready()?;
     let Some(p) = state.pods.get(pod).cloned() else {
@@ -699,7 +898,12 @@ pub async fn detach(lab: &Lab, pod: &str, network: Option<&str>) -> anyhow::Resu
     };
     let targets: Vec<PodAttachment> = match network {
         Some(net) => {
-            let t: Vec<_> = p.attachments.iter().filter(|a| a.network == net).cloned().collect();
+            let t: Vec<_> = p
+                .attachments
+                .iter()
+                .filter(|a| a.network == net)
+                .cloned()
+                .collect();
             if t.is_empty() {
                 bail!("pod {pod:?} is not attached to network {net:?}");
             }
@@ -711,12 +915,16 @@ pub async fn detach(lab: &Lab, pod: &str, network: Option<&str>) -> anyhow::Resu
     for a in &targets {
         agent_proto::call_async(
             socket.clone(),
-            AgentRequest::Detach { attachment_id: a.attachment_id.clone() },
+            AgentRequest::Detach {
+                attachment_id: a.attachment_id.clone(),
+            },
             AGENT_TIMEOUT,
         )
         .await?;
         if let Some(entry) = state.pods.get_mut(pod) {
-            entry.attachments.retain(|x| x.attachment_id != a.attachment_id);
+            entry
+                .attachments
+                .retain(|x| x.attachment_id != a.attachment_id);
         }
         lab.save(&state)?;
     }

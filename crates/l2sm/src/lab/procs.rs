@@ -35,8 +35,11 @@ pub fn start_ovs_daemon(ns: &Netns, mut cmd: Command, pidfile: &Path) -> anyhow:
 
 /// Reads a pidfile.
 pub fn read_pidfile(path: &Path) -> anyhow::Result<i32> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.trim().parse().map_err(|_| anyhow!("bad pidfile {}", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|_| anyhow!("bad pidfile {}", path.display()))
 }
 
 /// Whether `pid` is alive and its command line mentions `expect` (guards against pid reuse).
@@ -53,7 +56,10 @@ pub fn alive(pid: i32, expect: &str) -> bool {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -77,4 +83,3 @@ pub fn stop(pid: i32, expect: &str, grace: Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-

@@ -87,11 +87,15 @@ impl Lab {
     pub fn new(name: &str) -> anyhow::Result<Lab> {
         if name.is_empty()
             || name.len() > 12
-            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
             bail!("invalid lab name {name:?}: use 1-12 lowercase letters or digits");
         }
-        Ok(Lab { name: name.to_string() })
+        Ok(Lab {
+            name: name.to_string(),
+        })
     }
 
     /// Prefix of every network namespace of this lab.
@@ -130,10 +134,15 @@ impl Lab {
     pub fn load(&self) -> anyhow::Result<Option<LabState>> {
         match std::fs::read(self.state_file()) {
             Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-                format!("corrupt lab state {} (run `l2sm lab down`)", self.state_file().display())
+                format!(
+                    "corrupt lab state {} (run `l2sm lab down`)",
+                    self.state_file().display()
+                )
             })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.state_file().display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read {}", self.state_file().display()))
+            }
         }
     }
 
@@ -141,7 +150,10 @@ impl Lab {
     pub fn load_ready(&self) -> anyhow::Result<LabState> {
         match self.load()? {
             Some(s) if s.ready => Ok(s),
-            Some(_) => bail!("lab {:?} is not fully up (run `l2sm lab down`, then `l2sm lab up`)", self.name),
+            Some(_) => bail!(
+                "lab {:?} is not fully up (run `l2sm lab down`, then `l2sm lab up`)",
+                self.name
+            ),
             None => bail!("lab {:?} is not up (run `l2sm lab up`)", self.name),
         }
     }

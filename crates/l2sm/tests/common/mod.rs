@@ -14,18 +14,31 @@ pub fn require_lab_prerequisites() {
         nix::unistd::geteuid().is_root(),
         "lab end-to-end tests need root (run scripts/test.sh as root); refusing to skip"
     );
-    for tool in ["ovsdb-server", "ovs-vswitchd", "ovsdb-tool", "ping", "tcpdump", "ip"] {
+    for tool in [
+        "ovsdb-server",
+        "ovs-vswitchd",
+        "ovsdb-tool",
+        "ping",
+        "tcpdump",
+        "ip",
+    ] {
         let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
             .iter()
             .any(|d| std::path::Path::new(d).join(tool).exists());
-        assert!(found, "{tool} is not installed (scripts/test.sh installs it); refusing to skip");
+        assert!(
+            found,
+            "{tool} is not installed (scripts/test.sh installs it); refusing to skip"
+        );
     }
 }
 
 fn random_suffix() -> String {
     let mut b = [0u8; 4];
     use std::io::Read as _;
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -40,7 +53,10 @@ impl TestLab {
         require_lab_prerequisites();
         let name = format!("t{tag}{}", random_suffix());
         assert!(name.len() <= 12, "lab name {name} too long");
-        TestLab { name, down_on_drop: true }
+        TestLab {
+            name,
+            down_on_drop: true,
+        }
     }
 
     /// A lab that is up with `nodes` nodes.
@@ -76,14 +92,31 @@ impl TestLab {
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "l2sm {args:?} unexpectedly succeeded: {stderr}");
+        assert!(
+            !out.status.success(),
+            "l2sm {args:?} unexpectedly succeeded: {stderr}"
+        );
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "l2sm {args:?}: expected a one-line error, got {stderr:?}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "l2sm {args:?}: expected a one-line error, got {stderr:?}"
+        );
         lines[0].to_string()
     }
 
     pub fn attach(&self, node: &str, pod: &str, network: &str, ip: &str) -> String {
-        self.ok(&["attach", "--node", node, "--pod", pod, "--network", network, "--ip", ip])
+        self.ok(&[
+            "attach",
+            "--node",
+            node,
+            "--pod",
+            pod,
+            "--network",
+            network,
+            "--ip",
+            ip,
+        ])
     }
 
     /// `lab exec POD -- CMD`, returning whether it exited 0.
@@ -105,7 +138,9 @@ impl TestLab {
     }
 
     pub fn state(&self) -> serde_json::Value {
-        let path = PathBuf::from("/run/l2sm/lab").join(&self.name).join("lab.json");
+        let path = PathBuf::from("/run/l2sm/lab")
+            .join(&self.name)
+            .join("lab.json");
         serde_json::from_slice(&std::fs::read(&path).expect("lab.json")).expect("lab.json is JSON")
     }
 
@@ -128,8 +163,12 @@ impl TestLab {
         let needle = format!("/run/l2sm/lab/{}/", self.name);
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
             if String::from_utf8_lossy(&cmd).contains(&needle) {
                 pids.push(pid);
             }
@@ -159,7 +198,16 @@ impl Capture {
     pub fn start(lab: &TestLab, pod: &str, ifname: &str, secs: u32, filter: &str) -> Capture {
         let child = Command::new(BIN)
             .args(["--lab", &lab.name, "lab", "exec", pod, "--"])
-            .args(["timeout", &secs.to_string(), "tcpdump", "-i", ifname, "-n", "-l", "-e"])
+            .args([
+                "timeout",
+                &secs.to_string(),
+                "tcpdump",
+                "-i",
+                ifname,
+                "-n",
+                "-l",
+                "-e",
+            ])
             .args(filter.split_whitespace())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
