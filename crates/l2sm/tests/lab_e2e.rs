@@ -407,3 +407,37 @@ fn status_reports_nodes_switches_networks_and_pods() {
         "both switches should show as connected:\n{out}"
     );
 }
+
+/// Every script in `examples/` runs against the built binary and succeeds.
+#[test]
+fn examples_run_in_the_lab() {
+    common::require_lab_prerequisites();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut scripts: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .collect();
+    scripts.sort();
+    assert!(
+        !scripts.is_empty(),
+        "no examples found in {}",
+        dir.display()
+    );
+    for (i, script) in scripts.iter().enumerate() {
+        let lab = TestLab::new(&format!("ex{i}"));
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .env("L2SM", common::BIN)
+            .env("LAB", &lab.name)
+            .output()
+            .expect("run example");
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
