@@ -168,3 +168,11 @@ pub async fn call_async(
         .map_err(anyhow::Error::from)
         .context("agent call failed")
 }
+
+/// Addresses as `a/p,b/q` (empty when there are none).
+pub fn join_ips(ips: &[ipnet::IpNet]) -> String {
+    ips.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}

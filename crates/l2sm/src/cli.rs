@@ -135,12 +135,7 @@ pub async fn dispatch(
                 },
             )
             .await?;
-            let ips = att
-                .ips
-                .iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
+            let ips = crate::agent_proto::join_ips(&att.ips);
             println!(
                 "pod {} joined {} as {} (mac {}{}{}), switch port {}",
                 a.pod,

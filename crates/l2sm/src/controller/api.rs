@@ -340,66 +340,70 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let model = state.shared.model();
     let switches = state.shared.switch_list();
     let memberships: usize = model.networks.values().map(|n| n.endpoints.len()).sum();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let flows: usize = switches.iter().map(|s| s.flows).sum();
+    let rows: [(&str, &str, &str, u64); 9] = [
+        (
+            "l2sm_switches_connected",
+            "gauge",
+            "Switches connected.",
+            switches.len() as u64,
+        ),
+        (
+            "l2sm_networks",
+            "gauge",
+            "Networks defined.",
+            model.networks.len() as u64,
+        ),
+        (
+            "l2sm_memberships",
+            "gauge",
+            "Member ports over all networks.",
+            memberships as u64,
+        ),
+        (
+            "l2sm_flows_installed",
+            "gauge",
+            "Flows installed by the controller.",
+            flows as u64,
+        ),
+        (
+            "l2sm_flow_mods_total",
+            "counter",
+            "FLOW_MOD messages sent.",
+            load(&m.flow_mods),
+        ),
+        (
+            "l2sm_group_mods_total",
+            "counter",
+            "GROUP_MOD messages sent.",
+            load(&m.group_mods),
+        ),
+        (
+            "l2sm_switch_connections_total",
+            "counter",
+            "Switch connections.",
+            load(&m.connections),
+        ),
+        (
+            "l2sm_switch_protocol_errors_total",
+            "counter",
+            "Switch connections closed on a protocol error.",
+            load(&m.protocol_errors),
+        ),
+        (
+            "l2sm_api_requests_total",
+            "counter",
+            "API requests served.",
+            load(&m.api_requests),
+        ),
+    ];
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+    for (name, kind, help, value) in rows {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
-    };
-    metric(
-        "l2sm_switches_connected",
-        "gauge",
-        "Switches connected.",
-        switches.len() as u64,
-    );
-    metric(
-        "l2sm_networks",
-        "gauge",
-        "Networks defined.",
-        model.networks.len() as u64,
-    );
-    metric(
-        "l2sm_memberships",
-        "gauge",
-        "Member ports over all networks.",
-        memberships as u64,
-    );
-    metric(
-        "l2sm_flows_installed",
-        "gauge",
-        "Flows installed by the controller over all switches.",
-        switches.iter().map(|s| s.flows as u64).sum(),
-    );
-    metric(
-        "l2sm_flow_mods_total",
-        "counter",
-        "FLOW_MOD messages sent.",
-        m.flow_mods.load(Ordering::Relaxed),
-    );
-    metric(
-        "l2sm_group_mods_total",
-        "counter",
-        "GROUP_MOD messages sent.",
-        m.group_mods.load(Ordering::Relaxed),
-    );
-    metric(
-        "l2sm_switch_connections_total",
-        "counter",
-        "Switch connections accepted.",
-        m.connections.load(Ordering::Relaxed),
-    );
-    metric(
-        "l2sm_switch_protocol_errors_total",
-        "counter",
-        "Switch connections closed on a protocol error.",
-        m.protocol_errors.load(Ordering::Relaxed),
-    );
-    metric(
-        "l2sm_api_requests_total",
-        "counter",
-        "API requests served.",
-        m.api_requests.load(Ordering::Relaxed),
-    );
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -95,62 +95,51 @@ impl Session {
         self.next_xid
     }
 
-    async fn send(&mut self, xid: u32, body: Message) -> anyhow::Result<()> {
+    /// Encodes one message onto `out`, counting what the metrics count.
+    fn encode_into(&self, out: &mut Vec<u8>, xid: u32, body: Message) -> anyhow::Result<()> {
+        let metrics = &self.shared.metrics;
         match &body {
-            Message::FlowMod(_) => self
-                .shared
-                .metrics
-                .flow_mods
-                .fetch_add(1, Ordering::Relaxed),
-            Message::GroupMod(_) => self
-                .shared
-                .metrics
-                .group_mods
-                .fetch_add(1, Ordering::Relaxed),
+            Message::FlowMod(_) => metrics.flow_mods.fetch_add(1, Ordering::Relaxed),
+            Message::GroupMod(_) => metrics.group_mods.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
+        let name = body.name();
         let bytes = l2sm_ofp::encode(&OfpMessage { xid, body })
-            .map_err(|e| anyhow!("cannot encode message: {e}"))?;
-        self.stream
-            .write_all(&bytes)
-            .await
-            .context("write to switch failed")
+            .map_err(|e| anyhow!("cannot encode {name}: {e}"))?;
+        out.extend_from_slice(&bytes);
+        Ok(())
     }
 
-    async fn send_batch(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
+    async fn send(&mut self, xid: u32, body: Message) -> anyhow::Result<()> {
         let mut out = Vec::new();
-        for body in msgs {
-            match &body {
-                Message::FlowMod(_) => {
-                    self.shared
-                        .metrics
-                        .flow_mods
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Message::GroupMod(_) => {
-                    self.shared
-                        .metrics
-                        .group_mods
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
-            let xid = self.xid();
-            let bytes = l2sm_ofp::encode(&OfpMessage { xid, body })
-                .map_err(|e| anyhow!("cannot encode message: {e}"))?;
-            out.extend_from_slice(&bytes);
-        }
-        let xid = self.xid();
-        let barrier = l2sm_ofp::encode(&OfpMessage {
-            xid,
-            body: Message::BarrierRequest,
-        })
-        .map_err(|e| anyhow!("cannot encode barrier: {e}"))?;
-        out.extend_from_slice(&barrier);
+        self.encode_into(&mut out, xid, body)?;
         self.stream
             .write_all(&out)
             .await
             .context("write to switch failed")
+    }
+
+    /// Sends `msgs` in one write, closed by a barrier so the switch applies them in order.
+    async fn send_batch(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
+        let mut out = Vec::new();
+        for body in msgs.into_iter().chain([Message::BarrierRequest]) {
+            let xid = self.xid();
+            self.encode_into(&mut out, xid, body)?;
+        }
+        self.stream
+            .write_all(&out)
+            .await
+            .context("write to switch failed")
+    }
+
+    /// Reads more bytes into the buffer; `Ok(false)` on end of stream.
+    async fn fill(&mut self) -> anyhow::Result<bool> {
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .context("read from switch failed")?;
+        Ok(n > 0)
     }
 
     /// Next complete message; `Ok(None)` on a clean close.
@@ -167,12 +156,7 @@ impl Session {
                     return Ok(Some(msg));
                 }
             }
-            let n = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .context("read from switch failed")?;
-            if n == 0 {
+            if !self.fill().await? {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
@@ -311,12 +295,7 @@ impl Session {
     }
 
     async fn read_more(&mut self) -> anyhow::Result<()> {
-        let n = self
-            .stream
-            .read_buf(&mut self.buf)
-            .await
-            .context("read from switch failed")?;
-        if n == 0 {
+        if !self.fill().await? {
             bail!("connection closed during handshake");
         }
         self.last_heard = Instant::now();

@@ -223,6 +223,20 @@ fn log_tail(path: &Path) -> String {
     format!("{}: {}", path.display(), last.trim())
 }
 
+/// An OVS daemon that keeps all its files (pidfile, control socket, log) in `dir`.
+fn ovs_daemon(program: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    let file = |ext: &str| dir.join(format!("{program}.{ext}")).display().to_string();
+    cmd.env("OVS_RUNDIR", dir)
+        .env("OVS_DBDIR", dir)
+        .env("OVS_LOGDIR", dir)
+        .arg(format!("--pidfile={}", file("pid")))
+        .arg(format!("--unixctl={}", file("ctl")))
+        .arg(format!("--log-file={}", file("log")))
+        .args(["--detach", "--no-chdir"]);
+    cmd
+}
+
 async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> anyhow::Result<()> {
     let node = state.nodes[idx].clone();
     let ns = l2sm_netns::create_named(&lab.node_ns(&node.name))?;
@@ -257,28 +271,9 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let ovs_env = |cmd: &mut Command| {
-        cmd.env("OVS_RUNDIR", &dir)
-            .env("OVS_DBDIR", &dir)
-            .env("OVS_LOGDIR", &dir);
-    };
-    let mut cmd = Command::new("ovsdb-server");
-    ovs_env(&mut cmd);
+    let mut cmd = ovs_daemon("ovsdb-server", &dir);
     cmd.arg(&db)
-        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()))
-        .arg(format!(
-            "--pidfile={}",
-            dir.join("ovsdb-server.pid").display()
-        ))
-        .arg(format!(
-            "--unixctl={}",
-            dir.join("ovsdb-server.ctl").display()
-        ))
-        .arg(format!(
-            "--log-file={}",
-            dir.join("ovsdb-server.log").display()
-        ))
-        .args(["--detach", "--no-chdir"]);
+        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()));
     state.nodes[idx].ovsdb_pid = Some(procs::start_ovs_daemon(
         &ns,
         cmd,
@@ -289,22 +284,8 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
     let db_sock = dir.join("db.sock");
     let ovs = Ovs::connect(&db_sock.display().to_string(), Duration::from_secs(5)).await?;
     ovs.init().await?;
-    let mut cmd = Command::new("ovs-vswitchd");
-    ovs_env(&mut cmd);
-    cmd.arg(format!("unix:{}", db_sock.display()))
-        .arg(format!(
-            "--pidfile={}",
-            dir.join("ovs-vswitchd.pid").display()
-        ))
-        .arg(format!(
-            "--unixctl={}",
-            dir.join("ovs-vswitchd.ctl").display()
-        ))
-        .arg(format!(
-            "--log-file={}",
-            dir.join("ovs-vswitchd.log").display()
-        ))
-        .args(["--detach", "--no-chdir"]);
+    let mut cmd = ovs_daemon("ovs-vswitchd", &dir);
+    cmd.arg(format!("unix:{}", db_sock.display()));
     state.nodes[idx].vswitchd_pid = Some(procs::start_ovs_daemon(
         &ns,
         cmd,
@@ -697,12 +678,7 @@ pub async fn status(lab: &Lab) -> anyhow::Result<()> {
             println!("  {pod:<12} {:<5} (no interfaces)", p.node);
         }
         for a in &p.attachments {
-            let ips = a
-                .ips
-                .iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
+            let ips = agent_proto::join_ips(&a.ips);
             println!(
                 "  {pod:<12} {:<5} {:<6} {:<16} {:<18} {}",
                 p.node, a.ifname, a.network, ips, a.port
