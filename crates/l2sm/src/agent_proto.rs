@@ -42,12 +42,25 @@ pub struct AttachRequest {
     /// Addresses with prefix length.
     #[serde(default)]
     pub ips: Vec<ipnet::IpNet>,
+    /// Routes to add in the pod through this interface.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
     /// MTU (default: the agent's).
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Pod name, recorded for humans.
     #[serde(default)]
     pub pod: Option<String>,
+}
+
+/// A route in the pod (CNI's `routes` entry).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination prefix.
+    pub dst: ipnet::IpNet,
+    /// Next hop; on-link when absent.
+    #[serde(default)]
+    pub gw: Option<std::net::IpAddr>,
 }
 
 /// A pod interface joined to a network.

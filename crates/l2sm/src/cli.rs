@@ -19,9 +19,9 @@ pub enum LabCommand {
     Down,
     /// Show nodes, switch connections, networks and pods.
     Status,
-    /// Restart the controller (`controller`) or a node's agent (node name), keeping state.
+    /// Restart the controller, a node's agent, or a node's OVS daemon, keeping state.
     Restart {
-        /// `controller` or a node name.
+        /// `controller`, NODE (its agent), NODE/ovs-vswitchd or NODE/ovsdb-server.
         target: String,
     },
     /// Run a command inside a pod's (or node's) network namespace; returns its exit code.

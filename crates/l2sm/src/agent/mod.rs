@@ -3,6 +3,7 @@
 //! network, and serves the local attach API on a unix socket.
 
 pub mod ovs;
+pub mod topology;
 
 use crate::agent_proto::{AgentRequest, AgentStatus, AttachRequest, Attachment, Reply};
 use crate::http::ControllerApi;
@@ -47,9 +48,13 @@ pub struct AgentArgs {
     /// Unix socket for the local attach API.
     #[arg(long, default_value = "/run/l2sm/agent.sock")]
     pub listen: PathBuf,
-    /// A peer node of the full mesh as NAME=IP (repeat for each peer).
+    /// A peer node as NAME=IP (repeat for each peer); adds to `--topology`.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
+    /// Topology file (Overlay `topology` shape or upstream topology.json); re-read when it
+    /// changes, and links are reconciled without touching unchanged ones.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
     /// Default MTU of pod interfaces.
     #[arg(long, default_value_t = 1450)]
     pub mtu: u32,
@@ -71,9 +76,30 @@ struct Agent {
     dpid: u64,
     own_netns: Netns,
     controller: ControllerApi,
-    tunnels: Vec<TunnelSpec>,
+    tunnels: std::sync::Mutex<Vec<TunnelSpec>>,
     /// Serialises attach/detach so port numbers and rollbacks never race.
     lock: tokio::sync::Mutex<()>,
+}
+
+fn tunnel_to(address: &str) -> TunnelSpec {
+    TunnelSpec {
+        name: ids::vxlan_port_name(address),
+        remote_ip: address.to_string(),
+    }
+}
+
+/// Links from `--peer` flags plus the topology file, if any.
+fn desired_tunnels(args: &AgentArgs) -> anyhow::Result<Vec<TunnelSpec>> {
+    let mut tunnels = parse_peers(&args.peers)?;
+    if let Some(path) = &args.topology {
+        for peer in topology::load(path, &args.node)? {
+            let t = tunnel_to(&peer.address);
+            if !tunnels.contains(&t) {
+                tunnels.push(t);
+            }
+        }
+    }
+    Ok(tunnels)
 }
 
 fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
@@ -99,7 +125,7 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let tunnels = parse_peers(&args.peers)?;
+    let tunnels = desired_tunnels(&args)?;
     let credentials = args.api_user.clone().zip(args.api_password.clone());
     let controller = ControllerApi::new(&args.controller_api, credentials, None)?;
     let bridge = ids::switch_name(&args.node, &args.provider);
@@ -124,15 +150,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         dpid,
         own_netns,
         controller,
-        tunnels,
+        tunnels: std::sync::Mutex::new(tunnels),
         lock: tokio::sync::Mutex::new(()),
     });
+    tokio::spawn(agent.clone().report_memberships());
+    if agent.args.topology.is_some() {
+        tokio::spawn(agent.clone().watch_topology());
+    }
     let listener = bind_socket(&agent.args.listen)?;
     tracing::info!(
         node = %agent.args.node,
         bridge = %agent.bridge,
         dpid = %ids::dpid_hex(agent.dpid),
-        tunnels = agent.tunnels.len(),
+        tunnels = agent.tunnels().len(),
         socket = %agent.args.listen.display(),
         "agent ready"
     );
@@ -215,6 +245,84 @@ fn format_mac(mac: [u8; 6]) -> String {
 }
 
 impl Agent {
+    fn tunnels(&self) -> Vec<TunnelSpec> {
+        self.tunnels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Tells the controller about every port this node already has (after an agent or
+    /// controller restart the controller may have missed them). Adding a known port is a no-op
+    /// there, so this is safe to repeat; it retries until the controller answers.
+    async fn report_memberships(self: Arc<Self>) {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.report_memberships_once().await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(ports = n, "memberships re-reported to the controller");
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!("cannot re-report memberships yet: {e:#}"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn report_memberships_once(&self) -> anyhow::Result<usize> {
+        let attachments = self.list().await?;
+        for att in &attachments {
+            let body = json!({"networkId": att.network, "networkEndpoints": [att.port]});
+            let resp = self
+                .controller
+                .request("POST", "/onos/vnets/api/port", Some(&body))
+                .await?;
+            match resp.status {
+                204 => {}
+                409 => tracing::warn!(port = %att.port, network = %att.network,
+                    "controller refuses a port this node has: {}", resp.message()),
+                s => bail!("controller answered {s}: {}", resp.message()),
+            }
+        }
+        Ok(attachments.len())
+    }
+
+    /// Re-reads the topology file when it changes and reconciles the links.
+    async fn watch_topology(self: Arc<Self>) {
+        let mut last = self
+            .args
+            .topology
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok());
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let Some(path) = &self.args.topology else {
+                return;
+            };
+            let current = std::fs::read(path).ok();
+            if current == last {
+                continue;
+            }
+            last = current;
+            match desired_tunnels(&self.args) {
+                Err(e) => tracing::warn!("topology change ignored: {e:#}"),
+                Ok(tunnels) => {
+                    let _guard = self.lock.lock().await;
+                    match self.ovs.ensure_tunnels(&self.bridge, &tunnels).await {
+                        Ok(()) => {
+                            tracing::info!(links = tunnels.len(), "topology reconciled");
+                            *self.tunnels.lock().unwrap_or_else(|e| e.into_inner()) = tunnels;
+                        }
+                        Err(e) => tracing::warn!("cannot reconcile links: {e:#}"),
+                    }
+                }
+            }
+        }
+    }
+
     async fn serve_connection(&self, stream: tokio::net::UnixStream) -> anyhow::Result<()> {
         let (rd, mut wr) = stream.into_split();
         let mut lines = BufReader::new(rd).lines();
@@ -261,7 +369,7 @@ impl Agent {
                 bridge: self.bridge.clone(),
                 dpid: format!("of:{}", ids::dpid_hex(self.dpid)),
                 tunnels: self
-                    .tunnels
+                    .tunnels()
                     .iter()
                     .map(|t| (t.name.clone(), t.remote_ip.clone()))
                     .collect(),
@@ -396,7 +504,7 @@ impl Agent {
         };
 
         // 2. Inside the pod: MAC, addresses, up.
-        let (pi, ips) = (req.ifname.clone(), req.ips.clone());
+        let (pi, ips, routes) = (req.ifname.clone(), req.ips.clone(), req.routes.clone());
         let configured = run_netlink(&pod_ns, move |nl| {
             if let Some(mac) = mac {
                 nl.set_mac(&pi, mac)?;
@@ -408,6 +516,9 @@ impl Agent {
                 nl.add_address(&pi, *ip)?;
             }
             nl.set_up(&pi)?;
+            for r in &routes {
+                nl.add_route(r.dst, r.gw, Some(&pi))?;
+            }
             nl.mac(&pi)
         })
         .await

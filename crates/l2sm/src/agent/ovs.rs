@@ -73,45 +73,73 @@ fn rows(result: Option<&OpResult>) -> anyhow::Result<Vec<Map<String, Value>>> {
     }
 }
 
-/// Thin OVSDB wrapper for the agent.
+/// Thin OVSDB wrapper for the agent. It reconnects by itself when ovsdb-server restarts.
 #[derive(Clone)]
 pub struct Ovs {
-    client: Client,
+    path: String,
+    client: std::sync::Arc<tokio::sync::Mutex<Client>>,
 }
+
+/// How long an operation waits for ovsdb-server to come back.
+const RECONNECT_WAIT: Duration = Duration::from_secs(15);
 
 impl Ovs {
     /// Connects, retrying until `deadline` (ovsdb-server may still be starting), and checks
     /// that the server's schema has everything the agent uses.
     pub async fn connect(path: &str, wait: Duration) -> anyhow::Result<Ovs> {
         let path = path.strip_prefix("unix:").unwrap_or(path).to_string();
-        let deadline = tokio::time::Instant::now() + wait;
-        let client = loop {
-            match Client::connect_unix(&path).await {
-                Ok(c) => break c,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!("ovsdb not ready yet: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(anyhow!("cannot connect to OVSDB at {path}: {e}")),
-            }
-        };
+        let client = Self::dial(&path, wait).await?;
         vswitch::check_schema(&client)
             .await
             .map_err(|e| anyhow!("OVSDB at {path} has an unexpected schema: {e}"))?;
-        Ok(Ovs { client })
+        Ok(Ovs {
+            path,
+            client: std::sync::Arc::new(tokio::sync::Mutex::new(client)),
+        })
+    }
+
+    async fn dial(path: &str, wait: Duration) -> anyhow::Result<Client> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match Client::connect_unix(path).await {
+                Ok(c) => return Ok(c),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!("OVSDB at {path} not reachable yet: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(anyhow!("cannot connect to OVSDB at {path}: {e}")),
+            }
+        }
+    }
+
+    /// A live connection, re-established (with backoff) if ovsdb-server went away.
+    async fn client(&self) -> anyhow::Result<Client> {
+        let mut guard = self.client.lock().await;
+        if guard.is_closed() {
+            tracing::warn!(path = %self.path, "OVSDB connection lost; reconnecting");
+            let fresh = Self::dial(&self.path, RECONNECT_WAIT).await?;
+            vswitch::check_schema(&fresh)
+                .await
+                .map_err(|e| anyhow!("OVSDB at {} has an unexpected schema: {e}", self.path))?;
+            *guard = fresh;
+            tracing::info!(path = %self.path, "OVSDB connection re-established");
+        }
+        Ok(guard.clone())
     }
 
     /// Runs `ops` plus a next_cfg bump, then waits until ovs-vswitchd applied them.
     pub async fn transact_applied(&self, mut ops: Vec<Operation>) -> anyhow::Result<Vec<OpResult>> {
         ops.extend(vswitch::bump_next_cfg_ops());
-        let results = self
-            .client
+        let client = self.client().await?;
+        let results = client
             .transact(vswitch::DB, &ops)
             .await
             .map_err(|e| anyhow!("OVSDB transaction failed: {e}"))?;
         let next = vswitch::next_cfg_from(&results)
             .ok_or_else(|| anyhow!("OVSDB did not return next_cfg"))?;
-        vswitch::wait_applied(&self.client, next, APPLY_TIMEOUT)
+        vswitch::wait_applied(&client, next, APPLY_TIMEOUT)
             .await
             .map_err(|e| anyhow!("ovs-vswitchd did not apply the change: {e}"))?;
         Ok(results)
@@ -124,7 +152,8 @@ impl Ovs {
         columns: &[&str],
     ) -> anyhow::Result<Vec<Map<String, Value>>> {
         let results = self
-            .client
+            .client()
+            .await?
             .transact(
                 vswitch::DB,
                 &[Operation::select(table, conditions, columns)],
@@ -141,7 +170,8 @@ impl Ovs {
             .await?
             .is_empty()
         {
-            self.client
+            self.client()
+                .await?
                 .transact(
                     vswitch::DB,
                     &[Operation::insert("Open_vSwitch", json!({}), None)],
@@ -178,7 +208,17 @@ impl Ovs {
         self.init().await?;
         let cond = || vec![Condition::eq("name", json!(spec.name))];
         let existing = self
-            .select("Bridge", cond(), &["_uuid", "controller"])
+            .select(
+                "Bridge",
+                cond(),
+                &[
+                    "controller",
+                    "datapath_type",
+                    "protocols",
+                    "fail_mode",
+                    "other_config",
+                ],
+            )
             .await?;
         let settings = json!({
             "datapath_type": spec.datapath_type,
@@ -220,12 +260,28 @@ impl Ovs {
                 tracing::info!(bridge = %spec.name, "creating bridge");
             }
             Some(row) => {
-                let mut update = settings;
                 let current: Vec<String> = datum::as_set(&row["controller"])
                     .iter()
                     .filter_map(datum::as_uuid)
                     .collect();
-                if !self.controllers_match(&current, spec).await? {
+                let controllers_ok = self.controllers_match(&current, spec).await?;
+                // Leave a correct bridge alone: any write makes vswitchd reconfigure it.
+                let same = |col: &str| {
+                    settings[col] == row[col]
+                        || (col == "other_config"
+                            && datum::as_map(&settings[col]) == datum::as_map(&row[col]))
+                        || (col == "protocols"
+                            && datum::as_set(&settings[col]) == datum::as_set(&row[col]))
+                };
+                let settings_ok = ["datapath_type", "protocols", "fail_mode", "other_config"]
+                    .into_iter()
+                    .all(same);
+                if controllers_ok && settings_ok {
+                    tracing::info!(bridge = %spec.name, "bridge already configured");
+                    return Ok(());
+                }
+                let mut update = settings.clone();
+                if !controllers_ok {
                     let (ctl_ops, ctl_refs) = Self::controller_rows(spec);
                     ops.extend(ctl_ops);
                     update["controller"] = datum::set(ctl_refs);
@@ -306,7 +362,8 @@ impl Ovs {
             ),
         ];
         let results = self
-            .client
+            .client()
+            .await?
             .transact(vswitch::DB, &ops)
             .await
             .map_err(|e| anyhow!("OVSDB select failed: {e}"))?;

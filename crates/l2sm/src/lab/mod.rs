@@ -165,6 +165,7 @@ async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<
     done(t);
 
     let t = step("agents");
+    write_topology(lab, state)?;
     for idx in 0..nodes {
         start_agent(lab, state, idx)?;
     }
@@ -237,6 +238,19 @@ fn ovs_daemon(program: &str, dir: &Path) -> Command {
     cmd
 }
 
+fn start_ovsdb_server(ns: &Netns, dir: &Path) -> anyhow::Result<i32> {
+    let mut cmd = ovs_daemon("ovsdb-server", dir);
+    cmd.arg(dir.join("conf.db"))
+        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()));
+    procs::start_ovs_daemon(ns, cmd, &dir.join("ovsdb-server.pid"))
+}
+
+fn start_vswitchd(ns: &Netns, dir: &Path) -> anyhow::Result<i32> {
+    let mut cmd = ovs_daemon("ovs-vswitchd", dir);
+    cmd.arg(format!("unix:{}", dir.join("db.sock").display()));
+    procs::start_ovs_daemon(ns, cmd, &dir.join("ovs-vswitchd.pid"))
+}
+
 async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> anyhow::Result<()> {
     let node = state.nodes[idx].clone();
     let ns = l2sm_netns::create_named(&lab.node_ns(&node.name))?;
@@ -271,26 +285,12 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let mut cmd = ovs_daemon("ovsdb-server", &dir);
-    cmd.arg(&db)
-        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()));
-    state.nodes[idx].ovsdb_pid = Some(procs::start_ovs_daemon(
-        &ns,
-        cmd,
-        &dir.join("ovsdb-server.pid"),
-    )?);
+    state.nodes[idx].ovsdb_pid = Some(start_ovsdb_server(&ns, &dir)?);
     lab.save(state)?;
-
     let db_sock = dir.join("db.sock");
     let ovs = Ovs::connect(&db_sock.display().to_string(), Duration::from_secs(5)).await?;
     ovs.init().await?;
-    let mut cmd = ovs_daemon("ovs-vswitchd", &dir);
-    cmd.arg(format!("unix:{}", db_sock.display()));
-    state.nodes[idx].vswitchd_pid = Some(procs::start_ovs_daemon(
-        &ns,
-        cmd,
-        &dir.join("ovs-vswitchd.pid"),
-    )?);
+    state.nodes[idx].vswitchd_pid = Some(start_vswitchd(&ns, &dir)?);
     lab.save(state)?;
 
     // Emulate the node's NIC: userspace tunnels need the underlay address on an OVS bridge.
@@ -312,6 +312,22 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
         nl.set_up("br-phy")
     })?;
     Ok(())
+}
+
+/// The overlay topology every agent reads: all nodes with their addresses; no `links`, which
+/// means a full mesh.
+fn write_topology(lab: &Lab, state: &LabState) -> anyhow::Result<()> {
+    let nodes: Vec<_> = state
+        .nodes
+        .iter()
+        .map(|n| serde_json::json!({"name": n.name, "nodeIP": n.ip}))
+        .collect();
+    let path = lab.dir().join("topology.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&serde_json::json!({ "nodes": nodes }))?,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()> {
@@ -348,10 +364,7 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    for other in state.nodes.iter().filter(|n| n.name != node.name) {
-        cmd.arg("--peer")
-            .arg(format!("{}={}", other.name, other.ip));
-    }
+    cmd.arg("--topology").arg(lab.dir().join("topology.json"));
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let ns = Netns::open_named(&lab.node_ns(&node.name))?;
     let child = procs::spawn_in(&ns, cmd)?;
@@ -518,16 +531,41 @@ pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
         eprintln!("controller restarted");
         return Ok(());
     }
-    let Some(idx) = state.nodes.iter().position(|n| n.name == target) else {
-        bail!("nothing named {target:?} to restart: use `controller` or a node name");
+    let (node, daemon) = target.split_once('/').unwrap_or((target, "agent"));
+    let Some(idx) = state.nodes.iter().position(|n| n.name == node) else {
+        bail!("nothing named {target:?} to restart: use `controller`, NODE, NODE/ovs-vswitchd or NODE/ovsdb-server");
     };
+    let ns = Netns::open_named(&lab.node_ns(node))?;
+    let dir = lab.node_dir(node);
+    match daemon {
+        "agent" => {}
+        "ovs-vswitchd" => {
+            if let Some(pid) = state.nodes[idx].vswitchd_pid {
+                procs::stop(pid, "ovs-vswitchd", grace);
+            }
+            state.nodes[idx].vswitchd_pid = Some(start_vswitchd(&ns, &dir)?);
+            lab.save(&state)?;
+            eprintln!("ovs-vswitchd of {node} restarted");
+            return Ok(());
+        }
+        "ovsdb-server" => {
+            if let Some(pid) = state.nodes[idx].ovsdb_pid {
+                procs::stop(pid, "ovsdb-server", grace);
+            }
+            state.nodes[idx].ovsdb_pid = Some(start_ovsdb_server(&ns, &dir)?);
+            lab.save(&state)?;
+            eprintln!("ovsdb-server of {node} restarted");
+            return Ok(());
+        }
+        other => bail!("cannot restart {other:?}: use agent, ovs-vswitchd or ovsdb-server"),
+    }
     if let Some(pid) = state.nodes[idx].agent_pid {
         procs::stop(pid, "agent", grace);
     }
     start_agent(lab, &mut state, idx)?;
     lab.save(&state)?;
-    let socket = lab.agent_socket(target);
-    wait_async(&format!("the agent of {target}"), AGENT_TIMEOUT, || {
+    let socket = lab.agent_socket(node);
+    wait_async(&format!("the agent of {node}"), AGENT_TIMEOUT, || {
         let socket = socket.clone();
         async move {
             Ok(
@@ -538,7 +576,7 @@ pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
         }
     })
     .await?;
-    eprintln!("agent of {target} restarted");
+    eprintln!("agent of {node} restarted");
     Ok(())
 }
 
@@ -830,6 +868,7 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
         network: opts.network.clone(),
         mac: opts.mac.clone(),
         ips: ips.clone(),
+        routes: Vec::new(),
         mtu: opts.mtu,
         pod: Some(opts.pod.clone()),
     });

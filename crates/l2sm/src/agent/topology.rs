@@ -1,0 +1,203 @@
+//! The overlay topology a node's links come from: the Overlay CR's `topology` (nodes and
+//! bidirectional links `endpointA`/`endpointB`) plus each node's underlay address. Upstream's
+//! switch reads the same thing from `topology.json` (`Nodes`/`Links`, `nodeIP`); both spellings
+//! are accepted.
+
+use anyhow::{anyhow, bail, Context as _};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A node entry: a bare name (Overlay CR) or a name with its address (topology.json).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum NodeEntry {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(rename = "nodeIP", alias = "nodeIp", alias = "ip", default)]
+        node_ip: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct LinkEntry {
+    #[serde(rename = "endpointA")]
+    endpoint_a: String,
+    #[serde(rename = "endpointB")]
+    endpoint_b: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopologyFile {
+    #[serde(alias = "Nodes")]
+    nodes: Vec<NodeEntry>,
+    #[serde(alias = "Links", default)]
+    links: Option<Vec<LinkEntry>>,
+    /// Node name -> underlay address, for nodes listed by name only.
+    #[serde(default)]
+    addresses: BTreeMap<String, String>,
+}
+
+/// A peer this node must have a link to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Peer node name.
+    pub name: String,
+    /// Peer underlay address (IP or resolvable name, resolved to an IP).
+    pub address: String,
+}
+
+fn resolve(host: &str) -> anyhow::Result<String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    use std::net::ToSocketAddrs as _;
+    let addr = (host, 0)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve node address {host:?}"))?
+        .next()
+        .ok_or_else(|| anyhow!("node address {host:?} resolves to nothing"))?;
+    Ok(addr.ip().to_string())
+}
+
+/// Parses a topology document and returns the peers of `me`. Without `links`, every node is
+/// linked to every other (full mesh).
+pub fn peers_of(json: &str, me: &str) -> anyhow::Result<Vec<Peer>> {
+    let topo: TopologyFile = serde_json::from_str(json).context("invalid topology")?;
+    let mut addresses = topo.addresses.clone();
+    let mut names = Vec::new();
+    for node in &topo.nodes {
+        let (name, ip) = match node {
+            NodeEntry::Name(n) => (n.clone(), None),
+            NodeEntry::Full { name, node_ip } => (name.clone(), node_ip.clone()),
+        };
+        if name.is_empty() {
+            bail!("invalid topology: a node has an empty name");
+        }
+        if names.contains(&name) {
+            bail!("invalid topology: node {name:?} is listed twice");
+        }
+        if let Some(ip) = ip {
+            addresses.insert(name.clone(), ip);
+        }
+        names.push(name);
+    }
+    if !names.iter().any(|n| n == me) {
+        bail!("invalid topology: this node ({me:?}) is not in its node list");
+    }
+    let mut peer_names: Vec<String> = match &topo.links {
+        None => names.iter().filter(|n| *n != me).cloned().collect(),
+        Some(links) => {
+            let mut out = Vec::new();
+            for l in links {
+                for end in [&l.endpoint_a, &l.endpoint_b] {
+                    if !names.contains(end) {
+                        bail!("invalid topology: link endpoint {end:?} is not a listed node");
+                    }
+                }
+                if l.endpoint_a == l.endpoint_b {
+                    bail!("invalid topology: link from {:?} to itself", l.endpoint_a);
+                }
+                let other = if l.endpoint_a == me {
+                    &l.endpoint_b
+                } else if l.endpoint_b == me {
+                    &l.endpoint_a
+                } else {
+                    continue;
+                };
+                if !out.contains(other) {
+                    out.push(other.clone());
+                }
+            }
+            out
+        }
+    };
+    peer_names.sort();
+    peer_names
+        .into_iter()
+        .map(|name| {
+            let host = addresses
+                .get(&name)
+                .ok_or_else(|| anyhow!("invalid topology: no address for node {name:?}"))?;
+            Ok(Peer {
+                address: resolve(host)?,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Reads and parses a topology file.
+pub fn load(path: &Path, me: &str) -> anyhow::Result<Vec<Peer>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    peers_of(&text, me).with_context(|| format!("topology {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_topology_json() {
+        let json = r#"{"Nodes":[{"name":"a","nodeIP":"10.0.0.1"},{"name":"b","nodeIP":"10.0.0.2"},
+            {"name":"c","nodeIP":"10.0.0.3"}],"Links":[{"endpointA":"a","endpointB":"b"},
+            {"endpointA":"c","endpointB":"a"},{"endpointA":"b","endpointB":"c"}]}"#;
+        let peers = peers_of(json, "a").unwrap();
+        assert_eq!(
+            peers,
+            vec![
+                Peer {
+                    name: "b".into(),
+                    address: "10.0.0.2".into()
+                },
+                Peer {
+                    name: "c".into(),
+                    address: "10.0.0.3".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn overlay_cr_shape_with_addresses_and_a_line() {
+        let json = r#"{"nodes":["n1","n2","n3"],"links":[{"endpointA":"n1","endpointB":"n2"},
+            {"endpointA":"n2","endpointB":"n3"}],"addresses":{"n1":"10.1.0.1","n2":"10.1.0.2","n3":"10.1.0.3"}}"#;
+        assert_eq!(peers_of(json, "n1").unwrap().len(), 1);
+        assert_eq!(peers_of(json, "n2").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn no_links_means_full_mesh() {
+        let json =
+            r#"{"nodes":["x","y","z"],"addresses":{"x":"::1","y":"10.0.0.2","z":"10.0.0.3"}}"#;
+        assert_eq!(peers_of(json, "x").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_topologies_are_refused_with_a_reason() {
+        for (json, needle) in [
+            (r#"{"nodes":["a","b"]}"#, "no address for node \"b\""),
+            (
+                r#"{"nodes":["b"],"addresses":{"b":"10.0.0.1"}}"#,
+                "not in its node list",
+            ),
+            (r#"{"nodes":["a","a"]}"#, "listed twice"),
+            (
+                r#"{"nodes":["a"],"links":[{"endpointA":"a","endpointB":"q"}]}"#,
+                "not a listed node",
+            ),
+            (
+                r#"{"nodes":["a"],"links":[{"endpointA":"a","endpointB":"a"}]}"#,
+                "to itself",
+            ),
+            (r#"{"nodes":["a"],"bogus":1}"#, "invalid topology"),
+            (r#"not json"#, "invalid topology"),
+        ] {
+            let err = format!("{:#}", peers_of(json, "a").unwrap_err());
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Restart safety of the node agent and its Open vSwitch, and link reconciliation from the
+//! topology, on a real lab.
+
+mod common;
+
+use common::TestLab;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Starts `ping -i 0.1 -c COUNT` from `pod` in the background; returns its output when done.
+fn background_ping(lab: &TestLab, pod: &str, ip: &str, count: u32) -> std::process::Child {
+    Command::new(common::BIN)
+        .args([
+            "--lab", &lab.name, "lab", "exec", pod, "--", "ping", "-i", "0.1", "-c",
+        ])
+        .arg(count.to_string())
+        .arg(ip)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping")
+}
+
+fn loss(child: std::process::Child) -> (u32, u32, String) {
+    let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .to_string();
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (
+        nums.first().copied().unwrap_or(0),
+        nums.get(1).copied().unwrap_or(0),
+        line,
+    )
+}
+
+fn agent_list(lab: &TestLab, node: &str) -> serde_json::Value {
+    use std::io::{BufRead, Write};
+    let path = format!("/run/l2sm/lab/{}/{node}/agent.sock", lab.name);
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.write_all(b"{\"op\":\"list\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str::<serde_json::Value>(&line).unwrap()["result"].clone()
+}
+
+fn two_pods(tag: &str, nodes: usize) -> TestLab {
+    let lab = TestLab::up(tag, nodes);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n2", "b", "blue", "10.10.0.2/24");
+    assert!(lab.pings("a", "10.10.0.2"));
+    lab
+}
+
+#[test]
+fn agent_restarts_lose_no_packet_and_renumber_nothing() {
+    let lab = two_pods("ar", 2);
+    let before = (agent_list(&lab, "n1"), agent_list(&lab, "n2"));
+    let ping = background_ping(&lab, "a", "10.10.0.2", 40);
+    std::thread::sleep(Duration::from_millis(300));
+    lab.ok(&["lab", "restart", "n1"]);
+    lab.ok(&["lab", "restart", "n2"]);
+    let (sent, received, line) = loss(ping);
+    assert!(
+        sent >= 40 && received == sent,
+        "packets lost during agent restarts: {line}"
+    );
+    assert_eq!(
+        (agent_list(&lab, "n1"), agent_list(&lab, "n2")),
+        before,
+        "ports changed"
+    );
+}
+
+#[test]
+fn a_restarted_agent_re_reports_its_ports_to_the_controller() {
+    let lab = two_pods("rr", 2);
+    // The controller forgets every membership of blue (delete + create gives an empty network).
+    lab.ok(&["network", "delete", "blue"]);
+    lab.ok(&["network", "create", "blue"]);
+    assert!(lab.blocked("a", "10.10.0.2"), "memberships should be gone");
+    lab.ok(&["lab", "restart", "n1"]);
+    lab.ok(&["lab", "restart", "n2"]);
+    common::wait_until("memberships re-reported", Duration::from_secs(10), || {
+        lab.ok(&["network", "list"]).matches("of:").count() == 2
+    });
+    common::wait_until("traffic back", Duration::from_secs(10), || {
+        lab.pings("a", "10.10.0.2")
+    });
+}
+
+#[test]
+fn vswitchd_restart_recovers_flows_and_keeps_port_numbers() {
+    let lab = two_pods("vr", 2);
+    let before = agent_list(&lab, "n1");
+    lab.ok(&["lab", "restart", "n1/ovs-vswitchd"]);
+    common::wait_until(
+        "traffic after the vswitchd restart",
+        Duration::from_secs(20),
+        || lab.pings("a", "10.10.0.2"),
+    );
+    assert_eq!(agent_list(&lab, "n1"), before, "ports renumbered");
+}
+
+#[test]
+fn the_agent_survives_an_ovsdb_server_restart() {
+    let lab = two_pods("or", 2);
+    lab.ok(&["lab", "restart", "n1/ovsdb-server"]);
+    lab.attach("n1", "c", "blue", "10.10.0.3/24");
+    assert!(lab.pings("c", "10.10.0.2"));
+    assert!(lab.pings("a", "10.10.0.2"));
+}
+
+#[test]
+fn topology_changes_reconcile_links_without_flapping_the_others() {
+    let lab = TestLab::up("tp", 3);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n2", "b", "blue", "10.10.0.2/24");
+    lab.attach("n3", "c", "blue", "10.10.0.3/24");
+    assert!(lab.pings("a", "10.10.0.3"));
+    let path = format!("/run/l2sm/lab/{}/topology.json", lab.name);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let ping = background_ping(&lab, "a", "10.10.0.2", 60);
+    // Drop the n1-n3 link: a line n3 - n2 - n1 ... without n1-n3.
+    let cut = r#"{"nodes":[{"name":"n1","nodeIP":"10.250.0.1"},{"name":"n2","nodeIP":"10.250.0.2"},
+        {"name":"n3","nodeIP":"10.250.0.3"}],"links":[{"endpointA":"n1","endpointB":"n2"},
+        {"endpointA":"n2","endpointB":"n3"}]}"#;
+    std::fs::write(&path, cut).unwrap();
+    let ports = |node: &str| {
+        let out = Command::new("ovs-vsctl")
+            .arg(format!(
+                "--db=unix:/run/l2sm/lab/{}/{node}/db.sock",
+                lab.name
+            ))
+            .args([
+                "--bare",
+                "--columns=name",
+                "find",
+                "Interface",
+                "type=vxlan",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .count()
+    };
+    common::wait_until("n1 to drop its link to n3", Duration::from_secs(10), || {
+        ports("n1") == 1
+    });
+    common::wait_until("n3 to drop its link to n1", Duration::from_secs(10), || {
+        ports("n3") == 1
+    });
+    assert_eq!(ports("n2"), 2);
+    let (sent, received, line) = loss(ping);
+    assert!(
+        sent >= 60 && received == sent,
+        "n1-n2 traffic flapped while n1-n3 was removed: {line}"
+    );
+    std::fs::write(&path, original).unwrap();
+    common::wait_until(
+        "the n1-n3 link to come back",
+        Duration::from_secs(10),
+        || ports("n1") == 2,
+    );
+    common::wait_until("a to reach c again", Duration::from_secs(10), || {
+        lab.pings("a", "10.10.0.3")
+    });
+    // A broken topology is ignored; links stay as they are.
+    std::fs::write(&path, "{broken").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ports("n1"), 2);
+}
