@@ -1,7 +1,7 @@
 //! Async helpers around the agent API client.
 
-pub use l2sm_agent_api::*;
 use anyhow::anyhow;
+pub use l2sm_agent_api::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,4 +16,3 @@ pub async fn call_async(
         .map_err(|e| anyhow!("agent call task failed: {e}"))?
         .map_err(anyhow::Error::from)
 }
-

@@ -10,7 +10,7 @@ use crate::http::ControllerApi;
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_netns::Netns;
 use l2sm_pipeline::ids::{self, PortId};
-use ovs::{BridgeSpec, Ovs, TunnelSpec, FIRST_TUNNEL_OFPORT};
+use ovs::{BridgeSpec, NewPort, Ovs, PortBatcher, PortChange, TunnelSpec, FIRST_TUNNEL_OFPORT};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,8 +77,14 @@ struct Agent {
     own_netns: Netns,
     controller: ControllerApi,
     tunnels: std::sync::Mutex<Vec<TunnelSpec>>,
-    /// Serialises attach/detach so port numbers and rollbacks never race.
-    lock: tokio::sync::Mutex<()>,
+    /// Pod port additions and removals, committed in shared OVSDB transactions.
+    ports: PortBatcher,
+    /// Port numbers held by attaches in progress.
+    reserved: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+    /// Attachment ids being attached or detached right now.
+    inflight: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Serialises link reconciliation.
+    links: tokio::sync::Mutex<()>,
 }
 
 fn tunnel_to(address: &str) -> TunnelSpec {
@@ -143,6 +149,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     ovs.ensure_bridge(&spec).await?;
     ovs.ensure_tunnels(&bridge, &tunnels).await?;
+    let ports = PortBatcher::spawn(ovs.clone(), bridge.clone());
     let agent = Arc::new(Agent {
         args,
         ovs,
@@ -151,7 +158,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         own_netns,
         controller,
         tunnels: std::sync::Mutex::new(tunnels),
-        lock: tokio::sync::Mutex::new(()),
+        ports,
+        reserved: Default::default(),
+        inflight: Default::default(),
+        links: tokio::sync::Mutex::new(()),
     });
     tokio::spawn(agent.clone().report_memberships());
     if agent.args.topology.is_some() {
@@ -237,6 +247,13 @@ fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// A stable, locally administered unicast MAC for an attachment that did not ask for one.
+fn derived_mac(dpid: u64, attachment_id: &str) -> [u8; 6] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{dpid:016x}/{attachment_id}").as_bytes());
+    [0x02, digest[0], digest[1], digest[2], digest[3], digest[4]]
+}
+
 fn format_mac(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -310,7 +327,7 @@ impl Agent {
             match desired_tunnels(&self.args) {
                 Err(e) => tracing::warn!("topology change ignored: {e:#}"),
                 Ok(tunnels) => {
-                    let _guard = self.lock.lock().await;
+                    let _guard = self.links.lock().await;
                     match self.ovs.ensure_tunnels(&self.bridge, &tunnels).await {
                         Ok(()) => {
                             tracing::info!(links = tunnels.len(), "topology reconciled");
@@ -355,12 +372,8 @@ impl Agent {
 
     async fn handle(&self, req: AgentRequest) -> anyhow::Result<serde_json::Value> {
         match req {
-            AgentRequest::Attach(a) => {
-                let _guard = self.lock.lock().await;
-                Ok(serde_json::to_value(self.attach(a).await?)?)
-            }
+            AgentRequest::Attach(a) => Ok(serde_json::to_value(self.attach(a).await?)?),
             AgentRequest::Detach { attachment_id } => {
-                let _guard = self.lock.lock().await;
                 Ok(json!({ "detached": self.detach(&attachment_id).await? }))
             }
             AgentRequest::List => Ok(serde_json::to_value(self.list().await?)?),
@@ -440,7 +453,12 @@ impl Agent {
         if !(68..=65535).contains(&mtu) {
             bail!("MTU {mtu} is out of range (68-65535)");
         }
-        let mac = req.mac.as_deref().map(parse_mac).transpose()?;
+        // Known before anything is made, so it can be recorded in the same OVSDB transaction.
+        let mac = match req.mac.as_deref() {
+            Some(m) => parse_mac(m)?,
+            None => derived_mac(self.dpid, &req.attachment_id),
+        };
+        let _busy = InFlight::claim(&self.inflight, &req.attachment_id)?;
         let interfaces = self.ovs.interfaces(&self.bridge).await?;
         if let Some(row) = interfaces
             .iter()
@@ -458,27 +476,26 @@ impl Agent {
             }
             return Ok(existing);
         }
-        self.network_exists(&req.network).await?;
         let pod_ns = Netns::open(&req.netns)
             .with_context(|| format!("pod network namespace {}", req.netns.display()))?;
-        let used: Vec<i64> = interfaces
+        let used: Vec<u32> = interfaces
             .iter()
             .filter_map(|i| i.ofport_request.or(i.ofport))
+            .filter_map(|n| u32::try_from(n).ok())
             .collect();
-        let ofport = (1..FIRST_TUNNEL_OFPORT)
-            .find(|n| !used.contains(&i64::from(*n)))
+        let reservation = Reservation::take(&self.reserved, &used)
             .ok_or_else(|| anyhow!("no free port number left on {}", self.bridge))?;
+        let ofport = reservation.port;
         let host_if = ids::port_interface_name(self.dpid, ofport);
         let port_id = PortId {
             dpid: self.dpid,
             port: ofport,
         };
-
-        // 1. veth pair, pod end created directly inside the pod namespace.
-        let (hi, pi, pns) = (host_if.clone(), req.ifname.clone(), pod_ns.clone());
         let tx_off = self.args.disable_tx_offload;
-        let own = self.own_netns.clone();
-        run_netlink(&own, move |nl| {
+
+        // 1. In parallel: the network must exist; the veth pair, pod end born inside the pod.
+        let (hi, pi, pns) = (host_if.clone(), req.ifname.clone(), pod_ns.clone());
+        let make_veth = run_netlink(&self.own_netns, move |nl| {
             nl.create_veth(&hi, &pi, Some(&pns), Some(mtu))?;
             let r = (|| {
                 if tx_off {
@@ -490,25 +507,19 @@ impl Agent {
                 let _ = nl.delete_link(&hi);
             }
             r
-        })
-        .await
-        .with_context(|| format!("cannot create interface {} in the pod", req.ifname))?;
+        });
+        let (exists, veth) = tokio::join!(self.network_exists(&req.network), make_veth);
+        let veth =
+            veth.with_context(|| format!("cannot create interface {} in the pod", req.ifname));
+        if let Err(e) = exists.and(veth.map(|_| ())) {
+            self.delete_host_veth(&host_if).await;
+            return Err(e);
+        }
 
-        let rollback_veth = || async {
-            let hi = host_if.clone();
-            if let Err(e) =
-                run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await
-            {
-                tracing::warn!("rollback: cannot delete {}: {e:#}", host_if);
-            }
-        };
-
-        // 2. Inside the pod: MAC, addresses, up.
+        // 2. In parallel: the pod side (MAC, addresses, up, routes) and the OVS port.
         let (pi, ips, routes) = (req.ifname.clone(), req.ips.clone(), req.routes.clone());
-        let configured = run_netlink(&pod_ns, move |nl| {
-            if let Some(mac) = mac {
-                nl.set_mac(&pi, mac)?;
-            }
+        let configure_pod = run_netlink(&pod_ns, move |nl| {
+            nl.set_mac(&pi, mac)?;
             if tx_off {
                 nl.set_tx_checksum(&pi, false)?;
             }
@@ -519,47 +530,42 @@ impl Agent {
             for r in &routes {
                 nl.add_route(r.dst, r.gw, Some(&pi))?;
             }
-            nl.mac(&pi)
-        })
-        .await
-        .with_context(|| format!("cannot configure {} in the pod", req.ifname));
-        let pod_mac = match configured {
-            Ok(m) => format_mac(m),
-            Err(e) => {
-                rollback_veth().await;
-                return Err(e);
+            Ok(())
+        });
+        let pod_mac = format_mac(mac);
+        let mut ext = vec![
+            ("attachment-id".to_string(), req.attachment_id.clone()),
+            ("l2sm-network".to_string(), req.network.clone()),
+            ("ifname".to_string(), req.ifname.clone()),
+            ("ips".to_string(), crate::agent_proto::join_ips(&req.ips)),
+            ("netns".to_string(), req.netns.display().to_string()),
+        ];
+        ext.push(("mac".to_string(), pod_mac.clone()));
+        if let Some(pod) = &req.pod {
+            ext.push(("pod".to_string(), pod.clone()));
+        }
+        let add_port = self.ports.apply(PortChange::Add(NewPort {
+            name: host_if.clone(),
+            ofport,
+            external_ids: ext,
+        }));
+        let (configured, added) = tokio::join!(configure_pod, add_port);
+        let configured =
+            configured.with_context(|| format!("cannot configure {} in the pod", req.ifname));
+        let added = added.with_context(|| format!("cannot add port {host_if} to {}", self.bridge));
+        match (configured, added) {
+            (Ok(()), Ok(())) => {}
+            (c, a) => {
+                let _ = self.ports.apply(PortChange::Remove(host_if.clone())).await;
+                self.delete_host_veth(&host_if).await;
+                return Err(c
+                    .err()
+                    .or(a.err())
+                    .unwrap_or_else(|| anyhow!("attach failed")));
             }
         };
 
-        // 3. OVS port with a fixed number, in one transaction.
-        let ips_text = req
-            .ips
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut ext = vec![
-            ("attachment-id", req.attachment_id.clone()),
-            ("l2sm-network", req.network.clone()),
-            ("ifname", req.ifname.clone()),
-            ("mac", pod_mac.clone()),
-            ("ips", ips_text),
-            ("netns", req.netns.display().to_string()),
-        ];
-        if let Some(pod) = &req.pod {
-            ext.push(("pod", pod.clone()));
-        }
-        if let Err(e) = self
-            .ovs
-            .add_pod_port(&self.bridge, &host_if, ofport, &ext)
-            .await
-        {
-            let _ = self.ovs.remove_port(&self.bridge, &host_if).await;
-            rollback_veth().await;
-            return Err(e.context(format!("cannot add port {host_if} to {}", self.bridge)));
-        }
-
-        // 4. Membership in the controller.
+        // 3. Membership in the controller.
         let body = json!({"networkId": req.network, "networkEndpoints": [port_id.to_string()]});
         let reported = match self
             .controller
@@ -574,8 +580,8 @@ impl Agent {
             Err(e) => Err(e),
         };
         if let Err(e) = reported {
-            let _ = self.ovs.remove_port(&self.bridge, &host_if).await;
-            rollback_veth().await;
+            let _ = self.ports.apply(PortChange::Remove(host_if.clone())).await;
+            self.delete_host_veth(&host_if).await;
             return Err(e);
         }
         tracing::info!(attachment = %req.attachment_id, network = %req.network, port = %port_id, "attached");
@@ -592,7 +598,17 @@ impl Agent {
         })
     }
 
+    async fn delete_host_veth(&self, host_if: &str) {
+        let hi = host_if.to_string();
+        if let Err(e) =
+            run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await
+        {
+            tracing::warn!("cannot delete {host_if}: {e:#}");
+        }
+    }
+
     async fn detach(&self, attachment_id: &str) -> anyhow::Result<bool> {
+        let _busy = InFlight::claim(&self.inflight, attachment_id)?;
         let interfaces = self.ovs.interfaces(&self.bridge).await?;
         let Some(att) = interfaces
             .iter()
@@ -620,11 +636,72 @@ impl Agent {
                 resp.message()
             ),
         }
-        self.ovs.remove_port(&self.bridge, &att.host_ifname).await?;
+        self.ports
+            .apply(PortChange::Remove(att.host_ifname.clone()))
+            .await?;
         let hi = att.host_ifname.clone();
         run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await?;
         tracing::info!(attachment = %attachment_id, network = %att.network, port = %att.port, "detached");
         Ok(true)
+    }
+}
+
+/// Marks an attachment id as being worked on, so two requests for the same id never race.
+struct InFlight<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    id: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(
+        set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        id: &str,
+    ) -> anyhow::Result<InFlight<'a>> {
+        let mut guard = set.lock().unwrap_or_else(|e| e.into_inner());
+        if !guard.insert(id.to_string()) {
+            bail!("attachment {id} is being changed by another request; retry");
+        }
+        Ok(InFlight {
+            set,
+            id: id.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// An OpenFlow port number held for an attach in progress (numbers only show in OVSDB once
+/// the port is added, so concurrent attaches reserve them here).
+struct Reservation<'a> {
+    set: &'a std::sync::Mutex<std::collections::BTreeSet<u32>>,
+    port: u32,
+}
+
+impl<'a> Reservation<'a> {
+    fn take(
+        set: &'a std::sync::Mutex<std::collections::BTreeSet<u32>>,
+        used: &[u32],
+    ) -> Option<Reservation<'a>> {
+        let mut guard = set.lock().unwrap_or_else(|e| e.into_inner());
+        let port = (1..FIRST_TUNNEL_OFPORT).find(|n| !used.contains(n) && !guard.contains(n))?;
+        guard.insert(port);
+        Some(Reservation { set, port })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.port);
     }
 }
 

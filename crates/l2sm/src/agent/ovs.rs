@@ -492,66 +492,187 @@ impl Ovs {
         Ok(())
     }
 
-    /// Adds a pod port with a fixed OpenFlow number and returns once vswitchd applied it.
-    pub async fn add_pod_port(
+    /// Applies pod port additions and removals in ONE transaction and waits once for vswitchd:
+    /// each reconfiguration of vswitchd costs the same whether it adds one port or a hundred.
+    /// Returns one result per change; additions are checked (no error, the requested number).
+    pub async fn apply_port_changes(
         &self,
         bridge: &str,
-        name: &str,
-        ofport: u32,
-        external_ids: &[(&str, String)],
-    ) -> anyhow::Result<()> {
-        let ids = datum::map(external_ids.iter().map(|(k, v)| (k.to_string(), json!(v))));
-        let ops = vec![
-            Operation::insert(
-                "Interface",
-                json!({"name": name, "ofport_request": ofport, "external_ids": ids}),
-                Some("iface"),
-            ),
-            Operation::insert(
-                "Port",
-                json!({"name": name, "interfaces": datum::named_uuid("iface"), "external_ids": ids}),
-                Some("port"),
-            ),
-            Operation::mutate(
+        changes: &[PortChange],
+    ) -> anyhow::Result<Vec<anyhow::Result<()>>> {
+        let uuids = if changes.iter().any(|c| matches!(c, PortChange::Remove(_))) {
+            self.port_uuids().await?
+        } else {
+            BTreeMap::new()
+        };
+        let bridge_cond = || vec![Condition::eq("name", json!(bridge))];
+        let mut ops = Vec::new();
+        let mut inserted = Vec::new();
+        let mut removed = Vec::new();
+        for (i, change) in changes.iter().enumerate() {
+            match change {
+                PortChange::Add(p) => {
+                    let ids = datum::map(p.external_ids.iter().map(|(k, v)| (k.clone(), json!(v))));
+                    let (iface, port) = (format!("iface{i}"), format!("port{i}"));
+                    ops.push(Operation::insert(
+                        "Interface",
+                        json!({"name": p.name, "ofport_request": p.ofport, "external_ids": ids}),
+                        Some(&iface),
+                    ));
+                    ops.push(Operation::insert(
+                        "Port",
+                        json!({"name": p.name, "interfaces": datum::named_uuid(&iface), "external_ids": ids}),
+                        Some(&port),
+                    ));
+                    inserted.push(datum::named_uuid(&port));
+                }
+                PortChange::Remove(name) => {
+                    if let Some(uuid) = uuids.get(name) {
+                        removed.push(datum::uuid(uuid));
+                    }
+                }
+            }
+        }
+        if !inserted.is_empty() {
+            ops.push(Operation::mutate(
                 "Bridge",
-                vec![Condition::eq("name", json!(bridge))],
-                vec![Mutation::insert(
-                    "ports",
-                    datum::set([datum::named_uuid("port")]),
-                )],
-            ),
-        ];
+                bridge_cond(),
+                vec![Mutation::insert("ports", datum::set(inserted))],
+            ));
+        }
+        if !removed.is_empty() {
+            ops.push(Operation::mutate(
+                "Bridge",
+                bridge_cond(),
+                vec![Mutation::delete("ports", datum::set(removed))],
+            ));
+        }
+        if ops.is_empty() {
+            return Ok(changes.iter().map(|_| Ok(())).collect());
+        }
         self.transact_applied(ops).await?;
-        let row = self
-            .interfaces(bridge)
-            .await?
-            .into_iter()
-            .find(|i| i.name == name)
-            .ok_or_else(|| anyhow!("port {name} vanished right after it was added"))?;
-        if let Some(err) = row.error.filter(|e| !e.is_empty()) {
-            bail!("Open vSwitch could not add port {name}: {err}");
-        }
-        if row.ofport != Some(i64::from(ofport)) {
-            bail!(
-                "port {name} got OpenFlow number {:?} instead of {ofport}",
-                row.ofport
-            );
-        }
-        Ok(())
+        let rows: BTreeMap<String, InterfaceRow> = if inserted_any(changes) {
+            self.interfaces(bridge)
+                .await?
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(changes
+            .iter()
+            .map(|c| match c {
+                PortChange::Remove(_) => Ok(()),
+                PortChange::Add(p) => {
+                    let row = rows.get(&p.name).ok_or_else(|| {
+                        anyhow!("port {} vanished right after it was added", p.name)
+                    })?;
+                    if let Some(err) = row.error.as_ref().filter(|e| !e.is_empty()) {
+                        bail!("Open vSwitch could not add port {}: {err}", p.name);
+                    }
+                    if row.ofport != Some(i64::from(p.ofport)) {
+                        bail!(
+                            "port {} got OpenFlow number {:?} instead of {}",
+                            p.name,
+                            row.ofport,
+                            p.ofport
+                        );
+                    }
+                    Ok(())
+                }
+            })
+            .collect())
+    }
+}
+
+fn inserted_any(changes: &[PortChange]) -> bool {
+    changes.iter().any(|c| matches!(c, PortChange::Add(_)))
+}
+
+/// A pod port to add.
+#[derive(Debug, Clone)]
+pub struct NewPort {
+    /// Interface (and port) name.
+    pub name: String,
+    /// Requested OpenFlow number.
+    pub ofport: u32,
+    /// `external_ids` of the Port and Interface rows.
+    pub external_ids: Vec<(String, String)>,
+}
+
+/// One change of the batched port path.
+#[derive(Debug, Clone)]
+pub enum PortChange {
+    /// Add a pod port.
+    Add(NewPort),
+    /// Remove a port by name (absent ports are fine).
+    Remove(String),
+}
+
+type Pending = (PortChange, tokio::sync::oneshot::Sender<anyhow::Result<()>>);
+
+/// Group commit for pod ports: concurrent attaches and detaches share OVSDB transactions.
+#[derive(Clone)]
+pub struct PortBatcher {
+    tx: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// Most changes merged into one transaction.
+const MAX_BATCH: usize = 128;
+
+impl PortBatcher {
+    /// Starts the batching task for `bridge`.
+    pub fn spawn(ovs: Ovs, bridge: String) -> PortBatcher {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let changes: Vec<PortChange> = batch.iter().map(|(c, _)| c.clone()).collect();
+                match ovs.apply_port_changes(&bridge, &changes).await {
+                    Ok(results) => {
+                        for ((_, reply), r) in batch.into_iter().zip(results) {
+                            let _ = reply.send(r);
+                        }
+                    }
+                    // One bad change must not fail its neighbours: retry them one by one.
+                    Err(_) if batch.len() > 1 => {
+                        for (change, reply) in batch {
+                            let r = match ovs
+                                .apply_port_changes(&bridge, std::slice::from_ref(&change))
+                                .await
+                            {
+                                Ok(mut v) => v.pop().unwrap_or(Ok(())),
+                                Err(e) => Err(e),
+                            };
+                            let _ = reply.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        for (_, reply) in batch {
+                            let _ = reply.send(Err(anyhow!("{e:#}")));
+                        }
+                    }
+                }
+            }
+        });
+        PortBatcher { tx }
     }
 
-    /// Removes a port (its Port and Interface rows go with it). Absent ports are fine.
-    pub async fn remove_port(&self, bridge: &str, name: &str) -> anyhow::Result<()> {
-        let Some(uuid) = self.port_uuids().await?.remove(name) else {
-            return Ok(());
-        };
-        self.transact_applied(vec![Operation::mutate(
-            "Bridge",
-            vec![Condition::eq("name", json!(bridge))],
-            vec![Mutation::delete("ports", datum::set([datum::uuid(&uuid)]))],
-        )])
-        .await?;
-        Ok(())
+    /// Queues one change and waits for its result.
+    pub async fn apply(&self, change: PortChange) -> anyhow::Result<()> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((change, reply))
+            .await
+            .map_err(|_| anyhow!("port batcher stopped"))?;
+        rx.await.map_err(|_| anyhow!("port batcher stopped"))?
     }
 }
 
