@@ -46,6 +46,17 @@ pub fn vxlan_port_name(remote_ip: &str) -> String {
     format!("vxlan-{}", &sha256_hex(remote_ip)[..5])
 }
 
+/// First OpenFlow port number of trunk links (agents number trunk ports from here up to
+/// [`FIRST_TUNNEL_PORT`]); pod ports stay below.
+pub const FIRST_TRUNK_PORT: u32 = 0xe000;
+/// First OpenFlow port number of tunnel ports.
+pub const FIRST_TUNNEL_PORT: u32 = 0xf000;
+
+/// Whether an OpenFlow port number is in the trunk range.
+pub fn is_trunk_port(port: u32) -> bool {
+    (FIRST_TRUNK_PORT..FIRST_TUNNEL_PORT).contains(&port)
+}
+
 /// Whether an OpenFlow port name is one of our inter-switch tunnel ports.
 pub fn is_tunnel_port_name(name: &str) -> bool {
     name.starts_with("vxlan-")

@@ -178,3 +178,62 @@ fn topology_changes_reconcile_links_without_flapping_the_others() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(ports("n1"), 2);
 }
+
+#[test]
+fn trunk_links_from_the_topology_become_ports_in_the_trunk_range() {
+    let lab = TestLab::up("tk", 2);
+    let (n1, n2) = (
+        format!("l2sm-{}-n1", lab.name),
+        format!("l2sm-{}-n2", lab.name),
+    );
+    let ok = Command::new("ip")
+        .args([
+            "link", "add", "tr0", "netns", &n1, "type", "veth", "peer", "name", "tr0", "netns", &n2,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let path = format!("/run/l2sm/lab/{}/topology.json", lab.name);
+    let with_trunk = r#"{"nodes":[{"name":"n1","nodeIP":"10.250.0.1"},{"name":"n2","nodeIP":"10.250.0.2"}],
+        "links":[{"endpointA":"n1","endpointB":"n2"},
+                 {"endpointA":"n1","endpointB":"n2","type":"trunk","interfaceA":"tr0","interfaceB":"tr0"}]}"#;
+    std::fs::write(&path, with_trunk).unwrap();
+    let trunk_port = |node: &str| {
+        let out = Command::new("ovs-vsctl")
+            .arg(format!(
+                "--db=unix:/run/l2sm/lab/{}/{node}/db.sock",
+                lab.name
+            ))
+            .args([
+                "--bare",
+                "--columns=ofport",
+                "find",
+                "Interface",
+                "name=tr0",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for node in ["n1", "n2"] {
+        common::wait_until("the trunk port", Duration::from_secs(10), || {
+            trunk_port(node) == "57344"
+        });
+    }
+    let without = r#"{"nodes":[{"name":"n1","nodeIP":"10.250.0.1"},{"name":"n2","nodeIP":"10.250.0.2"}],
+        "links":[{"endpointA":"n1","endpointB":"n2"}]}"#;
+    std::fs::write(&path, without).unwrap();
+    for node in ["n1", "n2"] {
+        common::wait_until("the trunk port to go", Duration::from_secs(10), || {
+            trunk_port(node).is_empty()
+        });
+    }
+    let still = Command::new("ip")
+        .args(["-n", &n1, "link", "show", "tr0"])
+        .status()
+        .unwrap();
+    assert!(
+        still.success(),
+        "removing a trunk must not delete the device"
+    );
+}

@@ -10,7 +10,7 @@ use crate::http::ControllerApi;
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_netns::Netns;
 use l2sm_pipeline::ids::{self, PortId};
-use ovs::{BridgeSpec, NewPort, Ovs, PortBatcher, PortChange, TunnelSpec, FIRST_TUNNEL_OFPORT};
+use ovs::{BridgeSpec, NewPort, Ovs, PortBatcher, PortChange, TunnelSpec, FIRST_TRUNK_OFPORT};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,18 +94,21 @@ fn tunnel_to(address: &str) -> TunnelSpec {
     }
 }
 
-/// Links from `--peer` flags plus the topology file, if any.
-fn desired_tunnels(args: &AgentArgs) -> anyhow::Result<Vec<TunnelSpec>> {
+/// Links from `--peer` flags plus the topology file, if any: tunnels and trunk interfaces.
+fn desired_links(args: &AgentArgs) -> anyhow::Result<(Vec<TunnelSpec>, Vec<topology::Trunk>)> {
     let mut tunnels = parse_peers(&args.peers)?;
+    let mut trunks = Vec::new();
     if let Some(path) = &args.topology {
-        for peer in topology::load(path, &args.node)? {
+        let links = topology::load(path, &args.node)?;
+        for peer in links.tunnels {
             let t = tunnel_to(&peer.address);
             if !tunnels.contains(&t) {
                 tunnels.push(t);
             }
         }
+        trunks = links.trunks;
     }
-    Ok(tunnels)
+    Ok((tunnels, trunks))
 }
 
 fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
@@ -131,7 +134,7 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let tunnels = desired_tunnels(&args)?;
+    let (tunnels, trunks) = desired_links(&args)?;
     let credentials = args.api_user.clone().zip(args.api_password.clone());
     let controller = ControllerApi::new(&args.controller_api, credentials, None)?;
     let bridge = ids::switch_name(&args.node, &args.provider);
@@ -149,6 +152,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     ovs.ensure_bridge(&spec).await?;
     ovs.ensure_tunnels(&bridge, &tunnels).await?;
+    ovs.ensure_trunks(&bridge, &trunks).await?;
     let ports = PortBatcher::spawn(ovs.clone(), bridge.clone());
     let agent = Arc::new(Agent {
         args,
@@ -324,11 +328,15 @@ impl Agent {
                 continue;
             }
             last = current;
-            match desired_tunnels(&self.args) {
+            match desired_links(&self.args) {
                 Err(e) => tracing::warn!("topology change ignored: {e:#}"),
-                Ok(tunnels) => {
+                Ok((tunnels, trunks)) => {
                     let _guard = self.links.lock().await;
-                    match self.ovs.ensure_tunnels(&self.bridge, &tunnels).await {
+                    let done = match self.ovs.ensure_tunnels(&self.bridge, &tunnels).await {
+                        Ok(()) => self.ovs.ensure_trunks(&self.bridge, &trunks).await,
+                        Err(e) => Err(e),
+                    };
+                    match done {
                         Ok(()) => {
                             tracing::info!(links = tunnels.len(), "topology reconciled");
                             *self.tunnels.lock().unwrap_or_else(|e| e.into_inner()) = tunnels;
@@ -690,7 +698,7 @@ impl<'a> Reservation<'a> {
         used: &[u32],
     ) -> Option<Reservation<'a>> {
         let mut guard = set.lock().unwrap_or_else(|e| e.into_inner());
-        let port = (1..FIRST_TUNNEL_OFPORT).find(|n| !used.contains(n) && !guard.contains(n))?;
+        let port = (1..FIRST_TRUNK_OFPORT).find(|n| !used.contains(n) && !guard.contains(n))?;
         guard.insert(port);
         Some(Reservation { set, port })
     }

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 /// How long to wait for ovs-vswitchd to apply a change.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Tunnel ports get OpenFlow numbers from here up, pod ports stay below.
-pub const FIRST_TUNNEL_OFPORT: u32 = 0xf000;
+/// Tunnel ports get OpenFlow numbers from here up, pod ports stay below the trunk range.
+pub const FIRST_TUNNEL_OFPORT: u32 = l2sm_pipeline::ids::FIRST_TUNNEL_PORT;
+/// Trunk ports get OpenFlow numbers in `FIRST_TRUNK_OFPORT..FIRST_TUNNEL_OFPORT`, so the
+/// controller can tell them apart over OpenFlow alone.
+pub const FIRST_TRUNK_OFPORT: u32 = l2sm_pipeline::ids::FIRST_TRUNK_PORT;
 /// UDP port of the overlay's VXLAN tunnels (upstream L2S-M uses 7000).
 pub const VXLAN_DST_PORT: u16 = 7000;
 
@@ -489,6 +492,67 @@ impl Ovs {
         self.transact_applied(ops)
             .await
             .context("cannot set up tunnel ports")?;
+        Ok(())
+    }
+
+    /// Makes the bridge's trunk ports exactly `trunks`: existing interfaces of the node added
+    /// with a number in the trunk range, trunks no longer wanted removed from the bridge (the
+    /// device itself is left alone).
+    pub async fn ensure_trunks(
+        &self,
+        bridge: &str,
+        trunks: &[super::topology::Trunk],
+    ) -> anyhow::Result<()> {
+        let interfaces = self.interfaces(bridge).await?;
+        let is_trunk =
+            |i: &InterfaceRow| i.external_ids.get("l2sm-link").map(String::as_str) == Some("trunk");
+        let mut used: Vec<i64> = interfaces
+            .iter()
+            .filter_map(|i| i.ofport_request.or(i.ofport))
+            .collect();
+        let mut changes = Vec::new();
+        for t in trunks {
+            if interfaces
+                .iter()
+                .any(|i| i.name == t.interface && is_trunk(i))
+            {
+                continue;
+            }
+            if interfaces.iter().any(|i| i.name == t.interface) {
+                bail!(
+                    "interface {} is already a port of {bridge} and cannot become a trunk",
+                    t.interface
+                );
+            }
+            let mut ofport = i64::from(FIRST_TRUNK_OFPORT);
+            while used.contains(&ofport) {
+                ofport += 1;
+            }
+            if ofport >= i64::from(FIRST_TUNNEL_OFPORT) {
+                bail!("no free trunk port number left on {bridge}");
+            }
+            used.push(ofport);
+            changes.push(PortChange::Add(NewPort {
+                name: t.interface.clone(),
+                ofport: u32::try_from(ofport)?,
+                external_ids: vec![
+                    ("l2sm-link".into(), "trunk".into()),
+                    ("l2sm-peer".into(), t.peer.clone()),
+                ],
+            }));
+        }
+        for i in interfaces.iter().filter(|i| is_trunk(i)) {
+            if trunks.iter().all(|t| t.interface != i.name) {
+                changes.push(PortChange::Remove(i.name.clone()));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        for r in self.apply_port_changes(bridge, &changes).await? {
+            r.context("cannot set up trunk ports")?;
+        }
+        tracing::info!(trunks = trunks.len(), "trunk ports reconciled");
         Ok(())
     }
 

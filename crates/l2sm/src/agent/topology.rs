@@ -26,6 +26,16 @@ struct LinkEntry {
     endpoint_a: String,
     #[serde(rename = "endpointB")]
     endpoint_b: String,
+    /// `tunnel` (default: VXLAN between the nodes' addresses) or `trunk` (a plain interface
+    /// at each end, e.g. a cable to an OpenFlow hardware switch; networks ride as VLAN tags).
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    /// Trunk only: the interface at endpoint A.
+    #[serde(rename = "interfaceA", default)]
+    interface_a: Option<String>,
+    /// Trunk only: the interface at endpoint B.
+    #[serde(rename = "interfaceB", default)]
+    interface_b: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -38,6 +48,24 @@ struct TopologyFile {
     /// Node name -> underlay address, for nodes listed by name only.
     #[serde(default)]
     addresses: BTreeMap<String, String>,
+}
+
+/// A trunk link of this node: a local interface that becomes a switch port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// Node at the other end.
+    pub peer: String,
+    /// Local interface name.
+    pub interface: String,
+}
+
+/// Everything this node must be linked to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeLinks {
+    /// VXLAN tunnels.
+    pub tunnels: Vec<Peer>,
+    /// Trunk interfaces.
+    pub trunks: Vec<Trunk>,
 }
 
 /// A peer this node must have a link to.
@@ -62,9 +90,9 @@ fn resolve(host: &str) -> anyhow::Result<String> {
     Ok(addr.ip().to_string())
 }
 
-/// Parses a topology document and returns the peers of `me`. Without `links`, every node is
-/// linked to every other (full mesh).
-pub fn peers_of(json: &str, me: &str) -> anyhow::Result<Vec<Peer>> {
+/// Parses a topology document and returns every link of `me`. Without `links`, every node
+/// is linked to every other by a tunnel (full mesh).
+pub fn links_of(json: &str, me: &str) -> anyhow::Result<NodeLinks> {
     let topo: TopologyFile = serde_json::from_str(json).context("invalid topology")?;
     let mut addresses = topo.addresses.clone();
     let mut names = Vec::new();
@@ -87,11 +115,19 @@ pub fn peers_of(json: &str, me: &str) -> anyhow::Result<Vec<Peer>> {
     if !names.iter().any(|n| n == me) {
         bail!("invalid topology: this node ({me:?}) is not in its node list");
     }
+    let mut trunks = Vec::new();
     let mut peer_names: Vec<String> = match &topo.links {
         None => names.iter().filter(|n| *n != me).cloned().collect(),
         Some(links) => {
             let mut out = Vec::new();
             for l in links {
+                let trunk = match l.kind.as_deref() {
+                    None | Some("tunnel") => false,
+                    Some("trunk") => true,
+                    Some(other) => {
+                        bail!("invalid topology: link type {other:?} (use tunnel or trunk)")
+                    }
+                };
                 for end in [&l.endpoint_a, &l.endpoint_b] {
                     if !names.contains(end) {
                         bail!("invalid topology: link endpoint {end:?} is not a listed node");
@@ -100,14 +136,29 @@ pub fn peers_of(json: &str, me: &str) -> anyhow::Result<Vec<Peer>> {
                 if l.endpoint_a == l.endpoint_b {
                     bail!("invalid topology: link from {:?} to itself", l.endpoint_a);
                 }
-                let other = if l.endpoint_a == me {
-                    &l.endpoint_b
+                let (other, local_if) = if l.endpoint_a == me {
+                    (&l.endpoint_b, &l.interface_a)
                 } else if l.endpoint_b == me {
-                    &l.endpoint_a
+                    (&l.endpoint_a, &l.interface_b)
                 } else {
                     continue;
                 };
-                if !out.contains(other) {
+                if trunk {
+                    let interface = local_if.clone().ok_or_else(|| {
+                        anyhow!(
+                            "invalid topology: trunk link {} - {} needs interfaceA and interfaceB",
+                            l.endpoint_a,
+                            l.endpoint_b
+                        )
+                    })?;
+                    if interface.is_empty() || interface.len() > 15 || interface.contains('/') {
+                        bail!("invalid topology: bad trunk interface name {interface:?}");
+                    }
+                    trunks.push(Trunk {
+                        peer: other.clone(),
+                        interface,
+                    });
+                } else if !out.contains(other) {
                     out.push(other.clone());
                 }
             }
@@ -115,7 +166,7 @@ pub fn peers_of(json: &str, me: &str) -> anyhow::Result<Vec<Peer>> {
         }
     };
     peer_names.sort();
-    peer_names
+    let tunnels = peer_names
         .into_iter()
         .map(|name| {
             let host = addresses
@@ -126,14 +177,15 @@ pub fn peers_of(json: &str, me: &str) -> anyhow::Result<Vec<Peer>> {
                 name,
             })
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(NodeLinks { tunnels, trunks })
 }
 
 /// Reads and parses a topology file.
-pub fn load(path: &Path, me: &str) -> anyhow::Result<Vec<Peer>> {
+pub fn load(path: &Path, me: &str) -> anyhow::Result<NodeLinks> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    peers_of(&text, me).with_context(|| format!("topology {}", path.display()))
+    links_of(&text, me).with_context(|| format!("topology {}", path.display()))
 }
 
 #[cfg(test)]
@@ -145,7 +197,7 @@ mod tests {
         let json = r#"{"Nodes":[{"name":"a","nodeIP":"10.0.0.1"},{"name":"b","nodeIP":"10.0.0.2"},
             {"name":"c","nodeIP":"10.0.0.3"}],"Links":[{"endpointA":"a","endpointB":"b"},
             {"endpointA":"c","endpointB":"a"},{"endpointA":"b","endpointB":"c"}]}"#;
-        let peers = peers_of(json, "a").unwrap();
+        let peers = links_of(json, "a").unwrap().tunnels;
         assert_eq!(
             peers,
             vec![
@@ -165,15 +217,38 @@ mod tests {
     fn overlay_cr_shape_with_addresses_and_a_line() {
         let json = r#"{"nodes":["n1","n2","n3"],"links":[{"endpointA":"n1","endpointB":"n2"},
             {"endpointA":"n2","endpointB":"n3"}],"addresses":{"n1":"10.1.0.1","n2":"10.1.0.2","n3":"10.1.0.3"}}"#;
-        assert_eq!(peers_of(json, "n1").unwrap().len(), 1);
-        assert_eq!(peers_of(json, "n2").unwrap().len(), 2);
+        assert_eq!(links_of(json, "n1").unwrap().tunnels.len(), 1);
+        assert_eq!(links_of(json, "n2").unwrap().tunnels.len(), 2);
     }
 
     #[test]
     fn no_links_means_full_mesh() {
         let json =
             r#"{"nodes":["x","y","z"],"addresses":{"x":"::1","y":"10.0.0.2","z":"10.0.0.3"}}"#;
-        assert_eq!(peers_of(json, "x").unwrap().len(), 2);
+        assert_eq!(links_of(json, "x").unwrap().tunnels.len(), 2);
+    }
+
+    #[test]
+    fn trunk_links_name_the_local_interface() {
+        let json = r#"{"nodes":["n1","n2","hw"],"addresses":{"n1":"10.0.0.1","n2":"10.0.0.2"},
+            "links":[{"endpointA":"n1","endpointB":"hw","type":"trunk","interfaceA":"tr0","interfaceB":"p1"},
+            {"endpointA":"hw","endpointB":"n2","type":"trunk","interfaceA":"p2","interfaceB":"tr0"},
+            {"endpointA":"n1","endpointB":"n2"}]}"#;
+        let n1 = links_of(json, "n1").unwrap();
+        assert_eq!(
+            n1.trunks,
+            vec![Trunk {
+                peer: "hw".into(),
+                interface: "tr0".into()
+            }]
+        );
+        assert_eq!(n1.tunnels.len(), 1);
+        let bad =
+            r#"{"nodes":["n1","hw"],"links":[{"endpointA":"n1","endpointB":"hw","type":"trunk"}]}"#;
+        assert!(format!("{:#}", links_of(bad, "n1").unwrap_err()).contains("needs interfaceA"));
+        let bad =
+            r#"{"nodes":["n1","hw"],"links":[{"endpointA":"n1","endpointB":"hw","type":"wire"}]}"#;
+        assert!(format!("{:#}", links_of(bad, "n1").unwrap_err()).contains("link type"));
     }
 
     #[test]
@@ -196,7 +271,7 @@ mod tests {
             (r#"{"nodes":["a"],"bogus":1}"#, "invalid topology"),
             (r#"not json"#, "invalid topology"),
         ] {
-            let err = format!("{:#}", peers_of(json, "a").unwrap_err());
+            let err = format!("{:#}", links_of(json, "a").unwrap_err());
             assert!(err.contains(needle), "{json}: {err}");
         }
     }
