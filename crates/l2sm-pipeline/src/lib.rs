@@ -101,12 +101,20 @@ pub struct FlowKey {
 }
 
 impl FlowEntry {
-    /// Identity of this flow on the switch.
+    /// Identity of this flow on the switch. The order of match fields does not matter (a
+    /// switch may report them in another order than they were sent).
     pub fn key(&self) -> FlowKey {
+        let mut fields: Vec<String> = self
+            .r#match
+            .fields
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect();
+        fields.sort();
         FlowKey {
             table: self.table,
             priority: self.priority,
-            match_repr: format!("{:?}", self.r#match),
+            match_repr: fields.join(","),
         }
     }
 
@@ -379,20 +387,6 @@ pub fn diff(old: &SwitchPipeline, new: &SwitchPipeline) -> Vec<Message> {
         }
     }
     out
-}
-
-/// Messages that remove everything from a switch whose state we do not know (a fresh
-/// connection): all flows of all tables and all groups.
-pub fn clear_all() -> Vec<Message> {
-    vec![
-        Message::FlowMod(FlowMod::delete(l2sm_ofp::TABLE_ALL, Match::any())),
-        Message::GroupMod(GroupMod {
-            command: GroupModCommand::Delete,
-            group_type: GroupType::All,
-            group_id: l2sm_ofp::group::ALL,
-            buckets: Vec::new(),
-        }),
-    ]
 }
 
 /// Removes the MAC entries learned behind `port` (a member that left), so no frame of its old

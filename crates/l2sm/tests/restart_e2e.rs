@@ -237,3 +237,64 @@ fn trunk_links_from_the_topology_become_ports_in_the_trunk_range() {
         "removing a trunk must not delete the device"
     );
 }
+
+fn dump_flows(lab: &TestLab, node: &str) -> Vec<String> {
+    let out = Command::new("ls")
+        .arg(format!("/run/l2sm/lab/{}/{node}", lab.name))
+        .output()
+        .unwrap();
+    let bridge_mgmt = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|f| f.starts_with("br-") && f.ends_with(".mgmt") && !f.starts_with("br-phy"))
+        .expect("bridge management socket")
+        .to_string();
+    let out = Command::new("ovs-ofctl")
+        .args(["-O", "OpenFlow13", "--no-stats", "dump-flows"])
+        .arg(format!(
+            "unix:/run/l2sm/lab/{}/{node}/{bridge_mgmt}",
+            lab.name
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut flows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("table="))
+        .map(str::to_string)
+        .collect();
+    flows.sort();
+    flows
+}
+
+#[test]
+fn a_controller_restart_loses_no_packet_and_keeps_learned_macs() {
+    let lab = two_pods("cr", 2);
+    let before = dump_flows(&lab, "n1");
+    assert!(
+        before
+            .iter()
+            .any(|f| f.contains("table=2") && f.contains("dl_dst=")),
+        "no learned MACs: {before:?}"
+    );
+    let ping = background_ping(&lab, "a", "10.10.0.2", 50);
+    std::thread::sleep(Duration::from_millis(300));
+    lab.ok(&["lab", "restart", "controller"]);
+    common::wait_until("the switches to reconnect", Duration::from_secs(10), || {
+        lab.ok(&["lab", "status"])
+            .lines()
+            .filter(|l| l.contains(" yes "))
+            .count()
+            == 2
+    });
+    let (sent, received, line) = loss(ping);
+    assert!(
+        sent >= 50 && received == sent,
+        "packets lost across a controller restart: {line}"
+    );
+    let after = dump_flows(&lab, "n1");
+    assert_eq!(after, before, "the reconnect changed the switch's flows");
+}

@@ -5,10 +5,10 @@
 use super::{PortStatusView, Shared, SwitchStatus};
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_ofp::{
-    FeaturesReply, Message, MultipartReplyBody, MultipartRequest, MultipartRequestBody, OfpMessage,
-    PortDesc,
+    FeaturesReply, FlowStatsRequest, Message, MultipartReplyBody, MultipartRequest,
+    MultipartRequestBody, OfpMessage, PortDesc,
 };
-use l2sm_pipeline::{compile, diff, ids, SwitchPipeline, SwitchView};
+use l2sm_pipeline::{compile, diff, ids, FlowEntry, GroupEntry, SwitchPipeline, SwitchView};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -63,7 +63,8 @@ struct Session {
     session_id: u64,
     ports: BTreeMap<u32, PortDesc>,
     installed: SwitchPipeline,
-    installed_view: SwitchView,
+    /// The view last compiled for this switch; `None` until the first sync.
+    installed_view: Option<SwitchView>,
 }
 
 impl Session {
@@ -80,7 +81,7 @@ impl Session {
             session_id,
             ports: BTreeMap::new(),
             installed: SwitchPipeline::default(),
-            installed_view: SwitchView::default(),
+            installed_view: None,
         }
     }
 
@@ -263,35 +264,107 @@ impl Session {
             })
             .await?;
         self.dpid = Some(features.datapath_id);
-        let xid = self.xid();
-        self.send(
-            xid,
-            Message::MultipartRequest(MultipartRequest {
-                flags: 0,
-                body: MultipartRequestBody::PortDesc,
-            }),
-        )
-        .await?;
-        loop {
-            let (more, ports) = self
-                .expect("PORT_DESC reply", |m| match &m.body {
-                    Message::MultipartReply(r) if m.xid == xid => match &r.body {
-                        MultipartReplyBody::PortDesc(p) => {
-                            Some((r.flags & l2sm_ofp::MULTIPART_REPLY_MORE != 0, p.clone()))
-                        }
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .await?;
-            for p in ports {
-                self.ports.insert(p.port_no, p);
-            }
-            if !more {
-                break;
+        for reply in self.multipart(MultipartRequestBody::PortDesc).await? {
+            if let MultipartReplyBody::PortDesc(ports) = reply {
+                for p in ports {
+                    self.ports.insert(p.port_no, p);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Sends a multipart request and collects every part of its reply.
+    async fn multipart(
+        &mut self,
+        body: MultipartRequestBody,
+    ) -> anyhow::Result<Vec<MultipartReplyBody>> {
+        let xid = self.xid();
+        let what = format!("{body:?} reply");
+        self.send(
+            xid,
+            Message::MultipartRequest(MultipartRequest { flags: 0, body }),
+        )
+        .await?;
+        let mut parts = Vec::new();
+        loop {
+            let (more, part) = self
+                .expect(&what, |m| match &m.body {
+                    Message::MultipartReply(r) if m.xid == xid => Some((
+                        r.flags & l2sm_ofp::MULTIPART_REPLY_MORE != 0,
+                        r.body.clone(),
+                    )),
+                    _ => None,
+                })
+                .await?;
+            parts.push(part);
+            if !more {
+                return Ok(parts);
+            }
+        }
+    }
+
+    /// What the switch holds now, in the compiler's terms. Entries created by `learn` are left
+    /// out: they are the switch's own state and survive a reconnection. Groups that are not
+    /// plain ALL groups of output buckets get an impossible output list, so the diff rewrites
+    /// them.
+    async fn read_switch_state(&mut self) -> anyhow::Result<SwitchPipeline> {
+        let mut current = SwitchPipeline::default();
+        let all_flows = MultipartRequestBody::Flow(FlowStatsRequest {
+            table_id: l2sm_ofp::TABLE_ALL,
+            out_port: l2sm_ofp::port::ANY,
+            out_group: l2sm_ofp::group::ANY,
+            cookie: 0,
+            cookie_mask: 0,
+            r#match: l2sm_ofp::Match::any(),
+        });
+        for part in self.multipart(all_flows).await? {
+            let MultipartReplyBody::Flow(flows) = part else {
+                continue;
+            };
+            for f in flows {
+                if f.table_id == l2sm_pipeline::table::UNICAST
+                    && f.cookie == l2sm_pipeline::cookie::LEARNED
+                {
+                    continue;
+                }
+                let entry = FlowEntry {
+                    table: f.table_id,
+                    priority: f.priority,
+                    cookie: f.cookie,
+                    r#match: f.r#match,
+                    instructions: f.instructions,
+                };
+                current.flows.insert(entry.key(), entry);
+            }
+        }
+        for part in self.multipart(MultipartRequestBody::GroupDesc).await? {
+            let MultipartReplyBody::GroupDesc(groups) = part else {
+                continue;
+            };
+            for g in groups {
+                let outputs: Option<Vec<u32>> = (g.group_type == l2sm_ofp::GroupType::All)
+                    .then(|| {
+                        g.buckets
+                            .iter()
+                            .map(|b| match b.actions[..] {
+                                [l2sm_ofp::Action::Output { port, .. }] => Some(port),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .flatten();
+                let outputs = outputs.unwrap_or_else(|| vec![l2sm_ofp::port::ANY]);
+                current.groups.insert(
+                    g.group_id,
+                    GroupEntry {
+                        group_id: g.group_id,
+                        outputs,
+                    },
+                );
+            }
+        }
+        Ok(current)
     }
 
     async fn read_more(&mut self) -> anyhow::Result<()> {
@@ -314,7 +387,7 @@ impl Session {
     async fn sync(&mut self) -> anyhow::Result<()> {
         let Some(dpid) = self.dpid else { return Ok(()) };
         let view = self.shared.model().switch_view(dpid, self.tunnel_ports());
-        if view == self.installed_view && !self.installed.flows.is_empty() {
+        if self.installed_view.as_ref() == Some(&view) {
             return Ok(());
         }
         let desired = compile(&view);
@@ -327,7 +400,8 @@ impl Session {
                 .flat_map(|(vni, ports)| ports.iter().map(move |p| (*p, *vni)))
                 .collect()
         };
-        let (old, new) = (vni_of(&self.installed_view), vni_of(&view));
+        let old = self.installed_view.as_ref().map(vni_of).unwrap_or_default();
+        let new = vni_of(&view);
         for (port, vni) in &old {
             if new.get(port) != Some(vni) {
                 msgs.push(l2sm_pipeline::flush_learned(*port));
@@ -339,7 +413,7 @@ impl Session {
         }
         tracing::debug!(dpid = self.dpid_str(), messages = count, "switch synced");
         self.installed = desired;
-        self.installed_view = view;
+        self.installed_view = Some(view);
         self.publish();
         Ok(())
     }
@@ -388,8 +462,15 @@ impl Session {
             .await
             .map_err(|_| anyhow!("handshake timed out"))??;
         tracing::info!(peer = %self.peer, dpid = self.dpid_str(), ports = self.ports.len(), "switch connected");
-        // We do not know what a (re)connecting switch holds: start from a clean slate.
-        self.send_batch(l2sm_pipeline::clear_all()).await?;
+        // A reconnecting switch still holds what it had: read it and change only what differs,
+        // so established traffic and learned MACs survive a controller restart.
+        self.installed = self.read_switch_state().await?;
+        tracing::info!(
+            dpid = self.dpid_str(),
+            flows = self.installed.flows.len(),
+            groups = self.installed.groups.len(),
+            "read switch state"
+        );
         let mut generation = self.shared.subscribe();
         generation.borrow_and_update();
         self.sync().await?;
