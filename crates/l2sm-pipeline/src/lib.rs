@@ -2,21 +2,31 @@
 //! OpenFlow flows and groups it must hold, plus the diff between two such states.
 //!
 //! ```text
-//!  table 0 CLASSIFY   in_port=<member of n>            -> tunnel_id:=VNI(n), goto 1
-//!                     in_port=<tunnel>, tunnel_id=VNI  -> reg0:=1 (came from a tunnel), goto 1
-//!                     anything else                    -> drop
-//!  table 1 LEARN      multicast source                 -> drop
-//!                     learn (tun_id, eth_dst:=eth_src) -> output:in_port into table 2, goto 2
-//!  table 2 UNICAST    learned entries; miss            -> goto 3
-//!  table 3 FLOOD      tunnel_id=VNI, reg0=0            -> group "from local"  (members + tunnels)
-//!                     tunnel_id=VNI, reg0=1            -> group "from tunnel" (members only)
+//!  table 0 CLASSIFY  in_port=<member of n>                -> tunnel_id:=VNI(n), goto 1
+//!                    in_port=<tunnel>, tunnel_id=VNI(n)    -> reg0:=1 (from a link), goto 1
+//!                    in_port=<trunk>, vlan=VLAN(n)         -> pop vlan, tunnel_id:=VNI(n), reg0:=1, goto 1
+//!                    anything else                        -> drop
+//!  table 1 LEARN     multicast source -> drop
+//!                    per ingress port: learn "(tun_id, eth_dst=this eth_src) -> reg1:=in_port"
+//!                    into table 2 (cookie names the port), resubmit(,2), goto 3
+//!  table 2 UNICAST   learned entries (they only load reg1)
+//!  table 3 FORWARD   reg1=<port>                         -> output there (trunks: push the VLAN)
+//!                    tunnel_id=VNI (unknown destination) -> flood group of the network
 //! ```
 //!
-//! Split horizon: a frame that arrived from a tunnel is never sent into another tunnel, neither
-//! by flooding (the "from tunnel" group has no tunnel buckets) nor by a learned entry (entries
-//! learned from a tunnel also match `reg0=0`, so only frames from local ports use them). On a
-//! full mesh this is loop-free. Isolation: a frame only enters table 1 with the VNI of the
-//! network its port belongs to, and every later lookup is keyed by that VNI.
+//! Isolation: a frame only enters table 1 with the VNI of the network its port (or its link
+//! and tag) belongs to, and every later lookup is keyed by that VNI.
+//!
+//! Flooding per network comes in two modes. **Mesh** (the switches carrying the network are
+//! all directly linked): a frame from a link is delivered to local members only (split
+//! horizon); entries learned from a link also require `reg0=0`, so known unicast obeys split
+//! horizon too. **Tree** (partial mesh): the controller hands over only the links of one
+//! spanning tree of the network; frames go on along the tree, which has no loop, and OVS never
+//! sends a frame back out of its ingress port.
+//!
+//! Egress goes through a register (reg1) rather than straight from the learned entry, so
+//! leaving through a trunk can push the network's VLAN tag, and learned entries of one port
+//! can be flushed by cookie.
 
 pub mod ids;
 
@@ -28,39 +38,46 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Table numbers of the pipeline.
 pub mod table {
-    /// Port/tunnel classification into a network.
+    /// Port/link classification into a network.
     pub const CLASSIFY: u8 = 0;
     /// MAC learning.
     pub const LEARN: u8 = 1;
     /// Learned unicast entries.
     pub const UNICAST: u8 = 2;
-    /// Broadcast, multicast and unknown unicast replication.
-    pub const FLOOD: u8 = 3;
+    /// Egress: known unicast, or flooding.
+    pub const FORWARD: u8 = 3;
 }
 
 /// Cookies: the top bits say who owns a flow, so foreign or learned state can be told apart.
 pub mod cookie {
-    /// Network-independent flows (table-miss rules, learn rules).
+    /// Network-independent flows (table-miss rules, learn rules of members).
     pub const STATIC: u64 = 0x4c32_0000_0000_0000;
     /// Flows that belong to one network: `NETWORK | vni`.
     pub const NETWORK: u64 = 0x4c32_0001_0000_0000;
-    /// Entries created by `learn` in the unicast table.
+    /// Entries created by `learn` in the unicast table: `LEARNED | ingress port`.
     pub const LEARNED: u64 = 0x4c32_0002_0000_0000;
+    /// Mask selecting the owner bits of a cookie.
+    pub const OWNER_MASK: u64 = 0xffff_ffff_0000_0000;
 }
 
 /// Seconds a learned MAC stays without traffic.
 pub const LEARN_IDLE_TIMEOUT: u16 = 300;
-/// Priority of entries learned from local ports (wins over a stale tunnel entry after a move).
+/// Priority of entries learned from local ports (wins over a stale link entry after a move).
 pub const LEARNED_LOCAL_PRIORITY: u16 = 110;
-/// Priority of entries learned from tunnels.
-pub const LEARNED_TUNNEL_PRIORITY: u16 = 100;
+/// Priority of entries learned from links.
+pub const LEARNED_LINK_PRIORITY: u16 = 100;
+/// Ethertype of 802.1Q tags pushed on trunks.
+pub const ETH_TYPE_VLAN: u16 = 0x8100;
+/// The "tag present" bit of OXM_OF_VLAN_VID.
+const VID_PRESENT: u16 = 0x1000;
 
-/// Group id of the flood group used for frames from local ports of network `vni`.
+/// Group id of the flood group used for frames from local ports of network `vni` (and for
+/// every frame in tree mode).
 pub fn flood_local_group(vni: u32) -> u32 {
     vni << 1
 }
 
-/// Group id of the flood group used for frames that arrived from a tunnel.
+/// Group id of the flood group used for frames that arrived from a link (mesh mode).
 pub fn flood_remote_group(vni: u32) -> u32 {
     (vni << 1) | 1
 }
@@ -68,13 +85,45 @@ pub fn flood_remote_group(vni: u32) -> u32 {
 /// Largest VNI: 24 bits (VXLAN), which also keeps group ids below `OFPG_MAX`.
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 
+/// What kind of inter-switch link a port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinkKind {
+    /// VXLAN tunnel: the network rides in `tunnel_id`.
+    Tunnel,
+    /// Plain port: the network rides as an 802.1Q tag.
+    Trunk,
+}
+
+/// How a network floods on a switch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FloodMode {
+    /// Every carrying switch is linked to every other: split horizon.
+    #[default]
+    Mesh,
+    /// Only the links of one spanning tree are used; frames go on along the tree.
+    Tree,
+}
+
+/// One network as seen by one switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkView {
+    /// Local member ports.
+    pub members: BTreeSet<u32>,
+    /// Link ports this network's frames may use on this switch.
+    pub link_ports: BTreeSet<u32>,
+    /// Flooding mode.
+    pub mode: FloodMode,
+    /// 802.1Q id used on trunk links (1..=4094), if the network may cross trunks.
+    pub vlan: Option<u16>,
+}
+
 /// What the compiler needs to know about one switch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SwitchView {
-    /// OpenFlow ports that are tunnels to the other switches of the (full-mesh) overlay.
-    pub tunnel_ports: BTreeSet<u32>,
-    /// For every network with at least one member on this switch: VNI -> local member ports.
-    pub networks: BTreeMap<u32, BTreeSet<u32>>,
+    /// Inter-switch link ports and their kind.
+    pub links: BTreeMap<u32, LinkKind>,
+    /// Networks this switch carries (members here, or a tree passing through), by VNI.
+    pub networks: BTreeMap<u32, NetworkView>,
 }
 
 /// One flow the switch must hold.
@@ -146,8 +195,8 @@ impl FlowEntry {
 pub struct GroupEntry {
     /// Group id.
     pub group_id: u32,
-    /// Output ports, one bucket each.
-    pub outputs: Vec<u32>,
+    /// One action list per bucket.
+    pub buckets: Vec<Vec<Action>>,
 }
 
 impl GroupEntry {
@@ -155,9 +204,9 @@ impl GroupEntry {
         let buckets = if command == GroupModCommand::Delete {
             Vec::new()
         } else {
-            self.outputs
+            self.buckets
                 .iter()
-                .map(|&p| Bucket::all(vec![output(p)]))
+                .map(|a| Bucket::all(a.clone()))
                 .collect()
         };
         GroupMod {
@@ -188,22 +237,43 @@ fn output(port: u32) -> Action {
     Action::Output { port, max_len: 0 }
 }
 
-fn reg0(value: u32) -> OxmField {
-    OxmField::NxReg {
-        idx: 0,
-        value,
-        mask: Some(1),
-    }
+fn reg(idx: u8, value: u32, mask: Option<u32>) -> OxmField {
+    OxmField::NxReg { idx, value, mask }
 }
 
 fn field(header: u32) -> NxmFieldRef {
     NxmFieldRef { header, ofs: 0 }
 }
 
+fn tunnel_id(vni: u32) -> OxmField {
+    OxmField::TunnelId {
+        value: u64::from(vni),
+        mask: None,
+    }
+}
+
+/// Actions that send a frame of network (`vni`, `vlan`) out of `port`.
+fn egress(view: &SwitchView, port: u32, vlan: Option<u16>) -> Option<Vec<Action>> {
+    match view.links.get(&port) {
+        Some(LinkKind::Trunk) => {
+            let vid = vlan?;
+            Some(vec![
+                Action::PushVlan(ETH_TYPE_VLAN),
+                Action::SetField(OxmField::VlanVid {
+                    value: VID_PRESENT | vid,
+                    mask: None,
+                }),
+                output(port),
+            ])
+        }
+        _ => Some(vec![output(port)]),
+    }
+}
+
 /// The learn action: remember "frames to this source MAC, in this network, leave through the
-/// port this frame came in on". For frames from tunnels the learned entry also requires
-/// `reg0=0`, which keeps split horizon for known unicast.
-fn learn_action(from_tunnel: bool) -> Action {
+/// port this frame came in on" as an entry that loads that port into reg1. `split_horizon`
+/// adds `reg0=0` to the entry, so only frames from local ports use it.
+fn learn_action(port: u32, split_horizon: bool) -> Action {
     use l2sm_ofp::nxm;
     let mut specs = vec![
         LearnSpec::MatchField {
@@ -217,26 +287,27 @@ fn learn_action(from_tunnel: bool) -> Action {
             n_bits: 48,
         },
     ];
-    if from_tunnel {
+    if split_horizon {
         specs.push(LearnSpec::MatchImmediate {
             value: vec![0, 0],
             dst: field(nxm::reg(0)),
             n_bits: 1,
         });
     }
-    specs.push(LearnSpec::Output {
+    specs.push(LearnSpec::LoadField {
         src: field(nxm::IN_PORT),
+        dst: field(nxm::reg(1)),
         n_bits: 16,
     });
     Action::NxLearn(NxLearn {
         idle_timeout: LEARN_IDLE_TIMEOUT,
         hard_timeout: 0,
-        priority: if from_tunnel {
-            LEARNED_TUNNEL_PRIORITY
+        priority: if split_horizon {
+            LEARNED_LINK_PRIORITY
         } else {
             LEARNED_LOCAL_PRIORITY
         },
-        cookie: cookie::LEARNED,
+        cookie: cookie::LEARNED | u64::from(port),
         flags: 0,
         table_id: table::UNICAST,
         fin_idle_timeout: 0,
@@ -245,115 +316,212 @@ fn learn_action(from_tunnel: bool) -> Action {
     })
 }
 
+fn learn_then_lookup(port: u32, split_horizon: bool) -> Vec<Instruction> {
+    vec![
+        Instruction::ApplyActions(vec![
+            learn_action(port, split_horizon),
+            Action::NxResubmit {
+                in_port: 0xfff8,
+                table: table::UNICAST,
+            },
+        ]),
+        Instruction::GotoTable(table::FORWARD),
+    ]
+}
+
 /// Compiles the flows and groups one switch must hold.
 pub fn compile(view: &SwitchView) -> SwitchPipeline {
     let mut p = SwitchPipeline::default();
-    let goto = Instruction::GotoTable;
-    let drop_all = |table| FlowEntry {
+    let flow = |table, priority, cookie, r#match, instructions| FlowEntry {
         table,
-        priority: 0,
-        cookie: cookie::STATIC,
-        r#match: Match::any(),
-        instructions: Vec::new(),
+        priority,
+        cookie,
+        r#match,
+        instructions,
+    };
+    let apply_goto = |actions: Vec<Action>, table: u8| {
+        vec![
+            Instruction::ApplyActions(actions),
+            Instruction::GotoTable(table),
+        ]
     };
 
     // Network-independent part.
-    p.add_flow(drop_all(table::CLASSIFY));
-    p.add_flow(FlowEntry {
-        table: table::LEARN,
-        priority: 20,
-        cookie: cookie::STATIC,
-        r#match: Match::any().with(OxmField::EthSrc {
+    p.add_flow(flow(
+        table::CLASSIFY,
+        0,
+        cookie::STATIC,
+        Match::any(),
+        vec![],
+    ));
+    p.add_flow(flow(
+        table::LEARN,
+        20,
+        cookie::STATIC,
+        Match::any().with(OxmField::EthSrc {
             value: [1, 0, 0, 0, 0, 0],
             mask: Some([1, 0, 0, 0, 0, 0]),
         }),
-        instructions: Vec::new(),
-    });
-    p.add_flow(FlowEntry {
-        table: table::LEARN,
-        priority: 10,
-        cookie: cookie::STATIC,
-        r#match: Match::any().with(reg0(1)),
-        instructions: vec![
-            Instruction::ApplyActions(vec![learn_action(true)]),
-            goto(table::UNICAST),
-        ],
-    });
-    p.add_flow(FlowEntry {
-        table: table::LEARN,
-        priority: 5,
-        cookie: cookie::STATIC,
-        r#match: Match::any(),
-        instructions: vec![
-            Instruction::ApplyActions(vec![learn_action(false)]),
-            goto(table::UNICAST),
-        ],
-    });
-    p.add_flow(FlowEntry {
-        table: table::UNICAST,
-        priority: 0,
-        cookie: cookie::STATIC,
-        r#match: Match::any(),
-        instructions: vec![goto(table::FLOOD)],
-    });
-    p.add_flow(drop_all(table::FLOOD));
+        vec![],
+    ));
+    // Explicit no-op miss: a lookup that finds nothing leaves reg1 at 0 ("unknown").
+    p.add_flow(flow(
+        table::UNICAST,
+        0,
+        cookie::STATIC,
+        Match::any(),
+        vec![],
+    ));
+    p.add_flow(flow(
+        table::FORWARD,
+        0,
+        cookie::STATIC,
+        Match::any(),
+        vec![],
+    ));
 
-    // One block per network this switch carries.
-    for (&vni, members) in &view.networks {
+    let mut learned_members = BTreeSet::new();
+    let mut mesh_links = BTreeSet::new();
+    for (&vni, net) in &view.networks {
         let net_cookie = cookie::NETWORK | u64::from(vni);
-        let tunnel_id = OxmField::TunnelId {
-            value: u64::from(vni),
-            mask: None,
-        };
-        for &port in members {
-            p.add_flow(FlowEntry {
-                table: table::CLASSIFY,
-                priority: 100,
-                cookie: net_cookie,
-                r#match: Match::any().with(OxmField::InPort(port)),
-                instructions: vec![
-                    Instruction::ApplyActions(vec![Action::SetField(tunnel_id.clone())]),
-                    goto(table::LEARN),
-                ],
-            });
+        for &port in &net.members {
+            p.add_flow(flow(
+                table::CLASSIFY,
+                100,
+                net_cookie,
+                Match::any().with(OxmField::InPort(port)),
+                apply_goto(vec![Action::SetField(tunnel_id(vni))], table::LEARN),
+            ));
+            learned_members.insert(port);
         }
-        for &tunnel in &view.tunnel_ports {
-            p.add_flow(FlowEntry {
-                table: table::CLASSIFY,
-                priority: 100,
-                cookie: net_cookie,
-                r#match: Match::any()
-                    .with(OxmField::InPort(tunnel))
-                    .with(tunnel_id.clone()),
-                instructions: vec![
-                    Instruction::ApplyActions(vec![Action::SetField(OxmField::NxReg {
-                        idx: 0,
-                        value: 1,
-                        mask: None,
-                    })]),
-                    goto(table::LEARN),
-                ],
-            });
-        }
-        for (from_tunnel, group_id) in [
-            (false, flood_local_group(vni)),
-            (true, flood_remote_group(vni)),
-        ] {
-            p.add_flow(FlowEntry {
-                table: table::FLOOD,
-                priority: 100,
-                cookie: net_cookie,
-                r#match: Match::any()
-                    .with(tunnel_id.clone())
-                    .with(reg0(u32::from(from_tunnel))),
-                instructions: vec![Instruction::ApplyActions(vec![Action::Group(group_id)])],
-            });
-            let mut outputs: Vec<u32> = members.iter().copied().collect();
-            if !from_tunnel {
-                outputs.extend(view.tunnel_ports.iter().copied());
+        for &port in &net.link_ports {
+            let from_link = Action::SetField(reg(0, 1, None));
+            match view.links.get(&port) {
+                Some(LinkKind::Tunnel) => p.add_flow(flow(
+                    table::CLASSIFY,
+                    100,
+                    net_cookie,
+                    Match::any()
+                        .with(OxmField::InPort(port))
+                        .with(tunnel_id(vni)),
+                    apply_goto(vec![from_link], table::LEARN),
+                )),
+                Some(LinkKind::Trunk) => {
+                    let Some(vid) = net.vlan else { continue };
+                    p.add_flow(flow(
+                        table::CLASSIFY,
+                        100,
+                        net_cookie,
+                        Match::any()
+                            .with(OxmField::InPort(port))
+                            .with(OxmField::VlanVid {
+                                value: VID_PRESENT | vid,
+                                mask: None,
+                            }),
+                        apply_goto(
+                            vec![Action::PopVlan, Action::SetField(tunnel_id(vni)), from_link],
+                            table::LEARN,
+                        ),
+                    ))
+                }
+                None => continue,
             }
-            p.groups.insert(group_id, GroupEntry { group_id, outputs });
+            match net.mode {
+                FloodMode::Mesh => {
+                    mesh_links.insert(port);
+                }
+                // Tree links keep no split-horizon restriction on what they teach.
+                FloodMode::Tree => p.add_flow(flow(
+                    table::LEARN,
+                    15,
+                    net_cookie,
+                    Match::any()
+                        .with(OxmField::InPort(port))
+                        .with(tunnel_id(vni)),
+                    learn_then_lookup(port, false),
+                )),
+            }
         }
+
+        // Known unicast: reg1 holds the port the destination was learned on.
+        for &port in net.members.iter().chain(&net.link_ports) {
+            let Some(actions) = egress(view, port, net.vlan) else {
+                continue;
+            };
+            p.add_flow(flow(
+                table::FORWARD,
+                200,
+                net_cookie,
+                Match::any().with(tunnel_id(vni)).with(reg(1, port, None)),
+                vec![Instruction::ApplyActions(actions)],
+            ));
+        }
+
+        // Unknown destination: flood.
+        let buckets = |ports: &mut dyn Iterator<Item = &u32>| -> Vec<Vec<Action>> {
+            ports
+                .filter_map(|&port| egress(view, port, net.vlan))
+                .collect()
+        };
+        let everywhere = buckets(&mut net.members.iter().chain(&net.link_ports));
+        let local = flood_local_group(vni);
+        p.groups.insert(
+            local,
+            GroupEntry {
+                group_id: local,
+                buckets: everywhere,
+            },
+        );
+        match net.mode {
+            FloodMode::Tree => p.add_flow(flow(
+                table::FORWARD,
+                100,
+                net_cookie,
+                Match::any().with(tunnel_id(vni)),
+                vec![Instruction::ApplyActions(vec![Action::Group(local)])],
+            )),
+            FloodMode::Mesh => {
+                let remote = flood_remote_group(vni);
+                let members_only = buckets(&mut net.members.iter());
+                p.groups.insert(
+                    remote,
+                    GroupEntry {
+                        group_id: remote,
+                        buckets: members_only,
+                    },
+                );
+                for (from_link, group) in [(0, local), (1, remote)] {
+                    p.add_flow(flow(
+                        table::FORWARD,
+                        100,
+                        net_cookie,
+                        Match::any()
+                            .with(tunnel_id(vni))
+                            .with(reg(0, from_link, Some(1))),
+                        vec![Instruction::ApplyActions(vec![Action::Group(group)])],
+                    ));
+                }
+            }
+        }
+    }
+    // One learn rule per ingress port: its cookie lets the controller flush what it taught.
+    for &port in &learned_members {
+        p.add_flow(flow(
+            table::LEARN,
+            10,
+            cookie::STATIC,
+            Match::any().with(OxmField::InPort(port)),
+            learn_then_lookup(port, false),
+        ));
+    }
+    for &port in &mesh_links {
+        p.add_flow(flow(
+            table::LEARN,
+            10,
+            cookie::STATIC,
+            Match::any().with(OxmField::InPort(port)),
+            learn_then_lookup(port, true),
+        ));
     }
     p
 }
@@ -389,11 +557,12 @@ pub fn diff(old: &SwitchPipeline, new: &SwitchPipeline) -> Vec<Message> {
     out
 }
 
-/// Removes the MAC entries learned behind `port` (a member that left), so no frame of its old
-/// network is still steered to it.
+/// Removes the MAC entries learned behind `port` (a member that left or moved, a link that
+/// left a tree), so no frame is still steered there.
 pub fn flush_learned(port: u32) -> Message {
     Message::FlowMod(FlowMod {
-        out_port: port,
+        cookie: cookie::LEARNED | u64::from(port),
+        cookie_mask: u64::MAX,
         ..FlowMod::delete(table::UNICAST, Match::any())
     })
 }

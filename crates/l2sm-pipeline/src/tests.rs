@@ -1,6 +1,7 @@
-//! Model-based tests: a small interpreter runs frames through the compiled tables (without the
-//! learned entries, i.e. the worst case where everything floods) and checks isolation and split
-//! horizon on random switch views.
+//! Model-based tests: a small interpreter runs frames through the compiled tables (without
+//! learned entries, i.e. the worst case where everything floods, plus hand-written learned
+//! entries where unicast matters) and checks isolation, split horizon, trees and VLAN tags on
+//! random switch views.
 
 use super::*;
 use proptest::prelude::*;
@@ -9,15 +10,21 @@ use proptest::prelude::*;
 struct Frame {
     in_port: u32,
     tunnel_id: u64,
+    vlan: Option<u16>,
     eth_src: [u8; 6],
 }
 
+#[derive(Debug, Clone)]
 struct Packet {
     in_port: u32,
     tunnel_id: u64,
-    reg0: u32,
+    vlan: Option<u16>,
+    regs: [u32; 2],
     eth_src: [u8; 6],
 }
+
+/// (port, VLAN id on the wire) of every copy that leaves the switch.
+type Out = BTreeSet<(u32, Option<u16>)>;
 
 fn matches(m: &Match, pkt: &Packet) -> bool {
     m.fields.iter().all(|f| match f {
@@ -26,145 +33,230 @@ fn matches(m: &Match, pkt: &Packet) -> bool {
             let mask = mask.unwrap_or(u64::MAX);
             pkt.tunnel_id & mask == value & mask
         }
-        OxmField::NxReg {
-            idx: 0,
-            value,
-            mask,
-        } => {
+        OxmField::NxReg { idx, value, mask } => {
             let mask = mask.unwrap_or(u32::MAX);
-            pkt.reg0 & mask == value & mask
+            pkt.regs[usize::from(*idx)] & mask == value & mask
         }
         OxmField::EthSrc { value, mask } => {
             let mask = mask.unwrap_or([0xff; 6]);
             (0..6).all(|i| pkt.eth_src[i] & mask[i] == value[i] & mask[i])
         }
+        OxmField::VlanVid { value, mask: None } => pkt.vlan.map(|v| v | 0x1000) == Some(*value),
         other => panic!("interpreter does not know {other:?}"),
     })
 }
 
-/// Returns the ports a frame leaves through (empty = dropped).
-fn run(p: &SwitchPipeline, frame: Frame) -> BTreeSet<u32> {
-    let mut pkt = Packet {
-        in_port: frame.in_port,
-        tunnel_id: frame.tunnel_id,
-        reg0: 0,
-        eth_src: frame.eth_src,
-    };
-    let mut out = BTreeSet::new();
-    let mut table_id = 0u8;
+fn apply(p: &SwitchPipeline, actions: &[Action], pkt: &mut Packet, out: &mut Out, depth: u8) {
+    for a in actions {
+        match a {
+            Action::SetField(OxmField::TunnelId { value, .. }) => pkt.tunnel_id = *value,
+            Action::SetField(OxmField::NxReg { idx, value, .. }) => {
+                pkt.regs[usize::from(*idx)] = *value
+            }
+            Action::SetField(OxmField::VlanVid { value, .. }) => pkt.vlan = Some(value & 0x0fff),
+            Action::PushVlan(_) => pkt.vlan = Some(0),
+            Action::PopVlan => pkt.vlan = None,
+            Action::NxLearn(_) => {}
+            Action::NxResubmit { table, .. } => {
+                assert!(depth < 4, "resubmit loop");
+                run_table(p, *table, pkt, out, depth + 1);
+            }
+            Action::Group(g) => {
+                for bucket in &p.groups[g].buckets {
+                    let mut copy = pkt.clone();
+                    apply(p, bucket, &mut copy, out, depth);
+                }
+            }
+            Action::Output { port, .. } => {
+                // OpenFlow never sends a frame back out of its ingress port.
+                if *port != pkt.in_port {
+                    out.insert((*port, pkt.vlan));
+                }
+            }
+            other => panic!("interpreter does not know {other:?}"),
+        }
+    }
+}
+
+/// Runs one table (and whatever it jumps to).
+fn run_table(p: &SwitchPipeline, mut table_id: u8, pkt: &mut Packet, out: &mut Out, depth: u8) {
     loop {
         let best = p
             .flows
             .values()
-            .filter(|f| f.table == table_id && matches(&f.r#match, &pkt))
+            .filter(|f| f.table == table_id && matches(&f.r#match, pkt))
             .max_by_key(|f| f.priority);
-        let Some(flow) = best else { return out };
+        let Some(flow) = best else { return };
         let mut next = None;
         for ins in &flow.instructions {
             match ins {
-                Instruction::ApplyActions(actions) => {
-                    for a in actions {
-                        match a {
-                            Action::SetField(OxmField::TunnelId { value, .. }) => {
-                                pkt.tunnel_id = *value
-                            }
-                            Action::SetField(OxmField::NxReg { idx: 0, value, .. }) => {
-                                pkt.reg0 = *value
-                            }
-                            Action::NxLearn(_) => {}
-                            Action::Group(g) => {
-                                for &port in &p.groups[g].outputs {
-                                    if port != pkt.in_port {
-                                        out.insert(port);
-                                    }
-                                }
-                            }
-                            Action::Output { port, .. } => {
-                                out.insert(*port);
-                            }
-                            other => panic!("interpreter does not know {other:?}"),
-                        }
-                    }
-                }
+                Instruction::ApplyActions(actions) => apply(p, actions, pkt, out, depth),
                 Instruction::GotoTable(t) => next = Some(*t),
                 other => panic!("interpreter does not know {other:?}"),
             }
         }
         match next {
             Some(t) => table_id = t,
-            None => return out,
+            None => return,
         }
     }
 }
 
-/// Random views: up to 4 tunnels (ports 1000+), up to 4 networks with disjoint member ports.
+fn run(p: &SwitchPipeline, frame: Frame) -> Out {
+    let mut pkt = Packet {
+        in_port: frame.in_port,
+        tunnel_id: frame.tunnel_id,
+        vlan: frame.vlan,
+        regs: [0; 2],
+        eth_src: frame.eth_src,
+    };
+    let mut out = Out::new();
+    run_table(p, table::CLASSIFY, &mut pkt, &mut out, 0);
+    out
+}
+
+/// Random views: tunnels (ports 61440+), trunks (57344+), up to 4 networks with disjoint
+/// members (1..20), each network using a random subset of the links, mesh or tree, VLAN = VNI.
 fn view_strategy() -> impl Strategy<Value = SwitchView> {
     (
-        prop::collection::btree_set(1000u32..1004, 0..4),
+        prop::collection::btree_set(61440u32..61444, 0..4),
+        prop::collection::btree_set(57344u32..57347, 0..3),
         prop::collection::vec(
-            (1u32..50, prop::collection::btree_set(1u32..20, 0..5)),
+            (
+                1u32..50,
+                prop::collection::btree_set(1u32..20, 0..5),
+                prop::collection::btree_set(0usize..7, 0..7),
+                any::<bool>(),
+            ),
             0..4,
         ),
     )
-        .prop_map(|(tunnel_ports, nets)| {
+        .prop_map(|(tunnels, trunks, nets)| {
+            let mut links: BTreeMap<u32, LinkKind> = BTreeMap::new();
+            links.extend(tunnels.iter().map(|&p| (p, LinkKind::Tunnel)));
+            links.extend(trunks.iter().map(|&p| (p, LinkKind::Trunk)));
+            let all_links: Vec<u32> = links.keys().copied().collect();
             let mut used = BTreeSet::new();
             let mut networks = BTreeMap::new();
-            for (vni, ports) in nets {
-                let ports: BTreeSet<u32> = ports.into_iter().filter(|p| used.insert(*p)).collect();
-                if !ports.is_empty() {
-                    networks.entry(vni).or_insert(ports);
+            for (vni, members, link_idx, tree) in nets {
+                let members: BTreeSet<u32> =
+                    members.into_iter().filter(|p| used.insert(*p)).collect();
+                let link_ports: BTreeSet<u32> = link_idx
+                    .iter()
+                    .filter_map(|i| all_links.get(*i).copied())
+                    .collect();
+                if members.is_empty() && link_ports.len() < 2 {
+                    continue;
                 }
+                let mode = if tree {
+                    FloodMode::Tree
+                } else {
+                    FloodMode::Mesh
+                };
+                let vlan = Some(u16::try_from(vni).unwrap());
+                networks.entry(vni).or_insert(NetworkView {
+                    members,
+                    link_ports,
+                    mode,
+                    vlan,
+                });
             }
-            SwitchView {
-                tunnel_ports,
-                networks,
-            }
+            SwitchView { links, networks }
         })
 }
 
-fn member_network(view: &SwitchView, port: u32) -> Option<u32> {
-    view.networks
-        .iter()
-        .find(|(_, m)| m.contains(&port))
-        .map(|(v, _)| *v)
+const UNICAST_SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+fn wire_vlan(view: &SwitchView, port: u32, net: &NetworkView) -> Option<u16> {
+    match view.links.get(&port) {
+        Some(LinkKind::Trunk) => net.vlan,
+        _ => None,
+    }
 }
 
-const UNICAST_SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+fn expected(
+    view: &SwitchView,
+    net: &NetworkView,
+    ports: impl Iterator<Item = u32>,
+    except: u32,
+) -> Out {
+    ports
+        .filter(|p| *p != except)
+        .map(|p| (p, wire_vlan(view, p, net)))
+        .collect()
+}
+
+/// The frame a link delivers for network `vni` (tunnel id or tag).
+fn link_frame(view: &SwitchView, port: u32, vni: u32, net: Option<&NetworkView>) -> Frame {
+    match view.links.get(&port) {
+        Some(LinkKind::Trunk) => Frame {
+            in_port: port,
+            tunnel_id: 0,
+            vlan: Some(
+                net.and_then(|n| n.vlan)
+                    .unwrap_or(u16::try_from(vni % 4000).unwrap()),
+            ),
+            eth_src: UNICAST_SRC,
+        },
+        _ => Frame {
+            in_port: port,
+            tunnel_id: u64::from(vni),
+            vlan: None,
+            eth_src: UNICAST_SRC,
+        },
+    }
+}
 
 proptest! {
     #[test]
     fn local_frames_flood_within_their_network(view in view_strategy(), port in 1u32..20) {
         let p = compile(&view);
-        let out = run(&p, Frame { in_port: port, tunnel_id: 0, eth_src: UNICAST_SRC });
-        match member_network(&view, port) {
+        let out = run(&p, Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC });
+        match view.networks.values().find(|n| n.members.contains(&port)) {
             None => prop_assert!(out.is_empty(), "non-member port {port} forwarded to {out:?}"),
-            Some(vni) => {
-                let mut expected: BTreeSet<u32> = view.networks[&vni].clone();
-                expected.remove(&port);
-                expected.extend(view.tunnel_ports.iter().copied());
-                prop_assert_eq!(out, expected);
+            Some(net) => {
+                let want = expected(&view, net, net.members.iter().chain(&net.link_ports).copied(), port);
+                prop_assert_eq!(out, want);
             }
         }
     }
 
     #[test]
-    fn tunnel_frames_reach_only_local_members_of_their_vni(
-        view in view_strategy(), tunnel in 1000u32..1004, vni in 1u64..50
+    fn link_frames_follow_the_flood_mode_of_their_network(
+        view in view_strategy(), link in prop::sample::select(vec![61440u32, 61441, 61442, 61443, 57344, 57345, 57346]), vni in 1u32..50
     ) {
         let p = compile(&view);
-        let out = run(&p, Frame { in_port: tunnel, tunnel_id: vni, eth_src: UNICAST_SRC });
-        let carried = u32::try_from(vni).ok().and_then(|v| view.networks.get(&v));
-        match (view.tunnel_ports.contains(&tunnel), carried) {
-            (true, Some(members)) => prop_assert_eq!(&out, members),
-            _ => prop_assert!(out.is_empty(), "unexpected forwarding {out:?}"),
+        let net = view.networks.get(&vni);
+        let out = run(&p, link_frame(&view, link, vni, net));
+        match net {
+            Some(net) if view.links.contains_key(&link) && net.link_ports.contains(&link) => {
+                let want = match net.mode {
+                    FloodMode::Mesh => expected(&view, net, net.members.iter().copied(), link),
+                    FloodMode::Tree => expected(&view, net, net.members.iter().chain(&net.link_ports).copied(), link),
+                };
+                prop_assert_eq!(out, want);
+            }
+            _ => prop_assert!(out.is_empty(), "link {link} vni {vni}: unexpected forwarding {out:?}"),
         }
-        prop_assert!(out.iter().all(|p| !view.tunnel_ports.contains(p)), "split horizon broken");
+    }
+
+    #[test]
+    fn frames_never_leave_on_a_port_of_another_network(view in view_strategy(), port in 1u32..20) {
+        let p = compile(&view);
+        let out = run(&p, Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC });
+        for (vni, net) in &view.networks {
+            if !net.members.contains(&port) {
+                for (o, _) in &out {
+                    prop_assert!(!net.members.contains(o), "frame of another network reached {o} of vni {vni}");
+                }
+            }
+        }
     }
 
     #[test]
     fn multicast_sources_are_dropped(view in view_strategy(), port in 1u32..20) {
         let p = compile(&view);
-        let out = run(&p, Frame { in_port: port, tunnel_id: 0, eth_src: [3, 0, 0, 0, 0, 1] });
+        let out = run(&p, Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: [3, 0, 0, 0, 0, 1] });
         prop_assert!(out.is_empty());
     }
 
@@ -175,36 +267,27 @@ proptest! {
         for msg in diff(&old, &new) {
             match msg {
                 Message::FlowMod(fm) => {
-                    let key_of = |fm: &FlowMod| FlowEntry {
+                    let entry = FlowEntry {
                         table: fm.table_id,
                         priority: fm.priority,
-                        cookie: 0,
+                        cookie: fm.cookie,
                         r#match: fm.r#match.clone(),
-                        instructions: Vec::new(),
-                    }.key();
+                        instructions: fm.instructions.clone(),
+                    };
                     match fm.command {
                         FlowModCommand::Add => {
-                            state.flows.insert(key_of(&fm), FlowEntry {
-                                table: fm.table_id,
-                                priority: fm.priority,
-                                cookie: fm.cookie,
-                                r#match: fm.r#match.clone(),
-                                instructions: fm.instructions.clone(),
-                            });
+                            state.flows.insert(entry.key(), entry);
                         }
                         FlowModCommand::DeleteStrict => {
-                            prop_assert!(state.flows.remove(&key_of(&fm)).is_some());
+                            prop_assert!(state.flows.remove(&entry.key()).is_some());
                         }
                         other => prop_assert!(false, "unexpected command {other:?}"),
                     }
                 }
                 Message::GroupMod(gm) => match gm.command {
                     GroupModCommand::Add | GroupModCommand::Modify => {
-                        let outputs = gm.buckets.iter().map(|b| match b.actions[..] {
-                            [Action::Output { port, .. }] => port,
-                            _ => panic!("unexpected bucket"),
-                        }).collect();
-                        state.groups.insert(gm.group_id, GroupEntry { group_id: gm.group_id, outputs });
+                        let buckets = gm.buckets.iter().map(|b| b.actions.clone()).collect();
+                        state.groups.insert(gm.group_id, GroupEntry { group_id: gm.group_id, buckets });
                     }
                     GroupModCommand::Delete => {
                         prop_assert!(state.groups.remove(&gm.group_id).is_some());
@@ -222,14 +305,140 @@ proptest! {
     }
 }
 
+fn mesh(members: &[u32], links: &[u32]) -> NetworkView {
+    NetworkView {
+        members: members.iter().copied().collect(),
+        link_ports: links.iter().copied().collect(),
+        mode: FloodMode::Mesh,
+        vlan: Some(7),
+    }
+}
+
+/// Adds a learned entry by hand ("MAC M of vni V is behind port P"), as `learn` would.
+fn learn(p: &mut SwitchPipeline, vni: u32, port: u32, split_horizon: bool) {
+    let mut m = Match::any().with(tunnel_id(vni));
+    if split_horizon {
+        m = m.with(reg(0, 0, Some(1)));
+    }
+    p.add_flow(FlowEntry {
+        table: table::UNICAST,
+        priority: 100,
+        cookie: cookie::LEARNED | u64::from(port),
+        r#match: m,
+        instructions: vec![Instruction::ApplyActions(vec![Action::SetField(reg(
+            1, port, None,
+        ))])],
+    });
+}
+
 #[test]
-fn one_member_change_touches_one_flow_and_the_groups_of_its_network() {
+fn known_unicast_leaves_on_one_port_and_trunks_get_the_tag() {
+    let view = SwitchView {
+        links: [(61440, LinkKind::Tunnel), (57344, LinkKind::Trunk)].into(),
+        networks: [(1, mesh(&[1, 2], &[61440, 57344]))].into(),
+    };
+    let mut p = compile(&view);
+    learn(&mut p, 1, 57344, true);
+    let out = run(
+        &p,
+        Frame {
+            in_port: 1,
+            tunnel_id: 0,
+            vlan: None,
+            eth_src: UNICAST_SRC,
+        },
+    );
+    assert_eq!(out, [(57344, Some(7))].into());
+    // A frame from the tunnel must not be sent into the trunk (split horizon): it floods
+    // locally instead.
+    let out = run(
+        &p,
+        Frame {
+            in_port: 61440,
+            tunnel_id: 1,
+            vlan: None,
+            eth_src: UNICAST_SRC,
+        },
+    );
+    assert_eq!(out, [(1, None), (2, None)].into());
+    // Tagged frame from the trunk: the tag is removed before local delivery.
+    let out = run(
+        &p,
+        Frame {
+            in_port: 57344,
+            tunnel_id: 0,
+            vlan: Some(7),
+            eth_src: UNICAST_SRC,
+        },
+    );
+    assert_eq!(out, [(1, None), (2, None)].into());
+    // A tag of no network carried here is dropped.
+    let out = run(
+        &p,
+        Frame {
+            in_port: 57344,
+            tunnel_id: 0,
+            vlan: Some(8),
+            eth_src: UNICAST_SRC,
+        },
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_tree_transit_switch_forwards_between_its_tree_links() {
+    let net = NetworkView {
+        members: BTreeSet::new(),
+        link_ports: [57344, 57345].into(),
+        mode: FloodMode::Tree,
+        vlan: Some(9),
+    };
+    let view = SwitchView {
+        links: [
+            (57344, LinkKind::Trunk),
+            (57345, LinkKind::Trunk),
+            (57346, LinkKind::Trunk),
+        ]
+        .into(),
+        networks: [(3, net)].into(),
+    };
+    let p = compile(&view);
+    let out = run(
+        &p,
+        Frame {
+            in_port: 57344,
+            tunnel_id: 0,
+            vlan: Some(9),
+            eth_src: UNICAST_SRC,
+        },
+    );
+    assert_eq!(out, [(57345, Some(9))].into());
+    let out = run(
+        &p,
+        Frame {
+            in_port: 57346,
+            tunnel_id: 0,
+            vlan: Some(9),
+            eth_src: UNICAST_SRC,
+        },
+    );
+    assert!(out.is_empty(), "a link outside the tree is ignored");
+}
+
+#[test]
+fn one_member_change_touches_its_flows_and_the_groups_of_its_network() {
     let mut view = SwitchView {
-        tunnel_ports: [1001, 1002].into(),
-        networks: [(1, [1, 2].into()), (2, [3].into())].into(),
+        links: [(61440, LinkKind::Tunnel), (61441, LinkKind::Tunnel)].into(),
+        networks: [
+            (1, mesh(&[1, 2], &[61440, 61441])),
+            (2, mesh(&[3], &[61440, 61441])),
+        ]
+        .into(),
     };
     let before = compile(&view);
-    view.networks.get_mut(&1).map(|m| m.insert(4));
+    if let Some(n) = view.networks.get_mut(&1) {
+        n.members.insert(4);
+    }
     let msgs = diff(&before, &compile(&view));
     let flows = msgs
         .iter()
@@ -242,7 +451,8 @@ fn one_member_change_touches_one_flow_and_the_groups_of_its_network() {
             _ => None,
         })
         .collect();
-    assert_eq!(flows, 1);
+    // classifier, learn rule and known-unicast egress of the new port
+    assert_eq!(flows, 3);
     assert_eq!(groups, vec![flood_local_group(1), flood_remote_group(1)]);
 }
 
@@ -251,4 +461,15 @@ fn group_ids_do_not_collide_and_stay_below_the_reserved_range() {
     assert_ne!(flood_local_group(1), flood_remote_group(1));
     assert_ne!(flood_remote_group(1), flood_local_group(2));
     assert!(flood_remote_group(MAX_VNI) <= l2sm_ofp::group::MAX);
+}
+
+#[test]
+fn flushing_a_port_targets_exactly_its_learned_entries() {
+    let Message::FlowMod(fm) = flush_learned(5) else {
+        panic!("not a flow mod")
+    };
+    assert_eq!(
+        (fm.table_id, fm.cookie, fm.cookie_mask),
+        (table::UNICAST, cookie::LEARNED | 5, u64::MAX)
+    );
 }

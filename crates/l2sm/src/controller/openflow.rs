@@ -8,8 +8,10 @@ use l2sm_ofp::{
     FeaturesReply, FlowStatsRequest, Message, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody, OfpMessage, PortDesc,
 };
-use l2sm_pipeline::{compile, diff, ids, FlowEntry, GroupEntry, SwitchPipeline, SwitchView};
-use std::collections::{BTreeMap, BTreeSet};
+use l2sm_pipeline::{
+    compile, diff, ids, FlowEntry, GroupEntry, LinkKind, SwitchPipeline, SwitchView,
+};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -343,23 +345,21 @@ impl Session {
                 continue;
             };
             for g in groups {
-                let outputs: Option<Vec<u32>> = (g.group_type == l2sm_ofp::GroupType::All)
-                    .then(|| {
-                        g.buckets
-                            .iter()
-                            .map(|b| match b.actions[..] {
-                                [l2sm_ofp::Action::Output { port, .. }] => Some(port),
-                                _ => None,
-                            })
-                            .collect()
-                    })
-                    .flatten();
-                let outputs = outputs.unwrap_or_else(|| vec![l2sm_ofp::port::ANY]);
+                // Anything but a plain ALL group gets a bucket list we never compile, so the
+                // diff rewrites it.
+                let buckets = if g.group_type == l2sm_ofp::GroupType::All {
+                    g.buckets.into_iter().map(|b| b.actions).collect()
+                } else {
+                    vec![vec![l2sm_ofp::Action::Output {
+                        port: l2sm_ofp::port::ANY,
+                        max_len: 0,
+                    }]]
+                };
                 current.groups.insert(
                     g.group_id,
                     GroupEntry {
                         group_id: g.group_id,
-                        outputs,
+                        buckets,
                     },
                 );
             }
@@ -375,18 +375,26 @@ impl Session {
         Ok(())
     }
 
-    fn tunnel_ports(&self) -> BTreeSet<u32> {
+    /// Inter-switch links of this switch: VXLAN ports by name, trunks by number.
+    fn links(&self) -> BTreeMap<u32, LinkKind> {
         self.ports
             .values()
-            .filter(|p| ids::is_tunnel_port_name(&p.name))
-            .map(|p| p.port_no)
+            .filter_map(|p| {
+                if ids::is_tunnel_port_name(&p.name) {
+                    Some((p.port_no, LinkKind::Tunnel))
+                } else if ids::is_trunk_port(p.port_no) {
+                    Some((p.port_no, LinkKind::Trunk))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
     /// Brings the switch in line with the model, sending only what changed.
     async fn sync(&mut self) -> anyhow::Result<()> {
         let Some(dpid) = self.dpid else { return Ok(()) };
-        let view = self.shared.model().switch_view(dpid, self.tunnel_ports());
+        let view = self.shared.model().switch_view(dpid, self.links());
         if self.installed_view.as_ref() == Some(&view) {
             return Ok(());
         }
@@ -397,7 +405,7 @@ impl Session {
         let vni_of = |v: &SwitchView| -> BTreeMap<u32, u32> {
             v.networks
                 .iter()
-                .flat_map(|(vni, ports)| ports.iter().map(move |p| (*p, *vni)))
+                .flat_map(|(vni, net)| net.members.iter().map(move |p| (*p, *vni)))
                 .collect()
         };
         let old = self.installed_view.as_ref().map(vni_of).unwrap_or_default();

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use l2sm_pipeline::ids::PortId;
-use l2sm_pipeline::{SwitchView, MAX_VNI};
+use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, SwitchView, MAX_VNI};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,13 @@ pub struct Network {
     /// Port receiving a copy of the network's traffic (stored; programming comes later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_port: Option<PortId>,
+    /// 802.1Q id of the network on trunk links; `None` once all 4094 are taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
+
+/// Highest usable 802.1Q id.
+pub const MAX_VLAN: u16 = 4094;
 
 /// Everything the controller must remember across restarts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,15 +98,39 @@ impl Model {
             return Ok(false);
         }
         let vni = self.allocate_vni()?;
+        let vlan = self.free_vlan();
         self.networks.insert(
             name.to_string(),
             Network {
                 vni,
                 endpoints: Vec::new(),
                 mirror_port,
+                vlan,
             },
         );
         Ok(true)
+    }
+
+    /// Lowest 802.1Q id no network uses.
+    fn free_vlan(&self) -> Option<u16> {
+        let used: BTreeSet<u16> = self.networks.values().filter_map(|n| n.vlan).collect();
+        (1..=MAX_VLAN).find(|v| !used.contains(v))
+    }
+
+    /// Gives a VLAN id to networks that have none (state written by older versions).
+    pub fn assign_missing_vlans(&mut self) {
+        let names: Vec<String> = self
+            .networks
+            .iter()
+            .filter(|(_, n)| n.vlan.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in names {
+            let vlan = self.free_vlan();
+            if let Some(n) = self.networks.get_mut(&name) {
+                n.vlan = vlan;
+            }
+        }
     }
 
     /// Deletes a network and its memberships. Returns whether it existed.
@@ -178,18 +208,22 @@ impl Model {
         Ok(())
     }
 
-    /// The compiler input for switch `dpid`, given the tunnel ports it currently has.
-    pub fn switch_view(&self, dpid: u64, tunnel_ports: BTreeSet<u32>) -> SwitchView {
-        let mut networks: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    /// The compiler input for switch `dpid` on a full mesh: every network with members here
+    /// floods to every link, with split horizon.
+    pub fn switch_view(&self, dpid: u64, links: BTreeMap<u32, LinkKind>) -> SwitchView {
+        let mut networks: BTreeMap<u32, NetworkView> = BTreeMap::new();
         for net in self.networks.values() {
             for ep in net.endpoints.iter().filter(|ep| ep.dpid == dpid) {
-                networks.entry(net.vni).or_default().insert(ep.port);
+                let view = networks.entry(net.vni).or_insert_with(|| NetworkView {
+                    members: BTreeSet::new(),
+                    link_ports: links.keys().copied().collect(),
+                    mode: FloodMode::Mesh,
+                    vlan: net.vlan,
+                });
+                view.members.insert(ep.port);
             }
         }
-        SwitchView {
-            tunnel_ports,
-            networks,
-        }
+        SwitchView { links, networks }
     }
 }
 
@@ -212,8 +246,13 @@ impl Store {
     /// Loads the model, or an empty one on first start.
     pub fn load(&self) -> anyhow::Result<Model> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("corrupt controller state in {}", self.path.display())),
+            Ok(bytes) => {
+                let mut model: Model = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("corrupt controller state in {}", self.path.display())
+                })?;
+                model.assign_missing_vlans();
+                Ok(model)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Model {
                 next_vni: 1,
                 ..Model::default()
@@ -308,10 +347,12 @@ mod tests {
         m.create_network("a", None).unwrap();
         m.add_ports("a", &[port(1, 1), port(2, 1), port(1, 5)])
             .unwrap();
-        let v = m.switch_view(1, [100].into());
-        assert_eq!(v.networks, [(1, [1, 5].into())].into());
-        assert_eq!(v.tunnel_ports, [100].into());
-        assert!(m.switch_view(3, BTreeSet::new()).networks.is_empty());
+        let v = m.switch_view(1, [(100, LinkKind::Tunnel)].into());
+        assert_eq!(v.networks.len(), 1);
+        assert_eq!(v.networks[&1].members, [1, 5].into());
+        assert_eq!(v.networks[&1].link_ports, [100].into());
+        assert_eq!(v.networks[&1].vlan, Some(1));
+        assert!(m.switch_view(3, BTreeMap::new()).networks.is_empty());
     }
 
     #[test]
