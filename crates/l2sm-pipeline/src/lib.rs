@@ -29,6 +29,7 @@
 //! can be flushed by cookie.
 
 pub mod ids;
+pub mod plan;
 
 use l2sm_ofp::{
     Action, Bucket, FlowMod, FlowModCommand, GroupMod, GroupModCommand, GroupType, Instruction,

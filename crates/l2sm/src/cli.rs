@@ -14,6 +14,10 @@ pub enum LabCommand {
         /// Number of nodes.
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Links between the nodes: mesh, line, ring, star, or a topology file (JSON, Overlay
+        /// topology shape; lab nodes are n1..nN and get their addresses filled in).
+        #[arg(long, default_value = "mesh")]
+        topology: String,
     },
     /// Remove everything the lab made (also after a crash).
     Down,
@@ -112,7 +116,9 @@ pub async fn dispatch(
     match command {
         Command::Controller(args) => crate::controller::run(args).await?,
         Command::Agent(args) => crate::agent::run(args).await?,
-        Command::Lab(LabCommand::Up { nodes }) => lab::up(&lab()?, nodes).await?,
+        Command::Lab(LabCommand::Up { nodes, topology }) => {
+            lab::up(&lab()?, nodes, &topology).await?
+        }
         Command::Lab(LabCommand::Down) => lab::down(&lab()?)?,
         Command::Lab(LabCommand::Restart { target }) => lab::restart(&lab()?, &target).await?,
         Command::Lab(LabCommand::Status) => lab::status(&lab()?).await?,

@@ -6,6 +6,7 @@ mod cli;
 mod controller;
 mod http;
 mod lab;
+mod topology;
 
 use clap::{Parser, Subcommand};
 

@@ -3,7 +3,6 @@
 //! network, and serves the local attach API on a unix socket.
 
 pub mod ovs;
-pub mod topology;
 
 use crate::agent_proto::{AgentRequest, AgentStatus, AttachRequest, Attachment, Reply};
 use crate::http::ControllerApi;
@@ -95,11 +94,13 @@ fn tunnel_to(address: &str) -> TunnelSpec {
 }
 
 /// Links from `--peer` flags plus the topology file, if any: tunnels and trunk interfaces.
-fn desired_links(args: &AgentArgs) -> anyhow::Result<(Vec<TunnelSpec>, Vec<topology::Trunk>)> {
+fn desired_links(
+    args: &AgentArgs,
+) -> anyhow::Result<(Vec<TunnelSpec>, Vec<crate::topology::Trunk>)> {
     let mut tunnels = parse_peers(&args.peers)?;
     let mut trunks = Vec::new();
     if let Some(path) = &args.topology {
-        let links = topology::load(path, &args.node)?;
+        let links = crate::topology::load(path, &args.node)?;
         for peer in links.tunnels {
             let t = tunnel_to(&peer.address);
             if !tunnels.contains(&t) {

@@ -501,7 +501,7 @@ impl Ovs {
     pub async fn ensure_trunks(
         &self,
         bridge: &str,
-        trunks: &[super::topology::Trunk],
+        trunks: &[crate::topology::Trunk],
     ) -> anyhow::Result<()> {
         let interfaces = self.interfaces(bridge).await?;
         let is_trunk =

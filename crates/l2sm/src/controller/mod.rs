@@ -8,6 +8,7 @@
 pub mod api;
 pub mod openflow;
 pub mod state;
+pub mod topo;
 
 use anyhow::Context as _;
 use state::{Model, ModelError, Store};
@@ -39,7 +40,15 @@ pub struct ControllerArgs {
     /// Accept upstream L2S-M's well-known credentials (karaf/karaf) when none are given.
     #[arg(long)]
     pub upstream_default_credentials: bool,
+    /// Overlay topology (the file the agents read). Without it, switches are assumed to form a
+    /// full mesh of the tunnels they report; with it, partial meshes, trunks and switches not
+    /// managed by an agent work, with one spanning tree per network.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
 }
+
+/// Every switch's view for one state of the model and the graph.
+type Plan = BTreeMap<u64, l2sm_pipeline::SwitchView>;
 
 /// What an OpenFlow session publishes about its switch, for the API and metrics.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -65,8 +74,11 @@ pub struct PortStatusView {
     pub number: u32,
     /// Interface name.
     pub name: String,
-    /// `tunnel` or `port`.
+    /// `tunnel`, `trunk` or `port`.
     pub kind: String,
+    /// Link up and port not administratively down.
+    #[serde(default)]
+    pub live: bool,
 }
 
 /// Counters exported on `/metrics`.
@@ -91,6 +103,9 @@ pub struct Shared {
     generation: watch::Sender<u64>,
     switches: Mutex<BTreeMap<u64, SwitchStatus>>,
     next_session: AtomicU64,
+    topology: RwLock<Option<Arc<topo::ResolvedTopology>>>,
+    /// Views of every switch for one generation, computed once and shared by the sessions.
+    plan_cache: Mutex<Option<(u64, Arc<Plan>)>>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -105,6 +120,8 @@ impl Shared {
             generation: watch::channel(0).0,
             switches: Mutex::new(BTreeMap::new()),
             next_session: AtomicU64::new(1),
+            topology: RwLock::new(None),
+            plan_cache: Mutex::new(None),
             metrics: Metrics::default(),
         }))
     }
@@ -130,6 +147,48 @@ impl Shared {
             self.generation.send_modify(|g| *g += 1);
         }
         Ok(result)
+    }
+
+    /// Tells every session that the graph or the model changed.
+    pub fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Installs (or replaces) the configured topology.
+    pub fn set_topology(&self, topo: topo::ResolvedTopology) {
+        *self.topology.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(topo));
+        self.bump();
+    }
+
+    fn topology(&self) -> Option<Arc<topo::ResolvedTopology>> {
+        self.topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The view switch `dpid` must be programmed with. `local_links` are the switch's own
+    /// link ports, used when no topology is configured (full mesh of what it reports).
+    pub fn view_of(
+        &self,
+        dpid: u64,
+        local_links: BTreeMap<u32, l2sm_pipeline::LinkKind>,
+    ) -> l2sm_pipeline::SwitchView {
+        let Some(topo) = self.topology() else {
+            return self.model().switch_view(dpid, local_links);
+        };
+        let generation = *self.generation.borrow();
+        let mut cache = self.plan_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = match cache.as_ref() {
+            Some((g, plan)) if *g == generation => plan.clone(),
+            _ => {
+                let switches = self.switches().clone();
+                let plan = Arc::new(topo::plan_all(&topo, &self.model(), &switches));
+                *cache = Some((generation, plan.clone()));
+                plan
+            }
+        };
+        plan.get(&dpid).cloned().unwrap_or_default()
     }
 
     /// Subscribes to model changes.
@@ -185,6 +244,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("cannot listen for the API on {}", args.api_listen))?;
+    if let Some(path) = args.topology.clone() {
+        let topo = crate::topology::load_all(&path)?;
+        shared.set_topology(topo::ResolvedTopology::new(&topo)?);
+        tokio::spawn(watch_topology(path, shared.clone()));
+    }
     let model = shared.model();
     tracing::info!(
         openflow = %args.openflow_listen,
@@ -201,4 +265,24 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         _ = crate::shutdown_signal() => tracing::info!("controller stopping"),
     }
     Ok(())
+}
+
+/// Re-reads the topology file when it changes; a broken file is ignored with a warning.
+async fn watch_topology(path: PathBuf, shared: Arc<Shared>) {
+    let mut last = std::fs::read(&path).ok();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let current = std::fs::read(&path).ok();
+        if current == last {
+            continue;
+        }
+        last = current;
+        match crate::topology::load_all(&path).and_then(|t| topo::ResolvedTopology::new(&t)) {
+            Ok(t) => {
+                tracing::info!(path = %path.display(), "topology reloaded");
+                shared.set_topology(t);
+            }
+            Err(e) => tracing::warn!("topology change ignored: {e:#}"),
+        }
+    }
 }

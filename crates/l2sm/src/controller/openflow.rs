@@ -394,24 +394,31 @@ impl Session {
     /// Brings the switch in line with the model, sending only what changed.
     async fn sync(&mut self) -> anyhow::Result<()> {
         let Some(dpid) = self.dpid else { return Ok(()) };
-        let view = self.shared.model().switch_view(dpid, self.links());
+        let view = self.shared.view_of(dpid, self.links());
         if self.installed_view.as_ref() == Some(&view) {
             return Ok(());
         }
         let desired = compile(&view);
         let mut msgs = diff(&self.installed, &desired);
-        // A port that left its network (or moved to another one) must not keep MAC entries
-        // that steer its old network's frames to it.
-        let vni_of = |v: &SwitchView| -> BTreeMap<u32, u32> {
-            v.networks
-                .iter()
-                .flat_map(|(vni, net)| net.members.iter().map(move |p| (*p, *vni)))
-                .collect()
+        // A port whose networks changed (a member that left or moved, a link that left a
+        // tree) must not keep MAC entries that steer frames to it.
+        let vnis_by_port = |v: &SwitchView| -> BTreeMap<u32, Vec<u32>> {
+            let mut m: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            for (vni, net) in &v.networks {
+                for p in net.members.iter().chain(&net.link_ports) {
+                    m.entry(*p).or_default().push(*vni);
+                }
+            }
+            m
         };
-        let old = self.installed_view.as_ref().map(vni_of).unwrap_or_default();
-        let new = vni_of(&view);
-        for (port, vni) in &old {
-            if new.get(port) != Some(vni) {
+        let old = self
+            .installed_view
+            .as_ref()
+            .map(vnis_by_port)
+            .unwrap_or_default();
+        let new = vnis_by_port(&view);
+        for (port, vnis) in &old {
+            if new.get(port) != Some(vnis) {
                 msgs.push(l2sm_pipeline::flush_learned(*port));
             }
         }
@@ -440,10 +447,14 @@ impl Session {
                     name: p.name.clone(),
                     kind: if ids::is_tunnel_port_name(&p.name) {
                         "tunnel"
+                    } else if ids::is_trunk_port(p.port_no) {
+                        "trunk"
                     } else {
                         "port"
                     }
                     .into(),
+                    live: p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0
+                        && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0,
                 })
                 .collect(),
             flows: self.installed.flows.len(),
@@ -461,6 +472,8 @@ impl Session {
                 .is_some_and(|s| s.session == self.session_id)
             {
                 switches.remove(&dpid);
+                drop(switches);
+                self.shared.bump();
             }
         }
     }
@@ -480,6 +493,8 @@ impl Session {
             "read switch state"
         );
         let mut generation = self.shared.subscribe();
+        self.publish();
+        self.shared.bump();
         generation.borrow_and_update();
         self.sync().await?;
         let mut echo_timer = tokio::time::interval(ECHO_INTERVAL);
@@ -489,6 +504,9 @@ impl Session {
                 msg = self.recv() => {
                     let Some(msg) = msg? else { return Ok(()) };
                     if self.handle_background(msg).await? {
+                        // Ports changed: other switches' trees may depend on this one's links.
+                        self.publish();
+                        self.shared.bump();
                         self.sync().await?;
                     }
                 }

@@ -73,7 +73,7 @@ fn random_token() -> anyhow::Result<String> {
 }
 
 /// `l2sm lab up`.
-pub async fn up(lab: &Lab, nodes: usize) -> anyhow::Result<()> {
+pub async fn up(lab: &Lab, nodes: usize, topology: &str) -> anyhow::Result<()> {
     check_prerequisites()?;
     if !(1..=50).contains(&nodes) {
         bail!("--nodes must be between 1 and 50, not {nodes}");
@@ -100,7 +100,7 @@ pub async fn up(lab: &Lab, nodes: usize) -> anyhow::Result<()> {
         ..LabState::default()
     };
     lab.save(&state)?;
-    let result = build(lab, &mut state, nodes).await;
+    let result = build(lab, &mut state, nodes, topology).await;
     if let Err(e) = result {
         let _ = lab.save(&state);
         if std::env::var_os("L2SM_LAB_KEEP_ON_FAILURE").is_some() {
@@ -123,7 +123,12 @@ pub async fn up(lab: &Lab, nodes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<()> {
+async fn build(
+    lab: &Lab,
+    state: &mut LabState,
+    nodes: usize,
+    topology: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(lab.dir())?;
     let t = step("underlay");
     let ul = l2sm_netns::create_named(&lab.underlay_ns())?;
@@ -150,6 +155,7 @@ async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<
         done(t);
     }
 
+    write_topology(lab, state, topology)?;
     let t = step("controller");
     start_controller(lab, state, &ul)?;
     lab.save(state)?;
@@ -165,7 +171,6 @@ async fn build(lab: &Lab, state: &mut LabState, nodes: usize) -> anyhow::Result<
     done(t);
 
     let t = step("agents");
-    write_topology(lab, state)?;
     for idx in 0..nodes {
         start_agent(lab, state, idx)?;
     }
@@ -316,18 +321,53 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
 
 /// The overlay topology every agent reads: all nodes with their addresses; no `links`, which
 /// means a full mesh.
-fn write_topology(lab: &Lab, state: &LabState) -> anyhow::Result<()> {
-    let nodes: Vec<_> = state
+/// The overlay topology the agents and the controller read: the lab's nodes with their
+/// addresses, and the links of the chosen shape (`mesh`: no `links`, i.e. a full mesh).
+fn write_topology(lab: &Lab, state: &LabState, shape: &str) -> anyhow::Result<()> {
+    let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    let link = |a: &str, b: &str| serde_json::json!({"endpointA": a, "endpointB": b});
+    let mut doc = match shape {
+        "mesh" => serde_json::json!({}),
+        "line" | "ring" => {
+            let mut links: Vec<_> = names.windows(2).map(|w| link(w[0], w[1])).collect();
+            if shape == "ring" && names.len() > 2 {
+                links.push(link(names[names.len() - 1], names[0]));
+            }
+            serde_json::json!({ "links": links })
+        }
+        "star" => serde_json::json!({
+            "links": names.iter().skip(1).map(|n| link(names[0], n)).collect::<Vec<_>>()
+        }),
+        file => {
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!("--topology {file:?}: not mesh, line, ring, star or a readable file")
+            })?;
+            serde_json::from_str(&text).with_context(|| format!("topology {file}: invalid JSON"))?
+        }
+    };
+    // The lab's nodes get their underlay addresses; other nodes of a file (switches the
+    // agents do not manage) stay as written.
+    let mut nodes: Vec<serde_json::Value> = state
         .nodes
         .iter()
         .map(|n| serde_json::json!({"name": n.name, "nodeIP": n.ip}))
         .collect();
+    if let Some(listed) = doc.get("nodes").and_then(|v| v.as_array()) {
+        for n in listed {
+            let name = n
+                .as_str()
+                .or_else(|| n.get("name").and_then(|x| x.as_str()))
+                .unwrap_or("");
+            if !names.contains(&name) {
+                nodes.push(n.clone());
+            }
+        }
+    }
+    doc["nodes"] = serde_json::Value::Array(nodes);
+    let text = serde_json::to_string_pretty(&doc)?;
+    crate::topology::parse(&text).with_context(|| format!("--topology {shape}"))?;
     let path = lab.dir().join("topology.json");
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&serde_json::json!({ "nodes": nodes }))?,
-    )
-    .with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()> {
@@ -591,6 +631,8 @@ fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Resu
     let mut cmd = Command::new(&exe);
     cmd.args(["controller", "--state-dir"])
         .arg(&ctl_dir)
+        .arg("--topology")
+        .arg(lab.dir().join("topology.json"))
         .args([
             "--openflow-listen",
             &format!("0.0.0.0:{}", state::OPENFLOW_PORT),

@@ -1,0 +1,119 @@
+//! The controller's view of the overlay graph: the configured topology (the same file the
+//! agents read), resolved against what the connected switches report, gives the live links;
+//! the planner turns them and the model into every switch's view.
+
+use super::state::Model;
+use super::SwitchStatus;
+use crate::topology::{TopoLink, Topology};
+use l2sm_pipeline::ids;
+use l2sm_pipeline::plan::{self, End, Link, NetworkSpec};
+use l2sm_pipeline::{LinkKind, SwitchView};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A topology with everything needed to find link ports resolved once.
+#[derive(Debug, Clone)]
+pub struct ResolvedTopology {
+    links: Vec<ResolvedLink>,
+}
+
+#[derive(Debug, Clone)]
+struct ResolvedLink {
+    a: (u64, String),
+    b: (u64, String),
+    kind: LinkKind,
+}
+
+fn node_dpid(topo: &Topology, name: &str) -> u64 {
+    topo.node(name)
+        .and_then(|n| n.dpid)
+        .unwrap_or_else(|| ids::datapath_id(&ids::switch_name(name, ids::OVERLAY_PROVIDER)))
+}
+
+/// Port name at `me`'s end of `link`.
+fn port_name(topo: &Topology, link: &TopoLink, me_is_a: bool) -> anyhow::Result<String> {
+    match link.kind {
+        LinkKind::Trunk => Ok(if me_is_a {
+            &link.interface_a
+        } else {
+            &link.interface_b
+        }
+        .clone()
+        .unwrap_or_default()),
+        LinkKind::Tunnel => {
+            let other = if me_is_a { &link.b } else { &link.a };
+            let addr = topo
+                .node(other)
+                .and_then(|n| n.address.clone())
+                .unwrap_or_default();
+            Ok(ids::vxlan_port_name(&crate::topology::resolve_address(
+                &addr,
+            )?))
+        }
+    }
+}
+
+impl ResolvedTopology {
+    /// Resolves node datapath ids and link port names (DNS lookups happen here, once).
+    pub fn new(topo: &Topology) -> anyhow::Result<ResolvedTopology> {
+        let links = topo
+            .links
+            .iter()
+            .map(|l| {
+                Ok(ResolvedLink {
+                    a: (node_dpid(topo, &l.a), port_name(topo, l, true)?),
+                    b: (node_dpid(topo, &l.b), port_name(topo, l, false)?),
+                    kind: l.kind,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(ResolvedTopology { links })
+    }
+
+    /// Links whose two ports exist and are up on connected switches.
+    pub fn live_links(&self, switches: &BTreeMap<u64, SwitchStatus>) -> Vec<Link> {
+        let find = |(dpid, name): &(u64, String)| -> Option<End> {
+            let sw = switches.get(dpid)?;
+            let port = sw.ports.iter().find(|p| &p.name == name && p.live)?;
+            Some(End {
+                dpid: *dpid,
+                port: port.number,
+            })
+        };
+        self.links
+            .iter()
+            .filter_map(|l| {
+                Some(Link {
+                    a: find(&l.a)?,
+                    b: find(&l.b)?,
+                    kind: l.kind,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Every connected switch's view under a configured topology.
+pub fn plan_all(
+    topo: &ResolvedTopology,
+    model: &Model,
+    switches: &BTreeMap<u64, SwitchStatus>,
+) -> BTreeMap<u64, SwitchView> {
+    let links = topo.live_links(switches);
+    let networks: Vec<NetworkSpec> = model
+        .networks
+        .values()
+        .map(|n| {
+            let mut members: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+            for ep in &n.endpoints {
+                members.entry(ep.dpid).or_default().insert(ep.port);
+            }
+            NetworkSpec {
+                vni: n.vni,
+                vlan: n.vlan,
+                members,
+            }
+        })
+        .collect();
+    let connected: BTreeSet<u64> = switches.keys().copied().collect();
+    plan::plan(&connected, &links, &networks)
+}
