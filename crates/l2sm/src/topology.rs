@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn bad_topologies_are_refused_with_a_reason() {
         for (json, needle) in [
-            (r#"{"nodes":["a","b"]}"#, "no address for node \"b\""),
+            (r#"{"nodes":["a","b"]}"#, "no address for node \"a\""),
             (
                 r#"{"nodes":["b"],"addresses":{"b":"10.0.0.1"}}"#,
                 "not in its node list",

@@ -153,7 +153,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     ovs.ensure_bridge(&spec).await?;
     ovs.ensure_tunnels(&bridge, &tunnels).await?;
-    ovs.ensure_trunks(&bridge, &trunks).await?;
+    let (present, _) = present_trunks(&own_netns, trunks).await?;
+    ovs.ensure_trunks(&bridge, &present).await?;
     let ports = PortBatcher::spawn(ovs.clone(), bridge.clone());
     let agent = Arc::new(Agent {
         args,
@@ -313,40 +314,47 @@ impl Agent {
     }
 
     /// Re-reads the topology file when it changes and reconciles the links.
+    /// Re-reads the topology file when it changes and reconciles the links; also retries
+    /// trunks whose interface did not exist yet.
     async fn watch_topology(self: Arc<Self>) {
         let mut last = self
             .args
             .topology
             .as_ref()
             .and_then(|p| std::fs::read(p).ok());
+        let mut pending = true;
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let Some(path) = &self.args.topology else {
                 return;
             };
             let current = std::fs::read(path).ok();
-            if current == last {
+            if current == last && !pending {
                 continue;
             }
             last = current;
-            match desired_links(&self.args) {
+            match self.reconcile_links().await {
+                Ok(missing) => pending = missing,
                 Err(e) => tracing::warn!("topology change ignored: {e:#}"),
-                Ok((tunnels, trunks)) => {
-                    let _guard = self.links.lock().await;
-                    let done = match self.ovs.ensure_tunnels(&self.bridge, &tunnels).await {
-                        Ok(()) => self.ovs.ensure_trunks(&self.bridge, &trunks).await,
-                        Err(e) => Err(e),
-                    };
-                    match done {
-                        Ok(()) => {
-                            tracing::info!(links = tunnels.len(), "topology reconciled");
-                            *self.tunnels.lock().unwrap_or_else(|e| e.into_inner()) = tunnels;
-                        }
-                        Err(e) => tracing::warn!("cannot reconcile links: {e:#}"),
-                    }
-                }
             }
         }
+    }
+
+    /// Brings tunnels and trunks in line with the topology; returns whether some trunk
+    /// interface is still missing.
+    async fn reconcile_links(&self) -> anyhow::Result<bool> {
+        let (tunnels, trunks) = desired_links(&self.args)?;
+        let (present, missing) = present_trunks(&self.own_netns, trunks).await?;
+        let _guard = self.links.lock().await;
+        self.ovs.ensure_tunnels(&self.bridge, &tunnels).await?;
+        self.ovs.ensure_trunks(&self.bridge, &present).await?;
+        tracing::info!(
+            tunnels = tunnels.len(),
+            trunks = present.len(),
+            "links reconciled"
+        );
+        *self.tunnels.lock().unwrap_or_else(|e| e.into_inner()) = tunnels;
+        Ok(missing)
     }
 
     async fn serve_connection(&self, stream: tokio::net::UnixStream) -> anyhow::Result<()> {
@@ -712,6 +720,36 @@ impl Drop for Reservation<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.port);
     }
+}
+
+/// Splits trunks into those whose interface exists on this node and those that do not (yet):
+/// a cable plugged in later is picked up on a later pass.
+async fn present_trunks(
+    ns: &Netns,
+    trunks: Vec<crate::topology::Trunk>,
+) -> anyhow::Result<(Vec<crate::topology::Trunk>, bool)> {
+    if trunks.is_empty() {
+        return Ok((trunks, false));
+    }
+    let names: Vec<String> = trunks.iter().map(|t| t.interface.clone()).collect();
+    let exists = run_netlink(ns, move |nl| {
+        names
+            .iter()
+            .map(|n| nl.link_exists(n))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let mut present = Vec::new();
+    let mut missing = false;
+    for (t, ok) in trunks.into_iter().zip(exists) {
+        if ok {
+            present.push(t);
+        } else {
+            tracing::warn!(interface = %t.interface, peer = %t.peer, "trunk interface not found (yet)");
+            missing = true;
+        }
+    }
+    Ok((present, missing))
 }
 
 /// Netlink work runs on a dedicated thread (it joins another namespace); keep it off the

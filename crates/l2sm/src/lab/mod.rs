@@ -734,6 +734,36 @@ pub async fn status(lab: &Lab) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "-".into())
         );
     }
+    let managed: Vec<String> = state
+        .nodes
+        .iter()
+        .map(|n| {
+            let bridge =
+                l2sm_pipeline::ids::switch_name(&n.name, l2sm_pipeline::ids::OVERLAY_PROVIDER);
+            format!(
+                "of:{}",
+                l2sm_pipeline::ids::dpid_hex(l2sm_pipeline::ids::datapath_id(&bridge))
+            )
+        })
+        .collect();
+    let others: Vec<_> = switches
+        .iter()
+        .filter(|s| !managed.contains(&s.id))
+        .collect();
+    if !others.is_empty() {
+        println!("\nOTHER SWITCHES (not managed by an agent)");
+        for s in others {
+            let trunks = s.ports.iter().filter(|p| p.kind == "trunk").count();
+            println!(
+                "  {:<21} {:<18} {} ports, {} trunks, {} flows",
+                s.id,
+                s.peer,
+                s.ports.len(),
+                trunks,
+                s.flows
+            );
+        }
+    }
     println!("\nNETWORKS");
     let resp = api.request("GET", "/api/v1/networks", None).await?;
     let nets: Vec<crate::controller::api::NetworkView> =
