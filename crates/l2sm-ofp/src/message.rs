@@ -5,12 +5,15 @@ use crate::error::{DecodeError, EncodeError, EncodeResult};
 use crate::group_mod::{decode_group_mod, encode_group_mod};
 use crate::header::{peek_header, HEADER_LEN};
 use crate::instruction::{decode_instructions, encode_instructions};
+use crate::meter_mod::{decode_meter_mod, encode_meter_mod};
 use crate::multipart::{decode_reply, decode_request, encode_reply, encode_request};
 use crate::oxm::{decode_match, encode_match};
 use crate::port_desc::{decode_port, encode_port};
+use crate::queue_config::{decode_queue_config, encode_queue_config};
 use crate::types::{
-    ErrorMsg, FeaturesReply, FlowMod, FlowModCommand, Message, OfpMessage, PacketIn, PacketOut,
-    PortStatus, SwitchConfig, OFP_VERSION,
+    AsyncConfig, ControllerRole, ErrorMsg, FeaturesReply, FlowMod, FlowModCommand, FlowRemoved,
+    Message, OfpMessage, PacketIn, PacketOut, PortMod, PortStatus, RoleMsg, SwitchConfig, TableMod,
+    OFP_VERSION,
 };
 use crate::wire::{pad8, Reader, Writer};
 
@@ -25,14 +28,25 @@ const OFPT_GET_CONFIG_REQUEST: u8 = 7;
 const OFPT_GET_CONFIG_REPLY: u8 = 8;
 const OFPT_SET_CONFIG: u8 = 9;
 const OFPT_PACKET_IN: u8 = 10;
+const OFPT_FLOW_REMOVED: u8 = 11;
 const OFPT_PORT_STATUS: u8 = 12;
 const OFPT_PACKET_OUT: u8 = 13;
 const OFPT_FLOW_MOD: u8 = 14;
 const OFPT_GROUP_MOD: u8 = 15;
+const OFPT_PORT_MOD: u8 = 16;
+const OFPT_TABLE_MOD: u8 = 17;
 const OFPT_MULTIPART_REQUEST: u8 = 18;
 const OFPT_MULTIPART_REPLY: u8 = 19;
 const OFPT_BARRIER_REQUEST: u8 = 20;
 const OFPT_BARRIER_REPLY: u8 = 21;
+const OFPT_QUEUE_GET_CONFIG_REQUEST: u8 = 22;
+const OFPT_QUEUE_GET_CONFIG_REPLY: u8 = 23;
+const OFPT_ROLE_REQUEST: u8 = 24;
+const OFPT_ROLE_REPLY: u8 = 25;
+const OFPT_GET_ASYNC_REQUEST: u8 = 26;
+const OFPT_GET_ASYNC_REPLY: u8 = 27;
+const OFPT_SET_ASYNC: u8 = 28;
+const OFPT_METER_MOD: u8 = 29;
 
 /// `OFPHET_VERSIONBITMAP`, the only HELLO element type defined by OpenFlow 1.3.
 const OFPHET_VERSIONBITMAP: u16 = 1;
@@ -68,16 +82,61 @@ impl Message {
             Message::GetConfigReply(_) => OFPT_GET_CONFIG_REPLY,
             Message::SetConfig(_) => OFPT_SET_CONFIG,
             Message::PacketIn(_) => OFPT_PACKET_IN,
+            Message::FlowRemoved(_) => OFPT_FLOW_REMOVED,
             Message::PortStatus(_) => OFPT_PORT_STATUS,
             Message::PacketOut(_) => OFPT_PACKET_OUT,
             Message::FlowMod(_) => OFPT_FLOW_MOD,
             Message::GroupMod(_) => OFPT_GROUP_MOD,
+            Message::PortMod(_) => OFPT_PORT_MOD,
+            Message::TableMod(_) => OFPT_TABLE_MOD,
             Message::MultipartRequest(_) => OFPT_MULTIPART_REQUEST,
             Message::MultipartReply(_) => OFPT_MULTIPART_REPLY,
             Message::BarrierRequest => OFPT_BARRIER_REQUEST,
             Message::BarrierReply => OFPT_BARRIER_REPLY,
+            Message::QueueGetConfigRequest { .. } => OFPT_QUEUE_GET_CONFIG_REQUEST,
+            Message::QueueGetConfigReply(_) => OFPT_QUEUE_GET_CONFIG_REPLY,
+            Message::RoleRequest(_) => OFPT_ROLE_REQUEST,
+            Message::RoleReply(_) => OFPT_ROLE_REPLY,
+            Message::GetAsyncRequest => OFPT_GET_ASYNC_REQUEST,
+            Message::GetAsyncReply(_) => OFPT_GET_ASYNC_REPLY,
+            Message::SetAsync(_) => OFPT_SET_ASYNC,
+            Message::MeterMod(_) => OFPT_METER_MOD,
             Message::Other { msg_type, .. } => *msg_type,
         }
+    }
+
+    /// Whether the peer answers this message with a reply carrying the same xid
+    /// (ECHO, FEATURES, GET_CONFIG, MULTIPART, BARRIER, QUEUE_GET_CONFIG, ROLE and
+    /// GET_ASYNC requests). Other messages are only answered when they fail, with an
+    /// ERROR.
+    pub fn expects_reply(&self) -> bool {
+        matches!(
+            self,
+            Message::EchoRequest(_)
+                | Message::FeaturesRequest
+                | Message::GetConfigRequest
+                | Message::MultipartRequest(_)
+                | Message::BarrierRequest
+                | Message::QueueGetConfigRequest { .. }
+                | Message::RoleRequest(_)
+                | Message::GetAsyncRequest
+        )
+    }
+
+    /// Whether this is the reply half of a request/reply pair (see
+    /// [`Message::expects_reply`]).
+    pub fn is_reply(&self) -> bool {
+        matches!(
+            self,
+            Message::EchoReply(_)
+                | Message::FeaturesReply(_)
+                | Message::GetConfigReply(_)
+                | Message::MultipartReply(_)
+                | Message::BarrierReply
+                | Message::QueueGetConfigReply(_)
+                | Message::RoleReply(_)
+                | Message::GetAsyncReply(_)
+        )
     }
 
     /// Short lower-case name of the message type, as used in error messages and logs.
@@ -99,23 +158,35 @@ fn type_name(t: u8) -> &'static str {
         OFPT_GET_CONFIG_REPLY => "get_config_reply",
         OFPT_SET_CONFIG => "set_config",
         OFPT_PACKET_IN => "packet_in",
+        OFPT_FLOW_REMOVED => "flow_removed",
         OFPT_PORT_STATUS => "port_status",
         OFPT_PACKET_OUT => "packet_out",
         OFPT_FLOW_MOD => "flow_mod",
         OFPT_GROUP_MOD => "group_mod",
+        OFPT_PORT_MOD => "port_mod",
+        OFPT_TABLE_MOD => "table_mod",
         OFPT_MULTIPART_REQUEST => "multipart_request",
         OFPT_MULTIPART_REPLY => "multipart_reply",
         OFPT_BARRIER_REQUEST => "barrier_request",
         OFPT_BARRIER_REPLY => "barrier_reply",
+        OFPT_QUEUE_GET_CONFIG_REQUEST => "queue_get_config_request",
+        OFPT_QUEUE_GET_CONFIG_REPLY => "queue_get_config_reply",
+        OFPT_ROLE_REQUEST => "role_request",
+        OFPT_ROLE_REPLY => "role_reply",
+        OFPT_GET_ASYNC_REQUEST => "get_async_request",
+        OFPT_GET_ASYNC_REPLY => "get_async_reply",
+        OFPT_SET_ASYNC => "set_async",
+        OFPT_METER_MOD => "meter_mod",
         _ => "message",
     }
 }
 
 /// Encodes one message, header included, as OpenFlow 1.3 (version 0x04).
 ///
-/// The result round-trips through [`decode`], with two normalisations: learn immediates
-/// shorter than their wire width come back left-padded, and [`Message::Other`] /
-/// raw variants whose type the codec models come back in their typed form.
+/// The result round-trips through [`decode`], with three normalisations: learn immediates
+/// shorter than their wire width come back left-padded, [`Message::Other`] / raw
+/// variants whose type the codec models come back in their typed form, and padding the
+/// codec skips (in meter bands, queue properties...) comes back zeroed.
 ///
 /// # Errors
 ///
@@ -123,15 +194,33 @@ fn type_name(t: u8) -> &'static str {
 /// field, [`EncodeError::Unrepresentable`] for values OpenFlow 1.3 cannot carry (a masked
 /// set_field, a register index above 15, an unaligned raw TLV, an over-long port name...).
 pub fn encode(msg: &OfpMessage) -> Result<Vec<u8>, EncodeError> {
+    // Most messages (flow mods included) fit: one allocation instead of five doublings.
+    let mut out = Vec::with_capacity(256);
+    encode_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`encode`], but appends the message to `out` (reusing its allocation, as a
+/// session's output buffer does). On error `out` is left as it was.
+///
+/// # Errors
+///
+/// The same as [`encode`].
+pub fn encode_into(msg: &OfpMessage, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let ctx = msg.body.name();
-    let mut w = Writer::new();
+    let base = out.len();
+    let mut w = Writer::from_vec(std::mem::take(out));
     w.u8(OFP_VERSION);
     w.u8(msg.body.msg_type());
     let len_at = w.placeholder16();
     w.u32(msg.xid);
-    encode_body(&mut w, &msg.body, ctx)?;
-    w.patch_len16(len_at, 0, ctx, "message")?;
-    Ok(w.into_vec())
+    let result = encode_body(&mut w, &msg.body, ctx)
+        .and_then(|()| w.patch_len16(len_at, base, ctx, "message"));
+    *out = w.into_vec();
+    if result.is_err() {
+        out.truncate(base);
+    }
+    result
 }
 
 fn encode_body(w: &mut Writer, body: &Message, ctx: &'static str) -> EncodeResult<()> {
@@ -222,6 +311,56 @@ fn encode_body(w: &mut Writer, body: &Message, ctx: &'static str) -> EncodeResul
         Message::GroupMod(g) => encode_group_mod(w, g, ctx)?,
         Message::MultipartRequest(m) => encode_request(w, m, ctx)?,
         Message::MultipartReply(m) => encode_reply(w, m, ctx)?,
+        Message::FlowRemoved(f) => {
+            w.u64(f.cookie);
+            w.u16(f.priority);
+            w.u8(f.reason);
+            w.u8(f.table_id);
+            w.u32(f.duration_sec);
+            w.u32(f.duration_nsec);
+            w.u16(f.idle_timeout);
+            w.u16(f.hard_timeout);
+            w.u64(f.packet_count);
+            w.u64(f.byte_count);
+            encode_match(w, &f.r#match, ctx)?;
+        }
+        Message::PortMod(p) => {
+            w.u32(p.port_no);
+            w.zeros(4);
+            w.bytes(&p.hw_addr);
+            w.zeros(2);
+            w.u32(p.config);
+            w.u32(p.mask);
+            w.u32(p.advertise);
+            w.zeros(4);
+        }
+        Message::TableMod(t) => {
+            w.u8(t.table_id);
+            w.zeros(3);
+            w.u32(t.config);
+        }
+        Message::QueueGetConfigRequest { port } => {
+            w.u32(*port);
+            w.zeros(4);
+        }
+        Message::QueueGetConfigReply(c) => encode_queue_config(w, c, ctx)?,
+        Message::RoleRequest(r) | Message::RoleReply(r) => {
+            w.u32(r.role as u32);
+            w.zeros(4);
+            w.u64(r.generation_id);
+        }
+        Message::GetAsyncRequest => {}
+        Message::GetAsyncReply(a) | Message::SetAsync(a) => {
+            for v in a
+                .packet_in_mask
+                .iter()
+                .chain(&a.port_status_mask)
+                .chain(&a.flow_removed_mask)
+            {
+                w.u32(*v);
+            }
+        }
+        Message::MeterMod(m) => encode_meter_mod(w, m, ctx)?,
         Message::Other { body, .. } => w.bytes(body),
     }
     Ok(())
@@ -398,6 +537,92 @@ fn decode_body(r: &mut Reader<'_>, msg_type: u8, version: u8) -> Result<Message,
         OFPT_GROUP_MOD => Message::GroupMod(decode_group_mod(r)?),
         OFPT_MULTIPART_REQUEST => Message::MultipartRequest(decode_request(r)?),
         OFPT_MULTIPART_REPLY => Message::MultipartReply(decode_reply(r)?),
+        OFPT_FLOW_REMOVED => Message::FlowRemoved(FlowRemoved {
+            cookie: r.u64("flow_removed cookie")?,
+            priority: r.u16("flow_removed priority")?,
+            reason: r.u8("flow_removed reason")?,
+            table_id: r.u8("flow_removed table_id")?,
+            duration_sec: r.u32("flow_removed duration_sec")?,
+            duration_nsec: r.u32("flow_removed duration_nsec")?,
+            idle_timeout: r.u16("flow_removed idle_timeout")?,
+            hard_timeout: r.u16("flow_removed hard_timeout")?,
+            packet_count: r.u64("flow_removed packet_count")?,
+            byte_count: r.u64("flow_removed byte_count")?,
+            r#match: decode_match(r)?,
+        }),
+        OFPT_PORT_MOD => {
+            let port_no = r.u32("port_mod port_no")?;
+            r.skip(4, "port_mod pad")?;
+            let hw_addr = r.array("port_mod hw_addr")?;
+            r.skip(2, "port_mod pad2")?;
+            let p = PortMod {
+                port_no,
+                hw_addr,
+                config: r.u32("port_mod config")?,
+                mask: r.u32("port_mod mask")?,
+                advertise: r.u32("port_mod advertise")?,
+            };
+            r.skip(4, "port_mod pad3")?;
+            Message::PortMod(p)
+        }
+        OFPT_TABLE_MOD => {
+            let table_id = r.u8("table_mod table_id")?;
+            r.skip(3, "table_mod pad")?;
+            Message::TableMod(TableMod {
+                table_id,
+                config: r.u32("table_mod config")?,
+            })
+        }
+        OFPT_QUEUE_GET_CONFIG_REQUEST => {
+            let port = r.u32("queue_get_config_request port")?;
+            r.skip(4, "queue_get_config_request pad")?;
+            Message::QueueGetConfigRequest { port }
+        }
+        OFPT_QUEUE_GET_CONFIG_REPLY => Message::QueueGetConfigReply(decode_queue_config(r)?),
+        OFPT_ROLE_REQUEST | OFPT_ROLE_REPLY => {
+            let role = match r.u32("role")? {
+                0 => ControllerRole::NoChange,
+                1 => ControllerRole::Equal,
+                2 => ControllerRole::Master,
+                3 => ControllerRole::Slave,
+                v => {
+                    return Err(DecodeError::BadValue {
+                        context: ctx,
+                        item: "role",
+                        value: v.into(),
+                    })
+                }
+            };
+            r.skip(4, "role pad")?;
+            let m = RoleMsg {
+                role,
+                generation_id: r.u64("role generation_id")?,
+            };
+            if msg_type == OFPT_ROLE_REQUEST {
+                Message::RoleRequest(m)
+            } else {
+                Message::RoleReply(m)
+            }
+        }
+        OFPT_GET_ASYNC_REQUEST => Message::GetAsyncRequest,
+        OFPT_GET_ASYNC_REPLY | OFPT_SET_ASYNC => {
+            let mut words = [0u32; 6];
+            for v in &mut words {
+                *v = r.u32("async_config mask")?;
+            }
+            let [p0, p1, s0, s1, f0, f1] = words;
+            let a = AsyncConfig {
+                packet_in_mask: [p0, p1],
+                port_status_mask: [s0, s1],
+                flow_removed_mask: [f0, f1],
+            };
+            if msg_type == OFPT_SET_ASYNC {
+                Message::SetAsync(a)
+            } else {
+                Message::GetAsyncReply(a)
+            }
+        }
+        OFPT_METER_MOD => Message::MeterMod(decode_meter_mod(r)?),
         _ => Message::Other {
             msg_type,
             body: r.rest().to_vec(),

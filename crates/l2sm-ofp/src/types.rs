@@ -3,6 +3,8 @@
 //! These types are the contract between the codec (`encode`/`decode`) and the rest of the
 //! project. Numbers are host-order; the codec does all byte-order work.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 /// OpenFlow 1.3 wire version.
 pub const OFP_VERSION: u8 = 0x04;
 
@@ -36,6 +38,24 @@ pub mod group {
     pub const ALL: u32 = 0xffff_fffc;
     /// Wildcard group used only for flow stats requests.
     pub const ANY: u32 = 0xffff_ffff;
+}
+
+/// Reserved meter numbers (`enum ofp_meter`).
+pub mod meter {
+    /// Last usable meter number.
+    pub const MAX: u32 = 0xffff_0000;
+    /// Meter for slow datapath packets, if any.
+    pub const SLOWPATH: u32 = 0xffff_fffd;
+    /// Meter for packets sent to the controller, if any.
+    pub const CONTROLLER: u32 = 0xffff_fffe;
+    /// All meters, for METER_MOD delete and meter stats/config requests.
+    pub const ALL: u32 = 0xffff_ffff;
+}
+
+/// Reserved queue number (`OFPQ_ALL`) for queue stats requests.
+pub mod queue {
+    /// All queues of the port(s).
+    pub const ALL: u32 = 0xffff_ffff;
 }
 
 /// Table id meaning "all tables" in FLOW_MOD delete and stats requests.
@@ -82,6 +102,8 @@ pub enum Message {
     SetConfig(SwitchConfig),
     /// OFPT_PACKET_IN (10).
     PacketIn(PacketIn),
+    /// OFPT_FLOW_REMOVED (11).
+    FlowRemoved(FlowRemoved),
     /// OFPT_PORT_STATUS (12).
     PortStatus(PortStatus),
     /// OFPT_PACKET_OUT (13).
@@ -90,6 +112,10 @@ pub enum Message {
     FlowMod(FlowMod),
     /// OFPT_GROUP_MOD (15).
     GroupMod(GroupMod),
+    /// OFPT_PORT_MOD (16).
+    PortMod(PortMod),
+    /// OFPT_TABLE_MOD (17).
+    TableMod(TableMod),
     /// OFPT_MULTIPART_REQUEST (18).
     MultipartRequest(MultipartRequest),
     /// OFPT_MULTIPART_REPLY (19).
@@ -98,16 +124,37 @@ pub enum Message {
     BarrierRequest,
     /// OFPT_BARRIER_REPLY (21).
     BarrierReply,
+    /// OFPT_QUEUE_GET_CONFIG_REQUEST (22): the queues of `port` ([`port::ANY`] for all).
+    QueueGetConfigRequest { port: u32 },
+    /// OFPT_QUEUE_GET_CONFIG_REPLY (23).
+    QueueGetConfigReply(QueueGetConfigReply),
+    /// OFPT_ROLE_REQUEST (24).
+    RoleRequest(RoleMsg),
+    /// OFPT_ROLE_REPLY (25).
+    RoleReply(RoleMsg),
+    /// OFPT_GET_ASYNC_REQUEST (26).
+    GetAsyncRequest,
+    /// OFPT_GET_ASYNC_REPLY (27).
+    GetAsyncReply(AsyncConfig),
+    /// OFPT_SET_ASYNC (28).
+    SetAsync(AsyncConfig),
+    /// OFPT_METER_MOD (29).
+    MeterMod(MeterMod),
     /// Any other message type, body kept as raw bytes (everything after the 8-byte header).
     Other { msg_type: u8, body: Vec<u8> },
 }
 
-/// OFPT_ERROR body (`struct ofp_error_msg`).
+/// OFPT_ERROR body (`struct ofp_error_msg`), numbers kept raw; see
+/// [`ErrorMsg::error_code`] for the typed view and [`ErrorMsg::describe`] for a log line.
+///
+/// An experimenter error (`err_type` 0xffff, `struct ofp_error_experimenter_msg`) keeps its
+/// `exp_type` in `code` and its 32-bit experimenter id in the first four bytes of `data`
+/// ([`ErrorMsg::experimenter`] reads it, [`ErrorMsg::experimenter_error`] builds one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorMsg {
     /// `enum ofp_error_type` (0xffff = experimenter).
     pub err_type: u16,
-    /// Type-specific code.
+    /// Type-specific code (`exp_type` for experimenter errors).
     pub code: u16,
     /// At least the first 64 bytes of the failed request, or an ASCII string for HELLO_FAILED.
     pub data: Vec<u8>,
@@ -140,6 +187,154 @@ pub struct PacketIn {
     pub cookie: u64,
     pub r#match: Match,
     pub data: Vec<u8>,
+}
+
+/// `struct ofp_flow_removed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRemoved {
+    pub cookie: u64,
+    pub priority: u16,
+    /// `enum ofp_flow_removed_reason`: 0 idle timeout, 1 hard timeout, 2 delete, 3 group
+    /// delete (OVS also sends 4, meter delete).
+    pub reason: u8,
+    pub table_id: u8,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub r#match: Match,
+}
+
+/// `struct ofp_port_mod`: change the bits of `config` selected by `mask`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMod {
+    pub port_no: u32,
+    /// Must be the port's current address (a sanity check, not a change).
+    pub hw_addr: [u8; 6],
+    /// `enum ofp_port_config` bits.
+    pub config: u32,
+    /// Which `config` bits to change.
+    pub mask: u32,
+    /// `enum ofp_port_features` bits to advertise; 0 leaves them unchanged.
+    pub advertise: u32,
+}
+
+/// `struct ofp_table_mod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMod {
+    /// The table, or [`TABLE_ALL`].
+    pub table_id: u8,
+    /// `enum ofp_table_config` bits (OpenFlow 1.3 defines none; kept raw).
+    pub config: u32,
+}
+
+/// `struct ofp_queue_get_config_reply`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueGetConfigReply {
+    pub port: u32,
+    pub queues: Vec<PacketQueue>,
+}
+
+/// `struct ofp_packet_queue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketQueue {
+    pub queue_id: u32,
+    pub port: u32,
+    pub properties: Vec<QueueProp>,
+}
+
+/// Queue properties (`enum ofp_queue_properties`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueProp {
+    /// OFPQT_MIN_RATE, in 1/10 of a percent; above 1000 means disabled.
+    MinRate(u16),
+    /// OFPQT_MAX_RATE, in 1/10 of a percent; above 1000 means disabled.
+    MaxRate(u16),
+    /// OFPQT_EXPERIMENTER; `data` follows the 16-byte fixed part.
+    Experimenter { experimenter: u32, data: Vec<u8> },
+    /// Any other property; `data` is everything after the 4-byte type/length header.
+    Other { property: u16, data: Vec<u8> },
+}
+
+/// Controller roles (`enum ofp_controller_role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControllerRole {
+    /// Do not change the current role (query it).
+    NoChange = 0,
+    /// Full access, like every other EQUAL controller (the default).
+    Equal = 1,
+    /// Full access, at most one master.
+    Master = 2,
+    /// Read-only access.
+    Slave = 3,
+}
+
+/// `struct ofp_role_request`, the body of both ROLE_REQUEST and ROLE_REPLY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMsg {
+    pub role: ControllerRole,
+    /// Master election generation id (ignored for [`ControllerRole::NoChange`] and
+    /// [`ControllerRole::Equal`]).
+    pub generation_id: u64,
+}
+
+/// `struct ofp_async_config`: which asynchronous messages this connection receives.
+/// Index 0 applies in the MASTER and EQUAL roles, index 1 in the SLAVE role; each bit
+/// `1 << reason` enables one reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AsyncConfig {
+    pub packet_in_mask: [u32; 2],
+    pub port_status_mask: [u32; 2],
+    pub flow_removed_mask: [u32; 2],
+}
+
+/// METER_MOD commands (`enum ofp_meter_mod_command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MeterModCommand {
+    Add = 0,
+    Modify = 1,
+    Delete = 2,
+}
+
+/// `struct ofp_meter_mod`. `flags` are the `OFPMF_*` bits ([`OFPMF_KBPS`](crate::OFPMF_KBPS)...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterMod {
+    pub command: MeterModCommand,
+    pub flags: u16,
+    pub meter_id: u32,
+    pub bands: Vec<MeterBand>,
+}
+
+/// Meter bands (`struct ofp_meter_band_header` and its types). `rate` is in kb/s or
+/// packets/s and `burst_size` in kb or packets, as the meter's flags say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MeterBand {
+    /// OFPMBT_DROP.
+    Drop { rate: u32, burst_size: u32 },
+    /// OFPMBT_DSCP_REMARK: raise the drop precedence by `prec_level`.
+    DscpRemark {
+        rate: u32,
+        burst_size: u32,
+        prec_level: u8,
+    },
+    /// OFPMBT_EXPERIMENTER; `data` follows the 16-byte fixed part.
+    Experimenter {
+        rate: u32,
+        burst_size: u32,
+        experimenter: u32,
+        data: Vec<u8>,
+    },
+    /// Any other band type; `data` is everything after the 12-byte common header.
+    Other {
+        band_type: u16,
+        rate: u32,
+        burst_size: u32,
+        data: Vec<u8>,
+    },
 }
 
 /// `struct ofp_packet_out`.
@@ -300,10 +495,36 @@ pub enum MultipartRequestBody {
     Desc,
     /// OFPMP_FLOW (1).
     Flow(FlowStatsRequest),
+    /// OFPMP_AGGREGATE (2): the same filter as a flow stats request.
+    Aggregate(FlowStatsRequest),
+    /// OFPMP_TABLE (3).
+    Table,
+    /// OFPMP_PORT_STATS (4): one port or [`port::ANY`].
+    PortStats { port_no: u32 },
+    /// OFPMP_QUEUE (5): [`port::ANY`] and [`queue::ALL`] are wildcards.
+    Queue { port_no: u32, queue_id: u32 },
+    /// OFPMP_GROUP (6): one group or [`group::ALL`].
+    Group { group_id: u32 },
     /// OFPMP_GROUP_DESC (7).
     GroupDesc,
+    /// OFPMP_GROUP_FEATURES (8).
+    GroupFeatures,
+    /// OFPMP_METER (9): one meter or [`meter::ALL`].
+    Meter { meter_id: u32 },
+    /// OFPMP_METER_CONFIG (10): one meter or [`meter::ALL`].
+    MeterConfig { meter_id: u32 },
+    /// OFPMP_METER_FEATURES (11).
+    MeterFeatures,
+    /// OFPMP_TABLE_FEATURES (12), body kept opaque (empty: only query).
+    TableFeatures(Vec<u8>),
     /// OFPMP_PORT_DESC (13).
     PortDesc,
+    /// OFPMP_EXPERIMENTER (0xffff), data kept intact.
+    Experimenter {
+        experimenter: u32,
+        exp_type: u32,
+        data: Vec<u8>,
+    },
     /// Any other type, body kept raw.
     Other { mp_type: u16, body: Vec<u8> },
 }
@@ -337,10 +558,36 @@ pub enum MultipartReplyBody {
     Desc(DescStats),
     /// OFPMP_FLOW (1).
     Flow(Vec<FlowStats>),
+    /// OFPMP_AGGREGATE (2).
+    Aggregate(AggregateStats),
+    /// OFPMP_TABLE (3).
+    Table(Vec<TableStats>),
+    /// OFPMP_PORT_STATS (4).
+    PortStats(Vec<PortStats>),
+    /// OFPMP_QUEUE (5).
+    Queue(Vec<QueueStats>),
+    /// OFPMP_GROUP (6).
+    Group(Vec<GroupStats>),
     /// OFPMP_GROUP_DESC (7).
     GroupDesc(Vec<GroupDescStats>),
+    /// OFPMP_GROUP_FEATURES (8).
+    GroupFeatures(GroupFeatures),
+    /// OFPMP_METER (9).
+    Meter(Vec<MeterStats>),
+    /// OFPMP_METER_CONFIG (10).
+    MeterConfig(Vec<MeterConfig>),
+    /// OFPMP_METER_FEATURES (11).
+    MeterFeatures(MeterFeatures),
+    /// OFPMP_TABLE_FEATURES (12), body kept opaque.
+    TableFeatures(Vec<u8>),
     /// OFPMP_PORT_DESC (13).
     PortDesc(Vec<PortDesc>),
+    /// OFPMP_EXPERIMENTER (0xffff), data kept intact.
+    Experimenter {
+        experimenter: u32,
+        exp_type: u32,
+        data: Vec<u8>,
+    },
     /// Any other type, body kept raw.
     Other { mp_type: u16, body: Vec<u8> },
 }
@@ -380,6 +627,128 @@ pub struct GroupDescStats {
     pub buckets: Vec<Bucket>,
 }
 
+/// `struct ofp_aggregate_stats_reply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregateStats {
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub flow_count: u32,
+}
+
+/// `struct ofp_table_stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableStats {
+    pub table_id: u8,
+    pub active_count: u32,
+    pub lookup_count: u64,
+    pub matched_count: u64,
+}
+
+/// `struct ofp_port_stats` (all-ones for counters a switch does not keep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortStats {
+    pub port_no: u32,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_frame_err: u64,
+    pub rx_over_err: u64,
+    pub rx_crc_err: u64,
+    pub collisions: u64,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+}
+
+/// `struct ofp_queue_stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    pub port_no: u32,
+    pub queue_id: u32,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+}
+
+/// `struct ofp_group_stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStats {
+    pub group_id: u32,
+    /// Flows and groups forwarding to this group.
+    pub ref_count: u32,
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+    /// One counter per bucket, in bucket order.
+    pub bucket_stats: Vec<BucketCounter>,
+}
+
+/// `struct ofp_bucket_counter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketCounter {
+    pub packet_count: u64,
+    pub byte_count: u64,
+}
+
+/// `struct ofp_group_features`. Arrays are indexed by [`GroupType`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupFeatures {
+    /// Bitmap of `1 << GroupType` supported.
+    pub types: u32,
+    /// `enum ofp_group_capabilities` bits.
+    pub capabilities: u32,
+    pub max_groups: [u32; 4],
+    /// Bitmaps of `1 << action type` supported, per group type.
+    pub actions: [u32; 4],
+}
+
+/// `struct ofp_meter_stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterStats {
+    pub meter_id: u32,
+    pub flow_count: u32,
+    pub packet_in_count: u64,
+    pub byte_in_count: u64,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+    /// One entry per band, in band order.
+    pub band_stats: Vec<MeterBandStats>,
+}
+
+/// `struct ofp_meter_band_stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterBandStats {
+    pub packet_band_count: u64,
+    pub byte_band_count: u64,
+}
+
+/// `struct ofp_meter_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterConfig {
+    pub flags: u16,
+    pub meter_id: u32,
+    pub bands: Vec<MeterBand>,
+}
+
+/// `struct ofp_meter_features`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterFeatures {
+    pub max_meter: u32,
+    /// Bitmap of `1 << band type` supported.
+    pub band_types: u32,
+    /// `OFPMF_*` flags supported.
+    pub capabilities: u32,
+    pub max_bands: u8,
+    pub max_color: u8,
+}
+
 /// `struct ofp_match` of type OFPMT_OXM: an ordered list of OXM TLVs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Match {
@@ -400,31 +769,131 @@ impl Match {
 
 /// OXM TLVs (OpenFlow 1.3.5 §7.2.3.7) plus the Nicira NXM_NX registers (class 0x0001).
 ///
-/// Fields this project uses have typed variants; every other field (any class) decodes to
-/// [`OxmField::Other`] and re-encodes to the same bytes.
+/// Every OpenFlow-basic field (IN_PORT = 0 to IPV6_EXTHDR = 39) has a typed variant, with
+/// a mask exactly where §7.2.3.7 allows one; numbers are host-order, addresses use
+/// `std::net` types. A TLV decodes to a typed variant only when its class, field, mask
+/// bit and length have that variant's shape; anything else (other classes, a mask the
+/// spec does not allow, an odd length) becomes [`OxmField::Other`] and re-encodes to the
+/// same bytes. Values are not range-checked (a 3-bit VLAN_PCP of 9 is sent as is and the
+/// switch decides), except where the wire cannot hold them ([`OxmField::PbbIsid`]).
+///
+/// Prerequisites (§7.2.3.8, e.g. ETH_TYPE=0x0800 before IPV4_SRC) are neither added nor
+/// checked: a [`Match`] encodes exactly the fields given, in order, and the switch rejects a
+/// missing prerequisite with OFPBMC_BAD_PREREQ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OxmField {
-    /// OXM_OF_IN_PORT.
+    /// OXM_OF_IN_PORT (0).
     InPort(u32),
-    /// OXM_OF_METADATA (optionally masked).
+    /// OXM_OF_IN_PHY_PORT (1); needs IN_PORT.
+    InPhyPort(u32),
+    /// OXM_OF_METADATA (2, optionally masked).
     Metadata { value: u64, mask: Option<u64> },
-    /// OXM_OF_ETH_DST (optionally masked).
+    /// OXM_OF_ETH_DST (3, optionally masked).
     EthDst {
         value: [u8; 6],
         mask: Option<[u8; 6]>,
     },
-    /// OXM_OF_ETH_SRC (optionally masked).
+    /// OXM_OF_ETH_SRC (4, optionally masked).
     EthSrc {
         value: [u8; 6],
         mask: Option<[u8; 6]>,
     },
-    /// OXM_OF_ETH_TYPE.
+    /// OXM_OF_ETH_TYPE (5).
     EthType(u16),
-    /// OXM_OF_VLAN_VID (includes the OFPVID_PRESENT bit 0x1000 as on the wire).
+    /// OXM_OF_VLAN_VID (6; includes the OFPVID_PRESENT bit 0x1000 as on the wire).
     VlanVid { value: u16, mask: Option<u16> },
-    /// OXM_OF_TUNNEL_ID (optionally masked).
+    /// OXM_OF_VLAN_PCP (7, 3 bits); needs VLAN_VID != NONE.
+    VlanPcp(u8),
+    /// OXM_OF_IP_DSCP (8, 6 bits); needs ETH_TYPE IPv4 or IPv6.
+    IpDscp(u8),
+    /// OXM_OF_IP_ECN (9, 2 bits); needs ETH_TYPE IPv4 or IPv6.
+    IpEcn(u8),
+    /// OXM_OF_IP_PROTO (10); needs ETH_TYPE IPv4 or IPv6.
+    IpProto(u8),
+    /// OXM_OF_IPV4_SRC (11, optionally masked); needs ETH_TYPE=0x0800.
+    Ipv4Src {
+        value: Ipv4Addr,
+        mask: Option<Ipv4Addr>,
+    },
+    /// OXM_OF_IPV4_DST (12, optionally masked); needs ETH_TYPE=0x0800.
+    Ipv4Dst {
+        value: Ipv4Addr,
+        mask: Option<Ipv4Addr>,
+    },
+    /// OXM_OF_TCP_SRC (13); needs IP_PROTO=6.
+    TcpSrc(u16),
+    /// OXM_OF_TCP_DST (14); needs IP_PROTO=6.
+    TcpDst(u16),
+    /// OXM_OF_UDP_SRC (15); needs IP_PROTO=17.
+    UdpSrc(u16),
+    /// OXM_OF_UDP_DST (16); needs IP_PROTO=17.
+    UdpDst(u16),
+    /// OXM_OF_SCTP_SRC (17); needs IP_PROTO=132.
+    SctpSrc(u16),
+    /// OXM_OF_SCTP_DST (18); needs IP_PROTO=132.
+    SctpDst(u16),
+    /// OXM_OF_ICMPV4_TYPE (19); needs IP_PROTO=1.
+    Icmpv4Type(u8),
+    /// OXM_OF_ICMPV4_CODE (20); needs IP_PROTO=1.
+    Icmpv4Code(u8),
+    /// OXM_OF_ARP_OP (21); needs ETH_TYPE=0x0806.
+    ArpOp(u16),
+    /// OXM_OF_ARP_SPA (22, optionally masked); needs ETH_TYPE=0x0806.
+    ArpSpa {
+        value: Ipv4Addr,
+        mask: Option<Ipv4Addr>,
+    },
+    /// OXM_OF_ARP_TPA (23, optionally masked); needs ETH_TYPE=0x0806.
+    ArpTpa {
+        value: Ipv4Addr,
+        mask: Option<Ipv4Addr>,
+    },
+    /// OXM_OF_ARP_SHA (24, optionally masked); needs ETH_TYPE=0x0806.
+    ArpSha {
+        value: [u8; 6],
+        mask: Option<[u8; 6]>,
+    },
+    /// OXM_OF_ARP_THA (25, optionally masked); needs ETH_TYPE=0x0806.
+    ArpTha {
+        value: [u8; 6],
+        mask: Option<[u8; 6]>,
+    },
+    /// OXM_OF_IPV6_SRC (26, optionally masked); needs ETH_TYPE=0x86dd.
+    Ipv6Src {
+        value: Ipv6Addr,
+        mask: Option<Ipv6Addr>,
+    },
+    /// OXM_OF_IPV6_DST (27, optionally masked); needs ETH_TYPE=0x86dd.
+    Ipv6Dst {
+        value: Ipv6Addr,
+        mask: Option<Ipv6Addr>,
+    },
+    /// OXM_OF_IPV6_FLABEL (28, 20 bits in 32, optionally masked); needs ETH_TYPE=0x86dd.
+    Ipv6Flabel { value: u32, mask: Option<u32> },
+    /// OXM_OF_ICMPV6_TYPE (29); needs IP_PROTO=58.
+    Icmpv6Type(u8),
+    /// OXM_OF_ICMPV6_CODE (30); needs IP_PROTO=58.
+    Icmpv6Code(u8),
+    /// OXM_OF_IPV6_ND_TARGET (31); needs ICMPV6_TYPE 135 or 136.
+    Ipv6NdTarget(Ipv6Addr),
+    /// OXM_OF_IPV6_ND_SLL (32); needs ICMPV6_TYPE=135.
+    Ipv6NdSll([u8; 6]),
+    /// OXM_OF_IPV6_ND_TLL (33); needs ICMPV6_TYPE=136.
+    Ipv6NdTll([u8; 6]),
+    /// OXM_OF_MPLS_LABEL (34, 20 bits in 32); needs ETH_TYPE 0x8847 or 0x8848.
+    MplsLabel(u32),
+    /// OXM_OF_MPLS_TC (35, 3 bits); needs ETH_TYPE 0x8847 or 0x8848.
+    MplsTc(u8),
+    /// OXM_OF_MPLS_BOS (36, 1 bit); needs ETH_TYPE 0x8847 or 0x8848.
+    MplsBos(u8),
+    /// OXM_OF_PBB_ISID (37, 24 bits on the wire, optionally masked); needs ETH_TYPE=0x88e7.
+    /// Encoding refuses values or masks above 0xffffff.
+    PbbIsid { value: u32, mask: Option<u32> },
+    /// OXM_OF_TUNNEL_ID (38, optionally masked).
     TunnelId { value: u64, mask: Option<u64> },
+    /// OXM_OF_IPV6_EXTHDR (39, 9 bits in 16, optionally masked); needs ETH_TYPE=0x86dd.
+    Ipv6Exthdr { value: u16, mask: Option<u16> },
     /// Nicira register `NXM_NX_REG<idx>` (class 0x0001, field idx 0..=15).
     NxReg {
         idx: u8,

@@ -145,8 +145,14 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Writer::default()
+    }
+
+    /// A writer appending to `buf` (positions and lengths count from its start).
+    pub(crate) fn from_vec(buf: Vec<u8>) -> Self {
+        Writer { buf }
     }
 
     pub(crate) fn into_vec(self) -> Vec<u8> {

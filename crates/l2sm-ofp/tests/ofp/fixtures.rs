@@ -354,15 +354,9 @@ fn controller_requests() {
             MultipartRequestBody::Flow(FlowStatsRequest::new(2, Match::any())),
         ),
     );
-    // OFPMP_TABLE_FEATURES is not modelled: it stays raw.
+    // OFPMP_TABLE_FEATURES keeps its body opaque (empty: a query).
     both_ways(
         &fixture!("ctl_table_features_request"),
-        mp(
-            2,
-            MultipartRequestBody::Other {
-                mp_type: 12,
-                body: Vec::new(),
-            },
-        ),
+        mp(2, MultipartRequestBody::TableFeatures(Vec::new())),
     );
 }

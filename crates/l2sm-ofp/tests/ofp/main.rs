@@ -9,7 +9,10 @@
 mod builders;
 mod fixtures;
 mod golden;
+mod golden_more;
+mod golden_oxm;
 mod ovs;
 mod robustness;
 mod roundtrip;
+mod session;
 mod strategies;

@@ -85,7 +85,7 @@ proptest! {
     #[test]
     fn arbitrary_bodies_behind_a_valid_header_never_panic(
         version in prop_oneof![Just(4u8), any::<u8>()],
-        msg_type in prop_oneof![0u8..=21, any::<u8>()],
+        msg_type in prop_oneof![0u8..=29, any::<u8>()],
         body in proptest::collection::vec(any::<u8>(), 0..256),
     ) {
         decode_is_total(&framed(version, msg_type, &body))?;
@@ -192,8 +192,8 @@ fn a_mebibyte_cannot_be_one_message() {
 
 #[test]
 fn unknown_types_decode_to_other() {
-    // OFPT_FLOW_REMOVED (11) is not modelled; 200 is not defined at all.
-    for t in [11u8, 16, 17, 22, 29, 200, 255] {
+    // OpenFlow 1.3 defines types 0 to 29; the rest stays raw.
+    for t in [30u8, 31, 99, 200, 255] {
         let msg = decode(&framed(4, t, &[1, 2, 3])).unwrap();
         assert_eq!(
             msg,

@@ -9,6 +9,7 @@ use l2sm_ofp::*;
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..=max)
@@ -23,15 +24,64 @@ fn mac() -> impl Strategy<Value = [u8; 6]> {
     any::<[u8; 6]>()
 }
 
+/// Payload width and maskability of each OpenFlow-basic field, from §7.2.3.7 of the spec
+/// (written out independently of the codec's own table).
+const BASIC_FIELDS: [(usize, bool); 40] = [
+    (4, false),  // 0 in_port
+    (4, false),  // 1 in_phy_port
+    (8, true),   // 2 metadata
+    (6, true),   // 3 eth_dst
+    (6, true),   // 4 eth_src
+    (2, false),  // 5 eth_type
+    (2, true),   // 6 vlan_vid
+    (1, false),  // 7 vlan_pcp
+    (1, false),  // 8 ip_dscp
+    (1, false),  // 9 ip_ecn
+    (1, false),  // 10 ip_proto
+    (4, true),   // 11 ipv4_src
+    (4, true),   // 12 ipv4_dst
+    (2, false),  // 13 tcp_src
+    (2, false),  // 14 tcp_dst
+    (2, false),  // 15 udp_src
+    (2, false),  // 16 udp_dst
+    (2, false),  // 17 sctp_src
+    (2, false),  // 18 sctp_dst
+    (1, false),  // 19 icmpv4_type
+    (1, false),  // 20 icmpv4_code
+    (2, false),  // 21 arp_op
+    (4, true),   // 22 arp_spa
+    (4, true),   // 23 arp_tpa
+    (6, true),   // 24 arp_sha
+    (6, true),   // 25 arp_tha
+    (16, true),  // 26 ipv6_src
+    (16, true),  // 27 ipv6_dst
+    (4, true),   // 28 ipv6_flabel
+    (1, false),  // 29 icmpv6_type
+    (1, false),  // 30 icmpv6_code
+    (16, false), // 31 ipv6_nd_target
+    (6, false),  // 32 ipv6_nd_sll
+    (6, false),  // 33 ipv6_nd_tll
+    (4, false),  // 34 mpls_label
+    (1, false),  // 35 mpls_tc
+    (1, false),  // 36 mpls_bos
+    (3, true),   // 37 pbb_isid
+    (8, true),   // 38 tunnel_id
+    (2, true),   // 39 ipv6_exthdr
+];
+
 /// Whether (class, field, hasmask, len) is a shape that decodes to a typed [`OxmField`].
 fn is_typed_oxm(class: u16, field: u8, has_mask: bool, len: usize) -> bool {
-    match (class, field) {
-        (0x8000, 0) => !has_mask && len == 4,
-        (0x8000, 2) | (0x8000, 38) => len == if has_mask { 16 } else { 8 },
-        (0x8000, 3) | (0x8000, 4) => len == if has_mask { 12 } else { 6 },
-        (0x8000, 5) => !has_mask && len == 2,
-        (0x8000, 6) => len == if has_mask { 4 } else { 2 },
-        (0x0001, 0..=15) => len == if has_mask { 8 } else { 4 },
+    match class {
+        0x8000 => BASIC_FIELDS
+            .get(usize::from(field))
+            .is_some_and(|&(w, maskable)| {
+                if has_mask {
+                    maskable && len == 2 * w
+                } else {
+                    len == w
+                }
+            }),
+        0x0001 => field < 16 && len == if has_mask { 8 } else { 4 },
         _ => false,
     }
 }
@@ -56,21 +106,73 @@ fn other_oxm() -> impl Strategy<Value = OxmField> {
         })
 }
 
+fn ipv4() -> impl Strategy<Value = Ipv4Addr> {
+    any::<[u8; 4]>().prop_map(Ipv4Addr::from)
+}
+
+fn ipv6() -> impl Strategy<Value = Ipv6Addr> {
+    any::<[u8; 16]>().prop_map(Ipv6Addr::from)
+}
+
+/// The OXM fields added for full OpenFlow-basic coverage (every field but the seven
+/// the first version of the codec modelled).
+fn more_basic_oxm() -> impl Strategy<Value = OxmField> {
+    let u24 = || 0u32..=0x00ff_ffff;
+    prop_oneof![
+        any::<u32>().prop_map(OxmField::InPhyPort),
+        any::<u8>().prop_map(OxmField::VlanPcp),
+        any::<u8>().prop_map(OxmField::IpDscp),
+        any::<u8>().prop_map(OxmField::IpEcn),
+        any::<u8>().prop_map(OxmField::IpProto),
+        (ipv4(), option::of(ipv4())).prop_map(|(value, mask)| OxmField::Ipv4Src { value, mask }),
+        (ipv4(), option::of(ipv4())).prop_map(|(value, mask)| OxmField::Ipv4Dst { value, mask }),
+        any::<u16>().prop_map(OxmField::TcpSrc),
+        any::<u16>().prop_map(OxmField::TcpDst),
+        any::<u16>().prop_map(OxmField::UdpSrc),
+        any::<u16>().prop_map(OxmField::UdpDst),
+        any::<u16>().prop_map(OxmField::SctpSrc),
+        any::<u16>().prop_map(OxmField::SctpDst),
+        any::<u8>().prop_map(OxmField::Icmpv4Type),
+        any::<u8>().prop_map(OxmField::Icmpv4Code),
+        any::<u16>().prop_map(OxmField::ArpOp),
+        (ipv4(), option::of(ipv4())).prop_map(|(value, mask)| OxmField::ArpSpa { value, mask }),
+        (ipv4(), option::of(ipv4())).prop_map(|(value, mask)| OxmField::ArpTpa { value, mask }),
+        (mac(), option::of(mac())).prop_map(|(value, mask)| OxmField::ArpSha { value, mask }),
+        (mac(), option::of(mac())).prop_map(|(value, mask)| OxmField::ArpTha { value, mask }),
+        (ipv6(), option::of(ipv6())).prop_map(|(value, mask)| OxmField::Ipv6Src { value, mask }),
+        (ipv6(), option::of(ipv6())).prop_map(|(value, mask)| OxmField::Ipv6Dst { value, mask }),
+        (any::<u32>(), option::of(any::<u32>()))
+            .prop_map(|(value, mask)| OxmField::Ipv6Flabel { value, mask }),
+        any::<u8>().prop_map(OxmField::Icmpv6Type),
+        any::<u8>().prop_map(OxmField::Icmpv6Code),
+        ipv6().prop_map(OxmField::Ipv6NdTarget),
+        mac().prop_map(OxmField::Ipv6NdSll),
+        mac().prop_map(OxmField::Ipv6NdTll),
+        any::<u32>().prop_map(OxmField::MplsLabel),
+        any::<u8>().prop_map(OxmField::MplsTc),
+        any::<u8>().prop_map(OxmField::MplsBos),
+        (u24(), option::of(u24())).prop_map(|(value, mask)| OxmField::PbbIsid { value, mask }),
+        (any::<u16>(), option::of(any::<u16>()))
+            .prop_map(|(value, mask)| OxmField::Ipv6Exthdr { value, mask }),
+    ]
+}
+
 pub fn oxm() -> impl Strategy<Value = OxmField> {
     prop_oneof![
-        any::<u32>().prop_map(OxmField::InPort),
-        (any::<u64>(), option::of(any::<u64>()))
+        1 => any::<u32>().prop_map(OxmField::InPort),
+        1 => (any::<u64>(), option::of(any::<u64>()))
             .prop_map(|(value, mask)| OxmField::Metadata { value, mask }),
-        (mac(), option::of(mac())).prop_map(|(value, mask)| OxmField::EthDst { value, mask }),
-        (mac(), option::of(mac())).prop_map(|(value, mask)| OxmField::EthSrc { value, mask }),
-        any::<u16>().prop_map(OxmField::EthType),
-        (any::<u16>(), option::of(any::<u16>()))
+        1 => (mac(), option::of(mac())).prop_map(|(value, mask)| OxmField::EthDst { value, mask }),
+        1 => (mac(), option::of(mac())).prop_map(|(value, mask)| OxmField::EthSrc { value, mask }),
+        1 => any::<u16>().prop_map(OxmField::EthType),
+        1 => (any::<u16>(), option::of(any::<u16>()))
             .prop_map(|(value, mask)| OxmField::VlanVid { value, mask }),
-        (any::<u64>(), option::of(any::<u64>()))
+        1 => (any::<u64>(), option::of(any::<u64>()))
             .prop_map(|(value, mask)| OxmField::TunnelId { value, mask }),
-        (0u8..16, any::<u32>(), option::of(any::<u32>()))
+        1 => (0u8..16, any::<u32>(), option::of(any::<u32>()))
             .prop_map(|(idx, value, mask)| OxmField::NxReg { idx, value, mask }),
-        other_oxm(),
+        3 => more_basic_oxm(),
+        1 => other_oxm(),
     ]
 }
 
@@ -362,21 +464,149 @@ fn flow_stats() -> impl Strategy<Value = FlowStats> {
         )
 }
 
-const MODELLED_MP_TYPES: [u16; 4] = [0, 1, 7, 13];
+/// Multipart types with a typed body (all of OpenFlow 1.3, TABLE_FEATURES included).
+const MODELLED_MP_TYPES: [u16; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0xffff];
+
+fn other_mp_type() -> impl Strategy<Value = u16> {
+    any::<u16>().prop_filter("modelled", |t| !MODELLED_MP_TYPES.contains(t))
+}
 
 fn multipart_request() -> impl Strategy<Value = MultipartRequest> {
     let body = prop_oneof![
         Just(MultipartRequestBody::Desc),
         flow_stats_request().prop_map(MultipartRequestBody::Flow),
+        flow_stats_request().prop_map(MultipartRequestBody::Aggregate),
+        Just(MultipartRequestBody::Table),
+        any::<u32>().prop_map(|port_no| MultipartRequestBody::PortStats { port_no }),
+        any::<(u32, u32)>()
+            .prop_map(|(port_no, queue_id)| MultipartRequestBody::Queue { port_no, queue_id }),
+        any::<u32>().prop_map(|group_id| MultipartRequestBody::Group { group_id }),
         Just(MultipartRequestBody::GroupDesc),
+        Just(MultipartRequestBody::GroupFeatures),
+        any::<u32>().prop_map(|meter_id| MultipartRequestBody::Meter { meter_id }),
+        any::<u32>().prop_map(|meter_id| MultipartRequestBody::MeterConfig { meter_id }),
+        Just(MultipartRequestBody::MeterFeatures),
+        bytes(24).prop_map(MultipartRequestBody::TableFeatures),
         Just(MultipartRequestBody::PortDesc),
-        (
-            any::<u16>().prop_filter("modelled", |t| !MODELLED_MP_TYPES.contains(t)),
-            bytes(24)
-        )
+        (any::<u32>(), any::<u32>(), bytes(24)).prop_map(|(experimenter, exp_type, data)| {
+            MultipartRequestBody::Experimenter {
+                experimenter,
+                exp_type,
+                data,
+            }
+        }),
+        (other_mp_type(), bytes(24))
             .prop_map(|(mp_type, body)| MultipartRequestBody::Other { mp_type, body }),
     ];
     (any::<u16>(), body).prop_map(|(flags, body)| MultipartRequest { flags, body })
+}
+
+fn counters() -> impl Strategy<Value = Vec<(u64, u64)>> {
+    vec(any::<(u64, u64)>(), 0..4)
+}
+
+fn group_stats() -> impl Strategy<Value = GroupStats> {
+    (any::<(u32, u32, u64, u64, u32, u32)>(), counters()).prop_map(|(g, buckets)| GroupStats {
+        group_id: g.0,
+        ref_count: g.1,
+        packet_count: g.2,
+        byte_count: g.3,
+        duration_sec: g.4,
+        duration_nsec: g.5,
+        bucket_stats: buckets
+            .into_iter()
+            .map(|(packet_count, byte_count)| BucketCounter {
+                packet_count,
+                byte_count,
+            })
+            .collect(),
+    })
+}
+
+fn meter_stats() -> impl Strategy<Value = MeterStats> {
+    (any::<(u32, u32, u64, u64, u32, u32)>(), counters()).prop_map(|(m, bands)| MeterStats {
+        meter_id: m.0,
+        flow_count: m.1,
+        packet_in_count: m.2,
+        byte_in_count: m.3,
+        duration_sec: m.4,
+        duration_nsec: m.5,
+        band_stats: bands
+            .into_iter()
+            .map(|(packet_band_count, byte_band_count)| MeterBandStats {
+                packet_band_count,
+                byte_band_count,
+            })
+            .collect(),
+    })
+}
+
+fn port_stats() -> impl Strategy<Value = PortStats> {
+    (any::<u32>(), any::<[u64; 12]>(), any::<(u32, u32)>()).prop_map(|(port_no, c, d)| PortStats {
+        port_no,
+        rx_packets: c[0],
+        tx_packets: c[1],
+        rx_bytes: c[2],
+        tx_bytes: c[3],
+        rx_dropped: c[4],
+        tx_dropped: c[5],
+        rx_errors: c[6],
+        tx_errors: c[7],
+        rx_frame_err: c[8],
+        rx_over_err: c[9],
+        rx_crc_err: c[10],
+        collisions: c[11],
+        duration_sec: d.0,
+        duration_nsec: d.1,
+    })
+}
+
+pub fn meter_band() -> impl Strategy<Value = MeterBand> {
+    prop_oneof![
+        any::<(u32, u32)>().prop_map(|(rate, burst_size)| MeterBand::Drop { rate, burst_size }),
+        any::<(u32, u32, u8)>().prop_map(|(rate, burst_size, prec_level)| {
+            MeterBand::DscpRemark {
+                rate,
+                burst_size,
+                prec_level,
+            }
+        }),
+        (any::<(u32, u32, u32)>(), aligned_bytes(0)).prop_map(
+            |((rate, burst_size, experimenter), data)| MeterBand::Experimenter {
+                rate,
+                burst_size,
+                experimenter,
+                data,
+            }
+        ),
+        (
+            any::<u16>().prop_filter("modelled band", |t| ![1, 2, 0xffff].contains(t)),
+            any::<(u32, u32)>(),
+            (0usize..3).prop_flat_map(|n| vec(any::<u8>(), n * 8 + 4)),
+        )
+            .prop_map(|(band_type, (rate, burst_size), data)| MeterBand::Other {
+                band_type,
+                rate,
+                burst_size,
+                data,
+            }),
+    ]
+}
+
+fn meter_mod() -> impl Strategy<Value = MeterMod> {
+    let command = prop_oneof![
+        Just(MeterModCommand::Add),
+        Just(MeterModCommand::Modify),
+        Just(MeterModCommand::Delete)
+    ];
+    (command, any::<u16>(), any::<u32>(), vec(meter_band(), 0..4)).prop_map(
+        |(command, flags, meter_id, bands)| MeterMod {
+            command,
+            flags,
+            meter_id,
+            bands,
+        },
+    )
 }
 
 fn multipart_reply() -> impl Strategy<Value = MultipartReply> {
@@ -388,23 +618,149 @@ fn multipart_reply() -> impl Strategy<Value = MultipartReply> {
                 buckets,
             }
         });
+    let table = any::<(u8, u32, u64, u64)>().prop_map(|t| TableStats {
+        table_id: t.0,
+        active_count: t.1,
+        lookup_count: t.2,
+        matched_count: t.3,
+    });
+    let queue = any::<(u32, u32, u64, u64, u64, u32, u32)>().prop_map(|q| QueueStats {
+        port_no: q.0,
+        queue_id: q.1,
+        tx_bytes: q.2,
+        tx_packets: q.3,
+        tx_errors: q.4,
+        duration_sec: q.5,
+        duration_nsec: q.6,
+    });
+    let meter_config = (any::<u16>(), any::<u32>(), vec(meter_band(), 0..3)).prop_map(
+        |(flags, meter_id, bands)| MeterConfig {
+            flags,
+            meter_id,
+            bands,
+        },
+    );
     let body = prop_oneof![
         desc_stats().prop_map(MultipartReplyBody::Desc),
         vec(flow_stats(), 0..3).prop_map(MultipartReplyBody::Flow),
+        any::<(u64, u64, u32)>().prop_map(|(packet_count, byte_count, flow_count)| {
+            MultipartReplyBody::Aggregate(AggregateStats {
+                packet_count,
+                byte_count,
+                flow_count,
+            })
+        }),
+        vec(table, 0..4).prop_map(MultipartReplyBody::Table),
+        vec(port_stats(), 0..3).prop_map(MultipartReplyBody::PortStats),
+        vec(queue, 0..3).prop_map(MultipartReplyBody::Queue),
+        vec(group_stats(), 0..3).prop_map(MultipartReplyBody::Group),
         vec(group_desc, 0..3).prop_map(MultipartReplyBody::GroupDesc),
+        (any::<(u32, u32)>(), any::<[u32; 4]>(), any::<[u32; 4]>()).prop_map(
+            |((types, capabilities), max_groups, actions)| {
+                MultipartReplyBody::GroupFeatures(GroupFeatures {
+                    types,
+                    capabilities,
+                    max_groups,
+                    actions,
+                })
+            }
+        ),
+        vec(meter_stats(), 0..3).prop_map(MultipartReplyBody::Meter),
+        vec(meter_config, 0..3).prop_map(MultipartReplyBody::MeterConfig),
+        any::<(u32, u32, u32, u8, u8)>().prop_map(|m| {
+            MultipartReplyBody::MeterFeatures(MeterFeatures {
+                max_meter: m.0,
+                band_types: m.1,
+                capabilities: m.2,
+                max_bands: m.3,
+                max_color: m.4,
+            })
+        }),
+        bytes(40).prop_map(MultipartReplyBody::TableFeatures),
         vec(port_desc(), 0..3).prop_map(MultipartReplyBody::PortDesc),
-        (
-            any::<u16>().prop_filter("modelled", |t| !MODELLED_MP_TYPES.contains(t)),
-            bytes(24)
-        )
+        (any::<u32>(), any::<u32>(), bytes(24)).prop_map(|(experimenter, exp_type, data)| {
+            MultipartReplyBody::Experimenter {
+                experimenter,
+                exp_type,
+                data,
+            }
+        }),
+        (other_mp_type(), bytes(24))
             .prop_map(|(mp_type, body)| MultipartReplyBody::Other { mp_type, body }),
     ];
     (any::<u16>(), body).prop_map(|(flags, body)| MultipartReply { flags, body })
 }
 
-/// Message types the codec does not model (FLOW_REMOVED, PORT_MOD, TABLE_MOD, 22..).
+fn queue_prop() -> impl Strategy<Value = QueueProp> {
+    prop_oneof![
+        any::<u16>().prop_map(QueueProp::MinRate),
+        any::<u16>().prop_map(QueueProp::MaxRate),
+        (any::<u32>(), aligned_bytes(0))
+            .prop_map(|(experimenter, data)| QueueProp::Experimenter { experimenter, data }),
+        (
+            any::<u16>().prop_filter("modelled property", |t| ![1, 2, 0xffff].contains(t)),
+            (0usize..3).prop_flat_map(|n| vec(any::<u8>(), n * 8 + 4)),
+        )
+            .prop_map(|(property, data)| QueueProp::Other { property, data }),
+    ]
+}
+
+fn queue_config_reply() -> impl Strategy<Value = QueueGetConfigReply> {
+    let queue = (any::<u32>(), any::<u32>(), vec(queue_prop(), 0..3)).prop_map(
+        |(queue_id, port, properties)| PacketQueue {
+            queue_id,
+            port,
+            properties,
+        },
+    );
+    (any::<u32>(), vec(queue, 0..3)).prop_map(|(port, queues)| QueueGetConfigReply { port, queues })
+}
+
+fn flow_removed() -> impl Strategy<Value = FlowRemoved> {
+    (
+        any::<(u64, u16, u8, u8, u32, u32, u16, u16)>(),
+        any::<(u64, u64)>(),
+        r#match(),
+    )
+        .prop_map(|(a, (packet_count, byte_count), r#match)| FlowRemoved {
+            cookie: a.0,
+            priority: a.1,
+            reason: a.2,
+            table_id: a.3,
+            duration_sec: a.4,
+            duration_nsec: a.5,
+            idle_timeout: a.6,
+            hard_timeout: a.7,
+            packet_count,
+            byte_count,
+            r#match,
+        })
+}
+
+fn role() -> impl Strategy<Value = RoleMsg> {
+    let role = prop_oneof![
+        Just(ControllerRole::NoChange),
+        Just(ControllerRole::Equal),
+        Just(ControllerRole::Master),
+        Just(ControllerRole::Slave)
+    ];
+    (role, any::<u64>()).prop_map(|(role, generation_id)| RoleMsg {
+        role,
+        generation_id,
+    })
+}
+
+fn async_config() -> impl Strategy<Value = AsyncConfig> {
+    any::<[u32; 6]>().prop_map(|m| AsyncConfig {
+        packet_in_mask: [m[0], m[1]],
+        port_status_mask: [m[2], m[3]],
+        flow_removed_mask: [m[4], m[5]],
+    })
+}
+
+/// Message types OpenFlow 1.3 does not define (30..).
 fn unmodelled_type() -> impl Strategy<Value = u8> {
-    prop_oneof![Just(11u8), Just(16), Just(17), 22u8..=255]
+    30u8..=255
 }
 
 pub fn message() -> impl Strategy<Value = Message> {
@@ -477,6 +833,26 @@ pub fn message() -> impl Strategy<Value = Message> {
         multipart_reply().prop_map(Message::MultipartReply),
         Just(Message::BarrierRequest),
         Just(Message::BarrierReply),
+        flow_removed().prop_map(Message::FlowRemoved),
+        (any::<u32>(), mac(), any::<(u32, u32, u32)>()).prop_map(|(port_no, hw_addr, c)| {
+            Message::PortMod(PortMod {
+                port_no,
+                hw_addr,
+                config: c.0,
+                mask: c.1,
+                advertise: c.2,
+            })
+        }),
+        any::<(u8, u32)>()
+            .prop_map(|(table_id, config)| Message::TableMod(TableMod { table_id, config })),
+        any::<u32>().prop_map(|port| Message::QueueGetConfigRequest { port }),
+        queue_config_reply().prop_map(Message::QueueGetConfigReply),
+        role().prop_map(Message::RoleRequest),
+        role().prop_map(Message::RoleReply),
+        Just(Message::GetAsyncRequest),
+        async_config().prop_map(Message::GetAsyncReply),
+        async_config().prop_map(Message::SetAsync),
+        meter_mod().prop_map(Message::MeterMod),
         (unmodelled_type(), bytes(32))
             .prop_map(|(msg_type, body)| Message::Other { msg_type, body }),
     ]
