@@ -45,6 +45,15 @@ pub enum NetworkCommand {
     Create {
         /// Network name.
         name: String,
+        /// Subnet whose addresses pods get when they ask for none (one IPv4, one IPv6).
+        #[arg(long = "cidr")]
+        cidrs: Vec<String>,
+        /// Range inside the CIDR that dynamic addresses come from.
+        #[arg(long = "pod-range")]
+        pod_ranges: Vec<String>,
+        /// Address never handed out (repeatable).
+        #[arg(long = "exclude")]
+        exclude: Vec<String>,
     },
     /// Delete a network and all its memberships.
     Delete {
@@ -169,7 +178,53 @@ pub async fn dispatch(
 async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> anyhow::Result<()> {
     let api = controller_api(lab, controller).await?;
     match cmd {
-        NetworkCommand::Create { name } => {
+        NetworkCommand::Create {
+            name,
+            cidrs,
+            pod_ranges,
+            exclude,
+        } if !cidrs.is_empty() || !pod_ranges.is_empty() || !exclude.is_empty() => {
+            l2sm_pipeline::ids::validate_network_name(&name)?;
+            let parse_nets = |v: &[String], what: &str| -> anyhow::Result<Vec<ipnet::IpNet>> {
+                v.iter()
+                    .map(|c| {
+                        c.parse::<ipnet::IpNet>().map_err(|_| {
+                            anyhow::anyhow!(
+                                "invalid {what} {c:?}: expected a CIDR such as 10.10.0.0/24"
+                            )
+                        })
+                    })
+                    .collect()
+            };
+            let cidrs = parse_nets(&cidrs, "CIDR")?;
+            let pod_ranges = parse_nets(&pod_ranges, "pod range")?;
+            let exclude: Vec<std::net::IpAddr> = exclude
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| anyhow::anyhow!("invalid address to exclude {a:?}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let body =
+                json!({"name": name, "cidrs": cidrs, "podRanges": pod_ranges, "exclude": exclude});
+            let resp = api.request("POST", "/api/v1/networks", Some(&body)).await?;
+            match resp.status {
+                201 => println!(
+                    "network {name} created ({})",
+                    cidrs
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                200 => println!("network {name} already exists"),
+                _ => bail!(
+                    "controller refused to create network {name:?}: {}",
+                    resp.message()
+                ),
+            }
+        }
+        NetworkCommand::Create { name, .. } => {
             l2sm_pipeline::ids::validate_network_name(&name)?;
             let exists = api
                 .request("GET", &format!("/onos/vnets/api/{name}"), None)
@@ -217,9 +272,31 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                 bail!("controller answered {}: {}", resp.status, resp.message());
             }
             let nets: Vec<crate::controller::api::NetworkView> = serde_json::from_str(&resp.body)?;
-            println!("{:<20} {:<8} PORTS", "NETWORK", "VNI");
+            println!(
+                "{:<20} {:<8} {:<6} {:<20} PORTS",
+                "NETWORK", "VNI", "VLAN", "CIDR"
+            );
             for n in nets {
-                println!("{:<20} {:<8} {}", n.name, n.vni, n.endpoints.join(" "));
+                let cidr = n
+                    .ipam
+                    .as_ref()
+                    .map(|i| {
+                        i.cidrs
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_else(|| "-".into());
+                let vlan = n.vlan.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<20} {:<8} {:<6} {:<20} {}",
+                    n.name,
+                    n.vni,
+                    vlan,
+                    cidr,
+                    n.endpoints.join(" ")
+                );
             }
         }
     }

@@ -26,7 +26,10 @@ struct Controller {
 
 impl Controller {
     fn start_in(dir: tempfile::TempDir) -> Controller {
-        let (api, of) = (free_port(), free_port());
+        Controller::start_on(dir, free_port(), free_port())
+    }
+
+    fn start_on(dir: tempfile::TempDir, api: u16, of: u16) -> Controller {
         let child = Command::new(BIN)
             .args(["controller", "--api-listen", &format!("127.0.0.1:{api}")])
             .args(["--openflow-listen", &format!("127.0.0.1:{of}")])
@@ -69,24 +72,7 @@ impl Controller {
         body: Option<&str>,
         auth: bool,
     ) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.api)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let body = body.unwrap_or("");
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
-        if auth {
-            req.push_str(&format!("Authorization: Basic {AUTH}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        s.write_all(req.as_bytes()).ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Some((status, body))
+        http(self.api, method, path, body, auth)
     }
 
     fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
@@ -107,6 +93,37 @@ impl Drop for Controller {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP request to the API on `port`; `None` when nothing answers.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    auth: bool,
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let body = body.unwrap_or("");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if auth {
+        req.push_str(&format!("Authorization: Basic {AUTH}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
 }
 
 const P1: &str = "of:a30b6e801ab54336/3";
@@ -354,4 +371,191 @@ fn garbage_on_the_openflow_socket_closes_only_that_connection() {
         0,
         "code INCOMPATIBLE"
     );
+}
+
+fn allocation(c: &Controller, net: &str, owner: &str, ips: &str) -> (u16, serde_json::Value) {
+    let body = format!(r#"{{"owner":"{owner}","ips":{ips}}}"#);
+    let (code, text) = c.req(
+        "POST",
+        &format!("/api/v1/networks/{net}/allocations"),
+        Some(&body),
+    );
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn ipam_validates_settings_and_static_requests() {
+    let c = Controller::start();
+    let create = r#"{"name":"web","cidrs":["10.1.0.0/24","fd00:1::/64"],"podRanges":["10.1.0.128/25"],"exclude":["10.1.0.130"]}"#;
+    assert_eq!(c.req("POST", "/api/v1/networks", Some(create)).0, 201);
+    assert_eq!(
+        c.req("POST", "/api/v1/networks", Some(create)).0,
+        200,
+        "same settings: no-op"
+    );
+    let other = r#"{"name":"web","cidrs":["10.2.0.0/24"]}"#;
+    assert_eq!(c.req("POST", "/api/v1/networks", Some(other)).0, 409);
+    for bad in [
+        r#"{"name":"x","cidrs":["10.0.0.0/24","10.1.0.0/24"]}"#,
+        r#"{"name":"x","cidrs":["10.0.0.0/24"],"podRanges":["10.9.0.0/25"]}"#,
+        r#"{"name":"x","cidrs":["10.0.0.0/33"]}"#,
+        r#"{"name":"x","podRanges":["10.0.0.0/25"]}"#,
+    ] {
+        assert_eq!(c.req("POST", "/api/v1/networks", Some(bad)).0, 400, "{bad}");
+    }
+    let (code, v) = allocation(&c, "web", "pod-a/net1", "[]");
+    assert_eq!(code, 200);
+    assert_eq!(
+        v["ips"],
+        serde_json::json!(["10.1.0.129/24", "fd00:1::1/64"]),
+        "pod range first, both families"
+    );
+    let (_, again) = allocation(&c, "web", "pod-a/net1", "[]");
+    assert_eq!(again, v, "same owner, same addresses");
+    let (_, v) = allocation(&c, "web", "pod-b/net1", "[]");
+    assert_eq!(
+        v["ips"][0], "10.1.0.131/24",
+        "the excluded address is skipped"
+    );
+    for (ips, needle) in [
+        (r#"["10.9.0.5/24"]"#, "outside"),
+        (r#"["10.1.0.0/24"]"#, "reserved"),
+        (r#"["10.1.0.255/24"]"#, "reserved"),
+        (r#"["10.1.0.130/24"]"#, "reserved"),
+        (r#"["10.1.0.129/24"]"#, "already allocated to pod-a/net1"),
+    ] {
+        let (code, v) = allocation(&c, "web", "pod-c/net1", ips);
+        assert_eq!(code, 409, "{ips}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains(needle),
+            "{ips}: {v}"
+        );
+    }
+    assert_eq!(allocation(&c, "nope", "x", "[]").0, 404);
+    // L2 only: nothing invented, static addresses pass through.
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"l2"}"#))
+            .0,
+        204
+    );
+    assert_eq!(
+        allocation(&c, "l2", "x", "[]").1["ips"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        allocation(&c, "l2", "x", r#"["192.168.7.1/24"]"#).1["ips"],
+        serde_json::json!(["192.168.7.1/24"])
+    );
+    // Release and GC.
+    let rel = |owner: &str| {
+        c.req(
+            "POST",
+            "/api/v1/networks/web/release",
+            Some(&format!(r#"{{"owner":"{owner}"}}"#)),
+        )
+    };
+    assert_eq!(rel("pod-a/net1").1, r#"{"released":2}"#);
+    assert_eq!(rel("pod-a/net1").1, r#"{"released":0}"#, "idempotent");
+    allocation(&c, "web", "cni/c1/net1", "[]");
+    allocation(&c, "web", "cni/c2/net1", "[]");
+    let gc = r#"{"ownerPrefix":"cni/","validOwners":["cni/c1/net1"]}"#;
+    assert_eq!(
+        c.req("POST", "/api/v1/ipam/gc", Some(gc)).1,
+        r#"{"released":2}"#
+    );
+    let net = c.req("GET", "/api/v1/networks/web", None).1;
+    assert!(
+        net.contains("cni/c1/net1") && !net.contains("cni/c2/net1") && net.contains("pod-b/net1"),
+        "{net}"
+    );
+}
+
+#[test]
+fn five_hundred_concurrent_allocations_are_distinct_and_survive_a_restart() {
+    let c = Controller::start();
+    let create = r#"{"name":"big","cidrs":["10.8.0.0/22"]}"#;
+    assert_eq!(c.req("POST", "/api/v1/networks", Some(create)).0, 201);
+    let (api, of) = (c.api, c.of);
+    let c = std::sync::Mutex::new(Some(c));
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<(String, String)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..10)
+            .map(|w| {
+                let done = &done;
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    for i in 0..50 {
+                        let owner = format!("cni/{w}-{i}/net1");
+                        let body = format!(r#"{{"owner":"{owner}"}}"#);
+                        let start = Instant::now();
+                        loop {
+                            // The lock is not held during the request: they run concurrently.
+                            let answer = http(
+                                api,
+                                "POST",
+                                "/api/v1/networks/big/allocations",
+                                Some(&body),
+                                true,
+                            );
+                            if let Some((200, text)) = answer {
+                                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                                got.push((
+                                    owner.clone(),
+                                    v["ips"][0].as_str().unwrap().to_string(),
+                                ));
+                                break;
+                            }
+                            assert!(
+                                start.elapsed() < Duration::from_secs(30),
+                                "allocation never succeeded"
+                            );
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    got
+                })
+            })
+            .collect();
+        // Restart the controller in the middle of it.
+        while done.load(std::sync::atomic::Ordering::SeqCst) < 250 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let old = c.lock().unwrap().take().unwrap();
+        let dir = old.stop();
+        *c.lock().unwrap() = Some(Controller::start_on(dir, api, of));
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let c = c.into_inner().unwrap().unwrap();
+    let distinct: std::collections::BTreeSet<&String> = results.iter().map(|(_, ip)| ip).collect();
+    assert_eq!(
+        (results.len(), distinct.len()),
+        (500, 500),
+        "duplicate addresses handed out"
+    );
+    // Nothing was lost across the restart: every owner still holds its address.
+    let net: serde_json::Value =
+        serde_json::from_str(&c.req("GET", "/api/v1/networks/big", None).1).unwrap();
+    let allocations = net["ipam"]["allocations"].as_object().unwrap();
+    assert_eq!(allocations.len(), 500);
+    for (owner, ip) in &results {
+        let addr = ip.split('/').next().unwrap();
+        assert_eq!(allocations[addr], serde_json::json!(owner));
+    }
+    for (owner, _) in &results {
+        let body = format!(r#"{{"owner":"{owner}"}}"#);
+        assert_eq!(
+            c.req("POST", "/api/v1/networks/big/release", Some(&body)).1,
+            r#"{"released":1}"#
+        );
+    }
+    let net: serde_json::Value =
+        serde_json::from_str(&c.req("GET", "/api/v1/networks/big", None).1).unwrap();
+    assert_eq!(net["ipam"]["allocations"], serde_json::json!({}));
 }

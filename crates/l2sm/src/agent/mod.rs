@@ -439,20 +439,41 @@ impl Agent {
         })
     }
 
-    async fn network_exists(&self, network: &str) -> anyhow::Result<()> {
-        let resp = self
-            .controller
-            .request("GET", &format!("/onos/vnets/api/{network}"), None)
-            .await?;
+    /// Addresses for an attachment from the controller's IPAM (which also checks that the
+    /// network exists): the static ones validated, or allocated ones; none for L2-only networks
+    /// without static addresses.
+    async fn allocate(
+        &self,
+        network: &str,
+        owner: &str,
+        ips: &[ipnet::IpNet],
+    ) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        let body = json!({"owner": owner, "ips": ips});
+        let path = format!("/api/v1/networks/{network}/allocations");
+        let resp = self.controller.request("POST", &path, Some(&body)).await?;
         match resp.status {
-            200 => Ok(()),
+            200 => {
+                let v: serde_json::Value = serde_json::from_str(&resp.body)?;
+                Ok(serde_json::from_value(v["ips"].clone())?)
+            }
             404 => bail!("unknown network {network:?}"),
             401 => bail!("the controller refused our credentials"),
-            s => bail!(
-                "controller answered {s} looking up network {network:?}: {}",
-                resp.message()
-            ),
+            _ => bail!("address request refused: {}", resp.message()),
         }
+    }
+
+    async fn release(&self, network: &str, owner: &str) -> anyhow::Result<()> {
+        let body = json!({"owner": owner});
+        let path = format!("/api/v1/networks/{network}/release");
+        let resp = self.controller.request("POST", &path, Some(&body)).await?;
+        if resp.status != 200 {
+            bail!(
+                "controller answered {} releasing addresses of {owner}: {}",
+                resp.status,
+                resp.message()
+            );
+        }
+        Ok(())
     }
 
     async fn attach(&self, req: AttachRequest) -> anyhow::Result<Attachment> {
@@ -525,22 +546,34 @@ impl Agent {
             }
             r
         });
-        let (exists, veth) = tokio::join!(self.network_exists(&req.network), make_veth);
+        let (allocated, veth) = tokio::join!(
+            self.allocate(&req.network, &req.attachment_id, &req.ips),
+            make_veth
+        );
         let veth =
             veth.with_context(|| format!("cannot create interface {} in the pod", req.ifname));
-        if let Err(e) = exists.and(veth.map(|_| ())) {
-            self.delete_host_veth(&host_if).await;
-            return Err(e);
-        }
+        let ips = match (allocated, veth) {
+            (Ok(ips), Ok(())) => ips,
+            (allocated, veth) => {
+                self.delete_host_veth(&host_if).await;
+                if allocated.is_ok() {
+                    let _ = self.release(&req.network, &req.attachment_id).await;
+                }
+                return Err(allocated
+                    .err()
+                    .or(veth.err())
+                    .unwrap_or_else(|| anyhow!("attach failed")));
+            }
+        };
 
         // 2. In parallel: the pod side (MAC, addresses, up, routes) and the OVS port.
-        let (pi, ips, routes) = (req.ifname.clone(), req.ips.clone(), req.routes.clone());
+        let (pi, pod_ips, routes) = (req.ifname.clone(), ips.clone(), req.routes.clone());
         let configure_pod = run_netlink(&pod_ns, move |nl| {
             nl.set_mac(&pi, mac)?;
             if tx_off {
                 nl.set_tx_checksum(&pi, false)?;
             }
-            for ip in &ips {
+            for ip in &pod_ips {
                 nl.add_address(&pi, *ip)?;
             }
             nl.set_up(&pi)?;
@@ -554,7 +587,7 @@ impl Agent {
             ("attachment-id".to_string(), req.attachment_id.clone()),
             ("l2sm-network".to_string(), req.network.clone()),
             ("ifname".to_string(), req.ifname.clone()),
-            ("ips".to_string(), crate::agent_proto::join_ips(&req.ips)),
+            ("ips".to_string(), crate::agent_proto::join_ips(&ips)),
             ("netns".to_string(), req.netns.display().to_string()),
         ];
         ext.push(("mac".to_string(), pod_mac.clone()));
@@ -599,6 +632,7 @@ impl Agent {
         if let Err(e) = reported {
             let _ = self.ports.apply(PortChange::Remove(host_if.clone())).await;
             self.delete_host_veth(&host_if).await;
+            let _ = self.release(&req.network, &req.attachment_id).await;
             return Err(e);
         }
         tracing::info!(attachment = %req.attachment_id, network = %req.network, port = %port_id, "attached");
@@ -610,7 +644,7 @@ impl Agent {
             port: port_id.to_string(),
             ofport,
             mac: pod_mac,
-            ips: req.ips,
+            ips,
             pod: req.pod,
         })
     }
@@ -653,6 +687,7 @@ impl Agent {
                 resp.message()
             ),
         }
+        self.release(&att.network, attachment_id).await?;
         self.ports
             .apply(PortChange::Remove(att.host_ifname.clone()))
             .await?;

@@ -50,7 +50,14 @@ pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
             "/onos/vnets/api/{network_id}",
             get(get_network).delete(delete_network),
         )
-        .route("/api/v1/networks", get(list_networks))
+        .route(
+            "/api/v1/networks",
+            get(list_networks).post(create_network_v1),
+        )
+        .route("/api/v1/networks/{network_id}", get(get_network_v1))
+        .route("/api/v1/networks/{network_id}/allocations", post(allocate))
+        .route("/api/v1/networks/{network_id}/release", post(release))
+        .route("/api/v1/ipam/gc", post(ipam_gc))
         .route("/api/v1/switches", get(list_switches))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
@@ -309,10 +316,154 @@ pub struct NetworkView {
     pub name: String,
     /// VXLAN network identifier.
     pub vni: u32,
+    /// 802.1Q id on trunk links.
+    #[serde(default)]
+    pub vlan: Option<u16>,
     /// Member ports.
     pub endpoints: Vec<String>,
     /// Mirror port, if any.
     pub mirror_port: Option<String>,
+    /// Address management, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<super::ipam::Ipam>,
+}
+
+fn network_view(name: &str, n: &super::state::Network) -> NetworkView {
+    NetworkView {
+        name: name.to_string(),
+        vni: n.vni,
+        vlan: n.vlan,
+        endpoints: n.endpoints.iter().map(|e| e.to_string()).collect(),
+        mirror_port: n.mirror_port.map(|p| p.to_string()),
+        ipam: n.ipam.clone(),
+    }
+}
+
+/// Body of `POST /api/v1/networks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateNetwork {
+    name: String,
+    #[serde(default)]
+    cidrs: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    pod_ranges: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    exclude: Vec<std::net::IpAddr>,
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        )
+    })
+}
+
+async fn create_network_v1(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let req: CreateNetwork = json_body(&body)?;
+    ids::validate_network_name(&req.name)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let created = if req.cidrs.is_empty() {
+        if !req.pod_ranges.is_empty() || !req.exclude.is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "podRanges and exclude need cidrs",
+            ));
+        }
+        state
+            .shared
+            .update(|m| m.create_network(&req.name, None))
+            .map_err(update_error)?
+    } else {
+        let ipam = super::ipam::Ipam::new(req.cidrs, req.pod_ranges, req.exclude)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+        state
+            .shared
+            .update(|m| m.create_network_with_ipam(&req.name, ipam))
+            .map_err(update_error)?
+    };
+    let model = state.shared.model();
+    let view = model
+        .networks
+        .get(&req.name)
+        .map(|n| network_view(&req.name, n));
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn get_network_v1(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let model = state.shared.model();
+    let net = model.networks.get(&id).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("network {id:?} does not exist"),
+        )
+    })?;
+    Ok(Json(network_view(&id, net)).into_response())
+}
+
+/// Body of the allocation endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AllocationRequest {
+    owner: String,
+    #[serde(default)]
+    ips: Vec<ipnet::IpNet>,
+}
+
+fn model_status(e: UpdateError) -> ApiError {
+    match e {
+        UpdateError::Model(ModelError::UnknownNetwork(n)) => error(
+            StatusCode::NOT_FOUND,
+            format!("network {n:?} does not exist"),
+        ),
+        other => update_error(other),
+    }
+}
+
+async fn allocate(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let req: AllocationRequest = json_body(&body)?;
+    if req.owner.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "owner is required"));
+    }
+    let ips = state
+        .shared
+        .update(|m| m.allocate(&id, &req.owner, &req.ips))
+        .map_err(model_status)?;
+    Ok(Json(serde_json::json!({ "ips": ips })).into_response())
+}
+
+async fn release(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let req: AllocationRequest = json_body(&body)?;
+    let released = state
+        .shared
+        .update(|m| Ok(m.release(&id, &req.owner)))
+        .map_err(update_error)?;
+    Ok(Json(serde_json::json!({ "released": released })).into_response())
+}
+
+/// Body of `POST /api/v1/ipam/gc`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GcRequest {
+    owner_prefix: String,
+    valid_owners: Vec<String>,
+}
+
+async fn ipam_gc(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let req: GcRequest = json_body(&body)?;
+    let valid: std::collections::BTreeSet<String> = req.valid_owners.into_iter().collect();
+    let released = state
+        .shared
+        .update(|m| Ok(m.gc(&req.owner_prefix, &valid)))
+        .map_err(update_error)?;
+    Ok(Json(serde_json::json!({ "released": released })).into_response())
 }
 
 async fn list_networks(State(state): State<AppState>) -> Json<Vec<NetworkView>> {
@@ -321,12 +472,7 @@ async fn list_networks(State(state): State<AppState>) -> Json<Vec<NetworkView>> 
         model
             .networks
             .iter()
-            .map(|(name, n)| NetworkView {
-                name: name.clone(),
-                vni: n.vni,
-                endpoints: n.endpoints.iter().map(|e| e.to_string()).collect(),
-                mirror_port: n.mirror_port.map(|p| p.to_string()),
-            })
+            .map(|(name, n)| network_view(name, n))
             .collect(),
     )
 }

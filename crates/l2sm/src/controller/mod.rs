@@ -6,6 +6,7 @@
 //! own pipeline and sends only the difference to its switch.
 
 pub mod api;
+pub mod ipam;
 pub mod openflow;
 pub mod state;
 pub mod topo;
@@ -46,6 +47,10 @@ pub struct ControllerArgs {
     #[arg(long)]
     pub topology: Option<PathBuf>,
 }
+
+/// How long links of a switch without a session still count as up: long enough for switches
+/// to reconnect after a controller restart without trees flapping.
+pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every switch's view for one state of the model and the graph.
 type Plan = BTreeMap<u64, l2sm_pipeline::SwitchView>;
@@ -104,6 +109,9 @@ pub struct Shared {
     switches: Mutex<BTreeMap<u64, SwitchStatus>>,
     next_session: AtomicU64,
     topology: RwLock<Option<Arc<topo::ResolvedTopology>>>,
+    started: std::time::Instant,
+    /// When each switch last lost its session.
+    disconnected_at: Mutex<BTreeMap<u64, std::time::Instant>>,
     /// Views of every switch for one generation, computed once and shared by the sessions.
     plan_cache: Mutex<Option<(u64, Arc<Plan>)>>,
     /// Counters.
@@ -121,6 +129,8 @@ impl Shared {
             switches: Mutex::new(BTreeMap::new()),
             next_session: AtomicU64::new(1),
             topology: RwLock::new(None),
+            started: std::time::Instant::now(),
+            disconnected_at: Mutex::new(BTreeMap::new()),
             plan_cache: Mutex::new(None),
             metrics: Metrics::default(),
         }))
@@ -147,6 +157,15 @@ impl Shared {
             self.generation.send_modify(|g| *g += 1);
         }
         Ok(result)
+    }
+
+    /// Records that a switch lost its session (its links stay up for [`ABSENT_GRACE`]).
+    pub fn switch_gone(&self, dpid: u64) {
+        self.disconnected_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dpid, std::time::Instant::now());
+        self.bump();
     }
 
     /// Tells every session that the graph or the model changed.
@@ -183,7 +202,17 @@ impl Shared {
             Some((g, plan)) if *g == generation => plan.clone(),
             _ => {
                 let switches = self.switches().clone();
-                let plan = Arc::new(topo::plan_all(&topo, &self.model(), &switches));
+                let gone = self
+                    .disconnected_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let now = std::time::Instant::now();
+                let absent_ok = |dpid: u64| match gone.get(&dpid) {
+                    Some(at) => now.duration_since(*at) < ABSENT_GRACE,
+                    None => now.duration_since(self.started) < ABSENT_GRACE,
+                };
+                let plan = Arc::new(topo::plan_all(&topo, &self.model(), &switches, &absent_ok));
                 *cache = Some((generation, plan.clone()));
                 plan
             }
@@ -248,6 +277,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         let topo = crate::topology::load_all(&path)?;
         shared.set_topology(topo::ResolvedTopology::new(&topo)?);
         tokio::spawn(watch_topology(path, shared.clone()));
+        // Grace periods expire without any event: re-plan now and then.
+        let ticker = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ABSENT_GRACE / 2).await;
+                ticker.bump();
+            }
+        });
     }
     let model = shared.model();
     tracing::info!(

@@ -326,7 +326,8 @@ impl Session {
             };
             for f in flows {
                 if f.table_id == l2sm_pipeline::table::UNICAST
-                    && f.cookie == l2sm_pipeline::cookie::LEARNED
+                    && f.cookie & l2sm_pipeline::cookie::OWNER_MASK
+                        == l2sm_pipeline::cookie::LEARNED
                 {
                     continue;
                 }
@@ -422,6 +423,9 @@ impl Session {
                 msgs.push(l2sm_pipeline::flush_learned(*port));
             }
         }
+        for m in &msgs {
+            tracing::trace!(dpid = self.dpid_str(), message = ?m, "switch change");
+        }
         let count = msgs.len();
         if count > 0 {
             self.send_batch(msgs).await?;
@@ -473,7 +477,7 @@ impl Session {
             {
                 switches.remove(&dpid);
                 drop(switches);
-                self.shared.bump();
+                self.shared.switch_gone(dpid);
             }
         }
     }

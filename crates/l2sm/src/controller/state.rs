@@ -1,6 +1,7 @@
 //! The controller's model: networks, their VNIs and member ports, persisted as one JSON file
 //! written atomically so a restart (or a crash) never loses or half-writes it.
 
+use super::ipam::{Ipam, IpamError};
 use anyhow::Context as _;
 use l2sm_pipeline::ids::PortId;
 use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, SwitchView, MAX_VNI};
@@ -21,6 +22,9 @@ pub struct Network {
     /// 802.1Q id of the network on trunk links; `None` once all 4094 are taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
+    /// Address management; `None` for an L2-only network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
 }
 
 /// Highest usable 802.1Q id.
@@ -63,6 +67,12 @@ pub enum ModelError {
     /// Every VNI is in use.
     #[error("no free VNI left")]
     VniExhausted,
+    /// The network exists with other IPAM settings.
+    #[error("network {0:?} already exists with different IPAM settings")]
+    IpamMismatch(String),
+    /// An address request was refused.
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
 }
 
 impl Model {
@@ -106,6 +116,7 @@ impl Model {
                 endpoints: Vec::new(),
                 mirror_port,
                 vlan,
+                ipam: None,
             },
         );
         Ok(true)
@@ -131,6 +142,70 @@ impl Model {
                 n.vlan = vlan;
             }
         }
+    }
+
+    /// Creates a network with address management; an existing network with the same settings
+    /// is left as it is (returns false).
+    pub fn create_network_with_ipam(&mut self, name: &str, ipam: Ipam) -> Result<bool, ModelError> {
+        if let Some(existing) = self.networks.get(name) {
+            let same = existing.ipam.as_ref().is_some_and(|i| {
+                i.cidrs == ipam.cidrs
+                    && i.pod_ranges == ipam.pod_ranges
+                    && i.exclude == ipam.exclude
+            });
+            return if same {
+                Ok(false)
+            } else {
+                Err(ModelError::IpamMismatch(name.to_string()))
+            };
+        }
+        self.create_network(name, None)?;
+        if let Some(n) = self.networks.get_mut(name) {
+            n.ipam = Some(ipam);
+        }
+        Ok(true)
+    }
+
+    /// Addresses for `owner` on `network`: allocated (or validated static ones) when the
+    /// network has IPAM; the static ones as given otherwise (L2 only: nothing is invented).
+    pub fn allocate(
+        &mut self,
+        network: &str,
+        owner: &str,
+        requested: &[ipnet::IpNet],
+    ) -> Result<Vec<ipnet::IpNet>, ModelError> {
+        let net = self
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| ModelError::UnknownNetwork(network.to_string()))?;
+        match net.ipam.as_mut() {
+            None => Ok(requested.to_vec()),
+            Some(ipam) => {
+                let addrs: Vec<std::net::IpAddr> = requested.iter().map(|n| n.addr()).collect();
+                Ok(ipam.allocate(owner, &addrs)?)
+            }
+        }
+    }
+
+    /// Frees what `owner` holds on `network` (nothing to do for unknown networks).
+    pub fn release(&mut self, network: &str, owner: &str) -> usize {
+        self.networks
+            .get_mut(network)
+            .and_then(|n| n.ipam.as_mut())
+            .map(|i| i.release(owner))
+            .unwrap_or(0)
+    }
+
+    /// Frees allocations of owners starting with `prefix` that are not in `valid`.
+    pub fn gc(&mut self, prefix: &str, valid: &BTreeSet<String>) -> usize {
+        let mut freed = 0;
+        for ipam in self.networks.values_mut().filter_map(|n| n.ipam.as_mut()) {
+            let before = ipam.allocations.len();
+            ipam.allocations
+                .retain(|_, o| !o.starts_with(prefix) || valid.contains(o));
+            freed += before - ipam.allocations.len();
+        }
+        freed
     }
 
     /// Deletes a network and its memberships. Returns whether it existed.

@@ -69,10 +69,23 @@ impl ResolvedTopology {
         Ok(ResolvedTopology { links })
     }
 
-    /// Links whose two ports exist and are up on connected switches.
-    pub fn live_links(&self, switches: &BTreeMap<u64, SwitchStatus>) -> Vec<Link> {
+    /// Links that are up: on a connected switch the port must exist and be up; a switch the
+    /// controller has no session with (yet, or for a short while: see `absent_ok`) is given
+    /// the benefit of the doubt, so switches reconnecting one after the other after a
+    /// controller restart do not make trees flap.
+    pub fn live_links(
+        &self,
+        switches: &BTreeMap<u64, SwitchStatus>,
+        absent_ok: &dyn Fn(u64) -> bool,
+    ) -> Vec<Link> {
         let find = |(dpid, name): &(u64, String)| -> Option<End> {
-            let sw = switches.get(dpid)?;
+            let Some(sw) = switches.get(dpid) else {
+                // Port number unknown; only this switch's own view would need it.
+                return absent_ok(*dpid).then_some(End {
+                    dpid: *dpid,
+                    port: 0,
+                });
+            };
             let port = sw.ports.iter().find(|p| &p.name == name && p.live)?;
             Some(End {
                 dpid: *dpid,
@@ -97,8 +110,9 @@ pub fn plan_all(
     topo: &ResolvedTopology,
     model: &Model,
     switches: &BTreeMap<u64, SwitchStatus>,
+    absent_ok: &dyn Fn(u64) -> bool,
 ) -> BTreeMap<u64, SwitchView> {
-    let links = topo.live_links(switches);
+    let links = topo.live_links(switches, absent_ok);
     let networks: Vec<NetworkSpec> = model
         .networks
         .values()
