@@ -25,16 +25,19 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         return Ok(Some(version_answer(stdin)));
     }
     let conf = NetConf::parse(stdin, &env.args)?;
-    if matches!(env.command, Command::Status | Command::Gc) && conf.version < Version::V110 {
+    // Commands newer than the configuration's version do not exist for it (as libcni's skel).
+    let since = match env.command {
+        Command::Check => Some(("CHECK", Version::V040)),
+        Command::Status => Some(("STATUS", Version::V110)),
+        Command::Gc => Some(("GC", Version::V110)),
+        _ => None,
+    };
+    if let Some((name, since)) = since.filter(|(_, since)| conf.version < *since) {
         return Err(CniError::new(
             INCOMPATIBLE_VERSION,
             format!(
-                "{} needs cniVersion 1.1.0 or later; the configuration says {}",
-                if env.command == Command::Gc {
-                    "GC"
-                } else {
-                    "STATUS"
-                },
+                "{name} needs cniVersion {} or later; the configuration says {}",
+                since.as_str(),
                 conf.version.as_str()
             ),
         ));
@@ -105,7 +108,7 @@ fn attach_refused(msg: String, conf: &NetConf, ifname: &str, netns: &str) -> Cni
             INTERNAL,
             format!("this container's {ifname} is already attached to another network"),
         )
-    } else if msg.contains("already exists") {
+    } else if msg.contains(&format!("link {ifname:?} already exists")) {
         (
             INTERNAL,
             format!("cannot create interface {ifname}: an interface with that name already exists in the container ({netns})"),
