@@ -535,3 +535,38 @@ fn gc_removes_only_stale_cni_attachments_of_its_network() {
     assert_eq!(agent_ids(&lab, "n1"), expected);
     l2sm_cni(&lab, "n1", &[("CNI_COMMAND", "STATUS".to_string())], &red).silent();
 }
+
+#[test]
+fn a_controller_outage_means_try_again_later_and_the_retry_works() {
+    let lab = TestLab::up("ctl", 1);
+    lab.ok(&["network", "create", "blue"]);
+    let baseline = node_view(&lab, "n1");
+    let old = Attach::new_pod(&lab, "old");
+    let new = Attach::new_pod(&lab, "new");
+    let conf = nad("1.0.0", &lab, "n1", "blue", json!({}));
+    l2sm_cni(&lab, "n1", &old.env("ADD"), &conf).result();
+    let with_old = node_view(&lab, "n1");
+    let pid = lab.state()["controller_pid"]
+        .as_i64()
+        .expect("controller pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the lab's controller");
+    common::wait_until(
+        "the controller to die",
+        std::time::Duration::from_secs(5),
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z")),
+    );
+    // The agent cannot record memberships: the runtime is told to retry, nothing changes.
+    l2sm_cni(&lab, "n1", &new.env("ADD"), &conf).fails_with(11, "controller");
+    l2sm_cni(&lab, "n1", &old.env("DEL"), &conf).fails_with(11, "controller");
+    assert_eq!(node_view(&lab, "n1"), with_old);
+    assert_eq!(links(new.netns_name()), ["lo"]);
+    lab.ok(&["lab", "restart", "controller"]);
+    l2sm_cni(&lab, "n1", &new.env("ADD"), &conf).result();
+    l2sm_cni(&lab, "n1", &old.env("DEL"), &conf).silent();
+    l2sm_cni(&lab, "n1", &new.env("DEL"), &conf).silent();
+    assert_eq!(node_view(&lab, "n1"), baseline);
+}

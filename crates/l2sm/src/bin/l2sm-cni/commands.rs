@@ -62,14 +62,19 @@ fn version_answer(stdin: &[u8]) -> Value {
 }
 
 fn agent_unreachable(socket: &Path, source: &std::io::Error) -> CniError {
-    CniError::new(
-        TRY_AGAIN_LATER,
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    let msg = if matches!(source.kind(), WouldBlock | TimedOut) {
+        format!(
+            "the L2S-M node agent at {} did not answer in time",
+            socket.display()
+        )
+    } else {
         format!(
             "the L2S-M node agent at {} is not reachable; is `l2sm agent` running on this node?",
             socket.display()
-        ),
-    )
-    .with_details(source.to_string())
+        )
+    };
+    CniError::new(TRY_AGAIN_LATER, msg).with_details(source.to_string())
 }
 
 /// Calls the agent; unreachable means "try again later", a bad answer is internal, and a
