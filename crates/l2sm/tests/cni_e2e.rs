@@ -502,8 +502,17 @@ fn gc_removes_only_stale_cni_attachments_of_its_network() {
     let stale_res = l2sm_cni(&lab, "n1", &stale.env("ADD"), &blue).result();
     l2sm_cni(&lab, "n1", &keep.env("ADD"), &blue).result();
     l2sm_cni(&lab, "n1", &other.env("ADD"), &red).result();
-    // An attachment that is not the plugin's (the lab CLI's), on the same network.
-    lab.attach("n1", "manual", "blue", "10.47.0.9/24");
+    // An attachment that is not the plugin's (made straight through the agent's socket), on
+    // the same network.
+    let manual = Attach::new_pod(&lab, "manual");
+    let req = json!({"op": "attach", "attachment_id": "manual/net1", "netns": format!("/run/netns/{}", manual.netns_name()),
+        "ifname": "net1", "network": "blue", "ips": ["10.47.0.9/24"]});
+    let path = format!("/run/l2sm/lab/{}/n1/agent.sock", lab.name);
+    let mut sock = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    std::io::Write::write_all(&mut sock, format!("{req}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sock), &mut line).unwrap();
+    assert!(line.contains("\"ok\":true"), "{line}");
     let before = agent_ids(&lab, "n1");
     assert_eq!(before.len(), 4, "{before:?}");
     let stale_host = stale_res["interfaces"][0]["name"]

@@ -441,3 +441,57 @@ fn examples_run_in_the_lab() {
         );
     }
 }
+
+#[test]
+fn pods_get_addresses_from_the_network_cidr_and_give_them_back() {
+    let lab = TestLab::up("ip", 2);
+    lab.ok(&[
+        "network",
+        "create",
+        "blue",
+        "--cidr",
+        "10.30.0.0/24",
+        "--exclude",
+        "10.30.0.1",
+    ]);
+    let a = lab.ok(&["attach", "--node", "n1", "--pod", "a", "--network", "blue"]);
+    let b = lab.ok(&["attach", "--node", "n2", "--pod", "b", "--network", "blue"]);
+    assert!(a.contains("10.30.0.2/24"), "{a}");
+    assert!(b.contains("10.30.0.3/24"), "{b}");
+    assert!(lab.pings("a", "10.30.0.3"));
+    // A static request is validated against the CIDR and the allocations.
+    let taken = lab.fails(&[
+        "attach",
+        "--node",
+        "n2",
+        "--pod",
+        "c",
+        "--network",
+        "blue",
+        "--ip",
+        "10.30.0.2/24",
+    ]);
+    assert!(taken.contains("already allocated"), "{taken}");
+    let outside = lab.fails(&[
+        "attach",
+        "--node",
+        "n2",
+        "--pod",
+        "c",
+        "--network",
+        "blue",
+        "--ip",
+        "10.99.0.2/24",
+    ]);
+    assert!(outside.contains("outside"), "{outside}");
+    assert!(
+        !lab.namespaces().iter().any(|n| n.ends_with("-p-c")),
+        "refused pod left its namespace"
+    );
+    lab.ok(&["detach", "--pod", "a"]);
+    // The address is free again.
+    let c = lab.ok(&["attach", "--node", "n2", "--pod", "c", "--network", "blue"]);
+    assert!(c.contains("10.30.0.2/24"), "{c}");
+    let list = lab.ok(&["network", "list"]);
+    assert!(list.contains("10.30.0.0/24"), "{list}");
+}

@@ -15,7 +15,7 @@ pub mod procs;
 pub mod state;
 
 use crate::agent::ovs::Ovs;
-use crate::agent_proto::{self, AgentRequest, AgentStatus, AttachRequest, Attachment};
+use crate::agent_proto::{self, AgentRequest, AgentStatus, Attachment};
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_netns::Netns;
 use state::{Lab, LabState, NodeState, PodAttachment, PodState, CONTROLLER_IP, UNDERLAY_PREFIX};
@@ -880,25 +880,10 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
             );
         }
     }
-    for (other, p) in &state.pods {
-        for a in p.attachments.iter().filter(|a| a.network == opts.network) {
-            if let Some(dup) = a
-                .ips
-                .iter()
-                .find(|x| ips.iter().any(|i| i.addr() == x.addr()))
-            {
-                bail!(
-                    "IP {} is already used by pod {other:?} on network {:?}",
-                    dup.addr(),
-                    opts.network
-                );
-            }
-        }
-    }
     // The network must exist before anything is created.
     let api = lab.controller_api(&state)?;
     let resp = api
-        .request("GET", &format!("/onos/vnets/api/{}", opts.network), None)
+        .request("GET", &format!("/api/v1/networks/{}", opts.network), None)
         .await?;
     match resp.status {
         200 => {}
@@ -908,6 +893,25 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
             opts.network
         ),
         s => bail!("controller answered {s}: {}", resp.message()),
+    }
+    let network: crate::controller::api::NetworkView = serde_json::from_str(&resp.body)?;
+    // Without IPAM in the controller (L2-only network), the lab checks duplicates itself.
+    if network.ipam.is_none() {
+        for (other, p) in &state.pods {
+            for a in p.attachments.iter().filter(|a| a.network == opts.network) {
+                if let Some(dup) = a
+                    .ips
+                    .iter()
+                    .find(|x| ips.iter().any(|i| i.addr() == x.addr()))
+                {
+                    bail!(
+                        "IP {} is already used by pod {other:?} on network {:?}",
+                        dup.addr(),
+                        opts.network
+                    );
+                }
+            }
+        }
     }
     let used: Vec<&str> = state
         .pods
@@ -932,20 +936,33 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
         l2sm_netns::create_named(&pod_ns_name)
             .with_context(|| format!("cannot create pod {:?}", opts.pod))?;
     }
-    let attachment_id = format!("{}/{}", opts.pod, ifname);
-    let req = AgentRequest::Attach(AttachRequest {
-        attachment_id: attachment_id.clone(),
-        netns: ns_path(&pod_ns_name),
-        ifname: ifname.clone(),
-        network: opts.network.clone(),
-        mac: opts.mac.clone(),
-        ips: ips.clone(),
-        routes: Vec::new(),
-        mtu: opts.mtu,
-        pod: Some(opts.pod.clone()),
-    });
-    let result = agent_proto::call_async(lab.agent_socket(&opts.node), req, AGENT_TIMEOUT).await;
-    let att: Attachment = match result.and_then(|v| Ok(serde_json::from_value(v)?)) {
+    // Attach exactly as a Kubernetes node would: the CNI plugin, run in the node's namespace.
+    let container_id = format!("{}-{}", lab.name, opts.pod);
+    let config = cni_config(
+        lab,
+        &opts.node,
+        &opts.network,
+        opts.mtu,
+        &ips,
+        opts.mac.as_deref(),
+    );
+    let added = run_cni(
+        lab,
+        &opts.node,
+        "ADD",
+        &container_id,
+        &opts.pod,
+        &ifname,
+        &pod_ns_name,
+        &config,
+    )
+    .await;
+    let attachment_id = format!("cni/{container_id}/{ifname}");
+    let att = match added {
+        Ok(_) => find_attachment(lab, &opts.node, &attachment_id).await,
+        Err(e) => Err(e),
+    };
+    let att = match att {
         Ok(a) => a,
         Err(e) => {
             if new_pod {
@@ -954,6 +971,7 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
             return Err(e);
         }
     };
+    let ips = att.ips.clone();
     let pod = state
         .pods
         .entry(opts.pod.clone())
@@ -970,6 +988,120 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
     });
     lab.save(&state)?;
     Ok(att)
+}
+
+/// The network configuration a NetworkAttachmentDefinition would carry for `network`, with the
+/// pod's requested addresses and MAC as Multus passes them (`runtimeConfig`).
+fn cni_config(
+    lab: &Lab,
+    node: &str,
+    network: &str,
+    mtu: Option<u32>,
+    ips: &[ipnet::IpNet],
+    mac: Option<&str>,
+) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": format!("l2sm-{network}"),
+        "type": "l2sm",
+        "network": network,
+        "agentSocket": lab.agent_socket(node),
+        "runtimeConfig": {},
+    });
+    if let Some(mtu) = mtu {
+        config["mtu"] = mtu.into();
+    }
+    if !ips.is_empty() {
+        config["runtimeConfig"]["ips"] = serde_json::json!(ips);
+    }
+    if let Some(mac) = mac {
+        config["runtimeConfig"]["mac"] = mac.into();
+    }
+    config
+}
+
+/// Runs the CNI plugin (installed next to this binary) in the node's namespace, as a runtime
+/// does: parameters in the environment, the configuration on stdin, the result on stdout.
+#[allow(clippy::too_many_arguments)]
+async fn run_cni(
+    lab: &Lab,
+    node: &str,
+    command: &str,
+    container_id: &str,
+    pod: &str,
+    ifname: &str,
+    pod_ns: &str,
+    config: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("cannot locate the l2sm binary's directory"))?;
+    let plugin = dir.join("l2sm-cni");
+    if !plugin.is_file() {
+        bail!(
+            "{} not found: build it next to l2sm (cargo build --bin l2sm-cni)",
+            plugin.display()
+        );
+    }
+    let mut cmd = Command::new(&plugin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", ns_path(pod_ns))
+        .env("CNI_IFNAME", ifname)
+        .env(
+            "CNI_ARGS",
+            format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=lab-{};K8S_POD_NAME={pod}",
+                lab.name
+            ),
+        )
+        .env("CNI_PATH", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let ns = Netns::open_named(&lab.node_ns(node))?;
+    let input = config.to_string();
+    let out = tokio::task::spawn_blocking(move || -> anyhow::Result<std::process::Output> {
+        use std::io::Write as _;
+        let mut child = procs::spawn_in(&ns, cmd)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    })
+    .await??;
+    let reply: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    if !out.status.success() {
+        let msg = reply["msg"].as_str().unwrap_or("CNI plugin failed");
+        let details = reply["details"].as_str().unwrap_or("");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let extra = if !details.is_empty() {
+            details.to_string()
+        } else {
+            stderr.trim().to_string()
+        };
+        if extra.is_empty() {
+            bail!("{msg}");
+        }
+        bail!("{msg}: {extra}");
+    }
+    Ok(reply)
+}
+
+/// The agent's record of an attachment.
+async fn find_attachment(lab: &Lab, node: &str, attachment_id: &str) -> anyhow::Result<Attachment> {
+    let list =
+        agent_proto::call_async(lab.agent_socket(node), AgentRequest::List, AGENT_TIMEOUT).await?;
+    let list: Vec<Attachment> = serde_json::from_value(list)?;
+    list.into_iter()
+        .find(|a| a.attachment_id == attachment_id)
+        .ok_or_else(|| {
+            anyhow!("the agent has no attachment {attachment_id} after a successful ADD")
+        })
 }
 
 /// `l2sm detach`: one network of a pod, or the whole pod.
@@ -998,16 +1130,37 @@ pub async fn detach(
         }
         None => p.attachments.clone(),
     };
-    let socket = lab.agent_socket(&p.node);
     for a in &targets {
-        agent_proto::call_async(
-            socket.clone(),
-            AgentRequest::Detach {
-                attachment_id: a.attachment_id.clone(),
-            },
-            AGENT_TIMEOUT,
-        )
-        .await?;
+        match a
+            .attachment_id
+            .strip_prefix("cni/")
+            .and_then(|rest| rest.rsplit_once('/'))
+        {
+            Some((container_id, ifname)) => {
+                let config = cni_config(lab, &p.node, &a.network, None, &[], None);
+                run_cni(
+                    lab,
+                    &p.node,
+                    "DEL",
+                    container_id,
+                    pod,
+                    ifname,
+                    &lab.pod_ns(pod),
+                    &config,
+                )
+                .await?;
+            }
+            None => {
+                agent_proto::call_async(
+                    lab.agent_socket(&p.node),
+                    AgentRequest::Detach {
+                        attachment_id: a.attachment_id.clone(),
+                    },
+                    AGENT_TIMEOUT,
+                )
+                .await?;
+            }
+        }
         if let Some(entry) = state.pods.get_mut(pod) {
             entry
                 .attachments
