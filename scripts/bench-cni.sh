@@ -22,7 +22,7 @@ L="$TARGET/release/l2sm --lab $LAB"
 CNI=$TARGET/release/l2sm-cni
 TMP=
 cleanup() {
-  $L lab down >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] || $L lab down >/dev/null 2>&1 || true
   [ -z "$TMP" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -568,5 +568,14 @@ pub fn flush_learned(port: u32) -> Message {
     })
 }
 
+/// Removes every MAC entry learned in network `vni`: after its tree changed, entries may point
+/// the wrong way round; they are relearned from the next frames.
+pub fn flush_network_learned(vni: u32) -> Message {
+    Message::FlowMod(FlowMod::delete(
+        table::UNICAST,
+        Match::any().with(tunnel_id(vni)),
+    ))
+}
+
 #[cfg(test)]
 mod tests;

@@ -531,6 +531,7 @@ impl Agent {
         };
         let tx_off = self.args.disable_tx_offload;
 
+        let started = std::time::Instant::now();
         // 1. In parallel: the network must exist; the veth pair, pod end born inside the pod.
         let (hi, pi, pns) = (host_if.clone(), req.ifname.clone(), pod_ns.clone());
         let make_veth = run_netlink(&self.own_netns, move |nl| {
@@ -566,6 +567,7 @@ impl Agent {
             }
         };
 
+        let t_veth = started.elapsed();
         // 2. In parallel: the pod side (MAC, addresses, up, routes) and the OVS port.
         let (pi, pod_ips, routes) = (req.ifname.clone(), ips.clone(), req.routes.clone());
         let configure_pod = run_netlink(&pod_ns, move |nl| {
@@ -615,6 +617,7 @@ impl Agent {
             }
         };
 
+        let t_port = started.elapsed();
         // 3. Membership in the controller.
         let body = json!({"networkId": req.network, "networkEndpoints": [port_id.to_string()]});
         let reported = match self
@@ -635,7 +638,15 @@ impl Agent {
             let _ = self.release(&req.network, &req.attachment_id).await;
             return Err(e);
         }
-        tracing::info!(attachment = %req.attachment_id, network = %req.network, port = %port_id, "attached");
+        tracing::info!(
+            attachment = %req.attachment_id,
+            network = %req.network,
+            port = %port_id,
+            veth_ms = t_veth.as_millis() as u64,
+            port_ms = (t_port - t_veth).as_millis() as u64,
+            controller_ms = (started.elapsed() - t_port).as_millis() as u64,
+            "attached"
+        );
         Ok(Attachment {
             attachment_id: req.attachment_id,
             network: req.network,

@@ -18,7 +18,10 @@ use crate::agent::ovs::Ovs;
 use crate::agent_proto::{self, AgentRequest, AgentStatus, Attachment};
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_netns::Netns;
-use state::{Lab, LabState, NodeState, PodAttachment, PodState, CONTROLLER_IP, UNDERLAY_PREFIX};
+use state::{
+    Lab, LabState, NodeState, PodAttachment, PodState, CONTROLLER_IP, CONTROLLER_MGMT_IP,
+    MGMT_PREFIX, UNDERLAY_PREFIX,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,9 +136,11 @@ async fn build(
     let t = step("underlay");
     let ul = l2sm_netns::create_named(&lab.underlay_ns())?;
     let ul_addr: ipnet::IpNet = format!("{CONTROLLER_IP}/24").parse()?;
+    let mgmt_addr: ipnet::IpNet = format!("{CONTROLLER_MGMT_IP}/24").parse()?;
     l2sm_netns::with_netlink(&ul, move |nl| {
         nl.create_bridge("ul0")?;
         nl.add_address("ul0", ul_addr)?;
+        nl.add_address("ul0", mgmt_addr)?;
         nl.set_up("ul0")
     })?;
     done(t);
@@ -273,6 +278,19 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
         nl.set_tx_checksum(&peer, false)?;
         nl.set_up(&peer)
     })?;
+    // Management interface: the node's own kernel path to the controller.
+    let (mgmt_peer, ul_ns2) = (format!("m{}", node.name), ul.clone());
+    let mgmt_ip: ipnet::IpNet = format!("{MGMT_PREFIX}.{}/24", idx + 1).parse()?;
+    let peer2 = mgmt_peer.clone();
+    l2sm_netns::with_netlink(&ns, move |nl| {
+        nl.create_veth("mgmt", &peer2, Some(&ul_ns2), Some(1500))?;
+        nl.add_address("mgmt", mgmt_ip)?;
+        nl.set_up("mgmt")
+    })?;
+    l2sm_netns::with_netlink(ul, move |nl| {
+        nl.set_master(&mgmt_peer, "ul0")?;
+        nl.set_up(&mgmt_peer)
+    })?;
     // The underlay veth must not answer ARP for the node address: OVS owns it (on br-phy).
     l2sm_netns::set_sysctl(&ns, "net/ipv4/conf/eth0/arp_ignore", "8")?;
 
@@ -385,11 +403,11 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
         .args(["--datapath-type", "netdev"])
         .args([
             "--controller",
-            &format!("tcp:{CONTROLLER_IP}:{}", state::OPENFLOW_PORT),
+            &format!("tcp:{CONTROLLER_MGMT_IP}:{}", state::OPENFLOW_PORT),
         ])
         .args([
             "--controller-api",
-            &format!("http://{CONTROLLER_IP}:{}", state::API_PORT),
+            &format!("http://{CONTROLLER_MGMT_IP}:{}", state::API_PORT),
         ])
         .arg("--listen")
         .arg(lab.agent_socket(&node.name))

@@ -12,6 +12,12 @@ pub const LAB_ROOT: &str = "/run/l2sm/lab";
 pub const UNDERLAY_PREFIX: &str = "10.250.0";
 /// Controller address on the underlay.
 pub const CONTROLLER_IP: &str = "10.250.0.254";
+/// Management subnet prefix: node k is .k on its `mgmt` interface, the controller is .254.
+/// Control traffic (OpenFlow, the REST API) takes this kernel path, like a host's own stack,
+/// instead of the userspace OVS that carries the overlay.
+pub const MGMT_PREFIX: &str = "10.251.0";
+/// Controller address on the management network.
+pub const CONTROLLER_MGMT_IP: &str = "10.251.0.254";
 /// OpenFlow port of the lab controller.
 pub const OPENFLOW_PORT: u16 = 6653;
 /// API port of the lab controller.
