@@ -134,12 +134,18 @@ impl ControllerApi {
                 .await?;
             parse_response(&raw)
         };
-        tokio::time::timeout(TIMEOUT, fut).await.map_err(|_| {
-            anyhow!(
-                "controller API at {} did not answer in time",
-                self.authority
-            )
-        })?
+        // Every failure names the controller, so callers can tell an outage from a refusal.
+        let authority = &self.authority;
+        tokio::time::timeout(TIMEOUT, fut)
+            .await
+            .map_err(|_| anyhow!("controller API at {authority} did not answer in time"))?
+            .map_err(|e| {
+                if format!("{e:#}").contains("controller API at") {
+                    e
+                } else {
+                    e.context(format!("controller API at {authority} failed"))
+                }
+            })
     }
 }
 

@@ -133,25 +133,7 @@ fn topology_changes_reconcile_links_without_flapping_the_others() {
         {"name":"n3","nodeIP":"10.250.0.3"}],"links":[{"endpointA":"n1","endpointB":"n2"},
         {"endpointA":"n2","endpointB":"n3"}]}"#;
     std::fs::write(&path, cut).unwrap();
-    let ports = |node: &str| {
-        let out = Command::new("ovs-vsctl")
-            .arg(format!(
-                "--db=unix:/run/l2sm/lab/{}/{node}/db.sock",
-                lab.name
-            ))
-            .args([
-                "--bare",
-                "--columns=name",
-                "find",
-                "Interface",
-                "type=vxlan",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .count()
-    };
+    let ports = |node: &str| lab.vxlan_ports(node);
     common::wait_until("n1 to drop its link to n3", Duration::from_secs(10), || {
         ports("n1") == 1
     });

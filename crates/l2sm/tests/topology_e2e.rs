@@ -7,23 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn vxlan_ports(lab: &TestLab, node: &str) -> usize {
-    let out = Command::new("ovs-vsctl")
-        .arg(format!(
-            "--db=unix:/run/l2sm/lab/{}/{node}/db.sock",
-            lab.name
-        ))
-        .args([
-            "--bare",
-            "--columns=name",
-            "find",
-            "Interface",
-            "type=vxlan",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .count()
+    lab.vxlan_ports(node)
 }
 
 #[test]

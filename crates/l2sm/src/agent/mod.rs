@@ -496,7 +496,7 @@ impl Agent {
             Some(m) => parse_mac(m)?,
             None => derived_mac(self.dpid, &req.attachment_id),
         };
-        let _busy = InFlight::claim(&self.inflight, &req.attachment_id)?;
+        let _busy = InFlight::claim(&self.inflight, &req.attachment_id).await?;
         let interfaces = self.ovs.interfaces(&self.bridge).await?;
         if let Some(row) = interfaces
             .iter()
@@ -638,6 +638,7 @@ impl Agent {
             let _ = self.release(&req.network, &req.attachment_id).await;
             return Err(e);
         }
+        reservation.keep();
         tracing::info!(
             attachment = %req.attachment_id,
             network = %req.network,
@@ -670,7 +671,7 @@ impl Agent {
     }
 
     async fn detach(&self, attachment_id: &str) -> anyhow::Result<bool> {
-        let _busy = InFlight::claim(&self.inflight, attachment_id)?;
+        let _busy = InFlight::claim(&self.inflight, attachment_id).await?;
         let interfaces = self.ovs.interfaces(&self.bridge).await?;
         let Some(att) = interfaces
             .iter()
@@ -702,6 +703,10 @@ impl Agent {
         self.ports
             .apply(PortChange::Remove(att.host_ifname.clone()))
             .await?;
+        self.reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&att.ofport);
         let hi = att.host_ifname.clone();
         run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await?;
         tracing::info!(attachment = %attachment_id, network = %att.network, port = %att.port, "detached");
@@ -716,18 +721,29 @@ struct InFlight<'a> {
 }
 
 impl<'a> InFlight<'a> {
-    fn claim(
+    /// Waits (up to a minute) while another request works on the same id: a runtime that
+    /// retried after a client-side timeout then gets the first request's outcome.
+    async fn claim(
         set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
         id: &str,
     ) -> anyhow::Result<InFlight<'a>> {
-        let mut guard = set.lock().unwrap_or_else(|e| e.into_inner());
-        if !guard.insert(id.to_string()) {
-            bail!("attachment {id} is being changed by another request; retry");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if set
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_string())
+            {
+                return Ok(InFlight {
+                    set,
+                    id: id.to_string(),
+                });
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("attachment {id} is being changed by another request; retry");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(InFlight {
-            set,
-            id: id.to_string(),
-        })
     }
 }
 
@@ -756,6 +772,14 @@ impl<'a> Reservation<'a> {
         let port = (1..FIRST_TRUNK_OFPORT).find(|n| !used.contains(n) && !guard.contains(n))?;
         guard.insert(port);
         Some(Reservation { set, port })
+    }
+}
+
+impl Reservation<'_> {
+    /// The port now exists: keep the number reserved until detach, so an attach that read
+    /// OVSDB before this port was committed can never pick it again.
+    fn keep(self) {
+        std::mem::forget(self);
     }
 }
 

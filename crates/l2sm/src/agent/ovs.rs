@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long to wait for ovs-vswitchd to apply a change.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tunnel ports get OpenFlow numbers from here up, pod ports stay below the trunk range.
 pub const FIRST_TUNNEL_OFPORT: u32 = l2sm_pipeline::ids::FIRST_TUNNEL_PORT;
 /// Trunk ports get OpenFlow numbers in `FIRST_TRUNK_OFPORT..FIRST_TUNNEL_OFPORT`, so the

@@ -388,6 +388,18 @@ fn write_topology(lab: &Lab, state: &LabState, shape: &str) -> anyhow::Result<()
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Environment of the lab's own daemons: API credentials and the log filter.
+fn daemon_env(state: &LabState) -> [(&'static str, String); 3] {
+    [
+        ("L2SM_API_USER", state.api_user.clone()),
+        ("L2SM_API_PASSWORD", state.api_password.clone()),
+        (
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ]
+}
+
 fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()> {
     let node = state.nodes[idx].clone();
     let dir = lab.node_dir(&node.name);
@@ -413,12 +425,7 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
         .arg(lab.agent_socket(&node.name))
         .args(["--mtu", &LAB_POD_MTU.to_string()])
         .args(["--disable-tx-offload", "--max-backoff-ms", "1000"])
-        .env("L2SM_API_USER", &state.api_user)
-        .env("L2SM_API_PASSWORD", &state.api_password)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .envs(daemon_env(state))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -656,12 +663,7 @@ fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Resu
             &format!("0.0.0.0:{}", state::OPENFLOW_PORT),
         ])
         .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
-        .env("L2SM_API_USER", &state.api_user)
-        .env("L2SM_API_PASSWORD", &state.api_password)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .envs(daemon_env(state))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

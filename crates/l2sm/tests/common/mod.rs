@@ -176,6 +176,27 @@ impl TestLab {
         pids
     }
 
+    /// VXLAN ports of a node's Open vSwitch.
+    pub fn vxlan_ports(&self, node: &str) -> usize {
+        let out = Command::new("ovs-vsctl")
+            .arg(format!(
+                "--db=unix:/run/l2sm/lab/{}/{node}/db.sock",
+                self.name
+            ))
+            .args([
+                "--bare",
+                "--columns=name",
+                "find",
+                "Interface",
+                "type=vxlan",
+            ])
+            .output()
+            .expect("ovs-vsctl");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .count()
+    }
+
     pub fn keep(&mut self) {
         self.down_on_drop = false;
     }

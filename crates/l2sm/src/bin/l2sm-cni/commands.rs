@@ -92,10 +92,14 @@ fn agent_call(
     })
 }
 
+/// Failures that go away on their own: the controller is unreachable, the node's switch is
+/// slow to apply a change, or another request for the same attachment is still running.
 fn is_controller_outage(msg: &str) -> bool {
     msg.contains("controller API at")
         || msg.contains("connecting to the controller")
         || msg.contains("connect to the controller")
+        || msg.contains("did not apply the change")
+        || msg.contains("; retry")
 }
 
 /// Turns the agent's refusal of an attach into the closest CNI error.
