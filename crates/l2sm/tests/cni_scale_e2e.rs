@@ -104,13 +104,18 @@ fn concurrent_adds_get_distinct_addresses_across_a_controller_restart() {
     // Pods on both nodes reach each other with their allocated addresses.
     let peer = addrs[1].split('/').next().unwrap().to_string();
     let ns = pods[0].netns_name().to_string();
-    let ok = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &ns, "ping", "-c", "2", "-W", "2", "-q", &peer,
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "pod s0 cannot reach {peer}");
+    common::wait_until(
+        &format!("pod s0 to reach {peer}"),
+        Duration::from_secs(30),
+        || {
+            std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, "ping", "-c", "1", "-W", "1", "-q", &peer,
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
     // 500 DELs release everything.
     std::thread::scope(|s| {
         for w in 0..20 {
