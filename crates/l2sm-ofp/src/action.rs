@@ -12,7 +12,7 @@ use crate::error::{DecodeError, DecodeResult, EncodeError, EncodeResult};
 use crate::nicira::{self, NX_RESUBMIT_IN_PORT, NX_VENDOR_ID};
 use crate::oxm::{decode_oxm, encode_oxm};
 use crate::types::{port, Action, NxLearn, OxmField};
-use crate::wire::{Reader, Writer};
+use crate::wire::{expect_len, Reader, Writer};
 
 /// `OFPCML_NO_BUFFER`: as [`Action::Output`] `max_len` towards the controller, send the
 /// whole packet instead of buffering it on the switch.
@@ -156,18 +156,7 @@ fn decode_action(a: &mut Reader<'_>) -> DecodeResult<Action> {
     let ctx = a.ctx();
     let action_type = a.u16("action type")?;
     let len = usize::from(a.u16("action length")?);
-    let fixed = |item: &'static str, expected: usize| {
-        if len == expected {
-            Ok(())
-        } else {
-            Err(DecodeError::WrongLength {
-                context: ctx,
-                item,
-                len,
-                expected,
-            })
-        }
-    };
+    let fixed = |item: &'static str, expected: usize| expect_len(ctx, item, len, expected);
     let action = match action_type {
         OFPAT_OUTPUT => {
             fixed("output action", 16)?;

@@ -9,9 +9,9 @@
 //! ```
 
 use crate::action::{check_aligned, decode_actions, encode_actions};
-use crate::error::{DecodeError, DecodeResult, EncodeResult};
+use crate::error::{DecodeResult, EncodeResult};
 use crate::types::{Action, Instruction};
-use crate::wire::{Reader, Writer};
+use crate::wire::{expect_len, Reader, Writer};
 
 const OFPIT_GOTO_TABLE: u16 = 1;
 const OFPIT_WRITE_METADATA: u16 = 2;
@@ -119,18 +119,7 @@ fn decode_instruction(r: &mut Reader<'_>) -> DecodeResult<Instruction> {
     let ctx = r.ctx();
     let inst_type = r.u16("instruction type")?;
     let len = usize::from(r.u16("instruction length")?);
-    let fixed = |item: &'static str, expected: usize| {
-        if len == expected {
-            Ok(())
-        } else {
-            Err(DecodeError::WrongLength {
-                context: ctx,
-                item,
-                len,
-                expected,
-            })
-        }
-    };
+    let fixed = |item: &'static str, expected: usize| expect_len(ctx, item, len, expected);
     let inst = match inst_type {
         OFPIT_GOTO_TABLE => {
             fixed("goto_table instruction", 8)?;

@@ -269,6 +269,25 @@ pub(crate) fn encode_cstr(
     Ok(())
 }
 
+/// A fixed-size TLV whose declared length must be exactly `expected`.
+pub(crate) fn expect_len(
+    context: &'static str,
+    item: &'static str,
+    len: usize,
+    expected: usize,
+) -> Result<(), crate::DecodeError> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(crate::DecodeError::WrongLength {
+            context,
+            item,
+            len,
+            expected,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,15 +95,20 @@ fn a_broadcast_reaches_every_pod_of_its_network_and_no_other() {
     }
 }
 
-#[test]
-fn detached_pod_loses_connectivity_and_reattaches_to_another_network_only() {
-    let lab = TestLab::up("det", 3);
+/// a (n1) and b (n2) on blue, reaching each other; c (n3) on red, same subnet.
+fn blue_pair_and_a_red_pod(lab: &TestLab) {
     lab.ok(&["network", "create", "blue"]);
     lab.ok(&["network", "create", "red"]);
     lab.attach("n1", "a", "blue", "10.10.0.1/24");
     lab.attach("n2", "b", "blue", "10.10.0.2/24");
     lab.attach("n3", "c", "red", "10.10.0.3/24");
     assert!(lab.pings("a", "10.10.0.2"));
+}
+
+#[test]
+fn detached_pod_loses_connectivity_and_reattaches_to_another_network_only() {
+    let lab = TestLab::up("det", 3);
+    blue_pair_and_a_red_pod(&lab);
     lab.ok(&["detach", "--pod", "a"]);
     assert!(
         lab.blocked("b", "10.10.0.1"),
@@ -158,12 +163,7 @@ fn a_pod_on_two_networks_and_detaching_one_of_them() {
 #[test]
 fn without_controller_traffic_flows_and_isolation_holds_then_new_attaches_work() {
     let lab = TestLab::up("ctl", 3);
-    lab.ok(&["network", "create", "blue"]);
-    lab.ok(&["network", "create", "red"]);
-    lab.attach("n1", "a", "blue", "10.10.0.1/24");
-    lab.attach("n2", "b", "blue", "10.10.0.2/24");
-    lab.attach("n3", "c", "red", "10.10.0.3/24");
-    assert!(lab.pings("a", "10.10.0.2"));
+    blue_pair_and_a_red_pod(&lab);
     let pid = lab.state()["controller_pid"]
         .as_i64()
         .expect("controller pid") as i32;
