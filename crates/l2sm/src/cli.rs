@@ -136,6 +136,7 @@ pub async fn dispatch(
             return Ok(u8::try_from(code).unwrap_or(1));
         }
         Command::Network(cmd) => network(&lab()?, controller, cmd).await?,
+        Command::Topology { dot } => topology(&lab()?, controller, dot).await?,
         Command::Attach(a) => {
             let att = lab::attach(
                 &lab()?,
@@ -299,6 +300,100 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                 );
             }
         }
+    }
+    Ok(())
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    api: &ControllerApi,
+    path: &str,
+) -> anyhow::Result<T> {
+    let resp = api.request("GET", path, None).await?;
+    if resp.status != 200 {
+        bail!(
+            "controller answered {} for {path}: {}",
+            resp.status,
+            resp.message()
+        );
+    }
+    Ok(serde_json::from_str(&resp.body)?)
+}
+
+/// `l2sm topology [--dot]`: what the controller sees.
+async fn topology(lab: &Lab, controller: Option<String>, dot: bool) -> anyhow::Result<()> {
+    use crate::controller::api::{LinkView, NetworkView};
+    use crate::controller::SwitchStatus;
+    let api = controller_api(lab, controller).await?;
+    let switches: Vec<SwitchStatus> = get_json(&api, "/api/v1/switches").await?;
+    let links: Vec<LinkView> = get_json(&api, "/api/v1/links").await?;
+    let networks: Vec<NetworkView> = get_json(&api, "/api/v1/networks").await?;
+    let switch_of = |port: &str| {
+        port.rsplit_once('/')
+            .map(|(s, _)| s.to_string())
+            .unwrap_or_default()
+    };
+    if dot {
+        println!("graph l2sm {{");
+        println!("  node [shape=box];");
+        for s in &switches {
+            println!("  \"{}\" [label=\"{}\\n{} flows\"];", s.id, s.id, s.flows);
+        }
+        for l in &links {
+            let style = if l.kind == "trunk" { "dashed" } else { "solid" };
+            println!(
+                "  \"{}\" -- \"{}\" [label=\"{}:{}-{}\", style={style}];",
+                l.a, l.b, l.kind, l.a_port, l.b_port
+            );
+        }
+        for n in &networks {
+            println!(
+                "  \"net:{}\" [shape=ellipse, label=\"{} (vni {})\"];",
+                n.name, n.name, n.vni
+            );
+            let mut on: Vec<String> = n.endpoints.iter().map(|e| switch_of(e)).collect();
+            on.sort();
+            on.dedup();
+            for sw in on {
+                println!("  \"net:{}\" -- \"{sw}\" [style=dotted];", n.name);
+            }
+        }
+        println!("}}");
+        return Ok(());
+    }
+    println!("SWITCHES");
+    for s in &switches {
+        let (tunnels, trunks) = (
+            s.ports.iter().filter(|p| p.kind == "tunnel").count(),
+            s.ports.iter().filter(|p| p.kind == "trunk").count(),
+        );
+        println!(
+            "  {:<21} {:<20} {:>3} ports ({tunnels} tunnels, {trunks} trunks), {} flows, {} groups",
+            s.id,
+            s.peer,
+            s.ports.len(),
+            s.flows,
+            s.groups
+        );
+    }
+    println!("LINKS");
+    if links.is_empty() {
+        println!("  (none known: the controller has no topology, switches form a full mesh of their tunnels)");
+    }
+    for l in &links {
+        println!(
+            "  {}/{} <-> {}/{}  {}",
+            l.a, l.a_port, l.b, l.b_port, l.kind
+        );
+    }
+    println!("NETWORKS");
+    for n in &networks {
+        println!(
+            "  {:<16} vni {:<6} {} ports: {}",
+            n.name,
+            n.vni,
+            n.endpoints.len(),
+            n.endpoints.join(" ")
+        );
     }
     Ok(())
 }

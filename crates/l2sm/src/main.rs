@@ -41,6 +41,12 @@ enum Command {
     Attach(cli::AttachArgs),
     /// Remove a pod's interface(s) (lab).
     Detach(cli::DetachArgs),
+    /// Switches, links and networks, as text or Graphviz DOT.
+    Topology {
+        /// Print Graphviz DOT instead of text.
+        #[arg(long)]
+        dot: bool,
+    },
 }
 
 fn init_tracing(daemon: bool) {

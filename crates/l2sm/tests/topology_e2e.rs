@@ -30,6 +30,19 @@ fn on_a_line_traffic_between_the_ends_transits_the_middle_node() {
     assert!(lab.pings("a", "10.10.0.3"), "n1 -> n3 across n2");
     assert!(lab.pings("c", "10.10.0.1"), "n3 -> n1 across n2");
     assert!(lab.blocked("a", "10.10.0.9"), "isolation on the line");
+    let text = lab.ok(&["topology"]);
+    assert_eq!(
+        text.matches("<->").count(),
+        2,
+        "a line of three has two links:\n{text}"
+    );
+    assert!(text.contains("blue") && text.contains("tunnel"), "{text}");
+    let dot = lab.ok(&["topology", "--dot"]);
+    assert!(
+        dot.starts_with("graph l2sm {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    assert_eq!(dot.matches("style=solid").count(), 2, "{dot}");
 }
 
 /// Counts the broadcast ICMP echo requests for `dst` seen in a capture.

@@ -59,6 +59,7 @@ pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
         .route("/api/v1/networks/{network_id}/release", post(release))
         .route("/api/v1/ipam/gc", post(ipam_gc))
         .route("/api/v1/switches", get(list_switches))
+        .route("/api/v1/links", get(list_links))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .route("/onos/ui", get(|| async { "L2S-M controller\n" }))
@@ -473,6 +474,41 @@ async fn list_networks(State(state): State<AppState>) -> Json<Vec<NetworkView>> 
             .networks
             .iter()
             .map(|(name, n)| network_view(name, n))
+            .collect(),
+    )
+}
+
+/// One live link in the native API.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkView {
+    /// Switch at one end.
+    pub a: String,
+    /// Its port (0 while that switch has no session).
+    pub a_port: u32,
+    /// Switch at the other end.
+    pub b: String,
+    /// Its port.
+    pub b_port: u32,
+    /// `tunnel` or `trunk`.
+    pub kind: String,
+}
+
+async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkView>> {
+    let links = state.shared.live_links();
+    Json(
+        links
+            .into_iter()
+            .map(|l| LinkView {
+                a: format!("of:{:016x}", l.a.dpid),
+                a_port: l.a.port,
+                b: format!("of:{:016x}", l.b.dpid),
+                b_port: l.b.port,
+                kind: match l.kind {
+                    l2sm_pipeline::LinkKind::Tunnel => "tunnel".into(),
+                    l2sm_pipeline::LinkKind::Trunk => "trunk".into(),
+                },
+            })
             .collect(),
     )
 }

@@ -186,6 +186,29 @@ impl Shared {
             .clone()
     }
 
+    /// Whether the links of a switch without a session still count as up (grace period).
+    fn absent_ok(&self) -> impl Fn(u64) -> bool {
+        let gone = self
+            .disconnected_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (now, started) = (std::time::Instant::now(), self.started);
+        move |dpid: u64| match gone.get(&dpid) {
+            Some(at) => now.duration_since(*at) < ABSENT_GRACE,
+            None => now.duration_since(started) < ABSENT_GRACE,
+        }
+    }
+
+    /// Live inter-switch links of the configured topology (empty without one).
+    pub fn live_links(&self) -> Vec<l2sm_pipeline::plan::Link> {
+        let Some(topo) = self.topology() else {
+            return Vec::new();
+        };
+        let switches = self.switches().clone();
+        topo.live_links(&switches, &self.absent_ok())
+    }
+
     /// The view switch `dpid` must be programmed with. `local_links` are the switch's own
     /// link ports, used when no topology is configured (full mesh of what it reports).
     pub fn view_of(
@@ -202,16 +225,7 @@ impl Shared {
             Some((g, plan)) if *g == generation => plan.clone(),
             _ => {
                 let switches = self.switches().clone();
-                let gone = self
-                    .disconnected_at
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                let now = std::time::Instant::now();
-                let absent_ok = |dpid: u64| match gone.get(&dpid) {
-                    Some(at) => now.duration_since(*at) < ABSENT_GRACE,
-                    None => now.duration_since(self.started) < ABSENT_GRACE,
-                };
+                let absent_ok = self.absent_ok();
                 let plan = Arc::new(topo::plan_all(&topo, &self.model(), &switches, &absent_ok));
                 *cache = Some((generation, plan.clone()));
                 plan
