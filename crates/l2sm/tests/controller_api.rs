@@ -559,3 +559,110 @@ fn five_hundred_concurrent_allocations_are_distinct_and_survive_a_restart() {
         serde_json::from_str(&c.req("GET", "/api/v1/networks/big", None).1).unwrap();
     assert_eq!(net["ipam"]["allocations"], serde_json::json!({}));
 }
+
+/// A small deterministic generator, so a failing sequence can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn random_requests_never_crash_the_controller_or_corrupt_its_state() {
+    let mut c = Controller::start();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let names = ["a", "b", "c", "Bad Name", "", "x".repeat(300).leak()];
+    let ports = [
+        "of:0000000000000001/1",
+        "of:0000000000000001/2",
+        "of:0000000000000002/1",
+        "of:zz/1",
+        "1/1",
+        "",
+    ];
+    let fields = [
+        "networkId",
+        "networkEndpoints",
+        "mirrorPort",
+        "tunnelList",
+        "bogus",
+    ];
+    for round in 0..600 {
+        let (method, path) = match rng.next() % 9 {
+            0 => ("POST", "/onos/vnets/api".to_string()),
+            1 => ("GET", format!("/onos/vnets/api/{}", rng.pick(&names))),
+            2 => ("DELETE", format!("/onos/vnets/api/{}", rng.pick(&names))),
+            3 => ("POST", "/onos/vnets/api/port".to_string()),
+            4 => ("DELETE", "/onos/vnets/api/port".to_string()),
+            5 => ("POST", "/onos/vnets/api/mirror-port".to_string()),
+            6 => (
+                "POST",
+                format!("/api/v1/networks/{}/allocations", rng.pick(&names)),
+            ),
+            7 => ("POST", "/api/v1/networks".to_string()),
+            _ => (
+                rng.pick(&["GET", "PUT", "PATCH"]),
+                rng.pick(&["/api/v1/networks", "/onos/vnets/api/port", "/x"])
+                    .to_string(),
+            ),
+        };
+        let body = match rng.next() % 4 {
+            0 => String::new(),
+            1 => "{not json".to_string(),
+            2 => {
+                let f = rng.pick(&fields);
+                let value = match f {
+                    "networkEndpoints" => format!(r#"["{}"]"#, rng.pick(&ports)),
+                    "tunnelList" => "[1,2]".to_string(),
+                    _ => format!(r#""{}""#, rng.pick(&ports)),
+                };
+                format!(r#"{{"networkId":"{}","{f}":{value}}}"#, rng.pick(&names))
+            }
+            _ => format!(
+                r#"{{"networkId":"{}","networkEndpoints":["{}","{}"],"name":"{}","owner":"o{}","cidrs":["10.{}.0.0/24"]}}"#,
+                rng.pick(&names),
+                rng.pick(&ports),
+                rng.pick(&ports),
+                rng.pick(&names),
+                rng.next() % 5,
+                rng.next() % 3
+            ),
+        };
+        let (code, _) = c
+            .try_request(method, &path, Some(&body), true)
+            .unwrap_or_else(|| {
+                panic!("round {round}: the controller stopped answering ({method} {path} {body})")
+            });
+        assert!(
+            [200, 201, 204, 400, 404, 405, 409, 500].contains(&code),
+            "round {round}: unexpected status {code} for {method} {path} {body}"
+        );
+    }
+    // The state is consistent: every port is in at most one network, and it survives a restart.
+    let before = c.req("GET", "/api/v1/networks", None).1;
+    let nets: serde_json::Value = serde_json::from_str(&before).expect("networks as JSON");
+    let mut seen = std::collections::BTreeSet::new();
+    for n in nets.as_array().unwrap() {
+        for ep in n["endpoints"].as_array().unwrap() {
+            assert!(
+                seen.insert(ep.as_str().unwrap().to_string()),
+                "port {ep} in two networks: {before}"
+            );
+        }
+    }
+    let dir = std::mem::replace(&mut c, Controller::start()).stop();
+    let c = Controller::start_in(dir);
+    assert_eq!(
+        c.req("GET", "/api/v1/networks", None).1,
+        before,
+        "state changed across a restart"
+    );
+}
