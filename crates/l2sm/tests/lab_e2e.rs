@@ -265,115 +265,52 @@ fn bad_input_gets_one_line_errors_and_changes_nothing() {
     lab.ok(&["network", "create", "blue"]);
     lab.attach("n1", "a", "blue", "10.10.0.1/24");
     let before = snapshot(&lab);
-    let cases: [(&[&str], &str); 11] = [
+    // attach --node N --pod P --network NET [--ip IP], and what its error must say.
+    let attach = |node: &str, pod: &str, net: &str, ip: Option<&str>| -> Vec<String> {
+        let mut v: Vec<String> = ["attach", "--node", node, "--pod", pod, "--network", net]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(ip) = ip {
+            v.extend(["--ip".to_string(), ip.to_string()]);
+        }
+        v
+    };
+    let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+    let cases: [(Vec<String>, &str); 11] = [
         (
-            &[
-                "attach",
-                "--node",
-                "n2",
-                "--pod",
-                "x",
-                "--network",
-                "nope",
-                "--ip",
-                "10.10.0.9/24",
-            ],
+            attach("n2", "x", "nope", Some("10.10.0.9/24")),
             "unknown network",
         ),
         (
-            &[
-                "attach",
-                "--node",
-                "n2",
-                "--pod",
-                "a",
-                "--network",
-                "blue",
-                "--ip",
-                "10.10.0.9/24",
-            ],
+            attach("n2", "a", "blue", Some("10.10.0.9/24")),
             "already exists on node n1",
         ),
         (
-            &[
-                "attach",
-                "--node",
-                "n2",
-                "--pod",
-                "x",
-                "--network",
-                "blue",
-                "--ip",
-                "10.10.0.300/24",
-            ],
+            attach("n2", "x", "blue", Some("10.10.0.300/24")),
             "invalid IP/CIDR",
         ),
         (
-            &[
-                "attach",
-                "--node",
-                "n2",
-                "--pod",
-                "x",
-                "--network",
-                "blue",
-                "--ip",
-                "10.10.0.9",
-            ],
+            attach("n2", "x", "blue", Some("10.10.0.9")),
             "invalid IP/CIDR",
         ),
+        (attach("n2", "x", "blue", Some("banana")), "invalid IP/CIDR"),
         (
-            &[
-                "attach",
-                "--node",
-                "n2",
-                "--pod",
-                "x",
-                "--network",
-                "blue",
-                "--ip",
-                "banana",
-            ],
-            "invalid IP/CIDR",
-        ),
-        (
-            &[
-                "attach",
-                "--node",
-                "n2",
-                "--pod",
-                "x",
-                "--network",
-                "blue",
-                "--ip",
-                "10.10.0.1/24",
-            ],
+            attach("n2", "x", "blue", Some("10.10.0.1/24")),
             "already used by pod",
         ),
+        (attach("n9", "x", "blue", None), "unknown node"),
+        (attach("n2", "X/y", "blue", None), "invalid pod name"),
+        (attach("n1", "a", "blue", None), "already attached"),
         (
-            &["attach", "--node", "n9", "--pod", "x", "--network", "blue"],
-            "unknown node",
+            words(&["network", "create", "Not_Valid"]),
+            "invalid network name",
         ),
-        (
-            &[
-                "attach",
-                "--node",
-                "n2",
-                "--pod",
-                "X/y",
-                "--network",
-                "blue",
-            ],
-            "invalid pod name",
-        ),
-        (
-            &["attach", "--node", "n1", "--pod", "a", "--network", "blue"],
-            "already attached",
-        ),
-        (&["network", "create", "Not_Valid"], "invalid network name"),
-        (&["lab", "up", "--nodes", "2"], "already up"),
+        (words(&["lab", "up", "--nodes", "2"]), "already up"),
     ];
     for (args, expect) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args = &args[..];
         let line = lab.fails(args);
         assert!(
             line.contains(expect),
