@@ -99,7 +99,9 @@ fn desired_links(
 ) -> anyhow::Result<(Vec<TunnelSpec>, Vec<crate::topology::Trunk>)> {
     let mut tunnels = parse_peers(&args.peers)?;
     let mut trunks = Vec::new();
-    if let Some(path) = &args.topology {
+    // A topology file that does not exist yet (Kubernetes: no Overlay yet, the optional
+    // ConfigMap is not mounted) means no links, not an error: it is re-read when it appears.
+    if let Some(path) = args.topology.as_ref().filter(|p| p.exists()) {
         let links = crate::topology::load(path, &args.node)?;
         for peer in links.tunnels {
             let t = tunnel_to(&peer.address);
@@ -313,7 +315,6 @@ impl Agent {
         Ok(attachments.len())
     }
 
-    /// Re-reads the topology file when it changes and reconciles the links.
     /// Re-reads the topology file when it changes and reconciles the links; also retries
     /// trunks whose interface did not exist yet.
     async fn watch_topology(self: Arc<Self>) {

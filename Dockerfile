@@ -1,0 +1,21 @@
+# One image for every component: `l2sm controller`, `l2sm agent` (with Open vSwitch beside
+# it), `l2sm operator`, and the CNI plugin that the agent's init container installs on the
+# host. Build: docker build -t l2sm:latest .
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin l2sm --bin l2sm-cni \
+    && install -D -m 0755 target/release/l2sm /out/l2sm \
+    && install -D -m 0755 target/release/l2sm-cni /out/l2sm-cni
+
+FROM debian:bookworm-slim
+# Open vSwitch for the agent's pod (ovsdb-server, ovs-vswitchd, ovsdb-tool), kmod for
+# loading the kernel datapath module. The controller and operator use only the binary.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openvswitch-switch kmod ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/l2sm /out/l2sm-cni /usr/local/bin/
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/l2sm"]

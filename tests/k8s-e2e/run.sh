@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# End-to-end test on a real Kubernetes cluster made with kind: installs Multus, cert-manager
+# and this project's image and manifests, then runs upstream's ping-pong scenario across two
+# nodes and checks isolation from a second network.
+#
+# Needs: a Docker engine, kind and kubectl on PATH (or set KIND=..., KUBECTL=...), the
+# openvswitch kernel module loadable on the Docker host, network access to pull images.
+# It cannot run on the project's CI machines (no Docker engine there).
+#
+#   tests/k8s-e2e/run.sh            # build image, create cluster, test, delete cluster
+#   KEEP_CLUSTER=1 tests/k8s-e2e/run.sh   # leave the cluster for inspection
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+KIND=${KIND:-kind}
+KUBECTL=${KUBECTL:-kubectl}
+CLUSTER=l2sm-e2e
+IMAGE=l2sm:e2e
+MULTUS_URL=${MULTUS_URL:-https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.1.4/deployments/multus-daemonset-thick.yml}
+CERT_MANAGER_URL=${CERT_MANAGER_URL:-https://github.com/cert-manager/cert-manager/releases/download/v1.16.1/cert-manager.yaml}
+CNI_PLUGINS_URL=${CNI_PLUGINS_URL:-https://github.com/containernetworking/plugins/releases/download/v1.6.0/cni-plugins-linux-amd64-v1.6.0.tgz}
+
+step() { printf '\n== %s\n' "$*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+k() { "$KUBECTL" --context "kind-$CLUSTER" "$@"; }
+
+for tool in docker "$KIND" "$KUBECTL"; do
+    command -v "$tool" >/dev/null || fail "$tool not found (this script needs docker, kind and kubectl)"
+done
+docker info >/dev/null 2>&1 || fail "no Docker engine reachable"
+
+cleanup() {
+    local rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "--- diagnostics"
+        k get pods -A -o wide || true
+        k -n l2sm-system logs deploy/l2sm-operator --tail=100 || true
+        k -n l2sm-system logs deploy/l2sm-controller --tail=100 || true
+        k -n l2sm-system logs ds/l2sm-agent -c agent --tail=100 || true
+    fi
+    if [ -z "${KEEP_CLUSTER:-}" ]; then
+        "$KIND" delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+
+step "image"
+docker build -t "$IMAGE" "$root"
+
+step "cluster"
+"$KIND" delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+"$KIND" create cluster --config "$here/kind.yaml" --wait 120s
+"$KIND" load docker-image "$IMAGE" --name "$CLUSTER"
+# Multus's thick plugin delegates to the reference plugins for the cluster network.
+for node in $("$KIND" get nodes --name "$CLUSTER"); do
+    docker exec "$node" sh -c "curl -fsSL $CNI_PLUGINS_URL | tar -xz -C /opt/cni/bin"
+done
+
+step "prerequisites: Multus, cert-manager"
+k apply -f "$MULTUS_URL"
+k apply -f "$CERT_MANAGER_URL"
+k -n kube-system rollout status ds/kube-multus-ds --timeout=300s
+k -n cert-manager rollout status deploy/cert-manager-webhook --timeout=300s
+
+step "L2S-M"
+k create namespace l2sm-system --dry-run=client -o yaml | k apply -f -
+k -n l2sm-system create secret generic l2sm-controller-credentials \
+    --from-literal=username=l2sm --from-literal=password="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+    --dry-run=client -o yaml | k apply -f -
+k kustomize "$root/deploy" | sed "s#image: l2sm:latest#image: $IMAGE#" | k apply -f -
+k -n l2sm-system rollout status deploy/l2sm-controller --timeout=300s
+k -n l2sm-system rollout status deploy/l2sm-operator --timeout=300s
+k -n l2sm-system rollout status ds/l2sm-agent --timeout=300s
+
+step "overlay and ping-pong"
+k apply -f "$root/examples/k8s/overlay.yaml"
+k apply -f "$root/examples/k8s/ping-pong.yaml"
+k wait --for=condition=Ready pod/ping pod/pong --timeout=300s
+k get pod ping -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/networks}' | grep -q ping-network \
+    || fail "webhook did not write the Multus annotation"
+[ "$(k get pod ping -o jsonpath='{.spec.nodeName}')" != "$(k get pod pong -o jsonpath='{.spec.nodeName}')" ] \
+    || fail "ping and pong landed on the same node"
+
+step "traffic"
+ok=
+for _ in $(seq 1 30); do
+    if k exec ping -- ping -c 1 -W 1 10.0.0.2 >/dev/null 2>&1; then ok=1; break; fi
+    sleep 2
+done
+[ -n "$ok" ] || fail "ping -> pong over ping-network failed"
+k exec ping -- ping -c 5 -i 0.2 10.0.0.2
+k wait --for=jsonpath='{.status.internalConnectivity}'=Available l2network/ping-network --timeout=60s
+
+step "isolation: a pod on another network"
+cat <<'YAML' | k apply -f -
+apiVersion: l2sm.l2sm.k8s.local/v1
+kind: L2Network
+metadata: { name: other-network, namespace: default }
+spec: { type: vnet }
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: intruder
+  namespace: default
+  labels: { l2sm: "true" }
+  annotations: { l2sm/networks: '[{"name": "other-network", "ips": ["10.0.0.3/24"]}]' }
+spec:
+  containers:
+    - { name: c, image: alpine:3.20, command: [sleep, infinity] }
+YAML
+k wait --for=condition=Ready pod/intruder --timeout=300s
+if k exec intruder -- ping -c 3 -W 1 10.0.0.2 >/dev/null 2>&1; then
+    fail "a pod on other-network reached ping-network"
+fi
+
+step "unknown network is refused"
+if out=$(cat <<'YAML' | k apply -f - 2>&1
+apiVersion: v1
+kind: Pod
+metadata:
+  name: lost
+  namespace: default
+  labels: { l2sm: "true" }
+  annotations: { l2sm/networks: no-such-network }
+spec:
+  containers:
+    - { name: c, image: alpine:3.20, command: [sleep, infinity] }
+YAML
+); then
+    fail "a pod naming an unknown network was admitted: $out"
+fi
+echo "$out" | grep -q no-such-network || fail "rejection does not name the network: $out"
+
+step "cleanup of pods and networks"
+k delete pod ping pong intruder --wait=true --timeout=120s
+k delete l2network ping-network other-network --wait=true --timeout=120s
+
+echo
+echo "k8s e2e: PASS"
