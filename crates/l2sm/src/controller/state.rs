@@ -171,11 +171,13 @@ impl Model {
 
     /// Addresses for `owner` on `network`: allocated (or validated static ones) when the
     /// network has IPAM; the static ones as given otherwise (L2 only: nothing is invented).
+    /// `port`, when given, records which switch port the owner is attached to.
     pub fn allocate(
         &mut self,
         network: &str,
         owner: &str,
         requested: &[ipnet::IpNet],
+        port: Option<PortId>,
     ) -> Result<Vec<ipnet::IpNet>, ModelError> {
         let net = self
             .networks
@@ -185,7 +187,11 @@ impl Model {
             None => Ok(requested.to_vec()),
             Some(ipam) => {
                 let addrs: Vec<std::net::IpAddr> = requested.iter().map(|n| n.addr()).collect();
-                Ok(ipam.allocate(owner, &addrs)?)
+                let ips = ipam.allocate(owner, &addrs)?;
+                if let Some(port) = port {
+                    ipam.ports.insert(owner.to_string(), port);
+                }
+                Ok(ips)
             }
         }
     }
@@ -206,6 +212,8 @@ impl Model {
             let before = ipam.allocations.len();
             ipam.allocations
                 .retain(|_, o| !o.starts_with(prefix) || valid.contains(o));
+            ipam.ports
+                .retain(|o, _| !o.starts_with(prefix) || valid.contains(o));
             freed += before - ipam.allocations.len();
         }
         freed
@@ -350,6 +358,8 @@ const NETWORKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("network
 const MEMBERS: TableDefinition<'_, &str, (&str, u64)> = TableDefinition::new("members");
 /// (network, address) -> owner.
 const ALLOCATIONS: TableDefinition<'_, (&str, &str), &str> = TableDefinition::new("allocations");
+/// (network, owner) -> port id the owner is attached to.
+const OWNER_PORTS: TableDefinition<'_, (&str, &str), &str> = TableDefinition::new("owner_ports");
 /// Counters: `next_vni`, `next_member_seq`, `legacy_imported`.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
@@ -417,6 +427,7 @@ impl Store {
         tx.open_table(NETWORKS).map_err(db_err)?;
         tx.open_table(MEMBERS).map_err(db_err)?;
         tx.open_table(ALLOCATIONS).map_err(db_err)?;
+        tx.open_table(OWNER_PORTS).map_err(db_err)?;
         tx.open_table(META).map_err(db_err)?;
         tx.commit().map_err(db_err)
     }
@@ -557,6 +568,25 @@ impl Store {
                 })?;
             ipam.allocations.insert(addr, owner.value().to_string());
         }
+        for row in tx
+            .open_table(OWNER_PORTS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
+            let (key, port) = row.map_err(db_err)?;
+            let (network, owner) = key.value();
+            let port: PortId = port
+                .value()
+                .parse()
+                .map_err(|e| corrupt(format!("port of {owner:?}: {e}")))?;
+            let ipam = model
+                .networks
+                .get_mut(network)
+                .and_then(|n| n.ipam.as_mut())
+                .ok_or_else(|| corrupt(format!("owner in network {network:?} without IPAM")))?;
+            ipam.ports.insert(owner.to_string(), port);
+        }
         Ok(model)
     }
 
@@ -633,6 +663,13 @@ impl Store {
                 .and_then(|n| n.ipam.as_ref())
                 .map(|i| &i.allocations)
         }
+        fn ports_of<'m>(m: &'m Model, name: &str) -> Option<&'m BTreeMap<String, PortId>> {
+            m.networks
+                .get(name)
+                .and_then(|n| n.ipam.as_ref())
+                .map(|i| &i.ports)
+        }
+        let no_ports = BTreeMap::new();
         let mut allocations = tx.open_table(ALLOCATIONS).map_err(db_err)?;
         let names: BTreeSet<&String> = old.networks.keys().chain(new.networks.keys()).collect();
         for name in names {
@@ -649,6 +686,24 @@ impl Store {
             for (addr, owner) in b.iter().filter(|(k, v)| a.get(*k) != Some(*v)) {
                 allocations
                     .insert((name.as_str(), addr.to_string().as_str()), owner.as_str())
+                    .map_err(db_err)?;
+            }
+        }
+        let mut owner_ports = tx.open_table(OWNER_PORTS).map_err(db_err)?;
+        for name in old.networks.keys().chain(new.networks.keys()) {
+            let a = ports_of(old, name).unwrap_or(&no_ports);
+            let b = ports_of(new, name).unwrap_or(&no_ports);
+            if a == b {
+                continue;
+            }
+            for owner in a.keys().filter(|k| !b.contains_key(*k)) {
+                owner_ports
+                    .remove((name.as_str(), owner.as_str()))
+                    .map_err(db_err)?;
+            }
+            for (owner, port) in b.iter().filter(|(k, v)| a.get(*k) != Some(*v)) {
+                owner_ports
+                    .insert((name.as_str(), owner.as_str()), port.to_string().as_str())
                     .map_err(db_err)?;
             }
         }
@@ -748,8 +803,8 @@ mod tests {
         m.create_network_with_ipam("c", ipam).unwrap();
         m.add_ports("a", &[port(7, 3), port(1, 2), port(5, 1)])
             .unwrap();
-        m.allocate("c", "o1", &[]).unwrap();
-        m.allocate("c", "o2", &[]).unwrap();
+        m.allocate("c", "o1", &[], Some(port(4, 4))).unwrap();
+        m.allocate("c", "o2", &[], None).unwrap();
         store.save(&empty, &m).unwrap();
         assert_eq!(store.load().unwrap(), m);
         // Moves, removals and releases are written as differences.
