@@ -971,3 +971,32 @@ async fn metrics(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_once_and_each_in_the_document() {
+        let specs: Vec<openapi::RouteSpec> = routes().into_iter().map(|(s, _)| s).collect();
+        let unique: std::collections::BTreeSet<(&str, &str)> =
+            specs.iter().map(|s| (s.method, s.path)).collect();
+        assert_eq!(unique.len(), specs.len(), "a route is listed twice");
+        let doc = openapi_json();
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(
+                    !op["responses"].as_object().unwrap().is_empty(),
+                    "{method} {path}"
+                );
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let served: std::collections::BTreeSet<(String, String)> = unique
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
+}
