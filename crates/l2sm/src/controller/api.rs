@@ -120,7 +120,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                 "/onos/vnets/api/port",
                 "Add member ports (upstream)",
             )
-            .request("NetworkDto")
+            .request("PortsDto")
             .responses(vec![
                 Resp::empty(204, "added (re-adding is a no-op)"),
                 err(400, "invalid body"),
@@ -138,7 +138,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                 "/onos/vnets/api/port",
                 "Remove member ports (upstream)",
             )
-            .request("NetworkDto")
+            .request("PortsDto")
             .responses(vec![
                 Resp::empty(200, "removed"),
                 err(400, "invalid body"),
@@ -156,7 +156,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                 "/onos/vnets/api/mirror-port",
                 "Set the mirror port (upstream)",
             )
-            .request("NetworkDto")
+            .request("MirrorDto")
             .responses(vec![
                 Resp::empty(204, "set"),
                 err(400, "invalid body or missing mirrorPort"),

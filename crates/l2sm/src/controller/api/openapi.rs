@@ -143,12 +143,11 @@ fn operation(spec: &RouteSpec) -> Value {
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
-            json!({
-                "name": name,
-                "in": "path",
-                "required": true,
-                "schema": {"type": "string"},
-            })
+            let schema = match name {
+                "dpid" => json!({"type": "string", "pattern": "^(of:)?[0-9a-f]{16}$"}),
+                _ => json!({"type": "string"}),
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
         })
         .collect();
     if !params.is_empty() {
@@ -219,10 +218,57 @@ pub(crate) fn document(routes: &[RouteSpec], max_body: usize) -> Value {
     })
 }
 
+/// A network name: a Kubernetes object name (DNS-1123 subdomain).
+fn network_name() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    })
+}
+
+/// Upstream's NetworkDTO as one route reads it: `required` fields must be there and valid,
+/// the other fields it `checks` may be null; fields the route ignores only need their type.
+/// Unknown fields are refused.
+fn dto(required: &[&str], checks: &[&str], description: &str) -> Value {
+    let port_id = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$"});
+    let field = |name: &str, schema: Value| -> Value {
+        if required.contains(&name) {
+            schema
+        } else if checks.contains(&name) {
+            let mut s = schema;
+            s["nullable"] = json!(true);
+            s
+        } else {
+            // Ignored, but still read with its type.
+            let mut s = match name {
+                "networkEndpoints" => json!({"type": "array", "items": {"type": "string"}}),
+                _ => json!({"type": "string"}),
+            };
+            s["nullable"] = json!(true);
+            s
+        }
+    };
+    json!({
+        "description": description,
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": {
+            "networkId": field("networkId", network_name()),
+            "networkEndpoints": field("networkEndpoints", json!({"type": "array", "items": port_id})),
+            "tunnelList": {"type": "array", "items": {"type": "integer", "format": "int64"}, "nullable": true},
+            "mirrorPort": field("mirrorPort", port_id.clone()),
+        },
+    })
+}
+
 fn schemas() -> Value {
-    let port_id = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}/[0-9]+$", "example": "of:a30b6e801ab54336/3"});
+    let port_id = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$", "example": "of:a30b6e801ab54336/3"});
     let dpid = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}$"});
-    let cidr = json!({"type": "string", "example": "10.0.0.0/24"});
+    let cidr = json!({"type": "string", "pattern": "^[0-9a-fA-F:.]+/[0-9]{1,3}$", "example": "10.0.0.0/24"});
+    let name = network_name();
     let nullable_string = json!({"type": "string", "nullable": true});
     json!({
         "Object": {"type": "object"},
@@ -235,23 +281,15 @@ fn schemas() -> Value {
                 "message": {"type": "string"},
             },
         },
-        "NetworkDto": {
-            "description": "Upstream NetworkDTO; unknown fields are refused.",
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "networkId": {"type": "string", "maxLength": 253},
-                "networkEndpoints": {"type": "array", "items": port_id},
-                "tunnelList": {"type": "array", "items": {"type": "integer"}},
-                "mirrorPort": port_id,
-            },
-        },
+        "NetworkDto": dto(&["networkId"], &["mirrorPort"], "Upstream NetworkDTO (create)."),
+        "PortsDto": dto(&["networkId", "networkEndpoints"], &[], "Upstream NetworkDTO (ports)."),
+        "MirrorDto": dto(&["networkId", "mirrorPort"], &[], "Upstream NetworkDTO (mirror port)."),
         "CreateNetwork": {
             "type": "object",
             "additionalProperties": false,
             "required": ["name"],
             "properties": {
-                "name": {"type": "string", "maxLength": 253},
+                "name": name,
                 "cidrs": {"type": "array", "items": cidr},
                 "podRanges": {"type": "array", "items": cidr},
                 "exclude": {"type": "array", "items": {"type": "string"}},
@@ -286,7 +324,7 @@ fn schemas() -> Value {
             "properties": {
                 "owner": {"type": "string", "minLength": 1},
                 "ips": {"type": "array", "items": cidr},
-                "port": port_id,
+                "port": {"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$", "nullable": true},
             },
         },
         "ReleaseRequest": {
