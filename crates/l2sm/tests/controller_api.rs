@@ -666,3 +666,368 @@ fn random_requests_never_crash_the_controller_or_corrupt_its_state() {
         "state changed across a restart"
     );
 }
+
+/// Sends requests `op(thread, i)` for i in `0..per_thread` from `threads` threads, until `stop`
+/// is set or the controller stops answering; returns what each acknowledged request was.
+fn burst<T: Send>(
+    api: u16,
+    threads: usize,
+    per_thread: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    acked: &std::sync::atomic::AtomicUsize,
+    op: impl Fn(usize, usize) -> (&'static str, String, String, u16, T) + Sync,
+) -> Vec<T> {
+    use std::sync::atomic::Ordering::SeqCst;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                let op = &op;
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    for i in 0..per_thread {
+                        if stop.load(SeqCst) {
+                            break;
+                        }
+                        let (method, path, body, ok, what) = op(w, i);
+                        match http(api, method, &path, Some(&body), true) {
+                            Some((code, _)) if code == ok => {
+                                done.push(what);
+                                acked.fetch_add(1, SeqCst);
+                            }
+                            Some((code, text)) => panic!("{method} {path}: {code} {text}"),
+                            None => break,
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
+/// One acknowledged write of the kill -9 test.
+#[derive(Debug)]
+enum Acked {
+    Network(String),
+    Member(String, String),
+    Address(String),
+}
+
+#[test]
+fn kill_9_during_a_burst_of_writes_keeps_every_acknowledged_write() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let c = Controller::start();
+    let create = r#"{"name":"burst","cidrs":["10.9.0.0/20"]}"#;
+    assert_eq!(c.req("POST", "/api/v1/networks", Some(create)).0, 201);
+    let (api, of) = (c.api, c.of);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked = std::sync::atomic::AtomicUsize::new(0);
+    let c = std::sync::Mutex::new(Some(c));
+    let writes: Vec<Acked> = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            burst(api, 8, usize::MAX, &stop, &acked, |w, i| {
+                let name = format!("k{w}-{}", i / 3);
+                match i % 3 {
+                    0 => (
+                        "POST",
+                        "/onos/vnets/api".to_string(),
+                        format!(r#"{{"networkId":"{name}"}}"#),
+                        204,
+                        Acked::Network(name),
+                    ),
+                    1 => {
+                        let port = format!("of:{:016x}/{}", w + 1, i / 3 + 1);
+                        (
+                            "POST",
+                            "/onos/vnets/api/port".to_string(),
+                            format!(r#"{{"networkId":"{name}","networkEndpoints":["{port}"]}}"#),
+                            204,
+                            Acked::Member(name, port),
+                        )
+                    }
+                    _ => (
+                        "POST",
+                        "/api/v1/networks/burst/allocations".to_string(),
+                        format!(r#"{{"owner":"{name}"}}"#),
+                        200,
+                        Acked::Address(name),
+                    ),
+                }
+            })
+        });
+        while acked.load(SeqCst) < 300 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // SIGKILL in the middle of the burst: no chance to flush anything.
+        let dir = c.lock().unwrap().take().unwrap().stop();
+        stop.store(true, SeqCst);
+        let writes = writer.join().unwrap();
+        *c.lock().unwrap() = Some(Controller::start_on(dir, api, of));
+        writes
+    });
+    let c = c.into_inner().unwrap().unwrap();
+    assert!(writes.len() >= 300, "{} writes acknowledged", writes.len());
+    let nets: serde_json::Value =
+        serde_json::from_str(&c.req("GET", "/api/v1/networks", None).1).unwrap();
+    let by_name: std::collections::BTreeMap<&str, &serde_json::Value> = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n))
+        .collect();
+    let allocations = &by_name["burst"]["ipam"]["allocations"];
+    let owners: std::collections::BTreeSet<&str> = allocations
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    for w in &writes {
+        match w {
+            Acked::Network(n) => assert!(by_name.contains_key(n.as_str()), "lost network {n}"),
+            Acked::Member(n, p) => assert!(
+                by_name[n.as_str()]["endpoints"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&serde_json::json!(p)),
+                "lost member {p} of {n}"
+            ),
+            Acked::Address(owner) => {
+                assert!(owners.contains(owner.as_str()), "lost address of {owner}")
+            }
+        }
+    }
+}
+
+#[test]
+fn concurrent_mutations_are_all_persisted() {
+    let c = Controller::start();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked = std::sync::atomic::AtomicUsize::new(0);
+    // Each thread creates 20 networks, gives each a port, and deletes every fourth one.
+    let done = burst(c.api, 6, 60, &stop, &acked, |w, i| {
+        let name = format!("c{w}-{}", i / 3);
+        let (method, path, body, ok) = match i % 3 {
+            0 => (
+                "POST",
+                "/onos/vnets/api".to_string(),
+                format!(r#"{{"networkId":"{name}"}}"#),
+                204,
+            ),
+            1 => (
+                "POST",
+                "/onos/vnets/api/port".to_string(),
+                format!(
+                    r#"{{"networkId":"{name}","networkEndpoints":["of:{:016x}/{}"]}}"#,
+                    w + 1,
+                    i / 3 + 1
+                ),
+                204,
+            ),
+            _ if (i / 3) % 4 == 0 => (
+                "DELETE",
+                format!("/onos/vnets/api/{name}"),
+                String::new(),
+                204,
+            ),
+            _ => ("GET", format!("/onos/vnets/api/{name}"), String::new(), 200),
+        };
+        (method, path, body, ok, ())
+    });
+    assert_eq!(done.len(), 6 * 60);
+    let before = c.req("GET", "/api/v1/networks", None).1;
+    let nets: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let nets = nets.as_array().unwrap();
+    assert_eq!(nets.len(), 6 * 15, "{before}");
+    let vnis: std::collections::BTreeSet<u64> =
+        nets.iter().map(|n| n["vni"].as_u64().unwrap()).collect();
+    assert_eq!(vnis.len(), nets.len(), "VNIs are unique");
+    assert!(nets
+        .iter()
+        .all(|n| n["endpoints"].as_array().unwrap().len() == 1));
+    let dir = c.stop();
+    let c = Controller::start_in(dir);
+    assert_eq!(c.req("GET", "/api/v1/networks", None).1, before);
+}
+
+#[test]
+fn legacy_state_json_is_imported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // The file format of earlier versions (no VLAN ids yet).
+    let legacy = r#"{"networks":{
+        "old":{"vni":7,"endpoints":["of:0000000000000001/1","of:0000000000000001/2"],"mirror_port":"of:0000000000000001/9"},
+        "ipn":{"vni":8,"endpoints":[],"ipam":{"cidrs":["10.1.0.0/24"],"allocations":{"10.1.0.1":"pod-x/net1"}}}
+    },"next_vni":9}"#;
+    std::fs::write(dir.path().join("state.json"), legacy).unwrap();
+    let c = Controller::start_in(dir);
+    assert!(!c.dir.path().join("state.json").exists());
+    assert!(c.dir.path().join("state.json.imported").exists());
+    let old: serde_json::Value =
+        serde_json::from_str(&c.req("GET", "/api/v1/networks/old", None).1).unwrap();
+    assert_eq!(old["vni"], 7);
+    assert_eq!(
+        old["endpoints"],
+        serde_json::json!(["of:0000000000000001/1", "of:0000000000000001/2"])
+    );
+    assert_eq!(old["mirrorPort"], "of:0000000000000001/9");
+    assert!(old["vlan"].as_u64().is_some(), "a VLAN id was assigned");
+    let ipn: serde_json::Value =
+        serde_json::from_str(&c.req("GET", "/api/v1/networks/ipn", None).1).unwrap();
+    assert_eq!(ipn["ipam"]["allocations"]["10.1.0.1"], "pod-x/net1");
+    // Counters came along too: the next network gets VNI 9.
+    assert_eq!(
+        c.req("POST", "/api/v1/networks", Some(r#"{"name":"new"}"#))
+            .0,
+        201
+    );
+    let new: serde_json::Value =
+        serde_json::from_str(&c.req("GET", "/api/v1/networks/new", None).1).unwrap();
+    assert_eq!(new["vni"], 9);
+    let before = c.req("GET", "/api/v1/networks", None).1;
+    let c = Controller::start_in(c.stop());
+    assert_eq!(c.req("GET", "/api/v1/networks", None).1, before);
+}
+
+/// Runs a controller on `dir` that is expected to refuse to start; returns its error line.
+fn startup_error(dir: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "controller",
+            "--api-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--openflow-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--state-dir")
+        .arg(dir)
+        .env("L2SM_API_USER", "test")
+        .env("L2SM_API_PASSWORD", "secret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr:?}");
+    lines[0].to_string()
+}
+
+#[test]
+fn a_locked_or_corrupt_store_is_a_one_line_startup_error() {
+    let c = Controller::start();
+    let line = startup_error(c.dir.path());
+    assert!(line.contains("in use by another controller"), "{line}");
+    // The running controller is unaffected.
+    assert_eq!(c.req("GET", "/onos/vnets/api/status", None).0, 200);
+    let dir = c.stop();
+    std::fs::write(dir.path().join("state.redb"), vec![0x42u8; 10_000]).unwrap();
+    let line = startup_error(dir.path());
+    assert!(line.contains("cannot open controller state"), "{line}");
+}
+
+#[test]
+fn errors_are_json_and_bodies_are_limited_on_every_route() {
+    let c = Controller::start();
+    let json_error = |code: u16, text: &str, want: u16| {
+        assert_eq!(code, want, "{text}");
+        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|_| panic!("{text}"));
+        assert!(!v["error"].as_str().unwrap_or("").is_empty(), "{text}");
+    };
+    let (code, text) = c.req("GET", "/api/v1/switches/of:00000000000000aa/flows", None);
+    json_error(code, &text, 404);
+    let (code, text) = c.req("GET", "/api/v1/switches/nope/groups", None);
+    json_error(code, &text, 400);
+    let (code, text) = c.req("PUT", "/api/v1/networks", None);
+    json_error(code, &text, 405);
+    let (code, text) = c.req("GET", "/nowhere", None);
+    json_error(code, &text, 404);
+    let (code, text) = c
+        .try_request("GET", "/api/v1/networks", None, false)
+        .unwrap();
+    json_error(code, &text, 401);
+    let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(70_000));
+    for (method, path) in [
+        ("POST", "/api/v1/networks"),
+        ("POST", "/onos/vnets/api"),
+        ("GET", "/api/v1/ports"),
+        ("POST", "/api/v1/networks/x/allocations"),
+    ] {
+        let (code, text) = c.req(method, path, Some(&big));
+        json_error(code, &text, 413);
+    }
+    // Latency is recorded per route template, never per raw path.
+    c.req("GET", "/api/v1/networks/some-name", None);
+    let metrics = c.req("GET", "/metrics", None).1;
+    assert!(
+        metrics.contains(
+            r#"l2sm_api_request_duration_seconds_count{method="GET",route="/api/v1/networks/{network_id}"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"l2sm_api_request_duration_seconds_bucket{method="PUT",route="/api/v1/networks",le="+Inf"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("some-name"), "{metrics}");
+}
+
+#[test]
+fn the_openapi_document_describes_exactly_what_the_router_serves() {
+    let c = Controller::start();
+    let create = r#"{"name":"doc","cidrs":["10.3.0.0/24"]}"#;
+    assert_eq!(c.req("POST", "/api/v1/networks", Some(create)).0, 201);
+    let (code, text) = c
+        .try_request("GET", "/api/v1/openapi.json", None, false)
+        .unwrap();
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("the document is JSON");
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{} paths", paths.len());
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    // Every $ref resolves.
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = r.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "dangling $ref {name}");
+    }
+    let mut operations = 0;
+    for (path, ops) in paths {
+        assert!(
+            path.starts_with("/api/v1") || path.starts_with("/onos/") || path == "/metrics",
+            "{path}"
+        );
+        let concrete = path
+            .replace("{network_id}", "doc")
+            .replace("{dpid}", "of:00000000000000aa");
+        let ops = ops.as_object().unwrap();
+        for method in ["get", "post", "delete", "put", "patch"] {
+            let upper = method.to_uppercase();
+            let Some(op) = ops.get(method) else {
+                // A method the document does not list is not served there.
+                let (code, _) = c.req(&upper, &concrete, None);
+                assert_eq!(code, 405, "{upper} {path} is served but not documented");
+                continue;
+            };
+            operations += 1;
+            let responses = op["responses"].as_object().unwrap();
+            assert!(!responses.is_empty(), "{upper} {path} has no responses");
+            let body = op.get("requestBody").map(|_| "{}");
+            let (code, text) = c.req(&upper, &concrete, body);
+            assert!(
+                responses.contains_key(&code.to_string()),
+                "{upper} {path} answered {code}, not documented: {text}"
+            );
+            let secured = !op["security"].as_array().unwrap().is_empty();
+            if secured {
+                let (code, _) = c.try_request(&upper, &concrete, body, false).unwrap();
+                assert_eq!(code, 401, "{upper} {path} without credentials");
+                assert!(responses.contains_key("401"));
+            }
+        }
+    }
+    assert!(operations >= 20, "{operations} operations");
+}

@@ -448,8 +448,10 @@ impl Agent {
         network: &str,
         owner: &str,
         ips: &[ipnet::IpNet],
+        port: PortId,
     ) -> anyhow::Result<Vec<ipnet::IpNet>> {
-        let body = json!({"owner": owner, "ips": ips});
+        // The port lets the controller show the membership with its addresses.
+        let body = json!({"owner": owner, "ips": ips, "port": port.to_string()});
         let path = format!("/api/v1/networks/{network}/allocations");
         let resp = self.controller.request("POST", &path, Some(&body)).await?;
         match resp.status {
@@ -549,7 +551,7 @@ impl Agent {
             r
         });
         let (allocated, veth) = tokio::join!(
-            self.allocate(&req.network, &req.attachment_id, &req.ips),
+            self.allocate(&req.network, &req.attachment_id, &req.ips, port_id),
             make_veth
         );
         let veth =

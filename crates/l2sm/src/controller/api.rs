@@ -14,8 +14,12 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use l2sm_pipeline::ids::{self, PortId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+mod openapi;
+mod views;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -30,43 +34,40 @@ pub struct Credentials {
 }
 
 #[derive(Clone)]
-struct AppState {
-    shared: Arc<Shared>,
+pub(super) struct AppState {
+    pub(super) shared: Arc<Shared>,
     credentials: Arc<Credentials>,
+    latency: Arc<LatencyHistograms>,
 }
 
-/// Builds the API router.
+/// Builds the API router from [`routes`], the one list of what the API serves (the OpenAPI
+/// document is generated from the same list).
 pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
     let state = AppState {
         shared,
         credentials: Arc::new(credentials),
+        latency: Arc::new(LatencyHistograms::default()),
     };
-    let vnets = Router::new()
-        .route("/onos/vnets/api", post(create_network))
-        .route("/onos/vnets/api/status", get(status))
-        .route("/onos/vnets/api/port", post(add_port).delete(remove_port))
-        .route("/onos/vnets/api/mirror-port", post(set_mirror_port))
-        .route(
-            "/onos/vnets/api/{network_id}",
-            get(get_network).delete(delete_network),
-        )
-        .route(
-            "/api/v1/networks",
-            get(list_networks).post(create_network_v1),
-        )
-        .route("/api/v1/networks/{network_id}", get(get_network_v1))
-        .route("/api/v1/networks/{network_id}/allocations", post(allocate))
-        .route("/api/v1/networks/{network_id}/release", post(release))
-        .route("/api/v1/ipam/gc", post(ipam_gc))
-        .route("/api/v1/switches", get(list_switches))
-        .route("/api/v1/links", get(list_links))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
-    Router::new()
-        .route("/onos/ui", get(|| async { "L2S-M controller\n" }))
-        .route("/metrics", get(metrics))
-        .merge(vnets)
+    let (mut open, mut authed) = (Router::new(), Router::new());
+    for (spec, handler) in routes() {
+        if spec.auth {
+            authed = authed.route(spec.path, handler);
+        } else {
+            open = open.route(spec.path, handler);
+        }
+    }
+    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    open.merge(authed)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint").into_response() })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
+            .into_response()
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(limit_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -74,10 +75,294 @@ pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
         .with_state(state)
 }
 
-/// JSON error body `{"code": N, "message": "..."}`, the shape ONOS uses.
-/// An API error, answered as the JSON body `{"code": N, "message": "..."}` ONOS uses.
+/// A method router for one route of [`routes`].
+type Handler = axum::routing::MethodRouter<AppState>;
+
+/// Every route the API serves, with its documentation. The router and the OpenAPI document
+/// are both built from this list, so they cannot disagree.
+fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
+    use axum::routing::delete;
+    use openapi::{Resp, RouteSpec};
+    let err = |code: u16, why: &'static str| Resp::error(code, why);
+    vec![
+        (
+            RouteSpec::open("get", "/onos/ui", "Readiness probe of upstream's operator")
+                .responses(vec![Resp::text(200, "the controller is up")]),
+            get(|| async { "L2S-M controller\n" }),
+        ),
+        (
+            RouteSpec::open("get", "/metrics", "Prometheus metrics")
+                .responses(vec![Resp::text(200, "metrics in Prometheus text format")]),
+            get(metrics),
+        ),
+        (
+            RouteSpec::open("get", "/api/v1/openapi.json", "This document")
+                .responses(vec![Resp::json(200, "the OpenAPI 3.0 document", "Object")]),
+            get(openapi_document),
+        ),
+        (
+            RouteSpec::authed("post", "/onos/vnets/api", "Create a network (upstream)")
+                .request("NetworkDto")
+                .responses(vec![
+                    Resp::empty(204, "created, or it already existed"),
+                    err(400, "invalid body or network name"),
+                ]),
+            post(create_network),
+        ),
+        (
+            RouteSpec::authed("get", "/onos/vnets/api/status", "Health (upstream)")
+                .responses(vec![Resp::empty(200, "the API is up")]),
+            get(status),
+        ),
+        (
+            RouteSpec::authed(
+                "post",
+                "/onos/vnets/api/port",
+                "Add member ports (upstream)",
+            )
+            .request("PortsDto")
+            .responses(vec![
+                Resp::empty(204, "added (re-adding is a no-op)"),
+                err(400, "invalid body"),
+                err(
+                    409,
+                    "unknown network, port in another network or the mirror port",
+                ),
+                err(500, "missing or malformed endpoints (as upstream)"),
+            ]),
+            post(add_port),
+        ),
+        (
+            RouteSpec::authed(
+                "delete",
+                "/onos/vnets/api/port",
+                "Remove member ports (upstream)",
+            )
+            .request("PortsDto")
+            .responses(vec![
+                Resp::empty(200, "removed"),
+                err(400, "invalid body"),
+                err(409, "unknown network"),
+                err(
+                    500,
+                    "port not a member, missing or malformed endpoints (as upstream)",
+                ),
+            ]),
+            delete(remove_port),
+        ),
+        (
+            RouteSpec::authed(
+                "post",
+                "/onos/vnets/api/mirror-port",
+                "Set the mirror port (upstream)",
+            )
+            .request("MirrorDto")
+            .responses(vec![
+                Resp::empty(204, "set"),
+                err(400, "invalid body or missing mirrorPort"),
+                err(409, "unknown network or port in a network"),
+                err(500, "malformed port id (as upstream)"),
+            ]),
+            post(set_mirror_port),
+        ),
+        (
+            RouteSpec::authed(
+                "get",
+                "/onos/vnets/api/{network_id}",
+                "One network as upstream's text",
+            )
+            .responses(vec![
+                Resp::text(200, "upstream's Network.toString()"),
+                err(404, "unknown network"),
+            ]),
+            get(get_network),
+        ),
+        (
+            RouteSpec::authed(
+                "delete",
+                "/onos/vnets/api/{network_id}",
+                "Delete a network (upstream)",
+            )
+            .responses(vec![Resp::empty(204, "deleted, or it did not exist")]),
+            delete(delete_network),
+        ),
+        (
+            RouteSpec::authed("get", "/api/v1/networks", "Every network")
+                .responses(vec![Resp::json_array(200, "networks", "Network")]),
+            get(list_networks),
+        ),
+        (
+            RouteSpec::authed(
+                "post",
+                "/api/v1/networks",
+                "Create a network, optionally with IPAM",
+            )
+            .request("CreateNetwork")
+            .responses(vec![
+                Resp::json(201, "created", "Network"),
+                Resp::json(200, "exists with the same settings", "Network"),
+                err(400, "invalid body, name or IPAM settings"),
+                err(409, "exists with other IPAM settings"),
+                err(500, "no VNI left"),
+            ]),
+            post(create_network_v1),
+        ),
+        (
+            RouteSpec::authed("get", "/api/v1/networks/{network_id}", "One network").responses(
+                vec![
+                    Resp::json(200, "the network", "Network"),
+                    err(404, "unknown network"),
+                ],
+            ),
+            get(get_network_v1),
+        ),
+        (
+            RouteSpec::authed(
+                "post",
+                "/api/v1/networks/{network_id}/allocations",
+                "Addresses for an owner",
+            )
+            .request("AllocationRequest")
+            .responses(vec![
+                Resp::json(200, "the owner's addresses", "Allocation"),
+                err(400, "invalid body"),
+                err(404, "unknown network"),
+                err(409, "address refused (outside, reserved, taken, exhausted)"),
+            ]),
+            post(allocate),
+        ),
+        (
+            RouteSpec::authed(
+                "post",
+                "/api/v1/networks/{network_id}/release",
+                "Free an owner's addresses",
+            )
+            .request("ReleaseRequest")
+            .responses(vec![
+                Resp::json(200, "how many addresses were freed", "Released"),
+                err(400, "invalid body"),
+            ]),
+            post(release),
+        ),
+        (
+            RouteSpec::authed(
+                "post",
+                "/api/v1/ipam/gc",
+                "Free allocations of vanished owners",
+            )
+            .request("GcRequest")
+            .responses(vec![
+                Resp::json(200, "how many addresses were freed", "Released"),
+                err(400, "invalid body"),
+            ]),
+            post(ipam_gc),
+        ),
+        (
+            RouteSpec::authed("get", "/api/v1/switches", "Connected switches")
+                .responses(vec![Resp::json_array(200, "switches", "Switch")]),
+            get(list_switches),
+        ),
+        (
+            RouteSpec::authed(
+                "get",
+                "/api/v1/switches/{dpid}/flows",
+                "Flows of one switch",
+            )
+            .responses(vec![
+                Resp::json(200, "the flows the controller programs", "SwitchFlows"),
+                err(400, "malformed datapath id"),
+                err(404, "switch not connected"),
+            ]),
+            get(views::switch_flows),
+        ),
+        (
+            RouteSpec::authed(
+                "get",
+                "/api/v1/switches/{dpid}/groups",
+                "Groups of one switch",
+            )
+            .responses(vec![
+                Resp::json(200, "the groups the controller programs", "SwitchGroups"),
+                err(400, "malformed datapath id"),
+                err(404, "switch not connected"),
+            ]),
+            get(views::switch_groups),
+        ),
+        (
+            RouteSpec::authed("get", "/api/v1/ports", "Ports of connected switches")
+                .responses(vec![Resp::json_array(200, "ports", "Port")]),
+            get(views::list_ports),
+        ),
+        (
+            RouteSpec::authed("get", "/api/v1/attachments", "Network memberships")
+                .responses(vec![Resp::json_array(200, "memberships", "Attachment")]),
+            get(views::list_attachments),
+        ),
+        (
+            RouteSpec::authed("get", "/api/v1/links", "Live inter-switch links")
+                .responses(vec![Resp::json_array(200, "links", "Link")]),
+            get(list_links),
+        ),
+    ]
+    .into_iter()
+    .map(|(spec, handler)| {
+        let spec = spec.with_common_errors();
+        (spec, handler)
+    })
+    .collect()
+}
+
+/// The OpenAPI document of [`routes`].
+pub fn openapi_json() -> serde_json::Value {
+    let specs: Vec<openapi::RouteSpec> = routes().into_iter().map(|(s, _)| s).collect();
+    openapi::document(&specs, MAX_BODY)
+}
+
+async fn openapi_document() -> Json<serde_json::Value> {
+    Json(openapi_json())
+}
+
+/// Refuses bodies announced larger than [`MAX_BODY`] on every route, before any handler runs
+/// (bodies without a length are cut by the body extractor).
+async fn limit_body(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// A request body, with axum's plain-text rejections (too large, unreadable) turned into JSON
+/// errors.
+struct Body(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {MAX_BODY} bytes"),
+            )),
+            Err(r) => Err(error(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// An API error, answered as `{"error": "...", "code": N, "message": "..."}`: `error` for
+/// native clients, `code` and `message` in the shape ONOS uses for upstream's.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     message: String,
 }
@@ -86,10 +371,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         #[derive(Serialize)]
         struct Body {
+            error: String,
             code: u16,
             message: String,
         }
         let body = Body {
+            error: self.message.clone(),
             code: self.status.as_u16(),
             message: self.message,
         };
@@ -97,14 +384,74 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError {
         status,
         message: message.into(),
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
+
+/// Upper bounds (seconds) of the API latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// One latency histogram.
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Cumulative counts are computed when rendering; these are per bucket, plus +Inf last.
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+/// API latency by method and route template (never the raw path: names in paths would make
+/// the label set unbounded).
+#[derive(Debug, Default)]
+struct LatencyHistograms(Mutex<BTreeMap<(String, String), Histogram>>);
+
+impl LatencyHistograms {
+    fn observe(&self, method: &str, route: &str, seconds: f64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let h = map
+            .entry((method.to_string(), route.to_string()))
+            .or_default();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        h.buckets[i] += 1;
+        h.sum += seconds;
+        h.count += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "l2sm_api_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} API request latency by method and route."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for ((method, route), h) in map {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            let mut cumulative = 0;
+            for (i, count) in h.buckets.iter().enumerate() {
+                cumulative += count;
+                let le = LATENCY_BUCKETS
+                    .get(i)
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "+Inf".into());
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+        }
+    }
+}
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     state
@@ -112,7 +459,18 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         .metrics
         .api_requests
         .fetch_add(1, Ordering::Relaxed);
-    next.run(req).await
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state
+        .latency
+        .observe(&method, &route, started.elapsed().as_secs_f64());
+    response
 }
 
 async fn require_auth(
@@ -196,7 +554,7 @@ async fn status() -> StatusCode {
     StatusCode::OK
 }
 
-async fn create_network(State(state): State<AppState>, body: Bytes) -> ApiResult {
+async fn create_network(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let dto = parse_body(&body)?;
     let id = network_id(&dto)?;
     let mirror = dto.mirror_port.as_deref().map(parse_port).transpose()?;
@@ -254,7 +612,7 @@ fn endpoints(dto: &NetworkDto) -> Result<Vec<PortId>, ApiError> {
     list.iter().map(|s| parse_port(s)).collect()
 }
 
-async fn add_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
+async fn add_port(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let dto = parse_body(&body)?;
     let id = network_id(&dto).map_err(|_| {
         error(
@@ -273,7 +631,7 @@ async fn add_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn remove_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
+async fn remove_port(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let dto = parse_body(&body)?;
     let id = network_id(&dto).map_err(|_| {
         error(
@@ -290,7 +648,7 @@ async fn remove_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
     Ok(StatusCode::OK.into_response())
 }
 
-async fn set_mirror_port(State(state): State<AppState>, body: Bytes) -> ApiResult {
+async fn set_mirror_port(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let dto = parse_body(&body)?;
     let mirror = match dto.mirror_port.as_deref() {
         Some(s) if !s.is_empty() => parse_port(s)?,
@@ -362,7 +720,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     })
 }
 
-async fn create_network_v1(State(state): State<AppState>, body: Bytes) -> ApiResult {
+async fn create_network_v1(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let req: CreateNetwork = json_body(&body)?;
     ids::validate_network_name(&req.name)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -416,6 +774,9 @@ struct AllocationRequest {
     owner: String,
     #[serde(default)]
     ips: Vec<ipnet::IpNet>,
+    /// Switch port the owner is (being) attached to, `of:<16 hex>/<n>`.
+    #[serde(default)]
+    port: Option<String>,
 }
 
 fn model_status(e: UpdateError) -> ApiError {
@@ -428,19 +789,35 @@ fn model_status(e: UpdateError) -> ApiError {
     }
 }
 
-async fn allocate(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn allocate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> ApiResult {
     let req: AllocationRequest = json_body(&body)?;
     if req.owner.is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "owner is required"));
     }
+    let port = req
+        .port
+        .as_deref()
+        .map(|p| {
+            p.parse::<PortId>()
+                .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+        })
+        .transpose()?;
     let ips = state
         .shared
-        .update(|m| m.allocate(&id, &req.owner, &req.ips))
+        .update(|m| m.allocate(&id, &req.owner, &req.ips, port))
         .map_err(model_status)?;
     Ok(Json(serde_json::json!({ "ips": ips })).into_response())
 }
 
-async fn release(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn release(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> ApiResult {
     let req: AllocationRequest = json_body(&body)?;
     let released = state
         .shared
@@ -457,7 +834,7 @@ struct GcRequest {
     valid_owners: Vec<String>,
 }
 
-async fn ipam_gc(State(state): State<AppState>, body: Bytes) -> ApiResult {
+async fn ipam_gc(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let req: GcRequest = json_body(&body)?;
     let valid: std::collections::BTreeSet<String> = req.valid_owners.into_iter().collect();
     let released = state
@@ -586,10 +963,40 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    state.latency.render(&mut out);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_once_and_each_in_the_document() {
+        let specs: Vec<openapi::RouteSpec> = routes().into_iter().map(|(s, _)| s).collect();
+        let unique: std::collections::BTreeSet<(&str, &str)> =
+            specs.iter().map(|s| (s.method, s.path)).collect();
+        assert_eq!(unique.len(), specs.len(), "a route is listed twice");
+        let doc = openapi_json();
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(
+                    !op["responses"].as_object().unwrap().is_empty(),
+                    "{method} {path}"
+                );
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let served: std::collections::BTreeSet<(String, String)> = unique
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
 }

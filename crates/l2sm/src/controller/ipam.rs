@@ -23,6 +23,10 @@ pub struct Ipam {
     /// Address -> owner.
     #[serde(default)]
     pub allocations: BTreeMap<IpAddr, String>,
+    /// Owner -> the switch port it is attached to, when the requester said so (the agent
+    /// does): lets the API show each membership with its addresses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, l2sm_pipeline::ids::PortId>,
 }
 
 /// Why an IPAM request was refused.
@@ -97,6 +101,7 @@ impl Ipam {
             pod_ranges,
             exclude,
             allocations: BTreeMap::new(),
+            ports: BTreeMap::new(),
         })
     }
 
@@ -204,6 +209,7 @@ impl Ipam {
     pub fn release(&mut self, owner: &str) -> usize {
         let before = self.allocations.len();
         self.allocations.retain(|_, o| o != owner);
+        self.ports.remove(owner);
         before - self.allocations.len()
     }
 }

@@ -1,7 +1,8 @@
 //! `l2sm controller`: the OpenFlow 1.3 server for every switch, the owner of networks, VNIs and
 //! memberships, and the REST API (upstream ONOS-vnets compatible, plus a small native API).
 //!
-//! Data flow: an API call changes the [`state::Model`] (persisted before the answer is sent),
+//! Data flow: an API call changes the [`state::Model`] (committed to the redb store before the
+//! answer is sent),
 //! then bumps a generation counter; every switch session watches that counter, recompiles its
 //! own pipeline and sends only the difference to its switch.
 
@@ -141,8 +142,8 @@ impl Shared {
         self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Applies `change` to a copy of the model, persists the copy, then publishes it. Nothing
-    /// changes when `change` fails or the state cannot be written.
+    /// Applies `change` to a copy of the model, commits the difference to the store (durably),
+    /// then publishes it. Nothing changes when `change` fails or the state cannot be written.
     pub fn update<R>(
         &self,
         change: impl FnOnce(&mut Model) -> Result<R, ModelError>,
@@ -151,7 +152,9 @@ impl Shared {
         let mut next = guard.clone();
         let result = change(&mut next)?;
         if next != *guard {
-            self.store.save(&next).map_err(UpdateError::Persist)?;
+            self.store
+                .save(&guard, &next)
+                .map_err(UpdateError::Persist)?;
             *guard = next;
             drop(guard);
             self.generation.send_modify(|g| *g += 1);

@@ -1,10 +1,13 @@
-//! The controller's model: networks, their VNIs and member ports, persisted as one JSON file
-//! written atomically so a restart (or a crash) never loses or half-writes it.
+//! The controller's model: networks, their VNIs, VLAN ids, member ports, mirror ports and IPAM
+//! allocations. The model in memory is a cache; the truth is a redb database in the state
+//! directory, changed in one durable transaction per API change, so a restart (or a crash)
+//! keeps every acknowledged change and never half of one.
 
 use super::ipam::{Ipam, IpamError};
 use anyhow::Context as _;
 use l2sm_pipeline::ids::PortId;
 use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, SwitchView, MAX_VNI};
+use redb::{Database, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -168,11 +171,13 @@ impl Model {
 
     /// Addresses for `owner` on `network`: allocated (or validated static ones) when the
     /// network has IPAM; the static ones as given otherwise (L2 only: nothing is invented).
+    /// `port`, when given, records which switch port the owner is attached to.
     pub fn allocate(
         &mut self,
         network: &str,
         owner: &str,
         requested: &[ipnet::IpNet],
+        port: Option<PortId>,
     ) -> Result<Vec<ipnet::IpNet>, ModelError> {
         let net = self
             .networks
@@ -182,7 +187,11 @@ impl Model {
             None => Ok(requested.to_vec()),
             Some(ipam) => {
                 let addrs: Vec<std::net::IpAddr> = requested.iter().map(|n| n.addr()).collect();
-                Ok(ipam.allocate(owner, &addrs)?)
+                let ips = ipam.allocate(owner, &addrs)?;
+                if let Some(port) = port {
+                    ipam.ports.insert(owner.to_string(), port);
+                }
+                Ok(ips)
             }
         }
     }
@@ -203,6 +212,8 @@ impl Model {
             let before = ipam.allocations.len();
             ipam.allocations
                 .retain(|_, o| !o.starts_with(prefix) || valid.contains(o));
+            ipam.ports
+                .retain(|o, _| !o.starts_with(prefix) || valid.contains(o));
             freed += before - ipam.allocations.len();
         }
         freed
@@ -302,51 +313,400 @@ impl Model {
     }
 }
 
-/// Where the model lives on disk.
-#[derive(Debug, Clone)]
+/// The network row of the store: everything but members and allocations, which have their own
+/// tables so that a join or an allocation writes one small row.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkRow {
+    vni: u32,
+    #[serde(default)]
+    vlan: Option<u16>,
+    #[serde(default)]
+    mirror_port: Option<PortId>,
+    #[serde(default)]
+    ipam: Option<IpamSettings>,
+}
+
+/// IPAM settings without the allocations.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IpamSettings {
+    cidrs: Vec<ipnet::IpNet>,
+    pod_ranges: Vec<ipnet::IpNet>,
+    exclude: Vec<std::net::IpAddr>,
+}
+
+impl NetworkRow {
+    fn of(n: &Network) -> NetworkRow {
+        NetworkRow {
+            vni: n.vni,
+            vlan: n.vlan,
+            mirror_port: n.mirror_port,
+            ipam: n.ipam.as_ref().map(|i| IpamSettings {
+                cidrs: i.cidrs.clone(),
+                pod_ranges: i.pod_ranges.clone(),
+                exclude: i.exclude.clone(),
+            }),
+        }
+    }
+}
+
+/// Network name -> JSON [`NetworkRow`].
+const NETWORKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("networks");
+/// Port id (`of:<16 hex>/<n>`) -> (network, join sequence). One row per port: a port is in at
+/// most one network by construction.
+const MEMBERS: TableDefinition<'_, &str, (&str, u64)> = TableDefinition::new("members");
+/// (network, address) -> owner.
+const ALLOCATIONS: TableDefinition<'_, (&str, &str), &str> = TableDefinition::new("allocations");
+/// (network, owner) -> port id the owner is attached to.
+const OWNER_PORTS: TableDefinition<'_, (&str, &str), &str> = TableDefinition::new("owner_ports");
+/// Counters: `next_vni`, `next_member_seq`, `legacy_imported`.
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// Name of the store file in the state directory.
+pub const STORE_FILE: &str = "state.redb";
+/// State file of earlier versions, imported once.
+pub const LEGACY_FILE: &str = "state.json";
+
+/// The model on disk: a redb database, written in one transaction per change and made durable
+/// (fsync) before the change is acknowledged.
 pub struct Store {
+    db: Database,
     path: PathBuf,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// One line saying why the store cannot be opened.
+fn open_error(path: &Path, e: redb::DatabaseError) -> anyhow::Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
+            "controller state {} is in use by another controller (locked)",
+            path.display()
+        ),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            anyhow::anyhow!(
+                "controller state {} is in use by another controller (locked)",
+                path.display()
+            )
+        }
+        other => anyhow::anyhow!(
+            "cannot open controller state {}: {} (corrupt or not a state file; move it away to start empty)",
+            path.display(),
+            other.to_string().replace('\n', " ")
+        ),
+    }
+}
+
+fn db_err(e: impl Into<redb::Error>) -> anyhow::Error {
+    anyhow::anyhow!("controller state store: {}", e.into())
+}
+
 impl Store {
-    /// A store in `state_dir` (created if missing).
+    /// Opens (or creates) the store in `state_dir`, importing a legacy `state.json` once.
     pub fn open(state_dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-        Ok(Store {
-            path: state_dir.join("state.json"),
-        })
+        let path = state_dir.join(STORE_FILE);
+        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        let store = Store { db, path };
+        store.init()?;
+        store.import_legacy(&state_dir.join(LEGACY_FILE))?;
+        Ok(store)
     }
 
-    /// Loads the model, or an empty one on first start.
-    pub fn load(&self) -> anyhow::Result<Model> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let mut model: Model = serde_json::from_slice(&bytes).with_context(|| {
-                    format!("corrupt controller state in {}", self.path.display())
-                })?;
-                model.assign_missing_vlans();
-                Ok(model)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Model {
-                next_vni: 1,
-                ..Model::default()
-            }),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path.display())),
+    /// Creates the tables so that reads never meet a missing one.
+    fn init(&self) -> anyhow::Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(NETWORKS).map_err(db_err)?;
+        tx.open_table(MEMBERS).map_err(db_err)?;
+        tx.open_table(ALLOCATIONS).map_err(db_err)?;
+        tx.open_table(OWNER_PORTS).map_err(db_err)?;
+        tx.open_table(META).map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Imports the JSON state of earlier versions, once: the import and its marker commit in
+    /// one transaction, then the file is renamed to `state.json.imported`.
+    fn import_legacy(&self, legacy: &Path) -> anyhow::Result<()> {
+        let bytes = match std::fs::read(legacy) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", legacy.display())),
+        };
+        let imported = {
+            let tx = self.db.begin_read().map_err(db_err)?;
+            let meta = tx.open_table(META).map_err(db_err)?;
+            let v = meta.get("legacy_imported").map_err(db_err)?;
+            v.is_some_and(|v| v.value() == 1)
+        };
+        if imported {
+            tracing::warn!(
+                file = %legacy.display(),
+                "legacy state file ignored: the store already imported one"
+            );
+            return Ok(());
         }
+        {
+            let mut model: Model = serde_json::from_slice(&bytes).with_context(|| {
+                format!("corrupt legacy controller state in {}", legacy.display())
+            })?;
+            model.assign_missing_vlans();
+            let current = self.load()?;
+            let tx = self.db.begin_write().map_err(db_err)?;
+            Self::write_diff(&tx, &current, &model)?;
+            tx.open_table(META)
+                .map_err(db_err)?
+                .insert("legacy_imported", 1)
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            tracing::info!(
+                file = %legacy.display(),
+                networks = model.networks.len(),
+                "imported legacy controller state"
+            );
+        }
+        let done = legacy.with_extension("json.imported");
+        std::fs::rename(legacy, &done)
+            .with_context(|| format!("cannot rename {} to {}", legacy.display(), done.display()))
     }
 
-    /// Writes the model atomically (temporary file, fsync, rename).
-    pub fn save(&self, model: &Model) -> anyhow::Result<()> {
-        use std::io::Write as _;
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(model)?;
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("cannot replace {}", self.path.display()))?;
+    /// Loads the model (an empty one on first start).
+    pub fn load(&self) -> anyhow::Result<Model> {
+        let corrupt = |what: String| {
+            anyhow::anyhow!(
+                "corrupt controller state in {}: {what}",
+                self.path.display()
+            )
+        };
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let meta = tx.open_table(META).map_err(db_err)?;
+        let next_vni = match meta.get("next_vni").map_err(db_err)? {
+            Some(v) => u32::try_from(v.value()).map_err(|_| corrupt("next_vni".into()))?,
+            None => 1,
+        };
+        let mut model = Model {
+            networks: BTreeMap::new(),
+            next_vni,
+        };
+        for row in tx
+            .open_table(NETWORKS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
+            let (name, value) = row.map_err(db_err)?;
+            let row: NetworkRow = serde_json::from_slice(value.value())
+                .map_err(|e| corrupt(format!("network {:?}: {e}", name.value())))?;
+            let ipam = match row.ipam {
+                Some(s) => Some(
+                    Ipam::new(s.cidrs, s.pod_ranges, s.exclude)
+                        .map_err(|e| corrupt(format!("network {:?}: {e}", name.value())))?,
+                ),
+                None => None,
+            };
+            model.networks.insert(
+                name.value().to_string(),
+                Network {
+                    vni: row.vni,
+                    endpoints: Vec::new(),
+                    mirror_port: row.mirror_port,
+                    vlan: row.vlan,
+                    ipam,
+                },
+            );
+        }
+        let mut members: BTreeMap<String, Vec<(u64, PortId)>> = BTreeMap::new();
+        for row in tx
+            .open_table(MEMBERS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
+            let (port, value) = row.map_err(db_err)?;
+            let (network, seq) = value.value();
+            let port: PortId = port
+                .value()
+                .parse()
+                .map_err(|e| corrupt(format!("member {:?}: {e}", port.value())))?;
+            members
+                .entry(network.to_string())
+                .or_default()
+                .push((seq, port));
+        }
+        for (network, mut ports) in members {
+            let net = model
+                .networks
+                .get_mut(&network)
+                .ok_or_else(|| corrupt(format!("member of unknown network {network:?}")))?;
+            ports.sort();
+            net.endpoints = ports.into_iter().map(|(_, p)| p).collect();
+        }
+        for row in tx
+            .open_table(ALLOCATIONS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
+            let (key, owner) = row.map_err(db_err)?;
+            let (network, addr) = key.value();
+            let addr: std::net::IpAddr = addr
+                .parse()
+                .map_err(|e| corrupt(format!("allocation {addr:?}: {e}")))?;
+            let ipam = model
+                .networks
+                .get_mut(network)
+                .and_then(|n| n.ipam.as_mut())
+                .ok_or_else(|| {
+                    corrupt(format!("allocation in network {network:?} without IPAM"))
+                })?;
+            ipam.allocations.insert(addr, owner.value().to_string());
+        }
+        for row in tx
+            .open_table(OWNER_PORTS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
+            let (key, port) = row.map_err(db_err)?;
+            let (network, owner) = key.value();
+            let port: PortId = port
+                .value()
+                .parse()
+                .map_err(|e| corrupt(format!("port of {owner:?}: {e}")))?;
+            let ipam = model
+                .networks
+                .get_mut(network)
+                .and_then(|n| n.ipam.as_mut())
+                .ok_or_else(|| corrupt(format!("owner in network {network:?} without IPAM")))?;
+            ipam.ports.insert(owner.to_string(), port);
+        }
+        Ok(model)
+    }
+
+    /// Makes the stored state go from `old` to `new` in one durable transaction.
+    pub fn save(&self, old: &Model, new: &Model) -> anyhow::Result<()> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        Self::write_diff(&tx, old, new)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Writes only the rows that differ between `old` (what the store holds) and `new`.
+    fn write_diff(tx: &WriteTransaction, old: &Model, new: &Model) -> anyhow::Result<()> {
+        let mut meta = tx.open_table(META).map_err(db_err)?;
+        if old.next_vni != new.next_vni || meta.get("next_vni").map_err(db_err)?.is_none() {
+            meta.insert("next_vni", u64::from(new.next_vni))
+                .map_err(db_err)?;
+        }
+        let mut networks = tx.open_table(NETWORKS).map_err(db_err)?;
+        for (name, net) in &new.networks {
+            let row = NetworkRow::of(net);
+            if old.networks.get(name).map(NetworkRow::of).as_ref() != Some(&row) {
+                networks
+                    .insert(name.as_str(), serde_json::to_vec(&row)?.as_slice())
+                    .map_err(db_err)?;
+            }
+        }
+        for name in old
+            .networks
+            .keys()
+            .filter(|n| !new.networks.contains_key(*n))
+        {
+            networks.remove(name.as_str()).map_err(db_err)?;
+        }
+        // Members: one row per port, keyed by port; new rows get the next sequence number so
+        // the join order survives a restart.
+        let owners = |m: &Model| -> BTreeMap<PortId, String> {
+            m.networks
+                .iter()
+                .flat_map(|(name, n)| n.endpoints.iter().map(move |p| (*p, name.clone())))
+                .collect()
+        };
+        let (before, after) = (owners(old), owners(new));
+        let mut members = tx.open_table(MEMBERS).map_err(db_err)?;
+        for port in before.keys().filter(|p| !after.contains_key(*p)) {
+            members.remove(port.to_string().as_str()).map_err(db_err)?;
+        }
+        let mut seq = meta
+            .get("next_member_seq")
+            .map_err(db_err)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let seq_start = seq;
+        for (name, net) in &new.networks {
+            for port in &net.endpoints {
+                if before.get(port) != Some(name) {
+                    members
+                        .insert(port.to_string().as_str(), (name.as_str(), seq))
+                        .map_err(db_err)?;
+                    seq += 1;
+                }
+            }
+        }
+        if seq != seq_start {
+            meta.insert("next_member_seq", seq).map_err(db_err)?;
+        }
+        // Allocations: per network, rows that appeared, changed owner or disappeared.
+        let empty = BTreeMap::new();
+        fn allocations_of<'m>(
+            m: &'m Model,
+            name: &str,
+        ) -> Option<&'m BTreeMap<std::net::IpAddr, String>> {
+            m.networks
+                .get(name)
+                .and_then(|n| n.ipam.as_ref())
+                .map(|i| &i.allocations)
+        }
+        fn ports_of<'m>(m: &'m Model, name: &str) -> Option<&'m BTreeMap<String, PortId>> {
+            m.networks
+                .get(name)
+                .and_then(|n| n.ipam.as_ref())
+                .map(|i| &i.ports)
+        }
+        let no_ports = BTreeMap::new();
+        let mut allocations = tx.open_table(ALLOCATIONS).map_err(db_err)?;
+        let names: BTreeSet<&String> = old.networks.keys().chain(new.networks.keys()).collect();
+        for name in names {
+            let a = allocations_of(old, name).unwrap_or(&empty);
+            let b = allocations_of(new, name).unwrap_or(&empty);
+            if a == b {
+                continue;
+            }
+            for addr in a.keys().filter(|k| !b.contains_key(*k)) {
+                allocations
+                    .remove((name.as_str(), addr.to_string().as_str()))
+                    .map_err(db_err)?;
+            }
+            for (addr, owner) in b.iter().filter(|(k, v)| a.get(*k) != Some(*v)) {
+                allocations
+                    .insert((name.as_str(), addr.to_string().as_str()), owner.as_str())
+                    .map_err(db_err)?;
+            }
+        }
+        let mut owner_ports = tx.open_table(OWNER_PORTS).map_err(db_err)?;
+        for name in old.networks.keys().chain(new.networks.keys()) {
+            let a = ports_of(old, name).unwrap_or(&no_ports);
+            let b = ports_of(new, name).unwrap_or(&no_ports);
+            if a == b {
+                continue;
+            }
+            for owner in a.keys().filter(|k| !b.contains_key(*k)) {
+                owner_ports
+                    .remove((name.as_str(), owner.as_str()))
+                    .map_err(db_err)?;
+            }
+            for (owner, port) in b.iter().filter(|(k, v)| a.get(*k) != Some(*v)) {
+                owner_ports
+                    .insert((name.as_str(), owner.as_str()), port.to_string().as_str())
+                    .map_err(db_err)?;
+            }
+        }
         Ok(())
     }
 }
@@ -434,13 +794,80 @@ mod tests {
     fn store_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut m = store.load().unwrap();
-        assert_eq!(m.next_vni, 1);
+        let empty = store.load().unwrap();
+        assert_eq!(empty.next_vni, 1);
+        let mut m = empty.clone();
+        m.create_network("a", None).unwrap();
+        m.create_network("b", Some(port(9, 9))).unwrap();
+        let ipam = Ipam::new(vec!["10.0.0.0/24".parse().unwrap()], vec![], vec![]).unwrap();
+        m.create_network_with_ipam("c", ipam).unwrap();
+        m.add_ports("a", &[port(7, 3), port(1, 2), port(5, 1)])
+            .unwrap();
+        m.allocate("c", "o1", &[], Some(port(4, 4))).unwrap();
+        m.allocate("c", "o2", &[], None).unwrap();
+        store.save(&empty, &m).unwrap();
+        assert_eq!(store.load().unwrap(), m);
+        // Moves, removals and releases are written as differences.
+        let mut n = m.clone();
+        n.remove_ports("a", &[port(1, 2)]).unwrap();
+        n.add_ports("b", &[port(1, 2)]).unwrap();
+        n.add_ports("a", &[port(1, 1)]).unwrap();
+        n.release("c", "o1");
+        n.delete_network("a");
+        n.create_network("a", None).unwrap();
+        n.add_ports("a", &[port(7, 3)]).unwrap();
+        store.save(&m, &n).unwrap();
+        assert_eq!(store.load().unwrap(), n);
+        drop(store);
+        assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), n);
+    }
+
+    #[test]
+    fn corrupt_or_locked_store_is_one_clear_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use by another controller"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        drop(store);
+        std::fs::write(dir.path().join(STORE_FILE), vec![0x5a; 8192]).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("cannot open controller state"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn legacy_json_is_imported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
         m.create_network("a", None).unwrap();
         m.add_ports("a", &[port(7, 3)]).unwrap();
-        store.save(&m).unwrap();
+        let mut legacy = serde_json::to_value(&m).unwrap();
+        // Written by a version without VLAN ids.
+        legacy["networks"]["a"]
+            .as_object_mut()
+            .unwrap()
+            .remove("vlan");
+        std::fs::write(
+            dir.path().join(LEGACY_FILE),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.load().unwrap(), m);
-        std::fs::write(dir.path().join("state.json"), b"{garbage").unwrap();
-        assert!(store.load().unwrap_err().to_string().contains("corrupt"));
+        assert!(!dir.path().join(LEGACY_FILE).exists());
+        assert!(dir.path().join("state.json.imported").exists());
+        drop(store);
+        // Imported once: a state.json that shows up again is left alone.
+        std::fs::write(dir.path().join(LEGACY_FILE), b"{garbage").unwrap();
+        assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), m);
+        assert!(dir.path().join(LEGACY_FILE).exists());
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(LEGACY_FILE), b"{garbage").unwrap();
+        let err = Store::open(other.path()).unwrap_err().to_string();
+        assert!(err.contains("corrupt legacy"), "{err}");
     }
 }

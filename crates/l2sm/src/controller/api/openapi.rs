@@ -1,0 +1,467 @@
+//! The OpenAPI 3.0 document, generated from the route list the router is built from, with the
+//! schemas written by hand next to it.
+
+use serde_json::{json, Map, Value};
+
+/// What a response carries.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    /// No body.
+    None,
+    /// `text/plain`.
+    Text,
+    /// JSON of a component schema.
+    Json(&'static str),
+    /// JSON array of a component schema.
+    JsonArray(&'static str),
+}
+
+/// One documented response.
+#[derive(Debug, Clone)]
+pub(crate) struct Resp {
+    pub(crate) code: u16,
+    pub(crate) description: &'static str,
+    pub(crate) content: Content,
+}
+
+impl Resp {
+    pub(crate) fn empty(code: u16, description: &'static str) -> Resp {
+        Resp {
+            code,
+            description,
+            content: Content::None,
+        }
+    }
+    pub(crate) fn text(code: u16, description: &'static str) -> Resp {
+        Resp {
+            code,
+            description,
+            content: Content::Text,
+        }
+    }
+    pub(crate) fn json(code: u16, description: &'static str, schema: &'static str) -> Resp {
+        Resp {
+            code,
+            description,
+            content: Content::Json(schema),
+        }
+    }
+    pub(crate) fn json_array(code: u16, description: &'static str, schema: &'static str) -> Resp {
+        Resp {
+            code,
+            description,
+            content: Content::JsonArray(schema),
+        }
+    }
+    pub(crate) fn error(code: u16, description: &'static str) -> Resp {
+        Resp::json(code, description, "Error")
+    }
+}
+
+/// One operation: method, path template (axum and OpenAPI share the `{name}` syntax) and its
+/// documentation.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteSpec {
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) auth: bool,
+    pub(crate) summary: &'static str,
+    pub(crate) request: Option<&'static str>,
+    pub(crate) responses: Vec<Resp>,
+}
+
+impl RouteSpec {
+    /// A route without authentication.
+    pub(crate) fn open(method: &'static str, path: &'static str, summary: &'static str) -> Self {
+        RouteSpec {
+            method,
+            path,
+            auth: false,
+            summary,
+            request: None,
+            responses: Vec::new(),
+        }
+    }
+    /// A route behind HTTP Basic authentication.
+    pub(crate) fn authed(method: &'static str, path: &'static str, summary: &'static str) -> Self {
+        RouteSpec {
+            auth: true,
+            ..RouteSpec::open(method, path, summary)
+        }
+    }
+    pub(crate) fn request(mut self, schema: &'static str) -> Self {
+        self.request = Some(schema);
+        self
+    }
+    pub(crate) fn responses(mut self, responses: Vec<Resp>) -> Self {
+        self.responses = responses;
+        self
+    }
+    /// Adds the answers every route can give: 401 behind auth, 413 (body limit, every
+    /// route), 500 when a change cannot be persisted.
+    pub(crate) fn with_common_errors(mut self) -> Self {
+        let mut add = |r: Resp| {
+            if !self.responses.iter().any(|x| x.code == r.code) {
+                self.responses.push(r);
+            }
+        };
+        if self.auth {
+            add(Resp::error(401, "missing or wrong credentials"));
+        }
+        add(Resp::error(413, "request body too large"));
+        if self.method != "get" {
+            add(Resp::error(500, "the change could not be persisted"));
+        }
+        self
+    }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn operation(spec: &RouteSpec) -> Value {
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(spec.summary));
+    let op_id = format!(
+        "{}{}",
+        spec.method,
+        spec.path
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<String>()
+    );
+    op.insert("operationId".into(), json!(op_id));
+    let params: Vec<Value> = spec
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let schema = match name {
+                "dpid" => json!({"type": "string", "pattern": "^(of:)?[0-9a-f]{16}$"}),
+                _ => json!({"type": "string"}),
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
+        })
+        .collect();
+    if !params.is_empty() {
+        op.insert("parameters".into(), Value::Array(params));
+    }
+    if let Some(schema) = spec.request {
+        op.insert(
+            "requestBody".into(),
+            json!({
+                "required": true,
+                "content": {"application/json": {"schema": schema_ref(schema)}},
+            }),
+        );
+    }
+    if spec.auth {
+        op.insert("security".into(), json!([{"basic": []}]));
+    } else {
+        op.insert("security".into(), json!([]));
+    }
+    let mut responses = Map::new();
+    for r in &spec.responses {
+        let mut resp = Map::new();
+        resp.insert("description".into(), json!(r.description));
+        let content = match &r.content {
+            Content::None => None,
+            Content::Text => Some(json!({"text/plain": {"schema": {"type": "string"}}})),
+            Content::Json(s) => Some(json!({"application/json": {"schema": schema_ref(s)}})),
+            Content::JsonArray(s) => Some(
+                json!({"application/json": {"schema": {"type": "array", "items": schema_ref(s)}}}),
+            ),
+        };
+        if let Some(c) = content {
+            resp.insert("content".into(), c);
+        }
+        responses.insert(r.code.to_string(), Value::Object(resp));
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+/// The whole document for `routes`.
+pub(crate) fn document(routes: &[RouteSpec], max_body: usize) -> Value {
+    let mut paths = Map::new();
+    for spec in routes {
+        let entry = paths
+            .entry(spec.path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(ops) = entry {
+            ops.insert(spec.method.to_string(), operation(spec));
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "L2S-M controller",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Upstream ONOS-vnets contract under /onos/vnets/api and the native API under \
+                 /api/v1. Errors are JSON {{\"error\",\"code\",\"message\"}}; request bodies \
+                 are limited to {max_body} bytes."
+            ),
+        },
+        "paths": Value::Object(paths),
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "schemas": schemas(),
+        },
+    })
+}
+
+/// A network name: a Kubernetes object name (DNS-1123 subdomain).
+fn network_name() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    })
+}
+
+/// Upstream's NetworkDTO as one route reads it: `required` fields must be there and valid,
+/// the other fields it `checks` may be null; fields the route ignores only need their type.
+/// Unknown fields are refused.
+fn dto(required: &[&str], checks: &[&str], description: &str) -> Value {
+    let port_id = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$"});
+    let field = |name: &str, schema: Value| -> Value {
+        if required.contains(&name) {
+            schema
+        } else if checks.contains(&name) {
+            let mut s = schema;
+            s["nullable"] = json!(true);
+            s
+        } else {
+            // Ignored, but still read with its type.
+            let mut s = match name {
+                "networkEndpoints" => json!({"type": "array", "items": {"type": "string"}}),
+                _ => json!({"type": "string"}),
+            };
+            s["nullable"] = json!(true);
+            s
+        }
+    };
+    json!({
+        "description": description,
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": {
+            "networkId": field("networkId", network_name()),
+            "networkEndpoints": field("networkEndpoints", json!({"type": "array", "items": port_id})),
+            "tunnelList": {"type": "array", "items": {"type": "integer", "format": "int64"}, "nullable": true},
+            "mirrorPort": field("mirrorPort", port_id.clone()),
+        },
+    })
+}
+
+fn schemas() -> Value {
+    let port_id = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$", "example": "of:a30b6e801ab54336/3"});
+    let dpid = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}$"});
+    let cidr = json!({"type": "string", "pattern": "^[0-9a-fA-F:.]+/[0-9]{1,3}$", "example": "10.0.0.0/24"});
+    let name = network_name();
+    let nullable_string = json!({"type": "string", "nullable": true});
+    json!({
+        "Object": {"type": "object"},
+        "Error": {
+            "type": "object",
+            "required": ["error", "code", "message"],
+            "properties": {
+                "error": {"type": "string"},
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+            },
+        },
+        "NetworkDto": dto(&["networkId"], &["mirrorPort"], "Upstream NetworkDTO (create)."),
+        "PortsDto": dto(&["networkId", "networkEndpoints"], &[], "Upstream NetworkDTO (ports)."),
+        "MirrorDto": dto(&["networkId", "mirrorPort"], &[], "Upstream NetworkDTO (mirror port)."),
+        "CreateNetwork": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name"],
+            "properties": {
+                "name": name,
+                "cidrs": {"type": "array", "items": cidr},
+                "podRanges": {"type": "array", "items": cidr},
+                "exclude": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "Ipam": {
+            "type": "object",
+            "properties": {
+                "cidrs": {"type": "array", "items": cidr},
+                "podRanges": {"type": "array", "items": cidr},
+                "exclude": {"type": "array", "items": {"type": "string"}},
+                "allocations": {"type": "object", "additionalProperties": {"type": "string"}, "description": "address -> owner"},
+                "ports": {"type": "object", "additionalProperties": port_id, "description": "owner -> port"},
+            },
+        },
+        "Network": {
+            "type": "object",
+            "required": ["name", "vni", "endpoints"],
+            "properties": {
+                "name": {"type": "string"},
+                "vni": {"type": "integer", "minimum": 1},
+                "vlan": {"type": "integer", "nullable": true},
+                "endpoints": {"type": "array", "items": port_id},
+                "mirrorPort": nullable_string,
+                "ipam": schema_ref("Ipam"),
+            },
+        },
+        "AllocationRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["owner"],
+            "properties": {
+                "owner": {"type": "string", "minLength": 1},
+                "ips": {"type": "array", "items": cidr},
+                "port": {"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$", "nullable": true},
+            },
+        },
+        "ReleaseRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["owner"],
+            "properties": {"owner": {"type": "string"}},
+        },
+        "Allocation": {
+            "type": "object",
+            "required": ["ips"],
+            "properties": {"ips": {"type": "array", "items": cidr}},
+        },
+        "Released": {
+            "type": "object",
+            "required": ["released"],
+            "properties": {"released": {"type": "integer", "minimum": 0}},
+        },
+        "GcRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["ownerPrefix", "validOwners"],
+            "properties": {
+                "ownerPrefix": {"type": "string"},
+                "validOwners": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "Switch": {
+            "type": "object",
+            "required": ["id", "peer", "ports", "flows", "groups"],
+            "properties": {
+                "id": dpid,
+                "peer": {"type": "string"},
+                "ports": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "number": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "kind": {"type": "string", "enum": ["port", "tunnel", "trunk"]},
+                        "live": {"type": "boolean"},
+                    },
+                }},
+                "flows": {"type": "integer"},
+                "groups": {"type": "integer"},
+            },
+        },
+        "Link": {
+            "type": "object",
+            "required": ["a", "aPort", "b", "bPort", "kind"],
+            "properties": {
+                "a": dpid,
+                "aPort": {"type": "integer"},
+                "b": dpid,
+                "bPort": {"type": "integer"},
+                "kind": {"type": "string", "enum": ["tunnel", "trunk"]},
+            },
+        },
+        "Port": {
+            "type": "object",
+            "required": ["id", "switch", "port", "name", "kind", "up", "mirror"],
+            "properties": {
+                "id": port_id,
+                "switch": dpid,
+                "port": {"type": "integer"},
+                "name": {"type": "string"},
+                "kind": {"type": "string", "enum": ["port", "tunnel", "trunk"]},
+                "up": {"type": "boolean"},
+                "network": nullable_string,
+                "mirror": {"type": "boolean"},
+                "mirrorOf": nullable_string,
+            },
+        },
+        "Attachment": {
+            "type": "object",
+            "required": ["network", "port", "vni", "connected", "ips"],
+            "properties": {
+                "network": {"type": "string"},
+                "port": port_id,
+                "vni": {"type": "integer"},
+                "vlan": {"type": "integer", "nullable": true},
+                "connected": {"type": "boolean"},
+                "name": nullable_string,
+                "owner": nullable_string,
+                "ips": {"type": "array", "items": cidr},
+            },
+        },
+        "Action": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "enum": ["output", "group", "set_field", "push_vlan", "pop_vlan", "resubmit", "learn", "other"]},
+            },
+        },
+        "Instruction": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "enum": ["goto_table", "apply_actions", "write_actions", "clear_actions", "write_metadata", "other"]},
+                "table": {"type": "integer"},
+                "actions": {"type": "array", "items": schema_ref("Action")},
+            },
+        },
+        "Flow": {
+            "type": "object",
+            "required": ["table", "priority", "cookie", "match", "instructions"],
+            "properties": {
+                "table": {"type": "integer"},
+                "priority": {"type": "integer"},
+                "cookie": {"type": "string"},
+                "match": {"type": "array", "items": {"type": "string"}},
+                "instructions": {"type": "array", "items": schema_ref("Instruction")},
+            },
+        },
+        "SwitchFlows": {
+            "type": "object",
+            "required": ["switch", "flows"],
+            "properties": {
+                "switch": dpid,
+                "flows": {"type": "array", "items": schema_ref("Flow")},
+            },
+        },
+        "Group": {
+            "type": "object",
+            "required": ["groupId", "type", "buckets"],
+            "properties": {
+                "groupId": {"type": "integer"},
+                "type": {"type": "string", "enum": ["all"]},
+                "buckets": {"type": "array", "items": {"type": "array", "items": schema_ref("Action")}},
+            },
+        },
+        "SwitchGroups": {
+            "type": "object",
+            "required": ["switch", "groups"],
+            "properties": {
+                "switch": dpid,
+                "groups": {"type": "array", "items": schema_ref("Group")},
+            },
+        },
+    })
+}
