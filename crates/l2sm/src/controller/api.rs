@@ -55,6 +55,10 @@ pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
             get(list_networks).post(create_network_v1),
         )
         .route("/api/v1/networks/{network_id}", get(get_network_v1))
+        .route(
+            "/api/v1/networks/{network_id}/mirror",
+            axum::routing::delete(clear_mirror_port),
+        )
         .route("/api/v1/networks/{network_id}/allocations", post(allocate))
         .route("/api/v1/networks/{network_id}/release", post(release))
         .route("/api/v1/ipam/gc", post(ipam_gc))
@@ -409,6 +413,22 @@ async fn get_network_v1(State(state): State<AppState>, Path(id): Path<String>) -
     Ok(Json(network_view(&id, net)).into_response())
 }
 
+/// Stops mirroring a network (upstream has no way to do this); 204 even when it had none.
+async fn clear_mirror_port(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    state
+        .shared
+        .update(|m| m.clear_mirror_port(&id))
+        .map_err(|e| match e {
+            UpdateError::Model(ModelError::UnknownNetwork(_)) => error(
+                StatusCode::NOT_FOUND,
+                format!("network {id:?} does not exist"),
+            ),
+            other => update_error(other),
+        })?;
+    tracing::info!(network = %id, "mirror port cleared");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Body of the allocation endpoints.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -478,7 +498,7 @@ async fn list_networks(State(state): State<AppState>) -> Json<Vec<NetworkView>> 
     )
 }
 
-/// One live link in the native API.
+/// One configured link in the native API, with its liveness.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkView {
@@ -492,14 +512,39 @@ pub struct LinkView {
     pub b_port: u32,
     /// `tunnel` or `trunk`.
     pub kind: String,
+    /// Carries traffic: ports up and LLDP probes arriving both ways.
+    #[serde(default = "yes")]
+    pub live: bool,
+    /// `up`, `port down` or `no probes`.
+    #[serde(default)]
+    pub state: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkView>> {
-    let links = state.shared.live_links();
+    let links = state.shared.link_report();
     Json(
         links
             .into_iter()
-            .map(|l| LinkView {
+            .map(|r| {
+                (
+                    r.link,
+                    r.live,
+                    if r.live {
+                        "up"
+                    } else if !r.ports_up {
+                        "port down"
+                    } else {
+                        "no probes"
+                    },
+                )
+            })
+            .map(|(l, live, st)| LinkView {
+                live,
+                state: st.into(),
                 a: format!("of:{:016x}", l.a.dpid),
                 a_port: l.a.port,
                 b: format!("of:{:016x}", l.b.dpid),
@@ -586,6 +631,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    out.push_str(&super::metrics::render(&state.shared));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -8,8 +8,9 @@ use l2sm_ofp::{
     FeaturesReply, FlowStatsRequest, Message, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody, OfpMessage, PortDesc,
 };
+use l2sm_pipeline::plan::End;
 use l2sm_pipeline::{
-    compile, diff, ids, FlowEntry, GroupEntry, LinkKind, SwitchPipeline, SwitchView,
+    compile, diff, ids, lldp, FlowEntry, GroupEntry, LinkKind, SwitchPipeline, SwitchView,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +29,11 @@ const DEAD_AFTER: Duration = Duration::from_secs(15);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bitmap bit for OpenFlow 1.3 in HELLO version bitmaps.
 const OF13_BIT: u32 = 1 << 4;
+
+/// A port that is up: link up and not administratively down.
+fn port_up(p: &PortDesc) -> bool {
+    p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0 && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0
+}
 
 /// Accepts switch connections forever.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
@@ -67,6 +73,10 @@ struct Session {
     installed: SwitchPipeline,
     /// The view last compiled for this switch; `None` until the first sync.
     installed_view: Option<SwitchView>,
+    /// Barriers of batches in flight: xid, when the batch was written.
+    pending_barriers: std::collections::VecDeque<(u32, std::time::Instant)>,
+    /// When this session started probing its links.
+    probing_since: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -84,6 +94,8 @@ impl Session {
             ports: BTreeMap::new(),
             installed: SwitchPipeline::default(),
             installed_view: None,
+            pending_barriers: std::collections::VecDeque::new(),
+            probing_since: None,
         }
     }
 
@@ -122,17 +134,99 @@ impl Session {
             .context("write to switch failed")
     }
 
-    /// Sends `msgs` in one write, closed by a barrier so the switch applies them in order.
+    /// Sends `msgs` in one write, closed by a barrier so the switch applies them in order; the
+    /// barrier's reply gives the batch latency.
     async fn send_batch(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
         let mut out = Vec::new();
+        self.shared.metrics.batch_size.observe(msgs.len() as f64);
+        let mut barrier = 0;
         for body in msgs.into_iter().chain([Message::BarrierRequest]) {
             let xid = self.xid();
+            barrier = xid;
             self.encode_into(&mut out, xid, body)?;
         }
+        // A switch that never answers barriers must not make this grow without bound.
+        if self.pending_barriers.len() >= 64 {
+            self.pending_barriers.pop_front();
+        }
+        self.pending_barriers
+            .push_back((barrier, std::time::Instant::now()));
         self.stream
             .write_all(&out)
             .await
             .context("write to switch failed")
+    }
+
+    /// Sends one LLDP probe out of every inter-switch link port that is up.
+    async fn send_probes(&mut self) -> anyhow::Result<()> {
+        let Some(dpid) = self.dpid else { return Ok(()) };
+        let ttl =
+            u16::try_from(self.shared.probes.dead_after().as_secs().max(1)).unwrap_or(u16::MAX);
+        let ports: Vec<u32> = self
+            .links()
+            .into_keys()
+            .filter(|p| self.ports.get(p).is_some_and(port_up))
+            .collect();
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        for &port in &ports {
+            let xid = self.xid();
+            let probe = Message::PacketOut(l2sm_ofp::PacketOut {
+                buffer_id: l2sm_ofp::NO_BUFFER,
+                in_port: l2sm_ofp::port::CONTROLLER,
+                actions: vec![l2sm_ofp::Action::output(port)],
+                data: lldp::encode(lldp::Probe { dpid, port }, ttl),
+            });
+            self.encode_into(&mut out, xid, probe)?;
+        }
+        self.shared
+            .metrics
+            .lldp_sent
+            .fetch_add(ports.len() as u64, Ordering::Relaxed);
+        self.stream
+            .write_all(&out)
+            .await
+            .context("write to switch failed")
+    }
+
+    /// A PACKET_IN: only LLDP probes are ever sent to the controller. A probe that arrived on
+    /// one of this switch's link ports confirms that direction of the link.
+    fn handle_packet_in(&self, p: &l2sm_ofp::PacketIn) {
+        let metrics = &self.shared.metrics;
+        let in_port = p.r#match.fields.iter().find_map(|f| match f {
+            l2sm_ofp::OxmField::InPort(port) => Some(*port),
+            _ => None,
+        });
+        let (Some(dpid), Some(in_port)) = (self.dpid, in_port) else {
+            metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if !self.links().contains_key(&in_port) {
+            metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match lldp::decode(&p.data) {
+            Ok(probe) => {
+                metrics.lldp_received.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(dpid = self.dpid_str(), in_port, from = ?probe, "LLDP probe");
+                self.shared.probes.heard((
+                    End {
+                        dpid: probe.dpid,
+                        port: probe.port,
+                    },
+                    End {
+                        dpid,
+                        port: in_port,
+                    },
+                ));
+            }
+            Err(e) => {
+                metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(dpid = self.dpid_str(), in_port, "ignored packet-in: {e}");
+            }
+        }
     }
 
     /// Reads more bytes into the buffer; `Ok(false)` on end of stream.
@@ -197,6 +291,22 @@ impl Session {
                 xid = msg.xid,
                 "switch reported an error"
             ),
+            Message::PacketIn(p) => self.handle_packet_in(&p),
+            Message::BarrierReply => {
+                if let Some(i) = self
+                    .pending_barriers
+                    .iter()
+                    .position(|(x, _)| *x == msg.xid)
+                {
+                    // Earlier barriers without a reply are answered by this one too.
+                    let sent = self.pending_barriers[i].1;
+                    self.pending_barriers.drain(..=i);
+                    self.shared
+                        .metrics
+                        .batch_latency
+                        .observe(sent.elapsed().as_secs_f64());
+                }
+            }
             Message::PortStatus(ps) => {
                 if ps.reason == 1 {
                     self.ports.remove(&ps.desc.port_no);
@@ -457,13 +567,13 @@ impl Session {
                         "port"
                     }
                     .into(),
-                    live: p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0
-                        && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0,
+                    live: port_up(p),
                 })
                 .collect(),
             flows: self.installed.flows.len(),
             groups: self.installed.groups.len(),
             session: self.session_id,
+            probing_since: self.probing_since,
         };
         self.shared.switches().insert(dpid, status);
     }
@@ -503,6 +613,10 @@ impl Session {
         self.sync().await?;
         let mut echo_timer = tokio::time::interval(ECHO_INTERVAL);
         echo_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe_timer = tokio::time::interval(self.shared.probes.interval);
+        probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.probing_since = Some(std::time::Instant::now());
+        self.publish();
         loop {
             tokio::select! {
                 msg = self.recv() => {
@@ -519,6 +633,7 @@ impl Session {
                     generation.borrow_and_update();
                     self.sync().await?;
                 }
+                _ = probe_timer.tick() => self.send_probes().await?,
                 _ = echo_timer.tick() => {
                     let silent = self.last_heard.elapsed();
                     if silent > DEAD_AFTER {

@@ -3,7 +3,7 @@
 //! the planner turns them and the model into every switch's view.
 
 use super::state::Model;
-use super::SwitchStatus;
+use super::{Direction, SwitchStatus};
 use crate::topology::{TopoLink, Topology};
 use l2sm_pipeline::ids;
 use l2sm_pipeline::plan::{self, End, Link, NetworkSpec};
@@ -69,40 +69,86 @@ impl ResolvedTopology {
         Ok(ResolvedTopology { links })
     }
 
-    /// Links that are up: on a connected switch the port must exist and be up; a switch the
-    /// controller has no session with (yet, or for a short while: see `absent_ok`) is given
-    /// the benefit of the doubt, so switches reconnecting one after the other after a
-    /// controller restart do not make trees flap.
+    /// Links that are up: on a connected switch the port must exist and be up, and LLDP
+    /// probes must cross the link both ways (`dead` lists the directions that stopped); a
+    /// switch the controller has no session with (yet, or for a short while: see
+    /// `absent_ok`) is given the benefit of the doubt, so switches reconnecting one after the
+    /// other after a controller restart do not make trees flap.
     pub fn live_links(
         &self,
         switches: &BTreeMap<u64, SwitchStatus>,
         absent_ok: &dyn Fn(u64) -> bool,
+        dead: &BTreeSet<Direction>,
     ) -> Vec<Link> {
-        let find = |(dpid, name): &(u64, String)| -> Option<End> {
+        self.report(switches, absent_ok, dead)
+            .into_iter()
+            .filter(|r| r.live)
+            .map(|r| r.link)
+            .collect()
+    }
+
+    /// Every configured link whose ends can be placed, with its state.
+    pub fn report(
+        &self,
+        switches: &BTreeMap<u64, SwitchStatus>,
+        absent_ok: &dyn Fn(u64) -> bool,
+        dead: &BTreeSet<Direction>,
+    ) -> Vec<LinkReport> {
+        // An end: its port number (0 while the switch has no session) and whether it is up.
+        let find = |(dpid, name): &(u64, String)| -> Option<(End, bool)> {
             let Some(sw) = switches.get(dpid) else {
                 // Port number unknown; only this switch's own view would need it.
-                return absent_ok(*dpid).then_some(End {
+                let end = End {
                     dpid: *dpid,
                     port: 0,
-                });
+                };
+                return Some((end, absent_ok(*dpid)));
             };
-            let port = sw.ports.iter().find(|p| &p.name == name && p.live)?;
-            Some(End {
-                dpid: *dpid,
-                port: port.number,
-            })
+            let port = sw.ports.iter().find(|p| &p.name == name)?;
+            Some((
+                End {
+                    dpid: *dpid,
+                    port: port.number,
+                },
+                port.live,
+            ))
         };
         self.links
             .iter()
             .filter_map(|l| {
-                Some(Link {
-                    a: find(&l.a)?,
-                    b: find(&l.b)?,
-                    kind: l.kind,
+                let ((a, a_up), (b, b_up)) = (find(&l.a)?, find(&l.b)?);
+                let probes_ok = !dead.contains(&(a, b)) && !dead.contains(&(b, a));
+                Some(LinkReport {
+                    link: Link { a, b, kind: l.kind },
+                    ports_up: a_up && b_up,
+                    probes_ok,
+                    live: a_up && b_up && probes_ok,
                 })
             })
             .collect()
     }
+
+    /// Directions whose probes are expected: both switches connected, both ports up.
+    pub fn probed_directions(&self, switches: &BTreeMap<u64, SwitchStatus>) -> Vec<Direction> {
+        self.report(switches, &|_| false, &BTreeSet::new())
+            .into_iter()
+            .filter(|r| r.ports_up && r.link.a.port != 0 && r.link.b.port != 0)
+            .flat_map(|r| [(r.link.a, r.link.b), (r.link.b, r.link.a)])
+            .collect()
+    }
+}
+
+/// A configured link and its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkReport {
+    /// Ends (port 0 for a switch without a session) and kind.
+    pub link: Link,
+    /// Both ports exist and are up (or their switch is within its reconnect grace).
+    pub ports_up: bool,
+    /// LLDP probes arrive both ways (or are not expected yet).
+    pub probes_ok: bool,
+    /// Usable: ports up and probes arriving.
+    pub live: bool,
 }
 
 /// Every connected switch's view under a configured topology.
@@ -111,8 +157,9 @@ pub fn plan_all(
     model: &Model,
     switches: &BTreeMap<u64, SwitchStatus>,
     absent_ok: &dyn Fn(u64) -> bool,
+    dead: &BTreeSet<Direction>,
 ) -> BTreeMap<u64, SwitchView> {
-    let links = topo.live_links(switches, absent_ok);
+    let links = topo.live_links(switches, absent_ok, dead);
     let networks: Vec<NetworkSpec> = model
         .networks
         .values()
@@ -125,6 +172,10 @@ pub fn plan_all(
                 vni: n.vni,
                 vlan: n.vlan,
                 members,
+                mirror: n.mirror_port.map(|p| End {
+                    dpid: p.dpid,
+                    port: p.port,
+                }),
             }
         })
         .collect();
