@@ -250,8 +250,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Loads the persisted model from `store`.
-    pub fn new(store: Store) -> anyhow::Result<Arc<Shared>> {
+    /// Loads the persisted model from `store`; links are probed every `probe_interval`.
+    pub fn new(store: Store, probe_interval: Duration) -> anyhow::Result<Arc<Shared>> {
         let model = store.load()?;
         Ok(Arc::new(Shared {
             model: RwLock::new(model),
@@ -263,14 +263,9 @@ impl Shared {
             started: std::time::Instant::now(),
             disconnected_at: Mutex::new(BTreeMap::new()),
             plan_cache: Mutex::new(None),
-            probes: Probes::new(Duration::from_secs(1)),
+            probes: Probes::new(probe_interval),
             metrics: Metrics::default(),
         }))
-    }
-
-    /// Sets the LLDP probe interval (before switches connect).
-    pub fn set_probe_interval(&mut self, interval: Duration) {
-        self.probes = Probes::new(interval);
     }
 
     /// A consistent copy of the model.
@@ -438,10 +433,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         ),
     };
     let store = Store::open(&args.state_dir)?;
-    let mut shared = Shared::new(store)?;
-    if let Some(s) = Arc::get_mut(&mut shared) {
-        s.set_probe_interval(Duration::from_millis(args.lldp_interval_ms));
-    }
+    let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
     let of_listener = tokio::net::TcpListener::bind(args.openflow_listen)
         .await
         .with_context(|| format!("cannot listen for OpenFlow on {}", args.openflow_listen))?;
