@@ -76,7 +76,12 @@ impl Probes {
         switches: &BTreeMap<u64, SwitchStatus>,
     ) -> Option<std::collections::BTreeSet<Direction>> {
         let dead_after = self.dead_after();
-        let heard = self.heard.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let heard = {
+            let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget directions silent for long (links that left the topology).
+            heard.retain(|_, t| t.elapsed() < dead_after * 10);
+            heard.clone()
+        };
         let young = |dpid: u64| {
             switches
                 .get(&dpid)
