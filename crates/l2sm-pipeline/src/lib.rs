@@ -2,7 +2,9 @@
 //! OpenFlow flows and groups it must hold, plus the diff between two such states.
 //!
 //! ```text
-//!  table 0 CLASSIFY  in_port=<member of n>                -> tunnel_id:=VNI(n), goto 1
+//!  table 0 CLASSIFY  eth_type=LLDP                        -> controller (link probes)
+//!                    in_port=<member of n>                -> [mirror copy,] tunnel_id:=VNI(n), goto 1
+//!                    in_port=<tunnel>, tunnel_id=MIRROR(n) -> mirror port, or on toward it
 //!                    in_port=<tunnel>, tunnel_id=VNI(n)    -> reg0:=1 (from a link), goto 1
 //!                    in_port=<trunk>, vlan=VLAN(n)         -> pop vlan, tunnel_id:=VNI(n), reg0:=1, goto 1
 //!                    anything else                        -> drop
@@ -24,11 +26,19 @@
 //! spanning tree of the network; frames go on along the tree, which has no loop, and OVS never
 //! sends a frame back out of its ingress port.
 //!
+//! Mirroring: a frame entering from a member port of a mirrored network is copied once, right
+//! there in table 0, either straight to the mirror port (same switch) or into the link towards
+//! the mirror's switch with the network's mirror VNI (`VNI | MIRROR_VNI_BIT`). Copies travel
+//! on their own VNI, so no learning or flooding ever sees them; tree transit switches pass them
+//! on towards the mirror, the mirror's switch delivers them to the mirror port. The mirror port
+//! itself is no member: frames it sends hit the table-miss drop.
+//!
 //! Egress goes through a register (reg1) rather than straight from the learned entry, so
 //! leaving through a trunk can push the network's VLAN tag, and learned entries of one port
 //! can be flushed by cookie.
 
 pub mod ids;
+pub mod lldp;
 pub mod plan;
 
 use l2sm_ofp::{
@@ -83,8 +93,24 @@ pub fn flood_remote_group(vni: u32) -> u32 {
     (vni << 1) | 1
 }
 
-/// Largest VNI: 24 bits (VXLAN), which also keeps group ids below `OFPG_MAX`.
-pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// Largest network VNI: 23 bits, so the mirror VNI (`vni | MIRROR_VNI_BIT`) still fits the 24
+/// bits of VXLAN; it also keeps group ids below `OFPG_MAX`.
+pub const MAX_VNI: u32 = (1 << 23) - 1;
+
+/// Set in the VNI of mirror copies.
+pub const MIRROR_VNI_BIT: u32 = 1 << 23;
+
+/// The VNI mirror copies of network `vni` travel with (`None` for VNIs above [`MAX_VNI`],
+/// which the controller never allocates).
+pub fn mirror_vni(vni: u32) -> Option<u32> {
+    (vni <= MAX_VNI).then_some(vni | MIRROR_VNI_BIT)
+}
+
+/// Ethertype of LLDP, the link probes the controller sends and receives.
+pub const ETH_TYPE_LLDP: u16 = 0x88cc;
+
+/// Priority of the LLDP punt flow: above every other table-0 flow.
+pub const LLDP_PRIORITY: u16 = 1000;
 
 /// What kind of inter-switch link a port is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -116,6 +142,19 @@ pub struct NetworkView {
     pub mode: FloodMode,
     /// 802.1Q id used on trunk links (1..=4094), if the network may cross trunks.
     pub vlan: Option<u16>,
+    /// Where copies for the network's mirror port go from this switch, if it has one.
+    pub mirror: Option<MirrorView>,
+}
+
+/// The mirror port of a network, as seen by one switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorView {
+    /// The mirror port, when it is on this switch.
+    pub port: Option<u32>,
+    /// Tunnel ports leading towards the mirror's switch: copies of frames entering here go
+    /// out there (one per port; a full mesh without a known topology uses every tunnel and
+    /// only the mirror's switch accepts the copies). Trunks carry no copies.
+    pub toward: BTreeSet<u32>,
 }
 
 /// What the compiler needs to know about one switch.
@@ -317,6 +356,29 @@ fn learn_action(port: u32, split_horizon: bool) -> Action {
     })
 }
 
+/// Actions that send one copy of a frame that entered on `in_port` towards the mirror port:
+/// straight out of it when it is local, otherwise into each tunnel towards it with the mirror
+/// VNI (the caller sets the network's VNI afterwards).
+fn mirror_copy(view: &SwitchView, m: &MirrorView, mvni: u32, in_port: u32) -> Vec<Action> {
+    if let Some(local) = m.port {
+        return if local == in_port {
+            Vec::new()
+        } else {
+            vec![output(local)]
+        };
+    }
+    let mut actions = Vec::new();
+    for &port in &m.toward {
+        if port != in_port && view.links.get(&port) == Some(&LinkKind::Tunnel) {
+            if actions.is_empty() {
+                actions.push(Action::SetField(tunnel_id(mvni)));
+            }
+            actions.push(output(port));
+        }
+    }
+    actions
+}
+
 fn learn_then_lookup(port: u32, split_horizon: bool) -> Vec<Instruction> {
     vec![
         Instruction::ApplyActions(vec![
@@ -355,6 +417,14 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
         Match::any(),
         vec![],
     ));
+    // Link probes go to the controller, before any classification (untagged on trunks too).
+    p.add_flow(flow(
+        table::CLASSIFY,
+        LLDP_PRIORITY,
+        cookie::STATIC,
+        Match::any().with(OxmField::EthType(ETH_TYPE_LLDP)),
+        vec![Instruction::ApplyActions(vec![Action::to_controller()])],
+    ));
     p.add_flow(flow(
         table::LEARN,
         20,
@@ -385,15 +455,49 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
     let mut mesh_links = BTreeSet::new();
     for (&vni, net) in &view.networks {
         let net_cookie = cookie::NETWORK | u64::from(vni);
+        let mirror = net.mirror.as_ref().zip(mirror_vni(vni));
         for &port in &net.members {
+            let mut actions = match mirror {
+                Some((m, mvni)) => mirror_copy(view, m, mvni, port),
+                None => Vec::new(),
+            };
+            actions.push(Action::SetField(tunnel_id(vni)));
             p.add_flow(flow(
                 table::CLASSIFY,
                 100,
                 net_cookie,
                 Match::any().with(OxmField::InPort(port)),
-                apply_goto(vec![Action::SetField(tunnel_id(vni))], table::LEARN),
+                apply_goto(actions, table::LEARN),
             ));
             learned_members.insert(port);
+        }
+        // Copies arriving from links: deliver to the mirror port, or pass them on along the
+        // tree (never in a mesh, where every switch sends its copies straight to the mirror's).
+        if let Some((m, mvni)) = mirror {
+            for &port in &net.link_ports {
+                if view.links.get(&port) != Some(&LinkKind::Tunnel) {
+                    continue;
+                }
+                let actions = match (m.port, net.mode) {
+                    (Some(local), _) => vec![output(local)],
+                    (None, FloodMode::Tree) if !m.toward.contains(&port) => {
+                        mirror_copy(view, m, mvni, port)
+                    }
+                    _ => continue,
+                };
+                if actions.is_empty() {
+                    continue;
+                }
+                p.add_flow(flow(
+                    table::CLASSIFY,
+                    100,
+                    net_cookie,
+                    Match::any()
+                        .with(OxmField::InPort(port))
+                        .with(tunnel_id(mvni)),
+                    vec![Instruction::ApplyActions(actions)],
+                ));
+            }
         }
         for &port in &net.link_ports {
             let from_link = Action::SetField(reg(0, 1, None));

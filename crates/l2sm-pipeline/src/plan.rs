@@ -7,7 +7,7 @@
 //! deterministic, so networks the change does not touch keep exactly the same tree (and the
 //! switches get no message for them).
 
-use crate::{FloodMode, LinkKind, NetworkView, SwitchView};
+use crate::{FloodMode, LinkKind, MirrorView, NetworkView, SwitchView};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// One end of a link.
@@ -39,6 +39,8 @@ pub struct NetworkSpec {
     pub vlan: Option<u16>,
     /// Member ports per switch.
     pub members: BTreeMap<u64, BTreeSet<u32>>,
+    /// The mirror port, if any: its switch joins the network's mesh or tree as a leaf.
+    pub mirror: Option<End>,
 }
 
 /// Adjacency: switch -> neighbour -> (local port, remote port), lowest port first.
@@ -102,6 +104,50 @@ fn tree_edges(g: &Graph, members: &BTreeSet<u64>) -> Vec<(u64, u64)> {
     edges
 }
 
+/// Where each switch sends mirror copies: the mirror's switch to the port itself; in a mesh the
+/// others over their direct link; in a tree every switch towards its parent, the tree being
+/// walked from the mirror's switch.
+fn mirror_views(
+    used: &BTreeMap<u64, BTreeMap<u64, u32>>,
+    mirror: End,
+    mode: FloodMode,
+) -> BTreeMap<u64, MirrorView> {
+    let mut views: BTreeMap<u64, MirrorView> = BTreeMap::new();
+    views.insert(
+        mirror.dpid,
+        MirrorView {
+            port: Some(mirror.port),
+            toward: BTreeSet::new(),
+        },
+    );
+    match mode {
+        FloodMode::Mesh => {
+            for (&d, neighbours) in used {
+                if let Some(&port) = neighbours.get(&mirror.dpid) {
+                    if d != mirror.dpid {
+                        views.entry(d).or_default().toward.insert(port);
+                    }
+                }
+            }
+        }
+        FloodMode::Tree => {
+            let mut queue: VecDeque<u64> = [mirror.dpid].into();
+            let mut seen: BTreeSet<u64> = [mirror.dpid].into();
+            while let Some(x) = queue.pop_front() {
+                for (&y, _) in used.get(&x).into_iter().flatten() {
+                    if seen.insert(y) {
+                        if let Some(&port) = used.get(&y).and_then(|n| n.get(&x)) {
+                            views.entry(y).or_default().toward.insert(port);
+                        }
+                        queue.push_back(y);
+                    }
+                }
+            }
+        }
+    }
+    views
+}
+
 /// Computes every switch's view. `switches` are the switches to produce views for (usually
 /// the connected ones); `links` the live links among them.
 pub fn plan(
@@ -127,6 +173,7 @@ pub fn plan(
             .iter()
             .filter(|(_, p)| !p.is_empty())
             .map(|(d, _)| *d)
+            .chain(net.mirror.map(|m| m.dpid))
             .collect();
         if member_switches.is_empty() {
             continue;
@@ -144,11 +191,14 @@ pub fn plan(
             .iter()
             .map(|&d| (d, BTreeSet::new()))
             .collect();
+        // Switch -> neighbour in the mesh or tree -> local port towards it.
+        let mut used: BTreeMap<u64, BTreeMap<u64, u32>> = BTreeMap::new();
         if full_mesh {
             for &a in &member_switches {
                 for &b in &member_switches {
                     if let Some(&(pa, _)) = g.get(&a).and_then(|n| n.get(&b)) {
                         ports.entry(a).or_default().insert(pa);
+                        used.entry(a).or_default().insert(b, pa);
                     }
                 }
             }
@@ -157,11 +207,20 @@ pub fn plan(
                 if let Some(&(pc, pp)) = g.get(&child).and_then(|n| n.get(&parent)) {
                     ports.entry(child).or_default().insert(pc);
                     ports.entry(parent).or_default().insert(pp);
+                    used.entry(child).or_default().insert(parent, pc);
+                    used.entry(parent).or_default().insert(child, pp);
                 }
             }
         }
+        let mirrors = net
+            .mirror
+            .map(|m| mirror_views(&used, m, mode))
+            .unwrap_or_default();
         let per_switch = ports.into_iter().map(|(d, link_ports)| {
             let members = net.members.get(&d).cloned().unwrap_or_default();
+            let mirror = net
+                .mirror
+                .map(|_| mirrors.get(&d).cloned().unwrap_or_default());
             (
                 d,
                 NetworkView {
@@ -169,6 +228,7 @@ pub fn plan(
                     link_ports,
                     mode,
                     vlan: net.vlan,
+                    mirror,
                 },
             )
         });
@@ -202,6 +262,57 @@ mod tests {
             vni,
             vlan: Some(1),
             members: m,
+            mirror: None,
+        }
+    }
+
+    fn mirrored(mut n: NetworkSpec, dpid: u64, port: u32) -> NetworkSpec {
+        n.mirror = Some(End { dpid, port });
+        n
+    }
+
+    #[test]
+    fn a_mirror_on_a_switch_without_members_joins_the_mesh() {
+        let links = [link(1, 12, 2, 21), link(1, 13, 3, 31), link(2, 23, 3, 32)];
+        let views = plan(
+            &[1, 2, 3].into(),
+            &links,
+            &[mirrored(net(7, &[(1, 1), (2, 1)]), 3, 9)],
+        );
+        assert_eq!(views[&1].networks[&7].mode, FloodMode::Mesh);
+        let m = |d: u64| views[&d].networks[&7].mirror.clone().unwrap();
+        assert_eq!(m(1).toward, [13].into());
+        assert_eq!(m(2).toward, [23].into());
+        assert_eq!((m(3).port, m(3).toward.len()), (Some(9), 0));
+        assert!(views[&3].networks[&7].members.is_empty());
+    }
+
+    #[test]
+    fn on_a_ring_mirror_copies_follow_the_tree_towards_the_mirror() {
+        // 1-2-3-4-1, members on 1 and 2, mirror on 3: 1 is not linked to 3, so a tree.
+        let ring = [
+            link(1, 12, 2, 21),
+            link(2, 23, 3, 32),
+            link(3, 34, 4, 43),
+            link(4, 41, 1, 14),
+        ];
+        let views = plan(
+            &[1, 2, 3, 4].into(),
+            &ring,
+            &[mirrored(net(7, &[(1, 1), (2, 1)]), 3, 9)],
+        );
+        let nv = |d: u64| views[&d].networks.get(&7).cloned();
+        assert_eq!(nv(1).unwrap().mode, FloodMode::Tree);
+        // Each carrying switch but the mirror's has exactly one way towards it, over tree links.
+        for d in [1, 2, 3, 4] {
+            let Some(n) = nv(d) else { continue };
+            let m = n.mirror.unwrap();
+            if d == 3 {
+                assert_eq!(m.port, Some(9));
+            } else {
+                assert_eq!(m.toward.len(), 1, "switch {d}");
+                assert!(m.toward.is_subset(&n.link_ports));
+            }
         }
     }
 

@@ -16,6 +16,7 @@ struct Frame {
 
 #[derive(Debug, Clone)]
 struct Packet {
+    eth_type: u16,
     in_port: u32,
     tunnel_id: u64,
     vlan: Option<u16>,
@@ -25,6 +26,9 @@ struct Packet {
 
 /// (port, VLAN id on the wire) of every copy that leaves the switch.
 type Out = BTreeSet<(u32, Option<u16>)>;
+
+/// Every copy that leaves the switch, duplicates kept: (port, VLAN id, tunnel id).
+type Sent = Vec<(u32, Option<u16>, u64)>;
 
 fn matches(m: &Match, pkt: &Packet) -> bool {
     m.fields.iter().all(|f| match f {
@@ -42,11 +46,12 @@ fn matches(m: &Match, pkt: &Packet) -> bool {
             (0..6).all(|i| pkt.eth_src[i] & mask[i] == value[i] & mask[i])
         }
         OxmField::VlanVid { value, mask: None } => pkt.vlan.map(|v| v | 0x1000) == Some(*value),
+        OxmField::EthType(t) => pkt.eth_type == *t,
         other => panic!("interpreter does not know {other:?}"),
     })
 }
 
-fn apply(p: &SwitchPipeline, actions: &[Action], pkt: &mut Packet, out: &mut Out, depth: u8) {
+fn apply(p: &SwitchPipeline, actions: &[Action], pkt: &mut Packet, out: &mut Sent, depth: u8) {
     for a in actions {
         match a {
             Action::SetField(OxmField::TunnelId { value, .. }) => pkt.tunnel_id = *value,
@@ -70,7 +75,7 @@ fn apply(p: &SwitchPipeline, actions: &[Action], pkt: &mut Packet, out: &mut Out
             Action::Output { port, .. } => {
                 // OpenFlow never sends a frame back out of its ingress port.
                 if *port != pkt.in_port {
-                    out.insert((*port, pkt.vlan));
+                    out.push((*port, pkt.vlan, pkt.tunnel_id));
                 }
             }
             other => panic!("interpreter does not know {other:?}"),
@@ -79,7 +84,7 @@ fn apply(p: &SwitchPipeline, actions: &[Action], pkt: &mut Packet, out: &mut Out
 }
 
 /// Runs one table (and whatever it jumps to).
-fn run_table(p: &SwitchPipeline, mut table_id: u8, pkt: &mut Packet, out: &mut Out, depth: u8) {
+fn run_table(p: &SwitchPipeline, mut table_id: u8, pkt: &mut Packet, out: &mut Sent, depth: u8) {
     loop {
         let best = p
             .flows
@@ -103,14 +108,22 @@ fn run_table(p: &SwitchPipeline, mut table_id: u8, pkt: &mut Packet, out: &mut O
 }
 
 fn run(p: &SwitchPipeline, frame: Frame) -> Out {
+    run_full(p, frame, 0x0800)
+        .into_iter()
+        .map(|(port, vlan, _)| (port, vlan))
+        .collect()
+}
+
+fn run_full(p: &SwitchPipeline, frame: Frame, eth_type: u16) -> Sent {
     let mut pkt = Packet {
+        eth_type,
         in_port: frame.in_port,
         tunnel_id: frame.tunnel_id,
         vlan: frame.vlan,
         regs: [0; 2],
         eth_src: frame.eth_src,
     };
-    let mut out = Out::new();
+    let mut out = Sent::new();
     run_table(p, table::CLASSIFY, &mut pkt, &mut out, 0);
     out
 }
@@ -159,6 +172,7 @@ fn view_strategy() -> impl Strategy<Value = SwitchView> {
                     link_ports,
                     mode,
                     vlan,
+                    mirror: None,
                 });
             }
             SwitchView { links, networks }
@@ -311,6 +325,7 @@ fn mesh(members: &[u32], links: &[u32]) -> NetworkView {
         link_ports: links.iter().copied().collect(),
         mode: FloodMode::Mesh,
         vlan: Some(7),
+        mirror: None,
     }
 }
 
@@ -392,6 +407,7 @@ fn a_tree_transit_switch_forwards_between_its_tree_links() {
         link_ports: [57344, 57345].into(),
         mode: FloodMode::Tree,
         vlan: Some(9),
+        mirror: None,
     };
     let view = SwitchView {
         links: [
@@ -472,4 +488,193 @@ fn flushing_a_port_targets_exactly_its_learned_entries() {
         (fm.table_id, fm.cookie, fm.cookie_mask),
         (table::UNICAST, cookie::LEARNED | 5, u64::MAX)
     );
+}
+
+/// Random views where every network may have a mirror: local (port 30 + index) or reached
+/// through some of its tunnel ports.
+fn mirrored_view_strategy() -> impl Strategy<Value = SwitchView> {
+    (
+        view_strategy(),
+        prop::collection::vec(
+            (any::<bool>(), prop::collection::btree_set(0usize..4, 0..3)),
+            4,
+        ),
+    )
+        .prop_map(|(mut view, mirrors)| {
+            let links = view.links.clone();
+            for (i, ((_, net), (local, toward))) in
+                view.networks.iter_mut().zip(mirrors).enumerate()
+            {
+                let tunnels: Vec<u32> = net
+                    .link_ports
+                    .iter()
+                    .copied()
+                    .filter(|p| links.get(p) == Some(&LinkKind::Tunnel))
+                    .collect();
+                net.mirror = Some(if local {
+                    MirrorView {
+                        port: Some(30 + u32::try_from(i).unwrap()),
+                        toward: BTreeSet::new(),
+                    }
+                } else {
+                    MirrorView {
+                        port: None,
+                        toward: toward
+                            .iter()
+                            .filter_map(|i| tunnels.get(*i).copied())
+                            .collect(),
+                    }
+                });
+            }
+            view
+        })
+}
+
+/// The copies a frame of `net` entering on `in_port` must produce, sorted.
+fn expected_copies(net: &NetworkView, mvni: u32, in_port: u32) -> Sent {
+    let m = net.mirror.as_ref().unwrap();
+    let mut want: Sent = match m.port {
+        Some(local) => vec![(local, None, 0)],
+        None => m
+            .toward
+            .iter()
+            .filter(|p| **p != in_port)
+            .map(|p| (*p, None, u64::from(mvni)))
+            .collect(),
+    };
+    want.sort();
+    want
+}
+
+fn copies(sent: &Sent, net: &NetworkView, mvni: u32) -> Sent {
+    let local = net.mirror.as_ref().and_then(|m| m.port);
+    let mut c: Sent = sent
+        .iter()
+        .filter(|(p, _, t)| *t == u64::from(mvni) || Some(*p) == local)
+        .map(|&(p, v, t)| {
+            if Some(p) == local {
+                (p, v, 0)
+            } else {
+                (p, v, t)
+            }
+        })
+        .collect();
+    c.sort();
+    c
+}
+
+proptest! {
+    #[test]
+    fn a_local_frame_is_copied_to_the_mirror_exactly_once(view in mirrored_view_strategy(), port in 1u32..20) {
+        let p = compile(&view);
+        let frame = Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC };
+        let sent = run_full(&p, frame, 0x0800);
+        let Some((&vni, net)) = view.networks.iter().find(|(_, n)| n.members.contains(&port)) else {
+            prop_assert!(sent.is_empty());
+            return Ok(());
+        };
+        let mvni = mirror_vni(vni).unwrap();
+        prop_assert_eq!(copies(&sent, net, mvni), expected_copies(net, mvni, port));
+        // The regular delivery is unchanged and never carries the mirror VNI.
+        let regular: Out = sent.iter().filter(|(_, _, t)| *t != u64::from(mvni)).map(|&(p, v, _)| (p, v))
+            .filter(|(p, _)| Some(*p) != net.mirror.as_ref().and_then(|m| m.port)).collect();
+        prop_assert_eq!(regular, expected(&view, net, net.members.iter().chain(&net.link_ports).copied(), port));
+        // Other networks' mirrors get nothing.
+        for (other, n) in &view.networks {
+            if *other != vni {
+                let their = n.mirror.as_ref().and_then(|m| m.port);
+                prop_assert!(sent.iter().all(|(p, _, _)| Some(*p) != their));
+            }
+        }
+    }
+
+    #[test]
+    fn frames_from_links_are_not_copied_again_and_copies_go_on_towards_the_mirror(
+        view in mirrored_view_strategy(), link in prop::sample::select(vec![61440u32, 61441, 61442, 61443]), vni in 1u32..50
+    ) {
+        let p = compile(&view);
+        let Some(net) = view.networks.get(&vni) else { return Ok(()) };
+        let mvni = mirror_vni(vni).unwrap();
+        let m = net.mirror.as_ref().unwrap();
+        // A regular frame of the network from a link: no copy (it was copied where it entered).
+        let sent = run_full(&p, link_frame(&view, link, vni, Some(net)), 0x0800);
+        prop_assert!(copies(&sent, net, mvni).is_empty(), "copied again: {sent:?}");
+        // A copy from a link: to the local mirror port, on along the tree, or dropped.
+        let copy = Frame { in_port: link, tunnel_id: u64::from(mvni), vlan: None, eth_src: UNICAST_SRC };
+        let mut sent = run_full(&p, copy, 0x0800);
+        sent.sort();
+        let on_link = view.links.get(&link) == Some(&LinkKind::Tunnel) && net.link_ports.contains(&link);
+        let want: Sent = match (on_link, m.port, net.mode) {
+            (false, _, _) => vec![],
+            (true, Some(local), _) => vec![(local, None, u64::from(mvni))],
+            (true, None, FloodMode::Tree) if !m.toward.contains(&link) => expected_copies(net, mvni, link),
+            _ => vec![],
+        };
+        prop_assert_eq!(sent, want);
+    }
+
+    #[test]
+    fn the_mirror_port_sends_nothing_anywhere(view in mirrored_view_strategy()) {
+        let p = compile(&view);
+        for net in view.networks.values() {
+            if let Some(port) = net.mirror.as_ref().and_then(|m| m.port) {
+                let frame = Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC };
+                prop_assert!(run_full(&p, frame, 0x0800).is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn lldp_from_any_port_goes_to_the_controller_only(view in mirrored_view_strategy(), port in prop::sample::select(vec![1u32, 5, 30, 57344, 61440])) {
+        let p = compile(&view);
+        let frame = Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC };
+        prop_assert_eq!(run_full(&p, frame, ETH_TYPE_LLDP), vec![(l2sm_ofp::port::CONTROLLER, None, 0)]);
+    }
+
+    #[test]
+    fn diff_between_mirrored_views_is_exact(a in mirrored_view_strategy(), b in mirrored_view_strategy()) {
+        prop_assert!(diff(&compile(&a), &compile(&a)).is_empty());
+        let changed = !diff(&compile(&a), &compile(&b)).is_empty();
+        prop_assert_eq!(changed, compile(&a) != compile(&b));
+    }
+}
+
+#[test]
+fn setting_a_mirror_changes_only_that_networks_classifier_flows() {
+    let mut view = SwitchView {
+        links: [(61440, LinkKind::Tunnel), (61441, LinkKind::Tunnel)].into(),
+        networks: [
+            (1, mesh(&[1, 2], &[61440, 61441])),
+            (2, mesh(&[3], &[61440, 61441])),
+        ]
+        .into(),
+    };
+    let before = compile(&view);
+    if let Some(n) = view.networks.get_mut(&1) {
+        n.mirror = Some(MirrorView {
+            port: None,
+            toward: [61441].into(),
+        });
+    }
+    let msgs = diff(&before, &compile(&view));
+    // The two member classifiers of network 1 get the copy; nothing else moves (a mesh
+    // switch that is not the mirror's does not pass copies on).
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
+    for m in &msgs {
+        let Message::FlowMod(fm) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            (fm.table_id, fm.cookie),
+            (table::CLASSIFY, cookie::NETWORK | 1)
+        );
+    }
+}
+
+#[test]
+fn mirror_vnis_never_collide_with_network_vnis() {
+    assert_eq!(mirror_vni(MAX_VNI + 1), None);
+    let m = mirror_vni(MAX_VNI).unwrap();
+    assert!(m > MAX_VNI && m < (1 << 24), "fits VXLAN's 24 bits");
+    assert_ne!(mirror_vni(1), mirror_vni(2));
 }

@@ -62,6 +62,18 @@ pub enum NetworkCommand {
     },
     /// List networks.
     List,
+    /// Set, replace or clear the port that receives a copy of every frame of a network. A
+    /// port that is a member of this network leaves it first (a mirror is no member).
+    Mirror {
+        /// Network name.
+        name: String,
+        /// Port as `of:<16 hex>/<number>`.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        port: Option<String>,
+        /// Stop mirroring.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 /// `l2sm attach`
@@ -267,6 +279,49 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
             }
             println!("network {name} deleted");
         }
+        NetworkCommand::Mirror {
+            name, clear: true, ..
+        } => {
+            let resp = api
+                .request("DELETE", &format!("/api/v1/networks/{name}/mirror"), None)
+                .await?;
+            if resp.status != 204 {
+                bail!("cannot clear the mirror of {name:?}: {}", resp.message());
+            }
+            println!("network {name} is not mirrored");
+        }
+        NetworkCommand::Mirror { name, port, .. } => {
+            let port = port.unwrap_or_default();
+            let port_id: l2sm_pipeline::ids::PortId = port
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid port {port:?}: {e}"))?;
+            let port = port_id.to_string();
+            let nets: Vec<crate::controller::api::NetworkView> =
+                get_json(&api, "/api/v1/networks").await?;
+            if nets
+                .iter()
+                .any(|n| n.name == name && n.endpoints.contains(&port))
+            {
+                let body = json!({"networkId": name, "networkEndpoints": [port]});
+                let resp = api
+                    .request("DELETE", "/onos/vnets/api/port", Some(&body))
+                    .await?;
+                if resp.status != 200 && resp.status != 204 {
+                    bail!("cannot take {port} out of {name:?}: {}", resp.message());
+                }
+            }
+            let body = json!({"networkId": name, "mirrorPort": port});
+            let resp = api
+                .request("POST", "/onos/vnets/api/mirror-port", Some(&body))
+                .await?;
+            if resp.status != 204 {
+                bail!(
+                    "controller refused {port} as mirror of {name:?}: {}",
+                    resp.message()
+                );
+            }
+            println!("network {name} mirrored to {port}");
+        }
         NetworkCommand::List => {
             let resp = api.request("GET", "/api/v1/networks", None).await?;
             if resp.status != 200 {
@@ -339,7 +394,13 @@ async fn topology(lab: &Lab, controller: Option<String>, dot: bool) -> anyhow::R
             println!("  \"{}\" [label=\"{}\\n{} flows\"];", s.id, s.id, s.flows);
         }
         for l in &links {
-            let style = if l.kind == "trunk" { "dashed" } else { "solid" };
+            let style = if !l.live {
+                "dotted, color=red"
+            } else if l.kind == "trunk" {
+                "dashed"
+            } else {
+                "solid"
+            };
             println!(
                 "  \"{}\" -- \"{}\" [label=\"{}:{}-{}\", style={style}];",
                 l.a, l.b, l.kind, l.a_port, l.b_port
@@ -381,8 +442,13 @@ async fn topology(lab: &Lab, controller: Option<String>, dot: bool) -> anyhow::R
     }
     for l in &links {
         println!(
-            "  {}/{} <-> {}/{}  {}",
-            l.a, l.a_port, l.b, l.b_port, l.kind
+            "  {}/{} <-> {}/{}  {}  {}",
+            l.a,
+            l.a_port,
+            l.b,
+            l.b_port,
+            l.kind,
+            if l.state.is_empty() { "up" } else { &l.state }
         );
     }
     println!("NETWORKS");

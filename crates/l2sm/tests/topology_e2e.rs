@@ -342,4 +342,262 @@ fn two_networks_cross_an_unmanaged_openflow_switch_over_trunks_isolated() {
         seen.contains("vlan 1,") && seen.contains("vlan 2,"),
         "expected tags 1 and 2 on the trunk:\n{seen}"
     );
+    // LLDP probes cross the trunks (untagged) both ways: both links are confirmed.
+    common::wait_until("both trunk links up", Duration::from_secs(10), || {
+        link_states(&lab) == (2, 0)
+    });
+}
+
+/// `GET /metrics` from the lab controller, from a thread that enters the underlay namespace.
+fn metrics(lab: &TestLab) -> String {
+    let ns = format!("/run/netns/l2sm-{}-ul", lab.name);
+    std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let f = std::fs::File::open(&ns).expect("underlay namespace");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut s = std::net::TcpStream::connect("10.250.0.254:8181").expect("controller API");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: c\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .expect("metrics thread")
+}
+
+/// The value of an unlabelled metric.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// Links in `l2sm topology` by state: (up, down).
+fn link_states(lab: &TestLab) -> (usize, usize) {
+    let text = lab.ok(&["topology"]);
+    let links: Vec<&str> = text.lines().filter(|l| l.contains("<->")).collect();
+    let up = links
+        .iter()
+        .filter(|l| l.trim_end().ends_with(" up"))
+        .count();
+    (up, links.len() - up)
+}
+
+/// br-phy of a lab node, where the VXLAN packets leave (userspace tunnels, UDP port 7000).
+fn br_phy(lab: &TestLab, node: &str) -> String {
+    format!("unix:/run/l2sm/lab/{}/{node}/br-phy.mgmt", lab.name)
+}
+
+#[test]
+fn lldp_marks_a_silently_broken_link_down_traffic_reroutes_and_it_comes_back() {
+    let lab = TestLab::new("ld");
+    lab.ok(&["lab", "up", "--nodes", "4", "--topology", "ring"]);
+    lab.ok(&["network", "create", "blue"]);
+    let pods = [
+        ("a", "n1", "10.10.0.1"),
+        ("b", "n2", "10.10.0.2"),
+        ("c", "n3", "10.10.0.3"),
+        ("d", "n4", "10.10.0.4"),
+    ];
+    for (pod, node, ip) in pods {
+        lab.attach(node, pod, "blue", &format!("{ip}/24"));
+    }
+    common::wait_until("all four links up", Duration::from_secs(10), || {
+        link_states(&lab) == (4, 0)
+    });
+    assert!(lab.pings("a", "10.10.0.2"));
+    // Break n1 -> n2 in the underlay only: VXLAN packets from n1 to n2 are dropped on n1's
+    // br-phy. Ports stay up and the topology file is unchanged; only probes can tell.
+    let n2_ip = lab.state()["nodes"][1]["ip"].as_str().unwrap().to_string();
+    let rule = format!("priority=100,udp,nw_dst={n2_ip},tp_dst=7000");
+    let bridge = br_phy(&lab, "n1");
+    sh(&[
+        "ovs-ofctl",
+        "add-flow",
+        &bridge,
+        &format!("{rule},actions=drop"),
+    ]);
+    let cut = std::time::Instant::now();
+    common::wait_until(
+        "the controller to mark the link down",
+        Duration::from_secs(10),
+        || link_states(&lab) == (3, 1),
+    );
+    let detected = cut.elapsed();
+    eprintln!("link down detected after {detected:?}");
+    common::wait_until(
+        "a to reach b the other way round",
+        Duration::from_secs(15),
+        || lab.pings("a", "10.10.0.2"),
+    );
+    for (from, to) in [("b", "10.10.0.1"), ("c", "10.10.0.1"), ("d", "10.10.0.2")] {
+        common::wait_until(
+            &format!("{from} to reach {to}"),
+            Duration::from_secs(15),
+            || lab.pings(from, to),
+        );
+    }
+    one_broadcast_reaches_every_member_once(&lab, &["a", "b", "c", "d"]);
+    let m = metrics(&lab);
+    assert_eq!(metric(&m, "l2sm_links_live"), 3.0);
+    assert_eq!(metric(&m, "l2sm_links_configured"), 4.0);
+    assert!(metric(&m, "l2sm_lldp_probes_received_total") > 0.0);
+    // Restore: the link comes back.
+    sh(&["ovs-ofctl", "del-flows", "--strict", &bridge, &rule]);
+    common::wait_until("the link to come back", Duration::from_secs(10), || {
+        link_states(&lab) == (4, 0)
+    });
+    common::wait_until("a to reach b again", Duration::from_secs(15), || {
+        lab.pings("a", "10.10.0.2")
+    });
+    one_broadcast_reaches_every_member_once(&lab, &["a", "b", "c", "d"]);
+    let m = metrics(&lab);
+    assert_eq!(metric(&m, "l2sm_links_live"), 4.0);
+    assert!(metric(&m, "l2sm_flow_mod_batch_latency_seconds_count") > 0.0);
+    assert!(
+        m.contains("l2sm_switch_flows{dpid=\"of:"),
+        "per-switch flows: {m}"
+    );
+}
+
+/// Port id (`of:…/n`) of `pod`'s first interface, from the lab state.
+fn pod_port(lab: &TestLab, pod: &str) -> String {
+    lab.state()["pods"][pod]["attachments"][0]["port"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no port for {pod}"))
+        .to_string()
+}
+
+/// Everything `pod` sees on net1 while `action` runs.
+fn seen_during(lab: &TestLab, pod: &str, action: impl FnOnce()) -> String {
+    let cap = Capture::start(lab, pod, "net1", 4, "");
+    std::thread::sleep(Duration::from_millis(1500));
+    action();
+    cap.output()
+}
+
+fn count(capture: &str, needle: &str) -> usize {
+    capture.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn a_mirror_port_sees_each_frame_of_its_network_once_and_nothing_else() {
+    let lab = TestLab::up("mr", 3);
+    lab.ok(&["network", "create", "blue"]);
+    lab.ok(&["network", "create", "red"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n2", "b", "blue", "10.10.0.2/24");
+    lab.attach("n1", "r1", "red", "10.10.0.11/24");
+    lab.attach("n2", "r2", "red", "10.10.0.12/24");
+    // The mirror: a pod on the third node, attached to blue, then made its mirror.
+    lab.attach("n3", "m", "blue", "10.10.0.3/24");
+    let port = pod_port(&lab, "m");
+    lab.ok(&["network", "mirror", "blue", &port]);
+    let nets = lab.ok(&["network", "list"]);
+    assert!(!nets.contains(&port), "the mirror is no member:\n{nets}");
+    std::thread::sleep(Duration::from_millis(500));
+    let traffic = || {
+        for pod in ["a", "b"] {
+            lab.exec_ok(pod, &["ip", "neigh", "flush", "all"]);
+        }
+        assert!(lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", "10.10.0.2"]));
+        lab.exec_ok("a", &["ping", "-b", "-c", "1", "-W", "1", "10.10.0.255"]);
+        assert!(lab.exec_ok("r1", &["ping", "-c", "1", "-W", "2", "10.10.0.12"]));
+    };
+    let seen = seen_during(&lab, "m", traffic);
+    for (what, needle) in [
+        ("ARP request", "Request who-has 10.10.0.2 tell 10.10.0.1"),
+        ("ARP reply", "Reply 10.10.0.2 is-at"),
+        (
+            "unicast request",
+            "10.10.0.1 > 10.10.0.2: ICMP echo request",
+        ),
+        ("unicast reply", "10.10.0.2 > 10.10.0.1: ICMP echo reply"),
+        ("broadcast", "10.10.0.1 > 10.10.0.255: ICMP echo request"),
+    ] {
+        assert_eq!(
+            count(&seen, needle),
+            1,
+            "{what} != once on the mirror:\n{seen}"
+        );
+    }
+    assert!(
+        !seen.contains("10.10.0.11") && !seen.contains("10.10.0.12"),
+        "red traffic reached blue's mirror:\n{seen}"
+    );
+    // What the mirror sends goes nowhere.
+    assert!(lab.blocked("m", "10.10.0.2"));
+    // Replace it with a port on n1, where a lives (copies taken locally), then clear it.
+    lab.attach("n1", "m2", "blue", "10.10.0.4/24");
+    let port2 = pod_port(&lab, "m2");
+    lab.ok(&["network", "mirror", "blue", &port2]);
+    std::thread::sleep(Duration::from_millis(500));
+    let old = Capture::start(&lab, "m", "net1", 4, "icmp");
+    let seen = seen_during(&lab, "m2", traffic);
+    assert_eq!(
+        count(&seen, "10.10.0.2 > 10.10.0.1: ICMP echo reply"),
+        1,
+        "replaced mirror:\n{seen}"
+    );
+    assert_eq!(count(&seen, "10.10.0.1 > 10.10.0.255"), 1, "{seen}");
+    let old = old.output();
+    assert!(
+        !old.contains("ICMP echo"),
+        "the old mirror still gets copies:\n{old}"
+    );
+    lab.ok(&["network", "mirror", "blue", "--clear"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = seen_during(&lab, "m2", traffic);
+    // Nothing from the network's pods (the node's end of the pod's veth may still talk).
+    for pod in ["a", "b"] {
+        let theirs = mac(&lab, pod);
+        assert!(
+            !seen.contains(&theirs) && !seen.contains("ICMP echo"),
+            "cleared mirror still gets {pod}'s ({theirs}) frames:\n{seen}"
+        );
+    }
+}
+
+/// MAC address of `pod`'s net1.
+fn mac(lab: &TestLab, pod: &str) -> String {
+    let out = lab.ok(&["lab", "exec", pod, "--", "ip", "-o", "link", "show", "net1"]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {out}"))
+        .to_string()
+}
+
+#[test]
+fn mirror_copies_follow_the_tree_on_a_line() {
+    // n1 - n2 - n3: members on n1 and n2, mirror on n3, so n1's copies transit n2.
+    let lab = TestLab::new("ml");
+    lab.ok(&["lab", "up", "--nodes", "3", "--topology", "line"]);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n2", "b", "blue", "10.10.0.2/24");
+    lab.attach("n3", "m", "blue", "10.10.0.3/24");
+    let port = pod_port(&lab, "m");
+    lab.ok(&["network", "mirror", "blue", &port]);
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = seen_during(&lab, "m", || {
+        assert!(lab.exec_ok(
+            "a",
+            &["ping", "-c", "2", "-i", "0.3", "-W", "2", "10.10.0.2"]
+        ));
+        lab.exec_ok("a", &["ping", "-b", "-c", "1", "-W", "1", "10.10.0.255"]);
+    });
+    assert_eq!(
+        count(&seen, "10.10.0.1 > 10.10.0.2: ICMP echo request"),
+        2,
+        "{seen}"
+    );
+    assert_eq!(
+        count(&seen, "10.10.0.2 > 10.10.0.1: ICMP echo reply"),
+        2,
+        "{seen}"
+    );
+    assert_eq!(count(&seen, "10.10.0.1 > 10.10.0.255"), 1, "{seen}");
 }

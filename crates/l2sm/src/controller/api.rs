@@ -218,6 +218,18 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
         ),
         (
             RouteSpec::authed(
+                "delete",
+                "/api/v1/networks/{network_id}/mirror",
+                "Stop mirroring the network",
+            )
+            .responses(vec![
+                Resp::empty(204, "cleared, or it had no mirror port"),
+                err(404, "unknown network"),
+            ]),
+            delete(clear_mirror_port),
+        ),
+        (
+            RouteSpec::authed(
                 "post",
                 "/api/v1/networks/{network_id}/allocations",
                 "Addresses for an owner",
@@ -767,6 +779,22 @@ async fn get_network_v1(State(state): State<AppState>, Path(id): Path<String>) -
     Ok(Json(network_view(&id, net)).into_response())
 }
 
+/// Stops mirroring a network (upstream has no way to do this); 204 even when it had none.
+async fn clear_mirror_port(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    state
+        .shared
+        .update(|m| m.clear_mirror_port(&id))
+        .map_err(|e| match e {
+            UpdateError::Model(ModelError::UnknownNetwork(_)) => error(
+                StatusCode::NOT_FOUND,
+                format!("network {id:?} does not exist"),
+            ),
+            other => update_error(other),
+        })?;
+    tracing::info!(network = %id, "mirror port cleared");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Body of the allocation endpoints.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -855,7 +883,7 @@ async fn list_networks(State(state): State<AppState>) -> Json<Vec<NetworkView>> 
     )
 }
 
-/// One live link in the native API.
+/// One configured link in the native API, with its liveness.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkView {
@@ -869,14 +897,39 @@ pub struct LinkView {
     pub b_port: u32,
     /// `tunnel` or `trunk`.
     pub kind: String,
+    /// Carries traffic: ports up and LLDP probes arriving both ways.
+    #[serde(default = "yes")]
+    pub live: bool,
+    /// `up`, `port down` or `no probes`.
+    #[serde(default)]
+    pub state: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkView>> {
-    let links = state.shared.live_links();
+    let links = state.shared.link_report();
     Json(
         links
             .into_iter()
-            .map(|l| LinkView {
+            .map(|r| {
+                (
+                    r.link,
+                    r.live,
+                    if r.live {
+                        "up"
+                    } else if !r.ports_up {
+                        "port down"
+                    } else {
+                        "no probes"
+                    },
+                )
+            })
+            .map(|(l, live, st)| LinkView {
+                live,
+                state: st.into(),
                 a: format!("of:{:016x}", l.a.dpid),
                 a_port: l.a.port,
                 b: format!("of:{:016x}", l.b.dpid),
@@ -964,6 +1017,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         ));
     }
     state.latency.render(&mut out);
+    out.push_str(&super::metrics::render(&state.shared));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod ipam;
+pub mod metrics;
 pub mod openflow;
 pub mod state;
 pub mod topo;
@@ -19,7 +20,106 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// One direction of a link: probes sent out of `.0` arrive at `.1`.
+pub type Direction = (l2sm_pipeline::plan::End, l2sm_pipeline::plan::End);
+
+/// LLDP liveness: when each direction of each link last carried a probe, and which directions
+/// are considered dead (what the planner uses; changed only by [`Shared::check_links`], so a
+/// plan stays consistent within one generation).
+#[derive(Debug)]
+pub struct Probes {
+    /// Time between probes on one port.
+    pub interval: Duration,
+    heard: Mutex<BTreeMap<Direction, Instant>>,
+    dead: RwLock<std::collections::BTreeSet<Direction>>,
+}
+
+impl Probes {
+    fn new(interval: Duration) -> Probes {
+        Probes {
+            interval,
+            heard: Mutex::new(BTreeMap::new()),
+            dead: RwLock::new(Default::default()),
+        }
+    }
+
+    /// A direction without a probe for this long is dead: three missed probes, plus slack.
+    pub fn dead_after(&self) -> Duration {
+        self.interval * 3 + self.interval / 2
+    }
+
+    /// Records a probe that arrived.
+    pub fn heard(&self, direction: Direction) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(direction, Instant::now());
+    }
+
+    /// Directions currently dead.
+    pub fn dead(&self) -> std::collections::BTreeSet<Direction> {
+        self.dead.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn publish(&self, dead: std::collections::BTreeSet<Direction>) {
+        *self.dead.write().unwrap_or_else(|e| e.into_inner()) = dead;
+    }
+
+    /// The dead set for `directions` (both ends connected, ports up), if it differs from the
+    /// published one. A direction is alive while probes arrive, or while both switches have
+    /// been connected for less than the dead time (nothing could have arrived yet).
+    fn evaluate(
+        &self,
+        directions: &[Direction],
+        switches: &BTreeMap<u64, SwitchStatus>,
+    ) -> Option<std::collections::BTreeSet<Direction>> {
+        let dead_after = self.dead_after();
+        let heard = {
+            let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget directions silent for long (links that left the topology).
+            heard.retain(|_, t| t.elapsed() < dead_after * 10);
+            heard.clone()
+        };
+        let young = |dpid: u64| {
+            switches
+                .get(&dpid)
+                .and_then(|s| s.probing_since)
+                .is_none_or(|t| t.elapsed() < dead_after)
+        };
+        let dead: std::collections::BTreeSet<Direction> = directions
+            .iter()
+            .filter(|(from, to)| {
+                let recent = heard
+                    .get(&(*from, *to))
+                    .is_some_and(|t| t.elapsed() < dead_after);
+                !recent && !young(from.dpid) && !young(to.dpid)
+            })
+            .copied()
+            .collect();
+        let current = self.dead();
+        if dead == current {
+            return None;
+        }
+        for (from, to) in dead.difference(&current) {
+            tracing::warn!(
+                from = format!("of:{:016x}/{}", from.dpid, from.port),
+                to = format!("of:{:016x}/{}", to.dpid, to.port),
+                "link down: no LLDP probe for {dead_after:?}"
+            );
+        }
+        for (from, to) in current.difference(&dead) {
+            tracing::info!(
+                from = format!("of:{:016x}/{}", from.dpid, from.port),
+                to = format!("of:{:016x}/{}", to.dpid, to.port),
+                "link up: LLDP probes arrive"
+            );
+        }
+        Some(dead)
+    }
+}
 
 /// Options of `l2sm controller`.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +147,10 @@ pub struct ControllerArgs {
     /// managed by an agent work, with one spanning tree per network.
     #[arg(long)]
     pub topology: Option<PathBuf>,
+    /// Milliseconds between LLDP probes on each inter-switch link port; a configured link is
+    /// down after three intervals without probes in either direction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub lldp_interval_ms: u64,
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -71,6 +175,9 @@ pub struct SwitchStatus {
     pub groups: usize,
     #[serde(skip, default)]
     pub(crate) session: u64,
+    /// When the session started probing its links.
+    #[serde(skip, default)]
+    pub(crate) probing_since: Option<std::time::Instant>,
 }
 
 /// One switch port in [`SwitchStatus`].
@@ -88,8 +195,18 @@ pub struct PortStatusView {
 }
 
 /// Counters exported on `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Messages (FLOW_MOD, GROUP_MOD) per batch sent to a switch.
+    pub batch_size: metrics::Histogram,
+    /// Seconds from writing a batch to its BARRIER_REPLY.
+    pub batch_latency: metrics::Histogram,
+    /// LLDP probes sent.
+    pub lldp_sent: AtomicU64,
+    /// LLDP probes received and decoded.
+    pub lldp_received: AtomicU64,
+    /// LLDP frames that were not our probes, or came in on a port that is not a link.
+    pub lldp_ignored: AtomicU64,
     /// FLOW_MOD messages sent.
     pub flow_mods: AtomicU64,
     /// GROUP_MOD messages sent.
@@ -100,6 +217,23 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// API requests served.
     pub api_requests: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            batch_size: metrics::Histogram::new(metrics::SIZE_BUCKETS),
+            batch_latency: metrics::Histogram::new(metrics::LATENCY_BUCKETS),
+            lldp_sent: AtomicU64::new(0),
+            lldp_received: AtomicU64::new(0),
+            lldp_ignored: AtomicU64::new(0),
+            flow_mods: AtomicU64::new(0),
+            group_mods: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            api_requests: AtomicU64::new(0),
+        }
+    }
 }
 
 /// State shared by the API and every switch session.
@@ -115,13 +249,15 @@ pub struct Shared {
     disconnected_at: Mutex<BTreeMap<u64, std::time::Instant>>,
     /// Views of every switch for one generation, computed once and shared by the sessions.
     plan_cache: Mutex<Option<(u64, Arc<Plan>)>>,
+    /// LLDP liveness of links.
+    pub probes: Probes,
     /// Counters.
     pub metrics: Metrics,
 }
 
 impl Shared {
-    /// Loads the persisted model from `store`.
-    pub fn new(store: Store) -> anyhow::Result<Arc<Shared>> {
+    /// Loads the persisted model from `store`; links are probed every `probe_interval`.
+    pub fn new(store: Store, probe_interval: Duration) -> anyhow::Result<Arc<Shared>> {
         let model = store.load()?;
         Ok(Arc::new(Shared {
             model: RwLock::new(model),
@@ -133,6 +269,7 @@ impl Shared {
             started: std::time::Instant::now(),
             disconnected_at: Mutex::new(BTreeMap::new()),
             plan_cache: Mutex::new(None),
+            probes: Probes::new(probe_interval),
             metrics: Metrics::default(),
         }))
     }
@@ -203,13 +340,27 @@ impl Shared {
         }
     }
 
-    /// Live inter-switch links of the configured topology (empty without one).
-    pub fn live_links(&self) -> Vec<l2sm_pipeline::plan::Link> {
+    /// Every link of the configured topology whose ends are known, with its liveness.
+    pub fn link_report(&self) -> Vec<topo::LinkReport> {
         let Some(topo) = self.topology() else {
             return Vec::new();
         };
         let switches = self.switches().clone();
-        topo.live_links(&switches, &self.absent_ok())
+        topo.report(&switches, &self.absent_ok(), &self.probes.dead())
+    }
+
+    /// Re-evaluates LLDP liveness of the configured links; re-plans when a link went down or
+    /// came back (networks whose trees do not change get no message).
+    pub fn check_links(&self) {
+        let Some(topo) = self.topology() else { return };
+        let switches = self.switches().clone();
+        let dead = self
+            .probes
+            .evaluate(&topo.probed_directions(&switches), &switches);
+        if let Some(dead) = dead {
+            self.probes.publish(dead);
+            self.bump();
+        }
     }
 
     /// The view switch `dpid` must be programmed with. `local_links` are the switch's own
@@ -229,7 +380,14 @@ impl Shared {
             _ => {
                 let switches = self.switches().clone();
                 let absent_ok = self.absent_ok();
-                let plan = Arc::new(topo::plan_all(&topo, &self.model(), &switches, &absent_ok));
+                let dead = self.probes.dead();
+                let plan = Arc::new(topo::plan_all(
+                    &topo,
+                    &self.model(),
+                    &switches,
+                    &absent_ok,
+                    &dead,
+                ));
                 *cache = Some((generation, plan.clone()));
                 plan
             }
@@ -283,7 +441,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         ),
     };
     let store = Store::open(&args.state_dir)?;
-    let shared = Shared::new(store)?;
+    let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
     let of_listener = tokio::net::TcpListener::bind(args.openflow_listen)
         .await
         .with_context(|| format!("cannot listen for OpenFlow on {}", args.openflow_listen))?;
@@ -300,6 +458,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             loop {
                 tokio::time::sleep(ABSENT_GRACE / 2).await;
                 ticker.bump();
+            }
+        });
+        // Links die by silence: look at the probes twice per interval.
+        let checker = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(checker.probes.interval / 2).await;
+                checker.check_links();
             }
         });
     }

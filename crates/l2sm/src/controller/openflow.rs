@@ -1,33 +1,38 @@
 //! One task per switch connection: handshake, initial programming, then keep the switch in
-//! line with the model by sending only differences. Anything malformed closes just that
-//! connection, with the reason logged.
+//! line with the model by sending only differences. The protocol (handshake, xids, multipart
+//! reassembly, barriers, keepalive) is [`l2sm_ofp::session`]'s; this module does the I/O and
+//! the controller's part. Anything malformed closes just that connection, with the reason
+//! logged.
 
 use super::{PortStatusView, Shared, SwitchStatus};
 use anyhow::{anyhow, bail, Context as _};
+use l2sm_ofp::session::{CloseReason, Session as OfpSession, SessionConfig, SessionEvent};
 use l2sm_ofp::{
     FeaturesReply, FlowStatsRequest, Message, MultipartReplyBody, MultipartRequest,
-    MultipartRequestBody, OfpMessage, PortDesc,
+    MultipartRequestBody, PortDesc,
 };
+use l2sm_pipeline::plan::End;
 use l2sm_pipeline::{
-    compile, diff, ids, FlowEntry, GroupEntry, LinkKind, SwitchPipeline, SwitchView,
+    compile, diff, ids, lldp, FlowEntry, GroupEntry, LinkKind, SwitchPipeline, SwitchView,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 
-/// Send an echo request after this much silence from the switch.
-const ECHO_INTERVAL: Duration = Duration::from_secs(5);
-/// Drop the connection after this much silence.
-const DEAD_AFTER: Duration = Duration::from_secs(15);
-/// Handshake must finish within this time.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bitmap bit for OpenFlow 1.3 in HELLO version bitmaps.
-const OF13_BIT: u32 = 1 << 4;
+/// Timers of the OpenFlow session: echo after 5 s of silence, drop 10 s later, 10 s for the
+/// handshake.
+fn session_config() -> SessionConfig {
+    SessionConfig::default()
+}
+
+/// A port that is up: link up and not administratively down.
+fn port_up(p: &PortDesc) -> bool {
+    p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0 && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0
+}
 
 /// Accepts switch connections forever.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
@@ -40,8 +45,12 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
             let mut session = Session::new(stream, peer, shared.clone());
             let result = session.run().await;
             session.unregister();
+            let _ = session.flush().await;
             match result {
                 Ok(()) => tracing::info!(%peer, dpid = session.dpid_str(), "switch disconnected"),
+                Err(e) if e.is::<PeerClosed>() => {
+                    tracing::info!(%peer, dpid = session.dpid_str(), "switch disconnected")
+                }
                 Err(e) => {
                     shared
                         .metrics
@@ -58,15 +67,30 @@ struct Session {
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    buf: Vec<u8>,
-    next_xid: u32,
-    last_heard: Instant,
+    /// The protocol state machine.
+    ofp: OfpSession,
+    /// Read buffer.
+    rbuf: Vec<u8>,
+    /// Events not handled yet (read while waiting for something else).
+    backlog: VecDeque<SessionEvent>,
     dpid: Option<u64>,
     session_id: u64,
     ports: BTreeMap<u32, PortDesc>,
     installed: SwitchPipeline,
     /// The view last compiled for this switch; `None` until the first sync.
     installed_view: Option<SwitchView>,
+    /// Barriers of batches in flight: xid, when the batch was written.
+    pending_barriers: VecDeque<(u32, std::time::Instant)>,
+    /// When this session started probing its links.
+    probing_since: Option<std::time::Instant>,
+}
+
+/// What one event asks of the session loop.
+enum Outcome {
+    /// Nothing more.
+    Done,
+    /// The switch's ports changed: re-publish and re-plan.
+    PortsChanged,
 }
 
 impl Session {
@@ -76,14 +100,16 @@ impl Session {
             stream,
             peer,
             shared,
-            buf: Vec::with_capacity(4096),
-            next_xid: 1,
-            last_heard: Instant::now(),
+            ofp: OfpSession::new(session_config(), std::time::Instant::now()),
+            rbuf: vec![0; 64 * 1024],
+            backlog: VecDeque::new(),
             dpid: None,
             session_id,
             ports: BTreeMap::new(),
             installed: SwitchPipeline::default(),
             installed_view: None,
+            pending_barriers: VecDeque::new(),
+            probing_since: None,
         }
     }
 
@@ -93,175 +119,219 @@ impl Session {
             .unwrap_or_else(|| "-".into())
     }
 
-    fn xid(&mut self) -> u32 {
-        self.next_xid = self.next_xid.wrapping_add(1).max(1);
-        self.next_xid
-    }
-
-    /// Encodes one message onto `out`, counting what the metrics count.
-    fn encode_into(&self, out: &mut Vec<u8>, xid: u32, body: Message) -> anyhow::Result<()> {
+    /// Counts what the metrics count.
+    fn count(&self, body: &Message) {
         let metrics = &self.shared.metrics;
-        match &body {
+        match body {
             Message::FlowMod(_) => metrics.flow_mods.fetch_add(1, Ordering::Relaxed),
             Message::GroupMod(_) => metrics.group_mods.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
-        let name = body.name();
-        let bytes = l2sm_ofp::encode(&OfpMessage { xid, body })
-            .map_err(|e| anyhow!("cannot encode {name}: {e}"))?;
-        out.extend_from_slice(&bytes);
+    }
+
+    /// Writes whatever the session has queued.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.ofp.has_output() {
+            let out = self.ofp.take_output();
+            self.stream
+                .write_all(&out)
+                .await
+                .context("write to switch failed")?;
+        }
         Ok(())
     }
 
-    async fn send(&mut self, xid: u32, body: Message) -> anyhow::Result<()> {
-        let mut out = Vec::new();
-        self.encode_into(&mut out, xid, body)?;
-        self.stream
-            .write_all(&out)
-            .await
-            .context("write to switch failed")
-    }
-
-    /// Sends `msgs` in one write, closed by a barrier so the switch applies them in order.
+    /// Queues `msgs` closed by a barrier (the switch applies them in order; the barrier's
+    /// reply gives the batch latency) and writes them.
     async fn send_batch(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
-        let mut out = Vec::new();
-        for body in msgs.into_iter().chain([Message::BarrierRequest]) {
-            let xid = self.xid();
-            self.encode_into(&mut out, xid, body)?;
+        self.shared.metrics.batch_size.observe(msgs.len() as f64);
+        msgs.iter().for_each(|m| self.count(m));
+        let barrier = self
+            .ofp
+            .send_batch(msgs)
+            .map_err(|e| anyhow!("cannot send a batch: {e}"))?;
+        // A switch that never answers barriers must not make this grow without bound.
+        if self.pending_barriers.len() >= 64 {
+            self.pending_barriers.pop_front();
         }
-        self.stream
-            .write_all(&out)
-            .await
-            .context("write to switch failed")
+        self.pending_barriers
+            .push_back((barrier, std::time::Instant::now()));
+        self.flush().await
     }
 
-    /// Reads more bytes into the buffer; `Ok(false)` on end of stream.
-    async fn fill(&mut self) -> anyhow::Result<bool> {
-        let n = self
-            .stream
-            .read_buf(&mut self.buf)
-            .await
-            .context("read from switch failed")?;
-        Ok(n > 0)
+    /// Sends one LLDP probe out of every inter-switch link port that is up.
+    async fn send_probes(&mut self) -> anyhow::Result<()> {
+        let Some(dpid) = self.dpid else { return Ok(()) };
+        let ttl =
+            u16::try_from(self.shared.probes.dead_after().as_secs().max(1)).unwrap_or(u16::MAX);
+        let ports: Vec<u32> = self
+            .links()
+            .into_keys()
+            .filter(|p| self.ports.get(p).is_some_and(port_up))
+            .collect();
+        if ports.is_empty() {
+            return Ok(());
+        }
+        for &port in &ports {
+            let probe = Message::PacketOut(l2sm_ofp::PacketOut {
+                buffer_id: l2sm_ofp::NO_BUFFER,
+                in_port: l2sm_ofp::port::CONTROLLER,
+                actions: vec![l2sm_ofp::Action::output(port)],
+                data: lldp::encode(lldp::Probe { dpid, port }, ttl),
+            });
+            self.ofp
+                .send(probe)
+                .map_err(|e| anyhow!("cannot send an LLDP probe: {e}"))?;
+        }
+        self.shared
+            .metrics
+            .lldp_sent
+            .fetch_add(ports.len() as u64, Ordering::Relaxed);
+        self.flush().await
     }
 
-    /// Next complete message; `Ok(None)` on a clean close.
-    async fn recv(&mut self) -> anyhow::Result<Option<OfpMessage>> {
-        loop {
-            if let Some(len) = l2sm_ofp::message_len(&self.buf)
-                .map_err(|e| anyhow!("bad OpenFlow framing: {e}"))?
-            {
-                if self.buf.len() >= len {
-                    let frame: Vec<u8> = self.buf.drain(..len).collect();
-                    let msg = l2sm_ofp::decode(&frame)
-                        .map_err(|e| anyhow!("undecodable message: {e}"))?;
-                    self.last_heard = Instant::now();
-                    return Ok(Some(msg));
+    /// A PACKET_IN: only LLDP probes are ever sent to the controller. A probe that arrived on
+    /// one of this switch's link ports confirms that direction of the link.
+    fn handle_packet_in(&self, p: &l2sm_ofp::PacketIn) {
+        let metrics = &self.shared.metrics;
+        let in_port = p.r#match.fields.iter().find_map(|f| match f {
+            l2sm_ofp::OxmField::InPort(port) => Some(*port),
+            _ => None,
+        });
+        let (Some(dpid), Some(in_port)) = (self.dpid, in_port) else {
+            metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if !self.links().contains_key(&in_port) {
+            metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match lldp::decode(&p.data) {
+            Ok(probe) => {
+                metrics.lldp_received.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(dpid = self.dpid_str(), in_port, from = ?probe, "LLDP probe");
+                self.shared.probes.heard((
+                    End {
+                        dpid: probe.dpid,
+                        port: probe.port,
+                    },
+                    End {
+                        dpid,
+                        port: in_port,
+                    },
+                ));
+            }
+            Err(e) => {
+                metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(dpid = self.dpid_str(), in_port, "ignored packet-in: {e}");
+            }
+        }
+    }
+
+    /// Writes pending output, then waits for bytes from the switch or the session's next
+    /// deadline, and feeds the session. New events land in the session's queue.
+    async fn io_step(&mut self) -> anyhow::Result<()> {
+        self.flush().await?;
+        let deadline = self.ofp.next_deadline();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            n = self.stream.read(&mut self.rbuf) => {
+                match n.context("read from switch failed")? {
+                    0 => self.ofp.peer_closed(),
+                    n => self.ofp.feed(&self.rbuf[..n]),
                 }
             }
-            if !self.fill().await? {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                bail!("connection closed in the middle of a message");
-            }
+            _ = sleep => {}
         }
+        self.ofp.tick(std::time::Instant::now());
+        // Whatever the session queued (echo replies, HELLO_FAILED) goes out now.
+        self.flush().await
     }
 
-    /// Waits for a message satisfying `pick`, answering echo requests meanwhile.
+    /// Waits for an event satisfying `pick`; other events are kept for the main loop,
+    /// except that the end of the session ends the wait with its reason.
     async fn expect<T>(
         &mut self,
         what: &str,
-        mut pick: impl FnMut(&OfpMessage) -> Option<T>,
+        mut pick: impl FnMut(&SessionEvent) -> Option<T>,
     ) -> anyhow::Result<T> {
         loop {
-            let msg = self
-                .recv()
-                .await?
-                .ok_or_else(|| anyhow!("connection closed while waiting for {what}"))?;
-            if let Some(v) = pick(&msg) {
-                return Ok(v);
+            while let Some(ev) = self.ofp.poll_event() {
+                if let Some(v) = pick(&ev) {
+                    return Ok(v);
+                }
+                if let SessionEvent::Closed { reason } = &ev {
+                    bail!("{reason} (waiting for {what})");
+                }
+                self.backlog.push_back(ev);
             }
-            self.handle_background(msg).await?;
+            self.io_step().await?;
         }
     }
 
-    /// Handles a message that needs no state change beyond liveness and ports.
-    async fn handle_background(&mut self, msg: OfpMessage) -> anyhow::Result<bool> {
-        match msg.body {
-            Message::EchoRequest(data) => self.send(msg.xid, Message::EchoReply(data)).await?,
-            Message::Error(e) => tracing::warn!(
+    /// Handles one event of the running session.
+    fn handle_event(&mut self, ev: SessionEvent) -> anyhow::Result<Outcome> {
+        match ev {
+            SessionEvent::Message(msg) => match msg.body {
+                Message::PacketIn(p) => self.handle_packet_in(&p),
+                Message::PortStatus(ps) => {
+                    if ps.reason == 1 {
+                        self.ports.remove(&ps.desc.port_no);
+                    } else {
+                        self.ports.insert(ps.desc.port_no, ps.desc);
+                    }
+                    return Ok(Outcome::PortsChanged);
+                }
+                _ => {}
+            },
+            SessionEvent::BarrierDone(xid) => {
+                if let Some(i) = self.pending_barriers.iter().position(|(x, _)| *x == xid) {
+                    // Earlier barriers without a reply are answered by this one too.
+                    let sent = self.pending_barriers[i].1;
+                    self.pending_barriers.drain(..=i);
+                    self.shared
+                        .metrics
+                        .batch_latency
+                        .observe(sent.elapsed().as_secs_f64());
+                }
+            }
+            SessionEvent::Error { xid, error, origin } => tracing::warn!(
                 dpid = self.dpid_str(),
-                err_type = e.err_type,
-                code = e.code,
-                xid = msg.xid,
+                err_type = error.err_type,
+                code = error.code,
+                xid,
+                ?origin,
                 "switch reported an error"
             ),
-            Message::PortStatus(ps) => {
-                if ps.reason == 1 {
-                    self.ports.remove(&ps.desc.port_no);
-                } else {
-                    self.ports.insert(ps.desc.port_no, ps.desc);
-                }
-                return Ok(true);
-            }
+            SessionEvent::Closed { reason } => match reason {
+                CloseReason::PeerClosed => return Err(PeerClosed.into()),
+                other => bail!("{other}"),
+            },
             _ => {}
         }
-        Ok(false)
+        Ok(Outcome::Done)
+    }
+
+    /// Handles every pending event; true when the switch's ports changed.
+    fn handle_events(&mut self) -> anyhow::Result<bool> {
+        let mut ports_changed = false;
+        while let Some(ev) = self.backlog.pop_front().or_else(|| self.ofp.poll_event()) {
+            if let Outcome::PortsChanged = self.handle_event(ev)? {
+                ports_changed = true;
+            }
+        }
+        Ok(ports_changed)
     }
 
     async fn handshake(&mut self) -> anyhow::Result<()> {
-        self.send(
-            0,
-            Message::Hello {
-                version_bitmap: Some(vec![OF13_BIT]),
-            },
-        )
-        .await?;
-        let peer_hello = loop {
-            let Some(len) =
-                l2sm_ofp::message_len(&self.buf).map_err(|e| anyhow!("bad framing: {e}"))?
-            else {
-                self.read_more().await?;
-                continue;
-            };
-            let header = l2sm_ofp::peek_header(&self.buf).ok_or_else(|| anyhow!("short header"))?;
-            // Refuse early: a peer that does not open with HELLO is not an OpenFlow switch.
-            if header.msg_type != 0 {
-                bail!("expected HELLO, got message type {}", header.msg_type);
-            }
-            if self.buf.len() < len {
-                self.read_more().await?;
-                continue;
-            }
-            let frame: Vec<u8> = self.buf.drain(..len).collect();
-            let msg = l2sm_ofp::decode(&frame).map_err(|e| anyhow!("undecodable HELLO: {e}"))?;
-            break (header.version, msg);
-        };
-        let (version, msg) = peer_hello;
-        let bitmap = match msg.body {
-            Message::Hello { version_bitmap } => version_bitmap,
-            _ => None,
-        };
-        let supports_13 = match bitmap {
-            Some(words) => words.first().is_some_and(|w| w & OF13_BIT != 0),
-            None => version >= l2sm_ofp::OFP_VERSION,
-        };
-        if !supports_13 {
-            let text = b"only OpenFlow 1.3 (wire version 0x04) is supported".to_vec();
-            let err = l2sm_ofp::ErrorMsg {
-                err_type: 0,
-                code: 0,
-                data: text,
-            };
-            let _ = self.send(msg.xid, Message::Error(err)).await;
-            bail!("peer does not speak OpenFlow 1.3 (hello version {version})");
-        }
-        let xid = self.xid();
-        self.send(xid, Message::FeaturesRequest).await?;
         let features: FeaturesReply = self
-            .expect("FEATURES_REPLY", |m| match &m.body {
-                Message::FeaturesReply(f) => Some(f.clone()),
+            .expect("FEATURES_REPLY", |ev| match ev {
+                SessionEvent::Connected { features } => Some(features.clone()),
                 _ => None,
             })
             .await?;
@@ -281,29 +351,35 @@ impl Session {
         &mut self,
         body: MultipartRequestBody,
     ) -> anyhow::Result<Vec<MultipartReplyBody>> {
-        let xid = self.xid();
         let what = format!("{body:?} reply");
-        self.send(
-            xid,
-            Message::MultipartRequest(MultipartRequest { flags: 0, body }),
-        )
-        .await?;
-        let mut parts = Vec::new();
-        loop {
-            let (more, part) = self
-                .expect(&what, |m| match &m.body {
-                    Message::MultipartReply(r) if m.xid == xid => Some((
-                        r.flags & l2sm_ofp::MULTIPART_REPLY_MORE != 0,
-                        r.body.clone(),
-                    )),
-                    _ => None,
-                })
-                .await?;
-            parts.push(part);
-            if !more {
-                return Ok(parts);
-            }
-        }
+        let xid = self
+            .ofp
+            .request(Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body,
+            }))
+            .map_err(|e| anyhow!("cannot send {what}: {e}"))?;
+        let messages = self
+            .expect(&what, |ev| match ev {
+                SessionEvent::Reply {
+                    request_xid,
+                    messages,
+                } if *request_xid == xid => Some(Ok(messages.clone())),
+                SessionEvent::Error { xid: e, error, .. } if *e == xid => Some(Err(anyhow!(
+                    "switch refused the request (type {}, code {})",
+                    error.err_type,
+                    error.code
+                ))),
+                _ => None,
+            })
+            .await??;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m.body {
+                Message::MultipartReply(r) => Some(r.body),
+                _ => None,
+            })
+            .collect())
     }
 
     /// What the switch holds now, in the compiler's terms. Entries created by `learn` are left
@@ -366,14 +442,6 @@ impl Session {
             }
         }
         Ok(current)
-    }
-
-    async fn read_more(&mut self) -> anyhow::Result<()> {
-        if !self.fill().await? {
-            bail!("connection closed during handshake");
-        }
-        self.last_heard = Instant::now();
-        Ok(())
     }
 
     /// Inter-switch links of this switch: VXLAN ports by name, trunks by number.
@@ -457,13 +525,13 @@ impl Session {
                         "port"
                     }
                     .into(),
-                    live: p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0
-                        && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0,
+                    live: port_up(p),
                 })
                 .collect(),
             flows: self.installed.flows.len(),
             groups: self.installed.groups.len(),
             session: self.session_id,
+            probing_since: self.probing_since,
         };
         self.shared.switches().insert(dpid, status);
     }
@@ -483,7 +551,8 @@ impl Session {
     }
 
     async fn run(&mut self) -> anyhow::Result<()> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake())
+        let handshake_timeout = session_config().handshake_timeout;
+        tokio::time::timeout(handshake_timeout + Duration::from_secs(1), self.handshake())
             .await
             .map_err(|_| anyhow!("handshake timed out"))??;
         tracing::info!(peer = %self.peer, dpid = self.dpid_str(), ports = self.ports.len(), "switch connected");
@@ -501,35 +570,46 @@ impl Session {
         self.shared.bump();
         generation.borrow_and_update();
         self.sync().await?;
-        let mut echo_timer = tokio::time::interval(ECHO_INTERVAL);
-        echo_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe_timer = tokio::time::interval(self.shared.probes.interval);
+        probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.probing_since = Some(std::time::Instant::now());
+        self.publish();
         loop {
-            tokio::select! {
-                msg = self.recv() => {
-                    let Some(msg) = msg? else { return Ok(()) };
-                    if self.handle_background(msg).await? {
-                        // Ports changed: other switches' trees may depend on this one's links.
-                        self.publish();
-                        self.shared.bump();
-                        self.sync().await?;
-                    }
+            if self.handle_events()? {
+                // Ports changed: other switches' trees may depend on this one's links.
+                self.publish();
+                self.shared.bump();
+                self.sync().await?;
+            }
+            self.flush().await?;
+            let deadline = self.ofp.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
                 }
+            };
+            tokio::select! {
+                n = self.stream.read(&mut self.rbuf) => {
+                    match n.context("read from switch failed")? {
+                        0 => self.ofp.peer_closed(),
+                        n => self.ofp.feed(&self.rbuf[..n]),
+                    }
+                    self.ofp.tick(std::time::Instant::now());
+                }
+                _ = sleep => self.ofp.tick(std::time::Instant::now()),
                 changed = generation.changed() => {
                     if changed.is_err() { return Ok(()) }
                     generation.borrow_and_update();
                     self.sync().await?;
                 }
-                _ = echo_timer.tick() => {
-                    let silent = self.last_heard.elapsed();
-                    if silent > DEAD_AFTER {
-                        bail!("no message from the switch for {}s", silent.as_secs());
-                    }
-                    if silent >= ECHO_INTERVAL {
-                        let xid = self.xid();
-                        self.send(xid, Message::EchoRequest(Vec::new())).await?;
-                    }
-                }
+                _ = probe_timer.tick() => self.send_probes().await?,
             }
         }
     }
 }
+
+/// The switch closed the connection (a normal end).
+#[derive(Debug, thiserror::Error)]
+#[error("switch closed the connection")]
+struct PeerClosed;

@@ -239,7 +239,8 @@ impl Model {
             .get(name)
             .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
         for port in ports {
-            if net.mirror_port.as_ref() == Some(port) {
+            // The mirror of any network: it would leak that network's copies into this one.
+            if net.mirror_port.as_ref() == Some(port) || self.mirror_of(port).is_some() {
                 return Err(ModelError::PortIsMirror(*port));
             }
             if let Some(other) = self.network_of(port) {
@@ -278,9 +279,20 @@ impl Model {
         Ok(())
     }
 
+    /// The network whose mirror port `port` is, if any.
+    pub fn mirror_of(&self, port: &PortId) -> Option<&str> {
+        self.networks
+            .iter()
+            .find(|(_, n)| n.mirror_port.as_ref() == Some(port))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Sets (or replaces) the mirror port of a network.
     pub fn set_mirror_port(&mut self, name: &str, port: PortId) -> Result<(), ModelError> {
-        if let Some(owner) = self.network_of(&port) {
+        if let Some(owner) = self
+            .network_of(&port)
+            .or_else(|| self.mirror_of(&port).filter(|n| *n != name))
+        {
             return Err(ModelError::PortInOtherNetwork {
                 port,
                 network: owner.to_string(),
@@ -294,20 +306,56 @@ impl Model {
         Ok(())
     }
 
+    /// Stops mirroring a network.
+    pub fn clear_mirror_port(&mut self, name: &str) -> Result<(), ModelError> {
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        net.mirror_port = None;
+        Ok(())
+    }
+
     /// The compiler input for switch `dpid` on a full mesh: every network with members here
-    /// floods to every link, with split horizon.
+    /// floods to every link, with split horizon. Which tunnel leads to the mirror's switch is
+    /// unknown here, so copies go into every tunnel and only the mirror's switch keeps them.
     pub fn switch_view(&self, dpid: u64, links: BTreeMap<u32, LinkKind>) -> SwitchView {
         let mut networks: BTreeMap<u32, NetworkView> = BTreeMap::new();
         for net in self.networks.values() {
-            for ep in net.endpoints.iter().filter(|ep| ep.dpid == dpid) {
-                let view = networks.entry(net.vni).or_insert_with(|| NetworkView {
-                    members: BTreeSet::new(),
+            let mirror_here = net.mirror_port.filter(|m| m.dpid == dpid);
+            if mirror_here.is_none() && !net.endpoints.iter().any(|ep| ep.dpid == dpid) {
+                continue;
+            }
+            let members = net
+                .endpoints
+                .iter()
+                .filter(|ep| ep.dpid == dpid)
+                .map(|ep| ep.port)
+                .collect();
+            let mirror = net.mirror_port.map(|_| match mirror_here {
+                Some(m) => l2sm_pipeline::MirrorView {
+                    port: Some(m.port),
+                    toward: BTreeSet::new(),
+                },
+                None => l2sm_pipeline::MirrorView {
+                    port: None,
+                    toward: links
+                        .iter()
+                        .filter(|(_, k)| **k == LinkKind::Tunnel)
+                        .map(|(p, _)| *p)
+                        .collect(),
+                },
+            });
+            networks.insert(
+                net.vni,
+                NetworkView {
+                    members,
                     link_ports: links.keys().copied().collect(),
                     mode: FloodMode::Mesh,
                     vlan: net.vlan,
-                });
-                view.members.insert(ep.port);
-            }
+                    mirror,
+                },
+            );
         }
         SwitchView { links, networks }
     }

@@ -1,0 +1,212 @@
+//! LLDP link probes (IEEE 802.1AB), as ONOS and Faucet use them to confirm inter-switch links:
+//! the controller sends one out of a link port by PACKET_OUT, the switch at the other end
+//! hands it back by PACKET_IN, and the probe says where it was sent from. The chassis id is the
+//! datapath id (`of:<16 hex>`, locally assigned subtype), the port id the port number
+//! (decimal, locally assigned subtype). Decoding takes any bytes and never panics.
+
+/// Destination of probes: the nearest-bridge group address, which bridges never forward.
+pub const LLDP_MULTICAST: [u8; 6] = [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e];
+
+const TLV_END: u8 = 0;
+const TLV_CHASSIS_ID: u8 = 1;
+const TLV_PORT_ID: u8 = 2;
+const TLV_TTL: u8 = 3;
+/// Chassis and port id subtype "locally assigned".
+const SUBTYPE_LOCAL: u8 = 7;
+
+/// Where a probe was sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Probe {
+    /// Sending switch.
+    pub dpid: u64,
+    /// Port it was sent out of.
+    pub port: u32,
+}
+
+/// Why a frame is not one of our probes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LldpError {
+    /// Shorter than its headers say.
+    #[error("truncated LLDP frame")]
+    Truncated,
+    /// Not ethertype 0x88cc.
+    #[error("not an LLDP frame (ethertype {0:#06x})")]
+    NotLldp(u16),
+    /// A mandatory TLV is missing or out of order.
+    #[error("LLDP frame lacks its {0} TLV")]
+    Missing(&'static str),
+    /// A chassis or port id this controller does not send.
+    #[error("LLDP {0} is not one of ours")]
+    Foreign(&'static str),
+}
+
+fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+    // 7-bit type, 9-bit length; our values are far below 512 bytes.
+    let len = value.len().min(511) as u16;
+    out.extend_from_slice(&((u16::from(kind) << 9) | len).to_be_bytes());
+    out.extend_from_slice(&value[..usize::from(len)]);
+}
+
+/// The probe frame for `probe`, with a time-to-live of `ttl_secs`.
+pub fn encode(probe: Probe, ttl_secs: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&LLDP_MULTICAST);
+    // Locally administered source address derived from the datapath id.
+    let d = probe.dpid.to_be_bytes();
+    f.extend_from_slice(&[0x02, d[3], d[4], d[5], d[6], d[7]]);
+    f.extend_from_slice(&crate::ETH_TYPE_LLDP.to_be_bytes());
+    let mut chassis = vec![SUBTYPE_LOCAL];
+    chassis.extend_from_slice(format!("of:{:016x}", probe.dpid).as_bytes());
+    tlv(&mut f, TLV_CHASSIS_ID, &chassis);
+    let mut port = vec![SUBTYPE_LOCAL];
+    port.extend_from_slice(probe.port.to_string().as_bytes());
+    tlv(&mut f, TLV_PORT_ID, &port);
+    tlv(&mut f, TLV_TTL, &ttl_secs.to_be_bytes());
+    tlv(&mut f, TLV_END, &[]);
+    f
+}
+
+/// The text of a "locally assigned" chassis or port id.
+fn local_id<'a>(v: &'a [u8], name: &'static str) -> Result<&'a str, LldpError> {
+    match v.split_first() {
+        Some((&SUBTYPE_LOCAL, rest)) => {
+            std::str::from_utf8(rest).map_err(|_| LldpError::Foreign(name))
+        }
+        _ => Err(LldpError::Foreign(name)),
+    }
+}
+
+/// Decodes a probe sent by [`encode`] (an 802.1Q tag in front is tolerated). Anything else,
+/// including other LLDP speakers' frames, is an error.
+pub fn decode(frame: &[u8]) -> Result<Probe, LldpError> {
+    let be16 = |b: &[u8], at: usize| -> Result<u16, LldpError> {
+        let s = b.get(at..at + 2).ok_or(LldpError::Truncated)?;
+        Ok(u16::from_be_bytes([s[0], s[1]]))
+    };
+    let mut at = 12;
+    let mut ethertype = be16(frame, at)?;
+    if ethertype == crate::ETH_TYPE_VLAN {
+        at += 4;
+        ethertype = be16(frame, at)?;
+    }
+    if ethertype != crate::ETH_TYPE_LLDP {
+        return Err(LldpError::NotLldp(ethertype));
+    }
+    at += 2;
+    let mut tlvs: Vec<(u8, &[u8])> = Vec::new();
+    loop {
+        let header = be16(frame, at)?;
+        let (kind, len) = ((header >> 9) as u8, usize::from(header & 0x1ff));
+        let value = frame
+            .get(at + 2..at + 2 + len)
+            .ok_or(LldpError::Truncated)?;
+        if kind == TLV_END {
+            break;
+        }
+        tlvs.push((kind, value));
+        at += 2 + len;
+    }
+    let get = |i: usize, kind: u8, name: &'static str| match tlvs.get(i) {
+        Some((k, v)) if *k == kind => Ok(*v),
+        _ => Err(LldpError::Missing(name)),
+    };
+    let chassis = get(0, TLV_CHASSIS_ID, "chassis id")?;
+    let port = get(1, TLV_PORT_ID, "port id")?;
+    get(2, TLV_TTL, "time to live")?;
+    let dpid = local_id(chassis, "chassis id")?
+        .strip_prefix("of:")
+        .filter(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or(LldpError::Foreign("chassis id"))?;
+    let port_str = local_id(port, "port id")?;
+    let port = port_str
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| port_str.parse::<u32>().ok())
+        .flatten()
+        .ok_or(LldpError::Foreign("port id"))?;
+    Ok(Probe { dpid, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_and_wire_layout() {
+        let p = Probe {
+            dpid: 0x0000_1234_5678_9abc,
+            port: 61440,
+        };
+        let f = encode(p, 4);
+        assert_eq!(&f[..6], &LLDP_MULTICAST);
+        assert_eq!(&f[12..14], &[0x88, 0xcc]);
+        assert_eq!(decode(&f), Ok(p));
+        // Chassis TLV: type 1, length 1 + 19.
+        assert_eq!(&f[14..17], &[0x02, 20, SUBTYPE_LOCAL]);
+        assert_eq!(&f[17..36], b"of:0000123456789abc");
+    }
+
+    #[test]
+    fn a_vlan_tag_in_front_is_tolerated() {
+        let p = Probe { dpid: 7, port: 1 };
+        let mut f = encode(p, 4);
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+        assert_eq!(decode(&f), Ok(p));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let good = encode(Probe { dpid: 7, port: 1 }, 4);
+        assert_eq!(decode(&[]), Err(LldpError::Truncated));
+        assert_eq!(decode(&good[..20]), Err(LldpError::Truncated));
+        let mut ip = good.clone();
+        ip[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(decode(&ip), Err(LldpError::NotLldp(0x0800)));
+        // MAC-address chassis id (subtype 4), as other LLDP speakers send.
+        let mut other = good[..14].to_vec();
+        tlv(&mut other, TLV_CHASSIS_ID, &[4, 1, 2, 3, 4, 5, 6]);
+        tlv(&mut other, TLV_PORT_ID, &[SUBTYPE_LOCAL, b'1']);
+        tlv(&mut other, TLV_TTL, &[0, 4]);
+        tlv(&mut other, TLV_END, &[]);
+        assert_eq!(decode(&other), Err(LldpError::Foreign("chassis id")));
+        let mut no_ttl = good[..14].to_vec();
+        tlv(&mut no_ttl, TLV_CHASSIS_ID, b"\x07of:0000000000000007");
+        tlv(&mut no_ttl, TLV_PORT_ID, b"\x07+1");
+        tlv(&mut no_ttl, TLV_END, &[]);
+        assert_eq!(decode(&no_ttl), Err(LldpError::Missing("time to live")));
+        let mut bad_port = good[..14].to_vec();
+        tlv(&mut bad_port, TLV_CHASSIS_ID, b"\x07of:0000000000000007");
+        tlv(&mut bad_port, TLV_PORT_ID, b"\x07+1");
+        tlv(&mut bad_port, TLV_TTL, &[0, 4]);
+        tlv(&mut bad_port, TLV_END, &[]);
+        assert_eq!(decode(&bad_port), Err(LldpError::Foreign("port id")));
+        let mut huge = good[..14].to_vec();
+        tlv(&mut huge, TLV_CHASSIS_ID, b"\x07of:0000000000000007");
+        tlv(&mut huge, TLV_PORT_ID, b"\x0799999999999");
+        tlv(&mut huge, TLV_TTL, &[0, 4]);
+        tlv(&mut huge, TLV_END, &[]);
+        assert_eq!(decode(&huge), Err(LldpError::Foreign("port id")));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(dpid in any::<u64>(), port in any::<u32>(), ttl in any::<u16>()) {
+            prop_assert_eq!(decode(&encode(Probe { dpid, port }, ttl)), Ok(Probe { dpid, port }));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_probes_never_panic(idx in 0usize..64, byte in any::<u8>(), cut in 0usize..64) {
+            let mut f = encode(Probe { dpid: 0xabcd, port: 61441 }, 4);
+            if idx < f.len() { f[idx] = byte; }
+            f.truncate(cut.max(1).min(f.len()));
+            let _ = decode(&f);
+        }
+    }
+}
