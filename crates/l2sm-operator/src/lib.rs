@@ -25,6 +25,8 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ),
     ];
     for (_, crd) in &mut all {
+        // As controller-gen writes it (the API server would default it the same way).
+        crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));
         for version in &mut crd.spec.versions {
             if let Some(schema) = version
                 .schema
