@@ -2,6 +2,7 @@
 //! ([`crd`]), the pod annotation grammar and NetworkAttachmentDefinitions, and the mutating
 //! webhook. The reconcilers live beside these and use them.
 
+pub mod annotations;
 pub mod crd;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
