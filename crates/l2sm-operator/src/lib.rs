@@ -36,6 +36,20 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
                 tidy_schema(schema);
+                // The implicit root fields, spelled out as controller-gen does.
+                let props = schema.properties.get_or_insert_with(Default::default);
+                for (name, ty) in [
+                    ("apiVersion", "string"),
+                    ("kind", "string"),
+                    ("metadata", "object"),
+                ] {
+                    props
+                        .entry(name.to_owned())
+                        .or_insert_with(|| JSONSchemaProps {
+                            type_: Some(ty.to_owned()),
+                            ..Default::default()
+                        });
+                }
             }
         }
     }
