@@ -2,6 +2,7 @@
 //! upstream contract (names, enums, defaults, required fields, printer columns).
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
@@ -52,12 +53,19 @@ fn committed_yaml_round_trips() {
     }
 }
 
+/// A generated CRD as JSON (all generated once per test binary).
 fn crd(kind: &str) -> Value {
-    let (_, crd) = l2sm_operator::crds()
-        .into_iter()
-        .find(|(_, c)| c.spec.names.kind == kind)
-        .unwrap_or_else(|| panic!("no CRD {kind}"));
-    serde_json::to_value(crd).unwrap()
+    static ALL: OnceLock<Vec<Value>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        l2sm_operator::crds()
+            .into_iter()
+            .map(|(_, c)| serde_json::to_value(c).unwrap())
+            .collect()
+    })
+    .iter()
+    .find(|c| c["spec"]["names"]["kind"] == kind)
+    .unwrap_or_else(|| panic!("no CRD {kind}"))
+    .clone()
 }
 
 /// Follows a path of property names from the root schema.
