@@ -329,12 +329,18 @@ impl<C: NetworkCatalog> Webhook<C> {
             .await
         {
             Ok(None) => Verdict::Allow,
-            Ok(Some(value)) => Verdict::Patch(vec![set_annotation(MULTUS_ANNOTATION, &value)]),
+            Ok(Some(value)) => {
+                tracing::debug!(namespace, networks = %value, "attaching pod");
+                Verdict::Patch(vec![set_annotation(MULTUS_ANNOTATION, &value)])
+            }
             Err(f) => match self.config.on_error {
-                OnError::Reject => Verdict::Deny {
-                    code: f.code,
-                    message: f.message,
-                },
+                OnError::Reject => {
+                    tracing::info!(namespace, error = %f.message, "rejecting pod");
+                    Verdict::Deny {
+                        code: f.code,
+                        message: f.message,
+                    }
+                }
                 OnError::Annotate => {
                     tracing::info!(namespace, error = %f.message, "admitting pod without its L2S-M networks");
                     Verdict::Patch(vec![set_annotation(ERROR_ANNOTATION, &f.message)])
