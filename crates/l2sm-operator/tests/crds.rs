@@ -204,7 +204,10 @@ fn l2network_schema_matches_upstream() {
     );
     check_provider(at(&c, &["spec", "provider"]));
     let ids = at(&c, &["spec", "ids"]);
-    assert_eq!(required(ids), ["node", "profile"]);
+    assert_eq!(
+        required(ids),
+        ["enabled", "node", "profile", "useEmergingThreatsOpen"]
+    );
     assert_eq!(ids["properties"]["enabled"]["default"], true);
     assert_eq!(ids["properties"]["useEmergingThreatsOpen"]["default"], true);
     for f in [
@@ -382,6 +385,7 @@ fn quarantine_schema_matches_upstream() {
     let sel = at(&c, &["spec", "selector"]);
     assert_eq!(required(sel), ["l2NetworkSelector", "podLabelSelector"]);
     for s in ["l2NetworkSelector", "podLabelSelector"] {
+        assert_eq!(sel["properties"][s]["x-kubernetes-map-type"], "atomic");
         let p = &sel["properties"][s]["properties"];
         assert_eq!(p["matchLabels"]["additionalProperties"]["type"], "string");
         assert_eq!(
