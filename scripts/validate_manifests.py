@@ -81,6 +81,19 @@ def crd_schemas():
     return schemas
 
 
+def apply_defaults(obj, schema):
+    """Fills in schema defaults, as the API server does before validating."""
+    if isinstance(obj, dict) and schema.get("type") == "object":
+        for name, sub in (schema.get("properties") or {}).items():
+            if name not in obj and "default" in sub:
+                obj[name] = sub["default"]
+            if name in obj:
+                apply_defaults(obj[name], sub)
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        for item in obj:
+            apply_defaults(item, schema["items"])
+
+
 def check_cert_manager(obj, origin):
     spec = obj.get("spec") or {}
     if obj["kind"] == "Certificate":
@@ -125,6 +138,7 @@ def main():
                     key = (obj.get("apiVersion"), obj.get("kind"))
                     if key in schemas:
                         try:
+                            apply_defaults(obj, schemas[key])
                             jsonschema.validate(obj, schemas[key])
                         except jsonschema.ValidationError as e:
                             problems.append(f"{rel}: {obj['kind']} {obj['metadata'].get('name')}: {e.message} at {list(e.absolute_path)}")
