@@ -2,6 +2,7 @@
 //! ([`crd`]), the pod annotation grammar and NetworkAttachmentDefinitions, and the mutating
 //! webhook. The reconcilers live beside these and use them.
 
+pub mod annotations;
 pub mod controller_client;
 pub mod crd;
 
@@ -26,6 +27,8 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ),
     ];
     for (_, crd) in &mut all {
+        // As controller-gen writes it (the API server would default it the same way).
+        crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));
         for version in &mut crd.spec.versions {
             if let Some(schema) = version
                 .schema
@@ -74,5 +77,3 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::
 }
 
 pub mod reconcile;
-#[path = "reconcile/annotations_shim.rs"]
-pub(crate) mod annotations;

@@ -223,13 +223,12 @@ pub fn network_selector(ns: &str, name: &str) -> String {
     format!("{NETWORK_LABEL}={}", label_value(&format!("{ns}.{name}")))
 }
 
-/// The NAD of `network` in `namespace`, labelled with the owning L2Network.
-pub fn nad(network_ns: &str, network: &str, namespace: &str) -> DynamicObject {
+/// The NAD of `network` in `namespace` (op-api's builder), labelled with the owning
+/// L2Network so deleting the network finds its NADs in every namespace.
+pub fn nad(network_ns: &str, network: &str, namespace: &str) -> serde_json::Value {
     let mut obj = crate::annotations::nad_for_network(network, namespace);
-    obj.labels_mut().insert(
-        NETWORK_LABEL.to_string(),
-        label_value(&format!("{network_ns}.{network}")),
-    );
+    obj["metadata"]["labels"][NETWORK_LABEL] =
+        serde_json::Value::String(label_value(&format!("{network_ns}.{network}")));
     obj
 }
 
@@ -313,7 +312,7 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.kube.clone(), target, &nad_resource());
         let obj = nad(&ns, &name, target);
-        api.patch(&obj.name_any(), &params, &Patch::Apply(&obj))
+        api.patch(&crate::annotations::nad_name(&name), &params, &Patch::Apply(&obj))
             .await?;
     }
 
