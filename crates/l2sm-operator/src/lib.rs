@@ -5,6 +5,8 @@
 pub mod annotations;
 pub mod controller_client;
 pub mod crd;
+pub mod leader;
+pub mod operator;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
