@@ -19,9 +19,10 @@ use std::time::Duration;
 /// Options of `l2sm operator` (flags, or the environment variables named).
 #[derive(Clone, clap::Args)]
 pub struct OperatorArgs {
-    /// The controller's REST API. Default: upstream's `http://$CONTROLLER_IP:$CONTROLLER_PORT`
+    /// The controller's REST API, from `l2sm`'s global `--controller-url`
+    /// (`L2SM_CONTROLLER_URL`). Default: upstream's `http://$CONTROLLER_IP:$CONTROLLER_PORT`
     /// (l2sm-controller-service.l2sm-system.svc.cluster.local, 8181).
-    #[arg(long, env = "L2SM_CONTROLLER_URL")]
+    #[arg(skip)]
     pub controller_url: Option<String>,
     /// Controller API user.
     #[arg(long, env = "L2SM_API_USER")]
@@ -354,8 +355,6 @@ mod tests {
             "false",
             "--namespace",
             "l2sm",
-            "--controller-url",
-            "http://127.0.0.1:8181",
         ])
         .unwrap();
         assert!(cli.args.leader_elect);
