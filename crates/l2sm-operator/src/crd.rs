@@ -303,6 +303,7 @@ pub struct L2NetworkSpec {
 /// IDS settings of a network.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = ids_required)]
 pub struct IdsRules {
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -318,6 +319,12 @@ pub struct IdsRules {
     pub profile: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+/// Upstream lists the two defaulted booleans as required too.
+fn ids_required(schema: &mut schemars::Schema) {
+    require(schema, "enabled");
+    require(schema, "useEmergingThreatsOpen");
 }
 
 /// A set of IDS rules.
@@ -566,8 +573,10 @@ pub struct QuarantinePodRequestSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QuarantineSelector {
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub pod_label_selector: LabelSelector,
     #[serde(rename = "l2NetworkSelector")]
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub l2_network_selector: LabelSelector,
 }
 

@@ -7,6 +7,7 @@ pub mod controller_client;
 pub mod crd;
 pub mod leader;
 pub mod operator;
+pub mod webhook;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
@@ -38,6 +39,20 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
                 tidy_schema(schema);
+                // The implicit root fields, spelled out as controller-gen does.
+                let props = schema.properties.get_or_insert_with(Default::default);
+                for (name, ty) in [
+                    ("apiVersion", "string"),
+                    ("kind", "string"),
+                    ("metadata", "object"),
+                ] {
+                    props
+                        .entry(name.to_owned())
+                        .or_insert_with(|| JSONSchemaProps {
+                            type_: Some(ty.to_owned()),
+                            ..Default::default()
+                        });
+                }
             }
         }
     }
@@ -79,3 +94,9 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::
 }
 
 pub mod reconcile;
+
+/// Every CRD as one multi-document YAML stream (what `l2sm operator crds` prints, ready for
+/// `kubectl apply -f -`).
+pub fn all_crds_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
+    crds().iter().map(|(_, crd)| crd_yaml(crd)).collect()
+}

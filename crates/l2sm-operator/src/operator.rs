@@ -2,6 +2,9 @@
 //! the leader election when it is on.
 
 use crate::controller_client::{ControllerClient, RetryPolicy};
+use crate::webhook;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use kube::api::{Patch, PatchParams};
 use crate::crd::{L2Network, NetworkEdgeDevice, Overlay, QuarantinePodRequest};
 use crate::leader::{LeaderElector, Timings, DEFAULT_LEASE_NAME};
 use crate::reconcile::{self, pod::pod_attachments, pod::requested_networks, Context, Settings};
@@ -57,6 +60,17 @@ pub struct OperatorArgs {
     /// Webhook private key (PEM).
     #[arg(long, default_value = "/tmp/k8s-webhook-server/serving-certs/tls.key")]
     pub webhook_key: PathBuf,
+    /// What the webhook does with a pod it cannot honour: `reject` it with a message naming the
+    /// network or field, or `annotate` (admit it and set `l2sm/error`).
+    #[arg(long, default_value = "reject", value_parser = ["reject", "annotate"])]
+    pub webhook_on_error: String,
+    /// Without certificate files: generate a self-signed CA and serving certificate for this
+    /// Service (in `--namespace`) and put the CA into the MutatingWebhookConfiguration.
+    #[arg(long)]
+    pub webhook_self_signed_service: Option<String>,
+    /// The MutatingWebhookConfiguration whose `caBundle` a self-signed bootstrap sets.
+    #[arg(long, default_value = "l2sm-mutating-webhook-configuration")]
+    pub webhook_configuration: String,
     /// Image of the node agent the Overlay reconciler deploys.
     #[arg(long, env = "L2SM_AGENT_IMAGE", default_value = "ghcr.io/l2sm/l2sm:latest")]
     pub agent_image: String,
@@ -314,15 +328,60 @@ pub async fn run_controllers(
     futures::join!(l2n, pods, overlays, qpr, neds);
 }
 
-/// Starts the webhook server (op-api's), returning its task.
+/// TLS for the webhook: the certificate files (cert-manager), else a self-signed bootstrap
+/// whose CA goes into the webhook configuration.
+async fn webhook_tls(
+    args: &OperatorArgs,
+    client: &kube::Client,
+) -> Result<Arc<rustls::ServerConfig>, OperatorError> {
+    let err = |e: webhook::TlsError| OperatorError::Webhook(e.to_string());
+    let service = match &args.webhook_self_signed_service {
+        Some(s) if !args.webhook_cert.exists() => s,
+        _ => return webhook::tls_from_files(&args.webhook_cert, &args.webhook_key).map_err(err),
+    };
+    let pair = webhook::self_signed(&webhook::service_dns_names(service, &args.namespace))
+        .map_err(err)?;
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let patch = webhook::ca_bundle_patch(1, &pair.ca_bundle());
+    match serde_json::from_value::<json_patch::Patch>(patch) {
+        Ok(p) => {
+            if let Err(e) = api
+                .patch(&args.webhook_configuration, &PatchParams::default(), &Patch::Json::<()>(p))
+                .await
+            {
+                tracing::warn!(configuration = %args.webhook_configuration, "cannot set the webhook caBundle: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("caBundle patch: {e}"),
+    }
+    webhook::tls_from_pem(&pair.cert_pem, &pair.key_pem).map_err(err)
+}
+
+/// Starts op-api's webhook on `--webhook-listen`, returning its task.
 async fn start_webhook(
     args: &OperatorArgs,
-    _client: kube::Client,
+    client: kube::Client,
 ) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
-    let _ = (&args.webhook_listen, &args.webhook_cert, &args.webhook_key);
-    Err(OperatorError::Webhook(
-        "this build has no webhook yet; run with --webhook=false".into(),
-    ))
+    let tls = webhook_tls(args, &client).await?;
+    let listener = tokio::net::TcpListener::bind(args.webhook_listen)
+        .await
+        .map_err(|e| OperatorError::Webhook(format!("listen on {}: {e}", args.webhook_listen)))?;
+    let on_error = if args.webhook_on_error == "annotate" {
+        webhook::OnError::Annotate
+    } else {
+        webhook::OnError::Reject
+    };
+    let hook = Arc::new(webhook::Webhook::new(
+        webhook::KubeCatalog::new(client),
+        webhook::WebhookConfig { on_error },
+    ));
+    let router = webhook::router(hook);
+    tracing::info!(listen = %args.webhook_listen, "webhook serving {}", webhook::WEBHOOK_PATH);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = webhook::serve_https(listener, tls, router, futures::future::pending()).await {
+            tracing::error!("webhook server stopped: {e}");
+        }
+    }))
 }
 
 #[cfg(test)]

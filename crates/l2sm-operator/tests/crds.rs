@@ -2,6 +2,7 @@
 //! upstream contract (names, enums, defaults, required fields, printer columns).
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
@@ -34,12 +35,32 @@ fn committed_crd_yaml_is_current() {
                 .to_string_lossy()
                 .into_owned()
         })
-        .filter(|n| n.ends_with(".yaml"))
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
         .collect();
     present.sort();
     let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(present, want);
+}
+
+/// The stream for `kubectl apply -f -` holds the four documents.
+#[test]
+fn all_crds_stream() {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&l2sm_operator::all_crds_yaml().unwrap()).unwrap();
+    let kinds: Vec<&str> = docs
+        .iter()
+        .map(|d| d["spec"]["names"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "L2Network",
+            "Overlay",
+            "NetworkEdgeDevice",
+            "QuarantinePodRequest"
+        ]
+    );
 }
 
 /// The committed YAML parses back into the same CRD (the YAML writer loses nothing).
@@ -52,12 +73,19 @@ fn committed_yaml_round_trips() {
     }
 }
 
+/// A generated CRD as JSON (all generated once per test binary).
 fn crd(kind: &str) -> Value {
-    let (_, crd) = l2sm_operator::crds()
-        .into_iter()
-        .find(|(_, c)| c.spec.names.kind == kind)
-        .unwrap_or_else(|| panic!("no CRD {kind}"));
-    serde_json::to_value(crd).unwrap()
+    static ALL: OnceLock<Vec<Value>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        l2sm_operator::crds()
+            .into_iter()
+            .map(|(_, c)| serde_json::to_value(c).unwrap())
+            .collect()
+    })
+    .iter()
+    .find(|c| c["spec"]["names"]["kind"] == kind)
+    .unwrap_or_else(|| panic!("no CRD {kind}"))
+    .clone()
 }
 
 /// Follows a path of property names from the root schema.
@@ -176,7 +204,10 @@ fn l2network_schema_matches_upstream() {
     );
     check_provider(at(&c, &["spec", "provider"]));
     let ids = at(&c, &["spec", "ids"]);
-    assert_eq!(required(ids), ["node", "profile"]);
+    assert_eq!(
+        required(ids),
+        ["enabled", "node", "profile", "useEmergingThreatsOpen"]
+    );
     assert_eq!(ids["properties"]["enabled"]["default"], true);
     assert_eq!(ids["properties"]["useEmergingThreatsOpen"]["default"], true);
     for f in [
@@ -354,6 +385,7 @@ fn quarantine_schema_matches_upstream() {
     let sel = at(&c, &["spec", "selector"]);
     assert_eq!(required(sel), ["l2NetworkSelector", "podLabelSelector"]);
     for s in ["l2NetworkSelector", "podLabelSelector"] {
+        assert_eq!(sel["properties"][s]["x-kubernetes-map-type"], "atomic");
         let p = &sel["properties"][s]["properties"];
         assert_eq!(p["matchLabels"]["additionalProperties"]["type"], "string");
         assert_eq!(
@@ -377,4 +409,117 @@ fn quarantine_schema_matches_upstream() {
     );
     assert_eq!(status["matchedPodCount"]["format"], "int32");
     assert_eq!(status["observedGeneration"]["format"], "int64");
+}
+
+/// The API server only accepts structural schemas; without one to ask here, check its rules:
+/// a type on every node (or int-or-string), no `properties` beside `additionalProperties`, no
+/// JSON-schema features it forbids, list maps keyed by required fields, defaults that match
+/// their type and nothing under `metadata` but a bare object.
+#[test]
+fn schemas_are_structural() {
+    fn walk(s: &Value, path: &str, errs: &mut Vec<String>) {
+        let Some(obj) = s.as_object() else {
+            errs.push(format!("{path}: not an object"));
+            return;
+        };
+        for forbidden in [
+            "$ref",
+            "definitions",
+            "patternProperties",
+            "additionalItems",
+            "dependencies",
+            "nullable",
+            "uniqueItems",
+            "allOf",
+            "anyOf",
+            "oneOf",
+            "not",
+        ] {
+            if obj.contains_key(forbidden) {
+                errs.push(format!("{path}: {forbidden}"));
+            }
+        }
+        let ty = obj.get("type").and_then(Value::as_str);
+        if ty.is_none() && obj.get("x-kubernetes-int-or-string") != Some(&json!(true)) {
+            errs.push(format!("{path}: no type"));
+        }
+        if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
+            errs.push(format!("{path}: properties and additionalProperties"));
+        }
+        if let Some(d) = obj.get("default") {
+            let ok = match ty {
+                Some("string") => d.is_string(),
+                Some("integer") => d.is_i64(),
+                Some("boolean") => d.is_boolean(),
+                Some("object") => d.is_object(),
+                Some("array") => d.is_array(),
+                _ => false,
+            };
+            if !ok {
+                errs.push(format!("{path}: default {d} is not a {ty:?}"));
+            }
+            if let Some(values) = obj.get("enum").and_then(Value::as_array) {
+                if !values.contains(d) {
+                    errs.push(format!("{path}: default {d} not in enum"));
+                }
+            }
+        }
+        if obj.get("x-kubernetes-list-type") == Some(&json!("map")) {
+            let item = &s["items"];
+            for key in s["x-kubernetes-list-map-keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let k = key.as_str().unwrap_or("");
+                let required = item["required"].as_array().is_some_and(|r| r.contains(key));
+                let defaulted = item["properties"][k].get("default").is_some();
+                if !required && !defaulted {
+                    errs.push(format!(
+                        "{path}: list-map key {k} neither required nor defaulted"
+                    ));
+                }
+            }
+        }
+        if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+            for (k, v) in props {
+                walk(v, &format!("{path}.{k}"), errs);
+            }
+        }
+        if let Some(items) = obj.get("items") {
+            walk(items, &format!("{path}[]"), errs);
+        }
+        if let Some(extra) = obj.get("additionalProperties").filter(|v| v.is_object()) {
+            walk(extra, &format!("{path}{{}}"), errs);
+        }
+    }
+    for kind in [
+        "L2Network",
+        "Overlay",
+        "NetworkEdgeDevice",
+        "QuarantinePodRequest",
+    ] {
+        let c = crd(kind);
+        let root = at(&c, &[]);
+        assert_eq!(root["type"], "object");
+        assert_eq!(at(&c, &["metadata"]), &json!({"type": "object"}), "{kind}");
+        let mut errs = Vec::new();
+        walk(root, kind, &mut errs);
+        assert!(errs.is_empty(), "{errs:#?}");
+    }
+}
+
+/// `deploy/crds/kustomization.yaml` lists exactly the generated CRDs.
+#[test]
+fn kustomization_lists_every_crd() {
+    let text = std::fs::read_to_string(crds_dir().join("kustomization.yaml")).unwrap();
+    let k: Value = serde_saphyr::from_str(&text).unwrap();
+    let listed: Vec<&str> = k["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let generated: Vec<&str> = l2sm_operator::crds().iter().map(|(f, _)| *f).collect();
+    assert_eq!(listed, generated);
 }

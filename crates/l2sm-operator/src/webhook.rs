@@ -1,0 +1,681 @@
+//! The mutating admission webhook for pods (`/mutate-v1-pod`, AdmissionReview v1, HTTPS).
+//!
+//! It only translates `l2sm/networks` into the Multus annotation pointing at each network's
+//! NetworkAttachmentDefinition: it never picks a node, allocates nothing and writes nothing
+//! anywhere (an honest `sideEffects: None`, safe for dry runs and for pods that another
+//! admission plugin rejects later). Addresses come from the controller's IPAM at attach time.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use kube::api::{Api, ListParams};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::annotations::{
+    multus_annotation, parse_networks, ERROR_ANNOTATION, MULTUS_ANNOTATION, NETWORKS_ANNOTATION,
+    POD_LABEL, POD_LABEL_VALUE,
+};
+use crate::crd::L2Network;
+
+/// Path the API server posts pod reviews to (as upstream).
+pub const WEBHOOK_PATH: &str = "/mutate-v1-pod";
+/// Port the webhook listens on (as upstream).
+pub const DEFAULT_PORT: u16 = 9443;
+/// Name of the webhook inside the MutatingWebhookConfiguration (as upstream).
+pub const WEBHOOK_NAME: &str = "mpod.kb.io";
+/// Where cert-manager's secret is mounted (as upstream): `tls.crt`, `tls.key`, `ca.crt`.
+pub const DEFAULT_CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
+
+/// What to do with a pod whose request cannot be honoured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Refuse the pod with a message naming the network or field (the default: a pod that
+    /// silently lacks its network is worse than one that is not created).
+    #[default]
+    Reject,
+    /// Admit the pod without L2S-M interfaces and record why in `l2sm/error` (upstream's
+    /// behaviour when it ran out of interfaces).
+    Annotate,
+}
+
+/// Settings of the webhook.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookConfig {
+    pub on_error: OnError,
+}
+
+/// An L2Network found by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The catalog could not be consulted (API server unreachable, RBAC...).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CatalogError(pub String);
+
+/// Where the webhook looks networks up. Networks are found by name, preferring the pod's
+/// namespace (the controller keys networks by name, as upstream did).
+pub trait NetworkCatalog: Send + Sync + 'static {
+    fn find(
+        &self,
+        name: &str,
+        pod_namespace: &str,
+    ) -> impl Future<Output = Result<Option<NetworkRef>, CatalogError>> + Send;
+}
+
+impl<T: NetworkCatalog> NetworkCatalog for Arc<T> {
+    fn find(
+        &self,
+        name: &str,
+        pod_namespace: &str,
+    ) -> impl Future<Output = Result<Option<NetworkRef>, CatalogError>> + Send {
+        (**self).find(name, pod_namespace)
+    }
+}
+
+/// The catalog over the Kubernetes API (`L2Network` in all namespaces).
+#[derive(Clone)]
+pub struct KubeCatalog {
+    api: Api<L2Network>,
+}
+
+impl KubeCatalog {
+    pub fn new(client: kube::Client) -> Self {
+        KubeCatalog {
+            api: Api::all(client),
+        }
+    }
+}
+
+impl NetworkCatalog for KubeCatalog {
+    async fn find(
+        &self,
+        name: &str,
+        pod_namespace: &str,
+    ) -> Result<Option<NetworkRef>, CatalogError> {
+        let list = self
+            .api
+            .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
+            .await
+            .map_err(|e| CatalogError(format!("listing L2Networks: {e}")))?;
+        let found: Vec<NetworkRef> = list
+            .items
+            .into_iter()
+            .filter(|m| m.metadata.name.as_deref() == Some(name))
+            .map(|m| NetworkRef {
+                namespace: m.metadata.namespace.unwrap_or_default(),
+                name: name.to_owned(),
+            })
+            .collect();
+        Ok(pick(found, pod_namespace))
+    }
+}
+
+fn pick(mut found: Vec<NetworkRef>, pod_namespace: &str) -> Option<NetworkRef> {
+    match found.iter().position(|n| n.namespace == pod_namespace) {
+        Some(i) => Some(found.swap_remove(i)),
+        None => {
+            found.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+            found.into_iter().next()
+        }
+    }
+}
+
+/// An in-memory catalog (tests, and `l2sm lab`-style setups without an API server).
+#[derive(Default)]
+pub struct MemoryCatalog {
+    networks: Mutex<BTreeSet<(String, String)>>,
+    failure: Mutex<Option<String>>,
+}
+
+impl MemoryCatalog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds network `name` in `namespace`.
+    pub fn insert(&self, namespace: &str, name: &str) {
+        if let Ok(mut n) = self.networks.lock() {
+            n.insert((namespace.to_owned(), name.to_owned()));
+        }
+    }
+
+    /// Makes every lookup fail with `message` (or succeed again with `None`).
+    pub fn fail_with(&self, message: Option<&str>) {
+        if let Ok(mut f) = self.failure.lock() {
+            *f = message.map(str::to_owned);
+        }
+    }
+}
+
+impl NetworkCatalog for MemoryCatalog {
+    async fn find(
+        &self,
+        name: &str,
+        pod_namespace: &str,
+    ) -> Result<Option<NetworkRef>, CatalogError> {
+        if let Some(msg) = self.failure.lock().ok().and_then(|f| f.clone()) {
+            return Err(CatalogError(msg));
+        }
+        let found = self
+            .networks
+            .lock()
+            .map_err(|_| CatalogError("catalog lock poisoned".into()))?
+            .iter()
+            .filter(|(_, n)| n == name)
+            .map(|(ns, n)| NetworkRef {
+                namespace: ns.clone(),
+                name: n.clone(),
+            })
+            .collect();
+        Ok(pick(found, pod_namespace))
+    }
+}
+
+// ---------------------------------------------------------------- AdmissionReview v1
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    api_version: String,
+    kind: String,
+    request: Option<RequestIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn {
+    uid: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    object: Option<Value>,
+}
+
+/// The answer to one review, before it is wrapped in an AdmissionReview.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Admit unchanged.
+    Allow,
+    /// Admit with these JSON-patch operations.
+    Patch(Vec<Value>),
+    /// Refuse, with an HTTP-like code and a message for the user.
+    Deny { code: u16, message: String },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+}
+
+/// The webhook: a catalog and settings.
+pub struct Webhook<C> {
+    catalog: C,
+    config: WebhookConfig,
+}
+
+/// A failure that names what is wrong, with the code used when rejecting.
+struct Failure {
+    code: u16,
+    message: String,
+}
+
+impl<C: NetworkCatalog> Webhook<C> {
+    pub fn new(catalog: C, config: WebhookConfig) -> Self {
+        Webhook { catalog, config }
+    }
+
+    /// Answers one AdmissionReview v1 body. Errors in the review itself (not JSON, not v1,
+    /// no request) are `Err` with a message for an HTTP 400.
+    pub async fn review(&self, body: &[u8]) -> Result<Value, String> {
+        let review: ReviewIn =
+            serde_json::from_slice(body).map_err(|e| format!("not an AdmissionReview: {e}"))?;
+        if review.kind != "AdmissionReview" || review.api_version != "admission.k8s.io/v1" {
+            return Err(format!(
+                "expected admission.k8s.io/v1 AdmissionReview, got {}/{}",
+                review.api_version, review.kind
+            ));
+        }
+        let req = review
+            .request
+            .ok_or_else(|| "AdmissionReview without a request".to_owned())?;
+        let verdict = self.decide(&req).await;
+        let mut out = ResponseOut {
+            uid: req.uid,
+            allowed: true,
+            status: None,
+            patch: None,
+            patch_type: None,
+        };
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Patch(ops) => {
+                let raw = serde_json::to_vec(&ops).map_err(|e| e.to_string())?;
+                out.patch = Some(base64::engine::general_purpose::STANDARD.encode(raw));
+                out.patch_type = Some("JSONPatch");
+            }
+            Verdict::Deny { code, message } => {
+                out.allowed = false;
+                out.status = Some(json!({"code": code, "message": message}));
+            }
+        }
+        Ok(json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": out,
+        }))
+    }
+
+    async fn decide(&self, req: &RequestIn) -> Verdict {
+        // Only creation: Multus reads the annotation once, when the sandbox is made.
+        if req.operation != "CREATE" {
+            return Verdict::Allow;
+        }
+        let Some(pod) = &req.object else {
+            return Verdict::Allow;
+        };
+        let meta = &pod["metadata"];
+        if meta["labels"][POD_LABEL].as_str() != Some(POD_LABEL_VALUE) {
+            return Verdict::Allow;
+        }
+        let annotations = meta["annotations"].as_object();
+        let get = |k: &str| annotations.and_then(|a| a.get(k)).and_then(Value::as_str);
+        if get(ERROR_ANNOTATION).is_some() {
+            return Verdict::Allow;
+        }
+        let Some(requested) = get(NETWORKS_ANNOTATION) else {
+            return Verdict::Allow;
+        };
+        let namespace = req
+            .namespace
+            .as_deref()
+            .or_else(|| meta["namespace"].as_str())
+            .unwrap_or("default");
+        match self
+            .multus_for(requested, get(MULTUS_ANNOTATION), namespace)
+            .await
+        {
+            Ok(None) => Verdict::Allow,
+            Ok(Some(value)) => {
+                tracing::debug!(namespace, networks = %value, "attaching pod");
+                Verdict::Patch(vec![set_annotation(MULTUS_ANNOTATION, &value)])
+            }
+            Err(f) => match self.config.on_error {
+                OnError::Reject => {
+                    tracing::info!(namespace, error = %f.message, "rejecting pod");
+                    Verdict::Deny {
+                        code: f.code,
+                        message: f.message,
+                    }
+                }
+                OnError::Annotate => {
+                    tracing::info!(namespace, error = %f.message, "admitting pod without its L2S-M networks");
+                    Verdict::Patch(vec![set_annotation(ERROR_ANNOTATION, &f.message)])
+                }
+            },
+        }
+    }
+
+    async fn multus_for(
+        &self,
+        requested: &str,
+        existing: Option<&str>,
+        namespace: &str,
+    ) -> Result<Option<String>, Failure> {
+        let bad = |message: String| Failure { code: 400, message };
+        let requests = parse_networks(requested).map_err(|e| bad(e.to_string()))?;
+        for r in &requests {
+            match self.catalog.find(&r.name, namespace).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(Failure {
+                        code: 404,
+                        message: format!(
+                            "{NETWORKS_ANNOTATION}: L2Network {:?} does not exist",
+                            r.name
+                        ),
+                    })
+                }
+                Err(e) => {
+                    return Err(Failure {
+                        code: 503,
+                        message: format!(
+                            "{NETWORKS_ANNOTATION}: cannot look up L2Network {:?}: {e}",
+                            r.name
+                        ),
+                    })
+                }
+            }
+        }
+        multus_annotation(existing, &requests).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// JSON-patch operation setting one annotation (the map exists: the pod has `l2sm/networks`).
+fn set_annotation(key: &str, value: &str) -> Value {
+    let escaped = key.replace('~', "~0").replace('/', "~1");
+    json!({"op": "add", "path": format!("/metadata/annotations/{escaped}"), "value": value})
+}
+
+/// The webhook's routes: `POST /mutate-v1-pod` and `GET /healthz`.
+pub fn router<C: NetworkCatalog>(webhook: Arc<Webhook<C>>) -> Router {
+    Router::new()
+        .route(WEBHOOK_PATH, post(handle::<C>))
+        .route("/healthz", get(|| async { "ok" }))
+        // Pod specs can be large; the API server caps requests at 3 MiB.
+        .layer(DefaultBodyLimit::max(8 << 20))
+        .with_state(webhook)
+}
+
+async fn handle<C: NetworkCatalog>(
+    State(webhook): State<Arc<Webhook<C>>>,
+    body: Bytes,
+) -> axum::response::Response {
+    match webhook.review(&body).await {
+        Ok(v) => Json(v).into_response(),
+        Err(msg) => {
+            tracing::warn!(error = %msg, "bad admission request");
+            (StatusCode::BAD_REQUEST, msg).into_response()
+        }
+    }
+}
+
+// ---------------------------------------------------------------- HTTPS
+
+/// TLS setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0}: no PEM certificate")]
+    NoCertificate(PathBuf),
+    #[error("{path}: bad PEM: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A CA and a serving certificate signed by it, PEM encoded.
+#[derive(Clone, Debug)]
+pub struct SelfSigned {
+    /// The CA certificate: what goes into the webhook configuration's `caBundle`.
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl SelfSigned {
+    /// The `caBundle` value (base64 of the CA's PEM).
+    pub fn ca_bundle(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.ca_pem)
+    }
+}
+
+/// DNS names the API server uses to reach the webhook Service.
+pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        service.to_owned(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ]
+}
+
+/// Bootstrap TLS without cert-manager: a fresh CA and a serving certificate for `names`
+/// (DNS names or IP addresses).
+pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "l2sm-webhook-ca");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map(String::as_str).unwrap_or("l2sm-webhook"),
+    );
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let cert = params.signed_by(&key, &ca)?;
+    Ok(SelfSigned {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// [`self_signed`], written as cert-manager lays its secret out (`tls.crt`, `tls.key`,
+/// `ca.crt` in `dir`), so the server code path is the same either way.
+pub fn write_self_signed(dir: &Path, names: &[String]) -> Result<SelfSigned, TlsError> {
+    let pair = self_signed(names)?;
+    let io = |path: PathBuf| move |source| TlsError::Io { path, source };
+    std::fs::create_dir_all(dir).map_err(io(dir.to_owned()))?;
+    for (file, body) in [
+        ("ca.crt", &pair.ca_pem),
+        ("tls.crt", &pair.cert_pem),
+        ("tls.key", &pair.key_pem),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, body).map_err(io(path.clone()))?;
+    }
+    Ok(pair)
+}
+
+/// JSON patch setting `caBundle` on each of `webhooks` webhooks of a
+/// MutatingWebhookConfiguration (the operator applies it after a self-signed bootstrap).
+pub fn ca_bundle_patch(webhooks: usize, ca_bundle: &str) -> Value {
+    Value::Array(
+        (0..webhooks)
+            .map(|i| {
+                json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": ca_bundle})
+            })
+            .collect(),
+    )
+}
+
+fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsError::Io {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    certified_key(&read(cert)?, &read(key)?, cert, key)
+}
+
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<CertifiedKey, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: cert_path.to_owned(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(cert_path.to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
+        path: key_path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)?;
+    Ok(CertifiedKey::new(certs, signer))
+}
+
+/// Serves the certificate in a pair of files and picks up a renewed pair (cert-manager
+/// rotates the mounted secret) at the next handshake after the files change.
+#[derive(Debug)]
+struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: Mutex<(Option<SystemTime>, Arc<CertifiedKey>)>,
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let stamp = modified(&self.cert).max(modified(&self.key));
+        let mut current = self.current.lock().ok()?;
+        if stamp != current.0 {
+            match load_certified_key(&self.cert, &self.key) {
+                Ok(k) => *current = (stamp, Arc::new(k)),
+                // Mid-rotation (one file written, not the other): keep serving the old pair
+                // and retry when a file changes again.
+                Err(e) => {
+                    current.0 = stamp;
+                    tracing::warn!(error = %e, "keeping the previous webhook certificate");
+                }
+            }
+        }
+        Some(current.1.clone())
+    }
+}
+
+fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// TLS settings serving `cert`/`key` (PEM files, e.g. cert-manager's `tls.crt`/`tls.key`),
+/// reloaded when they change.
+pub fn tls_from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let first = load_certified_key(cert, key)?;
+    let stamp = modified(cert).max(modified(key));
+    server_config(Arc::new(ReloadingCert {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        current: Mutex::new((stamp, Arc::new(first))),
+    }))
+}
+
+/// TLS settings serving an in-memory PEM pair.
+pub fn tls_from_pem(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, TlsError> {
+    let key = certified_key(
+        cert_pem.as_bytes(),
+        key_pem.as_bytes(),
+        Path::new("<certificate>"),
+        Path::new("<key>"),
+    )?;
+    server_config(Arc::new(FixedCert(Arc::new(key))))
+}
+
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Serves `router` over HTTPS (HTTP/1.1, as the API server speaks to webhooks) on
+/// `listener` until `shutdown` completes. Each connection runs on its own task; a failed
+/// handshake only ends that connection.
+pub async fn serve_https(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "webhook accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "webhook TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "webhook connection ended with an error");
+            }
+        });
+    }
+}
