@@ -108,7 +108,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Wait before try number `attempt + 1` (`attempt` counts from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max)
     }
 }
@@ -243,10 +245,12 @@ impl ControllerClient {
         retry: RetryPolicy,
     ) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
-        let uri: Uri = base.parse().map_err(|e: http::uri::InvalidUri| ClientError::InvalidUrl {
-            url: base_url.to_string(),
-            reason: e.to_string(),
-        })?;
+        let uri: Uri =
+            base.parse()
+                .map_err(|e: http::uri::InvalidUri| ClientError::InvalidUrl {
+                    url: base_url.to_string(),
+                    reason: e.to_string(),
+                })?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(ClientError::InvalidUrl {
                 url: base_url.to_string(),
@@ -399,7 +403,9 @@ impl ControllerClient {
             .call(Method::POST, path, Some(&Self::json(req)))
             .await?;
         match a.status {
-            StatusCode::OK | StatusCode::CREATED => Ok(CreateOutcome::Ready(Self::decode(path, &a)?)),
+            StatusCode::OK | StatusCode::CREATED => {
+                Ok(CreateOutcome::Ready(Self::decode(path, &a)?))
+            }
             StatusCode::CONFLICT => match self.get_network(&req.name).await? {
                 Some(view) => Ok(CreateOutcome::ExistsWithOtherSettings(view)),
                 None => Err(Self::status_error(&Method::POST, path, &a)),
@@ -477,7 +483,12 @@ impl ControllerClient {
 
     /// Moves `port` from network `from` to network `to`, live: the pod keeps its interface,
     /// only its membership changes. Repeating a finished move is a no-op.
-    pub async fn move_port(&self, port: &str, from: &str, to: &str) -> Result<MoveOutcome, ClientError> {
+    pub async fn move_port(
+        &self,
+        port: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<MoveOutcome, ClientError> {
         let networks = self.list_networks().await?;
         match plan_move(&networks, port, from, to) {
             MovePlan::AlreadyThere => Ok(MoveOutcome::AlreadyThere),
@@ -530,7 +541,9 @@ pub enum MovePlan {
 /// Decides a move from the current memberships (pure, so it is tested without a controller).
 pub fn plan_move(networks: &[NetworkView], port: &str, from: &str, to: &str) -> MovePlan {
     if !networks.iter().any(|n| n.name == to) {
-        return MovePlan::Refuse(format!("target network {to:?} does not exist in the controller"));
+        return MovePlan::Refuse(format!(
+            "target network {to:?} does not exist in the controller"
+        ));
     }
     match networks
         .iter()
@@ -576,9 +589,15 @@ mod tests {
         let nets = [net("a", &["of:1/1"]), net("b", &["of:1/2"]), net("q", &[])];
         assert_eq!(plan_move(&nets, "of:1/1", "a", "q"), MovePlan::Move);
         assert_eq!(plan_move(&nets, "of:1/2", "a", "b"), MovePlan::AlreadyThere);
-        assert!(matches!(plan_move(&nets, "of:1/2", "a", "q"), MovePlan::Refuse(m) if m.contains("\"b\"")));
-        assert!(matches!(plan_move(&nets, "of:1/9", "a", "q"), MovePlan::Refuse(m) if m.contains("not attached")));
-        assert!(matches!(plan_move(&nets, "of:1/1", "a", "zz"), MovePlan::Refuse(m) if m.contains("target")));
+        assert!(
+            matches!(plan_move(&nets, "of:1/2", "a", "q"), MovePlan::Refuse(m) if m.contains("\"b\""))
+        );
+        assert!(
+            matches!(plan_move(&nets, "of:1/9", "a", "q"), MovePlan::Refuse(m) if m.contains("not attached"))
+        );
+        assert!(
+            matches!(plan_move(&nets, "of:1/1", "a", "zz"), MovePlan::Refuse(m) if m.contains("target"))
+        );
     }
 
     #[test]
@@ -605,7 +624,9 @@ mod tests {
                 "{url}"
             );
         }
-        assert!(ControllerClient::new("http://127.0.0.1:8181/", None, RetryPolicy::default()).is_ok());
+        assert!(
+            ControllerClient::new("http://127.0.0.1:8181/", None, RetryPolicy::default()).is_ok()
+        );
     }
 
     #[test]

@@ -223,7 +223,11 @@ impl LeaderElector {
         spec.renew_time = Some(now.clone());
         spec.acquire_time = Some(now);
         lease.spec = Some(spec);
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             Err(e) => Err(e),
@@ -238,7 +242,10 @@ mod tests {
     fn lease(holder: Option<&str>, renewed_secs_ago: i64, duration: i32) -> Lease {
         let now = NOW.with(|n| *n);
         Lease {
-            metadata: ObjectMeta { name: Some("l".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("l".into()),
+                ..Default::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: holder.map(Into::into),
                 lease_duration_seconds: Some(duration),
@@ -256,10 +263,22 @@ mod tests {
     fn decisions() {
         let now = NOW.with(|n| *n);
         assert_eq!(decide(None, "me", now), Decision::Create);
-        assert_eq!(decide(Some(&lease(Some("me"), 100, 15)), "me", now), Decision::Renew);
-        assert_eq!(decide(Some(&lease(None, 0, 15)), "me", now), Decision::Acquire);
-        assert_eq!(decide(Some(&lease(Some(""), 0, 15)), "me", now), Decision::Acquire);
-        assert_eq!(decide(Some(&lease(Some("other"), 20, 15)), "me", now), Decision::Acquire);
+        assert_eq!(
+            decide(Some(&lease(Some("me"), 100, 15)), "me", now),
+            Decision::Renew
+        );
+        assert_eq!(
+            decide(Some(&lease(None, 0, 15)), "me", now),
+            Decision::Acquire
+        );
+        assert_eq!(
+            decide(Some(&lease(Some(""), 0, 15)), "me", now),
+            Decision::Acquire
+        );
+        assert_eq!(
+            decide(Some(&lease(Some("other"), 20, 15)), "me", now),
+            Decision::Acquire
+        );
         match decide(Some(&lease(Some("other"), 5, 15)), "me", now) {
             Decision::Follow { holder, expires_in } => {
                 assert_eq!(holder, "other");

@@ -2,15 +2,15 @@
 //! the leader election when it is on.
 
 use crate::controller_client::{ControllerClient, RetryPolicy};
-use crate::webhook;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use kube::api::{Patch, PatchParams};
 use crate::crd::{L2Network, NetworkEdgeDevice, Overlay, QuarantinePodRequest};
 use crate::leader::{LeaderElector, Timings, DEFAULT_LEASE_NAME};
 use crate::reconcile::{self, pod::pod_attachments, pod::requested_networks, Context, Settings};
+use crate::webhook;
 use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, ResourceExt};
@@ -72,7 +72,11 @@ pub struct OperatorArgs {
     #[arg(long, default_value = "l2sm-mutating-webhook-configuration")]
     pub webhook_configuration: String,
     /// Image of the node agent the Overlay reconciler deploys.
-    #[arg(long, env = "L2SM_AGENT_IMAGE", default_value = "ghcr.io/l2sm/l2sm:latest")]
+    #[arg(
+        long,
+        env = "L2SM_AGENT_IMAGE",
+        default_value = "ghcr.io/l2sm/l2sm:latest"
+    )]
     pub agent_image: String,
     /// Secret (keys `user`, `password`) the agents read the controller credentials from.
     #[arg(long, default_value = "l2sm-controller-credentials")]
@@ -110,11 +114,7 @@ pub enum OperatorError {
 }
 
 /// The controller URL: the flag, else upstream's `CONTROLLER_IP`/`CONTROLLER_PORT`.
-pub fn controller_url(
-    flag: Option<&str>,
-    ip: Option<&str>,
-    port: Option<&str>,
-) -> String {
+pub fn controller_url(flag: Option<&str>, ip: Option<&str>, port: Option<&str>) -> String {
     match flag {
         Some(u) => u.to_string(),
         None => format!(
@@ -203,7 +203,13 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), controller, settings);
-    run_controllers(client, args.watch_namespace.as_deref(), ctx, stop_rx.clone()).await;
+    run_controllers(
+        client,
+        args.watch_namespace.as_deref(),
+        ctx,
+        stop_rx.clone(),
+    )
+    .await;
 
     if let Some(task) = webhook_task {
         task.abort();
@@ -269,9 +275,11 @@ pub async fn run_controllers(
         .watches(api::<Pod>(&client, ns), pods_cfg.clone(), move |pod| {
             // A pod asking for a network (or moved to one) changes its NADs and status.
             let mut names = requested_networks(&pod);
-            names.extend(pod_attachments(&pod).into_iter().flat_map(|a| {
-                std::iter::once(a.network).chain(a.quarantined_from)
-            }));
+            names.extend(
+                pod_attachments(&pod)
+                    .into_iter()
+                    .flat_map(|a| std::iter::once(a.network).chain(a.quarantined_from)),
+            );
             networks
                 .state()
                 .into_iter()
@@ -280,12 +288,20 @@ pub async fn run_controllers(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(stopped())
-        .run(reconcile::l2network::reconcile, reconcile::error_policy, ctx.clone())
+        .run(
+            reconcile::l2network::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
 
     let pods = Controller::new(api::<Pod>(&client, ns), pods_cfg.clone())
         .graceful_shutdown_on(stopped())
-        .run(reconcile::pod::reconcile, reconcile::error_policy, ctx.clone())
+        .run(
+            reconcile::pod::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
 
     let overlays = Controller::new(api::<Overlay>(&client, ns), watcher::Config::default())
@@ -294,7 +310,11 @@ pub async fn run_controllers(
             watcher::Config::default().labels("app=l2sm-agent"),
         )
         .graceful_shutdown_on(stopped())
-        .run(reconcile::overlay::reconcile, reconcile::error_policy, ctx.clone())
+        .run(
+            reconcile::overlay::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
 
     let qpr = Controller::new(
@@ -314,7 +334,11 @@ pub async fn run_controllers(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(stopped())
-        .run(reconcile::quarantine::reconcile, reconcile::error_policy, ctx.clone())
+        .run(
+            reconcile::quarantine::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
 
     let neds = Controller::new(
@@ -339,14 +363,18 @@ async fn webhook_tls(
         Some(s) if !args.webhook_cert.exists() => s,
         _ => return webhook::tls_from_files(&args.webhook_cert, &args.webhook_key).map_err(err),
     };
-    let pair = webhook::self_signed(&webhook::service_dns_names(service, &args.namespace))
-        .map_err(err)?;
+    let pair =
+        webhook::self_signed(&webhook::service_dns_names(service, &args.namespace)).map_err(err)?;
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let patch = webhook::ca_bundle_patch(1, &pair.ca_bundle());
     match serde_json::from_value::<json_patch::Patch>(patch) {
         Ok(p) => {
             if let Err(e) = api
-                .patch(&args.webhook_configuration, &PatchParams::default(), &Patch::Json::<()>(p))
+                .patch(
+                    &args.webhook_configuration,
+                    &PatchParams::default(),
+                    &Patch::Json::<()>(p),
+                )
                 .await
             {
                 tracing::warn!(configuration = %args.webhook_configuration, "cannot set the webhook caBundle: {e}");
@@ -378,7 +406,9 @@ async fn start_webhook(
     let router = webhook::router(hook);
     tracing::info!(listen = %args.webhook_listen, "webhook serving {}", webhook::WEBHOOK_PATH);
     Ok(tokio::spawn(async move {
-        if let Err(e) = webhook::serve_https(listener, tls, router, futures::future::pending()).await {
+        if let Err(e) =
+            webhook::serve_https(listener, tls, router, futures::future::pending()).await
+        {
             tracing::error!("webhook server stopped: {e}");
         }
     }))
@@ -401,8 +431,14 @@ mod tests {
             controller_url(None, None, None),
             "http://l2sm-controller-service.l2sm-system.svc.cluster.local:8181"
         );
-        assert_eq!(controller_url(None, Some("10.0.0.1"), Some("9000")), "http://10.0.0.1:9000");
-        assert_eq!(controller_url(Some("http://c:1"), Some("x"), None), "http://c:1");
+        assert_eq!(
+            controller_url(None, Some("10.0.0.1"), Some("9000")),
+            "http://10.0.0.1:9000"
+        );
+        assert_eq!(
+            controller_url(Some("http://c:1"), Some("x"), None),
+            "http://c:1"
+        );
     }
 
     #[test]

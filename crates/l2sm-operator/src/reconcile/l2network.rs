@@ -97,7 +97,10 @@ pub fn settings_match(req: &NetworkRequest, view: &NetworkView) -> bool {
 }
 
 /// Classifies a create answer.
-pub fn observe(req: &NetworkRequest, answer: std::result::Result<CreateOutcome, &ClientError>) -> Observed {
+pub fn observe(
+    req: &NetworkRequest,
+    answer: std::result::Result<CreateOutcome, &ClientError>,
+) -> Observed {
     match answer {
         Ok(CreateOutcome::Ready(view)) => Observed::Ready(view),
         Ok(CreateOutcome::ExistsWithOtherSettings(view)) if settings_match(req, &view) => {
@@ -187,7 +190,14 @@ pub fn compute_status(
     };
     set_condition(
         &mut status.conditions,
-        condition(CONDITION_READY, bool_status(ok), &reason, message, generation, now),
+        condition(
+            CONDITION_READY,
+            bool_status(ok),
+            &reason,
+            message,
+            generation,
+            now,
+        ),
     );
     status
 }
@@ -234,7 +244,8 @@ pub fn nad(network_ns: &str, network: &str, namespace: &str) -> serde_json::Valu
 
 /// Reconciles one L2Network.
 pub async fn reconcile(net: Arc<L2Network>, ctx: Arc<Context>) -> Result<Action> {
-    let api: Api<L2Network> = Api::namespaced(ctx.kube.clone(), &net.namespace().unwrap_or_default());
+    let api: Api<L2Network> =
+        Api::namespaced(ctx.kube.clone(), &net.namespace().unwrap_or_default());
     tracked(&*net, &ctx, async {
         finalizer(&api, FINALIZER, net.clone(), |event| async {
             match event {
@@ -248,15 +259,12 @@ pub async fn reconcile(net: Arc<L2Network>, ctx: Arc<Context>) -> Result<Action>
     .await
 }
 
-async fn patch_status(
-    net: &L2Network,
-    ctx: &Context,
-    status: L2NetworkStatus,
-) -> Result<()> {
+async fn patch_status(net: &L2Network, ctx: &Context, status: L2NetworkStatus) -> Result<()> {
     if net.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<L2Network> = Api::namespaced(ctx.kube.clone(), &net.namespace().unwrap_or_default());
+    let api: Api<L2Network> =
+        Api::namespaced(ctx.kube.clone(), &net.namespace().unwrap_or_default());
     api.patch_status(
         &net.name_any(),
         &PatchParams::default(),
@@ -288,7 +296,13 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
     let answer = ctx.controller.create_network(&req).await;
     let observed = observe(&req, answer.as_ref().map(Clone::clone).map_err(|e| e));
     if let Err(e) = answer {
-        let status = compute_status(net.status.as_ref(), generation, &observed, BTreeMap::new(), now());
+        let status = compute_status(
+            net.status.as_ref(),
+            generation,
+            &observed,
+            BTreeMap::new(),
+            now(),
+        );
         patch_status(net, ctx, status).await?;
         return Err(e.into());
     }
@@ -312,8 +326,12 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.kube.clone(), target, &nad_resource());
         let obj = nad(&ns, &name, target);
-        api.patch(&crate::annotations::nad_name(&name), &params, &Patch::Apply(&obj))
-            .await?;
+        api.patch(
+            &crate::annotations::nad_name(&name),
+            &params,
+            &Patch::Apply(&obj),
+        )
+        .await?;
     }
 
     let mut assigned = BTreeMap::new();
@@ -416,33 +434,65 @@ mod tests {
     fn ready_status_counts_ports_and_names_pods() {
         let req = desired_request("n", &spec(Some("10.0.0.0/24"), None)).unwrap();
         let obs = observe(&req, Ok(CreateOutcome::Ready(view(&["10.0.0.0/24"]))));
-        let st = compute_status(None, Some(4), &obs, BTreeMap::from([("10.0.0.9".into(), "pod-b".into())]), t());
+        let st = compute_status(
+            None,
+            Some(4),
+            &obs,
+            BTreeMap::from([("10.0.0.9".into(), "pod-b".into())]),
+            t(),
+        );
         assert_eq!(st.internal_connectivity, ConnectivityStatus::Available);
         assert_eq!(st.connected_pod_count, 1);
         let ips = st.assigned_ips.clone().unwrap();
         assert_eq!(ips["10.0.0.9"], "pod-b");
         assert_eq!(ips["10.0.0.1"], "cni/abc/net1");
         let c = find_condition(&st.conditions, CONDITION_READY).unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str(), c.observed_generation), ("True", "NetworkReady", Some(4)));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.observed_generation),
+            ("True", "NetworkReady", Some(4))
+        );
         // Same observation again: nothing changes (no status write, no reconcile loop).
-        let again = compute_status(Some(&st), Some(4), &obs, BTreeMap::from([("10.0.0.9".into(), "pod-b".into())]), t());
+        let again = compute_status(
+            Some(&st),
+            Some(4),
+            &obs,
+            BTreeMap::from([("10.0.0.9".into(), "pod-b".into())]),
+            t(),
+        );
         assert_eq!(again, st);
     }
 
     #[test]
     fn cidr_change_is_refused_with_a_condition() {
         let req = desired_request("n", &spec(Some("10.9.0.0/24"), None)).unwrap();
-        let obs = observe(&req, Ok(CreateOutcome::ExistsWithOtherSettings(view(&["10.0.0.0/24"]))));
+        let obs = observe(
+            &req,
+            Ok(CreateOutcome::ExistsWithOtherSettings(view(&[
+                "10.0.0.0/24",
+            ]))),
+        );
         assert!(matches!(obs, Observed::SettingsDiffer { .. }));
         let st = compute_status(None, Some(2), &obs, BTreeMap::new(), t());
         let c = find_condition(&st.conditions, CONDITION_READY).unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "CIDRChangeRefused"));
-        assert!(c.message.contains("10.0.0.0/24") && c.message.contains("10.9.0.0/24"), "{}", c.message);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CIDRChangeRefused")
+        );
+        assert!(
+            c.message.contains("10.0.0.0/24") && c.message.contains("10.9.0.0/24"),
+            "{}",
+            c.message
+        );
         assert_eq!(st.internal_connectivity, ConnectivityStatus::Available);
         // A 409 whose settings turn out equal (a race with another writer) is just ready.
         let req = desired_request("n", &spec(Some("10.0.0.0/24"), None)).unwrap();
         assert!(matches!(
-            observe(&req, Ok(CreateOutcome::ExistsWithOtherSettings(view(&["10.0.0.0/24"])))),
+            observe(
+                &req,
+                Ok(CreateOutcome::ExistsWithOtherSettings(view(&[
+                    "10.0.0.0/24"
+                ])))
+            ),
             Observed::Ready(_)
         ));
     }
@@ -450,12 +500,31 @@ mod tests {
     #[test]
     fn controller_failure_marks_unavailable() {
         let req = desired_request("n", &spec(None, None)).unwrap();
-        let err = ClientError::Unreachable { url: "http://x".into(), attempts: 3, reason: "refused".into() };
-        let old = compute_status(None, Some(1), &observe(&req, Ok(CreateOutcome::Ready(view(&[])))), BTreeMap::new(), t());
-        let st = compute_status(Some(&old), Some(1), &observe(&req, Err(&err)), BTreeMap::new(), t());
+        let err = ClientError::Unreachable {
+            url: "http://x".into(),
+            attempts: 3,
+            reason: "refused".into(),
+        };
+        let old = compute_status(
+            None,
+            Some(1),
+            &observe(&req, Ok(CreateOutcome::Ready(view(&[])))),
+            BTreeMap::new(),
+            t(),
+        );
+        let st = compute_status(
+            Some(&old),
+            Some(1),
+            &observe(&req, Err(&err)),
+            BTreeMap::new(),
+            t(),
+        );
         assert_eq!(st.internal_connectivity, ConnectivityStatus::Unavailable);
         let c = find_condition(&st.conditions, CONDITION_READY).unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "ControllerUnreachable"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "ControllerUnreachable")
+        );
         // Last known counts are kept while the controller cannot be asked.
         assert_eq!(st.connected_pod_count, 1);
     }
@@ -468,7 +537,10 @@ mod tests {
             ("team-c", vec!["red".to_string(), "blue".to_string()]),
         ];
         let ns = nad_namespaces("default", "blue", pods);
-        assert_eq!(ns.into_iter().collect::<Vec<_>>(), ["default", "team-a", "team-c"]);
+        assert_eq!(
+            ns.into_iter().collect::<Vec<_>>(),
+            ["default", "team-a", "team-c"]
+        );
     }
 
     #[test]

@@ -36,7 +36,12 @@ pub fn validate(spec: &NetworkEdgeDeviceSpec) -> Result<(), String> {
             return Err(format!("spec.neighbors[{i}] needs both node and domain"));
         }
     }
-    if spec.monitor.is_some() && spec.monitor.as_ref().and_then(|m| m.ip_cidr.as_ref()).is_none()
+    if spec.monitor.is_some()
+        && spec
+            .monitor
+            .as_ref()
+            .and_then(|m| m.ip_cidr.as_ref())
+            .is_none()
     {
         return Err("spec.monitor needs ipCIDR on a NetworkEdgeDevice".into());
     }
@@ -107,8 +112,15 @@ mod tests {
                 dns_grpc_port: "30818".into(),
                 of_port: "6633".into(),
             },
-            node_config: Some(NodeConfigSpec { node_name: "n1".into(), ip_address: "10.0.0.5".into() }),
-            neighbors: Some(vec![NeighborSpec { node: "remote".into(), domain: "10.1.0.5".into(), lpm_ip: None }]),
+            node_config: Some(NodeConfigSpec {
+                node_name: "n1".into(),
+                ip_address: "10.0.0.5".into(),
+            }),
+            neighbors: Some(vec![NeighborSpec {
+                node: "remote".into(),
+                domain: "10.1.0.5".into(),
+                lpm_ip: None,
+            }]),
             switch_template: None,
             monitor: None,
         }
@@ -118,7 +130,10 @@ mod tests {
     fn valid_spec_says_not_implemented() {
         let st = compute_status(None, Some(1), &validate(&spec()), now());
         let c = find_condition(&st.conditions, CONDITION_READY).unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "NotImplemented"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "NotImplemented")
+        );
         assert_eq!(st.availability, ConnectivityStatus::Unavailable);
     }
 
@@ -133,6 +148,11 @@ mod tests {
         let mut s = spec();
         s.provider.domain = vec![];
         let st = compute_status(None, Some(1), &validate(&s), now());
-        assert_eq!(find_condition(&st.conditions, CONDITION_READY).unwrap().reason, "InvalidSpec");
+        assert_eq!(
+            find_condition(&st.conditions, CONDITION_READY)
+                .unwrap()
+                .reason,
+            "InvalidSpec"
+        );
     }
 }

@@ -118,10 +118,7 @@ fn is_upstream_switch_image(image: &str) -> bool {
 
 /// The agent container from the template's first container (image, pull policy, resources)
 /// and the operator's defaults; the note says what of the template was not used.
-pub fn agent_container(
-    spec: &OverlaySpec,
-    settings: &Settings,
-) -> (Container, Option<String>) {
+pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, Option<String>) {
     let template = spec
         .switch_template
         .as_ref()
@@ -400,7 +397,14 @@ pub fn compute_status(
     };
     set_condition(
         &mut status.conditions,
-        condition(CONDITION_READY, bool_status(ok), reason, message, generation, now.clone()),
+        condition(
+            CONDITION_READY,
+            bool_status(ok),
+            reason,
+            message,
+            generation,
+            now.clone(),
+        ),
     );
     set_condition(
         &mut status.conditions,
@@ -498,11 +502,14 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let cm = config_map(overlay, topology_file(&topo, &addresses));
     let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &ns);
-    cms.patch(&cm.name_any(), &params, &Patch::Apply(&cm)).await?;
+    cms.patch(&cm.name_any(), &params, &Patch::Apply(&cm))
+        .await?;
     let (container, note) = agent_container(&overlay.spec, &ctx.settings);
     let ds = daemon_set(overlay, &topo.nodes, container);
     let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), &ns);
-    let applied = dss.patch(&ds.name_any(), &params, &Patch::Apply(&ds)).await?;
+    let applied = dss
+        .patch(&ds.name_any(), &params, &Patch::Apply(&ds))
+        .await?;
     let ready = applied
         .status
         .as_ref()
@@ -514,7 +521,13 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         unaddressed,
         note,
     };
-    let st = compute_status(overlay.status.as_ref(), &overlay.spec, generation, &observed, now());
+    let st = compute_status(
+        overlay.status.as_ref(),
+        &overlay.spec,
+        generation,
+        &observed,
+        now(),
+    );
     patch_status(overlay, ctx, st).await?;
     Ok(Action::requeue(ctx.settings.resync))
 }
@@ -528,9 +541,17 @@ async fn cleanup(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         Err(e) => Err(Error::from(e)),
     };
     let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), &ns);
-    gone(dss.delete(&daemon_set_name(&name), &DeleteParams::default()).await.map(|_| ()))?;
+    gone(
+        dss.delete(&daemon_set_name(&name), &DeleteParams::default())
+            .await
+            .map(|_| ()),
+    )?;
     let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &ns);
-    gone(cms.delete(&config_map_name(&name), &DeleteParams::default()).await.map(|_| ()))?;
+    gone(
+        cms.delete(&config_map_name(&name), &DeleteParams::default())
+            .await
+            .map(|_| ()),
+    )?;
     Ok(Action::await_change())
 }
 
@@ -556,7 +577,10 @@ mod tests {
                 links: Some(
                     links
                         .iter()
-                        .map(|(a, b)| Link { endpoint_a: a.to_string(), endpoint_b: b.to_string() })
+                        .map(|(a, b)| Link {
+                            endpoint_a: a.to_string(),
+                            endpoint_b: b.to_string(),
+                        })
                         .collect(),
                 ),
             }),
@@ -573,16 +597,26 @@ mod tests {
         s.topology = None;
         assert!(validate(&s).unwrap_err().contains("topology is required"));
         assert!(validate(&spec(&[], &[])).unwrap_err().contains("empty"));
-        assert!(validate(&spec(&["a", "a"], &[])).unwrap_err().contains("twice"));
-        assert!(validate(&spec(&["a"], &[("a", "z")])).unwrap_err().contains("\"z\""));
-        assert!(validate(&spec(&["a"], &[("a", "a")])).unwrap_err().contains("itself"));
+        assert!(validate(&spec(&["a", "a"], &[]))
+            .unwrap_err()
+            .contains("twice"));
+        assert!(validate(&spec(&["a"], &[("a", "z")]))
+            .unwrap_err()
+            .contains("\"z\""));
+        assert!(validate(&spec(&["a"], &[("a", "a")]))
+            .unwrap_err()
+            .contains("itself"));
     }
 
     #[test]
     fn topology_file_is_what_the_agent_reads() {
         let s = spec(&["w1", "w2", "w3"], &[("w1", "w2")]);
-        let addrs = BTreeMap::from([("w1".to_string(), "10.0.0.1".to_string()), ("w2".to_string(), "10.0.0.2".to_string())]);
-        let file: serde_json::Value = serde_json::from_str(&topology_file(s.topology.as_ref().unwrap(), &addrs)).unwrap();
+        let addrs = BTreeMap::from([
+            ("w1".to_string(), "10.0.0.1".to_string()),
+            ("w2".to_string(), "10.0.0.2".to_string()),
+        ]);
+        let file: serde_json::Value =
+            serde_json::from_str(&topology_file(s.topology.as_ref().unwrap(), &addrs)).unwrap();
         assert_eq!(
             file,
             serde_json::json!({
@@ -596,7 +630,10 @@ mod tests {
     fn template_image_and_resources_are_honoured() {
         let mut s = spec(&["w1"], &[]);
         let resources = ResourceRequirements {
-            limits: Some(BTreeMap::from([("memory".to_string(), Quantity("256Mi".into()))])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("256Mi".into()),
+            )])),
             ..Default::default()
         };
         s.switch_template = Some(SwitchTemplateSpec {
@@ -619,10 +656,19 @@ mod tests {
         assert_eq!(c.resources, Some(resources));
         assert!(note.is_none());
         let args = c.args.unwrap();
-        assert!(args.contains(&"tcp:l2sm-controller-service.l2sm-system.svc:6633".to_string()), "{args:?}");
+        assert!(
+            args.contains(&"tcp:l2sm-controller-service.l2sm-system.svc:6633".to_string()),
+            "{args:?}"
+        );
         // Upstream's switch image cannot run the agent: ours runs, and the status says so.
-        s.switch_template.as_mut().unwrap().spec.as_mut().unwrap().containers[0].image =
-            Some("alexdecb/talpa:1.3.8".into());
+        s.switch_template
+            .as_mut()
+            .unwrap()
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some("alexdecb/talpa:1.3.8".into());
         let (c, note) = agent_container(&s, &settings);
         assert_eq!(c.image.as_deref(), Some(settings.agent_image.as_str()));
         assert!(note.unwrap().contains("talpa"));
@@ -631,17 +677,41 @@ mod tests {
     #[test]
     fn status_reports_readiness_and_the_port_note() {
         let s = spec(&["w1", "w2"], &[]);
-        let obs = Observed::Deployed { wanted: 2, ready: 1, unaddressed: vec![], note: None };
+        let obs = Observed::Deployed {
+            wanted: 2,
+            ready: 1,
+            unaddressed: vec![],
+            note: None,
+        };
         let st = compute_status(None, &s, Some(3), &obs, now());
         let r = find_condition(&st.conditions, CONDITION_READY).unwrap();
-        assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", "AgentsStarting"));
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "AgentsStarting")
+        );
         let p = find_condition(&st.conditions, CONDITION_PORTS).unwrap();
-        assert!(p.message.contains("interfaceNumber 10") && p.message.contains("on demand") || p.message.contains("when pods attach"));
-        let obs = Observed::Deployed { wanted: 2, ready: 2, unaddressed: vec![], note: None };
+        assert!(
+            p.message.contains("interfaceNumber 10") && p.message.contains("on demand")
+                || p.message.contains("when pods attach")
+        );
+        let obs = Observed::Deployed {
+            wanted: 2,
+            ready: 2,
+            unaddressed: vec![],
+            note: None,
+        };
         let st = compute_status(Some(&st), &s, Some(3), &obs, now());
         let r = find_condition(&st.conditions, CONDITION_READY).unwrap();
-        assert_eq!((r.status.as_str(), r.reason.as_str()), ("True", "AgentsReady"));
-        let obs = Observed::Deployed { wanted: 2, ready: 2, unaddressed: vec!["w2".into()], note: None };
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("True", "AgentsReady")
+        );
+        let obs = Observed::Deployed {
+            wanted: 2,
+            ready: 2,
+            unaddressed: vec!["w2".into()],
+            note: None,
+        };
         let st = compute_status(Some(&st), &s, Some(3), &obs, now());
         let r = find_condition(&st.conditions, CONDITION_READY).unwrap();
         assert_eq!(r.reason, "NodesWithoutAddress");

@@ -129,7 +129,9 @@ pub fn desired_attachments(
         let prev = previous.get(i).filter(|p| {
             p.network == *wanted || p.quarantined_from.as_deref() == Some(wanted.as_str())
         });
-        let network = prev.map(|p| p.network.clone()).unwrap_or_else(|| wanted.clone());
+        let network = prev
+            .map(|p| p.network.clone())
+            .unwrap_or_else(|| wanted.clone());
         let nad = crate::annotations::nad_name(wanted);
         let entry = multus.iter().enumerate().find(|(k, e)| {
             !used_nad_entries.contains(k) && e.name.rsplit('/').next() == Some(nad.as_str())
@@ -177,7 +179,8 @@ pub fn desired_attachments(
 
 /// Whether every attachment is complete (interface reported and port known).
 pub fn complete(atts: &[Attachment]) -> bool {
-    atts.iter().all(|a| a.interface.is_some() && a.port.is_some())
+    atts.iter()
+        .all(|a| a.interface.is_some() && a.port.is_some())
 }
 
 /// Reconciles one pod labelled `l2sm: "true"`.
@@ -228,8 +231,7 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
         &previous,
     );
     if atts != previous {
-        let api: Api<Pod> =
-            Api::namespaced(ctx.kube.clone(), &pod.namespace().unwrap_or_default());
+        let api: Api<Pod> = Api::namespaced(ctx.kube.clone(), &pod.namespace().unwrap_or_default());
         let value = serde_json::to_string(&atts).unwrap_or_default();
         api.patch(
             &pod.name_any(),
@@ -316,11 +318,20 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn port(node: &str, n: u32) -> String {
-        PortId { dpid: node_dpid(node), port: n }.to_string()
+        PortId {
+            dpid: node_dpid(node),
+            port: n,
+        }
+        .to_string()
     }
 
     fn net(name: &str, eps: Vec<String>) -> NetworkView {
-        NetworkView { name: name.into(), vni: 1, endpoints: eps, ipam: None }
+        NetworkView {
+            name: name.into(),
+            vni: 1,
+            endpoints: eps,
+            ipam: None,
+        }
     }
 
     fn multus(nad: &str, ip: &str) -> NetworkStatusEntry {
@@ -335,7 +346,10 @@ mod tests {
     #[test]
     fn dpid_matches_upstream_examples() {
         // reference §3.3: l2sm-test-worker -> of:a30b6e801ab54336
-        assert_eq!(format!("{:016x}", node_dpid("l2sm-test-worker")), "a30b6e801ab54336");
+        assert_eq!(
+            format!("{:016x}", node_dpid("l2sm-test-worker")),
+            "a30b6e801ab54336"
+        );
     }
 
     #[test]
@@ -360,7 +374,14 @@ mod tests {
     #[test]
     fn claimed_ports_are_excluded_and_ambiguity_leaves_port_unknown() {
         let nets = [net("blue", vec![port("w1", 3), port("w1", 4)])];
-        let atts = desired_attachments(&["blue".into()], &[], Some("w1"), &nets, &BTreeSet::new(), &[]);
+        let atts = desired_attachments(
+            &["blue".into()],
+            &[],
+            Some("w1"),
+            &nets,
+            &BTreeSet::new(),
+            &[],
+        );
         assert_eq!(atts[0].port, None);
         assert!(!complete(&atts));
         let claimed = BTreeSet::from([port("w1", 3)]);
@@ -370,12 +391,30 @@ mod tests {
 
     #[test]
     fn known_port_is_kept_and_dropped_when_gone() {
-        let prev = vec![Attachment { network: "blue".into(), port: Some(port("w1", 3)), ..Default::default() }];
+        let prev = vec![Attachment {
+            network: "blue".into(),
+            port: Some(port("w1", 3)),
+            ..Default::default()
+        }];
         let nets = [net("blue", vec![port("w1", 3), port("w1", 4)])];
-        let atts = desired_attachments(&["blue".into()], &[], Some("w1"), &nets, &BTreeSet::new(), &prev);
+        let atts = desired_attachments(
+            &["blue".into()],
+            &[],
+            Some("w1"),
+            &nets,
+            &BTreeSet::new(),
+            &prev,
+        );
         assert_eq!(atts[0].port.as_deref(), Some(port("w1", 3).as_str()));
         let nets = [net("blue", vec![])];
-        let atts = desired_attachments(&["blue".into()], &[], Some("w1"), &nets, &BTreeSet::new(), &prev);
+        let atts = desired_attachments(
+            &["blue".into()],
+            &[],
+            Some("w1"),
+            &nets,
+            &BTreeSet::new(),
+            &prev,
+        );
         assert_eq!(atts[0].port, None);
     }
 
@@ -390,7 +429,14 @@ mod tests {
         let nets = [net("blue", vec![]), net("jail", vec![port("w1", 3)])];
         // The request may still name the old network (or the rewritten one).
         for asked in ["blue", "jail"] {
-            let atts = desired_attachments(&[asked.into()], &[], Some("w1"), &nets, &BTreeSet::new(), &prev);
+            let atts = desired_attachments(
+                &[asked.into()],
+                &[],
+                Some("w1"),
+                &nets,
+                &BTreeSet::new(),
+                &prev,
+            );
             assert_eq!(atts[0].network, "jail");
             assert_eq!(atts[0].quarantined_from.as_deref(), Some("blue"));
             assert_eq!(atts[0].port.as_deref(), Some(port("w1", 3).as_str()));

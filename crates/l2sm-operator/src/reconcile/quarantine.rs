@@ -84,7 +84,12 @@ pub enum PodAction {
 }
 
 /// Decides for one pod from its requested networks and its attachment status.
-pub fn pod_action(requested: &[String], atts: &[Attachment], source: &str, target: &str) -> PodAction {
+pub fn pod_action(
+    requested: &[String],
+    atts: &[Attachment],
+    source: &str,
+    target: &str,
+) -> PodAction {
     if let Some((index, a)) = atts.iter().enumerate().find(|(_, a)| a.network == source) {
         return match &a.port {
             Some(p) => PodAction::Move {
@@ -293,7 +298,14 @@ async fn run(req: &QuarantinePodRequest, ctx: &Context) -> Result<Action> {
     let generation = req.metadata.generation;
     match outcome {
         Ok(counts) => {
-            let st = compute_status(req.status.as_ref(), generation, source.as_deref(), &target, &Ok(counts), now());
+            let st = compute_status(
+                req.status.as_ref(),
+                generation,
+                source.as_deref(),
+                &target,
+                &Ok(counts),
+                now(),
+            );
             patch_status(req, ctx, st).await?;
             Ok(Action::requeue(ctx.settings.resync))
         }
@@ -316,7 +328,6 @@ async fn run(req: &QuarantinePodRequest, ctx: &Context) -> Result<Action> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,25 +349,72 @@ mod tests {
         let src = "blue";
         let dst = "jail";
         assert_eq!(
-            pod_action(&["blue".into()], &[att("blue", Some("of:1/3"), None)], src, dst),
-            PodAction::Move { index: 0, port: "of:1/3".into() }
+            pod_action(
+                &["blue".into()],
+                &[att("blue", Some("of:1/3"), None)],
+                src,
+                dst
+            ),
+            PodAction::Move {
+                index: 0,
+                port: "of:1/3".into()
+            }
         );
         assert_eq!(
-            pod_action(&["red".into(), "blue".into()], &[att("red", Some("of:1/2"), None), att("blue", Some("of:1/3"), None)], src, dst),
-            PodAction::Move { index: 1, port: "of:1/3".into() }
+            pod_action(
+                &["red".into(), "blue".into()],
+                &[
+                    att("red", Some("of:1/2"), None),
+                    att("blue", Some("of:1/3"), None)
+                ],
+                src,
+                dst
+            ),
+            PodAction::Move {
+                index: 1,
+                port: "of:1/3".into()
+            }
         );
-        assert_eq!(pod_action(&["blue".into()], &[att("jail", Some("of:1/3"), Some("blue"))], src, dst), PodAction::AlreadyMoved);
-        assert_eq!(pod_action(&["blue".into()], &[att("blue", None, None)], src, dst), PodAction::PortUnknown);
-        assert_eq!(pod_action(&["blue".into()], &[], src, dst), PodAction::PortUnknown);
-        assert_eq!(pod_action(&["red".into()], &[att("red", Some("of:1/2"), None)], src, dst), PodAction::Skip);
+        assert_eq!(
+            pod_action(
+                &["blue".into()],
+                &[att("jail", Some("of:1/3"), Some("blue"))],
+                src,
+                dst
+            ),
+            PodAction::AlreadyMoved
+        );
+        assert_eq!(
+            pod_action(&["blue".into()], &[att("blue", None, None)], src, dst),
+            PodAction::PortUnknown
+        );
+        assert_eq!(
+            pod_action(&["blue".into()], &[], src, dst),
+            PodAction::PortUnknown
+        );
+        assert_eq!(
+            pod_action(
+                &["red".into()],
+                &[att("red", Some("of:1/2"), None)],
+                src,
+                dst
+            ),
+            PodAction::Skip
+        );
         assert_eq!(pod_action(&[], &[], src, dst), PodAction::Skip);
     }
 
     #[test]
     fn source_selection_reasons() {
-        assert_eq!(pick_source(&[]).unwrap_err().reason, "SourceL2NetworkNotFound");
+        assert_eq!(
+            pick_source(&[]).unwrap_err().reason,
+            "SourceL2NetworkNotFound"
+        );
         let n = |name: &str| {
-            let mut n = L2Network::new(name, serde_json::from_value(serde_json::json!({"type": "vnet"})).unwrap());
+            let mut n = L2Network::new(
+                name,
+                serde_json::from_value(serde_json::json!({"type": "vnet"})).unwrap(),
+            );
             n.metadata.namespace = Some("default".into());
             n
         };
@@ -368,10 +426,20 @@ mod tests {
 
     #[test]
     fn selectors_become_queries_or_named_failures() {
-        let ls = LabelSelector { match_labels: Some(BTreeMap::from([("app".into(), "web".into())])), ..Default::default() };
-        assert_eq!(selector(&ls, "InvalidPodSelector", "pod").unwrap(), "app=web");
+        let ls = LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            selector(&ls, "InvalidPodSelector", "pod").unwrap(),
+            "app=web"
+        );
         let bad = LabelSelector {
-            match_expressions: Some(vec![LabelSelectorRequirement { key: "app".into(), operator: "Sometimes".into(), values: None }]),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "app".into(),
+                operator: "Sometimes".into(),
+                values: None,
+            }]),
             ..Default::default()
         };
         let f = selector(&bad, "InvalidPodSelector", "pod").unwrap_err();
@@ -382,16 +450,32 @@ mod tests {
     #[test]
     fn status_counts_and_conditions() {
         let st = compute_status(None, Some(2), Some("blue"), "jail", &Ok((1, 1)), now());
-        assert_eq!((st.matched_pod_count, st.moved_pod_count), (Some(1), Some(1)));
+        assert_eq!(
+            (st.matched_pod_count, st.moved_pod_count),
+            (Some(1), Some(1))
+        );
         assert_eq!(st.observed_generation, Some(2));
         for t in [CONDITION_AVAILABLE, CONDITION_READY] {
             let c = find_condition(&st.conditions, t).unwrap();
-            assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "PodsMoved"));
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("True", "PodsMoved")
+            );
             assert_eq!(c.message, "moved 1 pod(s) from \"blue\" to \"jail\"");
         }
-        let st = compute_status(Some(&st), Some(3), Some("blue"), "jail", &Err(fail("TargetL2NetworkUnavailable", "x")), now());
+        let st = compute_status(
+            Some(&st),
+            Some(3),
+            Some("blue"),
+            "jail",
+            &Err(fail("TargetL2NetworkUnavailable", "x")),
+            now(),
+        );
         let c = find_condition(&st.conditions, CONDITION_AVAILABLE).unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "TargetL2NetworkUnavailable"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "TargetL2NetworkUnavailable")
+        );
         // Counts from the last successful pass are kept.
         assert_eq!(st.moved_pod_count, Some(1));
     }
