@@ -294,7 +294,7 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
         }
     };
     let answer = ctx.controller.create_network(&req).await;
-    let observed = observe(&req, answer.as_ref().map(Clone::clone).map_err(|e| e));
+    let observed = observe(&req, answer.as_ref().map(Clone::clone));
     if let Err(e) = answer {
         let status = compute_status(
             net.status.as_ref(),

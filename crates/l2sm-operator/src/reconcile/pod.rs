@@ -260,12 +260,15 @@ pub fn still_running(pod: &Pod) -> bool {
         })
 }
 
+/// A network name and a port or an address owner.
+pub type NetworkAnd = (String, String);
+
 /// What to undo in the controller for a deleted pod: ports still members (network, port) and
 /// address owners still holding the pod's addresses (network, owner).
 pub fn cleanup_plan(
     atts: &[Attachment],
     networks: &[NetworkView],
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> (Vec<NetworkAnd>, Vec<NetworkAnd>) {
     let mut ports = Vec::new();
     let mut owners = BTreeSet::new();
     for a in atts {
