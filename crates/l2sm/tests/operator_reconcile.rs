@@ -712,6 +712,8 @@ async fn pod_status_cleanup_and_errors() {
     let mut deleting = pod_json("a", "team-a", "w1", annotated.clone(), true);
     deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     let mut running = deleting.clone();
+    running["metadata"]["deletionTimestamp"] =
+        json!(k8s_openapi::jiff::Timestamp::now().to_string());
     running["status"] = json!({"containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
     let err = reconcile::pod::reconcile(obj::<Pod>(&running), ctx.clone())
         .await
@@ -748,6 +750,21 @@ async fn pod_status_cleanup_and_errors() {
     let blue = c.get_network("blue").await.unwrap().unwrap();
     assert!(blue.endpoints.is_empty(), "{blue:?}");
     assert!(blue.ipam.unwrap().allocations.is_empty());
+
+    // A pod still "running" long after its deletion (its node is gone) is cleaned up anyway.
+    let mut stale = running.clone();
+    stale["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&stale), ctx.clone()));
+    answer(
+        &mut h,
+        "PATCH",
+        "/api/v1/namespaces/team-a/pods/a",
+        "",
+        200,
+        stale.clone(),
+    )
+    .await;
+    done(task).await.unwrap();
 
     // Controller unreachable: the pod keeps its finalizer and the reconcile is retried.
     let (ctx2, _h2) = context(unreachable_client());

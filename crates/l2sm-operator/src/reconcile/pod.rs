@@ -263,6 +263,15 @@ pub fn still_running(pod: &Pod) -> bool {
 /// A network name and a port or an address owner.
 pub type NetworkAnd = (String, String);
 
+fn grace(pod: &Pod) -> std::time::Duration {
+    let secs = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    std::time::Duration::from_secs(secs.max(0) as u64)
+}
+
 /// What to undo in the controller for a deleted pod: ports still members (network, port) and
 /// address owners still holding the pod's addresses (network, owner).
 pub fn cleanup_plan(
@@ -291,8 +300,19 @@ pub fn cleanup_plan(
     (ports, owners.into_iter().collect())
 }
 
+/// How long after deletion a pod still reported running is assumed gone (its node is
+/// unreachable and will never report the containers stopped).
+const STALE_RUNNING: std::time::Duration = std::time::Duration::from_secs(120);
+
 async fn cleanup(pod: &Pod, ctx: &Context) -> Result<Action> {
-    if still_running(pod) {
+    let deleted_for = pod
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .unwrap_or_default();
+    if still_running(pod) && deleted_for < STALE_RUNNING + grace(pod) {
         return Err(Error::Waiting(format!(
             "pod {} still has running containers",
             pod.name_any()
