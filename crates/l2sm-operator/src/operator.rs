@@ -103,7 +103,7 @@ pub enum OperatorError {
     #[error("{0}")]
     Config(String),
     /// No Kubernetes client configuration.
-    #[error("cannot reach the Kubernetes API: {0}")]
+    #[error("cannot reach the Kubernetes API")]
     Kube(#[from] kube::Error),
     /// The webhook could not start.
     #[error("webhook: {0}")]

@@ -1658,3 +1658,55 @@ async fn leader_steps_down_when_another_takes_over_and_releases_on_exit() {
     answer(&mut h, "GET", &name, "", 200, lease("op-b", 1, 6)).await;
     done(t).await.unwrap();
 }
+
+// ------------------------------------------------------------------ The runtime
+
+/// The five controllers wired as `l2sm operator` runs them: an L2Network listed by the API
+/// server gets reconciled (its finalizer added), and the controllers stop when asked.
+#[tokio::test]
+async fn controllers_run_reconcile_and_stop() {
+    let ctrl = RealController::start();
+    let (ctx, mut h) = context(ctrl.client());
+    let client = ctx.kube.clone();
+    let (finalized_tx, mut finalized_rx) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = h.next_request().await {
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let method = req.method().clone();
+            if query.contains("watch=true") {
+                // End the watch at once; the watcher lists again later.
+                send.send_response(Response::builder().status(200).body(Body::empty()).unwrap());
+            } else if method == "GET" && path == "/apis/l2sm.l2sm.k8s.local/v1/l2networks" {
+                reply(
+                    send,
+                    200,
+                    &list("L2NetworkList", vec![l2network("blue", None, false, false)]),
+                );
+            } else if method == "PATCH" && path == format!("{L2N}/blue") {
+                let body = req.into_body().collect_bytes().await.unwrap();
+                let _ = finalized_tx.send(String::from_utf8_lossy(&body).to_string());
+                reply(send, 200, &l2network("blue", None, true, false));
+            } else if method == "GET" {
+                reply(send, 200, &list("List", vec![]));
+            } else {
+                reply(send, 404, &status(404, "NotFound"));
+            }
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(async move {
+        l2sm_operator::operator::run_controllers(client, None, ctx, stop_rx).await
+    });
+    let patch = tokio::time::timeout(Duration::from_secs(20), finalized_rx.recv())
+        .await
+        .expect("the L2Network was reconciled")
+        .unwrap();
+    assert!(patch.contains(FIN), "{patch}");
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("controllers stopped")
+        .unwrap();
+    server.abort();
+}
