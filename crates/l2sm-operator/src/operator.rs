@@ -21,7 +21,11 @@ use std::time::Duration;
 
 /// Options of `l2sm operator` (flags, or the environment variables named).
 #[derive(Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct OperatorArgs {
+    /// Something else than running the operator.
+    #[command(subcommand)]
+    pub command: Option<OperatorCommand>,
     /// The controller's REST API, from `l2sm`'s global `--controller-url`
     /// (`L2SM_CONTROLLER_URL`). Default: upstream's `http://$CONTROLLER_IP:$CONTROLLER_PORT`
     /// (l2sm-controller-service.l2sm-system.svc.cluster.local, 8181).
@@ -86,6 +90,13 @@ pub struct OperatorArgs {
     pub resync_seconds: u64,
 }
 
+/// `l2sm operator <command>`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum OperatorCommand {
+    /// Print the four CRDs as YAML (for `kubectl apply -f -`).
+    Crds,
+}
+
 impl std::fmt::Debug for OperatorArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OperatorArgs")
@@ -127,6 +138,17 @@ pub fn controller_url(flag: Option<&str>, ip: Option<&str>, port: Option<&str>) 
 
 /// Runs until SIGTERM/Ctrl-C or until leadership is lost.
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
+    if let Some(OperatorCommand::Crds) = args.command {
+        let yaml = crate::all_crds_yaml().map_err(|e| OperatorError::Config(e.to_string()))?;
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let mut out = std::io::stdout().lock();
+        return match std::io::Write::write_all(&mut out, yaml.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(OperatorError::Config(format!("writing the CRDs: {e}")))
+            }
+            _ => Ok(()),
+        };
+    }
     let url = controller_url(
         args.controller_url.as_deref(),
         std::env::var("CONTROLLER_IP").ok().as_deref(),
@@ -456,5 +478,7 @@ mod tests {
         assert!(!cli.args.webhook);
         assert_eq!(cli.args.namespace, "l2sm");
         assert!(Cli::try_parse_from(["op", "--webhook-listen", "nope"]).is_err());
+        let cli = Cli::try_parse_from(["op", "crds"]).unwrap();
+        assert!(matches!(cli.args.command, Some(OperatorCommand::Crds)));
     }
 }

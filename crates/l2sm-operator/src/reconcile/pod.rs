@@ -242,11 +242,16 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
         )
         .await?;
     }
-    Ok(Action::requeue(if complete(&atts) {
-        ctx.settings.resync
+    // Incomplete attachments of a scheduled pod are waiting for the CNI plugin or for port
+    // disambiguation: look again soon. An unscheduled pod changes (and is reconciled) when
+    // it is bound.
+    Ok(if node.is_none() {
+        Action::await_change()
+    } else if complete(&atts) {
+        Action::requeue(ctx.settings.resync)
     } else {
-        PENDING_RETRY
-    }))
+        Action::requeue(PENDING_RETRY)
+    })
 }
 
 /// Whether the pod's containers still run (its interfaces are still in use).
