@@ -137,6 +137,10 @@ pub async fn dispatch(
     match command {
         Command::Controller(args) => crate::controller::run(args).await?,
         Command::Agent(args) => crate::agent::run(args).await?,
+        Command::Operator(mut args) => {
+            args.controller_url = controller;
+            l2sm_operator::operator::run(*args).await?
+        }
         Command::Lab(LabCommand::Up { nodes, topology }) => {
             lab::up(&lab()?, nodes, &topology).await?
         }

@@ -41,6 +41,8 @@ enum Command {
     Attach(cli::AttachArgs),
     /// Remove a pod's interface(s) (lab).
     Detach(cli::DetachArgs),
+    /// Run the Kubernetes operator (reconcilers, webhook, leader election).
+    Operator(Box<l2sm_operator::operator::OperatorArgs>),
     /// Switches, links and networks, as text or Graphviz DOT.
     Topology {
         /// Print Graphviz DOT instead of text.
@@ -74,7 +76,10 @@ pub async fn shutdown_signal() {
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    let daemon = matches!(args.command, Command::Controller(_) | Command::Agent(_));
+    let daemon = matches!(
+        args.command,
+        Command::Controller(_) | Command::Agent(_) | Command::Operator(_)
+    );
     init_tracing(daemon);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(if daemon { 2 } else { 1 })

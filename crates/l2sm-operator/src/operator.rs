@@ -1,0 +1,484 @@
+//! `l2sm operator`: runs the reconcilers (and the webhook) against the cluster, after winning
+//! the leader election when it is on.
+
+use crate::controller_client::{ControllerClient, RetryPolicy};
+use crate::crd::{L2Network, NetworkEdgeDevice, Overlay, QuarantinePodRequest};
+use crate::leader::{LeaderElector, Timings, DEFAULT_LEASE_NAME};
+use crate::reconcile::{self, pod::pod_attachments, pod::requested_networks, Context, Settings};
+use crate::webhook;
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, ResourceExt};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of `l2sm operator` (flags, or the environment variables named).
+#[derive(Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OperatorArgs {
+    /// Something else than running the operator.
+    #[command(subcommand)]
+    pub command: Option<OperatorCommand>,
+    /// The controller's REST API, from `l2sm`'s global `--controller-url`
+    /// (`L2SM_CONTROLLER_URL`). Default: upstream's `http://$CONTROLLER_IP:$CONTROLLER_PORT`
+    /// (l2sm-controller-service.l2sm-system.svc.cluster.local, 8181).
+    #[arg(skip)]
+    pub controller_url: Option<String>,
+    /// Controller API user.
+    #[arg(long, env = "L2SM_API_USER")]
+    pub api_user: Option<String>,
+    /// Controller API password.
+    #[arg(long, env = "L2SM_API_PASSWORD", hide_env_values = true)]
+    pub api_password: Option<String>,
+    /// Namespace the operator runs in (its Lease lives here).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "l2sm-system")]
+    pub namespace: String,
+    /// Reconcile only resources of this namespace (default: every namespace).
+    #[arg(long, env = "L2SM_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Elect a leader among replicas with a Lease (run more than one replica only with this).
+    #[arg(long, env = "L2SM_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+    /// Name of the Lease (upstream's, so the two operators never lead together).
+    #[arg(long, default_value = DEFAULT_LEASE_NAME)]
+    pub lease_name: String,
+    /// Identity in the Lease (default: the host name, which is the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Serve the mutating webhook (upstream's ENABLE_WEBHOOKS=false turns it off).
+    #[arg(long, env = "ENABLE_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook: bool,
+    /// Webhook HTTPS address.
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    pub webhook_listen: SocketAddr,
+    /// Webhook certificate (PEM), as cert-manager mounts it.
+    #[arg(long, default_value = "/tmp/k8s-webhook-server/serving-certs/tls.crt")]
+    pub webhook_cert: PathBuf,
+    /// Webhook private key (PEM).
+    #[arg(long, default_value = "/tmp/k8s-webhook-server/serving-certs/tls.key")]
+    pub webhook_key: PathBuf,
+    /// What the webhook does with a pod it cannot honour: `reject` it with a message naming the
+    /// network or field, or `annotate` (admit it and set `l2sm/error`).
+    #[arg(long, default_value = "reject", value_parser = ["reject", "annotate"])]
+    pub webhook_on_error: String,
+    /// Without certificate files: generate a self-signed CA and serving certificate for this
+    /// Service (in `--namespace`) and put the CA into the MutatingWebhookConfiguration.
+    #[arg(long)]
+    pub webhook_self_signed_service: Option<String>,
+    /// The MutatingWebhookConfiguration whose `caBundle` a self-signed bootstrap sets.
+    #[arg(long, default_value = "l2sm-mutating-webhook-configuration")]
+    pub webhook_configuration: String,
+    /// Image of the node agent the Overlay reconciler deploys.
+    #[arg(
+        long,
+        env = "L2SM_AGENT_IMAGE",
+        default_value = "ghcr.io/l2sm/l2sm:latest"
+    )]
+    pub agent_image: String,
+    /// Secret (keys `user`, `password`) the agents read the controller credentials from.
+    #[arg(long, default_value = "l2sm-controller-credentials")]
+    pub credentials_secret: String,
+    /// Seconds between re-checks of an unchanged resource (drift with the controller).
+    #[arg(long, default_value_t = 300)]
+    pub resync_seconds: u64,
+}
+
+/// `l2sm operator <command>`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum OperatorCommand {
+    /// Print the four CRDs as YAML (for `kubectl apply -f -`).
+    Crds,
+}
+
+impl std::fmt::Debug for OperatorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorArgs")
+            .field("controller_url", &self.controller_url)
+            .field("namespace", &self.namespace)
+            .field("leader_elect", &self.leader_elect)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the operator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// Bad options.
+    #[error("{0}")]
+    Config(String),
+    /// No Kubernetes client configuration.
+    #[error("cannot reach the Kubernetes API")]
+    Kube(#[from] kube::Error),
+    /// The webhook could not start.
+    #[error("webhook: {0}")]
+    Webhook(String),
+    /// Another replica took over.
+    #[error("leadership lost")]
+    LeadershipLost,
+}
+
+/// The controller URL: the flag, else upstream's `CONTROLLER_IP`/`CONTROLLER_PORT`.
+pub fn controller_url(flag: Option<&str>, ip: Option<&str>, port: Option<&str>) -> String {
+    match flag {
+        Some(u) => u.to_string(),
+        None => format!(
+            "http://{}:{}",
+            ip.unwrap_or("l2sm-controller-service.l2sm-system.svc.cluster.local"),
+            port.unwrap_or("8181")
+        ),
+    }
+}
+
+/// Runs until SIGTERM/Ctrl-C or until leadership is lost.
+pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
+    if let Some(OperatorCommand::Crds) = args.command {
+        let yaml = crate::all_crds_yaml().map_err(|e| OperatorError::Config(e.to_string()))?;
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let mut out = std::io::stdout().lock();
+        return match std::io::Write::write_all(&mut out, yaml.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(OperatorError::Config(format!("writing the CRDs: {e}")))
+            }
+            _ => Ok(()),
+        };
+    }
+    let url = controller_url(
+        args.controller_url.as_deref(),
+        std::env::var("CONTROLLER_IP").ok().as_deref(),
+        std::env::var("CONTROLLER_PORT").ok().as_deref(),
+    );
+    let credentials = match (args.api_user.clone(), args.api_password.clone()) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => {
+            return Err(OperatorError::Config(
+                "give both --api-user and --api-password (or neither)".into(),
+            ))
+        }
+    };
+    let controller = ControllerClient::new(&url, credentials, RetryPolicy::default())
+        .map_err(|e| OperatorError::Config(e.to_string()))?;
+    let client = kube::Client::try_default().await?;
+    if let Err(e) = controller.health().await {
+        // Not fatal (upstream exits here): resources report it in their conditions.
+        tracing::warn!("controller not healthy yet: {e}");
+    }
+
+    let webhook_task = if args.webhook {
+        Some(start_webhook(&args, client.clone()).await?)
+    } else {
+        None
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let elector = if args.leader_elect {
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("l2sm-operator-{}", std::process::id()));
+        let elector = Arc::new(LeaderElector::new(
+            client.clone(),
+            &args.namespace,
+            &args.lease_name,
+            &identity,
+            Timings::default(),
+        ));
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = shutdown_signal() => return Ok(()),
+        }
+        let mut leading = elector.clone().keep_renewing();
+        let tx = stop_tx.clone();
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            if leading.wait_for(|l| !l).await.is_ok() {
+                lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = tx.send(true);
+            }
+        });
+        Some(elector)
+    } else {
+        None
+    };
+    {
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+    }
+
+    let settings = Settings {
+        agent_image: args.agent_image.clone(),
+        controller_url: url,
+        credentials_secret: Some(args.credentials_secret.clone()),
+        resync: Duration::from_secs(args.resync_seconds.max(10)),
+        ..Settings::default()
+    };
+    let ctx = Context::new(client.clone(), controller, settings);
+    run_controllers(
+        client,
+        args.watch_namespace.as_deref(),
+        ctx,
+        stop_rx.clone(),
+    )
+    .await;
+
+    if let Some(task) = webhook_task {
+        task.abort();
+    }
+    if let Some(elector) = elector {
+        if let Err(e) = elector.release().await {
+            tracing::warn!("could not release the lease: {e}");
+        }
+    }
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        // Exit non-zero so the pod restarts as a follower.
+        return Err(OperatorError::LeadershipLost);
+    }
+    tracing::info!("operator stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The five controllers, until `stop` turns true.
+pub async fn run_controllers(
+    client: kube::Client,
+    ns: Option<&str>,
+    ctx: Arc<Context>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let stopped = move || {
+        let mut rx = stop.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        .shared()
+    };
+    let pods_cfg = watcher::Config::default().labels(&format!("{}=true", reconcile::POD_LABEL));
+
+    let l2n = Controller::new(api::<L2Network>(&client, ns), watcher::Config::default());
+    let networks = l2n.store();
+    let l2n = l2n
+        .watches(api::<Pod>(&client, ns), pods_cfg.clone(), move |pod| {
+            // A pod asking for a network (or moved to one) changes its NADs and status.
+            let mut names = requested_networks(&pod);
+            names.extend(
+                pod_attachments(&pod)
+                    .into_iter()
+                    .flat_map(|a| std::iter::once(a.network).chain(a.quarantined_from)),
+            );
+            networks
+                .state()
+                .into_iter()
+                .filter(|n| names.iter().any(|x| *x == n.name_any()))
+                .map(|n| ObjectRef::from_obj(&*n))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped())
+        .run(
+            reconcile::l2network::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    let pods = Controller::new(api::<Pod>(&client, ns), pods_cfg.clone())
+        .graceful_shutdown_on(stopped())
+        .run(
+            reconcile::pod::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    let overlays = Controller::new(api::<Overlay>(&client, ns), watcher::Config::default())
+        .owns(
+            api::<DaemonSet>(&client, ns),
+            watcher::Config::default().labels("app=l2sm-agent"),
+        )
+        .graceful_shutdown_on(stopped())
+        .run(
+            reconcile::overlay::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    let qpr = Controller::new(
+        api::<QuarantinePodRequest>(&client, ns),
+        watcher::Config::default(),
+    );
+    let requests = qpr.store();
+    let qpr = qpr
+        .watches(api::<Pod>(&client, ns), pods_cfg, move |pod| {
+            // Pods appearing (or getting their port) later are moved too.
+            let pns = pod.namespace();
+            requests
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == pns)
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped())
+        .run(
+            reconcile::quarantine::reconcile,
+            reconcile::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    let neds = Controller::new(
+        api::<NetworkEdgeDevice>(&client, ns),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(stopped())
+    .run(reconcile::nedevice::reconcile, reconcile::error_policy, ctx)
+    .for_each(|_| async {});
+
+    futures::join!(l2n, pods, overlays, qpr, neds);
+}
+
+/// TLS for the webhook: the certificate files (cert-manager), else a self-signed bootstrap
+/// whose CA goes into the webhook configuration.
+async fn webhook_tls(
+    args: &OperatorArgs,
+    client: &kube::Client,
+) -> Result<Arc<rustls::ServerConfig>, OperatorError> {
+    let err = |e: webhook::TlsError| OperatorError::Webhook(e.to_string());
+    let service = match &args.webhook_self_signed_service {
+        Some(s) if !args.webhook_cert.exists() => s,
+        _ => return webhook::tls_from_files(&args.webhook_cert, &args.webhook_key).map_err(err),
+    };
+    let pair =
+        webhook::self_signed(&webhook::service_dns_names(service, &args.namespace)).map_err(err)?;
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let patch = webhook::ca_bundle_patch(1, &pair.ca_bundle());
+    match serde_json::from_value::<json_patch::Patch>(patch) {
+        Ok(p) => {
+            if let Err(e) = api
+                .patch(
+                    &args.webhook_configuration,
+                    &PatchParams::default(),
+                    &Patch::Json::<()>(p),
+                )
+                .await
+            {
+                tracing::warn!(configuration = %args.webhook_configuration, "cannot set the webhook caBundle: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("caBundle patch: {e}"),
+    }
+    webhook::tls_from_pem(&pair.cert_pem, &pair.key_pem).map_err(err)
+}
+
+/// Starts op-api's webhook on `--webhook-listen`, returning its task.
+async fn start_webhook(
+    args: &OperatorArgs,
+    client: kube::Client,
+) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
+    let tls = webhook_tls(args, &client).await?;
+    let listener = tokio::net::TcpListener::bind(args.webhook_listen)
+        .await
+        .map_err(|e| OperatorError::Webhook(format!("listen on {}: {e}", args.webhook_listen)))?;
+    let on_error = if args.webhook_on_error == "annotate" {
+        webhook::OnError::Annotate
+    } else {
+        webhook::OnError::Reject
+    };
+    let hook = Arc::new(webhook::Webhook::new(
+        webhook::KubeCatalog::new(client),
+        webhook::WebhookConfig { on_error },
+    ));
+    let router = webhook::router(hook);
+    tracing::info!(listen = %args.webhook_listen, "webhook serving {}", webhook::WEBHOOK_PATH);
+    Ok(tokio::spawn(async move {
+        if let Err(e) =
+            webhook::serve_https(listener, tls, router, futures::future::pending()).await
+        {
+            tracing::error!("webhook server stopped: {e}");
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: OperatorArgs,
+    }
+
+    #[test]
+    fn controller_url_defaults_to_upstream_env() {
+        assert_eq!(
+            controller_url(None, None, None),
+            "http://l2sm-controller-service.l2sm-system.svc.cluster.local:8181"
+        );
+        assert_eq!(
+            controller_url(None, Some("10.0.0.1"), Some("9000")),
+            "http://10.0.0.1:9000"
+        );
+        assert_eq!(
+            controller_url(Some("http://c:1"), Some("x"), None),
+            "http://c:1"
+        );
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "op",
+            "--leader-elect",
+            "--webhook",
+            "false",
+            "--namespace",
+            "l2sm",
+        ])
+        .unwrap();
+        assert!(cli.args.leader_elect);
+        assert!(!cli.args.webhook);
+        assert_eq!(cli.args.namespace, "l2sm");
+        assert!(Cli::try_parse_from(["op", "--webhook-listen", "nope"]).is_err());
+        let cli = Cli::try_parse_from(["op", "crds"]).unwrap();
+        assert!(matches!(cli.args.command, Some(OperatorCommand::Crds)));
+    }
+}

@@ -1,0 +1,554 @@
+//! L2Network: the network exists in the controller with the requested address plan, a
+//! NetworkAttachmentDefinition exists in every namespace whose pods use it, and the status
+//! says what the controller has (connected ports, assigned addresses) with a `Ready`
+//! condition. Deleting the resource deletes the network (an unknown one counts as deleted) and
+//! its NADs.
+
+use super::pod::{pod_attachments, requested_networks};
+use super::{bool_status, now, tracked, Context, Error, Result, FIELD_MANAGER, NETWORK_LABEL};
+use crate::controller_client::{ClientError, CreateOutcome, NetworkRequest, NetworkView};
+use crate::crd::{
+    condition, set_condition, ConnectivityStatus, L2Network, L2NetworkSpec, L2NetworkStatus,
+    CONDITION_READY, FINALIZER,
+};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::{Api, ResourceExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// What the controller (or the spec) says about the network, for the status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// The spec cannot be honoured as written.
+    Invalid(String),
+    /// The network exists with the requested settings.
+    Ready(NetworkView),
+    /// The network exists with other address settings, which the controller does not change.
+    SettingsDiffer {
+        /// What the controller has.
+        current: NetworkView,
+        /// What the spec asks for.
+        wanted: NetworkRequest,
+    },
+    /// The controller could not be asked or refused.
+    Failed {
+        /// Condition reason.
+        reason: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The controller request for a spec: the name, and the address plan (`networkCIDR`,
+/// `podAddressRange`) checked and normalized.
+pub fn desired_request(name: &str, spec: &L2NetworkSpec) -> Result<NetworkRequest, String> {
+    let mut req = NetworkRequest {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let cidr = match spec.network_cidr.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<ipnet::IpNet>()
+                .map_err(|_| format!("networkCIDR {s:?} is not a CIDR such as 10.0.0.0/24"))?
+                .trunc(),
+        ),
+    };
+    let range = match spec.pod_address_range.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<ipnet::IpNet>()
+                .map_err(|_| format!("podAddressRange {s:?} is not a CIDR such as 10.0.0.0/25"))?
+                .trunc(),
+        ),
+    };
+    match (cidr, range) {
+        (None, Some(_)) => return Err("podAddressRange needs networkCIDR".into()),
+        (Some(c), Some(r)) if !c.contains(&r) => {
+            return Err(format!("podAddressRange {r} is not inside networkCIDR {c}"))
+        }
+        _ => {}
+    }
+    req.cidrs = cidr.iter().map(ToString::to_string).collect();
+    req.pod_ranges = range.iter().map(ToString::to_string).collect();
+    Ok(req)
+}
+
+fn normalized(list: &[String]) -> BTreeSet<String> {
+    list.iter()
+        .map(|s| match s.parse::<ipnet::IpNet>() {
+            Ok(n) => n.trunc().to_string(),
+            Err(_) => s.clone(),
+        })
+        .collect()
+}
+
+/// Whether the controller's network has the address plan the request asks for.
+pub fn settings_match(req: &NetworkRequest, view: &NetworkView) -> bool {
+    let (cidrs, ranges) = match &view.ipam {
+        Some(i) => (normalized(&i.cidrs), normalized(&i.pod_ranges)),
+        None => (BTreeSet::new(), BTreeSet::new()),
+    };
+    cidrs == normalized(&req.cidrs) && ranges == normalized(&req.pod_ranges)
+}
+
+/// Classifies a create answer.
+pub fn observe(
+    req: &NetworkRequest,
+    answer: std::result::Result<CreateOutcome, &ClientError>,
+) -> Observed {
+    match answer {
+        Ok(CreateOutcome::Ready(view)) => Observed::Ready(view),
+        Ok(CreateOutcome::ExistsWithOtherSettings(view)) if settings_match(req, &view) => {
+            Observed::Ready(view)
+        }
+        Ok(CreateOutcome::ExistsWithOtherSettings(current)) => Observed::SettingsDiffer {
+            current,
+            wanted: req.clone(),
+        },
+        Err(e) => Observed::Failed {
+            reason: e.reason().to_string(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Namespaces that need the network's NAD: its own, and those of pods asking for it.
+pub fn nad_namespaces<'a>(
+    network_ns: &str,
+    network: &str,
+    pods: impl IntoIterator<Item = (&'a str, Vec<String>)>,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::from([network_ns.to_string()]);
+    for (ns, nets) in pods {
+        if nets.iter().any(|n| n == network) {
+            out.insert(ns.to_string());
+        }
+    }
+    out
+}
+
+/// The status for what was observed. `assigned` maps addresses to pod names (from the pods'
+/// attachment status); the controller's allocations add the addresses no pod reports, under
+/// their owner.
+pub fn compute_status(
+    old: Option<&L2NetworkStatus>,
+    generation: Option<i64>,
+    observed: &Observed,
+    mut assigned: BTreeMap<String, String>,
+    now: Time,
+) -> L2NetworkStatus {
+    let mut status = old.cloned().unwrap_or_default();
+    let (ok, reason, message) = match observed {
+        Observed::Invalid(msg) => (false, "InvalidSpec".to_string(), msg.clone()),
+        Observed::Failed { reason, message } => {
+            status.internal_connectivity = ConnectivityStatus::Unavailable;
+            (false, reason.clone(), message.clone())
+        }
+        Observed::Ready(view) | Observed::SettingsDiffer { current: view, .. } => {
+            status.internal_connectivity = ConnectivityStatus::Available;
+            status.connected_pod_count = view.endpoints.len() as i64;
+            if let Some(ipam) = &view.ipam {
+                for (ip, owner) in &ipam.allocations {
+                    assigned.entry(ip.clone()).or_insert_with(|| owner.clone());
+                }
+            }
+            status.assigned_ips = (!assigned.is_empty()).then_some(assigned);
+            match observed {
+                Observed::SettingsDiffer { current, wanted } => {
+                    let have = current
+                        .ipam
+                        .as_ref()
+                        .map(|i| [i.cidrs.clone(), i.pod_ranges.clone()])
+                        .unwrap_or_default();
+                    (
+                        false,
+                        "CIDRChangeRefused".to_string(),
+                        format!(
+                            "the controller keeps network {:?} with CIDRs {:?} and pod ranges {:?}; \
+                             the spec asks for {:?} and {:?}. Changing the address plan of an existing \
+                             network is not supported: delete and re-create the L2Network",
+                            current.name, have[0], have[1], wanted.cidrs, wanted.pod_ranges
+                        ),
+                    )
+                }
+                _ => (
+                    true,
+                    "NetworkReady".to_string(),
+                    format!(
+                        "network exists in the controller (VNI {}), {} port(s) attached",
+                        view.vni,
+                        view.endpoints.len()
+                    ),
+                ),
+            }
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        condition(
+            CONDITION_READY,
+            bool_status(ok),
+            &reason,
+            message,
+            generation,
+            now,
+        ),
+    );
+    status
+}
+
+/// The NetworkAttachmentDefinition kind (Multus), which k8s-openapi does not type.
+pub fn nad_resource() -> ApiResource {
+    ApiResource {
+        group: "k8s.cni.cncf.io".into(),
+        version: "v1".into(),
+        api_version: "k8s.cni.cncf.io/v1".into(),
+        kind: "NetworkAttachmentDefinition".into(),
+        plural: "network-attachment-definitions".into(),
+    }
+}
+
+/// A label value naming `s` (label values are at most 63 characters): `s` itself when it
+/// fits, otherwise a prefix and a hash.
+pub fn label_value(s: &str) -> String {
+    if s.len() <= 63 {
+        return s.to_string();
+    }
+    // FNV-1a, enough to tell names apart in a label.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{}-{h:016x}", s[..46].trim_end_matches(['-', '.']))
+}
+
+/// Label selecting the NADs made for the network `ns/name`.
+pub fn network_selector(ns: &str, name: &str) -> String {
+    format!("{NETWORK_LABEL}={}", label_value(&format!("{ns}.{name}")))
+}
+
+/// The NAD of `network` in `namespace` (op-api's builder), labelled with the owning
+/// L2Network so deleting the network finds its NADs in every namespace.
+pub fn nad(network_ns: &str, network: &str, namespace: &str) -> serde_json::Value {
+    let mut obj = crate::annotations::nad_for_network(network, namespace);
+    obj["metadata"]["labels"][NETWORK_LABEL] =
+        serde_json::Value::String(label_value(&format!("{network_ns}.{network}")));
+    obj
+}
+
+/// Reconciles one L2Network.
+pub async fn reconcile(net: Arc<L2Network>, ctx: Arc<Context>) -> Result<Action> {
+    let api: Api<L2Network> =
+        Api::namespaced(ctx.kube.clone(), &net.namespace().unwrap_or_default());
+    tracked(&*net, &ctx, async {
+        finalizer(&api, FINALIZER, net.clone(), |event| async {
+            match event {
+                Event::Apply(n) => apply(&n, &ctx).await,
+                Event::Cleanup(n) => cleanup(&n, &ctx).await,
+            }
+        })
+        .await
+        .map_err(Error::from)
+    })
+    .await
+}
+
+async fn patch_status(net: &L2Network, ctx: &Context, status: L2NetworkStatus) -> Result<()> {
+    if net.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<L2Network> =
+        Api::namespaced(ctx.kube.clone(), &net.namespace().unwrap_or_default());
+    api.patch_status(
+        &net.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
+    let name = net.name_any();
+    let ns = net.namespace().unwrap_or_default();
+    let generation = net.metadata.generation;
+    let req = match desired_request(&name, &net.spec) {
+        Ok(r) => r,
+        Err(msg) => {
+            let status = compute_status(
+                net.status.as_ref(),
+                generation,
+                &Observed::Invalid(msg),
+                BTreeMap::new(),
+                now(),
+            );
+            patch_status(net, ctx, status).await?;
+            // Nothing to retry until the spec changes.
+            return Ok(Action::await_change());
+        }
+    };
+    let answer = ctx.controller.create_network(&req).await;
+    let observed = observe(&req, answer.as_ref().map(Clone::clone));
+    if let Err(e) = answer {
+        let status = compute_status(
+            net.status.as_ref(),
+            generation,
+            &observed,
+            BTreeMap::new(),
+            now(),
+        );
+        patch_status(net, ctx, status).await?;
+        return Err(e.into());
+    }
+
+    let pods: Api<Pod> = Api::all(ctx.kube.clone());
+    let pods = pods
+        .list(&ListParams::default().labels(&format!("{}=true", super::POD_LABEL)))
+        .await?;
+    let namespaces = nad_namespaces(
+        &ns,
+        &name,
+        pods.items.iter().map(|p| {
+            (
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                requested_networks(p),
+            )
+        }),
+    );
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for target in &namespaces {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.kube.clone(), target, &nad_resource());
+        let obj = nad(&ns, &name, target);
+        api.patch(
+            &crate::annotations::nad_name(&name),
+            &params,
+            &Patch::Apply(&obj),
+        )
+        .await?;
+    }
+
+    let mut assigned = BTreeMap::new();
+    for pod in &pods.items {
+        for att in pod_attachments(pod) {
+            if att.network == name && pod.metadata.namespace.as_deref() == Some(ns.as_str()) {
+                for ip in att.ips {
+                    let bare = ip.split('/').next().unwrap_or_default().to_string();
+                    assigned.insert(bare, pod.name_any());
+                }
+            }
+        }
+    }
+    let status = compute_status(net.status.as_ref(), generation, &observed, assigned, now());
+    patch_status(net, ctx, status).await?;
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+async fn cleanup(net: &L2Network, ctx: &Context) -> Result<Action> {
+    let name = net.name_any();
+    let ns = net.namespace().unwrap_or_default();
+    ctx.controller.delete_network(&name).await?;
+    let all: Api<DynamicObject> = Api::all_with(ctx.kube.clone(), &nad_resource());
+    let nads = all
+        .list(&ListParams::default().labels(&network_selector(&ns, &name)))
+        .await?;
+    for obj in nads.items {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            ctx.kube.clone(),
+            &obj.namespace().unwrap_or_default(),
+            &nad_resource(),
+        );
+        match api.delete(&obj.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(network = %name, namespace = %ns, "network deleted");
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller_client::IpamView;
+    use crate::crd::{find_condition, NetworkType};
+
+    fn spec(cidr: Option<&str>, range: Option<&str>) -> L2NetworkSpec {
+        L2NetworkSpec {
+            network_type: NetworkType::Vnet,
+            config: None,
+            provider: None,
+            network_cidr: cidr.map(Into::into),
+            pod_address_range: range.map(Into::into),
+            ids: None,
+        }
+    }
+
+    fn t() -> Time {
+        now()
+    }
+
+    #[test]
+    fn requests_from_specs() {
+        let r = desired_request("n", &spec(None, None)).unwrap();
+        assert!(r.cidrs.is_empty() && r.pod_ranges.is_empty());
+        let r = desired_request("n", &spec(Some("10.34.0.0/16"), Some("10.34.20.0/24"))).unwrap();
+        assert_eq!(r.cidrs, ["10.34.0.0/16"]);
+        assert_eq!(r.pod_ranges, ["10.34.20.0/24"]);
+        // Host bits are dropped, as the controller would.
+        let r = desired_request("n", &spec(Some("10.0.0.7/24"), None)).unwrap();
+        assert_eq!(r.cidrs, ["10.0.0.0/24"]);
+        for (c, p, needle) in [
+            (Some("10.0.0.0"), None, "networkCIDR"),
+            (Some("banana"), None, "networkCIDR"),
+            (None, Some("10.0.0.0/24"), "needs networkCIDR"),
+            (Some("10.0.0.0/24"), Some("10.1.0.0/25"), "not inside"),
+            (Some("10.0.0.0/24"), Some("x"), "podAddressRange"),
+        ] {
+            let e = desired_request("n", &spec(c, p)).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    fn view(cidrs: &[&str]) -> NetworkView {
+        NetworkView {
+            name: "n".into(),
+            vni: 3,
+            endpoints: vec!["of:0000000000000001/1".into()],
+            ipam: (!cidrs.is_empty()).then(|| IpamView {
+                cidrs: cidrs.iter().map(|s| s.to_string()).collect(),
+                pod_ranges: vec![],
+                allocations: BTreeMap::from([("10.0.0.1".to_string(), "cni/abc/net1".to_string())]),
+            }),
+        }
+    }
+
+    #[test]
+    fn ready_status_counts_ports_and_names_pods() {
+        let req = desired_request("n", &spec(Some("10.0.0.0/24"), None)).unwrap();
+        let obs = observe(&req, Ok(CreateOutcome::Ready(view(&["10.0.0.0/24"]))));
+        let st = compute_status(
+            None,
+            Some(4),
+            &obs,
+            BTreeMap::from([("10.0.0.9".into(), "pod-b".into())]),
+            t(),
+        );
+        assert_eq!(st.internal_connectivity, ConnectivityStatus::Available);
+        assert_eq!(st.connected_pod_count, 1);
+        let ips = st.assigned_ips.clone().unwrap();
+        assert_eq!(ips["10.0.0.9"], "pod-b");
+        assert_eq!(ips["10.0.0.1"], "cni/abc/net1");
+        let c = find_condition(&st.conditions, CONDITION_READY).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.observed_generation),
+            ("True", "NetworkReady", Some(4))
+        );
+        // Same observation again: nothing changes (no status write, no reconcile loop).
+        let again = compute_status(
+            Some(&st),
+            Some(4),
+            &obs,
+            BTreeMap::from([("10.0.0.9".into(), "pod-b".into())]),
+            t(),
+        );
+        assert_eq!(again, st);
+    }
+
+    #[test]
+    fn cidr_change_is_refused_with_a_condition() {
+        let req = desired_request("n", &spec(Some("10.9.0.0/24"), None)).unwrap();
+        let obs = observe(
+            &req,
+            Ok(CreateOutcome::ExistsWithOtherSettings(view(&[
+                "10.0.0.0/24",
+            ]))),
+        );
+        assert!(matches!(obs, Observed::SettingsDiffer { .. }));
+        let st = compute_status(None, Some(2), &obs, BTreeMap::new(), t());
+        let c = find_condition(&st.conditions, CONDITION_READY).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CIDRChangeRefused")
+        );
+        assert!(
+            c.message.contains("10.0.0.0/24") && c.message.contains("10.9.0.0/24"),
+            "{}",
+            c.message
+        );
+        assert_eq!(st.internal_connectivity, ConnectivityStatus::Available);
+        // A 409 whose settings turn out equal (a race with another writer) is just ready.
+        let req = desired_request("n", &spec(Some("10.0.0.0/24"), None)).unwrap();
+        assert!(matches!(
+            observe(
+                &req,
+                Ok(CreateOutcome::ExistsWithOtherSettings(view(&[
+                    "10.0.0.0/24"
+                ])))
+            ),
+            Observed::Ready(_)
+        ));
+    }
+
+    #[test]
+    fn controller_failure_marks_unavailable() {
+        let req = desired_request("n", &spec(None, None)).unwrap();
+        let err = ClientError::Unreachable {
+            url: "http://x".into(),
+            attempts: 3,
+            reason: "refused".into(),
+        };
+        let old = compute_status(
+            None,
+            Some(1),
+            &observe(&req, Ok(CreateOutcome::Ready(view(&[])))),
+            BTreeMap::new(),
+            t(),
+        );
+        let st = compute_status(
+            Some(&old),
+            Some(1),
+            &observe(&req, Err(&err)),
+            BTreeMap::new(),
+            t(),
+        );
+        assert_eq!(st.internal_connectivity, ConnectivityStatus::Unavailable);
+        let c = find_condition(&st.conditions, CONDITION_READY).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "ControllerUnreachable")
+        );
+        // Last known counts are kept while the controller cannot be asked.
+        assert_eq!(st.connected_pod_count, 1);
+    }
+
+    #[test]
+    fn nads_go_where_pods_ask_for_the_network() {
+        let pods = vec![
+            ("team-a", vec!["blue".to_string()]),
+            ("team-b", vec!["red".to_string()]),
+            ("team-c", vec!["red".to_string(), "blue".to_string()]),
+        ];
+        let ns = nad_namespaces("default", "blue", pods);
+        assert_eq!(
+            ns.into_iter().collect::<Vec<_>>(),
+            ["default", "team-a", "team-c"]
+        );
+    }
+
+    #[test]
+    fn long_label_values_are_hashed() {
+        assert_eq!(label_value("default.blue"), "default.blue");
+        let long = format!("ns.{}", "x".repeat(100));
+        let v = label_value(&long);
+        assert!(v.len() <= 63, "{v}");
+        assert_ne!(v, label_value(&format!("ns.{}y", "x".repeat(99))));
+    }
+}
