@@ -37,7 +37,7 @@ cleanup() {
         k get pods -A -o wide || true
         k -n l2sm-system logs deploy/l2sm-operator --tail=100 || true
         k -n l2sm-system logs deploy/l2sm-controller --tail=100 || true
-        k -n l2sm-system logs ds/l2sm-agent -c agent --tail=100 || true
+        k -n default logs ds/l2sm-agent-overlay-sample --tail=100 || true
     fi
     if [ -z "${KEEP_CLUSTER:-}" ]; then
         "$KIND" delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
@@ -69,13 +69,18 @@ k create namespace l2sm-system --dry-run=client -o yaml | k apply -f -
 k -n l2sm-system create secret generic l2sm-controller-credentials \
     --from-literal=username=l2sm --from-literal=password="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     --dry-run=client -o yaml | k apply -f -
-k kustomize "$root/deploy" | sed "s#image: l2sm:latest#image: $IMAGE#" | k apply -f -
+k kustomize "$root/deploy" | sed "s#l2sm:latest#$IMAGE#g" | k apply -f -
 k -n l2sm-system rollout status deploy/l2sm-controller --timeout=300s
 k -n l2sm-system rollout status deploy/l2sm-operator --timeout=300s
-k -n l2sm-system rollout status ds/l2sm-agent --timeout=300s
+k -n l2sm-system rollout status ds/l2sm-switch --timeout=300s
 
 step "overlay and ping-pong"
 k apply -f "$root/examples/k8s/overlay.yaml"
+for _ in $(seq 1 60); do
+    k get ds/l2sm-agent-overlay-sample >/dev/null 2>&1 && break
+    sleep 2
+done
+k rollout status ds/l2sm-agent-overlay-sample --timeout=300s
 k apply -f "$root/examples/k8s/ping-pong.yaml"
 k wait --for=condition=Ready pod/ping pod/pong --timeout=300s
 k get pod ping -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/networks}' | grep -q ping-network \

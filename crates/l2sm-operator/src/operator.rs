@@ -82,7 +82,7 @@ pub struct OperatorArgs {
         default_value = "ghcr.io/l2sm/l2sm:latest"
     )]
     pub agent_image: String,
-    /// Secret (keys `user`, `password`) the agents read the controller credentials from.
+    /// Secret (keys `username`, `password`, as a kubernetes.io/basic-auth Secret) the agents read the controller credentials from.
     #[arg(long, default_value = "l2sm-controller-credentials")]
     pub credentials_secret: String,
     /// Seconds between re-checks of an unchanged resource (drift with the controller).

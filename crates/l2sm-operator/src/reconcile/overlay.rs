@@ -160,7 +160,7 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
         ..Default::default()
     }];
     if let Some(secret) = &settings.credentials_secret {
-        for (var, key) in [("L2SM_API_USER", "user"), ("L2SM_API_PASSWORD", "password")] {
+        for (var, key) in [("L2SM_API_USER", "username"), ("L2SM_API_PASSWORD", "password")] {
             env.push(EnvVar {
                 name: var.into(),
                 value_from: Some(EnvVarSource {
@@ -199,8 +199,11 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
             settings.controller_url.clone(),
         ]),
         env: Some(env),
+        // The agent drives OVS and pod namespaces: root, whatever user the image defaults to.
         security_context: Some(SecurityContext {
             privileged: Some(true),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
             ..Default::default()
         }),
         volume_mounts: Some(vec![
