@@ -66,7 +66,7 @@ struct Session {
     ports: BTreeMap<u32, PortDesc>,
     installed: SwitchPipeline,
     /// The view last compiled for this switch; `None` until the first sync.
-    installed_view: Option<SwitchView>,
+    installed_view: Option<Arc<SwitchView>>,
 }
 
 impl Session {
@@ -395,7 +395,9 @@ impl Session {
     /// Brings the switch in line with the model, sending only what changed.
     async fn sync(&mut self) -> anyhow::Result<()> {
         let Some(dpid) = self.dpid else { return Ok(()) };
-        let view = self.shared.view_of(dpid, self.links());
+        let Some(view) = self.shared.view_of(dpid, self.links()) else {
+            return Ok(());
+        };
         if self.installed_view.as_ref() == Some(&view) {
             return Ok(());
         }
@@ -415,7 +417,7 @@ impl Session {
         let old = self
             .installed_view
             .as_ref()
-            .map(vnis_by_port)
+            .map(|v| vnis_by_port(v))
             .unwrap_or_default();
         let new = vnis_by_port(&view);
         for (port, vnis) in &old {
