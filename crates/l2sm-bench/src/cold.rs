@@ -48,6 +48,7 @@ pub async fn run(l2sm: &Path, n: usize, switches: usize, networks: usize) -> any
         networks,
         ports_per_switch: 4,
         shape: Shape::Sparse,
+        trunks: false,
     })?;
     std::fs::create_dir_all(dir.0.join("loaded"))?;
     let topo = dir.0.join("loaded/topology.json");

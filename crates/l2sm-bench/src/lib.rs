@@ -5,6 +5,8 @@
 
 pub mod cold;
 pub mod convergence;
+pub mod ovs;
+pub mod real;
 pub mod scenario;
 pub mod synth;
 pub mod util;

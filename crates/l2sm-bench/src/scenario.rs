@@ -37,6 +37,9 @@ pub struct ClusterSpec {
     pub ports_per_switch: u32,
     /// Tunnel graph.
     pub shape: Shape,
+    /// Links are trunks (plain ports, networks as VLAN tags; names unique in one OVS) instead
+    /// of VXLAN tunnels (names derived from the remote address, unique per node only).
+    pub trunks: bool,
 }
 
 /// One switch of the cluster.
@@ -50,10 +53,13 @@ pub struct SwitchSpec {
     pub dpid: u64,
     /// Underlay address.
     pub ip: Ipv4Addr,
-    /// Ports the switch reports: pod ports 1..=P, then tunnel ports from 0xf000.
+    /// Ports the switch reports: pod ports 1..=P, then link ports (tunnels from 0xf000,
+    /// trunks from 0xe000).
     pub ports: Vec<PortDesc>,
     /// Tunnel ports: OpenFlow port -> remote IP.
     pub tunnels: BTreeMap<u32, Ipv4Addr>,
+    /// Trunk ports: OpenFlow port -> (own interface name, peer interface name).
+    pub trunks: BTreeMap<u32, (String, String)>,
 }
 
 /// The generated cluster.
@@ -114,6 +120,7 @@ impl Cluster {
                     ip,
                     ports,
                     tunnels: BTreeMap::new(),
+                    trunks: BTreeMap::new(),
                 }
             })
             .collect();
@@ -144,15 +151,26 @@ impl Cluster {
             }
             _ => {}
         }
-        let mut next_port: Vec<u32> = vec![ids::FIRST_TUNNEL_PORT; n];
+        let first = if spec.trunks {
+            ids::FIRST_TRUNK_PORT
+        } else {
+            ids::FIRST_TUNNEL_PORT
+        };
+        let mut next_port: Vec<u32> = vec![first; n];
         let mut links = Vec::new();
         for (a, b) in pairs {
             let (pa, pb) = (next_port[a], next_port[b]);
             next_port[a] += 1;
             next_port[b] += 1;
-            let (ipa, ipb) = (switches[a].ip, switches[b].ip);
-            switches[a].tunnels.insert(pa, ipb);
-            switches[b].tunnels.insert(pb, ipa);
+            if spec.trunks {
+                let (na, nb) = (format!("tr{a}-{b}"), format!("tr{b}-{a}"));
+                switches[a].trunks.insert(pa, (na.clone(), nb.clone()));
+                switches[b].trunks.insert(pb, (nb, na));
+            } else {
+                let (ipa, ipb) = (switches[a].ip, switches[b].ip);
+                switches[a].tunnels.insert(pa, ipb);
+                switches[b].tunnels.insert(pb, ipa);
+            }
             links.push((a, pa, b, pb));
         }
         for sw in &mut switches {
@@ -163,6 +181,9 @@ impl Cluster {
                     bail!("two tunnels of {} would share the name {name}", sw.node);
                 }
                 sw.ports.push(port_desc(port, name));
+            }
+            for (&port, (name, _)) in &sw.trunks {
+                sw.ports.push(port_desc(port, name.clone()));
             }
         }
         Ok(Cluster {
@@ -183,8 +204,15 @@ impl Cluster {
         let links: Vec<_> = self
             .links
             .iter()
-            .map(|&(a, _, b, _)| {
-                json!({"endpointA": self.switches[a].node, "endpointB": self.switches[b].node})
+            .map(|&(a, pa, b, pb)| {
+                let (sa, sb) = (&self.switches[a], &self.switches[b]);
+                match (sa.trunks.get(&pa), sb.trunks.get(&pb)) {
+                    (Some((ia, _)), Some((ib, _))) => json!({
+                        "endpointA": sa.node, "endpointB": sb.node, "type": "trunk",
+                        "interfaceA": ia, "interfaceB": ib,
+                    }),
+                    _ => json!({"endpointA": sa.node, "endpointB": sb.node}),
+                }
             })
             .collect();
         json!({"nodes": nodes, "links": links})
@@ -282,7 +310,11 @@ impl Cluster {
                     dpid: self.switches[b].dpid,
                     port: pb,
                 },
-                kind: LinkKind::Tunnel,
+                kind: if self.spec.trunks {
+                    LinkKind::Trunk
+                } else {
+                    LinkKind::Tunnel
+                },
             })
             .collect();
         let specs: Vec<NetworkSpec> = self
