@@ -37,7 +37,12 @@ async fn runs(spec: &ControllerSpec, n: usize) -> anyhow::Result<Vec<f64>> {
 
 /// Runs the benchmark; the loaded state has `networks` networks and 4 ports on each of
 /// `switches` switches.
-pub async fn run(l2sm: &Path, n: usize, switches: usize, networks: usize) -> anyhow::Result<ColdReport> {
+pub async fn run(
+    l2sm: &Path,
+    n: usize,
+    switches: usize,
+    networks: usize,
+) -> anyhow::Result<ColdReport> {
     let dir = ScratchDir::new("cold")?;
     let empty = ControllerSpec::new(l2sm, &dir.0.join("empty"), None)?;
     std::fs::create_dir_all(dir.0.join("empty"))?;

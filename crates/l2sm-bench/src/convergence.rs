@@ -182,14 +182,12 @@ async fn measure_start(
     let t0 = Instant::now();
     let serving = controller.wait_serving(Duration::from_secs(10)).await?;
     let deadline = t0 + opts.timeout;
-    while (counters.converged.load(Ordering::Relaxed) as usize) < n && Instant::now() < deadline
-    {
+    while (counters.converged.load(Ordering::Relaxed) as usize) < n && Instant::now() < deadline {
         controller.check_alive()?;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mods = || {
-        counters.flow_mods.load(Ordering::Relaxed) + counters.group_mods.load(Ordering::Relaxed)
-    };
+    let mods =
+        || counters.flow_mods.load(Ordering::Relaxed) + counters.group_mods.load(Ordering::Relaxed);
     let mods_at_convergence = mods();
     tokio::time::sleep(opts.settle).await;
     let usage = controller.usage()?;

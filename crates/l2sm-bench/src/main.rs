@@ -102,10 +102,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             restart,
         } => {
-            let opts = synth_options(&l2sm, switches, networks, ports, shape, batch, concurrency, timeout, restart);
+            let opts = synth_options(
+                &l2sm,
+                switches,
+                networks,
+                ports,
+                shape,
+                batch,
+                concurrency,
+                timeout,
+                restart,
+            );
             let r = convergence::run(&opts).await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"controller": r}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"controller": r}))?
+                );
             } else {
                 print_synth(&r);
             }
@@ -116,9 +129,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ports,
             timeout,
         } => {
-            let r = real::bridges(&l2sm, &ovs_spec(bridges, networks, ports), Duration::from_secs(timeout)).await?;
+            let r = real::bridges(
+                &l2sm,
+                &ovs_spec(bridges, networks, ports),
+                Duration::from_secs(timeout),
+            )
+            .await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ovs": r}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"ovs": r}))?
+                );
             } else {
                 print_ovs(&r);
             }
@@ -126,13 +147,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FlowRate { flows } => {
             let r = real::flow_rate(&l2sm, flows).await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"flow_rate": r}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"flow_rate": r}))?
+                );
             } else {
                 print_rate(&r);
             }
         }
         Command::All => {
-            let synth = convergence::run(&synth_options(&l2sm, 1000, 10, 4, Shape::Sparse, 1, 8, 60, true)).await?;
+            let synth = convergence::run(&synth_options(
+                &l2sm,
+                1000,
+                10,
+                4,
+                Shape::Sparse,
+                1,
+                8,
+                60,
+                true,
+            ))
+            .await?;
             let ovs = real::bridges(&l2sm, &ovs_spec(100, 10, 4), Duration::from_secs(60)).await?;
             let rate = real::flow_rate(&l2sm, 30000).await?;
             let cold = cold::run(&l2sm, 10, 1000, 10).await?;
@@ -163,7 +198,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let r = cold::run(&l2sm, runs, switches, networks).await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"cold_start": r}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"cold_start": r}))?
+                );
             } else {
                 print_cold(&r);
             }
@@ -222,7 +260,9 @@ fn host() -> serde_json::Value {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let ovs = std::process::Command::new("ovs-vswitchd")
         .arg("--version")
         .output()
@@ -234,7 +274,10 @@ fn host() -> serde_json::Value {
 }
 
 fn print_cold(r: &cold::ColdReport) {
-    println!("cold start: controller spawn -> API and OpenFlow serving ({} runs)", r.runs);
+    println!(
+        "cold start: controller spawn -> API and OpenFlow serving ({} runs)",
+        r.runs
+    );
     println!("  {:<34} {:>10}", "state", "p50 ms");
     println!("  {:<34} {:>10.1}", "empty", r.empty_p50_ms);
     println!(
@@ -269,8 +312,14 @@ fn print_rate(r: &real::RateReport) {
         r.flows, r.groups
     );
     println!("  {:<28} {:>10} {:>12}", "", "ms", "flows/s");
-    println!("  {:<28} {:>10.1} {:>12.0}", "l2sm controller", r.controller_ms, r.controller_flows_per_s);
-    println!("  {:<28} {:>10.1} {:>12.0}", "ovs-ofctl add-flows (file)", r.ofctl_ms, r.ofctl_flows_per_s);
+    println!(
+        "  {:<28} {:>10.1} {:>12.0}",
+        "l2sm controller", r.controller_ms, r.controller_flows_per_s
+    );
+    println!(
+        "  {:<28} {:>10.1} {:>12.0}",
+        "ovs-ofctl add-flows (file)", r.ofctl_ms, r.ofctl_flows_per_s
+    );
     println!("  ratio controller/ofctl: {:.2} (goal <= 1.5)", r.ratio);
 }
 
@@ -286,7 +335,16 @@ fn print_synth(r: &convergence::SynthReport) {
     );
     println!(
         "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8}",
-        "start", "serving", "p50 sw", "converged", "flow_mods", "group_mods", "churn", "RSS MiB", "peak MiB", "CPU s"
+        "start",
+        "serving",
+        "p50 sw",
+        "converged",
+        "flow_mods",
+        "group_mods",
+        "churn",
+        "RSS MiB",
+        "peak MiB",
+        "CPU s"
     );
     let row = |name: &str, s: &convergence::StartReport| {
         println!(
@@ -316,7 +374,10 @@ fn print_synth(r: &convergence::SynthReport) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("l2sm-bench: cannot start the runtime: {e}");

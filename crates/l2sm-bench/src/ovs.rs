@@ -54,14 +54,21 @@ fn read_pid(path: &Path) -> anyhow::Result<i32> {
 impl Ovs {
     /// Starts the daemons. Needs root and Open vSwitch installed: fails loudly otherwise.
     pub fn start(tag: &str) -> anyhow::Result<Ovs> {
-        for tool in ["ovsdb-server", "ovs-vswitchd", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl"] {
+        for tool in [
+            "ovsdb-server",
+            "ovs-vswitchd",
+            "ovsdb-tool",
+            "ovs-vsctl",
+            "ovs-ofctl",
+        ] {
             if run(Command::new(tool).arg("--version")).is_err() {
                 bail!("{tool} is not installed (apt-get install openvswitch-switch)");
             }
         }
         let dir = PathBuf::from(format!("/run/l2sm-bench-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let mut ovs = Ovs {
             dir: dir.clone(),
             pids: Vec::new(),
@@ -199,14 +206,16 @@ impl Observer {
     /// Flows and groups the bridge holds.
     pub async fn counts(&mut self) -> anyhow::Result<(usize, usize)> {
         let flows = self
-            .multipart(MultipartRequestBody::Aggregate(l2sm_ofp::FlowStatsRequest {
-                table_id: l2sm_ofp::TABLE_ALL,
-                out_port: l2sm_ofp::port::ANY,
-                out_group: l2sm_ofp::group::ANY,
-                cookie: 0,
-                cookie_mask: 0,
-                r#match: l2sm_ofp::Match::any(),
-            }))
+            .multipart(MultipartRequestBody::Aggregate(
+                l2sm_ofp::FlowStatsRequest {
+                    table_id: l2sm_ofp::TABLE_ALL,
+                    out_port: l2sm_ofp::port::ANY,
+                    out_group: l2sm_ofp::group::ANY,
+                    cookie: 0,
+                    cookie_mask: 0,
+                    r#match: l2sm_ofp::Match::any(),
+                },
+            ))
             .await?
             .into_iter()
             .map(|p| match p {
@@ -231,7 +240,10 @@ impl Observer {
         body: MultipartRequestBody,
     ) -> anyhow::Result<Vec<MultipartReplyBody>> {
         let xid = self
-            .send(Message::MultipartRequest(MultipartRequest { flags: 0, body }))
+            .send(Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body,
+            }))
             .await?;
         let mut parts = Vec::new();
         loop {

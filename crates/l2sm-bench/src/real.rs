@@ -103,8 +103,18 @@ pub async fn bridges(
             format!("other-config:datapath-id={}", ids::dpid_hex(sw.dpid)),
         ];
         for p in &sw.ports {
-            args.extend(["--".into(), "add-port".into(), sw.bridge.clone(), p.name.clone()]);
-            args.extend(["--".into(), "set".into(), "interface".into(), p.name.clone()]);
+            args.extend([
+                "--".into(),
+                "add-port".into(),
+                sw.bridge.clone(),
+                p.name.clone(),
+            ]);
+            args.extend([
+                "--".into(),
+                "set".into(),
+                "interface".into(),
+                p.name.clone(),
+            ]);
             match (sw.tunnels.get(&p.port_no), sw.trunks.get(&p.port_no)) {
                 (Some(ip), _) => args.extend([
                     "type=vxlan".into(),
@@ -119,7 +129,8 @@ pub async fn bridges(
             }
             args.push(format!("ofport_request={}", p.port_no));
         }
-        ovs.vsctl(&args).with_context(|| format!("creating bridge {}", sw.bridge))?;
+        ovs.vsctl(&args)
+            .with_context(|| format!("creating bridge {}", sw.bridge))?;
     }
     let mut observers = Vec::new();
     for sw in &cluster.switches {
@@ -192,8 +203,13 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
     let dpid = ids::datapath_id(bridge);
     for k in 0..networks {
         let name = format!("rate-{k}");
-        api.expect("POST", "/onos/vnets/api", Some(&json!({"networkId": name})), &[204])
-            .await?;
+        api.expect(
+            "POST",
+            "/onos/vnets/api",
+            Some(&json!({"networkId": name})),
+            &[204],
+        )
+        .await?;
         let eps: Vec<String> = (0..per_net)
             .map(|j| format!("of:{}/{}", ids::dpid_hex(dpid), k as u32 * per_net + j + 1))
             .collect();
@@ -228,7 +244,10 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
     ovs.vsctl(&["set-controller", bridge, &format!("tcp:{}", cspec.openflow)])?;
     let (done, _) = wait_counts(&mut obs, &[expected], Duration::from_secs(120)).await?;
     let Some(done) = done else {
-        bail!("the controller did not program {} flows within 120 s", expected.0);
+        bail!(
+            "the controller did not program {} flows within 120 s",
+            expected.0
+        );
     };
     let controller_ms = ms(done.duration_since(t0));
 
@@ -245,7 +264,10 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
     };
     let flows_file = dir.0.join("flows.txt");
     let groups_file = dir.0.join("groups.txt");
-    std::fs::write(&flows_file, strip(ovs.ofctl(&["dump-flows", "--no-stats", bridge])?))?;
+    std::fs::write(
+        &flows_file,
+        strip(ovs.ofctl(&["dump-flows", "--no-stats", bridge])?),
+    )?;
     std::fs::write(&groups_file, strip(ovs.ofctl(&["dump-groups", bridge])?))?;
     ovs.ofctl(&["del-flows", bridge])?;
     ovs.ofctl(&["del-groups", bridge])?;

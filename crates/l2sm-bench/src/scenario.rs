@@ -78,7 +78,14 @@ pub struct Cluster {
 fn port_desc(port_no: u32, name: String) -> PortDesc {
     PortDesc {
         port_no,
-        hw_addr: [0x02, 0, 0, (port_no >> 16) as u8, (port_no >> 8) as u8, port_no as u8],
+        hw_addr: [
+            0x02,
+            0,
+            0,
+            (port_no >> 16) as u8,
+            (port_no >> 8) as u8,
+            port_no as u8,
+        ],
         name,
         config: 0,
         state: l2sm_ofp::OFPPS_LIVE,
@@ -190,7 +197,9 @@ impl Cluster {
             spec: spec.clone(),
             switches,
             links,
-            network_names: (0..spec.networks).map(|k| format!("bench-net-{k}")).collect(),
+            network_names: (0..spec.networks)
+                .map(|k| format!("bench-net-{k}"))
+                .collect(),
         })
     }
 
@@ -246,8 +255,13 @@ impl Cluster {
         concurrency: usize,
     ) -> anyhow::Result<Vec<(u32, Option<u16>)>> {
         for name in &self.network_names {
-            api.expect("POST", "/onos/vnets/api", Some(&json!({"networkId": name})), &[204])
-                .await?;
+            api.expect(
+                "POST",
+                "/onos/vnets/api",
+                Some(&json!({"networkId": name})),
+                &[204],
+            )
+            .await?;
         }
         let mut bodies = Vec::new();
         for (k, members) in self.memberships().iter().enumerate() {

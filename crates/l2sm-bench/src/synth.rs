@@ -129,8 +129,7 @@ impl Table {
                 // Non-strict delete: every flow of the table (or all tables) whose cookie
                 // matches under the mask and whose match contains the given fields.
                 self.flows.retain(|_, f| {
-                    let table_hit =
-                        fm.table_id == l2sm_ofp::TABLE_ALL || f.table == fm.table_id;
+                    let table_hit = fm.table_id == l2sm_ofp::TABLE_ALL || f.table == fm.table_id;
                     let cookie_hit = f.cookie & fm.cookie_mask == fm.cookie & fm.cookie_mask;
                     let match_hit = entry
                         .r#match
@@ -330,8 +329,7 @@ impl Conn<'_> {
             Message::PacketOut(po) => {
                 for a in &po.actions {
                     if let l2sm_ofp::Action::Output { port, .. } = a {
-                        self.wiring
-                            .deliver((self.sw.index, *port), po.data.clone());
+                        self.wiring.deliver((self.sw.index, *port), po.data.clone());
                     }
                 }
             }
@@ -377,7 +375,9 @@ impl Conn<'_> {
                 serial_num: "None".into(),
                 dp_desc: format!("switch {}", self.sw.index),
             })],
-            MultipartRequestBody::PortDesc => vec![MultipartReplyBody::PortDesc(self.sw.ports.clone())],
+            MultipartRequestBody::PortDesc => {
+                vec![MultipartReplyBody::PortDesc(self.sw.ports.clone())]
+            }
             MultipartRequestBody::Flow(req) => {
                 let stats: Vec<FlowStats> = self
                     .table
@@ -433,7 +433,10 @@ impl Conn<'_> {
     }
 }
 
-fn chunks<T: Clone>(items: Vec<T>, wrap: fn(Vec<T>) -> MultipartReplyBody) -> Vec<MultipartReplyBody> {
+fn chunks<T: Clone>(
+    items: Vec<T>,
+    wrap: fn(Vec<T>) -> MultipartReplyBody,
+) -> Vec<MultipartReplyBody> {
     if items.is_empty() {
         return vec![wrap(Vec::new())];
     }

@@ -89,7 +89,10 @@ impl ControllerSpec {
             .arg(&self.state_dir)
             .env("L2SM_API_USER", USER)
             .env("L2SM_API_PASSWORD", PASSWORD)
-            .env("RUST_LOG", std::env::var("L2SM_BENCH_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("L2SM_BENCH_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -148,7 +151,9 @@ impl Controller {
         let (mut api_ok, mut of_ok) = (false, false);
         loop {
             if !of_ok {
-                of_ok = tokio::net::TcpStream::connect(self.spec.openflow).await.is_ok();
+                of_ok = tokio::net::TcpStream::connect(self.spec.openflow)
+                    .await
+                    .is_ok();
             }
             if !api_ok {
                 api_ok = api
@@ -283,7 +288,10 @@ impl Api {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| anyhow!("{method} {path}: no status in answer"))?;
         // Chunked bodies are not expected from axum for these small answers, but be safe.
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_string()
