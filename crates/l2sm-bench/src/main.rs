@@ -347,12 +347,19 @@ fn print_synth(r: &convergence::SynthReport) {
         "CPU s"
     );
     let row = |name: &str, s: &convergence::StartReport| {
+        let t = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.1}ms")
+            } else {
+                "-".into()
+            }
+        };
         println!(
-            "  {:<10} {:>8.1}ms {:>8.1}ms {:>10.1}ms {:>10} {:>10} {:>8} {:>9.1} {:>9.1} {:>8.2}{}",
+            "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9.1} {:>9.1} {:>8.2}{}",
             name,
-            s.serving_ms,
-            s.p50_switch_ms,
-            s.convergence_ms,
+            t(s.serving_ms),
+            t(s.p50_switch_ms),
+            t(s.convergence_ms),
             s.flow_mods,
             s.group_mods,
             s.mods_after_convergence,
