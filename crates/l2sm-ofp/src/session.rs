@@ -423,6 +423,13 @@ impl Session {
         std::mem::take(&mut self.output)
     }
 
+    /// Gives back buffer memory grown by large messages (e.g. after reading a switch's whole
+    /// flow table), keeping `keep` bytes of capacity for the input.
+    pub fn shrink_buffers(&mut self, keep: usize) {
+        self.input.shrink_to(keep);
+        self.output.shrink_to(keep);
+    }
+
     /// Whether [`Session::take_output`] has something to write.
     pub fn has_output(&self) -> bool {
         !self.output.is_empty()

@@ -160,7 +160,10 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
         ..Default::default()
     }];
     if let Some(secret) = &settings.credentials_secret {
-        for (var, key) in [("L2SM_API_USER", "username"), ("L2SM_API_PASSWORD", "password")] {
+        for (var, key) in [
+            ("L2SM_API_USER", "username"),
+            ("L2SM_API_PASSWORD", "password"),
+        ] {
             env.push(EnvVar {
                 name: var.into(),
                 value_from: Some(EnvVarSource {

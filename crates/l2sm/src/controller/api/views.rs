@@ -182,8 +182,13 @@ fn pipeline_of(
             _ => None,
         })
         .collect();
-    let view = state.shared.view_of(dpid, links);
-    Ok((id, l2sm_pipeline::compile(&view)))
+    // `None`: the current plan does not know the switch yet, so nothing is programmed.
+    let pipeline = state
+        .shared
+        .view_of(dpid, links)
+        .map(|view| l2sm_pipeline::compile(&view))
+        .unwrap_or_default();
+    Ok((id, pipeline))
 }
 
 fn action_json(a: &Action) -> Value {
