@@ -280,3 +280,61 @@ fn a_controller_restart_loses_no_packet_and_keeps_learned_macs() {
     let after = dump_flows(&lab, "n1");
     assert_eq!(after, before, "the reconnect changed the switch's flows");
 }
+
+#[test]
+fn a_switch_reconnecting_with_unchanged_state_loses_no_packet_and_gets_no_message() {
+    let lab = two_pods("sr", 2);
+    let before = dump_flows(&lab, "n1");
+    let m = common::metrics(&lab);
+    let mods = |m: &str| {
+        common::metric(m, "l2sm_flow_mods_total") + common::metric(m, "l2sm_group_mods_total")
+    };
+    let (mods_before, connections_before) = (
+        mods(&m),
+        common::metric(&m, "l2sm_switch_connections_total"),
+    );
+    let ping = background_ping(&lab, "a", "10.10.0.2", 50);
+    std::thread::sleep(Duration::from_millis(300));
+    // Reset n1's OpenFlow connection (as a network blip would): OVS keeps its flows and
+    // reconnects. (Removing the controller from OVSDB instead would make OVS wipe its flows.)
+    let reset = Command::new("ip")
+        .args(["netns", "exec", &format!("l2sm-{}-n1", lab.name)])
+        .args([
+            "ss",
+            "-K",
+            "-tn",
+            "dst",
+            "10.251.0.254",
+            "dport",
+            "=",
+            "6653",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        reset.status.success(),
+        "ss -K: {}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    common::wait_until("n1 to reconnect", Duration::from_secs(15), || {
+        let m = common::metrics(&lab);
+        common::metric(&m, "l2sm_switch_connections_total") > connections_before
+            && common::metric(&m, "l2sm_switches_connected") == 2.0
+    });
+    let (sent, received, line) = loss(ping);
+    assert!(
+        sent >= 50 && received == sent,
+        "packets lost across a switch reconnect: {line}"
+    );
+    assert_eq!(
+        dump_flows(&lab, "n1"),
+        before,
+        "the reconnect changed flows"
+    );
+    let m = common::metrics(&lab);
+    assert_eq!(
+        mods(&m),
+        mods_before,
+        "the controller sent FLOW_MOD/GROUP_MOD to a switch whose state was unchanged"
+    );
+}

@@ -348,32 +348,6 @@ fn two_networks_cross_an_unmanaged_openflow_switch_over_trunks_isolated() {
     });
 }
 
-/// `GET /metrics` from the lab controller, from a thread that enters the underlay namespace.
-fn metrics(lab: &TestLab) -> String {
-    let ns = format!("/run/netns/l2sm-{}-ul", lab.name);
-    std::thread::spawn(move || {
-        use std::io::{Read as _, Write as _};
-        let f = std::fs::File::open(&ns).expect("underlay namespace");
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let mut s = std::net::TcpStream::connect("10.250.0.254:8181").expect("controller API");
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: c\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .join()
-    .expect("metrics thread")
-}
-
-/// The value of an unlabelled metric.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-}
-
 /// Links in `l2sm topology` by state: (up, down).
 fn link_states(lab: &TestLab) -> (usize, usize) {
     let text = lab.ok(&["topology"]);
@@ -440,10 +414,10 @@ fn lldp_marks_a_silently_broken_link_down_traffic_reroutes_and_it_comes_back() {
         );
     }
     one_broadcast_reaches_every_member_once(&lab, &["a", "b", "c", "d"]);
-    let m = metrics(&lab);
-    assert_eq!(metric(&m, "l2sm_links_live"), 3.0);
-    assert_eq!(metric(&m, "l2sm_links_configured"), 4.0);
-    assert!(metric(&m, "l2sm_lldp_probes_received_total") > 0.0);
+    let m = common::metrics(&lab);
+    assert_eq!(common::metric(&m, "l2sm_links_live"), 3.0);
+    assert_eq!(common::metric(&m, "l2sm_links_configured"), 4.0);
+    assert!(common::metric(&m, "l2sm_lldp_probes_received_total") > 0.0);
     // Restore: the link comes back.
     sh(&["ovs-ofctl", "del-flows", "--strict", &bridge, &rule]);
     common::wait_until("the link to come back", Duration::from_secs(10), || {
@@ -453,9 +427,9 @@ fn lldp_marks_a_silently_broken_link_down_traffic_reroutes_and_it_comes_back() {
         lab.pings("a", "10.10.0.2")
     });
     one_broadcast_reaches_every_member_once(&lab, &["a", "b", "c", "d"]);
-    let m = metrics(&lab);
-    assert_eq!(metric(&m, "l2sm_links_live"), 4.0);
-    assert!(metric(&m, "l2sm_flow_mod_batch_latency_seconds_count") > 0.0);
+    let m = common::metrics(&lab);
+    assert_eq!(common::metric(&m, "l2sm_links_live"), 4.0);
+    assert!(common::metric(&m, "l2sm_flow_mod_batch_latency_seconds_count") > 0.0);
     assert!(
         m.contains("l2sm_switch_flows{dpid=\"of:"),
         "per-switch flows: {m}"

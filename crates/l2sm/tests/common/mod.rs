@@ -253,3 +253,29 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out after {timeout:?} waiting for {what}");
 }
+
+/// `GET /metrics` from the lab controller, from a thread that enters the underlay namespace.
+pub fn metrics(lab: &TestLab) -> String {
+    let ns = format!("/run/netns/l2sm-{}-ul", lab.name);
+    std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let f = std::fs::File::open(&ns).expect("underlay namespace");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut s = std::net::TcpStream::connect("10.250.0.254:8181").expect("controller API");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: c\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .expect("metrics thread")
+}
+
+/// The value of an unlabelled metric.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
