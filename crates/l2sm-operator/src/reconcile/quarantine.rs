@@ -308,6 +308,7 @@ async fn pass(
                     return Ok(Err((f, retry, err)));
                 }
                 atts[index].network = target.clone();
+                atts[index].port = Some(port.clone());
                 atts[index].quarantined_from = Some(src.clone());
                 let value = serde_json::to_string(&atts).unwrap_or_default();
                 pods.patch(
