@@ -1051,6 +1051,42 @@ mod tests {
     }
 
     #[test]
+    fn stores_without_the_owner_table_open_and_gain_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What an earlier version wrote: no `port_owners` table.
+            let db = Database::create(dir.path().join(STORE_FILE)).unwrap();
+            let tx = db.begin_write().unwrap();
+            let row = NetworkRow {
+                vni: 1,
+                vlan: Some(1),
+                mirror_port: None,
+                ipam: None,
+            };
+            tx.open_table(NETWORKS)
+                .unwrap()
+                .insert("a", serde_json::to_vec(&row).unwrap().as_slice())
+                .unwrap();
+            tx.open_table(MEMBERS)
+                .unwrap()
+                .insert("of:0000000000000001/1", ("a", 0))
+                .unwrap();
+            tx.open_table(META).unwrap().insert("next_vni", 2).unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let m = store.load().unwrap();
+        assert_eq!(m.networks["a"].endpoints, [port(1, 1)]);
+        assert!(m.port_owners.is_empty());
+        let mut n = m.clone();
+        n.set_owner(port(1, 1), owner("ns/p", "cni/c/net1"))
+            .unwrap();
+        store.save(&m, &n).unwrap();
+        drop(store);
+        assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), n);
+    }
+
+    #[test]
     fn corrupt_or_locked_store_is_one_clear_line() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
