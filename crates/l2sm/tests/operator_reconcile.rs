@@ -1404,8 +1404,8 @@ async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_
     done(task).await.unwrap();
     let blue = c.get_network("blue").await.unwrap().unwrap();
     let jail = c.get_network("jail").await.unwrap().unwrap();
-    assert_eq!(blue.endpoints, [p2.clone()]);
-    assert_eq!(jail.endpoints, [p1.clone()]);
+    assert_eq!(blue.endpoints, std::slice::from_ref(&p2));
+    assert_eq!(jail.endpoints, std::slice::from_ref(&p1));
     // The moved port keeps its owner; the other is untouched.
     let owners = c.memberships().await.unwrap();
     let of = |p: &str| owners.iter().find(|m| m.port == p).unwrap().clone();
