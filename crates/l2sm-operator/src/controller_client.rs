@@ -9,6 +9,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use l2sm_pipeline::ids::PortId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -190,6 +191,25 @@ pub struct SwitchPortView {
     /// `port`, `tunnel` or `trunk`.
     #[serde(default)]
     pub kind: String,
+}
+
+/// A membership as `GET /api/v1/attachments` shows it, with the port's owner when the node's
+/// agent reported it (agents of earlier versions did not).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// Network.
+    pub network: String,
+    /// Member port, `of:<dpid>/<n>`.
+    pub port: String,
+    /// Pod the port belongs to, `namespace/name`.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Attachment id (`cni/<container id>/<ifname>`).
+    #[serde(default)]
+    pub attachment: Option<String>,
+    /// Interface inside the pod.
+    #[serde(default)]
+    pub interface: Option<String>,
 }
 
 /// What a port move did.
@@ -481,29 +501,76 @@ impl ControllerClient {
         }
     }
 
-    /// Moves `port` from network `from` to network `to`, live: the pod keeps its interface,
-    /// only its membership changes. Repeating a finished move is a no-op.
+    /// Every membership with its port's owner.
+    pub async fn memberships(&self) -> Result<Vec<Membership>, ClientError> {
+        let path = "/api/v1/attachments";
+        let a = self.call(Method::GET, path, None).await?;
+        if a.status != StatusCode::OK {
+            return Err(Self::status_error(&Method::GET, path, &a));
+        }
+        Self::decode(path, &a)
+    }
+
+    /// The per-port path `/api/v1/switches/{dpid}/ports/{n}/<what>` of `port`.
+    fn port_path(port: &str, what: &str) -> Result<String, ClientError> {
+        let id: PortId = port.parse().map_err(|e| ClientError::Status {
+            method: "PORT".into(),
+            path: port.to_string(),
+            status: 400,
+            message: format!("{e}"),
+        })?;
+        Ok(format!(
+            "/api/v1/switches/of:{:016x}/ports/{}/{what}",
+            id.dpid, id.port
+        ))
+    }
+
+    /// Records who a member port belongs to (what the node's agent does on attach).
+    pub async fn set_port_owner(
+        &self,
+        port: &str,
+        pod: Option<&str>,
+        attachment: &str,
+        interface: &str,
+    ) -> Result<(), ClientError> {
+        let path = Self::port_path(port, "owner")?;
+        let body =
+            serde_json::json!({"pod": pod, "attachment": attachment, "interface": interface});
+        let a = self
+            .call(Method::PUT, &path, Some(&Self::json(&body)))
+            .await?;
+        match a.status.as_u16() {
+            200 | 204 => Ok(()),
+            _ => Err(Self::status_error(&Method::PUT, &path, &a)),
+        }
+    }
+
+    /// Moves `port` from network `from` to network `to` in one controller change, live: the
+    /// pod keeps its interface and the port its owner; only the membership changes.
+    /// Repeating a finished move is a no-op.
     pub async fn move_port(
         &self,
         port: &str,
         from: &str,
         to: &str,
     ) -> Result<MoveOutcome, ClientError> {
-        let networks = self.list_networks().await?;
-        match plan_move(&networks, port, from, to) {
-            MovePlan::AlreadyThere => Ok(MoveOutcome::AlreadyThere),
-            MovePlan::Move => {
-                self.remove_port(from, port).await?;
-                self.add_port(to, port).await?;
-                Ok(MoveOutcome::Moved)
-            }
-            MovePlan::Refuse(reason) => Err(ClientError::Status {
-                method: "MOVE".into(),
-                path: port.to_string(),
-                status: 409,
-                message: reason,
-            }),
+        let path = Self::port_path(port, "move")?;
+        let body = serde_json::json!({"from": from, "to": to});
+        let a = self
+            .call(Method::POST, &path, Some(&Self::json(&body)))
+            .await?;
+        if a.status != StatusCode::OK {
+            return Err(Self::status_error(&Method::POST, &path, &a));
         }
+        #[derive(Deserialize)]
+        struct Moved {
+            moved: bool,
+        }
+        Ok(if Self::decode::<Moved>(&path, &a)?.moved {
+            MoveOutcome::Moved
+        } else {
+            MoveOutcome::AlreadyThere
+        })
     }
 
     /// Frees the addresses `owner` holds on `network` (idempotent).
@@ -527,38 +594,6 @@ impl ControllerClient {
     }
 }
 
-/// What moving a port needs, from the controller's memberships.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MovePlan {
-    /// Remove from the source, add to the target.
-    Move,
-    /// Already a member of the target.
-    AlreadyThere,
-    /// Cannot be done, and why.
-    Refuse(String),
-}
-
-/// Decides a move from the current memberships (pure, so it is tested without a controller).
-pub fn plan_move(networks: &[NetworkView], port: &str, from: &str, to: &str) -> MovePlan {
-    if !networks.iter().any(|n| n.name == to) {
-        return MovePlan::Refuse(format!(
-            "target network {to:?} does not exist in the controller"
-        ));
-    }
-    match networks
-        .iter()
-        .find(|n| n.endpoints.iter().any(|e| e == port))
-    {
-        Some(n) if n.name == to => MovePlan::AlreadyThere,
-        Some(n) if n.name == from => MovePlan::Move,
-        Some(n) => MovePlan::Refuse(format!(
-            "port {port} is in network {:?}, not in {from:?}",
-            n.name
-        )),
-        None => MovePlan::Refuse(format!("port {port} is not attached to any network")),
-    }
-}
-
 /// Percent-encodes a path segment (network names are DNS-like, but never trust input).
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -576,28 +611,13 @@ fn encode_segment(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn net(name: &str, eps: &[&str]) -> NetworkView {
-        NetworkView {
-            name: name.into(),
-            endpoints: eps.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
-
     #[test]
-    fn move_plans() {
-        let nets = [net("a", &["of:1/1"]), net("b", &["of:1/2"]), net("q", &[])];
-        assert_eq!(plan_move(&nets, "of:1/1", "a", "q"), MovePlan::Move);
-        assert_eq!(plan_move(&nets, "of:1/2", "a", "b"), MovePlan::AlreadyThere);
-        assert!(
-            matches!(plan_move(&nets, "of:1/2", "a", "q"), MovePlan::Refuse(m) if m.contains("\"b\""))
+    fn port_paths() {
+        assert_eq!(
+            ControllerClient::port_path("of:00000000000000a1/3", "move").unwrap(),
+            "/api/v1/switches/of:00000000000000a1/ports/3/move"
         );
-        assert!(
-            matches!(plan_move(&nets, "of:1/9", "a", "q"), MovePlan::Refuse(m) if m.contains("not attached"))
-        );
-        assert!(
-            matches!(plan_move(&nets, "of:1/1", "a", "zz"), MovePlan::Refuse(m) if m.contains("target"))
-        );
+        assert!(ControllerClient::port_path("of:1/x", "move").is_err());
     }
 
     #[test]

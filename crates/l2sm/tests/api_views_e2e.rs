@@ -9,6 +9,11 @@ use std::time::Duration;
 
 /// GET `path` on the lab's controller (from inside its namespace); (status, JSON body).
 fn api(lab: &TestLab, path: &str) -> (u16, serde_json::Value) {
+    call(lab, "GET", path)
+}
+
+/// `method` on `path` of the lab's controller; (status, JSON body, `null` when empty).
+fn call(lab: &TestLab, method: &str, path: &str) -> (u16, serde_json::Value) {
     let state = lab.state();
     let creds = format!(
         "{}:{}",
@@ -17,14 +22,27 @@ fn api(lab: &TestLab, path: &str) -> (u16, serde_json::Value) {
     );
     let out = Command::new("ip")
         .args(["netns", "exec", &format!("l2sm-{}-ul", lab.name)])
-        .args(["curl", "-s", "-u", &creds, "-w", "\n%{http_code}"])
+        .args([
+            "curl",
+            "-s",
+            "-X",
+            method,
+            "-u",
+            &creds,
+            "-w",
+            "\n%{http_code}",
+        ])
         .arg(format!("http://127.0.0.1:8181{path}"))
         .output()
         .expect("curl in the controller namespace");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
     let code = code.trim().parse().unwrap_or(0);
-    let body = serde_json::from_str(body).unwrap_or_else(|_| panic!("GET {path}: {text}"));
+    let body = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("{method} {path}: {text}"))
+    };
     (code, body)
 }
 
@@ -169,4 +187,115 @@ fn ports_attachments_flows_and_groups_describe_the_switches() {
     let (code, err) = api(&lab, "/api/v1/switches/of:00000000000000ff/flows");
     assert_eq!(code, 404);
     assert!(err["error"].as_str().unwrap().contains("not connected"));
+}
+
+/// The pod identity the CNI plugin gets (K8S_POD_NAMESPACE/K8S_POD_NAME) reaches the
+/// controller as the owner of the pod's port, survives agent and controller restarts, and
+/// goes with CNI DEL.
+#[test]
+fn attachments_name_their_pod_across_restarts_until_del() {
+    let lab = TestLab::up("ao", 1);
+    lab.ok(&["network", "create", "blue"]);
+    // Two pods of one network on one node: exactly what guessing could not tell apart.
+    lab.attach("n1", "a", "blue", "10.22.0.1/24");
+    lab.attach("n1", "b", "blue", "10.22.0.2/24");
+    let state = lab.state();
+    let att = |pod: &str| state["pods"][pod]["attachments"][0].clone();
+    let (a, b) = (att("a"), att("b"));
+    assert_ne!(a["port"], b["port"]);
+    let owned = |pod: &str, att: &serde_json::Value| {
+        let (code, atts) = api(&lab, "/api/v1/attachments");
+        assert_eq!(code, 200, "{atts}");
+        let (_, ports) = api(&lab, "/api/v1/ports");
+        let want = format!("lab-{}/{pod}", lab.name);
+        let in_atts = atts.as_array().unwrap().iter().any(|x| {
+            x["port"] == att["port"]
+                && x["network"] == "blue"
+                && x["pod"] == want.as_str()
+                && x["attachment"] == att["attachment_id"]
+                && x["interface"] == "net1"
+        });
+        let in_ports = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == att["port"] && x["pod"] == want.as_str());
+        in_atts && in_ports
+    };
+    assert!(
+        owned("a", &a) && owned("b", &b),
+        "{state} {}",
+        api(&lab, "/api/v1/attachments").1
+    );
+
+    // The controller forgets a's owner; the restarted agent reports it again.
+    let (dpid, n) = a["port"].as_str().unwrap().split_once('/').unwrap();
+    let path = format!("/api/v1/switches/{dpid}/ports/{n}/owner");
+    let (code, body) = call(&lab, "DELETE", &path);
+    assert_eq!(code, 204, "{body}");
+    assert!(!owned("a", &a));
+    lab.ok(&["lab", "restart", "n1"]);
+    common::wait_until("owner re-reported", Duration::from_secs(10), || {
+        owned("a", &a)
+    });
+    assert!(owned("b", &b));
+
+    // A controller restart keeps owners (they are in its store).
+    lab.ok(&["lab", "restart", "controller"]);
+    common::wait_until("controller API back", Duration::from_secs(10), || {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("l2sm-{}-ul", lab.name)])
+            .args([
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "http://127.0.0.1:8181/onos/ui",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    // Attachments come from the store right away; ports once the switch reconnected.
+    let (_, atts) = api(&lab, "/api/v1/attachments");
+    for (pod, att) in [("a", &a), ("b", &b)] {
+        let want = format!("lab-{}/{pod}", lab.name);
+        assert!(
+            atts.as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["port"] == att["port"] && x["pod"] == want.as_str()),
+            "{atts}"
+        );
+    }
+    common::wait_until("switch reconnected", Duration::from_secs(10), || {
+        owned("a", &a) && owned("b", &b)
+    });
+
+    // CNI DEL: a's membership and owner are gone, b's stay.
+    lab.ok(&["detach", "--pod", "a"]);
+    let (_, atts) = api(&lab, "/api/v1/attachments");
+    assert!(
+        atts.as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["port"] != a["port"] && x["pod"] != format!("lab-{}/a", lab.name).as_str()),
+        "{atts}"
+    );
+    let (_, ports) = api(&lab, "/api/v1/ports");
+    assert!(
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["pod"] != format!("lab-{}/a", lab.name).as_str()),
+        "{ports}"
+    );
+    assert!(owned("b", &b));
+    // Bad input: a malformed port is refused clearly.
+    let (code, err) = call(&lab, "DELETE", "/api/v1/switches/of:xyz/ports/1/owner");
+    assert_eq!(code, 400, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("malformed"),
+        "{err}"
+    );
 }

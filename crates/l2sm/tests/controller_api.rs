@@ -304,6 +304,78 @@ fn state_survives_a_restart() {
     );
 }
 
+/// Port owners (what the agent reports) and atomic moves: bad input is refused and changes
+/// nothing, owners live with the membership, follow a move and survive a restart.
+#[test]
+fn port_owners_follow_moves_and_survive_a_restart() {
+    let c = Controller::start();
+    for n in ["a", "q"] {
+        let body = format!(r#"{{"networkId":"{n}"}}"#);
+        assert_eq!(c.req("POST", "/onos/vnets/api", Some(&body)).0, 204);
+    }
+    let (dpid, n) = P1.split_once('/').unwrap();
+    let owner = format!("/api/v1/switches/{dpid}/ports/{n}/owner");
+    let moves = format!("/api/v1/switches/{dpid}/ports/{n}/move");
+    let body = r#"{"pod":"ns/p1","attachment":"cni/c1/net1","interface":"net1"}"#;
+    // Not a member yet.
+    let (code, text) = c.req("PUT", &owner, Some(body));
+    assert_eq!(code, 409, "{text}");
+    let ports = format!(r#"{{"networkId":"a","networkEndpoints":["{P1}"]}}"#);
+    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&ports)).0, 204);
+    for (path, bad) in [
+        (owner.as_str(), r#"{"pod":"ns/p1"}"#),
+        (owner.as_str(), r#"{"attachment":""}"#),
+        (owner.as_str(), r#"{"attachment":"x","extra":1}"#),
+        (owner.as_str(), "{\"attachment\":\"a\\nb\"}"),
+        ("/api/v1/switches/of:zz/ports/1/owner", body),
+        (&format!("/api/v1/switches/{dpid}/ports/0/owner"), body),
+        (&format!("/api/v1/switches/{dpid}/ports/x/owner"), body),
+    ] {
+        let (code, text) = c.req("PUT", path, Some(bad));
+        assert_eq!(code, 400, "{path} {bad}: {text}");
+        assert!(text.contains("\"error\""), "{text}");
+    }
+    let atts = c.req("GET", "/api/v1/attachments", None).1;
+    assert!(atts.contains(r#""pod":null"#), "{atts}");
+    assert_eq!(c.req("PUT", &owner, Some(body)).0, 204);
+    let atts = c.req("GET", "/api/v1/attachments", None).1;
+    assert!(
+        atts.contains(r#""pod":"ns/p1","attachment":"cni/c1/net1","interface":"net1""#),
+        "{atts}"
+    );
+    // Moves: unknown target, wrong source, then the move, then a repeat.
+    let (code, _) = c.req("POST", &moves, Some(r#"{"from":"a","to":"zz"}"#));
+    assert_eq!(code, 404);
+    let (code, text) = c.req("POST", &moves, Some(r#"{"from":"q","to":"a"}"#));
+    assert_eq!((code, text.contains("moved")), (200, true), "{text}");
+    assert!(text.contains(r#""moved":false"#), "{text}");
+    let (code, text) = c.req(
+        "POST",
+        &format!("/api/v1/switches/{dpid}/ports/77/move"),
+        Some(r#"{"from":"a","to":"q"}"#),
+    );
+    assert_eq!(code, 409, "{text}");
+    let (code, text) = c.req("POST", &moves, Some(r#"{"from":"a","to":"q"}"#));
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains(r#""moved":true"#), "{text}");
+    let atts = c.req("GET", "/api/v1/attachments", None).1;
+    assert!(
+        atts.contains(r#""network":"q""#) && atts.contains(r#""pod":"ns/p1""#),
+        "{atts}"
+    );
+    let dir = c.stop();
+    let c = Controller::start_in(dir);
+    assert_eq!(c.req("GET", "/api/v1/attachments", None).1, atts);
+    // Leaving the network drops the owner; clearing is idempotent.
+    let ports = format!(r#"{{"networkId":"q","networkEndpoints":["{P1}"]}}"#);
+    assert_eq!(c.req("DELETE", "/onos/vnets/api/port", Some(&ports)).0, 200);
+    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&ports)).0, 204);
+    let atts = c.req("GET", "/api/v1/attachments", None).1;
+    assert!(atts.contains(r#""pod":null"#), "{atts}");
+    assert_eq!(c.req("DELETE", &owner, None).0, 204);
+    assert_eq!(c.req("DELETE", &owner, None).0, 204);
+}
+
 #[test]
 fn refuses_to_start_without_credentials() {
     let out = Command::new(BIN)

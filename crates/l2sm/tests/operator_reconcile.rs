@@ -1268,6 +1268,160 @@ async fn quarantine_moves_the_port_live_and_reports() {
     done(task).await.unwrap();
 }
 
+/// Two pods of one network attached on one node before any reconcile: the guess cannot tell
+/// their ports apart, the owners the agent reported can; quarantine moves exactly one.
+#[tokio::test]
+async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_one() {
+    let ctrl = RealController::start();
+    let c = ctrl.client();
+    for n in ["blue", "jail"] {
+        c.create_network(&NetworkRequest {
+            name: n.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let (p1, p2) = (port_on("w1", 3), port_on("w1", 4));
+    // What the agent does on attach: membership, then owner.
+    c.add_port("blue", &p1).await.unwrap();
+    c.add_port("blue", &p2).await.unwrap();
+    c.set_port_owner(&p1, Some("default/web-1"), "cni/c1/net1", "net1")
+        .await
+        .unwrap();
+    c.set_port_owner(&p2, Some("default/db-1"), "cni/c2/net1", "net1")
+        .await
+        .unwrap();
+    // Only member ports have owners.
+    let err = c
+        .set_port_owner(&port_on("w1", 9), Some("default/x"), "cni/c9/net1", "net1")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("409"), "{err}");
+    let (ctx, mut h) = context(c.clone());
+
+    // The db pod's status gets its own port, without looking at the other pods of the node.
+    let net_status = json!([{"name": "default/l2sm-blue", "interface": "net1", "ips": [], "mac": "02:00:00:00:00:04"}]).to_string();
+    let db = pod_json(
+        "db-1",
+        "default",
+        "w1",
+        json!({"l2sm/networks": "blue", "k8s.v1.cni.cncf.io/network-status": net_status}),
+        true,
+    );
+    let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&db), ctx.clone()));
+    let patch = answer(
+        &mut h,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/db-1",
+        "",
+        200,
+        db.clone(),
+    )
+    .await;
+    let written: Value = serde_json::from_str(
+        patch["metadata"]["annotations"]["l2sm/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written[0]["port"], p2);
+    assert_eq!(
+        done(task).await.unwrap(),
+        Action::requeue(Settings::default().resync)
+    );
+
+    // Quarantine of web-1 (not reconciled yet, no l2sm/status): its own port moves.
+    let q = qpr("jail");
+    let mut web = pod_json(
+        "web-1",
+        "default",
+        "w1",
+        json!({"l2sm/networks": "blue"}),
+        true,
+    );
+    web["metadata"]["labels"]["app"] = json!("web");
+    let task = tokio::spawn(reconcile::quarantine::reconcile(
+        obj::<QuarantinePodRequest>(&q),
+        ctx.clone(),
+    ));
+    answer(
+        &mut h,
+        "GET",
+        L2N,
+        "labelSelector=tier=prod",
+        200,
+        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
+    )
+    .await;
+    answer(
+        &mut h,
+        "GET",
+        &format!("{L2N}/jail"),
+        "",
+        200,
+        l2network("jail", None, true, false),
+    )
+    .await;
+    answer(
+        &mut h,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        "labelSelector=app=web",
+        200,
+        list("PodList", vec![web.clone()]),
+    )
+    .await;
+    let patch = answer(
+        &mut h,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/web-1",
+        "",
+        200,
+        web.clone(),
+    )
+    .await;
+    let moved: Value = serde_json::from_str(
+        patch["metadata"]["annotations"]["l2sm/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        moved,
+        json!([{"network": "jail", "port": p1, "quarantinedFrom": "blue"}])
+    );
+    let st = answer(
+        &mut h,
+        "PATCH",
+        &format!("{QPR}/q/status"),
+        "",
+        200,
+        q.clone(),
+    )
+    .await;
+    assert_eq!(st["status"]["movedPodCount"], 1);
+    done(task).await.unwrap();
+    let blue = c.get_network("blue").await.unwrap().unwrap();
+    let jail = c.get_network("jail").await.unwrap().unwrap();
+    assert_eq!(blue.endpoints, std::slice::from_ref(&p2));
+    assert_eq!(jail.endpoints, std::slice::from_ref(&p1));
+    // The moved port keeps its owner; the other is untouched.
+    let owners = c.memberships().await.unwrap();
+    let of = |p: &str| owners.iter().find(|m| m.port == p).unwrap().clone();
+    assert_eq!(
+        (of(&p1).network.as_str(), of(&p1).pod.as_deref()),
+        ("jail", Some("default/web-1"))
+    );
+    assert_eq!(
+        (of(&p2).network.as_str(), of(&p2).pod.as_deref()),
+        ("blue", Some("default/db-1"))
+    );
+    // Leaving the network drops the owner.
+    c.remove_port("jail", &p1).await.unwrap();
+    assert!(c.memberships().await.unwrap().iter().all(|m| m.port != p1));
+}
+
 #[tokio::test]
 async fn quarantine_failures_have_upstream_reasons() {
     let ctrl = RealController::start();

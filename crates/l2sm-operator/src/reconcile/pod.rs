@@ -4,15 +4,16 @@
 //! does the same when the runtime calls it).
 //!
 //! The switch port is not visible in Kubernetes: the CNI plugin picks the lowest free port of
-//! the node's switch. It is found from the controller's memberships: the ports of the network
-//! on the pod's switch that no other pod on the node has claimed in its own `l2sm/status`.
-//! When that leaves more than one candidate (several pods of one network attached on one node
-//! before any was reconciled), the port stays unknown and the reconcile is retried.
+//! the node's switch, and the node's agent tells the controller which pod (and interface) owns
+//! it. That owner is the truth. Ports without one (attached by an agent of an earlier version)
+//! fall back to a guess: the ports of the network on the pod's switch that no other pod owns or
+//! has claimed in its own `l2sm/status`; when that leaves more than one candidate, the port
+//! stays unknown and the reconcile is retried.
 
 use super::{
     tracked, Context, Error, Result, NETWORK_STATUS_ANNOTATION, POD_LABEL, STATUS_ANNOTATION,
 };
-use crate::controller_client::NetworkView;
+use crate::controller_client::{Membership, NetworkView};
 use crate::crd::FINALIZER;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -104,17 +105,58 @@ pub fn node_dpid(node: &str) -> u64 {
     ids::datapath_id(&ids::switch_name(node, OVERLAY_PROVIDER))
 }
 
+/// `namespace/name` of a pod, as the CNI plugin reports it.
+pub fn pod_key(pod: &Pod) -> String {
+    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+/// The port the controller says `pod` owns on `network`: the one for `interface` when the pod
+/// has several there, else the only one. Ports in `skip` are taken already.
+pub fn owned_port(
+    owners: &[Membership],
+    pod: &str,
+    network: &str,
+    interface: Option<&str>,
+    skip: &BTreeSet<String>,
+) -> Option<String> {
+    let mine: Vec<&Membership> = owners
+        .iter()
+        .filter(|m| {
+            m.network == network && m.pod.as_deref() == Some(pod) && !skip.contains(&m.port)
+        })
+        .collect();
+    interface
+        .and_then(|i| mine.iter().find(|m| m.interface.as_deref() == Some(i)))
+        .or(match mine.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        })
+        .map(|m| m.port.clone())
+}
+
+/// What the controller knows: memberships and the owners of member ports.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// Networks with their member ports.
+    pub networks: &'a [NetworkView],
+    /// Memberships with port owners.
+    pub owners: &'a [Membership],
+}
+
 /// Computes a pod's attachments from what it asked for, what Multus reported, the
-/// controller's memberships and the ports other pods on the node claim. `previous` is the
-/// current `l2sm/status`: known ports are kept while the controller still has them.
+/// controller's memberships and port owners, and the ports other pods on the node claim.
+/// `previous` is the current `l2sm/status`: known ports are kept while the controller still
+/// has them (and does not say another pod owns them).
 pub fn desired_attachments(
+    pod: &str,
     requested: &[String],
     multus: &[NetworkStatusEntry],
     node: Option<&str>,
-    networks: &[NetworkView],
+    known: Known<'_>,
     claimed_by_others: &BTreeSet<String>,
     previous: &[Attachment],
 ) -> Vec<Attachment> {
+    let Known { networks, owners } = known;
     let dpid = node.map(node_dpid);
     let member_of = |port: &str| {
         networks
@@ -147,11 +189,20 @@ pub fn desired_attachments(
             att.ips = e.ips.clone();
             att.mac = e.mac.clone();
         }
+        // Owned by someone: the controller knows the pod of the port exactly.
+        let owner_of = |port: &str| {
+            owners
+                .iter()
+                .find(|m| m.port == port)
+                .and_then(|m| m.pod.as_deref())
+        };
+        let exact = owned_port(owners, pod, &network, att.interface.as_deref(), &taken);
         // A port we knew stays ours while the controller has it in our network.
-        let kept = prev
-            .and_then(|p| p.port.clone())
-            .filter(|p| member_of(p).as_deref() == Some(network.as_str()));
-        att.port = kept.or_else(|| {
+        let kept = prev.and_then(|p| p.port.clone()).filter(|p| {
+            member_of(p).as_deref() == Some(network.as_str())
+                && owner_of(p).is_none_or(|o| o == pod)
+        });
+        att.port = exact.or(kept).or_else(|| {
             let dpid = dpid?;
             let candidates: Vec<&String> = networks
                 .iter()
@@ -162,6 +213,7 @@ pub fn desired_attachments(
                     e.parse::<PortId>().is_ok_and(|p| p.dpid == dpid)
                         && !claimed_by_others.contains(*e)
                         && !taken.contains(*e)
+                        && owner_of(e).is_none()
                 })
                 .collect();
             match candidates.as_slice() {
@@ -206,9 +258,27 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
 async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     let requested = requested_networks(pod);
     let networks = ctx.controller.list_networks().await?;
+    let owners = ctx.controller.memberships().await?;
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let key = pod_key(pod);
+    let previous = pod_attachments(pod);
+    let multus = network_status(pod);
+    let no_claims = BTreeSet::new();
+    let known = Known {
+        networks: &networks,
+        owners: &owners,
+    };
+    let exact = desired_attachments(
+        &key, &requested, &multus, None, known, &no_claims, &previous,
+    );
     let mut claimed = BTreeSet::new();
-    if let Some(node) = &node {
+    // The other pods' claims only matter for guessing ports without an owner.
+    let all_owned = exact.iter().all(|a| {
+        a.port
+            .as_deref()
+            .is_some_and(|p| owners.iter().any(|m| m.port == p && m.pod.is_some()))
+    });
+    if let Some(node) = node.as_ref().filter(|_| !all_owned) {
         let all: Api<Pod> = Api::all(ctx.kube.clone());
         let on_node = all
             .list(
@@ -221,12 +291,12 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
             claimed.extend(pod_attachments(other).into_iter().filter_map(|a| a.port));
         }
     }
-    let previous = pod_attachments(pod);
     let atts = desired_attachments(
+        &key,
         &requested,
-        &network_status(pod),
+        &multus,
         node.as_deref(),
-        &networks,
+        known,
         &claimed,
         &previous,
     );
@@ -362,6 +432,103 @@ mod tests {
         }
     }
 
+    fn known(nets: &[NetworkView]) -> Known<'_> {
+        Known {
+            networks: nets,
+            owners: &[],
+        }
+    }
+
+    fn owned(network: &str, port: String, pod: &str, ifname: &str) -> Membership {
+        Membership {
+            network: network.into(),
+            port,
+            pod: Some(pod.into()),
+            attachment: Some(format!("cni/c-{pod}/{ifname}")),
+            interface: Some(ifname.into()),
+        }
+    }
+
+    #[test]
+    fn owned_ports_are_exact_even_when_several_pods_share_a_node() {
+        // Two pods of blue attached on w1 before any reconcile: the guess cannot tell them
+        // apart, the owners can.
+        let nets = [net("blue", vec![port("w1", 3), port("w1", 4)])];
+        let owners = [
+            owned("blue", port("w1", 3), "default/p2", "net1"),
+            owned("blue", port("w1", 4), "default/p", "net1"),
+        ];
+        let k = Known {
+            networks: &nets,
+            owners: &owners,
+        };
+        let nad = crate::annotations::nad_name("blue");
+        let atts = desired_attachments(
+            "default/p",
+            &["blue".into()],
+            &[multus(&nad, "10.0.0.1")],
+            Some("w1"),
+            k,
+            &BTreeSet::new(),
+            &[],
+        );
+        assert_eq!(atts[0].port.as_deref(), Some(port("w1", 4).as_str()));
+        // A wrong earlier guess is corrected.
+        let prev = vec![Attachment {
+            network: "blue".into(),
+            port: Some(port("w1", 3)),
+            ..Default::default()
+        }];
+        let atts = desired_attachments(
+            "default/p",
+            &["blue".into()],
+            &[],
+            Some("w1"),
+            k,
+            &BTreeSet::new(),
+            &prev,
+        );
+        assert_eq!(atts[0].port.as_deref(), Some(port("w1", 4).as_str()));
+        // Two interfaces on one network: matched by interface name.
+        let owners = [
+            owned("blue", port("w1", 3), "default/p", "net2"),
+            owned("blue", port("w1", 4), "default/p", "net1"),
+        ];
+        let k = Known {
+            networks: &nets,
+            owners: &owners,
+        };
+        let mut second = multus(&nad, "10.0.0.2");
+        second.interface = Some("net2".into());
+        let atts = desired_attachments(
+            "default/p",
+            &["blue".into(), "blue".into()],
+            &[multus(&nad, "10.0.0.1"), second],
+            Some("w1"),
+            k,
+            &BTreeSet::new(),
+            &[],
+        );
+        assert_eq!(atts[0].port.as_deref(), Some(port("w1", 4).as_str()));
+        assert_eq!(atts[1].port.as_deref(), Some(port("w1", 3).as_str()));
+        // A port without owner next to an owned one of another pod: the guess skips the
+        // owned one (agents of earlier versions).
+        let owners = [owned("blue", port("w1", 3), "default/p2", "net1")];
+        let atts = desired_attachments(
+            "default/p",
+            &["blue".into()],
+            &[],
+            Some("w1"),
+            Known {
+                networks: &nets,
+                owners: &owners,
+            },
+            &BTreeSet::new(),
+            &[],
+        );
+        assert_eq!(atts[0].port.as_deref(), Some(port("w1", 4).as_str()));
+    }
+
     fn multus(nad: &str, ip: &str) -> NetworkStatusEntry {
         NetworkStatusEntry {
             name: format!("default/{nad}"),
@@ -385,10 +552,11 @@ mod tests {
         let nets = [net("blue", vec![port("w1", 3), port("w2", 1)])];
         let nad = crate::annotations::nad_name("blue");
         let atts = desired_attachments(
+            "default/p",
             &["blue".into()],
             &[multus(&nad, "10.0.0.1")],
             Some("w1"),
-            &nets,
+            known(&nets),
             &BTreeSet::new(),
             &[],
         );
@@ -403,17 +571,26 @@ mod tests {
     fn claimed_ports_are_excluded_and_ambiguity_leaves_port_unknown() {
         let nets = [net("blue", vec![port("w1", 3), port("w1", 4)])];
         let atts = desired_attachments(
+            "default/p",
             &["blue".into()],
             &[],
             Some("w1"),
-            &nets,
+            known(&nets),
             &BTreeSet::new(),
             &[],
         );
         assert_eq!(atts[0].port, None);
         assert!(!complete(&atts));
         let claimed = BTreeSet::from([port("w1", 3)]);
-        let atts = desired_attachments(&["blue".into()], &[], Some("w1"), &nets, &claimed, &[]);
+        let atts = desired_attachments(
+            "default/p",
+            &["blue".into()],
+            &[],
+            Some("w1"),
+            known(&nets),
+            &claimed,
+            &[],
+        );
         assert_eq!(atts[0].port.as_deref(), Some(port("w1", 4).as_str()));
     }
 
@@ -426,20 +603,22 @@ mod tests {
         }];
         let nets = [net("blue", vec![port("w1", 3), port("w1", 4)])];
         let atts = desired_attachments(
+            "default/p",
             &["blue".into()],
             &[],
             Some("w1"),
-            &nets,
+            known(&nets),
             &BTreeSet::new(),
             &prev,
         );
         assert_eq!(atts[0].port.as_deref(), Some(port("w1", 3).as_str()));
         let nets = [net("blue", vec![])];
         let atts = desired_attachments(
+            "default/p",
             &["blue".into()],
             &[],
             Some("w1"),
-            &nets,
+            known(&nets),
             &BTreeSet::new(),
             &prev,
         );
@@ -458,10 +637,11 @@ mod tests {
         // The request may still name the old network (or the rewritten one).
         for asked in ["blue", "jail"] {
             let atts = desired_attachments(
+                "default/p",
                 &[asked.into()],
                 &[],
                 Some("w1"),
-                &nets,
+                known(&nets),
                 &BTreeSet::new(),
                 &prev,
             );

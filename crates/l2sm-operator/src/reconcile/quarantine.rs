@@ -1,10 +1,12 @@
 //! QuarantinePodRequest: the selected pods' ports move from their network (the one
 //! `l2NetworkSelector` picks) to `targetL2Network`, live, through the controller: the pod keeps
 //! its interface, MAC, address and switch port; only the port's membership changes, so the
-//! pod is not restarted. Reasons and messages are upstream's (§6.5); unlike upstream, pods
+//! pod is not restarted. The port of a pod is the one the controller says the pod owns (its
+//! node's agent reported it); `l2sm/status` is only the fallback for ports without an owner
+//! (agents of earlier versions). Reasons and messages are upstream's (§6.5); unlike upstream, pods
 //! already moved keep counting, so a second pass does not reset the counters.
 
-use super::pod::{pod_attachments, requested_networks, Attachment};
+use super::pod::{owned_port, pod_attachments, pod_key, requested_networks, Attachment};
 use super::{now, tracked, Context, Error, Result, STATUS_ANNOTATION};
 use crate::crd::{
     condition, set_condition, L2Network, QuarantinePodRequest, QuarantinePodRequestStatus,
@@ -83,19 +85,18 @@ pub enum PodAction {
     PortUnknown,
 }
 
-/// Decides for one pod from its requested networks and its attachment status.
+/// Decides for one pod from its requested networks, its attachment status and `owned`, the
+/// port the controller says the pod owns on the source network (which wins over the status).
 pub fn pod_action(
     requested: &[String],
     atts: &[Attachment],
     source: &str,
     target: &str,
+    owned: Option<&str>,
 ) -> PodAction {
     if let Some((index, a)) = atts.iter().enumerate().find(|(_, a)| a.network == source) {
-        return match &a.port {
-            Some(p) => PodAction::Move {
-                index,
-                port: p.clone(),
-            },
+        return match owned.map(str::to_string).or_else(|| a.port.clone()) {
+            Some(port) => PodAction::Move { index, port },
             None => PodAction::PortUnknown,
         };
     }
@@ -241,14 +242,48 @@ async fn pass(
     };
     let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), &ns);
     let list = pods.list(&ListParams::default().labels(&pod_sel)).await?;
+    let owners = match ctx.controller.memberships().await {
+        Ok(o) => o,
+        Err(e) => {
+            let f = fail(
+                "PodMoveFailed",
+                format!("could not read port owners from the SDN controller: {e}"),
+            );
+            let retry = (!e.is_transient()).then_some(WAIT_RETRY);
+            let err = e.is_transient().then(|| Error::from(e));
+            return Ok(Err((f, retry, err)));
+        }
+    };
     let (mut matched, mut moved) = (0, 0);
     for pod in list
         .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
     {
+        let requested = requested_networks(pod);
         let mut atts = pod_attachments(pod);
-        match pod_action(&requested_networks(pod), &atts, &src, &target) {
+        let interface = atts
+            .iter()
+            .find(|a| a.network == src)
+            .and_then(|a| a.interface.clone());
+        let owned = owned_port(
+            &owners,
+            &pod_key(pod),
+            &src,
+            interface.as_deref(),
+            &Default::default(),
+        );
+        if atts.is_empty() && owned.is_some() {
+            // Not reconciled yet, but the controller knows its port: start the status here.
+            atts = requested
+                .iter()
+                .map(|n| Attachment {
+                    network: n.clone(),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        match pod_action(&requested, &atts, &src, &target, owned.as_deref()) {
             PodAction::Skip => {}
             PodAction::AlreadyMoved => {
                 matched += 1;
@@ -273,6 +308,7 @@ async fn pass(
                     return Ok(Err((f, retry, err)));
                 }
                 atts[index].network = target.clone();
+                atts[index].port = Some(port.clone());
                 atts[index].quarantined_from = Some(src.clone());
                 let value = serde_json::to_string(&atts).unwrap_or_default();
                 pods.patch(
@@ -353,7 +389,8 @@ mod tests {
                 &["blue".into()],
                 &[att("blue", Some("of:1/3"), None)],
                 src,
-                dst
+                dst,
+                None
             ),
             PodAction::Move {
                 index: 0,
@@ -368,7 +405,8 @@ mod tests {
                     att("blue", Some("of:1/3"), None)
                 ],
                 src,
-                dst
+                dst,
+                None
             ),
             PodAction::Move {
                 index: 1,
@@ -380,16 +418,17 @@ mod tests {
                 &["blue".into()],
                 &[att("jail", Some("of:1/3"), Some("blue"))],
                 src,
-                dst
+                dst,
+                None
             ),
             PodAction::AlreadyMoved
         );
         assert_eq!(
-            pod_action(&["blue".into()], &[att("blue", None, None)], src, dst),
+            pod_action(&["blue".into()], &[att("blue", None, None)], src, dst, None),
             PodAction::PortUnknown
         );
         assert_eq!(
-            pod_action(&["blue".into()], &[], src, dst),
+            pod_action(&["blue".into()], &[], src, dst, None),
             PodAction::PortUnknown
         );
         assert_eq!(
@@ -397,11 +436,39 @@ mod tests {
                 &["red".into()],
                 &[att("red", Some("of:1/2"), None)],
                 src,
-                dst
+                dst,
+                None
             ),
             PodAction::Skip
         );
-        assert_eq!(pod_action(&[], &[], src, dst), PodAction::Skip);
+        assert_eq!(pod_action(&[], &[], src, dst, None), PodAction::Skip);
+        // The controller's owner wins over a (guessed) port in the status.
+        assert_eq!(
+            pod_action(
+                &["blue".into()],
+                &[att("blue", Some("of:1/3"), None)],
+                src,
+                dst,
+                Some("of:1/4")
+            ),
+            PodAction::Move {
+                index: 0,
+                port: "of:1/4".into()
+            }
+        );
+        assert_eq!(
+            pod_action(
+                &["blue".into()],
+                &[att("blue", None, None)],
+                src,
+                dst,
+                Some("of:1/4")
+            ),
+            PodAction::Move {
+                index: 0,
+                port: "of:1/4".into()
+            }
+        );
     }
 
     #[test]

@@ -307,12 +307,55 @@ impl Agent {
                 .await?;
             match resp.status {
                 204 => {}
-                409 => tracing::warn!(port = %att.port, network = %att.network,
-                    "controller refuses a port this node has: {}", resp.message()),
+                409 => {
+                    tracing::warn!(port = %att.port, network = %att.network,
+                    "controller refuses a port this node has: {}", resp.message());
+                    continue;
+                }
                 s => bail!("controller answered {s}: {}", resp.message()),
             }
+            // The port may have moved to another network (quarantine): its owner is the same.
+            self.report_owner(
+                att.ofport,
+                &att.attachment_id,
+                &att.ifname,
+                att.pod.as_deref(),
+            )
+            .await?;
         }
         Ok(attachments.len())
+    }
+
+    /// Tells the controller which pod and attachment a member port belongs to (the operator
+    /// needs the exact pod of each port). A controller without the endpoint (older version)
+    /// is tolerated with a warning.
+    async fn report_owner(
+        &self,
+        ofport: u32,
+        attachment_id: &str,
+        ifname: &str,
+        pod: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let path = format!(
+            "/api/v1/switches/of:{:016x}/ports/{ofport}/owner",
+            self.dpid
+        );
+        let body = json!({"pod": pod, "attachment": attachment_id, "interface": ifname});
+        let resp = self.controller.request("PUT", &path, Some(&body)).await?;
+        match resp.status {
+            204 => Ok(()),
+            404 | 405 => {
+                tracing::warn!(
+                    "controller does not record port owners (older version?): {}",
+                    resp.message()
+                );
+                Ok(())
+            }
+            s => bail!(
+                "controller answered {s} recording the owner of port {ofport}: {}",
+                resp.message()
+            ),
+        }
     }
 
     /// Re-reads the topology file when it changes and reconciles the links; also retries
@@ -633,6 +676,21 @@ impl Agent {
                 Err(anyhow!("controller refused the port: {}", r.message()))
             }
             Ok(r) => Err(anyhow!("controller answered {}: {}", r.status, r.message())),
+            Err(e) => Err(e),
+        };
+        let reported = match reported {
+            Ok(()) => {
+                let owned = self
+                    .report_owner(ofport, &req.attachment_id, &req.ifname, req.pod.as_deref())
+                    .await;
+                if owned.is_err() {
+                    let _ = self
+                        .controller
+                        .request("DELETE", "/onos/vnets/api/port", Some(&body))
+                        .await;
+                }
+                owned
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = reported {

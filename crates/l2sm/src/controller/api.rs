@@ -301,6 +301,47 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             get(views::switch_groups),
         ),
         (
+            RouteSpec::authed(
+                "put",
+                "/api/v1/switches/{dpid}/ports/{port}/owner",
+                "Record who a member port belongs to",
+            )
+            .request("PortOwner")
+            .responses(vec![
+                Resp::empty(204, "recorded (or replaced)"),
+                err(400, "invalid body, datapath id or port number"),
+                err(409, "the port is not a member of any network"),
+            ]),
+            axum::routing::put(set_port_owner),
+        ),
+        (
+            RouteSpec::authed(
+                "delete",
+                "/api/v1/switches/{dpid}/ports/{port}/owner",
+                "Forget who a port belongs to",
+            )
+            .responses(vec![
+                Resp::empty(204, "forgotten, or it had no owner"),
+                err(400, "invalid datapath id or port number"),
+            ]),
+            delete(clear_port_owner),
+        ),
+        (
+            RouteSpec::authed(
+                "post",
+                "/api/v1/switches/{dpid}/ports/{port}/move",
+                "Move a member port to another network, keeping its owner",
+            )
+            .request("MoveRequest")
+            .responses(vec![
+                Resp::json(200, "moved, or it was in the target already", "Moved"),
+                err(400, "invalid body, datapath id or port number"),
+                err(404, "unknown target network"),
+                err(409, "the port is not a member of the source network"),
+            ]),
+            post(move_port),
+        ),
+        (
             RouteSpec::authed("get", "/api/v1/ports", "Ports of connected switches")
                 .responses(vec![Resp::json_array(200, "ports", "Port")]),
             get(views::list_ports),
@@ -852,6 +893,130 @@ async fn release(
         .update(|m| Ok(m.release(&id, &req.owner)))
         .map_err(update_error)?;
     Ok(Json(serde_json::json!({ "released": released })).into_response())
+}
+
+/// `{dpid}` and `{port}` of the per-port routes as a port id.
+fn path_port(dpid: &str, port: &str) -> Result<PortId, ApiError> {
+    let bad = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "malformed port {dpid:?}/{port:?} (expected of:<16 hex digits> and a port number)"
+            ),
+        )
+    };
+    let dpid = views::parse_dpid(dpid).ok_or_else(bad)?;
+    let port: u32 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok(PortId { dpid, port })
+}
+
+/// Body of `PUT /api/v1/switches/{dpid}/ports/{port}/owner`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortOwnerRequest {
+    #[serde(default)]
+    pod: Option<String>,
+    attachment: String,
+    #[serde(default)]
+    interface: String,
+}
+
+/// Longest pod (`namespace/name`), attachment id or interface name accepted.
+const MAX_OWNER_FIELD: usize = 512;
+
+async fn set_port_owner(
+    State(state): State<AppState>,
+    Path((dpid, port)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult {
+    let port = path_port(&dpid, &port)?;
+    let req: PortOwnerRequest = json_body(&body)?;
+    if req.attachment.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "attachment is required"));
+    }
+    let fields = [
+        req.pod.as_deref().unwrap_or(""),
+        &req.attachment,
+        &req.interface,
+    ];
+    if fields
+        .iter()
+        .any(|f| f.len() > MAX_OWNER_FIELD || f.chars().any(char::is_control))
+    {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "pod, attachment and interface must be short printable text",
+        ));
+    }
+    let owner = super::state::PortOwner {
+        pod: req.pod.filter(|p| !p.is_empty()),
+        attachment: req.attachment,
+        interface: req.interface,
+    };
+    let pod = owner.pod.clone();
+    if state
+        .shared
+        .update(|m| m.set_owner(port, owner))
+        .map_err(|e| match e {
+            UpdateError::Model(ModelError::PortNotMember(p)) => error(
+                StatusCode::CONFLICT,
+                format!("port {p} is not a member of any network"),
+            ),
+            other => update_error(other),
+        })?
+    {
+        tracing::info!(%port, pod = ?pod, "port owner recorded");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn clear_port_owner(
+    State(state): State<AppState>,
+    Path((dpid, port)): Path<(String, String)>,
+) -> ApiResult {
+    let port = path_port(&dpid, &port)?;
+    state
+        .shared
+        .update(|m| Ok(m.clear_owner(&port)))
+        .map_err(update_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Body of `POST /api/v1/switches/{dpid}/ports/{port}/move`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    from: String,
+    to: String,
+}
+
+async fn move_port(
+    State(state): State<AppState>,
+    Path((dpid, port)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult {
+    let port = path_port(&dpid, &port)?;
+    let req: MoveRequest = json_body(&body)?;
+    let moved = state
+        .shared
+        .update(|m| m.move_port(port, &req.from, &req.to))
+        .map_err(|e| match e {
+            UpdateError::Model(ModelError::UnknownNetwork(n)) => error(
+                StatusCode::NOT_FOUND,
+                format!("network {n:?} does not exist"),
+            ),
+            UpdateError::Model(m @ ModelError::PortNotMember(_)) => {
+                error(StatusCode::CONFLICT, m.to_string())
+            }
+            other => update_error(other),
+        })?;
+    if moved {
+        tracing::info!(%port, from = %req.from, to = %req.to, "port moved");
+    }
+    Ok(Json(serde_json::json!({ "moved": moved, "network": req.to })).into_response())
 }
 
 /// Body of `POST /api/v1/ipam/gc`.

@@ -30,6 +30,21 @@ pub struct Network {
     pub ipam: Option<Ipam>,
 }
 
+/// Who a member port belongs to, as the agent that plumbed it reports: the operator needs the
+/// exact pod of each port (the switch port is invisible in Kubernetes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PortOwner {
+    /// Pod, `namespace/name` (absent for attachments made without a pod identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Attachment id (`cni/<container>/<ifname>` for the CNI plugin).
+    pub attachment: String,
+    /// Interface name inside the pod.
+    #[serde(default)]
+    pub interface: String,
+}
+
 /// Highest usable 802.1Q id.
 pub const MAX_VLAN: u16 = 4094;
 
@@ -41,6 +56,10 @@ pub struct Model {
     /// Next VNI to hand out.
     #[serde(default = "first_vni")]
     pub next_vni: u32,
+    /// Owners of member ports. An owner lives as long as its port is a member: it goes when
+    /// the port leaves its network (or the network is deleted) and follows a move.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_owners: BTreeMap<PortId, PortOwner>,
 }
 
 fn first_vni() -> u32 {
@@ -219,9 +238,57 @@ impl Model {
         freed
     }
 
-    /// Deletes a network and its memberships. Returns whether it existed.
+    /// Deletes a network and its memberships (and their owners). Returns whether it existed.
     pub fn delete_network(&mut self, name: &str) -> bool {
-        self.networks.remove(name).is_some()
+        match self.networks.remove(name) {
+            Some(net) => {
+                for ep in &net.endpoints {
+                    self.port_owners.remove(ep);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records who a member port belongs to (replacing an earlier owner). Returns whether
+    /// anything changed.
+    pub fn set_owner(&mut self, port: PortId, owner: PortOwner) -> Result<bool, ModelError> {
+        if self.network_of(&port).is_none() {
+            return Err(ModelError::PortNotMember(port));
+        }
+        Ok(self.port_owners.insert(port, owner.clone()) != Some(owner))
+    }
+
+    /// Forgets a port's owner. Returns whether it had one.
+    pub fn clear_owner(&mut self, port: &PortId) -> bool {
+        self.port_owners.remove(port).is_some()
+    }
+
+    /// Moves a member port from network `from` to network `to` in one change, keeping its
+    /// owner (quarantine). Returns false when it is in `to` already.
+    pub fn move_port(&mut self, port: PortId, from: &str, to: &str) -> Result<bool, ModelError> {
+        if !self.networks.contains_key(to) {
+            return Err(ModelError::UnknownNetwork(to.to_string()));
+        }
+        match self.network_of(&port) {
+            Some(n) if n == to => return Ok(false),
+            Some(n) if n == from => {}
+            Some(n) => {
+                return Err(ModelError::PortInOtherNetwork {
+                    port,
+                    network: n.to_string(),
+                })
+            }
+            None => return Err(ModelError::PortNotMember(port)),
+        }
+        if let Some(net) = self.networks.get_mut(from) {
+            net.endpoints.retain(|p| *p != port);
+        }
+        if let Some(net) = self.networks.get_mut(to) {
+            net.endpoints.push(port);
+        }
+        Ok(true)
     }
 
     /// The network a port belongs to, if any.
@@ -276,6 +343,9 @@ impl Model {
             return Err(ModelError::PortNotMember(*missing));
         }
         net.endpoints.retain(|p| !ports.contains(p));
+        for p in ports {
+            self.port_owners.remove(p);
+        }
         Ok(())
     }
 
@@ -408,6 +478,8 @@ const MEMBERS: TableDefinition<'_, &str, (&str, u64)> = TableDefinition::new("me
 const ALLOCATIONS: TableDefinition<'_, (&str, &str), &str> = TableDefinition::new("allocations");
 /// (network, owner) -> port id the owner is attached to.
 const OWNER_PORTS: TableDefinition<'_, (&str, &str), &str> = TableDefinition::new("owner_ports");
+/// Port id -> JSON [`PortOwner`] of a member port.
+const PORT_OWNERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("port_owners");
 /// Counters: `next_vni`, `next_member_seq`, `legacy_imported`.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
@@ -476,6 +548,8 @@ impl Store {
         tx.open_table(MEMBERS).map_err(db_err)?;
         tx.open_table(ALLOCATIONS).map_err(db_err)?;
         tx.open_table(OWNER_PORTS).map_err(db_err)?;
+        // Stores of earlier versions get the table here, empty.
+        tx.open_table(PORT_OWNERS).map_err(db_err)?;
         tx.open_table(META).map_err(db_err)?;
         tx.commit().map_err(db_err)
     }
@@ -542,6 +616,7 @@ impl Store {
         let mut model = Model {
             networks: BTreeMap::new(),
             next_vni,
+            port_owners: BTreeMap::new(),
         };
         for row in tx
             .open_table(NETWORKS)
@@ -634,6 +709,26 @@ impl Store {
                 .and_then(|n| n.ipam.as_mut())
                 .ok_or_else(|| corrupt(format!("owner in network {network:?} without IPAM")))?;
             ipam.ports.insert(owner.to_string(), port);
+        }
+        for row in tx
+            .open_table(PORT_OWNERS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
+            let (port, value) = row.map_err(db_err)?;
+            let id: PortId = port
+                .value()
+                .parse()
+                .map_err(|e| corrupt(format!("owner of port {:?}: {e}", port.value())))?;
+            let owner: PortOwner = serde_json::from_slice(value.value())
+                .map_err(|e| corrupt(format!("owner of port {id}: {e}")))?;
+            if model.network_of(&id).is_none() {
+                return Err(corrupt(format!(
+                    "owner of port {id}, which is in no network"
+                )));
+            }
+            model.port_owners.insert(id, owner);
         }
         Ok(model)
     }
@@ -755,6 +850,30 @@ impl Store {
                     .map_err(db_err)?;
             }
         }
+        if old.port_owners != new.port_owners {
+            let mut port_owners = tx.open_table(PORT_OWNERS).map_err(db_err)?;
+            for port in old
+                .port_owners
+                .keys()
+                .filter(|p| !new.port_owners.contains_key(*p))
+            {
+                port_owners
+                    .remove(port.to_string().as_str())
+                    .map_err(db_err)?;
+            }
+            for (port, owner) in new
+                .port_owners
+                .iter()
+                .filter(|(p, o)| old.port_owners.get(*p) != Some(*o))
+            {
+                port_owners
+                    .insert(
+                        port.to_string().as_str(),
+                        serde_json::to_vec(owner)?.as_slice(),
+                    )
+                    .map_err(db_err)?;
+            }
+        }
         Ok(())
     }
 }
@@ -866,6 +985,103 @@ mod tests {
         n.add_ports("a", &[port(7, 3)]).unwrap();
         store.save(&m, &n).unwrap();
         assert_eq!(store.load().unwrap(), n);
+        drop(store);
+        assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), n);
+    }
+
+    fn owner(pod: &str, att: &str) -> PortOwner {
+        PortOwner {
+            pod: Some(pod.into()),
+            attachment: att.into(),
+            interface: "net1".into(),
+        }
+    }
+
+    #[test]
+    fn owners_live_with_membership_and_follow_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let empty = store.load().unwrap();
+        let mut m = empty.clone();
+        m.create_network("a", None).unwrap();
+        m.create_network("q", None).unwrap();
+        assert_eq!(
+            m.set_owner(port(1, 1), owner("ns/p1", "cni/c1/net1")),
+            Err(ModelError::PortNotMember(port(1, 1))),
+            "only member ports have owners"
+        );
+        m.add_ports("a", &[port(1, 1), port(1, 2), port(1, 3)])
+            .unwrap();
+        assert!(m
+            .set_owner(port(1, 1), owner("ns/p1", "cni/c1/net1"))
+            .unwrap());
+        assert!(!m
+            .set_owner(port(1, 1), owner("ns/p1", "cni/c1/net1"))
+            .unwrap());
+        m.set_owner(port(1, 2), owner("ns/p2", "cni/c2/net1"))
+            .unwrap();
+        m.set_owner(port(1, 3), owner("ns/p3", "cni/c3/net1"))
+            .unwrap();
+        store.save(&empty, &m).unwrap();
+        assert_eq!(store.load().unwrap(), m);
+        let mut n = m.clone();
+        // A move keeps the owner; leaving the network or its deletion drops it.
+        assert!(n.move_port(port(1, 2), "a", "q").unwrap());
+        assert!(!n.move_port(port(1, 2), "a", "q").unwrap());
+        assert_eq!(
+            n.move_port(port(1, 9), "a", "q"),
+            Err(ModelError::PortNotMember(port(1, 9)))
+        );
+        assert_eq!(
+            n.move_port(port(1, 1), "a", "zz"),
+            Err(ModelError::UnknownNetwork("zz".into()))
+        );
+        assert_eq!(n.port_owners[&port(1, 2)].pod.as_deref(), Some("ns/p2"));
+        n.remove_ports("a", &[port(1, 1)]).unwrap();
+        assert!(!n.port_owners.contains_key(&port(1, 1)));
+        n.delete_network("a");
+        assert!(!n.port_owners.contains_key(&port(1, 3)));
+        assert_eq!(n.port_owners.len(), 1);
+        assert!(n.clear_owner(&port(1, 2)) && !n.clear_owner(&port(1, 2)));
+        n.set_owner(port(1, 2), owner("ns/p2", "cni/c2/net1"))
+            .unwrap();
+        store.save(&m, &n).unwrap();
+        drop(store);
+        assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), n);
+    }
+
+    #[test]
+    fn stores_without_the_owner_table_open_and_gain_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What an earlier version wrote: no `port_owners` table.
+            let db = Database::create(dir.path().join(STORE_FILE)).unwrap();
+            let tx = db.begin_write().unwrap();
+            let row = NetworkRow {
+                vni: 1,
+                vlan: Some(1),
+                mirror_port: None,
+                ipam: None,
+            };
+            tx.open_table(NETWORKS)
+                .unwrap()
+                .insert("a", serde_json::to_vec(&row).unwrap().as_slice())
+                .unwrap();
+            tx.open_table(MEMBERS)
+                .unwrap()
+                .insert("of:0000000000000001/1", ("a", 0))
+                .unwrap();
+            tx.open_table(META).unwrap().insert("next_vni", 2).unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let m = store.load().unwrap();
+        assert_eq!(m.networks["a"].endpoints, [port(1, 1)]);
+        assert!(m.port_owners.is_empty());
+        let mut n = m.clone();
+        n.set_owner(port(1, 1), owner("ns/p", "cni/c/net1"))
+            .unwrap();
+        store.save(&m, &n).unwrap();
         drop(store);
         assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), n);
     }

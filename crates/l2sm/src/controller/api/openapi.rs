@@ -145,6 +145,7 @@ fn operation(spec: &RouteSpec) -> Value {
         .map(|name| {
             let schema = match name {
                 "dpid" => json!({"type": "string", "pattern": "^(of:)?[0-9a-f]{16}$"}),
+                "port" => json!({"type": "string", "pattern": "^[1-9][0-9]{0,9}$"}),
                 _ => json!({"type": "string"}),
             };
             json!({"name": name, "in": "path", "required": true, "schema": schema})
@@ -395,6 +396,36 @@ fn schemas() -> Value {
                 "network": nullable_string,
                 "mirror": {"type": "boolean"},
                 "mirrorOf": nullable_string,
+                "pod": nullable_string,
+                "attachment": nullable_string,
+                "interface": nullable_string,
+            },
+        },
+        "PortOwner": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["attachment"],
+            "properties": {
+                "pod": {"type": "string", "nullable": true, "description": "namespace/name", "maxLength": 512},
+                "attachment": {"type": "string", "minLength": 1, "maxLength": 512},
+                "interface": {"type": "string", "maxLength": 512},
+            },
+        },
+        "MoveRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["from", "to"],
+            "properties": {
+                "from": {"type": "string"},
+                "to": {"type": "string"},
+            },
+        },
+        "Moved": {
+            "type": "object",
+            "required": ["moved", "network"],
+            "properties": {
+                "moved": {"type": "boolean", "description": "false when it was in the target already"},
+                "network": {"type": "string"},
             },
         },
         "Attachment": {
@@ -409,6 +440,9 @@ fn schemas() -> Value {
                 "name": nullable_string,
                 "owner": nullable_string,
                 "ips": {"type": "array", "items": cidr},
+                "pod": {"type": "string", "nullable": true, "description": "namespace/name, as the agent reported"},
+                "attachment": nullable_string,
+                "interface": nullable_string,
             },
         },
         "Action": {

@@ -35,6 +35,12 @@ pub struct PortView {
     pub mirror: bool,
     /// Network it mirrors.
     pub mirror_of: Option<String>,
+    /// Pod (`namespace/name`) the member port belongs to, when its agent reported it.
+    pub pod: Option<String>,
+    /// Attachment id of the member port's owner.
+    pub attachment: Option<String>,
+    /// Interface name inside the pod.
+    pub interface: Option<String>,
 }
 
 pub(super) async fn list_ports(State(state): State<AppState>) -> Json<Vec<PortView>> {
@@ -59,7 +65,11 @@ pub(super) async fn list_ports(State(state): State<AppState>) -> Json<Vec<PortVi
                 dpid,
                 port: p.number,
             };
+            let owner = model.port_owners.get(&id);
             out.push(PortView {
+                pod: owner.and_then(|o| o.pod.clone()),
+                attachment: owner.map(|o| o.attachment.clone()),
+                interface: owner.map(|o| o.interface.clone()),
                 id: id.to_string(),
                 switch: sw.id.clone(),
                 port: p.number,
@@ -95,6 +105,12 @@ pub struct AttachmentView {
     pub owner: Option<String>,
     /// Addresses the owner holds.
     pub ips: Vec<ipnet::IpNet>,
+    /// Pod (`namespace/name`) the port belongs to, when its agent reported it.
+    pub pod: Option<String>,
+    /// Attachment id the agent reported for the port (`cni/<container>/<ifname>`).
+    pub attachment: Option<String>,
+    /// Interface name inside the pod.
+    pub interface: Option<String>,
 }
 
 pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<AttachmentView>> {
@@ -114,6 +130,7 @@ pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<
             .collect();
         for ep in &n.endpoints {
             let sw = switches.get(&ep.dpid);
+            let reported = model.port_owners.get(ep);
             let owner = owners.get(ep).map(|o| o.to_string());
             let ips = match (&n.ipam, &owner) {
                 (Some(i), Some(o)) => i.held_by(o),
@@ -133,6 +150,9 @@ pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<
                 }),
                 owner,
                 ips,
+                pod: reported.and_then(|o| o.pod.clone()),
+                attachment: reported.map(|o| o.attachment.clone()),
+                interface: reported.map(|o| o.interface.clone()),
             });
         }
     }
@@ -140,7 +160,7 @@ pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<
 }
 
 /// `of:<16 hex>`, or the 16 hex digits alone.
-fn parse_dpid(s: &str) -> Option<u64> {
+pub(super) fn parse_dpid(s: &str) -> Option<u64> {
     let hex = s.strip_prefix("of:").unwrap_or(s);
     if hex.len() != 16 {
         return None;
