@@ -81,6 +81,8 @@ pub const LEARNED_LINK_PRIORITY: u16 = 100;
 pub const ETH_TYPE_VLAN: u16 = 0x8100;
 /// The "tag present" bit of OXM_OF_VLAN_VID.
 const VID_PRESENT: u16 = 0x1000;
+/// `vlan_vid` of a frame without an 802.1Q header.
+const VID_NONE: u16 = 0x0000;
 
 /// Group id of the flood group used for frames from local ports of network `vni` (and for
 /// every frame in tree mode).
@@ -417,14 +419,29 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
         Match::any(),
         vec![],
     ));
-    // Link probes go to the controller, before any classification (untagged on trunks too).
-    p.add_flow(flow(
-        table::CLASSIFY,
-        LLDP_PRIORITY,
-        cookie::STATIC,
-        Match::any().with(OxmField::EthType(ETH_TYPE_LLDP)),
-        vec![Instruction::ApplyActions(vec![Action::to_controller()])],
-    ));
+    // Link probes go back to the controller, before any classification, and only probes: they
+    // arrive on link ports without a network (tunnel id 0, while network frames always carry
+    // their VNI; untagged on trunks, where network frames are tagged). A pod's own LLDP frames
+    // stay in its network like any other multicast and never cause a packet-in.
+    for (&port, kind) in &view.links {
+        let probe = Match::any()
+            .with(OxmField::InPort(port))
+            .with(OxmField::EthType(ETH_TYPE_LLDP));
+        let probe = match kind {
+            LinkKind::Tunnel => probe.with(tunnel_id(0)),
+            LinkKind::Trunk => probe.with(OxmField::VlanVid {
+                value: VID_NONE,
+                mask: None,
+            }),
+        };
+        p.add_flow(flow(
+            table::CLASSIFY,
+            LLDP_PRIORITY,
+            cookie::STATIC,
+            probe,
+            vec![Instruction::ApplyActions(vec![Action::to_controller()])],
+        ));
+    }
     p.add_flow(flow(
         table::LEARN,
         20,

@@ -45,6 +45,10 @@ fn matches(m: &Match, pkt: &Packet) -> bool {
             let mask = mask.unwrap_or([0xff; 6]);
             (0..6).all(|i| pkt.eth_src[i] & mask[i] == value[i] & mask[i])
         }
+        OxmField::VlanVid {
+            value: 0,
+            mask: None,
+        } => pkt.vlan.is_none(),
         OxmField::VlanVid { value, mask: None } => pkt.vlan.map(|v| v | 0x1000) == Some(*value),
         OxmField::EthType(t) => pkt.eth_type == *t,
         other => panic!("interpreter does not know {other:?}"),
@@ -625,10 +629,23 @@ proptest! {
     }
 
     #[test]
-    fn lldp_from_any_port_goes_to_the_controller_only(view in mirrored_view_strategy(), port in prop::sample::select(vec![1u32, 5, 30, 57344, 61440])) {
+    fn only_probes_on_link_ports_go_to_the_controller(view in mirrored_view_strategy(), port in prop::sample::select(vec![1u32, 5, 30, 57344, 61440]), vni in 0u32..60) {
         let p = compile(&view);
-        let frame = Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC };
-        prop_assert_eq!(run_full(&p, frame, ETH_TYPE_LLDP), vec![(l2sm_ofp::port::CONTROLLER, None, 0)]);
+        let to_controller = |sent: &Sent| sent.iter().any(|s| s.0 == l2sm_ofp::port::CONTROLLER);
+        // A probe: on a link port, no VNI, untagged.
+        let probe = Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC };
+        let sent = run_full(&p, probe, ETH_TYPE_LLDP);
+        if view.links.contains_key(&port) {
+            prop_assert_eq!(sent, vec![(l2sm_ofp::port::CONTROLLER, None, 0)]);
+        } else {
+            // A pod's LLDP frame is a frame of its network, never a packet-in.
+            prop_assert!(!to_controller(&sent), "pod LLDP punted: {sent:?}");
+        }
+        // Network traffic on links (a VNI on tunnels, a tag on trunks) is never punted.
+        let tagged = Frame { in_port: port, tunnel_id: u64::from(vni.max(1)), vlan: Some(vni.max(1) as u16), eth_src: UNICAST_SRC };
+        if view.links.contains_key(&port) {
+            prop_assert!(!to_controller(&run_full(&p, tagged, ETH_TYPE_LLDP)));
+        }
     }
 
     #[test]

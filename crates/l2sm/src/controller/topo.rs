@@ -79,6 +79,7 @@ impl ResolvedTopology {
     /// switch the controller has no session with (yet, or for a short while: see
     /// `absent_ok`) is given the benefit of the doubt, so switches reconnecting one after the
     /// other after a controller restart do not make trees flap.
+    #[cfg(test)]
     pub fn live_links(
         &self,
         switches: &BTreeMap<u64, SwitchStatus>,
@@ -164,7 +165,8 @@ pub fn plan_all(
     absent_ok: &dyn Fn(u64) -> bool,
     dead: &BTreeSet<Direction>,
 ) -> BTreeMap<u64, SwitchView> {
-    let links = topo.live_links(switches, absent_ok, dead);
+    let report = topo.report(switches, absent_ok, dead);
+    let links: Vec<Link> = report.iter().filter(|r| r.live).map(|r| r.link).collect();
     let networks: Vec<NetworkSpec> = model
         .networks
         .values()
@@ -185,7 +187,17 @@ pub fn plan_all(
         })
         .collect();
     let connected: BTreeSet<u64> = switches.keys().copied().collect();
-    plan::plan(&connected, &links, &networks)
+    let mut views = plan::plan(&connected, &links, &networks);
+    // A link that is down for lack of probes still needs its probe flows (and nothing else:
+    // no network uses it), or its probes could never bring it back.
+    for r in report.iter().filter(|r| r.ports_up && !r.live) {
+        for end in [r.link.a, r.link.b] {
+            if let Some(view) = views.get_mut(&end.dpid).filter(|_| end.port != 0) {
+                view.links.entry(end.port).or_insert(r.link.kind);
+            }
+        }
+    }
+    views
 }
 
 #[cfg(test)]
