@@ -231,7 +231,7 @@ fn dump_flows(lab: &TestLab, node: &str) -> Vec<String> {
         .expect("bridge management socket")
         .to_string();
     let out = Command::new("ovs-ofctl")
-        .args(["-O", "OpenFlow13", "--no-stats", "dump-flows"])
+        .args(["-O", "OpenFlow13", "--no-stats", "--no-names", "dump-flows"])
         .arg(format!(
             "unix:/run/l2sm/lab/{}/{node}/{bridge_mgmt}",
             lab.name
@@ -337,4 +337,33 @@ fn a_switch_reconnecting_with_unchanged_state_loses_no_packet_and_gets_no_messag
         mods_before,
         "the controller sent FLOW_MOD/GROUP_MOD to a switch whose state was unchanged"
     );
+}
+
+#[test]
+fn an_attach_returns_once_the_switch_holds_the_ports_flows() {
+    let lab = two_pods("pf", 2);
+    for i in 0..5 {
+        let pod = format!("p{i}");
+        lab.attach("n1", &pod, "blue", &format!("10.10.0.{}/24", 10 + i));
+        // Right after the attach: the port's member flows (here its learning flow) are
+        // already on the switch, so the pod's first frames are not dropped.
+        let ofport = agent_list(&lab, "n1")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| {
+                a["pod"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(&format!("/{pod}")))
+            })
+            .and_then(|a| a["ofport"].as_u64())
+            .unwrap_or_else(|| panic!("no attachment of {pod}"));
+        let flows = dump_flows(&lab, "n1");
+        assert!(
+            flows
+                .iter()
+                .any(|f| f.contains("table=1") && f.contains(&format!("in_port={ofport} "))),
+            "attach of {pod} returned before its port {ofport} was programmed: {flows:#?}"
+        );
+    }
 }

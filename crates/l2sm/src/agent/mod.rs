@@ -93,6 +93,9 @@ fn tunnel_to(address: &str) -> TunnelSpec {
     }
 }
 
+/// How long an attach waits for the switch to confirm the new port's flows.
+const PROGRAMMED_WAIT_MS: u64 = 2000;
+
 /// Links from `--peer` flags plus the topology file, if any: tunnels and trunk interfaces.
 fn desired_links(
     args: &AgentArgs,
@@ -354,6 +357,27 @@ impl Agent {
             s => bail!(
                 "controller answered {s} recording the owner of port {ofport}: {}",
                 resp.message()
+            ),
+        }
+    }
+
+    /// Waits until the controller says the switch holds the flows of port `ofport` in
+    /// `network`. Never fails the attach: the port is a member either way and its flows come
+    /// with the switch's next batch; a slow or older controller only costs a warning.
+    async fn wait_programmed(&self, ofport: u32, network: &str) {
+        let path = format!("/api/v1/switches/of:{:016x}/ports/{ofport}/wait", self.dpid);
+        let body = json!({"network": network, "timeoutMs": PROGRAMMED_WAIT_MS});
+        match self.controller.request("POST", &path, Some(&body)).await {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => tracing::warn!(
+                port = ofport,
+                "port may not be programmed yet ({}): {}",
+                r.status,
+                r.message()
+            ),
+            Err(e) => tracing::warn!(
+                port = ofport,
+                "cannot ask whether the port is programmed: {e:#}"
             ),
         }
     }
@@ -700,13 +724,18 @@ impl Agent {
             return Err(e);
         }
         reservation.keep();
+        let t_reported = started.elapsed();
+        // 4. Wait (bounded) until the switch holds the port's flows: the pod's first frames
+        // (its ARP requests) would be dropped by a switch that does not know the port yet.
+        self.wait_programmed(ofport, &req.network).await;
         tracing::info!(
             attachment = %req.attachment_id,
             network = %req.network,
             port = %port_id,
             veth_ms = t_veth.as_millis() as u64,
             port_ms = (t_port - t_veth).as_millis() as u64,
-            controller_ms = (started.elapsed() - t_port).as_millis() as u64,
+            controller_ms = (t_reported - t_port).as_millis() as u64,
+            programmed_ms = (started.elapsed() - t_reported).as_millis() as u64,
             "attached"
         );
         Ok(Attachment {

@@ -342,6 +342,21 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             post(move_port),
         ),
         (
+            RouteSpec::authed(
+                "post",
+                "/api/v1/switches/{dpid}/ports/{port}/wait",
+                "Wait until a member port is programmed on its switch",
+            )
+            .request("WaitRequest")
+            .responses(vec![
+                Resp::json(200, "the switch confirmed the port's flows", "Programmed"),
+                err(400, "invalid body, datapath id or port number"),
+                err(404, "unknown network"),
+                err(504, "not programmed within the timeout"),
+            ]),
+            post(wait_programmed),
+        ),
+        (
             RouteSpec::authed("get", "/api/v1/ports", "Ports of connected switches")
                 .responses(vec![Resp::json_array(200, "ports", "Port")]),
             get(views::list_ports),
@@ -983,6 +998,59 @@ async fn clear_port_owner(
         .update(|m| Ok(m.clear_owner(&port)))
         .map_err(update_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Body of `POST /api/v1/switches/{dpid}/ports/{port}/wait`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WaitRequest {
+    network: String,
+    #[serde(default = "default_wait_ms")]
+    timeout_ms: u64,
+}
+
+fn default_wait_ms() -> u64 {
+    2000
+}
+
+/// Longest wait a request may ask for.
+const MAX_WAIT_MS: u64 = 10_000;
+
+/// Answers once the port's switch has confirmed (barrier reply) flows that make the port a
+/// member of the network: the agent waits for this before a pod's interface is reported
+/// ready, so a pod's first frames are not dropped by a switch that does not know its port yet.
+async fn wait_programmed(
+    State(state): State<AppState>,
+    Path((dpid, port)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult {
+    let port = path_port(&dpid, &port)?;
+    let req: WaitRequest = json_body(&body)?;
+    let vni = state
+        .shared
+        .model()
+        .networks
+        .get(&req.network)
+        .map(|n| n.vni)
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("network {:?} does not exist", req.network),
+            )
+        })?;
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.min(MAX_WAIT_MS));
+    if state.shared.wait_programmed(port, vni, timeout).await {
+        Ok(Json(serde_json::json!({"programmed": true})).into_response())
+    } else {
+        Err(error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "port {port} is not programmed in network {:?} on its switch after {} ms",
+                req.network,
+                timeout.as_millis()
+            ),
+        ))
+    }
 }
 
 /// Body of `POST /api/v1/switches/{dpid}/ports/{port}/move`.

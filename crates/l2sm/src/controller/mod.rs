@@ -260,6 +260,9 @@ pub struct Shared {
     views: watch::Sender<u64>,
     /// LLDP liveness of links.
     pub probes: Probes,
+    /// The view each connected switch has confirmed (barrier reply after its batch): what
+    /// "this port is programmed" waits for.
+    applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -280,6 +283,7 @@ impl Shared {
             plan: watch::channel(Arc::new(Plan::new())).0,
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
+            applied: watch::channel(BTreeMap::new()).0,
             metrics: Metrics::default(),
         }))
     }
@@ -309,8 +313,46 @@ impl Shared {
         Ok(result)
     }
 
+    /// Records that switch `dpid` holds `view` (its batch was acknowledged by a barrier).
+    pub fn view_applied(&self, dpid: u64, view: Arc<l2sm_pipeline::SwitchView>) {
+        self.applied.send_modify(|m| {
+            m.insert(dpid, view);
+        });
+    }
+
+    /// Waits until `port` is programmed as a member of network `vni` on its switch; false
+    /// when `timeout` passes first.
+    pub async fn wait_programmed(
+        &self,
+        port: l2sm_pipeline::ids::PortId,
+        vni: u32,
+        timeout: Duration,
+    ) -> bool {
+        let mut rx = self.applied.subscribe();
+        let programmed = |m: &BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>| {
+            m.get(&port.dpid)
+                .and_then(|v| v.networks.get(&vni))
+                .is_some_and(|n| n.members.contains(&port.port))
+        };
+        tokio::time::timeout(timeout, async move {
+            loop {
+                if programmed(&rx.borrow_and_update()) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Records that a switch lost its session (its links stay up for [`ABSENT_GRACE`]).
     pub fn switch_gone(&self, dpid: u64) {
+        self.applied.send_modify(|m| {
+            m.remove(&dpid);
+        });
         self.disconnected_at
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -84,8 +84,9 @@ struct Session {
     counts: (usize, usize),
     /// The view last compiled for this switch; `None` until the first sync.
     installed_view: Option<Arc<SwitchView>>,
-    /// Barriers of batches in flight: xid, when the batch was written.
-    pending_barriers: VecDeque<(u32, std::time::Instant)>,
+    /// Barriers of batches in flight: xid, when the batch was written, and the view the
+    /// switch holds once it answers.
+    pending_barriers: VecDeque<(u32, std::time::Instant, Option<Arc<SwitchView>>)>,
     /// When this session started probing its links.
     probing_since: Option<std::time::Instant>,
 }
@@ -150,7 +151,11 @@ impl Session {
 
     /// Queues `msgs` closed by a barrier (the switch applies them in order; the barrier's
     /// reply gives the batch latency) and writes them.
-    async fn send_batch(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
+    async fn send_batch(
+        &mut self,
+        msgs: Vec<Message>,
+        view: Option<Arc<SwitchView>>,
+    ) -> anyhow::Result<()> {
         self.shared.metrics.batch_size.observe(msgs.len() as f64);
         msgs.iter().for_each(|m| self.count(m));
         let barrier = self
@@ -162,7 +167,7 @@ impl Session {
             self.pending_barriers.pop_front();
         }
         self.pending_barriers
-            .push_back((barrier, std::time::Instant::now()));
+            .push_back((barrier, std::time::Instant::now(), view));
         self.flush().await
     }
 
@@ -297,10 +302,17 @@ impl Session {
                 _ => {}
             },
             SessionEvent::BarrierDone(xid) => {
-                if let Some(i) = self.pending_barriers.iter().position(|(x, _)| *x == xid) {
+                if let Some(i) = self.pending_barriers.iter().position(|(x, _, _)| *x == xid) {
                     // Earlier barriers without a reply are answered by this one too.
                     let sent = self.pending_barriers[i].1;
-                    self.pending_barriers.drain(..=i);
+                    let applied = self
+                        .pending_barriers
+                        .drain(..=i)
+                        .filter_map(|(_, _, view)| view)
+                        .next_back();
+                    if let (Some(view), Some(dpid)) = (applied, self.dpid) {
+                        self.shared.view_applied(dpid, view);
+                    }
                     self.shared
                         .metrics
                         .batch_latency
@@ -513,7 +525,12 @@ impl Session {
         }
         let count = msgs.len();
         if count > 0 {
-            self.send_batch(msgs).await?;
+            self.send_batch(msgs, Some(view.clone())).await?;
+        } else if let Some(last) = self.pending_barriers.back_mut() {
+            // Nothing to send: the switch holds this view once the batch in flight is done.
+            last.2 = Some(view.clone());
+        } else {
+            self.shared.view_applied(dpid, view.clone());
         }
         tracing::debug!(dpid = self.dpid_str(), messages = count, "switch synced");
         self.counts = (desired.flows.len(), desired.groups.len());

@@ -411,6 +411,20 @@ fn schemas() -> Value {
                 "interface": {"type": "string", "maxLength": 512},
             },
         },
+        "WaitRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["network"],
+            "properties": {
+                "network": {"type": "string"},
+                "timeoutMs": {"type": "integer", "minimum": 0, "format": "int64", "description": "at most 10000; default 2000"},
+            },
+        },
+        "Programmed": {
+            "type": "object",
+            "required": ["programmed"],
+            "properties": {"programmed": {"type": "boolean"}},
+        },
         "MoveRequest": {
             "type": "object",
             "additionalProperties": false,
