@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Every performance measurement of the project, each next to a baseline measured in the same run,
+# written to BENCHMARKS.md (and docs/bench/*.png) by `l2sm-bench-report`. See docs/benchmarks.md.
+#
+#   scripts/bench.sh            full run (a few minutes)
+#   scripts/bench.sh --quick    smaller counts, for iterating on the script or the report
+#
+# Root. Builds its own labs (bl2sm: the L2S-M pipeline; bnorm: the same lab with every flow
+# replaced by one `NORMAL` flow) and namespaces l2sm-bkrn-* (Linux bridge + kernel VXLAN) and
+# l2sm-bcni-* (the reference bridge CNI plugin); removes all of them at the end, even on failure.
+# A section that cannot run leaves a "not measured: <reason>" row, never a number.
+# Environment: RESULTS=DIR keeps the raw samples there; OUT=DIR writes the report elsewhere;
+# ONLY="dataplane attach controller codec" runs only some sections (the others say so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+MODE=full
+for a in "$@"; do
+  case $a in
+    --quick) MODE=quick ;;
+    -h | --help) sed -n 2,14p "$0"; exit 0 ;;
+    *) echo "unknown argument: $a (try --help)" >&2; exit 2 ;;
+  esac
+done
+if [ $MODE = quick ]; then
+  SECS=2 REPS=1 PINGS=20 LEVELS="1 5 20" ROUNDS1=3 CODEC_ARGS="--warm-up-time 0.3 --measurement-time 1"
+else
+  SECS=5 REPS=3 PINGS=100 LEVELS="1 10 100" ROUNDS1=10 CODEC_ARGS=""
+fi
+
+scripts/deps.sh
+if [ ! -r /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  echo "installing: fonts-dejavu-core (plot labels)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-dejavu-core >/dev/null
+fi
+TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+echo "== building (release)"
+cargo build --release --locked -q --bin l2sm --bin l2sm-cni --bin l2sm-bench-report
+BIN=$TARGET/release
+CNI=$BIN/l2sm-cni
+OUT=${OUT:-.}
+RES=${RESULTS:-$(mktemp -d /tmp/l2sm-bench.XXXXXX)}
+mkdir -p "$RES"
+: >"$RES/samples.jsonl"
+KNS=l2sm-bkrn
+CNS=l2sm-bcni
+TMP=$(mktemp -d)
+
+cleanup() {
+  set +e
+  for lab in bl2sm bnorm; do "$BIN/l2sm" --lab $lab lab down >/dev/null 2>&1; done
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^($KNS|$CNS)-"); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+cleanup
+TMP=$(mktemp -d)
+
+# rec KEY VALUE…: one raw sample per value. skip SECTION REASON: the section was not measured.
+rec() { local k=$1; shift; for v in "$@"; do printf '{"key":"%s","v":%s}\n' "$k" "$v" >>"$RES/samples.jsonl"; done; }
+skip() { printf '{"skip":"%s","reason":"%s"}\n' "$1" "${2//\"/\'}" >>"$RES/samples.jsonl"; echo "  not measured: $1: $2"; }
+note() { printf '{"note":"%s","text":"%s"}\n' "$1" "${2//\"/\'}" >>"$RES/samples.jsonl"; }
+ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", (b - a) * 1000 }'; }
+
+machine() {
+  local cpu load
+  cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+  read -r load _ </proc/loadavg
+  cat >"$RES/machine.json" <<EOF
+{"date":"$(date -u +%Y-%m-%dT%H:%M:%SZ)","mode":"$MODE","nproc":$(nproc),"cpu":"${cpu:-unknown}",
+ "kernel":"$(uname -r)","ovs":"$(ovs-vswitchd --version | awk 'NR==1 { print $NF }')",
+ "commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo +changes)",
+ "load_start":"$(cut -d' ' -f1-3 /proc/loadavg)","mem_mib":$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo),
+ "others":"$(ps -e --no-headers -o comm | grep -cE '^(cargo|rustc|ovs-vswitchd|l2sm|iperf3)$')"}
+EOF
+  echo "== machine: $(nproc) cores, load $load"
+}
+
+# ---------------------------------------------------------------- data plane
+# Three systems with the same shape: pods a, b on node 1, pod c on node 2, MTU 1450, VXLAN
+# between the nodes over an underlay bridge. Throughput and RTT runs are interleaved across the
+# systems so that a burst of load from other jobs hits all of them alike.
+lab_pods() { # lab
+  local L="$BIN/l2sm --lab $1"
+  $L network create blue >/dev/null
+  $L attach --node n1 --pod a --network blue --ip 10.10.0.1/24 >/dev/null
+  $L attach --node n1 --pod b --network blue --ip 10.10.0.2/24 >/dev/null
+  $L attach --node n2 --pod c --network blue --ip 10.10.0.3/24 >/dev/null
+}
+lab_bridge() { # lab node
+  ovs-vsctl --db=unix:/run/l2sm/lab/$1/$2/db.sock list-br | grep -v '^br-phy$'
+}
+# Replaces the controller's pipeline with plain `NORMAL` switching: no controller, one flow.
+# Two nodes make a single tunnel, so NORMAL's flooding has no loop.
+to_normal() { # lab
+  local n d br
+  for n in n1 n2; do
+    d=/run/l2sm/lab/$1/$n; br=$(lab_bridge "$1" $n)
+    ovs-vsctl --db=unix:$d/db.sock del-controller "$br"
+    OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 del-flows "$br"
+    OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 del-groups "$br"
+    OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 add-flow "$br" "priority=0,actions=NORMAL"
+  done
+}
+still_normal() { # lab: fails if anything put the pipeline back during the runs
+  local n d br
+  for n in n1 n2; do
+    d=/run/l2sm/lab/$1/$n; br=$(lab_bridge "$1" $n)
+    [ -z "$(ovs-vsctl --db=unix:$d/db.sock get-controller "$br")" ] || return 1
+    [ "$(OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 dump-flows "$br" --no-stats | grep -c .)" = 1 ] || return 1
+  done
+}
+# Linux bridge + kernel VXLAN (offloads as the kernel sets them): the kernel baseline.
+kernel_lab() {
+  local k
+  ip netns add $KNS-ul
+  ip -n $KNS-ul link add ul0 type bridge
+  ip -n $KNS-ul link set ul0 up
+  for k in 1 2; do
+    ip netns add $KNS-n$k
+    ip -n $KNS-ul link add n$k type veth peer name eth0 netns $KNS-n$k
+    ip -n $KNS-ul link set n$k master ul0 up
+    ip -n $KNS-n$k link set lo up
+    ip -n $KNS-n$k addr add 10.250.0.$k/24 dev eth0
+    ip -n $KNS-n$k link set eth0 up
+    ip -n $KNS-n$k link add br0 type bridge
+    ip -n $KNS-n$k link set br0 up
+    ip -n $KNS-n$k link add vx0 type vxlan id 1 remote 10.250.0.$((3 - k)) local 10.250.0.$k dstport 4789 dev eth0
+    ip -n $KNS-n$k link set vx0 master br0 up
+  done
+  for p in a:1:1 b:1:2 c:2:3; do
+    IFS=: read -r pod node ip <<<"$p"
+    ip netns add $KNS-p-$pod
+    ip -n $KNS-n$node link add v$pod mtu 1450 type veth peer name net1 mtu 1450 netns $KNS-p-$pod
+    ip -n $KNS-n$node link set v$pod master br0 up
+    ip -n $KNS-p-$pod link set lo up
+    ip -n $KNS-p-$pod addr add 10.10.0.$ip/24 dev net1
+    ip -n $KNS-p-$pod link set net1 up
+  done
+}
+# in SYSTEM POD CMD…: runs CMD in a pod of one of the three systems.
+in_pod() {
+  local sys=$1 pod=$2; shift 2
+  case $sys in
+    l2sm) "$BIN/l2sm" --lab bl2sm lab exec "$pod" -- "$@" ;;
+    ovs) "$BIN/l2sm" --lab bnorm lab exec "$pod" -- "$@" ;;
+    kernel) ip netns exec $KNS-p-$pod "$@" ;;
+  esac
+}
+iperf() { # system server-pod server-ip client-pod: Mbit/s at the receiver
+  in_pod "$1" "$2" iperf3 -s -1 -D -p 5201 >/dev/null 2>&1
+  sleep 0.3
+  in_pod "$1" "$4" iperf3 -c "$3" -p 5201 -t "$SECS" -f m 2>/dev/null | awk '/receiver/ { print $(NF-2) }'
+}
+rtts() { # system pod ip: one RTT (ms) per reply
+  in_pod "$1" "$2" ping -c "$PINGS" -i 0.02 "$3" 2>/dev/null | awk -F'time=' '/time=/ { split($2, t, " "); print t[1] }'
+}
+vswitchd_ctl() { echo "/run/l2sm/lab/$1/$2/ovs-vswitchd.ctl"; }
+pmd_stat() { # lab node field
+  ovs-appctl -t "$(vswitchd_ctl "$1" "$2")" dpif-netdev/pmd-stats-show | awk -F': ' -v f="$3" '$1 ~ f { print $2 + 0; exit }'
+}
+
+dataplane() {
+  echo "== data plane: 3 systems x (same node, across nodes), $REPS x $SECS s iperf3, $PINGS pings"
+  local t0
+  t0=$EPOCHREALTIME; "$BIN/l2sm" --lab bl2sm lab up --nodes 2 >/dev/null; rec lab.up.l2sm "$(ms_since "$t0")"
+  t0=$EPOCHREALTIME; "$BIN/l2sm" --lab bnorm lab up --nodes 2 >/dev/null; rec lab.up.l2sm "$(ms_since "$t0")"
+  t0=$EPOCHREALTIME; kernel_lab; rec lab.up.kernel "$(ms_since "$t0")"
+  lab_pods bl2sm
+  lab_pods bnorm
+  to_normal bnorm
+  local sys path r v
+  for sys in l2sm ovs kernel; do # warm-up: ARP, learned MACs, tunnel ARP
+    in_pod $sys a ping -c 3 -i 0.2 -W 2 -q 10.10.0.2 >/dev/null
+    in_pod $sys a ping -c 3 -i 0.2 -W 2 -q 10.10.0.3 >/dev/null || { echo "$sys: no cross-node ping" >&2; return 1; }
+  done
+  for lab in bl2sm bnorm; do for n in n1 n2; do ovs-appctl -t "$(vswitchd_ctl $lab $n)" dpif-netdev/pmd-stats-clear >/dev/null; done; done
+  for ((r = 1; r <= REPS; r++)); do
+    for sys in l2sm ovs kernel; do
+      for path in same cross; do
+        if [ $path = same ]; then v=$(iperf $sys b 10.10.0.2 a); else v=$(iperf $sys c 10.10.0.3 a); fi
+        [ -n "$v" ] || { echo "$sys $path: iperf3 gave no result" >&2; return 1; }
+        rec dp.tput.$path.$sys "$v"
+        echo "  run $r $sys $path: $v Mbit/s"
+      done
+    done
+  done
+  for sys in l2sm ovs kernel; do
+    # shellcheck disable=SC2046
+    rec dp.rtt.same.$sys $(rtts $sys a 10.10.0.2)
+    # shellcheck disable=SC2046
+    rec dp.rtt.cross.$sys $(rtts $sys a 10.10.0.3)
+  done
+  # Why the two OVS configurations differ: passes through the datapath per packet (>1 means
+  # recirculation), datapath flows (megaflows) and upcalls, on node 1, over all the runs above.
+  for lab in bl2sm bnorm; do
+    sys=l2sm; [ $lab = bnorm ] && sys=ovs
+    rec dp.diag.passes.$sys "$(pmd_stat $lab n1 'avg. datapath passes')"
+    rec dp.diag.upcalls.$sys "$(pmd_stat $lab n1 'miss with success upcall')"
+    rec dp.diag.megaflow_hits.$sys "$(pmd_stat $lab n1 'megaflow hits')"
+    rec dp.diag.emc_hits.$sys "$(pmd_stat $lab n1 'emc hits')"
+    rec dp.diag.packets.$sys "$(pmd_stat $lab n1 'packets received')"
+    rec dp.diag.dpflows.$sys "$(ovs-appctl -t "$(vswitchd_ctl $lab n1)" dpctl/dump-flows | grep -c .)"
+  done
+  ovs-appctl -t "$(vswitchd_ctl bl2sm n1)" dpctl/dump-flows >"$RES/dpflows-l2sm.txt" || true
+  ovs-appctl -t "$(vswitchd_ctl bnorm n1)" dpctl/dump-flows >"$RES/dpflows-ovs.txt" || true
+  still_normal bnorm || { echo "the NORMAL lab got its pipeline back during the runs" >&2; return 1; }
+  "$BIN/l2sm" --lab bnorm lab down >/dev/null
+  for ns in $KNS-p-a $KNS-p-b $KNS-p-c $KNS-n1 $KNS-n2 $KNS-ul; do
+    for pid in $(ip netns pids $ns); do kill "$pid" 2>/dev/null || true; done
+    ip netns del $ns
+  done
+}
+
+# ---------------------------------------------------------------- attach
+# CNI ADD to the first ping answered by a pod on the other node, for N pods started at once,
+# next to Debian's bridge plugin + host-local (one node: its first ping goes to a pod on the
+# same bridge). Each pod: one bash timing ADD and then `ping` until the first reply.
+attach_round() { # system level round
+  local sys=$1 n=$2 round=$3 i ns conf node pids=()
+  local out=$TMP/att-$sys-$n-$round
+  mkdir -p "$out"
+  for ((i = 1; i <= n; i++)); do ip netns add $CNS-$sys-$i; done
+  for ((i = 1; i <= n; i++)); do
+    ns=$CNS-$sys-$i
+    if [ "$sys" = l2sm ]; then
+      node=l2sm-bl2sm-n1
+      conf='{"cniVersion":"1.0.0","name":"l2sm-att","type":"l2sm","network":"att","agentSocket":"/run/l2sm/lab/bl2sm/n1/agent.sock","capabilities":{"ips":true},"runtimeConfig":{"ips":["10.70.'$((i / 250))'.'$((i % 250 + 1))'/16"]}}'
+      plugin=$CNI peer=10.70.255.254
+    else
+      node=$CNS-host
+      conf='{"cniVersion":"1.0.0","name":"bench-bridge","type":"bridge","bridge":"bcnibr0","ipam":{"type":"host-local","subnet":"10.71.0.0/16","rangeStart":"10.71.0.10","dataDir":"'$TMP/host-local'"}}'
+      plugin=/usr/lib/cni/bridge peer=10.71.0.2
+    fi
+    ip netns exec $node env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C bash -c '
+      t0=$EPOCHREALTIME
+      CNI_COMMAND=ADD CNI_CONTAINERID=b'"$round"'x$1 CNI_NETNS=/run/netns/$2 CNI_IFNAME=net1 CNI_PATH=/usr/lib/cni \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p$1" "$3" <<<"$4" >"$5/add-$1.json" || exit 1
+      t1=$EPOCHREALTIME
+      ip netns exec "$2" ping -c 1 -i 0.002 -w 10 -q "$6" >/dev/null || exit 2
+      echo "$t0 $t1 $EPOCHREALTIME" >"$5/t-$1"' _ "$i" "$ns" "$plugin" "$conf" "$out" "$peer" &
+    pids+=($!)
+  done
+  local failed=0
+  for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+  [ $failed = 0 ] || { echo "$sys at $n: $failed pods failed (ADD or first ping); see $out" >&2; return 1; }
+  awk '{ printf "%.3f\n", ($3 - $1) * 1000 }' "$out"/t-* >"$out/ping"
+  awk '{ printf "%.3f\n", ($2 - $1) * 1000 }' "$out"/t-* >"$out/add"
+  # shellcheck disable=SC2046
+  rec attach.$sys.c$n $(cat "$out/ping")
+  # shellcheck disable=SC2046
+  rec attach_add.$sys.c$n $(cat "$out/add")
+  # Tear down (not timed).
+  for ((i = 1; i <= n; i++)); do
+    ip netns exec $node env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=DEL CNI_CONTAINERID=b${round}x$i \
+      CNI_NETNS=/run/netns/$CNS-$sys-$i CNI_IFNAME=net1 CNI_PATH=/usr/lib/cni "$plugin" <<<"$conf" >/dev/null 2>&1 || true
+    ip netns del $CNS-$sys-$i
+  done
+}
+
+attach() {
+  echo "== attach: CNI ADD -> first ping, at $LEVELS pods at once"
+  local L="$BIN/l2sm --lab bl2sm"
+  $L lab status >/dev/null 2>&1 || $L lab up --nodes 2 >/dev/null
+  $L network create att >/dev/null
+  $L attach --node n2 --pod peer --network att --ip 10.70.255.254/16 >/dev/null
+  # The bridge plugin's host: its own namespace (never the host's), and a peer pod on it.
+  ip netns add $CNS-host
+  ip netns add $CNS-peer
+  ip netns exec $CNS-host env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=ADD CNI_CONTAINERID=peer \
+    CNI_NETNS=/run/netns/$CNS-peer CNI_IFNAME=net1 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge \
+    <<<'{"cniVersion":"1.0.0","name":"bench-bridge","type":"bridge","bridge":"bcnibr0","ipam":{"type":"static","addresses":[{"address":"10.71.0.2/16"}]}}' >/dev/null
+  local n r rounds sys
+  for n in $LEVELS; do
+    rounds=1
+    [ "$n" = 1 ] && rounds=$ROUNDS1
+    [ "$n" -gt 1 ] && [ "$n" -le 10 ] && [ $MODE = full ] && rounds=3
+    for ((r = 1; r <= rounds; r++)); do
+      for sys in l2sm bridge; do attach_round $sys "$n" "$n$r"; done
+    done
+    echo "  $n at once: done ($rounds rounds)"
+  done
+}
+
+# ---------------------------------------------------------------- controller
+# Measured by `l2sm bench controller` (flow programming rate next to `ovs-ofctl add-flows`,
+# convergence and RSS against the number of switches, cold start); its JSON goes in as is.
+controller() {
+  if ! "$BIN/l2sm" bench controller --help >/dev/null 2>&1; then
+    skip controller "this build has no 'l2sm bench controller' command"
+    return 0
+  fi
+  echo "== controller: l2sm bench controller"
+  local args=()
+  [ $MODE = quick ] && args+=(--quick)
+  "$BIN/l2sm" bench controller "${args[@]}" --json >"$RES/controller.json"
+}
+
+# ---------------------------------------------------------------- codec
+codec() {
+  echo "== codec: criterion (l2sm-ofp codec)"
+  # shellcheck disable=SC2086
+  cargo bench --locked -q -p l2sm-ofp --bench codec -- $CODEC_ARGS >"$RES/codec.txt" 2>&1 || {
+    tail -5 "$RES/codec.txt" >&2; return 1; }
+  local f g
+  for f in "$TARGET"/criterion/*/*/new/estimates.json; do
+    g=${f#"$TARGET"/criterion/}; g=${g%/new/estimates.json}
+    mkdir -p "$RES/codec/$g"; cp "$f" "$RES/codec/$g/estimates.json"
+  done
+}
+
+section() { # name: a failing section becomes a "not measured" row and the run goes on
+  case " ${ONLY:-$1} " in *" $1 "*) ;; *) skip "$1" "left out (ONLY=$ONLY)"; return 0 ;; esac
+  local rc
+  set +e
+  (set -e; "$1") 2> >(tee "$TMP/$1.err" >&2)
+  rc=$?
+  set -e
+  [ $rc = 0 ] || skip "$1" "$(grep -v '^\s*$' "$TMP/$1.err" | tail -1 | cut -c1-200)"
+}
+
+machine
+section dataplane
+section attach
+"$BIN/l2sm" --lab bl2sm lab down >/dev/null 2>&1 || true
+section controller
+section codec
+sed -i "s|^ \"others\"| \"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\n \"others\"|" "$RES/machine.json"
+"$BIN/l2sm-bench-report" --results "$RES" --out "$OUT"
+echo "raw samples: $RES"
