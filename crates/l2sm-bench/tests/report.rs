@@ -1,0 +1,69 @@
+//! The generator end to end on a results directory like the one `scripts/bench.sh` writes:
+//! parsing, tables, plot files. Fast (no lab, no root).
+
+use std::path::Path;
+
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn results(dir: &Path) {
+    let mut s = String::new();
+    for n in [1, 10, 100] {
+        for (sys, base) in [("l2sm", 15.0), ("bridge", 20.0)] {
+            for j in 0..n.min(20) {
+                let v = base * f64::from(n).sqrt() + f64::from(j);
+                s += &format!("{{\"key\":\"attach.{sys}.c{n}\",\"v\":{v}}}\n");
+            }
+        }
+    }
+    for (sys, v) in [("l2sm", 470.5), ("ovs", 480.0), ("kernel", 12000.0)] {
+        s += &format!("{{\"key\":\"dp.tput.same.{sys}\",\"v\":{v}}}\n");
+        s += &format!("{{\"key\":\"dp.tput.cross.{sys}\",\"v\":{v}}}\n");
+    }
+    s += "{\"skip\":\"controller\",\"reason\":\"this build has no 'l2sm bench controller' command\"}\n";
+    write(dir, "samples.jsonl", &s);
+    write(dir, "machine.json", r#"{"nproc":2,"mode":"quick","load_start":"1.0 2.0 3.0"}"#);
+    write(dir, "codec/flow_mod/encode/estimates.json", r#"{"median":{"point_estimate":250.0}}"#);
+    write(dir, "codec/flow_mod/copy_bytes_baseline/estimates.json", r#"{"median":{"point_estimate":25.0}}"#);
+}
+
+#[test]
+fn writes_markdown_and_one_png_per_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    results(dir.path());
+    l2sm_bench::register_font(Path::new(FONT)).expect("fonts-dejavu-core is installed");
+    let inputs = l2sm_bench::load(dir.path()).unwrap();
+    let out = dir.path().join("out");
+    let files = l2sm_bench::write_report(&inputs, &out).unwrap();
+    let md = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap();
+    assert!(md.contains("| same node | TCP Mbit/s, median of 1 (min–max) | 470 | 480 | **0.98×** |"), "{md}");
+    assert!(md.contains("not measured: this build has no 'l2sm bench controller' command"), "{md}");
+    assert!(md.contains("| flow mod | encode | 250 | 4,000,000 | 10.00× |"), "{md}");
+    assert!(md.contains("](docs/bench/attach.png)"), "{md}");
+    let png = out.join("docs/bench/attach.png");
+    assert!(files.contains(&png));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(bytes.len() > 5_000, "a plot with text and lines, not an empty image");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    results(dir.path());
+    write(dir.path(), "samples.jsonl", "{\"key\":\"a\",\"v\":1}\n{\"key\":\"a\",\"v\":\"x\"}\n");
+    let e = l2sm_bench::load(dir.path()).unwrap_err().to_string();
+    assert!(e.ends_with("samples.jsonl:2: \"v\" must be a finite number"), "{e}");
+    write(dir.path(), "samples.jsonl", "not json\n");
+    let e = l2sm_bench::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("samples.jsonl:1: "), "{e}");
+    std::fs::remove_file(dir.path().join("machine.json")).unwrap();
+    write(dir.path(), "samples.jsonl", "");
+    let e = l2sm_bench::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("machine.json"), "{e}");
+}
