@@ -24,8 +24,10 @@ for a in "$@"; do
 done
 if [ $MODE = quick ]; then
   SECS=2 REPS=1 PINGS=20 LEVELS="1 5 20" ROUNDS1=3 CODEC_ARGS="--warm-up-time 0.3 --measurement-time 1"
+  SWITCHES="10 100" COLD_RUNS=3
 else
   SECS=5 REPS=3 PINGS=100 LEVELS="1 10 100" ROUNDS1=10 CODEC_ARGS=""
+  SWITCHES="10 100 1000" COLD_RUNS=10
 fi
 
 scripts/deps.sh
@@ -286,17 +288,26 @@ attach() {
 }
 
 # ---------------------------------------------------------------- controller
-# Measured by `l2sm bench controller` (flow programming rate next to `ovs-ofctl add-flows`,
-# convergence and RSS against the number of switches, cold start); its JSON goes in as is.
+# Measured by `l2sm-bench` (crates/l2sm-bench): a real controller against synthetic OpenFlow
+# switches (convergence, RSS, CPU against the number of switches) and cold start. Its JSON
+# documents go in as they are.
 controller() {
-  if ! "$BIN/l2sm" bench controller --help >/dev/null 2>&1; then
-    skip controller "this build has no 'l2sm bench controller' command"
-    return 0
+  if ! cargo build --release --locked -q --bin l2sm-bench 2>"$TMP/ctl-build.err"; then
+    if grep -q "no bin target named" "$TMP/ctl-build.err"; then
+      skip controller "this tree has no l2sm-bench binary (the controller benchmark)"
+      return 0
+    fi
+    cat "$TMP/ctl-build.err" >&2
+    return 1
   fi
-  echo "== controller: l2sm bench controller"
-  local args=()
-  [ $MODE = quick ] && args+=(--quick)
-  "$BIN/l2sm" bench controller "${args[@]}" --json >"$RES/controller.json"
+  mkdir -p "$RES/controller"
+  local n
+  for n in $SWITCHES; do
+    echo "== controller: $n synthetic switches"
+    "$BIN/l2sm-bench" --l2sm "$BIN/l2sm" --json controller --switches "$n" >"$RES/controller/synth-$n.json"
+  done
+  echo "== controller: cold start"
+  "$BIN/l2sm-bench" --l2sm "$BIN/l2sm" --json cold-start --runs "$COLD_RUNS" >"$RES/controller/cold-start.json"
 }
 
 # ---------------------------------------------------------------- codec

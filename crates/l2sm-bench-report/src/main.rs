@@ -27,10 +27,10 @@ fn main() -> Result<()> {
         }
     }
     let results = results.with_context(|| format!("--results is required\n{USAGE}"))?;
-    l2sm_bench::register_font(&font)
+    l2sm_bench_report::register_font(&font)
         .context("plot labels need a TrueType font (apt-get install fonts-dejavu-core)")?;
-    let inputs = l2sm_bench::load(&results)?;
-    for f in l2sm_bench::write_report(&inputs, &out)? {
+    let inputs = l2sm_bench_report::load(&results)?;
+    for f in l2sm_bench_report::write_report(&inputs, &out)? {
         println!("wrote {}", f.display());
     }
     Ok(())

@@ -36,10 +36,10 @@ fn results(dir: &Path) {
 fn writes_markdown_and_one_png_per_curve() {
     let dir = tempfile::tempdir().unwrap();
     results(dir.path());
-    l2sm_bench::register_font(Path::new(FONT)).expect("fonts-dejavu-core is installed");
-    let inputs = l2sm_bench::load(dir.path()).unwrap();
+    l2sm_bench_report::register_font(Path::new(FONT)).expect("fonts-dejavu-core is installed");
+    let inputs = l2sm_bench_report::load(dir.path()).unwrap();
     let out = dir.path().join("out");
-    let files = l2sm_bench::write_report(&inputs, &out).unwrap();
+    let files = l2sm_bench_report::write_report(&inputs, &out).unwrap();
     let md = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap();
     assert!(md.contains("| same node | TCP Mbit/s, median of 1 (min–max) | 470 | 480 | **0.98×** |"), "{md}");
     assert!(md.contains("not measured: this build has no 'l2sm bench controller' command"), "{md}");
@@ -57,13 +57,13 @@ fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     results(dir.path());
     write(dir.path(), "samples.jsonl", "{\"key\":\"a\",\"v\":1}\n{\"key\":\"a\",\"v\":\"x\"}\n");
-    let e = l2sm_bench::load(dir.path()).unwrap_err().to_string();
+    let e = l2sm_bench_report::load(dir.path()).unwrap_err().to_string();
     assert!(e.ends_with("samples.jsonl:2: \"v\" must be a finite number"), "{e}");
     write(dir.path(), "samples.jsonl", "not json\n");
-    let e = l2sm_bench::load(dir.path()).unwrap_err().to_string();
+    let e = l2sm_bench_report::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("samples.jsonl:1: "), "{e}");
     std::fs::remove_file(dir.path().join("machine.json")).unwrap();
     write(dir.path(), "samples.jsonl", "");
-    let e = l2sm_bench::load(dir.path()).unwrap_err().to_string();
+    let e = l2sm_bench_report::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("machine.json"), "{e}");
 }

@@ -6,7 +6,8 @@
 //! - `samples.jsonl`: `{"key":K,"v":X}` (one raw sample), `{"skip":SECTION,"reason":R}`
 //!   (a section that did not run) and `{"note":K,"text":T}` lines;
 //! - `machine.json`: an object describing the machine and the run;
-//! - `controller.json` (optional): the output of `l2sm bench controller --json`;
+//! - `controller/*.json` (optional): documents printed by `l2sm-bench … --json` (the controller
+//!   benchmarks), e.g. `{"controller": {…}}` or `{"cold_start": {…}}`;
 //! - `codec/<group>/<function>/estimates.json` (optional): Criterion's estimates.
 
 mod plot;
@@ -47,7 +48,8 @@ pub struct Inputs {
     /// Section -> why it was not measured.
     pub skipped: BTreeMap<String, String>,
     pub notes: BTreeMap<String, String>,
-    pub controller: Option<Value>,
+    /// File stem -> document, from `controller/*.json`.
+    pub controller: BTreeMap<String, Value>,
     /// `group/function` -> median nanoseconds per iteration.
     pub codec_ns: BTreeMap<String, f64>,
 }
@@ -126,9 +128,25 @@ pub fn load(dir: &Path) -> Result<Inputs, ReportError> {
             msg: "expected an object".into(),
         });
     }
-    let controller = dir.join("controller.json");
-    if controller.exists() {
-        inputs.controller = Some(parse_json(&controller, &read(&controller)?, 1)?);
+    let controller = dir.join("controller");
+    if controller.is_dir() {
+        let io = |source| ReportError::Io {
+            path: controller.clone(),
+            source,
+        };
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(&controller).map_err(io)? {
+            let p = e.map_err(io)?.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                files.push(p);
+            }
+        }
+        files.sort();
+        for f in files {
+            let v = parse_json(&f, &read(&f)?, 1)?;
+            let stem = f.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            inputs.controller.insert(stem, v);
+        }
     }
     let codec = dir.join("codec");
     if codec.is_dir() {
