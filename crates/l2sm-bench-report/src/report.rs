@@ -541,7 +541,12 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
                     Some(ms) if converged && ms < CONVERGE_GOAL_MS => (format!("{} ms", num(ms)), "met".into()),
                     Some(ms) if converged => (
                         format!("{} ms", num(ms)),
-                        format!("**missed** by {} ms ({:.1}× the goal)", num(ms - CONVERGE_GOAL_MS), ms / CONVERGE_GOAL_MS),
+                        format!(
+                            "**missed** by {} ms ({:.1}× the goal){}",
+                            num(ms - CONVERGE_GOAL_MS),
+                            ms / CONVERGE_GOAL_MS,
+                            redundancy(v)
+                        ),
                     ),
                     _ => ("did not converge".into(), "**missed**".into()),
                 };
@@ -641,6 +646,37 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             let _ = writeln!(md, "Other controller measurement `{name}` (shown as measured):\n\n```json\n{d}\n```\n");
         }
     }
+}
+
+/// Why convergence took long, from the document itself: how many more FLOW_MODs and
+/// GROUP_MODs the switches received than they end up holding, and the CPU the controller used.
+fn redundancy(v: &Value) -> String {
+    let f = |p: &str| v.pointer(p).and_then(Value::as_f64);
+    let sent = f("/start/flow_mods").unwrap_or(0.0) + f("/start/group_mods").unwrap_or(0.0);
+    let needed = f("/expected_flows").unwrap_or(0.0) + f("/expected_groups").unwrap_or(0.0);
+    let mut why = String::new();
+    if needed > 0.0 && sent > needed * 1.1 {
+        let _ = write!(
+            why,
+            "; the switches received {:.1}× the FLOW_MODs and GROUP_MODs they end up holding \
+             ({} for {}): the controller re-sends tables while memberships and the tree still change",
+            sent / needed,
+            num(sent),
+            num(needed)
+        );
+    }
+    if let (Some(cpu), Some(ms)) = (f("/start/controller/cpu_ms"), f("/start/convergence_ms")) {
+        if ms > 0.0 {
+            let _ = write!(
+                why,
+                "; controller CPU {} s over {} s (≈ {:.0}% of one core)",
+                num(cpu / 1000.0),
+                num(ms / 1000.0),
+                100.0 * cpu / ms
+            );
+        }
+    }
+    why
 }
 
 fn codec(inputs: &Inputs, md: &mut String) {

@@ -25,9 +25,28 @@ fn results(dir: &Path) {
         s += &format!("{{\"key\":\"dp.tput.same.{sys}\",\"v\":{v}}}\n");
         s += &format!("{{\"key\":\"dp.tput.cross.{sys}\",\"v\":{v}}}\n");
     }
-    s += "{\"skip\":\"controller\",\"reason\":\"this build has no 'l2sm bench controller' command\"}\n";
     write(dir, "samples.jsonl", &s);
     write(dir, "machine.json", r#"{"nproc":2,"mode":"quick","load_start":"1.0 2.0 3.0"}"#);
+    let synth = |n: u32, conv: f64, peak: u32, mods: u32| {
+        format!(
+            r#"{{"controller":{{"cluster":{{"networks":10,"ports_per_switch":4,"shape":"sparse","switches":{n}}},
+            "expected_flows":{},"expected_groups":0,"links":{},"memberships":{},"restart":null,
+            "start":{{"controller":{{"cpu_ms":2000,"peak_rss_kib":{peak},"rss_kib":{peak}}},"converged":true,
+            "converged_switches":{n},"convergence_ms":{conv},"flow_mods":{mods},"group_mods":0,
+            "mods_after_convergence":0,"p50_switch_ms":{},"serving_ms":4.5}}}}}}"#,
+            n * 50,
+            n * 2,
+            n * 4,
+            conv / 2.0
+        )
+    };
+    write(dir, "controller/synth-10.json", &synth(10, 4.0, 8192, 500));
+    write(dir, "controller/synth-1000.json", &synth(1000, 8000.0, 32768, 150000));
+    write(
+        dir,
+        "controller/cold-start.json",
+        r#"{"cold_start":{"runs":3,"empty_p50_ms":4.25,"empty_ms":[4,4.25,5],"loaded_memberships":400,"loaded_p50_ms":8.5,"loaded_ms":[8,8.5,9]}}"#,
+    );
     write(dir, "codec/flow_mod/encode/estimates.json", r#"{"median":{"point_estimate":250.0}}"#);
     write(dir, "codec/flow_mod/copy_bytes_baseline/estimates.json", r#"{"median":{"point_estimate":25.0}}"#);
 }
@@ -42,14 +61,21 @@ fn writes_markdown_and_one_png_per_curve() {
     let files = l2sm_bench_report::write_report(&inputs, &out).unwrap();
     let md = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap();
     assert!(md.contains("| same node | TCP Mbit/s, median of 1 (min–max) | 470 | 480 | **0.98×** |"), "{md}");
-    assert!(md.contains("not measured: this build has no 'l2sm bench controller' command"), "{md}");
+    assert!(md.contains("| 1,000 | 10 × 4 | 2,000 | 4,000 | 50,000 | 4.50 | 4,000 | 8,000 | 20.00× | 150,000 | 0 | 32 (32) | 2 |"), "{md}");
+    assert!(md.contains("| 1,000 switches converge | < 5 s | 8,000 ms | **missed** by 3,000 ms (1.6× the goal); the switches received 3.0× the FLOW_MODs"), "{md}");
+    assert!(md.contains("| Controller RSS at 1,000 switches | < 64 MiB | peak 32 MiB | met |"), "{md}");
+    assert!(md.contains("| 400 memberships | 8.50 | 2.00× | — |"), "{md}");
+    assert!(md.contains("| Cold start to serving | < 100 ms | 4.25 ms (empty state) | met |"), "{md}");
     assert!(md.contains("| flow mod | encode | 250 | 4,000,000 | 10.00× |"), "{md}");
     assert!(md.contains("](docs/bench/attach.png)"), "{md}");
-    let png = out.join("docs/bench/attach.png");
-    assert!(files.contains(&png));
-    let bytes = std::fs::read(&png).unwrap();
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(bytes.len() > 5_000, "a plot with text and lines, not an empty image");
+    for name in ["attach.png", "convergence.png", "rss.png"] {
+        let png = out.join("docs/bench").join(name);
+        assert!(files.contains(&png), "{name}");
+        assert!(md.contains(&format!("](docs/bench/{name})")), "{name}");
+        let bytes = std::fs::read(&png).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(bytes.len() > 5_000, "a plot with text and lines, not an empty image");
+    }
 }
 
 #[test]
