@@ -10,7 +10,7 @@
 # l2sm-bcni-* (the reference bridge CNI plugin); removes all of them at the end, even on failure.
 # A section that cannot run leaves a "not measured: <reason>" row, never a number.
 # Environment: RESULTS=DIR keeps the raw samples there; OUT=DIR writes the report elsewhere;
-# ONLY="dataplane attach controller codec" runs only some sections (the others say so).
+# ONLY="dataplane attach controller agent codec" runs only some sections (the others say so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -310,6 +310,32 @@ controller() {
   "$BIN/l2sm-bench" --l2sm "$BIN/l2sm" --json cold-start --runs "$COLD_RUNS" >"$RES/controller/cold-start.json"
 }
 
+# ---------------------------------------------------------------- agent
+# crates/l2sm/benches/agent_attach.rs: 100 pod interfaces through the node agent's API (no CNI
+# exec, no ping) next to the same plumbing by `ip` + `ovs-vsctl`, and a 50-link reconcile.
+agent() {
+  echo "== agent: cargo bench -p l2sm --bench agent_attach"
+  cargo bench --locked -q -p l2sm --bench agent_attach >"$RES/agent.txt" 2>&1 || {
+    tail -5 "$RES/agent.txt" >&2; return 1; }
+  local line label key
+  while IFS= read -r line; do
+    label=${line%% p50 *}; label=$(echo "$label" | sed 's/ *$//')
+    case $label in
+      "l2sm agent, sequential") key=l2sm.seq ;;
+      "l2sm agent, 100 concurrent") key=l2sm.c100 ;;
+      "ip + ovs-vsctl, sequential") key=shell.seq ;;
+      "ip + ovs-vsctl, 100 concurrent") key=shell.c100 ;;
+      *) continue ;;
+    esac
+    # shellcheck disable=SC2046
+    set -- $(echo "$line" | sed -E 's/.* p50 +([0-9.]+) ms +p99 +([0-9.]+) ms +total +([0-9.]+) ms.*/\1 \2 \3/')
+    rec agent.$key.p50 "$1"; rec agent.$key.p99 "$2"; rec agent.$key.total "$3"
+  done <"$RES/agent.txt"
+  line=$(grep '50-link topology' "$RES/agent.txt" || true)
+  [ -z "$line" ] || rec agent.topo50 "$(echo "$line" | sed -E 's/.*: ([0-9.]+) ms.*/\1/')"
+  grep -q agent.l2sm.seq.p50 "$RES/samples.jsonl" || { echo "agent_attach printed no result line" >&2; return 1; }
+}
+
 # ---------------------------------------------------------------- codec
 codec() {
   echo "== codec: criterion (l2sm-ofp codec)"
@@ -338,6 +364,7 @@ section dataplane
 section attach
 "$BIN/l2sm" --lab bl2sm lab down >/dev/null 2>&1 || true
 section controller
+section agent
 section codec
 sed -i "s|^ \"others\"| \"load_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\n \"others\"|" "$RES/machine.json"
 "$BIN/l2sm-bench-report" --results "$RES" --out "$OUT"

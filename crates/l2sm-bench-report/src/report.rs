@@ -98,6 +98,7 @@ pub fn render(inputs: &Inputs) -> (String, Vec<Plot>) {
     dataplane(inputs, &mut body, &mut goals);
     attach(inputs, &mut body, &mut goals, &mut plots);
     controller(inputs, &mut body, &mut goals, &mut plots);
+    agent(inputs, &mut body);
     codec(inputs, &mut body);
 
     let _ = writeln!(md, "## Goals (issue #8)\n");
@@ -646,6 +647,47 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             let _ = writeln!(md, "Other controller measurement `{name}` (shown as measured):\n\n```json\n{d}\n```\n");
         }
     }
+}
+
+fn agent(inputs: &Inputs, md: &mut String) {
+    let _ = writeln!(md, "## Node agent: attach primitives\n");
+    let _ = writeln!(
+        md,
+        "`cargo bench -p l2sm --bench agent_attach`: 100 pod interfaces on one node through the \
+         agent's local API (veth, addresses, OVS port, report to the controller; no CNI exec, no \
+         ping), one after the other and all at once. Baseline: the same plumbing with `ip` and \
+         `ovs-vsctl` (one port per call).\n"
+    );
+    if inputs.get("agent.l2sm.seq.p50").is_none() {
+        let _ = writeln!(md, "{}\n", not_measured(inputs, "agent"));
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| 100 pods | L2S-M agent p50 / p99 ms | total ms | `ip` + `ovs-vsctl` p50 / p99 ms | total ms | L2S-M ÷ shell, total |\n|---|---|---|---|---|---|"
+    );
+    for (key, label) in [("seq", "one after the other"), ("c100", "all at once")] {
+        let g = |s: &str, f: &str| med(inputs, &format!("agent.{s}.{key}.{f}"));
+        let _ = writeln!(
+            md,
+            "| {label} | {} / {} | {} | {} / {} | {} | {} |",
+            opt(g("l2sm", "p50")),
+            opt(g("l2sm", "p99")),
+            opt(g("l2sm", "total")),
+            opt(g("shell", "p50")),
+            opt(g("shell", "p99")),
+            opt(g("shell", "total")),
+            ratio(g("l2sm", "total"), g("shell", "total"))
+        );
+    }
+    if let Some(t) = med(inputs, "agent.topo50") {
+        let _ = writeln!(
+            md,
+            "\n50 VXLAN links reconciled from scratch by a restarted agent: {} ms (no baseline).",
+            num(t)
+        );
+    }
+    md.push('\n');
 }
 
 /// Why convergence took long, from the document itself: how many more FLOW_MODs and

@@ -25,6 +25,11 @@ fn results(dir: &Path) {
         s += &format!("{{\"key\":\"dp.tput.same.{sys}\",\"v\":{v}}}\n");
         s += &format!("{{\"key\":\"dp.tput.cross.{sys}\",\"v\":{v}}}\n");
     }
+    for (k, v) in [("l2sm.seq", 10.0), ("l2sm.c100", 300.0), ("shell.seq", 40.0), ("shell.c100", 900.0)] {
+        for (f, x) in [("p50", v), ("p99", v * 2.0), ("total", v * 100.0)] {
+            s += &format!("{{\"key\":\"agent.{k}.{f}\",\"v\":{x}}}\n");
+        }
+    }
     write(dir, "samples.jsonl", &s);
     write(dir, "machine.json", r#"{"nproc":2,"mode":"quick","load_start":"1.0 2.0 3.0"}"#);
     let synth = |n: u32, conv: f64, peak: u32, mods: u32| {
@@ -68,6 +73,7 @@ fn writes_markdown_and_one_png_per_curve() {
     assert!(md.contains("| Cold start to serving | < 100 ms | 4.25 ms (empty state) | met |"), "{md}");
     assert!(md.contains("| flow mod | encode | 250 | 4,000,000 | 10.00× |"), "{md}");
     assert!(md.contains("](docs/bench/attach.png)"), "{md}");
+    assert!(md.contains("| all at once | 300 / 600 | 30,000 | 900 / 1,800 | 90,000 | 0.33× |"), "{md}");
     for name in ["attach.png", "convergence.png", "rss.png"] {
         let png = out.join("docs/bench").join(name);
         assert!(files.contains(&png), "{name}");
