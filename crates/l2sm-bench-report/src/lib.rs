@@ -144,7 +144,11 @@ pub fn load(dir: &Path) -> Result<Inputs, ReportError> {
         files.sort();
         for f in files {
             let v = parse_json(&f, &read(&f)?, 1)?;
-            let stem = f.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let stem = f
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             inputs.controller.insert(stem, v);
         }
     }

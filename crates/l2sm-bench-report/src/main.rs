@@ -14,7 +14,10 @@ fn main() -> Result<()> {
     let mut font = PathBuf::from(DEFAULT_FONT);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{a} needs a value\n{USAGE}"));
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{a} needs a value\n{USAGE}"))
+        };
         match a.as_str() {
             "--results" => results = Some(PathBuf::from(value()?)),
             "--out" => out = PathBuf::from(value()?),

@@ -114,9 +114,11 @@ pub fn draw(plot: &Plot, path: &Path) -> Result<(), ReportError> {
         let steps = 60;
         let at = |i: i32| x_lo * (x_hi / x_lo).powf(f64::from(i) / f64::from(steps));
         chart
-            .draw_series((0..steps).step_by(2).map(|i| {
-                PathElement::new([(at(i), *y), (at(i + 1), *y)], red.stroke_width(2))
-            }))
+            .draw_series(
+                (0..steps)
+                    .step_by(2)
+                    .map(|i| PathElement::new([(at(i), *y), (at(i + 1), *y)], red.stroke_width(2))),
+            )
             .map_err(|x| e(&x))?
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 8, y)], red.stroke_width(2)));

@@ -8,28 +8,54 @@ use std::fmt::Write;
 
 /// Published figures of other systems, from `../shared/reference/peers.md` (its source ids).
 mod peers {
-    pub const DATAPLANE: &str = "Kube-OVN overlay vs host, iperf3: 8.5 vs 9.4 Gbit/s = 0.90× host [K12]; \
+    pub const DATAPLANE: &str =
+        "Kube-OVN overlay vs host, iperf3: 8.5 vs 9.4 Gbit/s = 0.90× host [K12]; \
         public cloud 2.42 vs 2.52 Gbit/s = 0.96× [K12]";
-    pub const RTT: &str = "Kube-OVN overlay vs host, 1-byte TCP latency (default tuning): 25.7 vs 13.1 µs [K4]";
-    pub const ATTACH: &str = "OVN-Kubernetes CI pod-ready latency: avg 1,227.5 ms, max 2,000 ms at 400 pods [O6]; \
+    pub const RTT: &str =
+        "Kube-OVN overlay vs host, 1-byte TCP latency (default tuning): 25.7 vs 13.1 µs [K4]";
+    pub const ATTACH: &str =
+        "OVN-Kubernetes CI pod-ready latency: avg 1,227.5 ms, max 2,000 ms at 400 pods [O6]; \
         NSM establish ≈ 15 s [N4]; upstream L2S-M: none published";
-    pub const FLOW_RATE: &str = "ONOS single-instance cbench ≈ 72.5k responses/s (low confidence) [X4]; \
+    pub const FLOW_RATE: &str =
+        "ONOS single-instance cbench ≈ 72.5k responses/s (low confidence) [X4]; \
         OVS-DOCA target 4,000 flow-mods ≤ 1 s [P9]";
-    pub const CONVERGE: &str = "Faucet: programs a switch and learns hosts \"within a few seconds\" [F1]";
+    pub const CONVERGE: &str =
+        "Faucet: programs a switch and learns hosts \"within a few seconds\" [F1]";
     pub const RSS: &str = "ONOS (upstream L2S-M's controller): -Xmx2g default heap [X1]; Multus daemon 10–30 MiB [M3]";
     pub const COLD: &str = "upstream L2S-M controller (ONOS): readiness probe first check at 30 s, 1–5 min to ready [L6,L7]";
     pub const SOURCES: &[(&str, &str)] = &[
         ("K4", "kubeovn/docs docs/advance/performance-tuning.en.md"),
-        ("K12", "github.com/kubeovn/kube-ovn/wiki (Packet and Aliyun test reports)"),
-        ("O6", "ovn-kubernetes/ovn-kubernetes PR #6348 (CI performance report)"),
+        (
+            "K12",
+            "github.com/kubeovn/kube-ovn/wiki (Packet and Aliyun test reports)",
+        ),
+        (
+            "O6",
+            "ovn-kubernetes/ovn-kubernetes PR #6348 (CI performance report)",
+        ),
         ("N4", "networkservicemesh/deployments-k8s#1015"),
-        ("X1", "opennetworkinglab/onos tools/package/bin/onos-service"),
-        ("X4", "CapstoneProjectTeam14/Capstone_Project_Team14 testing.md (community cbench run)"),
-        ("P9", "Mellanox/ovs-tests test-ovs-openflow-rules-insertion.sh"),
+        (
+            "X1",
+            "opennetworkinglab/onos tools/package/bin/onos-service",
+        ),
+        (
+            "X4",
+            "CapstoneProjectTeam14/Capstone_Project_Team14 testing.md (community cbench run)",
+        ),
+        (
+            "P9",
+            "Mellanox/ovs-tests test-ovs-openflow-rules-insertion.sh",
+        ),
         ("F1", "faucetsdn/faucet docs/intro.rst"),
         ("M3", "k8snetworkplumbingwg/multus-cni issues #1346, #1416"),
-        ("L6", "Networks-it-uc3m/L2S-M config/sdncontroller/manifests.yaml"),
-        ("L7", "Networks-it-uc3m/L2S-M additional-info/implementation.md"),
+        (
+            "L6",
+            "Networks-it-uc3m/L2S-M config/sdncontroller/manifests.yaml",
+        ),
+        (
+            "L7",
+            "Networks-it-uc3m/L2S-M additional-info/implementation.md",
+        ),
     ];
 }
 
@@ -102,7 +128,10 @@ pub fn render(inputs: &Inputs) -> (String, Vec<Plot>) {
     codec(inputs, &mut body);
 
     let _ = writeln!(md, "## Goals (issue #8)\n");
-    let _ = writeln!(md, "| Goal | Target | Measured | Verdict |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| Goal | Target | Measured | Verdict |\n|---|---|---|---|"
+    );
     for g in &goals {
         let _ = writeln!(
             md,
@@ -283,8 +312,12 @@ fn dataplane(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>) {
     let verdict = match worst {
         Some((_, r)) if r >= TPUT_GOAL => "met".to_string(),
         Some((label, r)) => {
-            let same_work = d("passes", "l2sm").zip(d("passes", "ovs")).is_some_and(|(a, b)| a <= b * 1.05)
-                && d("upcalls", "l2sm").zip(d("upcalls", "ovs")).is_some_and(|(a, b)| a <= b * 2.0 + 10.0);
+            let same_work = d("passes", "l2sm")
+                .zip(d("passes", "ovs"))
+                .is_some_and(|(a, b)| a <= b * 1.05)
+                && d("upcalls", "l2sm")
+                    .zip(d("upcalls", "ovs"))
+                    .is_some_and(|(a, b)| a <= b * 2.0 + 10.0);
             format!(
                 "**missed** {label} by {:.0}% of the goal ({r:.2}× vs {TPUT_GOAL}×); {}",
                 (TPUT_GOAL - r) / TPUT_GOAL * 100.0,
@@ -382,7 +415,11 @@ fn attach(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &mut V
             opt(pct(inputs, &a("l2sm"), 99.0)),
             opt(pct(inputs, &a("bridge"), 50.0)),
             opt(pct(inputs, &a("bridge"), 99.0)),
-            if i + 1 == lv.len() { peers::ATTACH } else { "—" }
+            if i + 1 == lv.len() {
+                peers::ATTACH
+            } else {
+                "—"
+            }
         );
     }
     let _ = writeln!(
@@ -462,18 +499,27 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
                 if inputs.controller.is_empty() {
                     why.clone()
                 } else {
-                    "not measured: the controller benchmark of this tree has no flow-rate mode".into()
+                    "not measured: the controller benchmark of this tree has no flow-rate mode"
+                        .into()
                 },
                 peers::FLOW_RATE
             );
         }
     }
 
-    let _ = writeln!(md, "### Convergence and memory against the number of switches\n");
+    let _ = writeln!(
+        md,
+        "### Convergence and memory against the number of switches\n"
+    );
     let mut converge_goal = (why.clone(), "—".to_string());
     let mut rss_goal = (why.clone(), "—".to_string());
     if synth.is_empty() {
-        let _ = writeln!(md, "{why}. Published: {}; {}.\n", peers::CONVERGE, peers::RSS);
+        let _ = writeln!(
+            md,
+            "{why}. Published: {}; {}.\n",
+            peers::CONVERGE,
+            peers::RSS
+        );
     } else {
         let _ = writeln!(
             md,
@@ -488,14 +534,25 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             md,
             "| Switches | networks × ports/switch | tunnels | memberships | flows + groups | serving ms | half converged ms | all converged ms | ms per switch ÷ smallest | FLOW_MODs + GROUP_MODs | mods after convergence | RSS MiB (peak) | CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
-        let per_switch = |v: &Value| {
-            Some(f(v, "/start/convergence_ms")? / f(v, "/cluster/switches")?)
-        };
+        let per_switch =
+            |v: &Value| Some(f(v, "/start/convergence_ms")? / f(v, "/cluster/switches")?);
         let base = synth.first().and_then(|v| per_switch(v));
-        let mut conv = Series { name: "all switches converged".into(), points: vec![] };
-        let mut half = Series { name: "half of the switches converged".into(), points: vec![] };
-        let mut rss = Series { name: "RSS at the end".into(), points: vec![] };
-        let mut peak = Series { name: "peak RSS".into(), points: vec![] };
+        let mut conv = Series {
+            name: "all switches converged".into(),
+            points: vec![],
+        };
+        let mut half = Series {
+            name: "half of the switches converged".into(),
+            points: vec![],
+        };
+        let mut rss = Series {
+            name: "RSS at the end".into(),
+            points: vec![],
+        };
+        let mut peak = Series {
+            name: "peak RSS".into(),
+            points: vec![],
+        };
         for v in &synth {
             let n = f(v, "/cluster/switches").unwrap_or(0.0);
             let converged = v.pointer("/start/converged").and_then(Value::as_bool) == Some(true);
@@ -503,13 +560,19 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             let r = f(v, "/start/controller/rss_kib").map(|k| k / 1024.0);
             let pk = f(v, "/start/controller/peak_rss_kib").map(|k| k / 1024.0);
             if n > 0.0 {
-                for (s, y) in [(&mut conv, c_ms.filter(|_| converged)), (&mut half, f(v, "/start/p50_switch_ms")), (&mut rss, r), (&mut peak, pk)] {
+                for (s, y) in [
+                    (&mut conv, c_ms.filter(|_| converged)),
+                    (&mut half, f(v, "/start/p50_switch_ms")),
+                    (&mut rss, r),
+                    (&mut peak, pk),
+                ] {
                     if let Some(y) = y {
                         s.points.push((n, y));
                     }
                 }
             }
-            let mods = f(v, "/start/flow_mods").unwrap_or(0.0) + f(v, "/start/group_mods").unwrap_or(0.0);
+            let mods =
+                f(v, "/start/flow_mods").unwrap_or(0.0) + f(v, "/start/group_mods").unwrap_or(0.0);
             let _ = writeln!(
                 md,
                 "| {} | {} × {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} |",
@@ -518,7 +581,9 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
                 opt(f(v, "/cluster/ports_per_switch")),
                 opt(f(v, "/links")),
                 opt(f(v, "/memberships")),
-                opt(f(v, "/expected_flows").zip(f(v, "/expected_groups")).map(|(a, b)| a + b)),
+                opt(f(v, "/expected_flows")
+                    .zip(f(v, "/expected_groups"))
+                    .map(|(a, b)| a + b)),
                 opt(f(v, "/start/serving_ms")),
                 opt(f(v, "/start/p50_switch_ms")),
                 if converged {
@@ -539,7 +604,9 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             );
             if n == 1000.0 {
                 converge_goal = match c_ms {
-                    Some(ms) if converged && ms < CONVERGE_GOAL_MS => (format!("{} ms", num(ms)), "met".into()),
+                    Some(ms) if converged && ms < CONVERGE_GOAL_MS => {
+                        (format!("{} ms", num(ms)), "met".into())
+                    }
                     Some(ms) if converged => (
                         format!("{} ms", num(ms)),
                         format!(
@@ -555,13 +622,20 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
                     Some(m) if m < RSS_GOAL_MIB => (format!("peak {} MiB", num(m)), "met".into()),
                     Some(m) => (
                         format!("peak {} MiB", num(m)),
-                        format!("**missed** by {} MiB ({:.1}× the goal)", num(m - RSS_GOAL_MIB), m / RSS_GOAL_MIB),
+                        format!(
+                            "**missed** by {} MiB ({:.1}× the goal)",
+                            num(m - RSS_GOAL_MIB),
+                            m / RSS_GOAL_MIB
+                        ),
                     ),
                     None => ("no RSS in the document".into(), "—".into()),
                 };
             }
         }
-        if !synth.iter().any(|v| f(v, "/cluster/switches") == Some(1000.0)) {
+        if !synth
+            .iter()
+            .any(|v| f(v, "/cluster/switches") == Some(1000.0))
+        {
             converge_goal.0 = "not measured at 1,000 switches in this run".into();
             rss_goal.0 = converge_goal.0.clone();
         }
@@ -572,7 +646,10 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             title: "Controller start to every switch programmed".into(),
             x_label: "switches".into(),
             y_label: "ms".into(),
-            series: [conv, half].into_iter().filter(|s| !s.points.is_empty()).collect(),
+            series: [conv, half]
+                .into_iter()
+                .filter(|s| !s.points.is_empty())
+                .collect(),
             goal: Some(("goal: 1,000 switches < 5 s".into(), CONVERGE_GOAL_MS)),
         });
         plots.push(Plot {
@@ -580,7 +657,10 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             title: "Controller memory against switches".into(),
             x_label: "switches".into(),
             y_label: "MiB".into(),
-            series: [rss, peak].into_iter().filter(|s| !s.points.is_empty()).collect(),
+            series: [rss, peak]
+                .into_iter()
+                .filter(|s| !s.points.is_empty())
+                .collect(),
             goal: Some(("goal: < 64 MiB at 1,000".into(), RSS_GOAL_MIB)),
         });
         plots.retain(|p| !p.series.is_empty());
@@ -625,7 +705,9 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
                 ratio(l, e)
             );
             match e {
-                Some(ms) if ms < COLD_GOAL_MS => (format!("{} ms (empty state)", num(ms)), "met".into()),
+                Some(ms) if ms < COLD_GOAL_MS => {
+                    (format!("{} ms (empty state)", num(ms)), "met".into())
+                }
                 Some(ms) => (
                     format!("{} ms (empty state)", num(ms)),
                     format!("**missed** by {} ms", num(ms - COLD_GOAL_MS)),
@@ -643,8 +725,13 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
 
     let known = ["controller", "cold_start", "flow_rate"];
     for (name, d) in &inputs.controller {
-        if d.as_object().is_some_and(|o| o.keys().all(|k| !known.contains(&k.as_str()))) {
-            let _ = writeln!(md, "Other controller measurement `{name}` (shown as measured):\n\n```json\n{d}\n```\n");
+        if d.as_object()
+            .is_some_and(|o| o.keys().all(|k| !known.contains(&k.as_str())))
+        {
+            let _ = writeln!(
+                md,
+                "Other controller measurement `{name}` (shown as measured):\n\n```json\n{d}\n```\n"
+            );
         }
     }
 }
@@ -789,12 +876,21 @@ mod tests {
         let (md, plots) = render(&inputs());
         assert!(md.contains("| same node | TCP Mbit/s, median of 3 (min–max) | 480 (470–490) | 500 (490–510) | **0.96×** |"), "{md}");
         assert!(md.contains("| Pipeline throughput vs plain OVS `NORMAL` | ≥ 0.9× | same node 0.96×, across nodes 0.96× | met |"), "{md}");
-        assert!(md.contains("| 100 | 2 | 1,000 | 1,200 | 900 | 1,100 | 1.11× | 1.09× |"), "{md}");
-        assert!(md.contains("**missed** by 1,000 ms (6.0× the goal)"), "{md}");
+        assert!(
+            md.contains("| 100 | 2 | 1,000 | 1,200 | 900 | 1,100 | 1.11× | 1.09× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("**missed** by 1,000 ms (6.0× the goal)"),
+            "{md}"
+        );
         assert!(md.contains("not measured: no samples in this run"), "{md}");
         assert_eq!(plots.len(), 1);
         assert_eq!(plots[0].series.len(), 4);
-        assert_eq!(plots[0].series[1].points, vec![(1.0, 12.0), (10.0, 120.0), (100.0, 1200.0)]);
+        assert_eq!(
+            plots[0].series[1].points,
+            vec![(1.0, 12.0), (10.0, 120.0), (100.0, 1200.0)]
+        );
     }
 
     #[test]
@@ -802,16 +898,24 @@ mod tests {
         let mut i = inputs();
         i.samples.insert("dp.tput.cross.l2sm".into(), vec![300.0]);
         let (md, _) = render(&i);
-        assert!(md.contains("**missed** across nodes by 17% of the goal (0.75× vs 0.9×)"), "{md}");
+        assert!(
+            md.contains("**missed** across nodes by 17% of the goal (0.75× vs 0.9×)"),
+            "{md}"
+        );
     }
 
     #[test]
     fn skipped_sections_give_their_reason() {
         let mut i = Inputs::default();
-        i.skipped.insert("controller".into(), "no such command".into());
-        i.skipped.insert("dataplane".into(), "iperf3 gave no result".into());
+        i.skipped
+            .insert("controller".into(), "no such command".into());
+        i.skipped
+            .insert("dataplane".into(), "iperf3 gave no result".into());
         let (md, plots) = render(&i);
-        assert!(md.contains("| 1,000 switches converge | < 5 s | not measured: no such command | — |"), "{md}");
+        assert!(
+            md.contains("| 1,000 switches converge | < 5 s | not measured: no such command | — |"),
+            "{md}"
+        );
         assert!(md.contains("| Pipeline throughput vs plain OVS `NORMAL` | ≥ 0.9× | not measured: iperf3 gave no result | — |"), "{md}");
         assert!(plots.is_empty());
     }

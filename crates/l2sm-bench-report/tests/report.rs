@@ -25,13 +25,22 @@ fn results(dir: &Path) {
         s += &format!("{{\"key\":\"dp.tput.same.{sys}\",\"v\":{v}}}\n");
         s += &format!("{{\"key\":\"dp.tput.cross.{sys}\",\"v\":{v}}}\n");
     }
-    for (k, v) in [("l2sm.seq", 10.0), ("l2sm.c100", 300.0), ("shell.seq", 40.0), ("shell.c100", 900.0)] {
+    for (k, v) in [
+        ("l2sm.seq", 10.0),
+        ("l2sm.c100", 300.0),
+        ("shell.seq", 40.0),
+        ("shell.c100", 900.0),
+    ] {
         for (f, x) in [("p50", v), ("p99", v * 2.0), ("total", v * 100.0)] {
             s += &format!("{{\"key\":\"agent.{k}.{f}\",\"v\":{x}}}\n");
         }
     }
     write(dir, "samples.jsonl", &s);
-    write(dir, "machine.json", r#"{"nproc":2,"mode":"quick","load_start":"1.0 2.0 3.0"}"#);
+    write(
+        dir,
+        "machine.json",
+        r#"{"nproc":2,"mode":"quick","load_start":"1.0 2.0 3.0"}"#,
+    );
     let synth = |n: u32, conv: f64, peak: u32, mods: u32| {
         format!(
             r#"{{"controller":{{"cluster":{{"networks":10,"ports_per_switch":4,"shape":"sparse","switches":{n}}},
@@ -46,14 +55,26 @@ fn results(dir: &Path) {
         )
     };
     write(dir, "controller/synth-10.json", &synth(10, 4.0, 8192, 500));
-    write(dir, "controller/synth-1000.json", &synth(1000, 8000.0, 32768, 150000));
+    write(
+        dir,
+        "controller/synth-1000.json",
+        &synth(1000, 8000.0, 32768, 150000),
+    );
     write(
         dir,
         "controller/cold-start.json",
         r#"{"cold_start":{"runs":3,"empty_p50_ms":4.25,"empty_ms":[4,4.25,5],"loaded_memberships":400,"loaded_p50_ms":8.5,"loaded_ms":[8,8.5,9]}}"#,
     );
-    write(dir, "codec/flow_mod/encode/estimates.json", r#"{"median":{"point_estimate":250.0}}"#);
-    write(dir, "codec/flow_mod/copy_bytes_baseline/estimates.json", r#"{"median":{"point_estimate":25.0}}"#);
+    write(
+        dir,
+        "codec/flow_mod/encode/estimates.json",
+        r#"{"median":{"point_estimate":250.0}}"#,
+    );
+    write(
+        dir,
+        "codec/flow_mod/copy_bytes_baseline/estimates.json",
+        r#"{"median":{"point_estimate":25.0}}"#,
+    );
 }
 
 #[test]
@@ -65,22 +86,43 @@ fn writes_markdown_and_one_png_per_curve() {
     let out = dir.path().join("out");
     let files = l2sm_bench_report::write_report(&inputs, &out).unwrap();
     let md = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap();
-    assert!(md.contains("| same node | TCP Mbit/s, median of 1 (min–max) | 470 | 480 | **0.98×** |"), "{md}");
+    assert!(
+        md.contains("| same node | TCP Mbit/s, median of 1 (min–max) | 470 | 480 | **0.98×** |"),
+        "{md}"
+    );
     assert!(md.contains("| 1,000 | 10 × 4 | 2,000 | 4,000 | 50,000 | 4.50 | 4,000 | 8,000 | 20.00× | 150,000 | 0 | 32 (32) | 2 |"), "{md}");
     assert!(md.contains("| 1,000 switches converge | < 5 s | 8,000 ms | **missed** by 3,000 ms (1.6× the goal); the switches received 3.0× the FLOW_MODs"), "{md}");
-    assert!(md.contains("| Controller RSS at 1,000 switches | < 64 MiB | peak 32 MiB | met |"), "{md}");
-    assert!(md.contains("| 400 memberships | 8.50 | 2.00× | — |"), "{md}");
-    assert!(md.contains("| Cold start to serving | < 100 ms | 4.25 ms (empty state) | met |"), "{md}");
-    assert!(md.contains("| flow mod | encode | 250 | 4,000,000 | 10.00× |"), "{md}");
+    assert!(
+        md.contains("| Controller RSS at 1,000 switches | < 64 MiB | peak 32 MiB | met |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 400 memberships | 8.50 | 2.00× | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Cold start to serving | < 100 ms | 4.25 ms (empty state) | met |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| flow mod | encode | 250 | 4,000,000 | 10.00× |"),
+        "{md}"
+    );
     assert!(md.contains("](docs/bench/attach.png)"), "{md}");
-    assert!(md.contains("| all at once | 300 / 600 | 30,000 | 900 / 1,800 | 90,000 | 0.33× |"), "{md}");
+    assert!(
+        md.contains("| all at once | 300 / 600 | 30,000 | 900 / 1,800 | 90,000 | 0.33× |"),
+        "{md}"
+    );
     for name in ["attach.png", "convergence.png", "rss.png"] {
         let png = out.join("docs/bench").join(name);
         assert!(files.contains(&png), "{name}");
         assert!(md.contains(&format!("](docs/bench/{name})")), "{name}");
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-        assert!(bytes.len() > 5_000, "a plot with text and lines, not an empty image");
+        assert!(
+            bytes.len() > 5_000,
+            "a plot with text and lines, not an empty image"
+        );
     }
 }
 
@@ -88,9 +130,16 @@ fn writes_markdown_and_one_png_per_curve() {
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     results(dir.path());
-    write(dir.path(), "samples.jsonl", "{\"key\":\"a\",\"v\":1}\n{\"key\":\"a\",\"v\":\"x\"}\n");
+    write(
+        dir.path(),
+        "samples.jsonl",
+        "{\"key\":\"a\",\"v\":1}\n{\"key\":\"a\",\"v\":\"x\"}\n",
+    );
     let e = l2sm_bench_report::load(dir.path()).unwrap_err().to_string();
-    assert!(e.ends_with("samples.jsonl:2: \"v\" must be a finite number"), "{e}");
+    assert!(
+        e.ends_with("samples.jsonl:2: \"v\" must be a finite number"),
+        "{e}"
+    );
     write(dir.path(), "samples.jsonl", "not json\n");
     let e = l2sm_bench_report::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("samples.jsonl:1: "), "{e}");
