@@ -10,7 +10,9 @@
 # l2sm-bcni-* (the reference bridge CNI plugin); removes all of them at the end, even on failure.
 # A section that cannot run leaves a "not measured: <reason>" row, never a number.
 # Environment: RESULTS=DIR keeps the raw samples there; OUT=DIR writes the report elsewhere;
-# ONLY="dataplane attach controller agent codec" runs only some sections (the others say so).
+# ONLY="dataplane attach controller agent codec" runs only some sections (the others say so);
+# LEVELS="1 10 100" sets the numbers of pods attached at once; KEEP=1 leaves the labs and
+# namespaces up at the end, for inspection (the next run removes them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -23,10 +25,10 @@ for a in "$@"; do
   esac
 done
 if [ $MODE = quick ]; then
-  SECS=2 REPS=1 PINGS=20 LEVELS="1 5 20" ROUNDS1=3 CODEC_ARGS="--warm-up-time 0.3 --measurement-time 1"
+  SECS=2 REPS=1 PINGS=20 LEVELS=${LEVELS:-"1 5 20"} ROUNDS1=3 CODEC_ARGS="--warm-up-time 0.3 --measurement-time 1"
   SWITCHES="10 100" COLD_RUNS=3
 else
-  SECS=5 REPS=3 PINGS=100 LEVELS="1 10 100" ROUNDS1=10 CODEC_ARGS=""
+  SECS=5 REPS=3 PINGS=100 LEVELS=${LEVELS:-"1 10 100"} ROUNDS1=10 CODEC_ARGS=""
   SWITCHES="10 100 1000" COLD_RUNS=10
 fi
 
@@ -50,6 +52,11 @@ TMP=$(mktemp -d)
 
 cleanup() {
   set +e
+  if [ -n "${KEEP:-}" ] && [ -n "${CLEANUP_DONE:-}" ]; then
+    echo "KEEP: labs bl2sm/bnorm and namespaces $KNS-*, $CNS-* left for inspection; rerun without KEEP to remove them"
+    return
+  fi
+  CLEANUP_DONE=1
   for lab in bl2sm bnorm; do "$BIN/l2sm" --lab $lab lab down >/dev/null 2>&1; done
   for ns in $(ip netns list | awk '{print $1}' | grep -E "^($KNS|$CNS)-"); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
@@ -224,6 +231,10 @@ dataplane() {
 attach_round() { # system level round
   local sys=$1 n=$2 round=$3 i ns conf node pids=()
   local out=$TMP/att-$sys-$n-$round
+  # ovs-vswitchd logs main-loop stalls over 1 s ("long NNNms poll interval"); in the userspace
+  # datapath that thread also forwards the packets, so a stall delays every first ping.
+  local vlog=/run/l2sm/lab/bl2sm/n1/ovs-vswitchd.log l0=0
+  [ "$sys" = l2sm ] && l0=$(wc -l <"$vlog")
   mkdir -p "$out"
   for ((i = 1; i <= n; i++)); do ip netns add $CNS-$sys-$i; done
   for ((i = 1; i <= n; i++)); do
@@ -240,21 +251,30 @@ attach_round() { # system level round
     ip netns exec $node env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C bash -c '
       t0=$EPOCHREALTIME
       CNI_COMMAND=ADD CNI_CONTAINERID=b'"$round"'x$1 CNI_NETNS=/run/netns/$2 CNI_IFNAME=net1 CNI_PATH=/usr/lib/cni \
-        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p$1" "$3" <<<"$4" >"$5/add-$1.json" || exit 1
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p$1" "$3" <<<"$4" >"$5/add-$1.json" ||
+        { echo "ADD failed: $(head -c 300 "$5/add-$1.json")" >"$5/err-$1"; exit 1; }
       t1=$EPOCHREALTIME
-      ip netns exec "$2" ping -c 1 -i 0.002 -w 10 -q "$6" >/dev/null || exit 2
+      ip netns exec "$2" ping -c 1 -i 0.002 -w 60 -q "$6" >/dev/null ||
+        { echo "no ping reply from $6 within 60 s of ADD returning" >"$5/err-$1"; exit 2; }
       echo "$t0 $t1 $EPOCHREALTIME" >"$5/t-$1"' _ "$i" "$ns" "$plugin" "$conf" "$out" "$peer" &
     pids+=($!)
   done
   local failed=0
   for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
-  [ $failed = 0 ] || { echo "$sys at $n: $failed pods failed (ADD or first ping); see $out" >&2; return 1; }
+  [ $failed = 0 ] || {
+    echo "$sys at $n pods: $failed failed, e.g. $(cat "$out"/err-* 2>/dev/null | sort | uniq -c | sort -rn | head -1 | tr -s ' ')" >&2
+    return 1
+  }
   awk '{ printf "%.3f\n", ($3 - $1) * 1000 }' "$out"/t-* >"$out/ping"
   awk '{ printf "%.3f\n", ($2 - $1) * 1000 }' "$out"/t-* >"$out/add"
   # shellcheck disable=SC2046
   rec attach.$sys.c$n $(cat "$out/ping")
   # shellcheck disable=SC2046
   rec attach_add.$sys.c$n $(cat "$out/add")
+  if [ "$sys" = l2sm ]; then
+    rec attach_stall.l2sm.c$n "$(tail -n +$((l0 + 1)) "$vlog" | grep -o 'long [0-9]*ms poll interval' |
+      awk '{ v = $2; sub("ms", "", v); if (v + 0 > m) m = v + 0 } END { print m + 0 }')"
+  fi
   # Tear down (not timed).
   for ((i = 1; i <= n; i++)); do
     ip netns exec $node env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=DEL CNI_CONTAINERID=b${round}x$i \
@@ -362,7 +382,7 @@ section() { # name: a failing section becomes a "not measured" row and the run g
 machine
 section dataplane
 section attach
-"$BIN/l2sm" --lab bl2sm lab down >/dev/null 2>&1 || true
+[ -n "${KEEP:-}" ] || "$BIN/l2sm" --lab bl2sm lab down >/dev/null 2>&1 || true
 section controller
 section agent
 section codec
