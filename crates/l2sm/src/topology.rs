@@ -108,6 +108,8 @@ fn parse_dpid(s: &str) -> anyhow::Result<u64> {
 pub fn parse(json: &str) -> anyhow::Result<Topology> {
     let file: TopologyFile = serde_json::from_str(json).context("invalid topology")?;
     let mut nodes: Vec<TopoNode> = Vec::new();
+    // Name -> has an address; lookups stay O(1) with thousands of nodes.
+    let mut known: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     for entry in &file.nodes {
         let (name, ip, dpid) = match entry {
             NodeEntry::Name(n) => (n.clone(), None, None),
@@ -120,10 +122,10 @@ pub fn parse(json: &str) -> anyhow::Result<Topology> {
         if name.is_empty() {
             bail!("invalid topology: a node has an empty name");
         }
-        if nodes.iter().any(|n| n.name == name) {
+        let address = ip.or_else(|| file.addresses.get(&name).cloned());
+        if known.insert(name.clone(), address.is_some()).is_some() {
             bail!("invalid topology: node {name:?} is listed twice");
         }
-        let address = ip.or_else(|| file.addresses.get(&name).cloned());
         let dpid = dpid.as_deref().map(parse_dpid).transpose()?;
         nodes.push(TopoNode {
             name,
@@ -149,7 +151,7 @@ pub fn parse(json: &str) -> anyhow::Result<Topology> {
         Some(entries) => {
             for l in entries {
                 for end in [&l.endpoint_a, &l.endpoint_b] {
-                    if !nodes.iter().any(|n| &n.name == end) {
+                    if !known.contains_key(end) {
                         bail!("invalid topology: link endpoint {end:?} is not a listed node");
                     }
                 }
@@ -192,7 +194,7 @@ pub fn parse(json: &str) -> anyhow::Result<Topology> {
         .filter(|l| l.kind == l2sm_pipeline::LinkKind::Tunnel)
     {
         for end in [&l.a, &l.b] {
-            if nodes.iter().any(|n| &n.name == end && n.address.is_none()) {
+            if known.get(end) == Some(&false) {
                 bail!("invalid topology: no address for node {end:?}");
             }
         }

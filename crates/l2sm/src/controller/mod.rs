@@ -2,8 +2,10 @@
 //! memberships, and the REST API (upstream ONOS-vnets compatible, plus a small native API).
 //!
 //! Data flow: an API call changes the [`state::Model`] (persisted before the answer is sent),
-//! then bumps a generation counter; every switch session watches that counter, recompiles its
-//! own pipeline and sends only the difference to its switch.
+//! then bumps a generation counter. With a topology, one planner task turns each generation
+//! into every switch's view (at most once per [`PLAN_INTERVAL`], however fast changes come)
+//! and tells the sessions; without one, sessions derive their own view from the model. Each
+//! session whose view changed recompiles its own pipeline and sends only the difference.
 
 pub mod api;
 pub mod ipam;
@@ -52,8 +54,13 @@ pub struct ControllerArgs {
 /// to reconnect after a controller restart without trees flapping.
 pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Every switch's view for one state of the model and the graph.
-type Plan = BTreeMap<u64, l2sm_pipeline::SwitchView>;
+/// Every switch's view for one state of the model and the graph. Views that did not change
+/// from one plan to the next are the same `Arc`, so sessions tell "unchanged" at once.
+type Plan = BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>;
+
+/// Shortest time between two plans: a burst of changes (a thousand switches connecting after
+/// a restart) costs a few plans, not one per change.
+pub const PLAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What an OpenFlow session publishes about its switch, for the API and metrics.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -112,8 +119,11 @@ pub struct Shared {
     started: std::time::Instant,
     /// When each switch last lost its session.
     disconnected_at: Mutex<BTreeMap<u64, std::time::Instant>>,
-    /// Views of every switch for one generation, computed once and shared by the sessions.
-    plan_cache: Mutex<Option<(u64, Arc<Plan>)>>,
+    /// Views of every switch under the topology, published by the planner.
+    plan: watch::Sender<Arc<Plan>>,
+    /// Bumped when sessions must look at their view again (a new plan, or a model change
+    /// without topology).
+    views: watch::Sender<u64>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -131,7 +141,8 @@ impl Shared {
             topology: RwLock::new(None),
             started: std::time::Instant::now(),
             disconnected_at: Mutex::new(BTreeMap::new()),
-            plan_cache: Mutex::new(None),
+            plan: watch::channel(Arc::new(Plan::new())).0,
+            views: watch::channel(0).0,
             metrics: Metrics::default(),
         }))
     }
@@ -154,7 +165,7 @@ impl Shared {
             self.store.save(&next).map_err(UpdateError::Persist)?;
             *guard = next;
             drop(guard);
-            self.generation.send_modify(|g| *g += 1);
+            self.bump();
         }
         Ok(result)
     }
@@ -168,9 +179,13 @@ impl Shared {
         self.bump();
     }
 
-    /// Tells every session that the graph or the model changed.
+    /// Tells the planner (or, without topology, every session) that the graph or the model
+    /// changed.
     pub fn bump(&self) {
         self.generation.send_modify(|g| *g += 1);
+        if self.topology().is_none() {
+            self.views.send_modify(|g| *g += 1);
+        }
     }
 
     /// Installs (or replaces) the configured topology.
@@ -210,33 +225,43 @@ impl Shared {
     }
 
     /// The view switch `dpid` must be programmed with. `local_links` are the switch's own
-    /// link ports, used when no topology is configured (full mesh of what it reports).
+    /// link ports, used when no topology is configured (full mesh of what it reports). `None`
+    /// while the current plan predates the switch's session: programming it from a plan that
+    /// does not know it would wipe what it holds; the next plan wakes the session again.
     pub fn view_of(
         &self,
         dpid: u64,
         local_links: BTreeMap<u32, l2sm_pipeline::LinkKind>,
-    ) -> l2sm_pipeline::SwitchView {
-        let Some(topo) = self.topology() else {
-            return self.model().switch_view(dpid, local_links);
-        };
-        let generation = *self.generation.borrow();
-        let mut cache = self.plan_cache.lock().unwrap_or_else(|e| e.into_inner());
-        let plan = match cache.as_ref() {
-            Some((g, plan)) if *g == generation => plan.clone(),
-            _ => {
-                let switches = self.switches().clone();
-                let absent_ok = self.absent_ok();
-                let plan = Arc::new(topo::plan_all(&topo, &self.model(), &switches, &absent_ok));
-                *cache = Some((generation, plan.clone()));
-                plan
-            }
-        };
-        plan.get(&dpid).cloned().unwrap_or_default()
+    ) -> Option<Arc<l2sm_pipeline::SwitchView>> {
+        if self.topology().is_none() {
+            let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+            return Some(Arc::new(model.switch_view(dpid, local_links)));
+        }
+        self.plan.borrow().get(&dpid).cloned()
     }
 
-    /// Subscribes to model changes.
+    /// Computes every switch's view under the topology and publishes it, keeping the `Arc`
+    /// of each view that did not change.
+    fn replan(&self) {
+        let Some(topo) = self.topology() else { return };
+        let switches = self.switches().clone();
+        let absent_ok = self.absent_ok();
+        let fresh = topo::plan_all(&topo, &self.model(), &switches, &absent_ok);
+        let previous = self.plan.borrow().clone();
+        let plan: Plan = fresh
+            .into_iter()
+            .map(|(dpid, view)| match previous.get(&dpid) {
+                Some(old) if **old == view => (dpid, old.clone()),
+                _ => (dpid, Arc::new(view)),
+            })
+            .collect();
+        self.plan.send_replace(Arc::new(plan));
+        self.views.send_modify(|g| *g += 1);
+    }
+
+    /// Subscribes to "look at your view again" notifications.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
+        self.views.subscribe()
     }
 
     fn switches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, SwitchStatus>> {
@@ -290,6 +315,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     if let Some(path) = args.topology.clone() {
         let topo = crate::topology::load_all(&path)?;
         shared.set_topology(topo::ResolvedTopology::new(&topo)?);
+        tokio::spawn(planner(shared.clone()));
         tokio::spawn(watch_topology(path, shared.clone()));
         // Grace periods expire without any event: re-plan now and then.
         let ticker = shared.clone();
@@ -316,6 +342,21 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         _ = crate::shutdown_signal() => tracing::info!("controller stopping"),
     }
     Ok(())
+}
+
+/// Re-plans after every change of the model or the graph, at most once per
+/// [`PLAN_INTERVAL`]: changes arriving meanwhile are folded into the next plan.
+async fn planner(shared: Arc<Shared>) {
+    let mut generation = shared.generation.subscribe();
+    loop {
+        generation.borrow_and_update();
+        let started = tokio::time::Instant::now();
+        shared.replan();
+        if generation.changed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep_until(started + PLAN_INTERVAL).await;
+    }
 }
 
 /// Re-reads the topology file when it changes; a broken file is ignored with a warning.

@@ -64,9 +64,14 @@ struct Session {
     dpid: Option<u64>,
     session_id: u64,
     ports: BTreeMap<u32, PortDesc>,
-    installed: SwitchPipeline,
+    /// What the switch holds when that is not simply `compile(installed_view)`: the state
+    /// read at connection, until the first sync. Not keeping compiled pipelines around saves
+    /// most of the controller's memory with a thousand switches.
+    read_state: Option<SwitchPipeline>,
+    /// Flows and groups the switch holds (as last programmed or read).
+    counts: (usize, usize),
     /// The view last compiled for this switch; `None` until the first sync.
-    installed_view: Option<SwitchView>,
+    installed_view: Option<Arc<SwitchView>>,
 }
 
 impl Session {
@@ -82,7 +87,8 @@ impl Session {
             dpid: None,
             session_id,
             ports: BTreeMap::new(),
-            installed: SwitchPipeline::default(),
+            read_state: None,
+            counts: (0, 0),
             installed_view: None,
         }
     }
@@ -395,12 +401,22 @@ impl Session {
     /// Brings the switch in line with the model, sending only what changed.
     async fn sync(&mut self) -> anyhow::Result<()> {
         let Some(dpid) = self.dpid else { return Ok(()) };
-        let view = self.shared.view_of(dpid, self.links());
+        let Some(view) = self.shared.view_of(dpid, self.links()) else {
+            return Ok(());
+        };
         if self.installed_view.as_ref() == Some(&view) {
             return Ok(());
         }
         let desired = compile(&view);
-        let mut msgs = diff(&self.installed, &desired);
+        let current = match self.read_state.take() {
+            Some(state) => state,
+            None => self
+                .installed_view
+                .as_deref()
+                .map(compile)
+                .unwrap_or_default(),
+        };
+        let mut msgs = diff(&current, &desired);
         // A port whose networks changed (a member that left or moved, a link that left a
         // tree) must not keep MAC entries that steer frames to it.
         let vnis_by_port = |v: &SwitchView| -> BTreeMap<u32, Vec<u32>> {
@@ -415,7 +431,7 @@ impl Session {
         let old = self
             .installed_view
             .as_ref()
-            .map(vnis_by_port)
+            .map(|v| vnis_by_port(v))
             .unwrap_or_default();
         let new = vnis_by_port(&view);
         for (port, vnis) in &old {
@@ -431,7 +447,7 @@ impl Session {
             self.send_batch(msgs).await?;
         }
         tracing::debug!(dpid = self.dpid_str(), messages = count, "switch synced");
-        self.installed = desired;
+        self.counts = (desired.flows.len(), desired.groups.len());
         self.installed_view = Some(view);
         self.publish();
         Ok(())
@@ -461,8 +477,8 @@ impl Session {
                         && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0,
                 })
                 .collect(),
-            flows: self.installed.flows.len(),
-            groups: self.installed.groups.len(),
+            flows: self.counts.0,
+            groups: self.counts.1,
             session: self.session_id,
         };
         self.shared.switches().insert(dpid, status);
@@ -489,11 +505,15 @@ impl Session {
         tracing::info!(peer = %self.peer, dpid = self.dpid_str(), ports = self.ports.len(), "switch connected");
         // A reconnecting switch still holds what it had: read it and change only what differs,
         // so established traffic and learned MACs survive a controller restart.
-        self.installed = self.read_switch_state().await?;
+        let state = self.read_switch_state().await?;
+        self.counts = (state.flows.len(), state.groups.len());
+        self.read_state = Some(state);
+        // The reads may have grown the buffer to the largest reply: give that back.
+        self.buf.shrink_to(4096);
         tracing::info!(
             dpid = self.dpid_str(),
-            flows = self.installed.flows.len(),
-            groups = self.installed.groups.len(),
+            flows = self.counts.0,
+            groups = self.counts.1,
             "read switch state"
         );
         let mut generation = self.shared.subscribe();

@@ -23,14 +23,18 @@ struct ResolvedLink {
     kind: LinkKind,
 }
 
-fn node_dpid(topo: &Topology, name: &str) -> u64 {
-    topo.node(name)
+/// Nodes by name, built once per resolution (thousands of nodes, thousands of links).
+type Nodes<'a> = std::collections::HashMap<&'a str, &'a crate::topology::TopoNode>;
+
+fn node_dpid(nodes: &Nodes<'_>, name: &str) -> u64 {
+    nodes
+        .get(name)
         .and_then(|n| n.dpid)
         .unwrap_or_else(|| ids::datapath_id(&ids::switch_name(name, ids::OVERLAY_PROVIDER)))
 }
 
 /// Port name at `me`'s end of `link`.
-fn port_name(topo: &Topology, link: &TopoLink, me_is_a: bool) -> anyhow::Result<String> {
+fn port_name(nodes: &Nodes<'_>, link: &TopoLink, me_is_a: bool) -> anyhow::Result<String> {
     match link.kind {
         LinkKind::Trunk => Ok(if me_is_a {
             &link.interface_a
@@ -41,8 +45,8 @@ fn port_name(topo: &Topology, link: &TopoLink, me_is_a: bool) -> anyhow::Result<
         .unwrap_or_default()),
         LinkKind::Tunnel => {
             let other = if me_is_a { &link.b } else { &link.a };
-            let addr = topo
-                .node(other)
+            let addr = nodes
+                .get(other.as_str())
                 .and_then(|n| n.address.clone())
                 .unwrap_or_default();
             Ok(ids::vxlan_port_name(&crate::topology::resolve_address(
@@ -55,13 +59,14 @@ fn port_name(topo: &Topology, link: &TopoLink, me_is_a: bool) -> anyhow::Result<
 impl ResolvedTopology {
     /// Resolves node datapath ids and link port names (DNS lookups happen here, once).
     pub fn new(topo: &Topology) -> anyhow::Result<ResolvedTopology> {
+        let nodes: Nodes<'_> = topo.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
         let links = topo
             .links
             .iter()
             .map(|l| {
                 Ok(ResolvedLink {
-                    a: (node_dpid(topo, &l.a), port_name(topo, l, true)?),
-                    b: (node_dpid(topo, &l.b), port_name(topo, l, false)?),
+                    a: (node_dpid(&nodes, &l.a), port_name(&nodes, l, true)?),
+                    b: (node_dpid(&nodes, &l.b), port_name(&nodes, l, false)?),
                     kind: l.kind,
                 })
             })

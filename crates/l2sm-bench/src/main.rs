@@ -1,0 +1,401 @@
+//! `l2sm-bench`: reproducible benchmarks of the L2S-M controller. Human-readable tables by
+//! default, one JSON document with `--json` (fields in docs/benchmarks-controller.md).
+
+use clap::{Parser, Subcommand};
+use l2sm_bench::scenario::{ClusterSpec, Shape};
+use l2sm_bench::{cold, convergence, real};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "l2sm-bench", about = "Benchmarks of the L2S-M controller")]
+struct Cli {
+    /// The `l2sm` binary to benchmark (default: `l2sm` next to this program).
+    #[arg(long, global = true)]
+    l2sm: Option<PathBuf>,
+    /// Print one JSON document instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// N synthetic OpenFlow switches x M networks: convergence after controller start, RSS, CPU.
+    Controller {
+        #[arg(long, default_value_t = 1000)]
+        switches: usize,
+        #[arg(long, default_value_t = 10)]
+        networks: usize,
+        /// Pod ports per switch.
+        #[arg(long, default_value_t = 4)]
+        ports: u32,
+        /// Tunnel graph.
+        #[arg(long, value_enum, default_value_t = Shape::Sparse)]
+        shape: Shape,
+        /// Memberships per API request while feeding (1 = one per port, as agents report).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// API requests in flight while feeding.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds to wait for convergence.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Also restart the controller once converged and time the reconnection.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// One ovs-vswitchd with N bridges connected to the controller: convergence, RSS, CPU.
+    Ovs {
+        #[arg(long, default_value_t = 100)]
+        bridges: usize,
+        #[arg(long, default_value_t = 10)]
+        networks: usize,
+        /// Pod ports per bridge.
+        #[arg(long, default_value_t = 4)]
+        ports: u32,
+        /// Seconds to wait for convergence.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// K flows into one real OVS bridge: our controller vs `ovs-ofctl add-flows` from a file.
+    FlowRate {
+        #[arg(long, default_value_t = 30000)]
+        flows: usize,
+    },
+    /// Everything with the default sizes, one report (what BENCHMARKS.md is generated from).
+    All,
+    /// Controller spawn -> serving (API and OpenFlow), empty and loaded state.
+    ColdStart {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Switches in the loaded state (4 member ports each).
+        #[arg(long, default_value_t = 1000)]
+        switches: usize,
+        #[arg(long, default_value_t = 10)]
+        networks: usize,
+    },
+}
+
+fn default_l2sm() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("l2sm")))
+        .unwrap_or_else(|| PathBuf::from("l2sm"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let l2sm = cli.l2sm.clone().unwrap_or_else(default_l2sm);
+    if !l2sm.exists() {
+        anyhow::bail!("no l2sm binary at {} (give --l2sm)", l2sm.display());
+    }
+    match cli.command {
+        Command::Controller {
+            switches,
+            networks,
+            ports,
+            shape,
+            batch,
+            concurrency,
+            timeout,
+            restart,
+        } => {
+            let opts = synth_options(
+                &l2sm,
+                switches,
+                networks,
+                ports,
+                shape,
+                batch,
+                concurrency,
+                timeout,
+                restart,
+            );
+            let r = convergence::run(&opts).await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"controller": r}))?
+                );
+            } else {
+                print_synth(&r);
+            }
+        }
+        Command::Ovs {
+            bridges,
+            networks,
+            ports,
+            timeout,
+        } => {
+            let r = real::bridges(
+                &l2sm,
+                &ovs_spec(bridges, networks, ports),
+                Duration::from_secs(timeout),
+            )
+            .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"ovs": r}))?
+                );
+            } else {
+                print_ovs(&r);
+            }
+        }
+        Command::FlowRate { flows } => {
+            let r = real::flow_rate(&l2sm, flows).await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"flow_rate": r}))?
+                );
+            } else {
+                print_rate(&r);
+            }
+        }
+        Command::All => {
+            let synth = convergence::run(&synth_options(
+                &l2sm,
+                1000,
+                10,
+                4,
+                Shape::Sparse,
+                1,
+                8,
+                60,
+                true,
+            ))
+            .await?;
+            let ovs = real::bridges(&l2sm, &ovs_spec(100, 10, 4), Duration::from_secs(60)).await?;
+            let rate = real::flow_rate(&l2sm, 30000).await?;
+            let cold = cold::run(&l2sm, 10, 1000, 10).await?;
+            if cli.json {
+                let doc = serde_json::json!({
+                    "schema": 1,
+                    "controller": synth,
+                    "ovs": ovs,
+                    "flow_rate": rate,
+                    "cold_start": cold,
+                    "host": host(),
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print_synth(&synth);
+                println!();
+                print_ovs(&ovs);
+                println!();
+                print_rate(&rate);
+                println!();
+                print_cold(&cold);
+            }
+        }
+        Command::ColdStart {
+            runs,
+            switches,
+            networks,
+        } => {
+            let r = cold::run(&l2sm, runs, switches, networks).await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"cold_start": r}))?
+                );
+            } else {
+                print_cold(&r);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn synth_options(
+    l2sm: &std::path::Path,
+    switches: usize,
+    networks: usize,
+    ports: u32,
+    shape: Shape,
+    batch: usize,
+    concurrency: usize,
+    timeout: u64,
+    restart: bool,
+) -> convergence::SynthOptions {
+    convergence::SynthOptions {
+        cluster: ClusterSpec {
+            switches,
+            networks,
+            ports_per_switch: ports,
+            shape,
+            trunks: false,
+        },
+        l2sm: l2sm.to_path_buf(),
+        batch,
+        concurrency,
+        timeout: Duration::from_secs(timeout),
+        settle: Duration::from_secs(1),
+        restart,
+    }
+}
+
+fn ovs_spec(bridges: usize, networks: usize, ports: u32) -> ClusterSpec {
+    ClusterSpec {
+        switches: bridges,
+        networks,
+        ports_per_switch: ports,
+        shape: Shape::Sparse,
+        trunks: true,
+    }
+}
+
+/// What the numbers were measured on.
+fn host() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let ovs = std::process::Command::new("ovs-vswitchd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_default();
+    serde_json::json!({"cpu": cpu, "cores": cores, "ovs": ovs})
+}
+
+fn print_cold(r: &cold::ColdReport) {
+    println!(
+        "cold start: controller spawn -> API and OpenFlow serving ({} runs)",
+        r.runs
+    );
+    println!("  {:<34} {:>10}", "state", "p50 ms");
+    println!("  {:<34} {:>10.1}", "empty", r.empty_p50_ms);
+    println!(
+        "  {:<34} {:>10.1}",
+        format!("{} memberships", r.loaded_memberships),
+        r.loaded_p50_ms
+    );
+}
+
+fn print_ovs(r: &real::BridgesReport) {
+    let c = &r.cluster;
+    println!(
+        "real OVS: one ovs-vswitchd, {} bridges x {} networks, {} ports/bridge ({} trunk links: patch ports); expected {} flows, {} groups",
+        c.switches, c.networks, c.ports_per_switch, r.links, r.expected_flows, r.expected_groups
+    );
+    println!(
+        "  serving {:.1} ms, converged {:.1} ms ({}/{} bridges); controller RSS {:.1} MiB (peak {:.1}), CPU {:.2} s; ovs-vswitchd RSS {:.1} MiB",
+        r.serving_ms,
+        r.convergence_ms,
+        r.converged_bridges,
+        c.switches,
+        r.controller.rss_kib as f64 / 1024.0,
+        r.controller.peak_rss_kib as f64 / 1024.0,
+        r.controller.cpu_ms as f64 / 1000.0,
+        r.vswitchd.rss_kib as f64 / 1024.0,
+    );
+}
+
+fn print_rate(r: &real::RateReport) {
+    println!(
+        "flow programming rate: {} flows + {} groups into one OVS bridge",
+        r.flows, r.groups
+    );
+    println!("  {:<28} {:>10} {:>12}", "", "ms", "flows/s");
+    println!(
+        "  {:<28} {:>10.1} {:>12.0}",
+        "l2sm controller", r.controller_ms, r.controller_flows_per_s
+    );
+    println!(
+        "  {:<28} {:>10.1} {:>12.0}",
+        "ovs-ofctl add-flows (file)", r.ofctl_ms, r.ofctl_flows_per_s
+    );
+    println!("  ratio controller/ofctl: {:.2} (goal <= 1.5)", r.ratio);
+}
+
+fn print_synth(r: &convergence::SynthReport) {
+    let c = &r.cluster;
+    println!(
+        "synthetic switches: {} switches x {} networks, {} ports/switch, {:?} graph ({} tunnels)",
+        c.switches, c.networks, c.ports_per_switch, c.shape, r.links
+    );
+    println!(
+        "  fed {} memberships ({} per request) in {:.0} ms; expected {} flows, {} groups",
+        r.memberships, r.feed_batch, r.feed_ms, r.expected_flows, r.expected_groups
+    );
+    println!(
+        "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8}",
+        "start",
+        "serving",
+        "p50 sw",
+        "converged",
+        "flow_mods",
+        "group_mods",
+        "churn",
+        "RSS MiB",
+        "peak MiB",
+        "CPU s"
+    );
+    let row = |name: &str, s: &convergence::StartReport| {
+        let t = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.1}ms")
+            } else {
+                "-".into()
+            }
+        };
+        println!(
+            "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9.1} {:>9.1} {:>8.2}{}",
+            name,
+            t(s.serving_ms),
+            t(s.p50_switch_ms),
+            t(s.convergence_ms),
+            s.flow_mods,
+            s.group_mods,
+            s.mods_after_convergence,
+            s.controller.rss_kib as f64 / 1024.0,
+            s.controller.peak_rss_kib as f64 / 1024.0,
+            s.controller.cpu_ms as f64 / 1000.0,
+            if s.converged {
+                String::new()
+            } else {
+                format!("  NOT CONVERGED ({} switches)", s.converged_switches)
+            }
+        );
+    };
+    row("cold", &r.start);
+    if let Some(s) = &r.restart {
+        row("restart", s);
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("l2sm-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("l2sm-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
