@@ -26,10 +26,10 @@ for a in "$@"; do
 done
 if [ $MODE = quick ]; then
   SECS=2 REPS=1 PINGS=20 LEVELS=${LEVELS:-"1 5 20"} ROUNDS1=3 CODEC_ARGS="--warm-up-time 0.3 --measurement-time 1"
-  SWITCHES="10 100" COLD_RUNS=3
+  SWITCHES="10 100" BRIDGES="10" FLOWS=3000 COLD_RUNS=3
 else
   SECS=5 REPS=3 PINGS=100 LEVELS=${LEVELS:-"1 10 100"} ROUNDS1=10 CODEC_ARGS=""
-  SWITCHES="10 100 1000" COLD_RUNS=10
+  SWITCHES="10 100 1000" BRIDGES="10 100" FLOWS=30000 COLD_RUNS=10
 fi
 
 scripts/deps.sh
@@ -272,8 +272,11 @@ attach_round() { # system level round
   # shellcheck disable=SC2046
   rec attach_add.$sys.c$n $(cat "$out/add")
   if [ "$sys" = l2sm ]; then
-    rec attach_stall.l2sm.c$n "$(tail -n +$((l0 + 1)) "$vlog" | grep -o 'long [0-9]*ms poll interval' |
-      awk '{ v = $2; sub("ms", "", v); if (v + 0 > m) m = v + 0 } END { print m + 0 }')"
+    local stalls
+    stalls=$(tail -n +$((l0 + 1)) "$vlog" | grep -o 'long [0-9]*ms poll interval' |
+      awk '{ v = $2; sub("ms", "", v); v += 0; t += v; if (v > m) m = v } END { print m + 0, t + 0 }')
+    rec attach_stall.l2sm.c$n "${stalls% *}"
+    rec attach_stall_sum.l2sm.c$n "${stalls#* }"
   fi
   # Tear down (not timed).
   for ((i = 1; i <= n; i++)); do
@@ -308,8 +311,9 @@ attach() {
 }
 
 # ---------------------------------------------------------------- controller
-# Measured by `l2sm-bench` (crates/l2sm-bench): a real controller against synthetic OpenFlow
-# switches (convergence, RSS, CPU against the number of switches) and cold start. Its JSON
+# Measured by `l2sm-bench` (crates/l2sm-bench, docs/benchmarks-controller.md): a real controller
+# against synthetic OpenFlow switches and against real OVS bridges (convergence, RSS, CPU against
+# the number of switches), flow programming next to `ovs-ofctl add-flows`, cold start. Its JSON
 # documents go in as they are.
 controller() {
   if ! cargo build --release --locked -q --bin l2sm-bench 2>"$TMP/ctl-build.err"; then
@@ -321,13 +325,19 @@ controller() {
     return 1
   fi
   mkdir -p "$RES/controller"
-  local n
+  local B=("$BIN/l2sm-bench" --l2sm "$BIN/l2sm" --json) n
   for n in $SWITCHES; do
     echo "== controller: $n synthetic switches"
-    "$BIN/l2sm-bench" --l2sm "$BIN/l2sm" --json controller --switches "$n" >"$RES/controller/synth-$n.json"
+    "${B[@]}" controller --switches "$n" >"$RES/controller/synth-$n.json"
   done
+  for n in $BRIDGES; do
+    echo "== controller: $n real OVS bridges"
+    "${B[@]}" ovs --bridges "$n" >"$RES/controller/ovs-$n.json"
+  done
+  echo "== controller: flow programming rate, $FLOWS flows, next to ovs-ofctl add-flows"
+  "${B[@]}" flow-rate --flows "$FLOWS" >"$RES/controller/flow-rate.json"
   echo "== controller: cold start"
-  "$BIN/l2sm-bench" --l2sm "$BIN/l2sm" --json cold-start --runs "$COLD_RUNS" >"$RES/controller/cold-start.json"
+  "${B[@]}" cold-start --runs "$COLD_RUNS" >"$RES/controller/cold-start.json"
 }
 
 # ---------------------------------------------------------------- agent

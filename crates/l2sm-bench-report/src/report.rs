@@ -65,6 +65,8 @@ const ATTACH_P99_GOAL_MS: f64 = 200.0;
 const CONVERGE_GOAL_MS: f64 = 5000.0;
 const RSS_GOAL_MIB: f64 = 64.0;
 const COLD_GOAL_MS: f64 = 100.0;
+/// Issue #5's: programming a bridge within 1.5× the time `ovs-ofctl add-flows` takes.
+const FLOW_RATE_GOAL: f64 = 1.5;
 
 struct Goal {
     what: &'static str,
@@ -356,9 +358,14 @@ fn levels(inputs: &Inputs, prefix: &str) -> Vec<u32> {
 }
 
 /// Longest logged `ovs-vswitchd` stall during the rounds at `n` pods, as a table cell.
+/// Cell: `longest / total` (total summed over the rounds' logged stalls).
 fn stall(inputs: &Inputs, n: u32) -> String {
-    match pct(inputs, &format!("attach_stall.l2sm.c{n}"), 100.0) {
-        Some(ms) if ms >= 1000.0 => num(ms),
+    let max = pct(inputs, &format!("attach_stall.l2sm.c{n}"), 100.0);
+    let sum: Option<f64> = inputs
+        .get(&format!("attach_stall_sum.l2sm.c{n}"))
+        .map(|v| v.iter().sum());
+    match max {
+        Some(ms) if ms >= 1000.0 => format!("{} / {}", num(ms), opt(sum)),
         Some(_) => "<1,000".into(),
         None => "—".into(),
     }
@@ -388,7 +395,7 @@ fn attach(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &mut V
     }
     let _ = writeln!(
         md,
-        "| Pods at once | samples | L2S-M p50 ms | L2S-M p99 ms | bridge + host-local p50 | p99 | L2S-M ÷ bridge p50 | p99 | L2S-M ADD alone p50 / p99 | bridge ADD alone p50 / p99 | longest ovs-vswitchd stall, node 1, ms | Published (other systems) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| Pods at once | samples | L2S-M p50 ms | L2S-M p99 ms | bridge + host-local p50 | p99 | L2S-M ÷ bridge p50 | p99 | L2S-M ADD alone p50 / p99 | bridge ADD alone p50 / p99 | ovs-vswitchd stalls on node 1, longest / total ms | Published (other systems) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut series: Vec<Series> = ["L2S-M p50", "L2S-M p99", "bridge p50", "bridge p99"]
         .iter()
@@ -434,8 +441,9 @@ fn attach(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &mut V
     }
     let _ = writeln!(
         md,
-        "\nThe stall column is the longest main-loop interval node 1's `ovs-vswitchd` logged \
-         during the round (it logs those over 1 s; `<1,000` means none). In the userspace \
+        "\nThe stall column: the main-loop intervals node 1's `ovs-vswitchd` logged during the \
+         rounds (it logs those over 1 s, rate-limited, so the total is a lower bound; `<1,000` \
+         means none). In the userspace \
          datapath that thread both applies port and flow changes and forwards packets, so while \
          it is busy no first ping gets through.\n\n\
          ![attach latency against pods at once](docs/bench/attach.png)\n"
@@ -459,8 +467,9 @@ fn attach(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &mut V
                     "**missed** by {} ms ({:.1}× the goal). The reference bridge plugin at the same \
                      concurrency: p99 {} ms ({} ours ÷ bridge). Our CNI ADD itself returns at p99 \
                      {} ms (bridge's ADD: {} ms): 100 plugin processes start at once on {} cores. \
-                     The rest is the data path: node 1's `ovs-vswitchd` main loop stalled up to {} \
-                     ms while the 100 ports and their flows went in",
+                     The rest is the data path: node 1's `ovs-vswitchd` main loop, which in the \
+                     userspace datapath also forwards every packet, logged stalls (longest / total \
+                     ms) of {} while the 100 ports and their flows went in",
                     num(p99 - ATTACH_P99_GOAL_MS),
                     p99 / ATTACH_P99_GOAL_MS,
                     opt(b99),
@@ -492,39 +501,90 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
     let _ = writeln!(md, "## Controller\n");
     let why = not_measured(inputs, "controller");
     let f = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_f64);
-    let mut synth: Vec<&Value> = inputs
-        .controller
-        .values()
-        .filter_map(|d| d.get("controller"))
-        .collect();
-    synth.sort_by(|a, b| {
-        f(a, "/cluster/switches")
-            .unwrap_or(0.0)
-            .total_cmp(&f(b, "/cluster/switches").unwrap_or(0.0))
-    });
+    let docs = |key: &str| {
+        let mut v: Vec<&Value> = inputs
+            .controller
+            .values()
+            .filter_map(|d| d.get(key))
+            .collect();
+        v.sort_by(|a, b| {
+            f(a, "/cluster/switches")
+                .unwrap_or(0.0)
+                .total_cmp(&f(b, "/cluster/switches").unwrap_or(0.0))
+        });
+        v
+    };
+    let synth = docs("controller");
+    let real = docs("ovs");
     let cold = inputs.controller.values().find_map(|d| d.get("cold_start"));
-
-    // Flow programming rate: not in this run's documents unless a `flow_rate` one is present.
     let flow_rate = inputs.controller.values().find_map(|d| d.get("flow_rate"));
+    if !inputs.controller.is_empty() {
+        let _ = writeln!(
+            md,
+            "Measured by `l2sm-bench` (crate `l2sm-bench`; what each mode does and every JSON field: \
+             [docs/benchmarks-controller.md](docs/benchmarks-controller.md)). The controller always \
+             runs as its own process; memory and CPU are its own.\n"
+        );
+    }
+
     let _ = writeln!(md, "### Flow programming rate\n");
-    match flow_rate {
+    let rate_goal = match flow_rate {
         Some(v) => {
-            let _ = writeln!(md, "```json\n{v}\n```\n");
-        }
-        None => {
+            let (ours, ofctl) = (f(v, "/controller_ms"), f(v, "/ofctl_ms"));
             let _ = writeln!(
                 md,
-                "{}. Published: {}.\n",
-                if inputs.controller.is_empty() {
-                    why.clone()
-                } else {
-                    "not measured: the controller benchmark of this tree has no flow-rate mode"
-                        .into()
-                },
-                peers::FLOW_RATE
+                "One Open vSwitch bridge, {} flows and {} groups ({} member ports in {} networks): \
+                 our controller programs them (connect, read state, FLOW_MODs, barrier); baseline \
+                 in the same run: `ovs-ofctl add-groups` + `add-flows` loading the same dump into \
+                 the emptied bridge.\n",
+                opt(f(v, "/flows")),
+                opt(f(v, "/groups")),
+                opt(f(v, "/memberships")),
+                opt(f(v, "/networks"))
             );
+            let _ = writeln!(
+                md,
+                "| | time ms | flows/s | Published (other systems) |\n|---|---|---|---|\n\
+                 | L2S-M controller | {} | {} | {} |\n| `ovs-ofctl add-flows` | {} | {} | — |\n\
+                 | **L2S-M ÷ ovs-ofctl (time; lower is faster)** | **{}** | | |\n",
+                opt(ours),
+                opt(f(v, "/controller_flows_per_s")),
+                peers::FLOW_RATE,
+                opt(ofctl),
+                opt(f(v, "/ofctl_flows_per_s")),
+                ratio(ours, ofctl)
+            );
+            match (ours, ofctl) {
+                (Some(a), Some(b)) if b > 0.0 && a / b <= FLOW_RATE_GOAL => (
+                    format!("{:.2}× the time of ovs-ofctl", a / b),
+                    "met".to_string(),
+                ),
+                (Some(a), Some(b)) if b > 0.0 => (
+                    format!("{:.2}× the time of ovs-ofctl", a / b),
+                    format!(
+                        "**missed** by {:.0}%",
+                        (a / b / FLOW_RATE_GOAL - 1.0) * 100.0
+                    ),
+                ),
+                _ => ("no times in the document".into(), "—".into()),
+            }
         }
-    }
+        None => {
+            let w = if inputs.controller.is_empty() {
+                why.clone()
+            } else {
+                "not measured: no flow-rate document in this run".into()
+            };
+            let _ = writeln!(md, "{w}. Published: {}.\n", peers::FLOW_RATE);
+            (w, "—".into())
+        }
+    };
+    goals.push(Goal {
+        what: "Flow programming time vs `ovs-ofctl add-flows` (issue #5)",
+        target: format!("≤ {FLOW_RATE_GOAL}×"),
+        measured: rate_goal.0,
+        verdict: rate_goal.1,
+    });
 
     let _ = writeln!(
         md,
@@ -532,7 +592,7 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
     );
     let mut converge_goal = (why.clone(), "—".to_string());
     let mut rss_goal = (why.clone(), "—".to_string());
-    if synth.is_empty() {
+    if synth.is_empty() && real.is_empty() {
         let _ = writeln!(
             md,
             "{why}. Published: {}; {}.\n",
@@ -542,113 +602,121 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
     } else {
         let _ = writeln!(
             md,
-            "`l2sm-bench controller`: one real `l2sm controller` process and N synthetic OpenFlow \
-             1.3 switches (each a task speaking the protocol and keeping its flow and group \
-             tables), with networks and member ports fed through the API as agents do; the time \
-             runs from the controller's spawn until every switch holds exactly the expected flows \
-             and groups. Baseline in the same run: the smallest cluster, per switch (a ratio of 1 \
-             means linear scaling). RSS and CPU are the controller's own, at the end.\n"
+            "**Synthetic switches**: N OpenFlow 1.3 switches emulated in one process (each its own \
+             connection and flow and group tables), networks and member ports fed through the API \
+             beforehand; time from the controller's spawn until every switch holds exactly the \
+             flows and groups the planner says it should. **Real OVS bridges**: one \
+             `ovs-vswitchd` (userspace datapath) with N bridges, same measure. Baseline in the same \
+             run: the smallest cluster of the same kind, per switch (1.00× is linear scaling).\n"
         );
         let _ = writeln!(
             md,
-            "| Switches | networks × ports/switch | tunnels | memberships | flows + groups | serving ms | half converged ms | all converged ms | ms per switch ÷ smallest | FLOW_MODs + GROUP_MODs | mods after convergence | RSS MiB (peak) | CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| Switches | kind | tunnels | flows + groups | serving ms | half converged ms | all converged ms | ms per switch ÷ smallest | FLOW_MODs + GROUP_MODs | after convergence | controller RSS MiB (peak) | controller CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
-        let per_switch =
-            |v: &Value| Some(f(v, "/start/convergence_ms")? / f(v, "/cluster/switches")?);
-        let base = synth.first().and_then(|v| per_switch(v));
-        let mut conv = Series {
-            name: "all switches converged".into(),
+        let mut conv_s = Series {
+            name: "synthetic switches".into(),
             points: vec![],
         };
-        let mut half = Series {
-            name: "half of the switches converged".into(),
+        let mut conv_r = Series {
+            name: "real OVS bridges".into(),
             points: vec![],
         };
-        let mut rss = Series {
-            name: "RSS at the end".into(),
+        let mut rss_s = Series {
+            name: "synthetic switches: peak RSS".into(),
             points: vec![],
         };
-        let mut peak = Series {
-            name: "peak RSS".into(),
+        let mut rss_r = Series {
+            name: "real OVS bridges: peak RSS".into(),
             points: vec![],
         };
-        for v in &synth {
-            let n = f(v, "/cluster/switches").unwrap_or(0.0);
-            let converged = v.pointer("/start/converged").and_then(Value::as_bool) == Some(true);
-            let c_ms = f(v, "/start/convergence_ms");
-            let r = f(v, "/start/controller/rss_kib").map(|k| k / 1024.0);
-            let pk = f(v, "/start/controller/peak_rss_kib").map(|k| k / 1024.0);
-            if n > 0.0 {
-                for (s, y) in [
-                    (&mut conv, c_ms.filter(|_| converged)),
-                    (&mut half, f(v, "/start/p50_switch_ms")),
-                    (&mut rss, r),
-                    (&mut peak, pk),
-                ] {
-                    if let Some(y) = y {
-                        s.points.push((n, y));
+        for (kind, list, start) in [("synthetic", &synth, "/start"), ("real OVS", &real, "")] {
+            let g = |v: &Value, p: &str| f(v, &format!("{start}{p}"));
+            let per_switch =
+                |v: &Value| Some(g(v, "/convergence_ms")? / f(v, "/cluster/switches")?);
+            let base = list.first().and_then(|v| per_switch(v));
+            for v in list.iter() {
+                let n = f(v, "/cluster/switches").unwrap_or(0.0);
+                let converged = if kind == "synthetic" {
+                    v.pointer("/start/converged").and_then(Value::as_bool) == Some(true)
+                } else {
+                    f(v, "/converged_bridges") == Some(n)
+                };
+                let c_ms = g(v, "/convergence_ms").filter(|_| converged);
+                let r = g(v, "/controller/rss_kib").map(|k| k / 1024.0);
+                let pk = g(v, "/controller/peak_rss_kib").map(|k| k / 1024.0);
+                let (cs, rs) = if kind == "synthetic" {
+                    (&mut conv_s, &mut rss_s)
+                } else {
+                    (&mut conv_r, &mut rss_r)
+                };
+                if n > 0.0 {
+                    if let Some(y) = c_ms {
+                        cs.points.push((n, y));
+                    }
+                    if let Some(y) = pk.or(r) {
+                        rs.points.push((n, y));
                     }
                 }
-            }
-            let mods =
-                f(v, "/start/flow_mods").unwrap_or(0.0) + f(v, "/start/group_mods").unwrap_or(0.0);
-            let _ = writeln!(
-                md,
-                "| {} | {} × {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} |",
-                num(n),
-                opt(f(v, "/cluster/networks")),
-                opt(f(v, "/cluster/ports_per_switch")),
-                opt(f(v, "/links")),
-                opt(f(v, "/memberships")),
-                opt(f(v, "/expected_flows")
-                    .zip(f(v, "/expected_groups"))
-                    .map(|(a, b)| a + b)),
-                opt(f(v, "/start/serving_ms")),
-                opt(f(v, "/start/p50_switch_ms")),
-                if converged {
-                    opt(c_ms)
-                } else {
-                    format!(
-                        "**not converged** ({} switches) after {}",
-                        opt(f(v, "/start/converged_switches")),
+                let mods = g(v, "/flow_mods")
+                    .zip(g(v, "/group_mods"))
+                    .map(|(a, b)| a + b);
+                let _ = writeln!(
+                    md,
+                    "| {} | {kind} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} |",
+                    num(n),
+                    opt(f(v, "/links")),
+                    opt(f(v, "/expected_flows")
+                        .zip(f(v, "/expected_groups"))
+                        .map(|(a, b)| a + b)),
+                    opt(g(v, "/serving_ms")),
+                    opt(g(v, "/p50_switch_ms")),
+                    if converged {
                         opt(c_ms)
-                    )
-                },
-                ratio(per_switch(v), base),
-                num(mods),
-                opt(f(v, "/start/mods_after_convergence")),
-                opt(r),
-                opt(pk),
-                opt(f(v, "/start/controller/cpu_ms").map(|x| x / 1000.0)),
-            );
-            if n == 1000.0 {
-                converge_goal = match c_ms {
-                    Some(ms) if converged && ms < CONVERGE_GOAL_MS => {
-                        (format!("{} ms", num(ms)), "met".into())
-                    }
-                    Some(ms) if converged => (
-                        format!("{} ms", num(ms)),
+                    } else {
                         format!(
-                            "**missed** by {} ms ({:.1}× the goal){}",
-                            num(ms - CONVERGE_GOAL_MS),
-                            ms / CONVERGE_GOAL_MS,
-                            redundancy(v)
+                            "**not converged** ({} of {})",
+                            opt(f(v, "/start/converged_switches").or(f(v, "/converged_bridges"))),
+                            num(n)
+                        )
+                    },
+                    ratio(per_switch(v).filter(|_| converged), base),
+                    opt(mods),
+                    opt(g(v, "/mods_after_convergence")),
+                    opt(r),
+                    opt(pk),
+                    opt(g(v, "/controller/cpu_ms").map(|x| x / 1000.0)),
+                );
+                if kind == "synthetic" && n == 1000.0 {
+                    converge_goal = match c_ms {
+                        Some(ms) if ms < CONVERGE_GOAL_MS => {
+                            (format!("{} ms", num(ms)), "met".into())
+                        }
+                        Some(ms) => (
+                            format!("{} ms", num(ms)),
+                            format!(
+                                "**missed** by {} ms ({:.1}× the goal){}",
+                                num(ms - CONVERGE_GOAL_MS),
+                                ms / CONVERGE_GOAL_MS,
+                                redundancy(v)
+                            ),
                         ),
-                    ),
-                    _ => ("did not converge".into(), "**missed**".into()),
-                };
-                rss_goal = match pk.or(r) {
-                    Some(m) if m < RSS_GOAL_MIB => (format!("peak {} MiB", num(m)), "met".into()),
-                    Some(m) => (
-                        format!("peak {} MiB", num(m)),
-                        format!(
-                            "**missed** by {} MiB ({:.1}× the goal)",
-                            num(m - RSS_GOAL_MIB),
-                            m / RSS_GOAL_MIB
+                        None => ("did not converge".into(), "**missed**".into()),
+                    };
+                    rss_goal = match pk.or(r) {
+                        Some(m) if m < RSS_GOAL_MIB => {
+                            (format!("peak {} MiB", num(m)), "met".into())
+                        }
+                        Some(m) => (
+                            format!("peak {} MiB", num(m)),
+                            format!(
+                                "**missed** by {} MiB ({:.1}× the goal)",
+                                num(m - RSS_GOAL_MIB),
+                                m / RSS_GOAL_MIB
+                            ),
                         ),
-                    ),
-                    None => ("no RSS in the document".into(), "—".into()),
-                };
+                        None => ("no RSS in the document".into(), "—".into()),
+                    };
+                }
             }
         }
         if !synth
@@ -658,14 +726,27 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             converge_goal.0 = "not measured at 1,000 switches in this run".into();
             rss_goal.0 = converge_goal.0.clone();
         }
+        if let Some(v) = real.last() {
+            let _ = writeln!(
+                md,
+                "\n`ovs-vswitchd` hosting the {} real bridges: RSS {} MiB, CPU {} s.",
+                opt(f(v, "/cluster/switches")),
+                opt(f(v, "/vswitchd/rss_kib").map(|k| k / 1024.0)),
+                opt(f(v, "/vswitchd/cpu_ms").map(|x| x / 1000.0))
+            );
+        }
         let _ = writeln!(md, "\nPublished: {}; {}.\n", peers::CONVERGE, peers::RSS);
-        let _ = writeln!(md, "![convergence against switches](docs/bench/convergence.png) ![controller memory against switches](docs/bench/rss.png)\n");
+        let _ = writeln!(
+            md,
+            "![convergence against switches](docs/bench/convergence.png) \
+             ![controller memory against switches](docs/bench/rss.png)\n"
+        );
         plots.push(Plot {
             file: "convergence.png".into(),
             title: "Controller start to every switch programmed".into(),
             x_label: "switches".into(),
             y_label: "ms".into(),
-            series: [conv, half]
+            series: [conv_s, conv_r]
                 .into_iter()
                 .filter(|s| !s.points.is_empty())
                 .collect(),
@@ -676,7 +757,7 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             title: "Controller memory against switches".into(),
             x_label: "switches".into(),
             y_label: "MiB".into(),
-            series: [rss, peak]
+            series: [rss_s, rss_r]
                 .into_iter()
                 .filter(|s| !s.points.is_empty())
                 .collect(),
@@ -742,7 +823,14 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
         verdict: cold_goal.1,
     });
 
-    let known = ["controller", "cold_start", "flow_rate"];
+    let known = [
+        "controller",
+        "cold_start",
+        "flow_rate",
+        "ovs",
+        "schema",
+        "host",
+    ];
     for (name, d) in &inputs.controller {
         if d.as_object()
             .is_some_and(|o| o.keys().all(|k| !known.contains(&k.as_str())))
@@ -888,6 +976,7 @@ mod tests {
             put(&format!("attach.bridge.c{n}"), &[9.0 * f, 11.0 * f]);
         }
         put("attach_stall.l2sm.c100", &[10326.0]);
+        put("attach_stall_sum.l2sm.c100", &[20000.0]);
         put("attach_stall.l2sm.c10", &[0.0]);
         i
     }

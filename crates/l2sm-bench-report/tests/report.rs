@@ -62,6 +62,19 @@ fn results(dir: &Path) {
     );
     write(
         dir,
+        "controller/ovs-100.json",
+        r#"{"ovs":{"cluster":{"switches":100,"networks":10,"ports_per_switch":4,"shape":"sparse"},"links":200,
+           "expected_flows":6398,"expected_groups":694,"serving_ms":5.0,"convergence_ms":800.0,"converged_bridges":100,
+           "controller":{"rss_kib":10240,"peak_rss_kib":10240,"cpu_ms":300},"vswitchd":{"rss_kib":204800,"peak_rss_kib":204800,"cpu_ms":4000}}}"#,
+    );
+    write(
+        dir,
+        "controller/flow-rate.json",
+        r#"{"flow_rate":{"flows":29902,"groups":198,"memberships":9900,"networks":99,"controller_ms":373.0,
+           "ofctl_ms":4000.0,"ratio":0.09325,"controller_flows_per_s":80166.0,"ofctl_flows_per_s":7475.5}}"#,
+    );
+    write(
+        dir,
         "controller/cold-start.json",
         r#"{"cold_start":{"runs":3,"empty_p50_ms":4.25,"empty_ms":[4,4.25,5],"loaded_memberships":400,"loaded_p50_ms":8.5,"loaded_ms":[8,8.5,9]}}"#,
     );
@@ -90,8 +103,19 @@ fn writes_markdown_and_one_png_per_curve() {
         md.contains("| same node | TCP Mbit/s, median of 1 (min–max) | 470 | 480 | **0.98×** |"),
         "{md}"
     );
-    assert!(md.contains("| 1,000 | 10 × 4 | 2,000 | 4,000 | 50,000 | 4.50 | 4,000 | 8,000 | 20.00× | 150,000 | 0 | 32 (32) | 2 |"), "{md}");
+    assert!(md.contains("| 1,000 | synthetic | 2,000 | 50,000 | 4.50 | 4,000 | 8,000 | 20.00× | 150,000 | 0 | 32 (32) | 2 |"), "{md}");
     assert!(md.contains("| 1,000 switches converge | < 5 s | 8,000 ms | **missed** by 3,000 ms (1.6× the goal); the switches received 3.0× the FLOW_MODs"), "{md}");
+    assert!(
+        md.contains(
+            "| 100 | real OVS | 200 | 7,092 | 5 | — | 800 | 1.00× | — | — | 10 (10) | 0.300 |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| **L2S-M ÷ ovs-ofctl (time; lower is faster)** | **0.09×** |"),
+        "{md}"
+    );
+    assert!(md.contains("| Flow programming time vs `ovs-ofctl add-flows` (issue #5) | ≤ 1.5× | 0.09× the time of ovs-ofctl | met |"), "{md}");
     assert!(
         md.contains("| Controller RSS at 1,000 switches | < 64 MiB | peak 32 MiB | met |"),
         "{md}"
