@@ -273,7 +273,7 @@ attach_round() { # system level round
   rec attach_add.$sys.c$n $(cat "$out/add")
   if [ "$sys" = l2sm ]; then
     local stalls
-    stalls=$(tail -n +$((l0 + 1)) "$vlog" | grep -o 'long [0-9]*ms poll interval' |
+    stalls=$(tail -n +$((l0 + 1)) "$vlog" | { grep -o 'long [0-9]*ms poll interval' || true; } |
       awk '{ v = $2; sub("ms", "", v); v += 0; t += v; if (v > m) m = v } END { print m + 0, t + 0 }')
     rec attach_stall.l2sm.c$n "${stalls% *}"
     rec attach_stall_sum.l2sm.c$n "${stalls#* }"
@@ -383,10 +383,16 @@ section() { # name: a failing section becomes a "not measured" row and the run g
   case " ${ONLY:-$1} " in *" $1 "*) ;; *) skip "$1" "left out (ONLY=$ONLY)"; return 0 ;; esac
   local rc
   set +e
-  (set -e; "$1") 2> >(tee "$TMP/$1.err" >&2)
+  (
+    set -eE
+    trap 'echo "stopped at scripts/bench.sh:$LINENO: $BASH_COMMAND" >&2' ERR
+    "$1"
+  ) 2> >(tee "$TMP/$1.err" >&2)
   rc=$?
   set -e
-  [ $rc = 0 ] || skip "$1" "$(grep -v '^\s*$' "$TMP/$1.err" | tail -1 | cut -c1-200)"
+  local why
+  why=$(grep -v '^\s*$' "$TMP/$1.err" | tail -1 | cut -c1-200 || true)
+  [ $rc = 0 ] || skip "$1" "${why:-exit status $rc, no message (a bug in scripts/bench.sh)}"
 }
 
 machine

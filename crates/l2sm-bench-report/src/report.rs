@@ -439,6 +439,23 @@ fn attach(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &mut V
             }
         );
     }
+    // A first ping one ARP retransmit (1 s) after a fast ADD: the pod's first ARP request went
+    // out before the switch held the new port's flows.
+    if let (Some(p), Some(a)) = (
+        pct(inputs, "attach.l2sm.c1", 50.0),
+        pct(inputs, "attach_add.l2sm.c1", 50.0),
+    ) {
+        if p - a > 900.0 && p - a < 1500.0 {
+            let _ = writeln!(
+                md,
+                "\n**One pod alone waits ≈ 1 s for its first ping** ({} ms after an ADD of {} ms): \
+                 that is the kernel's ARP retransmit time, so the pod's first ARP request was lost: \
+                 ADD returned before the switch held the new port's flows.",
+                num(p - a),
+                num(a)
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "\nThe stall column: the main-loop intervals node 1's `ovs-vswitchd` logged during the \
