@@ -1032,6 +1032,20 @@ mod tests {
     }
 
     #[test]
+    fn a_first_ping_one_arp_retransmit_late_is_flagged() {
+        let mut i = inputs();
+        i.samples
+            .insert("attach.l2sm.c1".into(), vec![1040.0, 1041.0]);
+        i.samples
+            .insert("attach_add.l2sm.c1".into(), vec![13.0, 14.0]);
+        let (md, _) = render(&i);
+        assert!(md.contains("**One pod alone waits ≈ 1 s for its first ping** (1,027 ms after an ADD of 13 ms)"), "{md}");
+        i.samples.insert("attach.l2sm.c1".into(), vec![20.0]);
+        let (md, _) = render(&i);
+        assert!(!md.contains("One pod alone"), "{md}");
+    }
+
+    #[test]
     fn skipped_sections_give_their_reason() {
         let mut i = Inputs::default();
         i.skipped
