@@ -64,7 +64,8 @@ pub fn draw(plot: &Plot, path: &Path) -> Result<(), ReportError> {
     let x_min = points().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let x_max = points().map(|p| p.0).fold(0.0, f64::max);
     let goal_y = plot.goal.as_ref().map_or(0.0, |g| g.1);
-    let y_max = points().map(|p| p.1).fold(goal_y, f64::max).max(1e-9) * 1.15;
+    // Headroom above the highest point or goal line keeps the legend (upper left) clear of them.
+    let y_max = points().map(|p| p.1).fold(goal_y, f64::max).max(1e-9) * 1.45;
     let (x_lo, x_hi) = if x_max > x_min {
         (x_min / 1.3, x_max * 1.3)
     } else {
