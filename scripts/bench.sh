@@ -228,13 +228,17 @@ dataplane() {
 # CNI ADD to the first ping answered by a pod on the other node, for N pods started at once,
 # next to Debian's bridge plugin + host-local (one node: its first ping goes to a pod on the
 # same bridge). Each pod: one bash timing ADD and then `ping` until the first reply.
+cpu_ticks() { # pid: user + system clock ticks
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 attach_round() { # system level round
   local sys=$1 n=$2 round=$3 i ns conf node pids=()
   local out=$TMP/att-$sys-$n-$round
   # ovs-vswitchd logs main-loop stalls over 1 s ("long NNNms poll interval"); in the userspace
   # datapath that thread also forwards the packets, so a stall delays every first ping.
-  local vlog=/run/l2sm/lab/bl2sm/n1/ovs-vswitchd.log l0=0
-  [ "$sys" = l2sm ] && l0=$(wc -l <"$vlog")
+  local vlog=/run/l2sm/lab/bl2sm/n1/ovs-vswitchd.log l0=0 vpid c0=0 w0=$EPOCHREALTIME
+  vpid=$(cat /run/l2sm/lab/bl2sm/n1/ovs-vswitchd.pid 2>/dev/null || echo 0)
+  if [ "$sys" = l2sm ]; then l0=$(wc -l <"$vlog"); c0=$(cpu_ticks "$vpid"); fi
   mkdir -p "$out"
   for ((i = 1; i <= n; i++)); do ip netns add $CNS-$sys-$i; done
   for ((i = 1; i <= n; i++)); do
@@ -277,6 +281,9 @@ attach_round() { # system level round
       awk '{ v = $2; sub("ms", "", v); v += 0; t += v; if (v > m) m = v } END { print m + 0, t + 0 }')
     rec attach_stall.l2sm.c$n "${stalls% *}"
     rec attach_stall_sum.l2sm.c$n "${stalls#* }"
+    # Node 1's ovs-vswitchd CPU over the round, as a share of one core (100 = one core busy).
+    rec attach_vswitchd_cpu.l2sm.c$n "$(awk -v c="$(($(cpu_ticks "$vpid") - c0))" -v hz="$(getconf CLK_TCK)" \
+      -v a="$w0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", 100 * c / hz / (b - a) }')"
   fi
   # Tear down (not timed).
   for ((i = 1; i <= n; i++)); do

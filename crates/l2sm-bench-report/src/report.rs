@@ -364,9 +364,11 @@ fn stall(inputs: &Inputs, n: u32) -> String {
     let sum: Option<f64> = inputs
         .get(&format!("attach_stall_sum.l2sm.c{n}"))
         .map(|v| v.iter().sum());
+    let cpu = pct(inputs, &format!("attach_vswitchd_cpu.l2sm.c{n}"), 100.0)
+        .map_or(String::new(), |c| format!(" (CPU {c:.0}% of a core)"));
     match max {
-        Some(ms) if ms >= 1000.0 => format!("{} / {}", num(ms), opt(sum)),
-        Some(_) => "<1,000".into(),
+        Some(ms) if ms >= 1000.0 => format!("{} / {}{cpu}", num(ms), opt(sum)),
+        Some(_) => format!("<1,000{cpu}"),
         None => "—".into(),
     }
 }
@@ -395,7 +397,7 @@ fn attach(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &mut V
     }
     let _ = writeln!(
         md,
-        "| Pods at once | samples | L2S-M p50 ms | L2S-M p99 ms | bridge + host-local p50 | p99 | L2S-M ÷ bridge p50 | p99 | L2S-M ADD alone p50 / p99 | bridge ADD alone p50 / p99 | ovs-vswitchd stalls on node 1, longest / total ms | Published (other systems) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| Pods at once | samples | L2S-M p50 ms | L2S-M p99 ms | bridge + host-local p50 | p99 | L2S-M ÷ bridge p50 | p99 | L2S-M ADD alone p50 / p99 | bridge ADD alone p50 / p99 | ovs-vswitchd on node 1: stalls longest / total ms (CPU) | Published (other systems) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut series: Vec<Series> = ["L2S-M p50", "L2S-M p99", "bridge p50", "bridge p99"]
         .iter()
@@ -460,7 +462,7 @@ fn attach(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &mut V
         md,
         "\nThe stall column: the main-loop intervals node 1's `ovs-vswitchd` logged during the \
          rounds (it logs those over 1 s, rate-limited, so the total is a lower bound; `<1,000` \
-         means none). In the userspace \
+         means none), and its CPU over the round, busiest round. In the userspace \
          datapath that thread both applies port and flow changes and forwards packets, so while \
          it is busy no first ping gets through.\n\n\
          ![attach latency against pods at once](docs/bench/attach.png)\n"
@@ -1039,7 +1041,12 @@ mod tests {
         i.samples
             .insert("attach_add.l2sm.c1".into(), vec![13.0, 14.0]);
         let (md, _) = render(&i);
-        assert!(md.contains("**One pod alone waits ≈ 1 s for its first ping** (1,027 ms after an ADD of 13 ms)"), "{md}");
+        assert!(
+            md.contains(
+                "**One pod alone waits ≈ 1 s for its first ping** (1,027 ms after an ADD of 13 ms)"
+            ),
+            "{md}"
+        );
         i.samples.insert("attach.l2sm.c1".into(), vec![20.0]);
         let (md, _) = render(&i);
         assert!(!md.contains("One pod alone"), "{md}");
