@@ -217,7 +217,6 @@ dataplane() {
   ovs-appctl -t "$(vswitchd_ctl bl2sm n1)" dpctl/dump-flows >"$RES/dpflows-l2sm.txt" || true
   ovs-appctl -t "$(vswitchd_ctl bnorm n1)" dpctl/dump-flows >"$RES/dpflows-ovs.txt" || true
   still_normal bnorm || { echo "the NORMAL lab got its pipeline back during the runs" >&2; return 1; }
-  "$BIN/l2sm" --lab bnorm lab down >/dev/null
   for ns in $KNS-p-a $KNS-p-b $KNS-p-c $KNS-n1 $KNS-n2 $KNS-ul; do
     for pid in $(ip netns pids $ns); do kill "$pid" 2>/dev/null || true; done
     ip netns del $ns
@@ -226,8 +225,10 @@ dataplane() {
 
 # ---------------------------------------------------------------- attach
 # CNI ADD to the first ping answered by a pod on the other node, for N pods started at once,
-# next to Debian's bridge plugin + host-local (one node: its first ping goes to a pod on the
-# same bridge). Each pod: one bash timing ADD and then `ping` until the first reply.
+# next to the same through the NORMAL lab (same agent and OVS, no pipeline: what the port
+# plumbing alone costs) and to Debian's bridge plugin + host-local (one node: its first ping
+# goes to a pod on the same bridge). Each pod: one bash timing ADD and then `ping` until the
+# first reply.
 cpu_ticks() { # pid: user + system clock ticks
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
@@ -236,16 +237,18 @@ attach_round() { # system level round
   local out=$TMP/att-$sys-$n-$round
   # ovs-vswitchd logs main-loop stalls over 1 s ("long NNNms poll interval"); in the userspace
   # datapath that thread also forwards the packets, so a stall delays every first ping.
-  local vlog=/run/l2sm/lab/bl2sm/n1/ovs-vswitchd.log l0=0 vpid c0=0 w0=$EPOCHREALTIME
-  vpid=$(cat /run/l2sm/lab/bl2sm/n1/ovs-vswitchd.pid 2>/dev/null || echo 0)
-  if [ "$sys" = l2sm ]; then l0=$(wc -l <"$vlog"); c0=$(cpu_ticks "$vpid"); fi
+  local lab=bl2sm
+  [ "$sys" = ovs ] && lab=bnorm
+  local vlog=/run/l2sm/lab/$lab/n1/ovs-vswitchd.log l0=0 vpid c0=0 w0=$EPOCHREALTIME
+  vpid=$(cat /run/l2sm/lab/$lab/n1/ovs-vswitchd.pid 2>/dev/null || echo 0)
+  if [ "$sys" != bridge ]; then l0=$(wc -l <"$vlog"); c0=$(cpu_ticks "$vpid"); fi
   mkdir -p "$out"
   for ((i = 1; i <= n; i++)); do ip netns add $CNS-$sys-$i; done
   for ((i = 1; i <= n; i++)); do
     ns=$CNS-$sys-$i
-    if [ "$sys" = l2sm ]; then
-      node=l2sm-bl2sm-n1
-      conf='{"cniVersion":"1.0.0","name":"l2sm-att","type":"l2sm","network":"att","agentSocket":"/run/l2sm/lab/bl2sm/n1/agent.sock","capabilities":{"ips":true},"runtimeConfig":{"ips":["10.70.'$((i / 250))'.'$((i % 250 + 1))'/16"]}}'
+    if [ "$sys" != bridge ]; then
+      node=l2sm-$lab-n1
+      conf='{"cniVersion":"1.0.0","name":"l2sm-att","type":"l2sm","network":"att","agentSocket":"/run/l2sm/lab/'$lab'/n1/agent.sock","capabilities":{"ips":true},"runtimeConfig":{"ips":["10.70.'$((i / 250))'.'$((i % 250 + 1))'/16"]}}'
       plugin=$CNI peer=10.70.255.254
     else
       node=$CNS-host
@@ -275,14 +278,14 @@ attach_round() { # system level round
   rec attach.$sys.c$n $(cat "$out/ping")
   # shellcheck disable=SC2046
   rec attach_add.$sys.c$n $(cat "$out/add")
-  if [ "$sys" = l2sm ]; then
+  if [ "$sys" != bridge ]; then
     local stalls
     stalls=$(tail -n +$((l0 + 1)) "$vlog" | { grep -o 'long [0-9]*ms poll interval' || true; } |
       awk '{ v = $2; sub("ms", "", v); v += 0; t += v; if (v > m) m = v } END { print m + 0, t + 0 }')
-    rec attach_stall.l2sm.c$n "${stalls% *}"
-    rec attach_stall_sum.l2sm.c$n "${stalls#* }"
+    rec attach_stall.$sys.c$n "${stalls% *}"
+    rec attach_stall_sum.$sys.c$n "${stalls#* }"
     # Node 1's ovs-vswitchd CPU over the round, as a share of one core (100 = one core busy).
-    rec attach_vswitchd_cpu.l2sm.c$n "$(awk -v c="$(($(cpu_ticks "$vpid") - c0))" -v hz="$(getconf CLK_TCK)" \
+    rec attach_vswitchd_cpu.$sys.c$n "$(awk -v c="$(($(cpu_ticks "$vpid") - c0))" -v hz="$(getconf CLK_TCK)" \
       -v a="$w0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", 100 * c / hz / (b - a) }')"
   fi
   # Tear down (not timed).
@@ -295,10 +298,13 @@ attach_round() { # system level round
 
 attach() {
   echo "== attach: CNI ADD -> first ping, at $LEVELS pods at once"
-  local L="$BIN/l2sm --lab bl2sm"
-  $L lab status >/dev/null 2>&1 || $L lab up --nodes 2 >/dev/null
-  $L network create att >/dev/null
-  $L attach --node n2 --pod peer --network att --ip 10.70.255.254/16 >/dev/null
+  local lab
+  for lab in bl2sm bnorm; do
+    "$BIN/l2sm" --lab $lab lab status >/dev/null 2>&1 || "$BIN/l2sm" --lab $lab lab up --nodes 2 >/dev/null
+    "$BIN/l2sm" --lab $lab network create att >/dev/null
+    "$BIN/l2sm" --lab $lab attach --node n2 --pod peer --network att --ip 10.70.255.254/16 >/dev/null
+  done
+  to_normal bnorm
   # The bridge plugin's host: its own namespace (never the host's), and a peer pod on it.
   ip netns add $CNS-host
   ip netns add $CNS-peer
@@ -311,10 +317,11 @@ attach() {
     [ "$n" = 1 ] && rounds=$ROUNDS1
     [ "$n" -gt 1 ] && [ "$n" -le 10 ] && [ $MODE = full ] && rounds=3
     for ((r = 1; r <= rounds; r++)); do
-      for sys in l2sm bridge; do attach_round $sys "$n" "$n$r"; done
+      for sys in l2sm ovs bridge; do attach_round $sys "$n" "$n$r"; done
     done
     echo "  $n at once: done ($rounds rounds)"
   done
+  still_normal bnorm || { echo "the NORMAL lab got its pipeline back during the attach rounds" >&2; return 1; }
 }
 
 # ---------------------------------------------------------------- controller
@@ -405,7 +412,9 @@ section() { # name: a failing section becomes a "not measured" row and the run g
 machine
 section dataplane
 section attach
-[ -n "${KEEP:-}" ] || "$BIN/l2sm" --lab bl2sm lab down >/dev/null 2>&1 || true
+if [ -z "${KEEP:-}" ]; then
+  for lab in bl2sm bnorm; do "$BIN/l2sm" --lab $lab lab down >/dev/null 2>&1 || true; done
+fi
 section controller
 section agent
 section codec
