@@ -1086,7 +1086,7 @@ mod tests {
         i.samples
             .insert("dp.tput.cross.l2sm".into(), vec![300.0, 380.0, 420.0]);
         i.samples
-            .insert("dp.tput.cross.ovs".into(), vec![400.0, 410.0, 500.0]);
+            .insert("dp.tput.cross.ovs".into(), vec![400.0, 500.0, 510.0]);
         let (md, _) = render(&i);
         assert!(md.contains("and the two min–max ranges overlap"), "{md}");
         i.samples
