@@ -78,6 +78,11 @@ fn bench(c: &mut Criterion, name: &str, msg: &OfpMessage) {
         })
     });
     g.bench_function("decode", |b| b.iter(|| decode(black_box(&bytes))));
+    // The floor for both directions: copying the message's bytes into a new buffer
+    // (BENCHMARKS.md reports encode and decode as multiples of it).
+    g.bench_function("copy_bytes_baseline", |b| {
+        b.iter(|| black_box(&bytes).to_vec())
+    });
     g.finish();
 }
 
