@@ -352,6 +352,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                 Resp::json(200, "the switch confirmed the port's flows", "Programmed"),
                 err(400, "invalid body, datapath id or port number"),
                 err(404, "unknown network"),
+                err(409, "the switch is not connected to the controller"),
                 err(504, "not programmed within the timeout"),
             ]),
             post(wait_programmed),
@@ -1038,6 +1039,18 @@ async fn wait_programmed(
                 format!("network {:?} does not exist", req.network),
             )
         })?;
+    // A switch without a session cannot be programmed: say so at once instead of timing out.
+    let connected = state
+        .shared
+        .switch_list()
+        .iter()
+        .any(|s| s.id == format!("of:{:016x}", port.dpid));
+    if !connected {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("switch of:{:016x} is not connected to the controller", port.dpid),
+        ));
+    }
     let timeout = std::time::Duration::from_millis(req.timeout_ms.min(MAX_WAIT_MS));
     if state.shared.wait_programmed(port, vni, timeout).await {
         Ok(Json(serde_json::json!({"programmed": true})).into_response())
