@@ -1048,7 +1048,10 @@ async fn wait_programmed(
     if !connected {
         return Err(error(
             StatusCode::CONFLICT,
-            format!("switch of:{:016x} is not connected to the controller", port.dpid),
+            format!(
+                "switch of:{:016x} is not connected to the controller",
+                port.dpid
+            ),
         ));
     }
     let timeout = std::time::Duration::from_millis(req.timeout_ms.min(MAX_WAIT_MS));
