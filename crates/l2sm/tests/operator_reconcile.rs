@@ -153,6 +153,29 @@ async fn expect(
 
 /// The result of a spawned reconcile; one still waiting after 10 s made a request the test
 /// did not script.
+/// Answers a quarantine pass's first two reads: the source selector finds network `blue`
+/// (list with `query`), and the target `jail` exists.
+async fn source_blue_target_jail(h: &mut Handle, query: &str) {
+    answer(
+        h,
+        "GET",
+        L2N,
+        query,
+        200,
+        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
+    )
+    .await;
+    answer(
+        h,
+        "GET",
+        &format!("{L2N}/jail"),
+        "",
+        200,
+        l2network("jail", None, true, false),
+    )
+    .await;
+}
+
 async fn done<T>(task: tokio::task::JoinHandle<T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -1139,24 +1162,7 @@ async fn quarantine_moves_the_port_live_and_reports() {
         obj::<QuarantinePodRequest>(&q),
         ctx.clone(),
     ));
-    answer(
-        &mut h,
-        "GET",
-        L2N,
-        "labelSelector=tier=prod",
-        200,
-        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
-    )
-    .await;
-    answer(
-        &mut h,
-        "GET",
-        &format!("{L2N}/jail"),
-        "",
-        200,
-        l2network("jail", None, true, false),
-    )
-    .await;
+    source_blue_target_jail(&mut h, "labelSelector=tier=prod").await;
     answer(
         &mut h,
         "GET",
@@ -1238,24 +1244,7 @@ async fn quarantine_moves_the_port_live_and_reports() {
         obj::<QuarantinePodRequest>(&q2),
         ctx.clone(),
     ));
-    answer(
-        &mut h,
-        "GET",
-        L2N,
-        "",
-        200,
-        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
-    )
-    .await;
-    answer(
-        &mut h,
-        "GET",
-        &format!("{L2N}/jail"),
-        "",
-        200,
-        l2network("jail", None, true, false),
-    )
-    .await;
+    source_blue_target_jail(&mut h, "").await;
     answer(
         &mut h,
         "GET",
@@ -1345,24 +1334,7 @@ async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_
         obj::<QuarantinePodRequest>(&q),
         ctx.clone(),
     ));
-    answer(
-        &mut h,
-        "GET",
-        L2N,
-        "labelSelector=tier=prod",
-        200,
-        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
-    )
-    .await;
-    answer(
-        &mut h,
-        "GET",
-        &format!("{L2N}/jail"),
-        "",
-        200,
-        l2network("jail", None, true, false),
-    )
-    .await;
+    source_blue_target_jail(&mut h, "labelSelector=tier=prod").await;
     answer(
         &mut h,
         "GET",
@@ -1529,24 +1501,7 @@ async fn quarantine_failures_have_upstream_reasons() {
 
     // Target resource present but not in the controller.
     let task = run(ctx.clone());
-    answer(
-        &mut h,
-        "GET",
-        L2N,
-        "",
-        200,
-        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
-    )
-    .await;
-    answer(
-        &mut h,
-        "GET",
-        &format!("{L2N}/jail"),
-        "",
-        200,
-        l2network("jail", None, true, false),
-    )
-    .await;
+    source_blue_target_jail(&mut h, "").await;
     let st = answer(
         &mut h,
         "PATCH",
@@ -1586,24 +1541,7 @@ async fn quarantine_failures_have_upstream_reasons() {
     // Controller unreachable: TargetL2NetworkCheckFailed, and an error (retried with backoff).
     let (ctx2, mut h2) = context(unreachable_client());
     let task = run(ctx2.clone());
-    answer(
-        &mut h2,
-        "GET",
-        L2N,
-        "",
-        200,
-        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
-    )
-    .await;
-    answer(
-        &mut h2,
-        "GET",
-        &format!("{L2N}/jail"),
-        "",
-        200,
-        l2network("jail", None, true, false),
-    )
-    .await;
+    source_blue_target_jail(&mut h2, "").await;
     let st = answer(
         &mut h2,
         "PATCH",
