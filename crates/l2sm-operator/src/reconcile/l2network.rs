@@ -5,7 +5,9 @@
 //! its NADs.
 
 use super::pod::{pod_attachments, requested_networks};
-use super::{bool_status, now, tracked, Context, Error, Result, FIELD_MANAGER, NETWORK_LABEL};
+use super::{
+    bool_status, now, patch_status, tracked, Context, Error, Result, FIELD_MANAGER, NETWORK_LABEL,
+};
 use crate::controller_client::{ClientError, CreateOutcome, NetworkRequest, NetworkView};
 use crate::crd::{
     condition, set_condition, ConnectivityStatus, L2Network, L2NetworkSpec, L2NetworkStatus,
@@ -259,21 +261,6 @@ pub async fn reconcile(net: Arc<L2Network>, ctx: Arc<Context>) -> Result<Action>
     .await
 }
 
-async fn patch_status(net: &L2Network, ctx: &Context, status: L2NetworkStatus) -> Result<()> {
-    if net.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api: Api<L2Network> =
-        Api::namespaced(ctx.kube.clone(), &net.namespace().unwrap_or_default());
-    api.patch_status(
-        &net.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
-    )
-    .await?;
-    Ok(())
-}
-
 async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
     let name = net.name_any();
     let ns = net.namespace().unwrap_or_default();
@@ -288,7 +275,7 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
                 BTreeMap::new(),
                 now(),
             );
-            patch_status(net, ctx, status).await?;
+            patch_status(net, net.status.as_ref(), status, ctx).await?;
             // Nothing to retry until the spec changes.
             return Ok(Action::await_change());
         }
@@ -303,7 +290,7 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
             BTreeMap::new(),
             now(),
         );
-        patch_status(net, ctx, status).await?;
+        patch_status(net, net.status.as_ref(), status, ctx).await?;
         return Err(e.into());
     }
 
@@ -346,7 +333,7 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
         }
     }
     let status = compute_status(net.status.as_ref(), generation, &observed, assigned, now());
-    patch_status(net, ctx, status).await?;
+    patch_status(net, net.status.as_ref(), status, ctx).await?;
     Ok(Action::requeue(ctx.settings.resync))
 }
 

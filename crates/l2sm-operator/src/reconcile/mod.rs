@@ -177,3 +177,32 @@ pub(crate) fn bool_status(ok: bool) -> &'static str {
         "False"
     }
 }
+
+/// Merge-patches `status` onto `obj`'s status subresource, unless `current` already is it
+/// (a write would only wake the controller again).
+pub(crate) async fn patch_status<K, S>(
+    obj: &K,
+    current: Option<&S>,
+    status: S,
+    ctx: &Context,
+) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: PartialEq + serde::Serialize,
+{
+    if current == Some(&status) {
+        return Ok(());
+    }
+    let api: kube::Api<K> =
+        kube::Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    api.patch_status(
+        &obj.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}

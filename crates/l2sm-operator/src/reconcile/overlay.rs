@@ -6,7 +6,9 @@
 //!
 //! `interfaceNumber` is accepted and reported: ports are created when pods attach.
 
-use super::{bool_status, now, tracked, Context, Error, Result, Settings, FIELD_MANAGER};
+use super::{
+    bool_status, now, patch_status, tracked, Context, Error, Result, Settings, FIELD_MANAGER,
+};
 use crate::crd::{
     condition, set_condition, Overlay, OverlaySpec, OverlayStatus, TopologySpec, CONDITION_READY,
     FINALIZER,
@@ -465,21 +467,6 @@ pub async fn reconcile(overlay: Arc<Overlay>, ctx: Arc<Context>) -> Result<Actio
     .await
 }
 
-async fn patch_status(overlay: &Overlay, ctx: &Context, status: OverlayStatus) -> Result<()> {
-    if overlay.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api: Api<Overlay> =
-        Api::namespaced(ctx.kube.clone(), &overlay.namespace().unwrap_or_default());
-    api.patch_status(
-        &overlay.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
-    )
-    .await?;
-    Ok(())
-}
-
 async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
     let generation = overlay.metadata.generation;
     let ns = overlay.namespace().unwrap_or_default();
@@ -493,7 +480,7 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
                 &Observed::Invalid(m),
                 now(),
             );
-            patch_status(overlay, ctx, st).await?;
+            patch_status(overlay, overlay.status.as_ref(), st, ctx).await?;
             return Ok(Action::await_change());
         }
     };
@@ -534,7 +521,7 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         &observed,
         now(),
     );
-    patch_status(overlay, ctx, st).await?;
+    patch_status(overlay, overlay.status.as_ref(), st, ctx).await?;
     Ok(Action::requeue(ctx.settings.resync))
 }
 

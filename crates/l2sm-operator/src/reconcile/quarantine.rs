@@ -7,7 +7,7 @@
 //! already moved keep counting, so a second pass does not reset the counters.
 
 use super::pod::{owned_port, pod_attachments, pod_key, requested_networks, Attachment};
-use super::{now, tracked, Context, Error, Result, STATUS_ANNOTATION};
+use super::{now, patch_status, tracked, Context, Error, Result, STATUS_ANNOTATION};
 use crate::crd::{
     condition, set_condition, L2Network, QuarantinePodRequest, QuarantinePodRequestStatus,
     CONDITION_AVAILABLE, CONDITION_READY,
@@ -159,25 +159,6 @@ pub fn compute_status(
 /// Reconciles one QuarantinePodRequest.
 pub async fn reconcile(req: Arc<QuarantinePodRequest>, ctx: Arc<Context>) -> Result<Action> {
     tracked(&*req, &ctx, run(&req, &ctx)).await
-}
-
-async fn patch_status(
-    req: &QuarantinePodRequest,
-    ctx: &Context,
-    st: QuarantinePodRequestStatus,
-) -> Result<()> {
-    if req.status.as_ref() == Some(&st) {
-        return Ok(());
-    }
-    let api: Api<QuarantinePodRequest> =
-        Api::namespaced(ctx.kube.clone(), &req.namespace().unwrap_or_default());
-    api.patch_status(
-        &req.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": st })),
-    )
-    .await?;
-    Ok(())
 }
 
 /// The steps of upstream's table; `Err` carries the failure and how soon to look again
@@ -342,7 +323,7 @@ async fn run(req: &QuarantinePodRequest, ctx: &Context) -> Result<Action> {
                 &Ok(counts),
                 now(),
             );
-            patch_status(req, ctx, st).await?;
+            patch_status(req, req.status.as_ref(), st, ctx).await?;
             Ok(Action::requeue(ctx.settings.resync))
         }
         Err((failure, retry, err)) => {
@@ -354,7 +335,7 @@ async fn run(req: &QuarantinePodRequest, ctx: &Context) -> Result<Action> {
                 &Err(failure),
                 now(),
             );
-            patch_status(req, ctx, st).await?;
+            patch_status(req, req.status.as_ref(), st, ctx).await?;
             match (err, retry) {
                 (Some(e), _) => Err(e),
                 (None, Some(d)) => Ok(Action::requeue(d)),

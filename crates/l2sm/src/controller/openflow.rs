@@ -240,24 +240,22 @@ impl Session {
         }
     }
 
+    /// Hands what a read returned to the session (0 bytes: the switch closed).
+    fn feed(&mut self, read: std::io::Result<usize>) -> anyhow::Result<()> {
+        match read.context("read from switch failed")? {
+            0 => self.ofp.peer_closed(),
+            n => self.ofp.feed(&self.rbuf[..n]),
+        }
+        Ok(())
+    }
+
     /// Writes pending output, then waits for bytes from the switch or the session's next
     /// deadline, and feeds the session. New events land in the session's queue.
     async fn io_step(&mut self) -> anyhow::Result<()> {
         self.flush().await?;
-        let deadline = self.ofp.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = until(self.ofp.next_deadline());
         tokio::select! {
-            n = self.stream.read(&mut self.rbuf) => {
-                match n.context("read from switch failed")? {
-                    0 => self.ofp.peer_closed(),
-                    n => self.ofp.feed(&self.rbuf[..n]),
-                }
-            }
+            n = self.stream.read(&mut self.rbuf) => self.feed(n)?,
             _ = sleep => {}
         }
         self.ofp.tick(std::time::Instant::now());
@@ -620,19 +618,10 @@ impl Session {
                 self.sync().await?;
             }
             self.flush().await?;
-            let deadline = self.ofp.next_deadline();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = until(self.ofp.next_deadline());
             tokio::select! {
                 n = self.stream.read(&mut self.rbuf) => {
-                    match n.context("read from switch failed")? {
-                        0 => self.ofp.peer_closed(),
-                        n => self.ofp.feed(&self.rbuf[..n]),
-                    }
+                    self.feed(n)?;
                     self.ofp.tick(std::time::Instant::now());
                 }
                 _ = sleep => self.ofp.tick(std::time::Instant::now()),
@@ -644,6 +633,14 @@ impl Session {
                 _ = probe_timer.tick() => self.send_probes().await?,
             }
         }
+    }
+}
+
+/// Sleeps until the session's next deadline, or forever without one.
+async fn until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
     }
 }
 
