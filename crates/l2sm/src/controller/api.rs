@@ -1040,12 +1040,7 @@ async fn wait_programmed(
             )
         })?;
     // A switch without a session cannot be programmed: say so at once instead of timing out.
-    let connected = state
-        .shared
-        .switch_list()
-        .iter()
-        .any(|s| s.id == format!("of:{:016x}", port.dpid));
-    if !connected {
+    if !state.shared.is_connected(port.dpid) {
         return Err(error(
             StatusCode::CONFLICT,
             format!(

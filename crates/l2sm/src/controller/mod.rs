@@ -464,6 +464,11 @@ impl Shared {
         self.switches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether switch `dpid` has a session.
+    pub fn is_connected(&self, dpid: u64) -> bool {
+        self.switches().contains_key(&dpid)
+    }
+
     /// Connected switches.
     pub fn switch_list(&self) -> Vec<SwitchStatus> {
         self.switches().values().cloned().collect()
