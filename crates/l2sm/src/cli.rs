@@ -1,10 +1,10 @@
 //! The user-facing verbs: `lab …`, `network …`, `attach`, `detach`.
 
-use crate::http::ControllerApi;
-use crate::lab::{self, state::Lab, AttachOptions};
 use crate::Command;
 use anyhow::bail;
-use serde_json::json;
+use l2sm_api::v1::{CreateNetwork, LinkView, NetworkView, SwitchStatus};
+use l2sm_api::{ControllerClient, RetryPolicy};
+use l2sm_lab::{self as lab, state::Lab, AttachOptions};
 
 /// `l2sm lab …`
 #[derive(Debug, clap::Subcommand)]
@@ -113,12 +113,16 @@ pub struct DetachArgs {
     pub network: Option<String>,
 }
 
-async fn controller_api(lab: &Lab, controller: Option<String>) -> anyhow::Result<ControllerApi> {
+async fn controller_api(lab: &Lab, controller: Option<String>) -> anyhow::Result<ControllerClient> {
     match controller {
         Some(url) => {
             let user = std::env::var("L2SM_API_USER").ok();
             let pass = std::env::var("L2SM_API_PASSWORD").ok();
-            ControllerApi::new(&url, user.zip(pass), None)
+            Ok(ControllerClient::new(
+                &url,
+                user.zip(pass),
+                RetryPolicy::once(),
+            )?)
         }
         None => {
             let state = lab.load_ready()?;
@@ -135,8 +139,8 @@ pub async fn dispatch(
 ) -> anyhow::Result<u8> {
     let lab = || Lab::new(&lab_name);
     match command {
-        Command::Controller(args) => crate::controller::run(args).await?,
-        Command::Agent(args) => crate::agent::run(args).await?,
+        Command::Controller(args) => l2sm_controller::run(args).await?,
+        Command::Agent(args) => l2sm_agent::run(args).await?,
         Command::Operator(mut args) => {
             args.controller_url = controller;
             l2sm_operator::operator::run(*args).await?
@@ -167,7 +171,7 @@ pub async fn dispatch(
                 },
             )
             .await?;
-            let ips = crate::agent_proto::join_ips(&att.ips);
+            let ips = l2sm_agent::proto::join_ips(&att.ips);
             println!(
                 "pod {} joined {} as {} (mac {}{}{}), switch port {}",
                 a.pod,
@@ -222,11 +226,14 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                         .map_err(|_| anyhow::anyhow!("invalid address to exclude {a:?}"))
                 })
                 .collect::<anyhow::Result<_>>()?;
-            let body =
-                json!({"name": name, "cidrs": cidrs, "podRanges": pod_ranges, "exclude": exclude});
-            let resp = api.request("POST", "/api/v1/networks", Some(&body)).await?;
-            match resp.status {
-                201 => println!(
+            let req = CreateNetwork {
+                name: name.clone(),
+                cidrs: cidrs.clone(),
+                pod_ranges,
+                exclude,
+            };
+            match api.create_network(&req).await {
+                Ok((true, _)) => println!(
                     "network {name} created ({})",
                     cidrs
                         .iter()
@@ -234,28 +241,24 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                200 => println!("network {name} already exists"),
-                _ => bail!(
+                Ok((false, _)) => println!("network {name} already exists"),
+                Err(e) if e.status().is_some() => bail!(
                     "controller refused to create network {name:?}: {}",
-                    resp.message()
+                    e.message()
                 ),
+                Err(e) => return Err(e.into()),
             }
         }
         NetworkCommand::Create { name, .. } => {
             l2sm_pipeline::ids::validate_network_name(&name)?;
-            let exists = api
-                .request("GET", &format!("/onos/vnets/api/{name}"), None)
-                .await?
-                .status
-                == 200;
-            let resp = api
-                .request("POST", "/onos/vnets/api", Some(&json!({"networkId": name})))
-                .await?;
-            if resp.status != 204 {
-                bail!(
+            let exists = api.network_exists(&name).await?;
+            match api.create_vnet(&name).await {
+                Ok(()) => {}
+                Err(e) if e.status().is_some() => bail!(
                     "controller refused to create network {name:?}: {}",
-                    resp.message()
-                );
+                    e.message()
+                ),
+                Err(e) => return Err(e.into()),
             }
             if exists {
                 println!("network {name} already exists");
@@ -264,33 +267,28 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
             }
         }
         NetworkCommand::Delete { name } => {
-            let exists = api
-                .request("GET", &format!("/onos/vnets/api/{name}"), None)
-                .await?
-                .status
-                == 200;
-            if !exists {
+            if !api.network_exists(&name).await? {
                 bail!("unknown network {name:?}");
             }
-            let resp = api
-                .request("DELETE", &format!("/onos/vnets/api/{name}"), None)
-                .await?;
-            if resp.status != 204 {
-                bail!(
+            match api.delete_network(&name).await {
+                Ok(()) => {}
+                Err(e) if e.status().is_some() => bail!(
                     "controller refused to delete network {name:?}: {}",
-                    resp.message()
-                );
+                    e.message()
+                ),
+                Err(e) => return Err(e.into()),
             }
             println!("network {name} deleted");
         }
         NetworkCommand::Mirror {
             name, clear: true, ..
         } => {
-            let resp = api
-                .request("DELETE", &format!("/api/v1/networks/{name}/mirror"), None)
-                .await?;
-            if resp.status != 204 {
-                bail!("cannot clear the mirror of {name:?}: {}", resp.message());
+            match api.clear_mirror_port(&name).await {
+                Ok(()) => {}
+                Err(e) if e.status().is_some() => {
+                    bail!("cannot clear the mirror of {name:?}: {}", e.message())
+                }
+                Err(e) => return Err(e.into()),
             }
             println!("network {name} is not mirrored");
         }
@@ -300,38 +298,31 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                 .parse()
                 .map_err(|e| anyhow::anyhow!("invalid port {port:?}: {e}"))?;
             let port = port_id.to_string();
-            let nets: Vec<crate::controller::api::NetworkView> =
-                get_json(&api, "/api/v1/networks").await?;
+            let nets = api.networks().await?;
             if nets
                 .iter()
                 .any(|n| n.name == name && n.endpoints.contains(&port))
             {
-                let body = json!({"networkId": name, "networkEndpoints": [port]});
-                let resp = api
-                    .request("DELETE", "/onos/vnets/api/port", Some(&body))
-                    .await?;
-                if resp.status != 200 && resp.status != 204 {
-                    bail!("cannot take {port} out of {name:?}: {}", resp.message());
+                match api.remove_port(&name, &port).await {
+                    Ok(()) => {}
+                    Err(e) if e.status().is_some() => {
+                        bail!("cannot take {port} out of {name:?}: {}", e.message())
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
-            let body = json!({"networkId": name, "mirrorPort": port});
-            let resp = api
-                .request("POST", "/onos/vnets/api/mirror-port", Some(&body))
-                .await?;
-            if resp.status != 204 {
-                bail!(
+            match api.set_mirror_port(&name, &port).await {
+                Ok(()) => {}
+                Err(e) if e.status().is_some() => bail!(
                     "controller refused {port} as mirror of {name:?}: {}",
-                    resp.message()
-                );
+                    e.message()
+                ),
+                Err(e) => return Err(e.into()),
             }
             println!("network {name} mirrored to {port}");
         }
         NetworkCommand::List => {
-            let resp = api.request("GET", "/api/v1/networks", None).await?;
-            if resp.status != 200 {
-                bail!("controller answered {}: {}", resp.status, resp.message());
-            }
-            let nets: Vec<crate::controller::api::NetworkView> = serde_json::from_str(&resp.body)?;
+            let nets: Vec<NetworkView> = api.networks().await?;
             println!(
                 "{:<20} {:<8} {:<6} {:<20} PORTS",
                 "NETWORK", "VNI", "VLAN", "CIDR"
@@ -363,29 +354,12 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
     Ok(())
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
-    api: &ControllerApi,
-    path: &str,
-) -> anyhow::Result<T> {
-    let resp = api.request("GET", path, None).await?;
-    if resp.status != 200 {
-        bail!(
-            "controller answered {} for {path}: {}",
-            resp.status,
-            resp.message()
-        );
-    }
-    Ok(serde_json::from_str(&resp.body)?)
-}
-
 /// `l2sm topology [--dot]`: what the controller sees.
 async fn topology(lab: &Lab, controller: Option<String>, dot: bool) -> anyhow::Result<()> {
-    use crate::controller::api::{LinkView, NetworkView};
-    use crate::controller::SwitchStatus;
     let api = controller_api(lab, controller).await?;
-    let switches: Vec<SwitchStatus> = get_json(&api, "/api/v1/switches").await?;
-    let links: Vec<LinkView> = get_json(&api, "/api/v1/links").await?;
-    let networks: Vec<NetworkView> = get_json(&api, "/api/v1/networks").await?;
+    let switches: Vec<SwitchStatus> = api.switches().await?;
+    let links: Vec<LinkView> = api.links().await?;
+    let networks: Vec<NetworkView> = api.networks().await?;
     let switch_of = |port: &str| {
         port.rsplit_once('/')
             .map(|(s, _)| s.to_string())

@@ -1,12 +1,8 @@
-//! `l2sm`: one binary for the controller, the node agent, the lab and the CLI verbs.
+//! `l2sm`: one binary for the controller, the node agent, the operator, the lab and the CLI
+//! verbs. It only parses the command line and dispatches to the component crates
+//! (`l2sm-controller`, `l2sm-agent`, `l2sm-operator`, `l2sm-lab`).
 
-mod agent;
-mod agent_proto;
 mod cli;
-mod controller;
-mod http;
-mod lab;
-mod topology;
 
 use clap::{Parser, Subcommand};
 
@@ -28,9 +24,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the SDN controller (OpenFlow 1.3 server + REST API).
-    Controller(controller::ControllerArgs),
+    Controller(l2sm_controller::ControllerArgs),
     /// Run the node agent (OVS, pod interfaces).
-    Agent(agent::AgentArgs),
+    Agent(l2sm_agent::AgentArgs),
     /// Emulated cluster on this host.
     #[command(subcommand)]
     Lab(cli::LabCommand),
@@ -51,36 +47,13 @@ enum Command {
     },
 }
 
-fn init_tracing(daemon: bool) {
-    let default = if daemon { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
     let daemon = matches!(
         args.command,
         Command::Controller(_) | Command::Agent(_) | Command::Operator(_)
     );
-    init_tracing(daemon);
+    l2sm_runtime::init_tracing(daemon);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(if daemon { 2 } else { 1 })
         .enable_all()

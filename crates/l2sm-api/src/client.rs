@@ -1,0 +1,733 @@
+//! A typed async client of the controller's REST API, used by the agent, the lab, the CLI, the
+//! operator and the benchmarks. Every path and body of the contract is spelled here once.
+//!
+//! Transient failures (connection refused, timeouts, 502/503/504) are retried as the
+//! [`RetryPolicy`] says; a client can dial from inside a network namespace (how the lab's CLI
+//! reaches a controller that lives on the lab's underlay without giving the host an address
+//! there).
+
+use crate::error::ErrorBody;
+use crate::v1::{
+    Allocated, AllocationRequest, AttachmentView, CreateNetwork, GcRequest, LinkView, MoveRequest,
+    Moved, NetworkView, PortOwnerRequest, PortView, Released, SwitchStatus, WaitRequest,
+};
+use crate::vnets::NetworkDto;
+use base64::Engine as _;
+use http::{header, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use l2sm_pipeline::ids::PortId;
+use serde::Serialize;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Largest answer read from the controller.
+const MAX_RESPONSE: usize = 8 * 1024 * 1024;
+
+/// Why a controller call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL cannot be used.
+    #[error("invalid controller URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A request argument cannot be sent (e.g. a malformed port id).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No answer (connection refused, reset, timeout), after every retry.
+    #[error("controller API at {url} is unreachable after {attempts} attempt(s): {reason}")]
+    Unreachable {
+        /// The URL called.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
+    /// The controller answered with an error status.
+    #[error("controller answered {status} to {method} {path}: {message}")]
+    Status {
+        /// Method called.
+        method: String,
+        /// Path called.
+        path: String,
+        /// Status code.
+        status: u16,
+        /// The `message` of the JSON error body, or the body.
+        message: String,
+    },
+    /// The answer is not what the API documents.
+    #[error("unexpected answer to {path}: {reason}")]
+    Decode {
+        /// Path called.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// Whether waiting and trying again may help (the controller is down or overloaded).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Status { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+
+    /// The status code of an error answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The controller's own words for an error answer (its `message`), else the whole error.
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::Status { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Short machine-friendly reason for status conditions.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClientError::Unreachable { .. } => "ControllerUnreachable",
+            ClientError::Status { .. } | ClientError::Decode { .. } => "ControllerError",
+            ClientError::InvalidUrl { .. } | ClientError::InvalidRequest(_) => {
+                "ControllerMisconfigured"
+            }
+        }
+    }
+}
+
+/// How transient failures are retried: `attempts` tries, waiting `initial`, then twice as
+/// long each time up to `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries in total (at least 1).
+    pub attempts: u32,
+    /// First wait.
+    pub initial: Duration,
+    /// Longest wait.
+    pub max: Duration,
+    /// Deadline of one request.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One try with a 10 s deadline: for callers that report failures at once (CLI, agent).
+    pub fn once() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Wait before try number `attempt + 1` (`attempt` counts from 1).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Opens TCP connections to the controller, from this process's network namespace or from
+/// another one (on a blocking thread: `setns` never runs on an async worker).
+#[derive(Debug, Clone)]
+struct Dialer {
+    netns: Option<Arc<PathBuf>>,
+    timeout: Duration,
+}
+
+type DialFuture =
+    Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio::net::TcpStream>>> + Send>>;
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = DialFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let (netns, timeout) = (self.netns.clone(), self.timeout);
+        Box::pin(async move {
+            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+            let port = uri.port_u16().unwrap_or(80);
+            let addr = tokio::net::lookup_host((host, port))
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("{host} resolves to nothing")))?;
+            let stream = match netns {
+                None => tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::other(format!("timed out connecting to {addr}"))
+                    })??,
+                Some(path) => {
+                    let std_stream = tokio::task::spawn_blocking(move || {
+                        let ns = l2sm_netns::Netns::open(path.as_path())
+                            .map_err(std::io::Error::other)?;
+                        l2sm_netns::run_in_netns(&ns, move || {
+                            std::net::TcpStream::connect_timeout(&addr, timeout)
+                        })
+                        .map_err(std::io::Error::other)?
+                    })
+                    .await
+                    .map_err(std::io::Error::other)??;
+                    std_stream.set_nonblocking(true)?;
+                    tokio::net::TcpStream::from_std(std_stream)?
+                }
+            };
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// Client of one controller.
+#[derive(Clone)]
+pub struct ControllerClient {
+    base: String,
+    authorization: Option<String>,
+    retry: RetryPolicy,
+    http: Client<Dialer, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for ControllerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerClient")
+            .field("base", &self.base)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One answer: status and body.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl ControllerClient {
+    /// A client of the controller at `base_url` (`http://host:port`), with Basic credentials.
+    pub fn new(
+        base_url: &str,
+        credentials: Option<(String, String)>,
+        retry: RetryPolicy,
+    ) -> Result<Self, ClientError> {
+        Self::build(base_url, credentials, retry, None)
+    }
+
+    /// Like [`ControllerClient::new`], dialing from the network namespace at `netns`.
+    pub fn in_netns(
+        base_url: &str,
+        credentials: Option<(String, String)>,
+        retry: RetryPolicy,
+        netns: PathBuf,
+    ) -> Result<Self, ClientError> {
+        Self::build(base_url, credentials, retry, Some(netns))
+    }
+
+    fn build(
+        base_url: &str,
+        credentials: Option<(String, String)>,
+        retry: RetryPolicy,
+        netns: Option<PathBuf>,
+    ) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_string();
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: base_url.to_string(),
+            reason,
+        };
+        let uri: Uri = base
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(invalid("expected http://HOST[:PORT]".into()));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(invalid(
+                "give the controller's address without a path".into(),
+            ));
+        }
+        let authorization = credentials.map(|(user, password)| {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Basic {token}")
+        });
+        let dialer = Dialer {
+            netns: netns.map(Arc::new),
+            timeout: retry.timeout,
+        };
+        let http = Client::builder(TokioExecutor::new()).build(dialer);
+        Ok(ControllerClient {
+            base,
+            authorization,
+            retry: RetryPolicy {
+                attempts: retry.attempts.max(1),
+                ..retry
+            },
+            http,
+        })
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, String> {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.base));
+        if let Some(auth) = &self.authorization {
+            req = req.header(header::AUTHORIZATION, auth);
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::copy_from_slice(b))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let req = req.body(body).map_err(|e| e.to_string())?;
+        let call = async {
+            let resp = self.http.request(req).await.map_err(|e| {
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg = format!("{msg}: {s}");
+                    src = s.source();
+                }
+                msg
+            })?;
+            let status = resp.status();
+            let limited = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE);
+            let body = limited
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer: {e}"))?
+                .to_bytes();
+            Ok::<_, String>(Answer { status, body })
+        };
+        tokio::time::timeout(self.retry.timeout, call)
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.retry.timeout))?
+    }
+
+    /// One call, retried while the controller is unreachable or answers 502-504.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, ClientError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.once(&method, path, body).await;
+            let retryable = match &outcome {
+                Err(_) => true,
+                Ok(a) => matches!(a.status.as_u16(), 502..=504),
+            };
+            if !retryable || attempt >= self.retry.attempts {
+                return match outcome {
+                    Ok(a) => Ok(a),
+                    Err(reason) => Err(ClientError::Unreachable {
+                        url: format!("{}{path}", self.base),
+                        attempts: attempt,
+                        reason,
+                    }),
+                };
+            }
+            let wait = self.retry.backoff(attempt);
+            tracing_debug(path, attempt, wait);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// A call with a JSON body.
+    async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Answer, ClientError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| ClientError::InvalidRequest(format!("cannot encode the body: {e}")))?;
+        self.call(method, path, Some(&bytes)).await
+    }
+
+    /// `Ok` when the answer's status is one of `ok`, else the controller's error.
+    fn expect(method: &Method, path: &str, a: Answer, ok: &[u16]) -> Result<Answer, ClientError> {
+        if ok.contains(&a.status.as_u16()) {
+            Ok(a)
+        } else {
+            Err(ClientError::Status {
+                method: method.to_string(),
+                path: path.to_string(),
+                status: a.status.as_u16(),
+                message: ErrorBody::message_of(&a.body),
+            })
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(path: &str, a: &Answer) -> Result<T, ClientError> {
+        serde_json::from_slice(&a.body).map_err(|e| ClientError::Decode {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// GET `path`, 200 and a JSON body of type `T`.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let a = self.call(Method::GET, path, None).await?;
+        let a = Self::expect(&Method::GET, path, a, &[200])?;
+        Self::decode(path, &a)
+    }
+
+    // ---- upstream's vnets contract (/onos/vnets/api) ----
+
+    /// `GET /onos/vnets/api/status`: the controller answers.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let path = "/onos/vnets/api/status";
+        let a = self.call(Method::GET, path, None).await?;
+        Self::expect(&Method::GET, path, a, &[200]).map(drop)
+    }
+
+    /// Whether a network of that name exists (`GET /onos/vnets/api/{name}`).
+    pub async fn network_exists(&self, name: &str) -> Result<bool, ClientError> {
+        let path = format!("/onos/vnets/api/{}", encode_segment(name));
+        let a = self.call(Method::GET, &path, None).await?;
+        match a.status.as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Self::expect(&Method::GET, &path, a, &[]).map(|_| false),
+        }
+    }
+
+    /// Creates a network without address management (`POST /onos/vnets/api`); an existing
+    /// network is left as it is.
+    pub async fn create_vnet(&self, name: &str) -> Result<(), ClientError> {
+        let path = "/onos/vnets/api";
+        let a = self
+            .call_json(Method::POST, path, &NetworkDto::network(name))
+            .await?;
+        Self::expect(&Method::POST, path, a, &[200, 204]).map(drop)
+    }
+
+    /// Deletes a network and its memberships; an unknown network (404) is a success.
+    pub async fn delete_network(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/onos/vnets/api/{}", encode_segment(name));
+        let a = self.call(Method::DELETE, &path, None).await?;
+        Self::expect(&Method::DELETE, &path, a, &[200, 204, 404]).map(drop)
+    }
+
+    /// Adds ports (`of:<dpid>/<n>`) to `network`; re-adding is a no-op.
+    pub async fn add_ports(&self, network: &str, ports: &[String]) -> Result<(), ClientError> {
+        let path = "/onos/vnets/api/port";
+        let a = self
+            .call_json(Method::POST, path, &NetworkDto::ports(network, ports))
+            .await?;
+        Self::expect(&Method::POST, path, a, &[200, 204]).map(drop)
+    }
+
+    /// Adds one port to `network`.
+    pub async fn add_port(&self, network: &str, port: &str) -> Result<(), ClientError> {
+        self.add_ports(network, &[port.to_string()]).await
+    }
+
+    /// Removes ports from `network`.
+    pub async fn remove_ports(&self, network: &str, ports: &[String]) -> Result<(), ClientError> {
+        let path = "/onos/vnets/api/port";
+        let a = self
+            .call_json(Method::DELETE, path, &NetworkDto::ports(network, ports))
+            .await?;
+        Self::expect(&Method::DELETE, path, a, &[200, 204]).map(drop)
+    }
+
+    /// Removes one port from `network`.
+    pub async fn remove_port(&self, network: &str, port: &str) -> Result<(), ClientError> {
+        self.remove_ports(network, &[port.to_string()]).await
+    }
+
+    /// Makes `port` the network's mirror port (`POST /onos/vnets/api/mirror-port`).
+    pub async fn set_mirror_port(&self, network: &str, port: &str) -> Result<(), ClientError> {
+        let path = "/onos/vnets/api/mirror-port";
+        let a = self
+            .call_json(Method::POST, path, &NetworkDto::mirror(network, port))
+            .await?;
+        Self::expect(&Method::POST, path, a, &[200, 204]).map(drop)
+    }
+
+    // ---- the native API (/api/v1) ----
+
+    /// Creates a network (with address management when `cidrs` is set). `Ok(true)` when it
+    /// was created now, `Ok(false)` when it existed with the same settings; a network with
+    /// other settings is a 409 [`ClientError::Status`].
+    pub async fn create_network(
+        &self,
+        req: &CreateNetwork,
+    ) -> Result<(bool, Option<NetworkView>), ClientError> {
+        let path = "/api/v1/networks";
+        let a = self.call_json(Method::POST, path, req).await?;
+        let a = Self::expect(&Method::POST, path, a, &[200, 201])?;
+        let created = a.status == StatusCode::CREATED;
+        Ok((created, Self::decode(path, &a)?))
+    }
+
+    /// One network, `None` when the controller has none of that name.
+    pub async fn get_network(&self, name: &str) -> Result<Option<NetworkView>, ClientError> {
+        let path = format!("/api/v1/networks/{}", encode_segment(name));
+        let a = self.call(Method::GET, &path, None).await?;
+        if a.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let a = Self::expect(&Method::GET, &path, a, &[200])?;
+        Ok(Some(Self::decode(&path, &a)?))
+    }
+
+    /// Every network with its members and allocations.
+    pub async fn networks(&self) -> Result<Vec<NetworkView>, ClientError> {
+        self.get("/api/v1/networks").await
+    }
+
+    /// Stops mirroring a network.
+    pub async fn clear_mirror_port(&self, network: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/networks/{}/mirror", encode_segment(network));
+        let a = self.call(Method::DELETE, &path, None).await?;
+        Self::expect(&Method::DELETE, &path, a, &[200, 204]).map(drop)
+    }
+
+    /// Allocates addresses on `network` for `req.owner` (the same answer when repeated).
+    pub async fn allocate(
+        &self,
+        network: &str,
+        req: &AllocationRequest,
+    ) -> Result<Vec<ipnet::IpNet>, ClientError> {
+        let path = format!("/api/v1/networks/{}/allocations", encode_segment(network));
+        let a = self.call_json(Method::POST, &path, req).await?;
+        let a = Self::expect(&Method::POST, &path, a, &[200])?;
+        Ok(Self::decode::<Allocated>(&path, &a)?.ips)
+    }
+
+    /// Frees the addresses `owner` holds on `network` (idempotent; an unknown network frees 0).
+    pub async fn release(&self, network: &str, owner: &str) -> Result<usize, ClientError> {
+        let path = format!("/api/v1/networks/{}/release", encode_segment(network));
+        let req = AllocationRequest {
+            owner: owner.to_string(),
+            ..Default::default()
+        };
+        let a = self.call_json(Method::POST, &path, &req).await?;
+        if a.status == StatusCode::NOT_FOUND {
+            return Ok(0);
+        }
+        let a = Self::expect(&Method::POST, &path, a, &[200])?;
+        Ok(Self::decode::<Released>(&path, &a)?.released)
+    }
+
+    /// Frees what owners starting with `req.owner_prefix` hold unless they are listed valid.
+    pub async fn ipam_gc(&self, req: &GcRequest) -> Result<usize, ClientError> {
+        let path = "/api/v1/ipam/gc";
+        let a = self.call_json(Method::POST, path, req).await?;
+        let a = Self::expect(&Method::POST, path, a, &[200])?;
+        Ok(Self::decode::<Released>(path, &a)?.released)
+    }
+
+    /// Connected switches and their ports.
+    pub async fn switches(&self) -> Result<Vec<SwitchStatus>, ClientError> {
+        self.get("/api/v1/switches").await
+    }
+
+    /// Configured links with their liveness.
+    pub async fn links(&self) -> Result<Vec<LinkView>, ClientError> {
+        self.get("/api/v1/links").await
+    }
+
+    /// Every port of every connected switch.
+    pub async fn ports(&self) -> Result<Vec<PortView>, ClientError> {
+        self.get("/api/v1/ports").await
+    }
+
+    /// Every membership with its port's owner.
+    pub async fn attachments(&self) -> Result<Vec<AttachmentView>, ClientError> {
+        self.get("/api/v1/attachments").await
+    }
+
+    /// The flows the controller keeps on switch `dpid`.
+    pub async fn switch_flows(&self, dpid: u64) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/api/v1/switches/of:{dpid:016x}/flows"))
+            .await
+    }
+
+    /// The groups the controller keeps on switch `dpid`.
+    pub async fn switch_groups(&self, dpid: u64) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/api/v1/switches/of:{dpid:016x}/groups"))
+            .await
+    }
+
+    /// The per-port path `/api/v1/switches/{dpid}/ports/{n}/<what>`.
+    fn port_path(port: PortId, what: &str) -> String {
+        format!(
+            "/api/v1/switches/of:{:016x}/ports/{}/{what}",
+            port.dpid, port.port
+        )
+    }
+
+    /// Records who a member port belongs to (what the node's agent does on attach).
+    pub async fn set_port_owner(
+        &self,
+        port: PortId,
+        owner: &PortOwnerRequest,
+    ) -> Result<(), ClientError> {
+        let path = Self::port_path(port, "owner");
+        let a = self.call_json(Method::PUT, &path, owner).await?;
+        Self::expect(&Method::PUT, &path, a, &[200, 204]).map(drop)
+    }
+
+    /// Forgets who a port belongs to.
+    pub async fn clear_port_owner(&self, port: PortId) -> Result<(), ClientError> {
+        let path = Self::port_path(port, "owner");
+        let a = self.call(Method::DELETE, &path, None).await?;
+        Self::expect(&Method::DELETE, &path, a, &[200, 204]).map(drop)
+    }
+
+    /// Answers once the port's switch confirmed flows that make it a member of
+    /// `req.network`; 409 when the switch has no session, 504 when the wait ran out.
+    pub async fn wait_programmed(
+        &self,
+        port: PortId,
+        req: &WaitRequest,
+    ) -> Result<(), ClientError> {
+        let path = Self::port_path(port, "wait");
+        let a = self.call_json(Method::POST, &path, req).await?;
+        Self::expect(&Method::POST, &path, a, &[200]).map(drop)
+    }
+
+    /// Moves `port` from network `from` to network `to` in one controller change, live: the
+    /// pod keeps its interface and the port its owner. Repeating a finished move is a no-op
+    /// (`moved` is false).
+    pub async fn move_port(
+        &self,
+        port: PortId,
+        from: &str,
+        to: &str,
+    ) -> Result<Moved, ClientError> {
+        let path = Self::port_path(port, "move");
+        let req = MoveRequest {
+            from: from.to_string(),
+            to: to.to_string(),
+        };
+        let a = self.call_json(Method::POST, &path, &req).await?;
+        let a = Self::expect(&Method::POST, &path, a, &[200])?;
+        Self::decode(&path, &a)
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let path = "/metrics";
+        let a = self.call(Method::GET, path, None).await?;
+        let a = Self::expect(&Method::GET, path, a, &[200])?;
+        Ok(String::from_utf8_lossy(&a.body).into_owned())
+    }
+}
+
+fn tracing_debug(path: &str, attempt: u32, wait: Duration) {
+    tracing::debug!(%path, attempt, ?wait, "controller call failed; retrying");
+}
+
+/// Percent-encodes a path segment (network names are DNS-like, but never trust input).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_paths() {
+        let port: PortId = "of:00000000000000a1/3".parse().unwrap();
+        assert_eq!(
+            ControllerClient::port_path(port, "move"),
+            "/api/v1/switches/of:00000000000000a1/ports/3/move"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_max() {
+        let p = RetryPolicy {
+            attempts: 10,
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(700),
+            timeout: Duration::from_secs(1),
+        };
+        let waits: Vec<u128> = (1..=5).map(|i| p.backoff(i).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 700, 700]);
+        assert_eq!(p.backoff(200), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for url in ["ftp://x", "not a url", "http://h:1/path", "https://h:1"] {
+            assert!(
+                matches!(
+                    ControllerClient::new(url, None, RetryPolicy::default()),
+                    Err(ClientError::InvalidUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+        assert!(
+            ControllerClient::new("http://127.0.0.1:8181/", None, RetryPolicy::default()).is_ok()
+        );
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("blue-1.x"), "blue-1.x");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+}

@@ -1,0 +1,21 @@
+//! The L2S-M controller's REST contract as types, and one typed client for it.
+//!
+//! - [`vnets`]: upstream's ONOS "vnets" contract (`/onos/vnets/api`), kept as upstream has it.
+//! - [`v1`]: the native API (`/api/v1`): networks with address management, switches, links,
+//!   ports, attachments, port owners, moves and programming waits.
+//! - [`error`]: the error body every endpoint answers with.
+//! - [`topology`]: the topology file agents and the controller read, and the lab and the
+//!   operator write.
+//! - [`client`]: [`ControllerClient`], the one way the agent, the lab, the CLI, the operator
+//!   and the benchmarks talk to the controller.
+//!
+//! The controller serialises these same types, so client and server cannot drift apart.
+
+pub mod client;
+pub mod error;
+pub mod topology;
+pub mod v1;
+pub mod vnets;
+
+pub use client::{ClientError, ControllerClient, RetryPolicy};
+pub use error::ErrorBody;

@@ -1,0 +1,294 @@
+//! The native API under `/api/v1`: what each endpoint takes and answers. The controller
+//! serialises these types and the client deserialises them, so the two cannot drift.
+
+use l2sm_pipeline::ids::PortId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Address management of a network, as the controller keeps and shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamView {
+    /// Subnets, at most one IPv4 and one IPv6.
+    pub cidrs: Vec<ipnet::IpNet>,
+    /// Ranges dynamic addresses come from (upstream `podAddressRange`); each inside a CIDR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_ranges: Vec<ipnet::IpNet>,
+    /// Addresses never handed out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<IpAddr>,
+    /// Address -> owner.
+    #[serde(default)]
+    pub allocations: BTreeMap<IpAddr, String>,
+    /// Owner -> the switch port it is attached to, when the requester said so (the agent
+    /// does): lets the API show each membership with its addresses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, PortId>,
+}
+
+/// One network (`GET /api/v1/networks`, `GET /api/v1/networks/{name}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkView {
+    /// Name.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// 802.1Q id on trunk links.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// Member ports, `of:<16 hex>/<n>`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Mirror port, if any.
+    #[serde(default)]
+    pub mirror_port: Option<String>,
+    /// Address management, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<IpamView>,
+}
+
+/// Body of `POST /api/v1/networks`: a name, and address management when `cidrs` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateNetwork {
+    /// Network name.
+    pub name: String,
+    /// Subnets (one IPv4, one IPv6 at most).
+    #[serde(default)]
+    pub cidrs: Vec<ipnet::IpNet>,
+    /// Ranges inside them for dynamic addresses.
+    #[serde(default)]
+    pub pod_ranges: Vec<ipnet::IpNet>,
+    /// Addresses never handed out.
+    #[serde(default)]
+    pub exclude: Vec<IpAddr>,
+}
+
+/// Body of `POST /api/v1/networks/{name}/allocations` and `…/release`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AllocationRequest {
+    /// Who holds the addresses (`cni/<container id>/<ifname>` for CNI).
+    pub owner: String,
+    /// Static addresses asked for; none means one dynamic address per CIDR.
+    #[serde(default)]
+    pub ips: Vec<ipnet::IpNet>,
+    /// Switch port the owner is (being) attached to, `of:<16 hex>/<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+/// Answer to an allocation: the owner's addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocated {
+    /// Addresses with their prefix length.
+    pub ips: Vec<ipnet::IpNet>,
+}
+
+/// Answer to a release or a garbage collection: how many addresses were freed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    /// Addresses freed.
+    pub released: usize,
+}
+
+/// Body of `POST /api/v1/ipam/gc`: free what owners with this prefix hold unless listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GcRequest {
+    /// Owners this collection is about (e.g. `cni/`).
+    pub owner_prefix: String,
+    /// Owners that are still in use.
+    pub valid_owners: Vec<String>,
+}
+
+/// Body of `PUT /api/v1/switches/{dpid}/ports/{port}/owner`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortOwnerRequest {
+    /// Pod (`namespace/name`) the port belongs to, when known.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Attachment id (`cni/<container id>/<ifname>`).
+    pub attachment: String,
+    /// Interface name inside the pod.
+    #[serde(default)]
+    pub interface: String,
+}
+
+/// Body of `POST /api/v1/switches/{dpid}/ports/{port}/wait`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WaitRequest {
+    /// Network the port must be programmed in.
+    pub network: String,
+    /// Longest wait (the controller caps it at [`MAX_WAIT_MS`]).
+    #[serde(default = "default_wait_ms")]
+    pub timeout_ms: u64,
+}
+
+/// Wait of a [`WaitRequest`] that names none.
+pub const DEFAULT_WAIT_MS: u64 = 2000;
+
+/// Longest wait a [`WaitRequest`] may ask for.
+pub const MAX_WAIT_MS: u64 = 10_000;
+
+fn default_wait_ms() -> u64 {
+    DEFAULT_WAIT_MS
+}
+
+/// Answer to a successful wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Programmed {
+    /// Always true (a wait that times out answers 504).
+    pub programmed: bool,
+}
+
+/// Body of `POST /api/v1/switches/{dpid}/ports/{port}/move`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// Network the port leaves.
+    pub from: String,
+    /// Network the port joins.
+    pub to: String,
+}
+
+/// Answer to a move.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    /// False when the port was in the target already (a repeated request).
+    pub moved: bool,
+    /// The network the port is in now.
+    pub network: String,
+}
+
+/// A connected switch (`GET /api/v1/switches`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchStatus {
+    /// Datapath id as `of:<16 hex>`.
+    pub id: String,
+    /// Remote address of the connection.
+    #[serde(default)]
+    pub peer: String,
+    /// Ports as reported by the switch.
+    #[serde(default)]
+    pub ports: Vec<PortStatusView>,
+    /// Flows the controller installed (learned entries excluded).
+    #[serde(default)]
+    pub flows: usize,
+    /// Groups the controller installed.
+    #[serde(default)]
+    pub groups: usize,
+}
+
+/// One switch port in [`SwitchStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatusView {
+    /// OpenFlow port number.
+    pub number: u32,
+    /// Interface name.
+    #[serde(default)]
+    pub name: String,
+    /// `tunnel`, `trunk` or `port`.
+    #[serde(default)]
+    pub kind: String,
+    /// Link up and port not administratively down.
+    #[serde(default)]
+    pub live: bool,
+}
+
+/// One configured link with its liveness (`GET /api/v1/links`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkView {
+    /// Switch at one end.
+    pub a: String,
+    /// Its port (0 while that switch has no session).
+    pub a_port: u32,
+    /// Switch at the other end.
+    pub b: String,
+    /// Its port.
+    pub b_port: u32,
+    /// `tunnel` or `trunk`.
+    pub kind: String,
+    /// Carries traffic: ports up and LLDP probes arriving both ways.
+    #[serde(default = "yes")]
+    pub live: bool,
+    /// `up`, `port down` or `no probes`.
+    #[serde(default)]
+    pub state: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One port of a connected switch (`GET /api/v1/ports`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortView {
+    /// `of:<16 hex>/<n>`.
+    pub id: String,
+    /// Datapath id, `of:<16 hex>`.
+    pub switch: String,
+    /// OpenFlow port number.
+    pub port: u32,
+    /// Interface name.
+    pub name: String,
+    /// `port`, `tunnel` or `trunk`.
+    pub kind: String,
+    /// Link up and not administratively down.
+    pub up: bool,
+    /// Network the port is a member of.
+    pub network: Option<String>,
+    /// Whether the port is a network's mirror port.
+    pub mirror: bool,
+    /// Network it mirrors.
+    pub mirror_of: Option<String>,
+    /// Pod (`namespace/name`) the member port belongs to, when its agent reported it.
+    pub pod: Option<String>,
+    /// Attachment id of the member port's owner.
+    pub attachment: Option<String>,
+    /// Interface name inside the pod.
+    pub interface: Option<String>,
+}
+
+/// One network membership (`GET /api/v1/attachments`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentView {
+    /// Network name.
+    pub network: String,
+    /// Member port, `of:<16 hex>/<n>`.
+    pub port: String,
+    /// The network's VNI.
+    #[serde(default)]
+    pub vni: u32,
+    /// The network's 802.1Q id on trunks.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// Whether the port's switch is connected.
+    #[serde(default)]
+    pub connected: bool,
+    /// Interface name, when the switch is connected and reports the port.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// IPAM owner attached to this port (CNI attachment id), when known.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Addresses the owner holds.
+    #[serde(default)]
+    pub ips: Vec<ipnet::IpNet>,
+    /// Pod (`namespace/name`) the port belongs to, when its agent reported it.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Attachment id the agent reported for the port (`cni/<container>/<ifname>`).
+    #[serde(default)]
+    pub attachment: Option<String>,
+    /// Interface name inside the pod.
+    #[serde(default)]
+    pub interface: Option<String>,
+}

@@ -1,0 +1,80 @@
+//! The benchmark harness (`l2sm-bench`) at small scale, as correctness checks without timing
+//! assertions: synthetic switches receive exactly the flows and groups the pipeline compiler
+//! gives for their view, with no churn, and a controller restart sends nothing to switches that
+//! already hold their state; real OVS bridges converge and `ovs-ofctl` reloads the very flows
+//! the controller programmed.
+
+use l2sm_bench::scenario::{ClusterSpec, Shape};
+use l2sm_bench::{convergence, real};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn l2sm() -> PathBuf {
+    l2sm_test_support::bin::l2sm()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn synthetic_switches_get_exactly_their_pipeline_and_a_restart_sends_nothing() {
+    for shape in [Shape::Sparse, Shape::Mesh] {
+        let opts = convergence::SynthOptions {
+            cluster: ClusterSpec {
+                switches: 20,
+                networks: 2,
+                ports_per_switch: 3,
+                shape,
+                trunks: false,
+            },
+            l2sm: l2sm(),
+            batch: 1,
+            concurrency: 4,
+            timeout: Duration::from_secs(60),
+            settle: Duration::from_millis(500),
+            restart: true,
+        };
+        let r = rt().block_on(convergence::run(&opts)).unwrap();
+        assert!(
+            r.start.converged,
+            "{shape:?}: {} of 20 switches converged",
+            r.start.converged_switches
+        );
+        assert!(r.expected_flows > 20 * 10, "{shape:?}: {r:?}");
+        assert_eq!(
+            (r.start.flow_mods, r.start.group_mods),
+            (r.expected_flows as u64, r.expected_groups as u64),
+            "{shape:?}: every switch gets each flow and group once"
+        );
+        let restart = r.restart.expect("restart measured");
+        assert!(restart.converged, "{shape:?}: switches reconnected");
+        assert_eq!(
+            restart.flow_mods + restart.group_mods,
+            0,
+            "{shape:?}: nothing re-sent"
+        );
+    }
+}
+
+#[test]
+fn ovs_bridges_converge_and_ofctl_reloads_the_same_flows() {
+    let spec = ClusterSpec {
+        switches: 6,
+        networks: 2,
+        ports_per_switch: 2,
+        shape: Shape::Ring,
+        trunks: true,
+    };
+    let r = rt()
+        .block_on(real::bridges(&l2sm(), &spec, Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(r.converged_bridges, 6, "{r:?}");
+    // flow_rate checks itself that ovs-ofctl loaded exactly the controller's flows and groups.
+    let r = rt().block_on(real::flow_rate(&l2sm(), 1000)).unwrap();
+    let fixed = l2sm_pipeline::compile(&Default::default()).flows.len();
+    assert_eq!(r.flows, 3 * r.memberships + 2 * r.networks + fixed, "{r:?}");
+}

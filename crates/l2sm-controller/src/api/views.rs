@@ -1,0 +1,232 @@
+//! Read-only native views: ports of connected switches, memberships with their addresses, and
+//! the flows and groups the controller programs into one switch.
+
+use super::{error, ApiError, ApiResult, AppState};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse as _;
+use axum::Json;
+use l2sm_api::v1::{AttachmentView, PortView};
+use l2sm_ofp::{Action, Instruction};
+use l2sm_pipeline::ids::PortId;
+use l2sm_pipeline::LinkKind;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub(super) async fn list_ports(State(state): State<AppState>) -> Json<Vec<PortView>> {
+    let model = state.shared.model();
+    let mut member: BTreeMap<PortId, &str> = BTreeMap::new();
+    let mut mirror: BTreeMap<PortId, &str> = BTreeMap::new();
+    for (name, n) in &model.networks {
+        for ep in &n.endpoints {
+            member.insert(*ep, name);
+        }
+        if let Some(m) = n.mirror_port {
+            mirror.insert(m, name);
+        }
+    }
+    let mut out = Vec::new();
+    for sw in state.shared.switch_list() {
+        let Some(dpid) = parse_dpid(&sw.id) else {
+            continue;
+        };
+        for p in &sw.ports {
+            let id = PortId {
+                dpid,
+                port: p.number,
+            };
+            let owner = model.port_owners.get(&id);
+            out.push(PortView {
+                pod: owner.and_then(|o| o.pod.clone()),
+                attachment: owner.map(|o| o.attachment.clone()),
+                interface: owner.map(|o| o.interface.clone()),
+                id: id.to_string(),
+                switch: sw.id.clone(),
+                port: p.number,
+                name: p.name.clone(),
+                kind: p.kind.clone(),
+                up: p.live,
+                network: member.get(&id).map(|s| s.to_string()),
+                mirror: mirror.contains_key(&id),
+                mirror_of: mirror.get(&id).map(|s| s.to_string()),
+            });
+        }
+    }
+    Json(out)
+}
+
+pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<AttachmentView>> {
+    let model = state.shared.model();
+    let switches: BTreeMap<u64, _> = state
+        .shared
+        .switch_list()
+        .into_iter()
+        .filter_map(|s| Some((parse_dpid(&s.id)?, s)))
+        .collect();
+    let mut out = Vec::new();
+    for (name, n) in &model.networks {
+        let owners: BTreeMap<PortId, &String> = n
+            .ipam
+            .iter()
+            .flat_map(|i| i.ports.iter().map(|(o, p)| (*p, o)))
+            .collect();
+        for ep in &n.endpoints {
+            let sw = switches.get(&ep.dpid);
+            let reported = model.port_owners.get(ep);
+            let owner = owners.get(ep).map(|o| o.to_string());
+            let ips = match (&n.ipam, &owner) {
+                (Some(i), Some(o)) => i.held_by(o),
+                _ => Vec::new(),
+            };
+            out.push(AttachmentView {
+                network: name.clone(),
+                port: ep.to_string(),
+                vni: n.vni,
+                vlan: n.vlan,
+                connected: sw.is_some(),
+                name: sw.and_then(|s| {
+                    s.ports
+                        .iter()
+                        .find(|p| p.number == ep.port)
+                        .map(|p| p.name.clone())
+                }),
+                owner,
+                ips,
+                pod: reported.and_then(|o| o.pod.clone()),
+                attachment: reported.map(|o| o.attachment.clone()),
+                interface: reported.map(|o| o.interface.clone()),
+            });
+        }
+    }
+    Json(out)
+}
+
+/// `of:<16 hex>`, or the 16 hex digits alone.
+pub(super) fn parse_dpid(s: &str) -> Option<u64> {
+    let hex = s.strip_prefix("of:").unwrap_or(s);
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// The pipeline the controller programs into a connected switch: compiled from the view the
+/// switch's session uses (model and topology at the current generation), which is what the
+/// session converges the switch to.
+fn pipeline_of(
+    state: &AppState,
+    dpid_text: &str,
+) -> Result<(String, l2sm_pipeline::SwitchPipeline), ApiError> {
+    let dpid = parse_dpid(dpid_text).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed datapath id {dpid_text:?} (expected of:<16 hex digits>)"),
+        )
+    })?;
+    let id = format!("of:{dpid:016x}");
+    let sw = state
+        .shared
+        .switch_list()
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("switch {id} is not connected"),
+            )
+        })?;
+    let links: BTreeMap<u32, LinkKind> = sw
+        .ports
+        .iter()
+        .filter_map(|p| match p.kind.as_str() {
+            "tunnel" => Some((p.number, LinkKind::Tunnel)),
+            "trunk" => Some((p.number, LinkKind::Trunk)),
+            _ => None,
+        })
+        .collect();
+    // `None`: the current plan does not know the switch yet, so nothing is programmed.
+    let pipeline = state
+        .shared
+        .view_of(dpid, links)
+        .map(|view| l2sm_pipeline::compile(&view))
+        .unwrap_or_default();
+    Ok((id, pipeline))
+}
+
+fn action_json(a: &Action) -> Value {
+    match a {
+        Action::Output { port, .. } => json!({"type": "output", "port": port}),
+        Action::Group(g) => json!({"type": "group", "groupId": g}),
+        Action::SetField(f) => json!({"type": "set_field", "field": format!("{f:?}")}),
+        Action::PushVlan(t) => json!({"type": "push_vlan", "ethertype": t}),
+        Action::PopVlan => json!({"type": "pop_vlan"}),
+        Action::NxResubmit { in_port, table } => {
+            json!({"type": "resubmit", "inPort": in_port, "table": table})
+        }
+        Action::NxLearn(l) => json!({
+            "type": "learn",
+            "table": l.table_id,
+            "priority": l.priority,
+            "idleTimeout": l.idle_timeout,
+            "cookie": format!("{:#018x}", l.cookie),
+            "specs": l.specs.len(),
+        }),
+        other => json!({"type": "other", "text": format!("{other:?}")}),
+    }
+}
+
+fn instruction_json(i: &Instruction) -> Value {
+    let actions = |list: &[Action]| list.iter().map(action_json).collect::<Vec<_>>();
+    match i {
+        Instruction::GotoTable(t) => json!({"type": "goto_table", "table": t}),
+        Instruction::ApplyActions(a) => json!({"type": "apply_actions", "actions": actions(a)}),
+        Instruction::WriteActions(a) => json!({"type": "write_actions", "actions": actions(a)}),
+        Instruction::ClearActions => json!({"type": "clear_actions"}),
+        Instruction::WriteMetadata { value, mask } => json!({
+            "type": "write_metadata",
+            "value": format!("{value:#x}"),
+            "mask": format!("{mask:#x}"),
+        }),
+        other => json!({"type": "other", "text": format!("{other:?}")}),
+    }
+}
+
+pub(super) async fn switch_flows(
+    State(state): State<AppState>,
+    Path(dpid): Path<String>,
+) -> ApiResult {
+    let (id, pipeline) = pipeline_of(&state, &dpid)?;
+    let flows: Vec<Value> = pipeline
+        .flows
+        .values()
+        .map(|f| {
+            json!({
+                "table": f.table,
+                "priority": f.priority,
+                "cookie": format!("{:#018x}", f.cookie),
+                "match": f.r#match.fields.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
+                "instructions": f.instructions.iter().map(instruction_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"switch": id, "flows": flows})).into_response())
+}
+
+pub(super) async fn switch_groups(
+    State(state): State<AppState>,
+    Path(dpid): Path<String>,
+) -> ApiResult {
+    let (id, pipeline) = pipeline_of(&state, &dpid)?;
+    let groups: Vec<Value> = pipeline
+        .groups
+        .values()
+        .map(|g| {
+            json!({
+                "groupId": g.group_id,
+                "type": "all",
+                "buckets": g.buckets.iter().map(|b| b.iter().map(action_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"switch": id, "groups": groups})).into_response())
+}

@@ -1,0 +1,313 @@
+//! Address management per network, kept in the controller with the rest of its state: one
+//! CIDR per address family, an optional pod range inside it, exclusions, and allocations keyed
+//! by owner (CNI's container id + interface name), so a repeated request returns the same
+//! address and a release frees exactly what the owner had.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// IPAM settings and allocations of one network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ipam {
+    /// Subnets, at most one IPv4 and one IPv6.
+    pub cidrs: Vec<IpNet>,
+    /// Ranges dynamic addresses come from (upstream `podAddressRange`); each inside a CIDR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_ranges: Vec<IpNet>,
+    /// Addresses never handed out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<IpAddr>,
+    /// Address -> owner.
+    #[serde(default)]
+    pub allocations: BTreeMap<IpAddr, String>,
+    /// Owner -> the switch port it is attached to, when the requester said so (the agent
+    /// does): lets the API show each membership with its addresses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, l2sm_pipeline::ids::PortId>,
+}
+
+/// Why an IPAM request was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum IpamError {
+    /// Bad settings.
+    #[error("invalid IPAM settings: {0}")]
+    Settings(String),
+    /// A static address outside every CIDR.
+    #[error("address {0} is outside the network's CIDR")]
+    Outside(IpAddr),
+    /// A static address that is the network or broadcast address, or excluded.
+    #[error("address {0} is reserved (network, broadcast or excluded address)")]
+    Reserved(IpAddr),
+    /// A static address taken by someone else.
+    #[error("address {addr} is already allocated to {owner}")]
+    Taken {
+        /// The address.
+        addr: IpAddr,
+        /// Its owner.
+        owner: String,
+    },
+    /// The owner already holds different addresses.
+    #[error("{owner} already holds {held}; release it first")]
+    OwnerHolds {
+        /// The owner.
+        owner: String,
+        /// What it holds.
+        held: String,
+    },
+    /// Nothing free.
+    #[error("no free address left in {0}")]
+    Exhausted(IpNet),
+}
+
+fn reserved(net: &IpNet, addr: IpAddr) -> bool {
+    match net {
+        IpNet::V4(v4) if v4.prefix_len() < 31 => {
+            IpAddr::V4(v4.network()) == addr || IpAddr::V4(v4.broadcast()) == addr
+        }
+        IpNet::V6(v6) if v6.prefix_len() < 127 => IpAddr::V6(v6.network()) == addr,
+        _ => false,
+    }
+}
+
+impl Ipam {
+    /// How the API shows these settings and allocations.
+    pub fn view(&self) -> l2sm_api::v1::IpamView {
+        l2sm_api::v1::IpamView {
+            cidrs: self.cidrs.clone(),
+            pod_ranges: self.pod_ranges.clone(),
+            exclude: self.exclude.clone(),
+            allocations: self.allocations.clone(),
+            ports: self.ports.clone(),
+        }
+    }
+
+    /// Validated settings without allocations.
+    pub fn new(
+        cidrs: Vec<IpNet>,
+        pod_ranges: Vec<IpNet>,
+        exclude: Vec<IpAddr>,
+    ) -> Result<Ipam, IpamError> {
+        if cidrs.is_empty() {
+            return Err(IpamError::Settings("at least one CIDR is needed".into()));
+        }
+        let v4 = cidrs.iter().filter(|c| matches!(c, IpNet::V4(_))).count();
+        if v4 > 1 || cidrs.len() - v4 > 1 {
+            return Err(IpamError::Settings(
+                "at most one IPv4 and one IPv6 CIDR".into(),
+            ));
+        }
+        let cidrs: Vec<IpNet> = cidrs.into_iter().map(|c| c.trunc()).collect();
+        for r in &pod_ranges {
+            if !cidrs.iter().any(|c| c.contains(r)) {
+                return Err(IpamError::Settings(format!(
+                    "pod range {r} is not inside a CIDR"
+                )));
+            }
+        }
+        Ok(Ipam {
+            cidrs,
+            pod_ranges,
+            exclude,
+            allocations: BTreeMap::new(),
+            ports: BTreeMap::new(),
+        })
+    }
+
+    /// What `owner` holds, as addresses with their CIDR's prefix length.
+    pub fn held_by(&self, owner: &str) -> Vec<IpNet> {
+        self.allocations
+            .iter()
+            .filter(|(_, o)| o.as_str() == owner)
+            .filter_map(|(a, _)| self.with_prefix(*a))
+            .collect()
+    }
+
+    fn with_prefix(&self, addr: IpAddr) -> Option<IpNet> {
+        let cidr = self.cidrs.iter().find(|c| c.contains(&addr))?;
+        IpNet::new(addr, cidr.prefix_len()).ok()
+    }
+
+    fn check_static(&self, owner: &str, addr: IpAddr) -> Result<(), IpamError> {
+        let cidr = self
+            .cidrs
+            .iter()
+            .find(|c| c.contains(&addr))
+            .ok_or(IpamError::Outside(addr))?;
+        if reserved(cidr, addr) || self.exclude.contains(&addr) {
+            return Err(IpamError::Reserved(addr));
+        }
+        match self.allocations.get(&addr) {
+            Some(o) if o != owner => Err(IpamError::Taken {
+                addr,
+                owner: o.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn next_free(&self, cidr: &IpNet) -> Result<IpAddr, IpamError> {
+        let ranges: Vec<&IpNet> = self
+            .pod_ranges
+            .iter()
+            .filter(|r| cidr.contains(*r))
+            .collect();
+        let ranges = if ranges.is_empty() {
+            vec![cidr]
+        } else {
+            ranges
+        };
+        for range in ranges {
+            // hosts() skips network/broadcast for IPv4; stop early on huge IPv6 ranges.
+            for addr in range.hosts().take(1 << 20) {
+                if !reserved(cidr, addr)
+                    && !self.exclude.contains(&addr)
+                    && !self.allocations.contains_key(&addr)
+                {
+                    return Ok(addr);
+                }
+            }
+        }
+        Err(IpamError::Exhausted(*cidr))
+    }
+
+    /// Allocates for `owner`: the given static addresses (validated), or one address per CIDR.
+    /// A repeated request of the same owner returns what it already holds.
+    pub fn allocate(&mut self, owner: &str, requested: &[IpAddr]) -> Result<Vec<IpNet>, IpamError> {
+        let held = self.held_by(owner);
+        if !held.is_empty() {
+            let same = requested.is_empty() || {
+                let mut a: Vec<IpAddr> = held.iter().map(|n| n.addr()).collect();
+                let mut b = requested.to_vec();
+                a.sort();
+                b.sort();
+                a == b
+            };
+            if same {
+                return Ok(held);
+            }
+            let held = held
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            return Err(IpamError::OwnerHolds {
+                owner: owner.to_string(),
+                held,
+            });
+        }
+        let chosen: Vec<IpAddr> = if requested.is_empty() {
+            self.cidrs
+                .clone()
+                .iter()
+                .map(|c| self.next_free(c))
+                .collect::<Result<_, _>>()?
+        } else {
+            for addr in requested {
+                self.check_static(owner, *addr)?;
+            }
+            requested.to_vec()
+        };
+        for addr in &chosen {
+            self.allocations.insert(*addr, owner.to_string());
+        }
+        Ok(chosen.iter().filter_map(|a| self.with_prefix(*a)).collect())
+    }
+
+    /// Frees everything `owner` holds; returns how many addresses were freed.
+    pub fn release(&mut self, owner: &str) -> usize {
+        let before = self.allocations.len();
+        self.allocations.retain(|_, o| o != owner);
+        self.ports.remove(owner);
+        before - self.allocations.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn dynamic_allocation_skips_reserved_and_is_idempotent_per_owner() {
+        let mut ipam = Ipam::new(vec![net("10.0.0.0/30")], vec![], vec![]).unwrap();
+        assert_eq!(ipam.allocate("a", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+        assert_eq!(
+            ipam.allocate("a", &[]).unwrap(),
+            vec![net("10.0.0.1/30")],
+            "same owner, same address"
+        );
+        assert_eq!(ipam.allocate("b", &[]).unwrap(), vec![net("10.0.0.2/30")]);
+        assert_eq!(
+            ipam.allocate("c", &[]),
+            Err(IpamError::Exhausted(net("10.0.0.0/30")))
+        );
+        assert_eq!(ipam.release("a"), 1);
+        assert_eq!(ipam.allocate("c", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+    }
+
+    #[test]
+    fn static_requests_are_validated() {
+        let mut ipam = Ipam::new(vec![net("10.0.0.0/24")], vec![], vec![ip("10.0.0.9")]).unwrap();
+        assert_eq!(
+            ipam.allocate("a", &[ip("10.0.1.1")]),
+            Err(IpamError::Outside(ip("10.0.1.1")))
+        );
+        assert_eq!(
+            ipam.allocate("a", &[ip("10.0.0.0")]),
+            Err(IpamError::Reserved(ip("10.0.0.0")))
+        );
+        assert_eq!(
+            ipam.allocate("a", &[ip("10.0.0.255")]),
+            Err(IpamError::Reserved(ip("10.0.0.255")))
+        );
+        assert_eq!(
+            ipam.allocate("a", &[ip("10.0.0.9")]),
+            Err(IpamError::Reserved(ip("10.0.0.9")))
+        );
+        assert_eq!(
+            ipam.allocate("a", &[ip("10.0.0.5")]).unwrap(),
+            vec![net("10.0.0.5/24")]
+        );
+        assert_eq!(
+            ipam.allocate("b", &[ip("10.0.0.5")]),
+            Err(IpamError::Taken {
+                addr: ip("10.0.0.5"),
+                owner: "a".into()
+            })
+        );
+        assert!(matches!(
+            ipam.allocate("a", &[ip("10.0.0.6")]),
+            Err(IpamError::OwnerHolds { .. })
+        ));
+        // Dynamic allocation never hands out a static or excluded address.
+        let got: Vec<IpNet> = (0..5)
+            .flat_map(|i| ipam.allocate(&format!("d{i}"), &[]).unwrap())
+            .collect();
+        assert!(!got.contains(&net("10.0.0.5/24")) && !got.contains(&net("10.0.0.9/24")));
+    }
+
+    #[test]
+    fn pod_range_and_dual_stack() {
+        let mut ipam = Ipam::new(
+            vec![net("10.0.0.0/24"), net("fd00::/64")],
+            vec![net("10.0.0.128/25")],
+            vec![],
+        )
+        .unwrap();
+        let got = ipam.allocate("a", &[]).unwrap();
+        assert_eq!(got, vec![net("10.0.0.129/24"), net("fd00::1/64")]);
+        assert!(Ipam::new(vec![net("10.0.0.0/24")], vec![net("10.1.0.0/25")], vec![]).is_err());
+        assert!(Ipam::new(vec![net("10.0.0.0/24"), net("10.1.0.0/24")], vec![], vec![]).is_err());
+        assert!(Ipam::new(vec![], vec![], vec![]).is_err());
+    }
+}

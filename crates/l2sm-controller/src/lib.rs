@@ -1,0 +1,592 @@
+//! `l2sm controller`: the OpenFlow 1.3 server for every switch, the owner of networks, VNIs and
+//! memberships, and the REST API (upstream ONOS-vnets compatible, plus a small native API).
+//!
+//! Data flow: an API call changes the [`state::Model`] (committed to the redb store before the answer is sent),
+//! then bumps a generation counter. With a topology, one planner task turns each generation
+//! into every switch's view (at most once per [`PLAN_INTERVAL`], however fast changes come)
+//! and tells the sessions; without one, sessions derive their own view from the model. Each
+//! session whose view changed recompiles its own pipeline and sends only the difference.
+
+pub mod api;
+pub mod ipam;
+pub mod metrics;
+pub mod openflow;
+pub mod state;
+pub mod topo;
+
+use anyhow::Context as _;
+use state::{Model, ModelError, Store};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// One direction of a link: probes sent out of `.0` arrive at `.1`.
+pub type Direction = (l2sm_pipeline::plan::End, l2sm_pipeline::plan::End);
+
+/// LLDP liveness: when each direction of each link last carried a probe, and which directions
+/// are considered dead (what the planner uses; changed only by [`Shared::check_links`], so a
+/// plan stays consistent within one generation).
+#[derive(Debug)]
+pub struct Probes {
+    /// Time between probes on one port.
+    pub interval: Duration,
+    heard: Mutex<BTreeMap<Direction, Instant>>,
+    dead: RwLock<std::collections::BTreeSet<Direction>>,
+}
+
+impl Probes {
+    fn new(interval: Duration) -> Probes {
+        Probes {
+            interval,
+            heard: Mutex::new(BTreeMap::new()),
+            dead: RwLock::new(Default::default()),
+        }
+    }
+
+    /// A direction without a probe for this long is dead: three missed probes, plus slack.
+    pub fn dead_after(&self) -> Duration {
+        self.interval * 3 + self.interval / 2
+    }
+
+    /// Records a probe that arrived.
+    pub fn heard(&self, direction: Direction) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(direction, Instant::now());
+    }
+
+    /// Directions currently dead.
+    pub fn dead(&self) -> std::collections::BTreeSet<Direction> {
+        self.dead.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn publish(&self, dead: std::collections::BTreeSet<Direction>) {
+        *self.dead.write().unwrap_or_else(|e| e.into_inner()) = dead;
+    }
+
+    /// The dead set for `directions` (both ends connected, ports up), if it differs from the
+    /// published one. A direction is alive while probes arrive, or while both switches have
+    /// been connected for less than the dead time (nothing could have arrived yet).
+    fn evaluate(
+        &self,
+        directions: &[Direction],
+        switches: &BTreeMap<u64, SwitchStatus>,
+    ) -> Option<std::collections::BTreeSet<Direction>> {
+        let dead_after = self.dead_after();
+        let heard = {
+            let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget directions silent for long (links that left the topology).
+            heard.retain(|_, t| t.elapsed() < dead_after * 10);
+            heard.clone()
+        };
+        let young = |dpid: u64| {
+            switches
+                .get(&dpid)
+                .and_then(|s| s.probing_since)
+                .is_none_or(|t| t.elapsed() < dead_after)
+        };
+        let dead: std::collections::BTreeSet<Direction> = directions
+            .iter()
+            .filter(|(from, to)| {
+                let recent = heard
+                    .get(&(*from, *to))
+                    .is_some_and(|t| t.elapsed() < dead_after);
+                !recent && !young(from.dpid) && !young(to.dpid)
+            })
+            .copied()
+            .collect();
+        let current = self.dead();
+        if dead == current {
+            return None;
+        }
+        for (from, to) in dead.difference(&current) {
+            tracing::warn!(
+                from = format!("of:{:016x}/{}", from.dpid, from.port),
+                to = format!("of:{:016x}/{}", to.dpid, to.port),
+                "link down: no LLDP probe for {dead_after:?}"
+            );
+        }
+        for (from, to) in current.difference(&dead) {
+            tracing::info!(
+                from = format!("of:{:016x}/{}", from.dpid, from.port),
+                to = format!("of:{:016x}/{}", to.dpid, to.port),
+                "link up: LLDP probes arrive"
+            );
+        }
+        Some(dead)
+    }
+}
+
+/// Options of `l2sm controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Address the OpenFlow server listens on.
+    #[arg(long, default_value = "0.0.0.0:6653")]
+    pub openflow_listen: SocketAddr,
+    /// Address the REST API listens on.
+    #[arg(long, default_value = "0.0.0.0:8181")]
+    pub api_listen: SocketAddr,
+    /// Directory holding the persistent state.
+    #[arg(long, default_value = "/var/lib/l2sm/controller")]
+    pub state_dir: PathBuf,
+    /// User name for HTTP Basic authentication of the API.
+    #[arg(long, env = "L2SM_API_USER")]
+    pub api_user: Option<String>,
+    /// Password for HTTP Basic authentication of the API.
+    #[arg(long, env = "L2SM_API_PASSWORD", hide_env_values = true)]
+    pub api_password: Option<String>,
+    /// Accept upstream L2S-M's well-known credentials (karaf/karaf) when none are given.
+    #[arg(long)]
+    pub upstream_default_credentials: bool,
+    /// Overlay topology (the file the agents read). Without it, switches are assumed to form a
+    /// full mesh of the tunnels they report; with it, partial meshes, trunks and switches not
+    /// managed by an agent work, with one spanning tree per network.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+    /// Milliseconds between LLDP probes on each inter-switch link port; a configured link is
+    /// down after three intervals without probes in either direction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub lldp_interval_ms: u64,
+}
+
+/// How long links of a switch without a session still count as up: long enough for switches
+/// to reconnect after a controller restart without trees flapping.
+pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every switch's view for one state of the model and the graph. Views that did not change
+/// from one plan to the next are the same `Arc`, so sessions tell "unchanged" at once.
+type Plan = BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>;
+
+/// Shortest time between two plans: a burst of changes (a thousand switches connecting after
+/// a restart) costs a few plans, not one per change.
+pub const PLAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What an OpenFlow session publishes about its switch, for the API and metrics.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SwitchStatus {
+    /// Datapath id as `of:<16 hex>`.
+    pub id: String,
+    /// Remote address of the connection.
+    pub peer: String,
+    /// Ports as reported by the switch.
+    pub ports: Vec<PortStatusView>,
+    /// Flows the controller installed (learned entries excluded).
+    pub flows: usize,
+    /// Groups the controller installed.
+    pub groups: usize,
+    #[serde(skip, default)]
+    pub(crate) session: u64,
+    /// When the session started probing its links.
+    #[serde(skip, default)]
+    pub(crate) probing_since: Option<std::time::Instant>,
+}
+
+/// One switch port in [`SwitchStatus`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PortStatusView {
+    /// OpenFlow port number.
+    pub number: u32,
+    /// Interface name.
+    pub name: String,
+    /// `tunnel`, `trunk` or `port`.
+    pub kind: String,
+    /// Link up and port not administratively down.
+    #[serde(default)]
+    pub live: bool,
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Messages (FLOW_MOD, GROUP_MOD) per batch sent to a switch.
+    pub batch_size: metrics::Histogram,
+    /// Seconds from writing a batch to its BARRIER_REPLY.
+    pub batch_latency: metrics::Histogram,
+    /// LLDP probes sent.
+    pub lldp_sent: AtomicU64,
+    /// LLDP probes received and decoded.
+    pub lldp_received: AtomicU64,
+    /// LLDP frames that were not our probes, or came in on a port that is not a link.
+    pub lldp_ignored: AtomicU64,
+    /// FLOW_MOD messages sent.
+    pub flow_mods: AtomicU64,
+    /// GROUP_MOD messages sent.
+    pub group_mods: AtomicU64,
+    /// Switch connections accepted.
+    pub connections: AtomicU64,
+    /// Connections closed because of protocol errors.
+    pub protocol_errors: AtomicU64,
+    /// API requests served.
+    pub api_requests: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            batch_size: metrics::Histogram::new(metrics::SIZE_BUCKETS),
+            batch_latency: metrics::Histogram::new(metrics::LATENCY_BUCKETS),
+            lldp_sent: AtomicU64::new(0),
+            lldp_received: AtomicU64::new(0),
+            lldp_ignored: AtomicU64::new(0),
+            flow_mods: AtomicU64::new(0),
+            group_mods: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            api_requests: AtomicU64::new(0),
+        }
+    }
+}
+
+/// State shared by the API and every switch session.
+pub struct Shared {
+    model: RwLock<Model>,
+    store: Store,
+    generation: watch::Sender<u64>,
+    switches: Mutex<BTreeMap<u64, SwitchStatus>>,
+    next_session: AtomicU64,
+    topology: RwLock<Option<Arc<topo::ResolvedTopology>>>,
+    started: std::time::Instant,
+    /// When each switch last lost its session.
+    disconnected_at: Mutex<BTreeMap<u64, std::time::Instant>>,
+    /// Views of every switch under the topology, published by the planner.
+    plan: watch::Sender<Arc<Plan>>,
+    /// Bumped when sessions must look at their view again (a new plan, or a model change
+    /// without topology).
+    views: watch::Sender<u64>,
+    /// LLDP liveness of links.
+    pub probes: Probes,
+    /// The view each connected switch has confirmed (barrier reply after its batch): what
+    /// "this port is programmed" waits for.
+    applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// Loads the persisted model from `store`; links are probed every `probe_interval`.
+    pub fn new(store: Store, probe_interval: Duration) -> anyhow::Result<Arc<Shared>> {
+        let model = store.load()?;
+        Ok(Arc::new(Shared {
+            model: RwLock::new(model),
+            store,
+            generation: watch::channel(0).0,
+            switches: Mutex::new(BTreeMap::new()),
+            next_session: AtomicU64::new(1),
+            topology: RwLock::new(None),
+            started: std::time::Instant::now(),
+            disconnected_at: Mutex::new(BTreeMap::new()),
+            plan: watch::channel(Arc::new(Plan::new())).0,
+            views: watch::channel(0).0,
+            probes: Probes::new(probe_interval),
+            applied: watch::channel(BTreeMap::new()).0,
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// A consistent copy of the model.
+    pub fn model(&self) -> Model {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies `change` to a copy of the model, commits the difference to the store (durably),
+    /// then publishes it. Nothing changes when `change` fails or the state cannot be written.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut Model) -> Result<R, ModelError>,
+    ) -> Result<R, UpdateError> {
+        let mut guard = self.model.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = guard.clone();
+        let result = change(&mut next)?;
+        if next != *guard {
+            self.store
+                .save(&guard, &next)
+                .map_err(UpdateError::Persist)?;
+            *guard = next;
+            drop(guard);
+            self.bump();
+        }
+        Ok(result)
+    }
+
+    /// Records that switch `dpid` holds `view` (its batch was acknowledged by a barrier).
+    pub fn view_applied(&self, dpid: u64, view: Arc<l2sm_pipeline::SwitchView>) {
+        self.applied.send_modify(|m| {
+            m.insert(dpid, view);
+        });
+    }
+
+    /// Waits until `port` is programmed as a member of network `vni` on its switch; false
+    /// when `timeout` passes first.
+    pub async fn wait_programmed(
+        &self,
+        port: l2sm_pipeline::ids::PortId,
+        vni: u32,
+        timeout: Duration,
+    ) -> bool {
+        let mut rx = self.applied.subscribe();
+        let programmed = |m: &BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>| {
+            m.get(&port.dpid)
+                .and_then(|v| v.networks.get(&vni))
+                .is_some_and(|n| n.members.contains(&port.port))
+        };
+        tokio::time::timeout(timeout, async move {
+            loop {
+                if programmed(&rx.borrow_and_update()) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Records that a switch lost its session (its links stay up for [`ABSENT_GRACE`]).
+    pub fn switch_gone(&self, dpid: u64) {
+        self.applied.send_modify(|m| {
+            m.remove(&dpid);
+        });
+        self.disconnected_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dpid, std::time::Instant::now());
+        self.bump();
+    }
+
+    /// Tells the planner (or, without topology, every session) that the graph or the model
+    /// changed.
+    pub fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+        if self.topology().is_none() {
+            self.views.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Installs (or replaces) the configured topology.
+    pub fn set_topology(&self, topo: topo::ResolvedTopology) {
+        *self.topology.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(topo));
+        self.bump();
+    }
+
+    fn topology(&self) -> Option<Arc<topo::ResolvedTopology>> {
+        self.topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the links of a switch without a session still count as up (grace period).
+    fn absent_ok(&self) -> impl Fn(u64) -> bool {
+        let gone = self
+            .disconnected_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (now, started) = (std::time::Instant::now(), self.started);
+        move |dpid: u64| match gone.get(&dpid) {
+            Some(at) => now.duration_since(*at) < ABSENT_GRACE,
+            None => now.duration_since(started) < ABSENT_GRACE,
+        }
+    }
+
+    /// Every link of the configured topology whose ends are known, with its liveness.
+    pub fn link_report(&self) -> Vec<topo::LinkReport> {
+        let Some(topo) = self.topology() else {
+            return Vec::new();
+        };
+        let switches = self.switches().clone();
+        topo.report(&switches, &self.absent_ok(), &self.probes.dead())
+    }
+
+    /// Re-evaluates LLDP liveness of the configured links; re-plans when a link went down or
+    /// came back (networks whose trees do not change get no message).
+    pub fn check_links(&self) {
+        let Some(topo) = self.topology() else { return };
+        let switches = self.switches().clone();
+        let dead = self
+            .probes
+            .evaluate(&topo.probed_directions(&switches), &switches);
+        if let Some(dead) = dead {
+            self.probes.publish(dead);
+            self.bump();
+        }
+    }
+
+    /// The view switch `dpid` must be programmed with. `local_links` are the switch's own
+    /// link ports, used when no topology is configured (full mesh of what it reports). `None`
+    /// while the current plan predates the switch's session: programming it from a plan that
+    /// does not know it would wipe what it holds; the next plan wakes the session again.
+    pub fn view_of(
+        &self,
+        dpid: u64,
+        local_links: BTreeMap<u32, l2sm_pipeline::LinkKind>,
+    ) -> Option<Arc<l2sm_pipeline::SwitchView>> {
+        if self.topology().is_none() {
+            let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+            return Some(Arc::new(model.switch_view(dpid, local_links)));
+        }
+        self.plan.borrow().get(&dpid).cloned()
+    }
+
+    /// Computes every switch's view under the topology and publishes it, keeping the `Arc`
+    /// of each view that did not change.
+    fn replan(&self) {
+        let Some(topo) = self.topology() else { return };
+        let switches = self.switches().clone();
+        let absent_ok = self.absent_ok();
+        let dead = self.probes.dead();
+        let fresh = topo::plan_all(&topo, &self.model(), &switches, &absent_ok, &dead);
+        let previous = self.plan.borrow().clone();
+        let plan: Plan = fresh
+            .into_iter()
+            .map(|(dpid, view)| match previous.get(&dpid) {
+                Some(old) if **old == view => (dpid, old.clone()),
+                _ => (dpid, Arc::new(view)),
+            })
+            .collect();
+        self.plan.send_replace(Arc::new(plan));
+        self.views.send_modify(|g| *g += 1);
+    }
+
+    /// Subscribes to "look at your view again" notifications.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.views.subscribe()
+    }
+
+    fn switches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, SwitchStatus>> {
+        self.switches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether switch `dpid` has a session.
+    pub fn is_connected(&self, dpid: u64) -> bool {
+        self.switches().contains_key(&dpid)
+    }
+
+    /// Connected switches.
+    pub fn switch_list(&self) -> Vec<SwitchStatus> {
+        self.switches().values().cloned().collect()
+    }
+
+    fn new_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A refused or failed model update.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The change itself was refused.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The new state could not be written; nothing changed.
+    #[error("cannot persist controller state: {0:#}")]
+    Persist(anyhow::Error),
+}
+
+/// Runs the controller until SIGINT/SIGTERM.
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let credentials = match (args.api_user, args.api_password) {
+        (Some(u), Some(p)) if !u.is_empty() => api::Credentials { user: u, password: p },
+        (None, None) if args.upstream_default_credentials => {
+            api::Credentials { user: "karaf".into(), password: "karaf".into() }
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            anyhow::bail!("give both --api-user and --api-password (or L2SM_API_USER and L2SM_API_PASSWORD)")
+        }
+        _ => anyhow::bail!(
+            "no API credentials: pass --api-user/--api-password, set L2SM_API_USER/L2SM_API_PASSWORD, \
+             or --upstream-default-credentials for upstream's karaf/karaf"
+        ),
+    };
+    let store = Store::open(&args.state_dir)?;
+    let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
+    let of_listener = tokio::net::TcpListener::bind(args.openflow_listen)
+        .await
+        .with_context(|| format!("cannot listen for OpenFlow on {}", args.openflow_listen))?;
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("cannot listen for the API on {}", args.api_listen))?;
+    if let Some(path) = args.topology.clone() {
+        let topo = l2sm_api::topology::load_all(&path)?;
+        shared.set_topology(topo::ResolvedTopology::new(&topo)?);
+        tokio::spawn(planner(shared.clone()));
+        tokio::spawn(watch_topology(path, shared.clone()));
+        // Grace periods expire without any event: re-plan now and then.
+        let ticker = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ABSENT_GRACE / 2).await;
+                ticker.bump();
+            }
+        });
+        // Links die by silence: look at the probes twice per interval.
+        let checker = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(checker.probes.interval / 2).await;
+                checker.check_links();
+            }
+        });
+    }
+    let model = shared.model();
+    tracing::info!(
+        openflow = %args.openflow_listen,
+        api = %args.api_listen,
+        networks = model.networks.len(),
+        "controller serving"
+    );
+    let of_task = tokio::spawn(openflow::serve(of_listener, shared.clone()));
+    let app = api::router(shared.clone(), credentials);
+    let api_task = tokio::spawn(async move { axum::serve(api_listener, app).await });
+    tokio::select! {
+        r = of_task => r.context("OpenFlow server stopped")?.context("OpenFlow server failed")?,
+        r = api_task => r.context("API server stopped")?.context("API server failed")?,
+        _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),
+    }
+    Ok(())
+}
+
+/// Re-plans after every change of the model or the graph, at most once per
+/// [`PLAN_INTERVAL`]: changes arriving meanwhile are folded into the next plan.
+async fn planner(shared: Arc<Shared>) {
+    let mut generation = shared.generation.subscribe();
+    loop {
+        generation.borrow_and_update();
+        let started = tokio::time::Instant::now();
+        shared.replan();
+        if generation.changed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep_until(started + PLAN_INTERVAL).await;
+    }
+}
+
+/// Re-reads the topology file when it changes; a broken file is ignored with a warning.
+async fn watch_topology(path: PathBuf, shared: Arc<Shared>) {
+    let mut last = std::fs::read(&path).ok();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let current = std::fs::read(&path).ok();
+        if current == last {
+            continue;
+        }
+        last = current;
+        match l2sm_api::topology::load_all(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| topo::ResolvedTopology::new(&t))
+        {
+            Ok(t) => {
+                tracing::info!(path = %path.display(), "topology reloaded");
+                shared.set_topology(t);
+            }
+            Err(e) => tracing::warn!("topology change ignored: {e:#}"),
+        }
+    }
+}

@@ -1,0 +1,1187 @@
+//! `l2sm lab`: a whole L2S-M cluster on one Linux host. Network namespaces play the nodes and
+//! the pods; every node runs its own `ovsdb-server` + `ovs-vswitchd` (userspace datapath) and a
+//! real `l2sm agent`; one real `l2sm controller` sits on the underlay.
+//!
+//! ```text
+//!  netns l2sm-<lab>-ul : Linux bridge ul0 10.250.0.254/24, l2sm controller (:6653, :8181)
+//!        | veth n<k> <-> eth0
+//!  netns l2sm-<lab>-n<k>: br-phy (OVS, standalone) holds eth0 and 10.250.0.k/24
+//!                         br-<hash> (OVS, secure, OpenFlow 1.3) with vxlan-* tunnels + pod ports
+//!  netns l2sm-<lab>-p-<pod>: net1, net2, … (veth peers of the pod ports)
+//! ```
+//! Nothing is created in the host's own namespace except files under `/run/l2sm/lab`.
+
+pub mod procs;
+pub mod state;
+
+use anyhow::{anyhow, bail, Context as _};
+use l2sm_agent::ovs::Ovs;
+use l2sm_agent::proto::{self as agent_proto, AgentRequest, AgentStatus, Attachment};
+use l2sm_api::topology::{LinkEntry, NodeEntry, TopologyFile};
+use l2sm_api::v1::{NetworkView, SwitchStatus};
+use l2sm_api::ControllerClient;
+use l2sm_netns::Netns;
+use state::{
+    Lab, LabState, NodeState, PodAttachment, PodState, CONTROLLER_IP, CONTROLLER_MGMT_IP,
+    MGMT_PREFIX, UNDERLAY_PREFIX,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Pod interface MTU in the lab: the underlay is 1500 and VXLAN costs 50 bytes.
+pub const LAB_POD_MTU: u32 = 1450;
+const OVS_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn ns_path(name: &str) -> PathBuf {
+    Path::new(l2sm_netns::NETNS_DIR).join(name)
+}
+
+fn step(label: &str) -> Instant {
+    eprint!("  {label} … ");
+    Instant::now()
+}
+
+fn done(t: Instant) {
+    eprintln!("done ({} ms)", t.elapsed().as_millis());
+}
+
+/// Fails unless we are root and the OVS programs are installed.
+pub fn check_prerequisites() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab needs root (network namespaces, Open vSwitch)");
+    }
+    for tool in ["ovsdb-server", "ovs-vswitchd", "ovsdb-tool"] {
+        if which(tool).is_none() {
+            bail!("{tool} not found: install Open vSwitch (apt-get install openvswitch-switch)");
+        }
+    }
+    if !Path::new(OVS_SCHEMA).exists() {
+        bail!("{OVS_SCHEMA} not found: install Open vSwitch (apt-get install openvswitch-common)");
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `l2sm lab up`.
+pub async fn up(lab: &Lab, nodes: usize, topology: &str) -> anyhow::Result<()> {
+    check_prerequisites()?;
+    if !(1..=50).contains(&nodes) {
+        bail!("--nodes must be between 1 and 50, not {nodes}");
+    }
+    let _lock = lab.lock()?;
+    if let Some(existing) = lab.load()? {
+        if lab_alive(&existing) {
+            bail!(
+                "lab {:?} is already up (run `l2sm lab down` first)",
+                lab.name
+            );
+        }
+    }
+    if lab_leftovers(lab)? {
+        eprintln!("removing what is left of an earlier lab {:?}", lab.name);
+        teardown(lab, false)?;
+    }
+    let started = Instant::now();
+    eprintln!("bringing up lab {:?} with {nodes} nodes", lab.name);
+    let mut state = LabState {
+        name: lab.name.clone(),
+        api_user: "l2sm".into(),
+        api_password: random_token()?,
+        ..LabState::default()
+    };
+    lab.save(&state)?;
+    let result = build(lab, &mut state, nodes, topology).await;
+    if let Err(e) = result {
+        let _ = lab.save(&state);
+        if std::env::var_os("L2SM_LAB_KEEP_ON_FAILURE").is_some() {
+            eprintln!(
+                "failed; keeping the half-built lab for inspection (L2SM_LAB_KEEP_ON_FAILURE)"
+            );
+        } else {
+            eprintln!("failed; removing the half-built lab");
+            let _ = teardown(lab, true);
+        }
+        return Err(e);
+    }
+    state.ready = true;
+    lab.save(&state)?;
+    eprintln!(
+        "lab {:?} is up: {nodes} nodes, all switches connected, in {} ms",
+        lab.name,
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+async fn build(
+    lab: &Lab,
+    state: &mut LabState,
+    nodes: usize,
+    topology: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(lab.dir())?;
+    let t = step("underlay");
+    let ul = l2sm_netns::create_named(&lab.underlay_ns())?;
+    let ul_addr: ipnet::IpNet = format!("{CONTROLLER_IP}/24").parse()?;
+    let mgmt_addr: ipnet::IpNet = format!("{CONTROLLER_MGMT_IP}/24").parse()?;
+    l2sm_netns::with_netlink(&ul, move |nl| {
+        nl.create_bridge("ul0")?;
+        nl.add_address("ul0", ul_addr)?;
+        nl.add_address("ul0", mgmt_addr)?;
+        nl.set_up("ul0")
+    })?;
+    done(t);
+
+    for k in 1..=nodes {
+        let name = format!("n{k}");
+        let t = step(&format!("node {name}"));
+        state.nodes.push(NodeState {
+            name: name.clone(),
+            ip: format!("{UNDERLAY_PREFIX}.{k}"),
+            ..Default::default()
+        });
+        build_node(lab, state, k - 1, &ul)
+            .await
+            .with_context(|| format!("node {name}"))?;
+        lab.save(state)?;
+        done(t);
+    }
+
+    write_topology(lab, state, topology)?;
+    let t = step("controller");
+    start_controller(lab, state, &ul)?;
+    lab.save(state)?;
+    let api = lab.controller_api(state)?;
+    wait_async("the controller API", Duration::from_secs(10), || async {
+        Ok(api.health().await.is_ok())
+    })
+    .await?;
+    done(t);
+
+    let t = step("agents");
+    for idx in 0..nodes {
+        start_agent(lab, state, idx)?;
+    }
+    lab.save(state)?;
+    for node in &state.nodes {
+        let socket = lab.agent_socket(&node.name);
+        let pid = node.agent_pid;
+        wait_async(
+            &format!("the agent of {}", node.name),
+            AGENT_TIMEOUT,
+            || {
+                let socket = socket.clone();
+                async move {
+                    if let Some(pid) = pid {
+                        if !procs::alive(pid, "agent") {
+                            bail!("the agent exited; see its log");
+                        }
+                    }
+                    Ok(agent_proto::call_async(
+                        socket,
+                        AgentRequest::Status,
+                        Duration::from_secs(2),
+                    )
+                    .await
+                    .is_ok())
+                }
+            },
+        )
+        .await
+        .with_context(|| log_tail(&lab.node_dir(&node.name).join("agent.log")))?;
+    }
+    done(t);
+
+    let t = step("switches connecting to the controller");
+    wait_async(
+        "every switch to connect",
+        Duration::from_secs(20),
+        || async { Ok(connected_switches(&api).await?.len() >= nodes) },
+    )
+    .await?;
+    done(t);
+    Ok(())
+}
+
+/// The last meaningful line of a log, to explain a failure before the lab is torn down.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("panicked") || l.contains("error") || l.contains("ERROR"))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("(empty log)");
+    format!("{}: {}", path.display(), last.trim())
+}
+
+/// An OVS daemon that keeps all its files (pidfile, control socket, log) in `dir`.
+fn ovs_daemon(program: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    let file = |ext: &str| dir.join(format!("{program}.{ext}")).display().to_string();
+    cmd.env("OVS_RUNDIR", dir)
+        .env("OVS_DBDIR", dir)
+        .env("OVS_LOGDIR", dir)
+        .arg(format!("--pidfile={}", file("pid")))
+        .arg(format!("--unixctl={}", file("ctl")))
+        .arg(format!("--log-file={}", file("log")))
+        .args(["--detach", "--no-chdir"]);
+    cmd
+}
+
+fn start_ovsdb_server(ns: &Netns, dir: &Path) -> anyhow::Result<i32> {
+    let mut cmd = ovs_daemon("ovsdb-server", dir);
+    cmd.arg(dir.join("conf.db"))
+        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()));
+    procs::start_ovs_daemon(ns, cmd, &dir.join("ovsdb-server.pid"))
+}
+
+fn start_vswitchd(ns: &Netns, dir: &Path) -> anyhow::Result<i32> {
+    let mut cmd = ovs_daemon("ovs-vswitchd", dir);
+    cmd.arg(format!("unix:{}", dir.join("db.sock").display()));
+    procs::start_ovs_daemon(ns, cmd, &dir.join("ovs-vswitchd.pid"))
+}
+
+async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> anyhow::Result<()> {
+    let node = state.nodes[idx].clone();
+    let ns = l2sm_netns::create_named(&lab.node_ns(&node.name))?;
+    let peer = node.name.clone();
+    let ul_ns = ul.clone();
+    l2sm_netns::with_netlink(&ns, move |nl| {
+        nl.create_veth("eth0", &peer, Some(&ul_ns), Some(1500))?;
+        nl.set_up("eth0")
+    })?;
+    let peer = node.name.clone();
+    // OVS userspace forwards what it reads from a socket as is: frames must carry complete
+    // checksums, so checksum offload is off on every device that feeds OVS on the underlay.
+    l2sm_netns::with_netlink(ul, move |nl| {
+        nl.set_master(&peer, "ul0")?;
+        nl.set_tx_checksum(&peer, false)?;
+        nl.set_up(&peer)
+    })?;
+    // Management interface: the node's own kernel path to the controller.
+    let (mgmt_peer, ul_ns2) = (format!("m{}", node.name), ul.clone());
+    let mgmt_ip: ipnet::IpNet = format!("{MGMT_PREFIX}.{}/24", idx + 1).parse()?;
+    let peer2 = mgmt_peer.clone();
+    l2sm_netns::with_netlink(&ns, move |nl| {
+        nl.create_veth("mgmt", &peer2, Some(&ul_ns2), Some(1500))?;
+        nl.add_address("mgmt", mgmt_ip)?;
+        nl.set_up("mgmt")
+    })?;
+    l2sm_netns::with_netlink(ul, move |nl| {
+        nl.set_master(&mgmt_peer, "ul0")?;
+        nl.set_up(&mgmt_peer)
+    })?;
+    // The underlay veth must not answer ARP for the node address: OVS owns it (on br-phy).
+    l2sm_netns::set_sysctl(&ns, "net/ipv4/conf/eth0/arp_ignore", "8")?;
+
+    let dir = lab.node_dir(&node.name);
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("conf.db");
+    let out = Command::new("ovsdb-tool")
+        .arg("create")
+        .arg(&db)
+        .arg(OVS_SCHEMA)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "ovsdb-tool create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    state.nodes[idx].ovsdb_pid = Some(start_ovsdb_server(&ns, &dir)?);
+    lab.save(state)?;
+    let db_sock = dir.join("db.sock");
+    let ovs = Ovs::connect(&db_sock.display().to_string(), Duration::from_secs(5)).await?;
+    ovs.init().await?;
+    state.nodes[idx].vswitchd_pid = Some(start_vswitchd(&ns, &dir)?);
+    lab.save(state)?;
+
+    // Emulate the node's NIC: userspace tunnels need the underlay address on an OVS bridge.
+    ovs.ensure_plain_bridge("br-phy", "netdev", "eth0").await?;
+    let addr: ipnet::IpNet = format!("{}/24", node.ip).parse()?;
+    let ns2 = ns.clone();
+    wait_async("br-phy to appear", Duration::from_secs(5), || {
+        let ns2 = ns2.clone();
+        async move {
+            Ok(l2sm_netns::with_netlink(&ns2, |nl| {
+                nl.link_exists("br-phy")
+            })?)
+        }
+    })
+    .await?;
+    l2sm_netns::with_netlink(&ns, move |nl| {
+        nl.add_address("br-phy", addr)?;
+        nl.set_tx_checksum("br-phy", false)?;
+        nl.set_up("br-phy")
+    })?;
+    Ok(())
+}
+
+/// The overlay topology every agent reads: all nodes with their addresses; no `links`, which
+/// means a full mesh.
+/// The overlay topology the agents and the controller read: the lab's nodes with their
+/// addresses, and the links of the chosen shape (`mesh`: no `links`, i.e. a full mesh).
+fn write_topology(lab: &Lab, state: &LabState, shape: &str) -> anyhow::Result<()> {
+    let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut doc = match shape {
+        "mesh" => TopologyFile::default(),
+        "line" | "ring" => {
+            let mut links: Vec<_> = names
+                .windows(2)
+                .map(|w| LinkEntry::tunnel(w[0], w[1]))
+                .collect();
+            if shape == "ring" && names.len() > 2 {
+                links.push(LinkEntry::tunnel(names[names.len() - 1], names[0]));
+            }
+            TopologyFile {
+                links: Some(links),
+                ..Default::default()
+            }
+        }
+        "star" => TopologyFile {
+            links: Some(
+                names
+                    .iter()
+                    .skip(1)
+                    .map(|n| LinkEntry::tunnel(names[0], n))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        file => {
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!("--topology {file:?}: not mesh, line, ring, star or a readable file")
+            })?;
+            TopologyFile::from_json(&text).with_context(|| format!("topology {file}"))?
+        }
+    };
+    // The lab's nodes get their underlay addresses; other nodes of a file (switches the
+    // agents do not manage) stay as written.
+    let mut nodes: Vec<NodeEntry> = state
+        .nodes
+        .iter()
+        .map(|n| NodeEntry::Full {
+            name: n.name.clone(),
+            node_ip: Some(n.ip.to_string()),
+            dpid: None,
+        })
+        .collect();
+    for n in std::mem::take(&mut doc.nodes) {
+        let name = match &n {
+            NodeEntry::Name(name) | NodeEntry::Full { name, .. } => name.as_str(),
+        };
+        if !names.contains(&name) {
+            nodes.push(n);
+        }
+    }
+    doc.nodes = nodes;
+    let text = serde_json::to_string_pretty(&doc)?;
+    l2sm_api::topology::parse(&text).with_context(|| format!("--topology {shape}"))?;
+    let path = lab.dir().join("topology.json");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Environment of the lab's own daemons: API credentials and the log filter.
+fn daemon_env(state: &LabState) -> [(&'static str, String); 3] {
+    [
+        ("L2SM_API_USER", state.api_user.clone()),
+        ("L2SM_API_PASSWORD", state.api_password.clone()),
+        (
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ]
+}
+
+fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()> {
+    let node = state.nodes[idx].clone();
+    let dir = lab.node_dir(&node.name);
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["agent", "--node", &node.name])
+        .arg("--ovsdb")
+        .arg(format!("unix:{}", dir.join("db.sock").display()))
+        .args(["--datapath-type", "netdev"])
+        .args([
+            "--controller",
+            &format!("tcp:{CONTROLLER_MGMT_IP}:{}", state::OPENFLOW_PORT),
+        ])
+        .args([
+            "--controller-api",
+            &format!("http://{CONTROLLER_MGMT_IP}:{}", state::API_PORT),
+        ])
+        .arg("--listen")
+        .arg(lab.agent_socket(&node.name))
+        .args(["--mtu", &LAB_POD_MTU.to_string()])
+        .args(["--disable-tx-offload", "--max-backoff-ms", "1000"])
+        .envs(daemon_env(state))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    cmd.arg("--topology").arg(lab.dir().join("topology.json"));
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let ns = Netns::open_named(&lab.node_ns(&node.name))?;
+    let child = procs::spawn_in(&ns, cmd)?;
+    state.nodes[idx].agent_pid = Some(i32::try_from(child.id())?);
+    Ok(())
+}
+
+async fn wait_async<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    while start.elapsed() < timeout {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    match last_err {
+        Some(e) => Err(e.context(format!("timed out waiting for {what}"))),
+        None => bail!("timed out waiting for {what}"),
+    }
+}
+
+/// Switches the controller has a session with.
+pub async fn connected_switches(api: &ControllerClient) -> anyhow::Result<Vec<SwitchStatus>> {
+    Ok(api.switches().await?)
+}
+
+fn lab_alive(state: &LabState) -> bool {
+    state
+        .controller_pid
+        .is_some_and(|p| procs::alive(p, "controller"))
+        || state.nodes.iter().any(|n| {
+            n.agent_pid.is_some_and(|p| procs::alive(p, "agent"))
+                || n.vswitchd_pid
+                    .is_some_and(|p| procs::alive(p, "ovs-vswitchd"))
+        })
+}
+
+fn lab_namespaces(lab: &Lab) -> anyhow::Result<Vec<String>> {
+    let prefix = lab.ns_prefix();
+    Ok(l2sm_netns::list_named()?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect())
+}
+
+fn lab_leftovers(lab: &Lab) -> anyhow::Result<bool> {
+    Ok(lab.dir().exists() || !lab_namespaces(lab)?.is_empty())
+}
+
+/// Removes everything of a lab: processes (by recorded pid, then any process living in one of
+/// the lab's namespaces), namespaces, files. Safe to run on a half-built or crashed lab.
+pub fn teardown(lab: &Lab, verbose: bool) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    let grace = Duration::from_secs(3);
+    if let Ok(Some(state)) = lab.load() {
+        for node in &state.nodes {
+            if let Some(p) = node.agent_pid {
+                procs::stop(p, "agent", grace);
+            }
+        }
+        if let Some(p) = state.controller_pid {
+            procs::stop(p, "controller", grace);
+        }
+        for node in &state.nodes {
+            if let Some(p) = node.vswitchd_pid {
+                procs::stop(p, "ovs-vswitchd", grace);
+            }
+            if let Some(p) = node.ovsdb_pid {
+                procs::stop(p, "ovsdb-server", grace);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for name in lab_namespaces(lab)? {
+        if let Ok(ns) = Netns::open_named(&name) {
+            for pid in l2sm_netns::pids_in_netns(&ns).unwrap_or_default() {
+                procs::stop(pid, "", Duration::from_millis(500));
+            }
+        }
+        match l2sm_netns::delete_named(&name) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(e) => errors.push(format!("namespace {name}: {e}")),
+        }
+    }
+    if lab.dir().exists() {
+        std::fs::remove_dir_all(lab.dir())
+            .with_context(|| format!("cannot remove {}", lab.dir().display()))?;
+        removed += 1;
+    }
+    let _ = std::fs::remove_file(Path::new(state::LAB_ROOT).join(format!("{}.lock", lab.name)));
+    let _ = std::fs::remove_dir(state::LAB_ROOT);
+    let _ = std::fs::remove_dir("/run/l2sm");
+    if verbose {
+        eprintln!(
+            "removed {removed} namespaces/directories of lab {:?}",
+            lab.name
+        );
+    }
+    if !errors.is_empty() {
+        bail!("could not remove everything: {}", errors.join("; "));
+    }
+    Ok(removed)
+}
+
+/// `l2sm lab down`.
+pub fn down(lab: &Lab) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab needs root");
+    }
+    let lock = lab.lock()?;
+    let removed = teardown(lab, false)?;
+    drop(lock);
+    let _ = std::fs::remove_file(Path::new(state::LAB_ROOT).join(format!("{}.lock", lab.name)));
+    let _ = std::fs::remove_dir(state::LAB_ROOT);
+    let _ = std::fs::remove_dir("/run/l2sm");
+    if removed == 0 {
+        eprintln!("lab {:?} was not up; nothing to remove", lab.name);
+    } else {
+        eprintln!("lab {:?} is down", lab.name);
+    }
+    Ok(())
+}
+
+/// `l2sm lab restart controller|NODE`: stops (if running) and starts the controller or a
+/// node's agent again, keeping their state.
+pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
+    let _lock = lab.lock()?;
+    let mut state = lab.load_ready()?;
+    let grace = Duration::from_secs(3);
+    if target == "controller" {
+        if let Some(pid) = state.controller_pid {
+            procs::stop(pid, "controller", grace);
+        }
+        let ul = Netns::open_named(&lab.underlay_ns())?;
+        start_controller(lab, &mut state, &ul)?;
+        lab.save(&state)?;
+        let api = lab.controller_api(&state)?;
+        wait_async("the controller API", Duration::from_secs(10), || async {
+            Ok(api.health().await.is_ok())
+        })
+        .await?;
+        eprintln!("controller restarted");
+        return Ok(());
+    }
+    let (node, daemon) = target.split_once('/').unwrap_or((target, "agent"));
+    let Some(idx) = state.nodes.iter().position(|n| n.name == node) else {
+        bail!("nothing named {target:?} to restart: use `controller`, NODE, NODE/ovs-vswitchd or NODE/ovsdb-server");
+    };
+    let ns = Netns::open_named(&lab.node_ns(node))?;
+    let dir = lab.node_dir(node);
+    match daemon {
+        "agent" => {}
+        "ovs-vswitchd" => {
+            if let Some(pid) = state.nodes[idx].vswitchd_pid {
+                procs::stop(pid, "ovs-vswitchd", grace);
+            }
+            state.nodes[idx].vswitchd_pid = Some(start_vswitchd(&ns, &dir)?);
+            lab.save(&state)?;
+            eprintln!("ovs-vswitchd of {node} restarted");
+            return Ok(());
+        }
+        "ovsdb-server" => {
+            if let Some(pid) = state.nodes[idx].ovsdb_pid {
+                procs::stop(pid, "ovsdb-server", grace);
+            }
+            state.nodes[idx].ovsdb_pid = Some(start_ovsdb_server(&ns, &dir)?);
+            lab.save(&state)?;
+            eprintln!("ovsdb-server of {node} restarted");
+            return Ok(());
+        }
+        other => bail!("cannot restart {other:?}: use agent, ovs-vswitchd or ovsdb-server"),
+    }
+    if let Some(pid) = state.nodes[idx].agent_pid {
+        procs::stop(pid, "agent", grace);
+    }
+    start_agent(lab, &mut state, idx)?;
+    lab.save(&state)?;
+    let socket = lab.agent_socket(node);
+    wait_async(&format!("the agent of {node}"), AGENT_TIMEOUT, || {
+        let socket = socket.clone();
+        async move {
+            Ok(
+                agent_proto::call_async(socket, AgentRequest::Status, Duration::from_secs(2))
+                    .await
+                    .is_ok(),
+            )
+        }
+    })
+    .await?;
+    eprintln!("agent of {node} restarted");
+    Ok(())
+}
+
+fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let ctl_dir = lab.dir().join("controller");
+    std::fs::create_dir_all(&ctl_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lab.dir().join("controller.log"))?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["controller", "--state-dir"])
+        .arg(&ctl_dir)
+        .arg("--topology")
+        .arg(lab.dir().join("topology.json"))
+        .args([
+            "--openflow-listen",
+            &format!("0.0.0.0:{}", state::OPENFLOW_PORT),
+        ])
+        .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
+        .envs(daemon_env(state))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = procs::spawn_in(ul, cmd)?;
+    state.controller_pid = Some(i32::try_from(child.id())?);
+    Ok(())
+}
+
+/// `l2sm lab exec TARGET -- CMD…`: runs CMD in a pod's (or node's) namespace, returns its exit code.
+pub fn exec(lab: &Lab, target: &str, argv: &[String]) -> anyhow::Result<i32> {
+    let state = lab.load_ready()?;
+    let ns_name = if state.pods.contains_key(target) {
+        lab.pod_ns(target)
+    } else if state.nodes.iter().any(|n| n.name == target) {
+        lab.node_ns(target)
+    } else if target == "underlay" || target == "controller" {
+        lab.underlay_ns()
+    } else {
+        bail!("no pod or node named {target:?} in lab {:?}", lab.name);
+    };
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| anyhow!("no command given after --"))?;
+    let ns = Netns::open_named(&ns_name)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let mut child = procs::spawn_in(&ns, cmd)?;
+    let status = child.wait()?;
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// `l2sm lab status`.
+pub async fn status(lab: &Lab) -> anyhow::Result<()> {
+    let state = lab.load_ready()?;
+    let api = lab.controller_api(&state)?;
+    let ctl = if state
+        .controller_pid
+        .is_some_and(|p| procs::alive(p, "controller"))
+    {
+        "running"
+    } else {
+        "DOWN"
+    };
+    println!(
+        "lab {}: {} nodes, controller {} at {CONTROLLER_IP}",
+        state.name,
+        state.nodes.len(),
+        ctl
+    );
+    let switches = connected_switches(&api).await.unwrap_or_default();
+    println!("\nNODES");
+    println!(
+        "  {:<5} {:<12} {:<12} {:<21} {:<10} {:<8} {:>5}",
+        "NODE", "UNDERLAY", "SWITCH", "DPID", "CONNECTED", "AGENT", "FLOWS"
+    );
+    for node in &state.nodes {
+        let st: Option<AgentStatus> = agent_proto::call_async(
+            lab.agent_socket(&node.name),
+            AgentRequest::Status,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok());
+        let agent = if node.agent_pid.is_some_and(|p| procs::alive(p, "agent")) {
+            "running"
+        } else {
+            "DOWN"
+        };
+        let (bridge, dpid) = st
+            .as_ref()
+            .map(|s| (s.bridge.clone(), s.dpid.clone()))
+            .unwrap_or_default();
+        let sw = switches.iter().find(|s| s.id == dpid);
+        println!(
+            "  {:<5} {:<12} {:<12} {:<21} {:<10} {:<8} {:>5}",
+            node.name,
+            node.ip,
+            bridge,
+            dpid,
+            if sw.is_some() { "yes" } else { "no" },
+            agent,
+            sw.map(|s| s.flows.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    let managed: Vec<String> = state
+        .nodes
+        .iter()
+        .map(|n| {
+            let bridge =
+                l2sm_pipeline::ids::switch_name(&n.name, l2sm_pipeline::ids::OVERLAY_PROVIDER);
+            format!(
+                "of:{}",
+                l2sm_pipeline::ids::dpid_hex(l2sm_pipeline::ids::datapath_id(&bridge))
+            )
+        })
+        .collect();
+    let others: Vec<_> = switches
+        .iter()
+        .filter(|s| !managed.contains(&s.id))
+        .collect();
+    if !others.is_empty() {
+        println!("\nOTHER SWITCHES (not managed by an agent)");
+        for s in others {
+            let trunks = s.ports.iter().filter(|p| p.kind == "trunk").count();
+            println!(
+                "  {:<21} {:<18} {} ports, {} trunks, {} flows",
+                s.id,
+                s.peer,
+                s.ports.len(),
+                trunks,
+                s.flows
+            );
+        }
+    }
+    println!("\nNETWORKS");
+    let nets: Vec<NetworkView> = api.networks().await.unwrap_or_default();
+    if nets.is_empty() {
+        println!("  (none)");
+    }
+    for n in &nets {
+        println!(
+            "  {:<16} vni {:<6} {} ports",
+            n.name,
+            n.vni,
+            n.endpoints.len()
+        );
+    }
+    println!("\nPODS");
+    if state.pods.is_empty() {
+        println!("  (none)");
+    }
+    for (pod, p) in &state.pods {
+        if p.attachments.is_empty() {
+            println!("  {pod:<12} {:<5} (no interfaces)", p.node);
+        }
+        for a in &p.attachments {
+            let ips = agent_proto::join_ips(&a.ips);
+            println!(
+                "  {pod:<12} {:<5} {:<6} {:<16} {:<18} {}",
+                p.node, a.ifname, a.network, ips, a.port
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Options of `l2sm attach`.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// Node.
+    pub node: String,
+    /// Pod.
+    pub pod: String,
+    /// Network.
+    pub network: String,
+    /// Addresses.
+    pub ips: Vec<String>,
+    /// Interface name (default: next free `netN`).
+    pub ifname: Option<String>,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// MTU.
+    pub mtu: Option<u32>,
+}
+
+fn valid_pod_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+/// `l2sm attach` in a lab: create the pod if new, then let the node's agent plumb it.
+pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment> {
+    let _lock = lab.lock()?;
+    let mut state = lab.load_ready()?;
+    if !valid_pod_name(&opts.pod) {
+        bail!(
+            "invalid pod name {:?}: use 1-40 lowercase letters, digits and '-'",
+            opts.pod
+        );
+    }
+    if !state.nodes.iter().any(|n| n.name == opts.node) {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        bail!(
+            "unknown node {:?} (lab nodes: {})",
+            opts.node,
+            names.join(", ")
+        );
+    }
+    l2sm_pipeline::ids::validate_network_name(&opts.network)?;
+    let mut ips = Vec::new();
+    for ip in &opts.ips {
+        let net: ipnet::IpNet = ip.parse().map_err(|_| {
+            anyhow!("invalid IP/CIDR {ip:?}: expected ADDRESS/PREFIX such as 10.10.0.1/24")
+        })?;
+        if net.addr() == net.network() && net.prefix_len() < net.max_prefix_len() {
+            bail!("invalid IP/CIDR {ip:?}: that is the network address of the subnet");
+        }
+        if let ipnet::IpNet::V4(v4) = net {
+            if v4.addr() == v4.broadcast() && v4.prefix_len() < 31 {
+                bail!("invalid IP/CIDR {ip:?}: that is the broadcast address of the subnet");
+            }
+        }
+        ips.push(net);
+    }
+    if let Some(existing) = state.pods.get(&opts.pod) {
+        if existing.node != opts.node {
+            bail!(
+                "pod {:?} already exists on node {} (a pod lives on one node)",
+                opts.pod,
+                existing.node
+            );
+        }
+        if existing
+            .attachments
+            .iter()
+            .any(|a| a.network == opts.network)
+        {
+            bail!(
+                "pod {:?} is already attached to network {:?}",
+                opts.pod,
+                opts.network
+            );
+        }
+    }
+    // The network must exist before anything is created.
+    let api = lab.controller_api(&state)?;
+    let Some(network) = api.get_network(&opts.network).await? else {
+        bail!(
+            "unknown network {:?} (create it with `l2sm network create {}`)",
+            opts.network,
+            opts.network
+        );
+    };
+    // Without IPAM in the controller (L2-only network), the lab checks duplicates itself.
+    if network.ipam.is_none() {
+        for (other, p) in &state.pods {
+            for a in p.attachments.iter().filter(|a| a.network == opts.network) {
+                if let Some(dup) = a
+                    .ips
+                    .iter()
+                    .find(|x| ips.iter().any(|i| i.addr() == x.addr()))
+                {
+                    bail!(
+                        "IP {} is already used by pod {other:?} on network {:?}",
+                        dup.addr(),
+                        opts.network
+                    );
+                }
+            }
+        }
+    }
+    let used: Vec<&str> = state
+        .pods
+        .get(&opts.pod)
+        .map(|p| p.attachments.iter().map(|a| a.ifname.as_str()).collect())
+        .unwrap_or_default();
+    let ifname = match opts.ifname.clone() {
+        Some(i) => {
+            if used.contains(&i.as_str()) {
+                bail!("pod {:?} already has an interface {i:?}", opts.pod);
+            }
+            i
+        }
+        None => (1..)
+            .map(|n| format!("net{n}"))
+            .find(|n| !used.contains(&n.as_str()))
+            .unwrap_or_default(),
+    };
+    let new_pod = !state.pods.contains_key(&opts.pod);
+    let pod_ns_name = lab.pod_ns(&opts.pod);
+    if new_pod {
+        l2sm_netns::create_named(&pod_ns_name)
+            .with_context(|| format!("cannot create pod {:?}", opts.pod))?;
+    }
+    // Attach exactly as a Kubernetes node would: the CNI plugin, run in the node's namespace.
+    let container_id = format!("{}-{}", lab.name, opts.pod);
+    let config = cni_config(
+        lab,
+        &opts.node,
+        &opts.network,
+        opts.mtu,
+        &ips,
+        opts.mac.as_deref(),
+    );
+    let added = run_cni(
+        lab,
+        &opts.node,
+        "ADD",
+        &container_id,
+        &opts.pod,
+        &ifname,
+        &pod_ns_name,
+        &config,
+    )
+    .await;
+    let attachment_id = format!("cni/{container_id}/{ifname}");
+    let att = match added {
+        Ok(_) => find_attachment(lab, &opts.node, &attachment_id).await,
+        Err(e) => Err(e),
+    };
+    let att = match att {
+        Ok(a) => a,
+        Err(e) => {
+            if new_pod {
+                let _ = l2sm_netns::delete_named(&pod_ns_name);
+            }
+            return Err(e);
+        }
+    };
+    let ips = att.ips.clone();
+    let pod = state
+        .pods
+        .entry(opts.pod.clone())
+        .or_insert_with(|| PodState {
+            node: opts.node.clone(),
+            attachments: vec![],
+        });
+    pod.attachments.push(PodAttachment {
+        network: opts.network.clone(),
+        ifname,
+        ips,
+        port: att.port.clone(),
+        attachment_id,
+    });
+    lab.save(&state)?;
+    Ok(att)
+}
+
+/// The network configuration a NetworkAttachmentDefinition would carry for `network`, with the
+/// pod's requested addresses and MAC as Multus passes them (`runtimeConfig`).
+fn cni_config(
+    lab: &Lab,
+    node: &str,
+    network: &str,
+    mtu: Option<u32>,
+    ips: &[ipnet::IpNet],
+    mac: Option<&str>,
+) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": format!("l2sm-{network}"),
+        "type": "l2sm",
+        "network": network,
+        "agentSocket": lab.agent_socket(node),
+        "runtimeConfig": {},
+    });
+    if let Some(mtu) = mtu {
+        config["mtu"] = mtu.into();
+    }
+    if !ips.is_empty() {
+        config["runtimeConfig"]["ips"] = serde_json::json!(ips);
+    }
+    if let Some(mac) = mac {
+        config["runtimeConfig"]["mac"] = mac.into();
+    }
+    config
+}
+
+/// Runs the CNI plugin (installed next to this binary) in the node's namespace, as a runtime
+/// does: parameters in the environment, the configuration on stdin, the result on stdout.
+#[allow(clippy::too_many_arguments)]
+async fn run_cni(
+    lab: &Lab,
+    node: &str,
+    command: &str,
+    container_id: &str,
+    pod: &str,
+    ifname: &str,
+    pod_ns: &str,
+    config: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("cannot locate the l2sm binary's directory"))?;
+    let plugin = dir.join("l2sm-cni");
+    if !plugin.is_file() {
+        bail!(
+            "{} not found: build it next to l2sm (cargo build --bin l2sm-cni)",
+            plugin.display()
+        );
+    }
+    let mut cmd = Command::new(&plugin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", ns_path(pod_ns))
+        .env("CNI_IFNAME", ifname)
+        .env(
+            "CNI_ARGS",
+            format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=lab-{};K8S_POD_NAME={pod}",
+                lab.name
+            ),
+        )
+        .env("CNI_PATH", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let ns = Netns::open_named(&lab.node_ns(node))?;
+    let input = config.to_string();
+    let out = tokio::task::spawn_blocking(move || -> anyhow::Result<std::process::Output> {
+        use std::io::Write as _;
+        let mut child = procs::spawn_in(&ns, cmd)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    })
+    .await??;
+    let reply: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    if !out.status.success() {
+        let msg = reply["msg"].as_str().unwrap_or("CNI plugin failed");
+        let details = reply["details"].as_str().unwrap_or("");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let extra = if !details.is_empty() {
+            details.to_string()
+        } else {
+            stderr.trim().to_string()
+        };
+        if extra.is_empty() {
+            bail!("{msg}");
+        }
+        bail!("{msg}: {extra}");
+    }
+    Ok(reply)
+}
+
+/// The agent's record of an attachment.
+async fn find_attachment(lab: &Lab, node: &str, attachment_id: &str) -> anyhow::Result<Attachment> {
+    let list =
+        agent_proto::call_async(lab.agent_socket(node), AgentRequest::List, AGENT_TIMEOUT).await?;
+    let list: Vec<Attachment> = serde_json::from_value(list)?;
+    list.into_iter()
+        .find(|a| a.attachment_id == attachment_id)
+        .ok_or_else(|| {
+            anyhow!("the agent has no attachment {attachment_id} after a successful ADD")
+        })
+}
+
+/// `l2sm detach`: one network of a pod, or the whole pod.
+pub async fn detach(
+    lab: &Lab,
+    pod: &str,
+    network: Option<&str>,
+) -> anyhow::Result<Vec<PodAttachment>> {
+    let _lock = lab.lock()?;
+    let mut state = lab.load_ready()?;
+    let Some(p) = state.pods.get(pod).cloned() else {
+        bail!("no pod named {pod:?} in lab {:?}", lab.name);
+    };
+    let targets: Vec<PodAttachment> = match network {
+        Some(net) => {
+            let t: Vec<_> = p
+                .attachments
+                .iter()
+                .filter(|a| a.network == net)
+                .cloned()
+                .collect();
+            if t.is_empty() {
+                bail!("pod {pod:?} is not attached to network {net:?}");
+            }
+            t
+        }
+        None => p.attachments.clone(),
+    };
+    for a in &targets {
+        match a
+            .attachment_id
+            .strip_prefix("cni/")
+            .and_then(|rest| rest.rsplit_once('/'))
+        {
+            Some((container_id, ifname)) => {
+                let config = cni_config(lab, &p.node, &a.network, None, &[], None);
+                run_cni(
+                    lab,
+                    &p.node,
+                    "DEL",
+                    container_id,
+                    pod,
+                    ifname,
+                    &lab.pod_ns(pod),
+                    &config,
+                )
+                .await?;
+            }
+            None => {
+                agent_proto::call_async(
+                    lab.agent_socket(&p.node),
+                    AgentRequest::Detach {
+                        attachment_id: a.attachment_id.clone(),
+                    },
+                    AGENT_TIMEOUT,
+                )
+                .await?;
+            }
+        }
+        if let Some(entry) = state.pods.get_mut(pod) {
+            entry
+                .attachments
+                .retain(|x| x.attachment_id != a.attachment_id);
+        }
+        lab.save(&state)?;
+    }
+    if network.is_none() {
+        l2sm_netns::delete_named(&lab.pod_ns(pod))?;
+        state.pods.remove(pod);
+        lab.save(&state)?;
+    }
+    Ok(targets)
+}

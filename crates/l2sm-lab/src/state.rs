@@ -1,0 +1,215 @@
+//! What a lab is made of, recorded on disk as it is built so `lab down` can always remove it,
+//! even after a crash half-way through `lab up`.
+
+use anyhow::{anyhow, bail, Context as _};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every lab lives under this directory.
+pub const LAB_ROOT: &str = "/run/l2sm/lab";
+/// Underlay subnet prefix: node k is .k, the controller is .254.
+pub const UNDERLAY_PREFIX: &str = "10.250.0";
+/// Controller address on the underlay.
+pub const CONTROLLER_IP: &str = "10.250.0.254";
+/// Management subnet prefix: node k is .k on its `mgmt` interface, the controller is .254.
+/// Control traffic (OpenFlow, the REST API) takes this kernel path, like a host's own stack,
+/// instead of the userspace OVS that carries the overlay.
+pub const MGMT_PREFIX: &str = "10.251.0";
+/// Controller address on the management network.
+pub const CONTROLLER_MGMT_IP: &str = "10.251.0.254";
+/// OpenFlow port of the lab controller.
+pub const OPENFLOW_PORT: u16 = 6653;
+/// API port of the lab controller.
+pub const API_PORT: u16 = 8181;
+
+/// A lab's persisted description.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LabState {
+    /// Lab name.
+    pub name: String,
+    /// Nodes.
+    pub nodes: Vec<NodeState>,
+    /// Controller process.
+    pub controller_pid: Option<i32>,
+    /// API credentials (generated per lab).
+    pub api_user: String,
+    /// API password.
+    pub api_password: String,
+    /// Pods by name.
+    pub pods: BTreeMap<String, PodState>,
+    /// Whether `lab up` finished.
+    pub ready: bool,
+}
+
+/// One emulated node.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct NodeState {
+    /// Node name (`n1`, …).
+    pub name: String,
+    /// Underlay address.
+    pub ip: String,
+    /// ovsdb-server pid.
+    pub ovsdb_pid: Option<i32>,
+    /// ovs-vswitchd pid.
+    pub vswitchd_pid: Option<i32>,
+    /// Agent pid.
+    pub agent_pid: Option<i32>,
+}
+
+/// One pod.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PodState {
+    /// Node it runs on.
+    pub node: String,
+    /// Its interfaces.
+    pub attachments: Vec<PodAttachment>,
+}
+
+/// One pod interface.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodAttachment {
+    /// Network.
+    pub network: String,
+    /// Interface name in the pod.
+    pub ifname: String,
+    /// Addresses.
+    pub ips: Vec<ipnet::IpNet>,
+    /// Switch port id.
+    pub port: String,
+    /// Agent attachment id.
+    pub attachment_id: String,
+}
+
+/// Names and paths of one lab.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// Lab name.
+    pub name: String,
+}
+
+impl Lab {
+    /// Validates the lab name: it ends up in namespace names and paths.
+    pub fn new(name: &str) -> anyhow::Result<Lab> {
+        if name.is_empty()
+            || name.len() > 12
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            bail!("invalid lab name {name:?}: use 1-12 lowercase letters or digits");
+        }
+        Ok(Lab {
+            name: name.to_string(),
+        })
+    }
+
+    /// Prefix of every network namespace of this lab.
+    pub fn ns_prefix(&self) -> String {
+        format!("l2sm-{}-", self.name)
+    }
+    /// Underlay namespace (Linux bridge + controller).
+    pub fn underlay_ns(&self) -> String {
+        format!("l2sm-{}-ul", self.name)
+    }
+    /// Namespace of a node.
+    pub fn node_ns(&self, node: &str) -> String {
+        format!("l2sm-{}-{node}", self.name)
+    }
+    /// Namespace of a pod.
+    pub fn pod_ns(&self, pod: &str) -> String {
+        format!("l2sm-{}-p-{pod}", self.name)
+    }
+    /// Lab directory.
+    pub fn dir(&self) -> PathBuf {
+        Path::new(LAB_ROOT).join(&self.name)
+    }
+    /// Run directory of a node's OVS and agent.
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.dir().join(node)
+    }
+    /// A node's agent socket.
+    pub fn agent_socket(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("agent.sock")
+    }
+    fn state_file(&self) -> PathBuf {
+        self.dir().join("lab.json")
+    }
+
+    /// Loads the state; `None` when the lab does not exist.
+    pub fn load(&self) -> anyhow::Result<Option<LabState>> {
+        match std::fs::read(self.state_file()) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!(
+                    "corrupt lab state {} (run `l2sm lab down`)",
+                    self.state_file().display()
+                )
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read {}", self.state_file().display()))
+            }
+        }
+    }
+
+    /// Loads the state of a lab that must be up.
+    pub fn load_ready(&self) -> anyhow::Result<LabState> {
+        match self.load()? {
+            Some(s) if s.ready => Ok(s),
+            Some(_) => bail!(
+                "lab {:?} is not fully up (run `l2sm lab down`, then `l2sm lab up`)",
+                self.name
+            ),
+            None => bail!("lab {:?} is not up (run `l2sm lab up`)", self.name),
+        }
+    }
+
+    /// Writes the state atomically (readable by root only: it holds the API password).
+    pub fn save(&self, state: &LabState) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::create_dir_all(self.dir())?;
+        let tmp = self.dir().join("lab.json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec_pretty(state)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.state_file())?;
+        Ok(())
+    }
+
+    /// Takes the lab's lock so concurrent CLI calls do not interleave their changes.
+    pub fn lock(&self) -> anyhow::Result<LabLock> {
+        std::fs::create_dir_all(LAB_ROOT).with_context(|| format!("cannot create {LAB_ROOT}"))?;
+        let path = Path::new(LAB_ROOT).join(format!("{}.lock", self.name));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("cannot lock {}: {e}", path.display()))?;
+        Ok(LabLock { _lock: lock })
+    }
+
+    /// Controller API client for this lab (dialled from the underlay namespace).
+    pub fn controller_api(&self, state: &LabState) -> anyhow::Result<l2sm_api::ControllerClient> {
+        Ok(l2sm_api::ControllerClient::in_netns(
+            &format!("http://{CONTROLLER_IP}:{API_PORT}"),
+            Some((state.api_user.clone(), state.api_password.clone())),
+            l2sm_api::RetryPolicy::once(),
+            Path::new(l2sm_netns::NETNS_DIR).join(self.underlay_ns()),
+        )?)
+    }
+}
+
+/// Held while a CLI command changes a lab.
+pub struct LabLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
