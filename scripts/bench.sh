@@ -355,11 +355,11 @@ controller() {
 }
 
 # ---------------------------------------------------------------- agent
-# crates/l2sm/benches/agent_attach.rs: 100 pod interfaces through the node agent's API (no CNI
+# crates/l2sm-agent/benches/agent_attach.rs: 100 pod interfaces through the node agent's API (no CNI
 # exec, no ping) next to the same plumbing by `ip` + `ovs-vsctl`, and a 50-link reconcile.
 agent() {
-  echo "== agent: cargo bench -p l2sm --bench agent_attach"
-  cargo bench --locked -q -p l2sm --bench agent_attach >"$RES/agent.txt" 2>&1 || {
+  echo "== agent: cargo bench -p l2sm-agent --bench agent_attach"
+  cargo bench --locked -q -p l2sm-agent --bench agent_attach >"$RES/agent.txt" 2>&1 || {
     tail -5 "$RES/agent.txt" >&2; return 1; }
   local line label key
   while IFS= read -r line; do
