@@ -8,22 +8,22 @@ use std::fmt::Write;
 
 /// Published figures of other systems, from `../shared/reference/peers.md` (its source ids).
 mod peers {
-    pub const DATAPLANE: &str =
+    pub(super) const DATAPLANE: &str =
         "Kube-OVN overlay vs host, iperf3: 8.5 vs 9.4 Gbit/s = 0.90× host [K12]; \
         public cloud 2.42 vs 2.52 Gbit/s = 0.96× [K12]";
-    pub const RTT: &str =
+    pub(super) const RTT: &str =
         "Kube-OVN overlay vs host, 1-byte TCP latency (default tuning): 25.7 vs 13.1 µs [K4]";
-    pub const ATTACH: &str =
+    pub(super) const ATTACH: &str =
         "OVN-Kubernetes CI pod-ready latency: avg 1,227.5 ms, max 2,000 ms at 400 pods [O6]; \
         NSM establish ≈ 15 s [N4]; upstream L2S-M: none published";
-    pub const FLOW_RATE: &str =
+    pub(super) const FLOW_RATE: &str =
         "ONOS single-instance cbench ≈ 72.5k responses/s (low confidence) [X4]; \
         OVS-DOCA target 4,000 flow-mods ≤ 1 s [P9]";
-    pub const CONVERGE: &str =
+    pub(super) const CONVERGE: &str =
         "Faucet: programs a switch and learns hosts \"within a few seconds\" [F1]";
-    pub const RSS: &str = "ONOS (upstream L2S-M's controller): -Xmx2g default heap [X1]; Multus daemon 10–30 MiB [M3]";
-    pub const COLD: &str = "upstream L2S-M controller (ONOS): readiness probe first check at 30 s, 1–5 min to ready [L6,L7]";
-    pub const SOURCES: &[(&str, &str)] = &[
+    pub(super) const RSS: &str = "ONOS (upstream L2S-M's controller): -Xmx2g default heap [X1]; Multus daemon 10–30 MiB [M3]";
+    pub(super) const COLD: &str = "upstream L2S-M controller (ONOS): readiness probe first check at 30 s, 1–5 min to ready [L6,L7]";
+    pub(super) const SOURCES: &[(&str, &str)] = &[
         ("K4", "kubeovn/docs docs/advance/performance-tuning.en.md"),
         (
             "K12",

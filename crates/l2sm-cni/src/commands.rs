@@ -20,7 +20,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs one command; `Some` is the JSON to print on success.
-pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
+pub(crate) fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
     if env.command == Command::Version {
         return Ok(Some(version_answer(stdin)));
     }

@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// Where the node agent listens unless `agentSocket` says otherwise.
-pub const DEFAULT_AGENT_SOCKET: &str = "/run/l2sm/agent.sock";
+pub(crate) const DEFAULT_AGENT_SOCKET: &str = "/run/l2sm/agent.sock";
 
 /// CNI spec versions this plugin speaks, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Version {
+pub(crate) enum Version {
     V030,
     V031,
     V040,
@@ -23,20 +23,20 @@ pub enum Version {
 }
 
 impl Version {
-    pub const ALL: [Version; 5] = [
+    pub(crate) const ALL: [Version; 5] = [
         Version::V030,
         Version::V031,
         Version::V040,
         Version::V100,
         Version::V110,
     ];
-    pub const LATEST: Version = Version::V110;
+    pub(crate) const LATEST: Version = Version::V110;
 
-    pub fn parse(s: &str) -> Option<Version> {
+    pub(crate) fn parse(s: &str) -> Option<Version> {
         Version::ALL.into_iter().find(|v| v.as_str() == s)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Version::V030 => "0.3.0",
             Version::V031 => "0.3.1",
@@ -47,25 +47,25 @@ impl Version {
     }
 
     /// Before 1.0.0, every `ips` entry carries `"version": "4"|"6"`.
-    pub fn ips_have_version(self) -> bool {
+    pub(crate) fn ips_have_version(self) -> bool {
         self < Version::V100
     }
 
-    pub fn supported_list() -> String {
+    pub(crate) fn supported_list() -> String {
         Version::ALL.map(Version::as_str).join(", ")
     }
 }
 
 /// An address for the pod interface, with its gateway when static IPAM names one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
+pub(crate) struct Address {
     pub net: IpNet,
     pub gateway: Option<IpAddr>,
 }
 
 /// A parsed network configuration.
 #[derive(Debug, Clone)]
-pub struct NetConf {
+pub(crate) struct NetConf {
     pub version: Version,
     pub network: String,
     pub mtu: Option<u32>,
@@ -83,7 +83,7 @@ pub struct NetConf {
 }
 
 /// Parses `a.b.c.d/len` (or IPv6). A bare address gets a message that says what is missing.
-pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
     if s.contains('/') {
         s.parse::<IpNet>().map_err(|_| {
             format!("{s:?} is not an IP address with a prefix length (like 10.0.0.1/24)")
@@ -100,7 +100,7 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
 }
 
 /// Parses and checks a MAC address for a pod interface; returns it in lowercase.
-pub fn parse_mac(s: &str) -> Result<String, String> {
+pub(crate) fn parse_mac(s: &str) -> Result<String, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let bytes: Option<Vec<u8>> = (parts.len() == 6)
         .then(|| {
@@ -206,7 +206,7 @@ fn parse_ip(s: &str, path: &str) -> Result<IpAddr, CniError> {
 }
 
 /// Reads only `cniVersion`, leniently: for VERSION and for the version of error messages.
-pub fn peek_version(stdin: &[u8]) -> Option<Version> {
+pub(crate) fn peek_version(stdin: &[u8]) -> Option<Version> {
     let v: Value = serde_json::from_slice(stdin).ok()?;
     Version::parse(v.get("cniVersion")?.as_str()?)
 }
@@ -399,7 +399,7 @@ fn parse_valid_attachments(v: &[Value], key: &str) -> Result<Vec<(String, String
 
 impl NetConf {
     /// Parses the configuration, merging per-pod settings from `CNI_ARGS`.
-    pub fn parse(stdin: &[u8], cni_args: &CniArgs) -> Result<NetConf, CniError> {
+    pub(crate) fn parse(stdin: &[u8], cni_args: &CniArgs) -> Result<NetConf, CniError> {
         if stdin.iter().all(u8::is_ascii_whitespace) {
             return Err(CniError::new(
                 DECODE_FAILURE,

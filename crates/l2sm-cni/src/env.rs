@@ -6,7 +6,7 @@ use ipnet::IpNet;
 
 /// `CNI_COMMAND`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Add,
     Del,
     Check,
@@ -16,7 +16,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn parse(s: Option<&str>) -> Result<Command, CniError> {
+    pub(crate) fn parse(s: Option<&str>) -> Result<Command, CniError> {
         Ok(match s.unwrap_or("") {
             "ADD" => Command::Add,
             "DEL" => Command::Del,
@@ -40,7 +40,7 @@ impl Command {
 
 /// `CNI_ARGS`: what Kubernetes runtimes and Multus put there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CniArgs {
+pub(crate) struct CniArgs {
     pub pod_namespace: Option<String>,
     pub pod_name: Option<String>,
     pub pod_uid: Option<String>,
@@ -54,7 +54,7 @@ pub struct CniArgs {
 impl CniArgs {
     /// Parses `K=V;K=V`. Unknown keys are an error unless `IgnoreUnknown` is true, as with the
     /// reference plugins.
-    pub fn parse(s: &str) -> Result<CniArgs, CniError> {
+    pub(crate) fn parse(s: &str) -> Result<CniArgs, CniError> {
         let mut args = CniArgs::default();
         let mut unknown = Vec::new();
         let mut ignore_unknown = false;
@@ -104,7 +104,7 @@ impl CniArgs {
     }
 
     /// `namespace/name` when both are known.
-    pub fn pod(&self) -> Option<String> {
+    pub(crate) fn pod(&self) -> Option<String> {
         match (&self.pod_namespace, &self.pod_name) {
             (Some(ns), Some(n)) => Some(format!("{ns}/{n}")),
             (None, Some(n)) => Some(n.clone()),
@@ -115,7 +115,7 @@ impl CniArgs {
 
 /// Everything the runtime passed in the environment.
 #[derive(Debug, Clone)]
-pub struct CniEnv {
+pub(crate) struct CniEnv {
     pub command: Command,
     container_id: Option<String>,
     netns: Option<String>,
@@ -129,7 +129,7 @@ fn non_empty(v: Option<String>) -> Option<String> {
 
 impl CniEnv {
     /// Reads the variables through `get` (the process environment in `main`).
-    pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<CniEnv, CniError> {
+    pub(crate) fn read(get: impl Fn(&str) -> Option<String>) -> Result<CniEnv, CniError> {
         let command = Command::parse(get("CNI_COMMAND").as_deref())?;
         let args = match command {
             Command::Add | Command::Del | Command::Check => {
@@ -146,7 +146,7 @@ impl CniEnv {
         })
     }
 
-    pub fn container_id(&self) -> Result<&str, CniError> {
+    pub(crate) fn container_id(&self) -> Result<&str, CniError> {
         let id = self
             .container_id
             .as_deref()
@@ -161,7 +161,7 @@ impl CniEnv {
         Ok(id)
     }
 
-    pub fn ifname(&self) -> Result<&str, CniError> {
+    pub(crate) fn ifname(&self) -> Result<&str, CniError> {
         let name = self
             .ifname
             .as_deref()
@@ -181,19 +181,19 @@ impl CniEnv {
     }
 
     /// The namespace path, required (ADD, CHECK).
-    pub fn netns(&self) -> Result<&str, CniError> {
+    pub(crate) fn netns(&self) -> Result<&str, CniError> {
         self.netns.as_deref().ok_or_else(|| {
             env("CNI_NETNS is not set: ADD and CHECK need the container's network namespace")
         })
     }
 
     /// The agent's attachment id: the spec's key for an attachment, `cni/<container>/<ifname>`.
-    pub fn attachment_id(&self) -> Result<String, CniError> {
+    pub(crate) fn attachment_id(&self) -> Result<String, CniError> {
         Ok(attachment_id(self.container_id()?, self.ifname()?))
     }
 }
 
-pub fn attachment_id(container_id: &str, ifname: &str) -> String {
+pub(crate) fn attachment_id(container_id: &str, ifname: &str) -> String {
     format!("cni/{container_id}/{ifname}")
 }
 

@@ -3,38 +3,38 @@
 use serde_json::{json, Value};
 
 /// Incompatible CNI version.
-pub const INCOMPATIBLE_VERSION: u32 = 1;
+pub(crate) const INCOMPATIBLE_VERSION: u32 = 1;
 /// Unsupported field in the network configuration (the message names key and value).
-pub const UNSUPPORTED_FIELD: u32 = 2;
+pub(crate) const UNSUPPORTED_FIELD: u32 = 2;
 /// Container unknown or does not exist: the runtime need not clean up.
-pub const UNKNOWN_CONTAINER: u32 = 3;
+pub(crate) const UNKNOWN_CONTAINER: u32 = 3;
 /// Invalid necessary environment variables (the message names them).
-pub const INVALID_ENV: u32 = 4;
+pub(crate) const INVALID_ENV: u32 = 4;
 /// I/O failure.
-pub const IO_FAILURE: u32 = 5;
+pub(crate) const IO_FAILURE: u32 = 5;
 /// Failed to decode content (configuration, prevResult).
-pub const DECODE_FAILURE: u32 = 6;
+pub(crate) const DECODE_FAILURE: u32 = 6;
 /// Invalid network configuration.
-pub const INVALID_CONFIG: u32 = 7;
+pub(crate) const INVALID_CONFIG: u32 = 7;
 /// Transient: the runtime should retry later.
-pub const TRY_AGAIN_LATER: u32 = 11;
+pub(crate) const TRY_AGAIN_LATER: u32 = 11;
 /// STATUS: the plugin cannot serve ADD now.
-pub const NOT_AVAILABLE: u32 = 50;
+pub(crate) const NOT_AVAILABLE: u32 = 50;
 /// STATUS: not available, and existing containers may have limited connectivity.
-pub const LIMITED_CONNECTIVITY: u32 = 51;
+pub(crate) const LIMITED_CONNECTIVITY: u32 = 51;
 /// Anything else (the code libcni and the reference plugins use for internal errors).
-pub const INTERNAL: u32 = 999;
+pub(crate) const INTERNAL: u32 = 999;
 
 /// A CNI error: printed as JSON on stdout, with a non-zero exit status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CniError {
+pub(crate) struct CniError {
     pub code: u32,
     pub msg: String,
     pub details: Option<String>,
 }
 
 impl CniError {
-    pub fn new(code: u32, msg: impl Into<String>) -> CniError {
+    pub(crate) fn new(code: u32, msg: impl Into<String>) -> CniError {
         CniError {
             code,
             msg: msg.into(),
@@ -42,12 +42,12 @@ impl CniError {
         }
     }
 
-    pub fn with_details(mut self, details: impl Into<String>) -> CniError {
+    pub(crate) fn with_details(mut self, details: impl Into<String>) -> CniError {
         self.details = Some(details.into());
         self
     }
 
-    pub fn to_json(&self, cni_version: &str) -> Value {
+    pub(crate) fn to_json(&self, cni_version: &str) -> Value {
         let mut v = json!({"cniVersion": cni_version, "code": self.code, "msg": self.msg});
         if let Some(d) = &self.details {
             v["details"] = json!(d);
@@ -57,14 +57,14 @@ impl CniError {
 }
 
 /// Shorthand constructors.
-pub fn config(msg: impl Into<String>) -> CniError {
+pub(crate) fn config(msg: impl Into<String>) -> CniError {
     CniError::new(INVALID_CONFIG, msg)
 }
 
-pub fn env(msg: impl Into<String>) -> CniError {
+pub(crate) fn env(msg: impl Into<String>) -> CniError {
     CniError::new(INVALID_ENV, msg)
 }
 
-pub fn internal(msg: impl Into<String>) -> CniError {
+pub(crate) fn internal(msg: impl Into<String>) -> CniError {
     CniError::new(INTERNAL, msg)
 }

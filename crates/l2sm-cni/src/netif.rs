@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// What `getifaddrs` tells about one interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkInfo {
+pub(crate) struct LinkInfo {
     pub mac: Option<String>,
     pub up: bool,
     pub addresses: Vec<IpNet>,
@@ -25,7 +25,7 @@ fn prefix_len(mask: IpAddr) -> u8 {
 }
 
 /// Interfaces of the calling thread's network namespace, by name.
-pub fn links_here() -> Result<BTreeMap<String, LinkInfo>, String> {
+pub(crate) fn links_here() -> Result<BTreeMap<String, LinkInfo>, String> {
     let mut out: BTreeMap<String, LinkInfo> = BTreeMap::new();
     for ifa in getifaddrs().map_err(|e| format!("getifaddrs: {e}"))? {
         let entry = out.entry(ifa.interface_name.clone()).or_default();
@@ -69,7 +69,7 @@ pub fn links_here() -> Result<BTreeMap<String, LinkInfo>, String> {
 
 /// Opens a namespace file and checks it really is a network namespace (a `/run/netns` entry
 /// whose bind mount is gone is a plain empty file).
-pub fn open_netns(path: &Path) -> Result<std::fs::File, String> {
+pub(crate) fn open_netns(path: &Path) -> Result<std::fs::File, String> {
     let f =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let fs = nix::sys::statfs::fstatfs(&f)
@@ -81,7 +81,7 @@ pub fn open_netns(path: &Path) -> Result<std::fs::File, String> {
 }
 
 /// Interfaces inside the namespace at `path`.
-pub fn links_in(path: &Path) -> Result<BTreeMap<String, LinkInfo>, String> {
+pub(crate) fn links_in(path: &Path) -> Result<BTreeMap<String, LinkInfo>, String> {
     let ns = open_netns(path)?;
     let label = path.display().to_string();
     std::thread::spawn(move || {

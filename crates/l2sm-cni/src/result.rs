@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 /// One `ips` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpConfig {
+pub(crate) struct IpConfig {
     pub address: IpNet,
     pub gateway: Option<IpAddr>,
     /// Index into `interfaces`.
@@ -18,7 +18,7 @@ pub struct IpConfig {
 /// A version-neutral result. Interfaces, routes and DNS are kept as JSON objects so fields of a
 /// previous plugin's result pass through untouched.
 #[derive(Debug, Clone, Default)]
-pub struct CniResult {
+pub(crate) struct CniResult {
     pub interfaces: Vec<Map<String, Value>>,
     pub ips: Vec<IpConfig>,
     pub routes: Vec<Value>,
@@ -26,7 +26,7 @@ pub struct CniResult {
 }
 
 /// An interface entry.
-pub fn interface(
+pub(crate) fn interface(
     name: &str,
     mac: Option<&str>,
     sandbox: Option<&str>,
@@ -48,7 +48,7 @@ pub fn interface(
 
 impl CniResult {
     /// The result as the given spec version writes it.
-    pub fn to_json(&self, version: Version) -> Value {
+    pub(crate) fn to_json(&self, version: Version) -> Value {
         let mut out = Map::new();
         out.insert("cniVersion".into(), version.as_str().into());
         let interfaces: Vec<Value> = self
@@ -102,7 +102,7 @@ impl CniResult {
     }
 
     /// Reads a `prevResult` (0.3.0 to 1.1.0 formats).
-    pub fn from_prev(v: &Value) -> Result<CniResult, CniError> {
+    pub(crate) fn from_prev(v: &Value) -> Result<CniResult, CniError> {
         let bad =
             |msg: String| CniError::new(DECODE_FAILURE, format!("cannot decode prevResult: {msg}"));
         let Value::Object(o) = v else {
@@ -185,7 +185,7 @@ impl CniResult {
 
     /// Appends `next` (this plugin's part) after `self` (a previous plugin's result), shifting
     /// its interface indexes. DNS: ours when we have some, else the previous one.
-    pub fn append(mut self, next: CniResult) -> CniResult {
+    pub(crate) fn append(mut self, next: CniResult) -> CniResult {
         let offset = self.interfaces.len();
         self.interfaces.extend(next.interfaces);
         self.ips.extend(next.ips.into_iter().map(|mut ip| {

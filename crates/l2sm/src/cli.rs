@@ -8,7 +8,7 @@ use l2sm_lab::{self as lab, state::Lab, AttachOptions};
 
 /// `l2sm lab …`
 #[derive(Debug, clap::Subcommand)]
-pub enum LabCommand {
+pub(crate) enum LabCommand {
     /// Build the emulated cluster: nodes with OVS and agents, and a controller.
     Up {
         /// Number of nodes.
@@ -40,7 +40,7 @@ pub enum LabCommand {
 
 /// `l2sm network …`
 #[derive(Debug, clap::Subcommand)]
-pub enum NetworkCommand {
+pub(crate) enum NetworkCommand {
     /// Create a network (existing networks are left as they are).
     Create {
         /// Network name.
@@ -78,7 +78,7 @@ pub enum NetworkCommand {
 
 /// `l2sm attach`
 #[derive(Debug, clap::Args)]
-pub struct AttachArgs {
+pub(crate) struct AttachArgs {
     /// Node the pod runs on.
     #[arg(long)]
     pub node: String,
@@ -104,7 +104,7 @@ pub struct AttachArgs {
 
 /// `l2sm detach`
 #[derive(Debug, clap::Args)]
-pub struct DetachArgs {
+pub(crate) struct DetachArgs {
     /// Pod name.
     #[arg(long)]
     pub pod: String,
@@ -132,7 +132,7 @@ async fn controller_api(lab: &Lab, controller: Option<String>) -> anyhow::Result
 }
 
 /// Runs one command; returns the process exit code.
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     lab_name: String,
     controller: Option<String>,
     command: Command,

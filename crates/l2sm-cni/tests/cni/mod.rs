@@ -2,7 +2,7 @@
 //! CNI result format, and views of a lab node to prove failures leave nothing behind.
 #![allow(dead_code)]
 
-pub mod validate;
+pub(crate) mod validate;
 
 use l2sm_test_support::lab::TestLab;
 use serde_json::{json, Value};
@@ -10,12 +10,12 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub const PLUGIN: &str = env!("CARGO_BIN_EXE_l2sm-cni");
-pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
-pub const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub(crate) const PLUGIN: &str = env!("CARGO_BIN_EXE_l2sm-cni");
+pub(crate) const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+pub(crate) const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// Fails loudly when Debian's reference plugins are missing.
-pub fn require_reference_plugins() {
+pub(crate) fn require_reference_plugins() {
     for p in ["bridge", "host-local"] {
         let path = format!("{REFERENCE_PLUGINS}/{p}");
         assert!(
@@ -26,11 +26,11 @@ pub fn require_reference_plugins() {
 }
 
 /// `CNI_*` variables for one call.
-pub type Env = Vec<(&'static str, String)>;
+pub(crate) type Env = Vec<(&'static str, String)>;
 
 /// What a plugin printed and how it exited.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
@@ -38,7 +38,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// The ADD result (or VERSION answer): success and one JSON object.
-    pub fn result(&self) -> Value {
+    pub(crate) fn result(&self) -> Value {
         assert!(
             self.success,
             "plugin failed: {}\nstderr: {}",
@@ -49,7 +49,7 @@ impl Outcome {
     }
 
     /// A success that prints nothing (DEL, CHECK, STATUS, GC).
-    pub fn silent(&self) {
+    pub(crate) fn silent(&self) {
         assert!(
             self.success && self.stdout.trim().is_empty(),
             "expected a silent success, got {:?} (exit ok: {}), stderr {:?}",
@@ -60,7 +60,7 @@ impl Outcome {
     }
 
     /// A failure with a CNI error on stdout; returns (code, msg + details).
-    pub fn error(&self) -> (u64, String) {
+    pub(crate) fn error(&self) -> (u64, String) {
         assert!(
             !self.success,
             "plugin unexpectedly succeeded: {}",
@@ -83,7 +83,7 @@ impl Outcome {
     }
 
     /// Asserts a CNI error with `code` whose message mentions `needle`.
-    pub fn fails_with(&self, code: u64, needle: &str) {
+    pub(crate) fn fails_with(&self, code: u64, needle: &str) {
         let (c, text) = self.error();
         assert_eq!(c, code, "wrong code for {:?}", self.stdout);
         assert!(
@@ -95,7 +95,7 @@ impl Outcome {
 
 /// Runs `plugin` inside the network namespace `run_in` (a node's, as the runtime would run on
 /// the node) with exactly the given environment and `stdin`.
-pub fn exec_plugin(plugin: &str, run_in: &str, env: &[(&str, String)], stdin: &str) -> Outcome {
+pub(crate) fn exec_plugin(plugin: &str, run_in: &str, env: &[(&str, String)], stdin: &str) -> Outcome {
     let mut child = Command::new("ip")
         .args(["netns", "exec", run_in, plugin])
         .env_clear()
@@ -122,7 +122,7 @@ pub fn exec_plugin(plugin: &str, run_in: &str, env: &[(&str, String)], stdin: &s
 
 /// One container attachment as Multus describes it to a delegate plugin.
 #[derive(Debug, Clone)]
-pub struct Attach {
+pub(crate) struct Attach {
     pub container_id: String,
     pub netns: String,
     pub ifname: String,
@@ -131,7 +131,7 @@ pub struct Attach {
 
 impl Attach {
     /// Pod `name` in namespace `l2sm-<lab>-p-<name>` (created here), interface net1.
-    pub fn new_pod(lab: &TestLab, name: &str) -> Attach {
+    pub(crate) fn new_pod(lab: &TestLab, name: &str) -> Attach {
         let ns = pod_ns(lab, name);
         run_ok("ip", &["netns", "add", &ns]);
         Attach {
@@ -143,7 +143,7 @@ impl Attach {
     }
 
     /// The environment Multus gives a delegate (kubelet's CNI_ARGS, CNI_PATH of the node).
-    pub fn env(&self, command: &str) -> Env {
+    pub(crate) fn env(&self, command: &str) -> Env {
         vec![
             ("CNI_COMMAND", command.to_string()),
             ("CNI_CONTAINERID", self.container_id.clone()),
@@ -160,27 +160,27 @@ impl Attach {
         ]
     }
 
-    pub fn netns_name(&self) -> &str {
+    pub(crate) fn netns_name(&self) -> &str {
         self.netns.trim_start_matches("/run/netns/")
     }
 }
 
-pub fn pod_ns(lab: &TestLab, name: &str) -> String {
+pub(crate) fn pod_ns(lab: &TestLab, name: &str) -> String {
     format!("l2sm-{}-p-{name}", lab.name)
 }
 
-pub fn node_ns(lab: &TestLab, node: &str) -> String {
+pub(crate) fn node_ns(lab: &TestLab, node: &str) -> String {
     format!("l2sm-{}-{node}", lab.name)
 }
 
-pub fn agent_socket(lab: &TestLab, node: &str) -> String {
+pub(crate) fn agent_socket(lab: &TestLab, node: &str) -> String {
     format!("/run/l2sm/lab/{}/{node}/agent.sock", lab.name)
 }
 
 /// The configuration Multus hands the plugin for a NetworkAttachmentDefinition of network
 /// `network` (name and cniVersion filled in, `runtimeConfig` added by libcni from the pod's
 /// request when the NAD declares the capabilities), plus `extra` fields.
-pub fn nad(version: &str, lab: &TestLab, node: &str, network: &str, extra: Value) -> Value {
+pub(crate) fn nad(version: &str, lab: &TestLab, node: &str, network: &str, extra: Value) -> Value {
     let mut c = json!({
         "cniVersion": version,
         "name": format!("l2sm-{network}"),
@@ -196,18 +196,18 @@ pub fn nad(version: &str, lab: &TestLab, node: &str, network: &str, extra: Value
 }
 
 /// The plugin on node `node` of `lab`.
-pub fn l2sm_cni(lab: &TestLab, node: &str, env: &[(&str, String)], conf: &Value) -> Outcome {
+pub(crate) fn l2sm_cni(lab: &TestLab, node: &str, env: &[(&str, String)], conf: &Value) -> Outcome {
     exec_plugin(PLUGIN, &node_ns(lab, node), env, &conf.to_string())
 }
 
 /// `conf` with `prevResult` set.
-pub fn with_prev(conf: &Value, prev: &Value) -> Value {
+pub(crate) fn with_prev(conf: &Value, prev: &Value) -> Value {
     let mut c = conf.clone();
     c["prevResult"] = prev.clone();
     c
 }
 
-pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+pub(crate) fn run_ok(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().expect(cmd);
     assert!(
         out.status.success(),
@@ -218,7 +218,7 @@ pub fn run_ok(cmd: &str, args: &[&str]) -> String {
 }
 
 /// Attachment ids the node's agent knows.
-pub fn agent_ids(lab: &TestLab, node: &str) -> Vec<String> {
+pub(crate) fn agent_ids(lab: &TestLab, node: &str) -> Vec<String> {
     let v = l2sm_agent_api::call(
         std::path::Path::new(&agent_socket(lab, node)),
         &l2sm_agent_api::AgentRequest::List,
@@ -236,7 +236,7 @@ pub fn agent_ids(lab: &TestLab, node: &str) -> Vec<String> {
 }
 
 /// Link names in a namespace.
-pub fn links(ns: &str) -> Vec<String> {
+pub(crate) fn links(ns: &str) -> Vec<String> {
     let mut v: Vec<String> = run_ok("ip", &["-n", ns, "-br", "link"])
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -248,7 +248,7 @@ pub fn links(ns: &str) -> Vec<String> {
 
 /// Everything on a node that an attach touches: the agent's records, the L2S-M bridge's OVS
 /// ports and the links of the node namespace.
-pub fn node_view(lab: &TestLab, node: &str) -> String {
+pub(crate) fn node_view(lab: &TestLab, node: &str) -> String {
     let status = l2sm_agent_api::call(
         std::path::Path::new(&agent_socket(lab, node)),
         &l2sm_agent_api::AgentRequest::Status,
@@ -273,7 +273,7 @@ pub fn node_view(lab: &TestLab, node: &str) -> String {
 }
 
 /// Ping across the emulated network, allowing for ARP on the first packets.
-pub fn pings(from_ns: &str, ip: &str) -> bool {
+pub(crate) fn pings(from_ns: &str, ip: &str) -> bool {
     let ping = |args: &[&str]| {
         Command::new("ip")
             .args(["netns", "exec", from_ns, "ping"])

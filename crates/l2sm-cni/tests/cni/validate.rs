@@ -72,7 +72,7 @@ fn string_array(v: &Value, path: &str) -> Result<Vec<String>, String> {
 const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// Checks an ADD result against the spec of `version`.
-pub fn validate_result(v: &Value, version: &str) -> Result<(), String> {
+pub(crate) fn validate_result(v: &Value, version: &str) -> Result<(), String> {
     if !VERSIONS.contains(&version) {
         return Err(format!("validator does not know version {version}"));
     }
@@ -223,7 +223,7 @@ pub fn validate_result(v: &Value, version: &str) -> Result<(), String> {
 }
 
 /// Checks a CNI error object; returns its code.
-pub fn validate_error(v: &Value) -> Result<u64, String> {
+pub(crate) fn validate_error(v: &Value) -> Result<u64, String> {
     let o = obj(v, "error")?;
     only_keys(o, &["cniVersion", "code", "msg", "details"], "error")?;
     if let Some(ver) = o.get("cniVersion") {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use l2sm_netns::{create_named, delete_named, Netns};
 
 /// These tests need root. They fail, never skip, when it is missing.
-pub fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "l2sm-netns integration tests must run as root (they create network namespaces); \
@@ -23,7 +23,7 @@ pub fn require_root() {
 }
 
 /// A name prefix unique to this test process and call.
-pub fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u32(std::process::id());
@@ -32,13 +32,13 @@ pub fn unique_prefix() -> String {
 }
 
 /// A named namespace deleted on drop.
-pub struct TestNs {
+pub(crate) struct TestNs {
     pub name: String,
     pub ns: Netns,
 }
 
 impl TestNs {
-    pub fn new(prefix: &str, tag: &str) -> TestNs {
+    pub(crate) fn new(prefix: &str, tag: &str) -> TestNs {
         require_root();
         let name = format!("{prefix}-{tag}");
         let ns = create_named(&name).unwrap_or_else(|e| panic!("create_named({name}): {e}"));
@@ -55,7 +55,7 @@ impl Drop for TestNs {
 }
 
 /// A child process killed and reaped on drop.
-pub struct ChildGuard(pub Child);
+pub(crate) struct ChildGuard(pub Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -65,7 +65,7 @@ impl Drop for ChildGuard {
 }
 
 /// Runs a command for observation and returns its output.
-pub fn run(prog: &str, args: &[&str]) -> Output {
+pub(crate) fn run(prog: &str, args: &[&str]) -> Output {
     Command::new(prog)
         .args(args)
         .output()
@@ -73,7 +73,7 @@ pub fn run(prog: &str, args: &[&str]) -> Output {
 }
 
 /// `ip -n NS ARGS...`, which must succeed; returns stdout.
-pub fn ip_n(ns: &str, args: &[&str]) -> String {
+pub(crate) fn ip_n(ns: &str, args: &[&str]) -> String {
     let mut full = vec!["-n", ns];
     full.extend_from_slice(args);
     let out = run("ip", &full);
@@ -86,7 +86,7 @@ pub fn ip_n(ns: &str, args: &[&str]) -> String {
 }
 
 /// `ip netns exec NS ARGS...`; returns the raw output.
-pub fn netns_exec(ns: &str, args: &[&str]) -> Output {
+pub(crate) fn netns_exec(ns: &str, args: &[&str]) -> Output {
     let mut full = vec!["netns", "exec", ns];
     full.extend_from_slice(args);
     run("ip", &full)
@@ -94,7 +94,7 @@ pub fn netns_exec(ns: &str, args: &[&str]) -> Output {
 
 /// Pings `dst` from `ns` (one packet, 1 s timeout), retrying a few times while neighbours
 /// resolve. Panics with ping's output if none succeeds.
-pub fn ping(ns: &str, dst: &str) {
+pub(crate) fn ping(ns: &str, dst: &str) {
     let mut last = None;
     for _ in 0..3 {
         let out = netns_exec(ns, &["ping", "-c1", "-W1", dst]);
@@ -112,7 +112,7 @@ pub fn ping(ns: &str, dst: &str) {
 }
 
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
         if f() {

@@ -2,12 +2,12 @@
 
 use l2sm_ofp::*;
 
-pub const VNI: u64 = 5;
+pub(crate) const VNI: u64 = 5;
 
 /// Table 1 of the proactive pipeline (reference design §5.2): learn (tunnel id, source MAC)
 /// -> in_port into table 2, then continue. The immediate `reg0[0]=1` is the "came from a
 /// tunnel" split-horizon bit.
-pub fn learn_action() -> Action {
+pub(crate) fn learn_action() -> Action {
     Action::learn(NxLearn {
         idle_timeout: 300,
         priority: 100,
@@ -25,7 +25,7 @@ pub fn learn_action() -> Action {
 
 /// Exactly what `ovs-ofctl add-flow 'table=1,priority=10,actions=learn(...),
 /// set_field:5->tun_id,set_field:0x7->reg0,goto_table:2'` sends.
-pub fn learn_flow_mod() -> FlowMod {
+pub(crate) fn learn_flow_mod() -> FlowMod {
     FlowMod::add(
         1,
         10,
@@ -42,7 +42,7 @@ pub fn learn_flow_mod() -> FlowMod {
 }
 
 /// Flush what was learned on port 3 (a member left): `del-flows table=2,out_port=3`.
-pub fn delete_learned_on_port(port: u32) -> FlowMod {
+pub(crate) fn delete_learned_on_port(port: u32) -> FlowMod {
     FlowMod {
         out_port: port,
         ..FlowMod::delete(2, Match::any())
@@ -50,7 +50,7 @@ pub fn delete_learned_on_port(port: u32) -> FlowMod {
 }
 
 /// Flood group of a network: one output bucket per member port.
-pub fn flood_group(group_id: u32, ports: &[u32]) -> GroupMod {
+pub(crate) fn flood_group(group_id: u32, ports: &[u32]) -> GroupMod {
     GroupMod::add_all(
         group_id,
         ports
@@ -61,7 +61,7 @@ pub fn flood_group(group_id: u32, ports: &[u32]) -> GroupMod {
 }
 
 /// A broadcast ARP request from 00:00:00:00:00:01 (42 bytes).
-pub fn arp_request() -> Vec<u8> {
+pub(crate) fn arp_request() -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0x08, 0x06]);
     f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);

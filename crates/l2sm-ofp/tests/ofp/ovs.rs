@@ -3,7 +3,7 @@
 use std::process::Command;
 
 /// Parses hex, ignoring whitespace and `#` comment lines (the fixture file format).
-pub fn hex(text: &str) -> Vec<u8> {
+pub(crate) fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -17,7 +17,7 @@ pub fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-pub fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -25,7 +25,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 ///
 /// Fails (never skips) when `ovs-ofctl` is missing, and when it prints anything on
 /// stderr, which is where OVS reports messages it had to fix up or could not parse.
-pub fn ofp_print(bytes: &[u8]) -> String {
+pub(crate) fn ofp_print(bytes: &[u8]) -> String {
     let out = Command::new("ovs-ofctl")
         .args(["-O", "OpenFlow13", "ofp-print", &to_hex(bytes)])
         .output()

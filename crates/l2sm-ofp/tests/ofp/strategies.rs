@@ -157,7 +157,7 @@ fn more_basic_oxm() -> impl Strategy<Value = OxmField> {
     ]
 }
 
-pub fn oxm() -> impl Strategy<Value = OxmField> {
+pub(crate) fn oxm() -> impl Strategy<Value = OxmField> {
     prop_oneof![
         1 => any::<u32>().prop_map(OxmField::InPort),
         1 => (any::<u64>(), option::of(any::<u64>()))
@@ -180,7 +180,7 @@ fn unmasked_oxm() -> impl Strategy<Value = OxmField> {
     oxm().prop_filter("set_field takes no mask", |f| !f.has_mask())
 }
 
-pub fn r#match() -> impl Strategy<Value = Match> {
+pub(crate) fn r#match() -> impl Strategy<Value = Match> {
     vec(oxm(), 0..5).prop_map(|fields| Match { fields })
 }
 
@@ -269,7 +269,7 @@ fn raw_experimenter_action() -> impl Strategy<Value = Action> {
     prop_oneof![foreign, nicira]
 }
 
-pub fn action() -> impl Strategy<Value = Action> {
+pub(crate) fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         (any::<u32>(), any::<u16>()).prop_map(|(port, max_len)| Action::Output { port, max_len }),
         any::<u32>().prop_map(Action::Group),
@@ -293,7 +293,7 @@ fn actions() -> impl Strategy<Value = Vec<Action>> {
     vec(action(), 0..4)
 }
 
-pub fn instruction() -> impl Strategy<Value = Instruction> {
+pub(crate) fn instruction() -> impl Strategy<Value = Instruction> {
     prop_oneof![
         any::<u8>().prop_map(Instruction::GotoTable),
         (any::<u64>(), any::<u64>())
@@ -561,7 +561,7 @@ fn port_stats() -> impl Strategy<Value = PortStats> {
     })
 }
 
-pub fn meter_band() -> impl Strategy<Value = MeterBand> {
+pub(crate) fn meter_band() -> impl Strategy<Value = MeterBand> {
     prop_oneof![
         any::<(u32, u32)>().prop_map(|(rate, burst_size)| MeterBand::Drop { rate, burst_size }),
         any::<(u32, u32, u8)>().prop_map(|(rate, burst_size, prec_level)| {
@@ -763,7 +763,7 @@ fn unmodelled_type() -> impl Strategy<Value = u8> {
     30u8..=255
 }
 
-pub fn message() -> impl Strategy<Value = Message> {
+pub(crate) fn message() -> impl Strategy<Value = Message> {
     let switch_config = || {
         any::<(u16, u16)>().prop_map(|(flags, miss_send_len)| SwitchConfig {
             flags,
@@ -858,12 +858,12 @@ pub fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
-pub fn ofp_message() -> impl Strategy<Value = OfpMessage> {
+pub(crate) fn ofp_message() -> impl Strategy<Value = OfpMessage> {
     (any::<u32>(), message()).prop_map(|(xid, body)| OfpMessage::new(xid, body))
 }
 
 /// `n` proptest cases, unless `PROPTEST_CASES` asks for a longer (or shorter) run.
-pub fn config(n: u32) -> ProptestConfig {
+pub(crate) fn config(n: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())

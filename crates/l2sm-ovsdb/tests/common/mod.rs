@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use l2sm_ovsdb::Client;
 
-pub const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+pub(crate) const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 
 /// Finds an Open vSwitch binary in PATH or the sbin directories PATH may lack.
-pub fn find_tool(name: &str) -> PathBuf {
+pub(crate) fn find_tool(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let extra = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from);
     std::env::split_paths(&path)
@@ -30,7 +30,7 @@ pub fn find_tool(name: &str) -> PathBuf {
         })
 }
 
-pub struct OvsdbServer {
+pub(crate) struct OvsdbServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     pub db: PathBuf,
@@ -39,7 +39,7 @@ pub struct OvsdbServer {
 
 impl OvsdbServer {
     /// Creates a fresh database from the vswitch schema; the server is not started yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         assert!(
             Path::new(SCHEMA).is_file(),
             "{SCHEMA} missing: these tests need Open vSwitch's schema"
@@ -66,18 +66,18 @@ impl OvsdbServer {
     }
 
     /// `new()` then `start(&[])`.
-    pub fn started() -> Self {
+    pub(crate) fn started() -> Self {
         let mut s = Self::new();
         s.start(&[]);
         s
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Applies a transaction to the database file before the server runs.
-    pub fn offline_transact(&self, txn: &serde_json::Value) {
+    pub(crate) fn offline_transact(&self, txn: &serde_json::Value) {
         let out = Command::new(find_tool("ovsdb-tool"))
             .arg("transact")
             .arg(&self.db)
@@ -93,7 +93,7 @@ impl OvsdbServer {
 
     /// Starts `ovsdb-server` in the foreground (no --detach, so we own the pid) and waits
     /// until its socket accepts connections.
-    pub fn start(&mut self, extra_args: &[&str]) {
+    pub(crate) fn start(&mut self, extra_args: &[&str]) {
         let d = self.dir.path();
         let child = Command::new(find_tool("ovsdb-server"))
             .arg(&self.db)
@@ -113,7 +113,7 @@ impl OvsdbServer {
     }
 
     /// Waits for a unix socket the server listens on.
-    pub fn wait_for_socket(&mut self, sock: &Path) {
+    pub(crate) fn wait_for_socket(&mut self, sock: &Path) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if std::os::unix::net::UnixStream::connect(sock).is_ok() {
@@ -136,19 +136,19 @@ impl OvsdbServer {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
     /// Kills the server (SIGKILL to its pid) and reaps it.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub async fn client(&self) -> Client {
+    pub(crate) async fn client(&self) -> Client {
         Client::connect_unix(&self.sock)
             .await
             .unwrap_or_else(|e| panic!("connect {}: {e}", self.sock.display()))
