@@ -17,3 +17,10 @@ if ! command -v cargo >/dev/null; then
   echo "cargo not found: install the Rust toolchain (rustup) first" >&2
   exit 1
 fi
+# cargo-deny checks licenses, bans and sources offline (scripts/test.sh); built once from
+# crates.io, pinned so every machine checks with the same rules.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q " $CARGO_DENY_VERSION\$"; then
+  echo "installing cargo-deny $CARGO_DENY_VERSION (once; a few minutes)"
+  cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+fi

@@ -9,11 +9,18 @@ fi
 scripts/deps.sh
 echo "== format"
 cargo fmt --all -- --check
+echo "== licenses, bans, sources (cargo deny, offline)"
+cargo deny --offline --locked check --hide-inclusion-graph licenses bans sources
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== manifests"
 scripts/validate-manifests.sh
 echo "== tests"
+# Tests of one crate run the binaries of others (the lab runs `l2sm`, CNI tests run both):
+# cargo builds a package's own binaries for its tests only, so build them all first.
+cargo build --workspace --bins --locked
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
   cargo test --workspace --locked --doc
