@@ -213,6 +213,16 @@ impl tower_service::Service<Uri> for Dialer {
     }
 }
 
+/// What [`ControllerClient::ensure_network`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Created now, or it existed with the same settings.
+    Ready(NetworkView),
+    /// A network of that name exists with other address settings (the controller does not
+    /// change them); its current state.
+    ExistsWithOtherSettings(NetworkView),
+}
+
 /// Client of one controller.
 #[derive(Clone)]
 pub struct ControllerClient {
@@ -397,12 +407,17 @@ impl ControllerClient {
         if ok.contains(&a.status.as_u16()) {
             Ok(a)
         } else {
-            Err(ClientError::Status {
-                method: method.to_string(),
-                path: path.to_string(),
-                status: a.status.as_u16(),
-                message: ErrorBody::message_of(&a.body),
-            })
+            Err(Self::status_error(method, path, &a))
+        }
+    }
+
+    /// The controller's error answer as a [`ClientError::Status`].
+    fn status_error(method: &Method, path: &str, a: &Answer) -> ClientError {
+        ClientError::Status {
+            method: method.to_string(),
+            path: path.to_string(),
+            status: a.status.as_u16(),
+            message: ErrorBody::message_of(&a.body),
         }
     }
 
@@ -421,6 +436,14 @@ impl ControllerClient {
     }
 
     // ---- upstream's vnets contract (/onos/vnets/api) ----
+
+    /// `GET /onos/ui`: the readiness probe, answered without credentials (what upstream's
+    /// operator and the benchmarks wait for).
+    pub async fn ready(&self) -> Result<(), ClientError> {
+        let path = "/onos/ui";
+        let a = self.call(Method::GET, path, None).await?;
+        Self::expect(&Method::GET, path, a, &[200]).map(drop)
+    }
 
     /// `GET /onos/vnets/api/status`: the controller answers.
     pub async fn health(&self) -> Result<(), ClientError> {
@@ -508,6 +531,24 @@ impl ControllerClient {
         let a = Self::expect(&Method::POST, path, a, &[200, 201])?;
         let created = a.status == StatusCode::CREATED;
         Ok((created, Self::decode(path, &a)?))
+    }
+
+    /// Creates a network, or finds the one of that name: [`CreateOutcome::Ready`] when it was
+    /// created now or exists with the same settings, [`CreateOutcome::ExistsWithOtherSettings`]
+    /// with its current state when the controller keeps other address settings (it never
+    /// changes them). For reconcilers, which report a differing plan instead of failing.
+    pub async fn ensure_network(&self, req: &CreateNetwork) -> Result<CreateOutcome, ClientError> {
+        let path = "/api/v1/networks";
+        let a = self.call_json(Method::POST, path, req).await?;
+        if a.status == StatusCode::CONFLICT {
+            return match self.get_network(&req.name).await? {
+                Some(view) => Ok(CreateOutcome::ExistsWithOtherSettings(view)),
+                // Deleted meanwhile: the conflict itself is the answer.
+                None => Err(Self::status_error(&Method::POST, path, &a)),
+            };
+        }
+        let a = Self::expect(&Method::POST, path, a, &[200, 201])?;
+        Ok(CreateOutcome::Ready(Self::decode(path, &a)?))
     }
 
     /// One network, `None` when the controller has none of that name.

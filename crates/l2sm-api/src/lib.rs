@@ -17,5 +17,5 @@ pub mod topology;
 pub mod v1;
 pub mod vnets;
 
-pub use client::{ClientError, ControllerClient, RetryPolicy};
+pub use client::{ClientError, ControllerClient, CreateOutcome, RetryPolicy};
 pub use error::ErrorBody;

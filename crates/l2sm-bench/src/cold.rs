@@ -57,12 +57,12 @@ pub async fn run(
     })?;
     std::fs::create_dir_all(dir.0.join("loaded"))?;
     let topo = dir.0.join("loaded/topology.json");
-    std::fs::write(&topo, serde_json::to_vec(&cluster.topology_json())?)?;
+    std::fs::write(&topo, cluster.topology_file().to_json())?;
     let loaded = ControllerSpec::new(l2sm, &dir.0.join("loaded"), Some(topo))?;
     {
         let mut c = loaded.spawn()?;
         c.wait_serving(Duration::from_secs(10)).await?;
-        cluster.feed(c.api(), 1000, 4).await?;
+        cluster.feed(c.api()?, 1000, 4).await?;
         c.stop();
     }
     let loaded_ms = runs(&loaded, n).await?;

@@ -88,7 +88,7 @@ pub async fn run(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
     let cluster = Cluster::generate(&opts.cluster)?;
     let dir = ScratchDir::new("synth")?;
     let topo_path = dir.0.join("topology.json");
-    std::fs::write(&topo_path, serde_json::to_vec(&cluster.topology_json())?)?;
+    std::fs::write(&topo_path, cluster.topology_file().to_json())?;
     let spec = ControllerSpec::new(&opts.l2sm, &dir.0, Some(topo_path))?;
 
     // 1. Feed a setup controller, then stop it: the state is on disk.
@@ -96,7 +96,7 @@ pub async fn run(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
     setup.wait_serving(Duration::from_secs(10)).await?;
     let t = Instant::now();
     let nets = cluster
-        .feed(setup.api(), opts.batch, opts.concurrency)
+        .feed(setup.api()?, opts.batch, opts.concurrency)
         .await
         .context("feeding networks and memberships")?;
     let feed_ms = ms(t.elapsed());
@@ -229,18 +229,20 @@ async fn measure_restart(
     let group0 = counters.group_mods.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let serving = controller.wait_serving(Duration::from_secs(10)).await?;
-    let api = controller.api();
+    let api = controller.api()?;
     let deadline = t0 + opts.timeout;
     let mut done_at = None;
     while Instant::now() < deadline {
         controller.check_alive()?;
-        let (status, body) = api.request("GET", "/api/v1/switches", None).await?;
-        if status == 200 {
-            let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
-            if list.len() >= n {
+        match api.switches().await {
+            Ok(list) if list.len() >= n => {
                 done_at = Some(Instant::now());
                 break;
             }
+            Ok(_) => {}
+            // No answer at all fails the run; an error answer is asked again.
+            Err(e @ l2sm_api::ClientError::Unreachable { .. }) => return Err(e.into()),
+            Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

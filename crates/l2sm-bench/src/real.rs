@@ -12,7 +12,6 @@ use crate::scenario::{Cluster, ClusterSpec};
 use crate::util::{ms, ControllerSpec, ScratchDir, Usage};
 use anyhow::{bail, Context as _};
 use l2sm_pipeline::ids;
-use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,12 +72,12 @@ pub async fn bridges(
     let cluster = Cluster::generate(spec)?;
     let dir = ScratchDir::new("ovs")?;
     let topo = dir.0.join("topology.json");
-    std::fs::write(&topo, serde_json::to_vec(&cluster.topology_json())?)?;
+    std::fs::write(&topo, cluster.topology_file().to_json())?;
     let cspec = ControllerSpec::new(l2sm, &dir.0, Some(topo))?;
     let nets = {
         let mut c = cspec.spawn()?;
         c.wait_serving(Duration::from_secs(10)).await?;
-        let nets = cluster.feed(c.api(), 1, 8).await?;
+        let nets = cluster.feed(c.api()?, 1, 8).await?;
         c.stop();
         nets
     };
@@ -198,28 +197,16 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
     let cspec = ControllerSpec::new(l2sm, &dir.0, None)?;
     let mut controller = cspec.spawn()?;
     controller.wait_serving(Duration::from_secs(10)).await?;
-    let api = controller.api();
+    let api = controller.api()?;
     let bridge = "br-l2smrate";
     let dpid = ids::datapath_id(bridge);
     for k in 0..networks {
         let name = format!("rate-{k}");
-        api.expect(
-            "POST",
-            "/onos/vnets/api",
-            Some(&json!({"networkId": name})),
-            &[204],
-        )
-        .await?;
+        api.create_vnet(&name).await?;
         let eps: Vec<String> = (0..per_net)
             .map(|j| format!("of:{}/{}", ids::dpid_hex(dpid), k as u32 * per_net + j + 1))
             .collect();
-        api.expect(
-            "POST",
-            "/onos/vnets/api/port",
-            Some(&json!({"networkId": name, "networkEndpoints": eps})),
-            &[204],
-        )
-        .await?;
+        api.add_ports(&name, &eps).await?;
     }
     let memberships = networks * per_net as usize;
     // The network-independent flows (defaults, the link-probe punt) are what an empty view

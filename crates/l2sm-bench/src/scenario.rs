@@ -4,12 +4,12 @@
 //! and, independently of the controller, every switch's expected flows and groups (the
 //! pipeline compiler applied to the planner's views once every switch is connected).
 
-use crate::util::Api;
 use anyhow::{anyhow, bail, Context as _};
+use l2sm_api::topology::{LinkEntry, NodeEntry, TopologyFile};
+use l2sm_api::ControllerClient;
 use l2sm_ofp::PortDesc;
 use l2sm_pipeline::plan::{self, End, Link, NetworkSpec};
 use l2sm_pipeline::{compile, ids, LinkKind, SwitchPipeline};
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -204,27 +204,38 @@ impl Cluster {
     }
 
     /// The overlay topology file (the format agents and the controller read).
-    pub fn topology_json(&self) -> serde_json::Value {
-        let nodes: Vec<_> = self
+    pub fn topology_file(&self) -> TopologyFile {
+        let nodes = self
             .switches
             .iter()
-            .map(|s| json!({"name": s.node, "nodeIP": s.ip.to_string()}))
+            .map(|s| NodeEntry::Full {
+                name: s.node.clone(),
+                node_ip: Some(s.ip.to_string()),
+                dpid: None,
+            })
             .collect();
-        let links: Vec<_> = self
+        let links = self
             .links
             .iter()
             .map(|&(a, pa, b, pb)| {
                 let (sa, sb) = (&self.switches[a], &self.switches[b]);
+                let tunnel = LinkEntry::tunnel(&sa.node, &sb.node);
                 match (sa.trunks.get(&pa), sb.trunks.get(&pb)) {
-                    (Some((ia, _)), Some((ib, _))) => json!({
-                        "endpointA": sa.node, "endpointB": sb.node, "type": "trunk",
-                        "interfaceA": ia, "interfaceB": ib,
-                    }),
-                    _ => json!({"endpointA": sa.node, "endpointB": sb.node}),
+                    (Some((ia, _)), Some((ib, _))) => LinkEntry {
+                        kind: Some("trunk".into()),
+                        interface_a: Some(ia.clone()),
+                        interface_b: Some(ib.clone()),
+                        ..tunnel
+                    },
+                    _ => tunnel,
                 }
             })
             .collect();
-        json!({"nodes": nodes, "links": links})
+        TopologyFile {
+            nodes,
+            links: Some(links),
+            addresses: Default::default(),
+        }
     }
 
     /// Member ports of each network: (switch index, port).
@@ -246,66 +257,55 @@ impl Cluster {
     }
 
     /// Creates the networks and reports every membership through the upstream API, the way
-    /// agents do: one `POST /onos/vnets/api/port` per port (`batch` = 1), or `batch` ports per
-    /// request; `concurrency` requests in flight. Returns each network's (VNI, VLAN).
+    /// agents do: one add-ports request per port (`batch` = 1), or `batch` ports per request;
+    /// `concurrency` requests in flight. Returns each network's (VNI, VLAN).
     pub async fn feed(
         &self,
-        api: Api,
+        api: ControllerClient,
         batch: usize,
         concurrency: usize,
     ) -> anyhow::Result<Vec<(u32, Option<u16>)>> {
         for name in &self.network_names {
-            api.expect(
-                "POST",
-                "/onos/vnets/api",
-                Some(&json!({"networkId": name})),
-                &[204],
-            )
-            .await?;
+            api.create_vnet(name)
+                .await
+                .with_context(|| format!("creating network {name}"))?;
         }
-        let mut bodies = Vec::new();
+        // (network, ports) of each request.
+        let mut requests: Vec<(String, Vec<String>)> = Vec::new();
         for (k, members) in self.memberships().iter().enumerate() {
             for chunk in members.chunks(batch.max(1)) {
                 let eps: Vec<String> = chunk
                     .iter()
                     .map(|&(i, p)| format!("of:{}/{p}", ids::dpid_hex(self.switches[i].dpid)))
                     .collect();
-                bodies.push(json!({"networkId": self.network_names[k], "networkEndpoints": eps}));
+                requests.push((self.network_names[k].clone(), eps));
             }
         }
-        let bodies = Arc::new(tokio::sync::Mutex::new(bodies));
+        let requests = Arc::new(tokio::sync::Mutex::new(requests));
         let mut workers = Vec::new();
         for _ in 0..concurrency.max(1) {
-            let bodies = bodies.clone();
+            let (requests, api) = (requests.clone(), api.clone());
             workers.push(tokio::spawn(async move {
                 loop {
-                    let Some(body) = bodies.lock().await.pop() else {
+                    let Some((network, ports)) = requests.lock().await.pop() else {
                         return anyhow::Ok(());
                     };
-                    api.expect("POST", "/onos/vnets/api/port", Some(&body), &[204])
-                        .await?;
+                    api.add_ports(&network, &ports).await?;
                 }
             }));
         }
         for w in workers {
             w.await.context("membership worker panicked")??;
         }
-        let text = api.expect("GET", "/api/v1/networks", None, &[200]).await?;
-        let list: Vec<serde_json::Value> =
-            serde_json::from_str(&text).context("GET /api/v1/networks: not a JSON list")?;
+        let list = api.networks().await.context("listing the networks")?;
         self.network_names
             .iter()
             .map(|name| {
                 let n = list
                     .iter()
-                    .find(|n| n["name"] == name.as_str())
+                    .find(|n| n.name == *name)
                     .ok_or_else(|| anyhow!("network {name} missing from the controller"))?;
-                let vni = n["vni"]
-                    .as_u64()
-                    .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(|| anyhow!("network {name} has no VNI"))?;
-                let vlan = n["vlan"].as_u64().and_then(|v| u16::try_from(v).ok());
-                Ok((vni, vlan))
+                Ok((n.vni, n.vlan))
             })
             .collect()
     }

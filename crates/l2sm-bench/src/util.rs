@@ -1,14 +1,13 @@
 //! What every benchmark needs: a controller process of its own (free ports, private state
-//! directory, log file), a tiny HTTP client for its API, and the kernel's view of the
-//! process's memory and CPU time.
+//! directory, log file), a client of its API, and the kernel's view of the process's memory
+//! and CPU time.
 
 use anyhow::{anyhow, bail, Context as _};
-use base64::Engine as _;
+use l2sm_api::{ControllerClient, RetryPolicy};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// API credentials given to benchmark controllers.
 pub const USER: &str = "bench";
@@ -123,11 +122,19 @@ impl Controller {
         self.child.id()
     }
 
-    /// The API client for this controller.
-    pub fn api(&self) -> Api {
-        Api {
-            addr: self.spec.api,
-        }
+    /// A client of this controller's API: one try per call with a 30 s deadline, so a
+    /// benchmark sees every failure at once and makes exactly the requests it times.
+    pub fn api(&self) -> anyhow::Result<ControllerClient> {
+        let retry = RetryPolicy {
+            timeout: Duration::from_secs(30),
+            ..RetryPolicy::once()
+        };
+        ControllerClient::new(
+            &format!("http://{}", self.spec.api),
+            Some((USER.into(), PASSWORD.into())),
+            retry,
+        )
+        .context("controller API client")
     }
 
     /// Fails with the log's tail if the process has exited.
@@ -147,7 +154,7 @@ impl Controller {
     /// Waits until both the API answers and the OpenFlow port accepts; returns when that was.
     pub async fn wait_serving(&mut self, timeout: Duration) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + timeout;
-        let api = self.api();
+        let api = self.api()?;
         let (mut api_ok, mut of_ok) = (false, false);
         loop {
             if !of_ok {
@@ -156,10 +163,7 @@ impl Controller {
                     .is_ok();
             }
             if !api_ok {
-                api_ok = api
-                    .request("GET", "/onos/ui", None)
-                    .await
-                    .is_ok_and(|r| r.0 == 200);
+                api_ok = api.ready().await.is_ok();
             }
             if api_ok && of_ok {
                 return Ok(Instant::now());
@@ -246,89 +250,6 @@ impl Usage {
             cpu_ms: (ticks(11) + ticks(12)) * 1000 / hz,
         })
     }
-}
-
-/// The controller's REST API, one request per connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Api {
-    /// Address of the API.
-    pub addr: SocketAddr,
-}
-
-impl Api {
-    /// Sends a request with Basic auth; returns status and body.
-    pub async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> anyhow::Result<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-            .await
-            .map_err(|_| anyhow!("{method} {path}: no answer within 30 s"))??;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| anyhow!("{method} {path}: malformed HTTP answer"))?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("{method} {path}: no status in answer"))?;
-        // Chunked bodies are not expected from axum for these small answers, but be safe.
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        Ok((status, body))
-    }
-
-    /// A request that must answer with one of `ok` statuses.
-    pub async fn expect(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-        ok: &[u16],
-    ) -> anyhow::Result<String> {
-        let (status, text) = self.request(method, path, body).await?;
-        if !ok.contains(&status) {
-            bail!("{method} {path} answered {status}: {}", text.trim());
-        }
-        Ok(text)
-    }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Median of `values` (the lower middle for an even count); 0 for none.

@@ -3,7 +3,6 @@
 //! webhook. The reconcilers live beside these and use them.
 
 pub mod annotations;
-pub mod controller_client;
 pub mod crd;
 pub mod leader;
 pub mod operator;

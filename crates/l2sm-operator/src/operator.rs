@@ -1,7 +1,6 @@
 //! `l2sm operator`: runs the reconcilers (and the webhook) against the cluster, after winning
 //! the leader election when it is on.
 
-use crate::controller_client::{ControllerClient, RetryPolicy};
 use crate::crd::{L2Network, NetworkEdgeDevice, Overlay, QuarantinePodRequest};
 use crate::leader::{LeaderElector, Timings, DEFAULT_LEASE_NAME};
 use crate::reconcile::{self, pod::pod_attachments, pod::requested_networks, Context, Settings};
@@ -14,6 +13,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, ResourceExt};
+use l2sm_api::{ControllerClient, RetryPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

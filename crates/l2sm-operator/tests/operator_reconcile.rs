@@ -8,95 +8,43 @@ use http::{Request, Response};
 use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use l2sm_operator::controller_client::{ControllerClient, NetworkRequest, RetryPolicy};
+use l2sm_api::v1::{AllocationRequest, CreateNetwork, PortOwnerRequest};
+use l2sm_api::{ControllerClient, RetryPolicy};
 use l2sm_operator::crd::{L2Network, NetworkEdgeDevice, Overlay, QuarantinePodRequest};
 use l2sm_operator::leader::{LeaderElector, Timings};
 use l2sm_operator::reconcile::{self, Context, Error, Settings};
+use l2sm_test_support::controller::ControllerProcess;
+use l2sm_test_support::free_port;
 use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A client of `ctrl`, with its credentials.
+fn client(ctrl: &ControllerProcess) -> ControllerClient {
+    ControllerClient::new(
+        &ctrl.url(),
+        Some((ctrl.user.clone(), ctrl.password.clone())),
+        RetryPolicy::default(),
+    )
+    .unwrap()
 }
 
-/// Our controller, killed (by pid) when dropped.
-struct RealController {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RealController {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RealController {
-    fn start() -> RealController {
-        let dir = tempfile::tempdir().unwrap();
-        let api = free_port();
-        let child = Command::new(l2sm_test_support::bin::l2sm())
-            .args(["controller", "--api-listen", &format!("127.0.0.1:{api}")])
-            .args(["--openflow-listen", &format!("127.0.0.1:{}", free_port())])
-            .arg("--state-dir")
-            .arg(dir.path())
-            .env("L2SM_API_USER", "op")
-            .env("L2SM_API_PASSWORD", "secret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start l2sm controller");
-        let c = RealController {
-            child,
-            url: format!("http://127.0.0.1:{api}"),
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "controller did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        c
-    }
-
-    /// A raw POST (for what the operator itself never does, e.g. allocate an address).
-    fn post(&self, path: &str, body: &str) {
-        use std::io::{Read, Write};
-        let addr = self.url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic b3A6c2VjcmV0\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
+/// Our controller (killed when dropped) holding these networks (name, CIDRs), and a client.
+async fn controller_with(networks: &[(&str, &[&str])]) -> (ControllerProcess, ControllerClient) {
+    let ctrl = ControllerProcess::start();
+    let c = client(&ctrl);
+    for (name, cidrs) in networks {
+        c.create_network(&CreateNetwork {
+            name: name.to_string(),
+            cidrs: cidrs.iter().map(|s| s.parse().unwrap()).collect(),
+            ..Default::default()
+        })
+        .await
         .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
-
-    fn client(&self) -> ControllerClient {
-        ControllerClient::new(
-            &self.url,
-            Some(("op".into(), "secret".into())),
-            RetryPolicy::default(),
-        )
-        .unwrap()
-    }
+    (ctrl, c)
 }
 
 /// A controller client for an address nobody listens on, retrying 3 times quickly.
@@ -149,8 +97,6 @@ async fn expect(
     (body, send)
 }
 
-/// The result of a spawned reconcile; one still waiting after 10 s made a request the test
-/// did not script.
 /// Answers a quarantine pass's first two reads: the source selector finds network `blue`
 /// (list with `query`), and the target `jail` exists.
 async fn source_blue_target_jail(h: &mut Handle, query: &str) {
@@ -174,6 +120,8 @@ async fn source_blue_target_jail(h: &mut Handle, query: &str) {
     .await;
 }
 
+/// The result of a spawned reconcile; one still waiting after 10 s made a request the test
+/// did not script.
 async fn done<T>(task: tokio::task::JoinHandle<T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -208,6 +156,54 @@ async fn answer(
     let (req, send) = expect(handle, method, path, query).await;
     reply(send, code, &body);
     req
+}
+
+/// Answers the next request (`method` on `path`) with an API server error `code`.
+async fn refuse(handle: &mut Handle, method: &str, path: &str, code: u16) {
+    let reason = match code {
+        404 => "NotFound",
+        409 => "Conflict",
+        _ => "InternalError",
+    };
+    answer(handle, method, path, "", code, status(code, reason)).await;
+}
+
+/// Answers the status write of the object at `path` with `obj`; returns the status written.
+async fn status_written(handle: &mut Handle, path: &str, obj: &Value) -> Value {
+    let body = answer(
+        handle,
+        "PATCH",
+        &format!("{path}/status"),
+        "",
+        200,
+        obj.clone(),
+    )
+    .await;
+    body["status"].clone()
+}
+
+/// The `l2sm/status` annotation a pod patch writes.
+fn attachments_written(patch: &Value) -> Value {
+    serde_json::from_str(
+        patch["metadata"]["annotations"]["l2sm/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Asserts the waits `error_policy` gives for `err`, one call per entry: the backoff of
+/// consecutive failures.
+fn assert_backoff<K>(obj: &Arc<K>, err: &Error, ctx: &Arc<Context>, secs: &[u64])
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    for s in secs {
+        assert_eq!(
+            reconcile::error_policy(obj.clone(), err, ctx.clone()),
+            Action::requeue(Duration::from_secs(*s))
+        );
+    }
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
@@ -268,10 +264,30 @@ fn port_on(node: &str, n: u32) -> String {
 
 // ------------------------------------------------------------------ L2Network
 
+/// The NAD of network `name` in `default`, as the API server answers an apply of it.
+fn default_nad(name: &str) -> Value {
+    json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": format!("l2sm-{name}")}})
+}
+
+/// Answers an L2Network pass's reads and applies when no pod asks for network `name`: the
+/// pod list (empty), then the NAD in the network's own namespace.
+async fn no_pods_own_nad(h: &mut Handle, name: &str) {
+    answer(h, "GET", "/api/v1/pods", "", 200, list("PodList", vec![])).await;
+    answer(
+        h,
+        "PATCH",
+        &format!("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/l2sm-{name}"),
+        "",
+        200,
+        default_nad(name),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn l2network_create_update_delete_against_the_real_controller() {
-    let ctrl = RealController::start();
-    let (ctx, mut h) = context(ctrl.client());
+    let (_ctrl, c) = controller_with(&[]).await;
+    let (ctx, mut h) = context(c.clone());
 
     // 1. New resource: the finalizer is added first (and nothing else happens yet).
     let net = l2network("blue", Some("10.10.0.0/24"), false, false);
@@ -329,18 +345,9 @@ async fn l2network_create_update_delete_against_the_real_controller() {
         );
         reply(send, 200, &nad);
     }
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{L2N}/blue/status"),
-        "",
-        200,
-        net.clone(),
-    )
-    .await;
-    let st = &st["status"];
+    let st = status_written(&mut h, &format!("{L2N}/blue"), &net).await;
     assert_eq!(st["internalConnectivity"], "Available");
-    let ready = condition(st, "Ready");
+    let ready = condition(&st, "Ready");
     assert_eq!(
         (ready["status"].as_str(), ready["reason"].as_str()),
         (Some("True"), Some("NetworkReady"))
@@ -348,13 +355,20 @@ async fn l2network_create_update_delete_against_the_real_controller() {
     assert_eq!(ready["observedGeneration"], 2);
     let action = done(task).await.unwrap();
     assert_eq!(action, Action::requeue(Settings::default().resync));
-    let view = ctrl
-        .client()
+    let cidrs = |view: l2sm_api::v1::NetworkView| -> Vec<String> {
+        view.ipam
+            .unwrap()
+            .cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let view = c
         .get_network("blue")
         .await
         .unwrap()
         .expect("network in the controller");
-    assert_eq!(view.ipam.unwrap().cidrs, ["10.10.0.0/24"]);
+    assert_eq!(cidrs(view), ["10.10.0.0/24"]);
 
     // 3. Update: a different CIDR is refused with a condition; the controller keeps its plan.
     let mut changed = l2network("blue", Some("10.99.0.0/24"), true, false);
@@ -363,34 +377,17 @@ async fn l2network_create_update_delete_against_the_real_controller() {
         obj::<L2Network>(&changed),
         ctx.clone(),
     ));
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/pods",
-        "",
-        200,
-        list("PodList", vec![]),
-    )
-    .await;
-    answer(&mut h, "PATCH", "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/l2sm-blue", "", 200, json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": "l2sm-blue"}})).await;
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{L2N}/blue/status"),
-        "",
-        200,
-        changed.clone(),
-    )
-    .await;
-    let ready = condition(&st["status"], "Ready");
+    no_pods_own_nad(&mut h, "blue").await;
+    let st = status_written(&mut h, &format!("{L2N}/blue"), &changed).await;
+    let ready = condition(&st, "Ready");
     assert_eq!(
         (ready["status"].as_str(), ready["reason"].as_str()),
         (Some("False"), Some("CIDRChangeRefused"))
     );
     assert_eq!(ready["observedGeneration"], 3);
     done(task).await.unwrap();
-    let view = ctrl.client().get_network("blue").await.unwrap().unwrap();
-    assert_eq!(view.ipam.unwrap().cidrs, ["10.10.0.0/24"]);
+    let view = c.get_network("blue").await.unwrap().unwrap();
+    assert_eq!(cidrs(view), ["10.10.0.0/24"]);
 
     // 4. Delete: the network goes from the controller, its NADs from every namespace (one
     //    already gone: 404 is fine), then the finalizer.
@@ -421,13 +418,11 @@ async fn l2network_create_update_delete_against_the_real_controller() {
         status(200, "Success"),
     )
     .await;
-    answer(
+    refuse(
         &mut h,
         "DELETE",
         "/apis/k8s.cni.cncf.io/v1/namespaces/team-a/network-attachment-definitions/l2sm-blue",
-        "",
         404,
-        status(404, "NotFound"),
     )
     .await;
     let fin = answer(
@@ -441,7 +436,7 @@ async fn l2network_create_update_delete_against_the_real_controller() {
     .await;
     assert!(fin.to_string().contains("remove"), "{fin}");
     done(task).await.unwrap();
-    assert!(ctrl.client().get_network("blue").await.unwrap().is_none());
+    assert!(c.get_network("blue").await.unwrap().is_none());
 
     // 5. Deleting again (the controller lost it, e.g. restored from an old backup): 404 is success.
     let task = tokio::spawn(reconcile::l2network::reconcile(
@@ -471,22 +466,14 @@ async fn l2network_create_update_delete_against_the_real_controller() {
 
 #[tokio::test]
 async fn l2network_conflict_and_server_error_are_retried_with_backoff() {
-    let ctrl = RealController::start();
-    let (ctx, mut h) = context(ctrl.client());
+    let (_ctrl, c) = controller_with(&[]).await;
+    let (ctx, mut h) = context(c.clone());
     let net = l2network("green", None, true, false);
     let o = obj::<L2Network>(&net);
 
     // 500 from the API server while listing pods.
     let task = tokio::spawn(reconcile::l2network::reconcile(o.clone(), ctx.clone()));
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/pods",
-        "",
-        500,
-        status(500, "InternalError"),
-    )
-    .await;
+    refuse(&mut h, "GET", "/api/v1/pods", 500).await;
     let err = done(task).await.unwrap_err();
     assert!(matches!(&err, Error::Finalizer(_)), "{err}");
     assert!(
@@ -494,67 +481,27 @@ async fn l2network_conflict_and_server_error_are_retried_with_backoff() {
             || format!("{err:?}").contains("InternalError"),
         "{err:?}"
     );
-    assert_eq!(
-        reconcile::error_policy(o.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(1))
-    );
+    assert_backoff(&o, &err, &ctx, &[1]);
 
     // 409 on the status write (someone else wrote first): retried, with a longer wait.
     let task = tokio::spawn(reconcile::l2network::reconcile(o.clone(), ctx.clone()));
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/pods",
-        "",
-        200,
-        list("PodList", vec![]),
-    )
-    .await;
-    answer(&mut h, "PATCH", "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/l2sm-green", "", 200, json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": "l2sm-green"}})).await;
-    answer(
-        &mut h,
-        "PATCH",
-        &format!("{L2N}/green/status"),
-        "",
-        409,
-        status(409, "Conflict"),
-    )
-    .await;
+    no_pods_own_nad(&mut h, "green").await;
+    refuse(&mut h, "PATCH", &format!("{L2N}/green/status"), 409).await;
     let err = done(task).await.unwrap_err();
     assert!(format!("{err:?}").contains("409"), "{err:?}");
-    assert_eq!(
-        reconcile::error_policy(o.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(2))
-    );
+    assert_backoff(&o, &err, &ctx, &[2]);
 
     // The next pass succeeds and resets the backoff. The network was created once (the
     // second create was a no-op).
     let task = tokio::spawn(reconcile::l2network::reconcile(o.clone(), ctx.clone()));
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/pods",
-        "",
-        200,
-        list("PodList", vec![]),
-    )
-    .await;
-    answer(&mut h, "PATCH", "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/l2sm-green", "", 200, json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": "l2sm-green"}})).await;
-    answer(
-        &mut h,
-        "PATCH",
-        &format!("{L2N}/green/status"),
-        "",
-        200,
-        net.clone(),
-    )
-    .await;
+    no_pods_own_nad(&mut h, "green").await;
+    status_written(&mut h, &format!("{L2N}/green"), &net).await;
     done(task).await.unwrap();
     assert_eq!(
         ctx.next_backoff("L2Network/default/green"),
         Duration::from_secs(1)
     );
-    assert_eq!(ctrl.client().list_networks().await.unwrap().len(), 1);
+    assert_eq!(c.networks().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -564,18 +511,9 @@ async fn l2network_with_controller_unreachable_sets_condition_and_requeues() {
     let o = obj::<L2Network>(&net);
     let started = Instant::now();
     let task = tokio::spawn(reconcile::l2network::reconcile(o.clone(), ctx.clone()));
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{L2N}/blue/status"),
-        "",
-        200,
-        net.clone(),
-    )
-    .await;
-    let st = &st["status"];
+    let st = status_written(&mut h, &format!("{L2N}/blue"), &net).await;
     assert_eq!(st["internalConnectivity"], "Unavailable");
-    let ready = condition(st, "Ready");
+    let ready = condition(&st, "Ready");
     assert_eq!(
         (ready["status"].as_str(), ready["reason"].as_str()),
         (Some("False"), Some("ControllerUnreachable"))
@@ -587,33 +525,14 @@ async fn l2network_with_controller_unreachable_sets_condition_and_requeues() {
     let err = done(task).await.unwrap_err();
     // Backoff between the 3 attempts: 10 ms + 20 ms at least.
     assert!(started.elapsed() >= Duration::from_millis(30));
-    assert_eq!(
-        reconcile::error_policy(o.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(1))
-    );
-    assert_eq!(
-        reconcile::error_policy(o.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(2))
-    );
-    assert_eq!(
-        reconcile::error_policy(o.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(4))
-    );
+    assert_backoff(&o, &err, &ctx, &[1, 2, 4]);
 }
 
 // ------------------------------------------------------------------ Pod
 
 #[tokio::test]
 async fn pod_status_cleanup_and_errors() {
-    let ctrl = RealController::start();
-    let c = ctrl.client();
-    c.create_network(&NetworkRequest {
-        name: "blue".into(),
-        cidrs: vec!["10.20.0.0/24".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (_ctrl, c) = controller_with(&[("blue", &["10.20.0.0/24"])]).await;
     let port = port_on("w1", 3);
     c.add_port("blue", &port).await.unwrap();
     let (ctx, mut h) = context(c.clone());
@@ -663,12 +582,7 @@ async fn pod_status_cleanup_and_errors() {
         p.clone(),
     )
     .await;
-    let written: Value = serde_json::from_str(
-        patch["metadata"]["annotations"]["l2sm/status"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let written = attachments_written(&patch);
     assert_eq!(
         written,
         json!([{"network": "blue", "interface": "net1", "ips": ["10.20.0.5"], "mac": "02:00:00:00:00:05", "port": port}])
@@ -706,27 +620,11 @@ async fn pod_status_cleanup_and_errors() {
         list("PodList", vec![]),
     )
     .await;
-    answer(
-        &mut h,
-        "PATCH",
-        "/api/v1/namespaces/team-a/pods/a",
-        "",
-        409,
-        status(409, "Conflict"),
-    )
-    .await;
+    refuse(&mut h, "PATCH", "/api/v1/namespaces/team-a/pods/a", 409).await;
     assert!(format!("{:?}", done(task).await.unwrap_err()).contains("409"));
     // A 500 listing the node's pods, too.
     let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&p2), ctx.clone()));
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/pods",
-        "",
-        500,
-        status(500, "InternalError"),
-    )
-    .await;
+    refuse(&mut h, "GET", "/api/v1/pods", 500).await;
     assert!(format!("{:?}", done(task).await.unwrap_err()).contains("500"));
 
     // Delete while the containers still run: wait (no controller change, no API call).
@@ -749,10 +647,18 @@ async fn pod_status_cleanup_and_errors() {
         .contains(&port));
 
     // Delete once stopped: port out of the network, address released, finalizer removed.
-    ctrl.post(
-        "/api/v1/networks/blue/allocations",
-        r#"{"owner":"cni/c1/net1","ips":["10.20.0.5/24"]}"#,
-    );
+    let held = c
+        .allocate(
+            "blue",
+            &AllocationRequest {
+                owner: "cni/c1/net1".into(),
+                ips: vec!["10.20.0.5/24".parse().unwrap()],
+                port: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, ["10.20.0.5/24".parse().unwrap()]);
     let task = tokio::spawn(reconcile::pod::reconcile(
         obj::<Pod>(&deleting),
         ctx.clone(),
@@ -793,15 +699,7 @@ async fn pod_status_cleanup_and_errors() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unreachable"), "{err}");
-    let o = obj::<Pod>(&deleting);
-    assert_eq!(
-        reconcile::error_policy(o.clone(), &err, ctx2.clone()),
-        Action::requeue(Duration::from_secs(1))
-    );
-    assert_eq!(
-        reconcile::error_policy(o, &err, ctx2),
-        Action::requeue(Duration::from_secs(2))
-    );
+    assert_backoff(&obj::<Pod>(&deleting), &err, &ctx2, &[1, 2]);
 }
 
 // ------------------------------------------------------------------ Overlay
@@ -835,6 +733,11 @@ fn node(name: &str, ip: Option<&str>) -> Value {
         .map(|ip| json!({"type": "InternalIP", "address": ip}))
         .collect();
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {"addresses": addrs}})
+}
+
+/// Answers an Overlay pass's node list with `nodes`.
+async fn nodes_listed(h: &mut Handle, nodes: Vec<Value>) {
+    answer(h, "GET", "/api/v1/nodes", "", 200, list("NodeList", nodes)).await;
 }
 
 /// Answers the ConfigMap and DaemonSet applies; returns the topology file and the DaemonSet.
@@ -880,20 +783,13 @@ async fn overlay_create_update_delete_and_errors() {
         obj::<Overlay>(&o),
         ctx.clone(),
     ));
-    answer(
+    nodes_listed(
         &mut h,
-        "GET",
-        "/api/v1/nodes",
-        "",
-        200,
-        list(
-            "NodeList",
-            vec![
-                node("w1", Some("10.0.0.1")),
-                node("w2", Some("10.0.0.2")),
-                node("w3", Some("10.0.0.3")),
-            ],
-        ),
+        vec![
+            node("w1", Some("10.0.0.1")),
+            node("w2", Some("10.0.0.2")),
+            node("w3", Some("10.0.0.3")),
+        ],
     )
     .await;
     let (topo, ds) = overlay_applies(&mut h, 1).await;
@@ -911,16 +807,8 @@ async fn overlay_create_update_delete_and_errors() {
     assert_eq!(c["image"], Settings::default().agent_image);
     assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
     assert_eq!(ds["metadata"]["ownerReferences"][0]["kind"], "Overlay");
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{OVL}/ovl/status"),
-        "",
-        200,
-        o.clone(),
-    )
-    .await;
-    let ready = condition(&st["status"], "Ready");
+    let st = status_written(&mut h, &format!("{OVL}/ovl"), &o).await;
+    let ready = condition(&st, "Ready");
     assert_eq!(
         (ready["status"].as_str(), ready["reason"].as_str()),
         (Some("False"), Some("AgentsStarting"))
@@ -929,7 +817,7 @@ async fn overlay_create_update_delete_and_errors() {
         ready["message"].as_str().unwrap().contains("talpa"),
         "{ready}"
     );
-    let ports = condition(&st["status"], "PortsOnDemand");
+    let ports = condition(&st, "PortsOnDemand");
     assert!(
         ports["message"]
             .as_str()
@@ -951,20 +839,13 @@ async fn overlay_create_update_delete_and_errors() {
         obj::<Overlay>(&o),
         ctx.clone(),
     ));
-    answer(
+    nodes_listed(
         &mut h,
-        "GET",
-        "/api/v1/nodes",
-        "",
-        200,
-        list(
-            "NodeList",
-            vec![
-                node("w1", Some("10.0.0.1")),
-                node("w2", Some("10.0.0.2")),
-                node("w3", None),
-            ],
-        ),
+        vec![
+            node("w1", Some("10.0.0.1")),
+            node("w2", Some("10.0.0.2")),
+            node("w3", None),
+        ],
     )
     .await;
     let (topo, ds) = overlay_applies(&mut h, 3).await;
@@ -976,19 +857,8 @@ async fn overlay_create_update_delete_and_errors() {
             ["matchExpressions"][0]["values"],
         json!(["w1", "w2", "w3"])
     );
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{OVL}/ovl/status"),
-        "",
-        200,
-        o.clone(),
-    )
-    .await;
-    assert_eq!(
-        condition(&st["status"], "Ready")["reason"],
-        "NodesWithoutAddress"
-    );
+    let st = status_written(&mut h, &format!("{OVL}/ovl"), &o).await;
+    assert_eq!(condition(&st, "Ready")["reason"], "NodesWithoutAddress");
     done(task).await.unwrap();
 
     // Invalid spec: a condition, no workload.
@@ -997,16 +867,8 @@ async fn overlay_create_update_delete_and_errors() {
         obj::<Overlay>(&bad),
         ctx.clone(),
     ));
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{OVL}/ovl/status"),
-        "",
-        200,
-        bad.clone(),
-    )
-    .await;
-    let ready = condition(&st["status"], "Ready");
+    let st = status_written(&mut h, &format!("{OVL}/ovl"), &bad).await;
+    let ready = condition(&st, "Ready");
     assert_eq!(ready["reason"], "InvalidSpec");
     assert!(ready["message"].as_str().unwrap().contains("\"zz\""));
     assert_eq!(done(task).await.unwrap(), Action::await_change());
@@ -1014,15 +876,7 @@ async fn overlay_create_update_delete_and_errors() {
     // 500 from the API server on the DaemonSet apply; 409 on the status write.
     let oo = obj::<Overlay>(&o);
     let task = tokio::spawn(reconcile::overlay::reconcile(oo.clone(), ctx.clone()));
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/nodes",
-        "",
-        200,
-        list("NodeList", vec![]),
-    )
-    .await;
+    nodes_listed(&mut h, vec![]).await;
     answer(
         &mut h,
         "PATCH",
@@ -1032,46 +886,22 @@ async fn overlay_create_update_delete_and_errors() {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ovl-topology"}}),
     )
     .await;
-    answer(
+    refuse(
         &mut h,
         "PATCH",
         "/apis/apps/v1/namespaces/default/daemonsets/l2sm-agent-ovl",
-        "",
         500,
-        status(500, "InternalError"),
     )
     .await;
     let err = done(task).await.unwrap_err();
-    assert_eq!(
-        reconcile::error_policy(oo.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(1))
-    );
+    assert_backoff(&oo, &err, &ctx, &[1]);
     let task = tokio::spawn(reconcile::overlay::reconcile(oo.clone(), ctx.clone()));
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/nodes",
-        "",
-        200,
-        list("NodeList", vec![]),
-    )
-    .await;
+    nodes_listed(&mut h, vec![]).await;
     overlay_applies(&mut h, 0).await;
-    answer(
-        &mut h,
-        "PATCH",
-        &format!("{OVL}/ovl/status"),
-        "",
-        409,
-        status(409, "Conflict"),
-    )
-    .await;
+    refuse(&mut h, "PATCH", &format!("{OVL}/ovl/status"), 409).await;
     let err = done(task).await.unwrap_err();
     assert!(format!("{err:?}").contains("409"));
-    assert_eq!(
-        reconcile::error_policy(oo.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(2))
-    );
+    assert_backoff(&oo, &err, &ctx, &[2]);
 
     // Delete: workload and config go (already gone is fine), then the finalizer.
     let gone = overlay(&["w1"], &[], true, true);
@@ -1088,13 +918,11 @@ async fn overlay_create_update_delete_and_errors() {
         status(200, "Success"),
     )
     .await;
-    answer(
+    refuse(
         &mut h,
         "DELETE",
         "/api/v1/namespaces/default/configmaps/ovl-topology",
-        "",
         404,
-        status(404, "NotFound"),
     )
     .await;
     answer(
@@ -1123,18 +951,31 @@ fn qpr(target: &str) -> Value {
     })
 }
 
+/// Answers a quarantine pass's pod list (selected with `query`) with `pods`.
+async fn pods_selected(h: &mut Handle, query: &str, pods: Vec<Value>) {
+    answer(
+        h,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        query,
+        200,
+        list("PodList", pods),
+    )
+    .await;
+}
+
+/// What a node's agent reports for a port it attached: its pod and CNI attachment on `net1`.
+fn owner(pod: &str, attachment: &str) -> PortOwnerRequest {
+    PortOwnerRequest {
+        pod: Some(pod.into()),
+        attachment: attachment.into(),
+        interface: "net1".into(),
+    }
+}
+
 #[tokio::test]
 async fn quarantine_moves_the_port_live_and_reports() {
-    let ctrl = RealController::start();
-    let c = ctrl.client();
-    for n in ["blue", "jail"] {
-        c.create_network(&NetworkRequest {
-            name: n.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    let (_ctrl, c) = controller_with(&[("blue", &[]), ("jail", &[])]).await;
     let port = port_on("w1", 4);
     c.add_port("blue", &port).await.unwrap();
     let (ctx, mut h) = context(c.clone());
@@ -1161,15 +1002,7 @@ async fn quarantine_moves_the_port_live_and_reports() {
         ctx.clone(),
     ));
     source_blue_target_jail(&mut h, "labelSelector=tier=prod").await;
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/namespaces/default/pods",
-        "labelSelector=app=web",
-        200,
-        list("PodList", vec![web.clone(), other]),
-    )
-    .await;
+    pods_selected(&mut h, "labelSelector=app=web", vec![web.clone(), other]).await;
     let patch = answer(
         &mut h,
         "PATCH",
@@ -1179,25 +1012,11 @@ async fn quarantine_moves_the_port_live_and_reports() {
         web.clone(),
     )
     .await;
-    let moved: Value = serde_json::from_str(
-        patch["metadata"]["annotations"]["l2sm/status"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let moved = attachments_written(&patch);
     assert_eq!(moved[0]["network"], "jail");
     assert_eq!(moved[0]["quarantinedFrom"], "blue");
     assert_eq!(moved[0]["port"], port);
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        200,
-        q.clone(),
-    )
-    .await;
-    let st = &st["status"];
+    let st = status_written(&mut h, &format!("{QPR}/q"), &q).await;
     assert_eq!(
         (st["matchedPodCount"].as_i64(), st["movedPodCount"].as_i64()),
         (Some(1), Some(1))
@@ -1210,7 +1029,7 @@ async fn quarantine_moves_the_port_live_and_reports() {
         (Some("blue"), Some("jail"))
     );
     for t in ["Available", "Ready"] {
-        let cnd = condition(st, t);
+        let cnd = condition(&st, t);
         assert_eq!(
             (cnd["status"].as_str(), cnd["reason"].as_str()),
             (Some("True"), Some("PodsMoved"))
@@ -1243,15 +1062,7 @@ async fn quarantine_moves_the_port_live_and_reports() {
         ctx.clone(),
     ));
     source_blue_target_jail(&mut h, "").await;
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/namespaces/default/pods",
-        "",
-        200,
-        list("PodList", vec![web.clone()]),
-    )
-    .await;
+    pods_selected(&mut h, "", vec![web.clone()]).await;
     done(task).await.unwrap();
 }
 
@@ -1259,29 +1070,23 @@ async fn quarantine_moves_the_port_live_and_reports() {
 /// their ports apart, the owners the agent reported can; quarantine moves exactly one.
 #[tokio::test]
 async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_one() {
-    let ctrl = RealController::start();
-    let c = ctrl.client();
-    for n in ["blue", "jail"] {
-        c.create_network(&NetworkRequest {
-            name: n.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    let (_ctrl, c) = controller_with(&[("blue", &[]), ("jail", &[])]).await;
     let (p1, p2) = (port_on("w1", 3), port_on("w1", 4));
     // What the agent does on attach: membership, then owner.
     c.add_port("blue", &p1).await.unwrap();
     c.add_port("blue", &p2).await.unwrap();
-    c.set_port_owner(&p1, Some("default/web-1"), "cni/c1/net1", "net1")
+    c.set_port_owner(p1.parse().unwrap(), &owner("default/web-1", "cni/c1/net1"))
         .await
         .unwrap();
-    c.set_port_owner(&p2, Some("default/db-1"), "cni/c2/net1", "net1")
+    c.set_port_owner(p2.parse().unwrap(), &owner("default/db-1", "cni/c2/net1"))
         .await
         .unwrap();
     // Only member ports have owners.
     let err = c
-        .set_port_owner(&port_on("w1", 9), Some("default/x"), "cni/c9/net1", "net1")
+        .set_port_owner(
+            port_on("w1", 9).parse().unwrap(),
+            &owner("default/x", "cni/c9/net1"),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("409"), "{err}");
@@ -1306,13 +1111,7 @@ async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_
         db.clone(),
     )
     .await;
-    let written: Value = serde_json::from_str(
-        patch["metadata"]["annotations"]["l2sm/status"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(written[0]["port"], p2);
+    assert_eq!(attachments_written(&patch)[0]["port"], p2);
     assert_eq!(
         done(task).await.unwrap(),
         Action::requeue(Settings::default().resync)
@@ -1333,15 +1132,7 @@ async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_
         ctx.clone(),
     ));
     source_blue_target_jail(&mut h, "labelSelector=tier=prod").await;
-    answer(
-        &mut h,
-        "GET",
-        "/api/v1/namespaces/default/pods",
-        "labelSelector=app=web",
-        200,
-        list("PodList", vec![web.clone()]),
-    )
-    .await;
+    pods_selected(&mut h, "labelSelector=app=web", vec![web.clone()]).await;
     let patch = answer(
         &mut h,
         "PATCH",
@@ -1351,33 +1142,19 @@ async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_
         web.clone(),
     )
     .await;
-    let moved: Value = serde_json::from_str(
-        patch["metadata"]["annotations"]["l2sm/status"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
     assert_eq!(
-        moved,
+        attachments_written(&patch),
         json!([{"network": "jail", "port": p1, "quarantinedFrom": "blue"}])
     );
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        200,
-        q.clone(),
-    )
-    .await;
-    assert_eq!(st["status"]["movedPodCount"], 1);
+    let st = status_written(&mut h, &format!("{QPR}/q"), &q).await;
+    assert_eq!(st["movedPodCount"], 1);
     done(task).await.unwrap();
     let blue = c.get_network("blue").await.unwrap().unwrap();
     let jail = c.get_network("jail").await.unwrap().unwrap();
     assert_eq!(blue.endpoints, std::slice::from_ref(&p2));
     assert_eq!(jail.endpoints, std::slice::from_ref(&p1));
     // The moved port keeps its owner; the other is untouched.
-    let owners = c.memberships().await.unwrap();
+    let owners = c.attachments().await.unwrap();
     let of = |p: &str| owners.iter().find(|m| m.port == p).unwrap().clone();
     assert_eq!(
         (of(&p1).network.as_str(), of(&p1).pod.as_deref()),
@@ -1389,181 +1166,107 @@ async fn owned_ports_tell_pods_on_one_node_apart_and_quarantine_moves_the_right_
     );
     // Leaving the network drops the owner.
     c.remove_port("jail", &p1).await.unwrap();
-    assert!(c.memberships().await.unwrap().iter().all(|m| m.port != p1));
+    assert!(c.attachments().await.unwrap().iter().all(|m| m.port != p1));
 }
 
 #[tokio::test]
 async fn quarantine_failures_have_upstream_reasons() {
-    let ctrl = RealController::start();
-    let c = ctrl.client();
-    c.create_network(&NetworkRequest {
-        name: "blue".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (_ctrl, c) = controller_with(&[("blue", &[])]).await;
     let (ctx, mut h) = context(c.clone());
     let q = qpr("jail");
     let qo = obj::<QuarantinePodRequest>(&q);
     let run = |ctx: Arc<Context>| tokio::spawn(reconcile::quarantine::reconcile(qo.clone(), ctx));
 
-    // No source network.
-    let task = run(ctx.clone());
-    answer(&mut h, "GET", L2N, "", 200, list("L2NetworkList", vec![])).await;
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        200,
-        q.clone(),
-    )
-    .await;
-    assert_eq!(
-        condition(&st["status"], "Available")["reason"],
-        "SourceL2NetworkNotFound"
-    );
-    assert_eq!(
-        done(task).await.unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
-
-    // Two source networks.
-    let task = run(ctx.clone());
-    answer(
-        &mut h,
-        "GET",
-        L2N,
-        "",
-        200,
-        list(
-            "L2NetworkList",
-            vec![
-                l2network("blue", None, true, false),
-                l2network("red", None, true, false),
-            ],
+    // What is missing, as the API server and the controller answer the pass's reads (GET
+    // path, code, body): each a condition with upstream's reason and a look again in 30 s.
+    let blue_only = || list("L2NetworkList", vec![l2network("blue", None, true, false)]);
+    let jail = format!("{L2N}/jail");
+    let cases = [
+        (
+            vec![(L2N.to_string(), 200, list("L2NetworkList", vec![]))],
+            "SourceL2NetworkNotFound",
+            "L2Network selector did not match any source L2Network",
         ),
-    )
-    .await;
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        200,
-        q.clone(),
-    )
-    .await;
-    let cnd = condition(&st["status"], "Available");
-    assert_eq!(cnd["reason"], "MultipleSourceL2Networks");
-    assert_eq!(
-        cnd["message"],
-        "L2Network selector matched 2 source L2Networks; expected exactly one"
-    );
-    done(task).await.unwrap();
-
-    // Target resource missing.
-    let task = run(ctx.clone());
-    answer(
-        &mut h,
-        "GET",
-        L2N,
-        "",
-        200,
-        list("L2NetworkList", vec![l2network("blue", None, true, false)]),
-    )
-    .await;
-    answer(
-        &mut h,
-        "GET",
-        &format!("{L2N}/jail"),
-        "",
-        404,
-        status(404, "NotFound"),
-    )
-    .await;
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        200,
-        q.clone(),
-    )
-    .await;
-    assert_eq!(
-        condition(&st["status"], "Available")["message"],
-        "target L2Network \"jail\" does not exist"
-    );
-    done(task).await.unwrap();
-
-    // Target resource present but not in the controller.
-    let task = run(ctx.clone());
-    source_blue_target_jail(&mut h, "").await;
-    let st = answer(
-        &mut h,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        200,
-        q.clone(),
-    )
-    .await;
-    assert_eq!(
-        condition(&st["status"], "Available")["reason"],
-        "TargetL2NetworkUnavailable"
-    );
-    done(task).await.unwrap();
+        (
+            vec![(
+                L2N.to_string(),
+                200,
+                list(
+                    "L2NetworkList",
+                    vec![
+                        l2network("blue", None, true, false),
+                        l2network("red", None, true, false),
+                    ],
+                ),
+            )],
+            "MultipleSourceL2Networks",
+            "L2Network selector matched 2 source L2Networks; expected exactly one",
+        ),
+        (
+            vec![
+                (L2N.to_string(), 200, blue_only()),
+                (jail.clone(), 404, status(404, "NotFound")),
+            ],
+            "TargetL2NetworkNotFound",
+            "target L2Network \"jail\" does not exist",
+        ),
+        (
+            // The resource exists; the controller has no network "jail".
+            vec![
+                (L2N.to_string(), 200, blue_only()),
+                (jail.clone(), 200, l2network("jail", None, true, false)),
+            ],
+            "TargetL2NetworkUnavailable",
+            "target L2Network \"jail\" does not exist in the SDN controller",
+        ),
+    ];
+    for (reads, reason, message) in cases {
+        let task = run(ctx.clone());
+        for (path, code, body) in reads {
+            answer(&mut h, "GET", &path, "", code, body).await;
+        }
+        let st = status_written(&mut h, &format!("{QPR}/q"), &q).await;
+        for t in ["Available", "Ready"] {
+            let cnd = condition(&st, t);
+            assert_eq!(
+                (
+                    cnd["status"].as_str(),
+                    cnd["reason"].as_str(),
+                    cnd["message"].as_str()
+                ),
+                (Some("False"), Some(reason), Some(message))
+            );
+        }
+        assert_eq!(
+            done(task).await.unwrap(),
+            Action::requeue(Duration::from_secs(30)),
+            "{reason}"
+        );
+    }
 
     // API server error listing networks; conflict on the status write.
     let task = run(ctx.clone());
-    answer(&mut h, "GET", L2N, "", 500, status(500, "InternalError")).await;
+    refuse(&mut h, "GET", L2N, 500).await;
     let err = done(task).await.unwrap_err();
-    assert_eq!(
-        reconcile::error_policy(qo.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(1))
-    );
+    assert_backoff(&qo, &err, &ctx, &[1]);
     let task = run(ctx.clone());
     answer(&mut h, "GET", L2N, "", 200, list("L2NetworkList", vec![])).await;
-    answer(
-        &mut h,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        409,
-        status(409, "Conflict"),
-    )
-    .await;
+    refuse(&mut h, "PATCH", &format!("{QPR}/q/status"), 409).await;
     assert!(format!("{:?}", done(task).await.unwrap_err()).contains("409"));
 
     // Controller unreachable: TargetL2NetworkCheckFailed, and an error (retried with backoff).
     let (ctx2, mut h2) = context(unreachable_client());
     let task = run(ctx2.clone());
     source_blue_target_jail(&mut h2, "").await;
-    let st = answer(
-        &mut h2,
-        "PATCH",
-        &format!("{QPR}/q/status"),
-        "",
-        200,
-        q.clone(),
-    )
-    .await;
-    let cnd = condition(&st["status"], "Available");
+    let st = status_written(&mut h2, &format!("{QPR}/q"), &q).await;
+    let cnd = condition(&st, "Available");
     assert_eq!(cnd["reason"], "TargetL2NetworkCheckFailed");
     assert!(cnd["message"]
         .as_str()
         .unwrap()
         .starts_with("could not check target L2Network in SDN controller"));
     let err = done(task).await.unwrap_err();
-    assert_eq!(
-        reconcile::error_policy(qo.clone(), &err, ctx2.clone()),
-        Action::requeue(Duration::from_secs(1))
-    );
-    assert_eq!(
-        reconcile::error_policy(qo.clone(), &err, ctx2.clone()),
-        Action::requeue(Duration::from_secs(2))
-    );
+    assert_backoff(&qo, &err, &ctx2, &[1, 2]);
 }
 
 // ------------------------------------------------------------------ NetworkEdgeDevice
@@ -1604,7 +1307,7 @@ async fn network_edge_device_is_validated_and_reported_not_implemented() {
         obj::<NetworkEdgeDevice>(&bad),
         ctx.clone(),
     ));
-    answer(&mut h, "PATCH", path, "", 500, status(500, "InternalError")).await;
+    refuse(&mut h, "PATCH", path, 500).await;
     assert!(done(task).await.is_err());
 }
 
@@ -1643,7 +1346,7 @@ async fn leader_election_acquires_renews_and_steps_down() {
         let me = me.clone();
         tokio::spawn(async move { me.try_acquire_or_renew().await })
     };
-    answer(&mut h, "GET", &name, "", 404, status(404, "NotFound")).await;
+    refuse(&mut h, "GET", &name, 404).await;
     let created = answer(&mut h, "POST", LEASES, "", 201, lease("op-a", 0, 0)).await;
     assert_eq!(created["spec"]["holderIdentity"], "op-a");
     assert!(done(t).await.unwrap());
@@ -1674,7 +1377,7 @@ async fn leader_election_acquires_renews_and_steps_down() {
         tokio::spawn(async move { me.try_acquire_or_renew().await })
     };
     answer(&mut h, "GET", &name, "", 200, lease("op-b", 60, 4)).await;
-    answer(&mut h, "PUT", &name, "", 409, status(409, "Conflict")).await;
+    refuse(&mut h, "PUT", &name, 409).await;
     assert!(!done(t).await.unwrap());
 
     // API server error: an error, not leadership.
@@ -1682,7 +1385,7 @@ async fn leader_election_acquires_renews_and_steps_down() {
         let me = me.clone();
         tokio::spawn(async move { me.try_acquire_or_renew().await })
     };
-    answer(&mut h, "GET", &name, "", 500, status(500, "InternalError")).await;
+    refuse(&mut h, "GET", &name, 500).await;
     assert!(done(t).await.is_err());
 
     // Leading: renewals keep the same acquireTime and transitions; when renewals fail past
@@ -1755,8 +1458,8 @@ async fn leader_steps_down_when_another_takes_over_and_releases_on_exit() {
 /// server gets reconciled (its finalizer added), and the controllers stop when asked.
 #[tokio::test]
 async fn controllers_run_reconcile_and_stop() {
-    let ctrl = RealController::start();
-    let (ctx, mut h) = context(ctrl.client());
+    let (_ctrl, c) = controller_with(&[]).await;
+    let (ctx, mut h) = context(c);
     let client = ctx.kube.clone();
     let (finalized_tx, mut finalized_rx) = tokio::sync::mpsc::unbounded_channel();
     let server = tokio::spawn(async move {

@@ -8,7 +8,6 @@ use super::pod::{pod_attachments, requested_networks};
 use super::{
     bool_status, now, patch_status, tracked, Context, Error, Result, FIELD_MANAGER, NETWORK_LABEL,
 };
-use crate::controller_client::{ClientError, CreateOutcome, NetworkRequest, NetworkView};
 use crate::crd::{
     condition, set_condition, ConnectivityStatus, L2Network, L2NetworkSpec, L2NetworkStatus,
     CONDITION_READY, FINALIZER,
@@ -19,6 +18,8 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, Pat
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Api, ResourceExt};
+use l2sm_api::v1::{CreateNetwork, NetworkView};
+use l2sm_api::{ClientError, CreateOutcome};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ pub enum Observed {
         /// What the controller has.
         current: NetworkView,
         /// What the spec asks for.
-        wanted: NetworkRequest,
+        wanted: CreateNetwork,
     },
     /// The controller could not be asked or refused.
     Failed {
@@ -47,8 +48,8 @@ pub enum Observed {
 
 /// The controller request for a spec: the name, and the address plan (`networkCIDR`,
 /// `podAddressRange`) checked and normalized.
-pub fn desired_request(name: &str, spec: &L2NetworkSpec) -> Result<NetworkRequest, String> {
-    let mut req = NetworkRequest {
+pub fn desired_request(name: &str, spec: &L2NetworkSpec) -> Result<CreateNetwork, String> {
+    let mut req = CreateNetwork {
         name: name.to_string(),
         ..Default::default()
     };
@@ -75,22 +76,22 @@ pub fn desired_request(name: &str, spec: &L2NetworkSpec) -> Result<NetworkReques
         }
         _ => {}
     }
-    req.cidrs = cidr.iter().map(ToString::to_string).collect();
-    req.pod_ranges = range.iter().map(ToString::to_string).collect();
+    req.cidrs = cidr.into_iter().collect();
+    req.pod_ranges = range.into_iter().collect();
     Ok(req)
 }
 
-fn normalized(list: &[String]) -> BTreeSet<String> {
-    list.iter()
-        .map(|s| match s.parse::<ipnet::IpNet>() {
-            Ok(n) => n.trunc().to_string(),
-            Err(_) => s.clone(),
-        })
-        .collect()
+fn normalized(list: &[ipnet::IpNet]) -> BTreeSet<ipnet::IpNet> {
+    list.iter().map(ipnet::IpNet::trunc).collect()
+}
+
+/// Subnets as text, for condition messages.
+fn texts(list: &[ipnet::IpNet]) -> Vec<String> {
+    list.iter().map(ToString::to_string).collect()
 }
 
 /// Whether the controller's network has the address plan the request asks for.
-pub fn settings_match(req: &NetworkRequest, view: &NetworkView) -> bool {
+pub fn settings_match(req: &CreateNetwork, view: &NetworkView) -> bool {
     let (cidrs, ranges) = match &view.ipam {
         Some(i) => (normalized(&i.cidrs), normalized(&i.pod_ranges)),
         None => (BTreeSet::new(), BTreeSet::new()),
@@ -100,7 +101,7 @@ pub fn settings_match(req: &NetworkRequest, view: &NetworkView) -> bool {
 
 /// Classifies a create answer.
 pub fn observe(
-    req: &NetworkRequest,
+    req: &CreateNetwork,
     answer: std::result::Result<CreateOutcome, &ClientError>,
 ) -> Observed {
     match answer {
@@ -156,7 +157,9 @@ pub fn compute_status(
             status.connected_pod_count = view.endpoints.len() as i64;
             if let Some(ipam) = &view.ipam {
                 for (ip, owner) in &ipam.allocations {
-                    assigned.entry(ip.clone()).or_insert_with(|| owner.clone());
+                    assigned
+                        .entry(ip.to_string())
+                        .or_insert_with(|| owner.clone());
                 }
             }
             status.assigned_ips = (!assigned.is_empty()).then_some(assigned);
@@ -165,7 +168,7 @@ pub fn compute_status(
                     let have = current
                         .ipam
                         .as_ref()
-                        .map(|i| [i.cidrs.clone(), i.pod_ranges.clone()])
+                        .map(|i| [texts(&i.cidrs), texts(&i.pod_ranges)])
                         .unwrap_or_default();
                     (
                         false,
@@ -174,7 +177,11 @@ pub fn compute_status(
                             "the controller keeps network {:?} with CIDRs {:?} and pod ranges {:?}; \
                              the spec asks for {:?} and {:?}. Changing the address plan of an existing \
                              network is not supported: delete and re-create the L2Network",
-                            current.name, have[0], have[1], wanted.cidrs, wanted.pod_ranges
+                            current.name,
+                            have[0],
+                            have[1],
+                            texts(&wanted.cidrs),
+                            texts(&wanted.pod_ranges)
                         ),
                     )
                 }
@@ -280,7 +287,7 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let answer = ctx.controller.create_network(&req).await;
+    let answer = ctx.controller.ensure_network(&req).await;
     let observed = observe(&req, answer.as_ref().map(Clone::clone));
     if let Err(e) = answer {
         let status = compute_status(
@@ -364,8 +371,8 @@ async fn cleanup(net: &L2Network, ctx: &Context) -> Result<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller_client::IpamView;
     use crate::crd::{find_condition, NetworkType};
+    use l2sm_api::v1::IpamView;
 
     fn spec(cidr: Option<&str>, range: Option<&str>) -> L2NetworkSpec {
         L2NetworkSpec {
@@ -387,11 +394,11 @@ mod tests {
         let r = desired_request("n", &spec(None, None)).unwrap();
         assert!(r.cidrs.is_empty() && r.pod_ranges.is_empty());
         let r = desired_request("n", &spec(Some("10.34.0.0/16"), Some("10.34.20.0/24"))).unwrap();
-        assert_eq!(r.cidrs, ["10.34.0.0/16"]);
-        assert_eq!(r.pod_ranges, ["10.34.20.0/24"]);
+        assert_eq!(texts(&r.cidrs), ["10.34.0.0/16"]);
+        assert_eq!(texts(&r.pod_ranges), ["10.34.20.0/24"]);
         // Host bits are dropped, as the controller would.
         let r = desired_request("n", &spec(Some("10.0.0.7/24"), None)).unwrap();
-        assert_eq!(r.cidrs, ["10.0.0.0/24"]);
+        assert_eq!(texts(&r.cidrs), ["10.0.0.0/24"]);
         for (c, p, needle) in [
             (Some("10.0.0.0"), None, "networkCIDR"),
             (Some("banana"), None, "networkCIDR"),
@@ -410,10 +417,14 @@ mod tests {
             vni: 3,
             endpoints: vec!["of:0000000000000001/1".into()],
             ipam: (!cidrs.is_empty()).then(|| IpamView {
-                cidrs: cidrs.iter().map(|s| s.to_string()).collect(),
-                pod_ranges: vec![],
-                allocations: BTreeMap::from([("10.0.0.1".to_string(), "cni/abc/net1".to_string())]),
+                cidrs: cidrs.iter().map(|s| s.parse().unwrap()).collect(),
+                allocations: BTreeMap::from([(
+                    "10.0.0.1".parse().unwrap(),
+                    "cni/abc/net1".to_string(),
+                )]),
+                ..Default::default()
             }),
+            ..Default::default()
         }
     }
 

@@ -9,11 +9,11 @@ pub mod overlay;
 pub mod pod;
 pub mod quarantine;
 
-use crate::controller_client::{ClientError, ControllerClient};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer;
 use kube::{Resource, ResourceExt};
+use l2sm_api::{ClientError, ControllerClient};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

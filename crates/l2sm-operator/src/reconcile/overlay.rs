@@ -25,6 +25,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Api, Resource, ResourceExt};
+use l2sm_api::topology::{LinkEntry, NodeEntry, TopologyFile};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -93,23 +94,33 @@ pub fn validate(spec: &OverlaySpec) -> std::result::Result<&TopologySpec, String
 /// The agent's topology file for the overlay: nodes with the addresses known, links as
 /// given (none: full mesh). Nodes without a known address are listed by name only.
 pub fn topology_file(topo: &TopologySpec, addresses: &BTreeMap<String, String>) -> String {
-    let nodes: Vec<serde_json::Value> = topo
-        .nodes
-        .iter()
-        .map(|n| match addresses.get(n) {
-            Some(ip) => serde_json::json!({"name": n, "nodeIP": ip}),
-            None => serde_json::json!(n),
-        })
-        .collect();
-    let mut file = serde_json::json!({ "nodes": nodes });
-    if let Some(links) = &topo.links {
-        file["links"] = links
+    let file = TopologyFile {
+        nodes: topo
+            .nodes
             .iter()
-            .map(|l| serde_json::json!({"endpointA": l.endpoint_a, "endpointB": l.endpoint_b}))
-            .collect();
-    }
-    // Pretty, so `kubectl get cm -o yaml` is readable; serializing a Value cannot fail.
-    serde_json::to_string_pretty(&file).unwrap_or_default()
+            .map(|n| match addresses.get(n) {
+                Some(ip) => NodeEntry::Full {
+                    name: n.clone(),
+                    node_ip: Some(ip.clone()),
+                    dpid: None,
+                },
+                None => NodeEntry::Name(n.clone()),
+            })
+            .collect(),
+        links: topo.links.as_ref().map(|links| {
+            links
+                .iter()
+                .map(|l| LinkEntry::tunnel(&l.endpoint_a, &l.endpoint_b))
+                .collect()
+        }),
+        addresses: BTreeMap::new(),
+    };
+    // Through a Value, whose keys are sorted: the same text earlier operators wrote, so an
+    // upgrade does not rewrite the ConfigMap. Pretty, so `kubectl get cm -o yaml` is
+    // readable. Plain strings: serialising cannot fail.
+    serde_json::to_value(&file)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default()
 }
 
 /// Whether an image is upstream's switch (talpa), which cannot run our agent.

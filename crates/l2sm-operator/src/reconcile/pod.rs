@@ -13,13 +13,13 @@
 use super::{
     tracked, Context, Error, Result, NETWORK_STATUS_ANNOTATION, POD_LABEL, STATUS_ANNOTATION,
 };
-use crate::controller_client::{Membership, NetworkView};
 use crate::crd::FINALIZER;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Api, ResourceExt};
+use l2sm_api::v1::{AttachmentView, NetworkView};
 use l2sm_pipeline::ids::{self, PortId, OVERLAY_PROVIDER};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -113,13 +113,13 @@ pub fn pod_key(pod: &Pod) -> String {
 /// The port the controller says `pod` owns on `network`: the one for `interface` when the pod
 /// has several there, else the only one. Ports in `skip` are taken already.
 pub fn owned_port(
-    owners: &[Membership],
+    owners: &[AttachmentView],
     pod: &str,
     network: &str,
     interface: Option<&str>,
     skip: &BTreeSet<String>,
 ) -> Option<String> {
-    let mine: Vec<&Membership> = owners
+    let mine: Vec<&AttachmentView> = owners
         .iter()
         .filter(|m| {
             m.network == network && m.pod.as_deref() == Some(pod) && !skip.contains(&m.port)
@@ -140,7 +140,7 @@ pub struct Known<'a> {
     /// Networks with their member ports.
     pub networks: &'a [NetworkView],
     /// Memberships with port owners.
-    pub owners: &'a [Membership],
+    pub owners: &'a [AttachmentView],
 }
 
 /// Computes a pod's attachments from what it asked for, what Multus reported, the
@@ -257,8 +257,8 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
 
 async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     let requested = requested_networks(pod);
-    let networks = ctx.controller.list_networks().await?;
-    let owners = ctx.controller.memberships().await?;
+    let networks = ctx.controller.networks().await?;
+    let owners = ctx.controller.attachments().await?;
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let key = pod_key(pod);
     let previous = pod_attachments(pod);
@@ -365,7 +365,11 @@ pub fn cleanup_plan(
             if let Some(ipam) = &net.ipam {
                 for ip in &a.ips {
                     let bare = ip.split('/').next().unwrap_or_default();
-                    if let Some(owner) = ipam.allocations.get(bare) {
+                    let owner = bare
+                        .parse::<std::net::IpAddr>()
+                        .ok()
+                        .and_then(|ip| ipam.allocations.get(&ip));
+                    if let Some(owner) = owner {
                         owners.insert((net.name.clone(), owner.clone()));
                     }
                 }
@@ -397,7 +401,7 @@ async fn cleanup(pod: &Pod, ctx: &Context) -> Result<Action> {
     if atts.is_empty() {
         return Ok(Action::await_change());
     }
-    let networks = ctx.controller.list_networks().await?;
+    let networks = ctx.controller.networks().await?;
     let (ports, owners) = cleanup_plan(&atts, &networks);
     for (network, port) in ports {
         ctx.controller.remove_port(&network, &port).await?;
@@ -412,7 +416,7 @@ async fn cleanup(pod: &Pod, ctx: &Context) -> Result<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller_client::IpamView;
+    use l2sm_api::v1::IpamView;
     use std::collections::BTreeMap;
 
     fn port(node: &str, n: u32) -> String {
@@ -428,7 +432,7 @@ mod tests {
             name: name.into(),
             vni: 1,
             endpoints: eps,
-            ipam: None,
+            ..Default::default()
         }
     }
 
@@ -439,13 +443,14 @@ mod tests {
         }
     }
 
-    fn owned(network: &str, port: String, pod: &str, ifname: &str) -> Membership {
-        Membership {
+    fn owned(network: &str, port: String, pod: &str, ifname: &str) -> AttachmentView {
+        AttachmentView {
             network: network.into(),
             port,
             pod: Some(pod.into()),
             attachment: Some(format!("cni/c-{pod}/{ifname}")),
             interface: Some(ifname.into()),
+            ..Default::default()
         }
     }
 
@@ -661,9 +666,9 @@ mod tests {
         }];
         let mut blue = net("blue", vec![port("w1", 3)]);
         blue.ipam = Some(IpamView {
-            cidrs: vec!["10.0.0.0/24".into()],
-            pod_ranges: vec![],
-            allocations: BTreeMap::from([("10.0.0.5".into(), "cni/c1/net1".into())]),
+            cidrs: vec!["10.0.0.0/24".parse().unwrap()],
+            allocations: BTreeMap::from([("10.0.0.5".parse().unwrap(), "cni/c1/net1".into())]),
+            ..Default::default()
         });
         let (ports, owners) = cleanup_plan(&atts, &[blue]);
         assert_eq!(ports, [("blue".to_string(), port("w1", 3))]);

@@ -18,6 +18,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
+use l2sm_api::ClientError;
+use l2sm_pipeline::ids::PortId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,7 +225,7 @@ async fn pass(
     };
     let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), &ns);
     let list = pods.list(&ListParams::default().labels(&pod_sel)).await?;
-    let owners = match ctx.controller.memberships().await {
+    let owners = match ctx.controller.attachments().await {
         Ok(o) => o,
         Err(e) => {
             let f = fail(
@@ -282,7 +284,7 @@ async fn pass(
             }
             PodAction::Move { index, port } => {
                 matched += 1;
-                if let Err(e) = ctx.controller.move_port(&port, &src, &target).await {
+                if let Err(e) = move_port(ctx, &port, &src, &target).await {
                     let f = fail("PodMoveFailed", format!("pod {}: {e}", pod.name_any()));
                     let retry = (!e.is_transient()).then_some(WAIT_RETRY);
                     let err = e.is_transient().then(|| Error::from(e));
@@ -306,6 +308,20 @@ async fn pass(
         }
     }
     Ok(Ok((matched, moved)))
+}
+
+/// Moves the port `of:<dpid>/<n>` from `from` to `to`. A port that does not parse (a
+/// hand-edited `l2sm/status`) is a request the controller would refuse: not transient.
+async fn move_port(
+    ctx: &Context,
+    port: &str,
+    from: &str,
+    to: &str,
+) -> std::result::Result<(), ClientError> {
+    let id: PortId = port
+        .parse()
+        .map_err(|e| ClientError::InvalidRequest(format!("port {port:?}: {e}")))?;
+    ctx.controller.move_port(id, from, to).await.map(drop)
 }
 
 async fn run(req: &QuarantinePodRequest, ctx: &Context) -> Result<Action> {
