@@ -21,32 +21,53 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Why loading the inputs or writing the report failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// Reading or writing a file or directory failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// An input file holds something the report cannot use.
     #[error("{path}:{line}: {msg}")]
     Parse {
+        /// The input file.
         path: PathBuf,
+        /// Line number, from 1 (1 for a file holding one JSON document).
         line: usize,
+        /// What is wrong.
         msg: String,
     },
+    /// Drawing a plot failed.
     #[error("plot {file}: {msg}")]
-    Plot { file: String, msg: String },
+    Plot {
+        /// File name of the plot.
+        file: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// The file is not a TrueType font the plotting library can use.
     #[error("font {path}: not a usable TrueType font")]
-    Font { path: PathBuf },
+    Font {
+        /// The font file.
+        path: PathBuf,
+    },
 }
 
 /// Everything one run measured.
 #[derive(Debug, Default, Clone)]
 pub struct Inputs {
+    /// Members of `machine.json`: the machine and the run.
     pub machine: BTreeMap<String, Value>,
+    /// Key -> raw samples, in file order, from `{"key":K,"v":X}` records.
     pub samples: BTreeMap<String, Vec<f64>>,
     /// Section -> why it was not measured.
     pub skipped: BTreeMap<String, String>,
+    /// Key -> text, from `{"note":K,"text":T}` records.
     pub notes: BTreeMap<String, String>,
     /// File stem -> document, from `controller/*.json`.
     pub controller: BTreeMap<String, Value>,
@@ -55,6 +76,7 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The samples of `key`; `None` when there are none.
     pub fn get(&self, key: &str) -> Option<&[f64]> {
         self.samples
             .get(key)

@@ -5,19 +5,28 @@ use crate::ReportError;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// One line of a [`Plot`], with markers at its points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// Legend label.
     pub name: String,
+    /// `(x, y)` points, in any order (drawn sorted by x); x must be positive.
     pub points: Vec<(f64, f64)>,
 }
 
+/// One PNG chart, drawn by [`draw`]: a logarithmic x axis, a linear y axis from zero and
+/// one line per series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plot {
     /// File name under `docs/bench/`.
     pub file: String,
+    /// Caption above the chart.
     pub title: String,
+    /// Description of the x axis.
     pub x_label: String,
+    /// Description of the y axis.
     pub y_label: String,
+    /// Lines to draw, one colour each.
     pub series: Vec<Series>,
     /// A horizontal goal line (label, y), dashed red.
     pub goal: Option<(String, f64)>,

@@ -20,37 +20,71 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The object (link, address, route, namespace file) exists already.
     #[error("netns {ns:?}: {what} already exists")]
-    AlreadyExists { ns: String, what: String },
+    AlreadyExists {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
+        ns: String,
+        /// The object or operation involved (e.g. `link "veth0"`, `setns(CLONE_NEWNET)`).
+        what: String,
+    },
 
     /// The object does not exist (the kernel said `ENODEV` or `ENOENT`).
     #[error("netns {ns:?}: {what} not found")]
-    NotFound { ns: String, what: String },
+    NotFound {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
+        ns: String,
+        /// The object or operation involved (e.g. `link "veth0"`, `setns(CLONE_NEWNET)`).
+        what: String,
+    },
 
     /// A namespace name, link name or sysctl key that cannot be valid.
     #[error("invalid {kind} name {name:?}: {reason}")]
     InvalidName {
+        /// What the name is for: `netns`, `link` or `sysctl`.
         kind: &'static str,
+        /// The rejected name.
         name: String,
+        /// Which rule it breaks.
         reason: &'static str,
     },
 
     /// An argument combination the kernel would reject (checked before asking it).
     #[error("netns {ns:?}: invalid argument: {what}")]
-    InvalidArgument { ns: String, what: String },
+    InvalidArgument {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
+        ns: String,
+        /// What is wrong with the arguments.
+        what: String,
+    },
 
     /// The file is not an `nsfs` file (for example a leftover `/run/netns/NAME` with no mount).
     #[error("{path:?}: not a namespace file (no nsfs mount)")]
-    NotANetns { path: PathBuf },
+    NotANetns {
+        /// Path of the file.
+        path: PathBuf,
+    },
 
     /// The kernel answered something this crate cannot interpret.
     #[error("netns {ns:?}: unexpected {what}")]
-    Unexpected { ns: String, what: String },
+    Unexpected {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
+        ns: String,
+        /// What the kernel answered.
+        what: String,
+    },
 
     /// A failed system call.
     #[error("netns {ns:?}: {what}")]
     Os {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
         ns: String,
+        /// The object or operation involved (e.g. `link "veth0"`, `setns(CLONE_NEWNET)`).
         what: String,
+        /// The errno of the system call.
         #[source]
         source: Errno,
     },
@@ -58,8 +92,12 @@ pub enum Error {
     /// A failed filesystem or thread operation.
     #[error("netns {ns:?}: {what}")]
     Io {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
         ns: String,
+        /// The object or operation involved (e.g. `link "veth0"`, `setns(CLONE_NEWNET)`).
         what: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -67,15 +105,25 @@ pub enum Error {
     /// A failed netlink request.
     #[error("netns {ns:?}: {what}")]
     Netlink {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
         ns: String,
+        /// The object or operation involved (e.g. `link "veth0"`, `setns(CLONE_NEWNET)`).
         what: String,
+        /// The netlink error.
         #[source]
         source: rtnetlink::Error,
     },
 
     /// The closure given to [`crate::run_in_netns`] or [`crate::with_netlink`] panicked.
     #[error("netns {ns:?}: helper thread panicked: {message}")]
-    Panicked { ns: String, message: String },
+    Panicked {
+        /// Namespace name, or a path (a namespace file outside `/run/netns`, or
+        /// `/run/netns` itself).
+        ns: String,
+        /// The panic message.
+        message: String,
+    },
 }
 
 impl Error {

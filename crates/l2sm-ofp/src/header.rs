@@ -23,9 +23,13 @@ pub const HEADER_LEN: usize = 8;
 /// [`OfpMessage`](crate::OfpMessage) does not carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Header {
+    /// Protocol version (0x04 for OpenFlow 1.3).
     pub version: u8,
+    /// Message type (`enum ofp_type`).
     pub msg_type: u8,
+    /// Length of the whole message, header included.
     pub length: u16,
+    /// Transaction id.
     pub xid: u32,
 }
 

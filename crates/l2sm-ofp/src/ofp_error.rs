@@ -275,28 +275,46 @@ codes! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
+    /// OFPET_HELLO_FAILED with its code.
     HelloFailed(HelloFailedCode),
+    /// OFPET_BAD_REQUEST with its code.
     BadRequest(BadRequestCode),
+    /// OFPET_BAD_ACTION with its code.
     BadAction(BadActionCode),
+    /// OFPET_BAD_INSTRUCTION with its code.
     BadInstruction(BadInstructionCode),
+    /// OFPET_BAD_MATCH with its code.
     BadMatch(BadMatchCode),
+    /// OFPET_FLOW_MOD_FAILED with its code.
     FlowModFailed(FlowModFailedCode),
+    /// OFPET_GROUP_MOD_FAILED with its code.
     GroupModFailed(GroupModFailedCode),
+    /// OFPET_PORT_MOD_FAILED with its code.
     PortModFailed(PortModFailedCode),
+    /// OFPET_TABLE_MOD_FAILED with its code.
     TableModFailed(TableModFailedCode),
+    /// OFPET_QUEUE_OP_FAILED with its code.
     QueueOpFailed(QueueOpFailedCode),
+    /// OFPET_SWITCH_CONFIG_FAILED with its code.
     SwitchConfigFailed(SwitchConfigFailedCode),
+    /// OFPET_ROLE_REQUEST_FAILED with its code.
     RoleRequestFailed(RoleRequestFailedCode),
+    /// OFPET_METER_MOD_FAILED with its code.
     MeterModFailed(MeterModFailedCode),
+    /// OFPET_TABLE_FEATURES_FAILED with its code.
     TableFeaturesFailed(TableFeaturesFailedCode),
     /// OFPET_EXPERIMENTER; `experimenter` is `None` when the data is too short to hold it.
     Experimenter {
+        /// Experimenter-defined error type (the wire `code`).
         exp_type: u16,
+        /// Experimenter id.
         experimenter: Option<u32>,
     },
     /// A type, or a code within a known type, that OpenFlow 1.3 does not define.
     Unknown {
+        /// Raw `ofp_error_msg.type`.
         err_type: u16,
+        /// Raw `ofp_error_msg.code`.
         code: u16,
     },
 }

@@ -87,26 +87,37 @@ impl Default for SessionConfig {
 #[non_exhaustive]
 pub enum SessionEvent {
     /// The handshake is complete: version 1.3 agreed and the switch described itself.
-    Connected { features: FeaturesReply },
+    Connected {
+        /// The switch's FEATURES_REPLY.
+        features: FeaturesReply,
+    },
     /// A message that is no reply to anything the session tracks: PACKET_IN,
     /// PORT_STATUS, FLOW_REMOVED, EXPERIMENTER, replies to [`Session::send`]...
     Message(OfpMessage),
     /// The complete reply to [`Session::request`] (or to a reply-bearing message of a
     /// batch): one message, or every part of a multipart sequence in order.
     Reply {
+        /// Xid of the request.
         request_xid: u32,
+        /// The reply: one message, or every part in order.
         messages: Vec<OfpMessage>,
     },
     /// The switch has processed every message of the batch closed by this barrier xid.
     BarrierDone(u32),
     /// The switch reported an error; `xid` is the failed message's.
     Error {
+        /// Xid of the failed message.
         xid: u32,
+        /// The ERROR message's body.
         error: ErrorMsg,
+        /// Which of our messages failed.
         origin: ErrorOrigin,
     },
     /// The session is over; no event follows.
-    Closed { reason: CloseReason },
+    Closed {
+        /// Why the session closed.
+        reason: CloseReason,
+    },
 }
 
 /// Which of our messages an ERROR refers to.
@@ -115,7 +126,12 @@ pub enum ErrorOrigin {
     /// A message sent with [`Session::request`]; it gets no other answer.
     Request,
     /// Message `index` of the [`Session::send_batch`] closed by `barrier_xid`.
-    Batch { barrier_xid: u32, index: usize },
+    Batch {
+        /// Xid of the BARRIER_REQUEST that closed the batch.
+        barrier_xid: u32,
+        /// Position of the failed message in the batch, from 0.
+        index: usize,
+    },
     /// Nothing the session tracks (a [`Session::send`], or an xid it never used).
     Untracked,
 }
@@ -129,12 +145,17 @@ pub enum CloseReason {
         "peer does not speak OpenFlow 1.3 (hello version {peer_version:#04x}, bitmap {peer_bitmap:?})"
     )]
     Incompatible {
+        /// Version in the header of the peer's HELLO.
         peer_version: u8,
+        /// Version bitmap of the peer's HELLO, if it had one.
         peer_bitmap: Option<Vec<u32>>,
     },
     /// The peer's first message was not a HELLO.
     #[error("expected HELLO as the first message, got type {msg_type}")]
-    ExpectedHello { msg_type: u8 },
+    ExpectedHello {
+        /// Type of the message the peer sent first.
+        msg_type: u8,
+    },
     /// The peer refused the connection with an OFPET_HELLO_FAILED error.
     #[error("peer refused the session: {}", .0.describe())]
     PeerRejected(ErrorMsg),
@@ -147,8 +168,11 @@ pub enum CloseReason {
     /// A complete message did not decode.
     #[error("undecodable message (type {msg_type}, xid {xid}): {error}")]
     Decode {
+        /// Xid of the message.
         xid: u32,
+        /// Type of the message.
         msg_type: u8,
+        /// Why it did not decode.
         error: DecodeError,
     },
     /// No FEATURES_REPLY within [`SessionConfig::handshake_timeout`].
@@ -159,13 +183,21 @@ pub enum CloseReason {
     EchoTimeout,
     /// A reply grew beyond [`SessionConfig::max_reply_bytes`].
     #[error("reply to xid {request_xid} exceeds {limit} bytes")]
-    ReplyTooLarge { request_xid: u32, limit: usize },
+    ReplyTooLarge {
+        /// Xid of the request.
+        request_xid: u32,
+        /// The [`SessionConfig::max_reply_bytes`] exceeded.
+        limit: usize,
+    },
     /// The peer closed the connection between messages ([`Session::peer_closed`]).
     #[error("peer closed the connection")]
     PeerClosed,
     /// The peer closed the connection in the middle of a message.
     #[error("peer closed the connection with {buffered} bytes of an incomplete message")]
-    PeerClosedMidMessage { buffered: usize },
+    PeerClosedMidMessage {
+        /// Bytes of the incomplete message received.
+        buffered: usize,
+    },
 }
 
 /// Why a message could not be queued.

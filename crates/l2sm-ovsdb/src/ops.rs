@@ -15,32 +15,46 @@ pub enum Operation {
     /// §5.2.1. `uuid_name` lets later operations of the same transaction refer to the new
     /// row with [`crate::datum::named_uuid`].
     Insert {
+        /// Table to insert into.
         table: String,
+        /// Column values of the new row; columns left out get their defaults.
         row: Row,
+        /// Name (`uuid-name`) for the new row's UUID within the transaction.
         uuid_name: Option<String>,
     },
     /// §5.2.2. `columns: None` asks for every column (the member is omitted).
     Select {
+        /// Table to read.
         table: String,
+        /// Rows to read (`where`); empty for every row.
         conditions: Vec<Condition>,
+        /// Columns to return; `None` for all of them.
         columns: Option<Vec<String>>,
     },
     /// §5.2.3.
     Update {
+        /// Table to operate on.
         table: String,
+        /// Rows to operate on (`where`); empty for every row.
         conditions: Vec<Condition>,
+        /// Columns to overwrite, with their new values.
         row: Row,
     },
     /// §5.2.4. Unlike `Update`, mutations are relative ("insert into this set"), so
     /// concurrent writers of the same set column do not clobber each other.
     Mutate {
+        /// Table to operate on.
         table: String,
+        /// Rows to operate on (`where`); empty for every row.
         conditions: Vec<Condition>,
+        /// Changes to apply to each matching row.
         mutations: Vec<Mutation>,
     },
     /// §5.2.5.
     Delete {
+        /// Table to delete from.
         table: String,
+        /// Rows to delete (`where`); empty for every row.
         conditions: Vec<Condition>,
     },
     /// §5.2.6. Fails the transaction ("timed out") unless the selected `columns` of the
@@ -48,11 +62,18 @@ pub enum Operation {
     /// `timeout_ms: None` waits forever, which the server may do while holding the
     /// transaction open.
     Wait {
+        /// Table to watch.
         table: String,
+        /// Rows to watch (`where`).
         conditions: Vec<Condition>,
+        /// Columns compared with `rows`.
         columns: Vec<String>,
+        /// Wait until the selection equals `rows` (`"until": "=="`) rather than differs
+        /// from it (`"!="`).
         until_equal: bool,
+        /// Expected rows, each holding `columns`.
         rows: Vec<Row>,
+        /// Milliseconds to wait; `None` for no limit.
         timeout_ms: Option<u64>,
     },
     /// §5.2.9. Logged by the server with the transaction; useful to find our changes in
@@ -204,8 +225,11 @@ fn row_object(row: Value) -> Row {
 /// `[column, function, value]`. An empty condition list matches every row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
+    /// Column name.
     pub column: String,
+    /// Comparison function: `<`, `<=`, `==`, `!=`, `>=`, `>`, `includes` or `excludes`.
     pub function: String,
+    /// Value to compare the column with, in OVSDB's JSON notation.
     pub value: Value,
 }
 
@@ -249,8 +273,11 @@ impl Serialize for Condition {
 /// A §5.1 `<mutation>`, sent as `[column, mutator, value]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {
+    /// Column name.
     pub column: String,
+    /// Mutator: `+=`, `-=`, `*=`, `/=`, `%=`, `insert` or `delete`.
     pub mutator: String,
+    /// Operand of the mutator, in OVSDB's JSON notation.
     pub value: Value,
 }
 

@@ -16,8 +16,11 @@ const IMPLICIT_COLUMNS: [&str; 2] = ["_uuid", "_version"];
 /// A database schema as returned by `get_schema` (RFC 7047 §4.1.2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schema {
+    /// Database name (for example `Open_vSwitch`).
     pub name: String,
+    /// Schema version (`major.minor.patch`; empty if the server sent none).
     pub version: String,
+    /// Tables by name.
     pub tables: BTreeMap<String, TableSchema>,
 }
 
