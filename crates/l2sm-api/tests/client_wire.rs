@@ -53,7 +53,10 @@ async fn plain_and_chunked_answers_decode() {
     c.health().await.unwrap();
     let nets = c.networks().await.unwrap();
     assert_eq!(nets.len(), 1);
-    assert_eq!((nets[0].name.as_str(), nets[0].vni, nets[0].vlan), ("blue", 7, Some(2)));
+    assert_eq!(
+        (nets[0].name.as_str(), nets[0].vni, nets[0].vlan),
+        ("blue", 7, Some(2))
+    );
 }
 
 #[tokio::test]
@@ -71,7 +74,10 @@ async fn error_answers_carry_the_controllers_message() {
         b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\nconnection: close\r\n\r\noops\n".to_vec(),
     ]);
     let c = client(&url);
-    let err = c.add_port("blue", "of:0000000000000001/1").await.unwrap_err();
+    let err = c
+        .add_port("blue", "of:0000000000000001/1")
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(409));
     assert_eq!(err.message(), "hello");
     assert!(!err.is_transient());
@@ -87,7 +93,8 @@ async fn garbage_oversized_and_silent_servers_are_errors_not_panics() {
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
 
     // A body larger than the client reads (8 MiB).
-    let mut big = b"HTTP/1.1 200 OK\r\ncontent-length: 9437184\r\nconnection: close\r\n\r\n".to_vec();
+    let mut big =
+        b"HTTP/1.1 200 OK\r\ncontent-length: 9437184\r\nconnection: close\r\n\r\n".to_vec();
     big.resize(big.len() + 9 * 1024 * 1024, b'[');
     let url = scripted(vec![big]);
     let err = client(&url).networks().await.unwrap_err();
@@ -141,7 +148,8 @@ async fn a_client_dials_from_inside_a_network_namespace() {
         if let Ok((mut s, _)) = listener.accept() {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }
     });
     let url = format!("http://127.0.0.1:{port}");

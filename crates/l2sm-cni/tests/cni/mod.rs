@@ -95,7 +95,12 @@ impl Outcome {
 
 /// Runs `plugin` inside the network namespace `run_in` (a node's, as the runtime would run on
 /// the node) with exactly the given environment and `stdin`.
-pub(crate) fn exec_plugin(plugin: &str, run_in: &str, env: &[(&str, String)], stdin: &str) -> Outcome {
+pub(crate) fn exec_plugin(
+    plugin: &str,
+    run_in: &str,
+    env: &[(&str, String)],
+    stdin: &str,
+) -> Outcome {
     let mut child = Command::new("ip")
         .args(["netns", "exec", run_in, plugin])
         .env_clear()
