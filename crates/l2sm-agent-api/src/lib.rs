@@ -2,6 +2,8 @@
 //! connection. Used by the lab CLI now and by the CNI plugin; small enough to call from a
 //! synchronous process.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};

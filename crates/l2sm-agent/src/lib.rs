@@ -2,6 +2,8 @@
 //! pod ports), plumbs pod interfaces with netlink, tells the controller which port joined which
 //! network, and serves the local attach API on a unix socket.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 pub mod ovs;
 pub mod proto;
 

@@ -11,6 +11,8 @@
 //!
 //! The controller serialises these same types, so client and server cannot drift apart.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 pub mod client;
 pub mod error;
 pub mod topology;

@@ -6,6 +6,8 @@
 //! container's interface with `prevResult`, STATUS asks whether the agent is up, GC detaches
 //! this plugin's attachments the runtime no longer knows. See docs/cni.md.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 mod commands;
 mod config;
 mod env;

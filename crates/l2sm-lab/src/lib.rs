@@ -11,6 +11,8 @@
 //! ```
 //! Nothing is created in the host's own namespace except files under `/run/l2sm/lab`.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 pub mod procs;
 pub mod state;
 

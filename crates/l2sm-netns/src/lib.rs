@@ -30,6 +30,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 mod error;
 mod ethtool;
 mod netlink;

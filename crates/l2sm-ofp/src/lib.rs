@@ -22,6 +22,8 @@
 //! bytes go through one bounds-checked reader (`wire.rs`). The same holds for
 //! [`session::Session::feed`]: malformed input closes the session with a typed reason.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 mod action;
 mod error;
 mod group_mod;

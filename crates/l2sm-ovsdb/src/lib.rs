@@ -12,6 +12,8 @@
 //! * [`Client`]: requests, monitors, and the `echo` keepalive (§4.1).
 //! * [`vswitch`]: Open_vSwitch database helpers (`next_cfg`/`cur_cfg` handshake).
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 pub mod client;
 pub mod datum;
 mod error;

@@ -37,6 +37,8 @@
 //! leaving through a trunk can push the network's VLAN tag, and learned entries of one port
 //! can be flushed by cookie.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 pub mod ids;
 pub mod lldp;
 pub mod plan;

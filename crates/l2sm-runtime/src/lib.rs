@@ -1,5 +1,7 @@
 //! What every L2S-M daemon and command shares at run time: how it stops and how it logs.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 /// Resolves on SIGINT or SIGTERM (never, if the handler cannot be installed).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -2,6 +2,9 @@
 //! verbs. It only parses the command line and dispatches to the component crates
 //! (`l2sm-controller`, `l2sm-agent`, `l2sm-operator`, `l2sm-lab`).
 
+#![warn(clippy::unwrap_used)]
+// input paths answer with errors; tests may unwrap
+
 // Doc comments of the clap types are the command's help text, where `<LAB>` is a placeholder.
 #![allow(rustdoc::invalid_html_tags)]
 
