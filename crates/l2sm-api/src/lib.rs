@@ -10,6 +10,30 @@
 //!   and the benchmarks talk to the controller.
 //!
 //! The controller serialises these same types, so client and server cannot drift apart.
+//!
+//! ```no_run
+//! use l2sm_api::v1::CreateNetwork;
+//! use l2sm_api::{ControllerClient, RetryPolicy};
+//!
+//! # async fn example() -> Result<(), l2sm_api::ClientError> {
+//! let api = ControllerClient::new(
+//!     "http://10.0.0.1:8181",
+//!     Some(("admin".into(), "secret".into())),
+//!     RetryPolicy::default(),
+//! )?;
+//! let blue = CreateNetwork {
+//!     name: "blue".into(),
+//!     cidrs: vec!["10.10.0.0/24".parse().expect("a CIDR")],
+//!     ..Default::default()
+//! };
+//! let (created, _view) = api.create_network(&blue).await?;
+//! api.add_port("blue", "of:a30b6e801ab54336/3").await?;
+//! for network in api.networks().await? {
+//!     println!("{} vni {} ports {:?} (created now: {created})", network.name, network.vni, network.endpoints);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
