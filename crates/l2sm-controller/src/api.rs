@@ -2,7 +2,7 @@
 //! status codes, so the upstream operator can drive this controller), and a small native API
 //! under `/api/v1`. Every answer is immediate; switches are programmed in the background.
 
-use super::state::ModelError;
+use super::model::ModelError;
 use super::{Shared, UpdateError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -715,7 +715,7 @@ async fn set_mirror_port(State(state): State<AppState>, Body(body): Body) -> Api
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn network_view(name: &str, n: &super::state::Network) -> NetworkView {
+fn network_view(name: &str, n: &super::model::Network) -> NetworkView {
     NetworkView {
         name: name.to_string(),
         vni: n.vni,
@@ -890,7 +890,7 @@ async fn set_port_owner(
             "pod, attachment and interface must be short printable text",
         ));
     }
-    let owner = super::state::PortOwner {
+    let owner = super::model::PortOwner {
         pod: req.pod.filter(|p| !p.is_empty()),
         attachment: req.attachment,
         interface: req.interface,

@@ -1,27 +1,30 @@
 //! `l2sm controller`: the OpenFlow 1.3 server for every switch, the owner of networks, VNIs and
 //! memberships, and the REST API (upstream ONOS-vnets compatible, plus a small native API).
 //!
-//! Data flow: an API call changes the [`state::Model`] (committed to the redb store before the answer is sent),
-//! then bumps a generation counter. With a topology, one planner task turns each generation
-//! into every switch's view (at most once per [`PLAN_INTERVAL`], however fast changes come)
-//! and tells the sessions; without one, sessions derive their own view from the model. Each
-//! session whose view changed recompiles its own pipeline and sends only the difference.
+//! Data flow: an API call changes the [`model::Model`] (committed to the [`store::Store`]
+//! before the answer is sent), then bumps a generation counter. With a topology, one planner
+//! task turns each generation into every switch's view (at most once per [`PLAN_INTERVAL`],
+//! however fast changes come) and tells the sessions; without one, sessions derive their own
+//! view from the model. Each session whose view changed recompiles its own pipeline and sends
+//! only the difference.
 
 pub mod api;
 pub mod ipam;
 pub mod metrics;
+pub mod model;
 pub mod openflow;
-pub mod state;
+pub mod store;
 pub mod topo;
 
 use anyhow::Context as _;
-use state::{Model, ModelError, Store};
+use model::{Model, ModelError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use store::Store;
 use tokio::sync::watch;
 
 /// One direction of a link: probes sent out of `.0` arrive at `.1`.

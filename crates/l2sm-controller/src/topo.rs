@@ -2,7 +2,7 @@
 //! agents read), resolved against what the connected switches report, gives the live links;
 //! the planner turns them and the model into every switch's view.
 
-use super::state::Model;
+use super::model::Model;
 use super::{Direction, SwitchStatus};
 use l2sm_api::topology::{TopoLink, Topology};
 use l2sm_pipeline::ids;
