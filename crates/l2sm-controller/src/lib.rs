@@ -489,8 +489,8 @@ pub enum UpdateError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// The new state could not be written; nothing changed.
-    #[error("cannot persist controller state: {0:#}")]
-    Persist(anyhow::Error),
+    #[error("cannot persist controller state: {0}")]
+    Persist(store::StoreError),
 }
 
 /// Runs the controller until SIGINT/SIGTERM.

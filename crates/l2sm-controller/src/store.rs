@@ -5,7 +5,6 @@
 
 use super::ipam::Ipam;
 use super::model::{Model, Network, PortOwner};
-use anyhow::Context as _;
 use l2sm_pipeline::ids::PortId;
 use redb::{Database, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -82,38 +81,105 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Why the store cannot be opened, read or written. Each is one line: the controller prints
+/// it and exits, and an operator must be able to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state directory cannot be created.
+    #[error("cannot create state directory {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another controller holds the store.
+    #[error("controller state {} is in use by another controller (locked)", path.display())]
+    Locked {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The file is not a store redb can open.
+    #[error(
+        "cannot open controller state {}: {reason} (corrupt or not a state file; move it away to start empty)",
+        path.display()
+    )]
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// redb's reason, on one line.
+        reason: String,
+    },
+    /// A read or write of the database failed.
+    #[error("controller state store: {0}")]
+    Db(Box<redb::Error>),
+    /// A row holds something this version cannot read.
+    #[error("corrupt controller state in {}: {what}", path.display())]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// Which row, and why.
+        what: String,
+    },
+    /// A row cannot be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// The legacy state file cannot be read.
+    #[error("cannot read {}", path.display())]
+    ReadLegacy {
+        /// The legacy file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The legacy state file is not valid.
+    #[error("corrupt legacy controller state in {}", path.display())]
+    CorruptLegacy {
+        /// The legacy file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The imported legacy file cannot be renamed out of the way.
+    #[error("cannot rename {} to {}", from.display(), to.display())]
+    RenameLegacy {
+        /// The legacy file.
+        from: PathBuf,
+        /// Its new name.
+        to: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// One line saying why the store cannot be opened.
-fn open_error(path: &Path, e: redb::DatabaseError) -> anyhow::Error {
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
     match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
-            "controller state {} is in use by another controller (locked)",
-            path.display()
-        ),
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path },
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::WouldBlock =>
         {
-            anyhow::anyhow!(
-                "controller state {} is in use by another controller (locked)",
-                path.display()
-            )
+            StoreError::Locked { path }
         }
-        other => anyhow::anyhow!(
-            "cannot open controller state {}: {} (corrupt or not a state file; move it away to start empty)",
-            path.display(),
-            other.to_string().replace('\n', " ")
-        ),
+        other => StoreError::Open {
+            path,
+            reason: other.to_string().replace('\n', " "),
+        },
     }
 }
 
-fn db_err(e: impl Into<redb::Error>) -> anyhow::Error {
-    anyhow::anyhow!("controller state store: {}", e.into())
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(Box::new(e.into()))
 }
 
 impl Store {
     /// Opens (or creates) the store in `state_dir`, importing a legacy `state.json` once.
-    pub fn open(state_dir: &Path) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(state_dir)
-            .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let path = state_dir.join(STORE_FILE);
         let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
         let store = Store { db, path };
@@ -123,7 +189,7 @@ impl Store {
     }
 
     /// Creates the tables so that reads never meet a missing one.
-    fn init(&self) -> anyhow::Result<()> {
+    fn init(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db_err)?;
         tx.open_table(NETWORKS).map_err(db_err)?;
         tx.open_table(MEMBERS).map_err(db_err)?;
@@ -137,11 +203,16 @@ impl Store {
 
     /// Imports the JSON state of earlier versions, once: the import and its marker commit in
     /// one transaction, then the file is renamed to `state.json.imported`.
-    fn import_legacy(&self, legacy: &Path) -> anyhow::Result<()> {
+    fn import_legacy(&self, legacy: &Path) -> Result<(), StoreError> {
         let bytes = match std::fs::read(legacy) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", legacy.display())),
+            Err(source) => {
+                return Err(StoreError::ReadLegacy {
+                    path: legacy.to_path_buf(),
+                    source,
+                })
+            }
         };
         let imported = {
             let tx = self.db.begin_read().map_err(db_err)?;
@@ -157,9 +228,11 @@ impl Store {
             return Ok(());
         }
         {
-            let mut model: Model = serde_json::from_slice(&bytes).with_context(|| {
-                format!("corrupt legacy controller state in {}", legacy.display())
-            })?;
+            let mut model: Model =
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::CorruptLegacy {
+                    path: legacy.to_path_buf(),
+                    source,
+                })?;
             model.assign_missing_vlans();
             let current = self.load()?;
             let tx = self.db.begin_write().map_err(db_err)?;
@@ -176,17 +249,18 @@ impl Store {
             );
         }
         let done = legacy.with_extension("json.imported");
-        std::fs::rename(legacy, &done)
-            .with_context(|| format!("cannot rename {} to {}", legacy.display(), done.display()))
+        std::fs::rename(legacy, &done).map_err(|source| StoreError::RenameLegacy {
+            from: legacy.to_path_buf(),
+            to: done,
+            source,
+        })
     }
 
     /// Loads the model (an empty one on first start).
-    pub fn load(&self) -> anyhow::Result<Model> {
-        let corrupt = |what: String| {
-            anyhow::anyhow!(
-                "corrupt controller state in {}: {what}",
-                self.path.display()
-            )
+    pub fn load(&self) -> Result<Model, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
         };
         let tx = self.db.begin_read().map_err(db_err)?;
         let meta = tx.open_table(META).map_err(db_err)?;
@@ -315,14 +389,14 @@ impl Store {
     }
 
     /// Makes the stored state go from `old` to `new` in one durable transaction.
-    pub fn save(&self, old: &Model, new: &Model) -> anyhow::Result<()> {
+    pub fn save(&self, old: &Model, new: &Model) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db_err)?;
         Self::write_diff(&tx, old, new)?;
         tx.commit().map_err(db_err)
     }
 
     /// Writes only the rows that differ between `old` (what the store holds) and `new`.
-    fn write_diff(tx: &WriteTransaction, old: &Model, new: &Model) -> anyhow::Result<()> {
+    fn write_diff(tx: &WriteTransaction, old: &Model, new: &Model) -> Result<(), StoreError> {
         let mut meta = tx.open_table(META).map_err(db_err)?;
         if old.next_vni != new.next_vni || meta.get("next_vni").map_err(db_err)?.is_none() {
             meta.insert("next_vni", u64::from(new.next_vni))
