@@ -78,7 +78,7 @@ impl Probes {
     fn evaluate(
         &self,
         directions: &[Direction],
-        switches: &BTreeMap<u64, SwitchStatus>,
+        switches: &BTreeMap<u64, ConnectedSwitch>,
     ) -> Option<std::collections::BTreeSet<Direction>> {
         let dead_after = self.dead_after();
         let heard = {
@@ -169,38 +169,17 @@ type Plan = BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>;
 /// a restart) costs a few plans, not one per change.
 pub const PLAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// What an OpenFlow session publishes about its switch, for the API and metrics.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SwitchStatus {
-    /// Datapath id as `of:<16 hex>`.
-    pub id: String,
-    /// Remote address of the connection.
-    pub peer: String,
-    /// Ports as reported by the switch.
-    pub ports: Vec<PortStatusView>,
-    /// Flows the controller installed (learned entries excluded).
-    pub flows: usize,
-    /// Groups the controller installed.
-    pub groups: usize,
-    #[serde(skip, default)]
+/// A switch with a session: what the API shows of it (the contract's own type, so the view
+/// is defined once) and the session's bookkeeping, which the API never shows.
+#[derive(Debug, Clone)]
+pub struct ConnectedSwitch {
+    /// What `GET /api/v1/switches` shows.
+    pub status: l2sm_api::v1::SwitchStatus,
+    /// The session that published it: an ending session removes the switch only while it is
+    /// still its own (a reconnect may have replaced it).
     pub(crate) session: u64,
-    /// When the session started probing its links.
-    #[serde(skip, default)]
+    /// When the session started probing its links: liveness gives it time to send probes.
     pub(crate) probing_since: Option<std::time::Instant>,
-}
-
-/// One switch port in [`SwitchStatus`].
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PortStatusView {
-    /// OpenFlow port number.
-    pub number: u32,
-    /// Interface name.
-    pub name: String,
-    /// `tunnel`, `trunk` or `port`.
-    pub kind: String,
-    /// Link up and port not administratively down.
-    #[serde(default)]
-    pub live: bool,
 }
 
 /// Counters exported on `/metrics`.
@@ -250,7 +229,7 @@ pub struct Shared {
     model: RwLock<Model>,
     store: Store,
     generation: watch::Sender<u64>,
-    switches: Mutex<BTreeMap<u64, SwitchStatus>>,
+    switches: Mutex<BTreeMap<u64, ConnectedSwitch>>,
     next_session: AtomicU64,
     topology: RwLock<Option<Arc<topo::ResolvedTopology>>>,
     started: std::time::Instant,
@@ -463,7 +442,7 @@ impl Shared {
         self.views.subscribe()
     }
 
-    fn switches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, SwitchStatus>> {
+    fn switches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ConnectedSwitch>> {
         self.switches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -472,9 +451,9 @@ impl Shared {
         self.switches().contains_key(&dpid)
     }
 
-    /// Connected switches.
-    pub fn switch_list(&self) -> Vec<SwitchStatus> {
-        self.switches().values().cloned().collect()
+    /// Connected switches, as the API shows them.
+    pub fn switch_list(&self) -> Vec<l2sm_api::v1::SwitchStatus> {
+        self.switches().values().map(|s| s.status.clone()).collect()
     }
 
     fn new_session_id(&self) -> u64 {

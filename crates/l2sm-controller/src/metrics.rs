@@ -2,6 +2,7 @@
 //! groups per switch, LLDP probes and live links. The API's `/metrics` appends it.
 
 use super::Shared;
+use l2sm_api::v1::SwitchStatus;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -105,12 +106,12 @@ pub fn render(shared: &Shared) -> String {
         (
             "l2sm_switch_flows",
             "Flows the controller installed on a switch.",
-            (|s: &super::SwitchStatus| s.flows) as fn(&super::SwitchStatus) -> usize,
+            (|s: &SwitchStatus| s.flows) as fn(&SwitchStatus) -> usize,
         ),
         (
             "l2sm_switch_groups",
             "Groups the controller installed on a switch.",
-            |s: &super::SwitchStatus| s.groups,
+            |s: &SwitchStatus| s.groups,
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
