@@ -15,9 +15,9 @@ use base64::Engine as _;
 use l2sm_api::v1::{self, LinkView, NetworkView};
 use l2sm_api::vnets::NetworkDto;
 use l2sm_pipeline::ids::{self, PortId};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 mod openapi;
 mod views;
@@ -38,19 +38,27 @@ pub struct Credentials {
 pub(super) struct AppState {
     pub(super) shared: Arc<Shared>,
     credentials: Arc<Credentials>,
-    latency: Arc<LatencyHistograms>,
+    /// Paths of the route table: the closed set of `route` labels of the latency metric.
+    route_paths: Arc<BTreeSet<&'static str>>,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Shared> {
+    fn from_ref(state: &AppState) -> Arc<Shared> {
+        state.shared.clone()
+    }
 }
 
 /// Builds the API router from [`routes`], the one list of what the API serves (the OpenAPI
 /// document is generated from the same list).
 pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
+    let table = routes();
     let state = AppState {
         shared,
         credentials: Arc::new(credentials),
-        latency: Arc::new(LatencyHistograms::default()),
+        route_paths: Arc::new(table.iter().map(|(spec, _)| spec.path).collect()),
     };
     let (mut open, mut authed) = (Router::new(), Router::new());
-    for (spec, handler) in routes() {
+    for (spec, handler) in table {
         if spec.auth {
             authed = authed.route(spec.path, handler);
         } else {
@@ -94,7 +102,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
         (
             RouteSpec::open("get", "/metrics", "Prometheus metrics")
                 .responses(vec![Resp::text(200, "metrics in Prometheus text format")]),
-            get(metrics),
+            get(super::metrics::handler),
         ),
         (
             RouteSpec::open("get", "/api/v1/openapi.json", "This document")
@@ -453,84 +461,38 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> ApiError 
 
 pub(super) type ApiResult = Result<Response, ApiError>;
 
-/// Upper bounds (seconds) of the API latency histogram buckets.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-
-/// One latency histogram.
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    /// Cumulative counts are computed when rendering; these are per bucket, plus +Inf last.
-    buckets: [u64; LATENCY_BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
-}
-
-/// API latency by method and route template (never the raw path: names in paths would make
-/// the label set unbounded).
-#[derive(Debug, Default)]
-struct LatencyHistograms(Mutex<BTreeMap<(String, String), Histogram>>);
-
-impl LatencyHistograms {
-    fn observe(&self, method: &str, route: &str, seconds: f64) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map
-            .entry((method.to_string(), route.to_string()))
-            .or_default();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        h.buckets[i] += 1;
-        h.sum += seconds;
-        h.count += 1;
-    }
-
-    fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let name = "l2sm_api_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} API request latency by method and route."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for ((method, route), h) in map {
-            let labels = format!("method=\"{method}\",route=\"{route}\"");
-            let mut cumulative = 0;
-            for (i, count) in h.buckets.iter().enumerate() {
-                cumulative += count;
-                let le = LATENCY_BUCKETS
-                    .get(i)
-                    .map(|b| b.to_string())
-                    .unwrap_or_else(|| "+Inf".into());
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-            }
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
-        }
-    }
-}
-
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     state
         .shared
         .metrics
         .api_requests
         .fetch_add(1, Ordering::Relaxed);
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .and_then(|p| state.route_paths.get(p.as_str()).copied())
+        .unwrap_or("unmatched");
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     state
-        .latency
-        .observe(&method, &route, started.elapsed().as_secs_f64());
+        .shared
+        .metrics
+        .api_latency
+        .observe(method, route, started.elapsed().as_secs_f64());
     response
+}
+
+/// The `method` label: standard methods by name, any extension method as `other`, so a client
+/// cannot grow the label set.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
 }
 
 async fn require_auth(
@@ -1058,85 +1020,6 @@ async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkView>> {
 
 async fn list_switches(State(state): State<AppState>) -> Response {
     Json(state.shared.switch_list()).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let m = &state.shared.metrics;
-    let model = state.shared.model();
-    let switches = state.shared.switch_list();
-    let memberships: usize = model.networks.values().map(|n| n.endpoints.len()).sum();
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let flows: usize = switches.iter().map(|s| s.flows).sum();
-    let rows: [(&str, &str, &str, u64); 9] = [
-        (
-            "l2sm_switches_connected",
-            "gauge",
-            "Switches connected.",
-            switches.len() as u64,
-        ),
-        (
-            "l2sm_networks",
-            "gauge",
-            "Networks defined.",
-            model.networks.len() as u64,
-        ),
-        (
-            "l2sm_memberships",
-            "gauge",
-            "Member ports over all networks.",
-            memberships as u64,
-        ),
-        (
-            "l2sm_flows_installed",
-            "gauge",
-            "Flows installed by the controller.",
-            flows as u64,
-        ),
-        (
-            "l2sm_flow_mods_total",
-            "counter",
-            "FLOW_MOD messages sent.",
-            load(&m.flow_mods),
-        ),
-        (
-            "l2sm_group_mods_total",
-            "counter",
-            "GROUP_MOD messages sent.",
-            load(&m.group_mods),
-        ),
-        (
-            "l2sm_switch_connections_total",
-            "counter",
-            "Switch connections.",
-            load(&m.connections),
-        ),
-        (
-            "l2sm_switch_protocol_errors_total",
-            "counter",
-            "Switch connections closed on a protocol error.",
-            load(&m.protocol_errors),
-        ),
-        (
-            "l2sm_api_requests_total",
-            "counter",
-            "API requests served.",
-            load(&m.api_requests),
-        ),
-    ];
-    let mut out = String::new();
-    for (name, kind, help, value) in rows {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    }
-    state.latency.render(&mut out);
-    out.push_str(&super::metrics::render(&state.shared));
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

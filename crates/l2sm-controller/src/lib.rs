@@ -182,48 +182,6 @@ pub struct ConnectedSwitch {
     pub(crate) probing_since: Option<std::time::Instant>,
 }
 
-/// Counters exported on `/metrics`.
-#[derive(Debug)]
-pub struct Metrics {
-    /// Messages (FLOW_MOD, GROUP_MOD) per batch sent to a switch.
-    pub batch_size: metrics::Histogram,
-    /// Seconds from writing a batch to its BARRIER_REPLY.
-    pub batch_latency: metrics::Histogram,
-    /// LLDP probes sent.
-    pub lldp_sent: AtomicU64,
-    /// LLDP probes received and decoded.
-    pub lldp_received: AtomicU64,
-    /// LLDP frames that were not our probes, or came in on a port that is not a link.
-    pub lldp_ignored: AtomicU64,
-    /// FLOW_MOD messages sent.
-    pub flow_mods: AtomicU64,
-    /// GROUP_MOD messages sent.
-    pub group_mods: AtomicU64,
-    /// Switch connections accepted.
-    pub connections: AtomicU64,
-    /// Connections closed because of protocol errors.
-    pub protocol_errors: AtomicU64,
-    /// API requests served.
-    pub api_requests: AtomicU64,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            batch_size: metrics::Histogram::new(metrics::SIZE_BUCKETS),
-            batch_latency: metrics::Histogram::new(metrics::LATENCY_BUCKETS),
-            lldp_sent: AtomicU64::new(0),
-            lldp_received: AtomicU64::new(0),
-            lldp_ignored: AtomicU64::new(0),
-            flow_mods: AtomicU64::new(0),
-            group_mods: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
-            protocol_errors: AtomicU64::new(0),
-            api_requests: AtomicU64::new(0),
-        }
-    }
-}
-
 /// State shared by the API and every switch session.
 pub struct Shared {
     model: RwLock<Model>,
@@ -246,7 +204,7 @@ pub struct Shared {
     /// "this port is programmed" waits for.
     applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
     /// Counters.
-    pub metrics: Metrics,
+    pub metrics: metrics::Metrics,
 }
 
 impl Shared {
@@ -266,7 +224,7 @@ impl Shared {
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
-            metrics: Metrics::default(),
+            metrics: metrics::Metrics::default(),
         }))
     }
 
