@@ -25,6 +25,8 @@ mod networks;
 mod openapi;
 mod ports;
 mod switches;
+#[cfg(test)]
+mod testing;
 mod vnets;
 
 /// Largest request body accepted.
@@ -590,5 +592,119 @@ mod tests {
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         assert_eq!(documented, served);
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_and_bodies_are_limited_on_every_route() {
+        let api = testing::TestApi::new();
+        let json_error = |code: u16, text: &str, want: u16| {
+            assert_eq!(code, want, "{text}");
+            let v: serde_json::Value =
+                serde_json::from_str(text).unwrap_or_else(|_| panic!("{text}"));
+            assert!(!v["error"].as_str().unwrap_or("").is_empty(), "{text}");
+        };
+        for (method, path, want) in [
+            ("GET", "/api/v1/switches/of:00000000000000aa/flows", 404),
+            ("GET", "/api/v1/switches/nope/groups", 400),
+            ("PUT", "/api/v1/networks", 405),
+            ("GET", "/nowhere", 404),
+        ] {
+            let (code, text) = api.req(method, path, None).await;
+            json_error(code, &text, want);
+        }
+        let (code, text) = api.send("GET", "/api/v1/networks", None, false).await;
+        json_error(code, &text, 401);
+        let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(70_000));
+        for (method, path) in [
+            ("POST", "/api/v1/networks"),
+            ("POST", "/onos/vnets/api"),
+            ("GET", "/api/v1/ports"),
+            ("POST", "/api/v1/networks/x/allocations"),
+        ] {
+            let (code, text) = api.req(method, path, Some(&big)).await;
+            json_error(code, &text, 413);
+        }
+        // Latency is recorded per route template, never per raw path.
+        api.req("GET", "/api/v1/networks/some-name", None).await;
+        let metrics = api.req("GET", "/metrics", None).await.1;
+        assert!(
+            metrics.contains(
+                r#"l2sm_api_request_duration_seconds_count{method="GET",route="/api/v1/networks/{network_id}"} 1"#
+            ),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                r#"l2sm_api_request_duration_seconds_bucket{method="PUT",route="/api/v1/networks",le="+Inf"} 1"#
+            ),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("some-name"), "{metrics}");
+    }
+
+    /// A client picks the method: extension methods share one label value.
+    #[tokio::test]
+    async fn extension_methods_do_not_grow_the_label_set() {
+        let api = testing::TestApi::new();
+        let methods = ["FROB", "ZAPP", "get"];
+        for method in methods {
+            assert_eq!(api.req(method, "/api/v1/networks", None).await.0, 405);
+        }
+        let metrics = api.req("GET", "/metrics", None).await.1;
+        assert!(
+            metrics.contains(
+                r#"l2sm_api_request_duration_seconds_count{method="other",route="/api/v1/networks"} 3"#
+            ),
+            "{metrics}"
+        );
+        for method in methods {
+            let label = format!("method=\"{method}\"");
+            assert!(!metrics.contains(&label), "{label}: {metrics}");
+        }
+    }
+
+    /// A connected switch is shown as the contract's SwitchStatus, and counted per switch on
+    /// /metrics; the session's bookkeeping shows nowhere.
+    #[tokio::test]
+    async fn connected_switches_are_shown_as_the_contract_type() {
+        use l2sm_api::v1::{PortStatusView, SwitchStatus};
+        let api = testing::TestApi::new();
+        let status = SwitchStatus {
+            id: "of:00000000000000aa".into(),
+            peer: "127.0.0.1:40000".into(),
+            ports: vec![PortStatusView {
+                number: 1,
+                name: "veth1".into(),
+                kind: "port".into(),
+                live: true,
+            }],
+            flows: 7,
+            groups: 2,
+        };
+        api.shared.switches().insert(
+            0xaa,
+            crate::ConnectedSwitch {
+                status: status.clone(),
+                session: 1,
+                probing_since: Some(std::time::Instant::now()),
+            },
+        );
+        let (code, text) = api.req("GET", "/api/v1/switches", None).await;
+        assert_eq!(code, 200, "{text}");
+        assert_eq!(
+            text,
+            r#"[{"id":"of:00000000000000aa","peer":"127.0.0.1:40000","ports":[{"number":1,"name":"veth1","kind":"port","live":true}],"flows":7,"groups":2}]"#
+        );
+        let shown: Vec<SwitchStatus> = serde_json::from_str(&text).unwrap();
+        assert_eq!(shown, [status]);
+        let metrics = api.req("GET", "/metrics", None).await.1;
+        for line in [
+            "l2sm_switches_connected 1\n",
+            "l2sm_flows_installed 7\n",
+            "l2sm_switch_flows{dpid=\"of:00000000000000aa\"} 7\n",
+            "l2sm_switch_groups{dpid=\"of:00000000000000aa\"} 2\n",
+        ] {
+            assert!(metrics.contains(line), "{line}: {metrics}");
+        }
     }
 }

@@ -154,3 +154,141 @@ pub(super) async fn set_mirror_port(State(state): State<AppState>, Body(body): B
         .map_err(update_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestApi;
+
+    const P1: &str = "of:a30b6e801ab54336/3";
+    const P2: &str = "of:fa97dd6bd2e32553/1";
+    const VNETS: &str = "/onos/vnets/api";
+    const PORT: &str = "/onos/vnets/api/port";
+    const MIRROR: &str = "/onos/vnets/api/mirror-port";
+    const BLUE: &str = "/onos/vnets/api/blue";
+
+    #[tokio::test]
+    async fn upstream_vnets_contract() {
+        let api = TestApi::new();
+        // Readiness and auth.
+        assert_eq!(api.send("GET", "/onos/ui", None, false).await.0, 200);
+        assert_eq!(
+            api.send("GET", "/onos/vnets/api/status", None, false)
+                .await
+                .0,
+            401
+        );
+        let add =
+            |net: &str, ep: &str| format!(r#"{{"networkId":"{net}","networkEndpoints":["{ep}"]}}"#);
+        let (blue_p1, blue_p2, nope_p1) = (add("blue", P1), add("blue", P2), add("nope", P1));
+        let blue_bad = add("blue", "of:xyz/1");
+        let mirror = format!(r#"{{"networkId":"blue","mirrorPort":"{P2}"}}"#);
+        // Health; create (idempotent).
+        api.expect_all(&[
+            ("GET", "/onos/vnets/api/status", None, 200, "health"),
+            (
+                "POST",
+                VNETS,
+                Some(r#"{"networkId":"blue"}"#),
+                204,
+                "created",
+            ),
+            (
+                "POST",
+                VNETS,
+                Some(r#"{"networkId":"blue"}"#),
+                204,
+                "exists",
+            ),
+        ])
+        .await;
+        let (code, body) = api.req("GET", BLUE, None).await;
+        assert_eq!(code, 200);
+        assert!(body.starts_with("Id: blue\nEndpoints: \n"), "{body:?}");
+        assert!(body.contains("Mirror Port: null"), "{body:?}");
+        // Unknown network; ports.
+        api.expect_all(&[
+            ("GET", "/onos/vnets/api/nope", None, 404, "unknown"),
+            ("POST", PORT, Some(&blue_p1), 204, "added"),
+            ("POST", PORT, Some(&blue_p1), 204, "re-adding is a no-op"),
+            ("POST", PORT, Some(&nope_p1), 409, "unknown network"),
+            ("POST", PORT, Some(&blue_bad), 500, "malformed endpoint"),
+            (
+                "POST",
+                PORT,
+                Some(r#"{"networkId":"blue"}"#),
+                500,
+                "no endpoints",
+            ),
+            (
+                "POST",
+                VNETS,
+                Some(r#"{"networkId":"red"}"#),
+                204,
+                "created",
+            ),
+        ])
+        .await;
+        let (code, body) = api.req("POST", PORT, Some(&add("red", P1))).await;
+        assert_eq!(code, 409, "a port belongs to one network");
+        assert!(body.contains("blue"), "{body}");
+        assert!(api.req("GET", BLUE, None).await.1.contains(P1));
+        // Mirror port.
+        api.expect_all(&[
+            (
+                "POST",
+                MIRROR,
+                Some(r#"{"networkId":"blue"}"#),
+                400,
+                "no port",
+            ),
+            ("POST", MIRROR, Some(&mirror), 204, "set"),
+        ])
+        .await;
+        assert!(api
+            .req("GET", BLUE, None)
+            .await
+            .1
+            .contains(&format!("Mirror Port: {P2}")));
+        // Remove ports: 200, non-member 500, unknown network 409; then bad bodies.
+        api.expect_all(&[
+            (
+                "POST",
+                PORT,
+                Some(&blue_p2),
+                409,
+                "mirror cannot be a member",
+            ),
+            ("DELETE", PORT, Some(&blue_p1), 200, "removed"),
+            ("DELETE", PORT, Some(&blue_p1), 500, "not a member"),
+            ("DELETE", PORT, Some(&nope_p1), 409, "unknown network"),
+            ("POST", VNETS, Some("{not json"), 400, "not JSON"),
+            (
+                "POST",
+                VNETS,
+                Some(r#"{"networkId":"x","bogus":1}"#),
+                400,
+                "unknown field",
+            ),
+        ])
+        .await;
+        let long = format!(r#"{{"networkId":"{}"}}"#, "a".repeat(300));
+        let (code, body) = api.req("POST", VNETS, Some(&long)).await;
+        assert_eq!(code, 400);
+        assert!(body.contains("longer than 253"), "{body}");
+        // Delete (also when unknown).
+        api.expect_all(&[
+            (
+                "POST",
+                VNETS,
+                Some(r#"{"networkId":"a b"}"#),
+                400,
+                "bad name",
+            ),
+            ("DELETE", BLUE, None, 204, "deleted"),
+            ("DELETE", BLUE, None, 204, "deleting an unknown network"),
+            ("GET", BLUE, None, 404, "gone"),
+            ("GET", "/nowhere", None, 404, "no such endpoint"),
+        ])
+        .await;
+    }
+}
