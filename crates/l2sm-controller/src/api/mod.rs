@@ -41,6 +41,7 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// What every handler and middleware gets.
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
@@ -49,6 +50,7 @@ struct AppState {
     route_paths: Arc<BTreeSet<&'static str>>,
 }
 
+/// Lets handlers outside this module (`/metrics`) take the shared state alone.
 impl axum::extract::FromRef<AppState> for Arc<Shared> {
     fn from_ref(state: &AppState) -> Arc<Shared> {
         state.shared.clone()
@@ -402,6 +404,7 @@ pub fn openapi_json() -> serde_json::Value {
     openapi::document(&specs, MAX_BODY)
 }
 
+/// `GET` of the OpenAPI document: open, so tools can read it without credentials.
 async fn openapi_document() -> Json<serde_json::Value> {
     Json(openapi_json())
 }
@@ -458,6 +461,7 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An [`ApiError`] with this status and message.
 fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError {
         status,
@@ -465,8 +469,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     }
 }
 
+/// What a handler answers: a response, or a JSON error.
 type ApiResult = Result<Response, ApiError>;
 
+/// Counts and times every request (the outermost layer: refused ones count too).
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     state
         .shared
@@ -501,6 +507,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         .unwrap_or("other")
 }
 
+/// HTTP Basic authentication on the routes that need it; 401 with upstream's realm otherwise.
 async fn require_auth(
     State(state): State<AppState>,
     headers: HeaderMap,
