@@ -1,27 +1,30 @@
 //! `l2sm controller`: the OpenFlow 1.3 server for every switch, the owner of networks, VNIs and
 //! memberships, and the REST API (upstream ONOS-vnets compatible, plus a small native API).
 //!
-//! Data flow: an API call changes the [`state::Model`] (committed to the redb store before the answer is sent),
-//! then bumps a generation counter. With a topology, one planner task turns each generation
-//! into every switch's view (at most once per [`PLAN_INTERVAL`], however fast changes come)
-//! and tells the sessions; without one, sessions derive their own view from the model. Each
-//! session whose view changed recompiles its own pipeline and sends only the difference.
+//! Data flow: an API call changes the [`model::Model`] (committed to the [`store::Store`]
+//! before the answer is sent), then bumps a generation counter. With a topology, one planner
+//! task turns each generation into every switch's view (at most once per [`PLAN_INTERVAL`],
+//! however fast changes come) and tells the sessions; without one, sessions derive their own
+//! view from the model. Each session whose view changed recompiles its own pipeline and sends
+//! only the difference.
 
 pub mod api;
 pub mod ipam;
 pub mod metrics;
+pub mod model;
 pub mod openflow;
-pub mod state;
+pub mod store;
 pub mod topo;
 
 use anyhow::Context as _;
-use state::{Model, ModelError, Store};
+use model::{Model, ModelError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use store::Store;
 use tokio::sync::watch;
 
 /// One direction of a link: probes sent out of `.0` arrive at `.1`.
@@ -75,7 +78,7 @@ impl Probes {
     fn evaluate(
         &self,
         directions: &[Direction],
-        switches: &BTreeMap<u64, SwitchStatus>,
+        switches: &BTreeMap<u64, ConnectedSwitch>,
     ) -> Option<std::collections::BTreeSet<Direction>> {
         let dead_after = self.dead_after();
         let heard = {
@@ -166,80 +169,17 @@ type Plan = BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>;
 /// a restart) costs a few plans, not one per change.
 pub const PLAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// What an OpenFlow session publishes about its switch, for the API and metrics.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SwitchStatus {
-    /// Datapath id as `of:<16 hex>`.
-    pub id: String,
-    /// Remote address of the connection.
-    pub peer: String,
-    /// Ports as reported by the switch.
-    pub ports: Vec<PortStatusView>,
-    /// Flows the controller installed (learned entries excluded).
-    pub flows: usize,
-    /// Groups the controller installed.
-    pub groups: usize,
-    #[serde(skip, default)]
+/// A switch with a session: what the API shows of it (the contract's own type, so the view
+/// is defined once) and the session's bookkeeping, which the API never shows.
+#[derive(Debug, Clone)]
+pub struct ConnectedSwitch {
+    /// What `GET /api/v1/switches` shows.
+    pub status: l2sm_api::v1::SwitchStatus,
+    /// The session that published it: an ending session removes the switch only while it is
+    /// still its own (a reconnect may have replaced it).
     pub(crate) session: u64,
-    /// When the session started probing its links.
-    #[serde(skip, default)]
+    /// When the session started probing its links: liveness gives it time to send probes.
     pub(crate) probing_since: Option<std::time::Instant>,
-}
-
-/// One switch port in [`SwitchStatus`].
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PortStatusView {
-    /// OpenFlow port number.
-    pub number: u32,
-    /// Interface name.
-    pub name: String,
-    /// `tunnel`, `trunk` or `port`.
-    pub kind: String,
-    /// Link up and port not administratively down.
-    #[serde(default)]
-    pub live: bool,
-}
-
-/// Counters exported on `/metrics`.
-#[derive(Debug)]
-pub struct Metrics {
-    /// Messages (FLOW_MOD, GROUP_MOD) per batch sent to a switch.
-    pub batch_size: metrics::Histogram,
-    /// Seconds from writing a batch to its BARRIER_REPLY.
-    pub batch_latency: metrics::Histogram,
-    /// LLDP probes sent.
-    pub lldp_sent: AtomicU64,
-    /// LLDP probes received and decoded.
-    pub lldp_received: AtomicU64,
-    /// LLDP frames that were not our probes, or came in on a port that is not a link.
-    pub lldp_ignored: AtomicU64,
-    /// FLOW_MOD messages sent.
-    pub flow_mods: AtomicU64,
-    /// GROUP_MOD messages sent.
-    pub group_mods: AtomicU64,
-    /// Switch connections accepted.
-    pub connections: AtomicU64,
-    /// Connections closed because of protocol errors.
-    pub protocol_errors: AtomicU64,
-    /// API requests served.
-    pub api_requests: AtomicU64,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            batch_size: metrics::Histogram::new(metrics::SIZE_BUCKETS),
-            batch_latency: metrics::Histogram::new(metrics::LATENCY_BUCKETS),
-            lldp_sent: AtomicU64::new(0),
-            lldp_received: AtomicU64::new(0),
-            lldp_ignored: AtomicU64::new(0),
-            flow_mods: AtomicU64::new(0),
-            group_mods: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
-            protocol_errors: AtomicU64::new(0),
-            api_requests: AtomicU64::new(0),
-        }
-    }
 }
 
 /// State shared by the API and every switch session.
@@ -247,7 +187,7 @@ pub struct Shared {
     model: RwLock<Model>,
     store: Store,
     generation: watch::Sender<u64>,
-    switches: Mutex<BTreeMap<u64, SwitchStatus>>,
+    switches: Mutex<BTreeMap<u64, ConnectedSwitch>>,
     next_session: AtomicU64,
     topology: RwLock<Option<Arc<topo::ResolvedTopology>>>,
     started: std::time::Instant,
@@ -264,7 +204,7 @@ pub struct Shared {
     /// "this port is programmed" waits for.
     applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
     /// Counters.
-    pub metrics: Metrics,
+    pub metrics: metrics::Metrics,
 }
 
 impl Shared {
@@ -284,7 +224,7 @@ impl Shared {
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
-            metrics: Metrics::default(),
+            metrics: metrics::Metrics::default(),
         }))
     }
 
@@ -460,7 +400,7 @@ impl Shared {
         self.views.subscribe()
     }
 
-    fn switches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, SwitchStatus>> {
+    fn switches(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ConnectedSwitch>> {
         self.switches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -469,9 +409,9 @@ impl Shared {
         self.switches().contains_key(&dpid)
     }
 
-    /// Connected switches.
-    pub fn switch_list(&self) -> Vec<SwitchStatus> {
-        self.switches().values().cloned().collect()
+    /// Connected switches, as the API shows them.
+    pub fn switch_list(&self) -> Vec<l2sm_api::v1::SwitchStatus> {
+        self.switches().values().map(|s| s.status.clone()).collect()
     }
 
     fn new_session_id(&self) -> u64 {
@@ -486,8 +426,8 @@ pub enum UpdateError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// The new state could not be written; nothing changed.
-    #[error("cannot persist controller state: {0:#}")]
-    Persist(anyhow::Error),
+    #[error("cannot persist controller state: {0}")]
+    Persist(store::StoreError),
 }
 
 /// Runs the controller until SIGINT/SIGTERM.

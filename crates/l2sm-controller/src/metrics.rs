@@ -1,9 +1,30 @@
-//! Prometheus text for what the switch sessions measure: flow-programming batches, flows and
-//! groups per switch, LLDP probes and live links. The API's `/metrics` appends it.
+//! Everything `/metrics` exports, in Prometheus text format: the counters and histograms the
+//! API and the switch sessions update, the gauges read from the model and the sessions, and
+//! the HTTP handler that serves them. One histogram type serves every histogram.
 
 use super::Shared;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse as _, Response};
+use l2sm_api::v1::SwitchStatus;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Buckets for batch sizes (messages).
+pub const SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0,
+];
+/// Buckets for batch latencies (seconds): up to 10 s, as a thousand switches' batches can take.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// Buckets for API latencies (seconds). No 10 s bucket: the exported series has never had one,
+/// and dashboards key on its `le` values.
+pub const API_LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// A fixed-bucket histogram that can be observed from any task without locking.
 #[derive(Debug)]
@@ -12,18 +33,9 @@ pub struct Histogram {
     /// Non-cumulative count per bucket, the last one for +Inf.
     counts: Vec<AtomicU64>,
     count: AtomicU64,
-    /// Sum of observations in millionths.
-    sum_micros: AtomicU64,
+    /// Sum of observations, as the bits of an `f64`.
+    sum: AtomicU64,
 }
-
-/// Buckets for batch sizes (messages).
-pub const SIZE_BUCKETS: &[f64] = &[
-    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0,
-];
-/// Buckets for latencies (seconds).
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
 
 impl Histogram {
     /// A histogram with upper bounds `bounds` (ascending).
@@ -32,7 +44,7 @@ impl Histogram {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
         }
     }
 
@@ -47,8 +59,13 @@ impl Histogram {
             c.fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((value.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+        // Sizes and durations are never negative; a NaN must not poison the sum.
+        let add = value.max(0.0);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + add).to_bits())
+            });
     }
 
     /// Number of observations.
@@ -56,8 +73,25 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Sum of observations.
+    pub fn sum(&self) -> f64 {
+        f64::from_bits(self.sum.load(Ordering::Relaxed))
+    }
+
+    /// The histogram as a whole metric without labels: HELP, TYPE and one series.
     fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        header(out, name, "histogram", help);
+        self.render_series(out, name, "");
+    }
+
+    /// One series: cumulative buckets, sum and count. `labels` (`k="v",...`) come before
+    /// `le` on buckets and alone on sum and count.
+    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
+        let (open, sep) = if labels.is_empty() {
+            ("", "")
+        } else {
+            (labels, ",")
+        };
         let mut cumulative = 0;
         for (i, c) in self.counts.iter().enumerate() {
             cumulative += c.load(Ordering::Relaxed);
@@ -66,30 +100,186 @@ impl Histogram {
                 .get(i)
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "+Inf".into());
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{open}{sep}le=\"{le}\"}} {cumulative}");
         }
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", self.count());
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), self.sum());
+        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count());
     }
 }
 
-impl Default for Histogram {
+/// API latency by method and route template. Both labels are `'static`: the method from a
+/// fixed list, the route from the route table (never the raw path, where names would make
+/// the label set unbounded), so the set of series is closed.
+#[derive(Debug, Default)]
+pub struct RouteLatency(Mutex<BTreeMap<(&'static str, &'static str), Histogram>>);
+
+impl RouteLatency {
+    /// Name of the exported histogram.
+    const NAME: &'static str = "l2sm_api_request_duration_seconds";
+
+    /// Records one request's latency.
+    pub fn observe(&self, method: &'static str, route: &'static str, seconds: f64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((method, route))
+            .or_insert_with(|| Histogram::new(API_LATENCY_BUCKETS))
+            .observe(seconds);
+    }
+
+    fn render(&self, out: &mut String) {
+        header(
+            out,
+            Self::NAME,
+            "histogram",
+            "API request latency by method and route.",
+        );
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for ((method, route), h) in map.iter() {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            h.render_series(out, Self::NAME, &labels);
+        }
+    }
+}
+
+/// Counters and histograms the API and the switch sessions update.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Messages (FLOW_MOD, GROUP_MOD) per batch sent to a switch.
+    pub batch_size: Histogram,
+    /// Seconds from writing a batch to its BARRIER_REPLY.
+    pub batch_latency: Histogram,
+    /// API latency per method and route.
+    pub api_latency: RouteLatency,
+    /// LLDP probes sent.
+    pub lldp_sent: AtomicU64,
+    /// LLDP probes received and decoded.
+    pub lldp_received: AtomicU64,
+    /// LLDP frames that were not our probes, or came in on a port that is not a link.
+    pub lldp_ignored: AtomicU64,
+    /// FLOW_MOD messages sent.
+    pub flow_mods: AtomicU64,
+    /// GROUP_MOD messages sent.
+    pub group_mods: AtomicU64,
+    /// Switch connections accepted.
+    pub connections: AtomicU64,
+    /// Connections closed because of protocol errors.
+    pub protocol_errors: AtomicU64,
+    /// API requests served.
+    pub api_requests: AtomicU64,
+}
+
+impl Default for Metrics {
     fn default() -> Self {
-        Histogram::new(LATENCY_BUCKETS)
+        Metrics {
+            batch_size: Histogram::new(SIZE_BUCKETS),
+            batch_latency: Histogram::new(LATENCY_BUCKETS),
+            api_latency: RouteLatency::default(),
+            lldp_sent: AtomicU64::new(0),
+            lldp_received: AtomicU64::new(0),
+            lldp_ignored: AtomicU64::new(0),
+            flow_mods: AtomicU64::new(0),
+            group_mods: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            api_requests: AtomicU64::new(0),
+        }
     }
 }
 
-fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-    );
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// The session-side metrics in Prometheus text format.
+/// A metric with one unlabelled value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// `GET /metrics`.
+pub(crate) async fn handler(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&shared),
+    )
+        .into_response()
+}
+
+/// Every metric in Prometheus text format.
 pub fn render(shared: &Shared) -> String {
     let m = &shared.metrics;
+    let model = shared.model();
+    let switches = shared.switch_list();
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let memberships: usize = model.networks.values().map(|n| n.endpoints.len()).sum();
+    let flows: usize = switches.iter().map(|s| s.flows).sum();
     let mut out = String::new();
+    for (name, kind, help, value) in [
+        (
+            "l2sm_switches_connected",
+            "gauge",
+            "Switches connected.",
+            switches.len() as u64,
+        ),
+        (
+            "l2sm_networks",
+            "gauge",
+            "Networks defined.",
+            model.networks.len() as u64,
+        ),
+        (
+            "l2sm_memberships",
+            "gauge",
+            "Member ports over all networks.",
+            memberships as u64,
+        ),
+        (
+            "l2sm_flows_installed",
+            "gauge",
+            "Flows installed by the controller.",
+            flows as u64,
+        ),
+        (
+            "l2sm_flow_mods_total",
+            "counter",
+            "FLOW_MOD messages sent.",
+            load(&m.flow_mods),
+        ),
+        (
+            "l2sm_group_mods_total",
+            "counter",
+            "GROUP_MOD messages sent.",
+            load(&m.group_mods),
+        ),
+        (
+            "l2sm_switch_connections_total",
+            "counter",
+            "Switch connections.",
+            load(&m.connections),
+        ),
+        (
+            "l2sm_switch_protocol_errors_total",
+            "counter",
+            "Switch connections closed on a protocol error.",
+            load(&m.protocol_errors),
+        ),
+        (
+            "l2sm_api_requests_total",
+            "counter",
+            "API requests served.",
+            load(&m.api_requests),
+        ),
+    ] {
+        single(&mut out, name, kind, help, value);
+    }
+    m.api_latency.render(&mut out);
     m.batch_size.render(
         &mut out,
         "l2sm_flow_mod_batch_size",
@@ -100,55 +290,54 @@ pub fn render(shared: &Shared) -> String {
         "l2sm_flow_mod_batch_latency_seconds",
         "Time from the first message of a batch to the switch's BARRIER_REPLY.",
     );
-    let switches = shared.switch_list();
     for (name, help, get) in [
         (
             "l2sm_switch_flows",
             "Flows the controller installed on a switch.",
-            (|s: &super::SwitchStatus| s.flows) as fn(&super::SwitchStatus) -> usize,
+            (|s: &SwitchStatus| s.flows) as fn(&SwitchStatus) -> usize,
         ),
         (
             "l2sm_switch_groups",
             "Groups the controller installed on a switch.",
-            |s: &super::SwitchStatus| s.groups,
+            |s: &SwitchStatus| s.groups,
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        header(&mut out, name, "gauge", help);
         for s in &switches {
             let _ = writeln!(out, "{name}{{dpid=\"{}\"}} {}", s.id, get(s));
         }
     }
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    gauge(
-        &mut out,
-        "l2sm_lldp_probes_sent_total",
-        "counter",
-        "LLDP probes sent on link ports.",
-        load(&m.lldp_sent),
-    );
-    gauge(
-        &mut out,
-        "l2sm_lldp_probes_received_total",
-        "counter",
-        "LLDP probes received back from switches.",
-        load(&m.lldp_received),
-    );
-    gauge(
-        &mut out,
-        "l2sm_lldp_frames_ignored_total",
-        "counter",
-        "LLDP frames that were not our probes or arrived on a port that is no link.",
-        load(&m.lldp_ignored),
-    );
+    for (name, kind, help, value) in [
+        (
+            "l2sm_lldp_probes_sent_total",
+            "counter",
+            "LLDP probes sent on link ports.",
+            load(&m.lldp_sent),
+        ),
+        (
+            "l2sm_lldp_probes_received_total",
+            "counter",
+            "LLDP probes received back from switches.",
+            load(&m.lldp_received),
+        ),
+        (
+            "l2sm_lldp_frames_ignored_total",
+            "counter",
+            "LLDP frames that were not our probes or arrived on a port that is no link.",
+            load(&m.lldp_ignored),
+        ),
+    ] {
+        single(&mut out, name, kind, help, value);
+    }
     let links = shared.link_report();
-    gauge(
+    single(
         &mut out,
         "l2sm_links_live",
         "gauge",
         "Configured inter-switch links that are up (ports up, probes in both directions).",
         links.iter().filter(|l| l.live).count() as u64,
     );
-    gauge(
+    single(
         &mut out,
         "l2sm_links_configured",
         "gauge",
@@ -178,5 +367,37 @@ mod tests {
             out.contains("x_count 4\n") && out.contains("x_sum 100007\n"),
             "{out}"
         );
+    }
+
+    /// Per-route series put their labels before `le`, and alone on sum and count.
+    #[test]
+    fn route_latency_series_carry_method_and_route() {
+        let l = RouteLatency::default();
+        l.observe("GET", "/a/{id}", 0.0003);
+        l.observe("GET", "/a/{id}", 3.0);
+        let mut out = String::new();
+        l.render(&mut out);
+        let n = RouteLatency::NAME;
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2 + API_LATENCY_BUCKETS.len() + 1 + 2, "{out}");
+        assert_eq!(
+            lines[2],
+            format!("{n}_bucket{{method=\"GET\",route=\"/a/{{id}}\",le=\"0.0005\"}} 1")
+        );
+        assert_eq!(
+            lines[2 + API_LATENCY_BUCKETS.len() - 1],
+            format!("{n}_bucket{{method=\"GET\",route=\"/a/{{id}}\",le=\"2.5\"}} 1")
+        );
+        assert_eq!(
+            lines[2 + API_LATENCY_BUCKETS.len()],
+            format!("{n}_bucket{{method=\"GET\",route=\"/a/{{id}}\",le=\"+Inf\"}} 2")
+        );
+        assert_eq!(
+            lines[lines.len() - 1],
+            format!("{n}_count{{method=\"GET\",route=\"/a/{{id}}\"}} 2")
+        );
+        assert!(lines[lines.len() - 2].starts_with(&format!(
+            "{n}_sum{{method=\"GET\",route=\"/a/{{id}}\"}} 3.000"
+        )));
     }
 }

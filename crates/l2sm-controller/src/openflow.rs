@@ -4,8 +4,9 @@
 //! the controller's part. Anything malformed closes just that connection, with the reason
 //! logged.
 
-use super::{PortStatusView, Shared, SwitchStatus};
+use super::{ConnectedSwitch, Shared};
 use anyhow::{anyhow, bail, Context as _};
+use l2sm_api::v1::{PortStatusView, SwitchStatus};
 use l2sm_ofp::session::{CloseReason, Session as OfpSession, SessionConfig, SessionEvent};
 use l2sm_ofp::{
     FeaturesReply, FlowStatsRequest, Message, MultipartReplyBody, MultipartRequest,
@@ -562,10 +563,13 @@ impl Session {
                 .collect(),
             flows: self.counts.0,
             groups: self.counts.1,
+        };
+        let switch = ConnectedSwitch {
+            status,
             session: self.session_id,
             probing_since: self.probing_since,
         };
-        self.shared.switches().insert(dpid, status);
+        self.shared.switches().insert(dpid, switch);
     }
 
     fn unregister(&self) {

@@ -2,8 +2,8 @@
 //! agents read), resolved against what the connected switches report, gives the live links;
 //! the planner turns them and the model into every switch's view.
 
-use super::state::Model;
-use super::{Direction, SwitchStatus};
+use super::model::Model;
+use super::{ConnectedSwitch, Direction};
 use l2sm_api::topology::{TopoLink, Topology};
 use l2sm_pipeline::ids;
 use l2sm_pipeline::plan::{self, End, Link, NetworkSpec};
@@ -82,7 +82,7 @@ impl ResolvedTopology {
     #[cfg(test)]
     pub fn live_links(
         &self,
-        switches: &BTreeMap<u64, SwitchStatus>,
+        switches: &BTreeMap<u64, ConnectedSwitch>,
         absent_ok: &dyn Fn(u64) -> bool,
         dead: &BTreeSet<Direction>,
     ) -> Vec<Link> {
@@ -96,7 +96,7 @@ impl ResolvedTopology {
     /// Every configured link whose ends can be placed, with its state.
     pub fn report(
         &self,
-        switches: &BTreeMap<u64, SwitchStatus>,
+        switches: &BTreeMap<u64, ConnectedSwitch>,
         absent_ok: &dyn Fn(u64) -> bool,
         dead: &BTreeSet<Direction>,
     ) -> Vec<LinkReport> {
@@ -110,7 +110,7 @@ impl ResolvedTopology {
                 };
                 return Some((end, absent_ok(*dpid)));
             };
-            let port = sw.ports.iter().find(|p| &p.name == name)?;
+            let port = sw.status.ports.iter().find(|p| &p.name == name)?;
             Some((
                 End {
                     dpid: *dpid,
@@ -135,7 +135,7 @@ impl ResolvedTopology {
     }
 
     /// Directions whose probes are expected: both switches connected, both ports up.
-    pub fn probed_directions(&self, switches: &BTreeMap<u64, SwitchStatus>) -> Vec<Direction> {
+    pub fn probed_directions(&self, switches: &BTreeMap<u64, ConnectedSwitch>) -> Vec<Direction> {
         self.report(switches, &|_| false, &BTreeSet::new())
             .into_iter()
             .filter(|r| r.ports_up && r.link.a.port != 0 && r.link.b.port != 0)
@@ -161,7 +161,7 @@ pub struct LinkReport {
 pub fn plan_all(
     topo: &ResolvedTopology,
     model: &Model,
-    switches: &BTreeMap<u64, SwitchStatus>,
+    switches: &BTreeMap<u64, ConnectedSwitch>,
     absent_ok: &dyn Fn(u64) -> bool,
     dead: &BTreeSet<Direction>,
 ) -> BTreeMap<u64, SwitchView> {
@@ -202,13 +202,14 @@ pub fn plan_all(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{PortStatusView, Probes};
+    use super::super::Probes;
     use super::*;
+    use l2sm_api::v1::{PortStatusView, SwitchStatus};
     use l2sm_pipeline::ids::PortId;
     use std::time::{Duration, Instant};
 
     /// Two trunk-linked switches 1 and 2 (ports "p1" and "p2"), both connected.
-    fn setup(probing_for: Duration) -> (ResolvedTopology, BTreeMap<u64, SwitchStatus>) {
+    fn setup(probing_for: Duration) -> (ResolvedTopology, BTreeMap<u64, ConnectedSwitch>) {
         let topo = ResolvedTopology {
             links: vec![ResolvedLink {
                 a: (1, "p1".into()),
@@ -216,17 +217,19 @@ mod tests {
                 kind: LinkKind::Trunk,
             }],
         };
-        let switch = |dpid: u64, name: &str, number: u32| SwitchStatus {
-            id: format!("of:{dpid:016x}"),
-            peer: String::new(),
-            ports: vec![PortStatusView {
-                number,
-                name: name.into(),
-                kind: "trunk".into(),
-                live: true,
-            }],
-            flows: 0,
-            groups: 0,
+        let switch = |dpid: u64, name: &str, number: u32| ConnectedSwitch {
+            status: SwitchStatus {
+                id: format!("of:{dpid:016x}"),
+                peer: String::new(),
+                ports: vec![PortStatusView {
+                    number,
+                    name: name.into(),
+                    kind: "trunk".into(),
+                    live: true,
+                }],
+                flows: 0,
+                groups: 0,
+            },
             session: 1,
             probing_since: Instant::now().checked_sub(probing_for),
         };
@@ -280,7 +283,7 @@ mod tests {
     fn a_port_that_is_down_is_not_probed_and_not_live() {
         let (topo, mut switches) = setup(Duration::from_secs(5));
         if let Some(s) = switches.get_mut(&2) {
-            s.ports[0].live = false;
+            s.status.ports[0].live = false;
         }
         assert!(topo.probed_directions(&switches).is_empty());
         let report = topo.report(&switches, &|_| true, &BTreeSet::new());

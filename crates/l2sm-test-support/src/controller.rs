@@ -76,6 +76,25 @@ impl ControllerProcess {
         base64_encode(format!("{}:{}", self.user, self.password).as_bytes())
     }
 
+    /// One request to its API, with its credentials or without; `None` when nothing answers
+    /// (it stopped, or is restarting).
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        authenticated: bool,
+    ) -> Option<(u16, String)> {
+        let token = authenticated.then(|| self.token());
+        crate::http::request(self.api, method, path, body, token.as_deref())
+    }
+
+    /// One request with its credentials: the status and the body. Panics when nothing answers.
+    pub fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        self.try_request(method, path, body, true)
+            .unwrap_or_else(|| panic!("controller did not answer {method} {path}"))
+    }
+
     /// Its state directory.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

@@ -513,3 +513,66 @@ fn schemas() -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestApi;
+
+    #[tokio::test]
+    async fn the_openapi_document_describes_exactly_what_the_router_serves() {
+        let api = TestApi::new();
+        let create = r#"{"name":"doc","cidrs":["10.3.0.0/24"]}"#;
+        assert_eq!(
+            api.req("POST", "/api/v1/networks", Some(create)).await.0,
+            201
+        );
+        let (code, text) = api.send("GET", "/api/v1/openapi.json", None, false).await;
+        assert_eq!(code, 200);
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("the document is JSON");
+        assert_eq!(doc["openapi"], "3.0.3");
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 15, "{} paths", paths.len());
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        // Every $ref resolves.
+        for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = r.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+        let mut operations = 0;
+        for (path, ops) in paths {
+            assert!(
+                path.starts_with("/api/v1") || path.starts_with("/onos/") || path == "/metrics",
+                "{path}"
+            );
+            let concrete = path
+                .replace("{network_id}", "doc")
+                .replace("{dpid}", "of:00000000000000aa");
+            let ops = ops.as_object().unwrap();
+            for method in ["get", "post", "delete", "put", "patch"] {
+                let upper = method.to_uppercase();
+                let Some(op) = ops.get(method) else {
+                    // A method the document does not list is not served there.
+                    let (code, _) = api.req(&upper, &concrete, None).await;
+                    assert_eq!(code, 405, "{upper} {path} is served but not documented");
+                    continue;
+                };
+                operations += 1;
+                let responses = op["responses"].as_object().unwrap();
+                assert!(!responses.is_empty(), "{upper} {path} has no responses");
+                let body = op.get("requestBody").map(|_| "{}");
+                let (code, text) = api.req(&upper, &concrete, body).await;
+                assert!(
+                    responses.contains_key(&code.to_string()),
+                    "{upper} {path} answered {code}, not documented: {text}"
+                );
+                let secured = !op["security"].as_array().unwrap().is_empty();
+                if secured {
+                    let (code, _) = api.send(&upper, &concrete, body, false).await;
+                    assert_eq!(code, 401, "{upper} {path} without credentials");
+                    assert!(responses.contains_key("401"));
+                }
+            }
+        }
+        assert!(operations >= 20, "{operations} operations");
+    }
+}

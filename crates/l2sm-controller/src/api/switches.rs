@@ -1,104 +1,54 @@
-//! Read-only native views: ports of connected switches, memberships with their addresses, and
-//! the flows and groups the controller programs into one switch.
+//! Connected switches, live inter-switch links, and the flows and groups the controller
+//! programs into one switch.
 
 use super::{error, ApiError, ApiResult, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
 use axum::Json;
-use l2sm_api::v1::{AttachmentView, PortView};
+use l2sm_api::v1::{LinkView, SwitchStatus};
 use l2sm_ofp::{Action, Instruction};
-use l2sm_pipeline::ids::PortId;
 use l2sm_pipeline::LinkKind;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub(super) async fn list_ports(State(state): State<AppState>) -> Json<Vec<PortView>> {
-    let model = state.shared.model();
-    let mut member: BTreeMap<PortId, &str> = BTreeMap::new();
-    let mut mirror: BTreeMap<PortId, &str> = BTreeMap::new();
-    for (name, n) in &model.networks {
-        for ep in &n.endpoints {
-            member.insert(*ep, name);
-        }
-        if let Some(m) = n.mirror_port {
-            mirror.insert(m, name);
-        }
-    }
-    let mut out = Vec::new();
-    for sw in state.shared.switch_list() {
-        let Some(dpid) = parse_dpid(&sw.id) else {
-            continue;
-        };
-        for p in &sw.ports {
-            let id = PortId {
-                dpid,
-                port: p.number,
-            };
-            let owner = model.port_owners.get(&id);
-            out.push(PortView {
-                pod: owner.and_then(|o| o.pod.clone()),
-                attachment: owner.map(|o| o.attachment.clone()),
-                interface: owner.map(|o| o.interface.clone()),
-                id: id.to_string(),
-                switch: sw.id.clone(),
-                port: p.number,
-                name: p.name.clone(),
-                kind: p.kind.clone(),
-                up: p.live,
-                network: member.get(&id).map(|s| s.to_string()),
-                mirror: mirror.contains_key(&id),
-                mirror_of: mirror.get(&id).map(|s| s.to_string()),
-            });
-        }
-    }
-    Json(out)
+/// Connected switches, in the contract's own view type.
+pub(super) async fn list_switches(State(state): State<AppState>) -> Json<Vec<SwitchStatus>> {
+    Json(state.shared.switch_list())
 }
 
-pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<AttachmentView>> {
-    let model = state.shared.model();
-    let switches: BTreeMap<u64, _> = state
-        .shared
-        .switch_list()
-        .into_iter()
-        .filter_map(|s| Some((parse_dpid(&s.id)?, s)))
-        .collect();
-    let mut out = Vec::new();
-    for (name, n) in &model.networks {
-        let owners: BTreeMap<PortId, &String> = n
-            .ipam
-            .iter()
-            .flat_map(|i| i.ports.iter().map(|(o, p)| (*p, o)))
-            .collect();
-        for ep in &n.endpoints {
-            let sw = switches.get(&ep.dpid);
-            let reported = model.port_owners.get(ep);
-            let owner = owners.get(ep).map(|o| o.to_string());
-            let ips = match (&n.ipam, &owner) {
-                (Some(i), Some(o)) => i.held_by(o),
-                _ => Vec::new(),
-            };
-            out.push(AttachmentView {
-                network: name.clone(),
-                port: ep.to_string(),
-                vni: n.vni,
-                vlan: n.vlan,
-                connected: sw.is_some(),
-                name: sw.and_then(|s| {
-                    s.ports
-                        .iter()
-                        .find(|p| p.number == ep.port)
-                        .map(|p| p.name.clone())
-                }),
-                owner,
-                ips,
-                pod: reported.and_then(|o| o.pod.clone()),
-                attachment: reported.map(|o| o.attachment.clone()),
-                interface: reported.map(|o| o.interface.clone()),
-            });
-        }
-    }
-    Json(out)
+pub(super) async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkView>> {
+    let links = state.shared.link_report();
+    Json(
+        links
+            .into_iter()
+            .map(|r| {
+                (
+                    r.link,
+                    r.live,
+                    if r.live {
+                        "up"
+                    } else if !r.ports_up {
+                        "port down"
+                    } else {
+                        "no probes"
+                    },
+                )
+            })
+            .map(|(l, live, st)| LinkView {
+                live,
+                state: st.into(),
+                a: format!("of:{:016x}", l.a.dpid),
+                a_port: l.a.port,
+                b: format!("of:{:016x}", l.b.dpid),
+                b_port: l.b.port,
+                kind: match l.kind {
+                    l2sm_pipeline::LinkKind::Tunnel => "tunnel".into(),
+                    l2sm_pipeline::LinkKind::Trunk => "trunk".into(),
+                },
+            })
+            .collect(),
+    )
 }
 
 /// `of:<16 hex>`, or the 16 hex digits alone.

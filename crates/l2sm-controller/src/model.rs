@@ -1,0 +1,565 @@
+//! The controller's network model: networks, their VNIs, VLAN ids, member ports, mirror ports,
+//! port owners and IPAM allocations, and the rules every change obeys (a port is in one
+//! network, VNIs are never 0 nor reused right away). Pure: no I/O, so every rule is tested in
+//! memory; [`crate::store`] persists it.
+
+use super::ipam::{Ipam, IpamError};
+use l2sm_pipeline::ids::PortId;
+use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, SwitchView, MAX_VNI};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One virtual network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Network {
+    /// Stable VXLAN network identifier, never 0, never reused while the network exists.
+    pub vni: u32,
+    /// Member ports, in the order they joined.
+    pub endpoints: Vec<PortId>,
+    /// Port receiving a copy of the network's traffic (stored; programming comes later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_port: Option<PortId>,
+    /// 802.1Q id of the network on trunk links; `None` once all 4094 are taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Address management; `None` for an L2-only network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+}
+
+/// Who a member port belongs to, as the agent that plumbed it reports: the operator needs the
+/// exact pod of each port (the switch port is invisible in Kubernetes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PortOwner {
+    /// Pod, `namespace/name` (absent for attachments made without a pod identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Attachment id (`cni/<container>/<ifname>` for the CNI plugin).
+    pub attachment: String,
+    /// Interface name inside the pod.
+    #[serde(default)]
+    pub interface: String,
+}
+
+/// Highest usable 802.1Q id.
+pub const MAX_VLAN: u16 = 4094;
+
+/// Everything the controller must remember across restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Model {
+    /// Networks by name.
+    pub networks: BTreeMap<String, Network>,
+    /// Next VNI to hand out.
+    #[serde(default = "first_vni")]
+    pub next_vni: u32,
+    /// Owners of member ports. An owner lives as long as its port is a member: it goes when
+    /// the port leaves its network (or the network is deleted) and follows a move.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_owners: BTreeMap<PortId, PortOwner>,
+}
+
+fn first_vni() -> u32 {
+    1
+}
+
+/// Why a model change was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModelError {
+    /// The network does not exist.
+    #[error("network {0:?} does not exist")]
+    UnknownNetwork(String),
+    /// The port already belongs to another network; a port is in exactly one network.
+    #[error("port {port} already belongs to network {network:?}")]
+    PortInOtherNetwork {
+        /// The port.
+        port: PortId,
+        /// Its current network.
+        network: String,
+    },
+    /// The port is the network's mirror port.
+    #[error("port {0} is the mirror port of the network")]
+    PortIsMirror(PortId),
+    /// The port is in no network.
+    #[error("port {0} is not a member of any network")]
+    PortNotMember(PortId),
+    /// Every VNI is in use.
+    #[error("no free VNI left")]
+    VniExhausted,
+    /// The network exists with other IPAM settings.
+    #[error("network {0:?} already exists with different IPAM settings")]
+    IpamMismatch(String),
+    /// An address request was refused.
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+}
+
+impl Model {
+    fn allocate_vni(&mut self) -> Result<u32, ModelError> {
+        let used: BTreeSet<u32> = self.networks.values().map(|n| n.vni).collect();
+        if used.len() >= MAX_VNI as usize {
+            return Err(ModelError::VniExhausted);
+        }
+        let mut candidate = self.next_vni.clamp(1, MAX_VNI);
+        while used.contains(&candidate) {
+            candidate = if candidate >= MAX_VNI {
+                1
+            } else {
+                candidate + 1
+            };
+        }
+        self.next_vni = if candidate >= MAX_VNI {
+            1
+        } else {
+            candidate + 1
+        };
+        Ok(candidate)
+    }
+
+    /// Creates a network; creating an existing one changes nothing (upstream semantics).
+    /// Returns whether the network is new.
+    pub fn create_network(
+        &mut self,
+        name: &str,
+        mirror_port: Option<PortId>,
+    ) -> Result<bool, ModelError> {
+        if self.networks.contains_key(name) {
+            return Ok(false);
+        }
+        let vni = self.allocate_vni()?;
+        let vlan = self.free_vlan();
+        self.networks.insert(
+            name.to_string(),
+            Network {
+                vni,
+                endpoints: Vec::new(),
+                mirror_port,
+                vlan,
+                ipam: None,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Lowest 802.1Q id no network uses.
+    fn free_vlan(&self) -> Option<u16> {
+        let used: BTreeSet<u16> = self.networks.values().filter_map(|n| n.vlan).collect();
+        (1..=MAX_VLAN).find(|v| !used.contains(v))
+    }
+
+    /// Gives a VLAN id to networks that have none (state written by older versions).
+    pub fn assign_missing_vlans(&mut self) {
+        let names: Vec<String> = self
+            .networks
+            .iter()
+            .filter(|(_, n)| n.vlan.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in names {
+            let vlan = self.free_vlan();
+            if let Some(n) = self.networks.get_mut(&name) {
+                n.vlan = vlan;
+            }
+        }
+    }
+
+    /// Creates a network with address management; an existing network with the same settings
+    /// is left as it is (returns false).
+    pub fn create_network_with_ipam(&mut self, name: &str, ipam: Ipam) -> Result<bool, ModelError> {
+        if let Some(existing) = self.networks.get(name) {
+            let same = existing.ipam.as_ref().is_some_and(|i| {
+                i.cidrs == ipam.cidrs
+                    && i.pod_ranges == ipam.pod_ranges
+                    && i.exclude == ipam.exclude
+            });
+            return if same {
+                Ok(false)
+            } else {
+                Err(ModelError::IpamMismatch(name.to_string()))
+            };
+        }
+        self.create_network(name, None)?;
+        if let Some(n) = self.networks.get_mut(name) {
+            n.ipam = Some(ipam);
+        }
+        Ok(true)
+    }
+
+    /// Addresses for `owner` on `network`: allocated (or validated static ones) when the
+    /// network has IPAM; the static ones as given otherwise (L2 only: nothing is invented).
+    /// `port`, when given, records which switch port the owner is attached to.
+    pub fn allocate(
+        &mut self,
+        network: &str,
+        owner: &str,
+        requested: &[ipnet::IpNet],
+        port: Option<PortId>,
+    ) -> Result<Vec<ipnet::IpNet>, ModelError> {
+        let net = self
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| ModelError::UnknownNetwork(network.to_string()))?;
+        match net.ipam.as_mut() {
+            None => Ok(requested.to_vec()),
+            Some(ipam) => {
+                let addrs: Vec<std::net::IpAddr> = requested.iter().map(|n| n.addr()).collect();
+                let ips = ipam.allocate(owner, &addrs)?;
+                if let Some(port) = port {
+                    ipam.ports.insert(owner.to_string(), port);
+                }
+                Ok(ips)
+            }
+        }
+    }
+
+    /// Frees what `owner` holds on `network` (nothing to do for unknown networks).
+    pub fn release(&mut self, network: &str, owner: &str) -> usize {
+        self.networks
+            .get_mut(network)
+            .and_then(|n| n.ipam.as_mut())
+            .map(|i| i.release(owner))
+            .unwrap_or(0)
+    }
+
+    /// Frees allocations of owners starting with `prefix` that are not in `valid`.
+    pub fn gc(&mut self, prefix: &str, valid: &BTreeSet<String>) -> usize {
+        let mut freed = 0;
+        for ipam in self.networks.values_mut().filter_map(|n| n.ipam.as_mut()) {
+            let before = ipam.allocations.len();
+            ipam.allocations
+                .retain(|_, o| !o.starts_with(prefix) || valid.contains(o));
+            ipam.ports
+                .retain(|o, _| !o.starts_with(prefix) || valid.contains(o));
+            freed += before - ipam.allocations.len();
+        }
+        freed
+    }
+
+    /// Deletes a network and its memberships (and their owners). Returns whether it existed.
+    pub fn delete_network(&mut self, name: &str) -> bool {
+        match self.networks.remove(name) {
+            Some(net) => {
+                for ep in &net.endpoints {
+                    self.port_owners.remove(ep);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records who a member port belongs to (replacing an earlier owner). Returns whether
+    /// anything changed.
+    pub fn set_owner(&mut self, port: PortId, owner: PortOwner) -> Result<bool, ModelError> {
+        if self.network_of(&port).is_none() {
+            return Err(ModelError::PortNotMember(port));
+        }
+        Ok(self.port_owners.insert(port, owner.clone()) != Some(owner))
+    }
+
+    /// Forgets a port's owner. Returns whether it had one.
+    pub fn clear_owner(&mut self, port: &PortId) -> bool {
+        self.port_owners.remove(port).is_some()
+    }
+
+    /// Moves a member port from network `from` to network `to` in one change, keeping its
+    /// owner (quarantine). Returns false when it is in `to` already.
+    pub fn move_port(&mut self, port: PortId, from: &str, to: &str) -> Result<bool, ModelError> {
+        if !self.networks.contains_key(to) {
+            return Err(ModelError::UnknownNetwork(to.to_string()));
+        }
+        match self.network_of(&port) {
+            Some(n) if n == to => return Ok(false),
+            Some(n) if n == from => {}
+            Some(n) => {
+                return Err(ModelError::PortInOtherNetwork {
+                    port,
+                    network: n.to_string(),
+                })
+            }
+            None => return Err(ModelError::PortNotMember(port)),
+        }
+        if let Some(net) = self.networks.get_mut(from) {
+            net.endpoints.retain(|p| *p != port);
+        }
+        if let Some(net) = self.networks.get_mut(to) {
+            net.endpoints.push(port);
+        }
+        Ok(true)
+    }
+
+    /// The network a port belongs to, if any.
+    pub fn network_of(&self, port: &PortId) -> Option<&str> {
+        self.networks
+            .iter()
+            .find(|(_, n)| n.endpoints.contains(port))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Adds member ports, all or nothing. Ports already in this network are kept as they are.
+    pub fn add_ports(&mut self, name: &str, ports: &[PortId]) -> Result<bool, ModelError> {
+        let net = self
+            .networks
+            .get(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        for port in ports {
+            // The mirror of any network: it would leak that network's copies into this one.
+            if net.mirror_port.as_ref() == Some(port) || self.mirror_of(port).is_some() {
+                return Err(ModelError::PortIsMirror(*port));
+            }
+            if let Some(other) = self.network_of(port) {
+                if other != name {
+                    return Err(ModelError::PortInOtherNetwork {
+                        port: *port,
+                        network: other.to_string(),
+                    });
+                }
+            }
+        }
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        let mut changed = false;
+        for port in ports {
+            if !net.endpoints.contains(port) {
+                net.endpoints.push(*port);
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Removes member ports, all or nothing.
+    pub fn remove_ports(&mut self, name: &str, ports: &[PortId]) -> Result<(), ModelError> {
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        if let Some(missing) = ports.iter().find(|p| !net.endpoints.contains(p)) {
+            return Err(ModelError::PortNotMember(*missing));
+        }
+        net.endpoints.retain(|p| !ports.contains(p));
+        for p in ports {
+            self.port_owners.remove(p);
+        }
+        Ok(())
+    }
+
+    /// The network whose mirror port `port` is, if any.
+    pub fn mirror_of(&self, port: &PortId) -> Option<&str> {
+        self.networks
+            .iter()
+            .find(|(_, n)| n.mirror_port.as_ref() == Some(port))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Sets (or replaces) the mirror port of a network.
+    pub fn set_mirror_port(&mut self, name: &str, port: PortId) -> Result<(), ModelError> {
+        if let Some(owner) = self
+            .network_of(&port)
+            .or_else(|| self.mirror_of(&port).filter(|n| *n != name))
+        {
+            return Err(ModelError::PortInOtherNetwork {
+                port,
+                network: owner.to_string(),
+            });
+        }
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        net.mirror_port = Some(port);
+        Ok(())
+    }
+
+    /// Stops mirroring a network.
+    pub fn clear_mirror_port(&mut self, name: &str) -> Result<(), ModelError> {
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        net.mirror_port = None;
+        Ok(())
+    }
+
+    /// The compiler input for switch `dpid` on a full mesh: every network with members here
+    /// floods to every link, with split horizon. Which tunnel leads to the mirror's switch is
+    /// unknown here, so copies go into every tunnel and only the mirror's switch keeps them.
+    pub fn switch_view(&self, dpid: u64, links: BTreeMap<u32, LinkKind>) -> SwitchView {
+        let mut networks: BTreeMap<u32, NetworkView> = BTreeMap::new();
+        for net in self.networks.values() {
+            let mirror_here = net.mirror_port.filter(|m| m.dpid == dpid);
+            if mirror_here.is_none() && !net.endpoints.iter().any(|ep| ep.dpid == dpid) {
+                continue;
+            }
+            let members = net
+                .endpoints
+                .iter()
+                .filter(|ep| ep.dpid == dpid)
+                .map(|ep| ep.port)
+                .collect();
+            let mirror = net.mirror_port.map(|_| match mirror_here {
+                Some(m) => l2sm_pipeline::MirrorView {
+                    port: Some(m.port),
+                    toward: BTreeSet::new(),
+                },
+                None => l2sm_pipeline::MirrorView {
+                    port: None,
+                    toward: links
+                        .iter()
+                        .filter(|(_, k)| **k == LinkKind::Tunnel)
+                        .map(|(p, _)| *p)
+                        .collect(),
+                },
+            });
+            networks.insert(
+                net.vni,
+                NetworkView {
+                    members,
+                    link_ports: links.keys().copied().collect(),
+                    mode: FloodMode::Mesh,
+                    vlan: net.vlan,
+                    mirror,
+                },
+            );
+        }
+        SwitchView { links, networks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(dpid: u64, port: u32) -> PortId {
+        PortId { dpid, port }
+    }
+
+    #[test]
+    fn vnis_are_stable_unique_and_never_zero() {
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
+        assert!(m.create_network("a", None).unwrap());
+        assert!(m.create_network("b", None).unwrap());
+        assert!(!m.create_network("a", None).unwrap());
+        assert_eq!(m.networks["a"].vni, 1);
+        assert_eq!(m.networks["b"].vni, 2);
+        m.delete_network("a");
+        m.create_network("c", None).unwrap();
+        assert_eq!(
+            m.networks["c"].vni, 3,
+            "a freed VNI is not reused right away"
+        );
+        m.next_vni = MAX_VNI;
+        m.create_network("d", None).unwrap();
+        m.create_network("e", None).unwrap();
+        assert_eq!(m.networks["d"].vni, MAX_VNI);
+        assert_eq!(m.networks["e"].vni, 1, "wraps around, skipping 0");
+    }
+
+    #[test]
+    fn a_port_belongs_to_one_network() {
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
+        m.create_network("a", None).unwrap();
+        m.create_network("b", None).unwrap();
+        assert!(m.add_ports("a", &[port(1, 1)]).unwrap());
+        assert!(!m.add_ports("a", &[port(1, 1)]).unwrap());
+        assert_eq!(
+            m.add_ports("b", &[port(1, 2), port(1, 1)]),
+            Err(ModelError::PortInOtherNetwork {
+                port: port(1, 1),
+                network: "a".into()
+            })
+        );
+        assert!(m.networks["b"].endpoints.is_empty(), "all or nothing");
+        assert_eq!(
+            m.add_ports("zz", &[port(1, 3)]),
+            Err(ModelError::UnknownNetwork("zz".into()))
+        );
+        assert_eq!(
+            m.remove_ports("b", &[port(1, 1)]),
+            Err(ModelError::PortNotMember(port(1, 1)))
+        );
+        m.remove_ports("a", &[port(1, 1)]).unwrap();
+        m.add_ports("b", &[port(1, 1)]).unwrap();
+    }
+
+    #[test]
+    fn switch_view_only_has_local_members() {
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
+        m.create_network("a", None).unwrap();
+        m.add_ports("a", &[port(1, 1), port(2, 1), port(1, 5)])
+            .unwrap();
+        let v = m.switch_view(1, [(100, LinkKind::Tunnel)].into());
+        assert_eq!(v.networks.len(), 1);
+        assert_eq!(v.networks[&1].members, [1, 5].into());
+        assert_eq!(v.networks[&1].link_ports, [100].into());
+        assert_eq!(v.networks[&1].vlan, Some(1));
+        assert!(m.switch_view(3, BTreeMap::new()).networks.is_empty());
+    }
+
+    fn owner(pod: &str, att: &str) -> PortOwner {
+        PortOwner {
+            pod: Some(pod.into()),
+            attachment: att.into(),
+            interface: "net1".into(),
+        }
+    }
+
+    #[test]
+    fn owners_live_with_membership_and_follow_moves() {
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
+        m.create_network("a", None).unwrap();
+        m.create_network("q", None).unwrap();
+        assert_eq!(
+            m.set_owner(port(1, 1), owner("ns/p1", "cni/c1/net1")),
+            Err(ModelError::PortNotMember(port(1, 1))),
+            "only member ports have owners"
+        );
+        m.add_ports("a", &[port(1, 1), port(1, 2), port(1, 3)])
+            .unwrap();
+        assert!(m
+            .set_owner(port(1, 1), owner("ns/p1", "cni/c1/net1"))
+            .unwrap());
+        assert!(!m
+            .set_owner(port(1, 1), owner("ns/p1", "cni/c1/net1"))
+            .unwrap());
+        m.set_owner(port(1, 2), owner("ns/p2", "cni/c2/net1"))
+            .unwrap();
+        m.set_owner(port(1, 3), owner("ns/p3", "cni/c3/net1"))
+            .unwrap();
+        let mut n = m.clone();
+        // A move keeps the owner; leaving the network or its deletion drops it.
+        assert!(n.move_port(port(1, 2), "a", "q").unwrap());
+        assert!(!n.move_port(port(1, 2), "a", "q").unwrap());
+        assert_eq!(
+            n.move_port(port(1, 9), "a", "q"),
+            Err(ModelError::PortNotMember(port(1, 9)))
+        );
+        assert_eq!(
+            n.move_port(port(1, 1), "a", "zz"),
+            Err(ModelError::UnknownNetwork("zz".into()))
+        );
+        assert_eq!(n.port_owners[&port(1, 2)].pod.as_deref(), Some("ns/p2"));
+        n.remove_ports("a", &[port(1, 1)]).unwrap();
+        assert!(!n.port_owners.contains_key(&port(1, 1)));
+        n.delete_network("a");
+        assert!(!n.port_owners.contains_key(&port(1, 3)));
+        assert_eq!(n.port_owners.len(), 1);
+        assert!(n.clear_owner(&port(1, 2)) && !n.clear_owner(&port(1, 2)));
+        n.set_owner(port(1, 2), owner("ns/p2", "cni/c2/net1"))
+            .unwrap();
+    }
+}
