@@ -8,6 +8,8 @@
 //! view from the model. Each session whose view changed recompiles its own pipeline and sends
 //! only the difference.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 pub mod api;
 pub mod ipam;
 pub mod metrics;
