@@ -57,46 +57,91 @@ pub struct NetworkRequest {
 /// A bad annotation value; every message names the annotation and the element or network.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
+    /// `l2sm/networks` starts with `[` but is not valid JSON (or not a list); carries the
+    /// JSON parser's message.
     #[error("{NETWORKS_ANNOTATION}: not a JSON list of networks: {0}")]
     Json(String),
+    /// `l2sm/networks` is a single JSON object rather than a list of them.
     #[error(
         "{NETWORKS_ANNOTATION}: a single JSON object; write a list ([{{\"name\": ...}}]) or comma-separated names"
     )]
     SingleObject,
+    /// An element of the JSON list is not an object.
     #[error("{NETWORKS_ANNOTATION}: element {index} is not an object")]
-    NotAnObject { index: usize },
+    NotAnObject {
+        /// Zero-based position of the element in the list.
+        index: usize,
+    },
+    /// An element of the JSON list has no `name`, or a null or empty one.
     #[error("{NETWORKS_ANNOTATION}: element {index} has no \"name\"")]
-    MissingName { index: usize },
+    MissingName {
+        /// Zero-based position of the element in the list.
+        index: usize,
+    },
+    /// A known key of a JSON element has a value of the wrong JSON type.
     #[error("{NETWORKS_ANNOTATION}: element {index}: \"{field}\" must be {expected}")]
     FieldType {
+        /// Zero-based position of the element in the list.
         index: usize,
+        /// The offending key (`name`, `namespace`, `ifname`, `mac` or `ips`).
         field: &'static str,
+        /// The type the key must have, as a phrase (`a string`, `a list of strings`).
         expected: &'static str,
     },
+    /// A requested network name is not a valid L2Network name (see [`check_network_name`]).
     #[error("{NETWORKS_ANNOTATION}: network name {name:?} is invalid: {reason}")]
-    InvalidName { name: String, reason: String },
+    InvalidName {
+        /// The network name as written.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// An entry of a network's `ips` is not an address with a prefix length valid for its
+    /// family.
     #[error(
         "{NETWORKS_ANNOTATION}: network {network:?}: ips[{index}] {value:?} is not an address with a prefix length (like 10.0.0.1/24)"
     )]
     InvalidIp {
+        /// The network the entry belongs to.
         network: String,
+        /// Zero-based position of the entry in that network's `ips`.
         index: usize,
+        /// The entry as written.
         value: String,
     },
+    /// The same address appears twice in one network's `ips`.
     #[error("{NETWORKS_ANNOTATION}: network {network:?}: address {ip} is requested twice")]
-    DuplicateIp { network: String, ip: String },
+    DuplicateIp {
+        /// The network whose `ips` repeat the address.
+        network: String,
+        /// The repeated entry as written (second occurrence).
+        ip: String,
+    },
+    /// A network's `ifname` is not a valid Linux interface name.
     #[error("{NETWORKS_ANNOTATION}: network {network:?}: ifname {value:?} is invalid: {reason}")]
     InvalidIfName {
+        /// The network the interface was requested on.
         network: String,
+        /// The interface name as written.
         value: String,
+        /// Which rule it breaks.
         reason: &'static str,
     },
+    /// Two requests in the annotation ask for the same interface name.
     #[error("{NETWORKS_ANNOTATION}: interface name {0:?} is used twice")]
     DuplicateIfName(String),
+    /// A network's `mac` is not six colon-separated hex pairs with the multicast bit clear.
     #[error(
         "{NETWORKS_ANNOTATION}: network {network:?}: mac {value:?} is not a unicast MAC address"
     )]
-    InvalidMac { network: String, value: String },
+    InvalidMac {
+        /// The network the MAC was requested on.
+        network: String,
+        /// The MAC as written.
+        value: String,
+    },
+    /// The pod's own `k8s.v1.cni.cncf.io/networks` value, which ours is merged after, cannot
+    /// be parsed; carries the reason.
     #[error("{MULTUS_ANNOTATION}: the pod's existing value cannot be read: {0}")]
     ExistingMultus(String),
 }
@@ -340,13 +385,18 @@ pub fn render_networks(requests: &[NetworkRequest]) -> String {
 /// One element of the Multus network-selection annotation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct MultusElement {
+    /// Name of the NetworkAttachmentDefinition (for ours, `l2sm-<network>`).
     pub name: String,
+    /// Namespace of the NAD; absent means the pod's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Static addresses with prefix length for the interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
+    /// MAC address for the interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// Interface name in the pod; absent lets Multus pick `netN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// Whatever else a user's own element carries (kept verbatim when merging).

@@ -61,13 +61,17 @@ pub enum OnError {
 /// Settings of the webhook.
 #[derive(Clone, Debug, Default)]
 pub struct WebhookConfig {
+    /// Whether a pod whose `l2sm/networks` cannot be honoured is rejected or admitted with
+    /// `l2sm/error`.
     pub on_error: OnError,
 }
 
 /// An L2Network found by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkRef {
+    /// Namespace the L2Network lives in (the pod's own when it has one of that name).
     pub namespace: String,
+    /// The L2Network's name, as requested in `l2sm/networks`.
     pub name: String,
 }
 
@@ -79,6 +83,8 @@ pub struct CatalogError(pub String);
 /// Where the webhook looks networks up. Networks are found by name, preferring the pod's
 /// namespace (the controller keys networks by name, as upstream did).
 pub trait NetworkCatalog: Send + Sync + 'static {
+    /// Finds the L2Network named `name`, preferring the one in `pod_namespace`; `Ok(None)`
+    /// when no namespace has it.
     fn find(
         &self,
         name: &str,
@@ -103,6 +109,7 @@ pub struct KubeCatalog {
 }
 
 impl KubeCatalog {
+    /// A catalog listing L2Networks through `client`.
     pub fn new(client: kube::Client) -> Self {
         KubeCatalog {
             api: Api::all(client),
@@ -152,6 +159,7 @@ pub struct MemoryCatalog {
 }
 
 impl MemoryCatalog {
+    /// An empty catalog whose lookups succeed (and find nothing).
     pub fn new() -> Self {
         Self::default()
     }
@@ -225,7 +233,13 @@ pub enum Verdict {
     /// Admit with these JSON-patch operations.
     Patch(Vec<Value>),
     /// Refuse, with an HTTP-like code and a message for the user.
-    Deny { code: u16, message: String },
+    Deny {
+        /// HTTP status code for the AdmissionReview `status`: 400 for a bad annotation, 404
+        /// for a network that does not exist, 503 when the catalog cannot be consulted.
+        code: u16,
+        /// Why the pod is refused, naming the annotation and the network or field.
+        message: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -254,6 +268,7 @@ struct Failure {
 }
 
 impl<C: NetworkCatalog> Webhook<C> {
+    /// A webhook looking networks up in `catalog`, behaving as `config` says.
     pub fn new(catalog: C, config: WebhookConfig) -> Self {
         Webhook { catalog, config }
     }
@@ -418,14 +433,29 @@ async fn handle<C: NetworkCatalog>(
 /// TLS setup failures.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// Generating the self-signed CA, serving certificate or a key pair failed.
     #[error("generating a certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// Reading or writing a certificate file or directory failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The certificate file (or in-memory PEM) holds no certificate.
     #[error("{0}: no PEM certificate")]
     NoCertificate(PathBuf),
+    /// The certificate or key PEM cannot be parsed (for a key, also when none is found).
     #[error("{path}: bad PEM: {message}")]
-    Pem { path: PathBuf, message: String },
+    Pem {
+        /// The file, or `<certificate>`/`<key>` for in-memory PEM.
+        path: PathBuf,
+        /// The PEM parser's error.
+        message: String,
+    },
+    /// rustls refused the key (unsupported type) or the server configuration.
     #[error("TLS: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -435,7 +465,9 @@ pub enum TlsError {
 pub struct SelfSigned {
     /// The CA certificate: what goes into the webhook configuration's `caBundle`.
     pub ca_pem: String,
+    /// The serving certificate, signed by the CA, for the requested names (`tls.crt`).
     pub cert_pem: String,
+    /// The serving certificate's private key (`tls.key`).
     pub key_pem: String,
 }
 

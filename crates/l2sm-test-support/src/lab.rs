@@ -31,6 +31,8 @@ impl TestLab {
         lab
     }
 
+    /// Runs `l2sm --lab <name> ARGS` (stdin closed) and returns its output, whatever the exit
+    /// status.
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(crate::bin::l2sm())
             .arg("--lab")
@@ -70,6 +72,8 @@ impl TestLab {
         lines[0].to_string()
     }
 
+    /// `attach --node NODE --pod POD --network NETWORK --ip IP`, asserting success; returns
+    /// stdout.
     pub fn attach(&self, node: &str, pod: &str, network: &str, ip: &str) -> String {
         self.ok(&[
             "attach",
@@ -102,6 +106,8 @@ impl TestLab {
         !self.exec_ok(from, &["ping", "-c", "2", "-i", "0.2", "-W", "1", "-q", ip])
     }
 
+    /// The lab's state file, `/run/l2sm/lab/<name>/lab.json`, parsed (panics if missing or not
+    /// JSON).
     pub fn state(&self) -> serde_json::Value {
         let path = PathBuf::from("/run/l2sm/lab")
             .join(&self.name)
@@ -109,6 +115,7 @@ impl TestLab {
         serde_json::from_slice(&std::fs::read(&path).expect("lab.json")).expect("lab.json is JSON")
     }
 
+    /// Sorted names of this lab's network namespaces (`/run/netns/l2sm-<name>-*`).
     pub fn namespaces(&self) -> Vec<String> {
         let prefix = format!("l2sm-{}-", self.name);
         let mut v: Vec<String> = std::fs::read_dir("/run/netns")
@@ -162,6 +169,7 @@ impl TestLab {
             .count()
     }
 
+    /// Leaves the lab up when this value is dropped (no `lab down`).
     pub fn keep(&mut self) {
         self.down_on_drop = false;
     }
@@ -181,6 +189,8 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// Starts `tcpdump -n -l -e` with `filter` on `ifname` inside `pod` (via `lab exec`), stopped
+    /// by `timeout` after `secs` seconds.
     pub fn start(lab: &TestLab, pod: &str, ifname: &str, secs: u32, filter: &str) -> Capture {
         let child = Command::new(crate::bin::l2sm())
             .args(["--lab", &lab.name, "lab", "exec", pod, "--"])
@@ -202,6 +212,7 @@ impl Capture {
         Capture { child }
     }
 
+    /// Waits for the capture to end and returns tcpdump's stdout, one packet per line.
     pub fn output(self) -> String {
         let out = self.child.wait_with_output().expect("tcpdump output");
         String::from_utf8_lossy(&out.stdout).into_owned()
