@@ -2,6 +2,8 @@
 //! ([`crd`]), the pod annotation grammar and NetworkAttachmentDefinitions, and the mutating
 //! webhook. The reconcilers live beside these and use them.
 
+#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+
 pub mod annotations;
 // No doc comments on the CRD fields and enum variants: schemars would turn them into
 // `description`s in the generated schemas and change the committed manifests in

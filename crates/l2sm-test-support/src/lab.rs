@@ -183,7 +183,7 @@ impl Drop for TestLab {
     }
 }
 
-/// Captures ARP on `ifname` of `pod` for `secs` seconds in the background.
+/// Captures the frames `filter` selects on `ifname` of `pod` for `secs` seconds, in the background.
 pub struct Capture {
     child: std::process::Child,
 }

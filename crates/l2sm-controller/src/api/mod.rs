@@ -57,7 +57,7 @@ impl axum::extract::FromRef<AppState> for Arc<Shared> {
     }
 }
 
-/// Builds the API router from [`routes`], the one list of what the API serves (the OpenAPI
+/// Builds the API router from `routes()`, the one list of what the API serves (the OpenAPI
 /// document is generated from the same list).
 pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
     let table = routes();
@@ -398,7 +398,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
     .collect()
 }
 
-/// The OpenAPI document of [`routes`].
+/// The OpenAPI document of `routes()`.
 pub fn openapi_json() -> serde_json::Value {
     let specs: Vec<openapi::RouteSpec> = routes().into_iter().map(|(s, _)| s).collect();
     openapi::document(&specs, MAX_BODY)
