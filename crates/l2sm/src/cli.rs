@@ -1,10 +1,51 @@
-//! The user-facing verbs: `lab …`, `network …`, `attach`, `detach`.
+//! The command line: its clap types and the dispatch of each verb to a component crate.
 
-use crate::Command;
 use anyhow::bail;
 use l2sm_api::v1::{CreateNetwork, LinkView, NetworkView, SwitchStatus};
 use l2sm_api::{ControllerClient, RetryPolicy};
 use l2sm_lab::{self as lab, state::Lab, AttachOptions};
+
+/// L2S-M: isolated link-layer virtual networks for pods, across nodes.
+#[derive(Debug, clap::Parser)]
+#[command(name = "l2sm", version, about)]
+pub(crate) struct Cli {
+    /// Lab to act on (namespaces l2sm-<LAB>-*, state in /run/l2sm/lab/<LAB>).
+    #[arg(long, global = true, env = "L2SM_LAB", default_value = "lab")]
+    pub(crate) lab: String,
+    /// Controller API URL for network verbs outside a lab, e.g. http://10.0.0.1:8181
+    /// (credentials from L2SM_API_USER / L2SM_API_PASSWORD).
+    #[arg(long, global = true, env = "L2SM_CONTROLLER_URL")]
+    pub(crate) controller_url: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Run the SDN controller (OpenFlow 1.3 server + REST API).
+    Controller(l2sm_controller::ControllerArgs),
+    /// Run the node agent (OVS, pod interfaces).
+    Agent(l2sm_agent::AgentArgs),
+    /// Emulated cluster on this host.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Manage virtual networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Give a pod an interface on a network (lab).
+    Attach(AttachArgs),
+    /// Remove a pod's interface(s) (lab).
+    Detach(DetachArgs),
+    /// Run the Kubernetes operator (reconcilers, webhook, leader election).
+    Operator(Box<l2sm_operator::operator::OperatorArgs>),
+    /// Switches, links and networks, as text or Graphviz DOT.
+    Topology {
+        /// Print Graphviz DOT instead of text.
+        #[arg(long)]
+        dot: bool,
+    },
+}
 
 /// `l2sm lab …`
 #[derive(Debug, clap::Subcommand)]
