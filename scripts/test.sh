@@ -6,19 +6,32 @@ if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh must run as root: the lab tests create network namespaces and run Open vSwitch" >&2
   exit 1
 fi
+# Each section says when it starts, so a slow step shows in CI's log.
+section() { echo "== $1 (at ${SECONDS}s)"; }
 scripts/deps.sh
-echo "== format"
+section "format"
 cargo fmt --all -- --check
-echo "== licenses, bans, sources (cargo deny, offline)"
+section "licenses, bans, sources (cargo deny, offline)"
 # Errors only: duplicate versions are warnings (see them with `cargo deny check bans`).
 cargo deny --offline --locked --log-level error check licenses bans sources
-echo "== clippy"
+section "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== docs"
+section "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
-echo "== manifests"
+section "manifests"
 scripts/validate-manifests.sh
-echo "== tests"
+section "tests"
+# A target marked `test = false` (no unit tests, so no empty harness to build) must stay
+# without tests: one added there would never run.
+for manifest in crates/*/Cargo.toml; do
+  if grep -q '^test = false' "$manifest"; then
+    crate=$(dirname "$manifest")
+    if grep -rlE '#\[(tokio::)?test\b|#\[cfg\(test\)\]' "$crate/src" >/dev/null; then
+      echo "$crate has tests in src/ but its Cargo.toml says test = false" >&2
+      exit 1
+    fi
+  fi
+done
 # Tests of one crate run the binaries of others (the lab runs `l2sm`, CNI tests run both):
 # cargo builds a package's own binaries for its tests only, so build them all first.
 cargo build --workspace --bins --locked
@@ -28,3 +41,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+section "done"

@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use l2sm_pipeline::ids::PortId;
 use serde::Serialize;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -158,7 +159,10 @@ impl RetryPolicy {
 }
 
 /// Opens TCP connections to the controller, from this process's network namespace or from
-/// another one (on a blocking thread: `setns` never runs on an async worker).
+/// another one (on a blocking thread: `setns` never runs on an async worker). This is where
+/// TLS will plug in: the client is generic over its connector, so a dialer that wraps the
+/// stream in rustls (as the operator's webhook already uses) serves `https://` without
+/// touching the typed methods.
 #[derive(Debug, Clone)]
 struct Dialer {
     netns: Option<Arc<PathBuf>>,
@@ -182,34 +186,58 @@ impl tower_service::Service<Uri> for Dialer {
         Box::pin(async move {
             let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
             let port = uri.port_u16().unwrap_or(80);
-            let addr = tokio::net::lookup_host((host, port))
-                .await?
-                .next()
-                .ok_or_else(|| std::io::Error::other(format!("{host} resolves to nothing")))?;
-            let stream = match netns {
-                None => tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
-                    .await
-                    .map_err(|_| {
-                        std::io::Error::other(format!("timed out connecting to {addr}"))
-                    })??,
-                Some(path) => {
-                    let std_stream = tokio::task::spawn_blocking(move || {
-                        let ns = l2sm_netns::Netns::open(path.as_path())
-                            .map_err(std::io::Error::other)?;
-                        l2sm_netns::run_in_netns(&ns, move || {
-                            std::net::TcpStream::connect_timeout(&addr, timeout)
-                        })
-                        .map_err(std::io::Error::other)?
-                    })
-                    .await
-                    .map_err(std::io::Error::other)??;
-                    std_stream.set_nonblocking(true)?;
-                    tokio::net::TcpStream::from_std(std_stream)?
-                }
-            };
+            // Every address the name resolves to, in order, as a resolver-backed connector
+            // would: a Service name with one dead address must not fail the whole call.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+            if addrs.is_empty() {
+                return Err(std::io::Error::other(format!("{host} resolves to nothing")));
+            }
+            let stream = connect_first(&addrs, netns, timeout).await?;
             stream.set_nodelay(true)?;
             Ok(TokioIo::new(stream))
         })
+    }
+}
+
+/// The first of `addrs` that accepts a connection; the last failure when none does.
+async fn connect_first(
+    addrs: &[SocketAddr],
+    netns: Option<Arc<PathBuf>>,
+    timeout: Duration,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let mut last = std::io::Error::other("no address to connect to");
+    for &addr in addrs {
+        match connect(addr, netns.clone(), timeout).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// One TCP connection to `addr`, from the network namespace at `netns` when given.
+async fn connect(
+    addr: SocketAddr,
+    netns: Option<Arc<PathBuf>>,
+    timeout: Duration,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match netns {
+        None => tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::other(format!("timed out connecting to {addr}")))?,
+        Some(path) => {
+            let std_stream = tokio::task::spawn_blocking(move || {
+                let ns = l2sm_netns::Netns::open(path.as_path()).map_err(std::io::Error::other)?;
+                l2sm_netns::run_in_netns(&ns, move || {
+                    std::net::TcpStream::connect_timeout(&addr, timeout)
+                })
+                .map_err(std::io::Error::other)?
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            std_stream.set_nonblocking(true)?;
+            tokio::net::TcpStream::from_std(std_stream)
+        }
     }
 }
 
@@ -764,6 +792,21 @@ mod tests {
         assert!(
             ControllerClient::new("http://127.0.0.1:8181/", None, RetryPolicy::default()).is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn every_resolved_address_is_tried_in_order() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (open_addr, closed_addr) = (open.local_addr().unwrap(), closed.local_addr().unwrap());
+        drop(closed);
+        let t = Duration::from_secs(2);
+        let stream = connect_first(&[closed_addr, open_addr], None, t)
+            .await
+            .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), open_addr);
+        assert!(connect_first(&[closed_addr], None, t).await.is_err());
+        assert!(connect_first(&[], None, t).await.is_err());
     }
 
     #[test]
