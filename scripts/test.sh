@@ -32,9 +32,11 @@ for manifest in crates/*/Cargo.toml; do
     fi
   fi
 done
-# Tests of one crate run the binaries of others (the lab runs `l2sm`, CNI tests run both):
-# cargo builds a package's own binaries for its tests only, so build them all first.
-cargo build --workspace --bins --locked
+# Tests of one crate run the binaries of others (the lab runs `l2sm`, CNI tests run both).
+# Cargo builds a package's binaries for that package's integration tests, and every binary
+# crate here has some (crates/l2sm/tests/cli.rs, crates/l2sm-cni/tests, ...), so one
+# workspace build makes them all before any test runs; l2sm-test-support fails loudly if one
+# is missing.
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
   cargo test --workspace --locked --doc
