@@ -409,6 +409,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn what_is_written_reads_back_the_same() {
+        let file = TopologyFile {
+            nodes: vec![
+                NodeEntry::Name("n1".into()),
+                NodeEntry::Full {
+                    name: "n2".into(),
+                    node_ip: Some("10.0.0.2".into()),
+                    dpid: None,
+                },
+                NodeEntry::Full {
+                    name: "hw".into(),
+                    node_ip: None,
+                    dpid: Some("of:00000000000000a1".into()),
+                },
+            ],
+            links: Some(vec![
+                LinkEntry::tunnel("n1", "n2"),
+                LinkEntry {
+                    endpoint_a: "n1".into(),
+                    endpoint_b: "hw".into(),
+                    kind: Some("trunk".into()),
+                    interface_a: Some("tr0".into()),
+                    interface_b: Some("p1".into()),
+                },
+            ]),
+            addresses: [("n1".to_string(), "10.0.0.1".to_string())].into(),
+        };
+        let json = file.to_json();
+        assert_eq!(TopologyFile::from_json(&json).unwrap(), file);
+        let topo = parse(&json).unwrap();
+        assert_eq!(topo.nodes.len(), 3);
+        assert_eq!(topo.node("hw").and_then(|n| n.dpid), Some(0xa1));
+        assert_eq!(
+            topo.node("n1").and_then(|n| n.address.clone()).as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(topo.links[1].kind, l2sm_pipeline::LinkKind::Trunk);
+        // Absent optional fields are left out, as upstream writes them.
+        assert!(!json.contains("null"), "{json}");
+    }
+
+    #[test]
     fn upstream_topology_json() {
         let json = r#"{"Nodes":[{"name":"a","nodeIP":"10.0.0.1"},{"name":"b","nodeIP":"10.0.0.2"},
             {"name":"c","nodeIP":"10.0.0.3"}],"Links":[{"endpointA":"a","endpointB":"b"},
