@@ -223,22 +223,7 @@ fn run() {
         serde_json::to_vec(&serde_json::json!({"nodes": nodes})).unwrap(),
     )
     .unwrap();
-    let count = || {
-        let out = Command::new("ovs-vsctl")
-            .args([
-                &format!("--db=unix:{db}"),
-                "--bare",
-                "--columns=name",
-                "find",
-                "Interface",
-                "type=vxlan",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .count()
-    };
+    let count = || l2sm_test_support::lab::vxlan_ports_at(&db);
     let t = Instant::now();
     l2sm(&["lab", "restart", "n1"]);
     while count() < 50 {

@@ -150,23 +150,7 @@ impl TestLab {
 
     /// VXLAN ports of a node's Open vSwitch.
     pub fn vxlan_ports(&self, node: &str) -> usize {
-        let out = Command::new("ovs-vsctl")
-            .arg(format!(
-                "--db=unix:/run/l2sm/lab/{}/{node}/db.sock",
-                self.name
-            ))
-            .args([
-                "--bare",
-                "--columns=name",
-                "find",
-                "Interface",
-                "type=vxlan",
-            ])
-            .output()
-            .expect("ovs-vsctl");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .count()
+        vxlan_ports_at(&format!("/run/l2sm/lab/{}/{node}/db.sock", self.name))
     }
 
     /// Leaves the lab up when this value is dropped (no `lab down`).
@@ -243,4 +227,22 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// VXLAN ports in the OVSDB whose unix socket is `db` (observed with `ovs-vsctl`).
+pub fn vxlan_ports_at(db: &str) -> usize {
+    let out = Command::new("ovs-vsctl")
+        .arg(format!("--db=unix:{db}"))
+        .args([
+            "--bare",
+            "--columns=name",
+            "find",
+            "Interface",
+            "type=vxlan",
+        ])
+        .output()
+        .expect("ovs-vsctl");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .count()
 }

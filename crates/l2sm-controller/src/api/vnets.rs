@@ -3,6 +3,7 @@
 //! ports are `of:<16 hex>/<n>`, and endpoints it cannot parse answer 500, as upstream does.
 
 use super::{error, json_body, update_error, ApiError, ApiResult, AppState, Body};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse as _;
@@ -100,15 +101,21 @@ pub(super) async fn delete_network(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(super) async fn add_port(State(state): State<AppState>, Body(body): Body) -> ApiResult {
-    let dto: NetworkDto = json_body(&body)?;
+/// The network and ports of a membership change (upstream answers 409 for a missing or
+/// invalid `networkId` there, and 500 for ports it cannot parse).
+fn membership(body: &Bytes) -> Result<(String, Vec<PortId>), ApiError> {
+    let dto: NetworkDto = json_body(body)?;
     let id = network_id(&dto).map_err(|_| {
         error(
             StatusCode::CONFLICT,
             "networkId is missing or names no network",
         )
     })?;
-    let ports = endpoints(&dto)?;
+    Ok((id, endpoints(&dto)?))
+}
+
+pub(super) async fn add_port(State(state): State<AppState>, Body(body): Body) -> ApiResult {
+    let (id, ports) = membership(&body)?;
     if state
         .shared
         .update(|m| m.add_ports(&id, &ports))
@@ -120,14 +127,7 @@ pub(super) async fn add_port(State(state): State<AppState>, Body(body): Body) ->
 }
 
 pub(super) async fn remove_port(State(state): State<AppState>, Body(body): Body) -> ApiResult {
-    let dto: NetworkDto = json_body(&body)?;
-    let id = network_id(&dto).map_err(|_| {
-        error(
-            StatusCode::CONFLICT,
-            "networkId is missing or names no network",
-        )
-    })?;
-    let ports = endpoints(&dto)?;
+    let (id, ports) = membership(&body)?;
     state
         .shared
         .update(|m| m.remove_ports(&id, &ports))
