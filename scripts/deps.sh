@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps containernetworking-plugins python3-venv; do
+for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps containernetworking-plugins python3-venv dnsmasq-base; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

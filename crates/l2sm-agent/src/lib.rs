@@ -6,6 +6,7 @@
 
 pub mod ovs;
 pub mod proto;
+pub mod target;
 
 use crate::proto::{AgentRequest, AgentStatus, AttachRequest, Attachment, Reply};
 use anyhow::{anyhow, bail, Context as _};
@@ -18,6 +19,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use target::ControllerTargets;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
@@ -36,9 +38,16 @@ pub struct AgentArgs {
     /// OVS datapath type: `system` (kernel module) or `netdev` (userspace).
     #[arg(long, default_value = "system")]
     pub datapath_type: String,
-    /// OpenFlow controller target(s), e.g. `tcp:10.0.0.1:6653`.
+    /// OpenFlow controller target(s), e.g. `tcp:10.0.0.1:6653` or
+    /// `tcp:l2sm-controller-service.l2sm-system.svc:6633`: host names are resolved by the
+    /// agent (system resolver, with the resolv.conf search list) and written to OVS as IPs.
     #[arg(long = "controller", required = true)]
     pub controllers: Vec<String>,
+    /// How often host names in `--controller` are resolved again, in ms; a changed address
+    /// (the Service was recreated) updates the switch's controller target.
+    #[arg(long, default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub controller_resolve_interval_ms: u64,
     /// Controller REST API, e.g. `http://10.0.0.1:8181`.
     #[arg(long)]
     pub controller_api: String,
@@ -97,6 +106,39 @@ fn tunnel_to(address: &str) -> TunnelSpec {
     }
 }
 
+/// Bound of one resolution of a controller host name.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the agent tries, at start, to resolve controller host names before giving up.
+const STARTUP_RESOLVE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Resolves the controller targets' host names at start, retrying (with a log line each time)
+/// until every name has an address or [`STARTUP_RESOLVE_DEADLINE`] passes.
+async fn resolve_at_start(targets: &mut ControllerTargets) -> anyhow::Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + STARTUP_RESOLVE_DEADLINE;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let refresh = targets.refresh(RESOLVE_TIMEOUT).await;
+        for (host, _, target) in &refresh.changed {
+            tracing::info!(%host, %target, "controller host resolved");
+        }
+        if let Some(current) = targets.current() {
+            return Ok(current);
+        }
+        let err = refresh
+            .failed
+            .into_iter()
+            .next()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "a controller host name did not resolve".into());
+        if tokio::time::Instant::now() + delay > deadline {
+            bail!("{err} (gave up after {STARTUP_RESOLVE_DEADLINE:?})");
+        }
+        tracing::warn!("{err}; retrying in {delay:?}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// How long an attach waits for the switch to confirm the new port's flows.
 const PROGRAMMED_WAIT_MS: u64 = 2000;
 
@@ -145,18 +187,20 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (tunnels, trunks) = desired_links(&args)?;
+    let mut targets = ControllerTargets::parse(&args.controllers)?;
     let credentials = args.api_user.clone().zip(args.api_password.clone());
     let controller = ControllerClient::new(&args.controller_api, credentials, RetryPolicy::once())?;
     let bridge = ids::switch_name(&args.node, &args.provider);
     let dpid = ids::datapath_id(&bridge);
     let own_netns =
         Netns::open("/proc/self/ns/net").context("cannot open own network namespace")?;
+    let controllers = resolve_at_start(&mut targets).await?;
     let ovs = Ovs::connect(&args.ovsdb, Duration::from_secs(15)).await?;
     let spec = BridgeSpec {
         name: bridge.clone(),
         dpid_hex: ids::dpid_hex(dpid),
         datapath_type: args.datapath_type.clone(),
-        controllers: args.controllers.clone(),
+        controllers,
         max_backoff_ms: args.max_backoff_ms,
         inactivity_probe_ms: args.inactivity_probe_ms,
     };
@@ -179,6 +223,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         links: tokio::sync::Mutex::new(()),
     });
     tokio::spawn(agent.clone().report_memberships());
+    if targets.has_names() {
+        tokio::spawn(agent.clone().watch_controllers(targets, spec));
+    }
     if agent.args.topology.is_some() {
         tokio::spawn(agent.clone().watch_topology());
     }
@@ -389,6 +436,51 @@ impl Agent {
                 port = ofport,
                 "cannot ask whether the port is programmed: {e:#}"
             ),
+        }
+    }
+
+    /// Resolves the controller host names again every `--controller-resolve-interval-ms`;
+    /// when an address changes, points the bridge's controller at the new one. A name that
+    /// does not resolve keeps its last address (logged, retried on the next pass).
+    async fn watch_controllers(
+        self: Arc<Self>,
+        mut targets: ControllerTargets,
+        mut spec: BridgeSpec,
+    ) {
+        let interval = Duration::from_millis(self.args.controller_resolve_interval_ms);
+        // A change whose write to OVS failed: retried on the next pass.
+        let mut unwritten = false;
+        loop {
+            tokio::time::sleep(interval).await;
+            let refresh = targets.refresh(RESOLVE_TIMEOUT).await;
+            for e in &refresh.failed {
+                tracing::warn!(
+                    keeping = ?spec.controllers,
+                    "{e}; keeping the last controller address, retrying in {interval:?}"
+                );
+            }
+            for (host, old, new) in &refresh.changed {
+                tracing::info!(%host, old = old.as_deref().unwrap_or("-"), %new,
+                    "controller address changed");
+            }
+            if refresh.changed.is_empty() && !unwritten {
+                continue;
+            }
+            let Some(controllers) = targets.current() else {
+                continue;
+            };
+            spec.controllers = controllers;
+            match self.ovs.ensure_bridge(&spec).await {
+                Ok(()) => {
+                    unwritten = false;
+                    tracing::info!(bridge = %spec.name, controllers = ?spec.controllers,
+                        "controller target updated");
+                }
+                Err(e) => {
+                    unwritten = true;
+                    tracing::warn!("cannot update the controller target: {e:#}");
+                }
+            }
         }
     }
 
