@@ -12,6 +12,7 @@
 #   2. remove the operator's finalizer (l2sm.operator.io/finalizer) from whatever still has
 #      it, pods included (a pod whose l2sm label was removed keeps it), with a JSON patch
 #      that tests the entry first, so a concurrent change to the list is never overwritten;
+#      then the NetworkAttachmentDefinitions the operator made that are left;
 #   3. delete what deploy/ installed (`kubectl delete -k deploy`): no custom resource is
 #      left, so the CRDs go at once instead of hanging on finalizers nobody serves;
 #   4. delete the webhook configurations, if any is left.
@@ -59,13 +60,17 @@ change() {
   fi
 }
 
-# The custom resource kinds this cluster still has (their CRD exists).
-present=()
-for kind in "${KINDS[@]}"; do
-  if [ -n "$(k get crd "$kind.$GROUP" -o name --ignore-not-found)" ]; then
-    present+=("$kind.$GROUP")
-  fi
-done
+# The custom resource kinds this cluster still has (their CRD exists), into `present`.
+find_present() {
+  local kind
+  present=()
+  for kind in "${KINDS[@]}"; do
+    if [ -n "$(k get crd "$kind.$GROUP" -o name --ignore-not-found)" ]; then
+      present+=("$kind.$GROUP")
+    fi
+  done
+}
+find_present
 
 # Names ("kind/name" lines) of the custom resources left, cluster-wide.
 leftover() {
@@ -97,9 +102,11 @@ fi
 # changed meanwhile, or the object is gone) is retried from a fresh read, a bounded number
 # of times.
 strip_finalizers() {
-  local res=$1 round ns name finalizers i f patch failed
+  local res=$1 round listing ns name finalizers i f patch failed
   for round in 1 2 3; do
     failed=0
+    listing=$(k get "$res" --all-namespaces \
+      -o jsonpath='{range .items[*]}{.metadata.namespace}{"\t"}{.metadata.name}{"\t"}{.metadata.finalizers[*]}{"\n"}{end}')
     while IFS=$'\t' read -r ns name finalizers; do
       [ -n "$name" ] || continue
       i=0
@@ -115,8 +122,7 @@ strip_finalizers() {
         fi
         i=$((i + 1))
       done
-    done < <(k get "$res" --all-namespaces \
-      -o jsonpath='{range .items[*]}{.metadata.namespace}{"\t"}{.metadata.name}{"\t"}{.metadata.finalizers[*]}{"\n"}{end}')
+    done <<<"$listing"
     [ "$failed" = 1 ] || return 0
     [ "$round" = 3 ] || echo "retrying $res: a patch failed (changed or gone meanwhile)"
   done
@@ -130,9 +136,18 @@ for res in "${present[@]}"; do
   strip_finalizers "$res"
 done
 
+# NetworkAttachmentDefinitions go with their L2Network when the operator cleans it up; those
+# of a network whose cleanup failed are left: delete the ones the operator made.
+NAD=network-attachment-definitions.k8s.cni.cncf.io
+if [ -n "$(k get crd "$NAD" -o name --ignore-not-found)" ]; then
+  change delete "$NAD" --all-namespaces -l app.kubernetes.io/managed-by=l2sm-operator \
+    --ignore-not-found --wait=false
+fi
+
 say "3. what deploy/ installed (operator, controller, switches, RBAC, namespace, CRDs)"
 if ! change delete -k "$root/deploy" --ignore-not-found --wait=true --timeout="${timeout}s"; then
   # A custom resource created meanwhile holds its CRD: release it and try once more.
+  find_present
   for res in "${present[@]}"; do
     strip_finalizers "$res"
   done

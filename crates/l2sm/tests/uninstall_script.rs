@@ -27,13 +27,15 @@ fn obj(resource: &str, ns: &str, name: &str, finalizers: &[&str], stuck: bool) -
 /// failing (controller unreachable), a pod that lost its `l2sm` label but kept the finalizer
 /// (second in its list, after another controller's), and a pod without it.
 fn installed_cluster() -> Value {
-    let crds = [
+    let mut crds = [
         "quarantinepodrequests",
         "l2networks",
         "overlays",
         "networkedgedevices",
     ]
-    .map(crd);
+    .map(crd)
+    .to_vec();
+    crds.push(NAD.to_string()); // Multus's
     json!({
         "installed": true,
         "crds": crds,
@@ -46,8 +48,21 @@ fn installed_cluster() -> Value {
             obj(&crd("networkedgedevices"), "", "ned-1", &[], false),
             obj("pods", "app", "unlabelled", &["example.com/keep", FINALIZER], false),
             obj("pods", "app", "plain", &["example.com/keep"], false),
+            nad("team-b", "l2sm-red", true),
+            nad("app", "macvlan", false),
         ],
     })
+}
+
+const NAD: &str = "network-attachment-definitions.k8s.cni.cncf.io";
+
+/// A NetworkAttachmentDefinition, made by the operator or not.
+fn nad(ns: &str, name: &str, ours: bool) -> Value {
+    let mut o = obj(NAD, ns, name, &[], false);
+    if ours {
+        o["labels"] = json!({"app.kubernetes.io/managed-by": "l2sm-operator"});
+    }
+    o
 }
 
 struct Fake {
@@ -86,7 +101,7 @@ impl Fake {
             fake_bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        Command::new("bash")
+        let out = Command::new("bash")
             .arg(root().join("scripts/uninstall.sh"))
             .args(args)
             .env("PATH", path)
@@ -96,7 +111,15 @@ impl Fake {
             .env("FAKE_KUBE_CONTEXT", "kind-test")
             .stdin(Stdio::null())
             .output()
-            .expect("cannot run bash")
+            .expect("cannot run bash");
+        // A call the fake does not know (it exits 99) must not pass unseen, even where the
+        // script tolerates a failure.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("fake kubectl: unexpected") && !err.contains("fake kubectl: unsupported"),
+            "{err}"
+        );
+        out
     }
 }
 
@@ -164,7 +187,8 @@ fn uninstall_releases_everything_in_order_and_runs_again_cleanly() {
         "deploy/ deleted twice: {log:#?}"
     );
     let webhook = first(&log, "delete mutatingwebhookconfiguration/");
-    assert!(deletes[3] < patches[0] && patches[1] < deploy && deploy < webhook);
+    let nads = first(&log, &format!("delete {NAD} --all-namespaces -l "));
+    assert!(deletes[3] < patches[0] && patches[1] < nads && nads < deploy && deploy < webhook);
     // The pod's patch tests the entry it removes (index 1, after another's finalizer).
     let pod_patch = &log[first(&log, "patch pods unlabelled -n app")].1;
     assert!(
@@ -177,13 +201,14 @@ fn uninstall_releases_everything_in_order_and_runs_again_cleanly() {
     // Nothing L2S-M is left; other controllers' finalizers are untouched.
     let state = fake.state();
     assert_eq!(state["installed"], false);
-    assert_eq!(state["crds"], json!([]), "{state:#}");
+    assert_eq!(state["crds"], json!([NAD]), "{state:#}");
     assert_eq!(state["webhooks"], json!([]), "{state:#}");
     assert_eq!(
         state["objects"],
         json!([
             obj("pods", "app", "unlabelled", &["example.com/keep"], false),
             obj("pods", "app", "plain", &["example.com/keep"], false),
+            nad("app", "macvlan", false),
         ]),
         "{state:#}"
     );
@@ -244,7 +269,7 @@ fn a_resource_created_during_the_uninstall_does_not_leave_a_crd_stuck() {
     );
     assert!(first_k < release && release < last_k, "{log:#?}");
     let state = fake.state();
-    assert_eq!(state["crds"], json!([]), "{state:#}");
+    assert_eq!(state["crds"], json!([NAD]), "{state:#}");
     assert!(
         !state["objects"]
             .as_array()
