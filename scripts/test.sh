@@ -45,6 +45,12 @@ section "static CNI plugin"
 # shared library and runs in an empty root, and the CNI end-to-end tests run it in the lab.
 L2SM_CNI_PLUGIN=$(scripts/build-cni-static.sh)
 export L2SM_CNI_PLUGIN
+# glibc's loader agrees (it says "statically linked" for a static-pie).
+ldd_says=$(ldd "$L2SM_CNI_PLUGIN" 2>&1 || true) # exits 1 for a static executable
+if ! grep -qE 'not a dynamic executable|statically linked' <<<"$ldd_says"; then
+  echo "$L2SM_CNI_PLUGIN is not static: $ldd_says" >&2
+  exit 1
+fi
 section "tests"
 # A target marked `test = false` (no unit tests, so no empty harness to build) must stay
 # without tests: one added there would never run.
