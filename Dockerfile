@@ -1,14 +1,18 @@
 # One image for every component: `l2sm controller`, `l2sm agent` (with Open vSwitch beside
-# it), `l2sm operator`, and the CNI plugin that the agent's init container installs on the
-# host. Build: docker build -t l2sm:latest .
+# it), `l2sm operator`, and the static CNI plugin `l2sm-cni` beside `l2sm`, which the agent's
+# init container installs on the host (`l2sm install-cni --dir /host/cni-bin`).
+# Build: docker build -t l2sm:latest .
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
+# The CNI plugin runs on the host (Multus thick runs it in the host's root, any distribution):
+# it is built static, the one way scripts/build-cni-static.sh builds it (it prints the path).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin l2sm --bin l2sm-cni \
+    cargo build --release --locked --bin l2sm \
     && install -D -m 0755 target/release/l2sm /out/l2sm \
-    && install -D -m 0755 target/release/l2sm-cni /out/l2sm-cni
+    && cni=$(scripts/build-cni-static.sh) \
+    && install -D -m 0755 "$cni" /out/l2sm-cni
 
 FROM debian:bookworm-slim
 # Open vSwitch for the agent's pod (ovsdb-server, ovs-vswitchd, ovsdb-tool), kmod for

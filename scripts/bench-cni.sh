@@ -43,6 +43,7 @@ done
 # i/250 and i%250+1 (an address per pod); prints "t0 t1" per call.
 # Arguments: netns plugin template pod-prefix command output-dir.
 run_loop() {
+  # shellcheck disable=SC2016 # the loop is a script of its own, expanded by the inner bash
   ip netns exec "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C bash -c '
     plugin=$1 template=$2 prefix=$3 cmd=$4 n=$5 out=$6
     for ((i = 1; i <= n; i++)); do
@@ -76,7 +77,10 @@ run_loop "$NODE" "$CNI" "$L2SM_CONF" "l2sm-$LAB-p-l" ADD "$TMP/l2sm" >"$TMP/l2sm
 run_loop "$BHOST" /usr/lib/cni/bridge "$BRIDGE_CONF" "l2sm-$LAB-p-b" ADD "$TMP/bridge" >"$TMP/bridge-add"
 ok=$(grep -l '"sandbox"' "$TMP"/l2sm/ADD-*.json | wc -l)
 okb=$(grep -l '"sandbox"' "$TMP"/bridge/ADD-*.json | wc -l)
-[ "$ok" = "$N" ] && [ "$okb" = "$N" ] || { echo "not every ADD returned a result ($ok, $okb of $N)" >&2; exit 1; }
+if [ "$ok" != "$N" ] || [ "$okb" != "$N" ]; then
+  echo "not every ADD returned a result ($ok, $okb of $N)" >&2
+  exit 1
+fi
 ports=$(ovs-vsctl --db=unix:/run/l2sm/lab/$LAB/n1/db.sock list-ports "$(ovs-vsctl --db=unix:/run/l2sm/lab/$LAB/n1/db.sock list-br | grep '^br-' | grep -v br-phy)" | grep -c '^ls' || true)
 [ "$ports" = "$N" ] || { echo "expected $N pod ports on the switch, found $ports" >&2; exit 1; }
 # Both data paths work: first and last pod of each answer a ping from a neighbour.
@@ -87,10 +91,10 @@ run_loop "$BHOST" /usr/lib/cni/bridge "$BRIDGE_CONF" "l2sm-$LAB-p-b" DEL "$TMP/b
 tenth=$(((N + 9) / 10))
 read -r lv50 lv99 < <(percentiles "$TMP/l2sm-version")
 read -r bv50 bv99 < <(percentiles "$TMP/bridge-version")
-read -r lf50 lf99 < <(percentiles "$TMP/l2sm-add" 1 "$tenth")
-read -r ll50 ll99 < <(percentiles "$TMP/l2sm-add" $((N - tenth + 1)) "$N")
-read -r bf50 bf99 < <(percentiles "$TMP/bridge-add" 1 "$tenth")
-read -r bl50 bl99 < <(percentiles "$TMP/bridge-add" $((N - tenth + 1)) "$N")
+read -r lf50 _ < <(percentiles "$TMP/l2sm-add" 1 "$tenth")
+read -r ll50 _ < <(percentiles "$TMP/l2sm-add" $((N - tenth + 1)) "$N")
+read -r bf50 _ < <(percentiles "$TMP/bridge-add" 1 "$tenth")
+read -r bl50 _ < <(percentiles "$TMP/bridge-add" $((N - tenth + 1)) "$N")
 read -r la50 la99 < <(percentiles "$TMP/l2sm-add")
 read -r ba50 ba99 < <(percentiles "$TMP/bridge-add")
 read -r ld50 ld99 < <(percentiles "$TMP/l2sm-del")

@@ -22,7 +22,7 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
 echo "== lab up (3 nodes), 3 runs"
 for i in 1 2 3; do
   t0=$(now); $L lab up --nodes 3 >/dev/null 2>&1; t1=$(now)
-  echo "  run $i: $(ms $t0 $t1) ms"
+  echo "  run $i: $(ms "$t0" "$t1") ms"
   [ $i = 3 ] || $L lab down >/dev/null 2>&1
 done
 
@@ -39,7 +39,7 @@ for i in 4 5 6; do
   t0=$(now)
   out=$($L lab exec a -- ping -D -i 0.002 -c 1 -w 5 10.10.0.$i 2>/dev/null || true)
   first=$(echo "$out" | awk -F'[][]' '/bytes from/ { print $2; exit }')
-  echo "  p$i: $(ms $t0 $first) ms"
+  echo "  p$i: $(ms "$t0" "$first") ms"
 done
 
 iperf_pair() { # server-pod server-ip client-pod

@@ -83,7 +83,7 @@ machine() {
  "kernel":"$(uname -r)","ovs":"$(ovs-vswitchd --version | awk 'NR==1 { print $NF }')",
  "commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo +changes)",
  "load_start":"$(cut -d' ' -f1-3 /proc/loadavg)","mem_mib":$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo),
- "others":"$(ps -e --no-headers -o comm | grep -cE '^(cargo|rustc|ovs-vswitchd|l2sm|iperf3)$')"}
+ "others":"$(pgrep -c -x 'cargo|rustc|ovs-vswitchd|l2sm|iperf3' || true)"}
 EOF
   echo "== machine: $(nproc) cores, load $load"
 }
@@ -100,7 +100,7 @@ lab_pods() { # lab
   $L attach --node n2 --pod c --network blue --ip 10.10.0.3/24 >/dev/null
 }
 lab_bridge() { # lab node
-  ovs-vsctl --db=unix:/run/l2sm/lab/$1/$2/db.sock list-br | grep -v '^br-phy$'
+  ovs-vsctl --db=unix:"/run/l2sm/lab/$1/$2/db.sock" list-br | grep -v '^br-phy$'
 }
 # Replaces the controller's pipeline with plain `NORMAL` switching: no controller, one flow.
 # Two nodes make a single tunnel, so NORMAL's flooding has no loop.
@@ -108,7 +108,7 @@ to_normal() { # lab
   local n d br
   for n in n1 n2; do
     d=/run/l2sm/lab/$1/$n; br=$(lab_bridge "$1" $n)
-    ovs-vsctl --db=unix:$d/db.sock del-controller "$br"
+    ovs-vsctl --db=unix:"$d/db.sock" del-controller "$br"
     OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 del-flows "$br"
     OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 del-groups "$br"
     OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 add-flow "$br" "priority=0,actions=NORMAL"
@@ -118,7 +118,7 @@ still_normal() { # lab: fails if anything put the pipeline back during the runs
   local n d br
   for n in n1 n2; do
     d=/run/l2sm/lab/$1/$n; br=$(lab_bridge "$1" $n)
-    [ -z "$(ovs-vsctl --db=unix:$d/db.sock get-controller "$br")" ] || return 1
+    [ -z "$(ovs-vsctl --db=unix:"$d/db.sock" get-controller "$br")" ] || return 1
     [ "$(OVS_RUNDIR=$d ovs-ofctl -O OpenFlow13 dump-flows "$br" --no-stats | grep -c .)" = 1 ] || return 1
   done
 }
@@ -142,12 +142,12 @@ kernel_lab() {
   done
   for p in a:1:1 b:1:2 c:2:3; do
     IFS=: read -r pod node ip <<<"$p"
-    ip netns add $KNS-p-$pod
-    ip -n $KNS-n$node link add v$pod mtu 1450 type veth peer name net1 mtu 1450 netns $KNS-p-$pod
-    ip -n $KNS-n$node link set v$pod master br0 up
-    ip -n $KNS-p-$pod link set lo up
-    ip -n $KNS-p-$pod addr add 10.10.0.$ip/24 dev net1
-    ip -n $KNS-p-$pod link set net1 up
+    ip netns add "$KNS-p-$pod"
+    ip -n "$KNS-n$node" link add "v$pod" mtu 1450 type veth peer name net1 mtu 1450 netns "$KNS-p-$pod"
+    ip -n "$KNS-n$node" link set "v$pod" master br0 up
+    ip -n "$KNS-p-$pod" link set lo up
+    ip -n "$KNS-p-$pod" addr add "10.10.0.$ip/24" dev net1
+    ip -n "$KNS-p-$pod" link set net1 up
   done
 }
 # in SYSTEM POD CMD…: runs CMD in a pod of one of the three systems.
@@ -156,7 +156,7 @@ in_pod() {
   case $sys in
     l2sm) "$BIN/l2sm" --lab bl2sm lab exec "$pod" -- "$@" ;;
     ovs) "$BIN/l2sm" --lab bnorm lab exec "$pod" -- "$@" ;;
-    kernel) ip netns exec $KNS-p-$pod "$@" ;;
+    kernel) ip netns exec "$KNS-p-$pod" "$@" ;;
   esac
 }
 iperf() { # system server-pod server-ip client-pod: Mbit/s at the receiver
@@ -218,8 +218,8 @@ dataplane() {
   ovs-appctl -t "$(vswitchd_ctl bnorm n1)" dpctl/dump-flows >"$RES/dpflows-ovs.txt" || true
   still_normal bnorm || { echo "the NORMAL lab got its pipeline back during the runs" >&2; return 1; }
   for ns in $KNS-p-a $KNS-p-b $KNS-p-c $KNS-n1 $KNS-n2 $KNS-ul; do
-    for pid in $(ip netns pids $ns); do kill "$pid" 2>/dev/null || true; done
-    ip netns del $ns
+    for pid in $(ip netns pids "$ns"); do kill "$pid" 2>/dev/null || true; done
+    ip netns del "$ns"
   done
 }
 
@@ -243,7 +243,7 @@ attach_round() { # system level round
   vpid=$(cat /run/l2sm/lab/$lab/n1/ovs-vswitchd.pid 2>/dev/null || echo 0)
   if [ "$sys" != bridge ]; then l0=$(wc -l <"$vlog"); c0=$(cpu_ticks "$vpid"); fi
   mkdir -p "$out"
-  for ((i = 1; i <= n; i++)); do ip netns add $CNS-$sys-$i; done
+  for ((i = 1; i <= n; i++)); do ip netns add "$CNS-$sys-$i"; done
   for ((i = 1; i <= n; i++)); do
     ns=$CNS-$sys-$i
     if [ "$sys" != bridge ]; then
@@ -255,7 +255,8 @@ attach_round() { # system level round
       conf='{"cniVersion":"1.0.0","name":"bench-bridge","type":"bridge","bridge":"bcnibr0","ipam":{"type":"host-local","subnet":"10.71.0.0/16","rangeStart":"10.71.0.10","dataDir":"'$TMP/host-local'"}}'
       plugin=/usr/lib/cni/bridge peer=10.71.0.2
     fi
-    ip netns exec $node env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C bash -c '
+    # shellcheck disable=SC2016 # the single-quoted script is expanded by the inner bash
+    ip netns exec "$node" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C bash -c '
       t0=$EPOCHREALTIME
       CNI_COMMAND=ADD CNI_CONTAINERID=b'"$round"'x$1 CNI_NETNS=/run/netns/$2 CNI_IFNAME=net1 CNI_PATH=/usr/lib/cni \
         CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p$1" "$3" <<<"$4" >"$5/add-$1.json" ||
@@ -275,24 +276,24 @@ attach_round() { # system level round
   awk '{ printf "%.3f\n", ($3 - $1) * 1000 }' "$out"/t-* >"$out/ping"
   awk '{ printf "%.3f\n", ($2 - $1) * 1000 }' "$out"/t-* >"$out/add"
   # shellcheck disable=SC2046
-  rec attach.$sys.c$n $(cat "$out/ping")
+  rec "attach.$sys.c$n" $(cat "$out/ping")
   # shellcheck disable=SC2046
-  rec attach_add.$sys.c$n $(cat "$out/add")
+  rec "attach_add.$sys.c$n" $(cat "$out/add")
   if [ "$sys" != bridge ]; then
     local stalls
     stalls=$(tail -n +$((l0 + 1)) "$vlog" | { grep -o 'long [0-9]*ms poll interval' || true; } |
       awk '{ v = $2; sub("ms", "", v); v += 0; t += v; if (v > m) m = v } END { print m + 0, t + 0 }')
-    rec attach_stall.$sys.c$n "${stalls% *}"
-    rec attach_stall_sum.$sys.c$n "${stalls#* }"
+    rec "attach_stall.$sys.c$n" "${stalls% *}"
+    rec "attach_stall_sum.$sys.c$n" "${stalls#* }"
     # Node 1's ovs-vswitchd CPU over the round, as a share of one core (100 = one core busy).
-    rec attach_vswitchd_cpu.$sys.c$n "$(awk -v c="$(($(cpu_ticks "$vpid") - c0))" -v hz="$(getconf CLK_TCK)" \
+    rec "attach_vswitchd_cpu.$sys.c$n" "$(awk -v c="$(($(cpu_ticks "$vpid") - c0))" -v hz="$(getconf CLK_TCK)" \
       -v a="$w0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", 100 * c / hz / (b - a) }')"
   fi
   # Tear down (not timed).
   for ((i = 1; i <= n; i++)); do
-    ip netns exec $node env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=DEL CNI_CONTAINERID=b${round}x$i \
-      CNI_NETNS=/run/netns/$CNS-$sys-$i CNI_IFNAME=net1 CNI_PATH=/usr/lib/cni "$plugin" <<<"$conf" >/dev/null 2>&1 || true
-    ip netns del $CNS-$sys-$i
+    ip netns exec "$node" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=DEL CNI_CONTAINERID="b${round}x$i" \
+      CNI_NETNS="/run/netns/$CNS-$sys-$i" CNI_IFNAME=net1 CNI_PATH=/usr/lib/cni "$plugin" <<<"$conf" >/dev/null 2>&1 || true
+    ip netns del "$CNS-$sys-$i"
   done
 }
 
@@ -363,7 +364,7 @@ agent() {
     tail -5 "$RES/agent.txt" >&2; return 1; }
   local line label key
   while IFS= read -r line; do
-    label=${line%% p50 *}; label=$(echo "$label" | sed 's/ *$//')
+    label=${line%% p50 *}; label=${label%"${label##*[! ]}"}
     case $label in
       "l2sm agent, sequential") key=l2sm.seq ;;
       "l2sm agent, 100 concurrent") key=l2sm.c100 ;;

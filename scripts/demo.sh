@@ -21,8 +21,8 @@ $L network create red
 PODS=("a n1 blue 10.10.0.1" "b n2 blue 10.10.0.2" "c n3 blue 10.10.0.3"
       "d n1 red 10.10.0.4"  "e n2 red 10.10.0.5"  "f n3 red 10.10.0.6")
 for p in "${PODS[@]}"; do
-  set -- $p
-  $L attach --node "$2" --pod "$1" --network "$3" --ip "$4/24"
+  read -r pod node net ip <<<"$p"
+  $L attach --node "$node" --pod "$pod" --network "$net" --ip "$ip/24"
 done
 echo
 $L lab status
@@ -30,21 +30,21 @@ echo
 echo "== connectivity matrix (ping from row to column; all pods share one IP subnet)"
 tmp=$(mktemp -d)
 for src in "${PODS[@]}"; do
-  set -- $src; s=$1
+  read -r s _ <<<"$src"
   for dst in "${PODS[@]}"; do
-    set -- $dst; d=$1; ip=$4
+    read -r d _ _ ip <<<"$dst"
     [ "$s" = "$d" ] && continue
     ( if $L lab exec "$s" -- ping -c 3 -i 0.2 -W 1 -q "$ip" >/dev/null 2>&1; then echo ok; else echo "--"; fi ) >"$tmp/$s-$d" &
   done
 done
 wait
 printf '%8s' ""
-for dst in "${PODS[@]}"; do set -- $dst; printf '%8s' "$1($3)"; done; echo
+for dst in "${PODS[@]}"; do read -r d _ net _ <<<"$dst"; printf '%8s' "$d($net)"; done; echo
 for src in "${PODS[@]}"; do
-  set -- $src; s=$1; printf '%8s' "$1($3)"
+  read -r s _ net _ <<<"$src"; printf '%8s' "$s($net)"
   for dst in "${PODS[@]}"; do
-    set -- $dst
-    if [ "$s" = "$1" ]; then printf '%8s' "."; else printf '%8s' "$(cat "$tmp/$s-$1")"; fi
+    read -r d _ <<<"$dst"
+    if [ "$s" = "$d" ]; then printf '%8s' "."; else printf '%8s' "$(cat "$tmp/$s-$d")"; fi
   done
   echo
 done

@@ -6,6 +6,7 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps containernetworking-plugins python3-venv dnsmasq-base; do
   have "$pkg" || need+=("$pkg")
 done
+have shellcheck || need+=(shellcheck) # scripts/test.sh checks every shell script
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -20,6 +20,37 @@ section "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 section "manifests"
 scripts/validate-manifests.sh
+section "shellcheck"
+# Every shell script, found by its shebang (or a .sh name) among the files git tracks or
+# would track, so a new script cannot escape.
+mapfile -t shell_scripts < <(
+  git ls-files --cached --others --exclude-standard | while IFS= read -r f; do
+    [ -f "$f" ] || continue
+    case "$f" in
+      *.sh) echo "$f" ;;
+      *) head -n 1 "$f" | grep -qE '^#!.*([/ ])(ba|da|k)?sh( |$)' && echo "$f" ;;
+    esac
+  done | sort -u
+)
+# A listing that found nothing (or missed this very script) would check nothing.
+printf '%s\n' "${shell_scripts[@]}" | grep -qx scripts/test.sh || {
+  echo "shellcheck: the script search did not find scripts/test.sh" >&2
+  exit 1
+}
+echo "shellcheck: ${#shell_scripts[@]} scripts"
+shellcheck --external-sources "${shell_scripts[@]}"
+section "static CNI plugin"
+# Built the one way the Dockerfile builds it (a static executable); every CNI test below runs
+# this binary: crates/l2sm-cni/tests/static_binary.rs checks it has no interpreter, needs no
+# shared library and runs in an empty root, and the CNI end-to-end tests run it in the lab.
+L2SM_CNI_PLUGIN=$(scripts/build-cni-static.sh)
+export L2SM_CNI_PLUGIN
+# glibc's loader agrees (it says "statically linked" for a static-pie).
+ldd_says=$(ldd "$L2SM_CNI_PLUGIN" 2>&1 || true) # exits 1 for a static executable
+if ! grep -qE 'not a dynamic executable|statically linked' <<<"$ldd_says"; then
+  echo "$L2SM_CNI_PLUGIN is not static: $ldd_says" >&2
+  exit 1
+fi
 section "tests"
 # A target marked `test = false` (no unit tests, so no empty harness to build) must stay
 # without tests: one added there would never run.

@@ -19,11 +19,37 @@ CLUSTER=l2sm-e2e
 IMAGE=l2sm:e2e
 MULTUS_URL=${MULTUS_URL:-https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.1.4/deployments/multus-daemonset-thick.yml}
 CERT_MANAGER_URL=${CERT_MANAGER_URL:-https://github.com/cert-manager/cert-manager/releases/download/v1.16.1/cert-manager.yaml}
-CNI_PLUGINS_URL=${CNI_PLUGINS_URL:-https://github.com/containernetworking/plugins/releases/download/v1.6.0/cni-plugins-linux-amd64-v1.6.0.tgz}
+CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.6.0}
+# CNI_PLUGINS_URL overrides; by default the release for each node's architecture.
+CNI_PLUGINS_URL=${CNI_PLUGINS_URL:-}
 
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 k() { "$KUBECTL" --context "kind-$CLUSTER" "$@"; }
+# retry TRIES DELAY CMD...: runs CMD until it succeeds, at most TRIES times.
+retry() {
+    local tries=$1 delay=$2 i
+    shift 2
+    for ((i = 1; i <= tries; i++)); do
+        "$@" && return 0
+        [ "$i" = "$tries" ] || sleep "$delay"
+    done
+    return 1
+}
+# The Go architecture name of a `uname -m`.
+go_arch() {
+    case "$1" in
+        x86_64 | amd64) echo amd64 ;;
+        aarch64 | arm64) echo arm64 ;;
+        *) fail "unsupported architecture $1 (amd64 and arm64 are)" ;;
+    esac
+}
+# Whether cert-manager's cainjector has put a CA into its own webhook's configuration: until
+# then the API server cannot call the webhook and creating an Issuer fails.
+ca_injected() {
+    [ -n "$(k get validatingwebhookconfiguration cert-manager-webhook \
+        -o jsonpath='{.webhooks[0].clientConfig.caBundle}' 2>/dev/null)" ]
+}
 
 for tool in docker "$KIND" "$KUBECTL"; do
     command -v "$tool" >/dev/null || fail "$tool not found (this script needs docker, kind and kubectl)"
@@ -55,21 +81,35 @@ step "cluster"
 "$KIND" load docker-image "$IMAGE" --name "$CLUSTER"
 # Multus's thick plugin delegates to the reference plugins for the cluster network.
 for node in $("$KIND" get nodes --name "$CLUSTER"); do
-    docker exec "$node" sh -c "curl -fsSL $CNI_PLUGINS_URL | tar -xz -C /opt/cni/bin"
+    url=$CNI_PLUGINS_URL
+    if [ -z "$url" ]; then
+        arch=$(go_arch "$(docker exec "$node" uname -m)")
+        url=https://github.com/containernetworking/plugins/releases/download/$CNI_PLUGINS_VERSION/cni-plugins-linux-$arch-$CNI_PLUGINS_VERSION.tgz
+    fi
+    docker exec "$node" sh -c "curl -fsSL '$url' | tar -xz -C /opt/cni/bin"
 done
 
 step "prerequisites: Multus, cert-manager"
 k apply -f "$MULTUS_URL"
 k apply -f "$CERT_MANAGER_URL"
 k -n kube-system rollout status ds/kube-multus-ds --timeout=300s
-k -n cert-manager rollout status deploy/cert-manager-webhook --timeout=300s
+for d in cert-manager cert-manager-cainjector cert-manager-webhook; do
+    k -n cert-manager rollout status "deploy/$d" --timeout=300s
+done
+# A webhook that is rolled out is not yet usable: wait for the CA injection (bounded).
+retry 60 5 ca_injected || fail "cert-manager's cainjector did not fill the webhook's caBundle in 5 min"
 
 step "L2S-M"
 k create namespace l2sm-system --dry-run=client -o yaml | k apply -f -
 k -n l2sm-system create secret generic l2sm-controller-credentials \
     --from-literal=username=l2sm --from-literal=password="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     --dry-run=client -o yaml | k apply -f -
-k kustomize "$root/deploy" | sed "s#l2sm:latest#$IMAGE#g" | k apply -f -
+manifests=$(mktemp)
+k kustomize "$root/deploy" | sed "s#l2sm:latest#$IMAGE#g" >"$manifests"
+# The Issuer and Certificate go through cert-manager's webhook, which may still refuse
+# connections for a moment after its CA is injected: retry, bounded.
+retry 12 5 k apply -f "$manifests" || fail "applying deploy/ kept failing (see above)"
+rm -f "$manifests"
 k -n l2sm-system rollout status deploy/l2sm-controller --timeout=300s
 k -n l2sm-system rollout status deploy/l2sm-operator --timeout=300s
 k -n l2sm-system rollout status ds/l2sm-switch --timeout=300s
@@ -142,6 +182,17 @@ echo "$out" | grep -q no-such-network || fail "rejection does not name the netwo
 step "cleanup of pods and networks"
 k delete pod ping pong intruder --wait=true --timeout=120s
 k delete l2network ping-network other-network --wait=true --timeout=120s
+
+step "uninstall"
+KUBECTL=$KUBECTL "$root/scripts/uninstall.sh" --context "kind-$CLUSTER"
+if k get crd -o name | grep -q 'l2sm\.l2sm\.k8s\.local'; then
+    fail "CRDs left after scripts/uninstall.sh"
+fi
+if k get namespace l2sm-system >/dev/null 2>&1; then
+    fail "namespace l2sm-system left after scripts/uninstall.sh"
+fi
+# Idempotent: a second run finds nothing and succeeds.
+KUBECTL=$KUBECTL "$root/scripts/uninstall.sh" --context "kind-$CLUSTER"
 
 echo
 echo "k8s e2e: PASS"

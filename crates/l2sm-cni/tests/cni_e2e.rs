@@ -65,7 +65,7 @@ fn every_version_adds_checks_and_deletes_and_pods_ping_across_nodes() {
     for (i, version) in VERSIONS.iter().enumerate() {
         // VERSION: the runtime probes first.
         let probe = exec_plugin(
-            cni::PLUGIN,
+            &cni::plugin(),
             &node_ns(&lab, "n1"),
             &[("CNI_COMMAND", "VERSION".into())],
             &json!({ "cniVersion": version }).to_string(),
@@ -408,7 +408,7 @@ fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             nad("1.1.0", &lab, "n1", "blue", json!({"agentSocket": gone_socket, "cni.dev/valid-attachments": []})).to_string(), 11, "not reachable"),
     ];
     for (what, env, stdin, code, needle) in cases {
-        let out = exec_plugin(cni::PLUGIN, &node_ns(&lab, "n1"), &env, &stdin);
+        let out = exec_plugin(&cni::plugin(), &node_ns(&lab, "n1"), &env, &stdin);
         let (c, text) = out.error();
         assert_eq!(c, code, "{what}: wrong code in {}", out.stdout);
         assert!(

@@ -45,6 +45,20 @@ pub(crate) enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Install the CNI plugin as DIR/l2sm, atomically (the agent's init container).
+    InstallCni(InstallCniArgs),
+}
+
+/// `l2sm install-cni`
+#[derive(Debug, clap::Args)]
+pub(crate) struct InstallCniArgs {
+    /// CNI binary directory, created if missing (the host's /opt/cni/bin, or its
+    /// distribution's, as mounted in the container).
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// Plugin to install (default: `l2sm-cni` beside this executable).
+    #[arg(long)]
+    pub from: Option<std::path::PathBuf>,
 }
 
 /// `l2sm lab …`
@@ -223,6 +237,15 @@ pub(crate) async fn dispatch(
                 ips,
                 att.port
             );
+        }
+        Command::InstallCni(a) => {
+            let from = match a.from {
+                Some(p) => p,
+                None => crate::install_cni::default_source()?,
+            };
+            let installed =
+                tokio::task::block_in_place(|| crate::install_cni::install(&a.dir, &from))?;
+            println!("installed {} as {}", from.display(), installed.display());
         }
         Command::Detach(d) => {
             let removed = lab::detach(&lab()?, &d.pod, d.network.as_deref()).await?;

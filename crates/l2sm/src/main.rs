@@ -1,6 +1,7 @@
 //! `l2sm`: one binary for the controller, the node agent, the operator, the lab and the CLI
 //! verbs. It only parses the command line and dispatches to the component crates
-//! (`l2sm-controller`, `l2sm-agent`, `l2sm-operator`, `l2sm-lab`).
+//! (`l2sm-controller`, `l2sm-agent`, `l2sm-operator`, `l2sm-lab`), and installs the CNI plugin
+//! (`install_cni`).
 
 // Input paths answer with errors; tests may unwrap.
 #![warn(clippy::unwrap_used)]
@@ -8,6 +9,7 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 mod cli;
+mod install_cni;
 
 use clap::Parser as _;
 use cli::{Cli, Command};

@@ -35,6 +35,7 @@ fn version_and_verbs() {
         "detach",
         "operator",
         "topology",
+        "install-cni",
     ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(verb)),

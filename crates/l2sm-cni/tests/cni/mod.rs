@@ -10,7 +10,21 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub(crate) const PLUGIN: &str = env!("CARGO_BIN_EXE_l2sm-cni");
+/// The plugin under test: the static build when `L2SM_CNI_PLUGIN` names it (scripts/test.sh
+/// sets it to the output of scripts/build-cni-static.sh, the binary that ships), else cargo's
+/// build of this crate.
+pub(crate) fn plugin() -> String {
+    match std::env::var("L2SM_CNI_PLUGIN") {
+        Ok(p) if !p.is_empty() => {
+            assert!(
+                std::path::Path::new(&p).is_file(),
+                "L2SM_CNI_PLUGIN={p} is not a file"
+            );
+            p
+        }
+        _ => env!("CARGO_BIN_EXE_l2sm-cni").to_string(),
+    }
+}
 pub(crate) const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 pub(crate) const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
@@ -202,7 +216,7 @@ pub(crate) fn nad(version: &str, lab: &TestLab, node: &str, network: &str, extra
 
 /// The plugin on node `node` of `lab`.
 pub(crate) fn l2sm_cni(lab: &TestLab, node: &str, env: &[(&str, String)], conf: &Value) -> Outcome {
-    exec_plugin(PLUGIN, &node_ns(lab, node), env, &conf.to_string())
+    exec_plugin(&plugin(), &node_ns(lab, node), env, &conf.to_string())
 }
 
 /// `conf` with `prevResult` set.
