@@ -85,6 +85,18 @@ pub struct OperatorArgs {
     /// Secret (keys `username`, `password`, as a kubernetes.io/basic-auth Secret) the agents read the controller credentials from.
     #[arg(long, default_value = "l2sm-controller-credentials")]
     pub credentials_secret: String,
+    /// Host directory the agents install the CNI plugin into (`l2sm`): where the container
+    /// runtime and Multus look CNI plugins up (k3s, RKE2, OpenShift and GKE use other
+    /// directories than /opt/cni/bin; see docs/kubernetes.md).
+    #[arg(long, env = "L2SM_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: String,
+    /// PriorityClass of the agent pods (deploy/priorityclass.yaml); empty: none.
+    #[arg(
+        long,
+        env = "L2SM_AGENT_PRIORITY_CLASS",
+        default_value = "l2sm-node-critical"
+    )]
+    pub agent_priority_class: String,
     /// Seconds between re-checks of an unchanged resource (drift with the controller).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
@@ -136,6 +148,11 @@ pub fn controller_url(flag: Option<&str>, ip: Option<&str>, port: Option<&str>) 
     }
 }
 
+/// How long the reconcilers may take to finish their work after SIGTERM. The lease release
+/// after it takes at most the renew deadline (10 s), so the pod's
+/// `terminationGracePeriodSeconds` must exceed both together (deploy/operator.yaml: 45 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Runs until SIGTERM/Ctrl-C or until leadership is lost.
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     if let Some(OperatorCommand::Crds) = args.command {
@@ -178,7 +195,9 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Turns true when leadership is lost: the reconcilers are then dropped at once (not
+    // drained), so they have stopped before the lease can expire and a new leader starts.
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
     let elector = if args.leader_elect {
         let identity = args
             .identity
@@ -197,12 +216,9 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             _ = shutdown_signal() => return Ok(()),
         }
         let mut leading = elector.clone().keep_renewing();
-        let tx = stop_tx.clone();
-        let lost = lost.clone();
         tokio::spawn(async move {
             if leading.wait_for(|l| !l).await.is_ok() {
-                lost.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = tx.send(true);
+                let _ = lost_tx.send(true);
             }
         });
         Some(elector)
@@ -222,16 +238,37 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         controller_url: url,
         credentials_secret: Some(args.credentials_secret.clone()),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
+        namespace: args.namespace.clone(),
+        cni_bin_dir: args.cni_bin_dir.clone(),
+        agent_priority_class: Some(args.agent_priority_class.clone()).filter(|c| !c.is_empty()),
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), controller, settings);
-    run_controllers(
+    let controllers = run_controllers(
         client,
         args.watch_namespace.as_deref(),
         ctx,
         stop_rx.clone(),
-    )
-    .await;
+    );
+    let mut stopping = stop_rx.clone();
+    let drained = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let lost = async {
+        let _ = lost_rx.wait_for(|l| *l).await;
+    };
+    let lost = tokio::select! {
+        _ = controllers => false,
+        _ = lost => {
+            tracing::error!("leadership lost: stopping the reconcilers at once");
+            true
+        }
+        _ = drained => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not finish within the shutdown grace; stopping them");
+            false
+        }
+    };
 
     if let Some(task) = webhook_task {
         task.abort();
@@ -241,7 +278,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             tracing::warn!("could not release the lease: {e}");
         }
     }
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+    if lost {
         // Exit non-zero so the pod restarts as a follower.
         return Err(OperatorError::LeadershipLost);
     }
@@ -326,10 +363,13 @@ pub async fn run_controllers(
         )
         .for_each(|_| async {});
 
+    // Agent DaemonSets live in the operator's namespace (no owner references across
+    // namespaces): their events map back to the Overlay named in their annotation.
     let overlays = Controller::new(api::<Overlay>(&client, ns), watcher::Config::default())
-        .owns(
-            api::<DaemonSet>(&client, ns),
+        .watches(
+            Api::<DaemonSet>::namespaced(client.clone(), &ctx.settings.namespace),
             watcher::Config::default().labels("app=l2sm-agent"),
+            |ds| reconcile::overlay::overlay_of(&ds),
         )
         .graceful_shutdown_on(stopped())
         .run(
