@@ -68,10 +68,14 @@ pub struct OperatorArgs {
     /// network or field, or `annotate` (admit it and set `l2sm/error`).
     #[arg(long, default_value = "reject", value_parser = ["reject", "annotate"])]
     pub webhook_on_error: String,
-    /// Without certificate files: generate a self-signed CA and serving certificate for this
-    /// Service (in `--namespace`) and put the CA into the MutatingWebhookConfiguration.
-    #[arg(long)]
+    /// Without certificate files: one self-signed CA and serving certificate for this Service
+    /// (in `--namespace`), shared by every replica through `--webhook-self-signed-secret`,
+    /// with the CA put into the MutatingWebhookConfiguration.
+    #[arg(long, env = "L2SM_WEBHOOK_SELF_SIGNED_SERVICE")]
     pub webhook_self_signed_service: Option<String>,
+    /// Secret (in `--namespace`) the replicas share the self-signed certificate through.
+    #[arg(long, default_value = webhook::SELF_SIGNED_SECRET)]
+    pub webhook_self_signed_secret: String,
     /// The MutatingWebhookConfiguration whose `caBundle` a self-signed bootstrap sets.
     #[arg(long, default_value = "l2sm-mutating-webhook-configuration")]
     pub webhook_configuration: String,
@@ -180,6 +184,12 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             ))
         }
     };
+    if !args.cni_bin_dir.starts_with('/') {
+        return Err(OperatorError::Config(format!(
+            "--cni-bin-dir {:?} must be an absolute host path",
+            args.cni_bin_dir
+        )));
+    }
     let controller = ControllerClient::new(&url, credentials, RetryPolicy::default())
         .map_err(|e| OperatorError::Config(e.to_string()))?;
     let client = kube::Client::try_default().await?;
@@ -414,8 +424,9 @@ pub async fn run_controllers(
     futures::join!(l2n, pods, overlays, qpr, neds);
 }
 
-/// TLS for the webhook: the certificate files (cert-manager), else a self-signed bootstrap
-/// whose CA goes into the webhook configuration.
+/// TLS for the webhook: the certificate files (cert-manager), else the self-signed pair all
+/// replicas share through a Secret, whose CA goes into the webhook configuration (every
+/// replica writes the same caBundle, so the API server trusts whichever replica it calls).
 async fn webhook_tls(
     args: &OperatorArgs,
     client: &kube::Client,
@@ -425,8 +436,14 @@ async fn webhook_tls(
         Some(s) if !args.webhook_cert.exists() => s,
         _ => return webhook::tls_from_files(&args.webhook_cert, &args.webhook_key).map_err(err),
     };
-    let pair =
-        webhook::self_signed(&webhook::service_dns_names(service, &args.namespace)).map_err(err)?;
+    let pair = webhook::shared_self_signed(
+        client.clone(),
+        &args.namespace,
+        &args.webhook_self_signed_secret,
+        &webhook::service_dns_names(service, &args.namespace),
+    )
+    .await
+    .map_err(err)?;
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let patch = webhook::ca_bundle_patch(1, &pair.ca_bundle());
     match serde_json::from_value::<json_patch::Patch>(patch) {
@@ -448,7 +465,7 @@ async fn webhook_tls(
 }
 
 /// Starts op-api's webhook on `--webhook-listen`, returning its task.
-async fn start_webhook(
+pub async fn start_webhook(
     args: &OperatorArgs,
     client: kube::Client,
 ) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
