@@ -1535,21 +1535,29 @@ impl State {
         Ok((200, out))
     }
 
+    /// DeleteOptions of a DELETE (an object, or no body).
+    fn delete_options(p: &Parsed) -> Result<Value, ApiErr> {
+        match &p.body {
+            None => Ok(json!({})),
+            Some(_) => {
+                let v = p.json_body()?;
+                if !v.is_object() {
+                    return Err(err(400, "BadRequest", "DeleteOptions must be an object"));
+                }
+                Ok(v)
+            }
+        }
+    }
+
     fn do_delete(&mut self, p: &Parsed, rt: &ResourceType) -> Result<Answer, ApiErr> {
-        let opts = match &p.body {
-            None => json!({}),
-            Some(_) => p.json_body()?,
-        };
+        let opts = Self::delete_options(p)?;
         let key = Self::key(p, rt);
         let (code, v) = self.delete_one(p, rt, &key, &opts)?;
         Ok(Answer::Json(code, v))
     }
 
     fn do_delete_collection(&mut self, p: &Parsed, rt: &ResourceType) -> Result<Answer, ApiErr> {
-        let opts = match &p.body {
-            None => json!({}),
-            Some(_) => p.json_body()?,
-        };
+        let opts = Self::delete_options(p)?;
         let keys: Vec<Key> = self.matching(p, rt)?.into_iter().map(|(k, _)| k).collect();
         let mut items = Vec::new();
         for k in keys {
