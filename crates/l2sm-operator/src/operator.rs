@@ -535,6 +535,21 @@ mod tests {
         assert!(!cli.args.webhook);
         assert_eq!(cli.args.namespace, "l2sm");
         assert!(Cli::try_parse_from(["op", "--webhook-listen", "nope"]).is_err());
+        assert_eq!(cli.args.cni_bin_dir, "/opt/cni/bin");
+        assert_eq!(cli.args.agent_priority_class, "l2sm-node-critical");
+        assert_eq!(
+            cli.args.webhook_self_signed_secret,
+            webhook::SELF_SIGNED_SECRET
+        );
+        let cli = Cli::try_parse_from([
+            "op",
+            "--cni-bin-dir",
+            "/home/kubernetes/bin",
+            "--agent-priority-class=",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.cni_bin_dir, "/home/kubernetes/bin");
+        assert_eq!(cli.args.agent_priority_class, "");
         let cli = Cli::try_parse_from(["op", "crds"]).unwrap();
         assert!(matches!(cli.args.command, Some(OperatorCommand::Crds)));
     }
