@@ -228,3 +228,66 @@ async fn a_stored_pair_for_other_names_is_rotated_keeping_the_previous_ca_truste
     assert_ne!(stored["tls.crt"].0, old.cert_pem.as_bytes(), "rotated");
     t.abort();
 }
+
+/// Stores `pair` as the shared Secret (what another replica's write does).
+fn seed_pair(fake: &FakeApi, pair: &webhook::SelfSigned) {
+    let b = |s: &str| json!(base64::engine::general_purpose::STANDARD.encode(s));
+    fake.seed(
+        &serde_json::from_value::<Secret>(json!({
+            "metadata": {"name": webhook::SELF_SIGNED_SECRET, "namespace": NS},
+            "type": "kubernetes.io/tls",
+            "data": {"ca.crt": b(&pair.ca_pem), "tls.crt": b(&pair.cert_pem), "tls.key": b(&pair.key_pem)}
+        }))
+        .unwrap(),
+    );
+}
+
+/// Another replica writes the Secret between this replica's read and its write: the create
+/// (409 AlreadyExists) or the rotating update (409 Conflict, stale resourceVersion) loses, and
+/// this replica serves the winner's pair and writes the winner's CA.
+#[tokio::test]
+async fn a_replica_losing_the_race_serves_the_winners_pair() {
+    let names = webhook::service_dns_names(SERVICE, NS);
+    for stale_first in [false, true] {
+        let fake = cluster();
+        if stale_first {
+            seed_pair(
+                &fake,
+                &webhook::self_signed(&webhook::service_dns_names(SERVICE, "elsewhere")).unwrap(),
+            );
+        }
+        let winner = webhook::self_signed(&names).unwrap();
+        let (verb, hook_fake, hook_winner) = (
+            if stale_first { "update" } else { "create" },
+            fake.clone(),
+            winner.clone(),
+        );
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hook_fired = fired.clone();
+        fake.on_request(move |c| {
+            if c.verb == verb
+                && c.resource == "secrets"
+                && !hook_fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                seed_pair(&hook_fake, &hook_winner);
+            }
+        });
+        let p = l2sm_test_support::free_port();
+        let t = start_webhook(&args(p), fake.client()).await.unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{p}").parse().unwrap();
+        wait_listening(addr).await;
+        assert!(
+            fired.load(std::sync::atomic::Ordering::SeqCst),
+            "the race happened"
+        );
+        let lost = fake
+            .calls()
+            .into_iter()
+            .any(|c| c.verb == verb && c.resource == "secrets" && c.code == 409);
+        assert!(lost, "this replica's {verb} lost with 409");
+        let winner_ca = CertificateDer::from_pem_slice(winner.ca_pem.as_bytes()).unwrap();
+        assert_eq!(ca_bundle(&fake), vec![winner_ca.clone()], "the winner's CA");
+        assert_eq!(healthz(addr, &[winner_ca]).await, Ok(200));
+        t.abort();
+    }
+}
