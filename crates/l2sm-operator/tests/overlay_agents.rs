@@ -81,10 +81,7 @@ fn seed_overlay(fake: &FakeApi, ns: &str, nodes: &[&str]) {
     fake.seed(
         &serde_json::from_value::<Overlay>(json!({
             "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "Overlay",
-            // With the finalizer already (as after the reconciler's first pass): the fake's
-            // JSON patch refuses kube-rs's `test` of the absent /metadata/finalizers against
-            // null, which kube-apiserver accepts (reported to the fake's author).
-            "metadata": {"name": "ovl", "namespace": ns, "finalizers": [FINALIZER]},
+            "metadata": {"name": "ovl", "namespace": ns},
             "spec": {
                 "provider": {"name": "l2sm-controller", "domain": ["l2sm-controller-service.l2sm-system.svc"], "ofPort": "6633"},
                 "topology": {"nodes": nodes},
