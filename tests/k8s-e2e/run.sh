@@ -63,7 +63,7 @@ cleanup() {
         k get pods -A -o wide || true
         k -n l2sm-system logs deploy/l2sm-operator --tail=100 || true
         k -n l2sm-system logs deploy/l2sm-controller --tail=100 || true
-        k -n default logs ds/l2sm-agent-overlay-sample --tail=100 || true
+        k -n l2sm-system logs -l app=l2sm-agent --all-containers --tail=100 || true
     fi
     if [ -z "${KEEP_CLUSTER:-}" ]; then
         "$KIND" delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
@@ -116,11 +116,16 @@ k -n l2sm-system rollout status ds/l2sm-switch --timeout=300s
 
 step "overlay and ping-pong"
 k apply -f "$root/examples/k8s/overlay.yaml"
+# The agents run in the operator's namespace, named after the Overlay's namespace and name.
+agent_sel="app=l2sm-agent,l2sm.l2sm.k8s.local/overlay=overlay-sample,l2sm.l2sm.k8s.local/overlay-namespace=default"
+agent_ds=""
 for _ in $(seq 1 60); do
-    k get ds/l2sm-agent-overlay-sample >/dev/null 2>&1 && break
+    agent_ds=$(k -n l2sm-system get ds -l "$agent_sel" -o name 2>/dev/null || true)
+    [ -n "$agent_ds" ] && break
     sleep 2
 done
-k rollout status ds/l2sm-agent-overlay-sample --timeout=300s
+[ -n "$agent_ds" ] || fail "no agent DaemonSet for overlay-sample in l2sm-system"
+k -n l2sm-system rollout status "$agent_ds" --timeout=300s
 k apply -f "$root/examples/k8s/ping-pong.yaml"
 k wait --for=condition=Ready pod/ping pod/pong --timeout=300s
 k get pod ping -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/networks}' | grep -q ping-network \

@@ -3,6 +3,11 @@
 //! `renewTime + leaseDurationSeconds` has passed; writes carry the `resourceVersion` read, so
 //! of two candidates only one wins (the other gets 409). A leader that cannot renew within the
 //! renew deadline steps down (the operator then exits and is restarted as a follower).
+//!
+//! Every lease API call has a timeout, and a renewal attempt never runs past the renew
+//! deadline: a call that hangs (a stuck connection, an overloaded API server) cannot keep an
+//! expired leader reconciling beside the new one. The renew deadline is shorter than the lease
+//! duration, so the old leader has stopped before anyone may take the lease over.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -11,6 +16,23 @@ use kube::api::{Api, PostParams};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Why a lease operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    /// The API server answered with an error (other than a lost race).
+    #[error("lease: {0}")]
+    Kube(#[from] kube::Error),
+    /// The API call did not answer in time.
+    #[error("lease {op} did not answer within {after:?}")]
+    Timeout {
+        /// What was being done (`get`, `create`, `update`).
+        op: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+}
 
 /// Upstream's lease name, so an upstream operator and this one never lead at the same time
 /// during a migration.
@@ -65,7 +87,9 @@ pub fn decide(lease: Option<&Lease>, me: &str, now: Timestamp) -> Decision {
     }
 }
 
-/// Timings of the election.
+/// Timings of the election. `renew_deadline` must be shorter than `lease_duration` (a leader
+/// stops before its lease can be taken over), and `retry_period` shorter than `renew_deadline`;
+/// every single lease API call times out after `renew_deadline` at the latest.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     /// How long a lease is valid without renewal.
@@ -117,6 +141,27 @@ impl LeaderElector {
         &self.identity
     }
 
+    /// Timeout of one lease API call: no call may outlive the renew deadline.
+    fn call_timeout(&self) -> Duration {
+        self.timings
+            .renew_deadline
+            .min(self.timings.lease_duration)
+            .max(Duration::from_millis(1))
+    }
+
+    /// `call` with the per-call timeout.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, LeaderError> {
+        let after = self.call_timeout();
+        match tokio::time::timeout(after, call).await {
+            Ok(r) => r.map_err(LeaderError::Kube),
+            Err(_) => Err(LeaderError::Timeout { op, after }),
+        }
+    }
+
     fn spec(&self, now: Timestamp, acquire: Option<MicroTime>, transitions: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
@@ -130,8 +175,8 @@ impl LeaderElector {
 
     /// One attempt: creates, takes over or renews the lease as [`decide`] says. `Ok(true)`
     /// when this candidate holds the lease afterwards; a lost race (409) is `Ok(false)`.
-    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
-        let current = self.api.get_opt(&self.name).await?;
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, LeaderError> {
+        let current = self.timed("get", self.api.get_opt(&self.name)).await?;
         let now = Timestamp::now();
         let pp = PostParams::default();
         let outcome = match decide(current.as_ref(), &self.identity, now) {
@@ -144,7 +189,9 @@ impl LeaderElector {
                     },
                     spec: Some(self.spec(now, None, 0)),
                 };
-                self.api.create(&pp, &lease).await.map(|_| ())
+                self.timed("create", self.api.create(&pp, &lease))
+                    .await
+                    .map(|_| ())
             }
             decision @ (Decision::Acquire | Decision::Renew) => {
                 let mut lease = current.unwrap_or_default();
@@ -155,12 +202,14 @@ impl LeaderElector {
                 } else {
                     self.spec(now, None, transitions.saturating_add(1))
                 });
-                self.api.replace(&self.name, &pp, &lease).await.map(|_| ())
+                self.timed("update", self.api.replace(&self.name, &pp, &lease))
+                    .await
+                    .map(|_| ())
             }
         };
         match outcome {
             Ok(()) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(LeaderError::Kube(kube::Error::Api(s))) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -181,24 +230,35 @@ impl LeaderElector {
     }
 
     /// Keeps renewing; the receiver turns `false` (and renewal stops) once a renewal has not
-    /// succeeded within the renew deadline or another candidate took the lease.
+    /// succeeded within the renew deadline or another candidate took the lease. An attempt
+    /// that has not answered when the deadline comes is abandoned: the deadline holds even
+    /// when the API server hangs.
     pub fn keep_renewing(self: Arc<Self>) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(true);
         tokio::spawn(async move {
-            let mut last_ok = tokio::time::Instant::now();
+            let mut last_ok = Instant::now();
             loop {
                 tokio::time::sleep(self.timings.retry_period).await;
-                match self.try_acquire_or_renew().await {
-                    Ok(true) => last_ok = tokio::time::Instant::now(),
-                    Ok(false) => {
+                let deadline = last_ok + self.timings.renew_deadline;
+                let attempt = tokio::time::timeout_at(deadline, self.try_acquire_or_renew());
+                match attempt.await {
+                    Ok(Ok(true)) => last_ok = Instant::now(),
+                    Ok(Ok(false)) => {
                         tracing::error!(lease = %self.name, "leadership lost to another candidate");
                         let _ = tx.send(false);
                         return;
                     }
-                    Err(e) => tracing::warn!(lease = %self.name, "lease renewal failed: {e}"),
+                    Ok(Err(e)) => tracing::warn!(lease = %self.name, "lease renewal failed: {e}"),
+                    Err(_) => {
+                        tracing::warn!(lease = %self.name, "lease renewal still unanswered at the renew deadline")
+                    }
                 }
-                if last_ok.elapsed() > self.timings.renew_deadline {
-                    tracing::error!(lease = %self.name, "lease not renewed within the deadline; stepping down");
+                if last_ok + self.timings.renew_deadline <= Instant::now() {
+                    tracing::error!(
+                        lease = %self.name,
+                        deadline = ?self.timings.renew_deadline,
+                        "lease not renewed within the renew deadline; stepping down"
+                    );
                     let _ = tx.send(false);
                     return;
                 }
@@ -209,8 +269,8 @@ impl LeaderElector {
 
     /// Gives the lease up (on shutdown), so a follower takes over at once instead of after
     /// the lease duration. Only a lease this candidate holds is touched.
-    pub async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+    pub async fn release(&self) -> Result<(), LeaderError> {
+        let Some(mut lease) = self.timed("get", self.api.get_opt(&self.name)).await? else {
             return Ok(());
         };
         let mut spec = lease.spec.clone().unwrap_or_default();
@@ -223,13 +283,13 @@ impl LeaderElector {
         spec.renew_time = Some(now.clone());
         spec.acquire_time = Some(now);
         lease.spec = Some(spec);
+        let pp = PostParams::default();
         match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
+            .timed("update", self.api.replace(&self.name, &pp, &lease))
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(LeaderError::Kube(kube::Error::Api(s))) if s.code == 409 => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -68,10 +68,14 @@ pub struct OperatorArgs {
     /// network or field, or `annotate` (admit it and set `l2sm/error`).
     #[arg(long, default_value = "reject", value_parser = ["reject", "annotate"])]
     pub webhook_on_error: String,
-    /// Without certificate files: generate a self-signed CA and serving certificate for this
-    /// Service (in `--namespace`) and put the CA into the MutatingWebhookConfiguration.
-    #[arg(long)]
+    /// Without certificate files: one self-signed CA and serving certificate for this Service
+    /// (in `--namespace`), shared by every replica through `--webhook-self-signed-secret`,
+    /// with the CA put into the MutatingWebhookConfiguration.
+    #[arg(long, env = "L2SM_WEBHOOK_SELF_SIGNED_SERVICE")]
     pub webhook_self_signed_service: Option<String>,
+    /// Secret (in `--namespace`) the replicas share the self-signed certificate through.
+    #[arg(long, default_value = webhook::SELF_SIGNED_SECRET)]
+    pub webhook_self_signed_secret: String,
     /// The MutatingWebhookConfiguration whose `caBundle` a self-signed bootstrap sets.
     #[arg(long, default_value = "l2sm-mutating-webhook-configuration")]
     pub webhook_configuration: String,
@@ -85,6 +89,18 @@ pub struct OperatorArgs {
     /// Secret (keys `username`, `password`, as a kubernetes.io/basic-auth Secret) the agents read the controller credentials from.
     #[arg(long, default_value = "l2sm-controller-credentials")]
     pub credentials_secret: String,
+    /// Host directory the agents install the CNI plugin into (`l2sm`): where the container
+    /// runtime and Multus look CNI plugins up (k3s, RKE2, OpenShift and GKE use other
+    /// directories than /opt/cni/bin; see docs/kubernetes.md).
+    #[arg(long, env = "L2SM_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: String,
+    /// PriorityClass of the agent pods (deploy/priorityclass.yaml); empty: none.
+    #[arg(
+        long,
+        env = "L2SM_AGENT_PRIORITY_CLASS",
+        default_value = "l2sm-node-critical"
+    )]
+    pub agent_priority_class: String,
     /// Seconds between re-checks of an unchanged resource (drift with the controller).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
@@ -136,6 +152,11 @@ pub fn controller_url(flag: Option<&str>, ip: Option<&str>, port: Option<&str>) 
     }
 }
 
+/// How long the reconcilers may take to finish their work after SIGTERM. The lease release
+/// after it takes at most the renew deadline (10 s), so the pod's
+/// `terminationGracePeriodSeconds` must exceed both together (deploy/operator.yaml: 45 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Runs until SIGTERM/Ctrl-C or until leadership is lost.
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     if let Some(OperatorCommand::Crds) = args.command {
@@ -163,6 +184,12 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             ))
         }
     };
+    if !args.cni_bin_dir.starts_with('/') {
+        return Err(OperatorError::Config(format!(
+            "--cni-bin-dir {:?} must be an absolute host path",
+            args.cni_bin_dir
+        )));
+    }
     let controller = ControllerClient::new(&url, credentials, RetryPolicy::default())
         .map_err(|e| OperatorError::Config(e.to_string()))?;
     let client = kube::Client::try_default().await?;
@@ -178,7 +205,9 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Turns true when leadership is lost: the reconcilers are then dropped at once (not
+    // drained), so they have stopped before the lease can expire and a new leader starts.
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
     let elector = if args.leader_elect {
         let identity = args
             .identity
@@ -197,12 +226,9 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             _ = shutdown_signal() => return Ok(()),
         }
         let mut leading = elector.clone().keep_renewing();
-        let tx = stop_tx.clone();
-        let lost = lost.clone();
         tokio::spawn(async move {
             if leading.wait_for(|l| !l).await.is_ok() {
-                lost.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = tx.send(true);
+                let _ = lost_tx.send(true);
             }
         });
         Some(elector)
@@ -222,16 +248,37 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         controller_url: url,
         credentials_secret: Some(args.credentials_secret.clone()),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
+        namespace: args.namespace.clone(),
+        cni_bin_dir: args.cni_bin_dir.clone(),
+        agent_priority_class: Some(args.agent_priority_class.clone()).filter(|c| !c.is_empty()),
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), controller, settings);
-    run_controllers(
+    let controllers = run_controllers(
         client,
         args.watch_namespace.as_deref(),
         ctx,
         stop_rx.clone(),
-    )
-    .await;
+    );
+    let mut stopping = stop_rx.clone();
+    let drained = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let lost = async {
+        let _ = lost_rx.wait_for(|l| *l).await;
+    };
+    let lost = tokio::select! {
+        _ = controllers => false,
+        _ = lost => {
+            tracing::error!("leadership lost: stopping the reconcilers at once");
+            true
+        }
+        _ = drained => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not finish within the shutdown grace; stopping them");
+            false
+        }
+    };
 
     if let Some(task) = webhook_task {
         task.abort();
@@ -241,7 +288,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             tracing::warn!("could not release the lease: {e}");
         }
     }
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+    if lost {
         // Exit non-zero so the pod restarts as a follower.
         return Err(OperatorError::LeadershipLost);
     }
@@ -326,10 +373,13 @@ pub async fn run_controllers(
         )
         .for_each(|_| async {});
 
+    // Agent DaemonSets live in the operator's namespace (no owner references across
+    // namespaces): their events map back to the Overlay named in their annotation.
     let overlays = Controller::new(api::<Overlay>(&client, ns), watcher::Config::default())
-        .owns(
-            api::<DaemonSet>(&client, ns),
+        .watches(
+            Api::<DaemonSet>::namespaced(client.clone(), &ctx.settings.namespace),
             watcher::Config::default().labels("app=l2sm-agent"),
+            |ds| reconcile::overlay::overlay_of(&ds),
         )
         .graceful_shutdown_on(stopped())
         .run(
@@ -374,8 +424,9 @@ pub async fn run_controllers(
     futures::join!(l2n, pods, overlays, qpr, neds);
 }
 
-/// TLS for the webhook: the certificate files (cert-manager), else a self-signed bootstrap
-/// whose CA goes into the webhook configuration.
+/// TLS for the webhook: the certificate files (cert-manager), else the self-signed pair all
+/// replicas share through a Secret, whose CA goes into the webhook configuration (every
+/// replica writes the same caBundle, so the API server trusts whichever replica it calls).
 async fn webhook_tls(
     args: &OperatorArgs,
     client: &kube::Client,
@@ -385,8 +436,14 @@ async fn webhook_tls(
         Some(s) if !args.webhook_cert.exists() => s,
         _ => return webhook::tls_from_files(&args.webhook_cert, &args.webhook_key).map_err(err),
     };
-    let pair =
-        webhook::self_signed(&webhook::service_dns_names(service, &args.namespace)).map_err(err)?;
+    let pair = webhook::shared_self_signed(
+        client.clone(),
+        &args.namespace,
+        &args.webhook_self_signed_secret,
+        &webhook::service_dns_names(service, &args.namespace),
+    )
+    .await
+    .map_err(err)?;
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let patch = webhook::ca_bundle_patch(1, &pair.ca_bundle());
     match serde_json::from_value::<json_patch::Patch>(patch) {
@@ -408,7 +465,7 @@ async fn webhook_tls(
 }
 
 /// Starts op-api's webhook on `--webhook-listen`, returning its task.
-async fn start_webhook(
+pub async fn start_webhook(
     args: &OperatorArgs,
     client: kube::Client,
 ) -> Result<tokio::task::JoinHandle<()>, OperatorError> {
@@ -478,6 +535,21 @@ mod tests {
         assert!(!cli.args.webhook);
         assert_eq!(cli.args.namespace, "l2sm");
         assert!(Cli::try_parse_from(["op", "--webhook-listen", "nope"]).is_err());
+        assert_eq!(cli.args.cni_bin_dir, "/opt/cni/bin");
+        assert_eq!(cli.args.agent_priority_class, "l2sm-node-critical");
+        assert_eq!(
+            cli.args.webhook_self_signed_secret,
+            webhook::SELF_SIGNED_SECRET
+        );
+        let cli = Cli::try_parse_from([
+            "op",
+            "--cni-bin-dir",
+            "/home/kubernetes/bin",
+            "--agent-priority-class=",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.cni_bin_dir, "/home/kubernetes/bin");
+        assert_eq!(cli.args.agent_priority_class, "");
         let cli = Cli::try_parse_from(["op", "crds"]).unwrap();
         assert!(matches!(cli.args.command, Some(OperatorCommand::Crds)));
     }

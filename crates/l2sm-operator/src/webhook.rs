@@ -458,6 +458,17 @@ pub enum TlsError {
     /// rustls refused the key (unsupported type) or the server configuration.
     #[error("TLS: {0}")]
     Rustls(#[from] rustls::Error),
+    /// Reading or writing the shared self-signed Secret failed.
+    #[error("self-signed Secret {secret}: {source}")]
+    Kube {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The replicas did not agree on one shared certificate (the Secret kept changing).
+    #[error("self-signed Secret {0}: no stable certificate after several attempts")]
+    Unsettled(String),
 }
 
 /// A CA and a serving certificate signed by it, PEM encoded.
@@ -488,8 +499,39 @@ pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
     ]
 }
 
+/// How long a self-signed CA and serving certificate are valid.
+pub const SELF_SIGNED_VALIDITY_DAYS: i64 = 5 * 365;
+/// A shared self-signed certificate expiring within this time is replaced at start-up.
+pub const SELF_SIGNED_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Secret (in the operator's namespace) through which the replicas share one self-signed CA
+/// and serving certificate.
+pub const SELF_SIGNED_SECRET: &str = "l2sm-webhook-self-signed";
+
+/// The civil date (year, month, day) `days` days after 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month as u8, day as u8)
+}
+
+/// The civil date `offset_days` from today (UTC).
+fn date_from_today(offset_days: i64) -> (i32, u8, u8) {
+    let today = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 / 86_400)
+        .unwrap_or(0);
+    civil_from_days(today + offset_days)
+}
+
 /// Bootstrap TLS without cert-manager: a fresh CA and a serving certificate for `names`
-/// (DNS names or IP addresses).
+/// (DNS names or IP addresses), valid from yesterday for [`SELF_SIGNED_VALIDITY_DAYS`].
 pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
@@ -505,6 +547,12 @@ pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    let (from, until) = (
+        date_from_today(-1),
+        date_from_today(SELF_SIGNED_VALIDITY_DAYS),
+    );
+    ca_params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    ca_params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
@@ -513,6 +561,8 @@ pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
         names.first().map(String::as_str).unwrap_or("l2sm-webhook"),
     );
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -523,6 +573,180 @@ pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// Why `pair` cannot serve `names` at `at` (`None`: it can): the serving certificate must
+/// chain to a CA of `pair.ca_pem`, be valid at `at` and name every one of `names`, and the
+/// key must be the certificate's.
+pub fn check_pair(pair: &SelfSigned, names: &[String], at: SystemTime) -> Option<String> {
+    use rustls::client::danger::ServerCertVerifier as _;
+    use rustls::pki_types::{ServerName, UnixTime};
+    let key = match certified_key(
+        pair.cert_pem.as_bytes(),
+        pair.key_pem.as_bytes(),
+        Path::new("tls.crt"),
+        Path::new("tls.key"),
+    ) {
+        Ok(k) => k,
+        Err(e) => return Some(e.to_string()),
+    };
+    if let Err(e) = key.keys_match() {
+        return Some(format!("tls.key is not the key of tls.crt: {e}"));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pair.ca_pem.as_bytes()) {
+        match ca {
+            Ok(ca) => {
+                if let Err(e) = roots.add(ca) {
+                    return Some(format!("ca.crt: {e}"));
+                }
+            }
+            Err(e) => return Some(format!("ca.crt: {e}")),
+        }
+    }
+    if roots.is_empty() {
+        return Some("ca.crt holds no certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider,
+    )
+    .build()
+    {
+        Ok(v) => v,
+        Err(e) => return Some(format!("ca.crt: {e}")),
+    };
+    let Some((leaf, chain)) = key.cert.split_first() else {
+        return Some("tls.crt holds no certificate".into());
+    };
+    let now = UnixTime::since_unix_epoch(
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    );
+    for name in names {
+        let server = match ServerName::try_from(name.clone()) {
+            Ok(n) => n,
+            Err(e) => return Some(format!("{name:?}: {e}")),
+        };
+        if let Err(e) = verifier.verify_server_cert(leaf, chain, &server, &[], now) {
+            return Some(format!("not valid for {name} then: {e}"));
+        }
+    }
+    None
+}
+
+/// The pair stored in a shared self-signed Secret (`ca.crt`, `tls.crt`, `tls.key`).
+fn pair_from_secret(secret: &k8s_openapi::api::core::v1::Secret) -> Option<SelfSigned> {
+    let data = secret.data.as_ref()?;
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    Some(SelfSigned {
+        ca_pem: text("ca.crt")?,
+        cert_pem: text("tls.crt")?,
+        key_pem: text("tls.key")?,
+    })
+}
+
+/// The Secret storing `pair`.
+fn secret_for(name: &str, pair: &SelfSigned) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::ByteString;
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some([("app.kubernetes.io/part-of".to_string(), "l2sm".to_string())].into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            [
+                ("ca.crt", &pair.ca_pem),
+                ("tls.crt", &pair.cert_pem),
+                ("tls.key", &pair.key_pem),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.clone().into_bytes())))
+            .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// The first certificate of a PEM bundle, as PEM.
+fn first_pem_cert(bundle: &str) -> Option<String> {
+    let end = "-----END CERTIFICATE-----";
+    let start = bundle.find("-----BEGIN CERTIFICATE-----")?;
+    let stop = bundle[start..].find(end)? + start + end.len();
+    Some(format!("{}\n", &bundle[start..stop]))
+}
+
+/// One self-signed CA and serving certificate for `names`, shared by every replica through
+/// the Secret `namespace/secret_name`: the first replica creates it; a replica that loses
+/// that race (409 AlreadyExists) reads and uses the winner's. A stored pair that does not
+/// cover `names` or expires within [`SELF_SIGNED_RENEW_BEFORE`] is replaced (an update with
+/// the resourceVersion read, so of two replicas rotating at once one wins and the other
+/// reads its pair), and the new `ca.crt` keeps the previous CA after the new one, so replicas
+/// still serving the previous certificate stay trusted through the caBundle until they
+/// restart. Every replica puts the returned `ca_pem` into the caBundle: all write the same.
+pub async fn shared_self_signed(
+    client: kube::Client,
+    namespace: &str,
+    secret_name: &str,
+    names: &[String],
+) -> Result<SelfSigned, TlsError> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::PostParams;
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    let id = format!("{namespace}/{secret_name}");
+    let kube_err = |source| TlsError::Kube {
+        secret: id.clone(),
+        source,
+    };
+    let renew_at = SystemTime::now() + SELF_SIGNED_RENEW_BEFORE;
+    for _ in 0..5 {
+        let Some(current) = api.get_opt(secret_name).await.map_err(kube_err)? else {
+            let pair = self_signed(names)?;
+            match api
+                .create(&PostParams::default(), &secret_for(secret_name, &pair))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(secret = %id, "created the shared self-signed webhook certificate");
+                    return Ok(pair);
+                }
+                // Another replica created it first: use the one it stored.
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(kube_err(e)),
+            }
+        };
+        let stored = pair_from_secret(&current);
+        let why = match &stored {
+            Some(pair) => match check_pair(pair, names, renew_at) {
+                None => return Ok(pair.clone()),
+                Some(why) => why,
+            },
+            None => "ca.crt, tls.crt or tls.key missing".to_string(),
+        };
+        tracing::warn!(secret = %id, reason = %why, "replacing the shared self-signed webhook certificate");
+        let mut pair = self_signed(names)?;
+        if let Some(previous) = stored.as_ref().and_then(|p| first_pem_cert(&p.ca_pem)) {
+            pair.ca_pem.push_str(&previous);
+        }
+        let mut replacement = secret_for(secret_name, &pair);
+        replacement.metadata.resource_version = current.metadata.resource_version.clone();
+        match api
+            .replace(secret_name, &PostParams::default(), &replacement)
+            .await
+        {
+            Ok(_) => return Ok(pair),
+            // Another replica replaced it first: read and use its pair.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(kube_err(e)),
+        }
+    }
+    Err(TlsError::Unsettled(id))
 }
 
 /// [`self_signed`], written as cert-manager lays its secret out (`tls.crt`, `tls.key`,

@@ -566,3 +566,95 @@ async fn every_pod_gets_its_networks() {
     }
     assert_eq!(seen.len(), PODS.len(), "every listed pod was found");
 }
+
+// ---------------------------------------------------------------- the install base (deploy/)
+
+/// Every document of the files the kustomize base in deploy/ lists (directories skipped: the
+/// CRDs are checked elsewhere).
+fn deploy_docs() -> Vec<Value> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let read =
+        |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let k: Value = serde_saphyr::from_str(&read("kustomization.yaml")).unwrap();
+    let mut docs = Vec::new();
+    for r in k["resources"].as_array().unwrap() {
+        let r = r.as_str().unwrap();
+        if dir.join(r).is_dir() {
+            continue;
+        }
+        let found: Vec<Value> = serde_saphyr::from_multiple(&read(r)).unwrap();
+        docs.extend(found.into_iter().filter(|d| !d.is_null()));
+    }
+    docs
+}
+
+fn pod_specs(docs: &[Value]) -> Vec<(String, &Value)> {
+    docs.iter()
+        .filter(|d| ["Deployment", "DaemonSet"].contains(&d["kind"].as_str().unwrap_or("")))
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap().to_string(),
+                &d["spec"]["template"]["spec"],
+            )
+        })
+        .collect()
+}
+
+/// Issue #13: what a real cluster refuses or waits on forever.
+#[test]
+fn install_base_works_on_real_clusters() {
+    let docs = deploy_docs();
+    let specs = pod_specs(&docs);
+    // Defect 12: no system-node-critical outside kube-system; every class used is ours.
+    let classes: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "PriorityClass")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    for (name, spec) in &specs {
+        if let Some(c) = spec["priorityClassName"].as_str() {
+            assert!(
+                classes.contains(&c),
+                "{name} uses PriorityClass {c}, which the base does not create"
+            );
+        }
+    }
+    assert!(specs
+        .iter()
+        .any(|(_, s)| s["priorityClassName"] == "l2sm-node-critical"));
+    // Defect 1: the namespace of the privileged agents admits them under Pod Security.
+    let ns = find(&docs, "Namespace", "l2sm-system");
+    for mode in ["enforce", "audit", "warn"] {
+        assert_eq!(
+            ns["metadata"]["labels"][format!("pod-security.kubernetes.io/{mode}")],
+            "privileged",
+            "{mode}"
+        );
+    }
+    // Defect 4: without cert-manager the certificate Secret is absent; the pods must start.
+    let operator = find(&docs, "Deployment", "l2sm-operator");
+    let spec = &operator["spec"]["template"]["spec"];
+    let cert = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "webhook-cert")
+        .unwrap();
+    assert_eq!(cert["secret"]["optional"], true, "{cert}");
+    // Defect 8: the pod is not killed before its graceful shutdown (the reconcilers' grace,
+    // then the lease release, bounded by the renew deadline) is over.
+    let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let shutdown = l2sm_operator::operator::SHUTDOWN_GRACE
+        + l2sm_operator::leader::Timings::default().renew_deadline;
+    assert!(
+        grace > shutdown.as_secs(),
+        "terminationGracePeriodSeconds {grace} <= graceful shutdown {shutdown:?}"
+    );
+    // Defect 7: the switch DaemonSet does not install the CNI plugin (the agents do, into
+    // the configured directory), so dropping it loses nothing.
+    let switch = find(&docs, "DaemonSet", "l2sm-switch").to_string();
+    assert!(
+        !switch.contains("l2sm-cni") && !switch.contains("cni/bin"),
+        "{switch}"
+    );
+}

@@ -740,27 +740,100 @@ async fn nodes_listed(h: &mut Handle, nodes: Vec<Value>) {
     answer(h, "GET", "/api/v1/nodes", "", 200, list("NodeList", nodes)).await;
 }
 
-/// Answers the ConfigMap and DaemonSet applies; returns the topology file and the DaemonSet.
-async fn overlay_applies(h: &mut Handle, ready: i32) -> (Value, Value) {
-    let (cm, send) = expect(
+/// The agent ConfigMap and DaemonSet of Overlay `default/ovl`: in the operator's namespace.
+fn agent_paths() -> (String, String) {
+    use reconcile::overlay::{config_map_name, daemon_set_name};
+    (
+        format!(
+            "/api/v1/namespaces/l2sm-system/configmaps/{}",
+            config_map_name("default", "ovl")
+        ),
+        format!(
+            "/apis/apps/v1/namespaces/l2sm-system/daemonsets/{}",
+            daemon_set_name("default", "ovl")
+        ),
+    )
+}
+
+/// Answers the look-up of agent objects an older operator left in the Overlay's namespace:
+/// none (`legacy` false), or its DaemonSet and ConfigMap, which are then deleted.
+async fn legacy_listed(h: &mut Handle, legacy: bool) {
+    // (as `expect` sees it: only `=` and `/` decoded)
+    let query = "labelSelector=app=l2sm-agent%2Cl2sm.l2sm.k8s.local/overlay=ovl%2C%21l2sm.l2sm.k8s.local/overlay-namespace";
+    let item = |name: &str| json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": name, "namespace": "default"}});
+    let items = |name: &str| if legacy { vec![item(name)] } else { vec![] };
+    let ds = "/apis/apps/v1/namespaces/default/daemonsets";
+    let cm = "/api/v1/namespaces/default/configmaps";
+    answer(
         h,
-        "PATCH",
-        "/api/v1/namespaces/default/configmaps/ovl-topology",
-        "fieldManager=l2sm-operator",
+        "GET",
+        ds,
+        query,
+        200,
+        list("PartialObjectMetadataList", items("l2sm-agent-ovl")),
     )
     .await;
+    if legacy {
+        answer(
+            h,
+            "DELETE",
+            &format!("{ds}/l2sm-agent-ovl"),
+            "",
+            200,
+            status(200, "Success"),
+        )
+        .await;
+    }
+    answer(
+        h,
+        "GET",
+        cm,
+        query,
+        200,
+        list("PartialObjectMetadataList", items("ovl-topology")),
+    )
+    .await;
+    if legacy {
+        refuse(h, "DELETE", &format!("{cm}/ovl-topology"), 404).await;
+    }
+}
+
+/// Answers the legacy look-up, the ConfigMap and DaemonSet applies and (fewer ready than
+/// wanted) the agent pods' list; returns the topology file and the DaemonSet.
+async fn overlay_applies(h: &mut Handle, ready: i32) -> (Value, Value) {
+    legacy_listed(h, false).await;
+    let (cm_path, ds_path) = agent_paths();
+    let (cm, send) = expect(h, "PATCH", &cm_path, "fieldManager=l2sm-operator").await;
     reply(send, 200, &cm);
     let topo: Value = serde_json::from_str(cm["data"]["topology.json"].as_str().unwrap()).unwrap();
-    let (ds, send) = expect(
-        h,
-        "PATCH",
-        "/apis/apps/v1/namespaces/default/daemonsets/l2sm-agent-ovl",
-        "fieldManager=l2sm-operator",
-    )
-    .await;
+    let (ds, send) = expect(h, "PATCH", &ds_path, "fieldManager=l2sm-operator").await;
+    let wanted = ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+        ["matchExpressions"][0]["values"]
+        .as_array()
+        .map_or(0, |v| v.len() as i32);
     let mut answered = ds.clone();
-    answered["status"] = json!({"currentNumberScheduled": 2, "desiredNumberScheduled": 2, "numberMisscheduled": 0, "numberReady": ready});
+    answered["status"] = json!({"currentNumberScheduled": wanted, "desiredNumberScheduled": wanted, "numberMisscheduled": 0, "numberReady": ready});
     reply(send, 200, &answered);
+    if ready < wanted {
+        // Why are agents not ready: their pods, by label, in the operator's namespace.
+        let pods: Vec<Value> = (0..wanted)
+            .map(|i| {
+                json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("agent-{i}"), "namespace": "l2sm-system"},
+                "spec": {"containers": [], "nodeName": format!("w{}", i + 1)}})
+            })
+            .collect();
+        answer(
+            h,
+            "GET",
+            "/api/v1/namespaces/l2sm-system/pods",
+            "labelSelector=app=l2sm-agent%2Cl2sm.l2sm.k8s.local/overlay=ovl%2Cl2sm.l2sm.k8s.local/overlay-namespace=default",
+            200,
+            list("PodList", pods),
+        )
+        .await;
+    }
     (topo, ds)
 }
 
@@ -806,7 +879,12 @@ async fn overlay_create_update_delete_and_errors() {
     let c = &pod["containers"][0];
     assert_eq!(c["image"], Settings::default().agent_image);
     assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
-    assert_eq!(ds["metadata"]["ownerReferences"][0]["kind"], "Overlay");
+    // No owner reference across namespaces: the owning Overlay is named in an annotation.
+    assert!(ds["metadata"]["ownerReferences"].is_null(), "{ds}");
+    assert_eq!(
+        ds["metadata"]["annotations"]["l2sm.l2sm.k8s.local/overlay"],
+        "default/ovl"
+    );
     let st = status_written(&mut h, &format!("{OVL}/ovl"), &o).await;
     let ready = condition(&st, "Ready");
     assert_eq!(
@@ -877,22 +955,19 @@ async fn overlay_create_update_delete_and_errors() {
     let oo = obj::<Overlay>(&o);
     let task = tokio::spawn(reconcile::overlay::reconcile(oo.clone(), ctx.clone()));
     nodes_listed(&mut h, vec![]).await;
+    // An older operator's agent DaemonSet and ConfigMap in the Overlay's namespace go.
+    legacy_listed(&mut h, true).await;
+    let (cm_path, ds_path) = agent_paths();
     answer(
         &mut h,
         "PATCH",
-        "/api/v1/namespaces/default/configmaps/ovl-topology",
+        &cm_path,
         "",
         200,
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ovl-topology"}}),
     )
     .await;
-    refuse(
-        &mut h,
-        "PATCH",
-        "/apis/apps/v1/namespaces/default/daemonsets/l2sm-agent-ovl",
-        500,
-    )
-    .await;
+    refuse(&mut h, "PATCH", &ds_path, 500).await;
     let err = done(task).await.unwrap_err();
     assert_backoff(&oo, &err, &ctx, &[1]);
     let task = tokio::spawn(reconcile::overlay::reconcile(oo.clone(), ctx.clone()));
@@ -909,22 +984,9 @@ async fn overlay_create_update_delete_and_errors() {
         obj::<Overlay>(&gone),
         ctx.clone(),
     ));
-    answer(
-        &mut h,
-        "DELETE",
-        "/apis/apps/v1/namespaces/default/daemonsets/l2sm-agent-ovl",
-        "",
-        200,
-        status(200, "Success"),
-    )
-    .await;
-    refuse(
-        &mut h,
-        "DELETE",
-        "/api/v1/namespaces/default/configmaps/ovl-topology",
-        404,
-    )
-    .await;
+    answer(&mut h, "DELETE", &ds_path, "", 200, status(200, "Success")).await;
+    refuse(&mut h, "DELETE", &cm_path, 404).await;
+    legacy_listed(&mut h, false).await;
     answer(
         &mut h,
         "PATCH",

@@ -650,3 +650,38 @@ fn self_signed_bootstrap() {
         webhook::tls_from_files(&dir.path().join("missing"), &dir.path().join("tls.key")).is_err()
     );
 }
+
+/// The shared self-signed pair is checked before use: valid now for the Service's names, not
+/// for other names, and not once it expires (a pair near expiry is replaced at start-up).
+#[test]
+fn self_signed_pairs_are_checked_for_names_and_expiry() {
+    use std::time::{Duration, SystemTime};
+    let names = webhook::service_dns_names("l2sm-webhook-service", "l2sm-system");
+    let pair = webhook::self_signed(&names).unwrap();
+    let now = SystemTime::now();
+    assert_eq!(webhook::check_pair(&pair, &names, now), None);
+    // Still good a month from now (not near expiry)…
+    let renew = now + webhook::SELF_SIGNED_RENEW_BEFORE;
+    assert_eq!(webhook::check_pair(&pair, &names, renew), None);
+    // …but not after its validity.
+    let days = webhook::SELF_SIGNED_VALIDITY_DAYS as u64 + 2;
+    let later = now + Duration::from_secs(days * 24 * 3600);
+    let why = webhook::check_pair(&pair, &names, later).expect("expired");
+    assert!(why.contains("xpired"), "{why}");
+    // Another Service's names are not covered.
+    let other = webhook::service_dns_names("l2sm-webhook-service", "elsewhere");
+    let why = webhook::check_pair(&pair, &other, now).expect("other names");
+    assert!(why.contains("elsewhere"), "{why}");
+    // A key that is not the certificate's, or a CA that did not sign it, is refused.
+    let stranger = webhook::self_signed(&names).unwrap();
+    let mixed = webhook::SelfSigned {
+        key_pem: stranger.key_pem.clone(),
+        ..pair.clone()
+    };
+    assert!(webhook::check_pair(&mixed, &names, now).is_some());
+    let wrong_ca = webhook::SelfSigned {
+        ca_pem: stranger.ca_pem,
+        ..pair
+    };
+    assert!(webhook::check_pair(&wrong_ca, &names, now).is_some());
+}

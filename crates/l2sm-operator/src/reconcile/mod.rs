@@ -56,6 +56,14 @@ pub struct Settings {
     pub initial_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// The operator's own namespace: the agent DaemonSets and topology ConfigMaps of every
+    /// Overlay live here (beside the credentials Secret), whatever the Overlay's namespace.
+    pub namespace: String,
+    /// Host directory the agents' init container installs the CNI plugin into (the
+    /// directory Multus and the container runtime look up CNI plugins in).
+    pub cni_bin_dir: String,
+    /// PriorityClass of the agent pods (none: the default priority).
+    pub agent_priority_class: Option<String>,
 }
 
 impl Default for Settings {
@@ -67,6 +75,9 @@ impl Default for Settings {
             resync: Duration::from_secs(300),
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            namespace: "l2sm-system".into(),
+            cni_bin_dir: "/opt/cni/bin".into(),
+            agent_priority_class: Some("l2sm-node-critical".into()),
         }
     }
 }

@@ -4,6 +4,21 @@
 //! without restarting anything. The agents run as one DaemonSet pinned to the listed nodes,
 //! with the image and resources of `switchTemplate`'s first container.
 //!
+//! The DaemonSet and the ConfigMap live in the operator's own namespace, whatever namespace
+//! the Overlay is in: the agents read the controller's credentials Secret, which exists only
+//! there, and only that namespace admits privileged host-network pods (Pod Security level
+//! `privileged`). Owner references cannot cross namespaces, so the objects carry the owning
+//! Overlay in labels and an annotation, the Overlay's finalizer deletes them, and the
+//! controller maps their events back to the Overlay by the annotation. Their names join the
+//! Overlay's namespace and name with a hash of both (same-named Overlays of two namespaces
+//! never collide) and stay within Kubernetes' 63-character limit.
+//!
+//! An init container installs the CNI plugin (`l2sm install-cni`) into the host directory
+//! the operator is configured with, so wherever an agent runs, the plugin Multus calls is
+//! there. The Overlay's `AgentsReady` condition says why agents are not running (a pod
+//! waiting with `CreateContainerConfigError`, `ImagePullBackOff`, …, or pods the DaemonSet
+//! could not create).
+//!
 //! `interfaceNumber` is accepted and reported: ports are created when pods attach.
 
 use super::{
@@ -17,14 +32,15 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource,
     HostPathVolumeSource, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, ObjectFieldSelector, PodSpec, PodTemplateSpec, SecretKeySelector,
+    NodeSelectorTerm, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, SecretKeySelector,
     SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
-use kube::{Api, Resource, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
 use l2sm_api::topology::{LinkEntry, NodeEntry, TopologyFile};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,14 +54,63 @@ pub const CONDITION_PORTS: &str = "PortsOnDemand";
 /// Name of the agent container (upstream's switch container name, which monitoring looks up).
 pub const CONTAINER_NAME: &str = "l2sm-switch";
 
-/// Name of the overlay's topology ConfigMap (upstream's name).
-pub fn config_map_name(overlay: &str) -> String {
-    format!("{overlay}-topology")
+/// Condition type saying whether the agents run, and why not.
+pub const CONDITION_AGENTS: &str = "AgentsReady";
+/// Label on the agent objects: `app=l2sm-agent` (as before).
+pub const APP_LABEL: (&str, &str) = ("app", "l2sm-agent");
+/// Label on the agent objects: the owning Overlay's name (hashed when longer than a label).
+pub const OVERLAY_LABEL: &str = "l2sm.l2sm.k8s.local/overlay";
+/// Label on the agent objects: the owning Overlay's namespace.
+pub const OVERLAY_NAMESPACE_LABEL: &str = "l2sm.l2sm.k8s.local/overlay-namespace";
+/// Annotation on the agent objects: `<namespace>/<name>` of the owning Overlay, exact
+/// (labels may be hashed), which the controller maps events back by.
+pub const OVERLAY_ANNOTATION: &str = "l2sm.l2sm.k8s.local/overlay";
+/// Name of the init container installing the CNI plugin.
+pub const INSTALL_CNI_CONTAINER: &str = "install-cni";
+/// Where the init container sees the host's CNI plugin directory.
+pub const CNI_BIN_MOUNT: &str = "/host/cni-bin";
+/// Longest name of the objects made per Overlay (a DNS label, which also fits label values).
+const MAX_NAME: usize = 63;
+
+/// FNV-1a of `s`, folded to 32 bits: enough to tell Overlays apart in a name.
+fn short_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:08x}", (h ^ (h >> 32)) as u32)
 }
 
-/// Name of the overlay's agent DaemonSet.
-pub fn daemon_set_name(overlay: &str) -> String {
-    format!("l2sm-agent-{overlay}")
+/// `<prefix><namespace>-<overlay>-<hash><suffix>`, the readable part cut so the whole stays
+/// within 63 characters; the hash of `namespace/overlay` keeps names apart.
+fn bounded_name(prefix: &str, namespace: &str, overlay: &str, suffix: &str) -> String {
+    let hash = short_hash(&format!("{namespace}/{overlay}"));
+    let room = MAX_NAME - prefix.len() - suffix.len() - hash.len() - 1;
+    let readable = format!("{namespace}-{overlay}");
+    let cut: String = readable.chars().take(room).collect();
+    let cut = cut.trim_end_matches(['-', '.']);
+    format!("{prefix}{cut}-{hash}{suffix}")
+}
+
+/// Name of the topology ConfigMap of Overlay `namespace/overlay` (in the operator's
+/// namespace).
+pub fn config_map_name(namespace: &str, overlay: &str) -> String {
+    bounded_name("l2sm-agent-", namespace, overlay, "-topology")
+}
+
+/// Name of the agent DaemonSet of Overlay `namespace/overlay` (in the operator's namespace).
+pub fn daemon_set_name(namespace: &str, overlay: &str) -> String {
+    bounded_name("l2sm-agent-", namespace, overlay, "")
+}
+
+/// The Overlay an agent object belongs to, from its annotation (the controller's mapper).
+pub fn overlay_of<K: ResourceExt>(obj: &K) -> Option<ObjectRef<Overlay>> {
+    let (ns, name) = obj.annotations().get(OVERLAY_ANNOTATION)?.split_once('/')?;
+    if ns.is_empty() || name.is_empty() {
+        return None;
+    }
+    Some(ObjectRef::new(name).within(ns))
 }
 
 /// Checks the topology: present, nodes named once, links between listed nodes.
@@ -236,36 +301,96 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
     (container, note)
 }
 
-fn overlay_labels(overlay: &str) -> BTreeMap<String, String> {
+/// The init container installing the CNI plugin from the agent's image into the host
+/// directory mounted at [`CNI_BIN_MOUNT`].
+pub fn install_cni_container(agent: &Container) -> Container {
+    Container {
+        name: INSTALL_CNI_CONTAINER.into(),
+        image: agent.image.clone(),
+        image_pull_policy: agent.image_pull_policy.clone(),
+        command: Some(vec!["l2sm".into()]),
+        args: Some(vec![
+            "install-cni".into(),
+            "--dir".into(),
+            CNI_BIN_MOUNT.into(),
+        ]),
+        // Writes a root-owned host directory, whatever user the image defaults to.
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "cni-bin".into(),
+            mount_path: CNI_BIN_MOUNT.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+/// Labels selecting the agent objects (and pods) of Overlay `namespace/overlay`.
+pub fn overlay_labels(namespace: &str, overlay: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app".to_string(), "l2sm-agent".to_string()),
+        (APP_LABEL.0.to_string(), APP_LABEL.1.to_string()),
         (
-            "l2sm.l2sm.k8s.local/overlay".to_string(),
+            OVERLAY_LABEL.to_string(),
             super::l2network::label_value(overlay),
+        ),
+        (
+            OVERLAY_NAMESPACE_LABEL.to_string(),
+            super::l2network::label_value(namespace),
         ),
     ])
 }
 
-/// The topology ConfigMap, owned by the overlay.
-pub fn config_map(overlay: &Overlay, topology: String) -> ConfigMap {
-    let name = overlay.name_any();
+/// Label selector string of [`overlay_labels`].
+pub fn agent_selector(namespace: &str, overlay: &str) -> String {
+    overlay_labels(namespace, overlay)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Metadata of an agent object of `overlay`, in the operator's namespace `home`.
+fn agent_meta(overlay: &Overlay, name: String, home: &str) -> ObjectMeta {
+    let ns = overlay.namespace().unwrap_or_default();
+    let overlay_name = overlay.name_any();
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(home.to_string()),
+        labels: Some(overlay_labels(&ns, &overlay_name)),
+        annotations: Some(BTreeMap::from([(
+            OVERLAY_ANNOTATION.to_string(),
+            format!("{ns}/{overlay_name}"),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The topology ConfigMap of the overlay, in the operator's namespace `home`.
+pub fn config_map(overlay: &Overlay, topology: String, home: &str) -> ConfigMap {
+    let ns = overlay.namespace().unwrap_or_default();
+    let name = config_map_name(&ns, &overlay.name_any());
     ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(config_map_name(&name)),
-            namespace: overlay.namespace(),
-            labels: Some(overlay_labels(&name)),
-            owner_references: overlay.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: agent_meta(overlay, name, home),
         data: Some(BTreeMap::from([(TOPOLOGY_KEY.to_string(), topology)])),
         ..Default::default()
     }
 }
 
-/// The agent DaemonSet, owned by the overlay, pinned to the listed nodes.
-pub fn daemon_set(overlay: &Overlay, nodes: &[String], container: Container) -> DaemonSet {
+/// The agent DaemonSet of the overlay, in the operator's namespace, pinned to the listed
+/// nodes, with the CNI plugin's install as its first init container.
+pub fn daemon_set(
+    overlay: &Overlay,
+    nodes: &[String],
+    container: Container,
+    settings: &Settings,
+) -> DaemonSet {
+    let ns = overlay.namespace().unwrap_or_default();
     let name = overlay.name_any();
-    let labels = overlay_labels(&name);
+    let labels = overlay_labels(&ns, &name);
     let host = |vol: &str, path: &str| Volume {
         name: vol.into(),
         host_path: Some(HostPathVolumeSource {
@@ -283,20 +408,18 @@ pub fn daemon_set(overlay: &Overlay, nodes: &[String], container: Container) -> 
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     pod_labels.extend(labels.clone());
-    let init_containers = overlay
-        .spec
-        .switch_template
-        .as_ref()
-        .and_then(|t| t.spec.as_ref())
-        .and_then(|s| s.init_containers.clone());
+    let mut init_containers = vec![install_cni_container(&container)];
+    init_containers.extend(
+        overlay
+            .spec
+            .switch_template
+            .as_ref()
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default(),
+    );
     DaemonSet {
-        metadata: ObjectMeta {
-            name: Some(daemon_set_name(&name)),
-            namespace: overlay.namespace(),
-            labels: Some(labels.clone()),
-            owner_references: overlay.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: agent_meta(overlay, daemon_set_name(&ns, &name), &settings.namespace),
         spec: Some(DaemonSetSpec {
             selector: LabelSelector {
                 match_labels: Some(labels),
@@ -312,6 +435,7 @@ pub fn daemon_set(overlay: &Overlay, nodes: &[String], container: Container) -> 
                     host_network: Some(true),
                     host_pid: Some(true),
                     dns_policy: Some("ClusterFirstWithHostNet".into()),
+                    priority_class_name: settings.agent_priority_class.clone(),
                     tolerations: Some(vec![Toleration {
                         operator: Some("Exists".into()),
                         ..Default::default()
@@ -334,13 +458,13 @@ pub fn daemon_set(overlay: &Overlay, nodes: &[String], container: Container) -> 
                         }),
                         ..Default::default()
                     }),
-                    init_containers,
+                    init_containers: Some(init_containers),
                     containers: vec![container],
                     volumes: Some(vec![
                         Volume {
                             name: "config".into(),
                             config_map: Some(ConfigMapVolumeSource {
-                                name: config_map_name(&name),
+                                name: config_map_name(&ns, &name),
                                 ..Default::default()
                             }),
                             ..Default::default()
@@ -348,6 +472,7 @@ pub fn daemon_set(overlay: &Overlay, nodes: &[String], container: Container) -> 
                         host("ovs-run", "/var/run/openvswitch"),
                         host("l2sm-run", "/run/l2sm"),
                         host("netns", "/var/run/netns"),
+                        host("cni-bin", &settings.cni_bin_dir),
                     ]),
                     ..Default::default()
                 }),
@@ -373,7 +498,125 @@ pub enum Observed {
         unaddressed: Vec<String>,
         /// What of the switch template was not used.
         note: Option<String>,
+        /// Why agents are not running, when known.
+        problem: Option<AgentProblem>,
     },
+}
+
+/// Why agent pods are not running: a reason as Kubernetes names it and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProblem {
+    /// `CreateContainerConfigError`, `ImagePullBackOff`, `FailedCreate`, …
+    pub reason: String,
+    /// Which pod or object, and Kubernetes' message.
+    pub message: String,
+}
+
+/// Waiting reasons of a container that is on its way (not a problem).
+const STARTING: [&str; 2] = ["ContainerCreating", "PodInitializing"];
+
+/// Why the DaemonSet's agents are not running, from its status and its pods (pure).
+pub fn agent_problem(ds: &DaemonSet, pods: &[Pod]) -> Option<AgentProblem> {
+    let ds_name = ds.name_any();
+    let ds_ns = ds.namespace().unwrap_or_default();
+    let mut found: Vec<AgentProblem> = Vec::new();
+    for pod in pods {
+        let pod_name = pod.name_any();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_else(|| "no node yet".into());
+        let Some(status) = pod.status.as_ref() else {
+            continue;
+        };
+        let statuses = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten());
+        let mut problem = None;
+        for c in statuses {
+            let state = c.state.as_ref();
+            if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+                let reason = w.reason.clone().unwrap_or_default();
+                if !reason.is_empty() && !STARTING.contains(&reason.as_str()) {
+                    problem = Some(AgentProblem {
+                        message: format!(
+                            "agent pod {ds_ns}/{pod_name} ({node}), container {}: {reason}: {}",
+                            c.name,
+                            w.message.clone().unwrap_or_default()
+                        ),
+                        reason,
+                    });
+                    break;
+                }
+            }
+            if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+                if t.exit_code != 0 {
+                    let reason = t.reason.clone().unwrap_or_else(|| "Error".into());
+                    problem = Some(AgentProblem {
+                        message: format!(
+                            "agent pod {ds_ns}/{pod_name} ({node}), container {} exited with {}: {}",
+                            c.name,
+                            t.exit_code,
+                            t.message.clone().unwrap_or_default()
+                        ),
+                        reason,
+                    });
+                    break;
+                }
+            }
+        }
+        if problem.is_none() {
+            // Not scheduled: the scheduler's reason (e.g. Unschedulable) and message.
+            problem = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+                .map(|c| AgentProblem {
+                    reason: c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+                    message: format!(
+                        "agent pod {ds_ns}/{pod_name}: {}",
+                        c.message.clone().unwrap_or_default()
+                    ),
+                });
+        }
+        found.extend(problem);
+    }
+    if let Some(mut first) = found.first().cloned() {
+        if found.len() > 1 {
+            first.message.push_str(&format!(
+                " (and {} more agent pod(s) failing)",
+                found.len() - 1
+            ));
+        }
+        return Some(first);
+    }
+    let st = ds.status.as_ref()?;
+    if let Some(c) = st.conditions.iter().flatten().find(|c| c.status == "True") {
+        return Some(AgentProblem {
+            reason: c.reason.clone().unwrap_or_else(|| c.type_.clone()),
+            message: format!(
+                "daemonset {ds_ns}/{ds_name}: {}",
+                c.message.clone().unwrap_or_default()
+            ),
+        });
+    }
+    let desired = usize::try_from(st.desired_number_scheduled).unwrap_or(0);
+    if desired > pods.len() {
+        return Some(AgentProblem {
+            reason: "FailedCreate".into(),
+            message: format!(
+                "{} of {desired} agent pod(s) do not exist: the DaemonSet cannot create them \
+                 (`kubectl -n {ds_ns} describe daemonset {ds_name}` shows why, e.g. Pod Security \
+                 or a missing PriorityClass)",
+                desired - pods.len()
+            ),
+        });
+    }
+    None
 }
 
 /// The overlay's status for what was observed.
@@ -385,6 +628,31 @@ pub fn compute_status(
     now: Time,
 ) -> OverlayStatus {
     let mut status = old.cloned().unwrap_or_default();
+    let (agents_ok, agents_reason, agents_message) = match observed {
+        Observed::Invalid(m) => (false, "InvalidSpec".to_string(), m.clone()),
+        Observed::Deployed {
+            wanted,
+            ready,
+            problem,
+            ..
+        } => match problem {
+            _ if ready >= wanted => (
+                true,
+                "AgentsReady".to_string(),
+                format!("{ready}/{wanted} node agent(s) ready"),
+            ),
+            Some(p) => (
+                false,
+                p.reason.clone(),
+                format!("{ready}/{wanted} node agent(s) ready; {}", p.message),
+            ),
+            None => (
+                false,
+                "AgentsStarting".to_string(),
+                format!("{ready}/{wanted} node agent(s) ready"),
+            ),
+        },
+    };
     let (ok, reason, message) = match observed {
         Observed::Invalid(m) => (false, "InvalidSpec", m.clone()),
         Observed::Deployed {
@@ -392,8 +660,14 @@ pub fn compute_status(
             ready,
             unaddressed,
             note,
+            problem,
         } => {
-            let mut msg = format!("{ready}/{wanted} node agent(s) ready");
+            let mut msg = match problem {
+                Some(p) if ready < wanted => {
+                    format!("{ready}/{wanted} node agent(s) ready; {}", p.message)
+                }
+                _ => format!("{ready}/{wanted} node agent(s) ready"),
+            };
             if !unaddressed.is_empty() {
                 msg.push_str(&format!(
                     "; no InternalIP known for {}, so no tunnels to it yet",
@@ -406,6 +680,8 @@ pub fn compute_status(
             }
             let reason = if !unaddressed.is_empty() {
                 "NodesWithoutAddress"
+            } else if ready < wanted && problem.is_some() {
+                "AgentsNotRunning"
             } else if ready < wanted {
                 "AgentsStarting"
             } else {
@@ -421,6 +697,17 @@ pub fn compute_status(
             bool_status(ok),
             reason,
             message,
+            generation,
+            now.clone(),
+        ),
+    );
+    set_condition(
+        &mut status.conditions,
+        condition(
+            CONDITION_AGENTS,
+            bool_status(agents_ok),
+            &agents_reason,
+            agents_message,
             generation,
             now.clone(),
         ),
@@ -503,14 +790,18 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         .filter(|n| !addresses.contains_key(*n))
         .cloned()
         .collect();
+    // What an older operator left in the Overlay's namespace goes first: two agents would
+    // drive the same bridge and socket on a node.
+    remove_legacy(overlay, ctx).await?;
+    let home = ctx.settings.namespace.as_str();
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let cm = config_map(overlay, topology_file(&topo, &addresses));
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &ns);
+    let cm = config_map(overlay, topology_file(&topo, &addresses), home);
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), home);
     cms.patch(&cm.name_any(), &params, &Patch::Apply(&cm))
         .await?;
     let (container, note) = agent_container(&overlay.spec, &ctx.settings);
-    let ds = daemon_set(overlay, &topo.nodes, container);
-    let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), &ns);
+    let ds = daemon_set(overlay, &topo.nodes, container, &ctx.settings);
+    let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), home);
     let applied = dss
         .patch(&ds.name_any(), &params, &Patch::Apply(&ds))
         .await?;
@@ -519,11 +810,21 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         .as_ref()
         .map(|s| s.number_ready.max(0) as usize)
         .unwrap_or(0);
+    let wanted = topo.nodes.len();
+    let problem = if ready < wanted {
+        let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), home);
+        let selector = agent_selector(&ns, &overlay.name_any());
+        let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+        agent_problem(&applied, &listed.items)
+    } else {
+        None
+    };
     let observed = Observed::Deployed {
-        wanted: topo.nodes.len(),
+        wanted,
         ready,
         unaddressed,
         note,
+        problem,
     };
     let st = compute_status(
         overlay.status.as_ref(),
@@ -533,29 +834,69 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         now(),
     );
     patch_status(overlay, overlay.status.as_ref(), st, ctx).await?;
+    if ready < wanted {
+        // Pod states do not change the DaemonSet (which wakes this reconciler): look again
+        // soon, so the status says why agents do not start.
+        return Ok(Action::requeue(ctx.settings.resync.min(AGENTS_RECHECK)));
+    }
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// How soon an Overlay whose agents are not all ready is looked at again.
+pub const AGENTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(20);
+
+fn gone(r: std::result::Result<(), kube::Error>) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::from(e)),
+    }
+}
+
+/// Deletes the agent DaemonSet and ConfigMap an older operator made in the Overlay's own
+/// namespace (labelled `app=l2sm-agent` and with the Overlay's name, without the namespace
+/// label the current ones carry).
+async fn remove_legacy(overlay: &Overlay, ctx: &Context) -> Result<()> {
+    let ns = overlay.namespace().unwrap_or_default();
+    let selector = format!(
+        "{}={},{OVERLAY_LABEL}={},!{OVERLAY_NAMESPACE_LABEL}",
+        APP_LABEL.0,
+        APP_LABEL.1,
+        super::l2network::label_value(&overlay.name_any())
+    );
+    let lp = ListParams::default().labels(&selector);
+    let dp = DeleteParams::default();
+    let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), &ns);
+    for old in dss.list_metadata(&lp).await?.items {
+        tracing::info!(namespace = %ns, daemonset = %old.name_any(), "deleting an agent DaemonSet of an older operator");
+        gone(dss.delete(&old.name_any(), &dp).await.map(|_| ()))?;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &ns);
+    for old in cms.list_metadata(&lp).await?.items {
+        tracing::info!(namespace = %ns, configmap = %old.name_any(), "deleting a topology ConfigMap of an older operator");
+        gone(cms.delete(&old.name_any(), &dp).await.map(|_| ()))?;
+    }
+    Ok(())
 }
 
 async fn cleanup(overlay: &Overlay, ctx: &Context) -> Result<Action> {
     let ns = overlay.namespace().unwrap_or_default();
     let name = overlay.name_any();
-    let gone = |r: std::result::Result<_, kube::Error>| match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::from(e)),
-    };
-    let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), &ns);
+    let home = ctx.settings.namespace.as_str();
+    let dp = DeleteParams::default();
+    let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), home);
     gone(
-        dss.delete(&daemon_set_name(&name), &DeleteParams::default())
+        dss.delete(&daemon_set_name(&ns, &name), &dp)
             .await
             .map(|_| ()),
     )?;
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), home);
     gone(
-        cms.delete(&config_map_name(&name), &DeleteParams::default())
+        cms.delete(&config_map_name(&ns, &name), &dp)
             .await
             .map(|_| ()),
     )?;
+    remove_legacy(overlay, ctx).await?;
     Ok(Action::await_change())
 }
 
@@ -686,6 +1027,7 @@ mod tests {
             ready: 1,
             unaddressed: vec![],
             note: None,
+            problem: None,
         };
         let st = compute_status(None, &s, Some(3), &obs, now());
         let r = find_condition(&st.conditions, CONDITION_READY).unwrap();
@@ -703,6 +1045,7 @@ mod tests {
             ready: 2,
             unaddressed: vec![],
             note: None,
+            problem: None,
         };
         let st = compute_status(Some(&st), &s, Some(3), &obs, now());
         let r = find_condition(&st.conditions, CONDITION_READY).unwrap();
@@ -715,10 +1058,116 @@ mod tests {
             ready: 2,
             unaddressed: vec!["w2".into()],
             note: None,
+            problem: None,
         };
         let st = compute_status(Some(&st), &s, Some(3), &obs, now());
         let r = find_condition(&st.conditions, CONDITION_READY).unwrap();
         assert_eq!(r.reason, "NodesWithoutAddress");
         assert!(r.message.contains("w2"));
+    }
+
+    #[test]
+    fn names_are_per_namespace_and_bounded() {
+        let a = daemon_set_name("tenant-a", "ovl");
+        let b = daemon_set_name("tenant-b", "ovl");
+        assert_ne!(a, b);
+        assert!(a.starts_with("l2sm-agent-tenant-a-ovl-"), "{a}");
+        // Same readable part, different Overlays: the hash tells them apart.
+        assert_ne!(daemon_set_name("a-b", "c"), daemon_set_name("a", "b-c"));
+        let long = "o".repeat(253);
+        for n in [
+            daemon_set_name(&"n".repeat(63), &long),
+            config_map_name(&"n".repeat(63), &long),
+            config_map_name("tenant", "ovl"),
+        ] {
+            assert!(n.len() <= 63, "{n} is {} long", n.len());
+            assert!(!n.contains("-.") && !n.contains(".-"), "{n}");
+        }
+        assert_ne!(
+            daemon_set_name("t", &format!("{long}x")),
+            daemon_set_name("t", &format!("{long}y"))
+        );
+        for (k, v) in overlay_labels(&"n".repeat(63), &long) {
+            assert!(v.len() <= 63, "label {k}={v}");
+        }
+    }
+
+    #[test]
+    fn agent_objects_map_back_to_their_overlay() {
+        let mut o = Overlay::new("ovl", spec(&["w1"], &[]));
+        o.metadata.namespace = Some("tenant".into());
+        let settings = Settings::default();
+        let (c, _) = agent_container(&o.spec, &settings);
+        let ds = daemon_set(&o, &["w1".to_string()], c, &settings);
+        assert_eq!(ds.metadata.namespace.as_deref(), Some("l2sm-system"));
+        assert!(ds.metadata.owner_references.is_none());
+        assert_eq!(
+            overlay_of(&ds),
+            Some(ObjectRef::<Overlay>::new("ovl").within("tenant"))
+        );
+        let cm = config_map(&o, String::new(), "l2sm-system");
+        assert_eq!(overlay_of(&cm), overlay_of(&ds));
+        // The init container installs the CNI plugin into the configured host directory.
+        let pod = ds.spec.unwrap().template.spec.unwrap();
+        let init = &pod.init_containers.unwrap()[0];
+        assert_eq!(
+            init.args.clone().unwrap(),
+            vec!["install-cni", "--dir", CNI_BIN_MOUNT]
+        );
+        let vol = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "cni-bin")
+            .unwrap();
+        assert_eq!(vol.host_path.unwrap().path, settings.cni_bin_dir);
+    }
+
+    #[test]
+    fn agent_problems_name_the_reason() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-x", "namespace": "l2sm-system"},
+            "spec": {"nodeName": "w1", "containers": []},
+            "status": {"containerStatuses": [{"name": "l2sm-switch", "ready": false, "restartCount": 0,
+                "image": "i", "imageID": "",
+                "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                      "message": "secret \"l2sm-controller-credentials\" not found"}}}]}
+        }))
+        .unwrap();
+        let ds: DaemonSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ds", "namespace": "l2sm-system"},
+            "status": {"currentNumberScheduled": 1, "desiredNumberScheduled": 2,
+                       "numberMisscheduled": 0, "numberReady": 0}
+        }))
+        .unwrap();
+        let p = agent_problem(&ds, std::slice::from_ref(&pod)).unwrap();
+        assert_eq!(p.reason, "CreateContainerConfigError");
+        assert!(
+            p.message.contains("not found") && p.message.contains("w1"),
+            "{}",
+            p.message
+        );
+        // No pods at all although two are wanted: the DaemonSet cannot create them.
+        let p = agent_problem(&ds, &[]).unwrap();
+        assert_eq!(p.reason, "FailedCreate");
+        // A pod still being created is not a problem.
+        let mut starting = pod.clone();
+        starting
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .state
+            .as_mut()
+            .unwrap()
+            .waiting
+            .as_mut()
+            .unwrap()
+            .reason = Some("ContainerCreating".into());
+        let mut ds1 = ds.clone();
+        ds1.status.as_mut().unwrap().desired_number_scheduled = 1;
+        assert_eq!(agent_problem(&ds1, &[starting]), None);
     }
 }
