@@ -31,6 +31,11 @@ pub(crate) struct ResourceType {
     pub(crate) status: bool,
 }
 
+/// Whether a group is served by kube-apiserver itself (the others are custom resources).
+fn builtin_group(group: &str) -> bool {
+    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
+}
+
 impl ResourceType {
     fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -151,6 +156,7 @@ struct Watcher {
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    metadata_only: bool,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -182,8 +188,26 @@ impl Watcher {
                 }
             }
         }?;
-        Some(watch_line(ty, &ev.new))
+        Some(self.line_of(ty, &ev.new))
     }
+
+    fn line_of(&self, ty: &str, obj: &Value) -> Bytes {
+        if self.metadata_only {
+            watch_line(ty, &partial(obj))
+        } else {
+            watch_line(ty, obj)
+        }
+    }
+}
+
+/// The PartialObjectMetadata form of an object (what `Accept: …;as=PartialObjectMetadata`
+/// asks for).
+fn partial(obj: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 fn watch_line(ty: &str, obj: &Value) -> Bytes {
@@ -294,6 +318,7 @@ pub(crate) struct Parsed {
     query_str: String,
     content_type: Option<String>,
     user_agent: String,
+    metadata_only: bool,
     body: Option<Result<Value, String>>,
 }
 
@@ -359,6 +384,8 @@ impl Parsed {
             .map(|u| u.split('/').next().unwrap_or("").to_string())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "unknown".into());
+        let metadata_only =
+            header(http::header::ACCEPT).is_some_and(|a| a.contains("as=PartialObjectMetadata"));
         let body = if bytes.is_empty() {
             None
         } else if bytes.len() > MAX_BODY {
@@ -378,6 +405,7 @@ impl Parsed {
             query_str,
             content_type,
             user_agent,
+            metadata_only,
             body,
         })
     }
@@ -766,7 +794,11 @@ impl State {
         let resp = match answer {
             Ok(Answer::Json(code, body)) => {
                 call.code = code;
-                respond(code, &body)
+                if p.metadata_only {
+                    respond(code, &Self::as_metadata(body))
+                } else {
+                    respond(code, &body)
+                }
             }
             Ok(Answer::Stream(body)) => {
                 call.code = 200;
@@ -784,6 +816,19 @@ impl State {
         };
         self.calls.push(call);
         resp
+    }
+
+    /// An answer in PartialObjectMetadata(List) form.
+    fn as_metadata(body: Value) -> Value {
+        match body.get("items").and_then(Value::as_array) {
+            Some(items) => json!({
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadataList",
+                "metadata": body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                "items": items.iter().map(partial).collect::<Vec<_>>(),
+            }),
+            None => partial(&body),
+        }
     }
 
     fn dispatch(&mut self, p: &Parsed, call: &Call) -> Result<Answer, ApiErr> {
@@ -991,6 +1036,7 @@ impl State {
             ns: p.namespace.clone(),
             labels,
             fields,
+            metadata_only: p.metadata_only,
             tx,
         };
         let mut first = Vec::new();
@@ -998,7 +1044,7 @@ impl State {
         if initial {
             let items = self.matching(p, rt)?;
             for (_, v) in items {
-                first.extend_from_slice(&watch_line("ADDED", &v));
+                first.extend_from_slice(&w.line_of("ADDED", &v));
             }
             if p.q("sendInitialEvents") == Some("true") && bookmarks {
                 let bm = json!({
@@ -1327,6 +1373,12 @@ impl State {
         let candidate = p.json_body()?;
         if !candidate.is_object() {
             return Err(err(400, "BadRequest", "the body is not an object"));
+        }
+        // Custom resources refuse unconditional updates (built-in kinds allow them).
+        if !builtin_group(&rt.group)
+            && meta_str(&candidate, "resourceVersion").is_none_or(str::is_empty)
+        {
+            return Err(err(422, "Invalid", format!("{} \"{}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update", rt.kind, p.name.clone().unwrap_or_default())));
         }
         let key = Self::key(p, rt);
         Self::check_name(rt, &candidate, &key)?;
