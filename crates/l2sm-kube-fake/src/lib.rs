@@ -35,8 +35,9 @@
 //!   and subresource, a manager's `Update` writes own what they changed, removal of fields
 //!   and maps a manager stopped applying unless another manager owns them, 409 on conflicts
 //!   unless `force=true`, creation of a missing object (201); list-maps: `conditions` by
-//!   `type`, `containers`/`initContainers`/`ephemeralContainers`/`env` by `name`, other
-//!   lists atomic; JSON bodies); strategic merge patch → 415;
+//!   `type`, `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes` by `name`,
+//!   `volumeMounts` by `mountPath`, other lists atomic; JSON bodies); strategic merge patch
+//!   → 415;
 //! - the `/status` subresource of kinds that have one (pods, nodes, namespaces, services,
 //!   deployments, daemonsets, statefulsets, replicasets, CRDs and the four l2sm CRDs): writes
 //!   to `/status` change only `.status`, writes to the main resource leave `.status` as it

@@ -864,9 +864,11 @@ impl State {
         }
         // Injected failure.
         let rp = call.resource_path();
-        if let Some(i) = self.failures.iter().position(|(v, r, _)| {
-            *v == call.verb && (*r == rp || *r == call.resource && call.subresource.is_none())
-        }) {
+        if let Some(i) = self
+            .failures
+            .iter()
+            .position(|(v, r, _)| *v == call.verb && *r == rp)
+        {
             let (_, _, code) = self.failures.remove(i);
             return Err(err(
                 code,
