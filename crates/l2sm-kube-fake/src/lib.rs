@@ -34,7 +34,8 @@
 //!   kube-rs's finalizer helper relies on), server-side apply (field ownership per manager
 //!   and subresource, a manager's `Update` writes own what they changed, removal of fields
 //!   and maps a manager stopped applying unless another manager owns them, 409 on conflicts
-//!   unless `force=true`, creation of a missing object (201); list-maps: `conditions` by
+//!   unless `force=true`, creation of a missing object (201), 400 when the configuration
+//!   carries `metadata.managedFields` (e.g. an object read back and re-applied); list-maps: `conditions` by
 //!   `type`, `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes` by `name`,
 //!   `volumeMounts` by `mountPath`, other lists atomic; JSON bodies); strategic merge patch
 //!   → 415;
@@ -67,7 +68,8 @@
 //! (ownerReferences, propagationPolicy), graceful deletion of pods (a pod without finalizers
 //! goes at once, as after its kubelet confirmed), strategic merge patch, YAML request bodies
 //! (kube-rs sends JSON), `resourceVersionMatch`, `dryRun` beyond "do not persist", protobuf,
-//! tables, periodic watch bookmarks (only the initial-events-end one of `sendInitialEvents`),
+//! `managedFields` sent in an update (ignored; the real server would take them), tables,
+//! periodic watch bookmarks (only the initial-events-end one of `sendInitialEvents`),
 //! and list-map keys from schemas (the fixed set above).
 #![warn(clippy::unwrap_used)]
 

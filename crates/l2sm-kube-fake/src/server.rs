@@ -1462,6 +1462,12 @@ impl State {
             ));
         }
         Self::check_name(rt, &applied, key)?;
+        if applied
+            .pointer("/metadata/managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(err(400, "BadRequest", "metadata.managedFields must be nil"));
+        }
         let sub = p.sub.as_deref();
         let existing = self
             .coll(rt)

@@ -306,3 +306,23 @@ async fn list_maps_merge_per_key_and_atomic_lists_are_replaced() {
     let spec = fake.get_value("", "pods", Some("ns1"), "p").unwrap()["spec"].clone();
     assert_eq!(spec["containers"], json!([{"name": "b", "image": "y"}]));
 }
+
+#[tokio::test]
+async fn applying_an_object_read_back_with_managed_fields_is_refused() {
+    let fake = FakeApi::new();
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    api.patch(
+        "a",
+        &PatchParams::apply("op"),
+        &Patch::Apply(cm_apply(json!({"k": "1"}))),
+    )
+    .await
+    .unwrap();
+    let read = api.get("a").await.unwrap();
+    assert!(read.metadata.managed_fields.is_some());
+    let e = api
+        .patch("a", &PatchParams::apply("op"), &Patch::Apply(&read))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 400);
+}
