@@ -494,15 +494,22 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
 }
 
 fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
-    if !v.get("metadata").is_some_and(Value::is_object) {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("metadata".into(), Value::Object(Map::new()));
-        }
+    // Stored objects are always JSON objects; anything else becomes one (never a panic).
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
     }
-    match v.get_mut("metadata") {
-        Some(Value::Object(m)) => m,
-        // `v` is not an object: callers check before.
-        _ => unreachable!("metadata of a non-object"),
+    let Value::Object(o) = v else {
+        unreachable!("made an object above")
+    };
+    let m = o
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !m.is_object() {
+        *m = Value::Object(Map::new());
+    }
+    match m {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
     }
 }
 
