@@ -1,0 +1,340 @@
+//! A stateful, in-memory stand-in for kube-apiserver that a [`kube::Client`] talks to through
+//! `tower` (no sockets), for tests of the operator.
+//!
+//! ```no_run
+//! # async fn doc() {
+//! use l2sm_kube_fake::FakeApi;
+//! let api = FakeApi::new();
+//! let client: kube::Client = api.client(); // inside a tokio runtime
+//! # }
+//! ```
+//!
+//! It is schema-less (every object is a `serde_json::Value`) and URL-driven:
+//! `/api/v1[/namespaces/{ns}]/{plural}[/{name}[/{sub}]]` and
+//! `/apis/{group}/{version}[/namespaces/{ns}]/{plural}[/{name}[/{sub}]]`. A resource must be
+//! known (a built-in table of the kinds the operator touches, plus [`FakeApi::register`] and
+//! [`FakeApi::seed`]); unknown resources answer 404 as the real server does.
+//!
+//! What it does as kube-apiserver does:
+//! - verbs: get, list, watch (streamed JSON lines: ADDED/MODIFIED/DELETED/BOOKMARK/ERROR from
+//!   the given resourceVersion, 410 Expired for a version older than the retained history),
+//!   create (409 AlreadyExists, generateName), update, patch, delete, deletecollection;
+//! - metadata: uid, creationTimestamp, resourceVersion (one global counter bumped per write),
+//!   generation (bumped when anything outside metadata and status changes), managedFields;
+//!   a write that changes nothing is not a write (no new resourceVersion, no event);
+//! - preconditions: a PUT or PATCH whose object carries another `metadata.resourceVersion`
+//!   than the stored one → 409 Conflict; DeleteOptions preconditions (resourceVersion, uid);
+//! - patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902, a failed `test` → 422),
+//!   server-side apply (field ownership per manager and subresource, removal of fields a
+//!   manager stopped applying unless another manager owns them, 409 on conflicts unless
+//!   `force=true`; list-maps: `conditions` by `type`, `containers`/`initContainers`/`env` by
+//!   `name`, other lists atomic); strategic merge patch → 415;
+//! - the `/status` subresource of kinds that have one (pods, nodes, namespaces, services,
+//!   deployments, daemonsets, statefulsets, replicasets and the four l2sm CRDs): writes to
+//!   `/status` change only `.status`, writes to the main resource leave `.status` as it is,
+//!   create drops `.status` (pods start `Pending`);
+//! - deletion: DELETE of an object with finalizers sets deletionTimestamp (202, the object
+//!   stays); a write that empties the finalizers of a deleting object removes it; adding a
+//!   finalizer to a deleting object → 422; without finalizers DELETE removes it;
+//! - list and watch selectors: labelSelector (`=`, `==`, `!=`, `key`, `!key`, `in`, `notin`),
+//!   fieldSelector `metadata.name` / `metadata.namespace`; a watch with a label selector
+//!   sees DELETED when an object stops matching and ADDED when it starts to; `limit` and
+//!   `continue` pagination;
+//! - errors are `metav1.Status` bodies with reason and code.
+//!
+//! What it does not do: admission (no defaulting or validation against schemas, no webhooks),
+//! authentication and RBAC (every call is recorded in [`FakeApi::calls`] so that a test can
+//! check it against the operator's table of calls instead), garbage collection of dependents
+//! (ownerReferences), graceful pod deletion by a kubelet, strategic merge patch, YAML request
+//! bodies (JSON only, which is what kube-rs sends), `resourceVersionMatch`, `dryRun` only as
+//! "do not persist", protobuf, and watch bookmarks other than the one closing a timed-out watch
+//! and the initial-events-end one.
+#![warn(clippy::unwrap_used)]
+
+mod body;
+mod selector;
+mod server;
+mod ssa;
+
+pub use body::FakeBody;
+
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+/// One request the fake answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: String,
+    /// API group ("" for the core group).
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Plural resource name (`pods`).
+    pub resource: String,
+    /// Subresource (`status`), if any.
+    pub subresource: Option<String>,
+    /// Namespace of the request; None for cluster-scoped requests (and lists across all
+    /// namespaces).
+    pub namespace: Option<String>,
+    /// Object name, for item requests.
+    pub name: Option<String>,
+    /// Content type of a PATCH (`application/merge-patch+json`, `application/json-patch+json`,
+    /// `application/apply-patch+yaml`, …).
+    pub patch_type: Option<String>,
+    /// The `fieldManager` query parameter.
+    pub field_manager: Option<String>,
+    /// The decoded query string (`labelSelector=l2sm=true&…`).
+    pub query: String,
+    /// The request body, when it was JSON.
+    pub body: Option<Value>,
+    /// Status code of the answer; 0 while the request is being served (what
+    /// [`FakeApi::on_request`] hooks see).
+    pub code: u16,
+}
+
+impl Call {
+    /// `resource` or `resource/subresource`.
+    pub fn resource_path(&self) -> String {
+        match &self.subresource {
+            Some(s) => format!("{}/{s}", self.resource),
+            None => self.resource.clone(),
+        }
+    }
+}
+
+type Hook = Arc<dyn Fn(&Call) + Send + Sync>;
+
+/// The fake API server. Clones share the same store.
+#[derive(Clone)]
+pub struct FakeApi {
+    state: Arc<Mutex<server::State>>,
+    hooks: Arc<Mutex<Vec<Hook>>>,
+}
+
+impl Default for FakeApi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for FakeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApi").finish_non_exhaustive()
+    }
+}
+
+/// Whether `K` is namespaced (from its kube scope type).
+fn namespaced<K: Resource>() -> bool {
+    let scope = std::any::type_name::<K::Scope>();
+    !scope.ends_with("ClusterResourceScope")
+}
+
+impl FakeApi {
+    /// An empty store knowing the built-in kinds.
+    pub fn new() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(server::State::new())),
+            hooks: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, server::State> {
+        // A panic in a test thread holding the lock must not hide the state from others.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A client of this store (every client shares it). Call inside a tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.clone(), "default")
+    }
+
+    /// Makes a resource known: its group, version, plural, kind, scope and whether it has a
+    /// `/status` subresource.
+    pub fn register_kind(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        kind: &str,
+        namespaced: bool,
+        status_subresource: bool,
+    ) {
+        self.lock().register(server::ResourceType {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+            kind: kind.into(),
+            namespaced,
+            status: status_subresource,
+        });
+    }
+
+    /// Makes `K` known (scope from its type; a `/status` subresource when its `status` is
+    /// not part of the built-in table already: pass through [`Self::register_kind`] to say).
+    pub fn register<K: Resource<DynamicType = ()>>(&self) {
+        let mut st = self.lock();
+        let group = K::group(&()).to_string();
+        let plural = K::plural(&()).to_string();
+        if st.find(&group, &plural).is_none() {
+            st.register(server::ResourceType {
+                group,
+                version: K::version(&()).to_string(),
+                plural,
+                kind: K::kind(&()).to_string(),
+                namespaced: namespaced::<K>(),
+                status: true,
+            });
+        }
+    }
+
+    /// Stores `obj` as it is (status included, no admission), giving it uid,
+    /// creationTimestamp, resourceVersion and generation when absent; replaces an existing
+    /// object of the same name. Emits a watch event. Returns the stored object.
+    ///
+    /// # Panics
+    /// When `obj` does not serialize to an object with a name (a test mistake).
+    pub fn seed<K>(&self, obj: &K) -> K
+    where
+        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+    {
+        self.register::<K>();
+        let mut v = serde_json::to_value(obj).expect("seed: object serializes");
+        let group = K::group(&()).to_string();
+        let plural = K::plural(&()).to_string();
+        let stored = self
+            .lock()
+            .seed(&group, &plural, &mut v)
+            .expect("seed: object has a name (and a namespace when namespaced)");
+        serde_json::from_value(stored).expect("seed: stored object deserializes")
+    }
+
+    /// Stores a raw object of a known resource (see [`Self::seed`]).
+    ///
+    /// # Errors
+    /// Unknown resource, or an object without a name.
+    pub fn seed_value(&self, group: &str, plural: &str, obj: Value) -> Result<Value, String> {
+        let mut v = obj;
+        self.lock().seed(group, plural, &mut v)
+    }
+
+    /// The stored object, if any.
+    pub fn get<K>(&self, namespace: Option<&str>, name: &str) -> Option<K>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned,
+    {
+        let v = self.get_value(&K::group(&()), &K::plural(&()), namespace, name)?;
+        serde_json::from_value(v).ok()
+    }
+
+    /// The stored object as JSON, if any.
+    pub fn get_value(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        self.lock()
+            .get(group, plural, namespace.unwrap_or(""), name)
+    }
+
+    /// Every stored object of `K` (in `namespace`, or all), sorted by namespace and name.
+    pub fn list<K>(&self, namespace: Option<&str>) -> Vec<K>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned,
+    {
+        self.list_values(&K::group(&()), &K::plural(&()), namespace)
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
+    }
+
+    /// Every stored object of a resource as JSON.
+    pub fn list_values(&self, group: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
+        self.lock().list_all(group, plural, namespace)
+    }
+
+    /// Removes an object at once, finalizers or not (as if it never existed; emits DELETED).
+    pub fn remove(&self, group: &str, plural: &str, namespace: Option<&str>, name: &str) {
+        self.lock()
+            .force_remove(group, plural, namespace.unwrap_or(""), name);
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Every request answered so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// The next request with this verb on this resource (`pods`, or `pods/status` for a
+    /// subresource) fails with `code` (409, 500, 503, …) and changes nothing.
+    pub fn fail_next(&self, verb: &str, resource: &str, code: u16) {
+        self.lock()
+            .failures
+            .push((verb.to_string(), resource.to_string(), code));
+    }
+
+    /// Runs `hook` on every request before it is served (with `code` 0), outside the store's
+    /// lock: it may write through this `FakeApi` (a concurrent writer) or record.
+    pub fn on_request(&self, hook: impl Fn(&Call) + Send + Sync + 'static) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(hook));
+    }
+
+    /// Serves one request (what the `tower::Service` does).
+    pub async fn handle(&self, req: http::Request<kube::client::Body>) -> http::Response<FakeBody> {
+        let (parts, body) = req.into_parts();
+        let bytes = match body.collect_bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return server::error_response(400, "BadRequest", &format!("reading body: {e}"))
+            }
+        };
+        let parsed = server::Parsed::new(&parts, &bytes);
+        let hooks: Vec<Hook> = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !hooks.is_empty() {
+            if let Ok(p) = &parsed {
+                let call = p.call(0);
+                for h in &hooks {
+                    h(&call);
+                }
+            }
+        }
+        let mut st = self.lock();
+        st.serve(parsed, &bytes)
+    }
+}
+
+impl tower::Service<http::Request<kube::client::Body>> for FakeApi {
+    type Response = http::Response<FakeBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}

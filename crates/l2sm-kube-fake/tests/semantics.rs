@@ -1,0 +1,352 @@
+//! The fake API server driven through a real `kube::Client` and `kube::Api`: each test checks
+//! one kube-apiserver behaviour a reconciler depends on.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use l2sm_kube_fake::FakeApi;
+use serde_json::{json, Value};
+
+fn cm(name: &str, data: Value) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "ns1"},
+        "data": data,
+    }))
+    .unwrap()
+}
+
+fn pod(name: &str, labels: Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns1", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap()
+}
+
+fn code(e: kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("not an API error: {other:?}"),
+    }
+}
+
+fn reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.reason.clone(),
+        other => panic!("not an API error: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_get_metadata_and_already_exists() {
+    let fake = FakeApi::new();
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    let c = api
+        .create(&PostParams::default(), &cm("a", json!({"k": "v"})))
+        .await
+        .unwrap();
+    let m = &c.metadata;
+    assert!(m.uid.is_some());
+    assert!(m.creation_timestamp.is_some());
+    assert_eq!(m.generation, Some(1));
+    let rv1: u64 = m.resource_version.as_ref().unwrap().parse().unwrap();
+    let e = api
+        .create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "AlreadyExists");
+    assert_eq!(code(e), 409);
+    let got = api.get("a").await.unwrap();
+    assert_eq!(got.data.unwrap()["k"], "v");
+    // Another object: the global counter moves on.
+    let b = api
+        .create(&PostParams::default(), &cm("b", json!({})))
+        .await
+        .unwrap();
+    let rv2: u64 = b.metadata.resource_version.unwrap().parse().unwrap();
+    assert!(rv2 > rv1);
+    let e = api.get("missing").await.unwrap_err();
+    assert_eq!(code(e), 404);
+    // generateName.
+    let mut g = cm("", json!({}));
+    g.metadata.name = None;
+    g.metadata.generate_name = Some("gen-".into());
+    let made = api.create(&PostParams::default(), &g).await.unwrap();
+    assert!(made.metadata.name.unwrap().starts_with("gen-"));
+}
+
+#[tokio::test]
+async fn merge_patch_null_deletes_a_key() {
+    let fake = FakeApi::new();
+    fake.seed(&cm("a", json!({"keep": "1", "drop": "2"})));
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"drop": null, "new": "3"}})),
+    )
+    .await
+    .unwrap();
+    let data = fake
+        .get::<ConfigMap>(Some("ns1"), "a")
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(data.len(), 2, "{data:?}");
+    assert_eq!(data["keep"], "1");
+    assert_eq!(data["new"], "3");
+}
+
+#[tokio::test]
+async fn stale_resource_version_is_a_conflict() {
+    let fake = FakeApi::new();
+    let seeded = fake.seed(&cm("a", json!({"k": "v"})));
+    let stale = seeded.metadata.resource_version.clone().unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    // Someone else writes.
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "w"}})),
+    )
+    .await
+    .unwrap();
+    // Merge patch with the old resourceVersion: 409, nothing changed.
+    let e = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": stale}, "data": {"k": "x"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 409);
+    // PUT with the old object: 409.
+    let e = api
+        .replace("a", &PostParams::default(), &seeded)
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 409);
+    assert_eq!(
+        fake.get::<ConfigMap>(Some("ns1"), "a")
+            .unwrap()
+            .data
+            .unwrap()["k"],
+        "w"
+    );
+    // With the current version it goes through.
+    let cur = api.get("a").await.unwrap();
+    let mut next = cur.clone();
+    next.data = Some([("k".to_string(), "y".to_string())].into());
+    api.replace("a", &PostParams::default(), &next)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn json_patch_test_failure_is_422_and_changes_nothing() {
+    let fake = FakeApi::new();
+    fake.seed(&cm("a", json!({"k": "v"})));
+    let rv = fake.resource_version();
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    let p: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/k", "value": "other"},
+        {"op": "replace", "path": "/data/k", "value": "x"},
+    ]))
+    .unwrap();
+    let e = api
+        .patch("a", &PatchParams::default(), &Patch::<()>::Json(p))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 422);
+    assert_eq!(fake.resource_version(), rv);
+    let p: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/k", "value": "v"},
+        {"op": "replace", "path": "/data/k", "value": "x"},
+    ]))
+    .unwrap();
+    api.patch("a", &PatchParams::default(), &Patch::<()>::Json(p))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.get::<ConfigMap>(Some("ns1"), "a")
+            .unwrap()
+            .data
+            .unwrap()["k"],
+        "x"
+    );
+}
+
+#[tokio::test]
+async fn no_op_write_keeps_the_resource_version() {
+    let fake = FakeApi::new();
+    fake.seed(&cm("a", json!({"k": "v"})));
+    let rv = fake.resource_version();
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.resource_version(), rv);
+}
+
+#[tokio::test]
+async fn status_subresource_and_main_resource_are_separate() {
+    let fake = FakeApi::new();
+    let mut p = pod("p", json!({}));
+    p.status = Some(serde_json::from_value(json!({"phase": "Running"})).unwrap());
+    fake.seed(&p);
+    let api: Api<Pod> = Api::namespaced(fake.client(), "ns1");
+    // A main write that tries to change status: status stays, spec changes, generation bumps.
+    api.patch(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Failed"}})),
+    )
+    .await
+    .unwrap();
+    let got = fake.get::<Pod>(Some("ns1"), "p").unwrap();
+    assert_eq!(
+        got.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    assert_eq!(got.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+    assert_eq!(got.metadata.generation, Some(2));
+    // A /status write that tries to change spec: spec stays, generation stays.
+    api.patch_status(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"nodeName": "n2"}, "status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
+    let got = fake.get::<Pod>(Some("ns1"), "p").unwrap();
+    assert_eq!(
+        got.status.as_ref().unwrap().phase.as_deref(),
+        Some("Succeeded")
+    );
+    assert_eq!(got.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+    assert_eq!(got.metadata.generation, Some(2));
+    // Create drops status (pods start Pending).
+    let mut q = pod("q", json!({}));
+    q.status = Some(serde_json::from_value(json!({"phase": "Running"})).unwrap());
+    let made = api.create(&PostParams::default(), &q).await.unwrap();
+    assert_eq!(made.status.unwrap().phase.as_deref(), Some("Pending"));
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let fake = FakeApi::new();
+    let mut c = cm("a", json!({}));
+    c.metadata.finalizers = Some(vec!["l2sm/cleanup".into()]);
+    fake.seed(&c);
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    let held = fake
+        .get::<ConfigMap>(Some("ns1"), "a")
+        .expect("held by its finalizer");
+    assert!(held.metadata.deletion_timestamp.is_some());
+    // Adding a finalizer now is refused.
+    let e = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["l2sm/cleanup", "other/x"]}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 422);
+    // Removing the last finalizer removes the object.
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(fake.get::<ConfigMap>(Some("ns1"), "a").is_none());
+    // Without finalizers DELETE removes at once.
+    fake.seed(&cm("b", json!({})));
+    api.delete("b", &DeleteParams::default()).await.unwrap();
+    assert!(fake.get::<ConfigMap>(Some("ns1"), "b").is_none());
+}
+
+#[tokio::test]
+async fn list_with_label_and_field_selectors() {
+    let fake = FakeApi::new();
+    fake.seed(&pod("a", json!({"l2sm": "true", "tier": "web"})));
+    fake.seed(&pod("b", json!({"l2sm": "true", "tier": "db"})));
+    fake.seed(&pod("c", json!({"tier": "web"})));
+    let mut other = pod("d", json!({"l2sm": "true"}));
+    other.metadata.namespace = Some("ns2".into());
+    fake.seed(&other);
+    let all: Api<Pod> = Api::all(fake.client());
+    let ns1: Api<Pod> = Api::namespaced(fake.client(), "ns1");
+    let names = |l: kube::core::ObjectList<Pod>| {
+        l.items
+            .into_iter()
+            .map(|p| p.metadata.name.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let q = |s: &str| ListParams::default().labels(s);
+    assert_eq!(
+        names(all.list(&q("l2sm=true")).await.unwrap()),
+        ["a", "b", "d"]
+    );
+    assert_eq!(names(ns1.list(&q("l2sm==true")).await.unwrap()), ["a", "b"]);
+    assert_eq!(names(ns1.list(&q("tier!=web")).await.unwrap()), ["b"]);
+    assert_eq!(names(ns1.list(&q("!l2sm")).await.unwrap()), ["c"]);
+    assert_eq!(
+        names(ns1.list(&q("l2sm,tier in (db, x)")).await.unwrap()),
+        ["b"]
+    );
+    assert_eq!(
+        names(ns1.list(&q("tier notin (db)")).await.unwrap()),
+        ["a", "c"]
+    );
+    let f = ListParams::default().fields("metadata.name=c");
+    assert_eq!(names(ns1.list(&f).await.unwrap()), ["c"]);
+    let list = ns1.list(&ListParams::default()).await.unwrap();
+    assert!(list.metadata.resource_version.is_some());
+    let e = ns1.list(&q("a in (")).await.unwrap_err();
+    assert_eq!(code(e), 400);
+    // Pagination.
+    let page = ns1.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let cont = page.metadata.continue_.clone().unwrap();
+    let rest = ns1
+        .list(&ListParams::default().limit(2).continue_token(&cont))
+        .await
+        .unwrap();
+    assert_eq!(names(rest), ["c"]);
+}
+
+#[tokio::test]
+async fn injected_failure_then_success_and_call_log() {
+    let fake = FakeApi::new();
+    fake.seed(&cm("a", json!({})));
+    fake.fail_next("patch", "configmaps", 500);
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    let pp = PatchParams::apply("me");
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"x": "1"}});
+    let e = api.patch("a", &pp, &Patch::Apply(&body)).await.unwrap_err();
+    assert_eq!(code(e), 500);
+    api.patch("a", &pp, &Patch::Apply(&body)).await.unwrap();
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].code, 500);
+    assert_eq!(calls[1].code, 200);
+    assert_eq!(calls[1].verb, "patch");
+    assert_eq!(calls[1].resource, "configmaps");
+    assert_eq!(calls[1].namespace.as_deref(), Some("ns1"));
+    assert_eq!(calls[1].field_manager.as_deref(), Some("me"));
+    assert_eq!(
+        calls[1].patch_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+}
