@@ -632,6 +632,17 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 /// released.
 #[tokio::test]
 async fn pod_whose_l2sm_label_is_removed_is_still_finalized() {
+    label_removed_then_deleted(false).await;
+}
+
+/// The same for a pod an earlier version finalized (finalizer, no cleanup label): the
+/// operator adds the label with its next status write.
+#[tokio::test]
+async fn pod_finalized_by_an_earlier_version_is_still_finalized_after_label_removal() {
+    label_removed_then_deleted(true).await;
+}
+
+async fn label_removed_then_deleted(finalized_before: bool) {
     let (_ctrl, c) = controller_with(&["blue"]).await;
     let port = port_on("w1", 5);
     c.add_port("blue", &port).await.unwrap();
@@ -655,6 +666,11 @@ async fn pod_whose_l2sm_label_is_removed_is_still_finalized() {
         json!({"l2sm/networks": "blue",
                "k8s.v1.cni.cncf.io/network-status": multus("default", "blue", "10.0.0.8")}),
     ));
+    if finalized_before {
+        let mut p = stored_pod(&fake, "default", "p");
+        p.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        fake.seed(&p);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let run = tokio::spawn(l2sm_operator::operator::run_controllers(
         fake.client(),
@@ -662,9 +678,10 @@ async fn pod_whose_l2sm_label_is_removed_is_still_finalized() {
         ctx,
         stop_rx,
     ));
-    eventually("the finalizer is added", || {
-        fake.get::<Pod>(Some("default"), "p")
-            .is_some_and(|p| p.finalizers().iter().any(|f| f == FINALIZER))
+    eventually("the finalizer and the cleanup label are there", || {
+        fake.get::<Pod>(Some("default"), "p").is_some_and(|p| {
+            p.finalizers().iter().any(|f| f == FINALIZER) && p.labels().contains_key(CLEANUP_LABEL)
+        })
     })
     .await;
     let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
