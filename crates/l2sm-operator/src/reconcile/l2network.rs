@@ -415,6 +415,29 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
 /// still uses it) and the NADs no other owner needs. When the controller keeps failing for
 /// [`super::Settings::cleanup_timeout`] after the deletion, goes on without it (Warning Event).
 async fn cleanup(net: &L2Network, ctx: &Context) -> Result<Action> {
+    let deleted_for = deleted_for(&net.metadata);
+    let bound = ctx.settings.cleanup_timeout;
+    match cleanup_steps(net, ctx, deleted_for >= bound).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(e) if deleted_for < bound => Err(Error::Cleanup {
+            error: Box::new(e),
+            abandon_in: bound - deleted_for,
+        }),
+        Err(e) => {
+            cleanup_abandoned(
+                net,
+                ctx,
+                &format!("{e}; its NADs may be left in their namespaces"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// The cleanup's steps; with `overdue`, a controller that cannot be asked is given up (with
+/// an Event) and the NADs are still removed.
+async fn cleanup_steps(net: &L2Network, ctx: &Context, overdue: bool) -> Result<()> {
     let name = net.name_any();
     let ns = net.namespace().unwrap_or_default();
     let all_networks: Api<L2Network> = Api::all(ctx.kube.clone());
@@ -428,13 +451,8 @@ async fn cleanup(net: &L2Network, ctx: &Context) -> Result<Action> {
         .collect();
     if remaining.is_empty() {
         if let Err(e) = ctx.controller.delete_network(&name).await {
-            let deleted_for = deleted_for(&net.metadata);
-            let bound = ctx.settings.cleanup_timeout;
-            if deleted_for < bound {
-                return Err(Error::Cleanup {
-                    error: Box::new(e.into()),
-                    abandon_in: bound - deleted_for,
-                });
+            if !overdue {
+                return Err(e.into());
             }
             cleanup_abandoned(
                 net,
@@ -516,7 +534,7 @@ async fn cleanup(net: &L2Network, ctx: &Context) -> Result<Action> {
         }
     }
     tracing::info!(network = %name, namespace = %ns, "network deleted");
-    Ok(Action::await_change())
+    Ok(())
 }
 
 #[cfg(test)]
