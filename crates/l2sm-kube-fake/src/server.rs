@@ -551,6 +551,23 @@ fn valid_name(n: &str) -> bool {
         })
 }
 
+/// Applies an RFC 6902 patch as kube-apiserver does (evanphx/json-patch): a `test` of
+/// `null` passes on a missing path (kube-rs's finalizer helper relies on it).
+fn apply_json_patch(
+    doc: &mut Value,
+    ops: &json_patch::Patch,
+) -> Result<(), json_patch::PatchError> {
+    for op in &ops.0 {
+        if let json_patch::PatchOperation::Test(t) = op {
+            if t.value.is_null() && doc.pointer(t.path.as_str()).is_none() {
+                continue;
+            }
+        }
+        json_patch::patch(doc, std::slice::from_ref(op))?;
+    }
+    Ok(())
+}
+
 /// The answer of a handler: code and body, or a watch stream.
 enum Answer {
     Json(u16, Value),
@@ -1339,7 +1356,7 @@ impl State {
                     let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
                         err(400, "BadRequest", format!("the body of the request was in an unknown format: {e}"))
                     })?;
-                    json_patch::patch(&mut candidate, &ops).map_err(|e| match e.kind {
+                    apply_json_patch(&mut candidate, &ops).map_err(|e| match e.kind {
                         json_patch::PatchErrorKind::TestFailed => err(422, "Invalid", format!("the server rejected our request due to an error in our request: testing value failed: {e}")),
                         _ => err(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")),
                     })?;
@@ -1535,21 +1552,29 @@ impl State {
         Ok((200, out))
     }
 
+    /// DeleteOptions of a DELETE (an object, or no body).
+    fn delete_options(p: &Parsed) -> Result<Value, ApiErr> {
+        match &p.body {
+            None => Ok(json!({})),
+            Some(_) => {
+                let v = p.json_body()?;
+                if !v.is_object() {
+                    return Err(err(400, "BadRequest", "DeleteOptions must be an object"));
+                }
+                Ok(v)
+            }
+        }
+    }
+
     fn do_delete(&mut self, p: &Parsed, rt: &ResourceType) -> Result<Answer, ApiErr> {
-        let opts = match &p.body {
-            None => json!({}),
-            Some(_) => p.json_body()?,
-        };
+        let opts = Self::delete_options(p)?;
         let key = Self::key(p, rt);
         let (code, v) = self.delete_one(p, rt, &key, &opts)?;
         Ok(Answer::Json(code, v))
     }
 
     fn do_delete_collection(&mut self, p: &Parsed, rt: &ResourceType) -> Result<Answer, ApiErr> {
-        let opts = match &p.body {
-            None => json!({}),
-            Some(_) => p.json_body()?,
-        };
+        let opts = Self::delete_options(p)?;
         let keys: Vec<Key> = self.matching(p, rt)?.into_iter().map(|(k, _)| k).collect();
         let mut items = Vec::new();
         for k in keys {

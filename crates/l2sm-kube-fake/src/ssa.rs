@@ -2,9 +2,9 @@
 //! stopped applying, and the merge of an applied configuration into the live object.
 //!
 //! A field path is a list of segments `f:<field>` (a map key) or `k:<json>` (an item of a
-//! list-map, identified by its key fields as a JSON object). Leaves are scalars, atomic lists
-//! and empty maps; an item of a list-map is itself a member of the set (as `.` is in
-//! `managedFields`), so that an item nobody applies any more is removed as a whole.
+//! list-map, identified by its key fields as a JSON object). Leaves are scalars and atomic
+//! lists; a map and an item of a list-map are themselves members of the set (as `.` is in
+//! `managedFields`), so that a map or an item nobody applies any more is removed as a whole.
 
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,7 +88,9 @@ fn walk(v: &Value, name: &str, prefix: Path, out: &mut BTreeSet<Path>) {
     let mut p = prefix;
     p.push(format!("f:{name}"));
     match v {
-        Value::Object(m) if !m.is_empty() => {
+        Value::Object(m) => {
+            // The map itself (`.` in managedFields): whoever applies it keeps it existing.
+            out.insert(p.clone());
             for (k, c) in m {
                 walk(c, k, p.clone(), out);
             }
@@ -227,11 +229,6 @@ fn is_prefix(a: &[String], b: &[String]) -> bool {
     a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-/// Whether two paths overlap (one contains the other).
-pub(crate) fn overlaps(a: &[String], b: &[String]) -> bool {
-    is_prefix(a, b) || is_prefix(b, a)
-}
-
 /// Renders a path as the API server does in conflict messages (`.spec.x[type="Ready"]`).
 pub(crate) fn render(path: &[String]) -> String {
     let mut s = String::new();
@@ -319,17 +316,20 @@ pub(crate) fn apply(
         if lv.is_none() || lv == av {
             continue;
         }
-        // A list-map item entry is not a value of its own.
-        if p.last().is_some_and(|s| s.starts_with("k:")) {
+        // A map or a list-map item is not a value of its own: its fields conflict.
+        if av.is_some_and(Value::is_object) {
             continue;
         }
         for (who, set) in managers.iter() {
-            if *who == me {
+            if who.0 == manager {
                 continue;
             }
-            // Owning a list-map item (its `.`) is not owning the values inside it.
+            // Another manager owns this field, something inside it, or an atomic value
+            // containing it (owning a map or a list item, `.`, is not owning its fields).
             let owns = |q: &&Path| {
-                overlaps(q, p) && (*q == p || !q.last().is_some_and(|s| s.starts_with("k:")))
+                *q == p
+                    || is_prefix(p, q)
+                    || (is_prefix(q, p) && !get(live, q).is_some_and(Value::is_object))
             };
             if let Some(q) = set.iter().find(owns) {
                 conflicts.push(Conflict {
@@ -379,7 +379,12 @@ pub(crate) fn managed_fields(managers: &Managers, time: &str, api_version: &str)
     for ((manager, sub, is_apply), set) in managers {
         let mut tree = Map::new();
         for p in set {
-            insert_path(&mut tree, p, p.last().is_some_and(|s| s.starts_with("k:")));
+            // A map or an item with fields of its own in the set is shown with `.`.
+            let container = set
+                .range(p.clone()..)
+                .nth(1)
+                .is_some_and(|q| is_prefix(p, q));
+            insert_path(&mut tree, p, container);
         }
         let mut entry = serde_json::json!({
             "manager": manager,

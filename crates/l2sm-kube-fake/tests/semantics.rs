@@ -350,3 +350,65 @@ async fn injected_failure_then_success_and_call_log() {
         Some("application/apply-patch+yaml")
     );
 }
+
+#[tokio::test]
+async fn json_patch_test_of_null_passes_on_a_missing_path_as_kube_apiserver() {
+    // What kube-rs's finalizer helper sends to add the first finalizer.
+    let fake = FakeApi::new();
+    fake.seed(&cm("a", json!({})));
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    let add: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["l2sm/x"]},
+    ]))
+    .unwrap();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::<()>::Json(add.clone()),
+    )
+    .await
+    .unwrap();
+    let got = fake.get::<ConfigMap>(Some("ns1"), "a").unwrap();
+    assert_eq!(got.metadata.finalizers.unwrap(), ["l2sm/x"]);
+    // Now present: the same test fails.
+    let e = api
+        .patch("a", &PatchParams::default(), &Patch::<()>::Json(add))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 422);
+}
+
+#[tokio::test]
+async fn a_hook_can_write_concurrently_and_the_stale_write_conflicts() {
+    let fake = FakeApi::new();
+    fake.seed(&pod("p", json!({})));
+    let api: Api<Pod> = Api::namespaced(fake.client(), "ns1");
+    let read = api.get("p").await.unwrap();
+    let rv = read.metadata.resource_version.clone().unwrap();
+    // Another writer changes the pod just before our patch is served.
+    let other = fake.clone();
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = fired.clone();
+    fake.on_request(move |call| {
+        if call.verb == "patch" && !f.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut v = other.get_value("", "pods", Some("ns1"), "p").unwrap();
+            v["metadata"]["annotations"] = json!({"l2sm/status": "theirs"});
+            other.seed_value("", "pods", v).unwrap();
+        }
+    });
+    let e = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"resourceVersion": rv, "annotations": {"l2sm/status": "mine"}}
+            })),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 409);
+    let got = fake.get::<Pod>(Some("ns1"), "p").unwrap();
+    assert_eq!(got.metadata.annotations.unwrap()["l2sm/status"], "theirs");
+    assert_eq!(fake.calls().last().unwrap().code, 409);
+}

@@ -5,6 +5,7 @@
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
 pub mod annotations;
+pub mod api_calls;
 // No doc comments on the CRD fields and enum variants: schemars would turn them into
 // `description`s in the generated schemas and change the committed manifests in
 // `deploy/crds/`. The fields are upstream's, documented in the crate README.

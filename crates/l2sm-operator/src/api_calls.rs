@@ -1,0 +1,196 @@
+//! Every Kubernetes API call the operator makes, one row per (resource, verb, scope), with the
+//! reason. `deploy/rbac.yaml` grants exactly this table (checked both ways by
+//! `tests/rbac.rs`), and tests driving the reconcilers against `l2sm-kube-fake` can check each
+//! recorded call with [`permits`].
+//!
+//! Adding a call to the code means adding its row here (the RBAC test then says which rule
+//! `deploy/rbac.yaml` lacks). A `kube::runtime` `Controller` or watcher on a resource is a
+//! `list` and a `watch`; the `finalizer` helper is a `patch` (JSON patch) of the main
+//! resource; server-side apply is a `patch`, and also a `create` when it may create the
+//! object (the API server authorizes an apply that creates as `create`); `get_opt` is a
+//! `get`; `replace` is an `update`; `list_metadata` is a `list`.
+
+use crate::leader::DEFAULT_LEASE_NAME;
+
+/// A Kubernetes verb, as RBAC names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    /// Read one object.
+    Get,
+    /// Read a collection.
+    List,
+    /// Stream changes of a collection.
+    Watch,
+    /// POST a new object.
+    Create,
+    /// PUT an object.
+    Update,
+    /// PATCH an object (merge, JSON, or server-side apply).
+    Patch,
+    /// DELETE an object.
+    Delete,
+}
+
+impl Verb {
+    /// The RBAC name of the verb.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+
+    /// The verb of an RBAC name (`deletecollection` and other verbs the operator never uses
+    /// are None).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "get" => Verb::Get,
+            "list" => Verb::List,
+            "watch" => Verb::Watch,
+            "create" => Verb::Create,
+            "update" => Verb::Update,
+            "patch" => Verb::Patch,
+            "delete" => Verb::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a call acts, which decides the kind of RBAC rule that grants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A cluster-scoped kind (Nodes, webhook configurations): a ClusterRole.
+    Cluster,
+    /// A namespaced kind in any namespace, or across all of them: a ClusterRole.
+    Namespaced,
+    /// A namespaced kind only in the operator's own namespace (`--namespace`,
+    /// `l2sm-system`): a Role there.
+    OperatorNamespace,
+}
+
+/// One call the operator makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiCall {
+    /// API group ("" for the core group).
+    pub group: &'static str,
+    /// Plural resource name.
+    pub resource: &'static str,
+    /// Subresource (`status`, `finalizers`), if any.
+    pub subresource: Option<&'static str>,
+    /// The verb.
+    pub verb: Verb,
+    /// Where it acts.
+    pub scope: Scope,
+    /// The only object it acts on, when the name is fixed (RBAC `resourceNames`).
+    pub name: Option<&'static str>,
+    /// Why the operator makes it (code path).
+    pub reason: &'static str,
+}
+
+impl ApiCall {
+    /// `resource` or `resource/subresource`, as RBAC rules name it.
+    pub fn resource_path(&self) -> String {
+        match self.subresource {
+            Some(s) => format!("{}/{s}", self.resource),
+            None => self.resource.to_string(),
+        }
+    }
+}
+
+const L2SM: &str = "l2sm.l2sm.k8s.local";
+const NAD: &str = "k8s.cni.cncf.io";
+
+const fn call(
+    group: &'static str,
+    resource: &'static str,
+    subresource: Option<&'static str>,
+    verb: Verb,
+    scope: Scope,
+    reason: &'static str,
+) -> ApiCall {
+    ApiCall {
+        group,
+        resource,
+        subresource,
+        verb,
+        scope,
+        name: None,
+        reason,
+    }
+}
+
+const fn named(c: ApiCall, name: &'static str) -> ApiCall {
+    ApiCall {
+        name: Some(name),
+        ..c
+    }
+}
+
+use Scope::{Cluster, Namespaced, OperatorNamespace};
+use Verb::{Create, Delete, Get, List, Patch, Update, Watch};
+
+/// The table.
+pub const API_CALLS: &[ApiCall] = &[
+    // L2Network (reconcile/l2network.rs, operator.rs, webhook.rs, reconcile/quarantine.rs)
+    call(L2SM, "l2networks", None, List, Namespaced, "operator.rs: the L2Network Controller's watcher (list); webhook.rs KubeCatalog::find (list_metadata by name, all namespaces); quarantine.rs: source networks by selector"),
+    call(L2SM, "l2networks", None, Watch, Namespaced, "operator.rs: the L2Network Controller's watcher"),
+    call(L2SM, "l2networks", None, Get, Namespaced, "reconcile/quarantine.rs: the target network exists (get_opt)"),
+    call(L2SM, "l2networks", None, Patch, Namespaced, "reconcile/l2network.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
+    call(L2SM, "l2networks", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: network status"),
+    // Overlay (reconcile/overlay.rs, operator.rs)
+    call(L2SM, "overlays", None, List, Namespaced, "operator.rs: the Overlay Controller's watcher"),
+    call(L2SM, "overlays", None, Watch, Namespaced, "operator.rs: the Overlay Controller's watcher"),
+    call(L2SM, "overlays", None, Patch, Namespaced, "reconcile/overlay.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
+    call(L2SM, "overlays", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: overlay status"),
+    call(L2SM, "overlays", Some("finalizers"), Update, Namespaced, "reconcile/overlay.rs: the agent DaemonSet and ConfigMap carry a controller ownerReference with blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) allows only with update on overlays/finalizers"),
+    // NetworkEdgeDevice (reconcile/nedevice.rs, operator.rs)
+    call(L2SM, "networkedgedevices", None, List, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher"),
+    call(L2SM, "networkedgedevices", None, Watch, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher"),
+    call(L2SM, "networkedgedevices", Some("status"), Patch, Namespaced, "reconcile/nedevice.rs: device status"),
+    // QuarantinePodRequest (reconcile/quarantine.rs, operator.rs)
+    call(L2SM, "quarantinepodrequests", None, List, Namespaced, "operator.rs: the QuarantinePodRequest Controller's watcher"),
+    call(L2SM, "quarantinepodrequests", None, Watch, Namespaced, "operator.rs: the QuarantinePodRequest Controller's watcher"),
+    call(L2SM, "quarantinepodrequests", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: request status"),
+    // Pods (reconcile/pod.rs, reconcile/l2network.rs, reconcile/quarantine.rs, operator.rs)
+    call("", "pods", None, List, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods; l2network.rs and pod.rs list l2sm pods; quarantine.rs pods by selector"),
+    call("", "pods", None, Watch, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods"),
+    call("", "pods", None, Patch, Namespaced, "reconcile/pod.rs and quarantine.rs: the l2sm/status annotation (merge patch); pod.rs: kube finalizer helper (JSON patch)"),
+    // Nodes (reconcile/overlay.rs)
+    call("", "nodes", None, List, Cluster, "reconcile/overlay.rs: node addresses for the topology"),
+    // NetworkAttachmentDefinitions (reconcile/l2network.rs)
+    call(NAD, "network-attachment-definitions", None, Patch, Namespaced, "reconcile/l2network.rs: server-side apply of each network's NAD (creates it when missing)"),
+    call(NAD, "network-attachment-definitions", None, Create, Namespaced, "reconcile/l2network.rs: the apply that creates a missing NAD is authorized as create"),
+    call(NAD, "network-attachment-definitions", None, List, Namespaced, "reconcile/l2network.rs cleanup: the network's NADs in every namespace (label selector)"),
+    call(NAD, "network-attachment-definitions", None, Delete, Namespaced, "reconcile/l2network.rs cleanup: delete the network's NADs"),
+    // Agent DaemonSets and topology ConfigMaps (reconcile/overlay.rs, operator.rs)
+    call("apps", "daemonsets", None, List, Namespaced, "operator.rs: the Overlay Controller owns agent DaemonSets (app=l2sm-agent)"),
+    call("apps", "daemonsets", None, Watch, Namespaced, "operator.rs: the Overlay Controller owns agent DaemonSets (app=l2sm-agent)"),
+    call("apps", "daemonsets", None, Patch, Namespaced, "reconcile/overlay.rs: server-side apply of the agent DaemonSet"),
+    call("apps", "daemonsets", None, Create, Namespaced, "reconcile/overlay.rs: the apply that creates the agent DaemonSet is authorized as create"),
+    call("apps", "daemonsets", None, Delete, Namespaced, "reconcile/overlay.rs cleanup: delete the agent DaemonSet"),
+    call("", "configmaps", None, Patch, Namespaced, "reconcile/overlay.rs: server-side apply of the topology ConfigMap"),
+    call("", "configmaps", None, Create, Namespaced, "reconcile/overlay.rs: the apply that creates the topology ConfigMap is authorized as create"),
+    call("", "configmaps", None, Delete, Namespaced, "reconcile/overlay.rs cleanup: delete the topology ConfigMap"),
+    // Leader election (leader.rs) in the operator's namespace.
+    named(call("coordination.k8s.io", "leases", None, Get, OperatorNamespace, "leader.rs: read the Lease (get_opt) to acquire, renew and release"), DEFAULT_LEASE_NAME),
+    call("coordination.k8s.io", "leases", None, Create, OperatorNamespace, "leader.rs: create the Lease when missing"),
+    named(call("coordination.k8s.io", "leases", None, Update, OperatorNamespace, "leader.rs: take, renew and release the Lease (replace with its resourceVersion)"), DEFAULT_LEASE_NAME),
+    // Webhook self-signed bootstrap (operator.rs webhook_tls).
+    named(call("admissionregistration.k8s.io", "mutatingwebhookconfigurations", None, Patch, Cluster, "operator.rs webhook_tls: write the self-signed CA into caBundle (JSON patch)"), "l2sm-mutating-webhook-configuration"),
+];
+
+/// Whether the table has a row for this call (group, resource, subresource, verb as the
+/// fake API server records them; `watch` and `list` are distinct verbs).
+pub fn permits(group: &str, resource: &str, subresource: Option<&str>, verb: &str) -> bool {
+    API_CALLS.iter().any(|c| {
+        c.group == group
+            && c.resource == resource
+            && c.subresource == subresource
+            && c.verb.as_str() == verb
+    })
+}

@@ -1,0 +1,233 @@
+//! `deploy/rbac.yaml` grants exactly the operator's table of API calls
+//! (`l2sm_operator::api_calls::API_CALLS`): every call is granted (a missing grant is a
+//! 403 on a real cluster), and every grant is used by a call (least privilege), with the
+//! ClusterRole for cluster-wide calls, the Role in the operator's namespace for calls only
+//! there, and `resourceNames` honoured.
+
+use l2sm_operator::api_calls::{ApiCall, Scope, Verb, API_CALLS};
+use serde_json::Value;
+use std::path::PathBuf;
+
+const OPERATOR_NAMESPACE: &str = "l2sm-system";
+const SERVICE_ACCOUNT: &str = "l2sm-operator";
+
+fn load(rel: &str) -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// One expanded grant: (role kind, group, resource[/sub], verb, resourceNames).
+#[derive(Debug, Clone, PartialEq)]
+struct Grant {
+    role: &'static str,
+    group: String,
+    resource: String,
+    verb: String,
+    names: Vec<String>,
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("a string").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The grants of the roles bound to the operator's ServiceAccount.
+fn grants() -> Vec<Grant> {
+    let docs = load("deploy/rbac.yaml");
+    let bound = |kind: &str, ns: Option<&str>| -> Vec<String> {
+        let binding = if kind == "ClusterRole" {
+            "ClusterRoleBinding"
+        } else {
+            "RoleBinding"
+        };
+        docs.iter()
+            .filter(|d| d["kind"] == binding)
+            .filter(|d| ns.is_none() || d["metadata"]["namespace"].as_str() == ns)
+            .filter(|d| d["roleRef"]["kind"] == kind)
+            .filter(|d| {
+                d["subjects"].as_array().is_some_and(|s| {
+                    s.iter().any(|s| {
+                        s["kind"] == "ServiceAccount"
+                            && s["name"] == SERVICE_ACCOUNT
+                            && s["namespace"] == OPERATOR_NAMESPACE
+                    })
+                })
+            })
+            .map(|d| d["roleRef"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let cluster_roles = bound("ClusterRole", None);
+    let roles = bound("Role", Some(OPERATOR_NAMESPACE));
+    assert!(
+        !cluster_roles.is_empty(),
+        "no ClusterRole bound to the operator"
+    );
+    let mut out = Vec::new();
+    for d in &docs {
+        let (role, ok) = match d["kind"].as_str() {
+            Some("ClusterRole") => (
+                "ClusterRole",
+                cluster_roles.iter().any(|n| d["metadata"]["name"] == **n),
+            ),
+            Some("Role") => (
+                "Role",
+                d["metadata"]["namespace"] == OPERATOR_NAMESPACE
+                    && roles.iter().any(|n| d["metadata"]["name"] == **n),
+            ),
+            _ => continue,
+        };
+        assert!(ok, "a {role} not bound to the operator: {}", d["metadata"]);
+        for rule in d["rules"].as_array().expect("rules") {
+            assert!(
+                rule.get("nonResourceURLs").is_none(),
+                "the operator calls no non-resource URL: {rule}"
+            );
+            let names = strings(&rule["resourceNames"]);
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        out.push(Grant {
+                            role,
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            verb,
+                            names: names.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `g` grants `c`.
+fn grants_call(g: &Grant, c: &ApiCall) -> bool {
+    let role_fits = match c.scope {
+        Scope::Cluster | Scope::Namespaced => g.role == "ClusterRole",
+        Scope::OperatorNamespace => true,
+    };
+    role_fits
+        && (g.group == c.group || g.group == "*")
+        && (g.resource == c.resource_path() || g.resource == "*")
+        && (g.verb == c.verb.as_str() || g.verb == "*")
+        && (g.names.is_empty() || c.name.is_some_and(|n| g.names.iter().any(|x| x == n)))
+}
+
+#[test]
+fn every_call_is_granted() {
+    let grants = grants();
+    let missing: Vec<String> = API_CALLS
+        .iter()
+        .filter(|c| !grants.iter().any(|g| grants_call(g, c)))
+        .map(|c| {
+            format!(
+                "{:?} {} {}.{} (name {:?}): {}",
+                c.scope,
+                c.verb.as_str(),
+                c.resource_path(),
+                c.group,
+                c.name,
+                c.reason
+            )
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/rbac.yaml does not grant:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_grant_is_used() {
+    let unused: Vec<String> = grants()
+        .into_iter()
+        .filter(|g| {
+            // A wildcard is never least privilege.
+            g.group == "*"
+                || g.resource == "*"
+                || g.verb == "*"
+                || !API_CALLS.iter().any(|c| {
+                    // A ClusterRole grant is used only by a call that needs it cluster-wide;
+                    // calls in the operator's namespace belong in the Role.
+                    let scope_fits = match g.role {
+                        "ClusterRole" => c.scope != Scope::OperatorNamespace,
+                        _ => c.scope == Scope::OperatorNamespace,
+                    };
+                    scope_fits
+                        && g.group == c.group
+                        && g.resource == c.resource_path()
+                        && g.verb == c.verb.as_str()
+                        // A rule without resourceNames for a call with a fixed name is
+                        // broader than needed.
+                        && (c.name.is_none()
+                            || g.names.iter().any(|x| Some(x.as_str()) == c.name))
+                })
+        })
+        .map(|g| {
+            format!(
+                "{}: {} {}.{} {:?}",
+                g.role, g.verb, g.resource, g.group, g.names
+            )
+        })
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "deploy/rbac.yaml grants what no call in l2sm_operator::api_calls uses:\n{}",
+        unused.join("\n")
+    );
+}
+
+#[test]
+fn the_deployment_runs_as_the_bound_service_account() {
+    let docs = load("deploy/operator.yaml");
+    let sa: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .map(|d| &d["spec"]["template"]["spec"]["serviceAccountName"])
+        .collect();
+    assert!(!sa.is_empty(), "no operator Deployment");
+    for s in sa {
+        assert_eq!(s, SERVICE_ACCOUNT);
+    }
+}
+
+#[test]
+fn the_table_is_well_formed() {
+    for (i, c) in API_CALLS.iter().enumerate() {
+        assert!(!c.reason.is_empty(), "{c:?}");
+        assert_eq!(Verb::parse(c.verb.as_str()), Some(c.verb));
+        // list, watch and create cannot be restricted by name in RBAC.
+        if c.name.is_some() {
+            assert!(
+                !matches!(c.verb, Verb::List | Verb::Watch | Verb::Create),
+                "{c:?}"
+            );
+        }
+        for d in &API_CALLS[..i] {
+            assert!(
+                !(d.group == c.group
+                    && d.resource == c.resource
+                    && d.subresource == c.subresource
+                    && d.verb == c.verb
+                    && d.scope == c.scope),
+                "duplicate row {c:?}"
+            );
+        }
+    }
+    assert!(l2sm_operator::api_calls::permits("", "pods", None, "watch"));
+    assert!(!l2sm_operator::api_calls::permits(
+        "", "events", None, "create"
+    ));
+}
