@@ -14,6 +14,7 @@ use kube::{Api, ResourceExt};
 use l2sm_api::v1::{CreateNetwork, PortOwnerRequest};
 use l2sm_api::{ControllerClient, RetryPolicy};
 use l2sm_kube_fake::{Call, FakeApi};
+use l2sm_operator::api_calls::permits;
 use l2sm_operator::crd::{L2Network, QuarantinePodRequest, FINALIZER};
 use l2sm_operator::reconcile::pod::{pod_attachments, Attachment};
 use l2sm_operator::reconcile::{self, Context, Settings, CLEANUP_LABEL, STATUS_ANNOTATION};
@@ -159,6 +160,43 @@ async fn qpr_pass(fake: &FakeApi, ctx: &Arc<Context>, ns: &str, name: &str) -> A
         .unwrap_or_else(|e| panic!("QuarantinePodRequest {ns}/{name}: {e}"))
 }
 
+/// Deletes `name` as a user would; the calls of the operator so far are checked against the
+/// table first, and the user's own call is not recorded as the operator's.
+async fn user_deletes<K>(fake: &FakeApi, ns: &str, name: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    assert_calls_in_table(fake);
+    let api: Api<K> = Api::namespaced(fake.client(), ns);
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    fake.clear_calls();
+}
+
+/// Every call made is in the operator's table of API calls (which `deploy/rbac.yaml` grants).
+fn assert_calls_in_table(fake: &FakeApi) {
+    let outside: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| !permits(&c.group, &c.resource, c.subresource.as_deref(), &c.verb))
+        .map(|c| {
+            format!(
+                "{} {}.{} {:?}",
+                c.verb,
+                c.resource_path(),
+                c.group,
+                c.namespace
+            )
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "calls missing from api_calls: {outside:?}"
+    );
+}
+
 fn writes(calls: &[Call]) -> Vec<String> {
     calls
         .iter()
@@ -248,6 +286,7 @@ async fn l2network_status_drops_removed_keys_and_an_unchanged_pass_writes_nothin
         .filter_map(|m| m["manager"].as_str())
         .collect();
     assert!(managers.contains(&"l2sm-operator"), "{managers:?}");
+    assert_calls_in_table(&fake);
 }
 
 /// #5 for QuarantinePodRequest: a source the selector no longer finds leaves the status.
@@ -289,6 +328,7 @@ async fn quarantine_status_forgets_a_source_it_no_longer_finds() {
         "{:?}",
         writes(&fake.calls())
     );
+    assert_calls_in_table(&fake);
 }
 
 /// Seeds what a quarantine of `default/web-1` needs: L2Networks blue (tier=prod) and jail, and
@@ -384,6 +424,7 @@ async fn pod_reconciler_with_a_stale_pod_keeps_the_quarantine() {
     );
     let jail = c.get_network("jail").await.unwrap().unwrap();
     assert_eq!(jail.endpoints, [port]);
+    assert_calls_in_table(&fake);
 }
 
 /// #6, quarantine during a Pod reconciler write: between the request's pod list and its
@@ -445,6 +486,7 @@ async fn quarantine_during_a_pod_write_keeps_the_pod_reconcilers_keys() {
         .filter(|c| c.verb == "patch" && c.resource == "pods" && c.code == 409)
         .count();
     assert_eq!(conflicts, 1);
+    assert_calls_in_table(&fake);
 }
 
 /// #3: a pod asking for a network but holding nothing in the controller (no port, no address
@@ -477,8 +519,7 @@ async fn pod_gets_the_finalizer_only_with_something_to_clean() {
         }]
     );
     // Deleting it is immediate (no finalizer).
-    let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
-    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    user_deletes::<Pod>(&fake, "default", "p").await;
     assert!(fake.get::<Pod>(Some("default"), "p").is_none());
 
     // Another pod whose interface Multus reported with an address: finalizer and label.
@@ -496,6 +537,7 @@ async fn pod_gets_the_finalizer_only_with_something_to_clean() {
     let q = stored_pod(&fake, "default", "q");
     assert_eq!(q.finalizers(), [FINALIZER.to_string()]);
     assert_eq!(q.labels()[CLEANUP_LABEL], "true");
+    assert_calls_in_table(&fake);
 }
 
 /// Events recorded about `name` in `ns`.
@@ -527,8 +569,7 @@ async fn deleted_pod_with_the_controller_down_is_released_after_the_timeout() {
     );
     p.metadata.finalizers = Some(vec![FINALIZER.into()]);
     fake.seed(&p);
-    let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
-    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    user_deletes::<Pod>(&fake, "default", "p").await;
     let deleted = Instant::now();
 
     // Before the timeout: an error (retried with backoff), the pod stays.
@@ -572,6 +613,7 @@ async fn deleted_pod_with_the_controller_down_is_released_after_the_timeout() {
             .contains("unreachable"),
         "{ev:?}"
     );
+    assert_calls_in_table(&fake);
 }
 
 /// #3 for L2Networks: deleted while the controller is down, released after the timeout with a
@@ -589,8 +631,7 @@ async fn deleted_l2network_with_the_controller_down_is_released_after_the_timeou
     fake.seed(&net);
     let nad = l2sm_operator::reconcile::l2network::nad("default", "blue", "default");
     fake.seed_value(NAD_GROUP, NADS, nad).unwrap();
-    let nets: Api<L2Network> = Api::namespaced(fake.client(), "default");
-    nets.delete("blue", &DeleteParams::default()).await.unwrap();
+    user_deletes::<L2Network>(&fake, "default", "blue").await;
     let deleted = Instant::now();
 
     let err = reconcile::l2network::reconcile(
@@ -615,6 +656,7 @@ async fn deleted_l2network_with_the_controller_down_is_released_after_the_timeou
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].reason.as_deref(), Some("CleanupAbandoned"));
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    assert_calls_in_table(&fake);
 }
 
 /// Waits until `cond` holds on the fake (polling), or panics with `what`.
@@ -684,6 +726,7 @@ async fn label_removed_then_deleted(finalized_before: bool) {
         })
     })
     .await;
+    assert_calls_in_table(&fake);
     let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
     pods.patch(
         "p",
@@ -692,9 +735,10 @@ async fn label_removed_then_deleted(finalized_before: bool) {
     )
     .await
     .unwrap();
+    fake.clear_calls();
     // Let the `l2sm=true` watch drop it, then delete.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    user_deletes::<Pod>(&fake, "default", "p").await;
     eventually("the pod is released", || {
         fake.get::<Pod>(Some("default"), "p").is_none()
     })
@@ -706,6 +750,7 @@ async fn label_removed_then_deleted(finalized_before: bool) {
         .await
         .expect("controllers stopped")
         .unwrap();
+    assert_calls_in_table(&fake);
 }
 
 fn nad_labels(fake: &FakeApi, ns: &str) -> Option<Value> {
@@ -745,8 +790,7 @@ async fn same_named_l2networks_in_two_namespaces_do_not_delete_each_others_nads(
     }
 
     // Delete ns2's blue.
-    let nets: Api<L2Network> = Api::namespaced(fake.client(), "ns2");
-    nets.delete("blue", &DeleteParams::default()).await.unwrap();
+    user_deletes::<L2Network>(&fake, "ns2", "blue").await;
     net_pass(&fake, &ctx, "ns2", "blue").await;
     assert!(fake.get::<L2Network>(Some("ns2"), "blue").is_none());
     // ns1's pods keep their NAD, unchanged but for ns2's owner label; ns2's pod (still asking
@@ -769,13 +813,13 @@ async fn same_named_l2networks_in_two_namespaces_do_not_delete_each_others_nads(
     assert!(nad_labels(&fake, "ns1").is_some() && nad_labels(&fake, "ns2").is_some());
 
     // Delete the last blue: the network and both NADs go.
-    let nets: Api<L2Network> = Api::namespaced(fake.client(), "ns1");
-    nets.delete("blue", &DeleteParams::default()).await.unwrap();
+    user_deletes::<L2Network>(&fake, "ns1", "blue").await;
     net_pass(&fake, &ctx, "ns1", "blue").await;
     assert!(fake.get::<L2Network>(Some("ns1"), "blue").is_none());
     assert_eq!(nad_labels(&fake, "ns1"), None);
     assert_eq!(nad_labels(&fake, "ns2"), None);
     assert!(c.get_network("blue").await.unwrap().is_none());
+    assert_calls_in_table(&fake);
 }
 
 /// #9: given the Pod controller's cache, the L2Network reconcile reads pods from it: no pod
@@ -809,4 +853,5 @@ async fn l2network_reads_pods_from_the_cache() {
     assert!(fake
         .get_value(NAD_GROUP, NADS, Some("default"), "l2sm-blue")
         .is_some());
+    assert_calls_in_table(&fake);
 }
