@@ -86,14 +86,6 @@ fn cache_of(fake: &FakeApi) -> reflector::Store<Pod> {
     store
 }
 
-/// An L2Network as stored once the operator added its finalizer. (The first pass would add it
-/// with kube-rs's finalizer helper, whose JSON patch tests `/metadata/finalizers` for null
-/// where there are none: kube-apiserver accepts that, the fake answers 422.)
-fn finalized(mut net: L2Network) -> L2Network {
-    net.metadata.finalizers = Some(vec![FINALIZER.into()]);
-    net
-}
-
 fn port_on(node: &str, n: u32) -> String {
     format!("of:{:016x}/{n}", reconcile::pod::node_dpid(node))
 }
@@ -226,7 +218,7 @@ async fn l2network_status_drops_removed_keys_and_an_unchanged_pass_writes_nothin
     let fake = FakeApi::new();
     let ctx = context(&fake, c, Settings::default());
     // Left by another writer (the upstream operator, or this one's earlier merge patches).
-    fake.seed(&finalized(l2network(
+    fake.seed(&l2network(
         "default",
         "blue",
         json!({}),
@@ -235,7 +227,7 @@ async fn l2network_status_drops_removed_keys_and_an_unchanged_pass_writes_nothin
             "lastAssignedIP": "10.30.0.9", "providerConnectivity": "Available",
             "assignedIPs": {"10.30.0.9": "old-pod"}
         })),
-    )));
+    ));
     let att = json!([{"network": "blue", "interface": "net1", "ips": ["10.30.0.5"]}]).to_string();
     fake.seed(&pod(
         "default",
@@ -245,7 +237,12 @@ async fn l2network_status_drops_removed_keys_and_an_unchanged_pass_writes_nothin
         json!({"l2sm/networks": "blue", STATUS_ANNOTATION: att}),
     ));
 
-    // The network, NAD and status.
+    // Pass 1 adds the finalizer, pass 2 makes the network, NAD and status.
+    net_pass(&fake, &ctx, "default", "blue").await;
+    assert_eq!(
+        stored_net(&fake, "default", "blue").finalizers(),
+        [FINALIZER]
+    );
     net_pass(&fake, &ctx, "default", "blue").await;
     let st = status_json(&stored_net(&fake, "default", "blue"));
     assert_eq!(st["assignedIPs"], json!({"10.30.0.5": "p1"}), "{st}");
@@ -767,7 +764,7 @@ async fn same_named_l2networks_in_two_namespaces_do_not_delete_each_others_nads(
     let fake = FakeApi::new();
     let ctx = context(&fake, c.clone(), Settings::default());
     for ns in ["ns1", "ns2"] {
-        fake.seed(&finalized(l2network(ns, "blue", json!({}), None)));
+        fake.seed(&l2network(ns, "blue", json!({}), None));
         fake.seed(&pod(
             ns,
             "p",
@@ -776,7 +773,7 @@ async fn same_named_l2networks_in_two_namespaces_do_not_delete_each_others_nads(
             json!({"l2sm/networks": "blue"}),
         ));
     }
-    // Applies, ns2's last (on main its label overwrote ns1's).
+    // Finalizer passes, then applies, ns2's last (on main its label overwrote ns1's).
     for ns in ["ns1", "ns2", "ns1", "ns2"] {
         net_pass(&fake, &ctx, ns, "blue").await;
     }
@@ -840,7 +837,7 @@ async fn l2network_reads_pods_from_the_cache() {
     )));
     writer.apply_watcher_event(&watcher::Event::InitDone);
     assert!(ctx.set_pod_store(store));
-    fake.seed(&finalized(l2network("default", "blue", json!({}), None)));
+    fake.seed(&l2network("default", "blue", json!({}), None));
     for _ in 0..3 {
         net_pass(&fake, &ctx, "default", "blue").await;
     }
