@@ -552,7 +552,7 @@ fn events_about(fake: &FakeApi, ns: &str, name: &str) -> Vec<Event> {
 async fn deleted_pod_with_the_controller_down_is_released_after_the_timeout() {
     let fake = FakeApi::new();
     let settings = Settings {
-        cleanup_timeout: Duration::from_secs(2),
+        cleanup_timeout: Duration::from_secs(4),
         ..Settings::default()
     };
     let ctx = context(&fake, unreachable_client(), settings);
@@ -590,8 +590,9 @@ async fn deleted_pod_with_the_controller_down_is_released_after_the_timeout() {
     assert_eq!(stored_pod(&fake, "default", "p").finalizers(), [FINALIZER]);
     assert!(events_about(&fake, "default", "p").is_empty());
 
-    // After it (deletionTimestamp has whole seconds): released, with a Warning Event.
-    tokio::time::sleep(Duration::from_secs(3).saturating_sub(deleted.elapsed())).await;
+    // After it (deletionTimestamp has whole seconds: a second of margin): released, with a
+    // Warning Event.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(deleted.elapsed())).await;
     let stored = Arc::new(stored_pod(&fake, "default", "p"));
     let action = reconcile::pod::reconcile_cleanup(stored, ctx.clone())
         .await
@@ -619,7 +620,7 @@ async fn deleted_pod_with_the_controller_down_is_released_after_the_timeout() {
 async fn deleted_l2network_with_the_controller_down_is_released_after_the_timeout() {
     let fake = FakeApi::new();
     let settings = Settings {
-        cleanup_timeout: Duration::from_secs(2),
+        cleanup_timeout: Duration::from_secs(4),
         ..Settings::default()
     };
     let ctx = context(&fake, unreachable_client(), settings);
@@ -643,7 +644,7 @@ async fn deleted_l2network_with_the_controller_down_is_released_after_the_timeou
         [FINALIZER]
     );
 
-    tokio::time::sleep(Duration::from_secs(3).saturating_sub(deleted.elapsed())).await;
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(deleted.elapsed())).await;
     net_pass(&fake, &ctx, "default", "blue").await;
     assert!(fake.get::<L2Network>(Some("default"), "blue").is_none());
     assert!(fake
