@@ -71,18 +71,24 @@ fn context(fake: &FakeApi, controller: ControllerClient, settings: Settings) -> 
     Context::new(fake.client(), controller, settings)
 }
 
-/// A pod cache (as the Pod controller's) holding the `l2sm` pods stored now. The operator
-/// reads the other pods of a node from it; listing them instead needs the field selector
-/// `spec.nodeName`, which the fake does not implement.
-fn cache_of(fake: &FakeApi) -> reflector::Store<Pod> {
-    let (store, mut writer) = reflector::store::<Pod>();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for p in fake.list::<Pod>(None) {
-        if p.labels().get("l2sm").map(String::as_str) == Some("true") {
-            writer.apply_watcher_event(&watcher::Event::InitApply(p));
-        }
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
+/// A pod cache as the Pod controller's: a reflector of the `l2sm` pods watching the fake, filled
+/// before it is returned. The operator reads pods from it (listing a node's pods instead needs
+/// the field selector `spec.nodeName`, which the fake does not implement).
+async fn live_cache(fake: &FakeApi) -> reflector::Store<Pod> {
+    use futures::StreamExt as _;
+    use kube::runtime::WatchStreamExt as _;
+    let (store, writer) = reflector::store::<Pod>();
+    let events = watcher(
+        Api::<Pod>::all(fake.client()),
+        watcher::Config::default().labels("l2sm=true"),
+    )
+    .default_backoff()
+    .reflect(writer);
+    tokio::spawn(events.for_each(|_| async {}));
+    tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready())
+        .await
+        .expect("the pod cache fills")
+        .unwrap();
     store
 }
 
@@ -384,7 +390,7 @@ async fn pod_reconciler_with_a_stale_pod_keeps_the_quarantine() {
     let fake = FakeApi::new();
     let ctx = context(&fake, c.clone(), Settings::default());
     let port = quarantine_setup(&fake, &c, Value::Null).await;
-    ctx.set_pod_store(cache_of(&fake));
+    ctx.set_pod_store(live_cache(&fake).await);
 
     // The Pod reconciler's copy, read before the quarantine.
     let stale = Arc::new(stored_pod(&fake, "default", "web-1"));
@@ -421,6 +427,19 @@ async fn pod_reconciler_with_a_stale_pod_keeps_the_quarantine() {
     );
     let jail = c.get_network("jail").await.unwrap().unwrap();
     assert_eq!(jail.endpoints, [port]);
+    // The request found its pods in the cache (#9): the only pod lists are the cache's own.
+    let lists: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.resource == "pods" && c.verb == "list")
+        .map(|c| format!("{:?} {}", c.namespace, c.query))
+        .collect();
+    assert!(
+        lists
+            .iter()
+            .all(|l| l.starts_with("None labelSelector=l2sm=true")),
+        "{lists:?}"
+    );
     assert_calls_in_table(&fake);
 }
 
@@ -501,7 +520,7 @@ async fn pod_gets_the_finalizer_only_with_something_to_clean() {
         json!({"l2sm": "true"}),
         json!({"l2sm/networks": "blue"}),
     ));
-    ctx.set_pod_store(cache_of(&fake));
+    ctx.set_pod_store(live_cache(&fake).await);
     for _ in 0..3 {
         pod_pass(&fake, &ctx, "default", "p").await;
     }

@@ -377,6 +377,27 @@ pub(crate) async fn labelled_pods(ctx: &Context, namespace: Option<&str>) -> Res
     Ok(list.items.into_iter().map(Arc::new).collect())
 }
 
+/// The pods of `namespace` matching `selector`: from the cache of `l2sm` pods when the context
+/// has it (a pod without the label has no L2S-M attachment to act on), else listed.
+pub(crate) async fn selected_pods(
+    ctx: &Context,
+    namespace: &str,
+    selector: &kube::core::Selector,
+) -> Result<Vec<Arc<Pod>>> {
+    use kube::core::SelectorExt as _;
+    if let Some(store) = ctx.pods.get() {
+        ready(store, "pod").await?;
+        return Ok(store.state_filter(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace) && selector.matches(p.labels())
+        }));
+    }
+    let api: kube::Api<Pod> = kube::Api::namespaced(ctx.kube.clone(), namespace);
+    let list = api
+        .list(&ListParams::default().labels(&selector.to_string()))
+        .await?;
+    Ok(list.items.into_iter().map(Arc::new).collect())
+}
+
 /// The pods labelled `l2sm=true` scheduled on `node`: from the cache, else listed.
 pub(crate) async fn labelled_pods_on(ctx: &Context, node: &str) -> Result<Vec<Arc<Pod>>> {
     if let Some(store) = ctx.pods.get() {

@@ -9,7 +9,7 @@
 use super::pod::{
     edit_attachments, owned_port, pod_attachments, pod_key, requested_networks, Attachment,
 };
-use super::{now, patch_status, tracked, Context, Error, Result};
+use super::{now, patch_status, selected_pods, tracked, Context, Error, Result};
 use crate::crd::{
     condition, set_condition, L2Network, QuarantinePodRequest, QuarantinePodRequestStatus,
     CONDITION_AVAILABLE, CONDITION_READY,
@@ -251,16 +251,15 @@ async fn pass(
         }
         Ok(Some(_)) => {}
     }
-    let pod_sel = match selector(
-        &req.spec.selector.pod_label_selector,
-        "InvalidPodSelector",
-        "pod",
-    ) {
+    let pod_sel = match Selector::try_from(req.spec.selector.pod_label_selector.clone()) {
         Ok(s) => s,
-        Err(f) => return Ok(Err((f, None, None))),
+        Err(e) => {
+            let f = fail("InvalidPodSelector", format!("invalid pod selector: {e}"));
+            return Ok(Err((f, None, None)));
+        }
     };
     let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), &ns);
-    let list = pods.list(&ListParams::default().labels(&pod_sel)).await?;
+    let list = selected_pods(ctx, &ns, &pod_sel).await?;
     let owners = match ctx.controller.attachments().await {
         Ok(o) => o,
         Err(e) => {
@@ -275,7 +274,6 @@ async fn pass(
     };
     let (mut matched, mut moved) = (0, 0);
     for pod in list
-        .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
     {
