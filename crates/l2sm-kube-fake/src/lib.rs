@@ -16,39 +16,61 @@
 //! [`FakeApi::seed`]); unknown resources answer 404 as the real server does.
 //!
 //! What it does as kube-apiserver does:
-//! - verbs: get, list, watch (streamed JSON lines: ADDED/MODIFIED/DELETED/BOOKMARK/ERROR from
-//!   the given resourceVersion, 410 Expired for a version older than the retained history),
-//!   create (409 AlreadyExists, generateName), update, patch, delete, deletecollection;
+//! - verbs: get, list, watch (streamed JSON lines: ADDED/MODIFIED/DELETED/ERROR from the
+//!   given resourceVersion; `""`/`"0"` start with the current objects; 410 Expired for a
+//!   version older than the retained history; closed at `timeoutSeconds`), create (409
+//!   AlreadyExists, generateName, name validation), update, patch, delete,
+//!   deletecollection; `Accept: …;as=PartialObjectMetadata[List]` (kube's `*_metadata`
+//!   calls) answers metadata only;
 //! - metadata: uid, creationTimestamp, resourceVersion (one global counter bumped per write),
 //!   generation (bumped when anything outside metadata and status changes), managedFields;
 //!   a write that changes nothing is not a write (no new resourceVersion, no event);
 //! - preconditions: a PUT or PATCH whose object carries another `metadata.resourceVersion`
-//!   than the stored one → 409 Conflict; DeleteOptions preconditions (resourceVersion, uid);
-//! - patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902, a failed `test` → 422),
-//!   server-side apply (field ownership per manager and subresource, removal of fields a
-//!   manager stopped applying unless another manager owns them, 409 on conflicts unless
-//!   `force=true`; list-maps: `conditions` by `type`, `containers`/`initContainers`/`env` by
-//!   `name`, other lists atomic); strategic merge patch → 415;
+//!   (or uid) than the stored one → 409 Conflict; a PUT of a custom resource without
+//!   resourceVersion → 422 (built-in kinds allow unconditional updates); DeleteOptions
+//!   preconditions (resourceVersion, uid);
+//! - patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902; a failed `test` → 422, a
+//!   `test` of `null` passes on a missing path as in the API server's library, which
+//!   kube-rs's finalizer helper relies on), server-side apply (field ownership per manager
+//!   and subresource, a manager's `Update` writes own what they changed, removal of fields
+//!   and maps a manager stopped applying unless another manager owns them, 409 on conflicts
+//!   unless `force=true`, creation of a missing object (201), 400 when the configuration
+//!   carries `metadata.managedFields` (e.g. an object read back and re-applied); list-maps: `conditions` by
+//!   `type`, `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes` by `name`,
+//!   `volumeMounts` by `mountPath`, other lists atomic; JSON bodies); strategic merge patch
+//!   → 415;
 //! - the `/status` subresource of kinds that have one (pods, nodes, namespaces, services,
-//!   deployments, daemonsets, statefulsets, replicasets and the four l2sm CRDs): writes to
-//!   `/status` change only `.status`, writes to the main resource leave `.status` as it is,
-//!   create drops `.status` (pods start `Pending`);
+//!   deployments, daemonsets, statefulsets, replicasets, CRDs and the four l2sm CRDs): writes
+//!   to `/status` change only `.status`, writes to the main resource leave `.status` as it
+//!   is, create drops `.status` (pods start `Pending`);
 //! - deletion: DELETE of an object with finalizers sets deletionTimestamp (202, the object
 //!   stays); a write that empties the finalizers of a deleting object removes it; adding a
-//!   finalizer to a deleting object → 422; without finalizers DELETE removes it;
+//!   finalizer to a deleting object → 422; without finalizers DELETE removes it (200);
 //! - list and watch selectors: labelSelector (`=`, `==`, `!=`, `key`, `!key`, `in`, `notin`),
-//!   fieldSelector `metadata.name` / `metadata.namespace`; a watch with a label selector
-//!   sees DELETED when an object stops matching and ADDED when it starts to; `limit` and
-//!   `continue` pagination;
-//! - errors are `metav1.Status` bodies with reason and code.
+//!   fieldSelector `metadata.name` / `metadata.namespace` (other fields → 400); a watch with
+//!   a selector sees DELETED when an object stops matching and ADDED when it starts to;
+//!   `limit` and `continue` pagination;
+//! - errors are `metav1.Status` bodies with reason and code; garbage bodies → 400, unknown
+//!   resources and paths → 404, and the store is left unchanged.
 //!
-//! What it does not do: admission (no defaulting or validation against schemas, no webhooks),
-//! authentication and RBAC (every call is recorded in [`FakeApi::calls`] so that a test can
-//! check it against the operator's table of calls instead), garbage collection of dependents
-//! (ownerReferences), graceful pod deletion by a kubelet, strategic merge patch, YAML request
-//! bodies (JSON only, which is what kube-rs sends), `resourceVersionMatch`, `dryRun` only as
-//! "do not persist", protobuf, and watch bookmarks other than the one closing a timed-out watch
-//! and the initial-events-end one.
+//! Test-side access: [`FakeApi::seed`] stores objects as they are (status included; the
+//! fields are owned by the manager `fake-seed`, as objects a user created are owned by
+//! kubectl), [`FakeApi::get`]/[`FakeApi::list`] read the store, [`FakeApi::calls`] is the
+//! log of every request (verb, group, resource, subresource, namespace, patch type, field
+//! manager, body, status code), [`FakeApi::fail_next`] injects one error,
+//! [`FakeApi::on_request`] runs a hook before each request is served (a concurrent writer).
+//!
+//! What it does not do: admission (no defaulting, no validation against schemas, no
+//! webhooks, no namespace lifecycle: objects may be created in namespaces that do not
+//! exist), authentication and RBAC (the call log lets a test check every call against the
+//! operator's table of calls instead; note that an apply that creates an object is
+//! authorized as `create` by the real server), garbage collection of dependents
+//! (ownerReferences, propagationPolicy), graceful deletion of pods (a pod without finalizers
+//! goes at once, as after its kubelet confirmed), strategic merge patch, YAML request bodies
+//! (kube-rs sends JSON), `resourceVersionMatch`, `dryRun` beyond "do not persist", protobuf,
+//! `managedFields` sent in an update (ignored; the real server would take them), tables,
+//! periodic watch bookmarks (only the initial-events-end one of `sendInitialEvents`),
+//! and list-map keys from schemas (the fixed set above).
 #![warn(clippy::unwrap_used)]
 
 mod body;

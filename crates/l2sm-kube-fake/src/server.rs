@@ -31,6 +31,11 @@ pub(crate) struct ResourceType {
     pub(crate) status: bool,
 }
 
+/// Whether a group is served by kube-apiserver itself (the others are custom resources).
+fn builtin_group(group: &str) -> bool {
+    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
+}
+
 impl ResourceType {
     fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -151,6 +156,7 @@ struct Watcher {
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    metadata_only: bool,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -182,8 +188,26 @@ impl Watcher {
                 }
             }
         }?;
-        Some(watch_line(ty, &ev.new))
+        Some(self.line_of(ty, &ev.new))
     }
+
+    fn line_of(&self, ty: &str, obj: &Value) -> Bytes {
+        if self.metadata_only {
+            watch_line(ty, &partial(obj))
+        } else {
+            watch_line(ty, obj)
+        }
+    }
+}
+
+/// The PartialObjectMetadata form of an object (what `Accept: …;as=PartialObjectMetadata`
+/// asks for).
+fn partial(obj: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 fn watch_line(ty: &str, obj: &Value) -> Bytes {
@@ -294,6 +318,7 @@ pub(crate) struct Parsed {
     query_str: String,
     content_type: Option<String>,
     user_agent: String,
+    metadata_only: bool,
     body: Option<Result<Value, String>>,
 }
 
@@ -359,6 +384,8 @@ impl Parsed {
             .map(|u| u.split('/').next().unwrap_or("").to_string())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "unknown".into());
+        let metadata_only =
+            header(http::header::ACCEPT).is_some_and(|a| a.contains("as=PartialObjectMetadata"));
         let body = if bytes.is_empty() {
             None
         } else if bytes.len() > MAX_BODY {
@@ -378,6 +405,7 @@ impl Parsed {
             query_str,
             content_type,
             user_agent,
+            metadata_only,
             body,
         })
     }
@@ -466,15 +494,22 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
 }
 
 fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
-    if !v.get("metadata").is_some_and(Value::is_object) {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("metadata".into(), Value::Object(Map::new()));
-        }
+    // Stored objects are always JSON objects; anything else becomes one (never a panic).
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
     }
-    match v.get_mut("metadata") {
-        Some(Value::Object(m)) => m,
-        // `v` is not an object: callers check before.
-        _ => unreachable!("metadata of a non-object"),
+    let Value::Object(o) = v else {
+        unreachable!("made an object above")
+    };
+    let m = o
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !m.is_object() {
+        *m = Value::Object(Map::new());
+    }
+    match m {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
     }
 }
 
@@ -766,7 +801,11 @@ impl State {
         let resp = match answer {
             Ok(Answer::Json(code, body)) => {
                 call.code = code;
-                respond(code, &body)
+                if p.metadata_only {
+                    respond(code, &Self::as_metadata(body))
+                } else {
+                    respond(code, &body)
+                }
             }
             Ok(Answer::Stream(body)) => {
                 call.code = 200;
@@ -784,6 +823,19 @@ impl State {
         };
         self.calls.push(call);
         resp
+    }
+
+    /// An answer in PartialObjectMetadata(List) form.
+    fn as_metadata(body: Value) -> Value {
+        match body.get("items").and_then(Value::as_array) {
+            Some(items) => json!({
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadataList",
+                "metadata": body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                "items": items.iter().map(partial).collect::<Vec<_>>(),
+            }),
+            None => partial(&body),
+        }
     }
 
     fn dispatch(&mut self, p: &Parsed, call: &Call) -> Result<Answer, ApiErr> {
@@ -819,9 +871,11 @@ impl State {
         }
         // Injected failure.
         let rp = call.resource_path();
-        if let Some(i) = self.failures.iter().position(|(v, r, _)| {
-            *v == call.verb && (*r == rp || *r == call.resource && call.subresource.is_none())
-        }) {
+        if let Some(i) = self
+            .failures
+            .iter()
+            .position(|(v, r, _)| *v == call.verb && *r == rp)
+        {
             let (_, _, code) = self.failures.remove(i);
             return Err(err(
                 code,
@@ -991,6 +1045,7 @@ impl State {
             ns: p.namespace.clone(),
             labels,
             fields,
+            metadata_only: p.metadata_only,
             tx,
         };
         let mut first = Vec::new();
@@ -998,7 +1053,7 @@ impl State {
         if initial {
             let items = self.matching(p, rt)?;
             for (_, v) in items {
-                first.extend_from_slice(&watch_line("ADDED", &v));
+                first.extend_from_slice(&w.line_of("ADDED", &v));
             }
             if p.q("sendInitialEvents") == Some("true") && bookmarks {
                 let bm = json!({
@@ -1328,6 +1383,12 @@ impl State {
         if !candidate.is_object() {
             return Err(err(400, "BadRequest", "the body is not an object"));
         }
+        // Custom resources refuse unconditional updates (built-in kinds allow them).
+        if !builtin_group(&rt.group)
+            && meta_str(&candidate, "resourceVersion").is_none_or(str::is_empty)
+        {
+            return Err(err(422, "Invalid", format!("{} \"{}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update", rt.kind, p.name.clone().unwrap_or_default())));
+        }
         let key = Self::key(p, rt);
         Self::check_name(rt, &candidate, &key)?;
         let (old, mut managers) = self.stored(rt, &key)?;
@@ -1408,6 +1469,12 @@ impl State {
             ));
         }
         Self::check_name(rt, &applied, key)?;
+        if applied
+            .pointer("/metadata/managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(err(400, "BadRequest", "metadata.managedFields must be nil"));
+        }
         let sub = p.sub.as_deref();
         let existing = self
             .coll(rt)

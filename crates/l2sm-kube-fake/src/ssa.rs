@@ -17,12 +17,16 @@ pub(crate) type Path = Vec<String>;
 pub(crate) type Managers = BTreeMap<(String, String, bool), BTreeSet<Path>>;
 
 /// The key fields of the list at field `name`, when it is a list-map (as the built-in and our
-/// CRD schemas declare: conditions by `type`; containers, init containers and env by `name`).
-/// Every other list is atomic.
+/// CRD schemas declare: conditions by `type`; containers, init and ephemeral containers, env
+/// and volumes by `name`; volume mounts by `mountPath`). Every other list is atomic, and so
+/// is a list whose items lack a key field.
 fn list_map_keys(name: &str) -> Option<&'static [&'static str]> {
     match name {
         "conditions" => Some(&["type"]),
-        "containers" | "initContainers" | "ephemeralContainers" | "env" => Some(&["name"]),
+        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" => {
+            Some(&["name"])
+        }
+        "volumeMounts" => Some(&["mountPath"]),
         _ => None,
     }
 }
@@ -224,6 +228,17 @@ pub(crate) fn merge(live: &mut Value, applied: &Value, field: &str) {
     }
 }
 
+/// Whether `path` is a key field of a list-map item (`…/k:{"name":"a"}/f:name`).
+fn is_item_key_field(path: &[String]) -> bool {
+    let [.., parent, last] = path else {
+        return false;
+    };
+    let (Some(k), Some(f)) = (parent.strip_prefix("k:"), last.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(k).is_ok_and(|m| m.contains_key(f))
+}
+
 /// Whether `a` is `b` or one of its ancestors.
 fn is_prefix(a: &[String], b: &[String]) -> bool {
     a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
@@ -355,8 +370,13 @@ pub(crate) fn apply(
     // manager owns them (or something inside them).
     let old_set = managers.get(&me).cloned().unwrap_or_default();
     let mut gone: Vec<&Path> = old_set.difference(&new_set).collect();
-    gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Outermost first: a map or an item nobody else holds goes as a whole.
+    gone.sort_by_key(|p| p.len());
     for p in gone {
+        if is_item_key_field(p) {
+            // The key of an item that stays (another manager holds part of it) stays.
+            continue;
+        }
         let kept = managers
             .iter()
             .any(|(who, set)| *who != me && set.iter().any(|q| is_prefix(p, q)));

@@ -294,3 +294,91 @@ async fn garbage_selectors_and_paths_never_panic() {
         );
     }
 }
+
+/// A random apply configuration with a fixed shape: maps `m1`, `m2` of scalar fields
+/// `x`, `y`, `z` (so that a path is always a map or always a leaf).
+fn config(r: &mut Rng) -> Map<String, Value> {
+    let mut spec = Map::new();
+    for m in ["m1", "m2"] {
+        if r.below(3) == 0 {
+            continue;
+        }
+        let mut inner = Map::new();
+        for f in ["x", "y", "z"] {
+            if r.below(2) == 0 {
+                inner.insert(f.to_string(), json!(r.below(3)));
+            }
+        }
+        spec.insert(m.to_string(), Value::Object(inner));
+    }
+    spec
+}
+
+/// The leaves `(map, field) -> value` of a configuration.
+fn leaves(c: &Map<String, Value>) -> Vec<((String, String), Value)> {
+    let mut out = Vec::new();
+    for (m, inner) in c {
+        for (f, v) in inner.as_object().unwrap() {
+            out.push(((m.clone(), f.clone()), v.clone()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn server_side_apply_keeps_what_others_apply_and_drops_what_nobody_does() {
+    let mut r = Rng(0x55a_5eed);
+    let fake = FakeApi::new();
+    let api = widgets(&fake);
+    let body = |spec: &Map<String, Value>| {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+               "metadata": {"name": "w"}, "spec": spec})
+    };
+    for i in 0..300 {
+        fake.remove("example.com", "widgets", Some("ns1"), "w");
+        let (c1, d, c2) = (config(&mut r), config(&mut r), config(&mut r));
+        for (manager, c) in [("a", &c1), ("b", &d), ("a", &c2)] {
+            api.patch(
+                "w",
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(body(c)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("case {i}: {manager} applies {c:?}: {e}"));
+        }
+        let stored = fake
+            .get_value("example.com", "widgets", Some("ns1"), "w")
+            .unwrap();
+        let get = |(m, f): &(String, String)| stored.pointer(&format!("/spec/{m}/{f}")).cloned();
+        let in_c2 = leaves(&c2);
+        let in_d = leaves(&d);
+        let ctx = || {
+            format!(
+                "case {i}: c1 {c1:?} d {d:?} c2 {c2:?} -> {}",
+                stored["spec"]
+            )
+        };
+        // The last apply wins its fields.
+        for (p, v) in &in_c2 {
+            assert_eq!(get(p).as_ref(), Some(v), "{}", ctx());
+        }
+        // Fields only the other manager applies stay, with its value.
+        for (p, v) in &in_d {
+            if !in_c2.iter().any(|(q, _)| q == p) {
+                assert_eq!(get(p).as_ref(), Some(v), "{}", ctx());
+            }
+        }
+        // Fields `a` stopped applying that `b` does not apply are gone.
+        for (p, _) in leaves(&c1) {
+            if !in_c2.iter().chain(&in_d).any(|(q, _)| *q == p) {
+                assert_eq!(get(&p), None, "{}", ctx());
+            }
+        }
+        // Maps nobody applies any more are gone.
+        for m in ["m1", "m2"] {
+            if !c2.contains_key(m) && !d.contains_key(m) {
+                assert!(stored.pointer(&format!("/spec/{m}")).is_none(), "{}", ctx());
+            }
+        }
+    }
+}

@@ -412,3 +412,92 @@ async fn a_hook_can_write_concurrently_and_the_stale_write_conflicts() {
     assert_eq!(got.metadata.annotations.unwrap()["l2sm/status"], "theirs");
     assert_eq!(fake.calls().last().unwrap().code, 409);
 }
+
+#[tokio::test]
+async fn metadata_only_answers_as_partial_object_metadata() {
+    use l2sm_operator::crd::L2Network;
+    use l2sm_operator::webhook::{KubeCatalog, NetworkCatalog};
+    let fake = FakeApi::new();
+    for ns in ["ns1", "ns2"] {
+        fake.seed(
+            &serde_json::from_value::<L2Network>(json!({
+                "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "L2Network",
+                "metadata": {"name": "blue", "namespace": ns, "labels": {"a": "b"}},
+                "spec": {"type": "vnet"}
+            }))
+            .unwrap(),
+        );
+    }
+    let api: Api<L2Network> = Api::all(fake.client());
+    let list = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 2);
+    assert_eq!(list.items[0].metadata.labels.as_ref().unwrap()["a"], "b");
+    // The raw answer is a PartialObjectMetadataList without specs.
+    let req = http::Request::builder()
+        .uri("/apis/l2sm.l2sm.k8s.local/v1/l2networks")
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = fake.handle(req).await;
+    let body = http_body_util_collect(resp).await;
+    assert_eq!(body["kind"], "PartialObjectMetadataList");
+    assert!(body["items"][0].get("spec").is_none(), "{body}");
+    // The webhook's catalog finds the pod's own namespace's network through it.
+    let found = KubeCatalog::new(fake.client())
+        .find("blue", "ns2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.namespace, "ns2");
+}
+
+async fn http_body_util_collect(resp: http::Response<l2sm_kube_fake::FakeBody>) -> Value {
+    use http_body::Body as _;
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        if let Ok(data) = frame.unwrap().into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[tokio::test]
+async fn custom_resources_refuse_unconditional_updates() {
+    use l2sm_operator::crd::L2Network;
+    let fake = FakeApi::new();
+    let net = fake.seed(
+        &serde_json::from_value::<L2Network>(json!({
+            "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "L2Network",
+            "metadata": {"name": "blue", "namespace": "ns1"},
+            "spec": {"type": "vnet"}
+        }))
+        .unwrap(),
+    );
+    let api: Api<L2Network> = Api::namespaced(fake.client(), "ns1");
+    let mut unconditional = net.clone();
+    unconditional.metadata.resource_version = None;
+    let e = api
+        .replace("blue", &PostParams::default(), &unconditional)
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 422);
+    api.replace("blue", &PostParams::default(), &net)
+        .await
+        .unwrap();
+    // A built-in kind allows it.
+    let c = fake.seed(&cm("a", json!({})));
+    let mut u = c.clone();
+    u.metadata.resource_version = None;
+    u.data = Some([("k".to_string(), "v".to_string())].into());
+    Api::<ConfigMap>::namespaced(fake.client(), "ns1")
+        .replace("a", &PostParams::default(), &u)
+        .await
+        .unwrap();
+}

@@ -250,3 +250,79 @@ async fn apply_of_status_removes_dropped_keys_and_never_touches_spec() {
         .unwrap_err();
     assert_eq!(code(e), 404);
 }
+
+#[tokio::test]
+async fn list_maps_merge_per_key_and_atomic_lists_are_replaced() {
+    use k8s_openapi::api::core::v1::Pod;
+    let fake = FakeApi::new();
+    let api: Api<Pod> = Api::namespaced(fake.client(), "ns1");
+    let apply = |containers: Value, args: Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": containers, "tolerations": args},
+        })
+    };
+    api.patch(
+        "p",
+        &PatchParams::apply("a"),
+        &Patch::Apply(apply(
+            json!([{"name": "a", "image": "x"}]),
+            json!([{"key": "k1", "operator": "Exists"}]),
+        )),
+    )
+    .await
+    .unwrap();
+    // Another manager adds its own container (merged by name) and takes the atomic list.
+    api.patch(
+        "p",
+        &PatchParams::apply("b").force(),
+        &Patch::Apply(apply(
+            json!([{"name": "b", "image": "y"}]),
+            json!([{"key": "k2", "operator": "Exists"}]),
+        )),
+    )
+    .await
+    .unwrap();
+    let spec = fake.get_value("", "pods", Some("ns1"), "p").unwrap()["spec"].clone();
+    let names: Vec<_> = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        spec["tolerations"],
+        json!([{"key": "k2", "operator": "Exists"}])
+    );
+    // `a` stops applying its container: only `b`'s stays.
+    api.patch(
+        "p",
+        &PatchParams::apply("a"),
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})),
+    )
+    .await
+    .unwrap();
+    let spec = fake.get_value("", "pods", Some("ns1"), "p").unwrap()["spec"].clone();
+    assert_eq!(spec["containers"], json!([{"name": "b", "image": "y"}]));
+}
+
+#[tokio::test]
+async fn applying_an_object_read_back_with_managed_fields_is_refused() {
+    let fake = FakeApi::new();
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    api.patch(
+        "a",
+        &PatchParams::apply("op"),
+        &Patch::Apply(cm_apply(json!({"k": "1"}))),
+    )
+    .await
+    .unwrap();
+    let read = api.get("a").await.unwrap();
+    assert!(read.metadata.managed_fields.is_some());
+    let e = api
+        .patch("a", &PatchParams::apply("op"), &Patch::Apply(&read))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 400);
+}
