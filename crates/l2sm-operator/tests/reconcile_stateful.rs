@@ -872,3 +872,62 @@ async fn l2network_reads_pods_from_the_cache() {
         .is_some());
     assert_calls_in_table(&fake);
 }
+
+/// #9: given a Node cache, the Overlay reconcile (run on every agent DaemonSet status change)
+/// reads node addresses from it: no Node LIST call; the topology has the cached address.
+#[tokio::test]
+async fn overlay_reads_nodes_from_the_cache() {
+    use k8s_openapi::api::core::v1::Node;
+    use l2sm_operator::crd::Overlay;
+    let fake = FakeApi::new();
+    let ctx = context(&fake, unreachable_client(), Settings::default());
+    let (store, mut writer) = reflector::store::<Node>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for (name, ip) in [("w1", "10.0.0.1"), ("w2", "10.0.0.2")] {
+        writer.apply_watcher_event(&watcher::Event::InitApply(
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
+            }))
+            .unwrap(),
+        ));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    assert!(ctx.set_node_store(store));
+    let overlay: Overlay = serde_json::from_value(json!({
+        "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "Overlay",
+        "metadata": {"name": "ovl", "namespace": "default"},
+        "spec": {
+            "provider": {"name": "l2sm-controller", "domain": ["l2sm-controller-service.l2sm-system.svc"]},
+            "topology": {"nodes": ["w1", "w2"], "links": [{"endpointA": "w1", "endpointB": "w2"}]},
+            "switchTemplate": {"spec": {"containers": [{"name": "l2sm-switch", "image": "alexdecb/talpa:1.3.8"}]}}
+        }
+    }))
+    .unwrap();
+    fake.seed(&overlay);
+    for _ in 0..2 {
+        let o = Arc::new(fake.get::<Overlay>(Some("default"), "ovl").unwrap());
+        reconcile::overlay::reconcile(o, ctx.clone())
+            .await
+            .unwrap_or_else(|e| panic!("overlay: {e}"));
+    }
+    let calls = fake.calls();
+    assert!(
+        !calls.iter().any(|c| c.resource == "nodes"),
+        "{:?}",
+        writes(&calls)
+    );
+    // The addresses came from the cache (the fake has no Node at all).
+    let topologies: Vec<String> = fake
+        .list_values("", "configmaps", None)
+        .iter()
+        .map(|cm| cm["data"].to_string())
+        .collect();
+    assert!(
+        topologies
+            .iter()
+            .any(|t| t.contains("10.0.0.1") && t.contains("10.0.0.2")),
+        "{topologies:?}"
+    );
+    assert_calls_in_table(&fake);
+}
