@@ -160,8 +160,13 @@ pub const API_CALLS: &[ApiCall] = &[
     call("", "pods", None, List, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods; l2network.rs and pod.rs list l2sm pods; quarantine.rs pods by selector"),
     call("", "pods", None, Watch, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods"),
     call("", "pods", None, Patch, Namespaced, "reconcile/pod.rs and quarantine.rs: the l2sm/status annotation (merge patch); pod.rs: kube finalizer helper (JSON patch)"),
+    call("", "pods", None, Get, Namespaced, "reconcile/pod.rs and quarantine.rs: read the pod again after a 409 on a write guarded by its resourceVersion (l2sm/status, finalizer)"),
     // Nodes (reconcile/overlay.rs)
     call("", "nodes", None, List, Cluster, "reconcile/overlay.rs: node addresses for the topology"),
+    call("", "nodes", None, Watch, Cluster, "operator.rs: the node cache (reflector) reconcile/overlay.rs reads node addresses from"),
+    // Events (reconcile/mod.rs cleanup_abandoned, kube Recorder) in the object's namespace.
+    call("events.k8s.io", "events", None, Create, Namespaced, "reconcile/mod.rs cleanup_abandoned: Warning Event CleanupAbandoned when a finalizer is released without its cleanup"),
+    call("events.k8s.io", "events", None, Patch, Namespaced, "kube Recorder: the same event again is recorded as a series (patch)"),
     // NetworkAttachmentDefinitions (reconcile/l2network.rs)
     call(NAD, "network-attachment-definitions", None, Patch, Namespaced, "reconcile/l2network.rs: server-side apply of each network's NAD (creates it when missing)"),
     call(NAD, "network-attachment-definitions", None, Create, Namespaced, "reconcile/l2network.rs: the apply that creates a missing NAD is authorized as create"),

@@ -8,10 +8,10 @@ use crate::webhook;
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, Controller, WatchStreamExt as _};
 use kube::{Api, ResourceExt};
 use l2sm_api::{ControllerClient, RetryPolicy};
 use std::net::SocketAddr;
@@ -104,6 +104,34 @@ pub struct OperatorArgs {
     /// Seconds between re-checks of an unchanged resource (drift with the controller).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
+    /// How long after an object's deletion its cleanup in the controller is retried before its
+    /// finalizer is released anyway (with a Warning Event `CleanupAbandoned`): seconds, or a
+    /// number with `s`, `m` or `h`.
+    #[arg(long, env = "L2SM_CLEANUP_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub cleanup_timeout: Duration,
+}
+
+/// `90`, `90s`, `5m`, `1h` as a duration (at least one second).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 300, 90s, 5m or 1h"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{s:?} is not a duration such as 300, 90s, 5m or 1h"))?;
+    if secs == 0 {
+        return Err("the duration must be at least 1s".into());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// `l2sm operator <command>`.
@@ -251,6 +279,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         namespace: args.namespace.clone(),
         cni_bin_dir: args.cni_bin_dir.clone(),
         agent_priority_class: Some(args.agent_priority_class.clone()).filter(|c| !c.is_empty()),
+        cleanup_timeout: args.cleanup_timeout,
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), controller, settings);
@@ -322,7 +351,8 @@ where
     }
 }
 
-/// The five controllers, until `stop` turns true.
+/// The controllers (L2Network, Pod, Pod cleanup, Overlay, QuarantinePodRequest,
+/// NetworkEdgeDevice) and the node cache, until `stop` turns true.
 pub async fn run_controllers(
     client: kube::Client,
     ns: Option<&str>,
@@ -337,6 +367,29 @@ pub async fn run_controllers(
         .shared()
     };
     let pods_cfg = watcher::Config::default().labels(&format!("{}=true", reconcile::POD_LABEL));
+
+    // The Pod controller's cache of `l2sm` pods is what the L2Network reconciler reads (one
+    // watch, no list per pod event); Nodes come from their own cache for the Overlays.
+    let pods = Controller::new(api::<Pod>(&client, ns), pods_cfg.clone());
+    ctx.set_pod_store(pods.store());
+    let (node_store, node_writer) = reflector::store::<Node>();
+    ctx.set_node_store(node_store);
+    let node_cache = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|n| {
+            // Only the addresses are read: keep the cache small.
+            n.managed_fields_mut().clear();
+            if let Some(st) = n.status.as_mut() {
+                st.images = None;
+            }
+        })
+        .reflect(node_writer)
+        .take_until(stopped())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::warn!("node watch: {e}");
+            }
+        });
 
     let l2n = Controller::new(api::<L2Network>(&client, ns), watcher::Config::default());
     let networks = l2n.store();
@@ -364,7 +417,7 @@ pub async fn run_controllers(
         )
         .for_each(|_| async {});
 
-    let pods = Controller::new(api::<Pod>(&client, ns), pods_cfg.clone())
+    let pods = pods
         .graceful_shutdown_on(stopped())
         .run(
             reconcile::pod::reconcile,
@@ -418,10 +471,28 @@ pub async fn run_controllers(
         watcher::Config::default(),
     )
     .graceful_shutdown_on(stopped())
-    .run(reconcile::nedevice::reconcile, reconcile::error_policy, ctx)
+    .run(
+        reconcile::nedevice::reconcile,
+        reconcile::error_policy,
+        ctx.clone(),
+    )
     .for_each(|_| async {});
 
-    futures::join!(l2n, pods, overlays, qpr, neds);
+    // Pods the operator holds a finalizer on, whatever their other labels (a pod whose `l2sm`
+    // label is removed leaves the watch above, not this one).
+    let cleanups = Controller::new(
+        api::<Pod>(&client, ns),
+        watcher::Config::default().labels(reconcile::CLEANUP_LABEL),
+    )
+    .graceful_shutdown_on(stopped())
+    .run(
+        reconcile::pod::reconcile_cleanup,
+        reconcile::error_policy,
+        ctx,
+    )
+    .for_each(|_| async {});
+
+    futures::join!(l2n, pods, cleanups, overlays, qpr, neds, node_cache);
 }
 
 /// TLS for the webhook: the certificate files (cert-manager), else the self-signed pair all
@@ -550,6 +621,17 @@ mod tests {
         .unwrap();
         assert_eq!(cli.args.cni_bin_dir, "/home/kubernetes/bin");
         assert_eq!(cli.args.agent_priority_class, "");
+        assert_eq!(cli.args.cleanup_timeout, Duration::from_secs(300));
+        let cli = Cli::try_parse_from(["op", "--cleanup-timeout", "90s"]).unwrap();
+        assert_eq!(cli.args.cleanup_timeout, Duration::from_secs(90));
+        for bad in ["0", "5x", "-1", "m", ""] {
+            assert!(
+                Cli::try_parse_from(["op", "--cleanup-timeout", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
         let cli = Cli::try_parse_from(["op", "crds"]).unwrap();
         assert!(matches!(cli.args.command, Some(OperatorCommand::Crds)));
     }

@@ -168,17 +168,21 @@ async fn refuse(handle: &mut Handle, method: &str, path: &str, code: u16) {
     answer(handle, method, path, "", code, status(code, reason)).await;
 }
 
-/// Answers the status write of the object at `path` with `obj`; returns the status written.
+/// Answers the status write of the object at `path` (a server-side apply by the operator's
+/// field manager, forced) with `obj` holding the status written; returns that status.
 async fn status_written(handle: &mut Handle, path: &str, obj: &Value) -> Value {
-    let body = answer(
+    let (body, send) = expect(
         handle,
         "PATCH",
         &format!("{path}/status"),
-        "",
-        200,
-        obj.clone(),
+        "fieldManager=l2sm-operator",
     )
     .await;
+    assert_eq!(body["kind"], obj["kind"], "{body}");
+    assert_eq!(body["apiVersion"], obj["apiVersion"], "{body}");
+    let mut stored = obj.clone();
+    stored["status"] = body["status"].clone();
+    reply(send, 200, &stored);
     body["status"].clone()
 }
 
@@ -335,14 +339,19 @@ async fn l2network_create_update_delete_against_the_real_controller() {
         let path = format!(
             "/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/l2sm-blue"
         );
-        let (nad, send) = expect(&mut h, "PATCH", &path, "fieldManager=l2sm-operator").await;
+        let (nad, send) =
+            expect(&mut h, "PATCH", &path, "fieldManager=l2sm-operator-default").await;
         let config: Value = serde_json::from_str(nad["spec"]["config"].as_str().unwrap()).unwrap();
         assert_eq!(config["type"], "l2sm");
         assert_eq!(config["network"], "blue");
+        // Owned by the L2Network of namespace `default` (one label per owning namespace).
         assert_eq!(
-            nad["metadata"]["labels"]["l2sm.l2sm.k8s.local/network"],
-            "default.blue"
+            nad["metadata"]["labels"]["owner.l2sm.l2sm.k8s.local/default"],
+            "blue"
         );
+        assert!(nad["metadata"]["labels"]
+            .get("l2sm.l2sm.k8s.local/network")
+            .is_none());
         reply(send, 200, &nad);
     }
     let st = status_written(&mut h, &format!("{L2N}/blue"), &net).await;
@@ -389,14 +398,39 @@ async fn l2network_create_update_delete_against_the_real_controller() {
     let view = c.get_network("blue").await.unwrap().unwrap();
     assert_eq!(cidrs(view), ["10.10.0.0/24"]);
 
-    // 4. Delete: the network goes from the controller, its NADs from every namespace (one
-    //    already gone: 404 is fine), then the finalizer.
+    // 4. Delete: no other L2Network is named blue, so the network goes from the controller,
+    //    its NADs from every namespace (one already gone: 404 is fine; one labelled by an
+    //    earlier version is found too), then the finalizer.
     let gone = l2network("blue", Some("10.10.0.0/24"), true, true);
     let task = tokio::spawn(reconcile::l2network::reconcile(
         obj::<L2Network>(&gone),
         ctx.clone(),
     ));
-    let nad = |ns: &str| json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": "l2sm-blue", "namespace": ns}});
+    let nad = |ns: &str, label: &str, value: &str| {
+        json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "l2sm-blue", "namespace": ns, "resourceVersion": "21", "labels": {label: value}}})
+    };
+    answer(
+        &mut h,
+        "GET",
+        "/apis/l2sm.l2sm.k8s.local/v1/l2networks",
+        "fieldSelector=metadata.name=blue",
+        200,
+        list("L2NetworkList", vec![gone.clone()]),
+    )
+    .await;
+    answer(
+        &mut h,
+        "GET",
+        "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions",
+        "labelSelector=owner.l2sm.l2sm.k8s.local/default=blue",
+        200,
+        list(
+            "NetworkAttachmentDefinitionList",
+            vec![nad("default", "owner.l2sm.l2sm.k8s.local/default", "blue")],
+        ),
+    )
+    .await;
     answer(
         &mut h,
         "GET",
@@ -405,11 +439,11 @@ async fn l2network_create_update_delete_against_the_real_controller() {
         200,
         list(
             "NetworkAttachmentDefinitionList",
-            vec![nad("default"), nad("team-a")],
+            vec![nad("team-a", "l2sm.l2sm.k8s.local/network", "default.blue")],
         ),
     )
     .await;
-    answer(
+    let del = answer(
         &mut h,
         "DELETE",
         "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/l2sm-blue",
@@ -418,6 +452,8 @@ async fn l2network_create_update_delete_against_the_real_controller() {
         status(200, "Success"),
     )
     .await;
+    // Deleted only as listed (another owner may have joined since).
+    assert_eq!(del["preconditions"]["resourceVersion"], "21", "{del}");
     refuse(
         &mut h,
         "DELETE",
@@ -443,15 +479,14 @@ async fn l2network_create_update_delete_against_the_real_controller() {
         obj::<L2Network>(&gone),
         ctx.clone(),
     ));
-    answer(
-        &mut h,
-        "GET",
-        "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions",
-        "",
-        200,
-        list("NetworkAttachmentDefinitionList", vec![]),
-    )
-    .await;
+    for query in ["fieldSelector=metadata.name=blue", "", ""] {
+        let path = if query.is_empty() {
+            "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions"
+        } else {
+            "/apis/l2sm.l2sm.k8s.local/v1/l2networks"
+        };
+        answer(&mut h, "GET", path, query, 200, list("List", vec![])).await;
+    }
     answer(
         &mut h,
         "PATCH",
@@ -530,6 +565,16 @@ async fn l2network_with_controller_unreachable_sets_condition_and_requeues() {
 
 // ------------------------------------------------------------------ Pod
 
+const CLEANUP_LABEL: &str = "l2sm.l2sm.k8s.local/cleanup";
+
+/// A pod as the operator leaves it once it holds something to clean up: finalizer and
+/// cleanup label.
+fn finalized_pod(name: &str, ns: &str, node: &str, annotations: Value) -> Value {
+    let mut p = pod_json(name, ns, node, annotations, true);
+    p["metadata"]["labels"][CLEANUP_LABEL] = json!("true");
+    p
+}
+
 #[tokio::test]
 async fn pod_status_cleanup_and_errors() {
     let (_ctrl, c) = controller_with(&[("blue", &["10.20.0.0/24"])]).await;
@@ -549,20 +594,10 @@ async fn pod_status_cleanup_and_errors() {
         Action::await_change()
     );
 
-    // Create: finalizer, then the status annotation with interface, address and port.
+    // Create: one write, guarded by the resourceVersion read, with the status annotation
+    // (interface, address, port) and, as the pod now holds a port and an address, the
+    // finalizer and the cleanup label.
     let p = pod_json("a", "team-a", "w1", annotations.clone(), false);
-    let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&p), ctx.clone()));
-    answer(
-        &mut h,
-        "PATCH",
-        "/api/v1/namespaces/team-a/pods/a",
-        "",
-        200,
-        p.clone(),
-    )
-    .await;
-    done(task).await.unwrap();
-    let p = pod_json("a", "team-a", "w1", annotations.clone(), true);
     let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&p), ctx.clone()));
     answer(
         &mut h,
@@ -587,6 +622,12 @@ async fn pod_status_cleanup_and_errors() {
         written,
         json!([{"network": "blue", "interface": "net1", "ips": ["10.20.0.5"], "mac": "02:00:00:00:00:05", "port": port}])
     );
+    assert_eq!(patch["metadata"]["resourceVersion"], "7", "{patch}");
+    assert_eq!(patch["metadata"]["finalizers"], json!([FIN]), "{patch}");
+    assert_eq!(
+        patch["metadata"]["labels"][CLEANUP_LABEL], "true",
+        "{patch}"
+    );
     assert_eq!(
         done(task).await.unwrap(),
         Action::requeue(Settings::default().resync)
@@ -595,7 +636,7 @@ async fn pod_status_cleanup_and_errors() {
     // Update with nothing new: no write.
     let mut annotated = annotations.clone();
     annotated["l2sm/status"] = json!(written.to_string());
-    let p = pod_json("a", "team-a", "w1", annotated.clone(), true);
+    let p = finalized_pod("a", "team-a", "w1", annotated.clone());
     let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&p), ctx.clone()));
     answer(
         &mut h,
@@ -608,8 +649,9 @@ async fn pod_status_cleanup_and_errors() {
     .await;
     done(task).await.unwrap();
 
-    // A 409 on the annotation write (the pod changed meanwhile) is an error, retried.
-    let p2 = pod_json("a", "team-a", "w1", annotations.clone(), true);
+    // A 409 on the annotation write (the pod changed meanwhile): the pod is read again and
+    // the write made against its new resourceVersion.
+    let p2 = finalized_pod("a", "team-a", "w1", annotations.clone());
     let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&p2), ctx.clone()));
     answer(
         &mut h,
@@ -621,20 +663,93 @@ async fn pod_status_cleanup_and_errors() {
     )
     .await;
     refuse(&mut h, "PATCH", "/api/v1/namespaces/team-a/pods/a", 409).await;
+    let mut fresh = p2.clone();
+    fresh["metadata"]["resourceVersion"] = json!("8");
+    answer(
+        &mut h,
+        "GET",
+        "/api/v1/namespaces/team-a/pods/a",
+        "",
+        200,
+        fresh.clone(),
+    )
+    .await;
+    let patch = answer(
+        &mut h,
+        "PATCH",
+        "/api/v1/namespaces/team-a/pods/a",
+        "",
+        200,
+        fresh.clone(),
+    )
+    .await;
+    assert_eq!(patch["metadata"]["resourceVersion"], "8", "{patch}");
+    done(task).await.unwrap();
+    // Conflicts on every attempt: an error, retried with backoff.
+    let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&p2), ctx.clone()));
+    answer(
+        &mut h,
+        "GET",
+        "/api/v1/pods",
+        "",
+        200,
+        list("PodList", vec![]),
+    )
+    .await;
+    for _ in 0..3 {
+        refuse(&mut h, "PATCH", "/api/v1/namespaces/team-a/pods/a", 409).await;
+        answer(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/team-a/pods/a",
+            "",
+            200,
+            fresh.clone(),
+        )
+        .await;
+    }
+    refuse(&mut h, "PATCH", "/api/v1/namespaces/team-a/pods/a", 409).await;
     assert!(format!("{:?}", done(task).await.unwrap_err()).contains("409"));
     // A 500 listing the node's pods, too.
     let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&p2), ctx.clone()));
     refuse(&mut h, "GET", "/api/v1/pods", 500).await;
     assert!(format!("{:?}", done(task).await.unwrap_err()).contains("500"));
 
+    // A pod asking for a network but holding nothing yet (no Multus status, no port): no
+    // finalizer.
+    let bare = pod_json("b", "team-a", "w2", json!({"l2sm/networks": "blue"}), false);
+    let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&bare), ctx.clone()));
+    answer(
+        &mut h,
+        "GET",
+        "/api/v1/pods",
+        "fieldSelector=spec.nodeName=w2",
+        200,
+        list("PodList", vec![]),
+    )
+    .await;
+    let patch = answer(
+        &mut h,
+        "PATCH",
+        "/api/v1/namespaces/team-a/pods/b",
+        "",
+        200,
+        bare.clone(),
+    )
+    .await;
+    assert_eq!(attachments_written(&patch), json!([{"network": "blue"}]));
+    assert!(patch["metadata"].get("finalizers").is_none(), "{patch}");
+    assert!(patch["metadata"].get("labels").is_none(), "{patch}");
+    done(task).await.unwrap();
+
     // Delete while the containers still run: wait (no controller change, no API call).
-    let mut deleting = pod_json("a", "team-a", "w1", annotated.clone(), true);
+    let mut deleting = finalized_pod("a", "team-a", "w1", annotated.clone());
     deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     let mut running = deleting.clone();
     running["metadata"]["deletionTimestamp"] =
         json!(k8s_openapi::jiff::Timestamp::now().to_string());
     running["status"] = json!({"containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
-    let err = reconcile::pod::reconcile(obj::<Pod>(&running), ctx.clone())
+    let err = reconcile::pod::reconcile_cleanup(obj::<Pod>(&running), ctx.clone())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("running"), "{err}");
@@ -645,8 +760,16 @@ async fn pod_status_cleanup_and_errors() {
         .unwrap()
         .endpoints
         .contains(&port));
+    // The `l2sm` pods' reconciler leaves a labelled pod's deletion to the cleanup one.
+    assert_eq!(
+        reconcile::pod::reconcile(obj::<Pod>(&deleting), ctx.clone())
+            .await
+            .unwrap(),
+        Action::await_change()
+    );
 
-    // Delete once stopped: port out of the network, address released, finalizer removed.
+    // Delete once stopped: port out of the network, address released, finalizer removed
+    // (guarded by the resourceVersion).
     let held = c
         .allocate(
             "blue",
@@ -659,7 +782,7 @@ async fn pod_status_cleanup_and_errors() {
         .await
         .unwrap();
     assert_eq!(held, ["10.20.0.5/24".parse().unwrap()]);
-    let task = tokio::spawn(reconcile::pod::reconcile(
+    let task = tokio::spawn(reconcile::pod::reconcile_cleanup(
         obj::<Pod>(&deleting),
         ctx.clone(),
     ));
@@ -672,7 +795,10 @@ async fn pod_status_cleanup_and_errors() {
         deleting.clone(),
     )
     .await;
-    assert!(fin.to_string().contains("remove"), "{fin}");
+    assert_eq!(
+        fin,
+        json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
+    );
     done(task).await.unwrap();
     let blue = c.get_network("blue").await.unwrap().unwrap();
     assert!(blue.endpoints.is_empty(), "{blue:?}");
@@ -681,7 +807,10 @@ async fn pod_status_cleanup_and_errors() {
     // A pod still "running" long after its deletion (its node is gone) is cleaned up anyway.
     let mut stale = running.clone();
     stale["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    let task = tokio::spawn(reconcile::pod::reconcile(obj::<Pod>(&stale), ctx.clone()));
+    let task = tokio::spawn(reconcile::pod::reconcile_cleanup(
+        obj::<Pod>(&stale),
+        ctx.clone(),
+    ));
     answer(
         &mut h,
         "PATCH",
@@ -693,13 +822,51 @@ async fn pod_status_cleanup_and_errors() {
     .await;
     done(task).await.unwrap();
 
-    // Controller unreachable: the pod keeps its finalizer and the reconcile is retried.
-    let (ctx2, _h2) = context(unreachable_client());
-    let err = reconcile::pod::reconcile(obj::<Pod>(&deleting), ctx2.clone())
+    // Controller unreachable: the pod keeps its finalizer and the reconcile is retried, until
+    // the cleanup timeout after the deletion.
+    let (ctx2, mut h2) = context(unreachable_client());
+    let mut recent = deleting.clone();
+    recent["metadata"]["deletionTimestamp"] =
+        json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    let err = reconcile::pod::reconcile_cleanup(obj::<Pod>(&recent), ctx2.clone())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unreachable"), "{err}");
-    assert_backoff(&obj::<Pod>(&deleting), &err, &ctx2, &[1, 2]);
+    assert_backoff(&obj::<Pod>(&recent), &err, &ctx2, &[1, 2]);
+    // Past the timeout (deleted long ago): a Warning Event, then the finalizer goes.
+    let task = tokio::spawn(reconcile::pod::reconcile_cleanup(
+        obj::<Pod>(&deleting),
+        ctx2.clone(),
+    ));
+    let event = answer(
+        &mut h2,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/team-a/events",
+        "",
+        201,
+        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "a.1", "namespace": "team-a"}, "eventTime": "2026-01-01T00:00:00.000000Z"}),
+    )
+    .await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("CleanupAbandoned"))
+    );
+    assert_eq!(event["regarding"]["name"], "a");
+    assert!(
+        event["note"].as_str().unwrap().contains("unreachable"),
+        "{event}"
+    );
+    let fin = answer(
+        &mut h2,
+        "PATCH",
+        "/api/v1/namespaces/team-a/pods/a",
+        "",
+        200,
+        deleting.clone(),
+    )
+    .await;
+    assert_eq!(fin["metadata"]["finalizers"], json!([]));
+    assert_eq!(done(task).await.unwrap(), Action::await_change());
 }
 
 // ------------------------------------------------------------------ Overlay
@@ -1075,6 +1242,8 @@ async fn quarantine_moves_the_port_live_and_reports() {
     )
     .await;
     let moved = attachments_written(&patch);
+    // Written against the pod as listed (a concurrent writer gets a 409, not lost).
+    assert_eq!(patch["metadata"]["resourceVersion"], "7", "{patch}");
     assert_eq!(moved[0]["network"], "jail");
     assert_eq!(moved[0]["quarantinedFrom"], "blue");
     assert_eq!(moved[0]["port"], port);

@@ -6,15 +6,17 @@
 
 use super::pod::{pod_attachments, requested_networks};
 use super::{
-    bool_status, now, patch_status, tracked, Context, Error, Result, FIELD_MANAGER, NETWORK_LABEL,
+    bool_status, cleanup_abandoned, deleted_for, labelled_pods, now, patch_status, tracked,
+    Context, Error, Result, FIELD_MANAGER, NETWORK_LABEL,
 };
 use crate::crd::{
     condition, set_condition, ConnectivityStatus, L2Network, L2NetworkSpec, L2NetworkStatus,
     CONDITION_READY, FINALIZER,
 };
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Api, ResourceExt};
@@ -146,6 +148,10 @@ pub fn compute_status(
     now: Time,
 ) -> L2NetworkStatus {
     let mut status = old.cloned().unwrap_or_default();
+    // Upstream's fields this operator does not maintain (its own IPAM cursor; inter-cluster
+    // connectivity, not implemented): not reported, and removed when an earlier writer left them.
+    status.last_assigned_ip = None;
+    status.provider_connectivity = None;
     let (ok, reason, message) = match observed {
         Observed::Invalid(msg) => (false, "InvalidSpec".to_string(), msg.clone()),
         Observed::Failed { reason, message } => {
@@ -237,18 +243,82 @@ pub fn label_value(s: &str) -> String {
     format!("{}-{h:016x}", s[..46].trim_end_matches(['-', '.']))
 }
 
-/// Label selecting the NADs made for the network `ns/name`.
+/// Prefix of the labels naming the L2Networks that own a NAD: `<prefix><namespace>` =
+/// the network's name (as [`label_value`]). L2Networks are named per namespace but a network
+/// (and its NAD `l2sm-<name>`, whose content depends on the name only) is one per name in the
+/// controller, so same-named L2Networks of several namespaces share their NADs; each adds its
+/// own label, and a NAD goes only with its last owner.
+pub const NAD_OWNER_PREFIX: &str = "owner.l2sm.l2sm.k8s.local/";
+
+/// The owner label of the L2Network in namespace `ns` (namespace names are valid label names).
+pub fn owner_label(ns: &str) -> String {
+    format!("{NAD_OWNER_PREFIX}{ns}")
+}
+
+/// Label selector of the NADs owned by the L2Network `ns/name`.
+pub fn owner_selector(ns: &str, name: &str) -> String {
+    format!("{}={}", owner_label(ns), label_value(name))
+}
+
+/// Label selector of the NADs an earlier version made for the network `ns/name` (one owner).
 pub fn network_selector(ns: &str, name: &str) -> String {
     format!("{NETWORK_LABEL}={}", label_value(&format!("{ns}.{name}")))
 }
 
-/// The NAD of `network` in `namespace` (op-api's builder), labelled with the owning
-/// L2Network so deleting the network finds its NADs in every namespace.
+/// The namespaces of the L2Networks named `network` that own `nad` by its labels.
+pub fn nad_owners(labels: &BTreeMap<String, String>, network: &str) -> BTreeSet<String> {
+    let value = label_value(network);
+    labels
+        .iter()
+        .filter(|(_, v)| **v == value)
+        .filter_map(|(k, _)| k.strip_prefix(NAD_OWNER_PREFIX))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Field manager of the NAD applies made for the L2Networks of namespace `ns`: one per owner,
+/// so that one owner's apply never removes the label of another.
+pub fn nad_field_manager(ns: &str) -> String {
+    format!("{FIELD_MANAGER}-{ns}")
+}
+
+/// The NAD of `network` in `namespace` (op-api's builder, unchanged), labelled as owned by the
+/// L2Network of that name in `network_ns`.
 pub fn nad(network_ns: &str, network: &str, namespace: &str) -> serde_json::Value {
     let mut obj = crate::annotations::nad_for_network(network, namespace);
-    obj["metadata"]["labels"][NETWORK_LABEL] =
-        serde_json::Value::String(label_value(&format!("{network_ns}.{network}")));
+    obj["metadata"]["labels"][owner_label(network_ns)] =
+        serde_json::Value::String(label_value(network));
     obj
+}
+
+/// What to do with a NAD when one of its owners goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NadFate {
+    /// Delete it: no L2Network of that name remains, or none owns it and no pod of its
+    /// namespace uses it.
+    Delete,
+    /// Keep it, only without the leaving owner's label.
+    Disown,
+}
+
+/// Decides a NAD's fate when the L2Network of `leaving` namespace goes: `owners` are the
+/// namespaces its labels name, `remaining` those of the other L2Networks of the same name that
+/// still exist, `used` whether pods of the NAD's namespace ask for the network.
+pub fn nad_fate(
+    owners: &BTreeSet<String>,
+    leaving: &str,
+    remaining: &BTreeSet<String>,
+    used: bool,
+) -> NadFate {
+    if remaining.is_empty() {
+        return NadFate::Delete;
+    }
+    let live_owner = owners.iter().any(|o| o != leaving && remaining.contains(o));
+    if live_owner || used {
+        NadFate::Disown
+    } else {
+        NadFate::Delete
+    }
 }
 
 /// Reconciles one L2Network.
@@ -301,21 +371,18 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
         return Err(e.into());
     }
 
-    let pods: Api<Pod> = Api::all(ctx.kube.clone());
-    let pods = pods
-        .list(&ListParams::default().labels(&format!("{}=true", super::POD_LABEL)))
-        .await?;
+    let pods = labelled_pods(ctx, None).await?;
     let namespaces = nad_namespaces(
         &ns,
         &name,
-        pods.items.iter().map(|p| {
+        pods.iter().map(|p| {
             (
                 p.metadata.namespace.as_deref().unwrap_or_default(),
                 requested_networks(p),
             )
         }),
     );
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(&nad_field_manager(&ns)).force();
     for target in &namespaces {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.kube.clone(), target, &nad_resource());
@@ -329,7 +396,7 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
     }
 
     let mut assigned = BTreeMap::new();
-    for pod in &pods.items {
+    for pod in &pods {
         for att in pod_attachments(pod) {
             if att.network == name && pod.metadata.namespace.as_deref() == Some(ns.as_str()) {
                 for ip in att.ips {
@@ -344,28 +411,130 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(ctx.settings.resync))
 }
 
+/// Deletes the network in the controller (unless a same-named L2Network of another namespace
+/// still uses it) and the NADs no other owner needs. When the controller keeps failing for
+/// [`super::Settings::cleanup_timeout`] after the deletion, goes on without it (Warning Event).
 async fn cleanup(net: &L2Network, ctx: &Context) -> Result<Action> {
+    let deleted_for = deleted_for(&net.metadata);
+    let bound = ctx.settings.cleanup_timeout;
+    match cleanup_steps(net, ctx, deleted_for >= bound).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(e) if deleted_for < bound => Err(Error::Cleanup {
+            error: Box::new(e),
+            abandon_in: bound - deleted_for,
+        }),
+        Err(e) => {
+            cleanup_abandoned(
+                net,
+                ctx,
+                &format!("{e}; its NADs may be left in their namespaces"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// The cleanup's steps; with `overdue`, a controller that cannot be asked is given up (with
+/// an Event) and the NADs are still removed.
+async fn cleanup_steps(net: &L2Network, ctx: &Context, overdue: bool) -> Result<()> {
     let name = net.name_any();
     let ns = net.namespace().unwrap_or_default();
-    ctx.controller.delete_network(&name).await?;
+    let all_networks: Api<L2Network> = Api::all(ctx.kube.clone());
+    let remaining: BTreeSet<String> = all_networks
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await?
+        .items
+        .into_iter()
+        .filter(|n| n.uid() != net.uid() && n.metadata.deletion_timestamp.is_none())
+        .filter_map(|n| n.namespace())
+        .collect();
+    if remaining.is_empty() {
+        if let Err(e) = ctx.controller.delete_network(&name).await {
+            if !overdue {
+                return Err(e.into());
+            }
+            cleanup_abandoned(
+                net,
+                ctx,
+                &format!("{e}; network {name:?} may stay in the L2S-M controller"),
+            )
+            .await;
+        }
+    } else {
+        tracing::info!(network = %name, namespace = %ns, others = ?remaining,
+            "network kept in the controller: same-named L2Networks remain");
+    }
     let all: Api<DynamicObject> = Api::all_with(ctx.kube.clone(), &nad_resource());
-    let nads = all
-        .list(&ListParams::default().labels(&network_selector(&ns, &name)))
-        .await?;
-    for obj in nads.items {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            ctx.kube.clone(),
-            &obj.namespace().unwrap_or_default(),
-            &nad_resource(),
-        );
-        match api.delete(&obj.name_any(), &DeleteParams::default()).await {
-            Ok(_) => {}
+    let mut nads = all
+        .list(&ListParams::default().labels(&owner_selector(&ns, &name)))
+        .await?
+        .items;
+    let legacy = network_selector(&ns, &name);
+    for obj in all
+        .list(&ListParams::default().labels(&legacy))
+        .await?
+        .items
+    {
+        if !nads
+            .iter()
+            .any(|n| n.namespace() == obj.namespace() && n.name_any() == obj.name_any())
+        {
+            nads.push(obj);
+        }
+    }
+    let nad_name = crate::annotations::nad_name(&name);
+    for obj in nads.into_iter().filter(|o| o.name_any() == nad_name) {
+        let target = obj.namespace().unwrap_or_default();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.kube.clone(), &target, &nad_resource());
+        let used = !remaining.is_empty()
+            && labelled_pods(ctx, Some(&target))
+                .await?
+                .iter()
+                .any(|p| requested_networks(p).contains(&name));
+        let owners = nad_owners(obj.labels(), &name);
+        let rv = obj.resource_version();
+        let result = match nad_fate(&owners, &ns, &remaining, used) {
+            NadFate::Delete => api
+                .delete(
+                    &obj.name_any(),
+                    &DeleteParams {
+                        preconditions: Some(Preconditions {
+                            resource_version: rv,
+                            uid: obj.uid(),
+                        }),
+                        ..DeleteParams::default()
+                    },
+                )
+                .await
+                .map(drop),
+            NadFate::Disown => {
+                let mut labels = serde_json::Map::new();
+                labels.insert(owner_label(&ns), serde_json::Value::Null);
+                if obj.labels().get(NETWORK_LABEL) == Some(&label_value(&format!("{ns}.{name}"))) {
+                    labels.insert(NETWORK_LABEL.into(), serde_json::Value::Null);
+                }
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": rv, "labels": labels}
+                });
+                api.patch(
+                    &obj.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map(drop)
+            }
+        };
+        match result {
+            Ok(()) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
     }
     tracing::info!(network = %name, namespace = %ns, "network deleted");
-    Ok(Action::await_change())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -538,6 +707,66 @@ mod tests {
         assert_eq!(
             ns.into_iter().collect::<Vec<_>>(),
             ["default", "team-a", "team-c"]
+        );
+    }
+
+    #[test]
+    fn upstream_fields_not_maintained_are_dropped_from_the_status() {
+        let old = L2NetworkStatus {
+            last_assigned_ip: Some("10.0.0.7".into()),
+            provider_connectivity: Some(ConnectivityStatus::Available),
+            assigned_ips: Some(BTreeMap::from([("10.0.0.7".into(), "gone".into())])),
+            ..Default::default()
+        };
+        let req = desired_request("n", &spec(None, None)).unwrap();
+        let obs = observe(&req, Ok(CreateOutcome::Ready(view(&[]))));
+        let st = compute_status(Some(&old), Some(1), &obs, BTreeMap::new(), t());
+        assert_eq!(st.last_assigned_ip, None);
+        assert_eq!(st.provider_connectivity, None);
+        assert_eq!(st.assigned_ips, None);
+    }
+
+    #[test]
+    fn nads_are_owned_per_namespace_and_go_with_their_last_owner() {
+        let obj = nad("ns1", "blue", "team-a");
+        assert_eq!(obj["metadata"]["name"], "l2sm-blue");
+        assert_eq!(
+            obj["metadata"]["labels"]["owner.l2sm.l2sm.k8s.local/ns1"],
+            "blue"
+        );
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(obj["metadata"]["labels"].clone()).unwrap();
+        let mut both = labels.clone();
+        both.insert(owner_label("ns2"), "blue".into());
+        // Another network's owner label does not count.
+        both.insert(owner_label("ns3"), "red".into());
+        let owners = nad_owners(&both, "blue");
+        assert_eq!(
+            owners,
+            BTreeSet::from(["ns1".to_string(), "ns2".to_string()])
+        );
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        // ns2's blue goes, ns1's blue remains and owns it: keep.
+        assert_eq!(
+            nad_fate(&owners, "ns2", &set(&["ns1"]), false),
+            NadFate::Disown
+        );
+        // The last blue goes: delete, even if pods still ask for it.
+        assert_eq!(nad_fate(&owners, "ns2", &set(&[]), true), NadFate::Delete);
+        // Another blue remains but neither owns this NAD nor do pods here use it: delete.
+        assert_eq!(
+            nad_fate(&set(&["ns2"]), "ns2", &set(&["ns1"]), false),
+            NadFate::Delete
+        );
+        // ... unless pods of its namespace use it (ns1's blue will label it on its next pass).
+        assert_eq!(
+            nad_fate(&set(&["ns2"]), "ns2", &set(&["ns1"]), true),
+            NadFate::Disown
+        );
+        // An owner label of an L2Network that no longer exists does not keep it.
+        assert_eq!(
+            nad_fate(&owners, "ns2", &set(&["ns9"]), false),
+            NadFate::Delete
         );
     }
 

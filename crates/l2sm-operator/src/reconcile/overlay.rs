@@ -36,7 +36,7 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::reflector::ObjectRef;
@@ -782,8 +782,7 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let nodes: Api<Node> = Api::all(ctx.kube.clone());
-    let addresses = node_addresses(&nodes.list(&ListParams::default()).await?.items);
+    let addresses = node_addresses(&super::nodes(ctx).await?);
     let unaddressed: Vec<String> = topo
         .nodes
         .iter()

@@ -11,13 +11,13 @@
 //! stays unknown and the reconcile is retried.
 
 use super::{
-    tracked, Context, Error, Result, NETWORK_STATUS_ANNOTATION, POD_LABEL, STATUS_ANNOTATION,
+    cleanup_abandoned, deleted_for, labelled_pods_on, object_key, tracked, Context, Error, Result,
+    CLEANUP_LABEL, NETWORK_STATUS_ANNOTATION, STATUS_ANNOTATION,
 };
 use crate::crd::FINALIZER;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Api, ResourceExt};
 use l2sm_api::v1::{AttachmentView, NetworkView};
 use l2sm_pipeline::ids::{self, PortId, OVERLAY_PROVIDER};
@@ -31,6 +31,10 @@ pub const NETWORKS_ANNOTATION: &str = "l2sm/networks";
 
 /// Retry delay while an attachment is not complete yet (CNI still running, port ambiguous).
 const PENDING_RETRY: Duration = Duration::from_secs(5);
+
+/// Writes of a pod's metadata tried before a conflict (409: the pod changed since it was
+/// read) is left to the retry with backoff.
+const WRITE_ATTEMPTS: usize = 4;
 
 /// One attachment in `l2sm/status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,93 +239,200 @@ pub fn complete(atts: &[Attachment]) -> bool {
         .all(|a| a.interface.is_some() && a.port.is_some())
 }
 
-/// Reconciles one pod labelled `l2sm: "true"`.
+/// Whether the pod carries the operator's finalizer.
+pub fn has_finalizer(pod: &Pod) -> bool {
+    pod.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Whether the attachments hold something the controller must give back when the pod goes:
+/// a switch port or an address. Only then does the pod get the finalizer.
+pub fn needs_cleanup(atts: &[Attachment]) -> bool {
+    atts.iter().any(|a| a.port.is_some() || !a.ips.is_empty())
+}
+
+/// The merge patch that makes `pod`'s `l2sm/status` `atts` and, when `finalize`, adds the
+/// finalizer and [`CLEANUP_LABEL`]; `None` when the pod already is so. It carries the pod's
+/// `resourceVersion`: a pod changed since it was read (another writer of `l2sm/status`, such
+/// as the QuarantinePodRequest reconciler) is refused with 409 instead of overwritten.
+pub fn metadata_patch(pod: &Pod, atts: &[Attachment], finalize: bool) -> Option<serde_json::Value> {
+    let value = serde_json::to_string(atts).unwrap_or_default();
+    let annotate = pod_attachments(pod) != atts;
+    let add_finalizer = finalize && !has_finalizer(pod);
+    let add_label = finalize && pod.labels().get(CLEANUP_LABEL).map(String::as_str) != Some("true");
+    if !annotate && !add_finalizer && !add_label {
+        return None;
+    }
+    let mut meta = serde_json::json!({});
+    if let Some(rv) = &pod.metadata.resource_version {
+        meta["resourceVersion"] = rv.clone().into();
+    }
+    if annotate {
+        meta["annotations"] = serde_json::json!({ STATUS_ANNOTATION: value });
+    }
+    if add_finalizer {
+        let mut list = pod.finalizers().to_vec();
+        list.push(FINALIZER.to_string());
+        meta["finalizers"] = list.into();
+    }
+    if add_label {
+        meta["labels"] = serde_json::json!({ CLEANUP_LABEL: "true" });
+    }
+    Some(serde_json::json!({ "metadata": meta }))
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Reconciles one pod labelled `l2sm: "true"`: its `l2sm/status`, and the finalizer once the
+/// pod holds ports or addresses. A deleted pod carrying [`CLEANUP_LABEL`] is finalized by
+/// [`reconcile_cleanup`] (whose watch still sees it when the `l2sm` label is gone); here only
+/// those finalized by earlier versions (finalizer without the label).
 pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
-    let ours = pod.finalizers().iter().any(|f| f == FINALIZER);
+    let ours = has_finalizer(&pod);
+    if pod.metadata.deletion_timestamp.is_some() {
+        if ours && !pod.labels().contains_key(CLEANUP_LABEL) {
+            return tracked(&*pod, &ctx, finalize(&pod, &ctx)).await;
+        }
+        return Ok(Action::await_change());
+    }
     if !ours && !pod.annotations().contains_key(NETWORKS_ANNOTATION) {
         return Ok(Action::await_change());
     }
-    let api: Api<Pod> = Api::namespaced(ctx.kube.clone(), &pod.namespace().unwrap_or_default());
-    tracked(&*pod, &ctx, async {
-        finalizer(&api, FINALIZER, pod.clone(), |event| async {
-            match event {
-                Event::Apply(p) => apply(&p, &ctx).await,
-                Event::Cleanup(p) => cleanup(&p, &ctx).await,
-            }
-        })
-        .await
-        .map_err(Error::from)
-    })
-    .await
+    tracked(&*pod, &ctx, apply(&pod, &ctx)).await
+}
+
+/// Reconciles one pod carrying [`CLEANUP_LABEL`] (whatever its other labels): when it is
+/// deleted, its ports and addresses are released in the controller and the finalizer removed;
+/// after [`super::Settings::cleanup_timeout`] of failures, the finalizer is removed anyway with
+/// a Warning Event.
+pub async fn reconcile_cleanup(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
+    if pod.metadata.deletion_timestamp.is_none() || !has_finalizer(&pod) {
+        return Ok(Action::await_change());
+    }
+    tracked(&*pod, &ctx, finalize(&pod, &ctx)).await
 }
 
 async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
-    let requested = requested_networks(pod);
     let networks = ctx.controller.networks().await?;
     let owners = ctx.controller.attachments().await?;
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let key = pod_key(pod);
-    let previous = pod_attachments(pod);
-    let multus = network_status(pod);
-    let no_claims = BTreeSet::new();
     let known = Known {
         networks: &networks,
         owners: &owners,
     };
-    let exact = desired_attachments(
-        &key, &requested, &multus, None, known, &no_claims, &previous,
-    );
-    let mut claimed = BTreeSet::new();
-    // The other pods' claims only matter for guessing ports without an owner.
-    let all_owned = exact.iter().all(|a| {
-        a.port
-            .as_deref()
-            .is_some_and(|p| owners.iter().any(|m| m.port == p && m.pod.is_some()))
-    });
-    if let Some(node) = node.as_ref().filter(|_| !all_owned) {
-        let all: Api<Pod> = Api::all(ctx.kube.clone());
-        let on_node = all
-            .list(
-                &ListParams::default()
-                    .labels(&format!("{POD_LABEL}=true"))
-                    .fields(&format!("spec.nodeName={node}")),
+    let api: Api<Pod> = Api::namespaced(ctx.kube.clone(), &pod.namespace().unwrap_or_default());
+    // The other pods' claims on the node, read at most once.
+    let mut claims: Option<BTreeSet<String>> = None;
+    let mut current = pod.clone();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let requested = requested_networks(&current);
+        let previous = pod_attachments(&current);
+        let multus = network_status(&current);
+        let no_claims = BTreeSet::new();
+        let exact = desired_attachments(
+            &key, &requested, &multus, None, known, &no_claims, &previous,
+        );
+        // The other pods' claims only matter for guessing ports without an owner.
+        let all_owned = exact.iter().all(|a| {
+            a.port
+                .as_deref()
+                .is_some_and(|p| owners.iter().any(|m| m.port == p && m.pod.is_some()))
+        });
+        if let (Some(node), false, None) = (node.as_ref(), all_owned, claims.as_ref()) {
+            let mut claimed = BTreeSet::new();
+            for other in labelled_pods_on(ctx, node)
+                .await?
+                .iter()
+                .filter(|p| p.uid() != current.uid())
+            {
+                claimed.extend(pod_attachments(other).into_iter().filter_map(|a| a.port));
+            }
+            claims = Some(claimed);
+        }
+        let atts = desired_attachments(
+            &key,
+            &requested,
+            &multus,
+            node.as_deref(),
+            known,
+            claims.as_ref().unwrap_or(&no_claims),
+            &previous,
+        );
+        let finalize = needs_cleanup(&atts) || has_finalizer(&current);
+        let Some(patch) = metadata_patch(&current, &atts, finalize) else {
+            return Ok(next_action(node.as_deref(), &atts, ctx));
+        };
+        match api
+            .patch(
+                &current.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
             )
-            .await?;
-        for other in on_node.items.iter().filter(|p| p.uid() != pod.uid()) {
-            claimed.extend(pod_attachments(other).into_iter().filter_map(|a| a.port));
+            .await
+        {
+            Ok(_) => return Ok(next_action(node.as_deref(), &atts, ctx)),
+            Err(e) if is_conflict(&e) && attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(pod = %key, "pod changed meanwhile; reading it again");
+                current = api.get(&current.name_any()).await?;
+                if current.metadata.deletion_timestamp.is_some() || current.uid() != pod.uid() {
+                    return Ok(Action::await_change());
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    let atts = desired_attachments(
-        &key,
-        &requested,
-        &multus,
-        node.as_deref(),
-        known,
-        &claimed,
-        &previous,
-    );
-    if atts != previous {
-        let api: Api<Pod> = Api::namespaced(ctx.kube.clone(), &pod.namespace().unwrap_or_default());
-        let value = serde_json::to_string(&atts).unwrap_or_default();
-        api.patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({
-                "metadata": {"annotations": {STATUS_ANNOTATION: value}}
-            })),
-        )
-        .await?;
-    }
-    // Incomplete attachments of a scheduled pod are waiting for the CNI plugin or for port
-    // disambiguation: look again soon. An unscheduled pod changes (and is reconciled) when
-    // it is bound.
-    Ok(if node.is_none() {
+}
+
+/// Incomplete attachments of a scheduled pod are waiting for the CNI plugin or for port
+/// disambiguation: look again soon. An unscheduled pod changes (and is reconciled) when it is
+/// bound.
+fn next_action(node: Option<&str>, atts: &[Attachment], ctx: &Context) -> Action {
+    if node.is_none() {
         Action::await_change()
-    } else if complete(&atts) {
+    } else if complete(atts) {
         Action::requeue(ctx.settings.resync)
     } else {
         Action::requeue(PENDING_RETRY)
-    })
+    }
+}
+
+/// Rewrites `l2sm/status` of `pod` with what `edit` makes of the attachments of the freshest
+/// copy of the pod, guarded by its `resourceVersion`: on a conflict the pod is read again and
+/// `edit` runs again, at most [`WRITE_ATTEMPTS`] times. `edit` returns `None` when there is
+/// nothing to write.
+pub(crate) async fn edit_attachments<F>(api: &Api<Pod>, pod: &Pod, mut edit: F) -> Result<()>
+where
+    F: FnMut(&Pod) -> Option<Vec<Attachment>>,
+{
+    let mut current = pod.clone();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(atts) = edit(&current) else {
+            return Ok(());
+        };
+        let Some(patch) = metadata_patch(&current, &atts, false) else {
+            return Ok(());
+        };
+        match api
+            .patch(
+                &current.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_conflict(&e) && attempt < WRITE_ATTEMPTS => {
+                current = api.get(&current.name_any()).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Whether the pod's containers still run (its interfaces are still in use).
@@ -383,23 +494,89 @@ pub fn cleanup_plan(
 /// unreachable and will never report the containers stopped).
 const STALE_RUNNING: std::time::Duration = std::time::Duration::from_secs(120);
 
-async fn cleanup(pod: &Pod, ctx: &Context) -> Result<Action> {
-    let deleted_for = pod
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
-        .and_then(|d| std::time::Duration::try_from(d).ok())
-        .unwrap_or_default();
-    if still_running(pod) && deleted_for < STALE_RUNNING + grace(pod) {
+/// Finalizes a deleted pod: waits while its containers run (bounded), releases what it holds
+/// in the controller and removes the finalizer; when that keeps failing for
+/// [`super::Settings::cleanup_timeout`] after the deletion, removes the finalizer anyway and
+/// records a Warning Event.
+async fn finalize(pod: &Pod, ctx: &Context) -> Result<Action> {
+    let deleted_for = deleted_for(&pod.metadata);
+    let bound = ctx.settings.cleanup_timeout;
+    if still_running(pod) && deleted_for < (STALE_RUNNING + grace(pod)).min(bound) {
         return Err(Error::Waiting(format!(
             "pod {} still has running containers",
             pod.name_any()
         )));
     }
+    if let Err(e) = cleanup(pod, ctx).await {
+        if deleted_for < bound {
+            return Err(Error::Cleanup {
+                error: Box::new(e),
+                abandon_in: bound - deleted_for,
+            });
+        }
+        let held = serde_json::to_string(&pod_attachments(pod)).unwrap_or_default();
+        cleanup_abandoned(
+            pod,
+            ctx,
+            &format!(
+                "{e}; the ports and addresses of l2sm/status {held} may stay in the controller"
+            ),
+        )
+        .await;
+    }
+    release_finalizer(pod, ctx).await?;
+    Ok(Action::await_change())
+}
+
+/// Removes the finalizer, guarded by the pod's `resourceVersion` (a pod changed meanwhile is
+/// read again).
+async fn release_finalizer(pod: &Pod, ctx: &Context) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.kube.clone(), &pod.namespace().unwrap_or_default());
+    let mut current = pod.clone();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if !has_finalizer(&current) {
+            return Ok(());
+        }
+        let rest: Vec<&String> = current
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .collect();
+        let mut meta = serde_json::json!({ "finalizers": rest });
+        if let Some(rv) = &current.metadata.resource_version {
+            meta["resourceVersion"] = rv.clone().into();
+        }
+        match api
+            .patch(
+                &current.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": meta })),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(pod = %object_key(pod), "finalizer released");
+                return Ok(());
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) if is_conflict(&e) && attempt < WRITE_ATTEMPTS => {
+                match api.get_opt(&current.name_any()).await? {
+                    Some(p) if p.uid() == pod.uid() => current = p,
+                    _ => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Releases the pod's ports and addresses in the controller.
+async fn cleanup(pod: &Pod, ctx: &Context) -> Result<()> {
     let atts = pod_attachments(pod);
     if atts.is_empty() {
-        return Ok(Action::await_change());
+        return Ok(());
     }
     let networks = ctx.controller.networks().await?;
     let (ports, owners) = cleanup_plan(&atts, &networks);
@@ -410,7 +587,7 @@ async fn cleanup(pod: &Pod, ctx: &Context) -> Result<Action> {
         ctx.controller.release(&network, &owner).await?;
     }
     tracing::info!(pod = %pod.name_any(), "attachments released");
-    Ok(Action::await_change())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -654,6 +831,60 @@ mod tests {
             assert_eq!(atts[0].quarantined_from.as_deref(), Some("blue"));
             assert_eq!(atts[0].port.as_deref(), Some(port("w1", 3).as_str()));
         }
+    }
+
+    #[test]
+    fn finalizer_only_with_something_to_clean_and_writes_carry_the_resource_version() {
+        let bare = vec![Attachment {
+            network: "blue".into(),
+            ..Default::default()
+        }];
+        assert!(!needs_cleanup(&bare));
+        let with_port = vec![Attachment {
+            network: "blue".into(),
+            port: Some(port("w1", 3)),
+            ..Default::default()
+        }];
+        let with_ip = vec![Attachment {
+            network: "blue".into(),
+            ips: vec!["10.0.0.1".into()],
+            ..Default::default()
+        }];
+        assert!(needs_cleanup(&with_port) && needs_cleanup(&with_ip));
+
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("p".into());
+        pod.metadata.resource_version = Some("42".into());
+        pod.metadata.finalizers = Some(vec!["other/f".into()]);
+        let patch = metadata_patch(&pod, &with_port, true).unwrap();
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(
+            patch["metadata"]["finalizers"],
+            serde_json::json!(["other/f", FINALIZER])
+        );
+        assert_eq!(patch["metadata"]["labels"][CLEANUP_LABEL], "true");
+        let written: Vec<Attachment> = serde_json::from_str(
+            patch["metadata"]["annotations"][STATUS_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(written, with_port);
+        // Without something to clean: only the annotation.
+        let patch = metadata_patch(&pod, &bare, false).unwrap();
+        assert!(patch["metadata"].get("finalizers").is_none());
+        assert!(patch["metadata"].get("labels").is_none());
+        // Already so: nothing to write.
+        pod.metadata.annotations = Some(
+            [(
+                STATUS_ANNOTATION.to_string(),
+                serde_json::to_string(&with_port).unwrap(),
+            )]
+            .into(),
+        );
+        pod.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        pod.metadata.labels = Some([(CLEANUP_LABEL.to_string(), "true".to_string())].into());
+        assert_eq!(metadata_patch(&pod, &with_port, true), None);
     }
 
     #[test]

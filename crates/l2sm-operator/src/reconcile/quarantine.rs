@@ -6,15 +6,17 @@
 //! (agents of earlier versions). Reasons and messages are upstream's (§6.5); unlike upstream, pods
 //! already moved keep counting, so a second pass does not reset the counters.
 
-use super::pod::{owned_port, pod_attachments, pod_key, requested_networks, Attachment};
-use super::{now, patch_status, tracked, Context, Error, Result, STATUS_ANNOTATION};
+use super::pod::{
+    edit_attachments, owned_port, pod_attachments, pod_key, requested_networks, Attachment,
+};
+use super::{now, patch_status, selected_pods, tracked, Context, Error, Result};
 use crate::crd::{
     condition, set_condition, L2Network, QuarantinePodRequest, QuarantinePodRequestStatus,
     CONDITION_AVAILABLE, CONDITION_READY,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -112,6 +114,40 @@ pub fn pod_action(
         return PodAction::PortUnknown;
     }
     PodAction::Skip
+}
+
+/// The pod's `l2sm/status`; for a pod not reconciled yet (none), one bare attachment per
+/// requested network, to start the status with.
+fn attachments_or_requested(pod: &Pod) -> Vec<Attachment> {
+    let atts = pod_attachments(pod);
+    if !atts.is_empty() {
+        return atts;
+    }
+    requested_networks(pod)
+        .into_iter()
+        .map(|network| Attachment {
+            network,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Records in `atts` that the port `port` moved from `source` to `target` (the attachment on
+/// `source`, the one with that port first); `false` when there is none (moved already, or the
+/// pod no longer asks for `source`), so nothing is to be written.
+pub fn moved_attachment(atts: &mut [Attachment], source: &str, target: &str, port: &str) -> bool {
+    let on_source = |a: &Attachment| a.network == source;
+    let index = atts
+        .iter()
+        .position(|a| on_source(a) && a.port.as_deref() == Some(port))
+        .or_else(|| atts.iter().position(on_source));
+    let Some(i) = index else {
+        return false;
+    };
+    atts[i].network = target.to_string();
+    atts[i].port = Some(port.to_string());
+    atts[i].quarantined_from = Some(source.to_string());
+    true
 }
 
 /// The status after a pass. `outcome` is the counts (matched, moved) or the failure.
@@ -215,16 +251,15 @@ async fn pass(
         }
         Ok(Some(_)) => {}
     }
-    let pod_sel = match selector(
-        &req.spec.selector.pod_label_selector,
-        "InvalidPodSelector",
-        "pod",
-    ) {
+    let pod_sel = match Selector::try_from(req.spec.selector.pod_label_selector.clone()) {
         Ok(s) => s,
-        Err(f) => return Ok(Err((f, None, None))),
+        Err(e) => {
+            let f = fail("InvalidPodSelector", format!("invalid pod selector: {e}"));
+            return Ok(Err((f, None, None)));
+        }
     };
     let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), &ns);
-    let list = pods.list(&ListParams::default().labels(&pod_sel)).await?;
+    let list = selected_pods(ctx, &ns, &pod_sel).await?;
     let owners = match ctx.controller.attachments().await {
         Ok(o) => o,
         Err(e) => {
@@ -239,12 +274,11 @@ async fn pass(
     };
     let (mut matched, mut moved) = (0, 0);
     for pod in list
-        .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
     {
         let requested = requested_networks(pod);
-        let mut atts = pod_attachments(pod);
+        let atts = pod_attachments(pod);
         let interface = atts
             .iter()
             .find(|a| a.network == src)
@@ -256,16 +290,11 @@ async fn pass(
             interface.as_deref(),
             &Default::default(),
         );
-        if atts.is_empty() && owned.is_some() {
-            // Not reconciled yet, but the controller knows its port: start the status here.
-            atts = requested
-                .iter()
-                .map(|n| Attachment {
-                    network: n.clone(),
-                    ..Default::default()
-                })
-                .collect();
-        }
+        let atts = if owned.is_some() {
+            attachments_or_requested(pod)
+        } else {
+            atts
+        };
         match pod_action(&requested, &atts, &src, &target, owned.as_deref()) {
             PodAction::Skip => {}
             PodAction::AlreadyMoved => {
@@ -282,7 +311,7 @@ async fn pass(
                 );
                 return Ok(Err((f, Some(PORT_RETRY), None)));
             }
-            PodAction::Move { index, port } => {
+            PodAction::Move { port, .. } => {
                 matched += 1;
                 if let Err(e) = move_port(ctx, &port, &src, &target).await {
                     let f = fail("PodMoveFailed", format!("pod {}: {e}", pod.name_any()));
@@ -290,17 +319,12 @@ async fn pass(
                     let err = e.is_transient().then(|| Error::from(e));
                     return Ok(Err((f, retry, err)));
                 }
-                atts[index].network = target.clone();
-                atts[index].port = Some(port.clone());
-                atts[index].quarantined_from = Some(src.clone());
-                let value = serde_json::to_string(&atts).unwrap_or_default();
-                pods.patch(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(serde_json::json!({
-                        "metadata": {"annotations": {STATUS_ANNOTATION: value}}
-                    })),
-                )
+                // Written against the pod as read (409 when the Pod reconciler wrote
+                // meanwhile: read again and redo the edit, keeping what it wrote).
+                edit_attachments(&pods, pod, |current| {
+                    let mut atts = attachments_or_requested(current);
+                    moved_attachment(&mut atts, &src, &target, &port).then_some(atts)
+                })
                 .await?;
                 tracing::info!(pod = %pod.name_any(), %port, from = %src, to = %target, "pod quarantined");
                 moved += 1;
@@ -466,6 +490,32 @@ mod tests {
                 port: "of:1/4".into()
             }
         );
+    }
+
+    #[test]
+    fn the_move_is_recorded_on_the_freshest_attachments() {
+        // What the Pod reconciler wrote meanwhile (interface, address) is kept.
+        let mut atts = vec![
+            att("red", Some("of:1/2"), None),
+            Attachment {
+                interface: Some("net2".into()),
+                ips: vec!["10.0.0.9".into()],
+                ..att("blue", Some("of:1/3"), None)
+            },
+        ];
+        assert!(moved_attachment(&mut atts, "blue", "jail", "of:1/3"));
+        assert_eq!(atts[0], att("red", Some("of:1/2"), None));
+        assert_eq!(
+            (
+                atts[1].network.as_str(),
+                atts[1].port.as_deref(),
+                atts[1].quarantined_from.as_deref(),
+                atts[1].interface.as_deref(),
+            ),
+            ("jail", Some("of:1/3"), Some("blue"), Some("net2"))
+        );
+        // Moved already: nothing to write.
+        assert!(!moved_attachment(&mut atts, "blue", "jail", "of:1/3"));
     }
 
     #[test]
