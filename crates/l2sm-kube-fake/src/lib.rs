@@ -58,13 +58,14 @@
 //! kubectl), [`FakeApi::get`]/[`FakeApi::list`] read the store, [`FakeApi::calls`] is the
 //! log of every request (verb, group, resource, subresource, namespace, patch type, field
 //! manager, body, status code), [`FakeApi::fail_next`] injects one error,
-//! [`FakeApi::on_request`] runs a hook before each request is served (a concurrent writer).
+//! [`FakeApi::on_request`] runs a hook before each request is served (a concurrent writer),
+//! [`FakeApi::authorize`] stands in for RBAC (a refused call gets 403 and changes nothing;
+//! an apply that would create is also checked as `create`, as the real server does), and
+//! [`FakeApi::admin_client`] is a client it does not apply to (the test as the user).
 //!
 //! What it does not do: admission (no defaulting, no validation against schemas, no
 //! webhooks, no namespace lifecycle: objects may be created in namespaces that do not
-//! exist), authentication and RBAC (the call log lets a test check every call against the
-//! operator's table of calls instead; note that an apply that creates an object is
-//! authorized as `create` by the real server), garbage collection of dependents
+//! exist), authentication (RBAC only as the test's [`FakeApi::authorize`] rule), garbage collection of dependents
 //! (ownerReferences, propagationPolicy), graceful deletion of pods (a pod without finalizers
 //! goes at once, as after its kubelet confirmed), strategic merge patch, YAML request bodies
 //! (kube-rs sends JSON), `resourceVersionMatch`, `dryRun` beyond "do not persist", protobuf,
@@ -139,6 +140,8 @@ type Hook = Arc<dyn Fn(&Call) + Send + Sync>;
 pub struct FakeApi {
     state: Arc<Mutex<server::State>>,
     hooks: Arc<Mutex<Vec<Hook>>>,
+    /// Requests through this handle bypass [`FakeApi::authorize`] (a cluster admin).
+    admin: bool,
 }
 
 impl Default for FakeApi {
@@ -165,6 +168,7 @@ impl FakeApi {
         Self {
             state: Arc::new(Mutex::new(server::State::new())),
             hooks: Arc::new(Mutex::new(Vec::new())),
+            admin: false,
         }
     }
 
@@ -176,6 +180,14 @@ impl FakeApi {
     /// A client of this store (every client shares it). Call inside a tokio runtime.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.clone(), "default")
+    }
+
+    /// A client of this store acting as a cluster admin: not subject to
+    /// [`FakeApi::authorize`] (what a test does as the user, e.g. `kubectl delete`).
+    pub fn admin_client(&self) -> kube::Client {
+        let mut admin = self.clone();
+        admin.admin = true;
+        kube::Client::new(admin, "default")
     }
 
     /// Makes a resource known: its group, version, plural, kind, scope and whether it has a
@@ -322,6 +334,13 @@ impl FakeApi {
             .push(Arc::new(hook));
     }
 
+    /// Stands in for RBAC: every later call `allow` refuses is answered 403 Forbidden and
+    /// changes nothing (recorded with code 403). A server-side apply that would create the
+    /// object is also checked as a `create`, as the real server authorizes it.
+    pub fn authorize(&self, allow: impl Fn(&Call) -> bool + Send + Sync + 'static) {
+        self.lock().authorizer = Some(Arc::new(allow));
+    }
+
     /// Serves one request (what the `tower::Service` does).
     pub async fn handle(&self, req: http::Request<kube::client::Body>) -> http::Response<FakeBody> {
         let (parts, body) = req.into_parts();
@@ -342,6 +361,7 @@ impl FakeApi {
             }
         }
         let mut st = self.lock();
+        st.serving_admin = self.admin;
         st.serve(parsed, &bytes)
     }
 }

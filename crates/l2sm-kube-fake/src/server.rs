@@ -484,8 +484,15 @@ pub(crate) struct State {
     watchers: Vec<Watcher>,
     pub(crate) calls: Vec<Call>,
     pub(crate) failures: Vec<(String, String, u16)>,
+    /// RBAC stand-in: a call it refuses is answered 403 Forbidden.
+    pub(crate) authorizer: Option<Authorizer>,
+    /// The request being served comes from an admin client (not subject to `authorizer`).
+    pub(crate) serving_admin: bool,
     uid: u64,
 }
+
+/// Decides whether a call is allowed (see [`crate::FakeApi::authorize`]).
+pub(crate) type Authorizer = std::sync::Arc<dyn Fn(&Call) -> bool + Send + Sync>;
 
 type Key = (String, String);
 
@@ -620,6 +627,8 @@ impl State {
             watchers: Vec::new(),
             calls: Vec::new(),
             failures: Vec::new(),
+            authorizer: None,
+            serving_admin: false,
             uid: 0,
         };
         for (g, v, p, k, ns, st) in BUILTIN {
@@ -838,7 +847,33 @@ impl State {
         }
     }
 
+    /// 403 unless the authorizer (if any) allows `call`, worded as kube-apiserver's RBAC.
+    fn authorize(&self, call: &Call) -> Result<(), ApiErr> {
+        match &self.authorizer {
+            Some(allow) if !self.serving_admin && !allow(call) => {
+                let scope = match &call.namespace {
+                    Some(ns) => format!(" in the namespace \"{ns}\""),
+                    None => " at the cluster scope".to_string(),
+                };
+                Err(err(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} is forbidden: User \"fake\" cannot {} resource \"{}\" in API group \"{}\"{scope}",
+                        call.resource_path(),
+                        call.verb,
+                        call.resource_path(),
+                        call.group
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn dispatch(&mut self, p: &Parsed, call: &Call) -> Result<Answer, ApiErr> {
+        // Authorization comes first, as in the real server (before any lookup).
+        self.authorize(call)?;
         let rt = self
             .find(&p.group, &p.plural)
             .filter(|t| t.version == p.version)
@@ -1486,6 +1521,10 @@ impl State {
                 if sub.is_some() {
                     return Err(Self::not_found(rt, &key.1));
                 }
+                // An apply that creates is also authorized as a create.
+                let mut as_create = p.call(0);
+                as_create.verb = "create".into();
+                self.authorize(&as_create)?;
                 let mut v = json!({"metadata": {"name": key.1}});
                 self.admit_new(rt, &mut v, &key.0)?;
                 (v, Managers::new(), true)

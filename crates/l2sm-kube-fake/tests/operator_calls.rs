@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use l2sm_api::{ControllerClient, RetryPolicy};
 use l2sm_kube_fake::FakeApi;
-use l2sm_operator::api_calls::permits;
+use l2sm_operator::api_calls::allows;
 use l2sm_operator::crd::{L2Network, NetworkEdgeDevice, Overlay, QuarantinePodRequest};
 use l2sm_operator::reconcile::{Context, Settings};
 use serde_json::json;
@@ -83,7 +83,17 @@ async fn every_call_of_the_controllers_is_in_the_table() {
     let calls = fake.calls();
     let outside: Vec<_> = calls
         .iter()
-        .filter(|c| !permits(&c.group, &c.resource, c.subresource.as_deref(), &c.verb))
+        .filter(|c| {
+            !allows(
+                &c.group,
+                &c.resource,
+                c.subresource.as_deref(),
+                &c.verb,
+                c.namespace.as_deref(),
+                c.name.as_deref(),
+                "l2sm-system",
+            )
+        })
         .map(|c| format!("{} {} {:?}", c.verb, c.resource_path(), c.namespace))
         .collect();
     assert!(

@@ -501,3 +501,49 @@ async fn custom_resources_refuse_unconditional_updates() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_authorizer_refuses_with_403_and_changes_nothing() {
+    let fake = FakeApi::new();
+    fake.seed(&cm("a", json!({"k": "v"})));
+    // RBAC of a client that may patch ConfigMaps in ns1 but never create them.
+    fake.authorize(|c| {
+        c.resource == "configmaps" && c.namespace.as_deref() == Some("ns1") && c.verb == "patch"
+    });
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "ns1");
+    let e = api.get("a").await.unwrap_err();
+    assert_eq!(reason(&e), "Forbidden");
+    assert_eq!(code(e), 403);
+    let e = api.delete("a", &DeleteParams::default()).await.unwrap_err();
+    assert_eq!(code(e), 403);
+    assert!(fake.get::<ConfigMap>(Some("ns1"), "a").is_some());
+    // A merge patch of an existing object is a patch: allowed.
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "w"}})),
+    )
+    .await
+    .unwrap();
+    // A server-side apply that would create is also authorized as a create: refused.
+    let params = PatchParams::apply("me").force();
+    let e = api
+        .patch("b", &params, &Patch::Apply(cm("b", json!({}))))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 403);
+    assert!(fake.get::<ConfigMap>(Some("ns1"), "b").is_none());
+    // Other namespaces are out of scope.
+    let other: Api<ConfigMap> = Api::namespaced(fake.client(), "ns2");
+    let e = other
+        .patch("a", &PatchParams::default(), &Patch::Merge(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 403);
+    // Refusals are recorded with their code.
+    assert!(fake.calls().iter().filter(|c| c.code == 403).count() >= 4);
+    // The admin client (the test acting as the user) is not subject to it.
+    let admin: Api<ConfigMap> = Api::namespaced(fake.admin_client(), "ns1");
+    admin.delete("a", &DeleteParams::default()).await.unwrap();
+    assert!(fake.get::<ConfigMap>(Some("ns1"), "a").is_none());
+}

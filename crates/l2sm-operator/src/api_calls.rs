@@ -147,7 +147,6 @@ pub const API_CALLS: &[ApiCall] = &[
     call(L2SM, "overlays", None, Watch, Namespaced, "operator.rs: the Overlay Controller's watcher"),
     call(L2SM, "overlays", None, Patch, Namespaced, "reconcile/overlay.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
     call(L2SM, "overlays", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: overlay status"),
-    call(L2SM, "overlays", Some("finalizers"), Update, Namespaced, "reconcile/overlay.rs: the agent DaemonSet and ConfigMap carry a controller ownerReference with blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) allows only with update on overlays/finalizers"),
     // NetworkEdgeDevice (reconcile/nedevice.rs, operator.rs)
     call(L2SM, "networkedgedevices", None, List, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher"),
     call(L2SM, "networkedgedevices", None, Watch, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher"),
@@ -172,22 +171,54 @@ pub const API_CALLS: &[ApiCall] = &[
     call(NAD, "network-attachment-definitions", None, Create, Namespaced, "reconcile/l2network.rs: the apply that creates a missing NAD is authorized as create"),
     call(NAD, "network-attachment-definitions", None, List, Namespaced, "reconcile/l2network.rs cleanup: the network's NADs in every namespace (label selector)"),
     call(NAD, "network-attachment-definitions", None, Delete, Namespaced, "reconcile/l2network.rs cleanup: delete the network's NADs"),
-    // Agent DaemonSets and topology ConfigMaps (reconcile/overlay.rs, operator.rs)
-    call("apps", "daemonsets", None, List, Namespaced, "operator.rs: the Overlay Controller owns agent DaemonSets (app=l2sm-agent)"),
-    call("apps", "daemonsets", None, Watch, Namespaced, "operator.rs: the Overlay Controller owns agent DaemonSets (app=l2sm-agent)"),
-    call("apps", "daemonsets", None, Patch, Namespaced, "reconcile/overlay.rs: server-side apply of the agent DaemonSet"),
-    call("apps", "daemonsets", None, Create, Namespaced, "reconcile/overlay.rs: the apply that creates the agent DaemonSet is authorized as create"),
-    call("apps", "daemonsets", None, Delete, Namespaced, "reconcile/overlay.rs cleanup: delete the agent DaemonSet"),
-    call("", "configmaps", None, Patch, Namespaced, "reconcile/overlay.rs: server-side apply of the topology ConfigMap"),
-    call("", "configmaps", None, Create, Namespaced, "reconcile/overlay.rs: the apply that creates the topology ConfigMap is authorized as create"),
-    call("", "configmaps", None, Delete, Namespaced, "reconcile/overlay.rs cleanup: delete the topology ConfigMap"),
+    // Agent DaemonSets and topology ConfigMaps, only in the operator's namespace (beside the
+    // credentials Secret), whatever namespace the Overlay is in (reconcile/overlay.rs, operator.rs)
+    call("apps", "daemonsets", None, List, OperatorNamespace, "operator.rs: the Overlay Controller watches agent DaemonSets (app=l2sm-agent)"),
+    call("apps", "daemonsets", None, Watch, OperatorNamespace, "operator.rs: the Overlay Controller watches agent DaemonSets (app=l2sm-agent)"),
+    call("apps", "daemonsets", None, Patch, OperatorNamespace, "reconcile/overlay.rs: server-side apply of the agent DaemonSet"),
+    call("apps", "daemonsets", None, Create, OperatorNamespace, "reconcile/overlay.rs: the apply that creates the agent DaemonSet is authorized as create"),
+    call("apps", "daemonsets", None, Delete, OperatorNamespace, "reconcile/overlay.rs cleanup: delete the agent DaemonSet"),
+    call("", "configmaps", None, Patch, OperatorNamespace, "reconcile/overlay.rs: server-side apply of the topology ConfigMap"),
+    call("", "configmaps", None, Create, OperatorNamespace, "reconcile/overlay.rs: the apply that creates the topology ConfigMap is authorized as create"),
+    call("", "configmaps", None, Delete, OperatorNamespace, "reconcile/overlay.rs cleanup: delete the topology ConfigMap"),
     // Leader election (leader.rs) in the operator's namespace.
     named(call("coordination.k8s.io", "leases", None, Get, OperatorNamespace, "leader.rs: read the Lease (get_opt) to acquire, renew and release"), DEFAULT_LEASE_NAME),
     call("coordination.k8s.io", "leases", None, Create, OperatorNamespace, "leader.rs: create the Lease when missing"),
     named(call("coordination.k8s.io", "leases", None, Update, OperatorNamespace, "leader.rs: take, renew and release the Lease (replace with its resourceVersion)"), DEFAULT_LEASE_NAME),
-    // Webhook self-signed bootstrap (operator.rs webhook_tls).
+    // Webhook self-signed bootstrap: one CA and serving certificate for every replica
+    // (webhook.rs shared_self_signed, operator.rs webhook_tls).
+    named(call("", "secrets", None, Get, OperatorNamespace, "webhook.rs shared_self_signed: read the shared self-signed pair (get_opt)"), "l2sm-webhook-self-signed"),
+    call("", "secrets", None, Create, OperatorNamespace, "webhook.rs shared_self_signed: the first replica stores the pair (409 means another did)"),
+    named(call("", "secrets", None, Update, OperatorNamespace, "webhook.rs shared_self_signed: rotate a pair that no longer fits (replace with its resourceVersion)"), "l2sm-webhook-self-signed"),
     named(call("admissionregistration.k8s.io", "mutatingwebhookconfigurations", None, Patch, Cluster, "operator.rs webhook_tls: write the self-signed CA into caBundle (JSON patch)"), "l2sm-mutating-webhook-configuration"),
 ];
+
+/// Whether the table, as `deploy/rbac.yaml` grants it, allows this request: a row for the
+/// group, resource, subresource and verb whose scope covers `namespace` (None: cluster scope
+/// or every namespace) and whose fixed name, if any, is `name`. What tests give the fake API
+/// server as its RBAC.
+pub fn allows(
+    group: &str,
+    resource: &str,
+    subresource: Option<&str>,
+    verb: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    operator_namespace: &str,
+) -> bool {
+    API_CALLS.iter().any(|c| {
+        c.group == group
+            && c.resource == resource
+            && c.subresource == subresource
+            && c.verb.as_str() == verb
+            && match c.scope {
+                Scope::Cluster => namespace.is_none(),
+                Scope::Namespaced => true,
+                Scope::OperatorNamespace => namespace == Some(operator_namespace),
+            }
+            && c.name.is_none_or(|fixed| name == Some(fixed))
+    })
+}
 
 /// Whether the table has a row for this call (group, resource, subresource, verb as the
 /// fake API server records them; `watch` and `list` are distinct verbs).

@@ -922,53 +922,9 @@ fn agent_paths() -> (String, String) {
     )
 }
 
-/// Answers the look-up of agent objects an older operator left in the Overlay's namespace:
-/// none (`legacy` false), or its DaemonSet and ConfigMap, which are then deleted.
-async fn legacy_listed(h: &mut Handle, legacy: bool) {
-    // (as `expect` sees it: only `=` and `/` decoded)
-    let query = "labelSelector=app=l2sm-agent%2Cl2sm.l2sm.k8s.local/overlay=ovl%2C%21l2sm.l2sm.k8s.local/overlay-namespace";
-    let item = |name: &str| json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": name, "namespace": "default"}});
-    let items = |name: &str| if legacy { vec![item(name)] } else { vec![] };
-    let ds = "/apis/apps/v1/namespaces/default/daemonsets";
-    let cm = "/api/v1/namespaces/default/configmaps";
-    answer(
-        h,
-        "GET",
-        ds,
-        query,
-        200,
-        list("PartialObjectMetadataList", items("l2sm-agent-ovl")),
-    )
-    .await;
-    if legacy {
-        answer(
-            h,
-            "DELETE",
-            &format!("{ds}/l2sm-agent-ovl"),
-            "",
-            200,
-            status(200, "Success"),
-        )
-        .await;
-    }
-    answer(
-        h,
-        "GET",
-        cm,
-        query,
-        200,
-        list("PartialObjectMetadataList", items("ovl-topology")),
-    )
-    .await;
-    if legacy {
-        refuse(h, "DELETE", &format!("{cm}/ovl-topology"), 404).await;
-    }
-}
-
-/// Answers the legacy look-up, the ConfigMap and DaemonSet applies and (fewer ready than
+/// Answers the ConfigMap and DaemonSet applies and (fewer ready than
 /// wanted) the agent pods' list; returns the topology file and the DaemonSet.
 async fn overlay_applies(h: &mut Handle, ready: i32) -> (Value, Value) {
-    legacy_listed(h, false).await;
     let (cm_path, ds_path) = agent_paths();
     let (cm, send) = expect(h, "PATCH", &cm_path, "fieldManager=l2sm-operator").await;
     reply(send, 200, &cm);
@@ -1122,8 +1078,6 @@ async fn overlay_create_update_delete_and_errors() {
     let oo = obj::<Overlay>(&o);
     let task = tokio::spawn(reconcile::overlay::reconcile(oo.clone(), ctx.clone()));
     nodes_listed(&mut h, vec![]).await;
-    // An older operator's agent DaemonSet and ConfigMap in the Overlay's namespace go.
-    legacy_listed(&mut h, true).await;
     let (cm_path, ds_path) = agent_paths();
     answer(
         &mut h,
@@ -1153,7 +1107,6 @@ async fn overlay_create_update_delete_and_errors() {
     ));
     answer(&mut h, "DELETE", &ds_path, "", 200, status(200, "Success")).await;
     refuse(&mut h, "DELETE", &cm_path, 404).await;
-    legacy_listed(&mut h, false).await;
     answer(
         &mut h,
         "PATCH",

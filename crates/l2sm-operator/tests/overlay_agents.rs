@@ -8,7 +8,6 @@
 //! - Why agents do not run (a pod waiting with `CreateContainerConfigError`, pods the
 //!   DaemonSet could not create) shows in the Overlay's `AgentsReady` condition.
 //! - The init container installs the CNI plugin into the configured host directory.
-//! - What an older operator left in the Overlay's namespace is deleted.
 //! - The controller watches the agent DaemonSets by label and maps them back to the Overlay.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -56,6 +55,18 @@ fn settings() -> Settings {
 /// A fake cluster with the operator's Secret and nodes w1..w3.
 fn cluster() -> (FakeApi, Arc<Context>) {
     let fake = FakeApi::new();
+    // RBAC as deploy/rbac.yaml grants it (the operator's table of API calls).
+    fake.authorize(|c| {
+        l2sm_operator::api_calls::allows(
+            &c.group,
+            &c.resource,
+            c.subresource.as_deref(),
+            &c.verb,
+            c.namespace.as_deref(),
+            c.name.as_deref(),
+            HOME,
+        )
+    });
     fake.seed(
         &serde_json::from_value::<Secret>(json!({
             "metadata": {"name": "l2sm-controller-credentials", "namespace": HOME},
@@ -276,7 +287,7 @@ async fn same_named_overlays_of_two_namespaces_do_not_collide_and_deletion_remov
     assert_ne!(sel("tenant-a"), sel("tenant-b"));
 
     // Delete tenant-a's Overlay: its finalizer removes its agent objects, not tenant-b's.
-    let api: Api<Overlay> = Api::namespaced(fake.client(), "tenant-a");
+    let api: Api<Overlay> = Api::namespaced(fake.admin_client(), "tenant-a");
     api.delete("ovl", &DeleteParams::default()).await.unwrap();
     assert!(
         fake.get::<Overlay>(Some("tenant-a"), "ovl").is_some(),
@@ -363,62 +374,6 @@ async fn why_agents_do_not_run_shows_in_the_overlay_condition() {
 }
 
 #[tokio::test]
-async fn agents_an_older_operator_left_in_the_overlays_namespace_are_removed() {
-    let (fake, ctx) = cluster();
-    let legacy_labels = json!({"app": "l2sm-agent", "l2sm.l2sm.k8s.local/overlay": "ovl"});
-    fake.seed(
-        &serde_json::from_value::<DaemonSet>(json!({
-            "metadata": {"name": "l2sm-agent-ovl", "namespace": "tenant", "labels": legacy_labels},
-            "spec": {"selector": {"matchLabels": legacy_labels},
-                     "template": {"metadata": {"labels": legacy_labels}, "spec": {"containers": [{"name": "a"}]}}}
-        }))
-        .unwrap(),
-    );
-    let cm = |name: &str, labels: serde_json::Value| {
-        serde_json::from_value::<ConfigMap>(json!({
-            "metadata": {"name": name, "namespace": "tenant", "labels": labels}, "data": {}
-        }))
-        .unwrap()
-    };
-    fake.seed(&cm("ovl-topology", legacy_labels.clone()));
-    // Not ours: a user's ConfigMap of the same shape of name, and another overlay's.
-    fake.seed(&cm("ovl-topology-notes", json!({})));
-    fake.seed(&cm(
-        "other-topology",
-        json!({"app": "l2sm-agent", "l2sm.l2sm.k8s.local/overlay": "other"}),
-    ));
-    seed_overlay(&fake, "tenant", &["w1"]);
-    settle(&fake, &ctx, "tenant").await;
-    assert!(fake
-        .get::<DaemonSet>(Some("tenant"), "l2sm-agent-ovl")
-        .is_none());
-    assert!(fake
-        .get::<ConfigMap>(Some("tenant"), "ovl-topology")
-        .is_none());
-    assert!(fake
-        .get::<ConfigMap>(Some("tenant"), "ovl-topology-notes")
-        .is_some());
-    assert!(fake
-        .get::<ConfigMap>(Some("tenant"), "other-topology")
-        .is_some());
-    let (ds, cm) = agents(&fake, "tenant");
-    assert!(ds.is_some() && cm.is_some());
-
-    // An Overlay in the operator's own namespace keeps its current objects (which carry the
-    // same app and overlay labels) and another namespace's same-named ones.
-    seed_overlay(&fake, HOME, &["w2"]);
-    settle(&fake, &ctx, HOME).await;
-    settle(&fake, &ctx, HOME).await;
-    let (ds, cm) = agents(&fake, HOME);
-    assert!(ds.is_some() && cm.is_some());
-    let (ds, cm) = agents(&fake, "tenant");
-    assert!(ds.is_some() && cm.is_some());
-}
-
-/// The controllers as `l2sm operator` runs them: the agent DaemonSet, in the operator's
-/// namespace without an owner reference, is watched by label; deleting it wakes the
-/// Overlay's reconcile (long before the resync), which recreates it.
-#[tokio::test]
 async fn the_controller_maps_agent_daemonsets_back_to_their_overlay() {
     let (fake, ctx) = cluster();
     seed_overlay(&fake, "tenant", &["w1"]);
@@ -444,7 +399,7 @@ async fn the_controller_maps_agent_daemonsets_back_to_their_overlay() {
     };
     wait_for(true).await;
     let first_uid = fake.get::<DaemonSet>(Some(HOME), &name).unwrap().uid();
-    let dss: Api<DaemonSet> = Api::namespaced(fake.client(), HOME);
+    let dss: Api<DaemonSet> = Api::namespaced(fake.admin_client(), HOME);
     dss.delete(&name, &DeleteParams::default()).await.unwrap();
     // Recreated through the watch (the resync is 300 s away).
     tokio::time::timeout(Duration::from_secs(20), async {

@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use l2sm_api::v1::{CreateNetwork, PortOwnerRequest};
 use l2sm_api::{ControllerClient, RetryPolicy};
 use l2sm_kube_fake::{Call, FakeApi};
-use l2sm_operator::api_calls::permits;
+use l2sm_operator::api_calls::allows;
 use l2sm_operator::crd::{L2Network, QuarantinePodRequest, FINALIZER};
 use l2sm_operator::reconcile::pod::{pod_attachments, Attachment};
 use l2sm_operator::reconcile::{self, Context, Settings, CLEANUP_LABEL, STATUS_ANNOTATION};
@@ -173,12 +173,23 @@ where
     fake.clear_calls();
 }
 
-/// Every call made is in the operator's table of API calls (which `deploy/rbac.yaml` grants).
+/// Every call made is in the operator's table of API calls (which `deploy/rbac.yaml` grants),
+/// in the scope and for the names the table gives.
 fn assert_calls_in_table(fake: &FakeApi) {
     let outside: Vec<String> = fake
         .calls()
         .iter()
-        .filter(|c| !permits(&c.group, &c.resource, c.subresource.as_deref(), &c.verb))
+        .filter(|c| {
+            !allows(
+                &c.group,
+                &c.resource,
+                c.subresource.as_deref(),
+                &c.verb,
+                c.namespace.as_deref(),
+                c.name.as_deref(),
+                "l2sm-system",
+            )
+        })
         .map(|c| {
             format!(
                 "{} {}.{} {:?}",

@@ -51,6 +51,18 @@ fn args(port: u16) -> OperatorArgs {
 
 fn cluster() -> FakeApi {
     let fake = FakeApi::new();
+    // RBAC as deploy/rbac.yaml grants it (the operator's table of API calls).
+    fake.authorize(|c| {
+        l2sm_operator::api_calls::allows(
+            &c.group,
+            &c.resource,
+            c.subresource.as_deref(),
+            &c.verb,
+            c.namespace.as_deref(),
+            c.name.as_deref(),
+            NS,
+        )
+    });
     fake.seed(
         &serde_json::from_value::<MutatingWebhookConfiguration>(json!({
             "apiVersion": "admissionregistration.k8s.io/v1",

@@ -36,7 +36,7 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::reflector::ObjectRef;
@@ -789,9 +789,6 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         .filter(|n| !addresses.contains_key(*n))
         .cloned()
         .collect();
-    // What an older operator left in the Overlay's namespace goes first: two agents would
-    // drive the same bridge and socket on a node.
-    remove_legacy(overlay, ctx).await?;
     let home = ctx.settings.namespace.as_str();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let cm = config_map(overlay, topology_file(&topo, &addresses), home);
@@ -852,32 +849,6 @@ fn gone(r: std::result::Result<(), kube::Error>) -> Result<()> {
     }
 }
 
-/// Deletes the agent DaemonSet and ConfigMap an older operator made in the Overlay's own
-/// namespace (labelled `app=l2sm-agent` and with the Overlay's name, without the namespace
-/// label the current ones carry).
-async fn remove_legacy(overlay: &Overlay, ctx: &Context) -> Result<()> {
-    let ns = overlay.namespace().unwrap_or_default();
-    let selector = format!(
-        "{}={},{OVERLAY_LABEL}={},!{OVERLAY_NAMESPACE_LABEL}",
-        APP_LABEL.0,
-        APP_LABEL.1,
-        super::l2network::label_value(&overlay.name_any())
-    );
-    let lp = ListParams::default().labels(&selector);
-    let dp = DeleteParams::default();
-    let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), &ns);
-    for old in dss.list_metadata(&lp).await?.items {
-        tracing::info!(namespace = %ns, daemonset = %old.name_any(), "deleting an agent DaemonSet of an older operator");
-        gone(dss.delete(&old.name_any(), &dp).await.map(|_| ()))?;
-    }
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &ns);
-    for old in cms.list_metadata(&lp).await?.items {
-        tracing::info!(namespace = %ns, configmap = %old.name_any(), "deleting a topology ConfigMap of an older operator");
-        gone(cms.delete(&old.name_any(), &dp).await.map(|_| ()))?;
-    }
-    Ok(())
-}
-
 async fn cleanup(overlay: &Overlay, ctx: &Context) -> Result<Action> {
     let ns = overlay.namespace().unwrap_or_default();
     let name = overlay.name_any();
@@ -895,7 +866,6 @@ async fn cleanup(overlay: &Overlay, ctx: &Context) -> Result<Action> {
             .await
             .map(|_| ()),
     )?;
-    remove_legacy(overlay, ctx).await?;
     Ok(Action::await_change())
 }
 
