@@ -1470,13 +1470,19 @@ async fn network_edge_device_is_validated_and_reported_not_implemented() {
         obj::<NetworkEdgeDevice>(&ned),
         ctx.clone(),
     ));
-    let st = answer(&mut h, "PATCH", path, "", 200, ned.clone()).await;
-    assert_eq!(
-        condition(&st["status"], "Ready")["reason"],
-        "NotImplemented"
-    );
-    assert_eq!(st["status"]["availability"], "Unavailable");
+    // Server-side apply of the status (what is applied is what is stored).
+    let st = status_written(&mut h, path.trim_end_matches("/status"), &ned).await;
+    assert_eq!(condition(&st, "Ready")["reason"], "NotImplemented");
+    assert_eq!(st["availability"], "Unavailable");
     done(task).await.unwrap();
+    // The same status again: nothing written.
+    let mut stored = ned.clone();
+    stored["status"] = st.clone();
+    let again = reconcile::nedevice::reconcile(obj::<NetworkEdgeDevice>(&stored), ctx.clone());
+    tokio::time::timeout(Duration::from_secs(5), again)
+        .await
+        .expect("no API call for an unchanged status")
+        .unwrap();
 
     let mut bad = ned.clone();
     bad["spec"]["nodeConfig"]["ipAddress"] = json!("not-an-ip");

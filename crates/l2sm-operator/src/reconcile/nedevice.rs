@@ -1,15 +1,14 @@
 //! NetworkEdgeDevice: served and validated; inter-cluster edge devices are not implemented
 //! yet, and the status says so instead of pretending (upstream never writes this status).
 
-use super::{now, tracked, Context, Result};
+use super::{now, patch_status, tracked, Context, Result};
 use crate::crd::{
     condition, set_condition, ConnectivityStatus, NetworkEdgeDevice, NetworkEdgeDeviceSpec,
     NetworkEdgeDeviceStatus, CONDITION_READY,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+
 use std::sync::Arc;
 
 /// Checks what the spec must hold for an edge device to work once implemented.
@@ -82,16 +81,8 @@ pub async fn reconcile(ned: Arc<NetworkEdgeDevice>, ctx: Arc<Context>) -> Result
             &validate(&ned.spec),
             now(),
         );
-        if ned.status.as_ref() != Some(&st) {
-            let api: Api<NetworkEdgeDevice> =
-                Api::namespaced(ctx.kube.clone(), &ned.namespace().unwrap_or_default());
-            api.patch_status(
-                &ned.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({ "status": st })),
-            )
-            .await?;
-        }
+        // Server-side apply, as every status write: keys it stopped reporting go.
+        patch_status(&*ned, ned.status.as_ref(), st, &ctx).await?;
         Ok(Action::await_change())
     })
     .await
