@@ -157,6 +157,30 @@ pub struct ControllerArgs {
     /// down after three intervals without probes in either direction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub lldp_interval_ms: u64,
+    /// Users file of the API: per-node agent, reader and admin identities (format in
+    /// docs/controller.md). `--api-user`/`--api-password`, when given, add one admin.
+    #[arg(long)]
+    pub api_users: Option<PathBuf>,
+    /// PEM certificate chain of the API: the API speaks HTTPS only (re-read when it changes).
+    #[arg(long, requires = "api_tls_key")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--api-tls-cert`.
+    #[arg(long, requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates authenticate agents: SAN URI `urn:l2sm:node:<name>`
+    /// is the agent of node `<name>`.
+    #[arg(long, requires = "api_tls_cert")]
+    pub api_client_ca: Option<PathBuf>,
+    /// Milliseconds to receive a request header (and the longest idle time between requests
+    /// on a kept-alive connection).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub api_header_timeout_ms: u64,
+    /// API connections served at once; more are closed at once.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub api_max_connections: u64,
+    /// Requests served on one API connection before it is closed.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub api_max_requests_per_connection: u64,
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -434,18 +458,33 @@ pub enum UpdateError {
 
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    let credentials = match (args.api_user, args.api_password) {
-        (Some(u), Some(p)) if !u.is_empty() => api::Credentials { user: u, password: p },
+    let mut users = match &args.api_users {
+        Some(path) => api::auth::Users::load(path)?,
+        None => api::auth::Users::default(),
+    };
+    match (args.api_user.clone(), args.api_password.clone()) {
+        (Some(u), Some(p)) if !u.is_empty() => users.insert(&u, &p, api::auth::Role::Admin),
         (None, None) if args.upstream_default_credentials => {
-            api::Credentials { user: "karaf".into(), password: "karaf".into() }
+            users.insert("karaf", "karaf", api::auth::Role::Admin)
         }
         (Some(_), None) | (None, Some(_)) => {
             anyhow::bail!("give both --api-user and --api-password (or L2SM_API_USER and L2SM_API_PASSWORD)")
         }
+        _ if !users.is_empty() => {}
         _ => anyhow::bail!(
             "no API credentials: pass --api-user/--api-password, set L2SM_API_USER/L2SM_API_PASSWORD, \
-             or --upstream-default-credentials for upstream's karaf/karaf"
+             --api-users FILE, or --upstream-default-credentials for upstream's karaf/karaf"
         ),
+    };
+    let api_tls = match (args.api_tls_cert.clone(), args.api_tls_key.clone()) {
+        (Some(cert), Some(key)) => Some(api::server::tls_config(cert, key, args.api_client_ca.clone())?),
+        _ => None,
+    };
+    let api_limits = api::server::Limits {
+        header_timeout: Duration::from_millis(args.api_header_timeout_ms),
+        max_connections: usize::try_from(args.api_max_connections).unwrap_or(usize::MAX),
+        max_requests_per_connection: args.api_max_requests_per_connection,
+        ..api::server::Limits::default()
     };
     let store = Store::open(&args.state_dir)?;
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
@@ -485,11 +524,17 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         "controller serving"
     );
     let of_task = tokio::spawn(openflow::serve(of_listener, shared.clone()));
-    let app = api::router(shared.clone(), credentials);
-    let api_task = tokio::spawn(async move { axum::serve(api_listener, app).await });
+    let app = api::router(shared.clone(), users);
+    let api_task = tokio::spawn(api::server::serve(
+        api_listener,
+        app,
+        api_limits,
+        api_tls,
+        shared.clone(),
+    ));
     tokio::select! {
         r = of_task => r.context("OpenFlow server stopped")?.context("OpenFlow server failed")?,
-        r = api_task => r.context("API server stopped")?.context("API server failed")?,
+        r = api_task => r.context("API server stopped")?,
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),
     }
     Ok(())

@@ -172,6 +172,8 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// API requests served.
     pub api_requests: AtomicU64,
+    /// API connections closed at once because the connection cap was reached.
+    pub api_connections_refused: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -188,6 +190,7 @@ impl Default for Metrics {
             connections: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
+            api_connections_refused: AtomicU64::new(0),
         }
     }
 }
@@ -275,6 +278,12 @@ pub fn render(shared: &Shared) -> String {
             "counter",
             "API requests served.",
             load(&m.api_requests),
+        ),
+        (
+            "l2sm_api_connections_refused_total",
+            "counter",
+            "API connections closed at once because the connection cap was reached.",
+            load(&m.api_connections_refused),
         ),
     ] {
         single(&mut out, name, kind, help, value);

@@ -36,8 +36,34 @@ impl ControllerProcess {
         api: u16,
         openflow: u16,
     ) -> ControllerProcess {
+        Self::start_full(dir, user, password, api, openflow, &[])
+    }
+
+    /// Starts a controller with credentials `user`/`password` and these extra arguments
+    /// (`--api-users FILE`, limits…), on free ports and a fresh state directory.
+    pub fn start_with_args(user: &str, password: &str, extra: &[String]) -> ControllerProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_full(
+            dir,
+            user,
+            password,
+            crate::free_port(),
+            crate::free_port(),
+            extra,
+        )
+    }
+
+    fn start_full(
+        dir: tempfile::TempDir,
+        user: &str,
+        password: &str,
+        api: u16,
+        openflow: u16,
+        extra: &[String],
+    ) -> ControllerProcess {
         let child = Command::new(crate::bin::l2sm())
             .args(["controller", "--api-listen", &format!("127.0.0.1:{api}")])
+            .args(extra)
             .args(["--openflow-listen", &format!("127.0.0.1:{openflow}")])
             .arg("--state-dir")
             .arg(dir.path())

@@ -20,10 +20,12 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+pub mod auth;
 mod ipam;
 mod networks;
 mod openapi;
 mod ports;
+pub mod server;
 mod switches;
 #[cfg(test)]
 mod testing;
@@ -41,11 +43,20 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// The single `--api-user`/`--api-password` pair: the admin identity.
+impl From<Credentials> for auth::Users {
+    fn from(c: Credentials) -> auth::Users {
+        let mut users = auth::Users::default();
+        users.insert(&c.user, &c.password, auth::Role::Admin);
+        users
+    }
+}
+
 /// What every handler and middleware gets.
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
-    credentials: Arc<Credentials>,
+    users: Arc<auth::Users>,
     /// Paths of the route table: the closed set of `route` labels of the latency metric.
     route_paths: Arc<BTreeSet<&'static str>>,
 }
@@ -58,12 +69,12 @@ impl axum::extract::FromRef<AppState> for Arc<Shared> {
 }
 
 /// Builds the API router from `routes()`, the one list of what the API serves (the OpenAPI
-/// document is generated from the same list).
-pub fn router(shared: Arc<Shared>, credentials: Credentials) -> Router {
+/// document is generated from the same list). `users` are the identities it accepts.
+pub fn router(shared: Arc<Shared>, users: impl Into<auth::Users>) -> Router {
     let table = routes();
     let state = AppState {
         shared,
-        credentials: Arc::new(credentials),
+        users: Arc::new(users.into()),
         route_paths: Arc::new(table.iter().map(|(spec, _)| spec.path).collect()),
     };
     let (mut open, mut authed) = (Router::new(), Router::new());
@@ -108,7 +119,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             get(vnets::ready),
         ),
         (
-            RouteSpec::open("get", "/metrics", "Prometheus metrics")
+            RouteSpec::authed("get", "/metrics", "Prometheus metrics (any identity, e.g. a reader)")
                 .responses(vec![Resp::text(200, "metrics in Prometheus text format")]),
             get(crate::metrics::handler),
         ),
@@ -507,15 +518,35 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         .unwrap_or("other")
 }
 
-/// HTTP Basic authentication on the routes that need it; 401 with upstream's realm otherwise.
-async fn require_auth(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    req: Request,
-    next: Next,
-) -> Response {
-    let expected = format!("{}:{}", state.credentials.user, state.credentials.password);
-    let given = headers
+/// HTTP Basic authentication (or the client certificate's node) on the routes that need it,
+/// 401 with upstream's realm otherwise; then the caller's role must allow the call (403).
+async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let identity = req
+        .extensions()
+        .get::<auth::Identity>()
+        .cloned()
+        .or_else(|| basic_identity(&state.users, req.headers()));
+    let Some(identity) = identity else {
+        let mut resp =
+            error(StatusCode::UNAUTHORIZED, "missing or wrong credentials").into_response();
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"karaf\""),
+        );
+        return resp;
+    };
+    match authorized(&identity, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => {
+            tracing::warn!(user = %identity.name, role = %identity.role, "API call refused: {}", e.message);
+            e.into_response()
+        }
+    }
+}
+
+/// The identity of the request's Basic credentials, if they are right.
+fn basic_identity(users: &auth::Users, headers: &HeaderMap) -> Option<auth::Identity> {
+    let decoded = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
@@ -523,16 +554,56 @@ async fn require_auth(
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .ok()
-        });
-    if given.as_deref() == Some(expected.as_bytes()) {
-        return next.run(req).await;
+        })?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    let name = std::str::from_utf8(decoded.get(..colon)?).ok()?;
+    users.authenticate(name, decoded.get(colon + 1..)?)
+}
+
+/// The request back when `identity` may make it: the switches it touches are read from the
+/// path (`{dpid}`) or, for upstream's port routes, from the body (read here, within
+/// [`MAX_BODY`], and handed on unchanged). A path or body the handler would refuse is refused
+/// here with the handler's own error.
+async fn authorized(identity: &auth::Identity, req: Request) -> Result<Request, ApiError> {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let method = req.method().clone();
+    if identity.own_dpid().is_none() {
+        auth::authorize(identity, &method, &route, &auth::Touches::Nothing)?;
+        return Ok(req);
     }
-    let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials").into_response();
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Basic realm=\"karaf\""),
-    );
-    resp
+    let (mut parts, mut body) = req.into_parts();
+    let mut touches = auth::Touches::Nothing;
+    if route.contains("{dpid}/ports/{port}") {
+        use axum::extract::FromRequestParts as _;
+        let params = axum::extract::RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let port = ports::path_port(&get("dpid"), &get("port"))?;
+        touches = auth::Touches::Switches(vec![port.dpid]);
+    } else if route == "/onos/vnets/api/port" {
+        let b = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {MAX_BODY} bytes"),
+            )
+        })?;
+        let (_, ports) = vnets::membership(&b)?;
+        touches = auth::Touches::Switches(ports.iter().map(|p| p.dpid).collect());
+        body = axum::body::Body::from(b);
+    }
+    auth::authorize(identity, &method, &route, &touches)?;
+    Ok(Request::from_parts(parts, body))
 }
 
 /// The answer to a refused or failed change, in upstream's codes: conflicts are 409, a member

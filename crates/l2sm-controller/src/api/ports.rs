@@ -103,7 +103,7 @@ pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<
 }
 
 /// `{dpid}` and `{port}` of the per-port routes as a port id.
-fn path_port(dpid: &str, port: &str) -> Result<PortId, ApiError> {
+pub(super) fn path_port(dpid: &str, port: &str) -> Result<PortId, ApiError> {
     let bad = || {
         error(
             StatusCode::BAD_REQUEST,

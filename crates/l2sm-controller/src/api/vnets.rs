@@ -103,7 +103,7 @@ pub(super) async fn delete_network(
 
 /// The network and ports of a membership change (upstream answers 409 for a missing or
 /// invalid `networkId` there, and 500 for ports it cannot parse).
-fn membership(body: &Bytes) -> Result<(String, Vec<PortId>), ApiError> {
+pub(super) fn membership(body: &Bytes) -> Result<(String, Vec<PortId>), ApiError> {
     let dto: NetworkDto = json_body(body)?;
     let id = network_id(&dto).map_err(|_| {
         error(
