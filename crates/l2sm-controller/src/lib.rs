@@ -477,7 +477,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         ),
     };
     let api_tls = match (args.api_tls_cert.clone(), args.api_tls_key.clone()) {
-        (Some(cert), Some(key)) => Some(api::server::tls_config(cert, key, args.api_client_ca.clone())?),
+        (Some(cert), Some(key)) => Some(api::server::tls_config(
+            cert,
+            key,
+            args.api_client_ca.clone(),
+        )?),
         _ => None,
     };
     let api_limits = api::server::Limits {

@@ -101,17 +101,17 @@ fn half_open_connections_are_bounded_and_closed() {
     );
 
     let deadline = started + header_timeout + Duration::from_millis(1500);
-    let open = stalled
-        .iter()
-        .filter(|s| !closed_by(s, deadline))
-        .count();
+    let open = stalled.iter().filter(|s| !closed_by(s, deadline)).count();
     assert_eq!(
         open, 0,
         "{open} of 300 half-open connections still open {:?} after they were made (header timeout {header_timeout:?})",
         started.elapsed()
     );
     let open_big = big.iter().filter(|s| !closed_by(s, deadline)).count();
-    assert_eq!(open_big, 0, "{open_big} connections with huge headers still open");
+    assert_eq!(
+        open_big, 0,
+        "{open_big} connections with huge headers still open"
+    );
     // And the server still serves.
     assert_eq!(c.req("GET", "/onos/vnets/api/status", None).0, 200);
 }
@@ -162,7 +162,8 @@ fn requests_per_connection_are_capped() {
     s.write_all(req.as_bytes()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).expect("the server closes the connection");
+    s.read_to_string(&mut out)
+        .expect("the server closes the connection");
     assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
 }
 
@@ -179,8 +180,10 @@ fn invented_methods_do_not_grow_metrics() {
             format!("/nowhere/{i}")
         };
         let mut s = TcpStream::connect(("127.0.0.1", c.api)).expect("connect");
-        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .unwrap();
+        s.write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
@@ -232,13 +235,38 @@ fn roles_limit_what_each_identity_may_do() {
     let ports = |p: &str| format!(r#"{{"networkId":"n1","networkEndpoints":["{p}"]}}"#);
 
     // Upstream's operator: Basic auth on /onos/vnets/api with the --api-user admin.
-    assert_eq!(call(admin, "POST", "/onos/vnets/api", Some(r#"{"networkId":"n1"}"#)).0, 204);
-    assert_eq!(call(op, "POST", "/onos/vnets/api", Some(r#"{"networkId":"n2"}"#)).0, 204);
-    assert_eq!(call(op, "POST", "/onos/vnets/api/port", Some(&ports(&port_b))).0, 204);
+    assert_eq!(
+        call(
+            admin,
+            "POST",
+            "/onos/vnets/api",
+            Some(r#"{"networkId":"n1"}"#)
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        call(op, "POST", "/onos/vnets/api", Some(r#"{"networkId":"n2"}"#)).0,
+        204
+    );
+    assert_eq!(
+        call(op, "POST", "/onos/vnets/api/port", Some(&ports(&port_b))).0,
+        204
+    );
 
     let refused: Vec<(&str, String, Option<String>, &str)> = vec![
-        ("POST", "/onos/vnets/api/port".into(), Some(ports(&port_b)), "add B's port"),
-        ("DELETE", "/onos/vnets/api/port".into(), Some(ports(&port_b)), "remove B's port"),
+        (
+            "POST",
+            "/onos/vnets/api/port".into(),
+            Some(ports(&port_b)),
+            "add B's port",
+        ),
+        (
+            "DELETE",
+            "/onos/vnets/api/port".into(),
+            Some(ports(&port_b)),
+            "remove B's port",
+        ),
         (
             "POST",
             "/onos/vnets/api/port".into(),
@@ -255,7 +283,10 @@ fn roles_limit_what_each_identity_may_do() {
         ),
         (
             "PUT",
-            format!("/api/v1/switches/{}/ports/3/owner", dpid_b.replace(':', "%3A")),
+            format!(
+                "/api/v1/switches/{}/ports/3/owner",
+                dpid_b.replace(':', "%3A")
+            ),
             Some(r#"{"attachment":"x","interface":"net1"}"#.into()),
             "own B's port, percent-encoded",
         ),
@@ -271,15 +302,43 @@ fn roles_limit_what_each_identity_may_do() {
             Some(r#"{"from":"n1","to":"n2"}"#.into()),
             "move B's port",
         ),
-        ("POST", "/onos/vnets/api".into(), Some(r#"{"networkId":"x"}"#.into()), "create (upstream)"),
-        ("POST", "/api/v1/networks".into(), Some(r#"{"name":"x"}"#.into()), "create (native)"),
-        ("DELETE", "/onos/vnets/api/n1".into(), None, "delete a network"),
-        ("POST", "/onos/vnets/api/mirror-port".into(), Some(format!(r#"{{"networkId":"n1","mirrorPort":"{port_a}"}}"#)), "mirror"),
-        ("POST", "/api/v1/ipam/gc".into(), Some(r#"{"ownerPrefix":"x/","validOwners":[]}"#.into()), "IPAM GC"),
+        (
+            "POST",
+            "/onos/vnets/api".into(),
+            Some(r#"{"networkId":"x"}"#.into()),
+            "create (upstream)",
+        ),
+        (
+            "POST",
+            "/api/v1/networks".into(),
+            Some(r#"{"name":"x"}"#.into()),
+            "create (native)",
+        ),
+        (
+            "DELETE",
+            "/onos/vnets/api/n1".into(),
+            None,
+            "delete a network",
+        ),
+        (
+            "POST",
+            "/onos/vnets/api/mirror-port".into(),
+            Some(format!(r#"{{"networkId":"n1","mirrorPort":"{port_a}"}}"#)),
+            "mirror",
+        ),
+        (
+            "POST",
+            "/api/v1/ipam/gc".into(),
+            Some(r#"{"ownerPrefix":"x/","validOwners":[]}"#.into()),
+            "IPAM GC",
+        ),
     ];
     for (method, path, body, what) in &refused {
         let (code, text) = call(agent_a, method, path, body.as_deref());
-        assert_eq!(code, 403, "agent of node-a: {what}: {method} {path}: {text}");
+        assert_eq!(
+            code, 403,
+            "agent of node-a: {what}: {method} {path}: {text}"
+        );
         assert!(text.contains("node-a"), "the refusal says who: {text}");
     }
     // B's port is still a member of n1: nothing changed.
@@ -287,7 +346,16 @@ fn roles_limit_what_each_identity_may_do() {
     assert!(n1.contains(&port_b), "{n1}");
 
     // What the agent may do, on its own switch.
-    assert_eq!(call(agent_a, "POST", "/onos/vnets/api/port", Some(&ports(&port_a))).0, 204);
+    assert_eq!(
+        call(
+            agent_a,
+            "POST",
+            "/onos/vnets/api/port",
+            Some(&ports(&port_a))
+        )
+        .0,
+        204
+    );
     assert_eq!(
         call(
             agent_a,
@@ -298,8 +366,30 @@ fn roles_limit_what_each_identity_may_do() {
         .0,
         204
     );
-    assert_eq!(call(agent_a, "POST", "/api/v1/switches/{dpid_a}/ports/3/move".replace("{dpid_a}", &dpid_a).as_str(), Some(r#"{"from":"n1","to":"n2"}"#)).0, 200);
-    assert_eq!(call(agent_a, "DELETE", "/onos/vnets/api/port", Some(&format!(r#"{{"networkId":"n2","networkEndpoints":["{port_a}"]}}"#))).0, 200);
+    assert_eq!(
+        call(
+            agent_a,
+            "POST",
+            "/api/v1/switches/{dpid_a}/ports/3/move"
+                .replace("{dpid_a}", &dpid_a)
+                .as_str(),
+            Some(r#"{"from":"n1","to":"n2"}"#)
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            agent_a,
+            "DELETE",
+            "/onos/vnets/api/port",
+            Some(&format!(
+                r#"{{"networkId":"n2","networkEndpoints":["{port_a}"]}}"#
+            ))
+        )
+        .0,
+        200
+    );
     assert_eq!(call(agent_a, "GET", "/api/v1/networks", None).0, 200);
     assert_eq!(call(agent_a, "GET", "/api/v1/attachments", None).0, 200);
 
@@ -310,15 +400,25 @@ fn roles_limit_what_each_identity_may_do() {
     for (method, path, body) in [
         ("POST", "/api/v1/networks", Some(r#"{"name":"y"}"#)),
         ("DELETE", "/onos/vnets/api/n1", None),
-        ("POST", "/onos/vnets/api/port", Some(ports(&port_a).leak() as &str)),
+        (
+            "POST",
+            "/onos/vnets/api/port",
+            Some(ports(&port_a).leak() as &str),
+        ),
     ] {
         let (code, text) = call(reader, method, path, body);
         assert_eq!(code, 403, "reader {method} {path}: {text}");
     }
     // Nobody, or a wrong password: 401, /metrics included.
     assert_eq!(call(None, "GET", "/metrics", None).0, 401);
-    assert_eq!(call(Some(("node-a", "b-pw")), "GET", "/api/v1/networks", None).0, 401);
-    assert_eq!(call(Some(("op", "karaf")), "GET", "/api/v1/networks", None).0, 401);
+    assert_eq!(
+        call(Some(("node-a", "b-pw")), "GET", "/api/v1/networks", None).0,
+        401
+    );
+    assert_eq!(
+        call(Some(("op", "karaf")), "GET", "/api/v1/networks", None).0,
+        401
+    );
     // The admin deletes.
     assert_eq!(call(op, "DELETE", "/onos/vnets/api/n2", None).0, 204);
 }

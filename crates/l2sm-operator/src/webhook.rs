@@ -885,16 +885,55 @@ impl ResolvesServerCert for FixedCert {
     }
 }
 
+/// Limits of the webhook's HTTPS server.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Time for the TLS handshake, then for each request's header; between requests on a
+    /// kept-alive connection it is the idle timeout.
+    pub header_timeout: Duration,
+    /// Connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Requests served on one connection; the last answer says `Connection: close`.
+    pub max_requests_per_connection: u64,
+    /// Largest buffered request header (bytes); larger ones are refused.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            max_requests_per_connection: 1000,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
 /// Serves `router` over HTTPS (HTTP/1.1, as the API server speaks to webhooks) on
-/// `listener` until `shutdown` completes. Each connection runs on its own task; a failed
-/// handshake only ends that connection.
+/// `listener` with the default [`ServerLimits`] until `shutdown` completes. Each connection
+/// runs on its own task; a failed handshake only ends that connection.
 pub async fn serve_https(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     router: Router,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_https_with(listener, tls, router, ServerLimits::default(), shutdown).await
+}
+
+/// Serves `router` over HTTPS on `listener` within `limits` until `shutdown` completes. Accept
+/// errors (descriptors exhausted…) are logged and retried after a pause, never fatal.
+pub async fn serve_https_with(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let limits = Arc::new(limits);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -909,25 +948,52 @@ pub async fn serve_https(
             },
             () = &mut shutdown => return Ok(()),
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Over the cap: closed at once, nothing allocated for it.
+            tracing::debug!(%peer, "webhook connection cap reached; connection closed");
+            drop(stream);
+            continue;
+        };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let limits = limits.clone();
+        let router = router.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "webhook TLS handshake timed out");
-                    return;
-                }
-            };
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "webhook TLS handshake timed out");
+                        return;
+                    }
+                };
+            let inner = TowerToHyperService::new(router);
+            let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let max = limits.max_requests_per_connection.max(1);
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    use hyper::service::Service as _;
+                    let last = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= max;
+                    let fut = inner.call(req);
+                    async move {
+                        let mut resp = fut.await?;
+                        if last {
+                            resp.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
                 .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "webhook connection ended with an error");

@@ -346,7 +346,10 @@ mod tests {
             users.authenticate("node-a", b"pw2").unwrap().role,
             Role::Agent("node-a".into())
         );
-        assert_eq!(users.authenticate("prom", b"pw3").unwrap().role, Role::Reader);
+        assert_eq!(
+            users.authenticate("prom", b"pw3").unwrap().role,
+            Role::Reader
+        );
         assert!(users.authenticate("op", b"pw2").is_none());
         assert!(users.authenticate("nobody", b"pw1").is_none());
         for bad in [

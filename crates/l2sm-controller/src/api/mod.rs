@@ -119,8 +119,12 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             get(vnets::ready),
         ),
         (
-            RouteSpec::authed("get", "/metrics", "Prometheus metrics (any identity, e.g. a reader)")
-                .responses(vec![Resp::text(200, "metrics in Prometheus text format")]),
+            RouteSpec::authed(
+                "get",
+                "/metrics",
+                "Prometheus metrics (any identity, e.g. a reader)",
+            )
+            .responses(vec![Resp::text(200, "metrics in Prometheus text format")]),
             get(crate::metrics::handler),
         ),
         (

@@ -86,22 +86,20 @@ pub async fn serve(
             match acceptor {
                 None => serve_connection(stream, app, &limits, None).await,
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(
-                        limits.header_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "API TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "API TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "API TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "API TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let identity = tls
                         .get_ref()
                         .1
@@ -164,7 +162,11 @@ where
 pub struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
-    current: Mutex<(Option<SystemTime>, Option<SystemTime>, Arc<rustls::sign::CertifiedKey>)>,
+    current: Mutex<(
+        Option<SystemTime>,
+        Option<SystemTime>,
+        Arc<rustls::sign::CertifiedKey>,
+    )>,
 }
 
 /// Why a certificate or key file cannot be used.
@@ -277,11 +279,13 @@ pub fn tls_config(
             if roots.is_empty() {
                 return Err(bad(&ca, "no CA certificate in the file".into()));
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|e| bad(&ca, e.to_string()))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| bad(&ca, e.to_string()))?;
             builder
                 .with_client_cert_verifier(verifier)
                 .with_cert_resolver(resolver)
