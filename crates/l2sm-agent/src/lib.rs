@@ -57,6 +57,17 @@ pub struct AgentArgs {
     /// Password for the controller API.
     #[arg(long, env = "L2SM_API_PASSWORD", hide_env_values = true)]
     pub api_password: Option<String>,
+    /// PEM CA file the controller API's certificate must chain to (`https://` API; the
+    /// system's roots without it).
+    #[arg(long)]
+    pub controller_api_ca: Option<PathBuf>,
+    /// PEM client certificate shown to the controller API (SAN URI `urn:l2sm:node:<node>`:
+    /// authenticates as this node's agent), with `--controller-api-key`.
+    #[arg(long, requires = "controller_api_key")]
+    pub controller_api_cert: Option<PathBuf>,
+    /// PEM private key of `--controller-api-cert`.
+    #[arg(long, requires = "controller_api_cert")]
+    pub controller_api_key: Option<PathBuf>,
     /// Unix socket for the local attach API.
     #[arg(long, default_value = "/run/l2sm/agent.sock")]
     pub listen: PathBuf,
@@ -189,7 +200,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (tunnels, trunks) = desired_links(&args)?;
     let mut targets = ControllerTargets::parse(&args.controllers)?;
     let credentials = args.api_user.clone().zip(args.api_password.clone());
-    let controller = ControllerClient::new(&args.controller_api, credentials, RetryPolicy::once())?;
+    let api_tls = l2sm_api::TlsOptions {
+        ca_file: args.controller_api_ca.clone(),
+        client_cert: args.controller_api_cert.clone(),
+        client_key: args.controller_api_key.clone(),
+    };
+    let controller = ControllerClient::with_tls(
+        &args.controller_api,
+        credentials,
+        RetryPolicy::once(),
+        api_tls,
+    )?;
     let bridge = ids::switch_name(&args.node, &args.provider);
     let dpid = ids::datapath_id(&bridge);
     let own_netns =

@@ -158,22 +158,150 @@ impl RetryPolicy {
     }
 }
 
-/// Opens TCP connections to the controller, from this process's network namespace or from
-/// another one (on a blocking thread: `setns` never runs on an async worker). This is where
-/// TLS will plug in: the client is generic over its connector, so a dialer that wraps the
-/// stream in rustls (as the operator's webhook already uses) serves `https://` without
-/// touching the typed methods.
-#[derive(Debug, Clone)]
+/// TLS settings of a client: whom to trust, and the client certificate to show.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM CA certificates the controller's certificate must chain to; the system's roots
+    /// when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain (an agent's node certificate), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// The rustls client configuration of these options.
+    fn config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                for c in certs {
+                    let c = c.map_err(|e| format!("{}: {e}", path.display()))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("{}: no CA certificate", path.display()));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for c in found.certs {
+                    let _ = roots.add(c);
+                }
+                if roots.is_empty() {
+                    return Err("no system CA certificates found; give a CA file".into());
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots);
+        let mut config = match (&self.client_cert, &self.client_key) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(cert), Some(key)) => {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                    .map_err(|e| format!("{}: {e}", cert.display()))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{}: {e}", cert.display()))?;
+                let key_der = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("{}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| format!("{}: {e}", cert.display()))?
+            }
+            _ => return Err("give both a client certificate and its key".into()),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// A connection to the controller: plain TCP, or TLS over it.
+#[derive(Debug)]
+enum Conn {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for Conn {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+/// Opens connections to the controller, from this process's network namespace or from
+/// another one (on a blocking thread: `setns` never runs on an async worker), wrapped in TLS
+/// for `https://` addresses.
+#[derive(Clone)]
 struct Dialer {
     netns: Option<Arc<PathBuf>>,
     timeout: Duration,
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
-type DialFuture =
-    Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio::net::TcpStream>>> + Send>>;
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("netns", &self.netns)
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+type DialFuture = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<Conn>>> + Send>>;
 
 impl tower_service::Service<Uri> for Dialer {
-    type Response = TokioIo<tokio::net::TcpStream>;
+    type Response = TokioIo<Conn>;
     type Error = std::io::Error;
     type Future = DialFuture;
 
@@ -182,19 +310,37 @@ impl tower_service::Service<Uri> for Dialer {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (netns, timeout) = (self.netns.clone(), self.timeout);
+        let (netns, timeout, tls) = (self.netns.clone(), self.timeout, self.tls.clone());
         Box::pin(async move {
-            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
-            let port = uri.port_u16().unwrap_or(80);
+            let host = uri
+                .host()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_string();
+            let https = uri.scheme_str() == Some("https");
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             // Every address the name resolves to, in order, as a resolver-backed connector
             // would: a Service name with one dead address must not fail the whole call.
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect();
             if addrs.is_empty() {
                 return Err(std::io::Error::other(format!("{host} resolves to nothing")));
             }
             let stream = connect_first(&addrs, netns, timeout).await?;
             stream.set_nodelay(true)?;
-            Ok(TokioIo::new(stream))
+            if !https {
+                return Ok(TokioIo::new(Conn::Plain(stream)));
+            }
+            let tls = tls.ok_or_else(|| std::io::Error::other("https without TLS settings"))?;
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+            let stream = tokio::time::timeout(timeout, tls.connect(name, stream))
+                .await
+                .map_err(|_| {
+                    std::io::Error::other(format!("TLS handshake with {host} timed out"))
+                })??;
+            Ok(TokioIo::new(Conn::Tls(Box::new(stream))))
         })
     }
 }
@@ -282,7 +428,19 @@ impl ControllerClient {
         credentials: Option<(String, String)>,
         retry: RetryPolicy,
     ) -> Result<Self, ClientError> {
-        Self::build(base_url, credentials, retry, None)
+        Self::build(base_url, credentials, retry, None, None)
+    }
+
+    /// Like [`ControllerClient::new`], with TLS settings for an `https://` address (without
+    /// them, `https://` trusts the system's CA certificates). Also the way an agent shows its
+    /// node certificate; credentials may then be `None`.
+    pub fn with_tls(
+        base_url: &str,
+        credentials: Option<(String, String)>,
+        retry: RetryPolicy,
+        tls: TlsOptions,
+    ) -> Result<Self, ClientError> {
+        Self::build(base_url, credentials, retry, None, Some(tls))
     }
 
     /// Like [`ControllerClient::new`], dialing from the network namespace at `netns`.
@@ -292,7 +450,7 @@ impl ControllerClient {
         retry: RetryPolicy,
         netns: PathBuf,
     ) -> Result<Self, ClientError> {
-        Self::build(base_url, credentials, retry, Some(netns))
+        Self::build(base_url, credentials, retry, Some(netns), None)
     }
 
     fn build(
@@ -300,6 +458,7 @@ impl ControllerClient {
         credentials: Option<(String, String)>,
         retry: RetryPolicy,
         netns: Option<PathBuf>,
+        tls: Option<TlsOptions>,
     ) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
         let invalid = |reason: String| ClientError::InvalidUrl {
@@ -309,8 +468,11 @@ impl ControllerClient {
         let uri: Uri = base
             .parse()
             .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(invalid("expected http://HOST[:PORT]".into()));
+        let https = uri.scheme_str() == Some("https");
+        if !(https || uri.scheme_str() == Some("http")) || uri.host().is_none() {
+            return Err(invalid(
+                "expected http://HOST[:PORT] or https://HOST[:PORT]".into(),
+            ));
         }
         if uri.path() != "/" && !uri.path().is_empty() {
             return Err(invalid(
@@ -322,9 +484,16 @@ impl ControllerClient {
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             format!("Basic {token}")
         });
+        let tls = match (https, tls) {
+            (false, _) => None,
+            (true, opts) => Some(tokio_rustls::TlsConnector::from(
+                opts.unwrap_or_default().config().map_err(invalid)?,
+            )),
+        };
         let dialer = Dialer {
             netns: netns.map(Arc::new),
             timeout: retry.timeout,
+            tls,
         };
         let http = Client::builder(TokioExecutor::new()).build(dialer);
         Ok(ControllerClient {

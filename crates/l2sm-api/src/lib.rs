@@ -43,5 +43,5 @@ pub mod topology;
 pub mod v1;
 pub mod vnets;
 
-pub use client::{ClientError, ControllerClient, CreateOutcome, RetryPolicy};
+pub use client::{ClientError, ControllerClient, CreateOutcome, RetryPolicy, TlsOptions};
 pub use error::ErrorBody;

@@ -82,7 +82,16 @@ impl ControllerProcess {
             dir,
         };
         let start = Instant::now();
-        while crate::http::request(api, "GET", "/onos/vnets/api/status", None, None).is_none() {
+        // Over TLS, a plain request gets no HTTP answer: an accepted connection is enough.
+        let tls = extra.iter().any(|a| a == "--api-tls-cert");
+        let up = || {
+            if tls {
+                std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
+            } else {
+                crate::http::request(api, "GET", "/onos/vnets/api/status", None, None).is_some()
+            }
+        };
+        while !up() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "controller did not start"

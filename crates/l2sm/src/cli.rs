@@ -12,8 +12,9 @@ pub(crate) struct Cli {
     /// Lab to act on (namespaces l2sm-<LAB>-*, state in /run/l2sm/lab/<LAB>).
     #[arg(long, global = true, env = "L2SM_LAB", default_value = "lab")]
     pub(crate) lab: String,
-    /// Controller API URL for network verbs outside a lab, e.g. http://10.0.0.1:8181
-    /// (credentials from L2SM_API_USER / L2SM_API_PASSWORD).
+    /// Controller API URL for network verbs outside a lab, e.g. http://10.0.0.1:8181 or
+    /// https://… (credentials from L2SM_API_USER / L2SM_API_PASSWORD; for https, the CA
+    /// file from L2SM_CONTROLLER_CA, else the system's roots).
     #[arg(long, global = true, env = "L2SM_CONTROLLER_URL")]
     pub(crate) controller_url: Option<String>,
     #[command(subcommand)]
@@ -173,10 +174,17 @@ async fn controller_api(lab: &Lab, controller: Option<String>) -> anyhow::Result
         Some(url) => {
             let user = std::env::var("L2SM_API_USER").ok();
             let pass = std::env::var("L2SM_API_PASSWORD").ok();
-            Ok(ControllerClient::new(
+            // An https:// controller is verified against L2SM_CONTROLLER_CA (a PEM file) when
+            // set, else against the system's CA certificates.
+            let tls = l2sm_api::TlsOptions {
+                ca_file: std::env::var_os("L2SM_CONTROLLER_CA").map(Into::into),
+                ..Default::default()
+            };
+            Ok(ControllerClient::with_tls(
                 &url,
                 user.zip(pass),
                 RetryPolicy::once(),
+                tls,
             )?)
         }
         None => {
