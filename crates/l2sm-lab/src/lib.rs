@@ -13,6 +13,7 @@
 
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
+pub mod api_users;
 pub mod procs;
 pub mod state;
 
@@ -440,6 +441,7 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
         .args(["--mtu", &LAB_POD_MTU.to_string()])
         .args(["--disable-tx-offload", "--max-backoff-ms", "1000"])
         .envs(daemon_env(state))
+        .envs(api_users::agent_env(lab, &node.name)?)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -663,6 +665,11 @@ fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Resu
             &format!("0.0.0.0:{}", state::OPENFLOW_PORT),
         ])
         .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
+        .arg("--api-users")
+        .arg(api_users::write_users_file(
+            lab,
+            state.nodes.iter().map(|n| n.name.as_str()),
+        )?)
         .envs(daemon_env(state))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -203,16 +203,23 @@ impl Capture {
     }
 }
 
-/// `GET /metrics` from the lab controller, from a thread that enters the underlay namespace.
+/// `GET /metrics` from the lab controller, from a thread that enters the underlay namespace,
+/// as the lab's read-only API user.
 pub fn metrics(lab: &TestLab) -> String {
     let ns = format!("/run/netns/l2sm-{}-ul", lab.name);
+    let token_file = format!("/run/l2sm/lab/{}/api/reader.token", lab.name);
+    let password = std::fs::read_to_string(&token_file).expect("the lab's reader token");
+    let token = crate::controller::base64_encode(format!("reader:{}", password.trim()).as_bytes());
     std::thread::spawn(move || {
         use std::io::{Read as _, Write as _};
         let f = std::fs::File::open(&ns).expect("underlay namespace");
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
         let mut s = std::net::TcpStream::connect("10.250.0.254:8181").expect("controller API");
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: c\r\n\r\n")
-            .unwrap();
+        s.write_all(
+            format!("GET /metrics HTTP/1.0\r\nHost: c\r\nAuthorization: Basic {token}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
