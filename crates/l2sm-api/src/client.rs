@@ -949,7 +949,7 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        for url in ["ftp://x", "not a url", "http://h:1/path", "https://h:1"] {
+        for url in ["ftp://x", "not a url", "http://h:1/path", "https://h:1/path"] {
             assert!(
                 matches!(
                     ControllerClient::new(url, None, RetryPolicy::default()),
@@ -961,6 +961,15 @@ mod tests {
         assert!(
             ControllerClient::new("http://127.0.0.1:8181/", None, RetryPolicy::default()).is_ok()
         );
+        // https:// with a CA file that cannot be read is refused up front.
+        let missing_ca = TlsOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ControllerClient::with_tls("https://h:1", None, RetryPolicy::default(), missing_ca),
+            Err(ClientError::InvalidUrl { .. })
+        ));
     }
 
     #[tokio::test]

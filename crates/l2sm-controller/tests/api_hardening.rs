@@ -167,6 +167,30 @@ fn requests_per_connection_are_capped() {
     assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
 }
 
+/// A kept-alive connection that sits idle after an answer is closed after the header timeout.
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let c = ControllerProcess::start_with_args(
+        "test",
+        "secret",
+        &["--api-header-timeout-ms".into(), "1000".into()],
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", c.api)).expect("connect");
+    s.write_all(b"GET /onos/ui HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_by(&s, started + Duration::from_millis(2500)),
+        "an idle kept-alive connection is still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() > Duration::from_millis(800),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+}
+
 /// 200 requests with invented methods (long ones too) leave `/metrics` small: methods are
 /// labelled from a closed set.
 #[test]

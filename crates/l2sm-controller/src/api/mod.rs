@@ -605,6 +605,23 @@ async fn authorized(identity: &auth::Identity, req: Request) -> Result<Request, 
         let (_, ports) = vnets::membership(&b)?;
         touches = auth::Touches::Switches(ports.iter().map(|p| p.dpid).collect());
         body = axum::body::Body::from(b);
+    } else if route == "/api/v1/networks/{network_id}/allocations" {
+        // The port an allocation is linked to must be the agent's own too; a body the
+        // handler refuses is left to it.
+        let b = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {MAX_BODY} bytes"),
+            )
+        })?;
+        if let Ok(l2sm_api::v1::AllocationRequest { port: Some(p), .. }) =
+            serde_json::from_slice(&b)
+        {
+            if let Ok(port) = p.parse::<l2sm_pipeline::ids::PortId>() {
+                touches = auth::Touches::Switches(vec![port.dpid]);
+            }
+        }
+        body = axum::body::Body::from(b);
     }
     auth::authorize(identity, &method, &route, &touches)?;
     Ok(Request::from_parts(parts, body))
