@@ -949,7 +949,12 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        for url in ["ftp://x", "not a url", "http://h:1/path", "https://h:1/path"] {
+        for url in [
+            "ftp://x",
+            "not a url",
+            "http://h:1/path",
+            "https://h:1/path",
+        ] {
             assert!(
                 matches!(
                     ControllerClient::new(url, None, RetryPolicy::default()),
