@@ -220,11 +220,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let timeout = self.limits.write_timeout;
             tokio::time::timeout(timeout, self.stream.write_all(&out))
                 .await
-                .map_err(|_| TimedOut(
+                .map_err(|_| {
+                    TimedOut(
                         Exchange::Write,
                         format!("progress writing {} bytes to the switch", out.len()),
                         timeout,
-                    ))?
+                    )
+                })?
                 .context("write to switch failed")?;
         }
         Ok(())

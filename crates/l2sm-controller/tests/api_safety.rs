@@ -138,7 +138,11 @@ fn a_port_move_answers_after_the_switch_confirmed_it_or_says_pending() {
     let (code, text) = c.req("POST", &moves, Some(r#"{"from":"q","to":"a"}"#));
     assert_eq!(code, 202, "{text}");
     assert!(text.contains(r#""moved":true"#), "{text}");
-    assert!(sent.elapsed() >= Duration::from_secs(4), "{:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
     let nets = c.req("GET", "/api/v1/attachments", None).1;
     assert!(
         nets.contains(&format!(r#""network":"a","port":"{p3}""#)),

@@ -61,9 +61,15 @@ fn a_switch_that_never_answers_the_flow_read_and_streams_packet_ins_is_dropped()
         growth_mib < 20.0,
         "controller RSS grew by {growth_mib:.1} MiB ({before} KiB -> {peak} KiB) for {sent} PACKET_INs"
     );
-    let dropped = metric(&c, r#"l2sm_switch_packet_ins_dropped_total{reason="syncing"}"#);
+    let dropped = metric(
+        &c,
+        r#"l2sm_switch_packet_ins_dropped_total{reason="syncing"}"#,
+    );
     assert!(dropped.is_some_and(|d| d > 0.0), "{dropped:?}");
-    let timeouts = metric(&c, r#"l2sm_switch_session_timeouts_total{exchange="reply"}"#);
+    let timeouts = metric(
+        &c,
+        r#"l2sm_switch_session_timeouts_total{exchange="reply"}"#,
+    );
     assert_eq!(timeouts, Some(1.0));
     // The controller still serves switches.
     let mut ok = FakeSwitch::connect(c.openflow, 0x00ab_0000_0000_0002).unwrap();
