@@ -84,7 +84,8 @@ fn stalled_connections_are_closed_and_a_normal_request_still_succeeds() {
     assert!(stats.refused.load(Ordering::Relaxed) >= 100);
     // A connection that trickles a byte at a time is closed at the header timeout too.
     let mut slow = UnixStream::connect(&path).unwrap();
-    slow.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let t = Instant::now();
     let mut closed = false;
     while t.elapsed() < Duration::from_secs(5) {
