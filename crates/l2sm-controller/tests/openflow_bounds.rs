@@ -51,6 +51,7 @@ fn a_switch_that_never_answers_the_flow_read_and_streams_packet_ins_is_dropped()
     let closed_after = closed_after.unwrap_or_else(|| {
         panic!("the controller still reads from the switch after 20 s ({sent} PACKET_INs)")
     });
+    eprintln!("RSS {before} -> {peak} KiB; {sent} PACKET_INs; closed after {closed_after:?}");
     assert!(
         closed_after < Duration::from_secs(10),
         "closed only after {closed_after:?}"
@@ -120,4 +121,46 @@ fn descriptor_exhaustion_does_not_end_the_controller() {
     assert!(c.is_running());
     let errors = metric(&c, "l2sm_openflow_accept_errors_total");
     assert!(errors.is_some_and(|e| e > 0.0), "{errors:?}");
+}
+
+#[test]
+fn a_switch_that_never_answers_a_barrier_is_dropped_after_the_deadline() {
+    let c = ControllerProcess::start_args(&["--openflow-timeout-ms", "2000"]);
+    let mut sw = FakeSwitch::connect(c.openflow, 0x00ab_0000_0000_0004).unwrap();
+    let ports = [port(1, "p1")];
+    let read = sw.handshake(&ports).unwrap();
+    sw.answer(&read, &ports).unwrap();
+    // Answer everything (echoes too: the session stays alive) but barriers.
+    sw.set_read_timeout(Duration::from_millis(200));
+    let start = Instant::now();
+    let mut barriers = 0;
+    let closed_after = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still connected after 20 s ({barriers} barriers unanswered)"
+        );
+        match sw.recv() {
+            Ok(Some(m)) if matches!(m.body, Message::BarrierRequest) => barriers += 1,
+            Ok(Some(m)) => {
+                sw.answer(&m, &ports).unwrap();
+            }
+            Ok(None) => break start.elapsed(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break start.elapsed(),
+        }
+    };
+    assert!(barriers > 0, "the controller sent no batch");
+    assert!(
+        closed_after >= Duration::from_millis(1500),
+        "closed after {closed_after:?}"
+    );
+    let timeouts = metric(
+        &c,
+        r#"l2sm_switch_session_timeouts_total{exchange="barrier"}"#,
+    );
+    assert_eq!(timeouts, Some(1.0));
 }
