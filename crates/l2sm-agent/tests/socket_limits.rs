@@ -144,3 +144,42 @@ fn descriptor_exhaustion_does_not_end_the_server() {
         "the server never hit EMFILE: the test proves nothing"
     );
 }
+
+/// The same against a real agent of a lab node (default limits: 64 connections, 5 s to send
+/// a request): 100 stalled connections are closed, and a status request still answers.
+#[test]
+fn a_real_agent_closes_stalled_connections_and_keeps_answering() {
+    let lab = l2sm_test_support::lab::TestLab::up("sk", 1);
+    let path = std::path::PathBuf::from(format!("/run/l2sm/lab/{}/n1/agent.sock", lab.name));
+    let mut stalled: Vec<UnixStream> = (0..100)
+        .map(|_| {
+            let mut s = UnixStream::connect(&path).unwrap();
+            s.write_all(br#"{"op":"sta"#).unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let reply = call(&path, r#"{"op":"status"}"#, Duration::from_secs(15)).unwrap();
+    assert!(reply.contains(r#""ok":true"#), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "answered only after {:?}",
+        started.elapsed()
+    );
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut buf = Vec::new();
+        let n = s.read_to_end(&mut buf);
+        let closed = match &n {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "stalled connection not closed: {n:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stalled connections closed only after {:?}",
+        started.elapsed()
+    );
+}
