@@ -108,6 +108,11 @@ fn a_port_move_answers_after_the_switch_confirmed_it_or_says_pending() {
     let mode = Arc::new(AtomicU8::new(ANSWER));
     let replies = Arc::new(Mutex::new(Vec::new()));
     let _switch = scripted_switch(c.openflow, dpid, mode.clone(), replies.clone());
+    l2sm_test_support::wait_until("the switch is connected", Duration::from_secs(10), || {
+        c.req("GET", "/api/v1/switches", None)
+            .1
+            .contains(&format!("of:{dpid:016x}"))
+    });
     let wait = format!("/api/v1/switches/of:{dpid:016x}/ports/3/wait");
     let (code, text) = c.req("POST", &wait, Some(r#"{"network":"a","timeoutMs":5000}"#));
     assert_eq!(code, 200, "{text}");
