@@ -568,6 +568,84 @@ fn schemas() -> Value {
 #[cfg(test)]
 mod tests {
     use super::super::testing::TestApi;
+    use proptest::strategy::{Strategy as _, ValueTree as _};
+    use proptest::test_runner::TestRunner;
+    use serde_json::Value;
+
+    /// `count` strings matching a pattern of the document (anchored at both ends, as all of
+    /// them are), drawn by proptest from the same seed every run.
+    fn matching(pattern: &str, count: usize) -> Vec<String> {
+        let inner = pattern
+            .strip_prefix('^')
+            .and_then(|p| p.strip_suffix('$'))
+            .unwrap_or_else(|| panic!("{pattern} is not anchored"));
+        let strategy =
+            proptest::string::string_regex(inner).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        let mut runner = TestRunner::deterministic();
+        (0..count)
+            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+            .collect()
+    }
+
+    fn pattern(schema: &Value) -> &str {
+        schema["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no pattern in {schema}"))
+    }
+
+    /// What the document calls valid, the controller accepts: addresses and CIDRs parse as
+    /// the request bodies read them, port numbers in a path are port numbers (schemathesis
+    /// found CIDR patterns that let `0/000` through, and ten-digit port numbers), and owner
+    /// fields as long as `maxLength` characters are not refused for their bytes.
+    #[tokio::test]
+    async fn values_the_document_allows_are_accepted() {
+        let api = TestApi::new();
+        let doc: Value =
+            serde_json::from_str(&api.send("GET", "/api/v1/openapi.json", None, false).await.1)
+                .unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let create = &schemas["CreateNetwork"]["properties"];
+        for schema in [
+            &create["cidrs"]["items"],
+            &create["podRanges"]["items"],
+            &schemas["AllocationRequest"]["properties"]["ips"]["items"],
+        ] {
+            for text in matching(pattern(schema), 500) {
+                assert!(text.parse::<ipnet::IpNet>().is_ok(), "CIDR {text:?}");
+            }
+        }
+        for text in matching(pattern(&create["exclude"]["items"]), 500) {
+            assert!(text.parse::<std::net::IpAddr>().is_ok(), "address {text:?}");
+        }
+        // Port numbers in the path: every one the document allows reaches the handler's
+        // membership check (409: not a member), none is refused as malformed (400).
+        let owner = &doc["paths"]["/api/v1/switches/{dpid}/ports/{port}/owner"]["put"];
+        let param = |name: &str| {
+            let params = owner["parameters"].as_array().unwrap();
+            let p = params.iter().find(|p| p["name"] == name).unwrap();
+            pattern(&p["schema"]).to_string()
+        };
+        let dpids = matching(&param("dpid"), 100);
+        for (dpid, port) in dpids.iter().zip(matching(&param("port"), 100)) {
+            let path = format!("/api/v1/switches/{dpid}/ports/{port}/owner");
+            let (code, text) = api.req("PUT", &path, Some(r#"{"attachment":"a"}"#)).await;
+            assert_eq!(code, 409, "{path}: {text}");
+        }
+        // Owner fields: printable text of up to maxLength characters, whatever its bytes.
+        let fields = &schemas["PortOwner"]["properties"];
+        let max = fields["attachment"]["maxLength"].as_u64().unwrap() as usize;
+        let printable = matching(pattern(&fields["attachment"]), 200);
+        let long = "é".repeat(max);
+        for text in printable.iter().chain([&long]) {
+            if text.is_empty() || text.chars().count() > max {
+                continue;
+            }
+            let body = serde_json::json!({"attachment": text, "pod": text, "interface": text});
+            let path = "/api/v1/switches/of:00000000000000aa/ports/1/owner";
+            let (code, answer) = api.req("PUT", path, Some(&body.to_string())).await;
+            assert_eq!(code, 409, "{text:?}: {answer}");
+        }
+    }
 
     #[tokio::test]
     async fn the_openapi_document_describes_exactly_what_the_router_serves() {
