@@ -120,7 +120,8 @@ fn path_port(dpid: &str, port: &str) -> Result<PortId, ApiError> {
     Ok(PortId { dpid, port })
 }
 
-/// Longest pod (`namespace/name`), attachment id or interface name accepted.
+/// Longest pod (`namespace/name`), attachment id or interface name accepted, in characters
+/// (the OpenAPI `maxLength`).
 const MAX_OWNER_FIELD: usize = 512;
 
 pub(super) async fn set_port_owner(
@@ -140,7 +141,7 @@ pub(super) async fn set_port_owner(
     ];
     if fields
         .iter()
-        .any(|f| f.len() > MAX_OWNER_FIELD || f.chars().any(char::is_control))
+        .any(|f| f.chars().count() > MAX_OWNER_FIELD || f.chars().any(char::is_control))
     {
         return Err(error(
             StatusCode::BAD_REQUEST,
