@@ -74,4 +74,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+section "API fuzzing (schemathesis, loopback)"
+# The REST API against its own OpenAPI document (scripts/api-fuzz.sh says what is checked),
+# with the binary the tests above ran; bounded by its case count and a wall-clock limit.
+L2SM_BIN="${CARGO_TARGET_DIR:-target}/debug/l2sm" scripts/api-fuzz.sh
 section "done"

@@ -181,6 +181,10 @@ pub struct ControllerArgs {
     /// Requests served on one API connection before it is closed.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub api_max_requests_per_connection: u64,
+    /// Milliseconds a switch session may wait for a reply (port, flow and group reads), for a
+    /// batch's barrier reply or for one write to complete before it is closed.
+    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub openflow_timeout_ms: u64,
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -527,7 +531,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         networks = model.networks.len(),
         "controller serving"
     );
-    let of_task = tokio::spawn(openflow::serve(of_listener, shared.clone()));
+    let of_limits =
+        openflow::SessionLimits::with_timeout(Duration::from_millis(args.openflow_timeout_ms));
+    let of_task = tokio::spawn(openflow::serve_with(of_listener, shared.clone(), of_limits));
     let app = api::router(shared.clone(), users);
     let api_task = tokio::spawn(api::server::serve(
         api_listener,

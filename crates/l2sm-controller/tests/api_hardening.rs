@@ -390,17 +390,17 @@ fn roles_limit_what_each_identity_may_do() {
         .0,
         204
     );
-    assert_eq!(
-        call(
-            agent_a,
-            "POST",
-            "/api/v1/switches/{dpid_a}/ports/3/move"
-                .replace("{dpid_a}", &dpid_a)
-                .as_str(),
-            Some(r#"{"from":"n1","to":"n2"}"#)
-        )
-        .0,
-        200
+    let moved = call(
+        agent_a,
+        "POST",
+        &format!("/api/v1/switches/{dpid_a}/ports/3/move"),
+        Some(r#"{"from":"n1","to":"n2"}"#),
+    )
+    .0;
+    // 200 once the switch confirmed the move, 202 while pending (no switch is connected).
+    assert!(
+        moved == 200 || moved == 202,
+        "agent moves its own port: {moved}"
     );
     assert_eq!(
         call(

@@ -145,7 +145,8 @@ fn operation(spec: &RouteSpec) -> Value {
         .map(|name| {
             let schema = match name {
                 "dpid" => json!({"type": "string", "pattern": "^(of:)?[0-9a-f]{16}$"}),
-                "port" => json!({"type": "string", "pattern": "^[1-9][0-9]{0,9}$"}),
+                // The port numbers a port id may carry (see `PORT_ID`).
+                "port" => json!({"type": "string", "pattern": "^[1-9][0-9]{0,8}$"}),
                 _ => json!({"type": "string"}),
             };
             json!({"name": name, "in": "path", "required": true, "schema": schema})
@@ -219,6 +220,49 @@ pub(crate) fn document(routes: &[RouteSpec], max_body: usize) -> Value {
     })
 }
 
+/// Text without control characters (Unicode category Cc), as `char::is_control` tells.
+const PRINTABLE: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*$";
+
+/// An IPv4 address in dotted decimal (no leading zeros, as the parser wants), unanchored.
+fn ipv4_text() -> String {
+    let octet = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    format!("({octet}\\.){{3}}{octet}")
+}
+
+/// An IPv6 address in any of RFC 4291's text forms (RFC 3986's grammar), unanchored.
+fn ipv6_text() -> String {
+    let h = "[0-9a-fA-F]{1,4}";
+    let ls32 = format!("({h}:{h}|{})", ipv4_text());
+    let forms = [
+        format!("({h}:){{6}}{ls32}"),
+        format!("::({h}:){{5}}{ls32}"),
+        format!("({h})?::({h}:){{4}}{ls32}"),
+        format!("(({h}:){{0,1}}{h})?::({h}:){{3}}{ls32}"),
+        format!("(({h}:){{0,2}}{h})?::({h}:){{2}}{ls32}"),
+        format!("(({h}:){{0,3}}{h})?::{h}:{ls32}"),
+        format!("(({h}:){{0,4}}{h})?::{ls32}"),
+        format!("(({h}:){{0,5}}{h})?::{h}"),
+        format!("(({h}:){{0,6}}{h})?::"),
+    ];
+    format!("({})", forms.join("|"))
+}
+
+/// An IP address, either family.
+fn ip_address() -> Value {
+    json!({
+        "type": "string",
+        "pattern": format!("^({}|{})$", ipv4_text(), ipv6_text()),
+        "example": "10.0.0.7",
+    })
+}
+
+/// An address with a prefix length valid for its family (`10.0.0.0/24`, `fd00::/64`).
+fn cidr() -> Value {
+    let v4 = format!("{}/(3[0-2]|[12]?[0-9])", ipv4_text());
+    let v6 = format!("{}/(12[0-8]|1[01][0-9]|[1-9]?[0-9])", ipv6_text());
+    json!({"type": "string", "pattern": format!("^({v4}|{v6})$"), "example": "10.0.0.0/24"})
+}
+
 /// A network name: a Kubernetes object name (DNS-1123 subdomain).
 fn network_name() -> Value {
     json!({
@@ -268,7 +312,7 @@ fn dto(required: &[&str], checks: &[&str], description: &str) -> Value {
 fn schemas() -> Value {
     let port_id = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$", "example": "of:a30b6e801ab54336/3"});
     let dpid = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}$"});
-    let cidr = json!({"type": "string", "pattern": "^[0-9a-fA-F:.]+/[0-9]{1,3}$", "example": "10.0.0.0/24"});
+    let cidr = cidr();
     let name = network_name();
     let nullable_string = json!({"type": "string", "nullable": true});
     json!({
@@ -287,21 +331,28 @@ fn schemas() -> Value {
         "MirrorDto": dto(&["networkId", "mirrorPort"], &[], "Upstream NetworkDTO (mirror port)."),
         "CreateNetwork": {
             "type": "object",
+            "description": "IPAM settings: at most one IPv4 and one IPv6 CIDR, pod ranges inside \
+                            them; podRanges and exclude need cidrs.",
             "additionalProperties": false,
             "required": ["name"],
             "properties": {
                 "name": name,
-                "cidrs": {"type": "array", "items": cidr},
+                "cidrs": {"type": "array", "items": cidr, "maxItems": 2},
                 "podRanges": {"type": "array", "items": cidr},
-                "exclude": {"type": "array", "items": {"type": "string"}},
+                "exclude": {"type": "array", "items": ip_address()},
             },
+            // podRanges and exclude only with cidrs.
+            "anyOf": [
+                {"required": ["cidrs"], "properties": {"cidrs": {"minItems": 1}}},
+                {"properties": {"podRanges": {"maxItems": 0}, "exclude": {"maxItems": 0}}},
+            ],
         },
         "Ipam": {
             "type": "object",
             "properties": {
                 "cidrs": {"type": "array", "items": cidr},
                 "podRanges": {"type": "array", "items": cidr},
-                "exclude": {"type": "array", "items": {"type": "string"}},
+                "exclude": {"type": "array", "items": ip_address()},
                 "allocations": {"type": "object", "additionalProperties": {"type": "string"}, "description": "address -> owner"},
                 "ports": {"type": "object", "additionalProperties": port_id, "description": "owner -> port"},
             },
@@ -406,9 +457,9 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "required": ["attachment"],
             "properties": {
-                "pod": {"type": "string", "nullable": true, "description": "namespace/name", "maxLength": 512},
-                "attachment": {"type": "string", "minLength": 1, "maxLength": 512},
-                "interface": {"type": "string", "maxLength": 512},
+                "pod": {"type": "string", "nullable": true, "description": "namespace/name", "maxLength": 512, "pattern": PRINTABLE},
+                "attachment": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": PRINTABLE},
+                "interface": {"type": "string", "maxLength": 512, "pattern": PRINTABLE},
             },
         },
         "WaitRequest": {
@@ -517,6 +568,84 @@ fn schemas() -> Value {
 #[cfg(test)]
 mod tests {
     use super::super::testing::TestApi;
+    use proptest::strategy::{Strategy as _, ValueTree as _};
+    use proptest::test_runner::TestRunner;
+    use serde_json::Value;
+
+    /// `count` strings matching a pattern of the document (anchored at both ends, as all of
+    /// them are), drawn by proptest from the same seed every run.
+    fn matching(pattern: &str, count: usize) -> Vec<String> {
+        let inner = pattern
+            .strip_prefix('^')
+            .and_then(|p| p.strip_suffix('$'))
+            .unwrap_or_else(|| panic!("{pattern} is not anchored"));
+        let strategy =
+            proptest::string::string_regex(inner).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        let mut runner = TestRunner::deterministic();
+        (0..count)
+            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+            .collect()
+    }
+
+    fn pattern(schema: &Value) -> &str {
+        schema["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no pattern in {schema}"))
+    }
+
+    /// What the document calls valid, the controller accepts: addresses and CIDRs parse as
+    /// the request bodies read them, port numbers in a path are port numbers (schemathesis
+    /// found CIDR patterns that let `0/000` through, and ten-digit port numbers), and owner
+    /// fields as long as `maxLength` characters are not refused for their bytes.
+    #[tokio::test]
+    async fn values_the_document_allows_are_accepted() {
+        let api = TestApi::new();
+        let doc: Value =
+            serde_json::from_str(&api.send("GET", "/api/v1/openapi.json", None, false).await.1)
+                .unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let create = &schemas["CreateNetwork"]["properties"];
+        for schema in [
+            &create["cidrs"]["items"],
+            &create["podRanges"]["items"],
+            &schemas["AllocationRequest"]["properties"]["ips"]["items"],
+        ] {
+            for text in matching(pattern(schema), 500) {
+                assert!(text.parse::<ipnet::IpNet>().is_ok(), "CIDR {text:?}");
+            }
+        }
+        for text in matching(pattern(&create["exclude"]["items"]), 500) {
+            assert!(text.parse::<std::net::IpAddr>().is_ok(), "address {text:?}");
+        }
+        // Port numbers in the path: every one the document allows reaches the handler's
+        // membership check (409: not a member), none is refused as malformed (400).
+        let owner = &doc["paths"]["/api/v1/switches/{dpid}/ports/{port}/owner"]["put"];
+        let param = |name: &str| {
+            let params = owner["parameters"].as_array().unwrap();
+            let p = params.iter().find(|p| p["name"] == name).unwrap();
+            pattern(&p["schema"]).to_string()
+        };
+        let dpids = matching(&param("dpid"), 100);
+        for (dpid, port) in dpids.iter().zip(matching(&param("port"), 100)) {
+            let path = format!("/api/v1/switches/{dpid}/ports/{port}/owner");
+            let (code, text) = api.req("PUT", &path, Some(r#"{"attachment":"a"}"#)).await;
+            assert_eq!(code, 409, "{path}: {text}");
+        }
+        // Owner fields: printable text of up to maxLength characters, whatever its bytes.
+        let fields = &schemas["PortOwner"]["properties"];
+        let max = fields["attachment"]["maxLength"].as_u64().unwrap() as usize;
+        let printable = matching(pattern(&fields["attachment"]), 200);
+        let long = "é".repeat(max);
+        for text in printable.iter().chain([&long]) {
+            if text.is_empty() || text.chars().count() > max {
+                continue;
+            }
+            let body = serde_json::json!({"attachment": text, "pod": text, "interface": text});
+            let path = "/api/v1/switches/of:00000000000000aa/ports/1/owner";
+            let (code, answer) = api.req("PUT", path, Some(&body.to_string())).await;
+            assert_eq!(code, 409, "{text:?}: {answer}");
+        }
+    }
 
     #[tokio::test]
     async fn the_openapi_document_describes_exactly_what_the_router_serves() {
