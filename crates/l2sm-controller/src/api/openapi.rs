@@ -400,7 +400,8 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "required": ["ownerPrefix", "validOwners"],
             "properties": {
-                "ownerPrefix": {"type": "string"},
+                // Empty or blank would select every owner: refused with 400.
+                "ownerPrefix": {"type": "string", "minLength": 1, "pattern": "\\S"},
                 "validOwners": {"type": "array", "items": {"type": "string"}},
             },
         },
