@@ -15,7 +15,9 @@ pub mod ipam;
 pub mod metrics;
 pub mod model;
 pub mod openflow;
+pub mod identity;
 pub mod store;
+pub mod switch_tls;
 pub mod topo;
 
 use anyhow::Context as _;
@@ -157,6 +159,20 @@ pub struct ControllerArgs {
     /// down after three intervals without probes in either direction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub lldp_interval_ms: u64,
+    /// PEM certificate (chain) the OpenFlow listener presents to switches.
+    #[arg(long, required_unless_present = "insecure_openflow")]
+    pub openflow_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--openflow-tls-cert`.
+    #[arg(long, required_unless_present = "insecure_openflow")]
+    pub openflow_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) switch certificates must chain to; a switch's certificate names
+    /// its node (SAN URI `urn:l2sm:node:NAME`) and may only claim that node's datapath id.
+    #[arg(long, required_unless_present = "insecure_openflow")]
+    pub openflow_tls_ca: Option<PathBuf>,
+    /// Serve OpenFlow over plain TCP, without TLS: any peer that reaches the port may claim
+    /// any datapath id. For tests and benchmarks only; logs a warning.
+    #[arg(long, conflicts_with_all = ["openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca"])]
+    pub insecure_openflow: bool,
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -207,6 +223,8 @@ pub struct Shared {
     applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
     /// Counters.
     pub metrics: metrics::Metrics,
+    /// Datapath ids that have a session: a second session for one is refused.
+    pub(crate) dpid_claims: identity::Claims,
 }
 
 impl Shared {
@@ -227,6 +245,7 @@ impl Shared {
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
             metrics: metrics::Metrics::default(),
+            dpid_claims: identity::Claims::default(),
         }))
     }
 
@@ -434,6 +453,7 @@ pub enum UpdateError {
 
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let of_tls = openflow_tls(&args)?;
     let credentials = match (args.api_user, args.api_password) {
         (Some(u), Some(p)) if !u.is_empty() => api::Credentials { user: u, password: p },
         (None, None) if args.upstream_default_credentials => {
@@ -484,7 +504,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         networks = model.networks.len(),
         "controller serving"
     );
-    let of_task = tokio::spawn(openflow::serve(of_listener, shared.clone()));
+    let of_task = tokio::spawn(openflow::serve(of_listener, shared.clone(), of_tls));
     let app = api::router(shared.clone(), credentials);
     let api_task = tokio::spawn(async move { axum::serve(api_listener, app).await });
     tokio::select! {
@@ -493,6 +513,30 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),
     }
     Ok(())
+}
+
+/// The OpenFlow listener's TLS acceptor (`None` with `--insecure-openflow`, with a warning).
+fn openflow_tls(args: &ControllerArgs) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if args.insecure_openflow {
+        tracing::warn!(
+            "--insecure-openflow: OpenFlow over plain TCP, switches are not authenticated; \
+             any peer that reaches the port can claim any datapath id"
+        );
+        return Ok(None);
+    }
+    let (Some(cert), Some(key), Some(ca)) = (
+        &args.openflow_tls_cert,
+        &args.openflow_tls_key,
+        &args.openflow_tls_ca,
+    ) else {
+        anyhow::bail!(
+            "OpenFlow needs --openflow-tls-cert, --openflow-tls-key and --openflow-tls-ca \
+             (or --insecure-openflow for plain TCP)"
+        );
+    };
+    let config = switch_tls::server_config_from_files(cert, key, ca)
+        .context("cannot set up OpenFlow TLS")?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
 
 /// Re-plans after every change of the model or the graph, at most once per

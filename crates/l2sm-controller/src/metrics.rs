@@ -172,6 +172,8 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// API requests served.
     pub api_requests: AtomicU64,
+    /// Switch connections refused a session, by reason.
+    pub switch_refusals: crate::identity::Refusals,
 }
 
 impl Default for Metrics {
@@ -188,6 +190,7 @@ impl Default for Metrics {
             connections: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
+            switch_refusals: Default::default(),
         }
     }
 }
@@ -280,6 +283,7 @@ pub fn render(shared: &Shared) -> String {
         single(&mut out, name, kind, help, value);
     }
     m.api_latency.render(&mut out);
+    m.switch_refusals.render(&mut out);
     m.batch_size.render(
         &mut out,
         "l2sm_flow_mod_batch_size",

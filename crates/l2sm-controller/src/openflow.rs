@@ -5,6 +5,7 @@
 //! logged.
 
 use super::{ConnectedSwitch, Shared};
+use crate::identity::{self, Refusal};
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_api::v1::{PortStatusView, SwitchStatus};
 use l2sm_ofp::session::{CloseReason, Session as OfpSession, SessionConfig, SessionEvent};
@@ -21,8 +22,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The byte stream of a switch connection: TLS, or plain TCP with `--insecure-openflow`.
+trait SwitchStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> SwitchStream for T {}
 
 /// Timers of the OpenFlow session: echo after 5 s of silence, drop 10 s later, 10 s for the
 /// handshake.
@@ -35,15 +40,25 @@ fn port_up(p: &PortDesc) -> bool {
     p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0 && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0
 }
 
-/// Accepts switch connections forever.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+/// Accepts switch connections forever. With `tls`, each connection first completes a TLS
+/// handshake with a client certificate (in its own task), and its session is bound to the
+/// node the certificate names; without, any peer may claim any datapath id.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await.context("accept failed")?;
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut session = Session::new(stream, peer, shared.clone());
+            let Some((stream, node)) = secure(stream, peer, tls.as_ref(), &shared).await else {
+                return;
+            };
+            let mut session = Session::new(stream, peer, shared.clone(), node);
             let result = session.run().await;
             session.unregister();
             let _ = session.flush().await;
@@ -64,8 +79,38 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
     }
 }
 
+/// The TLS handshake of one connection (or none with `--insecure-openflow`): the stream and
+/// the node of the peer's certificate; `None` (connection dropped, refusal counted) when the
+/// handshake fails or the certificate names no node.
+async fn secure(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    shared: &Shared,
+) -> Option<(Box<dyn SwitchStream>, Option<String>)> {
+    let Some(acceptor) = tls else {
+        return Some((Box::new(tcp), None));
+    };
+    let refusals = &shared.metrics.switch_refusals;
+    match crate::switch_tls::accept(acceptor, tcp).await {
+        Ok((stream, Some(node))) => Some((Box::new(stream), Some(node))),
+        Ok((_, None)) => {
+            refusals.count(Refusal::NoNode);
+            tracing::warn!(%peer, "switch refused: its certificate names no node (SAN URI urn:l2sm:node:NAME)");
+            None
+        }
+        Err(e) => {
+            refusals.count(Refusal::Tls);
+            tracing::warn!(%peer, "switch refused: TLS handshake failed: {e}");
+            None
+        }
+    }
+}
+
 struct Session {
-    stream: TcpStream,
+    stream: Box<dyn SwitchStream>,
+    /// The node named by the peer's certificate; `None` without TLS.
+    node: Option<String>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     /// The protocol state machine.
@@ -101,10 +146,16 @@ enum Outcome {
 }
 
 impl Session {
-    fn new(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Session {
+    fn new(
+        stream: Box<dyn SwitchStream>,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        node: Option<String>,
+    ) -> Session {
         let session_id = shared.new_session_id();
         Session {
             stream,
+            node,
             peer,
             shared,
             ofp: OfpSession::new(session_config(), std::time::Instant::now()),
@@ -353,7 +404,7 @@ impl Session {
                 _ => None,
             })
             .await?;
-        self.dpid = Some(features.datapath_id);
+        self.bind_dpid(features.datapath_id)?;
         for reply in self.multipart(MultipartRequestBody::PortDesc).await? {
             if let MultipartReplyBody::PortDesc(ports) = reply {
                 for p in ports {
@@ -361,6 +412,27 @@ impl Session {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Accepts the datapath id the switch claims when its certificate's node owns it and no
+    /// other session holds it; the session then holds it until it ends.
+    fn bind_dpid(&mut self, dpid: u64) -> anyhow::Result<()> {
+        let refusals = &self.shared.metrics.switch_refusals;
+        if let Some(node) = &self.node {
+            let own = identity::node_dpid(node);
+            if dpid != own {
+                refusals.count(Refusal::WrongDpid);
+                bail!(
+                    "switch refused: node {node:?} (certificate) claims datapath id of:{dpid:016x}, its own is of:{own:016x}"
+                );
+            }
+        }
+        if !self.shared.dpid_claims.claim(dpid) {
+            refusals.count(Refusal::Duplicate);
+            bail!("switch refused: of:{dpid:016x} already has a session (the connected one stays)");
+        }
+        self.dpid = Some(dpid);
         Ok(())
     }
 
@@ -574,6 +646,7 @@ impl Session {
 
     fn unregister(&self) {
         if let Some(dpid) = self.dpid {
+            self.shared.dpid_claims.release(dpid);
             let mut switches = self.shared.switches();
             if switches
                 .get(&dpid)
@@ -591,7 +664,7 @@ impl Session {
         tokio::time::timeout(handshake_timeout + Duration::from_secs(1), self.handshake())
             .await
             .map_err(|_| anyhow!("handshake timed out"))??;
-        tracing::info!(peer = %self.peer, dpid = self.dpid_str(), ports = self.ports.len(), "switch connected");
+        tracing::info!(peer = %self.peer, dpid = self.dpid_str(), node = self.node.as_deref().unwrap_or("-"), ports = self.ports.len(), "switch connected");
         // A reconnecting switch still holds what it had: read it and change only what differs,
         // so established traffic and learned MACs survive a controller restart.
         let state = self.read_switch_state().await?;
