@@ -82,6 +82,8 @@ impl ControllerSpec {
         cmd.arg("controller")
             .arg("--openflow-listen")
             .arg(self.openflow.to_string())
+            // Plain TCP: the baseline of the OpenFlow programming rate.
+            .arg("--insecure-openflow")
             .arg("--api-listen")
             .arg(self.api.to_string())
             .arg("--state-dir")

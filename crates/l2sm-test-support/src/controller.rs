@@ -39,6 +39,8 @@ impl ControllerProcess {
         let child = Command::new(crate::bin::l2sm())
             .args(["controller", "--api-listen", &format!("127.0.0.1:{api}")])
             .args(["--openflow-listen", &format!("127.0.0.1:{openflow}")])
+            // These tests are about the API: OpenFlow over plain TCP, on purpose.
+            .arg("--insecure-openflow")
             .arg("--state-dir")
             .arg(dir.path())
             .env("L2SM_API_USER", user)
