@@ -113,13 +113,14 @@ fn ssl_spec(args: &AgentArgs) -> anyhow::Result<Option<ovs::SslSpec>> {
         ("--ssl-certificate", cert),
         ("--ssl-ca-cert", ca),
     ] {
-        let abs = std::path::absolute(path)
-            .with_context(|| format!("{flag} {}", path.display()))?;
-        std::fs::File::open(&abs).with_context(|| format!("{flag}: cannot read {}", abs.display()))?;
+        let abs =
+            std::path::absolute(path).with_context(|| format!("{flag} {}", path.display()))?;
+        std::fs::File::open(&abs)
+            .with_context(|| format!("{flag}: cannot read {}", abs.display()))?;
         paths.push(abs.display().to_string());
     }
-    let [private_key, certificate, ca_cert] = <[String; 3]>::try_from(paths)
-        .map_err(|_| anyhow::anyhow!("three SSL paths expected"))?;
+    let [private_key, certificate, ca_cert] =
+        <[String; 3]>::try_from(paths).map_err(|_| anyhow::anyhow!("three SSL paths expected"))?;
     Ok(Some(ovs::SslSpec {
         private_key,
         certificate,

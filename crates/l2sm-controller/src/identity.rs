@@ -25,9 +25,8 @@ pub fn node_of_certificate(cert: &CertificateDer<'_>) -> Option<String> {
     let mut nodes: BTreeSet<String> = BTreeSet::new();
     for uri in san_uris(cert.as_ref())? {
         if let Some(name) = uri.strip_prefix(NODE_URI_PREFIX) {
-            let plausible = !name.is_empty()
-                && name.len() <= 253
-                && name.bytes().all(|b| b.is_ascii_graphic());
+            let plausible =
+                !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic());
             if !plausible {
                 return None;
             }
@@ -196,7 +195,12 @@ impl Refusals {
         );
         let _ = writeln!(out, "# TYPE {name} counter");
         for why in Refusal::ALL {
-            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", why.label(), self.get(why));
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{}\"}} {}",
+                why.label(),
+                self.get(why)
+            );
         }
     }
 }
@@ -266,14 +270,25 @@ mod tests {
             ])),
             None
         );
-        assert_eq!(node_of_certificate(&cert(vec![uri("urn:l2sm:node:")])), None);
+        assert_eq!(
+            node_of_certificate(&cert(vec![uri("urn:l2sm:node:")])),
+            None
+        );
         assert_eq!(node_of_certificate(&cert(vec![])), None);
     }
 
     #[test]
     fn garbage_is_no_node() {
-        for bytes in [&[][..], &[0x30], &[0x30, 0x85, 1, 2, 3, 4, 5], &[0x30, 0x02, 0x30]] {
-            assert_eq!(node_of_certificate(&CertificateDer::from(bytes.to_vec())), None);
+        for bytes in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x85, 1, 2, 3, 4, 5],
+            &[0x30, 0x02, 0x30],
+        ] {
+            assert_eq!(
+                node_of_certificate(&CertificateDer::from(bytes.to_vec())),
+                None
+            );
         }
         // Every truncation of a real certificate.
         let c = cert(vec![uri("urn:l2sm:node:n1")]);

@@ -11,11 +11,11 @@
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
 pub mod api;
+pub mod identity;
 pub mod ipam;
 pub mod metrics;
 pub mod model;
 pub mod openflow;
-pub mod identity;
 pub mod store;
 pub mod switch_tls;
 pub mod topo;

@@ -678,7 +678,11 @@ fn controller_openflow_args(lab: &Lab, state: &LabState) -> Vec<std::ffi::OsStri
 /// An agent's controller target and switch certificate flags: `ssl:` with the node's own
 /// key and certificate, or `tcp:` with `--insecure-openflow`.
 fn agent_openflow_args(lab: &Lab, state: &LabState, node: &str) -> Vec<std::ffi::OsString> {
-    let scheme = if state.insecure_openflow { "tcp" } else { "ssl" };
+    let scheme = if state.insecure_openflow {
+        "tcp"
+    } else {
+        "ssl"
+    };
     let mut args: Vec<std::ffi::OsString> = vec![
         "--controller".into(),
         format!("{scheme}:{CONTROLLER_MGMT_IP}:{}", state::OPENFLOW_PORT).into(),

@@ -81,9 +81,10 @@ pub fn create(lab: &Lab, nodes: &[String]) -> anyhow::Result<Pki> {
     let pki = paths(lab);
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("l2sm lab {} switch CA", lab.name));
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("l2sm lab {} switch CA", lab.name),
+    );
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
