@@ -425,6 +425,14 @@ impl Shared {
         self.switches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The datapath id a switch of `node` must claim: the topology's, when it gives the node
+    /// one, else the one the agent derives from the node name.
+    pub fn node_dpid(&self, node: &str) -> u64 {
+        self.topology()
+            .and_then(|t| t.explicit_dpid(node))
+            .unwrap_or_else(|| identity::node_dpid(node))
+    }
+
     /// Whether switch `dpid` has a session.
     pub fn is_connected(&self, dpid: u64) -> bool {
         self.switches().contains_key(&dpid)
@@ -497,6 +505,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             }
         });
     }
+    if of_tls.is_none() {
+        tracing::warn!(
+            "--insecure-openflow: OpenFlow over plain TCP, switches are not authenticated; \
+             any peer that reaches the port can claim any datapath id"
+        );
+    }
     let model = shared.model();
     tracing::info!(
         openflow = %args.openflow_listen,
@@ -515,13 +529,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The OpenFlow listener's TLS acceptor (`None` with `--insecure-openflow`, with a warning).
+/// The OpenFlow listener's TLS acceptor (`None` with `--insecure-openflow`).
 fn openflow_tls(args: &ControllerArgs) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     if args.insecure_openflow {
-        tracing::warn!(
-            "--insecure-openflow: OpenFlow over plain TCP, switches are not authenticated; \
-             any peer that reaches the port can claim any datapath id"
-        );
         return Ok(None);
     }
     let (Some(cert), Some(key), Some(ca)) = (

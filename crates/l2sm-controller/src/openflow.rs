@@ -5,7 +5,7 @@
 //! logged.
 
 use super::{ConnectedSwitch, Shared};
-use crate::identity::{self, Refusal};
+use crate::identity::Refusal;
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_api::v1::{PortStatusView, SwitchStatus};
 use l2sm_ofp::session::{CloseReason, Session as OfpSession, SessionConfig, SessionEvent};
@@ -420,7 +420,7 @@ impl Session {
     fn bind_dpid(&mut self, dpid: u64) -> anyhow::Result<()> {
         let refusals = &self.shared.metrics.switch_refusals;
         if let Some(node) = &self.node {
-            let own = identity::node_dpid(node);
+            let own = self.shared.node_dpid(node);
             if dpid != own {
                 refusals.count(Refusal::WrongDpid);
                 bail!(

@@ -76,9 +76,7 @@ fn write(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Makes a fresh CA, the controller's certificate, and a certificate for each of `nodes`.
-pub fn create(lab: &Lab, nodes: &[String]) -> anyhow::Result<Pki> {
-    let pki = paths(lab);
+fn ca_params(lab: &Lab) -> anyhow::Result<CertificateParams> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(
@@ -86,6 +84,34 @@ pub fn create(lab: &Lab, nodes: &[String]) -> anyhow::Result<Pki> {
         format!("l2sm lab {} switch CA", lab.name),
     );
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(ca_params)
+}
+
+/// Issues a switch certificate for `node` from the lab's CA into `dir` (`switch.pem`,
+/// `switch.key`): for a switch the lab does not run itself (an unmanaged OpenFlow switch
+/// named in the topology).
+pub fn issue(lab: &Lab, node: &str, dir: &Path) -> anyhow::Result<NodeCert> {
+    let key_path = lab.dir().join("pki").join("ca.key");
+    let ca_key = KeyPair::from_pem(
+        &std::fs::read_to_string(&key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?,
+    )?;
+    let ca = rcgen::Issuer::new(ca_params(lab)?, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = node_params(node)?.signed_by(&key, &ca)?;
+    let files = NodeCert {
+        cert: dir.join("switch.pem"),
+        key: dir.join("switch.key"),
+    };
+    write(&files.cert, &cert.pem(), 0o644)?;
+    write(&files.key, &key.serialize_pem(), 0o600)?;
+    Ok(files)
+}
+
+/// Makes a fresh CA, the controller's certificate, and a certificate for each of `nodes`.
+pub fn create(lab: &Lab, nodes: &[String]) -> anyhow::Result<Pki> {
+    let pki = paths(lab);
+    let ca_params = ca_params(lab)?;
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
@@ -121,6 +147,14 @@ pub fn node_certificate(
     node: &str,
     ca: &CertifiedIssuer<'_, KeyPair>,
 ) -> anyhow::Result<(String, String)> {
+    let params = node_params(node)?;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, ca)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The certificate parameters of `node`'s switch.
+fn node_params(node: &str) -> anyhow::Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, node);
     params.subject_alt_names = vec![SanType::URI(
@@ -130,7 +164,5 @@ pub fn node_certificate(
     )];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, ca)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    Ok(params)
 }

@@ -67,34 +67,20 @@ fn node_identity(
     (certs, key)
 }
 
-/// A certificate for a node the lab does not have, signed with the lab's CA key: a legitimate
-/// switch the controller must accept (shows that the impostor client can get a session).
+/// A certificate for a node the lab does not have, from the lab's CA: a legitimate switch
+/// the controller must accept (shows that the impostor client can get a session).
 fn stranger_identity(
     lab: &TestLab,
     node: &str,
+    dir: &std::path::Path,
 ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    let dir = format!("/run/l2sm/lab/{}/pki", lab.name);
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(format!("{dir}/ca.key")).unwrap())
-            .unwrap();
-    // The lab's CA parameters (the issuer name must be the CA certificate's subject).
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("l2sm lab {} switch CA", lab.name),
-    );
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = vec![rcgen::SanType::URI(
-        format!("urn:l2sm:node:{node}").try_into().unwrap(),
-    )];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (
-        vec![cert.der().clone()],
-        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
-    )
+    let handle = l2sm_lab::state::Lab::new(&lab.name).unwrap();
+    let files = l2sm_lab::pki::issue(&handle, node, dir).unwrap();
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    (certs, PrivateKeyDer::from_pem_file(&files.key).unwrap())
 }
 
 fn dpid_of(node: &str) -> u64 {
@@ -325,6 +311,7 @@ fn impostor_switches_get_no_session_and_change_nothing() {
     let sessions_before = sessions(&lab);
     let n1_ns = format!("l2sm-{}-n1", lab.name);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
 
     // (a) no certificate.
     let tls_before = refused(&lab, "tls");
@@ -365,7 +352,7 @@ fn impostor_switches_get_no_session_and_change_nothing() {
     let v = rt.block_on(impostor(
         &lab,
         &n1_ns,
-        Some(stranger_identity(&lab, "n9")),
+        Some(stranger_identity(&lab, "n9", tmp.path())),
         dpid_of("n9"),
     ));
     assert!(
