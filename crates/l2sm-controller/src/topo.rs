@@ -231,6 +231,7 @@ mod tests {
                 b: (2, "p2".into()),
                 kind: LinkKind::Trunk,
             }],
+            explicit_dpids: BTreeMap::new(),
         };
         let switch = |dpid: u64, name: &str, number: u32| ConnectedSwitch {
             status: SwitchStatus {
