@@ -197,6 +197,11 @@ impl Session {
                 .write_all(&out)
                 .await
                 .context("write to switch failed")?;
+            // TLS: push the records out now, not at the next write.
+            self.stream
+                .flush()
+                .await
+                .context("write to switch failed")?;
         }
         Ok(())
     }
