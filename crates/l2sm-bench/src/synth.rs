@@ -256,41 +256,41 @@ impl Conn<'_> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
-                n = self.stream.read_buf(&mut buf) => {
-                    if n.context("read failed")? == 0 {
-                        return Ok(());
-                    }
-                    let mut out = Vec::new();
-                    let mut start = 0;
-                    while let Some(len) = l2sm_ofp::message_len(&buf[start..])
-                        .map_err(|e| anyhow!("bad framing from the controller: {e}"))?
-                    {
-                        if buf.len() - start < len {
-                            break;
+                    n = self.stream.read_buf(&mut buf) => {
+                        if n.context("read failed")? == 0 {
+                            return Ok(());
                         }
-                        let msg = l2sm_ofp::decode(&buf[start..start + len])
-                            .map_err(|e| anyhow!("undecodable message from the controller: {e}"))?;
-                        start += len;
-                        self.handle(msg, &mut out)?;
+                        let mut out = Vec::new();
+                        let mut start = 0;
+                        while let Some(len) = l2sm_ofp::message_len(&buf[start..])
+                            .map_err(|e| anyhow!("bad framing from the controller: {e}"))?
+                        {
+                            if buf.len() - start < len {
+                                break;
+                            }
+                            let msg = l2sm_ofp::decode(&buf[start..start + len])
+                                .map_err(|e| anyhow!("undecodable message from the controller: {e}"))?;
+                            start += len;
+                            self.handle(msg, &mut out)?;
+                        }
+                        buf.drain(..start);
+                        if !out.is_empty() {
+                            self.stream.write_all(&out).await?;
+            self.stream.flush().await?;
+                        }
                     }
-                    buf.drain(..start);
-                    if !out.is_empty() {
+                    Some((port, data)) = inbox.recv() => {
+                        let mut out = Vec::new();
+                        push(&mut out, 0, packet_in(port, data))?;
                         self.stream.write_all(&out).await?;
-        self.stream.flush().await?;
+            self.stream.flush().await?;
+                    }
+                    _ = tick.tick() => {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
                     }
                 }
-                Some((port, data)) = inbox.recv() => {
-                    let mut out = Vec::new();
-                    push(&mut out, 0, packet_in(port, data))?;
-                    self.stream.write_all(&out).await?;
-        self.stream.flush().await?;
-                }
-                _ = tick.tick() => {
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                }
-            }
         }
     }
 
