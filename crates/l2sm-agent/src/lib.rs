@@ -6,6 +6,7 @@
 
 pub mod ovs;
 pub mod proto;
+pub mod socket;
 pub mod target;
 
 use crate::proto::{AgentRequest, AgentStatus, AttachRequest, Attachment, Reply};
@@ -20,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use target::ControllerTargets;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 /// Options of `l2sm agent`.
@@ -293,22 +293,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     );
     let serve = {
         let agent = agent.clone();
-        async move {
-            loop {
-                let (stream, _) = listener.accept().await?;
+        let stats = Arc::new(socket::SocketStats::default());
+        socket::serve(
+            listener,
+            socket::SocketLimits::default(),
+            stats,
+            move |line| {
                 let agent = agent.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = agent.serve_connection(stream).await {
-                        tracing::debug!("agent API connection: {e:#}");
-                    }
-                });
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), std::io::Error>(())
-        }
+                async move { agent.answer(&line).await }
+            },
+        )
     };
     tokio::select! {
-        r = serve => r.context("agent API failed")?,
+        _ = serve => tracing::warn!("agent API server stopped"),
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("agent stopping"),
     }
     let _ = std::fs::remove_file(&agent.args.listen);
@@ -580,34 +577,30 @@ impl Agent {
         Ok(missing)
     }
 
-    async fn serve_connection(&self, stream: tokio::net::UnixStream) -> anyhow::Result<()> {
-        let (rd, mut wr) = stream.into_split();
-        let mut lines = BufReader::new(rd).lines();
-        while let Some(line) = lines.next_line().await? {
-            let reply = match serde_json::from_str::<AgentRequest>(&line) {
+    /// The reply line to one request line of the local API.
+    async fn answer(&self, line: &str) -> String {
+        let reply = match serde_json::from_str::<AgentRequest>(line) {
+            Err(e) => Reply {
+                ok: false,
+                error: Some(format!("malformed request: {e}")),
+                result: None,
+            },
+            Ok(req) => match self.handle(req).await {
+                Ok(result) => Reply {
+                    ok: true,
+                    error: None,
+                    result: Some(result),
+                },
                 Err(e) => Reply {
                     ok: false,
-                    error: Some(format!("malformed request: {e}")),
+                    error: Some(format!("{e:#}")),
                     result: None,
                 },
-                Ok(req) => match self.handle(req).await {
-                    Ok(result) => Reply {
-                        ok: true,
-                        error: None,
-                        result: Some(result),
-                    },
-                    Err(e) => Reply {
-                        ok: false,
-                        error: Some(format!("{e:#}")),
-                        result: None,
-                    },
-                },
-            };
-            let mut out = serde_json::to_string(&reply)?;
-            out.push('\n');
-            wr.write_all(out.as_bytes()).await?;
-        }
-        Ok(())
+            },
+        };
+        serde_json::to_string(&reply).unwrap_or_else(|e| {
+            json!({"ok": false, "error": format!("cannot encode the reply: {e}")}).to_string()
+        })
     }
 
     async fn handle(&self, req: AgentRequest) -> anyhow::Result<serde_json::Value> {

@@ -709,7 +709,8 @@ impl ControllerClient {
 
     /// Moves `port` from network `from` to network `to` in one controller change, live: the
     /// pod keeps its interface and the port its owner. Repeating a finished move is a no-op
-    /// (`moved` is false).
+    /// (`moved` is false). The move is recorded whether the controller answers 200 (the
+    /// port's switch confirmed it) or 202 (pending: the switch will get it when it can).
     pub async fn move_port(
         &self,
         port: PortId,
@@ -722,7 +723,7 @@ impl ControllerClient {
             to: to.to_string(),
         };
         let a = self.call_json(Method::POST, &path, &req).await?;
-        let a = Self::expect(&Method::POST, &path, a, &[200])?;
+        let a = Self::expect(&Method::POST, &path, a, &[200, 202])?;
         Self::decode(&path, &a)
     }
 

@@ -173,6 +173,10 @@ pub struct ControllerArgs {
     /// any datapath id. For tests and benchmarks only; logs a warning.
     #[arg(long, conflicts_with_all = ["openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca"])]
     pub insecure_openflow: bool,
+    /// Milliseconds a switch session may wait for a reply (port, flow and group reads), for a
+    /// batch's barrier reply or for one write to complete before it is closed.
+    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub openflow_timeout_ms: u64,
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -518,7 +522,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         networks = model.networks.len(),
         "controller serving"
     );
-    let of_task = tokio::spawn(openflow::serve(of_listener, shared.clone(), of_tls));
+    let of_limits =
+        openflow::SessionLimits::with_timeout(Duration::from_millis(args.openflow_timeout_ms));
+    let of_task = tokio::spawn(openflow::serve_with(
+        of_listener,
+        shared.clone(),
+        of_limits,
+        of_tls,
+    ));
     let app = api::router(shared.clone(), credentials);
     let api_task = tokio::spawn(async move { axum::serve(api_listener, app).await });
     tokio::select! {

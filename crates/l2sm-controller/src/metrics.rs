@@ -147,6 +147,49 @@ impl RouteLatency {
     }
 }
 
+/// Switch sessions closed because an exchange ran out of time, by exchange (a closed set:
+/// `reply`, `barrier`, `write`).
+#[derive(Debug, Default)]
+pub struct SessionTimeouts {
+    reply: AtomicU64,
+    barrier: AtomicU64,
+    write: AtomicU64,
+}
+
+impl SessionTimeouts {
+    /// Name of the exported counter.
+    const NAME: &'static str = "l2sm_switch_session_timeouts_total";
+
+    /// Counts one session closed because `exchange` timed out.
+    pub fn count(&self, exchange: crate::openflow::Exchange) {
+        self.get(exchange).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sessions closed so far because `exchange` timed out.
+    pub fn get(&self, exchange: crate::openflow::Exchange) -> &AtomicU64 {
+        use crate::openflow::Exchange;
+        match exchange {
+            Exchange::Reply => &self.reply,
+            Exchange::Barrier => &self.barrier,
+            Exchange::Write => &self.write,
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        use crate::openflow::Exchange;
+        header(
+            out,
+            Self::NAME,
+            "counter",
+            "Switch sessions closed because a reply, a barrier or a write timed out.",
+        );
+        for e in [Exchange::Reply, Exchange::Barrier, Exchange::Write] {
+            let value = self.get(e).load(Ordering::Relaxed);
+            let _ = writeln!(out, "{}{{exchange=\"{}\"}} {value}", Self::NAME, e.label());
+        }
+    }
+}
+
 /// Counters and histograms the API and the switch sessions update.
 #[derive(Debug)]
 pub struct Metrics {
@@ -174,6 +217,12 @@ pub struct Metrics {
     pub api_requests: AtomicU64,
     /// Switch connections refused a session, by reason.
     pub switch_refusals: crate::identity::Refusals,
+    /// Failed `accept()` calls of the OpenFlow listener (retried after a backoff).
+    pub accept_errors: AtomicU64,
+    /// PACKET_INs dropped because they arrived while the session waited for a reply.
+    pub packet_ins_dropped_syncing: AtomicU64,
+    /// Sessions closed on a timeout, by exchange.
+    pub session_timeouts: SessionTimeouts,
 }
 
 impl Default for Metrics {
@@ -191,6 +240,9 @@ impl Default for Metrics {
             protocol_errors: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
             switch_refusals: Default::default(),
+            accept_errors: AtomicU64::new(0),
+            packet_ins_dropped_syncing: AtomicU64::new(0),
+            session_timeouts: SessionTimeouts::default(),
         }
     }
 }
@@ -333,6 +385,25 @@ pub fn render(shared: &Shared) -> String {
     ] {
         single(&mut out, name, kind, help, value);
     }
+    single(
+        &mut out,
+        "l2sm_openflow_accept_errors_total",
+        "counter",
+        "Failed accept() calls of the OpenFlow listener (retried after a backoff).",
+        load(&m.accept_errors),
+    );
+    header(
+        &mut out,
+        "l2sm_switch_packet_ins_dropped_total",
+        "counter",
+        "PACKET_INs dropped by the controller, by reason (syncing: the session was waiting for a reply).",
+    );
+    let _ = writeln!(
+        out,
+        "l2sm_switch_packet_ins_dropped_total{{reason=\"syncing\"}} {}",
+        load(&m.packet_ins_dropped_syncing)
+    );
+    m.session_timeouts.render(&mut out);
     let links = shared.link_report();
     single(
         &mut out,

@@ -92,6 +92,9 @@ pub enum ModelError {
     /// An address request was refused.
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    /// A collection whose owner prefix would select every owner (empty or blank).
+    #[error("ownerPrefix must not be empty: it would select every owner")]
+    UnboundedGc,
 }
 
 impl Model {
@@ -221,8 +224,12 @@ impl Model {
             .unwrap_or(0)
     }
 
-    /// Frees allocations of owners starting with `prefix` that are not in `valid`.
-    pub fn gc(&mut self, prefix: &str, valid: &BTreeSet<String>) -> usize {
+    /// Frees allocations of owners starting with `prefix` that are not in `valid`. A prefix
+    /// that selects every owner (empty or blank) is refused and frees nothing.
+    pub fn gc(&mut self, prefix: &str, valid: &BTreeSet<String>) -> Result<usize, ModelError> {
+        if prefix.trim().is_empty() {
+            return Err(ModelError::UnboundedGc);
+        }
         let mut freed = 0;
         for ipam in self.networks.values_mut().filter_map(|n| n.ipam.as_mut()) {
             let before = ipam.allocations.len();
@@ -232,7 +239,7 @@ impl Model {
                 .retain(|o, _| !o.starts_with(prefix) || valid.contains(o));
             freed += before - ipam.allocations.len();
         }
-        freed
+        Ok(freed)
     }
 
     /// Deletes a network and its memberships (and their owners). Returns whether it existed.

@@ -3,6 +3,13 @@
 //! reassembly, barriers, keepalive) is [`l2sm_ofp::session`]'s; this module does the I/O and
 //! the controller's part. Anything malformed closes just that connection, with the reason
 //! logged.
+//!
+//! Every session is bounded ([`SessionLimits`]): each request/reply exchange (port, flow and
+//! group reads) and each batch's barrier has a deadline, every write has a timeout, and the
+//! events read while the session waits for a reply are kept in a bounded queue (PACKET_INs
+//! are dropped and counted then, anything else beyond the bound closes the session). An
+//! `accept()` error (descriptors exhausted, ...) is logged and retried with a backoff; it
+//! never ends the server.
 
 use super::{ConnectedSwitch, Shared};
 use crate::identity::Refusal;
@@ -28,6 +35,43 @@ use tokio::net::TcpListener;
 /// The byte stream of a switch connection: TLS, or plain TCP with `--insecure-openflow`.
 trait SwitchStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> SwitchStream for T {}
+/// Bounds of one switch session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Longest wait for the reply to one request (port description, flow and group reads).
+    pub reply_timeout: Duration,
+    /// Longest wait for the BARRIER_REPLY that closes a batch.
+    pub barrier_timeout: Duration,
+    /// Longest time one write to the switch may block.
+    pub write_timeout: Duration,
+    /// Events (other than PACKET_IN) kept while the session waits for a reply; one more
+    /// closes the session.
+    pub max_backlog: usize,
+}
+
+impl Default for SessionLimits {
+    /// 15 s for replies, barriers and writes; 4096 queued events.
+    fn default() -> Self {
+        SessionLimits::with_timeout(Duration::from_secs(15))
+    }
+}
+
+impl SessionLimits {
+    /// The same `timeout` for replies, barriers and writes; 4096 queued events.
+    pub fn with_timeout(timeout: Duration) -> SessionLimits {
+        SessionLimits {
+            reply_timeout: timeout,
+            barrier_timeout: timeout,
+            write_timeout: timeout,
+            max_backlog: 4096,
+        }
+    }
+}
+
+/// First wait after a failed `accept()`; doubled on each failure in a row.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest wait after a failed `accept()`.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Timers of the OpenFlow session: echo after 5 s of silence, drop 10 s later, 10 s for the
 /// handshake.
@@ -40,16 +84,37 @@ fn port_up(p: &PortDesc) -> bool {
     p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0 && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0
 }
 
-/// Accepts switch connections forever. With `tls`, each connection first completes a TLS
-/// handshake with a client certificate (in its own task), and its session is bound to the
-/// node the certificate names; without, any peer may claim any datapath id.
-pub async fn serve(
+/// Accepts switch connections forever over plain TCP, with the default [`SessionLimits`].
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    serve_with(listener, shared, SessionLimits::default(), None).await
+}
+
+/// Accepts switch connections forever. A failed `accept()` (e.g. EMFILE: descriptors
+/// exhausted) is logged, counted and retried after a backoff growing from 10 ms to 1 s; it
+/// never ends the server. With `tls`, each connection first completes a TLS handshake with a
+/// client certificate (in its own task), and its session is bound to the node the
+/// certificate names; without, any peer may claim any datapath id.
+pub async fn serve_with(
     listener: TcpListener,
     shared: Arc<Shared>,
+    limits: SessionLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<()> {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let (stream, peer) = listener.accept().await.context("accept failed")?;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                accepted
+            }
+            Err(e) => {
+                shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot accept a switch connection");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let tls = tls.clone();
@@ -58,9 +123,10 @@ pub async fn serve(
             let Some((stream, node)) = secure(stream, peer, tls.as_ref(), &shared).await else {
                 return;
             };
-            let mut session = Session::new(stream, peer, shared.clone(), node);
+            let mut session = Session::new(stream, peer, shared.clone(), limits, node);
             let result = session.run().await;
             session.unregister();
+            // A switch that stopped reading must not hold the task: the write is bounded too.
             let _ = session.flush().await;
             match result {
                 Ok(()) => tracing::info!(%peer, dpid = session.dpid_str(), "switch disconnected"),
@@ -68,6 +134,9 @@ pub async fn serve(
                     tracing::info!(%peer, dpid = session.dpid_str(), "switch disconnected")
                 }
                 Err(e) => {
+                    if let Some(t) = e.downcast_ref::<TimedOut>() {
+                        shared.metrics.session_timeouts.count(t.0);
+                    }
                     shared
                         .metrics
                         .protocol_errors
@@ -107,12 +176,13 @@ async fn secure(
     }
 }
 
-struct Session {
-    stream: Box<dyn SwitchStream>,
+struct Session<S> {
+    stream: S,
     /// The node named by the peer's certificate; `None` without TLS.
     node: Option<String>,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    limits: SessionLimits,
     /// The protocol state machine.
     ofp: OfpSession,
     /// Read buffer.
@@ -145,19 +215,21 @@ enum Outcome {
     PortsChanged,
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn new(
-        stream: Box<dyn SwitchStream>,
+        stream: S,
         peer: SocketAddr,
         shared: Arc<Shared>,
+        limits: SessionLimits,
         node: Option<String>,
-    ) -> Session {
+    ) -> Session<S> {
         let session_id = shared.new_session_id();
         Session {
             stream,
             node,
             peer,
             shared,
+            limits,
             ofp: OfpSession::new(session_config(), std::time::Instant::now()),
             // Small: a thousand sessions each hold one. Big replies arrive in several reads.
             rbuf: vec![0; 8 * 1024],
@@ -189,18 +261,27 @@ impl Session {
         };
     }
 
-    /// Writes whatever the session has queued.
+    /// Writes whatever the session has queued, within the write timeout.
     async fn flush(&mut self) -> anyhow::Result<()> {
         if self.ofp.has_output() {
             let out = self.ofp.take_output();
-            self.stream
-                .write_all(&out)
+            let len = out.len();
+            let timeout = self.limits.write_timeout;
+            // With TLS the flush pushes the records out now, not at the next write.
+            let stream = &mut self.stream;
+            let write = async move {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            tokio::time::timeout(timeout, write)
                 .await
-                .context("write to switch failed")?;
-            // TLS: push the records out now, not at the next write.
-            self.stream
-                .flush()
-                .await
+                .map_err(|_| {
+                    TimedOut(
+                        Exchange::Write,
+                        format!("progress writing {len} bytes to the switch"),
+                        timeout,
+                    )
+                })?
                 .context("write to switch failed")?;
         }
         Ok(())
@@ -320,24 +401,44 @@ impl Session {
         self.flush().await
     }
 
-    /// Waits for an event satisfying `pick`; other events are kept for the main loop,
-    /// except that the end of the session ends the wait with its reason.
+    /// Waits for an event satisfying `pick`, at most the reply timeout; other events are kept
+    /// for the main loop in a bounded queue (PACKET_INs are dropped and counted: nothing is
+    /// programmed yet that they could confirm), except that the end of the session ends the
+    /// wait with its reason.
     async fn expect<T>(
         &mut self,
         what: &str,
         mut pick: impl FnMut(&SessionEvent) -> Option<T>,
     ) -> anyhow::Result<T> {
+        let timeout = self.limits.reply_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             while let Some(ev) = self.ofp.poll_event() {
                 if let Some(v) = pick(&ev) {
                     return Ok(v);
                 }
-                if let SessionEvent::Closed { reason } = &ev {
-                    bail!("{reason} (waiting for {what})");
+                match &ev {
+                    SessionEvent::Closed { reason } => bail!("{reason} (waiting for {what})"),
+                    SessionEvent::Message(m) if matches!(m.body, Message::PacketIn(_)) => {
+                        self.shared
+                            .metrics
+                            .packet_ins_dropped_syncing
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    _ => {}
+                }
+                if self.backlog.len() >= self.limits.max_backlog {
+                    bail!(
+                        "more than {} events queued while waiting for {what}",
+                        self.limits.max_backlog
+                    );
                 }
                 self.backlog.push_back(ev);
             }
-            self.io_step().await?;
+            tokio::time::timeout_at(deadline, self.io_step())
+                .await
+                .map_err(|_| TimedOut(Exchange::Reply, what.to_string(), timeout))??;
         }
     }
 
@@ -700,7 +801,23 @@ impl Session {
                 self.sync().await?;
             }
             self.flush().await?;
-            let sleep = until(self.ofp.next_deadline());
+            let barrier_due = self
+                .pending_barriers
+                .front()
+                .and_then(|(_, sent, _)| sent.checked_add(self.limits.barrier_timeout));
+            if barrier_due.is_some_and(|due| due <= std::time::Instant::now()) {
+                return Err(TimedOut(
+                    Exchange::Barrier,
+                    "BARRIER_REPLY".into(),
+                    self.limits.barrier_timeout,
+                )
+                .into());
+            }
+            let next = match (self.ofp.next_deadline(), barrier_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = until(next);
             tokio::select! {
                 n = self.stream.read(&mut self.rbuf) => {
                     self.feed(n)?;
@@ -725,6 +842,34 @@ async fn until(deadline: Option<std::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Which exchange with a switch ran out of time (the label of
+/// `l2sm_switch_session_timeouts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// A request's reply (port, flow or group read).
+    Reply,
+    /// A batch's BARRIER_REPLY.
+    Barrier,
+    /// A write to the switch.
+    Write,
+}
+
+impl Exchange {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Exchange::Reply => "reply",
+            Exchange::Barrier => "barrier",
+            Exchange::Write => "write",
+        }
+    }
+}
+
+/// An exchange with the switch did not complete in time: the session closes.
+#[derive(Debug, thiserror::Error)]
+#[error("no {1} within {2:?}: closing the session")]
+struct TimedOut(Exchange, String, Duration);
 
 /// The switch closed the connection (a normal end).
 #[derive(Debug, thiserror::Error)]

@@ -36,8 +36,29 @@ impl ControllerProcess {
         api: u16,
         openflow: u16,
     ) -> ControllerProcess {
+        Self::start_on_with(dir, user, password, api, openflow, &[])
+    }
+
+    /// Starts a controller with a fresh state directory, credentials `test`/`secret`, free
+    /// ports and `extra` command-line arguments.
+    pub fn start_args(extra: &[&str]) -> ControllerProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (api, openflow) = (crate::free_port(), crate::free_port());
+        Self::start_on_with(dir, "test", "secret", api, openflow, extra)
+    }
+
+    /// Like [`ControllerProcess::start_on`], with `extra` command-line arguments.
+    pub fn start_on_with(
+        dir: tempfile::TempDir,
+        user: &str,
+        password: &str,
+        api: u16,
+        openflow: u16,
+        extra: &[&str],
+    ) -> ControllerProcess {
         let child = Command::new(crate::bin::l2sm())
             .args(["controller", "--api-listen", &format!("127.0.0.1:{api}")])
+            .args(extra)
             .args(["--openflow-listen", &format!("127.0.0.1:{openflow}")])
             // These tests are about the API: OpenFlow over plain TCP, on purpose.
             .arg("--insecure-openflow")
@@ -105,6 +126,33 @@ impl ControllerProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its resident set size (`VmRSS` of `/proc/<pid>/status`) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("cannot read the controller's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("no VmRSS in the controller's /proc status")
+    }
+
+    /// Whether the process is still running (not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sets its open-file limit (soft and hard) with `prlimit`; panics when `prlimit` is
+    /// missing or fails.
+    pub fn limit_open_files(&self, limit: u64) {
+        let status = Command::new("prlimit")
+            .arg(format!("--pid={}", self.pid()))
+            .arg(format!("--nofile={limit}:{limit}"))
+            .status()
+            .expect("prlimit (util-linux) is required by this test");
+        assert!(status.success(), "prlimit failed: {status}");
     }
 
     /// Kills it (SIGKILL) and hands back its state directory, for a restart on the same state.

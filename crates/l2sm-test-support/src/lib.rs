@@ -5,11 +5,14 @@
 //! - [`controller`]: a real `l2sm controller` process on loopback with free ports.
 //! - [`lab`]: a lab built with the `l2sm` command, torn down on drop.
 //! - [`http`]: one raw HTTP/1.1 request, for tests that must see exactly what goes on the wire.
+//! - [`ofswitch`]: a scriptable OpenFlow 1.3 switch over plain TCP (blocking), for tests that
+//!   need a switch to misbehave in a precise way.
 
 pub mod bin;
 pub mod controller;
 pub mod http;
 pub mod lab;
+pub mod ofswitch;
 pub mod prereq;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Addresses of a network's owners: allocate, release, and collect those of vanished owners.
 
 use super::{error, json_body, not_found, update_error, ApiResult, AppState, Body};
+use crate::model::ModelError;
+use crate::UpdateError;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
@@ -45,13 +47,21 @@ pub(super) async fn release(
     Ok(Json(v1::Released { released }).into_response())
 }
 
+/// Frees the allocations of owners with the given prefix that are not listed valid. A
+/// prefix that would select every owner (empty or blank) is refused (400): an empty
+/// selector must never mean "everything".
 pub(super) async fn gc(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let req: v1::GcRequest = json_body(&body)?;
     let valid: std::collections::BTreeSet<String> = req.valid_owners.into_iter().collect();
     let released = state
         .shared
-        .update(|m| Ok(m.gc(&req.owner_prefix, &valid)))
-        .map_err(update_error)?;
+        .update(|m| m.gc(&req.owner_prefix, &valid))
+        .map_err(|e| match e {
+            UpdateError::Model(m @ ModelError::UnboundedGc) => {
+                error(StatusCode::BAD_REQUEST, m.to_string())
+            }
+            other => update_error(other),
+        })?;
     Ok(Json(v1::Released { released }).into_response())
 }
 

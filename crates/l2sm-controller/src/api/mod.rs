@@ -352,6 +352,11 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             .request("MoveRequest")
             .responses(vec![
                 Resp::json(200, "moved, or it was in the target already", "Moved"),
+                Resp::json(
+                    202,
+                    "moved; its switch has not confirmed it yet (pending)",
+                    "Moved",
+                ),
                 err(400, "invalid body, datapath id or port number"),
                 err(404, "unknown target network"),
                 err(409, "the port is not a member of the source network"),

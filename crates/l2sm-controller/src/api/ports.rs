@@ -228,6 +228,15 @@ pub(super) async fn wait_programmed(
     }
 }
 
+/// How long a move waits for the port's switch to confirm it (barrier reply) before it is
+/// reported as pending (202).
+pub(crate) const MOVE_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Moves a member port to another network. Answers 200 once the port's switch has confirmed
+/// (barrier reply after its batch) flows that make the port a member of `to` and no longer
+/// of `from`, as an attach waits with `wait`; 202 (same body) when the move is recorded but
+/// the switch has not confirmed it: not connected, or no barrier reply within
+/// [`MOVE_CONFIRM_TIMEOUT`]. Repeating the request waits again.
 pub(super) async fn move_port(
     State(state): State<AppState>,
     Path((dpid, port)): Path<(String, String)>,
@@ -247,9 +256,49 @@ pub(super) async fn move_port(
     if moved {
         tracing::info!(%port, from = %req.from, to = %req.to, "port moved");
     }
-    Ok(Json(v1::Moved {
+    let confirmed = state.shared.is_connected(port.dpid)
+        && wait_moved(&state.shared, port, &req.from, &req.to).await;
+    let status = if confirmed {
+        StatusCode::OK
+    } else {
+        tracing::warn!(%port, to = %req.to, "port move recorded; its switch has not confirmed it yet");
+        StatusCode::ACCEPTED
+    };
+    let body = v1::Moved {
         moved,
         network: req.to,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// Waits until the port's switch has confirmed a view where `port` is a member of `to` and
+/// not of `from`; false after [`MOVE_CONFIRM_TIMEOUT`] (or when a network vanished).
+async fn wait_moved(shared: &crate::Shared, port: PortId, from: &str, to: &str) -> bool {
+    let model = shared.model();
+    let vni = |n: &str| model.networks.get(n).map(|n| n.vni);
+    let Some(to_vni) = vni(to) else { return false };
+    let from_vni = vni(from);
+    let mut rx = shared.applied.subscribe();
+    let done = move |m: &BTreeMap<u64, std::sync::Arc<l2sm_pipeline::SwitchView>>| {
+        m.get(&port.dpid).is_some_and(|v| {
+            let member = |vni: u32| {
+                v.networks
+                    .get(&vni)
+                    .is_some_and(|n| n.members.contains(&port.port))
+            };
+            member(to_vni) && !from_vni.is_some_and(member)
+        })
+    };
+    tokio::time::timeout(MOVE_CONFIRM_TIMEOUT, async move {
+        loop {
+            if done(&rx.borrow_and_update()) {
+                return true;
+            }
+            if rx.changed().await.is_err() {
+                return false;
+            }
+        }
     })
-    .into_response())
+    .await
+    .unwrap_or(false)
 }
