@@ -54,7 +54,7 @@ user=fuzz
 password="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 L2SM_API_USER="$user" L2SM_API_PASSWORD="$password" "$bin" controller \
-    --api-listen "127.0.0.1:$port" --openflow-listen "127.0.0.1:$of_port" \
+    --api-listen "127.0.0.1:$port" --openflow-listen "127.0.0.1:$of_port" --insecure-openflow \
     --state-dir "$state/controller" >"$state/controller.log" 2>&1 &
 pid=$!
 cleanup() {

@@ -97,7 +97,9 @@ def apply_defaults(obj, schema):
 def check_cert_manager(obj, origin):
     spec = obj.get("spec") or {}
     if obj["kind"] == "Certificate":
-        for field in ("secretName", "issuerRef", "dnsNames"):
+        # A CA certificate names no host: commonName instead of dnsNames.
+        names = "commonName" if spec.get("isCA") else "dnsNames"
+        for field in ("secretName", "issuerRef", names):
             if field not in spec:
                 problems.append(f"{origin}: Certificate without spec.{field}")
     elif obj["kind"] == "Issuer" and not spec:

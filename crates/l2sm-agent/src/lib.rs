@@ -90,6 +90,53 @@ pub struct AgentArgs {
     /// Controller inactivity probe, in ms.
     #[arg(long, default_value_t = 5000)]
     pub inactivity_probe_ms: u64,
+    /// PEM private key of this node's switch for `ssl:` controller targets (OVS's SSL table;
+    /// ovs-vswitchd reads the file itself).
+    #[arg(long, requires_all = ["ssl_certificate", "ssl_ca_cert"])]
+    pub ssl_private_key: Option<PathBuf>,
+    /// PEM certificate of this node's switch, naming the node (SAN URI `urn:l2sm:node:NAME`).
+    #[arg(long, requires_all = ["ssl_private_key", "ssl_ca_cert"])]
+    pub ssl_certificate: Option<PathBuf>,
+    /// PEM CA certificate the controller's certificate must chain to.
+    #[arg(long, requires_all = ["ssl_private_key", "ssl_certificate"])]
+    pub ssl_ca_cert: Option<PathBuf>,
+}
+
+/// OVS SSL settings from the `--ssl-*` flags; an `ssl:` controller target needs them, and
+/// the files must exist (ovs-vswitchd would only log that it cannot read them).
+fn ssl_spec(args: &AgentArgs) -> anyhow::Result<Option<ovs::SslSpec>> {
+    let wants_ssl = args.controllers.iter().any(|c| c.starts_with("ssl:"));
+    let (Some(key), Some(cert), Some(ca)) = (
+        &args.ssl_private_key,
+        &args.ssl_certificate,
+        &args.ssl_ca_cert,
+    ) else {
+        if wants_ssl {
+            anyhow::bail!(
+                "an ssl: controller target needs --ssl-private-key, --ssl-certificate and --ssl-ca-cert"
+            );
+        }
+        return Ok(None);
+    };
+    let mut paths = Vec::new();
+    for (flag, path) in [
+        ("--ssl-private-key", key),
+        ("--ssl-certificate", cert),
+        ("--ssl-ca-cert", ca),
+    ] {
+        let abs =
+            std::path::absolute(path).with_context(|| format!("{flag} {}", path.display()))?;
+        std::fs::File::open(&abs)
+            .with_context(|| format!("{flag}: cannot read {}", abs.display()))?;
+        paths.push(abs.display().to_string());
+    }
+    let [private_key, certificate, ca_cert] =
+        <[String; 3]>::try_from(paths).map_err(|_| anyhow::anyhow!("three SSL paths expected"))?;
+    Ok(Some(ovs::SslSpec {
+        private_key,
+        certificate,
+        ca_cert,
+    }))
 }
 
 struct Agent {
@@ -216,7 +263,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let own_netns =
         Netns::open("/proc/self/ns/net").context("cannot open own network namespace")?;
     let controllers = resolve_at_start(&mut targets).await?;
+    let ssl = ssl_spec(&args)?;
     let ovs = Ovs::connect(&args.ovsdb, Duration::from_secs(15)).await?;
+    if let Some(ssl) = &ssl {
+        ovs.ensure_ssl(ssl).await?;
+    } else if !args.controllers.iter().any(|c| c.starts_with("ssl:")) {
+        tracing::warn!("no ssl: controller target: OpenFlow runs over plain TCP, unauthenticated");
+    }
     let spec = BridgeSpec {
         name: bridge.clone(),
         dpid_hex: ids::dpid_hex(dpid),

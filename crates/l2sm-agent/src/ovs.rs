@@ -34,6 +34,18 @@ pub struct BridgeSpec {
     pub inactivity_probe_ms: u64,
 }
 
+/// The files OVS uses for `ssl:` controller connections (OVS reads them itself, so
+/// ovs-vswitchd must be able to read them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslSpec {
+    /// PEM private key of the switch.
+    pub private_key: String,
+    /// PEM certificate of the switch (names its node: SAN URI `urn:l2sm:node:NAME`).
+    pub certificate: String,
+    /// PEM CA certificate the controller's certificate must chain to.
+    pub ca_cert: String,
+}
+
 /// A tunnel toward a peer node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelSpec {
@@ -182,6 +194,60 @@ impl Ovs {
                 .await
                 .map_err(|e| anyhow!("cannot initialise the OVSDB root row: {e}"))?;
         }
+        Ok(())
+    }
+
+    /// Points OVS's SSL table (used by every `ssl:` target) at `ssl`'s files, leaving a row
+    /// that already names them alone.
+    pub async fn ensure_ssl(&self, ssl: &SslSpec) -> anyhow::Result<()> {
+        self.init().await?;
+        let root = self.select("Open_vSwitch", vec![], &["ssl"]).await?;
+        let current: Vec<String> = root
+            .first()
+            .map(|r| {
+                datum::as_set(&r["ssl"])
+                    .iter()
+                    .filter_map(datum::as_uuid)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let [uuid] = current.as_slice() {
+            let rows = self
+                .select(
+                    "SSL",
+                    vec![Condition::eq("_uuid", datum::uuid(uuid))],
+                    &["private_key", "certificate", "ca_cert"],
+                )
+                .await?;
+            let same = rows.first().is_some_and(|r| {
+                datum::as_opt_str(&r["private_key"]).as_deref() == Some(&ssl.private_key)
+                    && datum::as_opt_str(&r["certificate"]).as_deref() == Some(&ssl.certificate)
+                    && datum::as_opt_str(&r["ca_cert"]).as_deref() == Some(&ssl.ca_cert)
+            });
+            if same {
+                return Ok(());
+            }
+        }
+        let ops = vec![
+            Operation::insert(
+                "SSL",
+                json!({
+                    "private_key": ssl.private_key,
+                    "certificate": ssl.certificate,
+                    "ca_cert": ssl.ca_cert,
+                }),
+                Some("ssl"),
+            ),
+            Operation::update(
+                "Open_vSwitch",
+                vec![],
+                json!({"ssl": datum::set([datum::named_uuid("ssl")])}),
+            ),
+        ];
+        tracing::info!(certificate = %ssl.certificate, "configuring OVS SSL (switch certificate)");
+        self.transact_applied(ops)
+            .await
+            .context("cannot configure OVS SSL")?;
         Ok(())
     }
 

@@ -217,7 +217,7 @@ fn agent_resolves_the_controller_through_the_search_list_and_follows_a_changed_r
 
     // What the agent on main wrote: the name, verbatim. ovs-vswitchd resolves it itself
     // without the search list, so the secure-mode bridge never gets a controller.
-    let verbatim = format!("tcp:{SHORT_NAME}:{OPENFLOW_PORT}");
+    let verbatim = format!("ssl:{SHORT_NAME}:{OPENFLOW_PORT}");
     vsctl(&db, &["set-controller", &bridge, &verbatim]);
     wait_until(
         "the switch to drop its old controller session",
@@ -281,6 +281,13 @@ fn agent_resolves_the_controller_through_the_search_list_and_follows_a_changed_r
         .args(["--listen", &socket, "--mtu", "1450", "--disable-tx-offload"])
         .args(["--max-backoff-ms", "1000"])
         .args(["--controller-resolve-interval-ms", "300"])
+        // The lab's switch certificate of n1 (the lab runs OpenFlow over TLS).
+        .args(["--ssl-private-key", &format!("{node_dir}/switch.key")])
+        .args(["--ssl-certificate", &format!("{node_dir}/switch.pem")])
+        .args([
+            "--ssl-ca-cert",
+            &format!("/run/l2sm/lab/{}/pki/ca.pem", lab.name),
+        ])
         .arg("--topology")
         .arg(format!("/run/l2sm/lab/{}/topology.json", lab.name))
         .env("L2SM_API_USER", state["api_user"].as_str().unwrap())
@@ -295,7 +302,7 @@ fn agent_resolves_the_controller_through_the_search_list_and_follows_a_changed_r
     let agent_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let target = || vsctl(&db, &["get-controller", &bridge]);
 
-    let first = format!("tcp:{FIRST_IP}:{OPENFLOW_PORT}");
+    let first = format!("ssl:{FIRST_IP}:{OPENFLOW_PORT}");
     wait_until(
         "OVS to get the resolved target",
         Duration::from_secs(20),
@@ -346,7 +353,7 @@ fn agent_resolves_the_controller_through_the_search_list_and_follows_a_changed_r
 
     // The Service is recreated with another address: the agent follows, the switch reconnects.
     let _dns2 = Dnsmasq::start(&ns, &listen, SECOND_IP, tmp.path(), 2);
-    let second = format!("tcp:{SECOND_IP}:{OPENFLOW_PORT}");
+    let second = format!("ssl:{SECOND_IP}:{OPENFLOW_PORT}");
     wait_until(
         "OVS to get the new address",
         Duration::from_secs(20),

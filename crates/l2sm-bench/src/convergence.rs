@@ -34,12 +34,17 @@ pub struct SynthOptions {
     pub settle: Duration,
     /// Also restart the controller once converged and time the reconvergence.
     pub restart: bool,
+    /// OpenFlow over TLS (every synthetic switch with its own certificate) instead of plain
+    /// TCP.
+    pub tls: bool,
 }
 
 /// Result of the synthetic-switch benchmark (the JSON is documented in
 /// docs/benchmarks-controller.md).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SynthReport {
+    /// OpenFlow transport: `tcp` or `tls`.
+    pub openflow: &'static str,
     /// Cluster parameters.
     pub cluster: ClusterSpec,
     /// Inter-switch tunnels.
@@ -89,7 +94,12 @@ pub async fn run(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
     let dir = ScratchDir::new("synth")?;
     let topo_path = dir.0.join("topology.json");
     std::fs::write(&topo_path, cluster.topology_file().to_json())?;
-    let spec = ControllerSpec::new(&opts.l2sm, &dir.0, Some(topo_path))?;
+    let mut spec = ControllerSpec::new(&opts.l2sm, &dir.0, Some(topo_path))?;
+    let pki = match opts.tls {
+        true => Some(crate::tls::BenchPki::new(&dir.0)?),
+        false => None,
+    };
+    spec.tls = pki.as_ref().map(|p| p.files.clone());
 
     // 1. Feed a setup controller, then stop it: the state is on disk.
     let mut setup = spec.spawn()?;
@@ -118,9 +128,14 @@ pub async fn run(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
             ports: sw.ports.clone(),
             expected: Arc::new(exp.clone()),
         };
+        let tls = match &pki {
+            Some(p) => Some(p.client(&sw.node)?),
+            None => None,
+        };
         tasks.push(tokio::spawn(run_switch(
             sim,
             spec.openflow,
+            tls,
             counters.clone(),
             wiring.clone(),
             stop.clone(),
@@ -160,6 +175,7 @@ pub async fn run(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
         let _ = t.await;
     }
     Ok(SynthReport {
+        openflow: if opts.tls { "tls" } else { "tcp" },
         cluster: opts.cluster.clone(),
         links: cluster.links.len(),
         memberships: cluster.membership_count(),

@@ -9,4 +9,5 @@ pub mod ovs;
 pub mod real;
 pub mod scenario;
 pub mod synth;
+pub mod tls;
 pub mod util;

@@ -46,6 +46,10 @@ enum Command {
         /// Also restart the controller once converged and time the reconnection.
         #[arg(long)]
         restart: bool,
+        /// OpenFlow transport of the synthetic switches: plain TCP, TLS with a certificate
+        /// per switch, or both one after the other (same cluster) with the TLS/TCP ratio.
+        #[arg(long, value_enum, default_value_t = Transport::Both)]
+        openflow: Transport,
     },
     /// One ovs-vswitchd with N bridges connected to the controller: convergence, RSS, CPU.
     Ovs {
@@ -101,26 +105,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             timeout,
             restart,
+            openflow,
         } => {
-            let opts = synth_options(
-                &l2sm,
-                switches,
-                networks,
-                ports,
-                shape,
-                batch,
-                concurrency,
-                timeout,
-                restart,
-            );
-            let r = convergence::run(&opts).await?;
+            let opts = |tls| {
+                synth_options(
+                    &l2sm,
+                    switches,
+                    networks,
+                    ports,
+                    shape,
+                    batch,
+                    concurrency,
+                    timeout,
+                    restart,
+                    tls,
+                )
+            };
+            let plain = match openflow {
+                Transport::Tcp | Transport::Both => Some(convergence::run(&opts(false)).await?),
+                Transport::Tls => None,
+            };
+            let tls = match openflow {
+                Transport::Tls | Transport::Both => Some(convergence::run(&opts(true)).await?),
+                Transport::Tcp => None,
+            };
             if cli.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"controller": r}))?
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "controller": plain,
+                        "controller_tls": tls,
+                    }))?
                 );
             } else {
-                print_synth(&r);
+                for r in plain.iter().chain(&tls) {
+                    print_synth(r);
+                }
+                if let (Some(p), Some(t)) = (&plain, &tls) {
+                    print_tls_ratio(p, t);
+                }
             }
         }
         Command::Ovs {
@@ -166,6 +189,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 8,
                 60,
                 true,
+                false,
+            ))
+            .await?;
+            let synth_tls = convergence::run(&synth_options(
+                &l2sm,
+                1000,
+                10,
+                4,
+                Shape::Sparse,
+                1,
+                8,
+                60,
+                false,
+                true,
             ))
             .await?;
             let ovs = real::bridges(&l2sm, &ovs_spec(100, 10, 4), Duration::from_secs(60)).await?;
@@ -175,6 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let doc = serde_json::json!({
                     "schema": 1,
                     "controller": synth,
+                    "controller_tls": synth_tls,
                     "ovs": ovs,
                     "flow_rate": rate,
                     "cold_start": cold,
@@ -183,6 +221,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print_synth(&synth);
+                print_synth(&synth_tls);
+                print_tls_ratio(&synth, &synth_tls);
                 println!();
                 print_ovs(&ovs);
                 println!();
@@ -221,6 +261,7 @@ fn synth_options(
     concurrency: usize,
     timeout: u64,
     restart: bool,
+    tls: bool,
 ) -> convergence::SynthOptions {
     convergence::SynthOptions {
         cluster: ClusterSpec {
@@ -236,7 +277,34 @@ fn synth_options(
         timeout: Duration::from_secs(timeout),
         settle: Duration::from_secs(1),
         restart,
+        tls,
     }
+}
+
+/// OpenFlow transport of the synthetic switches.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Transport {
+    /// Plain TCP (`--insecure-openflow`).
+    Tcp,
+    /// TLS, a certificate per switch.
+    Tls,
+    /// Both, in this order.
+    Both,
+}
+
+/// OpenFlow programming rate over TLS next to plain TCP: messages the switches received up to
+/// convergence over the convergence time.
+fn print_tls_ratio(plain: &convergence::SynthReport, tls: &convergence::SynthReport) {
+    let rate = |r: &convergence::SynthReport| {
+        (r.start.flow_mods + r.start.group_mods) as f64 / (r.start.convergence_ms / 1000.0)
+    };
+    let (p, t) = (rate(plain), rate(tls));
+    println!(
+        "  OpenFlow programming rate: tcp {p:.0} msg/s, tls {t:.0} msg/s, tls/tcp {:.2}; convergence tcp {:.0} ms, tls {:.0} ms",
+        t / p,
+        plain.start.convergence_ms,
+        tls.start.convergence_ms
+    );
 }
 
 fn ovs_spec(bridges: usize, networks: usize, ports: u32) -> ClusterSpec {
@@ -326,7 +394,8 @@ fn print_rate(r: &real::RateReport) {
 fn print_synth(r: &convergence::SynthReport) {
     let c = &r.cluster;
     println!(
-        "synthetic switches: {} switches x {} networks, {} ports/switch, {:?} graph ({} tunnels)",
+        "synthetic switches over {}: {} switches x {} networks, {} ports/switch, {:?} graph ({} tunnels)",
+        r.openflow,
         c.switches, c.networks, c.ports_per_switch, c.shape, r.links
     );
     println!(

@@ -170,6 +170,7 @@ impl Table {
 pub async fn run_switch(
     sw: SimSwitch,
     controller: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
     counters: Arc<Counters>,
     wiring: Arc<Wiring>,
     stop: Arc<AtomicBool>,
@@ -187,12 +188,25 @@ pub async fn run_switch(
     let mut table = Table::default();
     let mut done = false;
     while !stop.load(Ordering::Relaxed) {
-        let Ok(stream) = tokio::net::TcpStream::connect(controller).await else {
+        let Ok(tcp) = tokio::net::TcpStream::connect(controller).await else {
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
         };
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn SwitchStream> = match &tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let server = controller.ip().to_string();
+                match l2sm_controller::switch_tls::connect(config.clone(), &server, tcp).await {
+                    Ok(s) => Box::new(s),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        continue;
+                    }
+                }
+            }
+        };
         counters.connections.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
         let mut conn = Conn {
             sw: &sw,
             stream,
@@ -208,9 +222,13 @@ pub async fn run_switch(
     }
 }
 
+/// A switch's connection: plain TCP or TLS.
+trait SwitchStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> SwitchStream for T {}
+
 struct Conn<'a> {
     sw: &'a SimSwitch,
-    stream: tokio::net::TcpStream,
+    stream: Box<dyn SwitchStream>,
     table: &'a mut Table,
     counters: &'a Counters,
     wiring: &'a Wiring,
@@ -233,43 +251,46 @@ impl Conn<'_> {
             },
         )?;
         self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
-                n = self.stream.read_buf(&mut buf) => {
-                    if n.context("read failed")? == 0 {
-                        return Ok(());
-                    }
-                    let mut out = Vec::new();
-                    let mut start = 0;
-                    while let Some(len) = l2sm_ofp::message_len(&buf[start..])
-                        .map_err(|e| anyhow!("bad framing from the controller: {e}"))?
-                    {
-                        if buf.len() - start < len {
-                            break;
+                    n = self.stream.read_buf(&mut buf) => {
+                        if n.context("read failed")? == 0 {
+                            return Ok(());
                         }
-                        let msg = l2sm_ofp::decode(&buf[start..start + len])
-                            .map_err(|e| anyhow!("undecodable message from the controller: {e}"))?;
-                        start += len;
-                        self.handle(msg, &mut out)?;
+                        let mut out = Vec::new();
+                        let mut start = 0;
+                        while let Some(len) = l2sm_ofp::message_len(&buf[start..])
+                            .map_err(|e| anyhow!("bad framing from the controller: {e}"))?
+                        {
+                            if buf.len() - start < len {
+                                break;
+                            }
+                            let msg = l2sm_ofp::decode(&buf[start..start + len])
+                                .map_err(|e| anyhow!("undecodable message from the controller: {e}"))?;
+                            start += len;
+                            self.handle(msg, &mut out)?;
+                        }
+                        buf.drain(..start);
+                        if !out.is_empty() {
+                            self.stream.write_all(&out).await?;
+            self.stream.flush().await?;
+                        }
                     }
-                    buf.drain(..start);
-                    if !out.is_empty() {
+                    Some((port, data)) = inbox.recv() => {
+                        let mut out = Vec::new();
+                        push(&mut out, 0, packet_in(port, data))?;
                         self.stream.write_all(&out).await?;
+            self.stream.flush().await?;
+                    }
+                    _ = tick.tick() => {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
                     }
                 }
-                Some((port, data)) = inbox.recv() => {
-                    let mut out = Vec::new();
-                    push(&mut out, 0, packet_in(port, data))?;
-                    self.stream.write_all(&out).await?;
-                }
-                _ = tick.tick() => {
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                }
-            }
         }
     }
 

@@ -56,6 +56,8 @@ pub struct ControllerSpec {
     pub topology: Option<PathBuf>,
     /// Log file (stdout and stderr of the controller).
     pub log: PathBuf,
+    /// OpenFlow over TLS with these files; `None`: plain TCP (`--insecure-openflow`).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ControllerSpec {
@@ -68,6 +70,7 @@ impl ControllerSpec {
             state_dir: dir.join("state"),
             topology,
             log: dir.join("controller.log"),
+            tls: None,
         })
     }
 
@@ -97,6 +100,20 @@ impl ControllerSpec {
             .stderr(log);
         if let Some(t) = &self.topology {
             cmd.arg("--topology").arg(t);
+        }
+        match &self.tls {
+            Some(f) => {
+                cmd.arg("--openflow-tls-cert")
+                    .arg(&f.cert)
+                    .arg("--openflow-tls-key")
+                    .arg(&f.key)
+                    .arg("--openflow-tls-ca")
+                    .arg(&f.ca);
+            }
+            // Plain TCP: the baseline of the OpenFlow programming rate.
+            None => {
+                cmd.arg("--insecure-openflow");
+            }
         }
         let child = cmd
             .spawn()

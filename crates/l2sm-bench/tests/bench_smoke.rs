@@ -22,7 +22,12 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn synthetic_switches_get_exactly_their_pipeline_and_a_restart_sends_nothing() {
-    for shape in [Shape::Sparse, Shape::Mesh] {
+    // The synthetic switches over plain TCP and over TLS (a certificate per switch).
+    for (shape, tls) in [
+        (Shape::Sparse, false),
+        (Shape::Mesh, false),
+        (Shape::Sparse, true),
+    ] {
         let opts = convergence::SynthOptions {
             cluster: ClusterSpec {
                 switches: 20,
@@ -37,11 +42,12 @@ fn synthetic_switches_get_exactly_their_pipeline_and_a_restart_sends_nothing() {
             timeout: Duration::from_secs(60),
             settle: Duration::from_millis(500),
             restart: true,
+            tls,
         };
         let r = rt().block_on(convergence::run(&opts)).unwrap();
         assert!(
             r.start.converged,
-            "{shape:?}: {} of 20 switches converged",
+            "{shape:?} tls {tls}: {} of 20 switches converged",
             r.start.converged_switches
         );
         assert!(r.expected_flows > 20 * 10, "{shape:?}: {r:?}");

@@ -11,11 +11,13 @@
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
 pub mod api;
+pub mod identity;
 pub mod ipam;
 pub mod metrics;
 pub mod model;
 pub mod openflow;
 pub mod store;
+pub mod switch_tls;
 pub mod topo;
 
 use anyhow::Context as _;
@@ -181,6 +183,20 @@ pub struct ControllerArgs {
     /// Requests served on one API connection before it is closed.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub api_max_requests_per_connection: u64,
+    /// PEM certificate (chain) the OpenFlow listener presents to switches.
+    #[arg(long, required_unless_present = "insecure_openflow")]
+    pub openflow_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--openflow-tls-cert`.
+    #[arg(long, required_unless_present = "insecure_openflow")]
+    pub openflow_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) switch certificates must chain to; a switch's certificate names
+    /// its node (SAN URI `urn:l2sm:node:NAME`) and may only claim that node's datapath id.
+    #[arg(long, required_unless_present = "insecure_openflow")]
+    pub openflow_tls_ca: Option<PathBuf>,
+    /// Serve OpenFlow over plain TCP, without TLS: any peer that reaches the port may claim
+    /// any datapath id. For tests and benchmarks only; logs a warning.
+    #[arg(long, conflicts_with_all = ["openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca"])]
+    pub insecure_openflow: bool,
     /// Milliseconds a switch session may wait for a reply (port, flow and group reads), for a
     /// batch's barrier reply or for one write to complete before it is closed.
     #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
@@ -235,6 +251,8 @@ pub struct Shared {
     applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
     /// Counters.
     pub metrics: metrics::Metrics,
+    /// Datapath ids that have a session: a second session for one is refused.
+    pub(crate) dpid_claims: identity::Claims,
 }
 
 impl Shared {
@@ -255,6 +273,7 @@ impl Shared {
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
             metrics: metrics::Metrics::default(),
+            dpid_claims: identity::Claims::default(),
         }))
     }
 
@@ -434,6 +453,14 @@ impl Shared {
         self.switches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The datapath id a switch of `node` must claim: the topology's, when it gives the node
+    /// one, else the one the agent derives from the node name.
+    pub fn node_dpid(&self, node: &str) -> u64 {
+        self.topology()
+            .and_then(|t| t.explicit_dpid(node))
+            .unwrap_or_else(|| identity::node_dpid(node))
+    }
+
     /// Whether switch `dpid` has a session.
     pub fn is_connected(&self, dpid: u64) -> bool {
         self.switches().contains_key(&dpid)
@@ -462,6 +489,7 @@ pub enum UpdateError {
 
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let of_tls = openflow_tls(&args)?;
     let mut users = match &args.api_users {
         Some(path) => api::auth::Users::load(path)?,
         None => api::auth::Users::default(),
@@ -524,6 +552,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             }
         });
     }
+    if of_tls.is_none() {
+        tracing::warn!(
+            "--insecure-openflow: OpenFlow over plain TCP, switches are not authenticated; \
+             any peer that reaches the port can claim any datapath id"
+        );
+    }
     let model = shared.model();
     tracing::info!(
         openflow = %args.openflow_listen,
@@ -533,7 +567,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     );
     let of_limits =
         openflow::SessionLimits::with_timeout(Duration::from_millis(args.openflow_timeout_ms));
-    let of_task = tokio::spawn(openflow::serve_with(of_listener, shared.clone(), of_limits));
+    let of_task = tokio::spawn(openflow::serve_with(
+        of_listener,
+        shared.clone(),
+        of_limits,
+        of_tls,
+    ));
     let app = api::router(shared.clone(), users);
     let api_task = tokio::spawn(api::server::serve(
         api_listener,
@@ -548,6 +587,26 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),
     }
     Ok(())
+}
+
+/// The OpenFlow listener's TLS acceptor (`None` with `--insecure-openflow`).
+fn openflow_tls(args: &ControllerArgs) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if args.insecure_openflow {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key), Some(ca)) = (
+        &args.openflow_tls_cert,
+        &args.openflow_tls_key,
+        &args.openflow_tls_ca,
+    ) else {
+        anyhow::bail!(
+            "OpenFlow needs --openflow-tls-cert, --openflow-tls-key and --openflow-tls-ca \
+             (or --insecure-openflow for plain TCP)"
+        );
+    };
+    let config = switch_tls::server_config_from_files(cert, key, ca)
+        .context("cannot set up OpenFlow TLS")?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
 
 /// Re-plans after every change of the model or the graph, at most once per

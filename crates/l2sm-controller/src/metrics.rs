@@ -217,6 +217,8 @@ pub struct Metrics {
     pub api_requests: AtomicU64,
     /// API connections closed at once because the connection cap was reached.
     pub api_connections_refused: AtomicU64,
+    /// Switch connections refused a session, by reason.
+    pub switch_refusals: crate::identity::Refusals,
     /// Failed `accept()` calls of the OpenFlow listener (retried after a backoff).
     pub accept_errors: AtomicU64,
     /// PACKET_INs dropped because they arrived while the session waited for a reply.
@@ -240,6 +242,7 @@ impl Default for Metrics {
             protocol_errors: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
             api_connections_refused: AtomicU64::new(0),
+            switch_refusals: Default::default(),
             accept_errors: AtomicU64::new(0),
             packet_ins_dropped_syncing: AtomicU64::new(0),
             session_timeouts: SessionTimeouts::default(),
@@ -341,6 +344,7 @@ pub fn render(shared: &Shared) -> String {
         single(&mut out, name, kind, help, value);
     }
     m.api_latency.render(&mut out);
+    m.switch_refusals.render(&mut out);
     m.batch_size.render(
         &mut out,
         "l2sm_flow_mod_batch_size",

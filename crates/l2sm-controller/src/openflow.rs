@@ -12,6 +12,7 @@
 //! never ends the server.
 
 use super::{ConnectedSwitch, Shared};
+use crate::identity::Refusal;
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_api::v1::{PortStatusView, SwitchStatus};
 use l2sm_ofp::session::{CloseReason, Session as OfpSession, SessionConfig, SessionEvent};
@@ -31,6 +32,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// The byte stream of a switch connection: TLS, or plain TCP with `--insecure-openflow`.
+trait SwitchStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> SwitchStream for T {}
 /// Bounds of one switch session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
@@ -80,18 +84,21 @@ fn port_up(p: &PortDesc) -> bool {
     p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0 && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0
 }
 
-/// Accepts switch connections forever, with the default [`SessionLimits`].
+/// Accepts switch connections forever over plain TCP, with the default [`SessionLimits`].
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
-    serve_with(listener, shared, SessionLimits::default()).await
+    serve_with(listener, shared, SessionLimits::default(), None).await
 }
 
 /// Accepts switch connections forever. A failed `accept()` (e.g. EMFILE: descriptors
 /// exhausted) is logged, counted and retried after a backoff growing from 10 ms to 1 s; it
-/// never ends the server.
+/// never ends the server. With `tls`, each connection first completes a TLS handshake with a
+/// client certificate (in its own task), and its session is bound to the node the
+/// certificate names; without, any peer may claim any datapath id.
 pub async fn serve_with(
     listener: TcpListener,
     shared: Arc<Shared>,
     limits: SessionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<()> {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
@@ -110,9 +117,13 @@ pub async fn serve_with(
         };
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut session = Session::new(stream, peer, shared.clone(), limits);
+            let Some((stream, node)) = secure(stream, peer, tls.as_ref(), &shared).await else {
+                return;
+            };
+            let mut session = Session::new(stream, peer, shared.clone(), limits, node);
             let result = session.run().await;
             session.unregister();
             // A switch that stopped reading must not hold the task: the write is bounded too.
@@ -137,8 +148,38 @@ pub async fn serve_with(
     }
 }
 
+/// The TLS handshake of one connection (or none with `--insecure-openflow`): the stream and
+/// the node of the peer's certificate; `None` (connection dropped, refusal counted) when the
+/// handshake fails or the certificate names no node.
+async fn secure(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    shared: &Shared,
+) -> Option<(Box<dyn SwitchStream>, Option<String>)> {
+    let Some(acceptor) = tls else {
+        return Some((Box::new(tcp), None));
+    };
+    let refusals = &shared.metrics.switch_refusals;
+    match crate::switch_tls::accept(acceptor, tcp).await {
+        Ok((stream, Some(node))) => Some((Box::new(stream), Some(node))),
+        Ok((_, None)) => {
+            refusals.count(Refusal::NoNode);
+            tracing::warn!(%peer, "switch refused: its certificate names no node (SAN URI urn:l2sm:node:NAME)");
+            None
+        }
+        Err(e) => {
+            refusals.count(Refusal::Tls);
+            tracing::warn!(%peer, "switch refused: TLS handshake failed: {e}");
+            None
+        }
+    }
+}
+
 struct Session<S> {
     stream: S,
+    /// The node named by the peer's certificate; `None` without TLS.
+    node: Option<String>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     limits: SessionLimits,
@@ -175,10 +216,17 @@ enum Outcome {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    fn new(stream: S, peer: SocketAddr, shared: Arc<Shared>, limits: SessionLimits) -> Session<S> {
+    fn new(
+        stream: S,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        limits: SessionLimits,
+        node: Option<String>,
+    ) -> Session<S> {
         let session_id = shared.new_session_id();
         Session {
             stream,
+            node,
             peer,
             shared,
             limits,
@@ -217,13 +265,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn flush(&mut self) -> anyhow::Result<()> {
         if self.ofp.has_output() {
             let out = self.ofp.take_output();
+            let len = out.len();
             let timeout = self.limits.write_timeout;
-            tokio::time::timeout(timeout, self.stream.write_all(&out))
+            // With TLS the flush pushes the records out now, not at the next write.
+            let stream = &mut self.stream;
+            let write = async move {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            tokio::time::timeout(timeout, write)
                 .await
                 .map_err(|_| {
                     TimedOut(
                         Exchange::Write,
-                        format!("progress writing {} bytes to the switch", out.len()),
+                        format!("progress writing {len} bytes to the switch"),
                         timeout,
                     )
                 })?
@@ -455,7 +510,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ => None,
             })
             .await?;
-        self.dpid = Some(features.datapath_id);
+        self.bind_dpid(features.datapath_id)?;
         for reply in self.multipart(MultipartRequestBody::PortDesc).await? {
             if let MultipartReplyBody::PortDesc(ports) = reply {
                 for p in ports {
@@ -463,6 +518,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Accepts the datapath id the switch claims when its certificate's node owns it and no
+    /// other session holds it; the session then holds it until it ends.
+    fn bind_dpid(&mut self, dpid: u64) -> anyhow::Result<()> {
+        let refusals = &self.shared.metrics.switch_refusals;
+        if let Some(node) = &self.node {
+            let own = self.shared.node_dpid(node);
+            if dpid != own {
+                refusals.count(Refusal::WrongDpid);
+                bail!(
+                    "switch refused: node {node:?} (certificate) claims datapath id of:{dpid:016x}, its own is of:{own:016x}"
+                );
+            }
+        }
+        if !self.shared.dpid_claims.claim(dpid) {
+            refusals.count(Refusal::Duplicate);
+            bail!("switch refused: of:{dpid:016x} already has a session (the connected one stays)");
+        }
+        self.dpid = Some(dpid);
         Ok(())
     }
 
@@ -676,6 +752,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn unregister(&self) {
         if let Some(dpid) = self.dpid {
+            self.shared.dpid_claims.release(dpid);
             let mut switches = self.shared.switches();
             if switches
                 .get(&dpid)
@@ -693,7 +770,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         tokio::time::timeout(handshake_timeout + Duration::from_secs(1), self.handshake())
             .await
             .map_err(|_| anyhow!("handshake timed out"))??;
-        tracing::info!(peer = %self.peer, dpid = self.dpid_str(), ports = self.ports.len(), "switch connected");
+        tracing::info!(peer = %self.peer, dpid = self.dpid_str(), node = self.node.as_deref().unwrap_or("-"), ports = self.ports.len(), "switch connected");
         // A reconnecting switch still holds what it had: read it and change only what differs,
         // so established traffic and learned MACs survive a controller restart.
         let state = self.read_switch_state().await?;

@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone)]
 pub struct ResolvedTopology {
     links: Vec<ResolvedLink>,
+    /// Nodes given a datapath id in the file (switches not named after their node).
+    explicit_dpids: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +73,20 @@ impl ResolvedTopology {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(ResolvedTopology { links })
+        let explicit_dpids = topo
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), n.dpid?)))
+            .collect();
+        Ok(ResolvedTopology {
+            links,
+            explicit_dpids,
+        })
+    }
+
+    /// The datapath id the file gives `node`, if it gives one.
+    pub fn explicit_dpid(&self, node: &str) -> Option<u64> {
+        self.explicit_dpids.get(node).copied()
     }
 
     /// Links that are up: on a connected switch the port must exist and be up, and LLDP
@@ -216,6 +231,7 @@ mod tests {
                 b: (2, "p2".into()),
                 kind: LinkKind::Trunk,
             }],
+            explicit_dpids: BTreeMap::new(),
         };
         let switch = |dpid: u64, name: &str, number: u32| ConnectedSwitch {
             status: SwitchStatus {

@@ -136,6 +136,7 @@ fn refuses_to_start_without_credentials() {
             "127.0.0.1:0",
             "--openflow-listen",
             "127.0.0.1:0",
+            "--insecure-openflow",
         ])
         .arg("--state-dir")
         .arg(tempfile::tempdir().unwrap().path())
@@ -619,6 +620,7 @@ fn startup_error(dir: &std::path::Path) -> String {
             &format!("127.0.0.1:{}", free_port()),
         ])
         .args(["--openflow-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--insecure-openflow")
         .arg("--state-dir")
         .arg(dir)
         .env("L2SM_API_USER", "test")

@@ -14,6 +14,7 @@
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
 pub mod api_users;
+pub mod pki;
 pub mod procs;
 pub mod state;
 
@@ -81,8 +82,14 @@ fn random_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `l2sm lab up`.
-pub async fn up(lab: &Lab, nodes: usize, topology: &str) -> anyhow::Result<()> {
+/// `l2sm lab up`. OpenFlow runs over mutually authenticated TLS (a lab CA, a certificate per
+/// node) unless `insecure_openflow`, which keeps plain TCP (with a warning).
+pub async fn up(
+    lab: &Lab,
+    nodes: usize,
+    topology: &str,
+    insecure_openflow: bool,
+) -> anyhow::Result<()> {
     check_prerequisites()?;
     if !(1..=50).contains(&nodes) {
         bail!("--nodes must be between 1 and 50, not {nodes}");
@@ -106,8 +113,12 @@ pub async fn up(lab: &Lab, nodes: usize, topology: &str) -> anyhow::Result<()> {
         name: lab.name.clone(),
         api_user: "l2sm".into(),
         api_password: random_token()?,
+        insecure_openflow,
         ..LabState::default()
     };
+    if insecure_openflow {
+        eprintln!("warning: --insecure-openflow: switches talk to the controller over plain TCP, unauthenticated");
+    }
     lab.save(&state)?;
     let result = build(lab, &mut state, nodes, topology).await;
     if let Err(e) = result {
@@ -167,6 +178,12 @@ async fn build(
     }
 
     write_topology(lab, state, topology)?;
+    if !state.insecure_openflow {
+        let t = step("switch certificates");
+        let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+        pki::create(lab, &names)?;
+        done(t);
+    }
     let t = step("controller");
     start_controller(lab, state, &ul)?;
     lab.save(state)?;
@@ -428,10 +445,7 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
         .arg("--ovsdb")
         .arg(format!("unix:{}", dir.join("db.sock").display()))
         .args(["--datapath-type", "netdev"])
-        .args([
-            "--controller",
-            &format!("tcp:{CONTROLLER_MGMT_IP}:{}", state::OPENFLOW_PORT),
-        ])
+        .args(agent_openflow_args(lab, state, &node.name))
         .args([
             "--controller-api",
             &format!("http://{CONTROLLER_MGMT_IP}:{}", state::API_PORT),
@@ -647,6 +661,48 @@ pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The controller's OpenFlow TLS flags (or `--insecure-openflow`).
+fn controller_openflow_args(lab: &Lab, state: &LabState) -> Vec<std::ffi::OsString> {
+    if state.insecure_openflow {
+        return vec!["--insecure-openflow".into()];
+    }
+    let pki = pki::paths(lab);
+    vec![
+        "--openflow-tls-cert".into(),
+        pki.controller_cert.into(),
+        "--openflow-tls-key".into(),
+        pki.controller_key.into(),
+        "--openflow-tls-ca".into(),
+        pki.ca_cert.into(),
+    ]
+}
+
+/// An agent's controller target and switch certificate flags: `ssl:` with the node's own
+/// key and certificate, or `tcp:` with `--insecure-openflow`.
+fn agent_openflow_args(lab: &Lab, state: &LabState, node: &str) -> Vec<std::ffi::OsString> {
+    let scheme = if state.insecure_openflow {
+        "tcp"
+    } else {
+        "ssl"
+    };
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--controller".into(),
+        format!("{scheme}:{CONTROLLER_MGMT_IP}:{}", state::OPENFLOW_PORT).into(),
+    ];
+    if !state.insecure_openflow {
+        let files = pki::node_paths(lab, node);
+        args.extend([
+            "--ssl-private-key".into(),
+            files.key.into(),
+            "--ssl-certificate".into(),
+            files.cert.into(),
+            "--ssl-ca-cert".into(),
+            pki::paths(lab).ca_cert.into(),
+        ]);
+    }
+    args
+}
+
 fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let ctl_dir = lab.dir().join("controller");
@@ -664,6 +720,7 @@ fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Resu
             "--openflow-listen",
             &format!("0.0.0.0:{}", state::OPENFLOW_PORT),
         ])
+        .args(controller_openflow_args(lab, state))
         .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
         .arg("--api-users")
         .arg(api_users::write_users_file(

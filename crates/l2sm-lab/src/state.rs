@@ -40,6 +40,9 @@ pub struct LabState {
     pub pods: BTreeMap<String, PodState>,
     /// Whether `lab up` finished.
     pub ready: bool,
+    /// OpenFlow over plain TCP (`lab up --insecure-openflow`) instead of TLS.
+    #[serde(default)]
+    pub insecure_openflow: bool,
 }
 
 /// One emulated node.

@@ -241,6 +241,19 @@ fn hardware_switch(lab: &TestLab, dpid: &str) -> HardwareSwitch {
         dir: dir.clone(),
         pids: vec![pid("ovsdb-server.pid"), pid("ovs-vswitchd.pid")],
     };
+    // The lab runs OpenFlow over TLS: the switch gets a certificate naming node "hw" from
+    // the lab's CA (the controller accepts it for the datapath id the topology gives hw).
+    let lab_handle = l2sm_lab::state::Lab::new(&lab.name).unwrap();
+    let files = l2sm_lab::pki::issue(&lab_handle, "hw", std::path::Path::new(&dir)).unwrap();
+    let ca = l2sm_lab::pki::paths(&lab_handle).ca_cert;
+    run(&[
+        "ovs-vsctl",
+        &format!("--db={db}"),
+        "set-ssl",
+        files.key.to_str().unwrap(),
+        files.cert.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    ]);
     run(&[
         "ovs-vsctl",
         &format!("--db={db}"),
@@ -275,7 +288,7 @@ fn hardware_switch(lab: &TestLab, dpid: &str) -> HardwareSwitch {
         "--",
         "set-controller",
         "hw0",
-        "tcp:10.250.0.254:6653",
+        "ssl:10.250.0.254:6653",
         "--",
         "set",
         "controller",

@@ -17,7 +17,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Tables and columns L2S-M reads or writes, checked once by [`check_schema`].
 pub const REQUIRED: &[(&str, &[&str])] = &[
-    ("Open_vSwitch", &["bridges", "next_cfg", "cur_cfg"]),
+    ("Open_vSwitch", &["bridges", "next_cfg", "cur_cfg", "ssl"]),
+    ("SSL", &["private_key", "certificate", "ca_cert"]),
     (
         "Bridge",
         &[

@@ -69,6 +69,13 @@ impl ControllerProcess {
             .args(["controller", "--api-listen", &format!("127.0.0.1:{api}")])
             .args(extra)
             .args(["--openflow-listen", &format!("127.0.0.1:{openflow}")])
+            // These tests are about the API: OpenFlow over plain TCP, on purpose (unless
+            // `extra` sets up TLS).
+            .args(
+                (!extra.contains(&"--openflow-tls-cert"))
+                    .then_some("--insecure-openflow")
+                    .as_slice(),
+            )
             .arg("--state-dir")
             .arg(dir.path())
             .env("L2SM_API_USER", user)

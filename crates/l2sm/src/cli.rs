@@ -74,6 +74,10 @@ pub(crate) enum LabCommand {
         /// topology shape; lab nodes are n1..nN and get their addresses filled in).
         #[arg(long, default_value = "mesh")]
         topology: String,
+        /// OpenFlow over plain TCP instead of mutually authenticated TLS (warning: any
+        /// process that reaches the controller can then pose as a switch).
+        #[arg(long)]
+        insecure_openflow: bool,
     },
     /// Remove everything the lab made (also after a crash).
     Down,
@@ -208,9 +212,11 @@ pub(crate) async fn dispatch(
             args.controller_url = controller;
             l2sm_operator::operator::run(*args).await?
         }
-        Command::Lab(LabCommand::Up { nodes, topology }) => {
-            lab::up(&lab()?, nodes, &topology).await?
-        }
+        Command::Lab(LabCommand::Up {
+            nodes,
+            topology,
+            insecure_openflow,
+        }) => lab::up(&lab()?, nodes, &topology, insecure_openflow).await?,
         Command::Lab(LabCommand::Down) => lab::down(&lab()?)?,
         Command::Lab(LabCommand::Restart { target }) => lab::restart(&lab()?, &target).await?,
         Command::Lab(LabCommand::Status) => lab::status(&lab()?).await?,

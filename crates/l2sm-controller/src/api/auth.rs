@@ -94,18 +94,10 @@ pub fn node_dpid(node: &str) -> u64 {
     ids::datapath_id(&ids::switch_name(node, ids::OVERLAY_PROVIDER))
 }
 
-/// The node a client certificate names: its SAN URI `urn:l2sm:node:<name>`. (A private
-/// copy of the parser the OpenFlow listener uses, until both share one.)
+/// The node a client certificate names (SAN URI `urn:l2sm:node:<name>`), parsed as the
+/// OpenFlow listener does, if it is a valid node name.
 pub(super) fn node_of_certificate(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let san = parsed.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|n| match n {
-        x509_parser::extensions::GeneralName::URI(uri) => uri
-            .strip_prefix("urn:l2sm:node:")
-            .filter(|node| valid_node(node))
-            .map(str::to_string),
-        _ => None,
-    })
+    crate::identity::node_of_certificate(cert).filter(|node| valid_node(node))
 }
 
 /// One user of the users file.

@@ -71,6 +71,11 @@ pub const INSTALL_CNI_CONTAINER: &str = "install-cni";
 pub const CNI_BIN_MOUNT: &str = "/host/cni-bin";
 /// Longest name of the objects made per Overlay (a DNS label, which also fits label values).
 const MAX_NAME: usize = 63;
+/// Host directory holding the node's own switch key and certificate (`tls.key`, `tls.crt`,
+/// and the CA `ca.crt`), issued per node (docs/kubernetes.md, "Switch certificates"). The
+/// agent sees it at the same path, read-only, and hands the paths to ovs-vswitchd, which reads
+/// the files itself on the host.
+pub const SWITCH_TLS_DIR: &str = "/var/lib/l2sm/switch-tls";
 
 /// FNV-1a of `s`, folded to 32 bits: enough to tell Overlays apart in a name.
 fn short_hash(s: &str) -> String {
@@ -275,9 +280,15 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
             "--topology".into(),
             format!("{CONFIG_DIR}/{TOPOLOGY_KEY}"),
             "--controller".into(),
-            format!("tcp:{domain}:{of_port}"),
+            format!("ssl:{domain}:{of_port}"),
             "--controller-api".into(),
             settings.controller_url.clone(),
+            "--ssl-private-key".into(),
+            format!("{SWITCH_TLS_DIR}/tls.key"),
+            "--ssl-certificate".into(),
+            format!("{SWITCH_TLS_DIR}/tls.crt"),
+            "--ssl-ca-cert".into(),
+            format!("{SWITCH_TLS_DIR}/ca.crt"),
         ]),
         env: Some(env),
         // The agent drives OVS and pod namespaces: root, whatever user the image defaults to.
@@ -291,6 +302,7 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
             mount("config", CONFIG_DIR, true),
             mount("ovs-run", "/var/run/openvswitch", false),
             mount("l2sm-run", "/run/l2sm", false),
+            mount("switch-tls", SWITCH_TLS_DIR, true),
             VolumeMount {
                 mount_propagation: Some("HostToContainer".into()),
                 ..mount("netns", "/var/run/netns", false)
@@ -473,6 +485,7 @@ pub fn daemon_set(
                         host("l2sm-run", "/run/l2sm"),
                         host("netns", "/var/run/netns"),
                         host("cni-bin", &settings.cni_bin_dir),
+                        host("switch-tls", SWITCH_TLS_DIR),
                     ]),
                     ..Default::default()
                 }),
@@ -971,8 +984,28 @@ mod tests {
         assert!(note.is_none());
         let args = c.args.unwrap();
         assert!(
-            args.contains(&"tcp:l2sm-controller-service.l2sm-system.svc:6633".to_string()),
+            args.contains(&"ssl:l2sm-controller-service.l2sm-system.svc:6633".to_string()),
             "{args:?}"
+        );
+        // The switch certificate of the node: its host directory, read-only, same path.
+        for (flag, file) in [
+            ("--ssl-private-key", "tls.key"),
+            ("--ssl-certificate", "tls.crt"),
+            ("--ssl-ca-cert", "ca.crt"),
+        ] {
+            let i = args.iter().position(|a| a == flag).expect(flag);
+            assert_eq!(args[i + 1], format!("{SWITCH_TLS_DIR}/{file}"));
+        }
+        let m = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "switch-tls")
+            .unwrap();
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            (SWITCH_TLS_DIR, Some(true))
         );
         // Upstream's switch image cannot run the agent: ours runs, and the status says so.
         s.switch_template
@@ -1083,6 +1116,13 @@ mod tests {
             init.args.clone().unwrap(),
             vec!["install-cni", "--dir", CNI_BIN_MOUNT]
         );
+        let tls = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "switch-tls")
+            .unwrap();
+        assert_eq!(tls.host_path.as_ref().unwrap().path, SWITCH_TLS_DIR);
         let vol = pod
             .volumes
             .unwrap()
