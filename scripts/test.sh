@@ -11,6 +11,9 @@ section() { echo "== $1 (at ${SECONDS}s)"; }
 scripts/deps.sh
 section "format"
 cargo fmt --all -- --check
+section "fetch crates"
+# cargo deny reads every crate's metadata offline: on a fresh machine nothing is downloaded yet.
+cargo fetch --locked
 section "licenses, bans, sources (cargo deny, offline)"
 # Errors only: duplicate versions are warnings (see them with `cargo deny check bans`).
 cargo deny --offline --locked --log-level error check licenses bans sources
