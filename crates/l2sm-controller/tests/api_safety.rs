@@ -85,10 +85,12 @@ fn scripted_switch(
             let (ready, later): (Vec<_>, Vec<_>) = due.into_iter().partition(|(_, t)| *t <= now);
             due = later;
             for (xid, _) in ready {
+                // Noted before sending: once sent, the controller may answer the HTTP call
+                // before this thread runs again.
+                replies.lock().unwrap().push(Instant::now());
                 if sw.send(xid, Message::BarrierReply).is_err() {
                     return;
                 }
-                replies.lock().unwrap().push(Instant::now());
             }
         }
     })
