@@ -83,6 +83,10 @@ pub enum ModelError {
     /// The port is in no network.
     #[error("port {0} is not a member of any network")]
     PortNotMember(PortId),
+    /// A member or mirror outside the pod port range: trunk and tunnel port numbers belong to
+    /// inter-switch links.
+    #[error("port {0} is not a pod port: members and mirrors are ports 1..{first} (from {first} on, ports are inter-switch links)", first = l2sm_pipeline::ids::FIRST_TRUNK_PORT)]
+    NotPodPort(PortId),
     /// Every VNI is in use.
     #[error("no free VNI left")]
     VniExhausted,
@@ -95,6 +99,15 @@ pub enum ModelError {
     /// A collection whose owner prefix would select every owner (empty or blank).
     #[error("ownerPrefix must not be empty: it would select every owner")]
     UnboundedGc,
+}
+
+/// Members and mirrors are pod ports; see [`ModelError::NotPodPort`].
+fn pod_port(port: &PortId) -> Result<(), ModelError> {
+    if l2sm_pipeline::ids::is_pod_port(port.port) {
+        Ok(())
+    } else {
+        Err(ModelError::NotPodPort(*port))
+    }
 }
 
 impl Model {
@@ -128,6 +141,16 @@ impl Model {
     ) -> Result<bool, ModelError> {
         if self.networks.contains_key(name) {
             return Ok(false);
+        }
+        if let Some(port) = mirror_port {
+            // The same rules as setting it later: a pod port, nobody else's.
+            pod_port(&port)?;
+            if let Some(owner) = self.network_of(&port).or_else(|| self.mirror_of(&port)) {
+                return Err(ModelError::PortInOtherNetwork {
+                    port,
+                    network: owner.to_string(),
+                });
+            }
         }
         let vni = self.allocate_vni()?;
         let vlan = self.free_vlan();
@@ -272,6 +295,7 @@ impl Model {
     /// Moves a member port from network `from` to network `to` in one change, keeping its
     /// owner (quarantine). Returns false when it is in `to` already.
     pub fn move_port(&mut self, port: PortId, from: &str, to: &str) -> Result<bool, ModelError> {
+        pod_port(&port)?;
         if !self.networks.contains_key(to) {
             return Err(ModelError::UnknownNetwork(to.to_string()));
         }
@@ -310,6 +334,7 @@ impl Model {
             .get(name)
             .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
         for port in ports {
+            pod_port(port)?;
             // The mirror of any network: it would leak that network's copies into this one.
             if net.mirror_port.as_ref() == Some(port) || self.mirror_of(port).is_some() {
                 return Err(ModelError::PortIsMirror(*port));
@@ -363,6 +388,7 @@ impl Model {
 
     /// Sets (or replaces) the mirror port of a network.
     pub fn set_mirror_port(&mut self, name: &str, port: PortId) -> Result<(), ModelError> {
+        pod_port(&port)?;
         if let Some(owner) = self
             .network_of(&port)
             .or_else(|| self.mirror_of(&port).filter(|n| *n != name))
@@ -495,6 +521,46 @@ mod tests {
         );
         m.remove_ports("a", &[port(1, 1)]).unwrap();
         m.add_ports("b", &[port(1, 1)]).unwrap();
+    }
+
+    #[test]
+    fn members_and_mirrors_are_pod_ports() {
+        let mut m = Model {
+            next_vni: 1,
+            ..Model::default()
+        };
+        m.create_network("a", None).unwrap();
+        m.create_network("b", None).unwrap();
+        m.add_ports("a", &[port(1, 1)]).unwrap();
+        let before = m.clone();
+        for p in [0xe000, 0xe001, 0xf000, 0xfeff, 0xffff_fefe] {
+            assert_eq!(
+                m.add_ports("a", &[port(1, 2), port(1, p)]),
+                Err(ModelError::NotPodPort(port(1, p)))
+            );
+            assert_eq!(
+                m.set_mirror_port("b", port(1, p)),
+                Err(ModelError::NotPodPort(port(1, p)))
+            );
+            assert_eq!(
+                m.move_port(port(1, p), "a", "b"),
+                Err(ModelError::NotPodPort(port(1, p)))
+            );
+        }
+        assert_eq!(
+            m.create_network("c", Some(port(1, 0xe000))),
+            Err(ModelError::NotPodPort(port(1, 0xe000)))
+        );
+        // A member of another network as the new network's mirror would receive its copies.
+        assert_eq!(
+            m.create_network("c", Some(port(1, 1))),
+            Err(ModelError::PortInOtherNetwork {
+                port: port(1, 1),
+                network: "a".into()
+            })
+        );
+        assert_eq!(m, before, "refused changes change nothing");
+        m.add_ports("a", &[port(1, 0xdfff)]).unwrap();
     }
 
     #[test]

@@ -665,6 +665,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.installed_view.as_ref() == Some(&view) {
             return Ok(());
         }
+        for v in view.violations() {
+            // The model refuses these; state written by an older build may still hold them.
+            tracing::warn!(dpid = %ids::dpid_hex(dpid), "left out of the switch's pipeline: {v}");
+        }
         let desired = compile(&view);
         let current = match self.read_state.take() {
             Some(state) => state,

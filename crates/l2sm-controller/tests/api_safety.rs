@@ -156,3 +156,45 @@ fn a_port_move_answers_after_the_switch_confirmed_it_or_says_pending() {
         "{nets}"
     );
 }
+
+/// Trunk and tunnel port numbers belong to inter-switch links: as a member or mirror they would
+/// give a link's flows a rival of equal priority. Every way in answers 400 and changes nothing.
+#[test]
+fn link_port_numbers_are_refused_as_members_and_mirrors() {
+    let c = ControllerProcess::start();
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"n1"}"#))
+            .0,
+        204
+    );
+    let dpid = "of:00000000000000a1";
+    let ok = format!(r#"{{"networkId":"n1","networkEndpoints":["{dpid}/3"]}}"#);
+    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&ok)).0, 204);
+    let before = c.req("GET", "/api/v1/networks", None).1;
+    for port in [57344u32, 57400, 61440, 65279] {
+        let calls = [
+            (
+                "/onos/vnets/api/port",
+                format!(r#"{{"networkId":"n1","networkEndpoints":["{dpid}/4","{dpid}/{port}"]}}"#),
+            ),
+            (
+                "/onos/vnets/api/mirror-port",
+                format!(r#"{{"networkId":"n1","mirrorPort":"{dpid}/{port}"}}"#),
+            ),
+            (
+                "/onos/vnets/api",
+                format!(r#"{{"networkId":"n2","mirrorPort":"{dpid}/{port}"}}"#),
+            ),
+            (
+                &*format!("/api/v1/switches/{}/ports/{port}/move", &dpid[3..]),
+                r#"{"from":"n1","to":"n1"}"#.to_string(),
+            ),
+        ];
+        for (path, body) in calls {
+            let (code, text) = c.req("POST", path, Some(&body));
+            assert_eq!(code, 400, "{path} {body}: {text}");
+            assert!(text.contains("pod port"), "{path}: {text}");
+        }
+    }
+    assert_eq!(c.req("GET", "/api/v1/networks", None).1, before);
+}

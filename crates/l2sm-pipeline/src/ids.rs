@@ -52,6 +52,12 @@ pub const FIRST_TRUNK_PORT: u32 = 0xe000;
 /// First OpenFlow port number of tunnel ports.
 pub const FIRST_TUNNEL_PORT: u32 = 0xf000;
 
+/// Whether an OpenFlow port number is in the pod port range (1 up to the trunk range): the
+/// only ports that may be network members or mirrors.
+pub fn is_pod_port(port: u32) -> bool {
+    (1..FIRST_TRUNK_PORT).contains(&port)
+}
+
 /// Whether an OpenFlow port number is in the trunk range.
 pub fn is_trunk_port(port: u32) -> bool {
     (FIRST_TRUNK_PORT..FIRST_TUNNEL_PORT).contains(&port)

@@ -170,6 +170,102 @@ pub struct SwitchView {
     pub networks: BTreeMap<u32, NetworkView>,
 }
 
+/// Why the compiler leaves a member or mirror port of a [`SwitchView`] out. Callers (the
+/// controller's model) refuse such ports already; the compiler enforces it again so that
+/// member, mirror and link ports are disjoint in every pipeline it emits, whatever it is given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewViolation {
+    /// A member or mirror port outside the pod port range (trunk, tunnel or reserved numbers).
+    #[error(
+        "port {port} of network {vni} is not a pod port (1..{})",
+        ids::FIRST_TRUNK_PORT
+    )]
+    NotPodPort {
+        /// The network claiming the port.
+        vni: u32,
+        /// The port.
+        port: u32,
+    },
+    /// A member or mirror port that is an inter-switch link of this switch.
+    #[error("port {port} of network {vni} is an inter-switch link")]
+    LinkPort {
+        /// The network claiming the port.
+        vni: u32,
+        /// The port.
+        port: u32,
+    },
+    /// A port claimed more than once: a member of several networks, or a member and a mirror.
+    #[error("port {port} is claimed by networks {vnis:?}")]
+    SharedPort {
+        /// The port.
+        port: u32,
+        /// Every network claiming it, once per claim.
+        vnis: Vec<u32>,
+    },
+}
+
+impl SwitchView {
+    /// Every member or mirror port the compiler leaves out, and why (empty for a sound view).
+    pub fn violations(&self) -> Vec<ViewViolation> {
+        let mut claims: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (&vni, net) in &self.networks {
+            for &port in &net.members {
+                claims.entry(port).or_default().push(vni);
+            }
+            if let Some(port) = net.mirror.as_ref().and_then(|m| m.port) {
+                claims.entry(port).or_default().push(vni);
+            }
+        }
+        let mut out = Vec::new();
+        for (port, vnis) in claims {
+            if !ids::is_pod_port(port) {
+                out.extend(
+                    vnis.iter()
+                        .map(|&vni| ViewViolation::NotPodPort { vni, port }),
+                );
+            } else if self.links.contains_key(&port) {
+                out.extend(
+                    vnis.iter()
+                        .map(|&vni| ViewViolation::LinkPort { vni, port }),
+                );
+            } else if vnis.len() > 1 {
+                out.push(ViewViolation::SharedPort { port, vnis });
+            }
+        }
+        out
+    }
+
+    /// The view without the ports of [`SwitchView::violations`]: a refused member is in no
+    /// network, a network whose local mirror port is refused gets no copies on this switch.
+    pub fn sanitized(&self) -> std::borrow::Cow<'_, SwitchView> {
+        let bad: BTreeSet<u32> = self
+            .violations()
+            .iter()
+            .map(|v| match v {
+                ViewViolation::NotPodPort { port, .. }
+                | ViewViolation::LinkPort { port, .. }
+                | ViewViolation::SharedPort { port, .. } => *port,
+            })
+            .collect();
+        if bad.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut view = self.clone();
+        for net in view.networks.values_mut() {
+            net.members.retain(|p| !bad.contains(p));
+            if net
+                .mirror
+                .as_ref()
+                .and_then(|m| m.port)
+                .is_some_and(|p| bad.contains(&p))
+            {
+                net.mirror = None;
+            }
+        }
+        std::borrow::Cow::Owned(view)
+    }
+}
+
 /// One flow the switch must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowEntry {
@@ -396,8 +492,12 @@ fn learn_then_lookup(port: u32, split_horizon: bool) -> Vec<Instruction> {
     ]
 }
 
-/// Compiles the flows and groups one switch must hold.
+/// Compiles the flows and groups one switch must hold. Member and mirror ports that break the
+/// view's rules ([`SwitchView::violations`]) are left out: they match nothing and receive
+/// nothing.
 pub fn compile(view: &SwitchView) -> SwitchPipeline {
+    let view = view.sanitized();
+    let view: &SwitchView = &view;
     let mut p = SwitchPipeline::default();
     let flow = |table, priority, cookie, r#match, instructions| FlowEntry {
         table,

@@ -695,3 +695,155 @@ fn mirror_vnis_never_collide_with_network_vnis() {
     assert!(m > MAX_VNI && m < (1 << 24), "fits VXLAN's 24 bits");
     assert_ne!(mirror_vni(1), mirror_vni(2));
 }
+
+/// Views as a buggy or hostile caller could build them: members and mirrors in the trunk and
+/// tunnel ranges, on link ports, in several networks at once, mirrors that are members.
+fn hostile_view_strategy() -> impl Strategy<Value = SwitchView> {
+    let port = prop::sample::select(vec![
+        1u32, 2, 3, 4, 0xdfff, 57344, 57345, 61440, 61441, 0xff00,
+    ]);
+    (
+        prop::collection::btree_set(61440u32..61443, 0..3),
+        prop::collection::btree_set(57344u32..57346, 0..2),
+        prop::collection::vec(
+            (
+                1u32..8,
+                prop::collection::btree_set(port.clone(), 0..4),
+                prop::option::of(port),
+                any::<bool>(),
+            ),
+            1..4,
+        ),
+    )
+        .prop_map(|(tunnels, trunks, nets)| {
+            let mut links: BTreeMap<u32, LinkKind> = BTreeMap::new();
+            links.extend(tunnels.iter().map(|&p| (p, LinkKind::Tunnel)));
+            links.extend(trunks.iter().map(|&p| (p, LinkKind::Trunk)));
+            let link_ports: BTreeSet<u32> = links.keys().copied().collect();
+            let mut networks = BTreeMap::new();
+            for (vni, members, mirror, tree) in nets {
+                networks.entry(vni).or_insert(NetworkView {
+                    members,
+                    link_ports: link_ports.clone(),
+                    mode: if tree {
+                        FloodMode::Tree
+                    } else {
+                        FloodMode::Mesh
+                    },
+                    vlan: Some(u16::try_from(vni).unwrap()),
+                    mirror: mirror.map(|p| MirrorView {
+                        port: Some(p),
+                        toward: BTreeSet::new(),
+                    }),
+                });
+            }
+            SwitchView { links, networks }
+        })
+}
+
+fn outputs(actions: &[Action]) -> impl Iterator<Item = u32> + '_ {
+    actions.iter().filter_map(|a| match a {
+        Action::Output { port, .. } => Some(*port),
+        _ => None,
+    })
+}
+
+proptest! {
+    /// Whatever the compiler is given, a port that is not a link serves at most one network
+    /// and only in one role: frames entering it are classified into one network, and only
+    /// that network's floods, unicast and copies leave through it; a port receiving mirror
+    /// copies classifies nothing; members and mirrors are pod ports.
+    #[test]
+    fn member_mirror_and_link_ports_are_disjoint(view in hostile_view_strategy()) {
+        let p = compile(&view);
+        let network_of_cookie = |c: u64| {
+            (c & cookie::OWNER_MASK == cookie::NETWORK).then_some((c & 0xffff_ffff) as u32)
+        };
+        let mut ingress: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        let mut egress: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        let mut copy_targets = BTreeSet::new();
+        for f in p.flows.values() {
+            let in_port = f.r#match.fields.iter().find_map(|x| match x {
+                OxmField::InPort(p) => Some(*p),
+                _ => None,
+            });
+            let only_port = f.r#match.fields.len() == 1;
+            if let (Some(port), true, Some(vni)) = (in_port, only_port, network_of_cookie(f.cookie)) {
+                if f.table == table::CLASSIFY {
+                    ingress.entry(port).or_default().insert(vni);
+                }
+            }
+            for i in &f.instructions {
+                if let Instruction::ApplyActions(actions) = i {
+                    for o in outputs(actions) {
+                        if let Some(vni) = network_of_cookie(f.cookie) {
+                            egress.entry(o).or_default().insert(vni);
+                        }
+                        if f.table == table::CLASSIFY {
+                            copy_targets.insert(o);
+                        }
+                    }
+                }
+            }
+        }
+        for g in p.groups.values() {
+            let vni = g.group_id >> 1;
+            for b in &g.buckets {
+                for o in outputs(b) {
+                    egress.entry(o).or_default().insert(vni);
+                }
+            }
+        }
+        for (port, vnis) in &ingress {
+            prop_assert!(ids::is_pod_port(*port), "member classifier on non-pod port {port}");
+            prop_assert!(!view.links.contains_key(port), "member classifier on link {port}");
+            prop_assert_eq!(vnis.len(), 1, "port {} classified into {:?}", port, vnis);
+            prop_assert!(!copy_targets.contains(port), "mirror port {} also classifies", port);
+        }
+        for (port, vnis) in &egress {
+            if view.links.contains_key(port) {
+                continue;
+            }
+            prop_assert!(ids::is_pod_port(*port), "output to non-pod port {port}");
+            prop_assert!(vnis.len() <= 1, "port {} receives networks {:?}", port, vnis);
+            if let Some(own) = ingress.get(port) {
+                prop_assert_eq!(own, vnis, "port {} receives another network than its own", port);
+            }
+        }
+        // And the compiler says what it left out exactly when the view broke a rule.
+        let sound = view.violations().is_empty();
+        prop_assert_eq!(sound, view.sanitized().as_ref() == &view);
+    }
+
+    /// A sound view compiles as it is: the rules remove nothing from the views the controller
+    /// builds.
+    #[test]
+    fn sound_views_have_no_violations(view in mirrored_view_strategy()) {
+        prop_assert!(view.violations().is_empty(), "{:?}", view.violations());
+    }
+}
+
+#[test]
+fn violations_name_the_port_and_why() {
+    let mut view = SwitchView::default();
+    view.links.insert(61440, LinkKind::Tunnel);
+    view.networks.insert(1, mesh(&[1, 2, 57344], &[61440]));
+    view.networks.insert(2, mesh(&[2, 61440], &[61440]));
+    let v = view.violations();
+    assert!(v.contains(&ViewViolation::SharedPort {
+        port: 2,
+        vnis: vec![1, 2]
+    }));
+    assert!(v.contains(&ViewViolation::NotPodPort {
+        vni: 1,
+        port: 57344
+    }));
+    assert!(v.contains(&ViewViolation::NotPodPort {
+        vni: 2,
+        port: 61440
+    }));
+    assert_eq!(v.len(), 3);
+    let clean = view.sanitized();
+    assert_eq!(clean.networks[&1].members, BTreeSet::from([1]));
+    assert!(clean.networks[&2].members.is_empty());
+}

@@ -137,7 +137,10 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                 .request("NetworkDto")
                 .responses(vec![
                     Resp::empty(204, "created, or it already existed"),
-                    err(400, "invalid body or network name"),
+                    err(
+                        400,
+                        "invalid body or network name, or a mirror port outside the pod range",
+                    ),
                 ]),
             post(vnets::create_network),
         ),
@@ -155,7 +158,10 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             .request("PortsDto")
             .responses(vec![
                 Resp::empty(204, "added (re-adding is a no-op)"),
-                err(400, "invalid body"),
+                err(
+                    400,
+                    "invalid body, or a port outside the pod range 1..57343",
+                ),
                 err(
                     409,
                     "unknown network, port in another network or the mirror port",
@@ -191,7 +197,10 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             .request("MirrorDto")
             .responses(vec![
                 Resp::empty(204, "set"),
-                err(400, "invalid body or missing mirrorPort"),
+                err(
+                    400,
+                    "invalid body, missing mirrorPort, or a port outside the pod range 1..57343",
+                ),
                 err(409, "unknown network or port in a network"),
                 err(500, "malformed port id (as upstream)"),
             ]),
@@ -372,7 +381,10 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                     "moved; its switch has not confirmed it yet (pending)",
                     "Moved",
                 ),
-                err(400, "invalid body, datapath id or port number"),
+                err(
+                    400,
+                    "invalid body, datapath id or port number (pod ports are 1..57343)",
+                ),
                 err(404, "unknown target network"),
                 err(409, "the port is not a member of the source network"),
             ]),
@@ -640,6 +652,9 @@ fn update_error(e: UpdateError) -> ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("port {p} is not a member of any network"),
         ),
+        UpdateError::Model(m @ ModelError::NotPodPort(_)) => {
+            error(StatusCode::BAD_REQUEST, m.to_string())
+        }
         UpdateError::Model(ModelError::VniExhausted) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, "no free VNI left")
         }
