@@ -115,6 +115,9 @@ impl ClientError {
     }
 }
 
+/// How long an idle kept-alive connection may be reused: half the controller's idle limit.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How transient failures are retried: `attempts` tries, waiting `initial`, then twice as
 /// long each time up to `max`.
 #[derive(Debug, Clone, Copy)]
@@ -495,7 +498,12 @@ impl ControllerClient {
             timeout: retry.timeout,
             tls,
         };
-        let http = Client::builder(TokioExecutor::new()).build(dialer);
+        // Idle connections are dropped well before the controller's own idle limit (10 s,
+        // its header timeout): a request sent on a connection the server is closing at that
+        // moment fails with a reset, and the agent does not retry.
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(dialer);
         Ok(ControllerClient {
             base,
             authorization,

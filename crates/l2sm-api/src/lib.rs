@@ -43,5 +43,7 @@ pub mod topology;
 pub mod v1;
 pub mod vnets;
 
-pub use client::{ClientError, ControllerClient, CreateOutcome, RetryPolicy, TlsOptions};
+pub use client::{
+    ClientError, ControllerClient, CreateOutcome, RetryPolicy, TlsOptions, POOL_IDLE_TIMEOUT,
+};
 pub use error::ErrorBody;

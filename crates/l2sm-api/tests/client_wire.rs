@@ -158,3 +158,46 @@ async fn a_client_dials_from_inside_a_network_namespace() {
     let inside = ControllerClient::in_netns(&url, None, quick(), ns.path().to_path_buf()).unwrap();
     inside.health().await.unwrap();
 }
+
+/// A kept-alive connection idle for longer than [`l2sm_api::POOL_IDLE_TIMEOUT`] is not reused:
+/// the controller closes idle connections after 10 s, and a request sent on one it is closing
+/// fails with a reset that the agent would not retry. The server here answers one request per
+/// connection and then closes the connection on the next, unanswered.
+#[tokio::test]
+async fn idle_connections_are_not_reused_past_the_pool_idle_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || loop {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut served = 0;
+            loop {
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if served == 1 {
+                    // Closed with the request unanswered: the client sees the connection
+                    // end before an answer, as when a server's idle close races a request.
+                    return;
+                }
+                served += 1;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+    });
+    let c = client(&url);
+    c.health().await.unwrap();
+    tokio::time::sleep(l2sm_api::POOL_IDLE_TIMEOUT + Duration::from_millis(500)).await;
+    c.health().await.unwrap();
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
