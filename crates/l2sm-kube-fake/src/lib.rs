@@ -75,6 +75,7 @@
 #![warn(clippy::unwrap_used)]
 
 mod body;
+mod csr;
 mod selector;
 mod server;
 mod ssa;
@@ -121,6 +122,26 @@ pub struct Call {
     /// Status code of the answer; 0 while the request is being served (what
     /// [`FakeApi::on_request`] hooks see).
     pub code: u16,
+    /// Who made the request: [`DEFAULT_USER`], or the user of a [`FakeApi::client_as`]
+    /// client.
+    pub user: String,
+}
+
+/// The user of [`FakeApi::client`]'s requests.
+pub const DEFAULT_USER: &str = "fake";
+
+/// Who a client is, as the API server's authenticator would have found (what it copies into
+/// a CertificateSigningRequest's `spec.username`, `uid`, `groups` and `extra`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// User name (`system:serviceaccount:<ns>:<name>` for a ServiceAccount).
+    pub username: String,
+    /// User uid.
+    pub uid: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Extra attributes (a pod-bound token's `authentication.kubernetes.io/pod-name`, …).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Call {
@@ -142,6 +163,8 @@ pub struct FakeApi {
     hooks: Arc<Mutex<Vec<Hook>>>,
     /// Requests through this handle bypass [`FakeApi::authorize`] (a cluster admin).
     admin: bool,
+    /// Who requests through this handle come from (None: [`DEFAULT_USER`]).
+    identity: Option<Arc<Identity>>,
 }
 
 impl Default for FakeApi {
@@ -169,6 +192,7 @@ impl FakeApi {
             state: Arc::new(Mutex::new(server::State::new())),
             hooks: Arc::new(Mutex::new(Vec::new())),
             admin: false,
+            identity: None,
         }
     }
 
@@ -188,6 +212,15 @@ impl FakeApi {
         let mut admin = self.clone();
         admin.admin = true;
         kube::Client::new(admin, "default")
+    }
+
+    /// A client of this store authenticated as `identity`: its requests carry the user
+    /// (in [`Call::user`], which [`FakeApi::authorize`] rules see), and CertificateSigningRequests
+    /// it creates get `spec.username`/`uid`/`groups`/`extra` from it, whatever the body says.
+    pub fn client_as(&self, identity: Identity) -> kube::Client {
+        let mut as_user = self.clone();
+        as_user.identity = Some(Arc::new(identity));
+        kube::Client::new(as_user, "default")
     }
 
     /// Makes a resource known: its group, version, plural, kind, scope and whether it has a
@@ -350,7 +383,11 @@ impl FakeApi {
                 return server::error_response(400, "BadRequest", &format!("reading body: {e}"))
             }
         };
-        let parsed = server::Parsed::new(&parts, &bytes);
+        let user = self
+            .identity
+            .as_ref()
+            .map_or_else(|| DEFAULT_USER.to_string(), |i| i.username.clone());
+        let parsed = server::Parsed::new(&parts, &bytes, &user);
         let hooks: Vec<Hook> = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if !hooks.is_empty() {
             if let Ok(p) = &parsed {
@@ -362,6 +399,10 @@ impl FakeApi {
         }
         let mut st = self.lock();
         st.serving_admin = self.admin;
+        st.serving_identity = self.identity.as_deref().cloned().unwrap_or_else(|| Identity {
+            username: DEFAULT_USER.into(),
+            ..Default::default()
+        });
         st.serve(parsed, &bytes)
     }
 }
