@@ -399,10 +399,14 @@ impl FakeApi {
         }
         let mut st = self.lock();
         st.serving_admin = self.admin;
-        st.serving_identity = self.identity.as_deref().cloned().unwrap_or_else(|| Identity {
-            username: DEFAULT_USER.into(),
-            ..Default::default()
-        });
+        st.serving_identity = self
+            .identity
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| Identity {
+                username: DEFAULT_USER.into(),
+                ..Default::default()
+            });
         st.serve(parsed, &bytes)
     }
 }

@@ -912,7 +912,9 @@ impl State {
             ));
         }
         if let Some(s) = &p.sub {
-            if !(s == "status" && rt.status || s == "approval" && crate::csr::is_csr(&rt.group, &rt.plural)) {
+            if !(s == "status" && rt.status
+                || s == "approval" && crate::csr::is_csr(&rt.group, &rt.plural))
+            {
                 return Err(err(
                     404,
                     "NotFound",

@@ -99,9 +99,7 @@ fn grants_of(sa: &str) -> Vec<Grant> {
     for d in &docs {
         let kind = d["kind"].as_str().unwrap_or("");
         let name = d["metadata"]["name"].as_str().unwrap_or("");
-        if others
-            .iter()
-            .any(|(k, n)| k == kind && n == name)
+        if others.iter().any(|(k, n)| k == kind && n == name)
             && !cluster_roles.iter().chain(&roles).any(|n| n == name)
         {
             continue; // another ServiceAccount's role

@@ -129,19 +129,19 @@ fn single_pem(pem: &[u8], label: &str) -> Result<Vec<u8>, Refused> {
 /// (with at most `digital signature` and `key encipherment`).
 pub fn check_request(pem: &[u8], usages: &[String]) -> Result<CheckedRequest, Refused> {
     if !usages.iter().any(|u| u == "client auth") {
-        return Err(refused(format!(
-            "usages {usages:?} lack \"client auth\""
-        )));
+        return Err(refused(format!("usages {usages:?} lack \"client auth\"")));
     }
-    if let Some(u) = usages.iter().find(|u| !ALLOWED_USAGES.contains(&u.as_str())) {
+    if let Some(u) = usages
+        .iter()
+        .find(|u| !ALLOWED_USAGES.contains(&u.as_str()))
+    {
         return Err(refused(format!(
             "usage {u:?} is not allowed (only {ALLOWED_USAGES:?})"
         )));
     }
     let der = single_pem(pem, "CERTIFICATE REQUEST")?;
-    let (rest, csr) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(&der)
-            .map_err(|e| refused(format!("the request does not parse: {e}")))?;
+    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
+        .map_err(|e| refused(format!("the request does not parse: {e}")))?;
     if !rest.is_empty() {
         return Err(refused("trailing bytes after the request"));
     }
@@ -310,8 +310,7 @@ pub fn issue(
     now: SystemTime,
 ) -> Result<String, CertError> {
     use rcgen::{
-        CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType,
-        SerialNumber,
+        CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType, SerialNumber,
     };
     // rcgen's CSR parser gives the public key in the form its signer takes (it verified the
     // self-signature again).
@@ -338,7 +337,10 @@ pub fn issue(
     let mut serial = [0u8; 16];
     // Unique enough: the time and the key's hash (the CA never issues two certificates for
     // one key in the same nanosecond).
-    let nanos = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     serial[..8].copy_from_slice(&(nanos as u64).to_be_bytes());
     let h = u64::from_str_radix(&short_hash(&req.spki_der), 16).unwrap_or(0);
     serial[8..].copy_from_slice(&h.to_be_bytes());

@@ -20,12 +20,13 @@
 //! gets another certificate for its new key; the controller's one-session-per-DPID rule and the
 //! node binding keep a second certificate of the same node from impersonating any other.
 
-use super::{check_request, issue, SwitchCa, EXTRA_NODE_NAME, EXTRA_POD_NAME, EXTRA_POD_UID, SIGNER_NAME};
+use super::{
+    check_request, issue, SwitchCa, EXTRA_NODE_NAME, EXTRA_POD_NAME, EXTRA_POD_UID, SIGNER_NAME,
+};
 use crate::reconcile::overlay::APP_LABEL;
 use futures::StreamExt as _;
 use k8s_openapi::api::certificates::v1::{
-    CertificateSigningRequest, CertificateSigningRequestCondition,
-    CertificateSigningRequestStatus,
+    CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestStatus,
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -174,9 +175,10 @@ async fn check_sender(
             cfg.namespace, APP_LABEL.0, APP_LABEL.1
         )));
     }
-    let by_daemonset = pod.owner_references().iter().any(|o| {
-        o.kind == "DaemonSet" && o.api_version == "apps/v1" && o.controller == Some(true)
-    });
+    let by_daemonset = pod
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "DaemonSet" && o.api_version == "apps/v1" && o.controller == Some(true));
     if !by_daemonset {
         return Ok(Err(format!(
             "pod {}/{pod_name} is not controlled by a DaemonSet",
@@ -209,7 +211,9 @@ async fn decide(
         Ok(c) => c,
         Err(e) => return Ok(Err(e.0)),
     };
-    Ok(check_sender(csr, &checked.node, ctx).await?.map(|()| checked))
+    Ok(check_sender(csr, &checked.node, ctx)
+        .await?
+        .map(|()| checked))
 }
 
 async fn load_ca(ctx: &Ctx) -> Result<SwitchCa, SignerError> {
@@ -276,13 +280,8 @@ async fn reconcile_one(csr: &CertificateSigningRequest, ctx: &Ctx) -> Result<(),
                 conditions.push(new_condition("Denied", DENIED_REASON, &why));
                 "approval"
             };
-            api.replace_subresource(
-                sub,
-                &name,
-                &PostParams::default(),
-                &updated,
-            )
-            .await?;
+            api.replace_subresource(sub, &name, &PostParams::default(), &updated)
+                .await?;
             return Ok(());
         }
     };
@@ -290,18 +289,19 @@ async fn reconcile_one(csr: &CertificateSigningRequest, ctx: &Ctx) -> Result<(),
     let mut current = csr.clone();
     if !approved {
         let status = current.status.get_or_insert_with(Default::default);
-        status.conditions.get_or_insert_with(Vec::new).push(new_condition(
-            "Approved",
-            APPROVED_REASON,
-            &format!("the agent pod on node {} asked for its own identity", checked.node),
-        ));
+        status
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(new_condition(
+                "Approved",
+                APPROVED_REASON,
+                &format!(
+                    "the agent pod on node {} asked for its own identity",
+                    checked.node
+                ),
+            ));
         current = api
-            .replace_subresource(
-                "approval",
-                &name,
-                &PostParams::default(),
-                &current,
-            )
+            .replace_subresource("approval", &name, &PostParams::default(), &current)
             .await?;
         tracing::info!(csr = %name, node = %checked.node, "approved");
     }
@@ -312,16 +312,18 @@ async fn reconcile_one(csr: &CertificateSigningRequest, ctx: &Ctx) -> Result<(),
         .map(Duration::from_secs)
         .unwrap_or(ctx.config.max_lifetime);
     let lifetime = requested.min(ctx.config.max_lifetime);
-    let chain = issue(&checked, &csr.spec.request.0, &ca, lifetime, SystemTime::now())?;
+    let chain = issue(
+        &checked,
+        &csr.spec.request.0,
+        &ca,
+        lifetime,
+        SystemTime::now(),
+    )?;
     let status: &mut CertificateSigningRequestStatus =
         current.status.get_or_insert_with(Default::default);
     status.certificate = Some(ByteString(chain.into_bytes()));
-    api.replace_status(
-        &name,
-        &PostParams::default(),
-        &current,
-    )
-    .await?;
+    api.replace_status(&name, &PostParams::default(), &current)
+        .await?;
     tracing::info!(csr = %name, node = %checked.node, lifetime_s = lifetime.as_secs(), "signed");
     Ok(())
 }
@@ -339,7 +341,9 @@ pub async fn run(
         .graceful_shutdown_on(stop)
         .run(
             |csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>| async move {
-                reconcile_one(&csr, &ctx).await.map(|()| Action::await_change())
+                reconcile_one(&csr, &ctx)
+                    .await
+                    .map(|()| Action::await_change())
             },
             |csr: Arc<CertificateSigningRequest>, err: &SignerError, _| {
                 tracing::warn!(csr = %csr.name_any(), "switch certificate request: {err}");
