@@ -538,7 +538,7 @@ async fn submit(
 }
 
 async fn decided(cl: &Cluster, name: &str) -> CertificateSigningRequest {
-    for _ in 0..250 {
+    for _ in 0..750 {
         let c: CertificateSigningRequest = cl.fake.get(None, name).unwrap();
         if ["Denied", "Failed"]
             .iter()

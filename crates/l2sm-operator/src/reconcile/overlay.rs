@@ -1227,6 +1227,99 @@ mod tests {
     }
 
     #[test]
+    fn agents_get_their_certificate_and_use_it_for_rest() {
+        let o = Overlay::new("ovl", spec(&["w1"], &[]));
+        let settings = Settings::default();
+        let (c, _) = agent_container(&o.spec, &settings);
+        // No shared admin credential: the node certificate is the REST identity.
+        assert!(
+            c.env.iter().flatten().all(|e| e
+                .value_from
+                .as_ref()
+                .is_none_or(|v| v.secret_key_ref.is_none())),
+            "{:?}",
+            c.env
+        );
+        let args = c.args.clone().unwrap();
+        for (flag, file) in [
+            ("--controller-api-cert", "tls.crt"),
+            ("--controller-api-key", "tls.key"),
+            ("--controller-api-ca", "ca.crt"),
+        ] {
+            let i = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag}"));
+            assert_eq!(args[i + 1], format!("{SWITCH_TLS_DIR}/{file}"));
+        }
+        let ds = daemon_set(&o, &["w1".to_string()], c, &settings);
+        let pod = ds.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("l2sm-agent"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let inits = pod.init_containers.clone().unwrap();
+        let cert = inits
+            .iter()
+            .find(|i| i.name == AGENT_CERT_CONTAINER)
+            .unwrap();
+        assert_eq!(
+            cert.args.clone().unwrap()[..2],
+            ["agent-cert".to_string(), "--node".to_string()]
+        );
+        // The token is mounted into agent-cert only, writable switch-tls there only.
+        let mounts = |c: &Container, vol: &str| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == vol)
+                .cloned()
+        };
+        assert!(mounts(cert, "agent-token").is_some());
+        assert_eq!(mounts(cert, "switch-tls").unwrap().read_only, None);
+        for other in pod
+            .containers
+            .iter()
+            .chain(inits.iter().filter(|i| i.name != AGENT_CERT_CONTAINER))
+        {
+            assert!(mounts(other, "agent-token").is_none(), "{}", other.name);
+        }
+        let token = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "agent-token")
+            .unwrap();
+        let sources = token.projected.as_ref().unwrap().sources.clone().unwrap();
+        assert!(sources.iter().any(|s| s.service_account_token.is_some()));
+
+        // The Basic credential and hand-made certificates remain possible.
+        let manual = Settings {
+            credentials_secret: Some("creds".into()),
+            agent_api_certificate: false,
+            switch_certs_auto: false,
+            ..Settings::default()
+        };
+        let (c, _) = agent_container(&o.spec, &manual);
+        assert!(!c
+            .args
+            .clone()
+            .unwrap()
+            .contains(&"--controller-api-cert".to_string()));
+        assert!(c
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "L2SM_API_PASSWORD"));
+        let ds = daemon_set(&o, &["w1".to_string()], c, &manual);
+        let pod = ds.spec.unwrap().template.spec.unwrap();
+        assert!(pod
+            .init_containers
+            .unwrap()
+            .iter()
+            .all(|i| i.name != AGENT_CERT_CONTAINER));
+        assert!(pod.volumes.unwrap().iter().all(|v| v.name != "agent-token"));
+    }
+
+    #[test]
     fn agent_objects_map_back_to_their_overlay() {
         let mut o = Overlay::new("ovl", spec(&["w1"], &[]));
         o.metadata.namespace = Some("tenant".into());
