@@ -50,6 +50,12 @@
 //!   fieldSelector `metadata.name` / `metadata.namespace` (other fields → 400); a watch with
 //!   a selector sees DELETED when an object stops matching and ADDED when it starts to;
 //!   `limit` and `continue` pagination;
+//! - CertificateSigningRequests (`certificates.k8s.io/v1`, cluster-scoped): `spec.username`,
+//!   `uid`, `groups`, `extra` set from the caller ([`FakeApi::client_as`]); the spec
+//!   immutable; `/approval` writes only conditions and needs `approve` on `signers` (named
+//!   by the signer) through [`FakeApi::authorize`]; `/status` may set the certificate only on
+//!   an Approved (not Denied/Failed) request, once, PEM CERTIFICATE blocks only, with `sign`;
+//!   Approved/Denied are exclusive and cannot be removed (server-side apply of CSRs → 415);
 //! - errors are `metav1.Status` bodies with reason and code; garbage bodies → 400, unknown
 //!   resources and paths → 404, and the store is left unchanged.
 //!
@@ -65,7 +71,7 @@
 //!
 //! What it does not do: admission (no defaulting, no validation against schemas, no
 //! webhooks, no namespace lifecycle: objects may be created in namespaces that do not
-//! exist), authentication (RBAC only as the test's [`FakeApi::authorize`] rule), garbage collection of dependents
+//! exist), authentication (identities are what a test gives [`FakeApi::client_as`]; RBAC only as the test's [`FakeApi::authorize`] rule), garbage collection of dependents
 //! (ownerReferences, propagationPolicy), graceful deletion of pods (a pod without finalizers
 //! goes at once, as after its kubelet confirmed), strategic merge patch, YAML request bodies
 //! (kube-rs sends JSON), `resourceVersionMatch`, `dryRun` beyond "do not persist", protobuf,
