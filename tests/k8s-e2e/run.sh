@@ -51,8 +51,8 @@ ca_injected() {
         -o jsonpath='{.webhooks[0].clientConfig.caBundle}' 2>/dev/null)" ]
 }
 
-for tool in docker "$KIND" "$KUBECTL"; do
-    command -v "$tool" >/dev/null || fail "$tool not found (this script needs docker, kind and kubectl)"
+for tool in docker "$KIND" "$KUBECTL" openssl; do
+    command -v "$tool" >/dev/null || fail "$tool not found (this script needs docker, kind, kubectl and openssl)"
 done
 docker info >/dev/null 2>&1 || fail "no Docker engine reachable"
 
@@ -126,6 +126,37 @@ for _ in $(seq 1 60); do
 done
 [ -n "$agent_ds" ] || fail "no agent DaemonSet for overlay-sample in l2sm-system"
 k -n l2sm-system rollout status "$agent_ds" --timeout=300s
+
+step "switch certificates: issued per node, automatically"
+# Each agent pod's init container asked for its node's certificate; the operator signed it
+# (no manual step). One issued request per node, each for its own node.
+nodes=$(k get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+issued=$(k get csr -o jsonpath='{range .items[?(@.spec.signerName=="l2sm.l2sm.k8s.local/switch")]}{.metadata.name}{" "}{.status.certificate}{"\n"}{end}' \
+    | awk 'NF == 2 {print $1}')
+for n in $nodes; do
+    printf '%s\n' "$issued" | grep -q "^l2sm-switch-$n-" || fail "no issued switch certificate request for node $n"
+    docker exec "$n" test -s /var/lib/l2sm/switch-tls/tls.crt \
+        || fail "node $n has no /var/lib/l2sm/switch-tls/tls.crt"
+    [ "$(docker exec "$n" stat -c %a /var/lib/l2sm/switch-tls/tls.key)" = 600 ] \
+        || fail "node $n: tls.key is not mode 0600"
+done
+# A request from someone else than an agent pod is denied, never signed.
+key=$(mktemp); req=$(mktemp)
+openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout "$key" \
+    -subj "/CN=$CLUSTER-worker" -addext "subjectAltName=URI:urn:l2sm:node:$CLUSTER-worker" -out "$req" 2>/dev/null
+cat <<YAML | k apply -f -
+apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata: { name: e2e-impostor }
+spec:
+  request: $(base64 -w0 <"$req")
+  signerName: l2sm.l2sm.k8s.local/switch
+  usages: [client auth, digital signature]
+YAML
+rm -f "$key" "$req"
+k wait --for=condition=Denied csr/e2e-impostor --timeout=60s || fail "the impostor's request was not denied"
+[ -z "$(k get csr e2e-impostor -o jsonpath='{.status.certificate}')" ] || fail "the impostor's request was signed"
+k delete csr e2e-impostor
 k apply -f "$root/examples/k8s/ping-pong.yaml"
 k wait --for=condition=Ready pod/ping pod/pong --timeout=300s
 k get pod ping -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/networks}' | grep -q ping-network \

@@ -50,6 +50,12 @@
 //!   fieldSelector `metadata.name` / `metadata.namespace` (other fields → 400); a watch with
 //!   a selector sees DELETED when an object stops matching and ADDED when it starts to;
 //!   `limit` and `continue` pagination;
+//! - CertificateSigningRequests (`certificates.k8s.io/v1`, cluster-scoped): `spec.username`,
+//!   `uid`, `groups`, `extra` set from the caller ([`FakeApi::client_as`]); the spec
+//!   immutable; `/approval` writes only conditions and needs `approve` on `signers` (named
+//!   by the signer) through [`FakeApi::authorize`]; `/status` may set the certificate only on
+//!   an Approved (not Denied/Failed) request, once, PEM CERTIFICATE blocks only, with `sign`;
+//!   Approved/Denied are exclusive and cannot be removed (server-side apply of CSRs → 415);
 //! - errors are `metav1.Status` bodies with reason and code; garbage bodies → 400, unknown
 //!   resources and paths → 404, and the store is left unchanged.
 //!
@@ -65,7 +71,7 @@
 //!
 //! What it does not do: admission (no defaulting, no validation against schemas, no
 //! webhooks, no namespace lifecycle: objects may be created in namespaces that do not
-//! exist), authentication (RBAC only as the test's [`FakeApi::authorize`] rule), garbage collection of dependents
+//! exist), authentication (identities are what a test gives [`FakeApi::client_as`]; RBAC only as the test's [`FakeApi::authorize`] rule), garbage collection of dependents
 //! (ownerReferences, propagationPolicy), graceful deletion of pods (a pod without finalizers
 //! goes at once, as after its kubelet confirmed), strategic merge patch, YAML request bodies
 //! (kube-rs sends JSON), `resourceVersionMatch`, `dryRun` beyond "do not persist", protobuf,
@@ -75,6 +81,7 @@
 #![warn(clippy::unwrap_used)]
 
 mod body;
+mod csr;
 mod selector;
 mod server;
 mod ssa;
@@ -121,6 +128,26 @@ pub struct Call {
     /// Status code of the answer; 0 while the request is being served (what
     /// [`FakeApi::on_request`] hooks see).
     pub code: u16,
+    /// Who made the request: [`DEFAULT_USER`], or the user of a [`FakeApi::client_as`]
+    /// client.
+    pub user: String,
+}
+
+/// The user of [`FakeApi::client`]'s requests.
+pub const DEFAULT_USER: &str = "fake";
+
+/// Who a client is, as the API server's authenticator would have found (what it copies into
+/// a CertificateSigningRequest's `spec.username`, `uid`, `groups` and `extra`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// User name (`system:serviceaccount:<ns>:<name>` for a ServiceAccount).
+    pub username: String,
+    /// User uid.
+    pub uid: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Extra attributes (a pod-bound token's `authentication.kubernetes.io/pod-name`, …).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Call {
@@ -142,6 +169,8 @@ pub struct FakeApi {
     hooks: Arc<Mutex<Vec<Hook>>>,
     /// Requests through this handle bypass [`FakeApi::authorize`] (a cluster admin).
     admin: bool,
+    /// Who requests through this handle come from (None: [`DEFAULT_USER`]).
+    identity: Option<Arc<Identity>>,
 }
 
 impl Default for FakeApi {
@@ -169,6 +198,7 @@ impl FakeApi {
             state: Arc::new(Mutex::new(server::State::new())),
             hooks: Arc::new(Mutex::new(Vec::new())),
             admin: false,
+            identity: None,
         }
     }
 
@@ -188,6 +218,15 @@ impl FakeApi {
         let mut admin = self.clone();
         admin.admin = true;
         kube::Client::new(admin, "default")
+    }
+
+    /// A client of this store authenticated as `identity`: its requests carry the user
+    /// (in [`Call::user`], which [`FakeApi::authorize`] rules see), and CertificateSigningRequests
+    /// it creates get `spec.username`/`uid`/`groups`/`extra` from it, whatever the body says.
+    pub fn client_as(&self, identity: Identity) -> kube::Client {
+        let mut as_user = self.clone();
+        as_user.identity = Some(Arc::new(identity));
+        kube::Client::new(as_user, "default")
     }
 
     /// Makes a resource known: its group, version, plural, kind, scope and whether it has a
@@ -350,7 +389,11 @@ impl FakeApi {
                 return server::error_response(400, "BadRequest", &format!("reading body: {e}"))
             }
         };
-        let parsed = server::Parsed::new(&parts, &bytes);
+        let user = self
+            .identity
+            .as_ref()
+            .map_or_else(|| DEFAULT_USER.to_string(), |i| i.username.clone());
+        let parsed = server::Parsed::new(&parts, &bytes, &user);
         let hooks: Vec<Hook> = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if !hooks.is_empty() {
             if let Ok(p) = &parsed {
@@ -362,6 +405,14 @@ impl FakeApi {
         }
         let mut st = self.lock();
         st.serving_admin = self.admin;
+        st.serving_identity = self
+            .identity
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| Identity {
+                username: DEFAULT_USER.into(),
+                ..Default::default()
+            });
         st.serve(parsed, &bytes)
     }
 }

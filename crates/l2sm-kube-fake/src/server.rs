@@ -71,6 +71,14 @@ const BUILTIN: &[(&str, &str, &str, &str, bool, bool)] = &[
     ("coordination.k8s.io", "v1", "leases", "Lease", true, false),
     ("events.k8s.io", "v1", "events", "Event", true, false),
     (
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        false,
+        true,
+    ),
+    (
         "admissionregistration.k8s.io",
         "v1",
         "mutatingwebhookconfigurations",
@@ -223,7 +231,7 @@ pub(crate) struct ApiErr {
     msg: String,
 }
 
-fn err(code: u16, reason: &'static str, msg: impl Into<String>) -> ApiErr {
+pub(crate) fn err(code: u16, reason: &'static str, msg: impl Into<String>) -> ApiErr {
     ApiErr {
         code,
         reason,
@@ -320,11 +328,16 @@ pub(crate) struct Parsed {
     user_agent: String,
     metadata_only: bool,
     body: Option<Result<Value, String>>,
+    user: String,
 }
 
 impl Parsed {
     /// Parses the URL; an error is the answer.
-    pub(crate) fn new(parts: &http::request::Parts, bytes: &[u8]) -> Result<Self, ApiErr> {
+    pub(crate) fn new(
+        parts: &http::request::Parts,
+        bytes: &[u8],
+        user: &str,
+    ) -> Result<Self, ApiErr> {
         let path = parts.uri.path();
         let segs: Vec<String> = path
             .split('/')
@@ -407,6 +420,7 @@ impl Parsed {
             user_agent,
             metadata_only,
             body,
+            user: user.to_string(),
         })
     }
 
@@ -451,6 +465,7 @@ impl Parsed {
             query: self.query_str.clone(),
             body: self.body.as_ref().and_then(|b| b.as_ref().ok()).cloned(),
             code,
+            user: self.user.clone(),
         }
     }
 
@@ -488,6 +503,8 @@ pub(crate) struct State {
     pub(crate) authorizer: Option<Authorizer>,
     /// The request being served comes from an admin client (not subject to `authorizer`).
     pub(crate) serving_admin: bool,
+    /// Who the request being served comes from.
+    pub(crate) serving_identity: crate::Identity,
     uid: u64,
 }
 
@@ -629,6 +646,7 @@ impl State {
             failures: Vec::new(),
             authorizer: None,
             serving_admin: false,
+            serving_identity: crate::Identity::default(),
             uid: 0,
         };
         for (g, v, p, k, ns, st) in BUILTIN {
@@ -859,8 +877,9 @@ impl State {
                     403,
                     "Forbidden",
                     format!(
-                        "{} is forbidden: User \"fake\" cannot {} resource \"{}\" in API group \"{}\"{scope}",
+                        "{} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\"{scope}",
                         call.resource_path(),
+                        call.user,
                         call.verb,
                         call.resource_path(),
                         call.group
@@ -893,7 +912,9 @@ impl State {
             ));
         }
         if let Some(s) = &p.sub {
-            if !(s == "status" && rt.status) {
+            if !(s == "status" && rt.status
+                || s == "approval" && crate::csr::is_csr(&rt.group, &rt.plural))
+            {
                 return Err(err(
                     404,
                     "NotFound",
@@ -1212,6 +1233,9 @@ impl State {
         let mut v = p.json_body()?;
         let ns = p.namespace.clone().unwrap_or_default();
         let key = self.admit_new(rt, &mut v, &ns)?;
+        if crate::csr::is_csr(&rt.group, &rt.plural) {
+            crate::csr::admit(&mut v, &self.serving_identity)?;
+        }
         if self.coll(rt).contains_key(&key) {
             return Err(err(
                 409,
@@ -1429,7 +1453,7 @@ impl State {
         let (old, mut managers) = self.stored(rt, &key)?;
         Self::preconditions(rt, &old, &candidate, &key.1)?;
         let sub = p.sub.as_deref();
-        let new = Self::restrict(rt, &old, candidate, sub)?;
+        let new = self.restrict_write(p, rt, &old, candidate, sub)?;
         ssa::record_update(&mut managers, &p.manager(), sub.unwrap_or(""), &old, &new);
         self.commit(p, rt, &key, &old, new, managers)
     }
@@ -1459,7 +1483,7 @@ impl State {
                 }
                 Self::check_name(rt, &candidate, &key)?;
                 Self::preconditions(rt, &old, &candidate, &key.1)?;
-                let new = Self::restrict(rt, &old, candidate, sub)?;
+                let new = self.restrict_write(p, rt, &old, candidate, sub)?;
                 ssa::record_update(&mut managers, &p.manager(), sub.unwrap_or(""), &old, &new);
                 self.commit(p, rt, &key, &old, new, managers)
             }
@@ -1469,7 +1493,45 @@ impl State {
         }
     }
 
+    /// [`Self::restrict`], with the rules of CertificateSigningRequests (and the signer
+    /// verbs they need, checked as the real server's admission does).
+    fn restrict_write(
+        &self,
+        p: &Parsed,
+        rt: &ResourceType,
+        old: &Value,
+        candidate: Value,
+        sub: Option<&str>,
+    ) -> Result<Value, ApiErr> {
+        if !crate::csr::is_csr(&rt.group, &rt.plural) {
+            return Self::restrict(rt, old, candidate, sub);
+        }
+        let main = match sub {
+            None => Some(Self::restrict(rt, old, candidate.clone(), None)?),
+            Some(_) => None,
+        };
+        let (new, verb) = crate::csr::restrict(old, &candidate, sub, main)?;
+        if let Some(verb) = verb {
+            let mut call = p.call(0);
+            call.verb = verb.to_string();
+            call.resource = "signers".into();
+            call.subresource = None;
+            call.namespace = None;
+            call.name = Some(crate::csr::signer(old));
+            call.body = None;
+            self.authorize(&call)?;
+        }
+        Ok(new)
+    }
+
     fn do_apply(&mut self, p: &Parsed, rt: &ResourceType, key: &Key) -> Result<Answer, ApiErr> {
+        if crate::csr::is_csr(&rt.group, &rt.plural) {
+            return Err(err(
+                415,
+                "UnsupportedMediaType",
+                "server-side apply of CertificateSigningRequests is not modelled by the fake API server",
+            ));
+        }
         let manager = p
             .q("fieldManager")
             .filter(|m| !m.is_empty())

@@ -11,6 +11,8 @@
 //! `get`; `replace` is an `update`; `list_metadata` is a `list`.
 
 use crate::leader::DEFAULT_LEASE_NAME;
+use crate::switch_cert::signer::DEFAULT_CA_SECRET;
+use crate::switch_cert::SIGNER_NAME;
 
 /// A Kubernetes verb, as RBAC names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +31,10 @@ pub enum Verb {
     Patch,
     /// DELETE an object.
     Delete,
+    /// Approve CertificateSigningRequests of a signer (`signers`, named by the signer).
+    Approve,
+    /// Sign CertificateSigningRequests of a signer (`signers`, named by the signer).
+    Sign,
 }
 
 impl Verb {
@@ -42,6 +48,8 @@ impl Verb {
             Verb::Update => "update",
             Verb::Patch => "patch",
             Verb::Delete => "delete",
+            Verb::Approve => "approve",
+            Verb::Sign => "sign",
         }
     }
 
@@ -56,6 +64,8 @@ impl Verb {
             "update" => Verb::Update,
             "patch" => Verb::Patch,
             "delete" => Verb::Delete,
+            "approve" => Verb::Approve,
+            "sign" => Verb::Sign,
             _ => return None,
         })
     }
@@ -104,6 +114,7 @@ impl ApiCall {
 
 const L2SM: &str = "l2sm.l2sm.k8s.local";
 const NAD: &str = "k8s.cni.cncf.io";
+const CERTS: &str = "certificates.k8s.io";
 
 const fn call(
     group: &'static str,
@@ -132,7 +143,7 @@ const fn named(c: ApiCall, name: &'static str) -> ApiCall {
 }
 
 use Scope::{Cluster, Namespaced, OperatorNamespace};
-use Verb::{Create, Delete, Get, List, Patch, Update, Watch};
+use Verb::{Approve, Create, Delete, Get, List, Patch, Sign, Update, Watch};
 
 /// The table.
 pub const API_CALLS: &[ApiCall] = &[
@@ -159,7 +170,7 @@ pub const API_CALLS: &[ApiCall] = &[
     call("", "pods", None, List, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods; l2network.rs and pod.rs list l2sm pods; quarantine.rs pods by selector"),
     call("", "pods", None, Watch, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods"),
     call("", "pods", None, Patch, Namespaced, "reconcile/pod.rs and quarantine.rs: the l2sm/status annotation (merge patch); pod.rs: kube finalizer helper (JSON patch)"),
-    call("", "pods", None, Get, Namespaced, "reconcile/pod.rs and quarantine.rs: read the pod again after a 409 on a write guarded by its resourceVersion (l2sm/status, finalizer)"),
+    call("", "pods", None, Get, Namespaced, "reconcile/pod.rs and quarantine.rs: read the pod again after a 409 on a write guarded by its resourceVersion (l2sm/status, finalizer); switch_cert/signer.rs: the agent pod a switch certificate request claims to come from"),
     // Nodes (reconcile/overlay.rs)
     call("", "nodes", None, List, Cluster, "reconcile/overlay.rs: node addresses for the topology"),
     call("", "nodes", None, Watch, Cluster, "operator.rs: the node cache (reflector) reconcile/overlay.rs reads node addresses from"),
@@ -191,7 +202,43 @@ pub const API_CALLS: &[ApiCall] = &[
     call("", "secrets", None, Create, OperatorNamespace, "webhook.rs shared_self_signed: the first replica stores the pair (409 means another did)"),
     named(call("", "secrets", None, Update, OperatorNamespace, "webhook.rs shared_self_signed: rotate a pair that no longer fits (replace with its resourceVersion)"), "l2sm-webhook-self-signed"),
     named(call("admissionregistration.k8s.io", "mutatingwebhookconfigurations", None, Patch, Cluster, "operator.rs webhook_tls: write the self-signed CA into caBundle (JSON patch)"), "l2sm-mutating-webhook-configuration"),
+    // Switch certificates (switch_cert/signer.rs): the signer of l2sm.l2sm.k8s.local/switch.
+    call(CERTS, "certificatesigningrequests", None, List, Cluster, "switch_cert/signer.rs: the CertificateSigningRequest Controller's watcher"),
+    call(CERTS, "certificatesigningrequests", None, Watch, Cluster, "switch_cert/signer.rs: the CertificateSigningRequest Controller's watcher"),
+    call(CERTS, "certificatesigningrequests", Some("approval"), Update, Cluster, "switch_cert/signer.rs: approve or deny a switch certificate request (replace /approval)"),
+    call(CERTS, "certificatesigningrequests", Some("status"), Update, Cluster, "switch_cert/signer.rs: write the issued certificate, or Failed (replace /status)"),
+    named(call(CERTS, "signers", None, Approve, Cluster, "switch_cert/signer.rs: the API server lets only approvers of the signer approve its requests"), SIGNER_NAME),
+    named(call(CERTS, "signers", None, Sign, Cluster, "switch_cert/signer.rs: the API server lets only signers of the signer write status.certificate"), SIGNER_NAME),
+    named(call("", "secrets", None, Get, OperatorNamespace, "switch_cert/signer.rs: the switch CA's certificate and key"), DEFAULT_CA_SECRET),
 ];
+
+/// Every Kubernetes API call of the node agents' ServiceAccount (`l2sm-agent`, bound in
+/// `deploy/rbac.yaml`): only `l2sm agent-cert` ([`crate::switch_cert::agent`]) talks to the
+/// API server. No `delete`: an agent that could delete requests could delete other nodes'
+/// pending ones (the API server garbage-collects issued requests after an hour).
+pub const AGENT_API_CALLS: &[ApiCall] = &[
+    call(CERTS, "certificatesigningrequests", None, Create, Cluster, "switch_cert/agent.rs: request this node's switch certificate"),
+    call(CERTS, "certificatesigningrequests", None, Get, Cluster, "switch_cert/agent.rs: wait for the request's certificate (get, polled; a name per key, so no resourceNames)"),
+];
+
+/// Whether [`AGENT_API_CALLS`] allows this request (as [`allows`] for the operator).
+pub fn agent_allows(
+    group: &str,
+    resource: &str,
+    subresource: Option<&str>,
+    verb: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    operator_namespace: &str,
+) -> bool {
+    table_allows(
+        AGENT_API_CALLS,
+        (group, resource, subresource, verb),
+        namespace,
+        name,
+        operator_namespace,
+    )
+}
 
 /// Whether the table, as `deploy/rbac.yaml` grants it, allows this request: a row for the
 /// group, resource, subresource and verb whose scope covers `namespace` (None: cluster scope
@@ -206,7 +253,23 @@ pub fn allows(
     name: Option<&str>,
     operator_namespace: &str,
 ) -> bool {
-    API_CALLS.iter().any(|c| {
+    table_allows(
+        API_CALLS,
+        (group, resource, subresource, verb),
+        namespace,
+        name,
+        operator_namespace,
+    )
+}
+
+fn table_allows(
+    table: &[ApiCall],
+    (group, resource, subresource, verb): (&str, &str, Option<&str>, &str),
+    namespace: Option<&str>,
+    name: Option<&str>,
+    operator_namespace: &str,
+) -> bool {
+    table.iter().any(|c| {
         c.group == group
             && c.resource == resource
             && c.subresource == subresource

@@ -13,6 +13,7 @@ pub mod api_calls;
 pub mod crd;
 pub mod leader;
 pub mod operator;
+pub mod switch_cert;
 pub mod webhook;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{

@@ -86,9 +86,37 @@ pub struct OperatorArgs {
         default_value = "ghcr.io/l2sm/l2sm:latest"
     )]
     pub agent_image: String,
-    /// Secret (keys `username`, `password`, as a kubernetes.io/basic-auth Secret) the agents read the controller credentials from.
+    /// Secret (keys `username`, `password`, as a kubernetes.io/basic-auth Secret) the agents
+    /// read the controller credentials from, with `--agent-api-auth credentials`.
     #[arg(long, default_value = "l2sm-controller-credentials")]
     pub credentials_secret: String,
+    /// How the agents authenticate to the controller's REST API: `certificate` (their node's
+    /// switch certificate as TLS client certificate: the agent of that node only; needs an
+    /// `https://` controller URL whose server trusts the switch CA) or `credentials` (the
+    /// shared admin Basic credential of `--credentials-secret`, e.g. over plain HTTP).
+    #[arg(long, env = "L2SM_AGENT_API_AUTH", default_value = "certificate", value_parser = ["certificate", "credentials"])]
+    pub agent_api_auth: String,
+    /// How the nodes get their switch certificates: `auto` (the agent pods' init container
+    /// `l2sm agent-cert` requests one, which the operator's signer approves and signs) or
+    /// `manual` (placed on each node by hand; docs/kubernetes.md, "Switch certificates").
+    #[arg(long, env = "L2SM_SWITCH_CERTS", default_value = "auto", value_parser = ["auto", "manual"])]
+    pub switch_certs: String,
+    /// ServiceAccount (in `--namespace`) the agent pods run as; the signer approves only
+    /// requests from it.
+    #[arg(long, default_value = crate::switch_cert::signer::DEFAULT_AGENT_SERVICE_ACCOUNT)]
+    pub agent_service_account: String,
+    /// Secret (in `--namespace`; `tls.crt`, PKCS#8 `tls.key`) of the CA that signs switch
+    /// certificates.
+    #[arg(long, default_value = crate::switch_cert::signer::DEFAULT_CA_SECRET)]
+    pub switch_ca_secret: String,
+    /// Longest lifetime of a switch certificate the signer issues (a shorter
+    /// `expirationSeconds` in the request wins): seconds, or a number with `s`, `m` or `h`.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    pub switch_cert_max_lifetime: Duration,
+    /// PEM CA the controller's REST certificate must chain to (an `https://` controller URL;
+    /// the system's roots without it).
+    #[arg(long, env = "L2SM_CONTROLLER_API_CA")]
+    pub controller_api_ca: Option<PathBuf>,
     /// Host directory the agents install the CNI plugin into (`l2sm`): where the container
     /// runtime and Multus look CNI plugins up (k3s, RKE2, OpenShift and GKE use other
     /// directories than /opt/cni/bin; see docs/kubernetes.md).
@@ -218,8 +246,24 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             args.cni_bin_dir
         )));
     }
-    let controller = ControllerClient::new(&url, credentials, RetryPolicy::default())
-        .map_err(|e| OperatorError::Config(e.to_string()))?;
+    let agent_api_certificate = args.agent_api_auth == "certificate";
+    if agent_api_certificate && !url.starts_with("https://") {
+        return Err(OperatorError::Config(format!(
+            "--agent-api-auth certificate needs an https:// controller URL, not {url:?} \
+             (or --agent-api-auth credentials for a plain-HTTP controller)"
+        )));
+    }
+    let controller = ControllerClient::with_tls(
+        &url,
+        credentials,
+        RetryPolicy::default(),
+        l2sm_api::TlsOptions {
+            ca_file: args.controller_api_ca.clone(),
+            client_cert: None,
+            client_key: None,
+        },
+    )
+    .map_err(|e| OperatorError::Config(e.to_string()))?;
     let client = kube::Client::try_default().await?;
     if let Err(e) = controller.health().await {
         // Not fatal (upstream exits here): resources report it in their conditions.
@@ -274,7 +318,10 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     let settings = Settings {
         agent_image: args.agent_image.clone(),
         controller_url: url,
-        credentials_secret: Some(args.credentials_secret.clone()),
+        credentials_secret: (!agent_api_certificate).then(|| args.credentials_secret.clone()),
+        agent_api_certificate,
+        switch_certs_auto: args.switch_certs == "auto",
+        agent_service_account: args.agent_service_account.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         namespace: args.namespace.clone(),
         cni_bin_dir: args.cni_bin_dir.clone(),
@@ -283,12 +330,37 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         ..Settings::default()
     };
     let ctx = Context::new(client.clone(), controller, settings);
-    let controllers = run_controllers(
-        client,
-        args.watch_namespace.as_deref(),
-        ctx,
-        stop_rx.clone(),
-    );
+    let signer = if args.switch_certs == "auto" {
+        let mut stop = stop_rx.clone();
+        Some(crate::switch_cert::signer::run(
+            client.clone(),
+            crate::switch_cert::signer::SignerConfig {
+                namespace: args.namespace.clone(),
+                agent_service_account: args.agent_service_account.clone(),
+                ca_secret: args.switch_ca_secret.clone(),
+                max_lifetime: args.switch_cert_max_lifetime,
+            },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    } else {
+        None
+    };
+    let watch_ns = args.watch_namespace.clone();
+    let ctl_stop = stop_rx.clone();
+    let controllers = async move {
+        // The signer runs beside the reconcilers, on the leader only.
+        let signer = async move {
+            if let Some(s) = signer {
+                s.await;
+            }
+        };
+        futures::join!(
+            run_controllers(client, watch_ns.as_deref(), ctx, ctl_stop),
+            signer
+        );
+    };
     let mut stopping = stop_rx.clone();
     let drained = async move {
         let _ = stopping.wait_for(|s| *s).await;

@@ -48,6 +48,10 @@ fn settings() -> Settings {
     Settings {
         namespace: HOME.into(),
         cni_bin_dir: CNI_DIR.into(),
+        // The Basic-credential mode (`--agent-api-auth credentials`): the agents read the
+        // Secret. The default (node certificates) is covered by reconcile::overlay's tests.
+        credentials_secret: Some("l2sm-controller-credentials".into()),
+        agent_api_certificate: false,
         ..Settings::default()
     }
 }

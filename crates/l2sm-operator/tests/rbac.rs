@@ -2,14 +2,16 @@
 //! (`l2sm_operator::api_calls::API_CALLS`): every call is granted (a missing grant is a
 //! 403 on a real cluster), and every grant is used by a call (least privilege), with the
 //! ClusterRole for cluster-wide calls, the Role in the operator's namespace for calls only
-//! there, and `resourceNames` honoured.
+//! there, and `resourceNames` honoured. The same for the node agents' ServiceAccount and
+//! `AGENT_API_CALLS`.
 
-use l2sm_operator::api_calls::{ApiCall, Scope, Verb, API_CALLS};
+use l2sm_operator::api_calls::{ApiCall, Scope, Verb, AGENT_API_CALLS, API_CALLS};
 use serde_json::Value;
 use std::path::PathBuf;
 
 const OPERATOR_NAMESPACE: &str = "l2sm-system";
 const SERVICE_ACCOUNT: &str = "l2sm-operator";
+const AGENT_SERVICE_ACCOUNT: &str = "l2sm-agent";
 
 fn load(rel: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -43,7 +45,31 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// The grants of the roles bound to the operator's ServiceAccount.
 fn grants() -> Vec<Grant> {
+    grants_of(SERVICE_ACCOUNT)
+}
+
+/// The names of the roles bound to a ServiceAccount other than `sa`.
+fn roles_of_others(docs: &[Value], sa: &str) -> Vec<(String, String)> {
+    docs.iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding" || d["kind"] == "RoleBinding")
+        .filter(|d| {
+            !d["subjects"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == sa))
+        })
+        .map(|d| {
+            (
+                d["roleRef"]["kind"].as_str().unwrap_or("").to_string(),
+                d["roleRef"]["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The grants of the roles bound to ServiceAccount `sa`.
+fn grants_of(sa: &str) -> Vec<Grant> {
     let docs = load("deploy/rbac.yaml");
+    let others = roles_of_others(&docs, sa);
     let bound = |kind: &str, ns: Option<&str>| -> Vec<String> {
         let binding = if kind == "ClusterRole" {
             "ClusterRoleBinding"
@@ -58,7 +84,7 @@ fn grants() -> Vec<Grant> {
                 d["subjects"].as_array().is_some_and(|s| {
                     s.iter().any(|s| {
                         s["kind"] == "ServiceAccount"
-                            && s["name"] == SERVICE_ACCOUNT
+                            && s["name"] == sa
                             && s["namespace"] == OPERATOR_NAMESPACE
                     })
                 })
@@ -68,12 +94,16 @@ fn grants() -> Vec<Grant> {
     };
     let cluster_roles = bound("ClusterRole", None);
     let roles = bound("Role", Some(OPERATOR_NAMESPACE));
-    assert!(
-        !cluster_roles.is_empty(),
-        "no ClusterRole bound to the operator"
-    );
+    assert!(!cluster_roles.is_empty(), "no ClusterRole bound to {sa}");
     let mut out = Vec::new();
     for d in &docs {
+        let kind = d["kind"].as_str().unwrap_or("");
+        let name = d["metadata"]["name"].as_str().unwrap_or("");
+        if others.iter().any(|(k, n)| k == kind && n == name)
+            && !cluster_roles.iter().chain(&roles).any(|n| n == name)
+        {
+            continue; // another ServiceAccount's role
+        }
         let (role, ok) = match d["kind"].as_str() {
             Some("ClusterRole") => (
                 "ClusterRole",
@@ -86,7 +116,7 @@ fn grants() -> Vec<Grant> {
             ),
             _ => continue,
         };
-        assert!(ok, "a {role} not bound to the operator: {}", d["metadata"]);
+        assert!(ok, "a {role} bound to nobody: {}", d["metadata"]);
         for rule in d["rules"].as_array().expect("rules") {
             assert!(
                 rule.get("nonResourceURLs").is_none(),
@@ -126,8 +156,40 @@ fn grants_call(g: &Grant, c: &ApiCall) -> bool {
 
 #[test]
 fn every_call_is_granted() {
-    let grants = grants();
-    let missing: Vec<String> = API_CALLS
+    every_call_of_is_granted(API_CALLS, &grants());
+}
+
+#[test]
+fn every_agent_call_is_granted() {
+    every_call_of_is_granted(AGENT_API_CALLS, &grants_of(AGENT_SERVICE_ACCOUNT));
+}
+
+#[test]
+fn every_grant_is_used() {
+    every_grant_of_is_used(API_CALLS, grants());
+}
+
+#[test]
+fn every_agent_grant_is_used() {
+    every_grant_of_is_used(AGENT_API_CALLS, grants_of(AGENT_SERVICE_ACCOUNT));
+}
+
+/// The agents' ServiceAccount token is mounted only into the agent pods the operator writes
+/// (which need it for `agent-cert`), and the ServiceAccount exists beside its role.
+#[test]
+fn the_agent_service_account_is_declared() {
+    let docs = load("deploy/rbac.yaml");
+    assert!(docs.iter().any(|d| d["kind"] == "ServiceAccount"
+        && d["metadata"]["name"] == AGENT_SERVICE_ACCOUNT
+        && d["metadata"]["namespace"] == OPERATOR_NAMESPACE));
+    assert_eq!(
+        l2sm_operator::switch_cert::signer::DEFAULT_AGENT_SERVICE_ACCOUNT,
+        AGENT_SERVICE_ACCOUNT
+    );
+}
+
+fn every_call_of_is_granted(table: &[ApiCall], grants: &[Grant]) {
+    let missing: Vec<String> = table
         .iter()
         .filter(|c| !grants.iter().any(|g| grants_call(g, c)))
         .map(|c| {
@@ -149,16 +211,15 @@ fn every_call_is_granted() {
     );
 }
 
-#[test]
-fn every_grant_is_used() {
-    let unused: Vec<String> = grants()
+fn every_grant_of_is_used(table: &[ApiCall], grants: Vec<Grant>) {
+    let unused: Vec<String> = grants
         .into_iter()
         .filter(|g| {
             // A wildcard is never least privilege.
             g.group == "*"
                 || g.resource == "*"
                 || g.verb == "*"
-                || !API_CALLS.iter().any(|c| {
+                || !table.iter().any(|c| {
                     // A ClusterRole grant is used only by a call that needs it cluster-wide;
                     // calls in the operator's namespace belong in the Role.
                     let scope_fits = match g.role {
@@ -205,7 +266,48 @@ fn the_deployment_runs_as_the_bound_service_account() {
 
 #[test]
 fn the_table_is_well_formed() {
-    for (i, c) in API_CALLS.iter().enumerate() {
+    table_is_well_formed(API_CALLS);
+    table_is_well_formed(AGENT_API_CALLS);
+    assert!(l2sm_operator::api_calls::agent_allows(
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        None,
+        "create",
+        None,
+        None,
+        OPERATOR_NAMESPACE
+    ));
+    assert!(!l2sm_operator::api_calls::agent_allows(
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        Some("approval"),
+        "update",
+        None,
+        Some("x"),
+        OPERATOR_NAMESPACE
+    ));
+    assert!(l2sm_operator::api_calls::allows(
+        "certificates.k8s.io",
+        "signers",
+        None,
+        "sign",
+        None,
+        Some("l2sm.l2sm.k8s.local/switch"),
+        OPERATOR_NAMESPACE
+    ));
+    assert!(!l2sm_operator::api_calls::allows(
+        "certificates.k8s.io",
+        "signers",
+        None,
+        "sign",
+        None,
+        Some("kubernetes.io/kube-apiserver-client"),
+        OPERATOR_NAMESPACE
+    ));
+}
+
+fn table_is_well_formed(table: &[ApiCall]) {
+    for (i, c) in table.iter().enumerate() {
         assert!(!c.reason.is_empty(), "{c:?}");
         assert_eq!(Verb::parse(c.verb.as_str()), Some(c.verb));
         // list, watch and create cannot be restricted by name in RBAC.
@@ -215,13 +317,14 @@ fn the_table_is_well_formed() {
                 "{c:?}"
             );
         }
-        for d in &API_CALLS[..i] {
+        for d in &table[..i] {
             assert!(
                 !(d.group == c.group
                     && d.resource == c.resource
                     && d.subresource == c.subresource
                     && d.verb == c.verb
-                    && d.scope == c.scope),
+                    && d.scope == c.scope
+                    && d.name == c.name),
                 "duplicate row {c:?}"
             );
         }

@@ -48,6 +48,11 @@ pub(crate) enum Command {
     },
     /// Install the CNI plugin as DIR/l2sm, atomically (the agent's init container).
     InstallCni(InstallCniArgs),
+    /// Keep this node's switch key and certificate (tls.key, tls.crt, ca.crt in --dir): when
+    /// missing, for another node, not chaining to ca.crt or with less than a third of their
+    /// lifetime left, make a key here and get a certificate through a Kubernetes
+    /// CertificateSigningRequest signed by the operator (the agent's init container).
+    AgentCert(l2sm_operator::switch_cert::agent::AgentCertArgs),
 }
 
 /// `l2sm install-cni`
@@ -261,6 +266,18 @@ pub(crate) async fn dispatch(
                 tokio::task::block_in_place(|| crate::install_cni::install(&a.dir, &from))?;
             println!("installed {} as {}", from.display(), installed.display());
         }
+        Command::AgentCert(a) => match l2sm_operator::switch_cert::agent::run(a).await? {
+            l2sm_operator::switch_cert::agent::Outcome::Kept { not_after } => println!(
+                "switch certificate kept (valid until {} s after the epoch)",
+                not_after
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs()
+            ),
+            l2sm_operator::switch_cert::agent::Outcome::Issued { csr, why } => {
+                println!("switch certificate issued through {csr} ({why})")
+            }
+        },
         Command::Detach(d) => {
             let removed = lab::detach(&lab()?, &d.pod, d.network.as_deref()).await?;
             for a in &removed {

@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
     let args = Cli::parse();
     let daemon = matches!(
         args.command,
-        Command::Controller(_) | Command::Agent(_) | Command::Operator(_)
+        Command::Controller(_) | Command::Agent(_) | Command::Operator(_) | Command::AgentCert(_)
     );
     l2sm_runtime::init_tracing(daemon);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

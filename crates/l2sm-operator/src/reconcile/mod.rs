@@ -65,8 +65,17 @@ pub struct Settings {
     pub agent_image: String,
     /// Controller REST URL the agents use.
     pub controller_url: String,
-    /// Secret with keys `user` and `password` the agents read their API credentials from.
+    /// Secret with keys `username` and `password` the agents read their API credentials
+    /// from (`--agent-api-auth credentials`); None: no Secret in the agent pods.
     pub credentials_secret: Option<String>,
+    /// The agents authenticate to the controller's REST API with their node's switch
+    /// certificate (`--controller-api-cert/-key/-ca`).
+    pub agent_api_certificate: bool,
+    /// The agent pods get their node's switch certificate themselves (`l2sm agent-cert` init
+    /// container with a pod-bound ServiceAccount token); false: placed by hand.
+    pub switch_certs_auto: bool,
+    /// ServiceAccount of the agent pods.
+    pub agent_service_account: String,
     /// How often an object is re-checked when nothing happens (drift with the controller).
     pub resync: Duration,
     /// First retry delay after a failure; doubled per consecutive failure.
@@ -93,8 +102,11 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             agent_image: "ghcr.io/l2sm/l2sm:latest".into(),
-            controller_url: "http://l2sm-controller-service.l2sm-system.svc:8181".into(),
-            credentials_secret: Some("l2sm-controller-credentials".into()),
+            controller_url: "https://l2sm-controller-service.l2sm-system.svc:8181".into(),
+            credentials_secret: None,
+            agent_api_certificate: true,
+            switch_certs_auto: true,
+            agent_service_account: crate::switch_cert::signer::DEFAULT_AGENT_SERVICE_ACCOUNT.into(),
             resync: Duration::from_secs(300),
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),

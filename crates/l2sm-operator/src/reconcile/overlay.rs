@@ -267,29 +267,41 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
         read_only: ro.then_some(true),
         ..Default::default()
     };
+    let mut args = vec![
+        "agent".into(),
+        "--node".into(),
+        "$(NODENAME)".into(),
+        "--topology".into(),
+        format!("{CONFIG_DIR}/{TOPOLOGY_KEY}"),
+        "--controller".into(),
+        format!("ssl:{domain}:{of_port}"),
+        "--controller-api".into(),
+        settings.controller_url.clone(),
+        "--ssl-private-key".into(),
+        format!("{SWITCH_TLS_DIR}/tls.key"),
+        "--ssl-certificate".into(),
+        format!("{SWITCH_TLS_DIR}/tls.crt"),
+        "--ssl-ca-cert".into(),
+        format!("{SWITCH_TLS_DIR}/ca.crt"),
+    ];
+    if settings.agent_api_certificate {
+        // The node's switch certificate is also its REST identity (agent of this node only).
+        args.extend([
+            "--controller-api-cert".into(),
+            format!("{SWITCH_TLS_DIR}/tls.crt"),
+            "--controller-api-key".into(),
+            format!("{SWITCH_TLS_DIR}/tls.key"),
+            "--controller-api-ca".into(),
+            format!("{SWITCH_TLS_DIR}/ca.crt"),
+        ]);
+    }
     let container = Container {
         name: CONTAINER_NAME.into(),
         image: Some(image),
         image_pull_policy: template.and_then(|c| c.image_pull_policy.clone()),
         resources: template.and_then(|c| c.resources.clone()),
         command: Some(vec!["l2sm".into()]),
-        args: Some(vec![
-            "agent".into(),
-            "--node".into(),
-            "$(NODENAME)".into(),
-            "--topology".into(),
-            format!("{CONFIG_DIR}/{TOPOLOGY_KEY}"),
-            "--controller".into(),
-            format!("ssl:{domain}:{of_port}"),
-            "--controller-api".into(),
-            settings.controller_url.clone(),
-            "--ssl-private-key".into(),
-            format!("{SWITCH_TLS_DIR}/tls.key"),
-            "--ssl-certificate".into(),
-            format!("{SWITCH_TLS_DIR}/tls.crt"),
-            "--ssl-ca-cert".into(),
-            format!("{SWITCH_TLS_DIR}/ca.crt"),
-        ]),
+        args: Some(args),
         env: Some(env),
         // The agent drives OVS and pod namespaces: root, whatever user the image defaults to.
         security_context: Some(SecurityContext {
@@ -337,6 +349,115 @@ pub fn install_cni_container(agent: &Container) -> Container {
             mount_path: CNI_BIN_MOUNT.into(),
             ..Default::default()
         }]),
+        ..Default::default()
+    }
+}
+
+/// Name of the init container getting the node's switch certificate.
+pub const AGENT_CERT_CONTAINER: &str = "agent-cert";
+/// Where the agent-cert init container finds its ServiceAccount token (where in-cluster
+/// clients look).
+pub const TOKEN_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Lifetime of the projected token (the kubelet renews it; the API server's minimum is 600).
+pub const TOKEN_SECONDS: i64 = 3600;
+
+/// The init container keeping the node's switch key and certificate (`l2sm agent-cert`) in
+/// the host's switch TLS directory, with the pod-bound ServiceAccount token (mounted into this
+/// container only: the pod does not automount it).
+pub fn agent_cert_container(agent: &Container) -> Container {
+    Container {
+        name: AGENT_CERT_CONTAINER.into(),
+        image: agent.image.clone(),
+        image_pull_policy: agent.image_pull_policy.clone(),
+        command: Some(vec!["l2sm".into()]),
+        args: Some(vec![
+            "agent-cert".into(),
+            "--node".into(),
+            "$(NODENAME)".into(),
+            "--dir".into(),
+            SWITCH_TLS_DIR.into(),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "NODENAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "spec.nodeName".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        // Writes the root-owned host directory.
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "switch-tls".into(),
+                mount_path: SWITCH_TLS_DIR.into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "agent-token".into(),
+                mount_path: TOKEN_MOUNT.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    }
+}
+
+/// The projected ServiceAccount token volume of [`agent_cert_container`] (token bound to the
+/// pod, the cluster CA, the namespace: what an in-cluster client reads).
+fn token_volume() -> Volume {
+    use k8s_openapi::api::core::v1::{
+        ConfigMapProjection, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
+        ProjectedVolumeSource, ServiceAccountTokenProjection, VolumeProjection,
+    };
+    Volume {
+        name: "agent-token".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".into(),
+                        expiration_seconds: Some(TOKEN_SECONDS),
+                        audience: None,
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".into(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".into(),
+                            path: "ca.crt".into(),
+                            mode: None,
+                        }]),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "metadata.namespace".into(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }]),
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            default_mode: None,
+        }),
         ..Default::default()
     }
 }
@@ -421,6 +542,9 @@ pub fn daemon_set(
         .unwrap_or_default();
     pod_labels.extend(labels.clone());
     let mut init_containers = vec![install_cni_container(&container)];
+    if settings.switch_certs_auto {
+        init_containers.push(agent_cert_container(&container));
+    }
     init_containers.extend(
         overlay
             .spec
@@ -444,6 +568,9 @@ pub fn daemon_set(
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
+                    service_account_name: Some(settings.agent_service_account.clone()),
+                    // Only the agent-cert init container gets a token (a projected volume).
+                    automount_service_account_token: Some(false),
                     host_network: Some(true),
                     host_pid: Some(true),
                     dns_policy: Some("ClusterFirstWithHostNet".into()),
@@ -472,21 +599,26 @@ pub fn daemon_set(
                     }),
                     init_containers: Some(init_containers),
                     containers: vec![container],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: config_map_name(&ns, &name),
+                    volumes: Some(
+                        vec![
+                            Volume {
+                                name: "config".into(),
+                                config_map: Some(ConfigMapVolumeSource {
+                                    name: config_map_name(&ns, &name),
+                                    ..Default::default()
+                                }),
                                 ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        host("ovs-run", "/var/run/openvswitch"),
-                        host("l2sm-run", "/run/l2sm"),
-                        host("netns", "/var/run/netns"),
-                        host("cni-bin", &settings.cni_bin_dir),
-                        host("switch-tls", SWITCH_TLS_DIR),
-                    ]),
+                            },
+                            host("ovs-run", "/var/run/openvswitch"),
+                            host("l2sm-run", "/run/l2sm"),
+                            host("netns", "/var/run/netns"),
+                            host("cni-bin", &settings.cni_bin_dir),
+                            host("switch-tls", SWITCH_TLS_DIR),
+                        ]
+                        .into_iter()
+                        .chain(settings.switch_certs_auto.then(token_volume))
+                        .collect(),
+                    ),
                     ..Default::default()
                 }),
             },
@@ -1092,6 +1224,99 @@ mod tests {
         for (k, v) in overlay_labels(&"n".repeat(63), &long) {
             assert!(v.len() <= 63, "label {k}={v}");
         }
+    }
+
+    #[test]
+    fn agents_get_their_certificate_and_use_it_for_rest() {
+        let o = Overlay::new("ovl", spec(&["w1"], &[]));
+        let settings = Settings::default();
+        let (c, _) = agent_container(&o.spec, &settings);
+        // No shared admin credential: the node certificate is the REST identity.
+        assert!(
+            c.env.iter().flatten().all(|e| e
+                .value_from
+                .as_ref()
+                .is_none_or(|v| v.secret_key_ref.is_none())),
+            "{:?}",
+            c.env
+        );
+        let args = c.args.clone().unwrap();
+        for (flag, file) in [
+            ("--controller-api-cert", "tls.crt"),
+            ("--controller-api-key", "tls.key"),
+            ("--controller-api-ca", "ca.crt"),
+        ] {
+            let i = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag}"));
+            assert_eq!(args[i + 1], format!("{SWITCH_TLS_DIR}/{file}"));
+        }
+        let ds = daemon_set(&o, &["w1".to_string()], c, &settings);
+        let pod = ds.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("l2sm-agent"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let inits = pod.init_containers.clone().unwrap();
+        let cert = inits
+            .iter()
+            .find(|i| i.name == AGENT_CERT_CONTAINER)
+            .unwrap();
+        assert_eq!(
+            cert.args.clone().unwrap()[..2],
+            ["agent-cert".to_string(), "--node".to_string()]
+        );
+        // The token is mounted into agent-cert only, writable switch-tls there only.
+        let mounts = |c: &Container, vol: &str| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == vol)
+                .cloned()
+        };
+        assert!(mounts(cert, "agent-token").is_some());
+        assert_eq!(mounts(cert, "switch-tls").unwrap().read_only, None);
+        for other in pod
+            .containers
+            .iter()
+            .chain(inits.iter().filter(|i| i.name != AGENT_CERT_CONTAINER))
+        {
+            assert!(mounts(other, "agent-token").is_none(), "{}", other.name);
+        }
+        let token = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "agent-token")
+            .unwrap();
+        let sources = token.projected.as_ref().unwrap().sources.clone().unwrap();
+        assert!(sources.iter().any(|s| s.service_account_token.is_some()));
+
+        // The Basic credential and hand-made certificates remain possible.
+        let manual = Settings {
+            credentials_secret: Some("creds".into()),
+            agent_api_certificate: false,
+            switch_certs_auto: false,
+            ..Settings::default()
+        };
+        let (c, _) = agent_container(&o.spec, &manual);
+        assert!(!c
+            .args
+            .clone()
+            .unwrap()
+            .contains(&"--controller-api-cert".to_string()));
+        assert!(c
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "L2SM_API_PASSWORD"));
+        let ds = daemon_set(&o, &["w1".to_string()], c, &manual);
+        let pod = ds.spec.unwrap().template.spec.unwrap();
+        assert!(pod
+            .init_containers
+            .unwrap()
+            .iter()
+            .all(|i| i.name != AGENT_CERT_CONTAINER));
+        assert!(pod.volumes.unwrap().iter().all(|v| v.name != "agent-token"));
     }
 
     #[test]
