@@ -299,7 +299,7 @@ pub fn pem_block(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Issues the certificate of a checked request: subject CN=<node>, the one SAN URI, key
+/// Issues the certificate of a checked request: subject CN=`<node>`, the one SAN URI, key
 /// usage digital signature, extended key usage client auth, valid from a minute ago for
 /// `lifetime`. Returns `status.certificate`: the leaf, then the CA certificate.
 pub fn issue(
