@@ -85,7 +85,7 @@ pub enum ModelError {
     PortNotMember(PortId),
     /// A member or mirror outside the pod port range: trunk and tunnel port numbers belong to
     /// inter-switch links.
-    #[error("port {0} is not a pod port: members and mirrors are ports 1..{first} (from {first} on, ports are inter-switch links)", first = l2sm_pipeline::ids::FIRST_TRUNK_PORT)]
+    #[error("port {0} is not a pod port: members and mirrors are ports 1 to {last} (higher numbers are inter-switch links)", last = l2sm_pipeline::ids::FIRST_TRUNK_PORT - 1)]
     NotPodPort(PortId),
     /// Every VNI is in use.
     #[error("no free VNI left")]

@@ -145,8 +145,8 @@ fn operation(spec: &RouteSpec) -> Value {
         .map(|name| {
             let schema = match name {
                 "dpid" => json!({"type": "string", "pattern": "^(of:)?[0-9a-f]{16}$"}),
-                // The port numbers a port id may carry (see `PORT_ID`).
-                "port" => json!({"type": "string", "pattern": "^[1-9][0-9]{0,8}$"}),
+                // Every route with a port in its path is about a member port.
+                "port" => json!({"type": "string", "pattern": format!("^{POD_PORT}$")}),
                 _ => json!({"type": "string"}),
             };
             json!({"name": name, "in": "path", "required": true, "schema": schema})
@@ -273,11 +273,17 @@ fn network_name() -> Value {
     })
 }
 
+/// A pod port number, 1 to 57343 ([`l2sm_pipeline::ids::is_pod_port`]): what members and
+/// mirrors may be; higher numbers belong to inter-switch links.
+const POD_PORT: &str =
+    "([1-9][0-9]{0,3}|[1-4][0-9]{4}|5[0-6][0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3])";
+
 /// Upstream's NetworkDTO as one route reads it: `required` fields must be there and valid,
 /// the other fields it `checks` may be null; fields the route ignores only need their type.
 /// Unknown fields are refused.
 fn dto(required: &[&str], checks: &[&str], description: &str) -> Value {
-    let port_id = json!({"type": "string", "pattern": "^of:[0-9a-f]{16}/[1-9][0-9]{0,8}$"});
+    // Members and mirrors: pod ports only.
+    let port_id = json!({"type": "string", "pattern": format!("^of:[0-9a-f]{{16}}/{POD_PORT}$")});
     let field = |name: &str, schema: Value| -> Value {
         if required.contains(&name) {
             schema
@@ -646,6 +652,19 @@ mod tests {
             let (code, answer) = api.req("PUT", path, Some(&body.to_string())).await;
             assert_eq!(code, 409, "{text:?}: {answer}");
         }
+    }
+
+    #[test]
+    fn the_pod_port_pattern_is_exactly_the_pod_port_range() {
+        let re = regex::Regex::new(&format!("^{}$", super::POD_PORT)).unwrap();
+        for n in 0u32..70_000 {
+            assert_eq!(
+                re.is_match(&n.to_string()),
+                l2sm_pipeline::ids::is_pod_port(n),
+                "port {n}"
+            );
+        }
+        assert!(!re.is_match("01"), "no leading zeros");
     }
 
     #[tokio::test]
