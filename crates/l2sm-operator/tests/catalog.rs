@@ -41,6 +41,7 @@ fn net(ns: &str, name: &str) -> Option<NetworkRef> {
     Some(NetworkRef {
         namespace: ns.into(),
         name: name.into(),
+        ..NetworkRef::default()
     })
 }
 
