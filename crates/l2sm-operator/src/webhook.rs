@@ -277,7 +277,8 @@ pub enum Verdict {
     /// Refuse, with an HTTP-like code and a message for the user.
     Deny {
         /// HTTP status code for the AdmissionReview `status`: 400 for a bad annotation, 404
-        /// for a network that does not exist, 503 when the catalog cannot be consulted.
+        /// for a network that does not exist, 403 for a network the pod's namespace may not
+        /// use (`--network-scope namespace`), 503 when the catalog cannot be consulted.
         code: u16,
         /// Why the pod is refused, naming the annotation and the network or field.
         message: String,

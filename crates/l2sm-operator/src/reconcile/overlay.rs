@@ -19,6 +19,12 @@
 //! waiting with `CreateContainerConfigError`, `ImagePullBackOff`, …, or pods the DaemonSet
 //! could not create).
 //!
+//! The `switchTemplate` is reviewed first ([`review_template`]): whoever may create an
+//! Overlay must not choose code that runs as root on the nodes, so a template with init
+//! containers, a command, volumes, an image outside the allow-list, … is refused with the
+//! `TemplateAccepted` condition and nothing is written (agents of an earlier accepted
+//! template are left as they were).
+//!
 //! `interfaceNumber` is accepted and reported: ports are created when pods attach.
 
 use super::{
