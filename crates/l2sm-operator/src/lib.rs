@@ -13,6 +13,7 @@ pub mod api_calls;
 pub mod crd;
 pub mod leader;
 pub mod operator;
+pub mod scope;
 pub mod switch_cert;
 pub mod webhook;
 

@@ -86,6 +86,18 @@ pub struct OperatorArgs {
         default_value = "ghcr.io/l2sm/l2sm:latest"
     )]
     pub agent_image: String,
+    /// Other images an Overlay's `switchTemplate` may run the agents with, comma-separated:
+    /// exact references, or `repository:*` for any tag or digest of a repository. Any other
+    /// image is refused (condition `TemplateAccepted=False`); upstream's switch image maps to
+    /// `--agent-image`. Default: none (only `--agent-image`).
+    #[arg(long, env = "L2SM_ALLOWED_AGENT_IMAGES", value_delimiter = ',')]
+    pub allowed_agent_images: Vec<String>,
+    /// Which namespaces may use an L2Network: `global` (upstream's behaviour: every
+    /// namespace, by name) or `namespace` (its own, and those its annotation
+    /// `l2sm.l2sm.k8s.local/allowed-namespaces` lists; the webhook refuses other pods and no
+    /// NAD is written for them).
+    #[arg(long, env = "L2SM_NETWORK_SCOPE", default_value = "global", value_parser = ["global", "namespace"])]
+    pub network_scope: String,
     /// Secret (keys `username`, `password`, as a kubernetes.io/basic-auth Secret) the agents
     /// read the controller credentials from, with `--agent-api-auth credentials`.
     #[arg(long, default_value = "l2sm-controller-credentials")]
@@ -317,6 +329,13 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
 
     let settings = Settings {
         agent_image: args.agent_image.clone(),
+        allowed_agent_images: args
+            .allowed_agent_images
+            .iter()
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty())
+            .collect(),
+        network_scope: network_scope(&args),
         controller_url: url,
         credentials_secret: (!agent_api_certificate).then(|| args.credentials_secret.clone()),
         agent_api_certificate,
@@ -567,6 +586,11 @@ pub async fn run_controllers(
     futures::join!(l2n, pods, cleanups, overlays, qpr, neds, node_cache);
 }
 
+/// `--network-scope` (validated by clap: `global` or `namespace`).
+fn network_scope(args: &OperatorArgs) -> crate::scope::NetworkScope {
+    args.network_scope.parse().unwrap_or_default()
+}
+
 /// TLS for the webhook: the certificate files (cert-manager), else the self-signed pair all
 /// replicas share through a Secret, whose CA goes into the webhook configuration (every
 /// replica writes the same caBundle, so the API server trusts whichever replica it calls).
@@ -623,7 +647,10 @@ pub async fn start_webhook(
     };
     let hook = Arc::new(webhook::Webhook::new(
         webhook::KubeCatalog::new(client),
-        webhook::WebhookConfig { on_error },
+        webhook::WebhookConfig {
+            on_error,
+            scope: network_scope(args),
+        },
     ));
     let router = webhook::router(hook);
     tracing::info!(listen = %args.webhook_listen, "webhook serving {}", webhook::WEBHOOK_PATH);
@@ -704,6 +731,25 @@ mod tests {
         }
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert!(cli.args.allowed_agent_images.is_empty());
+        assert_eq!(network_scope(&cli.args), crate::scope::NetworkScope::Global);
+        let cli = Cli::try_parse_from([
+            "op",
+            "--allowed-agent-images",
+            "reg.example/l2sm:v2,reg.example/l2sm-dev:*",
+            "--network-scope",
+            "namespace",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.args.allowed_agent_images,
+            ["reg.example/l2sm:v2", "reg.example/l2sm-dev:*"]
+        );
+        assert_eq!(
+            network_scope(&cli.args),
+            crate::scope::NetworkScope::Namespace
+        );
+        assert!(Cli::try_parse_from(["op", "--network-scope", "tenant"]).is_err());
         let cli = Cli::try_parse_from(["op", "crds"]).unwrap();
         assert!(matches!(cli.args.command, Some(OperatorCommand::Crds)));
     }

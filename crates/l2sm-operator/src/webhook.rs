@@ -5,7 +5,7 @@
 //! anywhere (an honest `sideEffects: None`, safe for dry runs and for pods that another
 //! admission plugin rejects later). Addresses come from the controller's IPAM at attach time.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,7 @@ use crate::annotations::{
     POD_LABEL, POD_LABEL_VALUE,
 };
 use crate::crd::L2Network;
+use crate::scope::{allowed_namespaces, may_use, refusal, NetworkScope};
 
 /// Path the API server posts pod reviews to (as upstream).
 pub const WEBHOOK_PATH: &str = "/mutate-v1-pod";
@@ -64,15 +65,22 @@ pub struct WebhookConfig {
     /// Whether a pod whose `l2sm/networks` cannot be honoured is rejected or admitted with
     /// `l2sm/error`.
     pub on_error: OnError,
+    /// Which namespaces may use a network (`--network-scope`); with
+    /// [`NetworkScope::Namespace`], a pod asking for a network its namespace may not use is
+    /// refused (403) naming the network and both namespaces.
+    pub scope: NetworkScope,
 }
 
 /// An L2Network found by name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkRef {
     /// Namespace the L2Network lives in (the pod's own when it has one of that name).
     pub namespace: String,
     /// The L2Network's name, as requested in `l2sm/networks`.
     pub name: String,
+    /// The other namespaces it lists in [`crate::scope::ALLOWED_NAMESPACES_ANNOTATION`]
+    /// (used with `--network-scope namespace`).
+    pub allowed_namespaces: Vec<String>,
 }
 
 /// The catalog could not be consulted (API server unreachable, RBAC...).
@@ -83,22 +91,53 @@ pub struct CatalogError(pub String);
 /// Where the webhook looks networks up. Networks are found by name, preferring the pod's
 /// namespace (the controller keys networks by name, as upstream did).
 pub trait NetworkCatalog: Send + Sync + 'static {
+    /// Every L2Network named `name`, of any namespace.
+    fn candidates(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<NetworkRef>, CatalogError>> + Send;
+
     /// Finds the L2Network named `name`, preferring the one in `pod_namespace`; `Ok(None)`
     /// when no namespace has it.
     fn find(
         &self,
         name: &str,
         pod_namespace: &str,
-    ) -> impl Future<Output = Result<Option<NetworkRef>, CatalogError>> + Send;
-}
+    ) -> impl Future<Output = Result<Option<NetworkRef>, CatalogError>> + Send {
+        async move { Ok(pick(self.candidates(name).await?, pod_namespace)) }
+    }
 
-impl<T: NetworkCatalog> NetworkCatalog for Arc<T> {
-    fn find(
+    /// Finds the L2Network named `name` that pods of `pod_namespace` may use under `scope`:
+    /// the pod's own namespace's, else the first (by namespace) that allows it. `Ok(Err(ns))`:
+    /// networks of that name exist but none may be used, the first in namespace `ns`.
+    fn find_usable(
         &self,
         name: &str,
         pod_namespace: &str,
-    ) -> impl Future<Output = Result<Option<NetworkRef>, CatalogError>> + Send {
-        (**self).find(name, pod_namespace)
+        scope: NetworkScope,
+    ) -> impl Future<Output = Result<Option<Result<NetworkRef, String>>, CatalogError>> + Send {
+        async move {
+            let found = self.candidates(name).await?;
+            let first_ns = found.iter().map(|n| n.namespace.clone()).min();
+            let usable = found
+                .into_iter()
+                .filter(|n| may_use(scope, &n.namespace, &n.allowed_namespaces, pod_namespace))
+                .collect();
+            Ok(match (pick(usable, pod_namespace), first_ns) {
+                (Some(n), _) => Some(Ok(n)),
+                (None, Some(ns)) => Some(Err(ns)),
+                (None, None) => None,
+            })
+        }
+    }
+}
+
+impl<T: NetworkCatalog> NetworkCatalog for Arc<T> {
+    fn candidates(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<NetworkRef>, CatalogError>> + Send {
+        (**self).candidates(name)
     }
 }
 
@@ -118,11 +157,7 @@ impl KubeCatalog {
 }
 
 impl NetworkCatalog for KubeCatalog {
-    async fn find(
-        &self,
-        name: &str,
-        pod_namespace: &str,
-    ) -> Result<Option<NetworkRef>, CatalogError> {
+    async fn candidates(&self, name: &str) -> Result<Vec<NetworkRef>, CatalogError> {
         let list = self
             .api
             .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
@@ -133,11 +168,12 @@ impl NetworkCatalog for KubeCatalog {
             .into_iter()
             .filter(|m| m.metadata.name.as_deref() == Some(name))
             .map(|m| NetworkRef {
+                allowed_namespaces: allowed_namespaces(m.metadata.annotations.as_ref()),
                 namespace: m.metadata.namespace.unwrap_or_default(),
                 name: name.to_owned(),
             })
             .collect();
-        Ok(pick(found, pod_namespace))
+        Ok(found)
     }
 }
 
@@ -154,7 +190,7 @@ fn pick(mut found: Vec<NetworkRef>, pod_namespace: &str) -> Option<NetworkRef> {
 /// An in-memory catalog (tests, and `l2sm lab`-style setups without an API server).
 #[derive(Default)]
 pub struct MemoryCatalog {
-    networks: Mutex<BTreeSet<(String, String)>>,
+    networks: Mutex<BTreeMap<(String, String), Vec<String>>>,
     failure: Mutex<Option<String>>,
 }
 
@@ -166,8 +202,17 @@ impl MemoryCatalog {
 
     /// Adds network `name` in `namespace`.
     pub fn insert(&self, namespace: &str, name: &str) {
+        self.insert_allowing(namespace, name, &[]);
+    }
+
+    /// Adds network `name` in `namespace` listing `allowed` namespaces in its
+    /// [`crate::scope::ALLOWED_NAMESPACES_ANNOTATION`].
+    pub fn insert_allowing(&self, namespace: &str, name: &str, allowed: &[&str]) {
         if let Ok(mut n) = self.networks.lock() {
-            n.insert((namespace.to_owned(), name.to_owned()));
+            n.insert(
+                (namespace.to_owned(), name.to_owned()),
+                allowed.iter().map(|a| a.to_string()).collect(),
+            );
         }
     }
 
@@ -180,11 +225,7 @@ impl MemoryCatalog {
 }
 
 impl NetworkCatalog for MemoryCatalog {
-    async fn find(
-        &self,
-        name: &str,
-        pod_namespace: &str,
-    ) -> Result<Option<NetworkRef>, CatalogError> {
+    async fn candidates(&self, name: &str) -> Result<Vec<NetworkRef>, CatalogError> {
         if let Some(msg) = self.failure.lock().ok().and_then(|f| f.clone()) {
             return Err(CatalogError(msg));
         }
@@ -193,13 +234,14 @@ impl NetworkCatalog for MemoryCatalog {
             .lock()
             .map_err(|_| CatalogError("catalog lock poisoned".into()))?
             .iter()
-            .filter(|(_, n)| n == name)
-            .map(|(ns, n)| NetworkRef {
+            .filter(|((_, n), _)| n == name)
+            .map(|((ns, n), allowed)| NetworkRef {
                 namespace: ns.clone(),
                 name: n.clone(),
+                allowed_namespaces: allowed.clone(),
             })
             .collect();
-        Ok(pick(found, pod_namespace))
+        Ok(found)
     }
 }
 
@@ -235,7 +277,8 @@ pub enum Verdict {
     /// Refuse, with an HTTP-like code and a message for the user.
     Deny {
         /// HTTP status code for the AdmissionReview `status`: 400 for a bad annotation, 404
-        /// for a network that does not exist, 503 when the catalog cannot be consulted.
+        /// for a network that does not exist, 403 for a network the pod's namespace may not
+        /// use (`--network-scope namespace`), 503 when the catalog cannot be consulted.
         code: u16,
         /// Why the pod is refused, naming the annotation and the network or field.
         message: String,
@@ -373,8 +416,21 @@ impl<C: NetworkCatalog> Webhook<C> {
         let bad = |message: String| Failure { code: 400, message };
         let requests = parse_networks(requested).map_err(|e| bad(e.to_string()))?;
         for r in &requests {
-            match self.catalog.find(&r.name, namespace).await {
-                Ok(Some(_)) => {}
+            match self
+                .catalog
+                .find_usable(&r.name, namespace, self.config.scope)
+                .await
+            {
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(network_ns))) => {
+                    return Err(Failure {
+                        code: 403,
+                        message: format!(
+                            "{NETWORKS_ANNOTATION}: {}",
+                            refusal(&r.name, &network_ns, namespace)
+                        ),
+                    })
+                }
                 Ok(None) => {
                     return Err(Failure {
                         code: 404,

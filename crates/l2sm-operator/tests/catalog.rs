@@ -41,6 +41,7 @@ fn net(ns: &str, name: &str) -> Option<NetworkRef> {
     Some(NetworkRef {
         namespace: ns.into(),
         name: name.into(),
+        ..NetworkRef::default()
     })
 }
 
@@ -89,4 +90,34 @@ async fn api_errors_are_reported() {
         msg.contains("listing L2Networks") && msg.contains("forbidden"),
         "{msg}"
     );
+}
+
+/// `--network-scope namespace`: the allowed namespaces come from the L2Network's annotation in
+/// the metadata-only list; a pod of an unlisted namespace finds the network but may not use it.
+#[tokio::test]
+async fn scoped_lookup_reads_the_allowed_namespaces_annotation() {
+    use l2sm_operator::scope::{NetworkScope, ALLOWED_NAMESPACES_ANNOTATION};
+    let body = json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadataList",
+        "metadata": {"resourceVersion": "1"},
+        "items": [{
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "blue", "namespace": "team-a",
+                "annotations": {ALLOWED_NAMESPACES_ANNOTATION: "team-b, team-c"}}
+        }]
+    });
+    let (c, _) = client(200, body);
+    let cat = KubeCatalog::new(c);
+    let scoped = |ns: &'static str| cat.find_usable("blue", ns, NetworkScope::Namespace);
+    let found = scoped("team-c").await.unwrap().unwrap().unwrap();
+    assert_eq!(found.namespace, "team-a");
+    assert_eq!(found.allowed_namespaces, ["team-b", "team-c"]);
+    assert_eq!(scoped("team-x").await.unwrap(), Some(Err("team-a".into())));
+    assert!(cat
+        .find_usable("blue", "team-x", NetworkScope::Global)
+        .await
+        .unwrap()
+        .unwrap()
+        .is_ok());
 }

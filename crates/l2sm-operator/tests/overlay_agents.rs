@@ -9,6 +9,10 @@
 //!   DaemonSet could not create) shows in the Overlay's `AgentsReady` condition.
 //! - The init container installs the CNI plugin into the configured host directory.
 //! - The controller watches the agent DaemonSets by label and maps them back to the Overlay.
+//! - Issue #15: a `switchTemplate` that could run code as root on the nodes (initContainers, a
+//!   foreign image, a hostPath volume, a command) is refused with `TemplateAccepted=False` and
+//!   no agent object is written; an allow-listed image is accepted; an accepted Overlay edited
+//!   to a refused template keeps its DaemonSet as it was.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
@@ -93,18 +97,33 @@ fn cluster() -> (FakeApi, Arc<Context>) {
 }
 
 fn seed_overlay(fake: &FakeApi, ns: &str, nodes: &[&str]) {
-    fake.seed(
-        &serde_json::from_value::<Overlay>(json!({
-            "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "Overlay",
-            "metadata": {"name": "ovl", "namespace": ns},
-            "spec": {
-                "provider": {"name": "l2sm-controller", "domain": ["l2sm-controller-service.l2sm-system.svc"], "ofPort": "6633"},
-                "topology": {"nodes": nodes},
-                "interfaceNumber": 4
-            }
-        }))
-        .unwrap(),
-    );
+    seed_overlay_with(fake, ns, nodes, None);
+}
+
+/// An Overlay `ovl` in `ns` with `switchTemplate.spec` = `template` (none: no template).
+fn overlay_with(ns: &str, nodes: &[&str], template: Option<serde_json::Value>) -> Overlay {
+    let mut v = json!({
+        "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "Overlay",
+        "metadata": {"name": "ovl", "namespace": ns},
+        "spec": {
+            "provider": {"name": "l2sm-controller", "domain": ["l2sm-controller-service.l2sm-system.svc"], "ofPort": "6633"},
+            "topology": {"nodes": nodes},
+            "interfaceNumber": 4
+        }
+    });
+    if let Some(t) = template {
+        v["spec"]["switchTemplate"] = json!({ "spec": t });
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn seed_overlay_with(
+    fake: &FakeApi,
+    ns: &str,
+    nodes: &[&str],
+    template: Option<serde_json::Value>,
+) {
+    fake.seed(&overlay_with(ns, nodes, template));
 }
 
 /// One reconcile of the Overlay as stored now (None: it is gone).
@@ -423,4 +442,174 @@ async fn the_controller_maps_agent_daemonsets_back_to_their_overlay() {
         .await
         .expect("controllers stopped")
         .unwrap();
+}
+
+/// The operator's settings with one extra allowed agent image.
+const ALLOWED: &str = "registry.example/l2sm:v2";
+
+fn cluster_allowing() -> (FakeApi, Arc<Context>) {
+    let (fake, _) = cluster();
+    let ctx = Context::new(
+        fake.client(),
+        controller(),
+        Settings {
+            allowed_agent_images: vec![ALLOWED.into()],
+            ..settings()
+        },
+    );
+    (fake, ctx)
+}
+
+#[tokio::test]
+async fn dangerous_switch_templates_are_refused_and_create_nothing() {
+    let cases = [
+        (
+            "initContainers",
+            json!({"containers": [{"name": "l2sm-switch"}],
+                   "initContainers": [{"name": "own", "image": "busybox", "command": ["sh", "-c", "id"]}]}),
+        ),
+        (
+            "containers[0].image",
+            json!({"containers": [{"name": "l2sm-switch", "image": "evil.example/root:1"}]}),
+        ),
+        (
+            "hostPath",
+            json!({"containers": [{"name": "l2sm-switch"}],
+                   "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}),
+        ),
+        (
+            "containers[0].command",
+            json!({"containers": [{"name": "l2sm-switch", "image": ALLOWED, "command": ["sh"]}]}),
+        ),
+    ];
+    for (field, template) in cases {
+        let (fake, ctx) = cluster_allowing();
+        seed_overlay_with(&fake, "tenant", &["w1", "w2"], Some(template));
+        let o = settle(&fake, &ctx, "tenant").await;
+        let (status, reason, message) = condition(&o, "TemplateAccepted");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "TemplateRefused"),
+            "{field}"
+        );
+        assert!(message.contains(field), "{field}: {message}");
+        let (status, reason, _) = condition(&o, "Ready");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "TemplateRefused"),
+            "{field}"
+        );
+        // No DaemonSet and no ConfigMap, in any namespace.
+        assert!(fake.list::<DaemonSet>(None).is_empty(), "{field}");
+        assert!(fake.list::<ConfigMap>(None).is_empty(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn allow_listed_image_is_accepted_and_a_later_refused_edit_leaves_the_agents() {
+    let (fake, ctx) = cluster_allowing();
+    seed_overlay_with(
+        &fake,
+        "tenant",
+        &["w1", "w2"],
+        Some(
+            json!({"containers": [{"name": "l2sm-switch", "image": ALLOWED,
+            "imagePullPolicy": "IfNotPresent", "resources": {"limits": {"memory": "256Mi"}}}]}),
+        ),
+    );
+    let o = settle(&fake, &ctx, "tenant").await;
+    assert_eq!(condition(&o, "TemplateAccepted").0, "True");
+    // Only in the operator's namespace, nothing in the tenant's.
+    assert!(fake.list::<DaemonSet>(Some("tenant")).is_empty());
+    let (ds, cm) = agents(&fake, "tenant");
+    let ds = ds.expect("agent DaemonSet");
+    assert!(cm.is_some());
+    assert_eq!(fake.list::<DaemonSet>(None).len(), 1);
+    let pod = ds.spec.clone().unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some(ALLOWED));
+    assert_eq!(
+        pod.containers[0].image_pull_policy.as_deref(),
+        Some("IfNotPresent")
+    );
+    assert!(pod.containers[0].resources.is_some());
+    // The init containers are the operator's own, with the same image.
+    for i in pod.init_containers.iter().flatten() {
+        assert_eq!(i.image.as_deref(), Some(ALLOWED), "{}", i.name);
+        assert_eq!(
+            i.command.as_deref(),
+            Some(&["l2sm".to_string()][..]),
+            "{}",
+            i.name
+        );
+    }
+
+    // The tenant edits it to run its own init container: refused, the DaemonSet as it was.
+    let mut edited = fake.get::<Overlay>(Some("tenant"), "ovl").unwrap();
+    edited.spec = overlay_with(
+        "tenant",
+        &["w1", "w2", "w3"],
+        Some(
+            json!({"containers": [{"name": "l2sm-switch", "image": ALLOWED}],
+            "initContainers": [{"name": "own", "image": "busybox"}]}),
+        ),
+    )
+    .spec;
+    let api: Api<Overlay> = Api::namespaced(fake.admin_client(), "tenant");
+    api.replace("ovl", &Default::default(), &edited)
+        .await
+        .unwrap();
+    let o = pass(&fake, &ctx, "tenant").await.unwrap();
+    let (status, reason, message) = condition(&o, "TemplateAccepted");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "TemplateRefused")
+    );
+    assert!(message.contains("initContainers"), "{message}");
+    let (after, _) = agents(&fake, "tenant");
+    let after = after.expect("DaemonSet kept");
+    assert_eq!(after.spec, ds.spec, "the DaemonSet is left as it was");
+    assert_eq!(
+        after.metadata.resource_version,
+        ds.metadata.resource_version
+    );
+    assert_eq!(fake.list::<DaemonSet>(None).len(), 1);
+
+    // Back to an accepted template: deployed again, with the new node.
+    let mut fixed = fake.get::<Overlay>(Some("tenant"), "ovl").unwrap();
+    fixed.spec = overlay_with("tenant", &["w1", "w2", "w3"], None).spec;
+    api.replace("ovl", &Default::default(), &fixed)
+        .await
+        .unwrap();
+    let o = pass(&fake, &ctx, "tenant").await.unwrap();
+    assert_eq!(condition(&o, "TemplateAccepted").0, "True");
+    let (ds, _) = agents(&fake, "tenant");
+    assert!(format!("{:?}", ds.unwrap().spec).contains("w3"));
+}
+
+/// Upstream's own Overlay template (talpa image, its args, env and NET_ADMIN) still deploys:
+/// the agent image runs instead, and the status says what was ignored.
+#[tokio::test]
+async fn upstream_switch_template_still_deploys() {
+    let (fake, ctx) = cluster();
+    seed_overlay_with(
+        &fake,
+        "default",
+        &["w1"],
+        Some(
+            json!({"containers": [{"name": "l2sm-switch", "image": "alexdecb/talpa:1.3.8",
+            "imagePullPolicy": "Always", "args": ["sps-init", "--node_name=$(NODENAME)"],
+            "env": [{"name": "NODENAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+            "resources": {}, "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]}),
+        ),
+    );
+    let o = settle(&fake, &ctx, "default").await;
+    let (status, _, message) = condition(&o, "TemplateAccepted");
+    assert_eq!(status, "True");
+    assert!(message.contains("talpa"), "{message}");
+    let (ds, _) = agents(&fake, "default");
+    let pod = ds.expect("DaemonSet").spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some(Settings::default().agent_image.as_str())
+    );
 }

@@ -334,3 +334,61 @@ fn table_is_well_formed(table: &[ApiCall]) {
         "", "events", None, "create"
     ));
 }
+
+/// Issue #15: whoever may create an Overlay must not get DaemonSets or ConfigMaps written
+/// anywhere but the operator's namespace. In `deploy/rbac.yaml` (every role, whoever it is
+/// bound to) no ClusterRole grants any verb on DaemonSets or ConfigMaps (wildcards included),
+/// and the Roles that grant them are all in one namespace, the operator's.
+#[test]
+fn daemonsets_and_configmaps_are_granted_in_one_namespace_only() {
+    let docs = load("deploy/rbac.yaml");
+    let covers = |rule: &Value, group: &str, resource: &str| {
+        strings(&rule["apiGroups"])
+            .iter()
+            .any(|g| g == group || g == "*")
+            && strings(&rule["resources"])
+                .iter()
+                .any(|r| r == resource || r == "*")
+    };
+    let mut namespaces = std::collections::BTreeSet::new();
+    let mut granted = Vec::new();
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap_or("");
+        if kind != "ClusterRole" && kind != "Role" {
+            continue;
+        }
+        for rule in d["rules"].as_array().expect("rules") {
+            for (group, resource) in [("apps", "daemonsets"), ("", "configmaps")] {
+                if !covers(rule, group, resource) {
+                    continue;
+                }
+                assert_eq!(
+                    kind, "Role",
+                    "{resource} granted cluster-wide by ClusterRole {}: {rule}",
+                    d["metadata"]["name"]
+                );
+                namespaces.insert(
+                    d["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                );
+                granted.push(format!("{resource}:{}", strings(&rule["verbs"]).join(",")));
+            }
+        }
+    }
+    assert_eq!(
+        namespaces.into_iter().collect::<Vec<_>>(),
+        [OPERATOR_NAMESPACE],
+        "{granted:?}"
+    );
+    // The operator does write them (there, and only there).
+    for needle in ["daemonsets:", "configmaps:"] {
+        assert!(
+            granted
+                .iter()
+                .any(|g| g.starts_with(needle) && g.contains("patch")),
+            "{needle} {granted:?}"
+        );
+    }
+}

@@ -942,3 +942,73 @@ async fn overlay_reads_nodes_from_the_cache() {
     );
     assert_calls_in_table(&fake);
 }
+
+/// Issue #15, `--network-scope namespace`: blue of team-a lists team-c; pods of team-a, team-b
+/// (which bypassed the webhook) and team-c ask for it. The NAD goes to team-a and team-c,
+/// never to team-b, whatever reconciler runs; with the default scope, team-b gets it too.
+#[tokio::test]
+async fn scoped_network_writes_no_nad_into_a_namespace_that_may_not_use_it() {
+    let (_ctrl, c) = controller_with(&[]).await;
+    for (scope, b_gets_it) in [
+        (l2sm_operator::scope::NetworkScope::Namespace, false),
+        (l2sm_operator::scope::NetworkScope::Global, true),
+    ] {
+        let fake = FakeApi::new();
+        let ctx = context(
+            &fake,
+            c.clone(),
+            Settings {
+                network_scope: scope,
+                ..Settings::default()
+            },
+        );
+        let mut net = l2network("team-a", "blue", json!({}), None);
+        net.metadata.annotations = Some(
+            [(
+                l2sm_operator::scope::ALLOWED_NAMESPACES_ANNOTATION.to_string(),
+                "team-c".to_string(),
+            )]
+            .into(),
+        );
+        fake.seed(&net);
+        for ns in ["team-a", "team-b", "team-c"] {
+            fake.seed(&pod(
+                ns,
+                "p",
+                "w1",
+                json!({"l2sm": "true"}),
+                json!({"l2sm/networks": "blue"}),
+            ));
+        }
+        assert!(ctx.set_pod_store(live_cache(&fake).await));
+        for _ in 0..3 {
+            net_pass(&fake, &ctx, "team-a", "blue").await;
+        }
+        pod_pass(&fake, &ctx, "team-b", "p").await;
+        net_pass(&fake, &ctx, "team-a", "blue").await;
+        for ns in ["team-a", "team-c"] {
+            assert!(
+                fake.get_value(NAD_GROUP, NADS, Some(ns), "l2sm-blue")
+                    .is_some(),
+                "{scope:?}: NAD in {ns}"
+            );
+        }
+        assert_eq!(
+            fake.get_value(NAD_GROUP, NADS, Some("team-b"), "l2sm-blue")
+                .is_some(),
+            b_gets_it,
+            "{scope:?}: NAD in team-b"
+        );
+        if !b_gets_it {
+            let into_b: Vec<Call> = fake
+                .calls()
+                .into_iter()
+                .filter(|c| c.resource == NADS && c.namespace.as_deref() == Some("team-b"))
+                .collect();
+            assert!(into_b.is_empty(), "{into_b:?}");
+        }
+        assert_calls_in_table(&fake);
+    }
+    // The network itself exists (team-a's pods use it).
+    assert!(c.get_network("blue").await.unwrap().is_some());
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
+use l2sm_operator::scope::{NetworkScope, ALLOWED_NAMESPACES_ANNOTATION};
 use l2sm_operator::webhook::{self, MemoryCatalog, OnError, Webhook, WebhookConfig, WEBHOOK_PATH};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -28,6 +29,11 @@ struct Server {
 impl Server {
     /// A webhook serving cert files from a temporary directory, as with cert-manager.
     async fn start(on_error: OnError) -> Server {
+        Server::start_scoped(on_error, NetworkScope::Global).await
+    }
+
+    /// A webhook with `--network-scope` `scope`.
+    async fn start_scoped(on_error: OnError, scope: NetworkScope) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let pair = webhook::write_self_signed(dir.path(), &names()).unwrap();
         let tls = webhook::tls_from_files(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
@@ -42,7 +48,10 @@ impl Server {
         ] {
             catalog.insert(ns, n);
         }
-        let hook = Arc::new(Webhook::new(catalog.clone(), WebhookConfig { on_error }));
+        let hook = Arc::new(Webhook::new(
+            catalog.clone(),
+            WebhookConfig { on_error, scope },
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
@@ -684,4 +693,84 @@ fn self_signed_pairs_are_checked_for_names_and_expiry() {
         ..pair
     };
     assert!(webhook::check_pair(&wrong_ca, &names, now).is_some());
+}
+
+/// `--network-scope namespace` (issue #15): a pod of namespace B asking for A's network is
+/// refused with a message naming the network and both namespaces; a namespace the network
+/// lists, or its own, is allowed; with the default scope (`global`), upstream's behaviour.
+#[tokio::test]
+async fn network_scope_limits_networks_to_their_namespaces() {
+    let body = |ns: &str, networks: &str| {
+        let mut p = l2sm_pod(networks);
+        p["metadata"]["namespace"] = json!(ns);
+        review_body("uid-s", "CREATE", ns, &p)
+    };
+    let server = Server::start_scoped(OnError::Reject, NetworkScope::Namespace).await;
+    server.catalog.insert("team-a", "a-net");
+    server
+        .catalog
+        .insert_allowing("team-a", "shared-net", &["team-b"]);
+    server.catalog.insert_allowing("team-a", "open-net", &["*"]);
+
+    let r = server.review(&body("team-b", "a-net")).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["status"]["code"], 403, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    for needle in [
+        "\"a-net\"",
+        "\"team-a\"",
+        "\"team-b\"",
+        ALLOWED_NAMESPACES_ANNOTATION,
+    ] {
+        assert!(msg.contains(needle), "{needle} not in {msg}");
+    }
+    // One refused network among several refuses the pod.
+    let r = server.review(&body("team-b", "shared-net,a-net")).await;
+    assert_eq!(r["allowed"], false, "{r}");
+
+    // Its own namespace, a listed namespace, `*`: allowed.
+    for (ns, net) in [
+        ("team-a", "a-net"),
+        ("team-b", "shared-net"),
+        ("team-c", "open-net"),
+    ] {
+        let r = server.review(&body(ns, net)).await;
+        assert_eq!(r["allowed"], true, "{ns} {net}: {r}");
+        let (_, patched) = apply_patch(&r, &l2sm_pod(net));
+        assert_eq!(multus_of(&patched).as_array().unwrap().len(), 1);
+    }
+    // Not listed: refused even though another namespace is.
+    let r = server.review(&body("team-c", "shared-net")).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    // A same-named network of the pod's own namespace is its own: allowed.
+    server.catalog.insert("team-b", "a-net");
+    let r = server.review(&body("team-b", "a-net")).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    // Unknown networks are still 404.
+    let r = server.review(&body("team-b", "nowhere")).await;
+    assert_eq!(r["status"]["code"], 404, "{r}");
+    server.stop().await;
+
+    // Scoping off (the default): upstream's behaviour, any namespace may use it by name.
+    let server = Server::start(OnError::Reject).await;
+    server.catalog.insert("team-a", "a-net");
+    let r = server.review(&body("team-b", "a-net")).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let (_, patched) = apply_patch(&r, &l2sm_pod("a-net"));
+    assert_eq!(multus_of(&patched).as_array().unwrap().len(), 1);
+    server.stop().await;
+
+    // Annotate mode: admitted without networks, the refusal in `l2sm/error`.
+    let server = Server::start_scoped(OnError::Annotate, NetworkScope::Namespace).await;
+    server.catalog.insert("team-a", "a-net");
+    let r = server.review(&body("team-b", "a-net")).await;
+    let (_, patched) = apply_patch(&r, &l2sm_pod("a-net"));
+    let err = patched["metadata"]["annotations"]["l2sm/error"]
+        .as_str()
+        .unwrap();
+    assert!(err.contains("team-a"), "{err}");
+    assert!(patched["metadata"]["annotations"]
+        .get("k8s.v1.cni.cncf.io/networks")
+        .is_none());
+    server.stop().await;
 }

@@ -382,6 +382,17 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
             )
         }),
     );
+    // With `--network-scope namespace`, only namespaces that may use the network get its NAD
+    // (checked here too: a pod may have bypassed the webhook).
+    let allowed = crate::scope::allowed_namespaces(net.metadata.annotations.as_ref());
+    let (namespaces, refused): (BTreeSet<String>, BTreeSet<String>) =
+        namespaces.into_iter().partition(|target| {
+            crate::scope::may_use(ctx.settings.network_scope, &ns, &allowed, target)
+        });
+    for target in &refused {
+        tracing::warn!(network = %name, namespace = %ns, "no NAD written: {}",
+            crate::scope::refusal(&name, &ns, target));
+    }
     let params = PatchParams::apply(&nad_field_manager(&ns)).force();
     for target in &namespaces {
         let api: Api<DynamicObject> =

@@ -61,8 +61,14 @@ pub struct Context {
 /// Operator settings the reconcilers use.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Image of the node agent (`l2sm agent`), used unless a switch template names another.
+    /// Image of the node agent (`l2sm agent`), used unless a switch template names another
+    /// from [`Settings::allowed_agent_images`].
     pub agent_image: String,
+    /// Other images an Overlay's `switchTemplate` may run the agent with (exact references,
+    /// or `repository:*` for any tag or digest of a repository); any other image is refused.
+    pub allowed_agent_images: Vec<String>,
+    /// Which namespaces may use an L2Network (`--network-scope`).
+    pub network_scope: crate::scope::NetworkScope,
     /// Controller REST URL the agents use.
     pub controller_url: String,
     /// Secret with keys `username` and `password` the agents read their API credentials
@@ -102,6 +108,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             agent_image: "ghcr.io/l2sm/l2sm:latest".into(),
+            allowed_agent_images: Vec::new(),
+            network_scope: crate::scope::NetworkScope::Global,
             controller_url: "https://l2sm-controller-service.l2sm-system.svc:8181".into(),
             credentials_secret: None,
             agent_api_certificate: true,

@@ -19,14 +19,20 @@
 //! waiting with `CreateContainerConfigError`, `ImagePullBackOff`, …, or pods the DaemonSet
 //! could not create).
 //!
+//! The `switchTemplate` is reviewed first ([`review_template`]): whoever may create an
+//! Overlay must not choose code that runs as root on the nodes, so a template with init
+//! containers, a command, volumes, an image outside the allow-list, … is refused with the
+//! `TemplateAccepted` condition and nothing is written (agents of an earlier accepted
+//! template are left as they were).
+//!
 //! `interfaceNumber` is accepted and reported: ports are created when pods attach.
 
 use super::{
     bool_status, now, patch_status, tracked, Context, Error, Result, Settings, FIELD_MANAGER,
 };
 use crate::crd::{
-    condition, set_condition, Overlay, OverlaySpec, OverlayStatus, TopologySpec, CONDITION_READY,
-    FINALIZER,
+    condition, set_condition, Overlay, OverlaySpec, OverlayStatus, SwitchTemplateSpec,
+    TopologySpec, CONDITION_READY, FINALIZER,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -199,26 +205,232 @@ fn is_upstream_switch_image(image: &str) -> bool {
     repo.ends_with("/talpa") || repo == "talpa" || repo.ends_with("/l2sm-switch")
 }
 
-/// The agent container from the template's first container (image, pull policy, resources)
-/// and the operator's defaults; the note says what of the template was not used.
-pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, Option<String>) {
-    let template = spec
-        .switch_template
-        .as_ref()
-        .and_then(|t| t.spec.as_ref())
-        .and_then(|s| s.containers.first());
-    let mut note = None;
-    let image = match template.and_then(|c| c.image.clone()) {
-        Some(img) if is_upstream_switch_image(&img) => {
-            note = Some(format!(
+/// Condition type saying whether the Overlay's `switchTemplate` is accepted.
+pub const CONDITION_TEMPLATE: &str = "TemplateAccepted";
+/// Reason of a refused `switchTemplate` (on [`CONDITION_TEMPLATE`] and `Ready`).
+pub const REASON_TEMPLATE_REFUSED: &str = "TemplateRefused";
+
+/// Upstream's switch arguments (talpa's `sps-init --node_name=…` and `ned`): accepted in a
+/// template and ignored, since the agent runs with its own arguments.
+fn is_upstream_switch_args(args: &[String]) -> bool {
+    match args.split_first() {
+        None => true,
+        Some((first, rest)) => {
+            (first == "sps-init" || first == "ned")
+                && rest.iter().all(|a| a.starts_with("--node_name="))
+        }
+    }
+}
+
+/// The repository of an image reference (`host:5000/a/b:tag@sha256:…` → `host:5000/a/b`).
+fn image_repository(image: &str) -> &str {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    match no_digest.rfind(':') {
+        Some(i) if !no_digest[i..].contains('/') => &no_digest[..i],
+        _ => no_digest,
+    }
+}
+
+/// Whether `image` may run as the agent: the operator's own agent image, or an entry of the
+/// allow-list (exact, or `repository:*` for any tag or digest of that repository).
+pub fn image_allowed(image: &str, settings: &Settings) -> bool {
+    image == settings.agent_image
+        || settings
+            .allowed_agent_images
+            .iter()
+            .any(|a| match a.strip_suffix(":*") {
+                Some(repo) => image_repository(image) == repo,
+                None => image == a,
+            })
+}
+
+/// Whether a serialised field is absent in effect (null, empty list or object).
+fn is_empty_json(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Container fields a template may set; everything else is refused.
+const TEMPLATE_CONTAINER_FIELDS: [&str; 7] = [
+    "name",
+    "image",
+    "imagePullPolicy",
+    "resources",
+    "args",
+    "env",
+    "securityContext",
+];
+
+/// What the agent gets from an accepted `switchTemplate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateReview {
+    /// Image of the agent (and its init containers).
+    pub image: String,
+    /// What of the template was replaced or ignored, for the status.
+    pub note: Option<String>,
+}
+
+/// Reviews an Overlay's `switchTemplate` (pure). The agent pods are privileged, on the host
+/// network and PID namespace of every listed node, so whoever may create an Overlay must not
+/// choose what they run: an image outside the allow-list, init containers, a command, volumes
+/// or mounts, environment from Secrets or ConfigMaps, probes, lifecycle hooks or a
+/// securityContext are refused (the error names the field). Allowed: an image from the
+/// allow-list (upstream's switch image maps to the agent image), `imagePullPolicy`,
+/// `resources`; upstream's own switch settings (`args` `sps-init`/`ned`, plain or `fieldRef`
+/// `env`, the `NET_ADMIN` capability, `hostNetwork`) are accepted and ignored.
+pub fn review_template(
+    template: Option<&SwitchTemplateSpec>,
+    settings: &Settings,
+) -> std::result::Result<TemplateReview, String> {
+    const AT: &str = "spec.switchTemplate.spec";
+    let own = || TemplateReview {
+        image: settings.agent_image.clone(),
+        note: None,
+    };
+    let Some(pod) = template.and_then(|t| t.spec.as_ref()) else {
+        return Ok(own());
+    };
+    if pod.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
+        return Err(format!(
+            "{AT}.initContainers is refused: init containers would run as root on the nodes; \
+             the operator adds its own"
+        ));
+    }
+    if let Some(v) = pod.volumes.iter().flatten().next() {
+        let kind = if v.host_path.is_some() {
+            " (hostPath)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{AT}.volumes is refused: volume {:?}{kind} would be mounted into a privileged \
+             agent; the operator mounts what the agent needs",
+            v.name
+        ));
+    }
+    if pod.containers.len() > 1 {
+        return Err(format!(
+            "{AT}.containers[1] ({:?}) is refused: the agent pod runs only the agent container",
+            pod.containers[1].name
+        ));
+    }
+    let Some(c) = pod.containers.first() else {
+        return Ok(own());
+    };
+    let at = format!("{AT}.containers[0]");
+    let fields = serde_json::to_value(c).map_err(|e| format!("{at}: {e}"))?;
+    for (k, v) in fields.as_object().into_iter().flatten() {
+        if !TEMPLATE_CONTAINER_FIELDS.contains(&k.as_str()) && !is_empty_json(v) {
+            return Err(format!(
+                "{at}.{k} is refused: the agent runs privileged on every listed node, so a \
+                 template may set only image (from the operator's allow-list), imagePullPolicy \
+                 and resources"
+            ));
+        }
+    }
+    let mut ignored = Vec::new();
+    if let Some(args) = c.args.as_deref().filter(|a| !a.is_empty()) {
+        if !is_upstream_switch_args(args) {
+            return Err(format!(
+                "{at}.args is refused: the agent runs with the operator's arguments (only \
+                 upstream's switch arguments `sps-init`/`ned` are accepted, and ignored)"
+            ));
+        }
+        ignored.push("args");
+    }
+    if let Some(env) = c.env.as_deref().filter(|e| !e.is_empty()) {
+        for (i, e) in env.iter().enumerate() {
+            let from = e.value_from.as_ref();
+            if from.is_some_and(|f| f.secret_key_ref.is_some() || f.config_map_key_ref.is_some()) {
+                return Err(format!(
+                    "{at}.env[{i}] ({:?}) is refused: environment from Secrets or ConfigMaps \
+                     would hand them to a privileged agent",
+                    e.name
+                ));
+            }
+        }
+        ignored.push("env");
+    }
+    if let Some(sc) = &c.security_context {
+        let upstream = serde_json::to_value(sc)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .is_some_and(|o| {
+                o.iter().all(|(k, v)| {
+                    is_empty_json(v)
+                        || k == "capabilities"
+                            && v.as_object().is_some_and(|caps| {
+                                caps.iter().all(|(ck, cv)| {
+                                    is_empty_json(cv)
+                                        || ck == "add"
+                                            && cv
+                                                .as_array()
+                                                .is_some_and(|a| a.iter().all(|x| x == "NET_ADMIN"))
+                                })
+                            })
+                })
+            });
+        if !upstream {
+            return Err(format!(
+                "{at}.securityContext is refused: the operator sets the agent's security \
+                 context (only upstream's `capabilities.add: [NET_ADMIN]` is accepted, and \
+                 ignored)"
+            ));
+        }
+        ignored.push("securityContext");
+    }
+    let mut notes = Vec::new();
+    let image = match c.image.as_deref() {
+        None => settings.agent_image.clone(),
+        Some(img) if is_upstream_switch_image(img) => {
+            notes.push(format!(
                 "switchTemplate image {img} is upstream's switch; the L2S-M agent image {} runs instead",
                 settings.agent_image
             ));
             settings.agent_image.clone()
         }
-        Some(img) => img,
-        None => settings.agent_image.clone(),
+        Some(img) if image_allowed(img, settings) => img.to_string(),
+        Some(img) => {
+            let mut allowed = vec![settings.agent_image.as_str()];
+            allowed.extend(settings.allowed_agent_images.iter().map(String::as_str));
+            return Err(format!(
+                "{at}.image {img:?} is refused: not in the operator's allowed agent images \
+                 ({}; operator flag --allowed-agent-images)",
+                allowed.join(", ")
+            ));
+        }
     };
+    if !ignored.is_empty() {
+        notes.push(format!(
+            "switchTemplate {} (upstream's switch settings) ignored: the agent runs with its own",
+            ignored.join(", ")
+        ));
+    }
+    Ok(TemplateReview {
+        image,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}
+
+/// The agent container: the image of the reviewed template ([`review_template`]), its pull
+/// policy and resources, and the operator's command, arguments, environment, mounts and
+/// security context. The note says what of the template was not used; Err: the template is
+/// refused (the message names the field).
+pub fn agent_container(
+    spec: &OverlaySpec,
+    settings: &Settings,
+) -> std::result::Result<(Container, Option<String>), String> {
+    let review = review_template(spec.switch_template.as_ref(), settings)?;
+    let template = spec
+        .switch_template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers.first());
+    let (image, note) = (review.image, review.note);
     let provider = &spec.provider;
     let domain = provider
         .domain
@@ -322,7 +534,7 @@ pub fn agent_container(spec: &OverlaySpec, settings: &Settings) -> (Container, O
         ]),
         ..Default::default()
     };
-    (container, note)
+    Ok((container, note))
 }
 
 /// The init container installing the CNI plugin from the agent's image into the host
@@ -545,15 +757,8 @@ pub fn daemon_set(
     if settings.switch_certs_auto {
         init_containers.push(agent_cert_container(&container));
     }
-    init_containers.extend(
-        overlay
-            .spec
-            .switch_template
-            .as_ref()
-            .and_then(|t| t.spec.as_ref())
-            .and_then(|s| s.init_containers.clone())
-            .unwrap_or_default(),
-    );
+    // Never the template's own init containers: they would run as root on the nodes
+    // (review_template refuses a template that has any).
     DaemonSet {
         metadata: agent_meta(overlay, daemon_set_name(&ns, &name), &settings.namespace),
         spec: Some(DaemonSetSpec {
@@ -633,6 +838,8 @@ pub fn daemon_set(
 pub enum Observed {
     /// The spec cannot be deployed.
     Invalid(String),
+    /// The `switchTemplate` is refused ([`review_template`]): nothing was created or changed.
+    Refused(String),
     /// Deployed; `ready` agents of `wanted`, nodes without an address, template note.
     Deployed {
         /// Agents wanted (listed nodes).
@@ -773,8 +980,37 @@ pub fn compute_status(
     now: Time,
 ) -> OverlayStatus {
     let mut status = old.cloned().unwrap_or_default();
+    if let Observed::Refused(m) = observed {
+        // The agents deployed from an earlier accepted template (if any) are left as they
+        // were: their AgentsReady condition stays as last observed.
+        for (type_, message) in [
+            (CONDITION_TEMPLATE, m.clone()),
+            (
+                CONDITION_READY,
+                format!(
+                    "{m}; no agent DaemonSet is created or changed for this Overlay (agents \
+                     deployed from an earlier accepted template keep running as they were)"
+                ),
+            ),
+        ] {
+            set_condition(
+                &mut status.conditions,
+                condition(
+                    type_,
+                    "False",
+                    REASON_TEMPLATE_REFUSED,
+                    message,
+                    generation,
+                    now.clone(),
+                ),
+            );
+        }
+        return status;
+    }
     let (agents_ok, agents_reason, agents_message) = match observed {
-        Observed::Invalid(m) => (false, "InvalidSpec".to_string(), m.clone()),
+        Observed::Invalid(m) | Observed::Refused(m) => {
+            (false, "InvalidSpec".to_string(), m.clone())
+        }
         Observed::Deployed {
             wanted,
             ready,
@@ -799,7 +1035,7 @@ pub fn compute_status(
         },
     };
     let (ok, reason, message) = match observed {
-        Observed::Invalid(m) => (false, "InvalidSpec", m.clone()),
+        Observed::Invalid(m) | Observed::Refused(m) => (false, "InvalidSpec", m.clone()),
         Observed::Deployed {
             wanted,
             ready,
@@ -823,6 +1059,20 @@ pub fn compute_status(
                 msg.push_str("; ");
                 msg.push_str(n);
             }
+            set_condition(
+                &mut status.conditions,
+                condition(
+                    CONDITION_TEMPLATE,
+                    "True",
+                    "TemplateAccepted",
+                    match note {
+                        Some(n) => format!("switchTemplate accepted; {n}"),
+                        None => "switchTemplate accepted (or none given)".to_string(),
+                    },
+                    generation,
+                    now.clone(),
+                ),
+            );
             let reason = if !unaddressed.is_empty() {
                 "NodesWithoutAddress"
             } else if ready < wanted && problem.is_some() {
@@ -934,13 +1184,28 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         .filter(|n| !addresses.contains_key(*n))
         .cloned()
         .collect();
+    // A refused template changes nothing: no ConfigMap or DaemonSet is written for it.
+    let (container, note) = match agent_container(&overlay.spec, &ctx.settings) {
+        Ok(c) => c,
+        Err(m) => {
+            tracing::warn!(overlay = %format!("{ns}/{}", overlay.name_any()), "{m}");
+            let st = compute_status(
+                overlay.status.as_ref(),
+                &overlay.spec,
+                generation,
+                &Observed::Refused(m),
+                now(),
+            );
+            patch_status(overlay, overlay.status.as_ref(), st, ctx).await?;
+            return Ok(Action::await_change());
+        }
+    };
     let home = ctx.settings.namespace.as_str();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let cm = config_map(overlay, topology_file(&topo, &addresses), home);
     let cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), home);
     cms.patch(&cm.name_any(), &params, &Patch::Apply(&cm))
         .await?;
-    let (container, note) = agent_container(&overlay.spec, &ctx.settings);
     let ds = daemon_set(overlay, &topo.nodes, container, &ctx.settings);
     let dss: Api<DaemonSet> = Api::namespaced(ctx.kube.clone(), home);
     let applied = dss
@@ -1109,8 +1374,11 @@ mod tests {
                 host_network: None,
             }),
         });
-        let settings = Settings::default();
-        let (c, note) = agent_container(&s, &settings);
+        let settings = Settings {
+            allowed_agent_images: vec!["registry.example/l2sm:v9".into()],
+            ..Settings::default()
+        };
+        let (c, note) = agent_container(&s, &settings).unwrap();
         assert_eq!(c.image.as_deref(), Some("registry.example/l2sm:v9"));
         assert_eq!(c.resources, Some(resources));
         assert!(note.is_none());
@@ -1148,9 +1416,163 @@ mod tests {
             .unwrap()
             .containers[0]
             .image = Some("alexdecb/talpa:1.3.8".into());
-        let (c, note) = agent_container(&s, &settings);
+        let (c, note) = agent_container(&s, &settings).unwrap();
         assert_eq!(c.image.as_deref(), Some(settings.agent_image.as_str()));
         assert!(note.unwrap().contains("talpa"));
+    }
+
+    fn template(container: serde_json::Value) -> SwitchTemplateSpec {
+        serde_json::from_value(serde_json::json!({"spec": {"containers": [container]}}))
+            .expect("template")
+    }
+
+    #[test]
+    fn upstream_switch_templates_are_accepted_and_map_to_the_agent() {
+        let settings = Settings::default();
+        // Upstream's default Overlay and NED templates (talpa image, args, env, NET_ADMIN).
+        for t in [
+            serde_json::json!({"name": "l2sm-switch", "image": "alexdecb/talpa:1.3.8",
+                "imagePullPolicy": "Always", "resources": {},
+                "args": ["sps-init", "--node_name=$(NODENAME)"],
+                "env": [{"name": "NODENAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}),
+            serde_json::json!({"name": "l2sm-switch", "image": "alexdecb/talpa:1.3.8",
+                "args": ["ned"], "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}),
+        ] {
+            let r = review_template(Some(&template(t)), &settings).expect("accepted");
+            assert_eq!(r.image, settings.agent_image);
+            let note = r.note.expect("note");
+            assert!(note.contains("talpa") && note.contains("ignored"), "{note}");
+        }
+        assert_eq!(
+            review_template(None, &settings).unwrap().image,
+            settings.agent_image
+        );
+    }
+
+    #[test]
+    fn dangerous_templates_are_refused_naming_the_field() {
+        let settings = Settings {
+            allowed_agent_images: vec!["reg.example/l2sm:v2".into(), "reg.example/dev:*".into()],
+            ..Settings::default()
+        };
+        let refused = |c: serde_json::Value, field: &str| {
+            let e =
+                review_template(Some(&template(c.clone())), &settings).expect_err(&c.to_string());
+            assert!(e.contains(field) && e.contains("refused"), "{field}: {e}");
+        };
+        refused(
+            serde_json::json!({"name": "s", "image": "evil/x:1"}),
+            "containers[0].image",
+        );
+        refused(
+            serde_json::json!({"name": "s", "command": ["sh"]}),
+            "containers[0].command",
+        );
+        refused(
+            serde_json::json!({"name": "s", "args": ["-c", "id"]}),
+            "containers[0].args",
+        );
+        refused(
+            serde_json::json!({"name": "s", "volumeMounts": [{"name": "h", "mountPath": "/h"}]}),
+            "containers[0].volumeMounts",
+        );
+        refused(
+            serde_json::json!({"name": "s", "envFrom": [{"secretRef": {"name": "x"}}]}),
+            "containers[0].envFrom",
+        );
+        refused(
+            serde_json::json!({"name": "s", "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "x", "key": "k"}}}]}),
+            "containers[0].env[0]",
+        );
+        refused(
+            serde_json::json!({"name": "s", "securityContext": {"runAsUser": 0}}),
+            "containers[0].securityContext",
+        );
+        refused(
+            serde_json::json!({"name": "s", "lifecycle": {"postStart": {"exec": {"command": ["sh"]}}}}),
+            "containers[0].lifecycle",
+        );
+        let pod = |spec: serde_json::Value| -> SwitchTemplateSpec {
+            serde_json::from_value(serde_json::json!({ "spec": spec })).expect("template")
+        };
+        for (spec, field) in [
+            (
+                serde_json::json!({"containers": [{"name": "s"}],
+                    "initContainers": [{"name": "i", "image": "busybox"}]}),
+                "initContainers",
+            ),
+            (
+                serde_json::json!({"containers": [{"name": "s"}],
+                    "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}),
+                "hostPath",
+            ),
+            (
+                serde_json::json!({"containers": [{"name": "s"}, {"name": "x"}]}),
+                "containers[1]",
+            ),
+        ] {
+            let e = review_template(Some(&pod(spec)), &settings).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        // Allowed: images of the allow-list, pull policy, resources.
+        for img in [
+            "reg.example/l2sm:v2",
+            "reg.example/dev:abc",
+            "reg.example/dev@sha256:00",
+        ] {
+            let r = review_template(
+                Some(&template(serde_json::json!({"name": "s", "image": img,
+                    "imagePullPolicy": "IfNotPresent", "resources": {"limits": {"cpu": "1"}}}))),
+                &settings,
+            )
+            .unwrap_or_else(|e| panic!("{img}: {e}"));
+            assert_eq!((r.image.as_str(), r.note), (img, None));
+        }
+        for img in [
+            "reg.example/l2sm:v3",
+            "reg.example/dev-evil:1",
+            "reg.example/l2sm",
+        ] {
+            assert!(!image_allowed(img, &settings), "{img}");
+        }
+        assert_eq!(image_repository("h:5000/a/b:t@sha256:1"), "h:5000/a/b");
+        assert_eq!(image_repository("h:5000/a/b"), "h:5000/a/b");
+    }
+
+    #[test]
+    fn a_refused_template_keeps_the_agents_condition_and_says_so() {
+        let s = spec(&["w1"], &[]);
+        let deployed = Observed::Deployed {
+            wanted: 1,
+            ready: 1,
+            unaddressed: vec![],
+            note: None,
+            problem: None,
+        };
+        let st = compute_status(None, &s, Some(1), &deployed, now());
+        let t = find_condition(&st.conditions, CONDITION_TEMPLATE).unwrap();
+        assert_eq!(t.status, "True");
+        let st = compute_status(
+            Some(&st),
+            &s,
+            Some(2),
+            &Observed::Refused("spec.switchTemplate.spec.initContainers is refused".into()),
+            now(),
+        );
+        let t = find_condition(&st.conditions, CONDITION_TEMPLATE).unwrap();
+        assert_eq!(
+            (t.status.as_str(), t.reason.as_str()),
+            ("False", REASON_TEMPLATE_REFUSED)
+        );
+        let r = find_condition(&st.conditions, CONDITION_READY).unwrap();
+        assert_eq!(r.reason, REASON_TEMPLATE_REFUSED);
+        assert!(r.message.contains("initContainers"), "{}", r.message);
+        let a = find_condition(&st.conditions, CONDITION_AGENTS).unwrap();
+        assert_eq!(
+            a.status, "True",
+            "agents of the accepted template still run"
+        );
     }
 
     #[test]
@@ -1230,7 +1652,7 @@ mod tests {
     fn agents_get_their_certificate_and_use_it_for_rest() {
         let o = Overlay::new("ovl", spec(&["w1"], &[]));
         let settings = Settings::default();
-        let (c, _) = agent_container(&o.spec, &settings);
+        let (c, _) = agent_container(&o.spec, &settings).unwrap();
         // No shared admin credential: the node certificate is the REST identity.
         assert!(
             c.env.iter().flatten().all(|e| e
@@ -1298,7 +1720,7 @@ mod tests {
             switch_certs_auto: false,
             ..Settings::default()
         };
-        let (c, _) = agent_container(&o.spec, &manual);
+        let (c, _) = agent_container(&o.spec, &manual).unwrap();
         assert!(!c
             .args
             .clone()
@@ -1324,7 +1746,7 @@ mod tests {
         let mut o = Overlay::new("ovl", spec(&["w1"], &[]));
         o.metadata.namespace = Some("tenant".into());
         let settings = Settings::default();
-        let (c, _) = agent_container(&o.spec, &settings);
+        let (c, _) = agent_container(&o.spec, &settings).unwrap();
         let ds = daemon_set(&o, &["w1".to_string()], c, &settings);
         assert_eq!(ds.metadata.namespace.as_deref(), Some("l2sm-system"));
         assert!(ds.metadata.owner_references.is_none());
