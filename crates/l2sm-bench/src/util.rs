@@ -58,6 +58,9 @@ pub struct ControllerSpec {
     pub log: PathBuf,
     /// OpenFlow over TLS with these files; `None`: plain TCP (`--insecure-openflow`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The API over TLS with these files (`--api-tls-cert/-key`; `ca` is what clients
+    /// trust); `None`: plain HTTP.
+    pub api_tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ControllerSpec {
@@ -71,6 +74,7 @@ impl ControllerSpec {
             topology,
             log: dir.join("controller.log"),
             tls: None,
+            api_tls: None,
         })
     }
 
@@ -115,6 +119,12 @@ impl ControllerSpec {
                 cmd.arg("--insecure-openflow");
             }
         }
+        if let Some(f) = &self.api_tls {
+            cmd.arg("--api-tls-cert")
+                .arg(&f.cert)
+                .arg("--api-tls-key")
+                .arg(&f.key);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.l2sm.display()))?;
@@ -146,11 +156,19 @@ impl Controller {
             timeout: Duration::from_secs(30),
             ..RetryPolicy::once()
         };
-        ControllerClient::new(
-            &format!("http://{}", self.spec.api),
-            Some((USER.into(), PASSWORD.into())),
-            retry,
-        )
+        let credentials = Some((USER.into(), PASSWORD.into()));
+        match &self.spec.api_tls {
+            None => ControllerClient::new(&format!("http://{}", self.spec.api), credentials, retry),
+            Some(f) => ControllerClient::with_tls(
+                &format!("https://{}", self.spec.api),
+                credentials,
+                retry,
+                l2sm_api::TlsOptions {
+                    ca_file: Some(f.ca.clone()),
+                    ..Default::default()
+                },
+            ),
+        }
         .context("controller API client")
     }
 
