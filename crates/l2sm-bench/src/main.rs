@@ -513,7 +513,7 @@ fn print_synth(r: &convergence::SynthReport) {
         r.memberships, r.feed_batch, r.feed_ms, r.expected_flows, r.expected_groups
     );
     println!(
-        "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8}",
+        "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8} {:>10}",
         "start",
         "serving",
         "p50 sw",
@@ -523,7 +523,8 @@ fn print_synth(r: &convergence::SynthReport) {
         "churn",
         "RSS MiB",
         "peak MiB",
-        "CPU s"
+        "CPU s",
+        "switches s"
     );
     let row = |name: &str, s: &convergence::StartReport| {
         let t = |v: f64| {
@@ -534,7 +535,7 @@ fn print_synth(r: &convergence::SynthReport) {
             }
         };
         println!(
-            "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9.1} {:>9.1} {:>8.2}{}",
+            "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9.1} {:>9.1} {:>8.2} {:>10.2}{}",
             name,
             t(s.serving_ms),
             t(s.p50_switch_ms),
@@ -545,6 +546,7 @@ fn print_synth(r: &convergence::SynthReport) {
             s.controller.rss_kib as f64 / 1024.0,
             s.controller.peak_rss_kib as f64 / 1024.0,
             s.controller.cpu_ms as f64 / 1000.0,
+            s.switches_cpu_ms as f64 / 1000.0,
             if s.converged {
                 String::new()
             } else {

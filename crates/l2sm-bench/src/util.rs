@@ -30,7 +30,13 @@ impl ScratchDir {
 }
 
 impl Drop for ScratchDir {
+    /// Removes the directory, unless `L2SM_BENCH_KEEP` is set (to read the controllers' logs
+    /// afterwards; the path is printed on stderr).
     fn drop(&mut self) {
+        if std::env::var_os("L2SM_BENCH_KEEP").is_some() {
+            eprintln!("l2sm-bench: kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
