@@ -212,6 +212,17 @@ async fn measure_start(
     let mods_at_convergence = mods();
     tokio::time::sleep(opts.settle).await;
     let usage = controller.usage()?;
+    // Diagnostics: keep the controller up a while to look at it (gdb, /proc/PID/smaps).
+    if let Some(secs) = std::env::var("L2SM_BENCH_HOLD_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        eprintln!(
+            "l2sm-bench: holding controller pid {} for {secs} s",
+            controller.pid()
+        );
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     let times: Vec<f64> = converged_at
         .lock()
         .unwrap_or_else(|e| e.into_inner())

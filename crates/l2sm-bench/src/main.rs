@@ -229,6 +229,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ovs = real::bridges(&l2sm, &ovs_spec(100, 10, 4), Duration::from_secs(60)).await?;
             let rate = real::flow_rate(&l2sm, 30000).await?;
             let cold = cold::run(&l2sm, 10, 1000, 10).await?;
+            let api = api::run(&api::ApiOptions {
+                l2sm: l2sm.clone(),
+                requests: 2000,
+                concurrency: 4,
+                rounds: 10,
+                cluster: ClusterSpec {
+                    switches: 100,
+                    networks: 10,
+                    ports_per_switch: 4,
+                    shape: Shape::Sparse,
+                    trunks: false,
+                },
+                plain: true,
+                tls: true,
+            })
+            .await?;
             if cli.json {
                 let doc = serde_json::json!({
                     "schema": 1,
@@ -237,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "ovs": ovs,
                     "flow_rate": rate,
                     "cold_start": cold,
+                    "api": api,
                     "host": host(),
                 });
                 println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -250,6 +267,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_rate(&rate);
                 println!();
                 print_cold(&cold);
+                println!();
+                print_api(&api);
             }
         }
         Command::Api {
