@@ -531,8 +531,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let store = Store::open(&args.state_dir)?;
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
-    let of_listener = tokio::net::TcpListener::bind(args.openflow_listen)
-        .await
+    let of_listener = listen(args.openflow_listen, OPENFLOW_BACKLOG)
         .with_context(|| format!("cannot listen for OpenFlow on {}", args.openflow_listen))?;
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)
         .await
@@ -614,6 +613,25 @@ fn openflow_tls(args: &ControllerArgs) -> anyhow::Result<Option<tokio_rustls::Tl
     let config = switch_tls::server_config_from_files(cert, key, ca)
         .context("cannot set up OpenFlow TLS")?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
+}
+
+/// Pending connections the OpenFlow listener queues (the kernel caps it at
+/// `net.core.somaxconn`). Thousands of switches dial at once after a controller restart; with
+/// tokio's default of 1,024, 5,000 switches over TLS overflowed the queue ~14,000 times in one
+/// start (`TcpExtListenOverflows`), and each dropped SYN waits 1, 2, 4… s for its retransmission.
+pub const OPENFLOW_BACKLOG: u32 = 8192;
+
+/// A TCP listener on `addr` with room for `backlog` pending connections (address reuse as
+/// `TcpListener::bind` sets it).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Re-plans after every change of the model or the graph, at most once per
