@@ -3,10 +3,10 @@
 //!
 //! Data flow: an API call changes the [`model::Model`] (committed to the [`store::Store`]
 //! before the answer is sent), then bumps a generation counter. With a topology, one planner
-//! task turns each generation into every switch's view (at most once per [`PLAN_INTERVAL`],
-//! and spaced by [`PLAN_SPACING`] times a plan's duration, however fast changes come) and tells the sessions; without one, sessions derive their own
-//! view from the model. Each session whose view changed recompiles its own pipeline and sends
-//! only the difference.
+//! task turns each generation into every switch's view (at most once per [`PLAN_INTERVAL`]
+//! and per [`PLAN_SPACING`] times a plan's duration, however fast changes come) and tells the
+//! sessions; without one, sessions derive their own view from the model. Each session whose
+//! view changed recompiles its own pipeline and sends only the difference.
 
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
