@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Controller benchmarks (docs/benchmarks-controller.md): 1,000 synthetic OpenFlow switches x 10
 # networks (convergence after controller start, RSS, CPU, restart), one ovs-vswitchd with 100
-# bridges, flow programming rate next to `ovs-ofctl add-flows`, cold start.
+# bridges, flow programming rate next to `ovs-ofctl add-flows`, cold start, the same 1,000
+# switches over TLS, and REST latency plain vs TLS (`l2sm-bench api`).
 # Root (real OVS under /run/l2sm-bench-*); everything it starts is removed at the end.
 # Extra arguments go to `l2sm-bench all`, e.g. `--json` for the machine-readable report.
 set -euo pipefail

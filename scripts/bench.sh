@@ -26,10 +26,10 @@ for a in "$@"; do
 done
 if [ $MODE = quick ]; then
   SECS=2 REPS=1 PINGS=20 LEVELS=${LEVELS:-"1 5 20"} ROUNDS1=3 CODEC_ARGS="--warm-up-time 0.3 --measurement-time 1"
-  SWITCHES="10 100" BRIDGES="10" FLOWS=3000 COLD_RUNS=3
+  SWITCHES="10 100" BRIDGES="10" FLOWS=3000 COLD_RUNS=3 TLS_SWITCHES="100" TLS_RUNS=1
 else
   SECS=5 REPS=3 PINGS=100 LEVELS=${LEVELS:-"1 10 100"} ROUNDS1=10 CODEC_ARGS=""
-  SWITCHES="10 100 1000" BRIDGES="10 100" FLOWS=30000 COLD_RUNS=10
+  SWITCHES="10 100 1000" BRIDGES="10 100" FLOWS=30000 COLD_RUNS=10 TLS_SWITCHES="1000 5000" TLS_RUNS=3
 fi
 
 scripts/deps.sh
@@ -353,6 +353,18 @@ controller() {
   "${B[@]}" flow-rate --flows "$FLOWS" >"$RES/controller/flow-rate.json"
   echo "== controller: cold start"
   "${B[@]}" cold-start --runs "$COLD_RUNS" >"$RES/controller/cold-start.json"
+  # Control plane over TLS (issue #14): TCP then TLS on the same cluster, and REST plain vs TLS,
+  # each repeated (the report gives medians and ranges).
+  local i
+  for i in $(seq "$TLS_RUNS"); do
+    for n in $TLS_SWITCHES; do
+      echo "== controller: $n synthetic switches over TCP then TLS, run $i"
+      "${B[@]}" controller --switches "$n" --batch 50 --openflow both \
+        >"$RES/controller/tls-$n-$i.json"
+    done
+    echo "== controller: REST latency plain vs TLS, run $i"
+    "${B[@]}" api >"$RES/controller/api-$i.json"
+  done
 }
 
 # ---------------------------------------------------------------- agent

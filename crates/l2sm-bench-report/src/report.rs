@@ -126,10 +126,11 @@ pub fn render(inputs: &Inputs) -> (String, Vec<Plot>) {
     dataplane(inputs, &mut body, &mut goals);
     attach(inputs, &mut body, &mut goals, &mut plots);
     controller(inputs, &mut body, &mut goals, &mut plots);
+    control_plane_tls(inputs, &mut body, &mut goals);
     agent(inputs, &mut body);
     codec(inputs, &mut body);
 
-    let _ = writeln!(md, "## Goals (issue #8)\n");
+    let _ = writeln!(md, "## Goals (issues #8 and #14)\n");
     let _ = writeln!(
         md,
         "| Goal | Target | Measured | Verdict |\n|---|---|---|---|"
@@ -550,10 +551,12 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
     let why = not_measured(inputs, "controller");
     let f = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_f64);
     let docs = |key: &str| {
+        // `tls-*` and `api-*` documents are the TLS section's (repeated runs).
         let mut v: Vec<&Value> = inputs
             .controller
-            .values()
-            .filter_map(|d| d.get(key))
+            .iter()
+            .filter(|(stem, _)| !stem.starts_with("tls-") && !stem.starts_with("api-"))
+            .filter_map(|(_, d)| d.get(key))
             .collect();
         v.sort_by(|a, b| {
             f(a, "/cluster/switches")
@@ -888,6 +891,239 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
                 "Other controller measurement `{name}` (shown as measured):\n\n```json\n{d}\n```\n"
             );
         }
+    }
+}
+
+/// `median (min–max)` of values, `—` when there are none.
+fn spread_of(v: &[f64]) -> String {
+    match v {
+        [] => "—".into(),
+        [x] => num(*x),
+        _ => format!(
+            "{} ({}–{})",
+            num(median(v).unwrap_or(0.0)),
+            num(percentile(v, 0.0).unwrap_or(0.0)),
+            num(percentile(v, 100.0).unwrap_or(0.0))
+        ),
+    }
+}
+
+/// Control plane over TLS (issue #14): `controller/tls-<N>-<run>.json` (`l2sm-bench controller
+/// --switches N --openflow both`: TCP then TLS on the same cluster) and `controller/api-<run>.json`
+/// (`l2sm-bench api`: REST plain vs TLS), each repeated; medians and ranges over the runs.
+fn control_plane_tls(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>) {
+    let _ = writeln!(md, "## Control plane over TLS (issue #14)\n");
+    let f = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_f64);
+    let runs: Vec<&Value> = inputs
+        .controller
+        .iter()
+        .filter(|(stem, _)| stem.starts_with("tls-"))
+        .map(|(_, d)| d)
+        .collect();
+    let api: Vec<&Value> = inputs
+        .controller
+        .iter()
+        .filter(|(stem, _)| stem.starts_with("api-"))
+        .filter_map(|(_, d)| d.get("api"))
+        .collect();
+    if runs.is_empty() && api.is_empty() {
+        let _ = writeln!(md, "{}\n", not_measured(inputs, "controller"));
+        return;
+    }
+    let mut sizes: Vec<f64> = runs
+        .iter()
+        .filter_map(|d| f(d, "/controller_tls/cluster/switches"))
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    if !sizes.is_empty() {
+        let _ = writeln!(
+            md,
+            "`l2sm-bench controller --switches N --batch 50 --openflow both`: the same cluster over \
+             plain TCP, then over TLS (a certificate per synthetic switch naming its node; the \
+             controller requires and checks it), in the same run; runs repeated, median (min–max). \
+             Rate = FLOW_MODs + GROUP_MODs received up to convergence per second; the synthetic \
+             switches run on the same cores as the controller, so their own CPU is shown.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| Switches | OpenFlow | runs | converged ms | controller RSS MiB | controller CPU s | \
+             synthetic switches' CPU s | FLOW_MODs + GROUP_MODs | rate TLS ÷ TCP |\n\
+             |---|---|---|---|---|---|---|---|---|"
+        );
+    }
+    for &n in &sizes {
+        let of_n: Vec<&Value> = runs
+            .iter()
+            .copied()
+            .filter(|d| f(d, "/controller_tls/cluster/switches") == Some(n))
+            .collect();
+        let rate = |d: &Value, key: &str| {
+            let s = d.get(key)?.get("start")?;
+            let mods = f(s, "/flow_mods")? + f(s, "/group_mods")?;
+            let ms = f(s, "/convergence_ms")?;
+            (ms > 0.0).then(|| mods / (ms / 1000.0))
+        };
+        let ratios: Vec<f64> = of_n
+            .iter()
+            .filter_map(|d| Some(rate(d, "controller_tls")? / rate(d, "controller")?))
+            .collect();
+        let values = |key: &str, p: &str, scale: f64| -> Vec<f64> {
+            of_n.iter()
+                .filter_map(|d| d.get(key).and_then(|v| f(v, p)).map(|x| x / scale))
+                .collect()
+        };
+        let mut tls_conv = Vec::new();
+        let mut tls_rss = Vec::new();
+        for (key, name) in [("controller", "TCP"), ("controller_tls", "TLS")] {
+            let conv = values(key, "/start/convergence_ms", 1.0);
+            let rss = values(key, "/start/controller/rss_kib", 1024.0);
+            let mods: Vec<f64> = of_n
+                .iter()
+                .filter_map(|d| {
+                    let s = d.get(key)?.get("start")?;
+                    Some(f(s, "/flow_mods")? + f(s, "/group_mods")?)
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {name} | {} | {} | {} | {} | {} | {} | {} |",
+                num(n),
+                of_n.len(),
+                spread_of(&conv),
+                spread_of(&rss),
+                spread_of(&values(key, "/start/controller/cpu_ms", 1000.0)),
+                spread_of(&values(key, "/start/switches_cpu_ms", 1000.0)),
+                spread_of(&mods),
+                if name == "TLS" {
+                    format!("**{}×**", spread_of(&ratios))
+                } else {
+                    String::new()
+                }
+            );
+            if name == "TLS" {
+                tls_conv = conv;
+                tls_rss = rss;
+            }
+        }
+        let verdict = |ok: bool| if ok { "met" } else { "**missed**" }.to_string();
+        if let Some(r) = median(&ratios) {
+            goals.push(Goal {
+                what: "OpenFlow programming rate TLS ÷ TCP, same run (issue #14)",
+                target: "≥ 0.8×".into(),
+                measured: format!("{} switches: {}×", num(n), spread_of(&ratios)),
+                verdict: verdict(r >= 0.8),
+            });
+        }
+        let limit_s = match n as u64 {
+            1000 => Some(5.0),
+            5000 => Some(15.0),
+            _ => None,
+        };
+        if let (Some(limit), Some(conv)) = (limit_s, median(&tls_conv)) {
+            goals.push(Goal {
+                what: "Switches over TLS converge (issue #14)",
+                target: format!("{} switches < {} s", num(n), num(limit)),
+                measured: format!("{} ms", spread_of(&tls_conv)),
+                verdict: verdict(conv < limit * 1000.0),
+            });
+        }
+        if let (5000, Some(rss)) = (n as u64, median(&tls_rss)) {
+            goals.push(Goal {
+                what: "Controller RSS, 5,000 switches over TLS (issue #14)",
+                target: "< 128 MiB".into(),
+                measured: format!("{} MiB", spread_of(&tls_rss)),
+                verdict: verdict(rss < 128.0),
+            });
+        }
+    }
+    if !sizes.is_empty() {
+        md.push('\n');
+    }
+    if api.is_empty() {
+        return;
+    }
+    let first = api[0];
+    let _ = writeln!(
+        md,
+        "`l2sm-bench api`: REST latency, a plain and a TLS controller serving copies of the same \
+         state ({} networks, {} member ports), {} clients, rounds alternating between them; {} \
+         runs, median (min–max) of each run's figure. Read: `GET /api/v1/networks` ({} bytes); \
+         write: attach or detach one port, persisted before the answer. `keepalive` is the \
+         representative case (pooled clients; the server keeps idle connections 10 s); `new` \
+         opens a connection per request (TLS sessions resumed), `new-full` without resumption.\n",
+        opt(f(first, "/networks")),
+        opt(f(first, "/memberships")),
+        opt(f(first, "/concurrency")),
+        api.len(),
+        opt(f(first, "/read_bytes")),
+    );
+    let _ = writeln!(
+        md,
+        "| connection | op | plain p50 ms | plain p99 ms | TLS p50 ms | TLS p99 ms | TLS ÷ plain \
+         p50 | TLS ÷ plain p99 | controller CPU µs per request, plain / TLS |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    let results = |c: &str, o: &str, t: &str, q: &str| -> Vec<f64> {
+        api.iter()
+            .filter_map(|a| a.get("results")?.as_array())
+            .flatten()
+            .filter(|x| {
+                x.get("connection").and_then(Value::as_str) == Some(c)
+                    && x.get("op").and_then(Value::as_str) == Some(o)
+                    && x.get("transport").and_then(Value::as_str) == Some(t)
+            })
+            .filter_map(|x| f(x, &format!("/{q}")))
+            .collect()
+    };
+    let ratios = |c: &str, o: &str, q: &str| -> Vec<f64> {
+        api.iter()
+            .filter_map(|a| a.get("ratios")?.as_array())
+            .flatten()
+            .filter(|x| {
+                x.get("connection").and_then(Value::as_str) == Some(c)
+                    && x.get("op").and_then(Value::as_str) == Some(o)
+            })
+            .filter_map(|x| f(x, &format!("/{q}")))
+            .collect()
+    };
+    for c in ["keepalive", "new", "new-full"] {
+        for o in ["read", "write"] {
+            let _ = writeln!(
+                md,
+                "| {c} | {o} | {} | {} | {} | {} | {}× | {}× | {} / {} |",
+                spread_of(&results(c, o, "plain", "p50_ms")),
+                spread_of(&results(c, o, "plain", "p99_ms")),
+                spread_of(&results(c, o, "tls", "p50_ms")),
+                spread_of(&results(c, o, "tls", "p99_ms")),
+                spread_of(&ratios(c, o, "p50")),
+                spread_of(&ratios(c, o, "p99")),
+                opt(median(&results(c, o, "plain", "server_cpu_us"))),
+                opt(median(&results(c, o, "tls", "server_cpu_us"))),
+            );
+        }
+    }
+    md.push('\n');
+    let p99: Vec<f64> = ["read", "write"]
+        .iter()
+        .flat_map(|o| ratios("keepalive", o, "p99"))
+        .collect();
+    if let Some(worst) = ["read", "write"]
+        .iter()
+        .filter_map(|o| median(&ratios("keepalive", o, "p99")))
+        .reduce(f64::max)
+    {
+        goals.push(Goal {
+            what: "REST p99 TLS ÷ plain, kept-alive connections (issue #14)",
+            target: "≤ 1.3×".into(),
+            measured: format!(
+                "read {}×, write {}× (all runs: {})",
+                spread_of(&ratios("keepalive", "read", "p99")),
+                spread_of(&ratios("keepalive", "write", "p99")),
+                spread_of(&p99)
+            ),
+            verdict: if worst <= 1.3 { "met" } else { "**missed**" }.into(),
+        });
     }
 }
 

@@ -172,3 +172,89 @@ fn bad_input_is_a_clear_error() {
     let e = l2sm_bench_report::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("machine.json"), "{e}");
 }
+
+/// The TLS section (issue #14) from repeated `tls-<N>-<run>` and `api-<run>` documents:
+/// medians and ranges over the runs, the TLS ÷ TCP rate ratio of each run, goals with
+/// verdicts; those documents stay out of the scaling table.
+#[test]
+fn tls_section_from_repeated_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    results(dir.path());
+    let start = |conv: u32, rss_mib: u32| {
+        format!(
+            r#"{{"converged":true,"convergence_ms":{conv},"flow_mods":900,"group_mods":100,
+               "controller":{{"rss_kib":{},"peak_rss_kib":0,"cpu_ms":2000}},"switches_cpu_ms":1500}}"#,
+            rss_mib * 1024
+        )
+    };
+    for (run, tcp, tls, rss) in [
+        (1, 2000, 6000, 140),
+        (2, 3000, 7000, 150),
+        (3, 4000, 8000, 160),
+    ] {
+        let cluster = r#"{"switches":5000,"networks":10,"ports_per_switch":4,"shape":"sparse"}"#;
+        write(
+            dir.path(),
+            &format!("controller/tls-5000-{run}.json"),
+            &format!(
+                r#"{{"controller":{{"openflow":"tcp","cluster":{cluster},"start":{}}},
+                    "controller_tls":{{"openflow":"tls","cluster":{cluster},"start":{}}}}}"#,
+                start(tcp, 100),
+                start(tls, rss)
+            ),
+        );
+    }
+    let result = |c: &str, o: &str, t: &str, p99: f64| {
+        format!(
+            r#"{{"connection":"{c}","op":"{o}","transport":"{t}","p50_ms":0.5,"p99_ms":{p99},"server_cpu_us":80}}"#
+        )
+    };
+    write(
+        dir.path(),
+        "controller/api-1.json",
+        &format!(
+            r#"{{"api":{{"networks":10,"memberships":400,"concurrency":4,"read_bytes":10323,
+                "results":[{},{},{},{}],
+                "ratios":[{{"connection":"keepalive","op":"read","p50":1.0,"p99":1.2}},
+                          {{"connection":"keepalive","op":"write","p50":1.0,"p99":1.4}}]}}}}"#,
+            result("keepalive", "read", "plain", 1.0),
+            result("keepalive", "read", "tls", 1.2),
+            result("keepalive", "write", "plain", 2.0),
+            result("keepalive", "write", "tls", 2.8),
+        ),
+    );
+    let inputs = l2sm_bench_report::load(dir.path()).unwrap();
+    let (md, _) = l2sm_bench_report::render(&inputs);
+    let tls = md
+        .split("## Control plane over TLS (issue #14)")
+        .nth(1)
+        .expect("TLS section");
+    assert!(
+        tls.contains("| 5,000 | TCP | 3 | 3,000 (2,000–4,000) | 100 (100–100) |"),
+        "{tls}"
+    );
+    assert!(
+        tls.contains("| 5,000 | TLS | 3 | 7,000 (6,000–8,000) | 150 (140–160) |"),
+        "{tls}"
+    );
+    // Per run: TLS rate ÷ TCP rate = TCP time ÷ TLS time: 0.333, 0.429, 0.5.
+    assert!(tls.contains("**0.429 (0.333–0.500)×**"), "{tls}");
+    assert!(
+        tls.contains("| keepalive | read | 0.500 | 1 | 0.500 | 1.20 | 1× | 1.20× | 80 / 80 |"),
+        "{tls}"
+    );
+    assert!(md.contains("| Switches over TLS converge (issue #14) | 5,000 switches < 15 s | 7,000 (6,000–8,000) ms | met |"), "{md}");
+    assert!(md.contains("| Controller RSS, 5,000 switches over TLS (issue #14) | < 128 MiB | 150 (140–160) MiB | **missed** |"), "{md}");
+    assert!(
+        md.contains("| OpenFlow programming rate TLS ÷ TCP, same run (issue #14) | ≥ 0.8× |"),
+        "{md}"
+    );
+    assert!(md.contains("| REST p99 TLS ÷ plain, kept-alive connections (issue #14) | ≤ 1.3× | read 1.20×, write 1.40× (all runs: 1.30 (1.20–1.40)) | **missed** |"), "{md}");
+    // The repeated runs stay out of the scaling table.
+    let scaling = md
+        .split("### Convergence and memory")
+        .nth(1)
+        .and_then(|s| s.split("###").next())
+        .unwrap();
+    assert!(!scaling.contains("| 5,000 |"), "{scaling}");
+}

@@ -86,6 +86,10 @@ pub struct StartReport {
     pub mods_after_convergence: u64,
     /// Controller memory and CPU at the end of the settle period.
     pub controller: Usage,
+    /// CPU time of the benchmark process (the synthetic switches, their TLS included) from
+    /// the controller's spawn to the end of the settle period, ms: on a small machine the
+    /// switches compete with the controller for the same cores.
+    pub switches_cpu_ms: u64,
 }
 
 /// Runs the benchmark.
@@ -196,6 +200,7 @@ async fn measure_start(
     n: usize,
 ) -> anyhow::Result<StartReport> {
     let t0 = Instant::now();
+    let own0 = Usage::of(std::process::id())?.cpu_ms;
     let serving = controller.wait_serving(Duration::from_secs(10)).await?;
     let deadline = t0 + opts.timeout;
     while (counters.converged.load(Ordering::Relaxed) as usize) < n && Instant::now() < deadline {
@@ -207,6 +212,17 @@ async fn measure_start(
     let mods_at_convergence = mods();
     tokio::time::sleep(opts.settle).await;
     let usage = controller.usage()?;
+    // Diagnostics: keep the controller up a while to look at it (gdb, /proc/PID/smaps).
+    if let Some(secs) = std::env::var("L2SM_BENCH_HOLD_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        eprintln!(
+            "l2sm-bench: holding controller pid {} for {secs} s",
+            controller.pid()
+        );
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     let times: Vec<f64> = converged_at
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -229,6 +245,7 @@ async fn measure_start(
         group_mods: counters.group_mods.load(Ordering::Relaxed),
         mods_after_convergence: mods() - mods_at_convergence,
         controller: usage,
+        switches_cpu_ms: Usage::of(std::process::id())?.cpu_ms.saturating_sub(own0),
     })
 }
 
@@ -244,6 +261,7 @@ async fn measure_restart(
     let flow0 = counters.flow_mods.load(Ordering::Relaxed);
     let group0 = counters.group_mods.load(Ordering::Relaxed);
     let t0 = Instant::now();
+    let own0 = Usage::of(std::process::id())?.cpu_ms;
     let serving = controller.wait_serving(Duration::from_secs(10)).await?;
     let api = controller.api()?;
     let deadline = t0 + opts.timeout;
@@ -277,5 +295,6 @@ async fn measure_restart(
         group_mods,
         mods_after_convergence: flow_mods + group_mods,
         controller: usage,
+        switches_cpu_ms: Usage::of(std::process::id())?.cpu_ms.saturating_sub(own0),
     })
 }

@@ -3,6 +3,7 @@
 //! `ovs-ofctl add-flows`, and cold start. The controller always runs as its own process, so
 //! its memory and CPU time are its own.
 
+pub mod api;
 pub mod cold;
 pub mod convergence;
 pub mod ovs;

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use l2sm_bench::scenario::{ClusterSpec, Shape};
-use l2sm_bench::{cold, convergence, real};
+use l2sm_bench::{api, cold, convergence, real};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -68,6 +68,27 @@ enum Command {
     FlowRate {
         #[arg(long, default_value_t = 30000)]
         flows: usize,
+    },
+    /// REST latency, plain HTTP vs TLS in the same run: p50/p99 of a read and a write,
+    /// kept-alive connections and a new connection per request.
+    Api {
+        /// Samples per operation, connection mode and transport.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Clients in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Rounds the samples are split into; plain and TLS alternate between rounds.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Switches in the served state (4 member ports each).
+        #[arg(long, default_value_t = 100)]
+        switches: usize,
+        #[arg(long, default_value_t = 10)]
+        networks: usize,
+        /// Transport of the API: plain HTTP, TLS, or both (same run, with the ratio).
+        #[arg(long, value_enum, default_value_t = ApiTransport::Both)]
+        tls: ApiTransport,
     },
     /// Everything with the default sizes, one report (what BENCHMARKS.md is generated from).
     All,
@@ -208,6 +229,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ovs = real::bridges(&l2sm, &ovs_spec(100, 10, 4), Duration::from_secs(60)).await?;
             let rate = real::flow_rate(&l2sm, 30000).await?;
             let cold = cold::run(&l2sm, 10, 1000, 10).await?;
+            let api = api::run(&api::ApiOptions {
+                l2sm: l2sm.clone(),
+                requests: 2000,
+                concurrency: 4,
+                rounds: 10,
+                cluster: ClusterSpec {
+                    switches: 100,
+                    networks: 10,
+                    ports_per_switch: 4,
+                    shape: Shape::Sparse,
+                    trunks: false,
+                },
+                plain: true,
+                tls: true,
+            })
+            .await?;
             if cli.json {
                 let doc = serde_json::json!({
                     "schema": 1,
@@ -216,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "ovs": ovs,
                     "flow_rate": rate,
                     "cold_start": cold,
+                    "api": api,
                     "host": host(),
                 });
                 println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -229,6 +267,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_rate(&rate);
                 println!();
                 print_cold(&cold);
+                println!();
+                print_api(&api);
+            }
+        }
+        Command::Api {
+            requests,
+            concurrency,
+            rounds,
+            switches,
+            networks,
+            tls,
+        } => {
+            let r = api::run(&api::ApiOptions {
+                l2sm: l2sm.clone(),
+                requests,
+                concurrency,
+                rounds,
+                cluster: ClusterSpec {
+                    switches,
+                    networks,
+                    ports_per_switch: 4,
+                    shape: Shape::Sparse,
+                    trunks: false,
+                },
+                plain: matches!(tls, ApiTransport::Plain | ApiTransport::Both),
+                tls: matches!(tls, ApiTransport::Tls | ApiTransport::Both),
+            })
+            .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"api": r}))?
+                );
+            } else {
+                print_api(&r);
             }
         }
         Command::ColdStart {
@@ -292,6 +365,17 @@ enum Transport {
     Both,
 }
 
+/// Transport of the API.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ApiTransport {
+    /// Plain HTTP.
+    Plain,
+    /// HTTPS (a certificate made for the run; clients authenticate with Basic credentials).
+    Tls,
+    /// Both, the same run, alternating.
+    Both,
+}
+
 /// OpenFlow programming rate over TLS next to plain TCP: messages the switches received up to
 /// convergence over the convergence time.
 fn print_tls_ratio(plain: &convergence::SynthReport, tls: &convergence::SynthReport) {
@@ -339,6 +423,51 @@ fn host() -> serde_json::Value {
         .and_then(|s| s.lines().next().map(str::to_string))
         .unwrap_or_default();
     serde_json::json!({"cpu": cpu, "cores": cores, "ovs": ovs})
+}
+
+fn print_api(r: &api::ApiReport) {
+    println!(
+        "REST latency: {} networks, {} member ports (read answer {} bytes); {} clients, {} rounds alternating plain and TLS",
+        r.networks, r.memberships, r.read_bytes, r.concurrency, r.rounds
+    );
+    println!(
+        "  {:<10} {:<6} {:<6} {:>7} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "connection",
+        "op",
+        "api",
+        "samples",
+        "conns",
+        "resumed",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "req/s",
+        "server us"
+    );
+    for x in &r.results {
+        println!(
+            "  {:<10} {:<6} {:<6} {:>7} {:>6} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.0} {:>10.0}",
+            x.connection,
+            x.op,
+            x.transport,
+            x.requests,
+            x.connections,
+            x.resumed,
+            x.p50_ms,
+            x.p90_ms,
+            x.p99_ms,
+            x.max_ms,
+            x.throughput_per_s,
+            x.server_cpu_us
+        );
+    }
+    for x in &r.ratios {
+        println!(
+            "  TLS/plain {:<10} {:<6} p50 {:.2}  p99 {:.2}",
+            x.connection, x.op, x.p50, x.p99
+        );
+    }
 }
 
 fn print_cold(r: &cold::ColdReport) {
@@ -403,7 +532,7 @@ fn print_synth(r: &convergence::SynthReport) {
         r.memberships, r.feed_batch, r.feed_ms, r.expected_flows, r.expected_groups
     );
     println!(
-        "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8}",
+        "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8} {:>10}",
         "start",
         "serving",
         "p50 sw",
@@ -413,7 +542,8 @@ fn print_synth(r: &convergence::SynthReport) {
         "churn",
         "RSS MiB",
         "peak MiB",
-        "CPU s"
+        "CPU s",
+        "switches s"
     );
     let row = |name: &str, s: &convergence::StartReport| {
         let t = |v: f64| {
@@ -424,7 +554,7 @@ fn print_synth(r: &convergence::SynthReport) {
             }
         };
         println!(
-            "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9.1} {:>9.1} {:>8.2}{}",
+            "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9.1} {:>9.1} {:>8.2} {:>10.2}{}",
             name,
             t(s.serving_ms),
             t(s.p50_switch_ms),
@@ -435,6 +565,7 @@ fn print_synth(r: &convergence::SynthReport) {
             s.controller.rss_kib as f64 / 1024.0,
             s.controller.peak_rss_kib as f64 / 1024.0,
             s.controller.cpu_ms as f64 / 1000.0,
+            s.switches_cpu_ms as f64 / 1000.0,
             if s.converged {
                 String::new()
             } else {

@@ -56,6 +56,24 @@ impl BenchPki {
         Ok(BenchPki { ca, ca_der, files })
     }
 
+    /// A TLS client of the API: trusts the CA, shows no certificate (it authenticates with
+    /// Basic credentials, as the operator and upstream's clients do); with `resume`, rustls'
+    /// default in-memory session cache, else every handshake is a full one.
+    pub fn api_client(&self, resume: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        Ok(Arc::new(config))
+    }
+
     /// The TLS client of the switch of `node`: its own certificate (SAN URI
     /// `urn:l2sm:node:NODE`), trusting the CA.
     pub fn client(&self, node: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {

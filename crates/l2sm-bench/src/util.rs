@@ -30,7 +30,13 @@ impl ScratchDir {
 }
 
 impl Drop for ScratchDir {
+    /// Removes the directory, unless `L2SM_BENCH_KEEP` is set (to read the controllers' logs
+    /// afterwards; the path is printed on stderr).
     fn drop(&mut self) {
+        if std::env::var_os("L2SM_BENCH_KEEP").is_some() {
+            eprintln!("l2sm-bench: kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -58,6 +64,9 @@ pub struct ControllerSpec {
     pub log: PathBuf,
     /// OpenFlow over TLS with these files; `None`: plain TCP (`--insecure-openflow`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The API over TLS with these files (`--api-tls-cert/-key`; `ca` is what clients
+    /// trust); `None`: plain HTTP.
+    pub api_tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ControllerSpec {
@@ -71,6 +80,7 @@ impl ControllerSpec {
             topology,
             log: dir.join("controller.log"),
             tls: None,
+            api_tls: None,
         })
     }
 
@@ -115,6 +125,12 @@ impl ControllerSpec {
                 cmd.arg("--insecure-openflow");
             }
         }
+        if let Some(f) = &self.api_tls {
+            cmd.arg("--api-tls-cert")
+                .arg(&f.cert)
+                .arg("--api-tls-key")
+                .arg(&f.key);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.l2sm.display()))?;
@@ -146,11 +162,19 @@ impl Controller {
             timeout: Duration::from_secs(30),
             ..RetryPolicy::once()
         };
-        ControllerClient::new(
-            &format!("http://{}", self.spec.api),
-            Some((USER.into(), PASSWORD.into())),
-            retry,
-        )
+        let credentials = Some((USER.into(), PASSWORD.into()));
+        match &self.spec.api_tls {
+            None => ControllerClient::new(&format!("http://{}", self.spec.api), credentials, retry),
+            Some(f) => ControllerClient::with_tls(
+                &format!("https://{}", self.spec.api),
+                credentials,
+                retry,
+                l2sm_api::TlsOptions {
+                    ca_file: Some(f.ca.clone()),
+                    ..Default::default()
+                },
+            ),
+        }
         .context("controller API client")
     }
 

@@ -84,3 +84,56 @@ fn ovs_bridges_converge_and_ofctl_reloads_the_same_flows() {
     let fixed = l2sm_pipeline::compile(&Default::default()).flows.len();
     assert_eq!(r.flows, 3 * r.memberships + 2 * r.networks + fixed, "{r:?}");
 }
+
+/// The REST latency benchmark: every request of every case answers 2xx (a failed request fails
+/// the run), both transports are measured in each case with their ratio, TLS connections after
+/// the first resume their session unless resumption is off, and writes leave the state as it
+/// was (attach/detach pairs).
+#[test]
+fn api_benchmark_measures_plain_and_tls_in_every_case() {
+    let opts = l2sm_bench::api::ApiOptions {
+        l2sm: l2sm(),
+        requests: 40,
+        concurrency: 2,
+        rounds: 2,
+        cluster: ClusterSpec {
+            switches: 10,
+            networks: 3,
+            ports_per_switch: 2,
+            shape: Shape::Sparse,
+            trunks: false,
+        },
+        plain: true,
+        tls: true,
+    };
+    let r = rt().block_on(l2sm_bench::api::run(&opts)).unwrap();
+    assert_eq!(r.memberships, 20);
+    // The read lists every member port.
+    assert!(
+        r.read_bytes > 20 * 20,
+        "read answer of {} bytes",
+        r.read_bytes
+    );
+    assert_eq!(r.results.len(), 3 * 2 * 2, "{:?}", r.results);
+    assert_eq!(r.ratios.len(), 3 * 2, "{:?}", r.ratios);
+    for x in &r.results {
+        assert!(x.requests >= 40, "{x:?}");
+        assert!(
+            x.p50_ms > 0.0 && x.p50_ms <= x.p99_ms && x.p99_ms <= x.max_ms,
+            "{x:?}"
+        );
+        match (x.connection, x.transport) {
+            ("keepalive", _) => assert!(x.connections <= 2 * 2, "{x:?}"),
+            (_, _) => assert_eq!(x.connections, x.requests, "{x:?}"),
+        }
+        match (x.connection, x.transport) {
+            (_, "plain") | ("new-full", _) => assert_eq!(x.resumed, 0, "{x:?}"),
+            ("new", "tls") => assert!(x.resumed >= x.requests - 2, "{x:?}"),
+            _ => {}
+        }
+    }
+    assert!(r
+        .ratios
+        .iter()
+        .all(|x| x.p50.is_finite() && x.p99.is_finite()));
+}

@@ -237,7 +237,8 @@ pub struct Session {
     config: SessionConfig,
     state: State,
     started: Instant,
-    /// Unparsed input: at most one incomplete message plus what the last feed brought.
+    /// Unparsed input: the start of one incomplete message (empty, unallocated, between
+    /// messages).
     input: Vec<u8>,
     /// Encoded bytes for the socket.
     output: Vec<u8>,
@@ -264,7 +265,7 @@ impl Session {
             config,
             state: State::AwaitHello,
             started: now,
-            input: Vec::with_capacity(4096),
+            input: Vec::new(),
             output: Vec::with_capacity(4096),
             held: Vec::new(),
             events: VecDeque::new(),
@@ -283,16 +284,24 @@ impl Session {
     }
 
     /// Processes bytes read from the socket (any amount, message boundaries anywhere).
+    ///
+    /// Whole messages are parsed where they are; only an incomplete message is kept, so an
+    /// idle session holds no input buffer (thousands of sessions each kept a few KiB).
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.state == State::Closed {
             return;
         }
         self.heard |= !bytes.is_empty();
-        self.input.extend_from_slice(bytes);
-        let input = std::mem::take(&mut self.input);
+        // The start of a message cut by an earlier read comes first.
+        let mut joined = None;
+        if !self.input.is_empty() {
+            self.input.extend_from_slice(bytes);
+            joined = Some(std::mem::take(&mut self.input));
+        }
+        let data: &[u8] = joined.as_deref().unwrap_or(bytes);
         let mut pos = 0;
         while self.state != State::Closed {
-            let rest = input.get(pos..).unwrap_or_default();
+            let rest = data.get(pos..).unwrap_or_default();
             let len = match message_len(rest) {
                 Err(e) => {
                     self.close(CloseReason::Framing(e));
@@ -304,11 +313,17 @@ impl Session {
             self.handle_frame(rest.get(..len).unwrap_or_default());
             pos += len;
         }
-        self.input = input;
-        if self.state == State::Closed {
-            self.input.clear();
-        } else {
-            self.input.drain(..pos);
+        if self.state == State::Closed || pos >= data.len() {
+            self.input = Vec::new();
+            return;
+        }
+        match joined {
+            // Keep the buffer (and its capacity) while a long message is still arriving.
+            Some(mut buf) => {
+                buf.drain(..pos);
+                self.input = buf;
+            }
+            None => self.input = data.get(pos..).unwrap_or_default().to_vec(),
         }
     }
 
