@@ -440,6 +440,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 self.backlog.push_back(ev);
             }
+            // Checked here too: a switch whose bytes are always ready completes every step at
+            // once, and a timer raced against such a step may never get its turn.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(TimedOut(Exchange::Reply, what.to_string(), timeout).into());
+            }
             tokio::time::timeout_at(deadline, self.io_step())
                 .await
                 .map_err(|_| TimedOut(Exchange::Reply, what.to_string(), timeout))??;
