@@ -454,6 +454,7 @@ impl Model {
                     mode: FloodMode::Mesh,
                     vlan: net.vlan,
                     mirror,
+                    tree: 0,
                 },
             );
         }

@@ -710,6 +710,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 msgs.push(l2sm_pipeline::flush_learned(*port));
             }
         }
+        // A network whose tree changed anywhere: MACs learned here may point the old way
+        // even though this switch's own ports did not change (a black hole until the MAC's
+        // owner speaks again). After the new flows, in the same batch.
+        if let Some(installed) = &self.installed_view {
+            for (vni, net) in &view.networks {
+                if installed
+                    .networks
+                    .get(vni)
+                    .is_some_and(|old| old.tree != net.tree)
+                {
+                    msgs.push(l2sm_pipeline::flush_network_learned(*vni));
+                }
+            }
+        }
         for m in &msgs {
             tracing::trace!(dpid = self.dpid_str(), message = ?m, "switch change");
         }
