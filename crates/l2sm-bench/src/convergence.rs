@@ -82,7 +82,11 @@ pub struct StartReport {
     pub flow_mods: u64,
     /// GROUP_MODs received likewise.
     pub group_mods: u64,
-    /// FLOW_MODs + GROUP_MODs received after every switch had converged (churn; ideally 0).
+    /// Learned-MAC flushes received up to the end of the settle period (trees that changed
+    /// while switches joined).
+    pub learned_flushes: u64,
+    /// FLOW_MODs (flushes included) + GROUP_MODs received after every switch had converged
+    /// (churn; ideally 0).
     pub mods_after_convergence: u64,
     /// Controller memory and CPU at the end of the settle period.
     pub controller: Usage,
@@ -207,8 +211,11 @@ async fn measure_start(
         controller.check_alive()?;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mods =
-        || counters.flow_mods.load(Ordering::Relaxed) + counters.group_mods.load(Ordering::Relaxed);
+    let mods = || {
+        counters.flow_mods.load(Ordering::Relaxed)
+            + counters.group_mods.load(Ordering::Relaxed)
+            + counters.learned_flushes.load(Ordering::Relaxed)
+    };
     let mods_at_convergence = mods();
     tokio::time::sleep(opts.settle).await;
     let usage = controller.usage()?;
@@ -243,6 +250,7 @@ async fn measure_start(
         },
         flow_mods: counters.flow_mods.load(Ordering::Relaxed),
         group_mods: counters.group_mods.load(Ordering::Relaxed),
+        learned_flushes: counters.learned_flushes.load(Ordering::Relaxed),
         mods_after_convergence: mods() - mods_at_convergence,
         controller: usage,
         switches_cpu_ms: Usage::of(std::process::id())?.cpu_ms.saturating_sub(own0),
@@ -260,6 +268,7 @@ async fn measure_restart(
 ) -> anyhow::Result<StartReport> {
     let flow0 = counters.flow_mods.load(Ordering::Relaxed);
     let group0 = counters.group_mods.load(Ordering::Relaxed);
+    let flush0 = counters.learned_flushes.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let own0 = Usage::of(std::process::id())?.cpu_ms;
     let serving = controller.wait_serving(Duration::from_secs(10)).await?;
@@ -284,6 +293,7 @@ async fn measure_restart(
     let usage = controller.usage()?;
     let flow_mods = counters.flow_mods.load(Ordering::Relaxed) - flow0;
     let group_mods = counters.group_mods.load(Ordering::Relaxed) - group0;
+    let learned_flushes = counters.learned_flushes.load(Ordering::Relaxed) - flush0;
     let convergence = done_at.map(|t| ms(t.duration_since(t0)));
     Ok(StartReport {
         converged_switches: if done_at.is_some() { n } else { 0 },
@@ -293,7 +303,9 @@ async fn measure_restart(
         convergence_ms: convergence.unwrap_or(f64::NAN),
         flow_mods,
         group_mods,
-        mods_after_convergence: flow_mods + group_mods,
+        learned_flushes,
+        // A restart with unchanged trees flushes nothing: any flush here is churn.
+        mods_after_convergence: flow_mods + group_mods + learned_flushes,
         controller: usage,
         switches_cpu_ms: Usage::of(std::process::id())?.cpu_ms.saturating_sub(own0),
     })

@@ -31,6 +31,10 @@ pub struct Counters {
     pub flow_mods: AtomicU64,
     /// GROUP_MOD messages received.
     pub group_mods: AtomicU64,
+    /// FLOW_MODs that delete learned MAC entries (table 2, non-strict delete): sent when a
+    /// network's tree changes, e.g. while switches join one by one; not part of the pipeline,
+    /// so not in `flow_mods`.
+    pub learned_flushes: AtomicU64,
     /// Other controller-to-switch messages (requests, barriers, echo, packet-outs).
     pub other: AtomicU64,
     /// Errors the switches had to send back (unknown requests, bad mods).
@@ -299,7 +303,13 @@ impl Conn<'_> {
         let c = self.counters;
         match msg.body {
             Message::FlowMod(fm) => {
-                c.flow_mods.fetch_add(1, Ordering::Relaxed);
+                let flush = fm.command == FlowModCommand::Delete
+                    && fm.table_id == l2sm_pipeline::table::UNICAST;
+                if flush {
+                    c.learned_flushes.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    c.flow_mods.fetch_add(1, Ordering::Relaxed);
+                }
                 self.table.apply_flow_mod(fm);
                 return Ok(());
             }

@@ -454,7 +454,6 @@ impl Model {
                     mode: FloodMode::Mesh,
                     vlan: net.vlan,
                     mirror,
-                    tree: 0,
                 },
             );
         }

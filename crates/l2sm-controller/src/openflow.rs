@@ -710,15 +710,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 msgs.push(l2sm_pipeline::flush_learned(*port));
             }
         }
-        // A network whose tree changed anywhere: MACs learned here may point the old way
-        // even though this switch's own ports did not change (a black hole until the MAC's
-        // owner speaks again). After the new flows, in the same batch.
+        // A network whose links on this switch changed (a tree recomputed after a link came
+        // or went): MACs learned here may point the old way round, and frames sent that way
+        // would be black-holed until the MAC's owner spoke again. After the new flows, in the
+        // same batch. (A switch whose own tree ports stayed may still hold such entries when
+        // paths moved elsewhere: not covered yet.)
         if let Some(installed) = &self.installed_view {
             for (vni, net) in &view.networks {
                 if installed
                     .networks
                     .get(vni)
-                    .is_some_and(|old| old.tree != net.tree)
+                    .is_some_and(|old| old.link_ports != net.link_ports || old.mode != net.mode)
                 {
                     msgs.push(l2sm_pipeline::flush_network_learned(*vni));
                 }

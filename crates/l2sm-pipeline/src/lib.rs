@@ -148,11 +148,6 @@ pub struct NetworkView {
     pub vlan: Option<u16>,
     /// Where copies for the network's mirror port go from this switch, if it has one.
     pub mirror: Option<MirrorView>,
-    /// Fingerprint of the network's spanning tree across all switches (0 in a mesh, where a
-    /// learned MAC always points at the direct link to its switch). The compiler ignores it;
-    /// when it changes, the controller flushes the network's learned MACs on every switch
-    /// carrying it: a MAC's direction may have changed even where this switch's ports did not.
-    pub tree: u64,
 }
 
 /// The mirror port of a network, as seen by one switch.

@@ -148,24 +148,6 @@ fn mirror_views(
     views
 }
 
-/// The ports each tree edge uses, both ends: part of the tree's identity (a link replaced by
-/// another between the same switches changes where frames go).
-fn used_ports(g: &Graph, edges: &[(u64, u64)]) -> Vec<(u32, u32)> {
-    edges
-        .iter()
-        .filter_map(|(c, p)| g.get(c).and_then(|n| n.get(p)).copied())
-        .collect()
-}
-
-/// A tree's fingerprint, never 0 (0 means "mesh").
-fn fingerprint(edges: &[(u64, u64)], ports: &[(u32, u32)]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    edges.hash(&mut h);
-    ports.hash(&mut h);
-    h.finish().max(1)
-}
-
 /// Computes every switch's view. `switches` are the switches to produce views for (usually
 /// the connected ones); `links` the live links among them.
 pub fn plan(
@@ -211,7 +193,6 @@ pub fn plan(
             .collect();
         // Switch -> neighbour in the mesh or tree -> local port towards it.
         let mut used: BTreeMap<u64, BTreeMap<u64, u32>> = BTreeMap::new();
-        let mut tree = 0;
         if full_mesh {
             for &a in &member_switches {
                 for &b in &member_switches {
@@ -222,9 +203,7 @@ pub fn plan(
                 }
             }
         } else {
-            let edges = tree_edges(&g, &member_switches);
-            tree = fingerprint(&edges, &used_ports(&g, &edges));
-            for (child, parent) in edges {
+            for (child, parent) in tree_edges(&g, &member_switches) {
                 if let Some(&(pc, pp)) = g.get(&child).and_then(|n| n.get(&parent)) {
                     ports.entry(child).or_default().insert(pc);
                     ports.entry(parent).or_default().insert(pp);
@@ -250,7 +229,6 @@ pub fn plan(
                     mode,
                     vlan: net.vlan,
                     mirror,
-                    tree,
                 },
             )
         });
@@ -336,39 +314,6 @@ mod tests {
                 assert!(m.toward.is_subset(&n.link_ports));
             }
         }
-    }
-
-    #[test]
-    fn a_tree_change_is_visible_to_every_carrying_switch() {
-        // 1-2-3-4-1 with members on all four: a tree. Cutting 1-2 moves paths; every
-        // carrying switch gets another fingerprint (the controller then flushes its MACs).
-        let ring = [
-            link(1, 12, 2, 21),
-            link(2, 23, 3, 32),
-            link(3, 34, 4, 43),
-            link(4, 41, 1, 14),
-        ];
-        let nets = [net(7, &[(1, 1), (2, 1), (3, 1), (4, 1)])];
-        let all: BTreeSet<u64> = [1, 2, 3, 4].into();
-        let whole = plan(&all, &ring, &nets);
-        let cut = plan(&all, &ring[1..], &nets);
-        let tree = |v: &BTreeMap<u64, SwitchView>, d: u64| v[&d].networks[&7].tree;
-        assert_eq!(whole[&1].networks[&7].mode, FloodMode::Tree);
-        for d in [1, 2, 3, 4] {
-            assert_ne!(tree(&whole, d), 0);
-            assert_eq!(
-                tree(&whole, d),
-                tree(&whole, 1),
-                "one tree, one fingerprint"
-            );
-            assert_ne!(tree(&whole, d), tree(&cut, d), "switch {d} sees the change");
-        }
-        // Deterministic: the same graph gives the same fingerprint (no flush without a change).
-        assert_eq!(plan(&all, &ring, &nets), whole);
-        // A full mesh has none.
-        let mesh = [link(1, 12, 2, 21)];
-        let m = plan(&[1, 2].into(), &mesh, &[net(8, &[(1, 1), (2, 1)])]);
-        assert_eq!(m[&1].networks[&8].tree, 0);
     }
 
     #[test]

@@ -177,7 +177,6 @@ fn view_strategy() -> impl Strategy<Value = SwitchView> {
                     mode,
                     vlan,
                     mirror: None,
-                    tree: 0,
                 });
             }
             SwitchView { links, networks }
@@ -331,7 +330,6 @@ fn mesh(members: &[u32], links: &[u32]) -> NetworkView {
         mode: FloodMode::Mesh,
         vlan: Some(7),
         mirror: None,
-        tree: 0,
     }
 }
 
@@ -414,7 +412,6 @@ fn a_tree_transit_switch_forwards_between_its_tree_links() {
         mode: FloodMode::Tree,
         vlan: Some(9),
         mirror: None,
-        tree: 0,
     };
     let view = SwitchView {
         links: [
@@ -738,7 +735,6 @@ fn hostile_view_strategy() -> impl Strategy<Value = SwitchView> {
                         port: Some(p),
                         toward: BTreeSet::new(),
                     }),
-                    tree: 0,
                 });
             }
             SwitchView { links, networks }
