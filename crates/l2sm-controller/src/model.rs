@@ -143,14 +143,8 @@ impl Model {
             return Ok(false);
         }
         if let Some(port) = mirror_port {
-            // The same rules as setting it later: a pod port, nobody else's.
-            pod_port(&port)?;
-            if let Some(owner) = self.network_of(&port).or_else(|| self.mirror_of(&port)) {
-                return Err(ModelError::PortInOtherNetwork {
-                    port,
-                    network: owner.to_string(),
-                });
-            }
+            // The same rules as setting it later.
+            self.check_mirror_port(name, port)?;
         }
         let vni = self.allocate_vni()?;
         let vlan = self.free_vlan();
@@ -386,18 +380,25 @@ impl Model {
             .map(|(name, _)| name.as_str())
     }
 
-    /// Sets (or replaces) the mirror port of a network.
-    pub fn set_mirror_port(&mut self, name: &str, port: PortId) -> Result<(), ModelError> {
+    /// Whether `port` may be network `name`'s mirror: a pod port that is no network's member
+    /// and no other network's mirror.
+    fn check_mirror_port(&self, name: &str, port: PortId) -> Result<(), ModelError> {
         pod_port(&port)?;
-        if let Some(owner) = self
+        match self
             .network_of(&port)
             .or_else(|| self.mirror_of(&port).filter(|n| *n != name))
         {
-            return Err(ModelError::PortInOtherNetwork {
+            Some(owner) => Err(ModelError::PortInOtherNetwork {
                 port,
                 network: owner.to_string(),
-            });
+            }),
+            None => Ok(()),
         }
+    }
+
+    /// Sets (or replaces) the mirror port of a network.
+    pub fn set_mirror_port(&mut self, name: &str, port: PortId) -> Result<(), ModelError> {
+        self.check_mirror_port(name, port)?;
         let net = self
             .networks
             .get_mut(name)

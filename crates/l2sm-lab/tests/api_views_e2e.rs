@@ -1,47 +1,13 @@
 //! The native API's views on a real lab: ports, attachments with their addresses, and the
 //! flows and groups the controller programs, checked against what the switch holds.
 
-use l2sm_test_support::lab::TestLab;
+use l2sm_test_support::lab::{api_call as call, TestLab};
 use std::process::Command;
 use std::time::Duration;
 
 /// GET `path` on the lab's controller (from inside its namespace); (status, JSON body).
 fn api(lab: &TestLab, path: &str) -> (u16, serde_json::Value) {
     call(lab, "GET", path)
-}
-
-/// `method` on `path` of the lab's controller; (status, JSON body, `null` when empty).
-fn call(lab: &TestLab, method: &str, path: &str) -> (u16, serde_json::Value) {
-    let state = lab.state();
-    let creds = format!(
-        "{}:{}",
-        state["api_user"].as_str().unwrap(),
-        state["api_password"].as_str().unwrap()
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &format!("l2sm-{}-ul", lab.name)])
-        .args([
-            "curl",
-            "-s",
-            "-X",
-            method,
-            "-u",
-            &creds,
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(format!("http://127.0.0.1:8181{path}"))
-        .output()
-        .expect("curl in the controller namespace");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-    let code = code.trim().parse().unwrap_or(0);
-    let body = if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or_else(|_| panic!("{method} {path}: {text}"))
-    };
-    (code, body)
 }
 
 /// `ovs-ofctl dump-flows` / `dump-groups` line count of `node`'s bridge, learned entries

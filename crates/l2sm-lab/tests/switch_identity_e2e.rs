@@ -237,25 +237,8 @@ fn refused(lab: &TestLab, reason: &str) -> u64 {
 /// The connected switches with the address of their session's peer, from the API: a
 /// replaced session would show another peer port.
 fn sessions(lab: &TestLab) -> Vec<(String, String)> {
-    let state = lab.state();
-    let creds = format!(
-        "{}:{}",
-        state["api_user"].as_str().unwrap(),
-        state["api_password"].as_str().unwrap()
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &format!("l2sm-{}-ul", lab.name)])
-        .args([
-            "curl",
-            "-sf",
-            "-u",
-            &creds,
-            "http://127.0.0.1:8181/api/v1/switches",
-        ])
-        .output()
-        .expect("curl in the controller namespace");
-    assert!(out.status.success(), "GET /api/v1/switches failed");
-    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, body) = l2sm_test_support::lab::api_call(lab, "GET", "/api/v1/switches");
+    assert_eq!(code, 200, "GET /api/v1/switches: {body}");
     let list = body
         .as_array()
         .or_else(|| body["switches"].as_array())

@@ -203,6 +203,41 @@ impl Capture {
     }
 }
 
+/// `method` on `path` of the lab's controller, as its admin API user, with curl run in the
+/// controller's namespace; (status, JSON body, `null` when empty).
+pub fn api_call(lab: &TestLab, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let state = lab.state();
+    let creds = format!(
+        "{}:{}",
+        state["api_user"].as_str().unwrap(),
+        state["api_password"].as_str().unwrap()
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &format!("l2sm-{}-ul", lab.name)])
+        .args([
+            "curl",
+            "-s",
+            "-X",
+            method,
+            "-u",
+            &creds,
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("http://127.0.0.1:8181{path}"))
+        .output()
+        .expect("curl in the controller namespace");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    let code = code.trim().parse().unwrap_or(0);
+    let body = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("{method} {path}: {text}"))
+    };
+    (code, body)
+}
+
 /// `GET /metrics` from the lab controller, from a thread that enters the underlay namespace,
 /// as the lab's read-only API user.
 pub fn metrics(lab: &TestLab) -> String {
