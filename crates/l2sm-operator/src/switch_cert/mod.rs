@@ -459,6 +459,75 @@ mod tests {
         assert!(csr_name(&long, b"k").len() <= 253);
     }
 
+    /// A request as `l2sm agent-cert` makes it, as PEM and DER.
+    fn agent_request(node: &str) -> (String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, node);
+        params.subject_alt_names = vec![rcgen::SanType::URI(node_uri(node).try_into().unwrap())];
+        let csr = params.serialize_request(&key).unwrap();
+        (csr.pem().unwrap(), csr.der().to_vec())
+    }
+
+    /// (header length, content length) of the DER element at `der[pos..]`.
+    fn tlv(der: &[u8], pos: usize) -> (usize, usize) {
+        let first = der[pos + 1] as usize;
+        if first < 0x80 {
+            return (2, first);
+        }
+        let n = first & 0x7f;
+        let len = der[pos + 2..pos + 2 + n]
+            .iter()
+            .fold(0usize, |acc, b| acc << 8 | *b as usize);
+        (2 + n, len)
+    }
+
+    /// Any pod that can mint a token for the agent ServiceAccount sends these bytes: every
+    /// single-byte change of what the request signs (subject, key, SAN) or of its signature
+    /// value is refused; no change anywhere, and no garbage, panics.
+    #[test]
+    fn tampered_and_garbage_requests_are_refused() {
+        let usages = vec!["client auth".to_string()];
+        let (pem, der) = agent_request("node-1");
+        let ok = check_request(pem.as_bytes(), &usages).expect("an agent's own request");
+        assert_eq!(ok.node, "node-1");
+        // CertificationRequest = SEQUENCE { info, signatureAlgorithm, signature BIT STRING }.
+        let (outer, _) = tlv(&der, 0);
+        let (ih, il) = tlv(&der, outer);
+        let info = outer..outer + ih + il;
+        let (ah, al) = tlv(&der, info.end);
+        let sig_at = info.end + ah + al;
+        let (sh, sl) = tlv(&der, sig_at);
+        // After the BIT STRING's unused-bits byte.
+        let signature = sig_at + sh + 1..sig_at + sh + sl;
+        assert_eq!(signature.end, der.len());
+        for i in 0..der.len() {
+            let mut bad = der.clone();
+            bad[i] ^= 0x01;
+            let pem = pem_block("CERTIFICATE REQUEST", &bad);
+            let answer = check_request(pem.as_bytes(), &usages);
+            if info.contains(&i) || signature.contains(&i) {
+                assert!(answer.is_err(), "byte {i} changed, still accepted");
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in [0usize, 1, 16, 200, 4096] {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            assert!(check_request(&junk, &usages).is_err());
+            let pem = pem_block("CERTIFICATE REQUEST", &junk);
+            assert!(check_request(pem.as_bytes(), &usages).is_err());
+        }
+    }
+
     #[test]
     fn node_names() {
         assert!(valid_node_name("kind-worker2"));
