@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// The byte stream of a switch connection: TLS, or plain TCP with `--insecure-openflow`.
@@ -69,7 +69,7 @@ impl SessionLimits {
 }
 
 /// Bytes read from a switch at once (the session's own buffer reassembles messages).
-const READ_BUFFER: usize = 2048;
+const READ_BUFFER: usize = 16 * 1024;
 
 /// First wait after a failed `accept()`; doubled on each failure in a row.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -129,6 +129,7 @@ pub async fn serve_with(
             let mut session = Session::new(stream, peer, shared.clone(), limits, node);
             let result = session.run().await;
             session.unregister();
+            shared.heap.freed();
             // A switch that stopped reading must not hold the task: the write is bounded too.
             let _ = session.flush().await;
             match result {
@@ -188,8 +189,6 @@ struct Session<S> {
     limits: SessionLimits,
     /// The protocol state machine.
     ofp: OfpSession,
-    /// Read buffer.
-    rbuf: Vec<u8>,
     /// Events not handled yet (read while waiting for something else).
     backlog: VecDeque<SessionEvent>,
     dpid: Option<u64>,
@@ -234,9 +233,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             shared,
             limits,
             ofp: OfpSession::new(session_config(), std::time::Instant::now()),
-            // Small: thousands of sessions each hold one (8 KiB each was 40 MiB of the RSS
-            // with 5,000 switches). Big replies arrive in several reads.
-            rbuf: vec![0; READ_BUFFER],
             backlog: VecDeque::new(),
             dpid: None,
             session_id,
@@ -382,22 +378,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Hands what a read returned to the session (0 bytes: the switch closed).
-    fn feed(&mut self, read: std::io::Result<usize>) -> anyhow::Result<()> {
-        match read.context("read from switch failed")? {
-            0 => self.ofp.peer_closed(),
-            n => self.ofp.feed(&self.rbuf[..n]),
-        }
-        Ok(())
-    }
-
     /// Writes pending output, then waits for bytes from the switch or the session's next
     /// deadline, and feeds the session. New events land in the session's queue.
     async fn io_step(&mut self) -> anyhow::Result<()> {
         self.flush().await?;
         let sleep = until(self.ofp.next_deadline());
         tokio::select! {
-            n = self.stream.read(&mut self.rbuf) => self.feed(n)?,
+            read = read_into(&mut self.stream, &mut self.ofp) => {
+                read.context("read from switch failed")?;
+            }
             _ = sleep => {}
         }
         self.ofp.tick(std::time::Instant::now());
@@ -739,6 +728,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.shared.view_applied(dpid, view.clone());
         }
         tracing::debug!(dpid = self.dpid_str(), messages = count, "switch synced");
+        if count > 0 {
+            self.shared.heap.freed();
+        }
         self.counts = (desired.flows.len(), desired.groups.len());
         self.installed_view = Some(view);
         self.publish();
@@ -848,8 +840,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             };
             let sleep = until(next);
             tokio::select! {
-                n = self.stream.read(&mut self.rbuf) => {
-                    self.feed(n)?;
+                read = read_into(&mut self.stream, &mut self.ofp) => {
+                    read.context("read from switch failed")?;
                     self.ofp.tick(std::time::Instant::now());
                 }
                 _ = sleep => self.ofp.tick(std::time::Instant::now()),
@@ -862,6 +854,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
     }
+}
+
+thread_local! {
+    /// Where reads land before the session parses them: one per runtime thread rather than one
+    /// per session, so an idle session holds no read buffer at all (a 2 KiB buffer each was
+    /// 10 MiB with 5,000 switches).
+    static READ_SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_BUFFER].into_boxed_slice());
+}
+
+/// Reads what the peer has sent and feeds it to `ofp` (0 bytes: the peer closed). Polls the
+/// stream with the thread's scratch buffer: a pending read has consumed nothing, so no bytes
+/// are ever left in a buffer between polls.
+fn read_into<'a, S: AsyncRead + Unpin>(
+    stream: &'a mut S,
+    ofp: &'a mut OfpSession,
+) -> impl std::future::Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch[..]);
+            match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                std::task::Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    match n {
+                        0 => ofp.peer_closed(),
+                        _ => ofp.feed(buf.filled()),
+                    }
+                    std::task::Poll::Ready(Ok(n))
+                }
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+    })
 }
 
 /// Sleeps until the session's next deadline, or forever without one.

@@ -26,3 +26,78 @@ pub fn init_tracing(daemon: bool) {
         .with_writer(std::io::stderr)
         .init();
 }
+
+/// Hands heap memory freed after bursts of work back to the operating system.
+///
+/// glibc keeps freed memory in its arenas for reuse: after a controller has read and
+/// programmed thousands of switches, tens of MiB of transient state (flow tables read back,
+/// compiled pipelines, message batches) stay resident although nothing uses them. Callers say
+/// when a burst freed memory ([`HeapTrimmer::freed`]); once the process has been quiet for a
+/// moment (or a burst has gone on for long), [`HeapTrimmer::run`] trims the heap on a blocking
+/// thread. Elsewhere than on glibc this does nothing.
+#[derive(Debug)]
+pub struct HeapTrimmer {
+    notify: tokio::sync::Notify,
+    trims: std::sync::atomic::AtomicU64,
+}
+
+impl Default for HeapTrimmer {
+    fn default() -> Self {
+        HeapTrimmer {
+            notify: tokio::sync::Notify::new(),
+            trims: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl HeapTrimmer {
+    /// Notes that work which allocated much has ended (cheap: callable per event).
+    pub fn freed(&self) {
+        self.notify.notify_one();
+    }
+
+    /// How many times the heap was trimmed.
+    pub fn trims(&self) -> u64 {
+        self.trims.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Trims after every burst: `quiet` without a new [`HeapTrimmer::freed`], or `at_most`
+    /// after the burst's first one, whichever comes first. Runs until dropped.
+    pub async fn run(
+        self: std::sync::Arc<Self>,
+        quiet: std::time::Duration,
+        at_most: std::time::Duration,
+    ) {
+        loop {
+            self.notify.notified().await;
+            let give_up = tokio::time::Instant::now() + at_most;
+            loop {
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    _ = tokio::time::sleep(quiet) => break,
+                    _ = tokio::time::sleep_until(give_up) => break,
+                }
+            }
+            if tokio::task::spawn_blocking(trim_heap).await.is_ok() {
+                self.trims
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Returns free heap memory to the operating system now (glibc's `malloc_trim`); whether
+/// any was returned.
+#[allow(unsafe_code)] // one FFI call without preconditions; see SAFETY
+pub fn trim_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks and releases free chunks of the allocator's own
+        // arenas under their locks; it has no preconditions on the caller.
+        unsafe { libc::malloc_trim(0) != 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
