@@ -348,7 +348,7 @@ fn synth_options(
         batch,
         concurrency,
         timeout: Duration::from_secs(timeout),
-        settle: Duration::from_secs(1),
+        settle: Duration::from_secs(2),
         restart,
         tls,
     }

@@ -630,10 +630,11 @@ fn openflow_tls(args: &ControllerArgs) -> anyhow::Result<Option<tokio_rustls::Tl
 pub const OPENFLOW_BACKLOG: u32 = 8192;
 
 /// The heap is trimmed once no switch synced, no session ended and no plan was made for this
-/// long...
-const HEAP_TRIM_QUIET: Duration = Duration::from_millis(250);
-/// ...or this long into a burst that does not end (one trim costs a few ms).
-const HEAP_TRIM_AT_MOST: Duration = Duration::from_secs(5);
+/// long. Trimming locks the allocator's arenas while it returns pages (12–100 ms with 5,000
+/// switches' state; seconds on a starved CPU), so it waits for a quiet moment...
+const HEAP_TRIM_QUIET: Duration = Duration::from_secs(1);
+/// ...except in a burst that never pauses, where it trims this often at most.
+const HEAP_TRIM_AT_MOST: Duration = Duration::from_secs(60);
 
 /// A TCP listener on `addr` with room for `backlog` pending connections (address reuse as
 /// `TcpListener::bind` sets it).

@@ -231,6 +231,9 @@ struct Pending {
     bytes: usize,
 }
 
+/// Event queue capacity an idle session keeps.
+const IDLE_EVENT_CAPACITY: usize = 4;
+
 /// The controller side of one OpenFlow 1.3 connection (see the module documentation).
 #[derive(Debug)]
 pub struct Session {
@@ -457,7 +460,13 @@ impl Session {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > IDLE_EVENT_CAPACITY {
+            // A burst (a flow table read back, a batch's replies) grew the queue: an idle
+            // session gives it back (thousands of sessions each kept ~1 KiB).
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// All events so far.

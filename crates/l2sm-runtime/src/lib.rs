@@ -78,9 +78,15 @@ impl HeapTrimmer {
                     _ = tokio::time::sleep_until(give_up) => break,
                 }
             }
-            if tokio::task::spawn_blocking(trim_heap).await.is_ok() {
+            let started = std::time::Instant::now();
+            if let Ok(returned) = tokio::task::spawn_blocking(trim_heap).await {
                 self.trims
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(
+                    returned,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "heap trimmed"
+                );
             }
         }
     }
