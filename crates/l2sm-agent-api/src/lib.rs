@@ -52,6 +52,9 @@ pub struct AttachRequest {
     /// Pod name, recorded for humans.
     #[serde(default)]
     pub pod: Option<String>,
+    /// Port security of this interface, overriding its network's (absent: the network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
 }
 
 /// A route in the pod (CNI's `routes` entry).
@@ -86,6 +89,9 @@ pub struct Attachment {
     /// Pod name, if given.
     #[serde(default)]
     pub pod: Option<String>,
+    /// Port security asked for this interface (absent: its network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
 }
 
 /// Agent status.

@@ -71,6 +71,7 @@ fn attach(i: usize) -> Duration {
         routes: vec![],
         mtu: None,
         pod: None,
+        port_security: None,
     });
     let t = Instant::now();
     call(&socket(), &req, Duration::from_secs(60)).expect("attach");

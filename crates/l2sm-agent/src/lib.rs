@@ -435,31 +435,24 @@ impl Agent {
                 Err(e) => return Err(e.into()),
             }
             // The port may have moved to another network (quarantine): its owner is the same.
-            self.report_owner(
-                att.ofport,
-                &att.attachment_id,
-                &att.ifname,
-                att.pod.as_deref(),
-            )
-            .await?;
+            self.report_owner(att).await?;
         }
         Ok(attachments.len())
     }
 
     /// Tells the controller which pod and attachment a member port belongs to (the operator
-    /// needs the exact pod of each port). A controller without the endpoint (older version)
-    /// is tolerated with a warning.
-    async fn report_owner(
-        &self,
-        ofport: u32,
-        attachment_id: &str,
-        ifname: &str,
-        pod: Option<&str>,
-    ) -> anyhow::Result<()> {
+    /// needs the exact pod of each port), with the interface's MAC and addresses and its port
+    /// security override (what port security admits). A controller without the endpoint
+    /// (older version) is tolerated with a warning.
+    async fn report_owner(&self, att: &Attachment) -> anyhow::Result<()> {
+        let ofport = att.ofport;
         let owner = PortOwnerRequest {
-            pod: pod.map(str::to_string),
-            attachment: attachment_id.to_string(),
-            interface: ifname.to_string(),
+            pod: att.pod.clone(),
+            attachment: att.attachment_id.clone(),
+            interface: att.ifname.clone(),
+            mac: Some(att.mac.clone()).filter(|m| !m.is_empty()),
+            ips: att.ips.iter().map(|ip| ip.to_string()).collect(),
+            port_security: att.port_security,
         };
         let port = PortId {
             dpid: self.dpid,
@@ -673,6 +666,7 @@ impl Agent {
                 .map(|s| s.split(',').filter_map(|ip| ip.parse().ok()).collect())
                 .unwrap_or_default(),
             pod: ext.get("pod").cloned(),
+            port_security: ext.get("port-security").and_then(|v| v.parse().ok()),
         })
     }
 
@@ -833,6 +827,9 @@ impl Agent {
         if let Some(pod) = &req.pod {
             ext.push(("pod".to_string(), pod.clone()));
         }
+        if let Some(on) = req.port_security {
+            ext.push(("port-security".to_string(), on.to_string()));
+        }
         let add_port = self.ports.apply(PortChange::Add(NewPort {
             name: host_if.clone(),
             ofport,
@@ -869,11 +866,21 @@ impl Agent {
             }) => Err(anyhow!("controller answered {status}: {message}")),
             Err(e) => Err(e.into()),
         };
+        let attachment = Attachment {
+            attachment_id: req.attachment_id.clone(),
+            network: req.network.clone(),
+            ifname: req.ifname.clone(),
+            host_ifname: host_if.clone(),
+            port: port_id.to_string(),
+            ofport,
+            mac: pod_mac,
+            ips,
+            pod: req.pod.clone(),
+            port_security: req.port_security,
+        };
         let reported = match reported {
             Ok(()) => {
-                let owned = self
-                    .report_owner(ofport, &req.attachment_id, &req.ifname, req.pod.as_deref())
-                    .await;
+                let owned = self.report_owner(&attachment).await;
                 if owned.is_err() {
                     let _ = self.controller.remove_port(&req.network, &port_text).await;
                 }
@@ -902,17 +909,7 @@ impl Agent {
             programmed_ms = (started.elapsed() - t_reported).as_millis() as u64,
             "attached"
         );
-        Ok(Attachment {
-            attachment_id: req.attachment_id,
-            network: req.network,
-            ifname: req.ifname,
-            host_ifname: host_if,
-            port: port_id.to_string(),
-            ofport,
-            mac: pod_mac,
-            ips,
-            pod: req.pod,
-        })
+        Ok(attachment)
     }
 
     async fn delete_host_veth(&self, host_if: &str) {

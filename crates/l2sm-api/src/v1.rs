@@ -47,6 +47,9 @@ pub struct NetworkView {
     /// Address management, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<IpamView>,
+    /// Port security on the network's member ports (a port's owner may override it).
+    #[serde(default)]
+    pub port_security: bool,
 }
 
 /// Body of `POST /api/v1/networks`: a name, and address management when `cidrs` is set.
@@ -64,6 +67,10 @@ pub struct CreateNetwork {
     /// Addresses never handed out.
     #[serde(default)]
     pub exclude: Vec<IpAddr>,
+    /// Port security on the member ports: each sends only from its reported MAC and
+    /// addresses (see `PortOwnerRequest`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub port_security: bool,
 }
 
 /// Body of `POST /api/v1/networks/{name}/allocations` and `…/release`.
@@ -106,7 +113,7 @@ pub struct GcRequest {
 
 /// Body of `PUT /api/v1/switches/{dpid}/ports/{port}/owner`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortOwnerRequest {
     /// Pod (`namespace/name`) the port belongs to, when known.
     #[serde(default)]
@@ -116,6 +123,17 @@ pub struct PortOwnerRequest {
     /// Interface name inside the pod.
     #[serde(default)]
     pub interface: String,
+    /// MAC of the pod interface (`xx:xx:xx:xx:xx:xx`, unicast): with port security the only
+    /// source MAC the port may use. A port with port security and no MAC forwards nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Addresses of the pod interface (with or without prefix length): with port security the
+    /// port may use these and its IPAM allocations as source addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    /// Port security of this port, overriding its network's (`null`/absent: the network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
 }
 
 /// Body of `POST /api/v1/switches/{dpid}/ports/{port}/wait`.
@@ -291,4 +309,25 @@ pub struct AttachmentView {
     /// Interface name inside the pod.
     #[serde(default)]
     pub interface: Option<String>,
+    /// Whether the port has port security (its network's setting or its own override).
+    #[serde(default)]
+    pub port_security: bool,
+    /// MAC its agent reported.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// What port security admits from the port: its MAC and the source addresses it may use
+    /// (absent without port security; `mac` null while the MAC is unknown: nothing admitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<PortBindingView>,
+}
+
+/// What a port with port security may send (`AttachmentView::binding`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBindingView {
+    /// The only source MAC admitted; `None` while unknown (the port forwards nothing).
+    pub mac: Option<String>,
+    /// Source addresses admitted (the IPv6 link-local address derived from the MAC included);
+    /// empty: only the MAC is checked.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
 }

@@ -166,6 +166,7 @@ fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
         routes: conf.routes.clone(),
         mtu: conf.mtu,
         pod: env.args.pod(),
+        port_security: conf.port_security,
     });
     let answer = agent_call(conf, &req, CHANGE_TIMEOUT, |m| {
         attach_refused(m, conf, ifname, netns)

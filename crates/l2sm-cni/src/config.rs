@@ -77,6 +77,9 @@ pub(crate) struct NetConf {
     pub dns: Option<Value>,
     /// MAC for the pod interface (normalized to lowercase).
     pub mac: Option<String>,
+    /// Port security of the interface, overriding its network's: `args.cni.portSecurity`,
+    /// else the configuration's `portSecurity`.
+    pub port_security: Option<bool>,
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` as (containerID, ifname), when present.
     pub valid_attachments: Option<Vec<(String, String)>>,
@@ -151,6 +154,17 @@ fn get_str<'a>(
         Some(Value::String(s)) => Ok(Some(s)),
         Some(v) => Err(config(format!(
             "\"{path}\" must be a string, not {}",
+            type_name(v)
+        ))),
+    }
+}
+
+fn get_bool(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool>, CniError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(config(format!(
+            "\"{path}\" must be a boolean, not {}",
             type_name(v)
         ))),
     }
@@ -513,6 +527,15 @@ impl NetConf {
             None => None,
         };
 
+        let port_security = match args_cni
+            .map(|a| get_bool(a, "portSecurity", "args.cni.portSecurity"))
+            .transpose()?
+            .flatten()
+        {
+            Some(b) => Some(b),
+            None => get_bool(&obj, "portSecurity", "portSecurity")?,
+        };
+
         let prev_result = match obj.get("prevResult") {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.clone()),
@@ -538,6 +561,7 @@ impl NetConf {
             routes: ipam.routes,
             dns,
             mac,
+            port_security,
             prev_result,
             valid_attachments,
         })
@@ -601,6 +625,25 @@ mod tests {
             Some(Version::V040)
         );
         assert_eq!(peek_version(b"nonsense"), None);
+    }
+
+    #[test]
+    fn port_security_from_the_configuration_or_the_pod() {
+        let c = |v: Value| parse(with(v));
+        assert_eq!(c(json!({})).unwrap().port_security, None);
+        assert_eq!(
+            c(json!({"portSecurity": true})).unwrap().port_security,
+            Some(true)
+        );
+        let pod_off = json!({"portSecurity": true, "args": {"cni": {"portSecurity": false}}});
+        assert_eq!(c(pod_off).unwrap().port_security, Some(false));
+        for bad in [
+            json!({"portSecurity": "yes"}),
+            json!({"args": {"cni": {"portSecurity": 1}}}),
+        ] {
+            let e = c(bad.clone()).unwrap_err();
+            assert!(e.msg.contains("must be a boolean"), "{bad}: {}", e.msg);
+        }
     }
 
     #[test]

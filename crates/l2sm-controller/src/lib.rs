@@ -319,19 +319,23 @@ impl Shared {
         });
     }
 
-    /// Waits until `port` is programmed as a member of network `vni` on its switch; false
-    /// when `timeout` passes first.
+    /// Waits until `port` is programmed as a member of network `vni` on its switch, with port
+    /// security as `secured` says (see [`model::Model::port_security`]); false when `timeout`
+    /// passes first.
     pub async fn wait_programmed(
         &self,
         port: l2sm_pipeline::ids::PortId,
         vni: u32,
+        secured: Option<Option<l2sm_pipeline::PortBinding>>,
         timeout: Duration,
     ) -> bool {
         let mut rx = self.applied.subscribe();
         let programmed = |m: &BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>| {
             m.get(&port.dpid)
                 .and_then(|v| v.networks.get(&vni))
-                .is_some_and(|n| n.members.contains(&port.port))
+                .is_some_and(|n| {
+                    n.members.contains(&port.port) && n.secured.get(&port.port) == secured.as_ref()
+                })
         };
         tokio::time::timeout(timeout, async move {
             loop {

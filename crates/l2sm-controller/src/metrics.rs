@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use l2sm_api::v1::SwitchStatus;
+use l2sm_pipeline::ids::PortId;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,6 +226,76 @@ pub struct Metrics {
     pub packet_ins_dropped_syncing: AtomicU64,
     /// Sessions closed on a timeout, by exchange.
     pub session_timeouts: SessionTimeouts,
+    /// Frames dropped by port security, per port.
+    pub port_security_drops: PortSecurityDrops,
+}
+
+/// Frames dropped by port security, per member port, as read from the switches' flow
+/// statistics (the drop flows of [`l2sm_pipeline::port_security`]). Kept monotonic across
+/// counter resets (a drop flow rewritten by the controller starts again from 0).
+#[derive(Debug, Default)]
+pub struct PortSecurityDrops(Mutex<BTreeMap<PortId, DropCount>>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct DropCount {
+    /// What earlier flows counted before a reset.
+    base: u64,
+    /// The last value read.
+    last: u64,
+}
+
+impl PortSecurityDrops {
+    const NAME: &'static str = "l2sm_port_security_drops_total";
+
+    /// Records what switch `dpid`'s drop flows counted (`packets`: port -> packets over the
+    /// port's drop flows). Ports of that switch without a value (no longer secured) are
+    /// forgotten.
+    pub fn record(&self, dpid: u64, packets: &BTreeMap<u32, u64>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|p, _| p.dpid != dpid || packets.contains_key(&p.port));
+        for (&port, &value) in packets {
+            let c = map.entry(PortId { dpid, port }).or_default();
+            if value < c.last {
+                c.base += c.last;
+            }
+            c.last = value;
+        }
+    }
+
+    /// Forgets every port of switch `dpid`.
+    pub fn forget_switch(&self, dpid: u64) {
+        self.record(dpid, &BTreeMap::new());
+    }
+
+    /// Frames dropped at `port` so far, if it is counted.
+    pub fn get(&self, port: &PortId) -> Option<u64> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(port).map(|c| c.base + c.last)
+    }
+
+    /// One series per counted port that is a member of a network (labels: the network's
+    /// name and the port, both from the model).
+    fn render(&self, out: &mut String, model: &crate::model::Model) {
+        header(
+            out,
+            Self::NAME,
+            "counter",
+            "Frames a port with port security sent from a MAC or address it may not use, dropped.",
+        );
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, net) in &model.networks {
+            for ep in &net.endpoints {
+                if let Some(c) = map.get(ep) {
+                    let _ = writeln!(
+                        out,
+                        "{}{{network=\"{name}\",port=\"{ep}\"}} {}",
+                        Self::NAME,
+                        c.base + c.last
+                    );
+                }
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -246,6 +317,7 @@ impl Default for Metrics {
             accept_errors: AtomicU64::new(0),
             packet_ins_dropped_syncing: AtomicU64::new(0),
             session_timeouts: SessionTimeouts::default(),
+            port_security_drops: PortSecurityDrops::default(),
         }
     }
 }
@@ -413,6 +485,7 @@ pub fn render(shared: &Shared) -> String {
         load(&m.packet_ins_dropped_syncing)
     );
     m.session_timeouts.render(&mut out);
+    m.port_security_drops.render(&mut out, &model);
     let links = shared.link_report();
     single(
         &mut out,

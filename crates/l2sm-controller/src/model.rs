@@ -5,7 +5,7 @@
 
 use super::ipam::{Ipam, IpamError};
 use l2sm_pipeline::ids::PortId;
-use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, SwitchView, MAX_VNI};
+use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, PortBinding, SwitchView, MAX_VNI};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +25,10 @@ pub struct Network {
     /// Address management; `None` for an L2-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<Ipam>,
+    /// Port security on the network's member ports (each port's owner may override it): a
+    /// secured port sends only from its reported MAC and addresses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub port_security: bool,
 }
 
 /// Who a member port belongs to, as the agent that plumbed it reports: the operator needs the
@@ -40,6 +44,39 @@ pub struct PortOwner {
     /// Interface name inside the pod.
     #[serde(default)]
     pub interface: String,
+    /// MAC of the pod interface (lowercase `xx:xx:xx:xx:xx:xx`), when the agent reported it:
+    /// the only source MAC port security admits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Addresses of the pod interface the agent reported (port security admits these and the
+    /// IPAM allocations attached to the port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<std::net::IpAddr>,
+    /// This port's port security, overriding its network's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+}
+
+/// A MAC as six bytes (`xx:xx:xx:xx:xx:xx`, hex digits in either case); `None` if malformed.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// A MAC in the form the model keeps (lowercase, colons).
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Highest usable 802.1Q id.
@@ -93,6 +130,9 @@ pub enum ModelError {
     /// The network exists with other IPAM settings.
     #[error("network {0:?} already exists with different IPAM settings")]
     IpamMismatch(String),
+    /// The network exists with the other port security setting.
+    #[error("network {0:?} already exists with a different port security setting")]
+    PortSecurityMismatch(String),
     /// An address request was refused.
     #[error(transparent)]
     Ipam(#[from] IpamError),
@@ -132,6 +172,72 @@ impl Model {
         Ok(candidate)
     }
 
+    /// Turns port security of network `name` on or off. A network that exists already keeps
+    /// its setting: asking for the other one is a conflict.
+    pub fn check_port_security(&self, name: &str, on: bool) -> Result<(), ModelError> {
+        match self.networks.get(name) {
+            Some(n) if n.port_security != on => {
+                Err(ModelError::PortSecurityMismatch(name.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets port security of a network just created.
+    pub fn set_port_security(&mut self, name: &str, on: bool) -> Result<(), ModelError> {
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        net.port_security = on;
+        Ok(())
+    }
+
+    /// Whether `port` has port security and, if so, what it may send: `Some(None)` while its
+    /// MAC is not known (it forwards nothing), `None` without port security (or when it is no
+    /// member).
+    pub fn port_security(&self, port: &PortId) -> Option<Option<PortBinding>> {
+        let net = self
+            .networks
+            .values()
+            .find(|n| n.endpoints.contains(port))?;
+        self.member_port_security(net, port)
+    }
+
+    /// [`Model::port_security`] of `port`, a member of `net` (cheap for ports without it).
+    pub fn member_port_security(
+        &self,
+        net: &Network,
+        port: &PortId,
+    ) -> Option<Option<PortBinding>> {
+        let owner = self.port_owners.get(port);
+        let on = owner
+            .and_then(|o| o.port_security)
+            .unwrap_or(net.port_security);
+        if !on {
+            return None;
+        }
+        let Some((owner, mac)) = owner.and_then(|o| Some((o, parse_mac(o.mac.as_deref()?)?)))
+        else {
+            return Some(None);
+        };
+        let mut binding = PortBinding::mac_only(mac);
+        let allocated = net.ipam.iter().flat_map(|i| {
+            i.ports
+                .iter()
+                .filter(|(_, p)| *p == port)
+                .flat_map(|(o, _)| i.held_by(o))
+                .map(|n| n.addr())
+        });
+        for ip in owner.ips.iter().copied().chain(allocated) {
+            match ip {
+                std::net::IpAddr::V4(a) => binding.ipv4.insert(a),
+                std::net::IpAddr::V6(a) => binding.ipv6.insert(a),
+            };
+        }
+        Some(Some(binding))
+    }
+
     /// Creates a network; creating an existing one changes nothing (upstream semantics).
     /// Returns whether the network is new.
     pub fn create_network(
@@ -156,6 +262,7 @@ impl Model {
                 mirror_port,
                 vlan,
                 ipam: None,
+                port_security: false,
             },
         );
         Ok(true)
@@ -433,6 +540,12 @@ impl Model {
                 .filter(|ep| ep.dpid == dpid)
                 .map(|ep| ep.port)
                 .collect();
+            let secured = net
+                .endpoints
+                .iter()
+                .filter(|ep| ep.dpid == dpid)
+                .filter_map(|ep| Some((ep.port, self.member_port_security(net, ep)?)))
+                .collect();
             let mirror = net.mirror_port.map(|_| match mirror_here {
                 Some(m) => l2sm_pipeline::MirrorView {
                     port: Some(m.port),
@@ -455,6 +568,7 @@ impl Model {
                     mode: FloodMode::Mesh,
                     vlan: net.vlan,
                     mirror,
+                    secured,
                 },
             );
         }
@@ -586,6 +700,9 @@ mod tests {
             pod: Some(pod.into()),
             attachment: att.into(),
             interface: "net1".into(),
+            mac: None,
+            ips: Vec::new(),
+            port_security: None,
         }
     }
 

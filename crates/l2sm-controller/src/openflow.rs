@@ -68,6 +68,9 @@ impl SessionLimits {
     }
 }
 
+/// How often a switch with secured ports is asked for its port-security drop counts.
+pub const PORT_SECURITY_STATS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Bytes read from a switch at once (the session's own buffer reassembles messages).
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -638,6 +641,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(current)
     }
 
+    /// Reads the statistics of the port-security drop flows (only on a switch that has
+    /// secured ports) into the `l2sm_port_security_drops_total` counters.
+    async fn read_port_security_drops(&mut self) -> anyhow::Result<()> {
+        let Some(dpid) = self.dpid else { return Ok(()) };
+        let secured = self
+            .installed_view
+            .as_ref()
+            .is_some_and(|v| v.networks.values().any(|n| !n.secured.is_empty()));
+        let shared = self.shared.clone();
+        let drops = &shared.metrics.port_security_drops;
+        if !secured {
+            drops.forget_switch(dpid);
+            return Ok(());
+        }
+        let request = MultipartRequestBody::Flow(FlowStatsRequest {
+            table_id: l2sm_pipeline::table::CLASSIFY,
+            out_port: l2sm_ofp::port::ANY,
+            out_group: l2sm_ofp::group::ANY,
+            cookie: l2sm_pipeline::cookie::PORT_SECURITY,
+            cookie_mask: l2sm_pipeline::cookie::OWNER_MASK,
+            r#match: l2sm_ofp::Match::any(),
+        });
+        let mut packets: BTreeMap<u32, u64> = BTreeMap::new();
+        for part in self.multipart(request).await? {
+            let MultipartReplyBody::Flow(flows) = part else {
+                continue;
+            };
+            for f in flows {
+                if let Some(port) = l2sm_pipeline::port_security::drop_cookie_port(f.cookie) {
+                    *packets.entry(port).or_default() += f.packet_count;
+                }
+            }
+        }
+        drops.record(dpid, &packets);
+        Ok(())
+    }
+
     /// Inter-switch links of this switch: VXLAN ports by name, trunks by number.
     fn links(&self) -> BTreeMap<u32, LinkKind> {
         self.ports
@@ -773,6 +813,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn unregister(&self) {
         if let Some(dpid) = self.dpid {
+            self.shared.metrics.port_security_drops.forget_switch(dpid);
             self.shared.dpid_claims.release(dpid);
             let mut switches = self.shared.switches();
             if switches
@@ -812,6 +853,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.sync().await?;
         let mut probe_timer = tokio::time::interval(self.shared.probes.interval);
         probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drops_timer = tokio::time::interval(PORT_SECURITY_STATS_INTERVAL);
+        drops_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.probing_since = Some(std::time::Instant::now());
         self.publish();
         loop {
@@ -851,6 +894,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.sync().await?;
                 }
                 _ = probe_timer.tick() => self.send_probes().await?,
+                _ = drops_timer.tick() => self.read_port_security_drops().await?,
             }
         }
     }

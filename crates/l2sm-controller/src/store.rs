@@ -23,6 +23,8 @@ struct NetworkRow {
     mirror_port: Option<PortId>,
     #[serde(default)]
     ipam: Option<IpamSettings>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    port_security: bool,
 }
 
 /// IPAM settings without the allocations.
@@ -45,6 +47,7 @@ impl NetworkRow {
                 pod_ranges: i.pod_ranges.clone(),
                 exclude: i.exclude.clone(),
             }),
+            port_security: n.port_security,
         }
     }
 }
@@ -297,6 +300,7 @@ impl Store {
                     mirror_port: row.mirror_port,
                     vlan: row.vlan,
                     ipam,
+                    port_security: row.port_security,
                 },
             );
         }
@@ -556,6 +560,17 @@ mod tests {
             .unwrap();
         m.allocate("c", "o1", &[], Some(port(4, 4))).unwrap();
         m.allocate("c", "o2", &[], None).unwrap();
+        m.set_port_security("c", true).unwrap();
+        m.set_owner(
+            port(5, 1),
+            PortOwner {
+                mac: Some("02:00:00:00:00:01".into()),
+                ips: vec!["10.0.0.9".parse().unwrap()],
+                port_security: Some(true),
+                ..owner("ns/p", "cni/x/net1")
+            },
+        )
+        .unwrap();
         store.save(&empty, &m).unwrap();
         assert_eq!(store.load().unwrap(), m);
         // Moves, removals and releases are written as differences.
@@ -578,6 +593,9 @@ mod tests {
             pod: Some(pod.into()),
             attachment: att.into(),
             interface: "net1".into(),
+            mac: None,
+            ips: Vec::new(),
+            port_security: None,
         }
     }
 
@@ -625,6 +643,7 @@ mod tests {
                 vlan: Some(1),
                 mirror_port: None,
                 ipam: None,
+                port_security: false,
             };
             tx.open_table(NETWORKS)
                 .unwrap()

@@ -190,6 +190,17 @@ pub fn plan_all(
             for ep in &n.endpoints {
                 members.entry(ep.dpid).or_default().insert(ep.port);
             }
+            let secured = n
+                .endpoints
+                .iter()
+                .filter_map(|ep| {
+                    let end = End {
+                        dpid: ep.dpid,
+                        port: ep.port,
+                    };
+                    Some((end, model.member_port_security(n, ep)?))
+                })
+                .collect();
             NetworkSpec {
                 vni: n.vni,
                 vlan: n.vlan,
@@ -198,6 +209,7 @@ pub fn plan_all(
                     dpid: p.dpid,
                     port: p.port,
                 }),
+                secured,
             }
         })
         .collect();

@@ -897,6 +897,8 @@ pub struct AttachOptions {
     pub mac: Option<String>,
     /// MTU.
     pub mtu: Option<u32>,
+    /// Port security of the interface, overriding its network's.
+    pub port_security: Option<bool>,
 }
 
 fn valid_pod_name(name: &str) -> bool {
@@ -1021,6 +1023,7 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
         opts.mtu,
         &ips,
         opts.mac.as_deref(),
+        opts.port_security,
     );
     let added = run_cni(
         lab,
@@ -1075,6 +1078,7 @@ fn cni_config(
     mtu: Option<u32>,
     ips: &[ipnet::IpNet],
     mac: Option<&str>,
+    port_security: Option<bool>,
 ) -> serde_json::Value {
     let mut config = serde_json::json!({
         "cniVersion": "1.0.0",
@@ -1092,6 +1096,9 @@ fn cni_config(
     }
     if let Some(mac) = mac {
         config["runtimeConfig"]["mac"] = mac.into();
+    }
+    if let Some(on) = port_security {
+        config["args"] = serde_json::json!({"cni": {"portSecurity": on}});
     }
     config
 }
@@ -1213,7 +1220,7 @@ pub async fn detach(
             .and_then(|rest| rest.rsplit_once('/'))
         {
             Some((container_id, ifname)) => {
-                let config = cni_config(lab, &p.node, &a.network, None, &[], None);
+                let config = cni_config(lab, &p.node, &a.network, None, &[], None, None);
                 run_cni(
                     lab,
                     &p.node,

@@ -1152,6 +1152,7 @@ fn owner(pod: &str, attachment: &str) -> PortOwnerRequest {
         pod: Some(pod.into()),
         attachment: attachment.into(),
         interface: "net1".into(),
+        ..Default::default()
     }
 }
 

@@ -356,6 +356,7 @@ async fn quarantine_setup(fake: &FakeApi, c: &ControllerClient, status: Value) -
             pod: Some("default/web-1".into()),
             attachment: "cni/c1/net1".into(),
             interface: "net1".into(),
+            ..Default::default()
         },
     )
     .await
@@ -722,6 +723,7 @@ async fn label_removed_then_deleted(finalized_before: bool) {
             pod: Some("default/p".into()),
             attachment: "cni/c5/net1".into(),
             interface: "net1".into(),
+            ..Default::default()
         },
     )
     .await

@@ -4,6 +4,7 @@
 //! ```text
 //!  table 0 CLASSIFY  eth_type=LLDP                        -> controller (link probes)
 //!                    in_port=<member of n>                -> [mirror copy,] tunnel_id:=VNI(n), goto 1
+//!                      (with port security: only from its MAC/addresses, see [`port_security`])
 //!                    in_port=<tunnel>, tunnel_id=MIRROR(n) -> mirror port, or on toward it
 //!                    in_port=<tunnel>, tunnel_id=VNI(n)    -> reg0:=1 (from a link), goto 1
 //!                    in_port=<trunk>, vlan=VLAN(n)         -> pop vlan, tunnel_id:=VNI(n), reg0:=1, goto 1
@@ -42,6 +43,9 @@
 pub mod ids;
 pub mod lldp;
 pub mod plan;
+pub mod port_security;
+
+pub use port_security::PortBinding;
 
 use l2sm_ofp::{
     Action, Bucket, FlowMod, FlowModCommand, GroupMod, GroupModCommand, GroupType, Instruction,
@@ -69,6 +73,9 @@ pub mod cookie {
     pub const NETWORK: u64 = 0x4c32_0001_0000_0000;
     /// Entries created by `learn` in the unicast table: `LEARNED | ingress port`.
     pub const LEARNED: u64 = 0x4c32_0002_0000_0000;
+    /// Drop flows of a port with port security: `PORT_SECURITY | port` (their statistics
+    /// count the port's dropped frames).
+    pub const PORT_SECURITY: u64 = 0x4c32_0050_0000_0000;
     /// Mask selecting the owner bits of a cookie.
     pub const OWNER_MASK: u64 = 0xffff_ffff_0000_0000;
 }
@@ -148,6 +155,9 @@ pub struct NetworkView {
     pub vlan: Option<u16>,
     /// Where copies for the network's mirror port go from this switch, if it has one.
     pub mirror: Option<MirrorView>,
+    /// Local members with port security, and what each may send (`None`: not known yet, the
+    /// port forwards nothing). Members not listed are not checked.
+    pub secured: BTreeMap<u32, Option<PortBinding>>,
 }
 
 /// The mirror port of a network, as seen by one switch.
@@ -581,13 +591,23 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
                 None => Vec::new(),
             };
             actions.push(Action::SetField(tunnel_id(vni)));
-            p.add_flow(flow(
-                table::CLASSIFY,
-                100,
-                net_cookie,
-                Match::any().with(OxmField::InPort(port)),
-                apply_goto(actions, table::LEARN),
-            ));
+            let admit = apply_goto(actions, table::LEARN);
+            match net.secured.get(&port) {
+                None => p.add_flow(flow(
+                    table::CLASSIFY,
+                    100,
+                    net_cookie,
+                    Match::any().with(OxmField::InPort(port)),
+                    admit,
+                )),
+                Some(binding) => {
+                    for f in
+                        port_security::classify_flows(port, net_cookie, binding.as_ref(), &admit)
+                    {
+                        p.add_flow(f);
+                    }
+                }
+            }
             learned_members.insert(port);
         }
         // Copies arriving from links: deliver to the mirror port, or pass them on along the

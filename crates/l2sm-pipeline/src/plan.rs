@@ -7,7 +7,7 @@
 //! deterministic, so networks the change does not touch keep exactly the same tree (and the
 //! switches get no message for them).
 
-use crate::{FloodMode, LinkKind, MirrorView, NetworkView, SwitchView};
+use crate::{FloodMode, LinkKind, MirrorView, NetworkView, PortBinding, SwitchView};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// One end of a link.
@@ -31,7 +31,7 @@ pub struct Link {
 }
 
 /// A network and where its members are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkSpec {
     /// VNI.
     pub vni: u32,
@@ -41,6 +41,8 @@ pub struct NetworkSpec {
     pub members: BTreeMap<u64, BTreeSet<u32>>,
     /// The mirror port, if any: its switch joins the network's mesh or tree as a leaf.
     pub mirror: Option<End>,
+    /// Members with port security and what each may send (see [`NetworkView::secured`]).
+    pub secured: BTreeMap<End, Option<PortBinding>>,
 }
 
 /// Adjacency: switch -> neighbour -> (local port, remote port), lowest port first.
@@ -221,6 +223,12 @@ pub fn plan(
             let mirror = net
                 .mirror
                 .map(|_| mirrors.get(&d).cloned().unwrap_or_default());
+            let secured = net
+                .secured
+                .iter()
+                .filter(|(end, _)| end.dpid == d && members.contains(&end.port))
+                .map(|(end, b)| (end.port, b.clone()))
+                .collect();
             (
                 d,
                 NetworkView {
@@ -229,6 +237,7 @@ pub fn plan(
                     mode,
                     vlan: net.vlan,
                     mirror,
+                    secured,
                 },
             )
         });
@@ -263,6 +272,7 @@ mod tests {
             vlan: Some(1),
             members: m,
             mirror: None,
+            ..NetworkSpec::default()
         }
     }
 

@@ -177,6 +177,7 @@ fn view_strategy() -> impl Strategy<Value = SwitchView> {
                     mode,
                     vlan,
                     mirror: None,
+                    ..NetworkView::default()
                 });
             }
             SwitchView { links, networks }
@@ -330,6 +331,7 @@ fn mesh(members: &[u32], links: &[u32]) -> NetworkView {
         mode: FloodMode::Mesh,
         vlan: Some(7),
         mirror: None,
+        ..NetworkView::default()
     }
 }
 
@@ -412,6 +414,7 @@ fn a_tree_transit_switch_forwards_between_its_tree_links() {
         mode: FloodMode::Tree,
         vlan: Some(9),
         mirror: None,
+        ..NetworkView::default()
     };
     let view = SwitchView {
         links: [
@@ -735,6 +738,7 @@ fn hostile_view_strategy() -> impl Strategy<Value = SwitchView> {
                         port: Some(p),
                         toward: BTreeSet::new(),
                     }),
+                    ..NetworkView::default()
                 });
             }
             SwitchView { links, networks }

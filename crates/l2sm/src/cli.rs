@@ -119,6 +119,10 @@ pub(crate) enum NetworkCommand {
         /// Address never handed out (repeatable).
         #[arg(long = "exclude")]
         exclude: Vec<String>,
+        /// Port security: each pod port sends only from its own MAC and addresses (a pod
+        /// may opt out with `attach --port-security off`).
+        #[arg(long)]
+        port_security: bool,
     },
     /// Delete a network and all its memberships.
     Delete {
@@ -165,6 +169,9 @@ pub(crate) struct AttachArgs {
     /// MTU of the pod interface.
     #[arg(long)]
     pub mtu: Option<u32>,
+    /// Port security of this interface (on/off), overriding its network's.
+    #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+    pub port_security: Option<bool>,
 }
 
 /// `l2sm detach`
@@ -242,6 +249,7 @@ pub(crate) async fn dispatch(
                     ifname: a.ifname,
                     mac: a.mac,
                     mtu: a.mtu,
+                    port_security: a.port_security,
                 },
             )
             .await?;
@@ -299,7 +307,12 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
             cidrs,
             pod_ranges,
             exclude,
-        } if !cidrs.is_empty() || !pod_ranges.is_empty() || !exclude.is_empty() => {
+            port_security,
+        } if !cidrs.is_empty()
+            || !pod_ranges.is_empty()
+            || !exclude.is_empty()
+            || port_security =>
+        {
             l2sm_pipeline::ids::validate_network_name(&name)?;
             let parse_nets = |v: &[String], what: &str| -> anyhow::Result<Vec<ipnet::IpNet>> {
                 v.iter()
@@ -326,6 +339,7 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                 cidrs: cidrs.clone(),
                 pod_ranges,
                 exclude,
+                port_security,
             };
             match api.create_network(&req).await {
                 Ok((true, _)) => println!(
@@ -333,6 +347,7 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                     cidrs
                         .iter()
                         .map(|c| c.to_string())
+                        .chain(port_security.then(|| "port security".to_string()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

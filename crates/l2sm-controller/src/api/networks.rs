@@ -18,6 +18,7 @@ fn network_view(name: &str, n: &Network) -> NetworkView {
         endpoints: n.endpoints.iter().map(|e| e.to_string()).collect(),
         mirror_port: n.mirror_port.map(|p| p.to_string()),
         ipam: n.ipam.as_ref().map(Ipam::view),
+        port_security: n.port_security,
     }
 }
 
@@ -45,14 +46,24 @@ pub(super) async fn create_network(State(state): State<AppState>, Body(body): Bo
         }
         state
             .shared
-            .update(|m| m.create_network(&req.name, None))
+            .update(|m| {
+                m.check_port_security(&req.name, req.port_security)?;
+                let created = m.create_network(&req.name, None)?;
+                m.set_port_security(&req.name, req.port_security)?;
+                Ok(created)
+            })
             .map_err(update_error)?
     } else {
         let ipam = Ipam::new(req.cidrs, req.pod_ranges, req.exclude)
             .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
         state
             .shared
-            .update(|m| m.create_network_with_ipam(&req.name, ipam))
+            .update(|m| {
+                m.check_port_security(&req.name, req.port_security)?;
+                let created = m.create_network_with_ipam(&req.name, ipam)?;
+                m.set_port_security(&req.name, req.port_security)?;
+                Ok(created)
+            })
             .map_err(update_error)?
     };
     let model = state.shared.model();

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.0 document, generated from the route list the router is built from, with the
 //! schemas written by hand next to it.
 
+use super::ports::MAX_OWNER_IPS;
 use serde_json::{json, Map, Value};
 
 /// What a response carries.
@@ -256,6 +257,19 @@ fn ip_address() -> Value {
     })
 }
 
+/// A unicast MAC, `xx:xx:xx:xx:xx:xx` (the group bit of the first byte clear).
+const UNICAST_MAC: &str = "^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$";
+
+/// An address, with or without a prefix length.
+fn address_or_cidr() -> Value {
+    let (a, c) = (ip_address(), cidr());
+    let strip = |v: &Value| {
+        let p = v["pattern"].as_str().unwrap_or("^$");
+        p[1..p.len() - 1].to_string()
+    };
+    json!({"type": "string", "pattern": format!("^({}|{})$", strip(&a), strip(&c)), "example": "10.0.0.7/24"})
+}
+
 /// An address with a prefix length valid for its family (`10.0.0.0/24`, `fd00::/64`).
 fn cidr() -> Value {
     let v4 = format!("{}/(3[0-2]|[12]?[0-9])", ipv4_text());
@@ -321,6 +335,18 @@ fn schemas() -> Value {
     let cidr = cidr();
     let name = network_name();
     let nullable_string = json!({"type": "string", "nullable": true});
+    let binding = json!({
+        "type": "object",
+        "description": "what port security admits (absent without it)",
+        "required": ["mac", "addresses"],
+        "properties": {
+            "mac": {"type": "string", "nullable": true, "description": "null: not known yet, nothing is admitted"},
+            "addresses": {"type": "array", "items": ip_address()},
+        },
+    });
+    let owner_mac = json!({"type": "string", "nullable": true, "pattern": UNICAST_MAC, "description": "MAC of the pod interface: with port security the only source MAC admitted"});
+    let owner_ips = json!({"type": "array", "maxItems": MAX_OWNER_IPS, "items": address_or_cidr(), "description": "addresses of the pod interface: with port security the source addresses admitted (with the port's IPAM allocations; unspecified, multicast and broadcast ones never)"});
+    let owner_security = json!({"type": "boolean", "nullable": true, "description": "this port's port security, overriding its network's"});
     json!({
         "Object": {"type": "object"},
         "Error": {
@@ -346,6 +372,7 @@ fn schemas() -> Value {
                 "cidrs": {"type": "array", "items": cidr, "maxItems": 2},
                 "podRanges": {"type": "array", "items": cidr},
                 "exclude": {"type": "array", "items": ip_address()},
+                "portSecurity": {"type": "boolean", "description": "member ports send only from their reported MAC and addresses (a port's owner may override it); creating an existing network with the other setting is a conflict (409)"},
             },
             // podRanges and exclude only with cidrs.
             "anyOf": [
@@ -373,6 +400,7 @@ fn schemas() -> Value {
                 "endpoints": {"type": "array", "items": port_id},
                 "mirrorPort": nullable_string,
                 "ipam": schema_ref("Ipam"),
+                "portSecurity": {"type": "boolean"},
             },
         },
         "AllocationRequest": {
@@ -467,6 +495,9 @@ fn schemas() -> Value {
                 "pod": {"type": "string", "nullable": true, "description": "namespace/name", "maxLength": 512, "pattern": PRINTABLE},
                 "attachment": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": PRINTABLE},
                 "interface": {"type": "string", "maxLength": 512, "pattern": PRINTABLE},
+                "mac": owner_mac,
+                "ips": owner_ips,
+                "portSecurity": owner_security,
             },
         },
         "WaitRequest": {
@@ -515,6 +546,9 @@ fn schemas() -> Value {
                 "pod": {"type": "string", "nullable": true, "description": "namespace/name, as the agent reported"},
                 "attachment": nullable_string,
                 "interface": nullable_string,
+                "portSecurity": {"type": "boolean"},
+                "mac": nullable_string,
+                "binding": binding,
             },
         },
         "Action": {
@@ -623,6 +657,23 @@ mod tests {
         }
         for text in matching(pattern(&create["exclude"]["items"]), 500) {
             assert!(text.parse::<std::net::IpAddr>().is_ok(), "address {text:?}");
+        }
+        // Reported MACs and addresses: every one the document allows is recorded.
+        let fields = &schemas["PortOwner"]["properties"];
+        api.req("POST", "/api/v1/networks", Some(r#"{"name":"own"}"#))
+            .await;
+        let path = "/api/v1/switches/of:00000000000000ab/ports/7/owner";
+        let join = r#"{"networkId":"own","networkEndpoints":["of:00000000000000ab/7"]}"#;
+        assert_eq!(
+            api.req("POST", "/onos/vnets/api/port", Some(join)).await.0,
+            204
+        );
+        let macs = matching(pattern(&fields["mac"]), 200);
+        let ips = matching(pattern(&fields["ips"]["items"]), 200);
+        for (mac, ip) in macs.iter().zip(&ips) {
+            let body = serde_json::json!({"attachment": "a", "mac": mac, "ips": [ip]});
+            let (code, answer) = api.req("PUT", path, Some(&body.to_string())).await;
+            assert_eq!(code, 204, "{mac:?} {ip:?}: {answer}");
         }
         // Port numbers in the path: every one the document allows reaches the handler's
         // membership check (409: not a member), none is refused as malformed (400).

@@ -4,7 +4,7 @@
 
 use super::switches::parse_dpid;
 use super::{error, json_body, not_found, update_error, ApiError, ApiResult, AppState, Body};
-use crate::model::{ModelError, PortOwner};
+use crate::model::{format_mac, parse_mac, ModelError, PortOwner};
 use crate::UpdateError;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,6 +13,7 @@ use axum::Json;
 use l2sm_api::v1::{self, AttachmentView, PortView};
 use l2sm_pipeline::ids::PortId;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 pub(super) async fn list_ports(State(state): State<AppState>) -> Json<Vec<PortView>> {
     let model = state.shared.model();
@@ -74,6 +75,7 @@ pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<
         for ep in &n.endpoints {
             let sw = switches.get(&ep.dpid);
             let reported = model.port_owners.get(ep);
+            let binding = model.member_port_security(n, ep);
             let owner = owners.get(ep).map(|o| o.to_string());
             let ips = match (&n.ipam, &owner) {
                 (Some(i), Some(o)) => i.held_by(o),
@@ -96,6 +98,18 @@ pub(super) async fn list_attachments(State(state): State<AppState>) -> Json<Vec<
                 pod: reported.and_then(|o| o.pod.clone()),
                 attachment: reported.map(|o| o.attachment.clone()),
                 interface: reported.map(|o| o.interface.clone()),
+                mac: reported.and_then(|o| o.mac.clone()),
+                port_security: binding.is_some(),
+                binding: binding.map(|b| v1::PortBindingView {
+                    mac: b.as_ref().map(|b| format_mac(b.mac)),
+                    addresses: b
+                        .map(|b| {
+                            let v4 = b.allowed_ipv4().into_iter().map(IpAddr::V4);
+                            let v6 = b.allowed_ipv6().into_iter().map(IpAddr::V6);
+                            v4.chain(v6).collect()
+                        })
+                        .unwrap_or_default(),
+                }),
             });
         }
     }
@@ -124,6 +138,24 @@ pub(super) fn path_port(dpid: &str, port: &str) -> Result<PortId, ApiError> {
 /// (the OpenAPI `maxLength`).
 const MAX_OWNER_FIELD: usize = 512;
 
+/// Most addresses a port's owner may report.
+pub(super) const MAX_OWNER_IPS: usize = 16;
+
+/// One reported address: an IPv4 or IPv6 address, with or without a prefix length. Any
+/// address is recorded; port security never admits an unspecified, multicast or broadcast
+/// one as a source.
+fn parse_address(text: &str) -> Result<IpAddr, ApiError> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<ipnet::IpNet>().ok().map(|n| n.addr()))
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("{text:?} is not an IPv4 or IPv6 address"),
+            )
+        })
+}
+
 pub(super) async fn set_port_owner(
     State(state): State<AppState>,
     Path((dpid, port)): Path<(String, String)>,
@@ -148,10 +180,36 @@ pub(super) async fn set_port_owner(
             "pod, attachment and interface must be short printable text",
         ));
     }
+    let mac = match req.mac.as_deref() {
+        None => None,
+        Some(m) => match parse_mac(m) {
+            Some(mac) if mac[0] & 1 == 0 => Some(format_mac(mac)),
+            _ => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("mac {m:?} is not a unicast MAC (xx:xx:xx:xx:xx:xx)"),
+                ))
+            }
+        },
+    };
+    if req.ips.len() > MAX_OWNER_IPS {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_OWNER_IPS} addresses per port"),
+        ));
+    }
+    let ips = req
+        .ips
+        .iter()
+        .map(|text| parse_address(text))
+        .collect::<Result<Vec<_>, _>>()?;
     let owner = PortOwner {
         pod: req.pod.filter(|p| !p.is_empty()),
         attachment: req.attachment,
         interface: req.interface,
+        mac,
+        ips,
+        port_security: req.port_security,
     };
     let pod = owner.pod.clone();
     if state
@@ -192,12 +250,11 @@ pub(super) async fn wait_programmed(
 ) -> ApiResult {
     let port = path_port(&dpid, &port)?;
     let req: v1::WaitRequest = json_body(&body)?;
-    let vni = state
-        .shared
-        .model()
+    let model = state.shared.model();
+    let (vni, secured) = model
         .networks
         .get(&req.network)
-        .map(|n| n.vni)
+        .map(|n| (n.vni, model.member_port_security(n, &port)))
         .ok_or_else(|| {
             error(
                 StatusCode::NOT_FOUND,
@@ -215,7 +272,11 @@ pub(super) async fn wait_programmed(
         ));
     }
     let timeout = std::time::Duration::from_millis(req.timeout_ms.min(v1::MAX_WAIT_MS));
-    if state.shared.wait_programmed(port, vni, timeout).await {
+    if state
+        .shared
+        .wait_programmed(port, vni, secured, timeout)
+        .await
+    {
         Ok(Json(v1::Programmed { programmed: true }).into_response())
     } else {
         Err(error(
@@ -302,4 +363,248 @@ async fn wait_moved(shared: &crate::Shared, port: PortId, from: &str, to: &str) 
     })
     .await
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestApi;
+    use l2sm_api::v1::{AttachmentView, NetworkView};
+    use l2sm_pipeline::ids::PortId;
+    use l2sm_pipeline::PortBinding;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    const DPID: u64 = 0xab;
+    const OWNER: &str = "/api/v1/switches/of:00000000000000ab/ports/7/owner";
+    const PORT: PortId = PortId {
+        dpid: DPID,
+        port: 7,
+    };
+
+    async fn join(api: &TestApi, network: &str) {
+        let body =
+            format!(r#"{{"networkId":"{network}","networkEndpoints":["of:00000000000000ab/7"]}}"#);
+        let (code, text) = api.req("POST", "/onos/vnets/api/port", Some(&body)).await;
+        assert_eq!(code, 204, "{text}");
+    }
+
+    async fn attachment(api: &TestApi) -> AttachmentView {
+        let (code, text) = api.req("GET", "/api/v1/attachments", None).await;
+        assert_eq!(code, 200, "{text}");
+        let all: Vec<AttachmentView> = serde_json::from_str(&text).unwrap();
+        all.into_iter()
+            .find(|a| a.port == PORT.to_string())
+            .expect("the port's attachment")
+    }
+
+    /// What the compiler is given for the port on its switch.
+    fn compiled(api: &TestApi) -> Option<Option<PortBinding>> {
+        let view = api.shared.model().switch_view(DPID, BTreeMap::new());
+        let net = view.networks.values().next().expect("the port's network");
+        assert!(net.members.contains(&7));
+        net.secured.get(&7).cloned()
+    }
+
+    #[tokio::test]
+    async fn port_security_is_set_per_network_and_a_conflicting_create_changes_nothing() {
+        let api = TestApi::new();
+        let body = r#"{"name":"sec","portSecurity":true}"#;
+        let (code, text) = api.req("POST", "/api/v1/networks", Some(body)).await;
+        assert_eq!(code, 201, "{text}");
+        let view: NetworkView = serde_json::from_str(&text).unwrap();
+        assert!(view.port_security);
+        assert_eq!(api.req("POST", "/api/v1/networks", Some(body)).await.0, 200);
+        let before = api.shared.model();
+        let (code, text) = api
+            .req("POST", "/api/v1/networks", Some(r#"{"name":"sec"}"#))
+            .await;
+        assert_eq!(code, 409, "{text}");
+        assert!(text.contains("port security"), "{text}");
+        assert_eq!(api.shared.model(), before);
+        // With IPAM too; and a plain network stays plain.
+        let ipam = r#"{"name":"sec4","cidrs":["10.9.0.0/24"],"portSecurity":true}"#;
+        let (code, text) = api.req("POST", "/api/v1/networks", Some(ipam)).await;
+        assert_eq!(code, 201, "{text}");
+        assert!(text.contains(r#""portSecurity":true"#), "{text}");
+        let (_, text) = api
+            .req("POST", "/api/v1/networks", Some(r#"{"name":"plain"}"#))
+            .await;
+        assert!(text.contains(r#""portSecurity":false"#), "{text}");
+        // Upstream's create of an existing secured network is a no-op, as for any network.
+        let (code, _) = api
+            .req("POST", "/onos/vnets/api", Some(r#"{"networkId":"sec"}"#))
+            .await;
+        assert_eq!(code, 204);
+        assert!(api.shared.model().networks["sec"].port_security);
+    }
+
+    #[tokio::test]
+    async fn a_secured_port_forwards_nothing_until_its_mac_is_reported() {
+        let api = TestApi::new();
+        api.req(
+            "POST",
+            "/api/v1/networks",
+            Some(r#"{"name":"sec","portSecurity":true}"#),
+        )
+        .await;
+        join(&api, "sec").await;
+        // Upstream-style add-port: no MAC known, the port is secured and admits nothing.
+        assert_eq!(compiled(&api), Some(None));
+        let att = attachment(&api).await;
+        assert!(att.port_security);
+        let binding = att.binding.expect("a binding");
+        assert_eq!((binding.mac, binding.addresses.len()), (None, 0));
+        // An owner without a MAC changes nothing of that.
+        let (code, _) = api.req("PUT", OWNER, Some(r#"{"attachment":"a"}"#)).await;
+        assert_eq!(code, 204);
+        assert_eq!(compiled(&api), Some(None));
+        // The agent reports MAC and addresses: they are what the port may send.
+        let body =
+            r#"{"attachment":"a","mac":"02:AA:00:00:00:01","ips":["10.0.0.5/24","fd00::5"]}"#;
+        let (code, text) = api.req("PUT", OWNER, Some(body)).await;
+        assert_eq!(code, 204, "{text}");
+        let want = PortBinding {
+            mac: [2, 0xaa, 0, 0, 0, 1],
+            ipv4: ["10.0.0.5".parse().unwrap()].into(),
+            ipv6: ["fd00::5".parse().unwrap()].into(),
+        };
+        assert_eq!(compiled(&api), Some(Some(want)));
+        let att = attachment(&api).await;
+        assert_eq!(att.mac.as_deref(), Some("02:aa:00:00:00:01"));
+        let shown: Vec<String> = att
+            .binding
+            .expect("a binding")
+            .addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.5", "fd00::5", "fe80::aa:ff:fe00:1"]);
+        // The port's own override turns it off, and on again.
+        let off = r#"{"attachment":"a","mac":"02:aa:00:00:00:01","portSecurity":false}"#;
+        assert_eq!(api.req("PUT", OWNER, Some(off)).await.0, 204);
+        assert_eq!(compiled(&api), None);
+        let att = attachment(&api).await;
+        assert!(!att.port_security && att.binding.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_port_may_turn_it_on_in_a_plain_network_and_ipam_addresses_count() {
+        let api = TestApi::new();
+        let net = r#"{"name":"v4","cidrs":["10.7.0.0/24"]}"#;
+        assert_eq!(api.req("POST", "/api/v1/networks", Some(net)).await.0, 201);
+        join(&api, "v4").await;
+        let alloc =
+            r#"{"owner":"cni/x/net1","ips":["10.7.0.9/24"],"port":"of:00000000000000ab/7"}"#;
+        let (code, text) = api
+            .req("POST", "/api/v1/networks/v4/allocations", Some(alloc))
+            .await;
+        assert_eq!(code, 200, "{text}");
+        assert_eq!(compiled(&api), None, "off by default");
+        let on = r#"{"attachment":"cni/x/net1","mac":"02:00:00:00:00:09","portSecurity":true}"#;
+        assert_eq!(api.req("PUT", OWNER, Some(on)).await.0, 204);
+        let b = compiled(&api).flatten().expect("a binding");
+        assert_eq!(b.ipv4, ["10.7.0.9".parse().unwrap()].into());
+    }
+
+    #[tokio::test]
+    async fn bad_macs_and_addresses_are_refused_and_change_nothing() {
+        let api = TestApi::new();
+        api.req(
+            "POST",
+            "/api/v1/networks",
+            Some(r#"{"name":"sec","portSecurity":true}"#),
+        )
+        .await;
+        join(&api, "sec").await;
+        let many: Vec<String> = (1..=17).map(|i| format!("\"10.0.0.{i}\"")).collect();
+        let many = format!(r#"{{"attachment":"a","ips":[{}]}}"#, many.join(","));
+        for bad in [
+            r#"{"attachment":"a","mac":"02:00:00:00:00"}"#,
+            r#"{"attachment":"a","mac":"02:00:00:00:00:01:02"}"#,
+            r#"{"attachment":"a","mac":"03:00:00:00:00:01"}"#,
+            r#"{"attachment":"a","mac":"zz:00:00:00:00:01"}"#,
+            r#"{"attachment":"a","mac":"2:0:0:0:0:1"}"#,
+            r#"{"attachment":"a","mac":7}"#,
+            r#"{"attachment":"a","ips":["10.0.0.300"]}"#,
+            r#"{"attachment":"a","ips":["fd00::/129"]}"#,
+            r#"{"attachment":"a","ips":["host"]}"#,
+            r#"{"attachment":"a","portSecurity":"yes"}"#,
+            &many,
+        ] {
+            let (code, text) = api.req("PUT", OWNER, Some(bad)).await;
+            assert_eq!(code, 400, "{bad}: {text}");
+            assert!(api.shared.model().port_owners.is_empty(), "{bad}");
+        }
+        let bad_net = r#"{"name":"x","portSecurity":1}"#;
+        assert_eq!(
+            api.req("POST", "/api/v1/networks", Some(bad_net)).await.0,
+            400
+        );
+        assert!(!api.shared.model().networks.contains_key("x"));
+    }
+
+    /// The agent's wait answers only once the switch holds the port with its binding: a view
+    /// with the port but without the MAC it reported is not enough.
+    #[tokio::test]
+    async fn wait_covers_the_binding() {
+        let api = TestApi::new();
+        api.req(
+            "POST",
+            "/api/v1/networks",
+            Some(r#"{"name":"sec","portSecurity":true}"#),
+        )
+        .await;
+        join(&api, "sec").await;
+        api.shared.switches().insert(
+            DPID,
+            crate::ConnectedSwitch {
+                status: Default::default(),
+                session: 1,
+                probing_since: None,
+            },
+        );
+        // The switch holds the port, MAC unknown.
+        let view = api.shared.model().switch_view(DPID, BTreeMap::new());
+        api.shared.view_applied(DPID, Arc::new(view));
+        let wait = "/api/v1/switches/of:00000000000000ab/ports/7/wait";
+        let body = r#"{"network":"sec","timeoutMs":50}"#;
+        assert_eq!(api.req("POST", wait, Some(body)).await.0, 200);
+        let owner = r#"{"attachment":"a","mac":"02:00:00:00:00:01"}"#;
+        assert_eq!(api.req("PUT", OWNER, Some(owner)).await.0, 204);
+        let (code, text) = api.req("POST", wait, Some(body)).await;
+        assert_eq!(code, 504, "the binding is not on the switch yet: {text}");
+        let view = api.shared.model().switch_view(DPID, BTreeMap::new());
+        api.shared.view_applied(DPID, Arc::new(view));
+        assert_eq!(api.req("POST", wait, Some(body)).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn drops_are_exported_per_network_and_port() {
+        let api = TestApi::new();
+        api.req(
+            "POST",
+            "/api/v1/networks",
+            Some(r#"{"name":"sec","portSecurity":true}"#),
+        )
+        .await;
+        join(&api, "sec").await;
+        let drops = &api.shared.metrics.port_security_drops;
+        drops.record(DPID, &[(7, 5), (9, 3)].into());
+        drops.record(DPID, &[(7, 2), (9, 4)].into());
+        let (_, text) = api.req("GET", "/metrics", None).await;
+        // 5 then a reset to 2: 7 in all. Port 9 is no member: not shown.
+        assert!(
+            text.contains(
+                "l2sm_port_security_drops_total{network=\"sec\",port=\"of:00000000000000ab/7\"} 7\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("/9\""), "{text}");
+        drops.record(DPID, &BTreeMap::new());
+        assert_eq!(
+            drops.get(&PORT),
+            None,
+            "a port no longer secured is forgotten"
+        );
+    }
 }
