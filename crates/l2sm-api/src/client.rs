@@ -9,7 +9,8 @@
 use crate::error::ErrorBody;
 use crate::v1::{
     Allocated, AllocationRequest, AttachmentView, CreateNetwork, GcRequest, LinkView, MoveRequest,
-    Moved, NetworkView, PortOwnerRequest, PortView, Released, SwitchStatus, WaitRequest,
+    Moved, NetworkView, PortOwnerRequest, PortView, Released, SettleRequest, Settled,
+    SwitchStatus, WaitRequest,
 };
 use crate::vnets::NetworkDto;
 use base64::Engine as _;
@@ -882,6 +883,17 @@ impl ControllerClient {
         let path = Self::port_path(port, "wait");
         let a = self.call_json(Method::POST, &path, req).await?;
         Self::expect(&Method::POST, &path, a, &[200]).map(drop)
+    }
+
+    /// Answers once every connected switch holds every change made before the call (barrier
+    /// confirmed); 504 when `timeout_ms` (at most 10 s) ran out first.
+    pub async fn settle(&self, timeout_ms: u64) -> Result<Settled, ClientError> {
+        let path = "/api/v1/settle";
+        let a = self
+            .call_json(Method::POST, path, &SettleRequest { timeout_ms })
+            .await?;
+        let a = Self::expect(&Method::POST, path, a, &[200])?;
+        Self::decode(path, &a)
     }
 
     /// Moves `port` from network `from` to network `to` in one controller change, live: the

@@ -158,10 +158,35 @@ fn default_wait_ms() -> u64 {
 }
 
 /// Answer to a successful wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Programmed {
     /// Always true (a wait that times out answers 504).
     pub programmed: bool,
+    /// Other switches that had not confirmed the network's state when the wait ended
+    /// (`of:<dpid>`); empty when every connected switch had.
+    #[serde(default)]
+    pub pending_switches: Vec<String>,
+}
+
+/// Body of `POST /api/v1/settle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SettleRequest {
+    /// Longest wait (the controller caps it at [`MAX_WAIT_MS`]).
+    #[serde(default = "default_wait_ms")]
+    pub timeout_ms: u64,
+}
+
+/// Answer of `POST /api/v1/settle`: every connected switch holds every change made before the
+/// request (model and links), confirmed by barrier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settled {
+    /// Always true (a wait that times out answers 504).
+    pub settled: bool,
+    /// Connected switches waited for.
+    pub switches: usize,
 }
 
 /// Body of `POST /api/v1/switches/{dpid}/ports/{port}/move`.

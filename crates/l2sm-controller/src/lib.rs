@@ -211,6 +211,23 @@ pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10)
 /// from one plan to the next are the same `Arc`, so sessions tell "unchanged" at once.
 type Plan = BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>;
 
+/// A plan and the generation of the model and graph it was made from.
+#[derive(Debug, Default)]
+struct Planned {
+    generation: u64,
+    views: Plan,
+}
+
+/// The view a switch has confirmed (barrier reply after its batch, or nothing to send), and
+/// the generation it was derived from: the switch holds every change up to that generation.
+#[derive(Debug, Clone)]
+pub struct AppliedView {
+    /// What the switch holds.
+    pub view: Arc<l2sm_pipeline::SwitchView>,
+    /// Generation of the model and graph the view was derived from.
+    pub generation: u64,
+}
+
 /// Shortest time between two plans: a burst of changes (a thousand switches connecting after
 /// a restart) costs a few plans, not one per change.
 pub const PLAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -247,7 +264,7 @@ pub struct Shared {
     /// When each switch last lost its session.
     disconnected_at: Mutex<BTreeMap<u64, std::time::Instant>>,
     /// Views of every switch under the topology, published by the planner.
-    plan: watch::Sender<Arc<Plan>>,
+    plan: watch::Sender<Arc<Planned>>,
     /// Bumped when sessions must look at their view again (a new plan, or a model change
     /// without topology).
     views: watch::Sender<u64>,
@@ -255,7 +272,7 @@ pub struct Shared {
     pub probes: Probes,
     /// The view each connected switch has confirmed (barrier reply after its batch): what
     /// "this port is programmed" waits for.
-    applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
+    applied: watch::Sender<BTreeMap<u64, AppliedView>>,
     /// Counters.
     pub metrics: metrics::Metrics,
     /// Datapath ids that have a session: a second session for one is refused.
@@ -277,7 +294,7 @@ impl Shared {
             topology: RwLock::new(None),
             started: std::time::Instant::now(),
             disconnected_at: Mutex::new(BTreeMap::new()),
-            plan: watch::channel(Arc::new(Plan::new())).0,
+            plan: watch::channel(Arc::new(Planned::default())).0,
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
@@ -312,11 +329,59 @@ impl Shared {
         Ok(result)
     }
 
-    /// Records that switch `dpid` holds `view` (its batch was acknowledged by a barrier).
-    pub fn view_applied(&self, dpid: u64, view: Arc<l2sm_pipeline::SwitchView>) {
-        self.applied.send_modify(|m| {
-            m.insert(dpid, view);
+    /// Records that switch `dpid` holds `view`, derived from `generation` (its batch was
+    /// acknowledged by a barrier, or it needed nothing). Waiters are woken only when the view
+    /// or the generation moved.
+    pub fn view_applied(
+        &self,
+        dpid: u64,
+        view: Arc<l2sm_pipeline::SwitchView>,
+        generation: u64,
+    ) {
+        self.applied.send_if_modified(|m| match m.get_mut(&dpid) {
+            Some(a) if Arc::ptr_eq(&a.view, &view) && a.generation >= generation => false,
+            Some(a) => {
+                a.generation = a.generation.max(generation);
+                a.view = view;
+                true
+            }
+            None => {
+                m.insert(dpid, AppliedView { view, generation });
+                true
+            }
         });
+    }
+
+    /// The generation of the model and graph now: every change made so far is in it.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Waits until every connected switch has confirmed a view derived from `generation` or
+    /// later: then every flow and group change up to that generation is on every switch.
+    /// Returns the switches that had not when `timeout` passed (empty: settled). Switches
+    /// that disconnect meanwhile are not waited for.
+    pub async fn wait_settled(&self, generation: u64, timeout: Duration) -> Vec<u64> {
+        let mut rx = self.applied.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let connected: Vec<u64> = self.switches().keys().copied().collect();
+            let laggards: Vec<u64> = {
+                let applied = rx.borrow_and_update();
+                connected
+                    .into_iter()
+                    .filter(|d| applied.get(d).is_none_or(|a| a.generation < generation))
+                    .collect()
+            };
+            if laggards.is_empty() {
+                return laggards;
+            }
+            // Disconnections change `applied` too, so this wakes for them.
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return laggards,
+            }
+        }
     }
 
     /// Waits until `port` is programmed as a member of network `vni` on its switch, with port
@@ -330,9 +395,9 @@ impl Shared {
         timeout: Duration,
     ) -> bool {
         let mut rx = self.applied.subscribe();
-        let programmed = |m: &BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>| {
+        let programmed = |m: &BTreeMap<u64, AppliedView>| {
             m.get(&port.dpid)
-                .and_then(|v| v.networks.get(&vni))
+                .and_then(|a| a.view.networks.get(&vni))
                 .is_some_and(|n| {
                     n.members.contains(&port.port) && n.secured.get(&port.port) == secured.as_ref()
                 })
@@ -430,18 +495,26 @@ impl Shared {
         &self,
         dpid: u64,
         local_links: BTreeMap<u32, l2sm_pipeline::LinkKind>,
-    ) -> Option<Arc<l2sm_pipeline::SwitchView>> {
+    ) -> Option<(Arc<l2sm_pipeline::SwitchView>, u64)> {
         if self.topology().is_none() {
+            // The generation first: the model read next holds at least its changes.
+            let generation = self.generation();
             let model = self.model.read().unwrap_or_else(|e| e.into_inner());
-            return Some(Arc::new(model.switch_view(dpid, local_links)));
+            return Some((Arc::new(model.switch_view(dpid, local_links)), generation));
         }
-        self.plan.borrow().get(&dpid).cloned()
+        let planned = self.plan.borrow();
+        planned
+            .views
+            .get(&dpid)
+            .map(|v| (v.clone(), planned.generation))
     }
 
     /// Computes every switch's view under the topology and publishes it, keeping the `Arc`
     /// of each view that did not change.
     fn replan(&self) {
         let Some(topo) = self.topology() else { return };
+        // The generation first: the model and graph read next hold at least its changes.
+        let generation = self.generation();
         let switches = self.switches().clone();
         let absent_ok = self.absent_ok();
         let dead = self.probes.dead();
@@ -449,12 +522,15 @@ impl Shared {
         let previous = self.plan.borrow().clone();
         let plan: Plan = fresh
             .into_iter()
-            .map(|(dpid, view)| match previous.get(&dpid) {
+            .map(|(dpid, view)| match previous.views.get(&dpid) {
                 Some(old) if **old == view => (dpid, old.clone()),
                 _ => (dpid, Arc::new(view)),
             })
             .collect();
-        self.plan.send_replace(Arc::new(plan));
+        self.plan.send_replace(Arc::new(Planned {
+            generation,
+            views: plan,
+        }));
         self.views.send_modify(|g| *g += 1);
         self.heap.freed();
     }

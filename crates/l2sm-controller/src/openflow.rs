@@ -206,8 +206,8 @@ struct Session<S> {
     /// The view last compiled for this switch; `None` until the first sync.
     installed_view: Option<Arc<SwitchView>>,
     /// Barriers of batches in flight: xid, when the batch was written, and the view the
-    /// switch holds once it answers.
-    pending_barriers: VecDeque<(u32, std::time::Instant, Option<Arc<SwitchView>>)>,
+    /// switch holds once it answers, with the generation it was derived from.
+    pending_barriers: VecDeque<(u32, std::time::Instant, Option<(Arc<SwitchView>, u64)>)>,
     /// When this session started probing its links.
     probing_since: Option<std::time::Instant>,
 }
@@ -295,7 +295,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn send_batch(
         &mut self,
         msgs: Vec<Message>,
-        view: Option<Arc<SwitchView>>,
+        view: Option<(Arc<SwitchView>, u64)>,
     ) -> anyhow::Result<()> {
         self.shared.metrics.batch_size.observe(msgs.len() as f64);
         msgs.iter().for_each(|m| self.count(m));
@@ -467,8 +467,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         .drain(..=i)
                         .filter_map(|(_, _, view)| view)
                         .next_back();
-                    if let (Some(view), Some(dpid)) = (applied, self.dpid) {
-                        self.shared.view_applied(dpid, view);
+                    if let (Some((view, generation)), Some(dpid)) = (applied, self.dpid) {
+                        self.shared.view_applied(dpid, view, generation);
                     }
                     self.shared
                         .metrics
@@ -697,10 +697,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Brings the switch in line with the model, sending only what changed.
     async fn sync(&mut self) -> anyhow::Result<()> {
         let Some(dpid) = self.dpid else { return Ok(()) };
-        let Some(view) = self.shared.view_of(dpid, self.links()) else {
+        let Some((view, generation)) = self.shared.view_of(dpid, self.links()) else {
             return Ok(());
         };
         if self.installed_view.as_ref() == Some(&view) {
+            // Nothing to send for this generation: the switch holds it once what is in
+            // flight is confirmed (waits for "every switch has generation N" count on it).
+            self.confirm_when_done(dpid, view, generation);
             return Ok(());
         }
         for v in view.violations() {
@@ -760,12 +763,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let count = msgs.len();
         if count > 0 {
-            self.send_batch(msgs, Some(view.clone())).await?;
-        } else if let Some(last) = self.pending_barriers.back_mut() {
-            // Nothing to send: the switch holds this view once the batch in flight is done.
-            last.2 = Some(view.clone());
+            self.send_batch(msgs, Some((view.clone(), generation)))
+                .await?;
         } else {
-            self.shared.view_applied(dpid, view.clone());
+            self.confirm_when_done(dpid, view.clone(), generation);
         }
         tracing::debug!(dpid = self.dpid_str(), messages = count, "switch synced");
         if count > 0 {
@@ -775,6 +776,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.installed_view = Some(view);
         self.publish();
         Ok(())
+    }
+
+    /// Records that the switch holds `view` (from `generation`) once the batch in flight, if
+    /// any, is confirmed; at once without one.
+    fn confirm_when_done(&mut self, dpid: u64, view: Arc<SwitchView>, generation: u64) {
+        match self.pending_barriers.back_mut() {
+            Some(last) => last.2 = Some((view, generation)),
+            None => self.shared.view_applied(dpid, view, generation),
+        }
     }
 
     fn publish(&self) {

@@ -236,7 +236,48 @@ async fn build(
     )
     .await?;
     done(t);
+
+    // Ready means a first frame gets through: every tunnel between lab nodes exists at both
+    // ends (the controller uses a link as soon as both ports do; LLDP takes a dead one out
+    // later), and every switch has confirmed the flows and groups that use them.
+    let t = step("links between the switches");
+    let expected = expected_tunnels(lab, state)?;
+    wait_async(
+        &format!("{expected} tunnels to be up at both ends"),
+        Duration::from_secs(20),
+        || async { Ok(usable_tunnels(&api.links().await?) >= expected) },
+    )
+    .await?;
+    api.settle(l2sm_api::v1::MAX_WAIT_MS)
+        .await
+        .context("the switches did not confirm their flows")?;
+    done(t);
     Ok(())
+}
+
+/// Tunnels of the lab's topology between two of its nodes (a file may name other switches).
+fn expected_tunnels(lab: &Lab, state: &LabState) -> anyhow::Result<usize> {
+    let path = lab.dir().join("topology.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc = TopologyFile::from_json(&text).with_context(|| format!("{}", path.display()))?;
+    let ours = |n: &str| state.nodes.iter().any(|node| node.name == n);
+    Ok(match doc.links {
+        None => state.nodes.len() * state.nodes.len().saturating_sub(1) / 2,
+        Some(links) => links
+            .iter()
+            .filter(|l| l.kind.as_deref().is_none_or(|k| k == "tunnel"))
+            .filter(|l| ours(&l.endpoint_a) && ours(&l.endpoint_b))
+            .count(),
+    })
+}
+
+/// Tunnels the controller reports with both ports known and the link usable.
+pub fn usable_tunnels(links: &[l2sm_api::v1::LinkView]) -> usize {
+    links
+        .iter()
+        .filter(|l| l.live && l.kind == "tunnel" && l.a_port != 0 && l.b_port != 0)
+        .count()
 }
 
 /// The last meaningful line of a log, to explain a failure before the lab is torn down.

@@ -317,6 +317,7 @@ const AGENT_WRITES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/switches/{dpid}/ports/{port}/owner"),
     ("POST", "/api/v1/switches/{dpid}/ports/{port}/move"),
     ("POST", "/api/v1/switches/{dpid}/ports/{port}/wait"),
+    ("POST", "/api/v1/settle"),
 ];
 
 #[cfg(test)]

@@ -417,6 +417,20 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             get(ports::list_attachments),
         ),
         (
+            RouteSpec::authed(
+                "post",
+                "/api/v1/settle",
+                "Wait until every connected switch holds every change made so far",
+            )
+            .request("SettleRequest")
+            .responses(vec![
+                Resp::json(200, "every connected switch confirmed the current state", "Settled"),
+                err(400, "invalid body"),
+                err(504, "some switches did not confirm within the timeout"),
+            ]),
+            post(switches::settle),
+        ),
+        (
             RouteSpec::authed("get", "/api/v1/links", "Live inter-switch links")
                 .responses(vec![Resp::json_array(200, "links", "Link")]),
             get(switches::list_links),

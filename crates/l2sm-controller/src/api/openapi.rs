@@ -500,6 +500,21 @@ fn schemas() -> Value {
                 "portSecurity": owner_security,
             },
         },
+        "SettleRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "timeoutMs": {"type": "integer", "minimum": 0, "format": "int64", "description": "at most 10000; default 2000"},
+            },
+        },
+        "Settled": {
+            "type": "object",
+            "required": ["settled", "switches"],
+            "properties": {
+                "settled": {"type": "boolean"},
+                "switches": {"type": "integer", "minimum": 0},
+            },
+        },
         "WaitRequest": {
             "type": "object",
             "additionalProperties": false,
@@ -511,8 +526,11 @@ fn schemas() -> Value {
         },
         "Programmed": {
             "type": "object",
-            "required": ["programmed"],
-            "properties": {"programmed": {"type": "boolean"}},
+            "required": ["programmed", "pendingSwitches"],
+            "properties": {
+                "programmed": {"type": "boolean"},
+                "pendingSwitches": {"type": "array", "items": dpid},
+            },
         },
         "MoveRequest": {
             "type": "object",

@@ -241,8 +241,12 @@ pub(super) async fn clear_port_owner(
 }
 
 /// Answers once the port's switch has confirmed (barrier reply) flows that make the port a
-/// member of the network: the agent waits for this before a pod's interface is reported
-/// ready, so a pod's first frames are not dropped by a switch that does not know its port yet.
+/// member of the network, and every other connected switch has confirmed the state of the
+/// model as it was when the wait began (so the flood groups of the network's other switches
+/// include the way to this port): the agent waits for this before a pod's interface is
+/// reported ready, so a pod's first frames are not dropped by a switch that does not know its
+/// port yet. Other switches that do not confirm in time are named in `pendingSwitches` (the
+/// answer is still 200: the port itself is programmed).
 pub(super) async fn wait_programmed(
     State(state): State<AppState>,
     Path((dpid, port)): Path<(String, String)>,
@@ -271,13 +275,25 @@ pub(super) async fn wait_programmed(
             ),
         ));
     }
+    let generation = state.shared.generation();
     let timeout = std::time::Duration::from_millis(req.timeout_ms.min(v1::MAX_WAIT_MS));
+    let started = tokio::time::Instant::now();
     if state
         .shared
         .wait_programmed(port, vni, secured, timeout)
         .await
     {
-        Ok(Json(v1::Programmed { programmed: true }).into_response())
+        let left = timeout.saturating_sub(started.elapsed());
+        let pending = state.shared.wait_settled(generation, left).await;
+        if !pending.is_empty() {
+            tracing::warn!(%port, network = %req.network, switches = pending.len(),
+                "port programmed; other switches have not confirmed the change yet");
+        }
+        Ok(Json(v1::Programmed {
+            programmed: true,
+            pending_switches: pending.iter().map(|d| format!("of:{d:016x}")).collect(),
+        })
+        .into_response())
     } else {
         Err(error(
             StatusCode::GATEWAY_TIMEOUT,
@@ -296,9 +312,10 @@ pub(crate) const MOVE_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration
 
 /// Moves a member port to another network. Answers 200 once the port's switch has confirmed
 /// (barrier reply after its batch) flows that make the port a member of `to` and no longer
-/// of `from`, as an attach waits with `wait`; 202 (same body) when the move is recorded but
-/// the switch has not confirmed it: not connected, or no barrier reply within
-/// [`MOVE_CONFIRM_TIMEOUT`]. Repeating the request waits again.
+/// of `from`, and every other connected switch the resulting state, as an attach waits with
+/// `wait`; 202 (same body) when the move is recorded but not confirmed everywhere: not
+/// connected, or no barrier reply within [`MOVE_CONFIRM_TIMEOUT`]. Repeating the request
+/// waits again.
 pub(super) async fn move_port(
     State(state): State<AppState>,
     Path((dpid, port)): Path<(String, String)>,
@@ -318,8 +335,18 @@ pub(super) async fn move_port(
     if moved {
         tracing::info!(%port, from = %req.from, to = %req.to, "port moved");
     }
+    let generation = state.shared.generation();
+    let started = tokio::time::Instant::now();
     let confirmed = state.shared.is_connected(port.dpid)
-        && wait_moved(&state.shared, port, &req.from, &req.to).await;
+        && wait_moved(&state.shared, port, &req.from, &req.to).await
+        && state
+            .shared
+            .wait_settled(
+                generation,
+                MOVE_CONFIRM_TIMEOUT.saturating_sub(started.elapsed()),
+            )
+            .await
+            .is_empty();
     let status = if confirmed {
         StatusCode::OK
     } else {
@@ -341,8 +368,8 @@ async fn wait_moved(shared: &crate::Shared, port: PortId, from: &str, to: &str) 
     let Some(to_vni) = vni(to) else { return false };
     let from_vni = vni(from);
     let mut rx = shared.applied.subscribe();
-    let done = move |m: &BTreeMap<u64, std::sync::Arc<l2sm_pipeline::SwitchView>>| {
-        m.get(&port.dpid).is_some_and(|v| {
+    let done = move |m: &BTreeMap<u64, crate::AppliedView>| {
+        m.get(&port.dpid).map(|a| &a.view).is_some_and(|v| {
             let member = |vni: u32| {
                 v.networks
                     .get(&vni)
@@ -565,7 +592,7 @@ mod tests {
         );
         // The switch holds the port, MAC unknown.
         let view = api.shared.model().switch_view(DPID, BTreeMap::new());
-        api.shared.view_applied(DPID, Arc::new(view));
+        api.shared.view_applied(DPID, Arc::new(view), u64::MAX);
         let wait = "/api/v1/switches/of:00000000000000ab/ports/7/wait";
         let body = r#"{"network":"sec","timeoutMs":50}"#;
         assert_eq!(api.req("POST", wait, Some(body)).await.0, 200);
@@ -574,7 +601,7 @@ mod tests {
         let (code, text) = api.req("POST", wait, Some(body)).await;
         assert_eq!(code, 504, "the binding is not on the switch yet: {text}");
         let view = api.shared.model().switch_view(DPID, BTreeMap::new());
-        api.shared.view_applied(DPID, Arc::new(view));
+        api.shared.view_applied(DPID, Arc::new(view), u64::MAX);
         assert_eq!(api.req("POST", wait, Some(body)).await.0, 200);
     }
 

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
 use axum::Json;
 use l2sm_api::v1::{LinkView, SwitchStatus};
+use super::{json_body, Body};
 use l2sm_ofp::{Action, Instruction};
 use l2sm_pipeline::LinkKind;
 use serde_json::{json, Value};
@@ -98,7 +99,7 @@ fn pipeline_of(
     let pipeline = state
         .shared
         .view_of(dpid, links)
-        .map(|view| l2sm_pipeline::compile(&view))
+        .map(|(view, _)| l2sm_pipeline::compile(&view))
         .unwrap_or_default();
     Ok((id, pipeline))
 }
@@ -179,4 +180,36 @@ pub(super) async fn switch_groups(
         })
         .collect();
     Ok(Json(json!({"switch": id, "groups": groups})).into_response())
+}
+
+/// Answers once every connected switch has confirmed (barrier reply, or nothing to change)
+/// the state of the model and the links as it was when the request came: what `lab up` and
+/// tests wait for before the first frame, and what an operator can call after a change.
+pub(super) async fn settle(State(state): State<AppState>, Body(body): Body) -> ApiResult {
+    let req: l2sm_api::v1::SettleRequest = json_body(&body)?;
+    let generation = state.shared.generation();
+    let timeout =
+        std::time::Duration::from_millis(req.timeout_ms.min(l2sm_api::v1::MAX_WAIT_MS));
+    let switches = state.shared.switch_list().len();
+    let pending = state.shared.wait_settled(generation, timeout).await;
+    if pending.is_empty() {
+        return Ok(Json(l2sm_api::v1::Settled {
+            settled: true,
+            switches,
+        })
+        .into_response());
+    }
+    let mut names: Vec<String> = pending.iter().map(|d| format!("of:{d:016x}")).collect();
+    let more = names.len().saturating_sub(10);
+    names.truncate(10);
+    Err(error(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "{} of {switches} switches have not confirmed the current state after {} ms: {}{}",
+            pending.len(),
+            timeout.as_millis(),
+            names.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+    ))
 }
