@@ -41,6 +41,8 @@ pub struct NetworkSpec {
     pub members: BTreeMap<u64, BTreeSet<u32>>,
     /// The mirror port, if any: its switch joins the network's mesh or tree as a leaf.
     pub mirror: Option<End>,
+    /// MAC cap and flood meter of its pod ports.
+    pub limits: crate::limits::Limits,
 }
 
 /// Adjacency: switch -> neighbour -> (local port, remote port), lowest port first.
@@ -229,6 +231,7 @@ pub fn plan(
                     mode,
                     vlan: net.vlan,
                     mirror,
+                    limits: net.limits,
                 },
             )
         });
@@ -263,6 +266,7 @@ mod tests {
             vlan: Some(1),
             members: m,
             mirror: None,
+            limits: Default::default(),
         }
     }
 
