@@ -772,6 +772,18 @@ impl ControllerClient {
         self.get("/api/v1/networks").await
     }
 
+    /// Sets the abuse limits of a network's pod ports; answers the network as it is now.
+    pub async fn set_network_limits(
+        &self,
+        network: &str,
+        limits: &crate::v1::NetworkLimits,
+    ) -> Result<NetworkView, ClientError> {
+        let path = format!("/api/v1/networks/{}/limits", encode_segment(network));
+        let a = self.call_json(Method::PUT, &path, limits).await?;
+        let a = Self::expect(&Method::PUT, &path, a, &[200])?;
+        Self::decode(&path, &a)
+    }
+
     /// Stops mirroring a network.
     pub async fn clear_mirror_port(&self, network: &str) -> Result<(), ClientError> {
         let path = format!("/api/v1/networks/{}/mirror", encode_segment(network));

@@ -345,6 +345,7 @@ impl Cluster {
                     vlan,
                     members: m,
                     mirror: None,
+                    limits: Default::default(),
                 }
             })
             .collect();

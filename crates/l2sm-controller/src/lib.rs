@@ -159,6 +159,10 @@ pub struct ControllerArgs {
     /// down after three intervals without probes in either direction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub lldp_interval_ms: u64,
+    /// Milliseconds between reads of each switch's abuse-limit counters (flood meter and
+    /// controller meter drops, MAC-cap excess) for `/metrics`.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub limit_stats_interval_ms: u64,
     /// Users file of the API: per-node agent, reader and admin identities (format in
     /// docs/controller.md). `--api-user`/`--api-password`, when given, add one admin.
     #[arg(long)]
@@ -258,6 +262,8 @@ pub struct Shared {
     applied: watch::Sender<BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>>,
     /// Counters.
     pub metrics: metrics::Metrics,
+    /// Abuse-limit counters each switch last reported.
+    pub limit_stats: metrics::LimitStats,
     /// Datapath ids that have a session: a second session for one is refused.
     pub(crate) dpid_claims: identity::Claims,
 }
@@ -280,6 +286,7 @@ impl Shared {
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
             metrics: metrics::Metrics::default(),
+            limit_stats: metrics::LimitStats::default(),
             dpid_claims: identity::Claims::default(),
         }))
     }
@@ -531,6 +538,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let store = Store::open(&args.state_dir)?;
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
+    shared
+        .limit_stats
+        .set_interval(Duration::from_millis(args.limit_stats_interval_ms));
     let of_listener = listen(args.openflow_listen, OPENFLOW_BACKLOG)
         .with_context(|| format!("cannot listen for OpenFlow on {}", args.openflow_listen))?;
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)

@@ -4,6 +4,7 @@
 //! memory; [`crate::store`] persists it.
 
 use super::ipam::{Ipam, IpamError};
+use l2sm_api::v1::NetworkLimits;
 use l2sm_pipeline::ids::PortId;
 use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, SwitchView, MAX_VNI};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,16 @@ pub struct Network {
     /// Address management; `None` for an L2-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<Ipam>,
+    /// Abuse limits of its pod ports as set through the API; `None`: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<NetworkLimits>,
+}
+
+impl Network {
+    /// The limits in effect: the ones set, else the defaults.
+    pub fn limits(&self) -> NetworkLimits {
+        self.limits.unwrap_or_default()
+    }
 }
 
 /// Who a member port belongs to, as the agent that plumbed it reports: the operator needs the
@@ -93,6 +104,9 @@ pub enum ModelError {
     /// The network exists with other IPAM settings.
     #[error("network {0:?} already exists with different IPAM settings")]
     IpamMismatch(String),
+    /// The network exists with other limits (they change through its `limits` resource).
+    #[error("network {0:?} already exists with different limits (PUT /api/v1/networks/{0}/limits changes them)")]
+    LimitsMismatch(String),
     /// An address request was refused.
     #[error(transparent)]
     Ipam(#[from] IpamError),
@@ -156,9 +170,39 @@ impl Model {
                 mirror_port,
                 vlan,
                 ipam: None,
+                limits: None,
             },
         );
         Ok(true)
+    }
+
+    /// Sets the limits of a network's pod ports.
+    pub fn set_limits(&mut self, name: &str, limits: NetworkLimits) -> Result<(), ModelError> {
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        net.limits = Some(limits);
+        Ok(())
+    }
+
+    /// After a create that asked for `limits`: a new network takes them, an existing one must
+    /// already have them (in effect), else [`ModelError::LimitsMismatch`].
+    pub fn apply_create_limits(
+        &mut self,
+        name: &str,
+        created: bool,
+        limits: Option<NetworkLimits>,
+    ) -> Result<(), ModelError> {
+        let Some(limits) = limits else { return Ok(()) };
+        if created {
+            return self.set_limits(name, limits);
+        }
+        match self.networks.get(name) {
+            Some(n) if n.limits() == limits => Ok(()),
+            Some(_) => Err(ModelError::LimitsMismatch(name.to_string())),
+            None => Err(ModelError::UnknownNetwork(name.to_string())),
+        }
     }
 
     /// Lowest 802.1Q id no network uses.
@@ -455,6 +499,7 @@ impl Model {
                     mode: FloodMode::Mesh,
                     vlan: net.vlan,
                     mirror,
+                    limits: net.limits().into(),
                 },
             );
         }

@@ -23,6 +23,8 @@ struct NetworkRow {
     mirror_port: Option<PortId>,
     #[serde(default)]
     ipam: Option<IpamSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<l2sm_api::v1::NetworkLimits>,
 }
 
 /// IPAM settings without the allocations.
@@ -45,6 +47,7 @@ impl NetworkRow {
                 pod_ranges: i.pod_ranges.clone(),
                 exclude: i.exclude.clone(),
             }),
+            limits: n.limits,
         }
     }
 }
@@ -297,6 +300,7 @@ impl Store {
                     mirror_port: row.mirror_port,
                     vlan: row.vlan,
                     ipam,
+                    limits: row.limits,
                 },
             );
         }
@@ -625,6 +629,7 @@ mod tests {
                 vlan: Some(1),
                 mirror_port: None,
                 ipam: None,
+                limits: None,
             };
             tx.open_table(NETWORKS)
                 .unwrap()

@@ -198,6 +198,7 @@ pub fn plan_all(
                     dpid: p.dpid,
                     port: p.port,
                 }),
+                limits: n.limits().into(),
             }
         })
         .collect();

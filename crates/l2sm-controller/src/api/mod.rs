@@ -259,6 +259,20 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
         ),
         (
             RouteSpec::authed(
+                "put",
+                "/api/v1/networks/{network_id}/limits",
+                "Set the abuse limits of the network's pod ports (MAC cap, flood meter)",
+            )
+            .request("NetworkLimits")
+            .responses(vec![
+                Resp::json(200, "set; the network as it is now", "Network"),
+                err(400, "invalid body or a limit out of range"),
+                err(404, "unknown network"),
+            ]),
+            put(networks::set_limits),
+        ),
+        (
+            RouteSpec::authed(
                 "delete",
                 "/api/v1/networks/{network_id}/mirror",
                 "Stop mirroring the network",

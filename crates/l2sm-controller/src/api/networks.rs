@@ -18,6 +18,7 @@ fn network_view(name: &str, n: &Network) -> NetworkView {
         endpoints: n.endpoints.iter().map(|e| e.to_string()).collect(),
         mirror_port: n.mirror_port.map(|p| p.to_string()),
         ipam: n.ipam.as_ref().map(Ipam::view),
+        limits: n.limits(),
     }
 }
 
@@ -36,6 +37,12 @@ pub(super) async fn create_network(State(state): State<AppState>, Body(body): Bo
     let req: v1::CreateNetwork = json_body(&body)?;
     ids::validate_network_name(&req.name)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if let Some(limits) = &req.limits {
+        limits
+            .check()
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    }
+    let limits = req.limits;
     let created = if req.cidrs.is_empty() {
         if !req.pod_ranges.is_empty() || !req.exclude.is_empty() {
             return Err(error(
@@ -45,14 +52,22 @@ pub(super) async fn create_network(State(state): State<AppState>, Body(body): Bo
         }
         state
             .shared
-            .update(|m| m.create_network(&req.name, None))
+            .update(|m| {
+                let created = m.create_network(&req.name, None)?;
+                m.apply_create_limits(&req.name, created, limits)?;
+                Ok(created)
+            })
             .map_err(update_error)?
     } else {
         let ipam = Ipam::new(req.cidrs, req.pod_ranges, req.exclude)
             .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
         state
             .shared
-            .update(|m| m.create_network_with_ipam(&req.name, ipam))
+            .update(|m| {
+                let created = m.create_network_with_ipam(&req.name, ipam)?;
+                m.apply_create_limits(&req.name, created, limits)?;
+                Ok(created)
+            })
             .map_err(update_error)?
     };
     let model = state.shared.model();
@@ -72,6 +87,31 @@ pub(super) async fn get_network(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult {
+    let model = state.shared.model();
+    let net = model.networks.get(&id).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("network {id:?} does not exist"),
+        )
+    })?;
+    Ok(Json(network_view(&id, net)).into_response())
+}
+
+/// Sets the abuse limits of a network's pod ports (`PUT /api/v1/networks/{name}/limits`).
+pub(super) async fn set_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> ApiResult {
+    let limits: v1::NetworkLimits = json_body(&body)?;
+    limits
+        .check()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    state
+        .shared
+        .update(|m| m.set_limits(&id, limits))
+        .map_err(not_found)?;
+    tracing::info!(network = %id, ?limits, "limits set");
     let model = state.shared.model();
     let net = model.networks.get(&id).ok_or_else(|| {
         error(

@@ -346,6 +346,7 @@ fn schemas() -> Value {
                 "cidrs": {"type": "array", "items": cidr, "maxItems": 2},
                 "podRanges": {"type": "array", "items": cidr},
                 "exclude": {"type": "array", "items": ip_address()},
+                "limits": schema_ref("NetworkLimits"),
             },
             // podRanges and exclude only with cidrs.
             "anyOf": [
@@ -373,6 +374,33 @@ fn schemas() -> Value {
                 "endpoints": {"type": "array", "items": port_id},
                 "mirrorPort": nullable_string,
                 "ipam": schema_ref("Ipam"),
+                "limits": schema_ref("NetworkLimits"),
+            },
+        },
+        "NetworkLimits": {
+            "type": "object",
+            "description": "Abuse limits of the network's pod ports; a field left out takes its \
+                            default, 0 turns a limit off.",
+            "additionalProperties": false,
+            "properties": {
+                "macLimit": {
+                    "type": "integer", "minimum": 0,
+                    "maximum": l2sm_api::v1::NetworkLimits::MAX_MAC_LIMIT,
+                    "default": l2sm_pipeline::limits::DEFAULT_MAC_LIMIT,
+                    "description": "MACs learned behind each pod port at most; frames from further source MACs are dropped and counted",
+                },
+                "floodPps": {
+                    "type": "integer", "minimum": 0,
+                    "maximum": l2sm_api::v1::NetworkLimits::MAX_FLOOD,
+                    "default": l2sm_pipeline::limits::DEFAULT_FLOOD_PPS,
+                    "description": "broadcast, multicast and unknown-unicast packets/s each pod port may flood",
+                },
+                "floodBurst": {
+                    "type": "integer", "minimum": 0,
+                    "maximum": l2sm_api::v1::NetworkLimits::MAX_FLOOD,
+                    "default": l2sm_pipeline::limits::DEFAULT_FLOOD_BURST,
+                    "description": "burst of the flood meter, packets",
+                },
             },
         },
         "AllocationRequest": {
