@@ -83,7 +83,10 @@ impl NetworkLimits {
                 Self::MAX_MAC_LIMIT
             ));
         }
-        for (name, v) in [("floodPps", self.flood_pps), ("floodBurst", self.flood_burst)] {
+        for (name, v) in [
+            ("floodPps", self.flood_pps),
+            ("floodBurst", self.flood_burst),
+        ] {
             if v > Self::MAX_FLOOD {
                 return Err(format!("{name} {v} is above {}", Self::MAX_FLOOD));
             }

@@ -448,7 +448,9 @@ impl Conn<'_> {
                 vec![MultipartReplyBody::MeterFeatures(l2sm_ofp::MeterFeatures {
                     max_meter: 1 << 18,
                     band_types: 1 << 1,
-                    capabilities: u32::from(l2sm_ofp::OFPMF_PKTPS | l2sm_ofp::OFPMF_BURST | l2sm_ofp::OFPMF_STATS),
+                    capabilities: u32::from(
+                        l2sm_ofp::OFPMF_PKTPS | l2sm_ofp::OFPMF_BURST | l2sm_ofp::OFPMF_STATS,
+                    ),
                     max_bands: 1,
                     max_color: 0,
                 })]

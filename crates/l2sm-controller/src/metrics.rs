@@ -232,8 +232,10 @@ impl LimitStats {
 
     /// Sets how often sessions read the counters (sessions started later use it).
     pub fn set_interval(&self, d: std::time::Duration) {
-        self.interval_ms
-            .store(d.as_millis().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.interval_ms.store(
+            d.as_millis().try_into().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// What session `session` of switch `dpid` read.

@@ -20,8 +20,8 @@ use l2sm_ofp::{
     FeaturesReply, FlowStatsRequest, Message, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody, PortDesc,
 };
-use l2sm_pipeline::plan::End;
 use l2sm_pipeline::limits::MeterEntry;
+use l2sm_pipeline::plan::End;
 use l2sm_pipeline::{
     compile, diff, ids, lldp, FlowEntry, GroupEntry, LinkKind, SwitchPipeline, SwitchView,
 };
@@ -653,6 +653,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     r#match: f.r#match,
                     instructions: f.instructions,
                 };
+                tracing::trace!(dpid = self.dpid_str(), flow = ?entry, "read flow");
                 current.flows.insert(entry.key(), entry);
             }
         }
@@ -691,12 +692,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 for m in meters {
                     // A meter of another shape gets a rate we never compile, so the diff
                     // rewrites or deletes it.
-                    let entry = MeterEntry::from_config(m.flags, m.meter_id, &m.bands)
-                        .unwrap_or(MeterEntry {
+                    let entry = MeterEntry::from_config(m.flags, m.meter_id, &m.bands).unwrap_or(
+                        MeterEntry {
                             meter_id: m.meter_id,
                             rate: 0,
                             burst: u32::MAX,
-                        });
+                        },
+                    );
                     current.meters.insert(m.meter_id, entry);
                 }
             }

@@ -667,10 +667,12 @@ fn learn2_is_installed_and_read_back_unchanged() {
     ))]);
     assert_eq!(
         ovs.flows(),
-        ["table=1, priority=10,in_port=1 actions=learn(table=2,idle_timeout=300,priority=110,\
+        [
+            "table=1, priority=10,in_port=1 actions=learn(table=2,idle_timeout=300,priority=110,\
           cookie=0x4c32000200000001,limit=256,result_dst=NXM_NX_REG2[0],NXM_NX_TUN_ID[],\
           NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15]),\
-          resubmit(,2),goto_table:3"]
+          resubmit(,2),goto_table:3"
+        ]
     );
     let parts = link.multipart(MultipartRequestBody::Flow(FlowStatsRequest::all()));
     let [MultipartReplyBody::Flow(flows)] = &parts[..] else {

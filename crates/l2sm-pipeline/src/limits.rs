@@ -200,9 +200,10 @@ pub fn port_flows(vni: u32, port: u32, limits: &Limits, flood_group: u32) -> Vec
             table: table::FORWARD,
             priority: METERED_FLOOD_PRIORITY,
             cookie: cookie::NETWORK | u64::from(vni),
+            // In the order OVS reports the fields: flows read back compare equal.
             r#match: Match::any()
-                .with(tunnel_id(vni))
-                .with(OxmField::InPort(port)),
+                .with(OxmField::InPort(port))
+                .with(tunnel_id(vni)),
             instructions: vec![
                 Instruction::Meter(port_meter(port)),
                 Instruction::ApplyActions(vec![Action::Group(flood_group)]),
