@@ -630,4 +630,70 @@ mod tests {
             "{n}_sum{{method=\"GET\",route=\"/a/{{id}}\"}} 3.000"
         )));
     }
+
+    /// Limit series carry only networks and member ports the model knows, and stop at the
+    /// bound; a newer session's counters replace an older one's, and only the owner forgets.
+    #[test]
+    fn limit_series_have_closed_labels_and_a_bound() {
+        let mut model = crate::model::Model::default();
+        model.create_network("blue", None).unwrap();
+        let port = l2sm_pipeline::ids::PortId { dpid: 1, port: 3 };
+        model.add_ports("blue", &[port]).unwrap();
+        let stats = LimitStats::default();
+        stats.record(
+            1,
+            7,
+            SwitchLimitStats {
+                flood_dropped: [(3, 40), (9, 5)].into(),
+                excess: [(3, 12)].into(),
+                controller_dropped: 2,
+            },
+        );
+        let mut out = String::new();
+        stats.render(&mut out, &model);
+        let series: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            series,
+            [
+                r#"l2sm_flood_meter_dropped_packets_total{network="blue",switch="of:0000000000000001",port="3"} 40"#,
+                r#"l2sm_mac_limit_dropped_frames_total{network="blue",switch="of:0000000000000001",port="3"} 12"#,
+                r#"l2sm_controller_meter_dropped_packets_total{switch="of:0000000000000001"} 2"#,
+                "l2sm_limit_series_omitted 0",
+            ]
+        );
+        stats.forget(1, 6);
+        assert!(
+            stats.of(1).is_some(),
+            "an older session must not forget a newer one's"
+        );
+        stats.forget(1, 7);
+        assert!(stats.of(1).is_none());
+        // The bound.
+        let many: Vec<_> = (1..=(MAX_LIMIT_SERIES as u32 + 10))
+            .map(|port| l2sm_pipeline::ids::PortId { dpid: 2, port })
+            .collect();
+        model.add_ports("blue", &many).unwrap();
+        stats.record(
+            2,
+            1,
+            SwitchLimitStats {
+                excess: (1..=(MAX_LIMIT_SERIES as u32 + 10))
+                    .map(|p| (p, 1))
+                    .collect(),
+                ..Default::default()
+            },
+        );
+        let mut out = String::new();
+        stats.render(&mut out, &model);
+        let n = out
+            .lines()
+            .filter(|l| l.starts_with("l2sm_mac_limit_dropped_frames_total{"))
+            .count();
+        assert_eq!(n, MAX_LIMIT_SERIES);
+        assert!(
+            out.contains("l2sm_limit_series_omitted 10\n"),
+            "{}",
+            &out[out.len() - 200..]
+        );
+    }
 }

@@ -134,3 +134,119 @@ pub(super) async fn clear_mirror_port(
     tracing::info!(network = %id, "mirror port cleared");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestApi;
+    use serde_json::{json, Value};
+
+    async fn limits_of(api: &TestApi, net: &str) -> Value {
+        let (code, text) = api
+            .req("GET", &format!("/api/v1/networks/{net}"), None)
+            .await;
+        assert_eq!(code, 200, "{text}");
+        serde_json::from_str::<Value>(&text).unwrap()["limits"].clone()
+    }
+
+    /// Limits on create and through their own resource: defaults when left out, every field
+    /// checked, an existing network with other limits is a conflict on create, and the switch
+    /// views carry them.
+    #[tokio::test]
+    async fn limits_are_set_on_create_and_through_their_resource() {
+        let api = TestApi::new();
+        let nets = "/api/v1/networks";
+        api.expect_all(&[
+            ("POST", nets, Some(r#"{"name":"plain"}"#), 201, "defaults"),
+            (
+                "POST",
+                nets,
+                Some(r#"{"name":"tight","limits":{"macLimit":4,"floodPps":10}}"#),
+                201,
+                "with limits",
+            ),
+            (
+                "POST",
+                nets,
+                Some(r#"{"name":"tight","limits":{"macLimit":4,"floodPps":10}}"#),
+                200,
+                "same limits: no-op",
+            ),
+            (
+                "POST",
+                nets,
+                Some(r#"{"name":"tight","limits":{"macLimit":5}}"#),
+                409,
+                "other limits",
+            ),
+            (
+                "POST",
+                nets,
+                Some(r#"{"name":"x","limits":{"macLimit":99999999}}"#),
+                400,
+                "cap out of range",
+            ),
+            (
+                "POST",
+                nets,
+                Some(r#"{"name":"x","limits":{"burst":1}}"#),
+                400,
+                "unknown field",
+            ),
+            (
+                "PUT",
+                "/api/v1/networks/nope/limits",
+                Some("{}"),
+                404,
+                "unknown network",
+            ),
+            (
+                "PUT",
+                "/api/v1/networks/plain/limits",
+                Some(r#"{"floodPps":-1}"#),
+                400,
+                "negative",
+            ),
+            (
+                "PUT",
+                "/api/v1/networks/plain/limits",
+                Some(r#"{"floodBurst":200000000}"#),
+                400,
+                "burst out of range",
+            ),
+        ])
+        .await;
+        assert_eq!(
+            limits_of(&api, "plain").await,
+            json!({"macLimit": 256, "floodPps": 1000, "floodBurst": 1000})
+        );
+        assert_eq!(
+            limits_of(&api, "tight").await,
+            json!({"macLimit": 4, "floodPps": 10, "floodBurst": 1000})
+        );
+        let (code, text) = api
+            .req(
+                "PUT",
+                "/api/v1/networks/plain/limits",
+                Some(r#"{"macLimit":0,"floodPps":0}"#),
+            )
+            .await;
+        assert_eq!(code, 200, "{text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["limits"],
+            json!({"macLimit": 0, "floodPps": 0, "floodBurst": 1000})
+        );
+        // The model hands them to the compiler.
+        let model = api.shared.model();
+        let tight = &model.networks["tight"];
+        let view = model.switch_view(1, Default::default());
+        assert!(view.networks.is_empty(), "no members yet");
+        assert_eq!(
+            l2sm_pipeline::limits::Limits::from(tight.limits()),
+            l2sm_pipeline::limits::Limits {
+                mac_limit: 4,
+                flood_pps: 10,
+                flood_burst: 1000
+            }
+        );
+    }
+}
