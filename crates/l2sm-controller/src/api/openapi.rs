@@ -556,8 +556,9 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["type"],
             "properties": {
-                "type": {"type": "string", "enum": ["goto_table", "apply_actions", "write_actions", "clear_actions", "write_metadata", "other"]},
+                "type": {"type": "string", "enum": ["goto_table", "apply_actions", "write_actions", "clear_actions", "write_metadata", "meter", "other"]},
                 "table": {"type": "integer"},
+                "meter": {"type": "integer", "description": "meter id (type meter)"},
                 "actions": {"type": "array", "items": schema_ref("Action")},
             },
         },

@@ -121,6 +121,16 @@ fn action_json(a: &Action) -> Value {
             "cookie": format!("{:#018x}", l.cookie),
             "specs": l.specs.len(),
         }),
+        Action::NxLearn2(l) => json!({
+            "type": "learn",
+            "table": l.learn.table_id,
+            "priority": l.learn.priority,
+            "idleTimeout": l.learn.idle_timeout,
+            "cookie": format!("{:#018x}", l.learn.cookie),
+            "specs": l.learn.specs.len(),
+            "limit": l.limit,
+            "resultDst": l.result_dst.map(|r| format!("{:#010x}[{}]", r.header, r.ofs)),
+        }),
         other => json!({"type": "other", "text": format!("{other:?}")}),
     }
 }
@@ -132,6 +142,7 @@ fn instruction_json(i: &Instruction) -> Value {
         Instruction::ApplyActions(a) => json!({"type": "apply_actions", "actions": actions(a)}),
         Instruction::WriteActions(a) => json!({"type": "write_actions", "actions": actions(a)}),
         Instruction::ClearActions => json!({"type": "clear_actions"}),
+        Instruction::Meter(id) => json!({"type": "meter", "meter": id}),
         Instruction::WriteMetadata { value, mask } => json!({
             "type": "write_metadata",
             "value": format!("{value:#x}"),
