@@ -212,7 +212,15 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
     // The network-independent flows (defaults, the link-probe punt) are what an empty view
     // compiles to.
     let fixed = l2sm_pipeline::compile(&Default::default()).flows.len();
-    let expected = (3 * memberships + 2 * networks + fixed, 2 * networks);
+    // Per member: classifier, learn rule, known unicast, and the default limits' flows
+    // (excess drop, metered flood).
+    let per_member =
+        3 + l2sm_pipeline::limits::port_flows(1, 1, &l2sm_pipeline::limits::Limits::default(), 0)
+            .len();
+    let expected = (
+        per_member * memberships + 2 * networks + fixed,
+        2 * networks,
+    );
 
     let ovs = Ovs::start("rate")?;
     ovs.vsctl(&[
@@ -259,6 +267,8 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
         strip(ovs.ofctl(&["dump-flows", "--no-stats", bridge])?),
     )?;
     std::fs::write(&groups_file, strip(ovs.ofctl(&["dump-groups", bridge])?))?;
+    // Meters stay (del-flows leaves them): the flows name them, and the baseline is the
+    // flows and groups.
     ovs.ofctl(&["del-flows", bridge])?;
     ovs.ofctl(&["del-groups", bridge])?;
     if obs[0].counts().await? != (0, 0) {
