@@ -9,8 +9,8 @@
 use crate::error::ErrorBody;
 use crate::v1::{
     Allocated, AllocationRequest, AttachmentView, CreateNetwork, GcRequest, LinkView, MoveRequest,
-    Moved, NetworkView, PortOwnerRequest, PortView, Released, SettleRequest, Settled,
-    SwitchStatus, WaitRequest,
+    Moved, NetworkView, PortOwnerRequest, PortView, Released, SettleRequest, Settled, SwitchStatus,
+    WaitRequest,
 };
 use crate::vnets::NetworkDto;
 use base64::Engine as _;
@@ -771,6 +771,18 @@ impl ControllerClient {
     /// Every network with its members and allocations.
     pub async fn networks(&self) -> Result<Vec<NetworkView>, ClientError> {
         self.get("/api/v1/networks").await
+    }
+
+    /// Sets the abuse limits of a network's pod ports; answers the network as it is now.
+    pub async fn set_network_limits(
+        &self,
+        network: &str,
+        limits: &crate::v1::NetworkLimits,
+    ) -> Result<NetworkView, ClientError> {
+        let path = format!("/api/v1/networks/{}/limits", encode_segment(network));
+        let a = self.call_json(Method::PUT, &path, limits).await?;
+        let a = Self::expect(&Method::PUT, &path, a, &[200])?;
+        Self::decode(&path, &a)
     }
 
     /// Stops mirroring a network.

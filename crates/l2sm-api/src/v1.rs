@@ -50,6 +50,74 @@ pub struct NetworkView {
     /// Port security on the network's member ports (a port's owner may override it).
     #[serde(default)]
     pub port_security: bool,
+    /// Abuse limits of its pod ports, as in effect (the defaults unless set).
+    #[serde(default)]
+    pub limits: NetworkLimits,
+}
+
+/// Abuse limits of a network's pod ports (`limits` of a network, body of
+/// `PUT /api/v1/networks/{name}/limits`); a field left out takes its default, 0 turns a limit
+/// off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkLimits {
+    /// MAC addresses learned behind each pod port, at most (0: no cap). Frames from further
+    /// source MACs are dropped and counted.
+    pub mac_limit: u32,
+    /// Broadcast, multicast and unknown-unicast frames each pod port may flood, packets/s
+    /// (0: no meter).
+    pub flood_pps: u32,
+    /// Burst of the flood meter, packets.
+    pub flood_burst: u32,
+}
+
+impl NetworkLimits {
+    /// Largest `macLimit`.
+    pub const MAX_MAC_LIMIT: u32 = 1 << 20;
+    /// Largest `floodPps` and `floodBurst`.
+    pub const MAX_FLOOD: u32 = 100_000_000;
+
+    /// Why these limits are refused, if they are.
+    pub fn check(&self) -> Result<(), String> {
+        if self.mac_limit > Self::MAX_MAC_LIMIT {
+            return Err(format!(
+                "macLimit {} is above {}",
+                self.mac_limit,
+                Self::MAX_MAC_LIMIT
+            ));
+        }
+        for (name, v) in [
+            ("floodPps", self.flood_pps),
+            ("floodBurst", self.flood_burst),
+        ] {
+            if v > Self::MAX_FLOOD {
+                return Err(format!("{name} {v} is above {}", Self::MAX_FLOOD));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for NetworkLimits {
+    /// The pipeline's defaults (`l2sm_pipeline::limits`).
+    fn default() -> Self {
+        let d = l2sm_pipeline::limits::Limits::default();
+        NetworkLimits {
+            mac_limit: d.mac_limit,
+            flood_pps: d.flood_pps,
+            flood_burst: d.flood_burst,
+        }
+    }
+}
+
+impl From<NetworkLimits> for l2sm_pipeline::limits::Limits {
+    fn from(l: NetworkLimits) -> Self {
+        l2sm_pipeline::limits::Limits {
+            mac_limit: l.mac_limit,
+            flood_pps: l.flood_pps,
+            flood_burst: l.flood_burst,
+        }
+    }
 }
 
 /// Body of `POST /api/v1/networks`: a name, and address management when `cidrs` is set.
@@ -71,6 +139,9 @@ pub struct CreateNetwork {
     /// addresses (see `PortOwnerRequest`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub port_security: bool,
+    /// Abuse limits of its pod ports (the defaults when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<NetworkLimits>,
 }
 
 /// Body of `POST /api/v1/networks/{name}/allocations` and `…/release`.

@@ -214,6 +214,7 @@ async fn measure_start(
     let mods = || {
         counters.flow_mods.load(Ordering::Relaxed)
             + counters.group_mods.load(Ordering::Relaxed)
+            + counters.meter_mods.load(Ordering::Relaxed)
             + counters.learned_flushes.load(Ordering::Relaxed)
     };
     let mods_at_convergence = mods();
@@ -269,6 +270,7 @@ async fn measure_restart(
     let flow0 = counters.flow_mods.load(Ordering::Relaxed);
     let group0 = counters.group_mods.load(Ordering::Relaxed);
     let flush0 = counters.learned_flushes.load(Ordering::Relaxed);
+    let meter0 = counters.meter_mods.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let own0 = Usage::of(std::process::id())?.cpu_ms;
     let serving = controller.wait_serving(Duration::from_secs(10)).await?;
@@ -294,6 +296,7 @@ async fn measure_restart(
     let flow_mods = counters.flow_mods.load(Ordering::Relaxed) - flow0;
     let group_mods = counters.group_mods.load(Ordering::Relaxed) - group0;
     let learned_flushes = counters.learned_flushes.load(Ordering::Relaxed) - flush0;
+    let meter_mods = counters.meter_mods.load(Ordering::Relaxed) - meter0;
     let convergence = done_at.map(|t| ms(t.duration_since(t0)));
     Ok(StartReport {
         converged_switches: if done_at.is_some() { n } else { 0 },
@@ -304,8 +307,9 @@ async fn measure_restart(
         flow_mods,
         group_mods,
         learned_flushes,
-        // A restart with unchanged trees flushes nothing: any flush here is churn.
-        mods_after_convergence: flow_mods + group_mods + learned_flushes,
+        // A restart with unchanged trees flushes nothing: any flush (or meter change) here
+        // is churn.
+        mods_after_convergence: flow_mods + group_mods + meter_mods + learned_flushes,
         controller: usage,
         switches_cpu_ms: Usage::of(std::process::id())?.cpu_ms.saturating_sub(own0),
     })

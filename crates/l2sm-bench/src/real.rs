@@ -191,8 +191,13 @@ pub struct RateReport {
 /// Runs the flow programming rate benchmark with about `flows` flows.
 pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> {
     // Per network of 100 ports: 300 member flows, 2 flood flows, 2 groups; plus the static flows.
-    let networks = (flows / 302).max(1);
+    // Per member: classifier, learn rule, known unicast, and the default limits' flows
+    // (excess drop, metered flood).
+    let per_member =
+        3 + l2sm_pipeline::limits::port_flows(1, 1, &l2sm_pipeline::limits::Limits::default(), 0)
+            .len();
     let per_net = 100u32;
+    let networks = (flows / (per_net as usize * per_member + 2)).max(1);
     let dir = ScratchDir::new("rate")?;
     let cspec = ControllerSpec::new(l2sm, &dir.0, None)?;
     let mut controller = cspec.spawn()?;
@@ -212,7 +217,15 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
     // The network-independent flows (defaults, the link-probe punt) are what an empty view
     // compiles to.
     let fixed = l2sm_pipeline::compile(&Default::default()).flows.len();
-    let expected = (3 * memberships + 2 * networks + fixed, 2 * networks);
+    // Per member: classifier, learn rule, known unicast, and the default limits' flows
+    // (excess drop, metered flood).
+    let per_member =
+        3 + l2sm_pipeline::limits::port_flows(1, 1, &l2sm_pipeline::limits::Limits::default(), 0)
+            .len();
+    let expected = (
+        per_member * memberships + 2 * networks + fixed,
+        2 * networks,
+    );
 
     let ovs = Ovs::start("rate")?;
     ovs.vsctl(&[
@@ -259,6 +272,8 @@ pub async fn flow_rate(l2sm: &Path, flows: usize) -> anyhow::Result<RateReport> 
         strip(ovs.ofctl(&["dump-flows", "--no-stats", bridge])?),
     )?;
     std::fs::write(&groups_file, strip(ovs.ofctl(&["dump-groups", bridge])?))?;
+    // Meters stay (del-flows leaves them): the flows name them, and the baseline is the
+    // flows and groups.
     ovs.ofctl(&["del-flows", bridge])?;
     ovs.ofctl(&["del-groups", bridge])?;
     if obs[0].counts().await? != (0, 0) {

@@ -31,6 +31,8 @@ pub struct Counters {
     pub flow_mods: AtomicU64,
     /// GROUP_MOD messages received.
     pub group_mods: AtomicU64,
+    /// METER_MOD messages received.
+    pub meter_mods: AtomicU64,
     /// FLOW_MODs that delete learned MAC entries (table 2, non-strict delete): sent when a
     /// network's tree changes, e.g. while switches join one by one; not part of the pipeline,
     /// so not in `flow_mods`.
@@ -98,6 +100,7 @@ pub struct SimSwitch {
 struct Table {
     flows: BTreeMap<FlowKey, FlowEntry>,
     groups: BTreeMap<u32, GroupEntry>,
+    meters: BTreeMap<u32, l2sm_ofp::MeterMod>,
 }
 
 impl Table {
@@ -318,6 +321,15 @@ impl Conn<'_> {
                 self.table.apply_group_mod(gm);
                 return Ok(());
             }
+            Message::MeterMod(mm) => {
+                c.meter_mods.fetch_add(1, Ordering::Relaxed);
+                if mm.command == l2sm_ofp::MeterModCommand::Delete {
+                    self.table.meters.remove(&mm.meter_id);
+                } else {
+                    self.table.meters.insert(mm.meter_id, mm);
+                }
+                return Ok(());
+            }
             _ => {
                 c.other.fetch_add(1, Ordering::Relaxed);
             }
@@ -431,6 +443,30 @@ impl Conn<'_> {
                     })
                     .collect();
                 chunks(stats, MultipartReplyBody::Flow)
+            }
+            MultipartRequestBody::MeterFeatures => {
+                vec![MultipartReplyBody::MeterFeatures(l2sm_ofp::MeterFeatures {
+                    max_meter: 1 << 18,
+                    band_types: 1 << 1,
+                    capabilities: u32::from(
+                        l2sm_ofp::OFPMF_PKTPS | l2sm_ofp::OFPMF_BURST | l2sm_ofp::OFPMF_STATS,
+                    ),
+                    max_bands: 1,
+                    max_color: 0,
+                })]
+            }
+            MultipartRequestBody::MeterConfig { .. } => {
+                let meters: Vec<l2sm_ofp::MeterConfig> = self
+                    .table
+                    .meters
+                    .values()
+                    .map(|m| l2sm_ofp::MeterConfig {
+                        flags: m.flags,
+                        meter_id: m.meter_id,
+                        bands: m.bands.clone(),
+                    })
+                    .collect();
+                chunks(meters, MultipartReplyBody::MeterConfig)
             }
             MultipartRequestBody::Aggregate(_) => {
                 vec![MultipartReplyBody::Aggregate(AggregateStats {

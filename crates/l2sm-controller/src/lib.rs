@@ -8,7 +8,10 @@
 //! sessions; without one, sessions derive their own view from the model. Each session whose
 //! view changed recompiles its own pipeline and sends only the difference.
 
-#![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
+#![warn(clippy::unwrap_used)]
+// input paths answer with errors; tests may unwrap
+// The OpenAPI document is one `json!` literal, deeper than the default macro recursion.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod identity;
@@ -159,6 +162,10 @@ pub struct ControllerArgs {
     /// down after three intervals without probes in either direction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub lldp_interval_ms: u64,
+    /// Milliseconds between reads of each switch's abuse-limit counters (flood meter and
+    /// controller meter drops, MAC-cap excess) for `/metrics`.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub limit_stats_interval_ms: u64,
     /// Users file of the API: per-node agent, reader and admin identities (format in
     /// docs/controller.md). `--api-user`/`--api-password`, when given, add one admin.
     #[arg(long)]
@@ -275,6 +282,8 @@ pub struct Shared {
     applied: watch::Sender<BTreeMap<u64, AppliedView>>,
     /// Counters.
     pub metrics: metrics::Metrics,
+    /// Abuse-limit counters each switch last reported.
+    pub limit_stats: metrics::LimitStats,
     /// Datapath ids that have a session: a second session for one is refused.
     pub(crate) dpid_claims: identity::Claims,
     /// Told when a burst (a switch synced, a session ended, a plan) freed memory.
@@ -299,6 +308,7 @@ impl Shared {
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
             metrics: metrics::Metrics::default(),
+            limit_stats: metrics::LimitStats::default(),
             dpid_claims: identity::Claims::default(),
             heap: Arc::new(l2sm_runtime::HeapTrimmer::default()),
         }))
@@ -332,12 +342,7 @@ impl Shared {
     /// Records that switch `dpid` holds `view`, derived from `generation` (its batch was
     /// acknowledged by a barrier, or it needed nothing). Waiters are woken only when the view
     /// or the generation moved.
-    pub fn view_applied(
-        &self,
-        dpid: u64,
-        view: Arc<l2sm_pipeline::SwitchView>,
-        generation: u64,
-    ) {
+    pub fn view_applied(&self, dpid: u64, view: Arc<l2sm_pipeline::SwitchView>, generation: u64) {
         self.applied.send_if_modified(|m| match m.get_mut(&dpid) {
             Some(a) if Arc::ptr_eq(&a.view, &view) && a.generation >= generation => false,
             Some(a) => {
@@ -619,6 +624,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     // the freed heap goes back to the system (glibc otherwise kept ~30 MiB of it with
     // 5,000 switches).
     tokio::spawn(shared.heap.clone().run(HEAP_TRIM_QUIET, HEAP_TRIM_AT_MOST));
+    shared
+        .limit_stats
+        .set_interval(Duration::from_millis(args.limit_stats_interval_ms));
     let of_listener = listen(args.openflow_listen, OPENFLOW_BACKLOG)
         .with_context(|| format!("cannot listen for OpenFlow on {}", args.openflow_listen))?;
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)

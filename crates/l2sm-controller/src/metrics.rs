@@ -191,6 +191,142 @@ impl SessionTimeouts {
     }
 }
 
+/// The counters of the abuse limits one switch reported (read every
+/// [`LimitStats::interval`]): packets dropped by each pod port's flood meter and by the
+/// controller meter, and frames dropped because their source was over the port's MAC cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwitchLimitStats {
+    /// Pod port -> packets its flood meter dropped.
+    pub flood_dropped: BTreeMap<u32, u64>,
+    /// Pod port -> frames dropped because their source MAC was over the port's cap.
+    pub excess: BTreeMap<u32, u64>,
+    /// Packets the controller meter dropped.
+    pub controller_dropped: u64,
+}
+
+/// Most series of one limit metric; the rest are summed into
+/// `l2sm_limit_series_omitted` (so a huge cluster cannot blow up the scrape).
+pub const MAX_LIMIT_SERIES: usize = 4096;
+
+/// The last limit counters of every connected switch.
+#[derive(Debug)]
+pub struct LimitStats {
+    interval_ms: AtomicU64,
+    by_switch: Mutex<BTreeMap<u64, (u64, SwitchLimitStats)>>,
+}
+
+impl Default for LimitStats {
+    /// Read every 5 s.
+    fn default() -> Self {
+        LimitStats {
+            interval_ms: AtomicU64::new(5000),
+            by_switch: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl LimitStats {
+    /// How often sessions read the counters.
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.interval_ms.load(Ordering::Relaxed).max(100))
+    }
+
+    /// Sets how often sessions read the counters (sessions started later use it).
+    pub fn set_interval(&self, d: std::time::Duration) {
+        self.interval_ms.store(
+            d.as_millis().try_into().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// What session `session` of switch `dpid` read.
+    pub fn record(&self, dpid: u64, session: u64, stats: SwitchLimitStats) {
+        self.lock().insert(dpid, (session, stats));
+    }
+
+    /// Drops what session `session` of `dpid` reported (its switch is gone).
+    pub fn forget(&self, dpid: u64, session: u64) {
+        let mut map = self.lock();
+        if map.get(&dpid).is_some_and(|(s, _)| *s == session) {
+            map.remove(&dpid);
+        }
+    }
+
+    /// The counters of switch `dpid`, if it reported any.
+    pub fn of(&self, dpid: u64) -> Option<SwitchLimitStats> {
+        self.lock().get(&dpid).map(|(_, s)| s.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, (u64, SwitchLimitStats)>> {
+        self.by_switch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The limit metrics. Labels come from closed sets only: networks of the model, switches
+    /// that reported, and ports that are members of those networks there (counters of ports
+    /// the model does not know are left out); at most [`MAX_LIMIT_SERIES`] series each.
+    fn render(&self, out: &mut String, model: &crate::model::Model) {
+        let mut network_of: BTreeMap<(u64, u32), &str> = BTreeMap::new();
+        for (name, net) in &model.networks {
+            for ep in &net.endpoints {
+                network_of.insert((ep.dpid, ep.port), name.as_str());
+            }
+        }
+        let map = self.lock();
+        let mut omitted = 0u64;
+        for (name, help, get) in [
+            (
+                "l2sm_flood_meter_dropped_packets_total",
+                "Broadcast, multicast and unknown-unicast packets a pod port's flood meter dropped.",
+                (|s: &SwitchLimitStats| &s.flood_dropped) as fn(&SwitchLimitStats) -> &BTreeMap<u32, u64>,
+            ),
+            (
+                "l2sm_mac_limit_dropped_frames_total",
+                "Frames from a pod port dropped because their source MAC was over the port's learned-MAC cap.",
+                |s: &SwitchLimitStats| &s.excess,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let mut n = 0usize;
+            for (dpid, (_, stats)) in map.iter() {
+                for (port, value) in get(stats) {
+                    let Some(network) = network_of.get(&(*dpid, *port)) else {
+                        continue;
+                    };
+                    if n >= MAX_LIMIT_SERIES {
+                        omitted += 1;
+                        continue;
+                    }
+                    n += 1;
+                    let _ = writeln!(
+                        out,
+                        "{name}{{network=\"{network}\",switch=\"of:{dpid:016x}\",port=\"{port}\"}} {value}"
+                    );
+                }
+            }
+        }
+        header(
+            out,
+            "l2sm_controller_meter_dropped_packets_total",
+            "counter",
+            "Packets to the controller (LLDP punts) a switch's controller meter dropped.",
+        );
+        for (dpid, (_, stats)) in map.iter() {
+            let _ = writeln!(
+                out,
+                "l2sm_controller_meter_dropped_packets_total{{switch=\"of:{dpid:016x}\"}} {}",
+                stats.controller_dropped
+            );
+        }
+        single(
+            out,
+            "l2sm_limit_series_omitted",
+            "gauge",
+            "Limit series left out of this scrape beyond the per-metric bound.",
+            omitted,
+        );
+    }
+}
+
 /// Counters and histograms the API and the switch sessions update.
 #[derive(Debug)]
 pub struct Metrics {
@@ -210,6 +346,8 @@ pub struct Metrics {
     pub flow_mods: AtomicU64,
     /// GROUP_MOD messages sent.
     pub group_mods: AtomicU64,
+    /// METER_MOD messages sent.
+    pub meter_mods: AtomicU64,
     /// Switch connections accepted.
     pub connections: AtomicU64,
     /// Connections closed because of protocol errors.
@@ -309,6 +447,7 @@ impl Default for Metrics {
             lldp_ignored: AtomicU64::new(0),
             flow_mods: AtomicU64::new(0),
             group_mods: AtomicU64::new(0),
+            meter_mods: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
@@ -387,6 +526,12 @@ pub fn render(shared: &Shared) -> String {
             "counter",
             "GROUP_MOD messages sent.",
             load(&m.group_mods),
+        ),
+        (
+            "l2sm_meter_mods_total",
+            "counter",
+            "METER_MOD messages sent.",
+            load(&m.meter_mods),
         ),
         (
             "l2sm_switch_connections_total",
@@ -501,6 +646,7 @@ pub fn render(shared: &Shared) -> String {
         "Inter-switch links of the configured topology.",
         links.len() as u64,
     );
+    shared.limit_stats.render(&mut out, &model);
     out
 }
 
@@ -556,5 +702,71 @@ mod tests {
         assert!(lines[lines.len() - 2].starts_with(&format!(
             "{n}_sum{{method=\"GET\",route=\"/a/{{id}}\"}} 3.000"
         )));
+    }
+
+    /// Limit series carry only networks and member ports the model knows, and stop at the
+    /// bound; a newer session's counters replace an older one's, and only the owner forgets.
+    #[test]
+    fn limit_series_have_closed_labels_and_a_bound() {
+        let mut model = crate::model::Model::default();
+        model.create_network("blue", None).unwrap();
+        let port = l2sm_pipeline::ids::PortId { dpid: 1, port: 3 };
+        model.add_ports("blue", &[port]).unwrap();
+        let stats = LimitStats::default();
+        stats.record(
+            1,
+            7,
+            SwitchLimitStats {
+                flood_dropped: [(3, 40), (9, 5)].into(),
+                excess: [(3, 12)].into(),
+                controller_dropped: 2,
+            },
+        );
+        let mut out = String::new();
+        stats.render(&mut out, &model);
+        let series: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            series,
+            [
+                r#"l2sm_flood_meter_dropped_packets_total{network="blue",switch="of:0000000000000001",port="3"} 40"#,
+                r#"l2sm_mac_limit_dropped_frames_total{network="blue",switch="of:0000000000000001",port="3"} 12"#,
+                r#"l2sm_controller_meter_dropped_packets_total{switch="of:0000000000000001"} 2"#,
+                "l2sm_limit_series_omitted 0",
+            ]
+        );
+        stats.forget(1, 6);
+        assert!(
+            stats.of(1).is_some(),
+            "an older session must not forget a newer one's"
+        );
+        stats.forget(1, 7);
+        assert!(stats.of(1).is_none());
+        // The bound.
+        let many: Vec<_> = (1..=(MAX_LIMIT_SERIES as u32 + 10))
+            .map(|port| l2sm_pipeline::ids::PortId { dpid: 2, port })
+            .collect();
+        model.add_ports("blue", &many).unwrap();
+        stats.record(
+            2,
+            1,
+            SwitchLimitStats {
+                excess: (1..=(MAX_LIMIT_SERIES as u32 + 10))
+                    .map(|p| (p, 1))
+                    .collect(),
+                ..Default::default()
+            },
+        );
+        let mut out = String::new();
+        stats.render(&mut out, &model);
+        let n = out
+            .lines()
+            .filter(|l| l.starts_with("l2sm_mac_limit_dropped_frames_total{"))
+            .count();
+        assert_eq!(n, MAX_LIMIT_SERIES);
+        assert!(
+            out.contains("l2sm_limit_series_omitted 10\n"),
+            "{}",
+            &out[out.len() - 200..]
+        );
     }
 }

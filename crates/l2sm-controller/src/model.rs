@@ -4,6 +4,7 @@
 //! memory; [`crate::store`] persists it.
 
 use super::ipam::{Ipam, IpamError};
+use l2sm_api::v1::NetworkLimits;
 use l2sm_pipeline::ids::PortId;
 use l2sm_pipeline::{FloodMode, LinkKind, NetworkView, PortBinding, SwitchView, MAX_VNI};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,16 @@ pub struct Network {
     /// secured port sends only from its reported MAC and addresses.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub port_security: bool,
+    /// Abuse limits of its pod ports as set through the API; `None`: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<NetworkLimits>,
+}
+
+impl Network {
+    /// The limits in effect: the ones set, else the defaults.
+    pub fn limits(&self) -> NetworkLimits {
+        self.limits.unwrap_or_default()
+    }
 }
 
 /// Who a member port belongs to, as the agent that plumbed it reports: the operator needs the
@@ -133,6 +144,9 @@ pub enum ModelError {
     /// The network exists with the other port security setting.
     #[error("network {0:?} already exists with a different port security setting")]
     PortSecurityMismatch(String),
+    /// The network exists with other limits (they change through its `limits` resource).
+    #[error("network {0:?} already exists with different limits (PUT /api/v1/networks/{0}/limits changes them)")]
+    LimitsMismatch(String),
     /// An address request was refused.
     #[error(transparent)]
     Ipam(#[from] IpamError),
@@ -263,9 +277,39 @@ impl Model {
                 vlan,
                 ipam: None,
                 port_security: false,
+                limits: None,
             },
         );
         Ok(true)
+    }
+
+    /// Sets the limits of a network's pod ports.
+    pub fn set_limits(&mut self, name: &str, limits: NetworkLimits) -> Result<(), ModelError> {
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        net.limits = Some(limits);
+        Ok(())
+    }
+
+    /// After a create that asked for `limits`: a new network takes them, an existing one must
+    /// already have them (in effect), else [`ModelError::LimitsMismatch`].
+    pub fn apply_create_limits(
+        &mut self,
+        name: &str,
+        created: bool,
+        limits: Option<NetworkLimits>,
+    ) -> Result<(), ModelError> {
+        let Some(limits) = limits else { return Ok(()) };
+        if created {
+            return self.set_limits(name, limits);
+        }
+        match self.networks.get(name) {
+            Some(n) if n.limits() == limits => Ok(()),
+            Some(_) => Err(ModelError::LimitsMismatch(name.to_string())),
+            None => Err(ModelError::UnknownNetwork(name.to_string())),
+        }
     }
 
     /// Lowest 802.1Q id no network uses.
@@ -569,6 +613,7 @@ impl Model {
                     vlan: net.vlan,
                     mirror,
                     secured,
+                    limits: net.limits().into(),
                 },
             );
         }

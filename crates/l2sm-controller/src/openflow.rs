@@ -20,6 +20,7 @@ use l2sm_ofp::{
     FeaturesReply, FlowStatsRequest, Message, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody, PortDesc,
 };
+use l2sm_pipeline::limits::MeterEntry;
 use l2sm_pipeline::plan::End;
 use l2sm_pipeline::{
     compile, diff, ids, lldp, FlowEntry, GroupEntry, LinkKind, SwitchPipeline, SwitchView,
@@ -210,6 +211,9 @@ struct Session<S> {
     pending_barriers: VecDeque<(u32, std::time::Instant, Option<(Arc<SwitchView>, u64)>)>,
     /// When this session started probing its links.
     probing_since: Option<std::time::Instant>,
+    /// Whether the switch has OpenFlow meters (METER_FEATURES with meters): without, its
+    /// pipeline has no meters and no meter instructions.
+    meters: bool,
 }
 
 /// What one event asks of the session loop.
@@ -245,6 +249,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             installed_view: None,
             pending_barriers: VecDeque::new(),
             probing_since: None,
+            meters: false,
+        }
+    }
+
+    /// What the switch must hold for `view`: the compiled pipeline, without meters on a
+    /// switch that has none.
+    fn compiled(&self, view: &SwitchView) -> SwitchPipeline {
+        let p = compile(view);
+        if self.meters {
+            p
+        } else {
+            l2sm_pipeline::limits::without_meters(p)
         }
     }
 
@@ -260,6 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match body {
             Message::FlowMod(_) => metrics.flow_mods.fetch_add(1, Ordering::Relaxed),
             Message::GroupMod(_) => metrics.group_mods.fetch_add(1, Ordering::Relaxed),
+            Message::MeterMod(_) => metrics.meter_mods.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
     }
@@ -519,6 +536,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+        // Meters: a switch that refuses the request or has none gets a pipeline without.
+        self.meters = match self.multipart(MultipartRequestBody::MeterFeatures).await {
+            Ok(parts) => parts.iter().any(|p| {
+                matches!(p, MultipartReplyBody::MeterFeatures(f)
+                    if f.max_meter > 0 && f.band_types & (1 << 1) != 0)
+            }),
+            Err(e) => {
+                tracing::debug!(dpid = self.dpid_str(), "no meter features: {e:#}");
+                false
+            }
+        };
+        if !self.meters {
+            tracing::warn!(
+                dpid = self.dpid_str(),
+                "switch has no OpenFlow meters: flood and controller meters are left out"
+            );
+        }
         Ok(())
     }
 
@@ -611,6 +645,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     r#match: f.r#match,
                     instructions: f.instructions,
                 };
+                tracing::trace!(dpid = self.dpid_str(), flow = ?entry, "read flow");
                 current.flows.insert(entry.key(), entry);
             }
         }
@@ -636,6 +671,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         buckets,
                     },
                 );
+            }
+        }
+        if self.meters {
+            let configs = MultipartRequestBody::MeterConfig {
+                meter_id: l2sm_ofp::meter::ALL,
+            };
+            for part in self.multipart(configs).await? {
+                let MultipartReplyBody::MeterConfig(meters) = part else {
+                    continue;
+                };
+                for m in meters {
+                    // A meter of another shape gets a rate we never compile, so the diff
+                    // rewrites or deletes it.
+                    let entry = MeterEntry::from_config(m.flags, m.meter_id, &m.bands).unwrap_or(
+                        MeterEntry {
+                            meter_id: m.meter_id,
+                            rate: 0,
+                            burst: u32::MAX,
+                        },
+                    );
+                    current.meters.insert(m.meter_id, entry);
+                }
             }
         }
         Ok(current)
@@ -678,6 +735,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
+    /// Reads the counters of the abuse limits (flood meter drops, learn-cap excess, controller
+    /// meter drops) and hands them to the metrics.
+    async fn read_limit_stats(&mut self) -> anyhow::Result<()> {
+        let Some(dpid) = self.dpid else { return Ok(()) };
+        let mut stats = crate::metrics::SwitchLimitStats::default();
+        if self.meters {
+            let all = MultipartRequestBody::Meter {
+                meter_id: l2sm_ofp::meter::ALL,
+            };
+            for part in self.multipart(all).await? {
+                let MultipartReplyBody::Meter(meters) = part else {
+                    continue;
+                };
+                for m in meters {
+                    let dropped: u64 = m.band_stats.iter().map(|b| b.packet_band_count).sum();
+                    if m.meter_id == l2sm_pipeline::limits::CONTROLLER_METER {
+                        stats.controller_dropped = dropped;
+                    } else if let Some(port) = l2sm_pipeline::limits::meter_port(m.meter_id) {
+                        stats.flood_dropped.insert(port, dropped);
+                    }
+                }
+            }
+        }
+        let excess = MultipartRequestBody::Flow(FlowStatsRequest {
+            table_id: l2sm_pipeline::table::FORWARD,
+            out_port: l2sm_ofp::port::ANY,
+            out_group: l2sm_ofp::group::ANY,
+            cookie: l2sm_pipeline::cookie::EXCESS,
+            cookie_mask: l2sm_pipeline::cookie::OWNER_MASK,
+            r#match: l2sm_ofp::Match::any(),
+        });
+        for part in self.multipart(excess).await? {
+            let MultipartReplyBody::Flow(flows) = part else {
+                continue;
+            };
+            for f in flows {
+                if f.cookie & l2sm_pipeline::cookie::OWNER_MASK == l2sm_pipeline::cookie::EXCESS {
+                    let port = (f.cookie & !l2sm_pipeline::cookie::OWNER_MASK) as u32;
+                    stats.excess.insert(port, f.packet_count);
+                }
+            }
+        }
+        self.shared.limit_stats.record(dpid, self.session_id, stats);
+        Ok(())
+    }
+
     /// Inter-switch links of this switch: VXLAN ports by name, trunks by number.
     fn links(&self) -> BTreeMap<u32, LinkKind> {
         self.ports
@@ -710,13 +813,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // The model refuses these; state written by an older build may still hold them.
             tracing::warn!(dpid = %ids::dpid_hex(dpid), "left out of the switch's pipeline: {v}");
         }
-        let desired = compile(&view);
+        let desired = self.compiled(&view);
         let current = match self.read_state.take() {
             Some(state) => state,
             None => self
                 .installed_view
                 .as_deref()
-                .map(compile)
+                .map(|v| self.compiled(v))
                 .unwrap_or_default(),
         };
         let mut msgs = diff(&current, &desired);
@@ -825,6 +928,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let Some(dpid) = self.dpid {
             self.shared.metrics.port_security_drops.forget_switch(dpid);
             self.shared.dpid_claims.release(dpid);
+            self.shared.limit_stats.forget(dpid, self.session_id);
             let mut switches = self.shared.switches();
             if switches
                 .get(&dpid)
@@ -865,6 +969,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drops_timer = tokio::time::interval(PORT_SECURITY_STATS_INTERVAL);
         drops_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stats_every = self.shared.limit_stats.interval();
+        let mut stats_timer =
+            tokio::time::interval_at(tokio::time::Instant::now() + stats_every, stats_every);
+        stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.probing_since = Some(std::time::Instant::now());
         self.publish();
         loop {
@@ -905,6 +1013,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 _ = probe_timer.tick() => self.send_probes().await?,
                 _ = drops_timer.tick() => self.read_port_security_drops().await?,
+                _ = stats_timer.tick() => self.read_limit_stats().await?,
             }
         }
     }

@@ -25,6 +25,8 @@ struct NetworkRow {
     ipam: Option<IpamSettings>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     port_security: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<l2sm_api::v1::NetworkLimits>,
 }
 
 /// IPAM settings without the allocations.
@@ -48,6 +50,7 @@ impl NetworkRow {
                 exclude: i.exclude.clone(),
             }),
             port_security: n.port_security,
+            limits: n.limits,
         }
     }
 }
@@ -301,6 +304,7 @@ impl Store {
                     vlan: row.vlan,
                     ipam,
                     port_security: row.port_security,
+                    limits: row.limits,
                 },
             );
         }
@@ -644,6 +648,7 @@ mod tests {
                 mirror_port: None,
                 ipam: None,
                 port_security: false,
+                limits: None,
             };
             tx.open_table(NETWORKS)
                 .unwrap()

@@ -210,6 +210,7 @@ pub fn plan_all(
                     port: p.port,
                 }),
                 secured,
+                limits: n.limits().into(),
             }
         })
         .collect();

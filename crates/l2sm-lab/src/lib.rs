@@ -258,8 +258,8 @@ async fn build(
 /// Tunnels of the lab's topology between two of its nodes (a file may name other switches).
 fn expected_tunnels(lab: &Lab, state: &LabState) -> anyhow::Result<usize> {
     let path = lab.dir().join("topology.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let doc = TopologyFile::from_json(&text).with_context(|| format!("{}", path.display()))?;
     let ours = |n: &str| state.nodes.iter().any(|node| node.name == n);
     Ok(match doc.links {

@@ -11,7 +11,7 @@
 use crate::error::{DecodeError, DecodeResult, EncodeError, EncodeResult};
 use crate::nicira::{self, NX_RESUBMIT_IN_PORT, NX_VENDOR_ID};
 use crate::oxm::{decode_oxm, encode_oxm};
-use crate::types::{port, Action, NxLearn, OxmField};
+use crate::types::{port, Action, NxLearn, NxLearn2, OxmField};
 use crate::wire::{expect_len, Reader, Writer};
 
 /// `OFPCML_NO_BUFFER`: as [`Action::Output`] `max_len` towards the controller, send the
@@ -59,6 +59,10 @@ impl Action {
     /// `learn(...)`.
     pub const fn learn(learn: NxLearn) -> Self {
         Action::NxLearn(learn)
+    }
+    /// `learn(limit=...,result_dst=...,...)`.
+    pub const fn learn2(learn: NxLearn2) -> Self {
+        Action::NxLearn2(learn)
     }
 }
 
@@ -111,6 +115,7 @@ fn encode_action(w: &mut Writer, a: &Action, ctx: &'static str) -> EncodeResult<
         }
         Action::NxResubmit { in_port, table } => nicira::encode_resubmit(w, *in_port, *table),
         Action::NxLearn(learn) => nicira::encode_learn(w, learn, ctx)?,
+        Action::NxLearn2(learn) => nicira::encode_learn2(w, learn, ctx)?,
         Action::Experimenter { experimenter, data } => {
             check_aligned(8 + data.len(), ctx, "experimenter action")?;
             w.u16(OFPAT_EXPERIMENTER);

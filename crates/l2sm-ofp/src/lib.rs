@@ -48,7 +48,7 @@ pub use message::{decode, encode, encode_into};
 pub use meter_mod::{OFPMF_BURST, OFPMF_KBPS, OFPMF_PKTPS, OFPMF_STATS};
 pub use nicira::{
     immediate_bytes, nxm_field_bits, NX_LEARN_F_DELETE_LEARNED, NX_LEARN_F_SEND_FLOW_REM,
-    NX_RESUBMIT_IN_PORT, NX_VENDOR_ID,
+    NX_LEARN_F_WRITE_RESULT, NX_RESUBMIT_IN_PORT, NX_VENDOR_ID,
 };
 pub use ofp_error::{
     BadActionCode, BadInstructionCode, BadMatchCode, BadRequestCode, ErrorCode, ErrorType,

@@ -1,10 +1,14 @@
 //! Nicira experimenter actions (OVS `include/openflow/nicira-ext.h`, `lib/ofp-actions.c`,
-//! `lib/learn.c`): `NXAST_RESUBMIT_TABLE` and `NXAST_LEARN`.
+//! `lib/learn.c`): `NXAST_RESUBMIT_TABLE`, `NXAST_LEARN` and `NXAST_LEARN2`.
 //!
 //! ```text
 //! nx_action_learn (32 bytes, then specs, then zero padding to 8):
 //! | type=0xffff | len | vendor=0x00002320 | subtype=16 | idle | hard | priority |
 //! | cookie (64) | flags | table_id | pad | fin_idle | fin_hard |
+//! nx_action_learn2 (40 bytes, then the result field header when flags has WRITE_RESULT,
+//! then specs, then zero padding to 8):
+//! | the 32 bytes above with subtype=45 | limit (32) | result_dst_ofs (16) | pad2 (16) |
+//! [ result_dst: NXM header (32) ]
 //! spec: | 0 0 | src:1 | dst:2 | n_bits:11 | src (field: header32 + ofs16, or immediate) |
 //!       | dst (match/load: header32 + ofs16; output: nothing) |
 //! ```
@@ -14,7 +18,7 @@
 //! encoder refuses `n_bits == 0` (it would read as the terminator).
 
 use crate::error::{DecodeError, DecodeResult, EncodeError, EncodeResult};
-use crate::types::{Action, LearnSpec, NxLearn, NxmFieldRef};
+use crate::types::{Action, LearnSpec, NxLearn, NxLearn2, NxmFieldRef};
 use crate::wire::{Reader, Writer};
 
 /// `NX_VENDOR_ID`, the experimenter id of every Nicira action.
@@ -27,9 +31,13 @@ pub const NX_LEARN_F_SEND_FLOW_REM: u16 = 1 << 0;
 /// [`NxLearn::flags`] bit: delete learned flows with the learning flow
 /// (`NX_LEARN_F_DELETE_LEARNED`).
 pub const NX_LEARN_F_DELETE_LEARNED: u16 = 1 << 1;
+/// [`NxLearn::flags`] bit of an [`NxLearn2`]: write the result bit to its `result_dst`
+/// (`NX_LEARN_F_WRITE_RESULT`).
+pub const NX_LEARN_F_WRITE_RESULT: u16 = 1 << 2;
 
 pub(crate) const NXAST_RESUBMIT_TABLE: u16 = 14;
 pub(crate) const NXAST_LEARN: u16 = 16;
+pub(crate) const NXAST_LEARN2: u16 = 45;
 const OFPAT_EXPERIMENTER: u16 = 0xffff;
 const NX_RESUBMIT_LEN: u16 = 16;
 
@@ -148,6 +156,23 @@ impl NxLearn {
     }
 }
 
+impl NxLearn2 {
+    /// `learn` capped at `limit` flows (0: no cap), writing whether it learned to
+    /// `result_dst` when given (sets or clears [`NX_LEARN_F_WRITE_RESULT`] to match).
+    pub fn new(mut learn: NxLearn, limit: u32, result_dst: Option<NxmFieldRef>) -> Self {
+        if result_dst.is_some() {
+            learn.flags |= NX_LEARN_F_WRITE_RESULT;
+        } else {
+            learn.flags &= !NX_LEARN_F_WRITE_RESULT;
+        }
+        NxLearn2 {
+            learn,
+            limit,
+            result_dst,
+        }
+    }
+}
+
 pub(crate) fn encode_resubmit(w: &mut Writer, in_port: u16, table: u8) {
     w.u16(OFPAT_EXPERIMENTER);
     w.u16(NX_RESUBMIT_LEN);
@@ -160,10 +185,45 @@ pub(crate) fn encode_resubmit(w: &mut Writer, in_port: u16, table: u8) {
 
 pub(crate) fn encode_learn(w: &mut Writer, l: &NxLearn, ctx: &'static str) -> EncodeResult<()> {
     let start = w.len();
+    let len_at = put_learn_header(w, l, NXAST_LEARN);
+    for spec in &l.specs {
+        encode_spec(w, spec, ctx)?;
+    }
+    w.pad8_from(start);
+    w.patch_len16(len_at, start, ctx, "nx_learn action")
+}
+
+pub(crate) fn encode_learn2(w: &mut Writer, l: &NxLearn2, ctx: &'static str) -> EncodeResult<()> {
+    let writes = l.learn.flags & NX_LEARN_F_WRITE_RESULT != 0;
+    if writes != l.result_dst.is_some() {
+        return Err(EncodeError::Unrepresentable {
+            context: ctx,
+            detail: "nx_learn2 has NX_LEARN_F_WRITE_RESULT in its flags without a result_dst, \
+                     or a result_dst without the flag"
+                .into(),
+        });
+    }
+    let start = w.len();
+    let len_at = put_learn_header(w, &l.learn, NXAST_LEARN2);
+    w.u32(l.limit);
+    w.u16(l.result_dst.map_or(0, |r| r.ofs));
+    w.zeros(2);
+    if let Some(r) = &l.result_dst {
+        put_header(w, r.header, ctx)?;
+    }
+    for spec in &l.learn.specs {
+        encode_spec(w, spec, ctx)?;
+    }
+    w.pad8_from(start);
+    w.patch_len16(len_at, start, ctx, "nx_learn2 action")
+}
+
+/// The 32 bytes every learn action starts with; returns where its length goes.
+fn put_learn_header(w: &mut Writer, l: &NxLearn, subtype: u16) -> usize {
     w.u16(OFPAT_EXPERIMENTER);
     let len_at = w.placeholder16();
     w.u32(NX_VENDOR_ID);
-    w.u16(NXAST_LEARN);
+    w.u16(subtype);
     w.u16(l.idle_timeout);
     w.u16(l.hard_timeout);
     w.u16(l.priority);
@@ -173,11 +233,7 @@ pub(crate) fn encode_learn(w: &mut Writer, l: &NxLearn, ctx: &'static str) -> En
     w.u8(0);
     w.u16(l.fin_idle_timeout);
     w.u16(l.fin_hard_timeout);
-    for spec in &l.specs {
-        encode_spec(w, spec, ctx)?;
-    }
-    w.pad8_from(start);
-    w.patch_len16(len_at, start, ctx, "nx_learn action")
+    len_at
 }
 
 fn encode_spec(w: &mut Writer, spec: &LearnSpec, ctx: &'static str) -> EncodeResult<()> {
@@ -226,17 +282,21 @@ fn encode_spec(w: &mut Writer, spec: &LearnSpec, ctx: &'static str) -> EncodeRes
 }
 
 fn put_ref(w: &mut Writer, r: &NxmFieldRef, ctx: &'static str) -> EncodeResult<()> {
-    if r.header >> 16 == OXM_CLASS_EXPERIMENTER {
+    put_header(w, r.header, ctx)?;
+    w.u16(r.ofs);
+    Ok(())
+}
+
+fn put_header(w: &mut Writer, header: u32, ctx: &'static str) -> EncodeResult<()> {
+    if header >> 16 == OXM_CLASS_EXPERIMENTER {
         return Err(EncodeError::Unrepresentable {
             context: ctx,
             detail: format!(
-                "nx_learn field header {:#010x} is an experimenter oxm, which needs 64 bits",
-                r.header
+                "nx_learn field header {header:#010x} is an experimenter oxm, which needs 64 bits"
             ),
         });
     }
-    w.u32(r.header);
-    w.u16(r.ofs);
+    w.u32(header);
     Ok(())
 }
 
@@ -264,14 +324,61 @@ pub(crate) fn decode_nx_action(data: &[u8], ctx: &'static str) -> DecodeResult<O
             let table = r.u8("nx_resubmit_table table")?;
             Ok(Some(Action::NxResubmit { in_port, table }))
         }
-        NXAST_LEARN => Ok(decode_learn(&mut r)?.map(Action::NxLearn)),
+        NXAST_LEARN => {
+            r.skip(2, "nx_learn subtype")?;
+            Ok(decode_learn(&mut r)?.map(Action::NxLearn))
+        }
+        NXAST_LEARN2 => Ok(decode_learn2(&mut r)?.map(Action::NxLearn2)),
         _ => Ok(None),
     }
 }
 
-fn decode_learn(r: &mut Reader<'_>) -> DecodeResult<Option<NxLearn>> {
+fn decode_learn2(r: &mut Reader<'_>) -> DecodeResult<Option<NxLearn2>> {
     let ctx = r.ctx();
-    r.skip(2, "nx_learn subtype")?;
+    r.skip(2, "nx_learn2 subtype")?;
+    let head = decode_learn_head(r)?;
+    let limit = r.u32("nx_learn2 limit")?;
+    let result_ofs = r.u16("nx_learn2 result_dst_ofs")?;
+    if r.u16("nx_learn2 pad")? != 0 {
+        return Err(DecodeError::Invalid {
+            context: ctx,
+            detail: "nx_learn2 padding is not zero",
+        });
+    }
+    let result_dst = if head.flags & NX_LEARN_F_WRITE_RESULT != 0 {
+        let header = r.u32("nx_learn2 result_dst header")?;
+        if header >> 16 == OXM_CLASS_EXPERIMENTER {
+            return Ok(None);
+        }
+        Some(NxmFieldRef {
+            header,
+            ofs: result_ofs,
+        })
+    } else if result_ofs != 0 {
+        return Err(DecodeError::Invalid {
+            context: ctx,
+            detail: "nx_learn2 has a result_dst offset without NX_LEARN_F_WRITE_RESULT",
+        });
+    } else {
+        None
+    };
+    let Some(specs) = decode_specs(r)? else {
+        return Ok(None);
+    };
+    Ok(Some(NxLearn2 {
+        learn: NxLearn { specs, ..head },
+        limit,
+        result_dst,
+    }))
+}
+
+fn decode_learn(r: &mut Reader<'_>) -> DecodeResult<Option<NxLearn>> {
+    let head = decode_learn_head(r)?;
+    Ok(decode_specs(r)?.map(|specs| NxLearn { specs, ..head }))
+}
+
+/// The fixed fields of a learn action after its subtype (no specs yet).
+fn decode_learn_head(r: &mut Reader<'_>) -> DecodeResult<NxLearn> {
     let idle_timeout = r.u16("nx_learn idle_timeout")?;
     let hard_timeout = r.u16("nx_learn hard_timeout")?;
     let priority = r.u16("nx_learn priority")?;
@@ -281,6 +388,23 @@ fn decode_learn(r: &mut Reader<'_>) -> DecodeResult<Option<NxLearn>> {
     r.skip(1, "nx_learn pad")?;
     let fin_idle_timeout = r.u16("nx_learn fin_idle_timeout")?;
     let fin_hard_timeout = r.u16("nx_learn fin_hard_timeout")?;
+    Ok(NxLearn {
+        idle_timeout,
+        hard_timeout,
+        priority,
+        cookie,
+        flags,
+        table_id,
+        fin_idle_timeout,
+        fin_hard_timeout,
+        specs: Vec::new(),
+    })
+}
+
+/// Specs up to the all-zero terminator or the end, then only zero padding. `None`: a spec
+/// names an experimenter OXM (the action stays raw).
+fn decode_specs(r: &mut Reader<'_>) -> DecodeResult<Option<Vec<LearnSpec>>> {
+    let ctx = r.ctx();
     let mut specs = Vec::new();
     while r.remaining() >= 2 {
         let header = r.peek_u16(0, "nx_learn spec header")?;
@@ -299,17 +423,7 @@ fn decode_learn(r: &mut Reader<'_>) -> DecodeResult<Option<NxLearn>> {
             detail: "nx_learn has non-zero bytes after its last spec",
         });
     }
-    Ok(Some(NxLearn {
-        idle_timeout,
-        hard_timeout,
-        priority,
-        cookie,
-        flags,
-        table_id,
-        fin_idle_timeout,
-        fin_hard_timeout,
-        specs,
-    }))
+    Ok(Some(specs))
 }
 
 fn decode_spec(r: &mut Reader<'_>, header: u16) -> DecodeResult<Option<LearnSpec>> {
@@ -446,5 +560,64 @@ mod tests {
         let mut w = Writer::new();
         encode_spec(&mut w, &spec, "t").unwrap();
         assert_eq!(w.into_vec(), [0x20, 0x20, 0, 0, 0, 1, 0, 1, 0, 4, 0, 0]);
+    }
+
+    fn learn2(result: Option<NxmFieldRef>) -> NxLearn2 {
+        NxLearn2::new(
+            NxLearn::new(2, vec![LearnSpec::match_same(nxm::ETH_SRC)]),
+            256,
+            result,
+        )
+    }
+
+    #[test]
+    fn learn2_wire_layout() {
+        let mut w = Writer::new();
+        let l = learn2(Some(NxmFieldRef::new(nxm::reg(2), 5)));
+        encode_learn2(&mut w, &l, "t").unwrap();
+        let v = w.into_vec();
+        // 40 fixed + 4 result header + 2 + 6 + 6 spec = 58, padded to 64.
+        assert_eq!(v.len(), 64);
+        assert_eq!(&v[2..4], [0, 64]);
+        assert_eq!(&v[8..10], [0, 45]);
+        assert_eq!(&v[24..26], NX_LEARN_F_WRITE_RESULT.to_be_bytes());
+        assert_eq!(&v[32..36], 256u32.to_be_bytes());
+        assert_eq!(&v[36..38], [0, 5]);
+        assert_eq!(&v[38..40], [0, 0]);
+        assert_eq!(&v[40..44], nxm::reg(2).to_be_bytes());
+        assert_eq!(&v[44..46], [0, 48]);
+        let back = decode_nx_action(&v[8..], "t").unwrap();
+        assert_eq!(back, Some(Action::NxLearn2(l)));
+    }
+
+    #[test]
+    fn learn2_result_flag_and_field_go_together() {
+        let mut l = learn2(None);
+        l.learn.flags |= NX_LEARN_F_WRITE_RESULT;
+        assert!(encode_learn2(&mut Writer::new(), &l, "t").is_err());
+        let mut l = learn2(Some(NxmFieldRef::whole(nxm::reg(2))));
+        l.learn.flags = 0;
+        assert!(encode_learn2(&mut Writer::new(), &l, "t").is_err());
+        // An offset without the flag, and non-zero padding, are refused on decode.
+        let mut w = Writer::new();
+        encode_learn2(&mut w, &learn2(None), "t").unwrap();
+        let v = w.into_vec();
+        let mut bad = v.clone();
+        bad[37] = 1;
+        assert!(decode_nx_action(&bad[8..], "t").is_err());
+        let mut bad = v;
+        bad[39] = 1;
+        assert!(decode_nx_action(&bad[8..], "t").is_err());
+    }
+
+    #[test]
+    fn truncated_learn2_is_an_error_never_a_panic() {
+        let mut w = Writer::new();
+        encode_learn2(&mut w, &learn2(Some(NxmFieldRef::whole(nxm::reg(2)))), "t").unwrap();
+        let v = w.into_vec();
+        for end in 8..v.len() {
+            let _ = decode_nx_action(&v[8..end], "t");
+        }
+        assert!(decode_nx_action(&v[8..42], "t").is_err());
     }
 }

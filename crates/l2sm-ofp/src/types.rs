@@ -1280,6 +1280,8 @@ pub enum Action {
     },
     /// Nicira NXAST_LEARN (subtype 16).
     NxLearn(NxLearn),
+    /// Nicira NXAST_LEARN2 (subtype 45): a learn action with a cap and a result bit.
+    NxLearn2(NxLearn2),
     /// Any other experimenter action; `data` is everything after the experimenter id.
     Experimenter {
         /// Experimenter id.
@@ -1318,6 +1320,22 @@ pub struct NxLearn {
     pub fin_hard_timeout: u16,
     /// What the learned flow matches and does.
     pub specs: Vec<LearnSpec>,
+}
+
+/// `struct nx_action_learn2` (Nicira NXAST_LEARN2, Open vSwitch 2.8+): [`NxLearn`] plus a cap
+/// on the flows it may create and a bit that says whether it learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NxLearn2 {
+    /// The learn action itself. Its `flags` carry
+    /// [`NX_LEARN_F_WRITE_RESULT`](crate::NX_LEARN_F_WRITE_RESULT) exactly when `result_dst`
+    /// is set (the encoder refuses anything else).
+    pub learn: NxLearn,
+    /// At most this many flows with the learned flow's cookie in its table: beyond, the
+    /// action learns nothing (0: no cap).
+    pub limit: u32,
+    /// The bit (one bit at `ofs` of an NXM field) set to 1 when the flow was learned or
+    /// refreshed, to 0 when `limit` refused it.
+    pub result_dst: Option<NxmFieldRef>,
 }
 
 /// A field slice reference inside a learn spec: an NXM/OXM 32-bit header plus bit offset.

@@ -629,6 +629,59 @@ fn common_learn_flow() -> FlowMod {
     )
 }
 
+/// A capped learn (NXAST_LEARN2) goes in as sent and comes back in flow stats as the very
+/// same action: the controller compares what it reads with what it compiled.
+#[test]
+fn learn2_is_installed_and_read_back_unchanged() {
+    let (ovs, mut link) = setup();
+    let learn = NxLearn2::new(
+        NxLearn {
+            idle_timeout: 300,
+            priority: 110,
+            cookie: 0x4c32_0002_0000_0001,
+            ..NxLearn::new(
+                2,
+                vec![
+                    LearnSpec::match_same(nxm::TUN_ID),
+                    LearnSpec::match_fields(nxm::ETH_SRC, nxm::ETH_DST),
+                    LearnSpec::LoadField {
+                        src: NxmFieldRef::whole(nxm::IN_PORT),
+                        dst: NxmFieldRef::whole(nxm::reg(1)),
+                        n_bits: 16,
+                    },
+                ],
+            )
+        },
+        256,
+        Some(NxmFieldRef::new(nxm::reg(2), 0)),
+    );
+    let instructions = vec![
+        Instruction::apply_actions(vec![Action::learn2(learn), Action::resubmit(2)]),
+        Instruction::goto_table(3),
+    ];
+    link.apply(vec![Message::FlowMod(FlowMod::add(
+        1,
+        10,
+        Match::any().with(OxmField::in_port(1)),
+        instructions.clone(),
+    ))]);
+    assert_eq!(
+        ovs.flows(),
+        [
+            "table=1, priority=10,in_port=1 actions=learn(table=2,idle_timeout=300,priority=110,\
+          cookie=0x4c32000200000001,limit=256,result_dst=NXM_NX_REG2[0],NXM_NX_TUN_ID[],\
+          NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15]),\
+          resubmit(,2),goto_table:3"
+        ]
+    );
+    let parts = link.multipart(MultipartRequestBody::Flow(FlowStatsRequest::all()));
+    let [MultipartReplyBody::Flow(flows)] = &parts[..] else {
+        panic!("one FLOW part expected: {parts:?}")
+    };
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].instructions, instructions);
+}
+
 #[test]
 fn flow_removed_is_reported_on_delete() {
     let (_ovs, mut link) = setup();

@@ -2,7 +2,7 @@
 //! OpenFlow flows and groups it must hold, plus the diff between two such states.
 //!
 //! ```text
-//!  table 0 CLASSIFY  eth_type=LLDP                        -> controller (link probes)
+//!  table 0 CLASSIFY  eth_type=LLDP                        -> controller meter, controller (link probes)
 //!                    in_port=<member of n>                -> [mirror copy,] tunnel_id:=VNI(n), goto 1
 //!                      (with port security: only from its MAC/addresses, see [`port_security`])
 //!                    in_port=<tunnel>, tunnel_id=MIRROR(n) -> mirror port, or on toward it
@@ -11,11 +11,17 @@
 //!                    anything else                        -> drop
 //!  table 1 LEARN     multicast source -> drop
 //!                    per ingress port: learn "(tun_id, eth_dst=this eth_src) -> reg1:=in_port"
-//!                    into table 2 (cookie names the port), resubmit(,2), goto 3
+//!                    into table 2 (cookie names the port), resubmit(,2), goto 3;
+//!                    pod ports: at most mac_limit entries, reg2[0]:=learned? (learn2)
 //!  table 2 UNICAST   learned entries (they only load reg1)
-//!  table 3 FORWARD   reg1=<port>                         -> output there (trunks: push the VLAN)
+//!  table 3 FORWARD   in_port=<pod port>, reg2[0]=0        -> drop, counted (source over the cap)
+//!                    reg1=<port>                         -> output there (trunks: push the VLAN)
+//!                    tunnel_id=VNI, in_port=<pod port>   -> meter of the port, flood group
 //!                    tunnel_id=VNI (unknown destination) -> flood group of the network
 //! ```
+//!
+//! Abuse limits (MAC cap, flood meters, controller meter, meter ids) are described in
+//! [`limits`].
 //!
 //! Isolation: a frame only enters table 1 with the VNI of the network its port (or its link
 //! and tag) belongs to, and every later lookup is keyed by that VNI.
@@ -41,6 +47,7 @@
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
 pub mod ids;
+pub mod limits;
 pub mod lldp;
 pub mod plan;
 pub mod port_security;
@@ -49,7 +56,7 @@ pub use port_security::PortBinding;
 
 use l2sm_ofp::{
     Action, Bucket, FlowMod, FlowModCommand, GroupMod, GroupModCommand, GroupType, Instruction,
-    LearnSpec, Match, Message, NxLearn, NxmFieldRef, OxmField,
+    LearnSpec, Match, Message, MeterModCommand, NxLearn, NxmFieldRef, OxmField,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,6 +83,9 @@ pub mod cookie {
     /// Drop flows of a port with port security: `PORT_SECURITY | port` (their statistics
     /// count the port's dropped frames).
     pub const PORT_SECURITY: u64 = 0x4c32_0050_0000_0000;
+    /// Drop flows counting a pod port's frames whose source MAC is over the learn cap:
+    /// `EXCESS | port` (see [`crate::limits`]).
+    pub const EXCESS: u64 = 0x4c32_0003_0000_0000;
     /// Mask selecting the owner bits of a cookie.
     pub const OWNER_MASK: u64 = 0xffff_ffff_0000_0000;
 }
@@ -158,6 +168,8 @@ pub struct NetworkView {
     /// Local members with port security, and what each may send (`None`: not known yet, the
     /// port forwards nothing). Members not listed are not checked.
     pub secured: BTreeMap<u32, Option<PortBinding>>,
+    /// MAC cap and flood meter of the network's pod ports.
+    pub limits: limits::Limits,
 }
 
 /// The mirror port of a network, as seen by one switch.
@@ -375,6 +387,8 @@ pub struct SwitchPipeline {
     pub flows: BTreeMap<FlowKey, FlowEntry>,
     /// Groups, keyed by id.
     pub groups: BTreeMap<u32, GroupEntry>,
+    /// Meters, keyed by id.
+    pub meters: BTreeMap<u32, limits::MeterEntry>,
 }
 
 impl SwitchPipeline {
@@ -423,7 +437,7 @@ fn egress(view: &SwitchView, port: u32, vlan: Option<u16>) -> Option<Vec<Action>
 /// The learn action: remember "frames to this source MAC, in this network, leave through the
 /// port this frame came in on" as an entry that loads that port into reg1. `split_horizon`
 /// adds `reg0=0` to the entry, so only frames from local ports use it.
-fn learn_action(port: u32, split_horizon: bool) -> Action {
+fn learn_action(port: u32, split_horizon: bool) -> NxLearn {
     use l2sm_ofp::nxm;
     let mut specs = vec![
         LearnSpec::MatchField {
@@ -449,7 +463,7 @@ fn learn_action(port: u32, split_horizon: bool) -> Action {
         dst: field(nxm::reg(1)),
         n_bits: 16,
     });
-    Action::NxLearn(NxLearn {
+    NxLearn {
         idle_timeout: LEARN_IDLE_TIMEOUT,
         hard_timeout: 0,
         priority: if split_horizon {
@@ -463,7 +477,7 @@ fn learn_action(port: u32, split_horizon: bool) -> Action {
         fin_idle_timeout: 0,
         fin_hard_timeout: 0,
         specs,
-    })
+    }
 }
 
 /// Actions that send one copy of a frame that entered on `in_port` towards the mirror port:
@@ -489,10 +503,11 @@ fn mirror_copy(view: &SwitchView, m: &MirrorView, mvni: u32, in_port: u32) -> Ve
     actions
 }
 
-fn learn_then_lookup(port: u32, split_horizon: bool) -> Vec<Instruction> {
+/// Learn (capped by `limits` on pod ports), look the destination up, go on to forwarding.
+fn learn_then_lookup(port: u32, split_horizon: bool, limits: &limits::Limits) -> Vec<Instruction> {
     vec![
         Instruction::ApplyActions(vec![
-            learn_action(port, split_horizon),
+            limits::capped_learn(learn_action(port, split_horizon), limits),
             Action::NxResubmit {
                 in_port: 0xfff8,
                 table: table::UNICAST,
@@ -551,9 +566,11 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
             LLDP_PRIORITY,
             cookie::STATIC,
             probe,
-            vec![Instruction::ApplyActions(vec![Action::to_controller()])],
+            limits::to_controller(),
         ));
     }
+    let controller_meter = limits::controller_meter();
+    p.meters.insert(controller_meter.meter_id, controller_meter);
     p.add_flow(flow(
         table::LEARN,
         20,
@@ -580,7 +597,7 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
         vec![],
     ));
 
-    let mut learned_members = BTreeSet::new();
+    let mut learned_members = BTreeMap::new();
     let mut mesh_links = BTreeSet::new();
     for (&vni, net) in &view.networks {
         let net_cookie = cookie::NETWORK | u64::from(vni);
@@ -608,7 +625,7 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
                     }
                 }
             }
-            learned_members.insert(port);
+            learned_members.insert(port, net.limits);
         }
         // Copies arriving from links: deliver to the mirror port, or pass them on along the
         // tree (never in a mesh, where every switch sends its copies straight to the mirror's).
@@ -682,7 +699,7 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
                     Match::any()
                         .with(OxmField::InPort(port))
                         .with(tunnel_id(vni)),
-                    learn_then_lookup(port, false),
+                    learn_then_lookup(port, false, &limits::Limits::OFF),
                 )),
             }
         }
@@ -716,6 +733,15 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
                 buckets: everywhere,
             },
         );
+        // Pod ports: excess drop and metered flood (crate::limits).
+        for &port in &net.members {
+            for f in limits::port_flows(vni, port, &net.limits, local) {
+                p.add_flow(f);
+            }
+            if let Some(m) = limits::port_meter_entry(port, &net.limits) {
+                p.meters.insert(m.meter_id, m);
+            }
+        }
         match net.mode {
             FloodMode::Tree => p.add_flow(flow(
                 table::FORWARD,
@@ -749,13 +775,13 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
         }
     }
     // One learn rule per ingress port: its cookie lets the controller flush what it taught.
-    for &port in &learned_members {
+    for (&port, port_limits) in &learned_members {
         p.add_flow(flow(
             table::LEARN,
             10,
             cookie::STATIC,
             Match::any().with(OxmField::InPort(port)),
-            learn_then_lookup(port, false),
+            learn_then_lookup(port, false, port_limits),
         ));
     }
     for &port in &mesh_links {
@@ -764,16 +790,25 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
             10,
             cookie::STATIC,
             Match::any().with(OxmField::InPort(port)),
-            learn_then_lookup(port, true),
+            learn_then_lookup(port, true, &limits::Limits::OFF),
         ));
     }
     p
 }
 
 /// Messages that turn a switch holding `old` into one holding `new`, in a safe order: groups
-/// are created before the flows that use them, and deleted after them.
+/// and meters are created before the flows that use them, and deleted after them.
 pub fn diff(old: &SwitchPipeline, new: &SwitchPipeline) -> Vec<Message> {
     let mut out = Vec::new();
+    for (id, meter) in &new.meters {
+        match old.meters.get(id) {
+            None => out.push(Message::MeterMod(meter.message(MeterModCommand::Add))),
+            Some(prev) if prev != meter => {
+                out.push(Message::MeterMod(meter.message(MeterModCommand::Modify)))
+            }
+            Some(_) => {}
+        }
+    }
     for (id, group) in &new.groups {
         match old.groups.get(id) {
             None => out.push(Message::GroupMod(group.message(GroupModCommand::Add))),
@@ -784,7 +819,12 @@ pub fn diff(old: &SwitchPipeline, new: &SwitchPipeline) -> Vec<Message> {
         }
     }
     for (key, flow) in &new.flows {
-        if old.flows.get(key) != Some(flow) {
+        // Equal keys mean the same table, priority and match fields in any order (a switch
+        // reports them in its own order): only cookie and instructions can still differ.
+        let same = old.flows.get(key).is_some_and(|prev| {
+            prev.cookie == flow.cookie && prev.instructions == flow.instructions
+        });
+        if !same {
             out.push(Message::FlowMod(flow.add_message()));
         }
     }
@@ -796,6 +836,11 @@ pub fn diff(old: &SwitchPipeline, new: &SwitchPipeline) -> Vec<Message> {
     for (id, group) in &old.groups {
         if !new.groups.contains_key(id) {
             out.push(Message::GroupMod(group.message(GroupModCommand::Delete)));
+        }
+    }
+    for (id, meter) in &old.meters {
+        if !new.meters.contains_key(id) {
+            out.push(Message::MeterMod(meter.message(MeterModCommand::Delete)));
         }
     }
     out

@@ -43,6 +43,8 @@ pub struct NetworkSpec {
     pub mirror: Option<End>,
     /// Members with port security and what each may send (see [`NetworkView::secured`]).
     pub secured: BTreeMap<End, Option<PortBinding>>,
+    /// MAC cap and flood meter of its pod ports.
+    pub limits: crate::limits::Limits,
 }
 
 /// Adjacency: switch -> neighbour -> (local port, remote port), lowest port first.
@@ -238,6 +240,7 @@ pub fn plan(
                     vlan: net.vlan,
                     mirror,
                     secured,
+                    limits: net.limits,
                 },
             )
         });

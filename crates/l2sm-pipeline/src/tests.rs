@@ -20,8 +20,19 @@ struct Packet {
     in_port: u32,
     tunnel_id: u64,
     vlan: Option<u16>,
-    regs: [u32; 2],
+    regs: [u32; 3],
     eth_src: [u8; 6],
+    /// Whether a capped learn succeeds (false: the port is at its cap for this source).
+    learn_ok: bool,
+    /// What the frame went through, shared by every copy.
+    trace: std::rc::Rc<std::cell::RefCell<Trace>>,
+}
+
+/// Meters a frame passed and cookies of the flows it matched.
+#[derive(Debug, Clone, Default)]
+struct Trace {
+    meters: Vec<u32>,
+    cookies: Vec<u64>,
 }
 
 /// (port, VLAN id on the wire) of every copy that leaves the switch.
@@ -66,6 +77,17 @@ fn apply(p: &SwitchPipeline, actions: &[Action], pkt: &mut Packet, out: &mut Sen
             Action::PushVlan(_) => pkt.vlan = Some(0),
             Action::PopVlan => pkt.vlan = None,
             Action::NxLearn(_) => {}
+            Action::NxLearn2(l) => {
+                let r = l.result_dst.expect("capped learns write their result");
+                assert_eq!(r.header, l2sm_ofp::nxm::reg(limits::RESULT_REG));
+                let bit = 1u32 << r.ofs;
+                let reg = &mut pkt.regs[usize::from(limits::RESULT_REG)];
+                *reg = if pkt.learn_ok {
+                    *reg | bit
+                } else {
+                    *reg & !bit
+                };
+            }
             Action::NxResubmit { table, .. } => {
                 assert!(depth < 4, "resubmit loop");
                 run_table(p, *table, pkt, out, depth + 1);
@@ -96,9 +118,14 @@ fn run_table(p: &SwitchPipeline, mut table_id: u8, pkt: &mut Packet, out: &mut S
             .filter(|f| f.table == table_id && matches(&f.r#match, pkt))
             .max_by_key(|f| f.priority);
         let Some(flow) = best else { return };
+        pkt.trace.borrow_mut().cookies.push(flow.cookie);
         let mut next = None;
         for ins in &flow.instructions {
             match ins {
+                Instruction::Meter(id) => {
+                    assert!(p.meters.contains_key(id), "meter {id} is not installed");
+                    pkt.trace.borrow_mut().meters.push(*id);
+                }
                 Instruction::ApplyActions(actions) => apply(p, actions, pkt, out, depth),
                 Instruction::GotoTable(t) => next = Some(*t),
                 other => panic!("interpreter does not know {other:?}"),
@@ -119,21 +146,47 @@ fn run(p: &SwitchPipeline, frame: Frame) -> Out {
 }
 
 fn run_full(p: &SwitchPipeline, frame: Frame, eth_type: u16) -> Sent {
+    run_traced(p, frame, eth_type, true).0
+}
+
+/// Runs a frame; `learn_ok` says whether a capped learn succeeds. Returns what left and what
+/// the frame went through.
+fn run_traced(p: &SwitchPipeline, frame: Frame, eth_type: u16, learn_ok: bool) -> (Sent, Trace) {
     let mut pkt = Packet {
         eth_type,
         in_port: frame.in_port,
         tunnel_id: frame.tunnel_id,
         vlan: frame.vlan,
-        regs: [0; 2],
+        regs: [0; 3],
         eth_src: frame.eth_src,
+        learn_ok,
+        trace: Default::default(),
     };
     let mut out = Sent::new();
     run_table(p, table::CLASSIFY, &mut pkt, &mut out, 0);
-    out
+    let trace = pkt.trace.borrow().clone();
+    (out, trace)
 }
 
 /// Random views: tunnels (ports 61440+), trunks (57344+), up to 4 networks with disjoint
 /// members (1..20), each network using a random subset of the links, mesh or tree, VLAN = VNI.
+/// Limits as networks may have them: the defaults, none, or each limit alone.
+fn limits_strategy() -> impl Strategy<Value = limits::Limits> {
+    prop_oneof![
+        Just(limits::Limits::default()),
+        Just(limits::Limits::OFF),
+        (1u32..1000).prop_map(|mac_limit| limits::Limits {
+            mac_limit,
+            ..limits::Limits::OFF
+        }),
+        (1u32..100_000, 0u32..10_000).prop_map(|(flood_pps, flood_burst)| limits::Limits {
+            flood_pps,
+            flood_burst,
+            ..limits::Limits::OFF
+        }),
+    ]
+}
+
 fn view_strategy() -> impl Strategy<Value = SwitchView> {
     (
         prop::collection::btree_set(61440u32..61444, 0..4),
@@ -143,7 +196,7 @@ fn view_strategy() -> impl Strategy<Value = SwitchView> {
                 1u32..50,
                 prop::collection::btree_set(1u32..20, 0..5),
                 prop::collection::btree_set(0usize..7, 0..7),
-                any::<bool>(),
+                (any::<bool>(), limits_strategy()),
             ),
             0..4,
         ),
@@ -155,7 +208,7 @@ fn view_strategy() -> impl Strategy<Value = SwitchView> {
             let all_links: Vec<u32> = links.keys().copied().collect();
             let mut used = BTreeSet::new();
             let mut networks = BTreeMap::new();
-            for (vni, members, link_idx, tree) in nets {
+            for (vni, members, link_idx, (tree, limits)) in nets {
                 let members: BTreeSet<u32> =
                     members.into_iter().filter(|p| used.insert(*p)).collect();
                 let link_ports: BTreeSet<u32> = link_idx
@@ -177,6 +230,7 @@ fn view_strategy() -> impl Strategy<Value = SwitchView> {
                     mode,
                     vlan,
                     mirror: None,
+                    limits,
                     ..NetworkView::default()
                 });
             }
@@ -310,6 +364,17 @@ proptest! {
                     }
                     GroupModCommand::Delete => {
                         prop_assert!(state.groups.remove(&gm.group_id).is_some());
+                    }
+                },
+                Message::MeterMod(mm) => match mm.command {
+                    MeterModCommand::Add | MeterModCommand::Modify => {
+                        prop_assert_eq!(mm.command == MeterModCommand::Add, !state.meters.contains_key(&mm.meter_id));
+                        let entry = limits::MeterEntry::from_config(mm.flags, mm.meter_id, &mm.bands);
+                        prop_assert!(entry.is_some(), "not a pipeline meter: {:?}", mm);
+                        state.meters.insert(mm.meter_id, entry.unwrap());
+                    }
+                    MeterModCommand::Delete => {
+                        prop_assert!(state.meters.remove(&mm.meter_id).is_some());
                     }
                 },
                 other => prop_assert!(false, "unexpected message {other:?}"),
@@ -474,9 +539,18 @@ fn one_member_change_touches_its_flows_and_the_groups_of_its_network() {
             _ => None,
         })
         .collect();
-    // classifier, learn rule and known-unicast egress of the new port
-    assert_eq!(flows, 3);
+    // classifier, learn rule and known-unicast egress of the new port, and its limits: the
+    // excess drop and the metered flood, through its own new meter
+    assert_eq!(flows, 5);
     assert_eq!(groups, vec![flood_local_group(1), flood_remote_group(1)]);
+    let meters: Vec<(u32, MeterModCommand)> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::MeterMod(mm) => Some((mm.meter_id, mm.command)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(meters, [(limits::port_meter(4), MeterModCommand::Add)]);
 }
 
 #[test]
@@ -850,4 +924,28 @@ fn violations_name_the_port_and_why() {
     let clean = view.sanitized();
     assert_eq!(clean.networks[&1].members, BTreeSet::from([1]));
     assert!(clean.networks[&2].members.is_empty());
+}
+
+/// Abuse limits: MAC cap, flood meters, controller meter.
+mod limits_props;
+
+proptest! {
+    /// A switch reports match fields in its own order: reading back what was installed must
+    /// diff to nothing, whatever the order, and a real change must still be sent.
+    #[test]
+    fn diff_ignores_the_order_of_match_fields(view in view_strategy(), seed in any::<u64>()) {
+        let installed = compile(&view);
+        let mut read_back = installed.clone();
+        for flow in read_back.flows.values_mut() {
+            let n = flow.r#match.fields.len();
+            if n > 1 {
+                flow.r#match.fields.rotate_left((seed as usize) % n);
+            }
+        }
+        prop_assert!(diff(&read_back, &installed).is_empty());
+        if let Some(flow) = read_back.flows.values_mut().next() {
+            flow.cookie ^= 1;
+            prop_assert_eq!(diff(&read_back, &installed).len(), 1);
+        }
+    }
 }

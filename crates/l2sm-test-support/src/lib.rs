@@ -7,9 +7,12 @@
 //! - [`http`]: one raw HTTP/1.1 request, for tests that must see exactly what goes on the wire.
 //! - [`ofswitch`]: a scriptable OpenFlow 1.3 switch over plain TCP (blocking), for tests that
 //!   need a switch to misbehave in a precise way.
+//! - [`frames`]: raw Ethernet frames sent at full speed from inside a network namespace (a
+//!   hostile pod).
 
 pub mod bin;
 pub mod controller;
+pub mod frames;
 pub mod http;
 pub mod lab;
 pub mod ofswitch;

@@ -135,6 +135,16 @@ impl FakeSwitch {
                     MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(ports.to_vec()),
                     MultipartRequestBody::Flow(_) => MultipartReplyBody::Flow(Vec::new()),
                     MultipartRequestBody::GroupDesc => MultipartReplyBody::GroupDesc(Vec::new()),
+                    // A switch without meters (the controller then installs none).
+                    MultipartRequestBody::MeterFeatures => {
+                        MultipartReplyBody::MeterFeatures(l2sm_ofp::MeterFeatures {
+                            max_meter: 0,
+                            band_types: 0,
+                            capabilities: 0,
+                            max_bands: 0,
+                            max_color: 0,
+                        })
+                    }
                     _ => return Ok(false),
                 };
                 Message::MultipartReply(MultipartReply { flags: 0, body })

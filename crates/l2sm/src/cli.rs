@@ -131,6 +131,21 @@ pub(crate) enum NetworkCommand {
     },
     /// List networks.
     List,
+    /// Show or change the abuse limits of a network's pod ports (0 turns a limit off); the
+    /// limits not given stay as they are.
+    Limits {
+        /// Network name.
+        name: String,
+        /// MACs learned behind each pod port at most (frames from more are dropped).
+        #[arg(long)]
+        mac_limit: Option<u32>,
+        /// Broadcast/multicast/unknown-unicast packets/s each pod port may flood.
+        #[arg(long)]
+        flood_pps: Option<u32>,
+        /// Burst of the flood meter, packets.
+        #[arg(long)]
+        flood_burst: Option<u32>,
+    },
     /// Set, replace or clear the port that receives a copy of every frame of a network. A
     /// port that is a member of this network leaves it first (a mirror is no member).
     Mirror {
@@ -340,6 +355,7 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                 pod_ranges,
                 exclude,
                 port_security,
+                limits: None,
             };
             match api.create_network(&req).await {
                 Ok((true, _)) => println!(
@@ -375,6 +391,40 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
             } else {
                 println!("network {name} created");
             }
+        }
+        NetworkCommand::Limits {
+            name,
+            mac_limit,
+            flood_pps,
+            flood_burst,
+        } => {
+            let Some(current) = api.get_network(&name).await? else {
+                bail!("unknown network {name:?}");
+            };
+            let mut limits = current.limits;
+            if mac_limit.is_none() && flood_pps.is_none() && flood_burst.is_none() {
+                println!(
+                    "network {name}: macLimit {} floodPps {} floodBurst {}",
+                    limits.mac_limit, limits.flood_pps, limits.flood_burst
+                );
+                return Ok(());
+            }
+            limits.mac_limit = mac_limit.unwrap_or(limits.mac_limit);
+            limits.flood_pps = flood_pps.unwrap_or(limits.flood_pps);
+            limits.flood_burst = flood_burst.unwrap_or(limits.flood_burst);
+            let view = match api.set_network_limits(&name, &limits).await {
+                Ok(view) => view,
+                Err(e) if e.status().is_some() => bail!(
+                    "controller refused the limits of network {name:?}: {}",
+                    e.message()
+                ),
+                Err(e) => return Err(e.into()),
+            };
+            let l = view.limits;
+            println!(
+                "network {name}: macLimit {} floodPps {} floodBurst {}",
+                l.mac_limit, l.flood_pps, l.flood_burst
+            );
         }
         NetworkCommand::Delete { name } => {
             if !api.network_exists(&name).await? {

@@ -259,6 +259,20 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
         ),
         (
             RouteSpec::authed(
+                "put",
+                "/api/v1/networks/{network_id}/limits",
+                "Set the abuse limits of the network's pod ports (MAC cap, flood meter)",
+            )
+            .request("NetworkLimits")
+            .responses(vec![
+                Resp::json(200, "set; the network as it is now", "Network"),
+                err(400, "invalid body or a limit out of range"),
+                err(404, "unknown network"),
+            ]),
+            put(networks::set_limits),
+        ),
+        (
+            RouteSpec::authed(
                 "delete",
                 "/api/v1/networks/{network_id}/mirror",
                 "Stop mirroring the network",
@@ -424,7 +438,11 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
             )
             .request("SettleRequest")
             .responses(vec![
-                Resp::json(200, "every connected switch confirmed the current state", "Settled"),
+                Resp::json(
+                    200,
+                    "every connected switch confirmed the current state",
+                    "Settled",
+                ),
                 err(400, "invalid body"),
                 err(504, "some switches did not confirm within the timeout"),
             ]),

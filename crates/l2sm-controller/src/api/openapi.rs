@@ -373,6 +373,7 @@ fn schemas() -> Value {
                 "podRanges": {"type": "array", "items": cidr},
                 "exclude": {"type": "array", "items": ip_address()},
                 "portSecurity": {"type": "boolean", "description": "member ports send only from their reported MAC and addresses (a port's owner may override it); creating an existing network with the other setting is a conflict (409)"},
+                "limits": schema_ref("NetworkLimits"),
             },
             // podRanges and exclude only with cidrs.
             "anyOf": [
@@ -401,6 +402,33 @@ fn schemas() -> Value {
                 "mirrorPort": nullable_string,
                 "ipam": schema_ref("Ipam"),
                 "portSecurity": {"type": "boolean"},
+                "limits": schema_ref("NetworkLimits"),
+            },
+        },
+        "NetworkLimits": {
+            "type": "object",
+            "description": "Abuse limits of the network's pod ports; a field left out takes its \
+                            default, 0 turns a limit off.",
+            "additionalProperties": false,
+            "properties": {
+                "macLimit": {
+                    "type": "integer", "minimum": 0,
+                    "maximum": l2sm_api::v1::NetworkLimits::MAX_MAC_LIMIT,
+                    "default": l2sm_pipeline::limits::DEFAULT_MAC_LIMIT,
+                    "description": "MACs learned behind each pod port at most; frames from further source MACs are dropped and counted",
+                },
+                "floodPps": {
+                    "type": "integer", "minimum": 0,
+                    "maximum": l2sm_api::v1::NetworkLimits::MAX_FLOOD,
+                    "default": l2sm_pipeline::limits::DEFAULT_FLOOD_PPS,
+                    "description": "broadcast, multicast and unknown-unicast packets/s each pod port may flood",
+                },
+                "floodBurst": {
+                    "type": "integer", "minimum": 0,
+                    "maximum": l2sm_api::v1::NetworkLimits::MAX_FLOOD,
+                    "default": l2sm_pipeline::limits::DEFAULT_FLOOD_BURST,
+                    "description": "burst of the flood meter, packets",
+                },
             },
         },
         "AllocationRequest": {
@@ -580,8 +608,9 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["type"],
             "properties": {
-                "type": {"type": "string", "enum": ["goto_table", "apply_actions", "write_actions", "clear_actions", "write_metadata", "other"]},
+                "type": {"type": "string", "enum": ["goto_table", "apply_actions", "write_actions", "clear_actions", "write_metadata", "meter", "other"]},
                 "table": {"type": "integer"},
+                "meter": {"type": "integer", "description": "meter id (type meter)"},
                 "actions": {"type": "array", "items": schema_ref("Action")},
             },
         },

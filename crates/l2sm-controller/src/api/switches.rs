@@ -2,12 +2,12 @@
 //! programs into one switch.
 
 use super::{error, ApiError, ApiResult, AppState};
+use super::{json_body, Body};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
 use axum::Json;
 use l2sm_api::v1::{LinkView, SwitchStatus};
-use super::{json_body, Body};
 use l2sm_ofp::{Action, Instruction};
 use l2sm_pipeline::LinkKind;
 use serde_json::{json, Value};
@@ -122,6 +122,16 @@ fn action_json(a: &Action) -> Value {
             "cookie": format!("{:#018x}", l.cookie),
             "specs": l.specs.len(),
         }),
+        Action::NxLearn2(l) => json!({
+            "type": "learn",
+            "table": l.learn.table_id,
+            "priority": l.learn.priority,
+            "idleTimeout": l.learn.idle_timeout,
+            "cookie": format!("{:#018x}", l.learn.cookie),
+            "specs": l.learn.specs.len(),
+            "limit": l.limit,
+            "resultDst": l.result_dst.map(|r| format!("{:#010x}[{}]", r.header, r.ofs)),
+        }),
         other => json!({"type": "other", "text": format!("{other:?}")}),
     }
 }
@@ -133,6 +143,7 @@ fn instruction_json(i: &Instruction) -> Value {
         Instruction::ApplyActions(a) => json!({"type": "apply_actions", "actions": actions(a)}),
         Instruction::WriteActions(a) => json!({"type": "write_actions", "actions": actions(a)}),
         Instruction::ClearActions => json!({"type": "clear_actions"}),
+        Instruction::Meter(id) => json!({"type": "meter", "meter": id}),
         Instruction::WriteMetadata { value, mask } => json!({
             "type": "write_metadata",
             "value": format!("{value:#x}"),
@@ -188,8 +199,7 @@ pub(super) async fn switch_groups(
 pub(super) async fn settle(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let req: l2sm_api::v1::SettleRequest = json_body(&body)?;
     let generation = state.shared.generation();
-    let timeout =
-        std::time::Duration::from_millis(req.timeout_ms.min(l2sm_api::v1::MAX_WAIT_MS));
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.min(l2sm_api::v1::MAX_WAIT_MS));
     let switches = state.shared.switch_list().len();
     let pending = state.shared.wait_settled(generation, timeout).await;
     if pending.is_empty() {
@@ -209,7 +219,11 @@ pub(super) async fn settle(State(state): State<AppState>, Body(body): Body) -> A
             pending.len(),
             timeout.as_millis(),
             names.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         ),
     ))
 }

@@ -180,6 +180,62 @@ fn flow_mod_learn_variants() {
     );
 }
 
+/// NXAST_LEARN2 as `ovs-ofctl` reads it: the cap and the result bit, then the specs.
+#[test]
+fn flow_mod_learn2_with_limit_and_result() {
+    let learn = NxLearn2::new(
+        NxLearn {
+            idle_timeout: 300,
+            priority: 110,
+            cookie: 0x4c32_0002_0000_0003,
+            ..NxLearn::new(
+                2,
+                vec![
+                    LearnSpec::match_same(nxm::TUN_ID),
+                    LearnSpec::match_fields(nxm::ETH_SRC, nxm::ETH_DST),
+                    LearnSpec::LoadField {
+                        src: NxmFieldRef::whole(nxm::IN_PORT),
+                        dst: NxmFieldRef::whole(nxm::reg(1)),
+                        n_bits: 16,
+                    },
+                ],
+            )
+        },
+        256,
+        Some(NxmFieldRef::new(nxm::reg(2), 0)),
+    );
+    check(
+        8,
+        Message::FlowMod(FlowMod::add(
+            1,
+            10,
+            Match::any(),
+            vec![Instruction::apply_actions(vec![Action::learn2(
+                learn.clone(),
+            )])],
+        )),
+        "OFPT_FLOW_MOD (OF1.3) (xid=0x8): ADD table:1 priority=10 \
+         actions=learn(table=2,idle_timeout=300,priority=110,cookie=0x4c32000200000003,\
+         limit=256,result_dst=NXM_NX_REG2[0],NXM_NX_TUN_ID[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],\
+         load:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15])",
+    );
+    // Without a result field: no header after the fixed part, the offset stays 0.
+    let plain = NxLearn2::new(learn.learn, 7, None);
+    check(
+        9,
+        Message::FlowMod(FlowMod::add(
+            1,
+            10,
+            Match::any(),
+            vec![Instruction::apply_actions(vec![Action::learn2(plain)])],
+        )),
+        "OFPT_FLOW_MOD (OF1.3) (xid=0x9): ADD table:1 priority=10 \
+         actions=learn(table=2,idle_timeout=300,priority=110,cookie=0x4c32000200000003,\
+         limit=7,NXM_NX_TUN_ID[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],\
+         load:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15])",
+    );
+}
+
 #[test]
 fn flow_mod_classify_local_port() {
     let fm = FlowMod {

@@ -245,6 +245,13 @@ fn nx_learn() -> impl Strategy<Value = NxLearn> {
         })
 }
 
+fn nx_learn2() -> impl Strategy<Value = NxLearn2> {
+    (nx_learn(), any::<u32>(), option::of(field_ref())).prop_map(|(learn, limit, result_dst)| {
+        // The decoder reads the result field exactly when the flag says so.
+        NxLearn2::new(learn, limit, result_dst)
+    })
+}
+
 fn raw_experimenter_action() -> impl Strategy<Value = Action> {
     let foreign = (
         any::<u32>().prop_filter("nicira", |e| *e != NX_VENDOR_ID),
@@ -253,7 +260,7 @@ fn raw_experimenter_action() -> impl Strategy<Value = Action> {
         .prop_map(|(experimenter, data)| Action::Experimenter { experimenter, data });
     // A Nicira action the codec does not model (e.g. NXAST_REG_LOAD = 7) stays raw too.
     let nicira = (
-        any::<u16>().prop_filter("modelled subtype", |s| *s != 14 && *s != 16),
+        any::<u16>().prop_filter("modelled subtype", |s| ![14, 16, 45].contains(s)),
         0usize..3,
     )
         .prop_flat_map(|(subtype, n)| {
@@ -279,6 +286,7 @@ pub(crate) fn action() -> impl Strategy<Value = Action> {
         (any::<u16>(), any::<u8>())
             .prop_map(|(in_port, table)| Action::NxResubmit { in_port, table }),
         nx_learn().prop_map(Action::NxLearn),
+        nx_learn2().prop_map(Action::NxLearn2),
         raw_experimenter_action(),
         (
             any::<u16>().prop_filter("modelled type", |t| ![0, 17, 18, 22, 25, 0xffff]
