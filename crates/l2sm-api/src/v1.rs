@@ -334,6 +334,10 @@ pub struct LinkView {
     /// `up`, `port down` or `no probes`.
     #[serde(default)]
     pub state: String,
+    /// LLDP probes arrived both ways lately: the link has carried frames (a link is used as
+    /// soon as both ports exist, before any probe).
+    #[serde(default)]
+    pub probed: bool,
 }
 
 fn yes() -> bool {

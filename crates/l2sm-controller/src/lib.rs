@@ -70,6 +70,17 @@ impl Probes {
             .insert(direction, Instant::now());
     }
 
+    /// Whether probes arrived both ways between `a` and `b` within the dead time: the link has
+    /// carried frames, so the tunnel's own neighbour resolution (a userspace VXLAN port drops
+    /// the frame that makes it ARP for the remote end) is done.
+    pub fn heard_both(&self, a: l2sm_pipeline::plan::End, b: l2sm_pipeline::plan::End) -> bool {
+        let dead_after = self.dead_after();
+        let heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        [(a, b), (b, a)]
+            .iter()
+            .all(|d| heard.get(d).is_some_and(|t| t.elapsed() < dead_after))
+    }
+
     /// Directions currently dead.
     pub fn dead(&self) -> std::collections::BTreeSet<Direction> {
         self.dead.read().unwrap_or_else(|e| e.into_inner()).clone()

@@ -184,6 +184,9 @@ async fn secure(
     }
 }
 
+/// A view and the generation of the model and graph it was derived from.
+type StampedView = (Arc<SwitchView>, u64);
+
 struct Session<S> {
     stream: S,
     /// The node named by the peer's certificate; `None` without TLS.
@@ -208,7 +211,7 @@ struct Session<S> {
     installed_view: Option<Arc<SwitchView>>,
     /// Barriers of batches in flight: xid, when the batch was written, and the view the
     /// switch holds once it answers, with the generation it was derived from.
-    pending_barriers: VecDeque<(u32, std::time::Instant, Option<(Arc<SwitchView>, u64)>)>,
+    pending_barriers: VecDeque<(u32, std::time::Instant, Option<StampedView>)>,
     /// When this session started probing its links.
     probing_since: Option<std::time::Instant>,
     /// Whether the switch has OpenFlow meters (METER_FEATURES with meters): without, its
@@ -312,7 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn send_batch(
         &mut self,
         msgs: Vec<Message>,
-        view: Option<(Arc<SwitchView>, u64)>,
+        view: Option<StampedView>,
     ) -> anyhow::Result<()> {
         self.shared.metrics.batch_size.observe(msgs.len() as f64);
         msgs.iter().for_each(|m| self.count(m));

@@ -238,12 +238,14 @@ async fn build(
     done(t);
 
     // Ready means a first frame gets through: every tunnel between lab nodes exists at both
-    // ends (the controller uses a link as soon as both ports do; LLDP takes a dead one out
-    // later), and every switch has confirmed the flows and groups that use them.
+    // ends and has carried the controller's LLDP probes both ways, and every switch has
+    // confirmed the flows and groups that use them. The controller uses a link as soon as
+    // both ports exist, but a userspace VXLAN port drops the first frame it sends to a remote
+    // end it has not resolved by ARP yet: a probe that went through proves that is done.
     let t = step("links between the switches");
     let expected = expected_tunnels(lab, state)?;
     wait_async(
-        &format!("{expected} tunnels to be up at both ends"),
+        &format!("{expected} tunnels to carry LLDP probes both ways"),
         Duration::from_secs(20),
         || async { Ok(usable_tunnels(&api.links().await?) >= expected) },
     )
@@ -272,11 +274,12 @@ fn expected_tunnels(lab: &Lab, state: &LabState) -> anyhow::Result<usize> {
     })
 }
 
-/// Tunnels the controller reports with both ports known and the link usable.
+/// Tunnels the controller reports with both ports known, the link usable and probes heard
+/// both ways.
 pub fn usable_tunnels(links: &[l2sm_api::v1::LinkView]) -> usize {
     links
         .iter()
-        .filter(|l| l.live && l.kind == "tunnel" && l.a_port != 0 && l.b_port != 0)
+        .filter(|l| l.live && l.probed && l.kind == "tunnel" && l.a_port != 0 && l.b_port != 0)
         .count()
 }
 

@@ -206,6 +206,16 @@ impl Capture {
 /// `method` on `path` of the lab's controller, as its admin API user, with curl run in the
 /// controller's namespace; (status, JSON body, `null` when empty).
 pub fn api_call(lab: &TestLab, method: &str, path: &str) -> (u16, serde_json::Value) {
+    api_call_with(lab, method, path, None)
+}
+
+/// [`api_call`] with a JSON request body.
+pub fn api_call_with(
+    lab: &TestLab,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
     let state = lab.state();
     let creds = format!(
         "{}:{}",
@@ -224,6 +234,10 @@ pub fn api_call(lab: &TestLab, method: &str, path: &str) -> (u16, serde_json::Va
             "-w",
             "\n%{http_code}",
         ])
+        .args(match body {
+            Some(b) => vec!["-H", "Content-Type: application/json", "--data-binary", b],
+            None => vec![],
+        })
         .arg(format!("http://127.0.0.1:8181{path}"))
         .output()
         .expect("curl in the controller namespace");

@@ -495,6 +495,9 @@ fn schemas() -> Value {
                 "b": dpid,
                 "bPort": {"type": "integer"},
                 "kind": {"type": "string", "enum": ["tunnel", "trunk"]},
+                "live": {"type": "boolean"},
+                "state": {"type": "string", "enum": ["up", "port down", "no probes"]},
+                "probed": {"type": "boolean"},
             },
         },
         "Port": {

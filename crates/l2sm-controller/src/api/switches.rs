@@ -39,6 +39,7 @@ pub(super) async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkVi
             .map(|(l, live, st)| LinkView {
                 live,
                 state: st.into(),
+                probed: state.shared.probes.heard_both(l.a, l.b),
                 a: format!("of:{:016x}", l.a.dpid),
                 a_port: l.a.port,
                 b: format!("of:{:016x}", l.b.dpid),
