@@ -415,6 +415,77 @@ mod tests {
         assert_eq!(code, 204, "{text}");
     }
 
+    fn connect(api: &TestApi, dpid: u64) {
+        api.shared.switches().insert(
+            dpid,
+            crate::ConnectedSwitch {
+                status: Default::default(),
+                session: dpid,
+                probing_since: None,
+            },
+        );
+    }
+
+    /// An attach's wait and `settle` answer only once every connected switch confirmed the
+    /// model as it was when they began; a switch that confirmed an older generation (or
+    /// nothing) is waited for and named, a disconnected one is not.
+    #[tokio::test]
+    async fn waits_cover_every_connected_switch_not_only_the_ports_own() {
+        const OTHER: u64 = 0xcd;
+        let api = TestApi::new();
+        api.req("POST", "/api/v1/networks", Some(r#"{"name":"blue"}"#))
+            .await;
+        join(&api, "blue").await;
+        connect(&api, DPID);
+        connect(&api, OTHER);
+        let now = api.shared.generation();
+        let view = Arc::new(api.shared.model().switch_view(DPID, BTreeMap::new()));
+        api.shared.view_applied(DPID, view, now);
+        // The other switch confirmed only an older state.
+        let empty = Arc::new(l2sm_pipeline::SwitchView::default());
+        api.shared.view_applied(OTHER, empty.clone(), now - 1);
+
+        let settle = r#"{"timeoutMs":50}"#;
+        let (code, text) = api.req("POST", "/api/v1/settle", Some(settle)).await;
+        assert_eq!(code, 504, "{text}");
+        assert!(text.contains("of:00000000000000cd"), "{text}");
+        let wait = "/api/v1/switches/of:00000000000000ab/ports/7/wait";
+        let (code, text) = api
+            .req("POST", wait, Some(r#"{"network":"blue","timeoutMs":50}"#))
+            .await;
+        assert_eq!(code, 200, "the port itself is programmed: {text}");
+        let reply: l2sm_api::v1::Programmed = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            reply.pending_switches,
+            vec!["of:00000000000000cd".to_string()]
+        );
+
+        // Confirming the current generation (even with an unchanged view) settles it.
+        api.shared.view_applied(OTHER, empty, now);
+        let (code, text) = api.req("POST", "/api/v1/settle", Some(settle)).await;
+        assert_eq!(code, 200, "{text}");
+        let (code, text) = api
+            .req("POST", wait, Some(r#"{"network":"blue","timeoutMs":50}"#))
+            .await;
+        assert_eq!(code, 200, "{text}");
+        assert!(serde_json::from_str::<l2sm_api::v1::Programmed>(&text)
+            .unwrap()
+            .pending_switches
+            .is_empty());
+
+        // A later change is not settled by confirmations of earlier generations...
+        api.req("POST", "/api/v1/networks", Some(r#"{"name":"red"}"#))
+            .await;
+        assert_eq!(api.req("POST", "/api/v1/settle", Some(settle)).await.0, 504);
+        // ...and a switch that disconnects is not waited for.
+        api.shared.switches().remove(&OTHER);
+        api.shared.switch_gone(OTHER);
+        let later = api.shared.generation();
+        let view = Arc::new(api.shared.model().switch_view(DPID, BTreeMap::new()));
+        api.shared.view_applied(DPID, view, later);
+        assert_eq!(api.req("POST", "/api/v1/settle", Some(settle)).await.0, 200);
+    }
+
     async fn attachment(api: &TestApi) -> AttachmentView {
         let (code, text) = api.req("GET", "/api/v1/attachments", None).await;
         assert_eq!(code, 200, "{text}");
