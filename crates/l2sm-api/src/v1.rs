@@ -139,8 +139,13 @@ pub struct CreateNetwork {
     /// addresses (see `PortOwnerRequest`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub port_security: bool,
-    /// Abuse limits of its pod ports (the defaults when left out).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Abuse limits of its pod ports (the defaults when left out; `null` is refused, as the
+    /// document says: an object or nothing).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub limits: Option<NetworkLimits>,
 }
 
@@ -238,6 +243,15 @@ pub struct Programmed {
     /// (`of:<dpid>`); empty when every connected switch had.
     #[serde(default)]
     pub pending_switches: Vec<String>,
+}
+
+/// An optional field that, when present, must hold a value (not `null`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// Body of `POST /api/v1/settle`.

@@ -141,6 +141,7 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                         400,
                         "invalid body or network name, or a mirror port outside the pod range",
                     ),
+                    err(409, "the mirror port is a member of another network"),
                 ]),
             post(vnets::create_network),
         ),

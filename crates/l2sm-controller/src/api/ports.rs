@@ -254,6 +254,12 @@ pub(super) async fn wait_programmed(
 ) -> ApiResult {
     let port = path_port(&dpid, &port)?;
     let req: v1::WaitRequest = json_body(&body)?;
+    if i64::try_from(req.timeout_ms).is_err() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "timeoutMs must be an int64 (the wait is capped at 10000 ms anyway)",
+        ));
+    }
     let model = state.shared.model();
     let (vni, secured) = model
         .networks
@@ -445,6 +451,15 @@ mod tests {
         let empty = Arc::new(l2sm_pipeline::SwitchView::default());
         api.shared.view_applied(OTHER, empty.clone(), now - 1);
 
+        let huge = r#"{"timeoutMs":9223372036854775808}"#;
+        assert_eq!(api.req("POST", "/api/v1/settle", Some(huge)).await.0, 400);
+        let null_limits = r#"{"name":"green","limits":null}"#;
+        assert_eq!(
+            api.req("POST", "/api/v1/networks", Some(null_limits))
+                .await
+                .0,
+            400
+        );
         let settle = r#"{"timeoutMs":50}"#;
         let (code, text) = api.req("POST", "/api/v1/settle", Some(settle)).await;
         assert_eq!(code, 504, "{text}");
