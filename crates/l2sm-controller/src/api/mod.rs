@@ -718,6 +718,20 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     })
 }
 
+/// A wait's `timeoutMs`: an int64 as the document says (400 otherwise), capped at
+/// [`l2sm_api::v1::MAX_WAIT_MS`].
+fn wait_timeout(ms: u64) -> Result<std::time::Duration, ApiError> {
+    if i64::try_from(ms).is_err() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "timeoutMs must be an int64 (the wait is capped at 10000 ms anyway)",
+        ));
+    }
+    Ok(std::time::Duration::from_millis(
+        ms.min(l2sm_api::v1::MAX_WAIT_MS),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,14 +92,19 @@ pub(super) async fn get_network(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult {
+    current_view(&state, &id)
+}
+
+/// The network as the model holds it now, or 404.
+fn current_view(state: &AppState, id: &str) -> ApiResult {
     let model = state.shared.model();
-    let net = model.networks.get(&id).ok_or_else(|| {
+    let net = model.networks.get(id).ok_or_else(|| {
         error(
             StatusCode::NOT_FOUND,
             format!("network {id:?} does not exist"),
         )
     })?;
-    Ok(Json(network_view(&id, net)).into_response())
+    Ok(Json(network_view(id, net)).into_response())
 }
 
 /// Sets the abuse limits of a network's pod ports (`PUT /api/v1/networks/{name}/limits`).
@@ -117,14 +122,7 @@ pub(super) async fn set_limits(
         .update(|m| m.set_limits(&id, limits))
         .map_err(not_found)?;
     tracing::info!(network = %id, ?limits, "limits set");
-    let model = state.shared.model();
-    let net = model.networks.get(&id).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!("network {id:?} does not exist"),
-        )
-    })?;
-    Ok(Json(network_view(&id, net)).into_response())
+    current_view(&state, &id)
 }
 
 /// Stops mirroring a network (upstream has no way to do this); 204 even when it had none.

@@ -254,12 +254,6 @@ pub(super) async fn wait_programmed(
 ) -> ApiResult {
     let port = path_port(&dpid, &port)?;
     let req: v1::WaitRequest = json_body(&body)?;
-    if i64::try_from(req.timeout_ms).is_err() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "timeoutMs must be an int64 (the wait is capped at 10000 ms anyway)",
-        ));
-    }
     let model = state.shared.model();
     let (vni, secured) = model
         .networks
@@ -282,7 +276,7 @@ pub(super) async fn wait_programmed(
         ));
     }
     let generation = state.shared.generation();
-    let timeout = std::time::Duration::from_millis(req.timeout_ms.min(v1::MAX_WAIT_MS));
+    let timeout = super::wait_timeout(req.timeout_ms)?;
     let started = tokio::time::Instant::now();
     if state
         .shared

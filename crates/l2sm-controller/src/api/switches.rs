@@ -199,14 +199,8 @@ pub(super) async fn switch_groups(
 /// tests wait for before the first frame, and what an operator can call after a change.
 pub(super) async fn settle(State(state): State<AppState>, Body(body): Body) -> ApiResult {
     let req: l2sm_api::v1::SettleRequest = json_body(&body)?;
-    if i64::try_from(req.timeout_ms).is_err() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "timeoutMs must be an int64 (the wait is capped at 10000 ms anyway)",
-        ));
-    }
     let generation = state.shared.generation();
-    let timeout = std::time::Duration::from_millis(req.timeout_ms.min(l2sm_api::v1::MAX_WAIT_MS));
+    let timeout = super::wait_timeout(req.timeout_ms)?;
     let switches = state.shared.switch_list().len();
     let pending = state.shared.wait_settled(generation, timeout).await;
     if pending.is_empty() {
