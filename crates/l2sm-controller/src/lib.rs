@@ -209,7 +209,7 @@ pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// Every switch's view for one state of the model and the graph. Views that did not change
 /// from one plan to the next are the same `Arc`, so sessions tell "unchanged" at once.
-type Plan = BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>;
+type Plan = topo::Plan;
 
 /// Shortest time between two plans: a burst of changes (a thousand switches connecting after
 /// a restart) costs a few plans, not one per change.
@@ -248,6 +248,8 @@ pub struct Shared {
     disconnected_at: Mutex<BTreeMap<u64, std::time::Instant>>,
     /// Views of every switch under the topology, published by the planner.
     plan: watch::Sender<Arc<Plan>>,
+    /// The planner's memory: what it planned last (only the planner task plans).
+    planner: Mutex<topo::Planner>,
     /// Bumped when sessions must look at their view again (a new plan, or a model change
     /// without topology).
     views: watch::Sender<u64>,
@@ -278,6 +280,7 @@ impl Shared {
             started: std::time::Instant::now(),
             disconnected_at: Mutex::new(BTreeMap::new()),
             plan: watch::channel(Arc::new(Plan::new())).0,
+            planner: Mutex::new(topo::Planner::default()),
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
@@ -439,22 +442,22 @@ impl Shared {
     }
 
     /// Computes every switch's view under the topology and publishes it, keeping the `Arc`
-    /// of each view that did not change.
+    /// of each view that did not change. Costs what changed: with the graph of the last plan,
+    /// only networks that changed are planned and only the views carrying them rebuilt.
     fn replan(&self) {
         let Some(topo) = self.topology() else { return };
-        let switches = self.switches().clone();
         let absent_ok = self.absent_ok();
         let dead = self.probes.dead();
-        let fresh = topo::plan_all(&topo, &self.model(), &switches, &absent_ok, &dead);
-        let previous = self.plan.borrow().clone();
-        let plan: Plan = fresh
-            .into_iter()
-            .map(|(dpid, view)| match previous.get(&dpid) {
-                Some(old) if **old == view => (dpid, old.clone()),
-                _ => (dpid, Arc::new(view)),
-            })
-            .collect();
-        self.plan.send_replace(Arc::new(plan));
+        let graph = topo::Graph::of(&topo, &self.switches(), &absent_ok, &dead);
+        let mut planner = self.planner.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = planner.plan(graph, || {
+            self.model.read().unwrap_or_else(|e| e.into_inner())
+        });
+        drop(planner);
+        if Arc::ptr_eq(&plan, &self.plan.borrow()) {
+            return;
+        }
+        self.plan.send_replace(plan);
         self.views.send_modify(|g| *g += 1);
         self.heap.freed();
     }
