@@ -664,7 +664,16 @@ async fn planner(shared: Arc<Shared>) {
     loop {
         generation.borrow_and_update();
         let started = tokio::time::Instant::now();
-        shared.replan();
+        // A whole plan of thousands of switches takes tens of milliseconds: off the runtime's
+        // workers, so API requests and sessions are not held up behind it.
+        let planning = shared.clone();
+        if tokio::task::spawn_blocking(move || planning.replan())
+            .await
+            .is_err()
+        {
+            tracing::error!("planner panicked");
+            return;
+        }
         let spacing = PLAN_INTERVAL.max(started.elapsed() * PLAN_SPACING);
         if generation.changed().await.is_err() {
             return;

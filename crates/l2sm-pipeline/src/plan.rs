@@ -8,7 +8,7 @@
 //! switches get no message for them).
 
 use crate::{FloodMode, LinkKind, MirrorView, NetworkView, PortBinding, SwitchView};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// One end of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,8 +88,9 @@ fn tree_edges(g: &Adjacency, members: &BTreeSet<u64>) -> Vec<(u64, u64)> {
         if covered.contains(&root) {
             continue;
         }
-        let mut parent: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut seen: BTreeSet<u64> = [root].into();
+        // Lookups only (the order comes from the queue and the sorted adjacency): hashed.
+        let mut parent: HashMap<u64, u64> = HashMap::new();
+        let mut seen: HashSet<u64> = [root].into();
         let mut queue: VecDeque<u64> = [root].into();
         while let Some(x) = queue.pop_front() {
             for &y in g.get(&x).into_iter().flat_map(|n| n.keys()) {
