@@ -13,6 +13,8 @@
 pub mod api;
 pub mod identity;
 pub mod ipam;
+#[cfg(test)]
+mod memory_tests;
 pub mod metrics;
 pub mod model;
 pub mod openflow;

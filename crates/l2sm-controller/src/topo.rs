@@ -21,10 +21,10 @@ pub struct ResolvedTopology {
 }
 
 #[derive(Debug, Clone)]
-struct ResolvedLink {
-    a: (u64, String),
-    b: (u64, String),
-    kind: LinkKind,
+pub(crate) struct ResolvedLink {
+    pub(crate) a: (u64, String),
+    pub(crate) b: (u64, String),
+    pub(crate) kind: LinkKind,
 }
 
 /// Nodes by name, built once per resolution (thousands of nodes, thousands of links).
@@ -84,6 +84,15 @@ impl ResolvedTopology {
             links,
             explicit_dpids,
         })
+    }
+
+    /// A topology of `links` (tests build graphs without a file).
+    #[cfg(test)]
+    pub(crate) fn for_tests(links: Vec<ResolvedLink>) -> ResolvedTopology {
+        ResolvedTopology {
+            links,
+            explicit_dpids: BTreeMap::new(),
+        }
     }
 
     /// The datapath id the file gives `node`, if it gives one.
