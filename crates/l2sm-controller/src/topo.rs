@@ -64,13 +64,27 @@ impl ResolvedTopology {
     /// Resolves node datapath ids and link port names (DNS lookups happen here, once).
     pub fn new(topo: &Topology) -> anyhow::Result<ResolvedTopology> {
         let nodes: Nodes<'_> = topo.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        // Each node's datapath id once (two hashes), not once per link end.
+        let mut dpids: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut dpid = |name: &str| -> u64 {
+            match dpids.get(name) {
+                Some(d) => *d,
+                None => {
+                    let d = node_dpid(&nodes, name);
+                    if let Some((key, _)) = nodes.get_key_value(name) {
+                        dpids.insert(key, d);
+                    }
+                    d
+                }
+            }
+        };
         let links = topo
             .links
             .iter()
             .map(|l| {
                 Ok(ResolvedLink {
-                    a: (node_dpid(&nodes, &l.a), port_name(&nodes, l, true)?),
-                    b: (node_dpid(&nodes, &l.b), port_name(&nodes, l, false)?),
+                    a: (dpid(&l.a), port_name(&nodes, l, true)?),
+                    b: (dpid(&l.b), port_name(&nodes, l, false)?),
                     kind: l.kind,
                 })
             })
