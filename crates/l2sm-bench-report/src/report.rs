@@ -59,6 +59,96 @@ mod peers {
     ];
 }
 
+/// Issue #16's: one API write (a membership) at 5,000 switches (20,000 memberships) costs at
+/// most this many times what it costs at 1,000 (4,000 memberships).
+const WRITE_SCALE_GOAL: f64 = 1.5;
+
+/// API write latency while the synthetic clusters were fed (one membership per request), from
+/// the documents that have it, with a plot and issue #16's goal.
+fn write_latency(synth: &[&Value], md: &mut String, goals: &mut Vec<Goal>, plots: &mut Vec<Plot>) {
+    let f = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_f64);
+    let rows: Vec<(f64, f64, f64, f64)> = synth
+        .iter()
+        .filter(|v| f(v, "/feed_batch") == Some(1.0))
+        .filter_map(|v| {
+            Some((
+                f(v, "/cluster/switches")?,
+                f(v, "/memberships")?,
+                f(v, "/feed_p50_ms")?,
+                f(v, "/feed_p99_ms")?,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "### API write latency against the state's size
+
+         One membership per request (`add ports`, as agents report them), 8 in flight, while the          clusters above were fed; latency over the last tenth of the requests (the controller          then holds nearly the whole state). Each write is committed durably (fsync) before the          answer.
+
+| Switches | memberships | p50 ms | p99 ms | p99 ÷ smallest |
+|---|---|---|---|---|"
+    );
+    let base = rows.first().map(|r| r.3);
+    let mut series = Series {
+        name: "API write p99".into(),
+        points: vec![],
+    };
+    for &(n, m, p50, p99) in &rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            num(n),
+            num(m),
+            num(p50),
+            num(p99),
+            ratio(Some(p99), base)
+        );
+        series.points.push((n, p99));
+    }
+    let _ = writeln!(
+        md,
+        "
+![API write latency against switches](docs/bench/api-write.png)
+"
+    );
+    plots.push(Plot {
+        file: "api-write.png".into(),
+        title: "API write p99 against switches (4 memberships each)".into(),
+        x_label: "switches".into(),
+        y_label: "ms".into(),
+        series: vec![series],
+        goal: None,
+    });
+    let at = |n: f64| rows.iter().find(|r| r.0 == n).map(|r| r.3);
+    let (measured, verdict) = match (at(1000.0), at(5000.0)) {
+        (Some(small), Some(big)) if small > 0.0 => {
+            let x = big / small;
+            let measured = format!("{x:.2}× ({} ms ÷ {} ms)", num(big), num(small));
+            if x <= WRITE_SCALE_GOAL {
+                (measured, "met".into())
+            } else {
+                (
+                    measured,
+                    format!("**missed** ({x:.2}× > {WRITE_SCALE_GOAL}×)"),
+                )
+            }
+        }
+        _ => (
+            "not measured at both 1,000 and 5,000 switches in this run".into(),
+            "—".into(),
+        ),
+    };
+    goals.push(Goal {
+        what: "API write p99, 20,000 memberships ÷ 4,000 (issue #16)",
+        target: format!("≤ {WRITE_SCALE_GOAL}×"),
+        measured,
+        verdict,
+    });
+}
+
 /// Issue #8's goals.
 const TPUT_GOAL: f64 = 0.9;
 const ATTACH_P99_GOAL_MS: f64 = 200.0;
@@ -815,6 +905,7 @@ fn controller(inputs: &Inputs, md: &mut String, goals: &mut Vec<Goal>, plots: &m
             goal: Some(("goal: < 64 MiB at 1,000".into(), RSS_GOAL_MIB)),
         });
         plots.retain(|p| !p.series.is_empty());
+        write_latency(&synth, md, goals, plots);
     }
     goals.push(Goal {
         what: "1,000 switches converge",

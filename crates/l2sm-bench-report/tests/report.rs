@@ -41,19 +41,6 @@ fn results(dir: &Path) {
         "machine.json",
         r#"{"nproc":2,"mode":"quick","load_start":"1.0 2.0 3.0"}"#,
     );
-    let synth = |n: u32, conv: f64, peak: u32, mods: u32| {
-        format!(
-            r#"{{"controller":{{"cluster":{{"networks":10,"ports_per_switch":4,"shape":"sparse","switches":{n}}},
-            "expected_flows":{},"expected_groups":0,"links":{},"memberships":{},"restart":null,
-            "start":{{"controller":{{"cpu_ms":2000,"peak_rss_kib":{peak},"rss_kib":{peak}}},"converged":true,
-            "converged_switches":{n},"convergence_ms":{conv},"flow_mods":{mods},"group_mods":0,
-            "mods_after_convergence":0,"p50_switch_ms":{},"serving_ms":4.5}}}}}}"#,
-            n * 50,
-            n * 2,
-            n * 4,
-            conv / 2.0
-        )
-    };
     write(dir, "controller/synth-10.json", &synth(10, 4.0, 8192, 500));
     write(
         dir,
@@ -90,10 +77,33 @@ fn results(dir: &Path) {
     );
 }
 
+/// A synthetic-switch document: `n` switches, convergence `conv` ms, peak RSS KiB, FLOW_MODs;
+/// API write p99 2 ms + 0.5 ms per 1,000 switches.
+fn synth(n: u32, conv: f64, peak: u32, mods: u32) -> String {
+    format!(
+        r#"{{"controller":{{"cluster":{{"networks":10,"ports_per_switch":4,"shape":"sparse","switches":{n}}},
+        "expected_flows":{},"expected_groups":0,"links":{},"memberships":{},"restart":null,
+        "feed_batch":1,"feed_p50_ms":1.5,"feed_p99_ms":{},
+        "start":{{"controller":{{"cpu_ms":2000,"peak_rss_kib":{peak},"rss_kib":{peak}}},"converged":true,
+        "converged_switches":{n},"convergence_ms":{conv},"flow_mods":{mods},"group_mods":0,
+        "mods_after_convergence":0,"p50_switch_ms":{},"serving_ms":4.5}}}}}}"#,
+        n * 50,
+        n * 2,
+        n * 4,
+        2.0 + f64::from(n) / 2000.0,
+        conv / 2.0
+    )
+}
+
 #[test]
 fn writes_markdown_and_one_png_per_curve() {
     let dir = tempfile::tempdir().unwrap();
     results(dir.path());
+    write(
+        dir.path(),
+        "controller/synth-5000.json",
+        &synth(5000, 30000.0, 98304, 600000),
+    );
     l2sm_bench_report::register_font(Path::new(FONT)).expect("fonts-dejavu-core is installed");
     let inputs = l2sm_bench_report::load(dir.path()).unwrap();
     let out = dir.path().join("out");
@@ -137,7 +147,17 @@ fn writes_markdown_and_one_png_per_curve() {
         md.contains("| all at once | 300 / 600 | 30,000 | 900 / 1,800 | 90,000 | 0.33× |"),
         "{md}"
     );
-    for name in ["attach.png", "convergence.png", "rss.png"] {
+    // API write latency against size, and issue #16's goal: 4.5 ms at 5,000 over 2.5 ms at
+    // 1,000 is 1.8×.
+    assert!(
+        md.contains("| 5,000 | 20,000 | 1.50 | 4.50 | 2.24× |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| API write p99, 20,000 memberships ÷ 4,000 (issue #16) | ≤ 1.5× | 1.80× (4.50 ms ÷ 2.50 ms) | **missed** (1.80× > 1.5×) |"),
+        "{md}"
+    );
+    for name in ["attach.png", "convergence.png", "rss.png", "api-write.png"] {
         let png = out.join("docs/bench").join(name);
         assert!(files.contains(&png), "{name}");
         assert!(md.contains(&format!("](docs/bench/{name})")), "{name}");

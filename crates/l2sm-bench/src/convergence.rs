@@ -55,6 +55,13 @@ pub struct SynthReport {
     pub feed_batch: usize,
     /// Time to create the networks and report every membership, ms.
     pub feed_ms: f64,
+    /// Add-ports requests while feeding.
+    pub feed_requests: usize,
+    /// Median latency of one add-ports request, ms, over the last tenth of the feed (the
+    /// controller holding nearly the whole state).
+    pub feed_p50_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub feed_p99_ms: f64,
     /// Flows all switches must hold in all.
     pub expected_flows: usize,
     /// Groups all switches must hold in all.
@@ -113,11 +120,14 @@ pub async fn run(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
     let mut setup = spec.spawn()?;
     setup.wait_serving(Duration::from_secs(10)).await?;
     let t = Instant::now();
-    let nets = cluster
-        .feed(setup.api()?, opts.batch, opts.concurrency)
+    let (nets, latencies) = cluster
+        .feed_timed(setup.api()?, opts.batch, opts.concurrency)
         .await
         .context("feeding networks and memberships")?;
     let feed_ms = ms(t.elapsed());
+    // The last tenth of the requests: the controller then holds (nearly) the whole state, so
+    // this is the cost of one change at this size (the whole feed mixes in every smaller one).
+    let tail = &latencies[latencies.len() - latencies.len() / 10..];
     setup.stop();
     drop(setup);
     let expected = cluster.expected(&nets);
@@ -189,6 +199,9 @@ pub async fn run(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
         memberships: cluster.membership_count(),
         feed_batch: opts.batch,
         feed_ms,
+        feed_requests: latencies.len(),
+        feed_p50_ms: crate::util::quantile(tail, 0.5),
+        feed_p99_ms: crate::util::quantile(tail, 0.99),
         expected_flows: expected.iter().map(|p| p.flows.len()).sum(),
         expected_groups: expected.iter().map(|p| p.groups.len()).sum(),
         start,

@@ -532,6 +532,10 @@ fn print_synth(r: &convergence::SynthReport) {
         r.memberships, r.feed_batch, r.feed_ms, r.expected_flows, r.expected_groups
     );
     println!(
+        "  API write (add ports, last tenth of {} requests): p50 {:.3} ms, p99 {:.3} ms",
+        r.feed_requests, r.feed_p50_ms, r.feed_p99_ms
+    );
+    println!(
         "  {:<10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8} {:>10}",
         "start",
         "serving",

@@ -265,6 +265,17 @@ impl Cluster {
         batch: usize,
         concurrency: usize,
     ) -> anyhow::Result<Vec<(u32, Option<u16>)>> {
+        Ok(self.feed_timed(api, batch, concurrency).await?.0)
+    }
+
+    /// [`Cluster::feed`], also returning the latency of every add-ports request, ms (in the
+    /// order they completed).
+    pub async fn feed_timed(
+        &self,
+        api: ControllerClient,
+        batch: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<(Vec<(u32, Option<u16>)>, Vec<f64>)> {
         for name in &self.network_names {
             api.create_vnet(name)
                 .await
@@ -286,19 +297,24 @@ impl Cluster {
         for _ in 0..concurrency.max(1) {
             let (requests, api) = (requests.clone(), api.clone());
             workers.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 loop {
                     let Some((network, ports)) = requests.lock().await.pop() else {
-                        return anyhow::Ok(());
+                        return anyhow::Ok(latencies);
                     };
+                    let t = std::time::Instant::now();
                     api.add_ports(&network, &ports).await?;
+                    latencies.push(crate::util::ms(t.elapsed()));
                 }
             }));
         }
+        let mut latencies = Vec::new();
         for w in workers {
-            w.await.context("membership worker panicked")??;
+            latencies.extend(w.await.context("membership worker panicked")??);
         }
         let list = api.networks().await.context("listing the networks")?;
-        self.network_names
+        let nets = self
+            .network_names
             .iter()
             .map(|name| {
                 let n = list
@@ -307,7 +323,8 @@ impl Cluster {
                     .ok_or_else(|| anyhow!("network {name} missing from the controller"))?;
                 Ok((n.vni, n.vlan))
             })
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        Ok((nets, latencies))
     }
 
     /// What every switch must hold once all are connected, by switch index.

@@ -300,6 +300,17 @@ pub fn median(values: &[f64]) -> f64 {
     v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
 }
 
+/// The `q` quantile (0..=1) of `values`, nearest rank; NaN for none.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
 /// Milliseconds of a duration, as a float with microsecond precision.
 pub fn ms(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0

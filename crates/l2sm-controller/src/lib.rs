@@ -16,6 +16,8 @@
 pub mod api;
 pub mod identity;
 pub mod ipam;
+#[cfg(test)]
+mod memory_tests;
 pub mod metrics;
 pub mod model;
 pub mod openflow;
@@ -227,13 +229,13 @@ pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// Every switch's view for one state of the model and the graph. Views that did not change
 /// from one plan to the next are the same `Arc`, so sessions tell "unchanged" at once.
-type Plan = BTreeMap<u64, Arc<l2sm_pipeline::SwitchView>>;
+type Plan = topo::Plan;
 
 /// A plan and the generation of the model and graph it was made from.
 #[derive(Debug, Default)]
 struct Planned {
     generation: u64,
-    views: Plan,
+    views: Arc<Plan>,
 }
 
 /// The view a switch has confirmed (barrier reply after its batch, or nothing to send), and
@@ -283,6 +285,8 @@ pub struct Shared {
     disconnected_at: Mutex<BTreeMap<u64, std::time::Instant>>,
     /// Views of every switch under the topology, published by the planner.
     plan: watch::Sender<Arc<Planned>>,
+    /// The planner's memory: what it planned last (only the planner task plans).
+    planner: Mutex<topo::Planner>,
     /// Bumped when sessions must look at their view again (a new plan, or a model change
     /// without topology).
     views: watch::Sender<u64>,
@@ -315,6 +319,7 @@ impl Shared {
             started: std::time::Instant::now(),
             disconnected_at: Mutex::new(BTreeMap::new()),
             plan: watch::channel(Arc::new(Planned::default())).0,
+            planner: Mutex::new(topo::Planner::default()),
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
@@ -526,27 +531,29 @@ impl Shared {
     }
 
     /// Computes every switch's view under the topology and publishes it, keeping the `Arc`
-    /// of each view that did not change.
+    /// of each view that did not change. Costs what changed: with the graph of the last plan,
+    /// only networks that changed are planned and only the views carrying them rebuilt.
     fn replan(&self) {
         let Some(topo) = self.topology() else { return };
         // The generation first: the model and graph read next hold at least its changes.
         let generation = self.generation();
-        let switches = self.switches().clone();
         let absent_ok = self.absent_ok();
         let dead = self.probes.dead();
-        let fresh = topo::plan_all(&topo, &self.model(), &switches, &absent_ok, &dead);
-        let previous = self.plan.borrow().clone();
-        let plan: Plan = fresh
-            .into_iter()
-            .map(|(dpid, view)| match previous.views.get(&dpid) {
-                Some(old) if **old == view => (dpid, old.clone()),
-                _ => (dpid, Arc::new(view)),
-            })
-            .collect();
-        self.plan.send_replace(Arc::new(Planned {
-            generation,
-            views: plan,
-        }));
+        let graph = topo::Graph::of(&topo, &self.switches(), &absent_ok, &dead);
+        let mut planner = self.planner.lock().unwrap_or_else(|e| e.into_inner());
+        let views = planner.plan(graph, || {
+            self.model.read().unwrap_or_else(|e| e.into_inner())
+        });
+        drop(planner);
+        {
+            let last = self.plan.borrow();
+            if Arc::ptr_eq(&views, &last.views) && last.generation == generation {
+                return;
+            }
+        }
+        // Published even when no view changed: sessions then confirm the new generation.
+        self.plan
+            .send_replace(Arc::new(Planned { generation, views }));
         self.views.send_modify(|g| *g += 1);
         self.heap.freed();
     }
@@ -756,7 +763,16 @@ async fn planner(shared: Arc<Shared>) {
     loop {
         generation.borrow_and_update();
         let started = tokio::time::Instant::now();
-        shared.replan();
+        // A whole plan of thousands of switches takes tens of milliseconds: the worker hands
+        // its other tasks (API requests, sessions) to the others meanwhile. (On a blocking
+        // thread instead, 1,000 switches converged ~50% slower in the same period.)
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| shared.replan());
+        } else {
+            shared.replan();
+        }
         let spacing = PLAN_INTERVAL.max(started.elapsed() * PLAN_SPACING);
         if generation.changed().await.is_err() {
             return;

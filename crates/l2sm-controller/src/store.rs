@@ -427,35 +427,48 @@ impl Store {
             networks.remove(name.as_str()).map_err(db_err)?;
         }
         // Members: one row per port, keyed by port; new rows get the next sequence number so
-        // the join order survives a restart.
-        let owners = |m: &Model| -> BTreeMap<PortId, String> {
-            m.networks
-                .iter()
-                .flat_map(|(name, n)| n.endpoints.iter().map(move |p| (*p, name.clone())))
-                .collect()
-        };
-        let (before, after) = (owners(old), owners(new));
-        let mut members = tx.open_table(MEMBERS).map_err(db_err)?;
-        for port in before.keys().filter(|p| !after.contains_key(*p)) {
-            members.remove(port.to_string().as_str()).map_err(db_err)?;
-        }
-        let mut seq = meta
-            .get("next_member_seq")
-            .map_err(db_err)?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        let seq_start = seq;
-        for (name, net) in &new.networks {
-            for port in &net.endpoints {
-                if before.get(port) != Some(name) {
-                    members
-                        .insert(port.to_string().as_str(), (name.as_str(), seq))
-                        .map_err(db_err)?;
-                    seq += 1;
-                }
+        // the join order survives a restart. Only networks whose member list changed are
+        // looked at (a join compares two lists and writes one row, whatever the state's size).
+        let mut left: Vec<PortId> = Vec::new();
+        let mut joined: Vec<(&str, PortId)> = Vec::new();
+        for (name, net) in &old.networks {
+            if !new.networks.contains_key(name) {
+                left.extend(net.endpoints.iter().copied());
             }
         }
-        if seq != seq_start {
+        for (name, net) in &new.networks {
+            let before = old
+                .networks
+                .get(name)
+                .map(|n| n.endpoints.as_slice())
+                .unwrap_or_default();
+            if before == net.endpoints.as_slice() {
+                continue;
+            }
+            let (gone, came) = endpoint_diff(before, &net.endpoints);
+            left.extend(gone);
+            joined.extend(came.into_iter().map(|p| (name.as_str(), p)));
+        }
+        let mut members = tx.open_table(MEMBERS).map_err(db_err)?;
+        if !left.is_empty() {
+            // A port that left one network for another keeps its row (rewritten below).
+            let moved: std::collections::HashSet<PortId> = joined.iter().map(|(_, p)| *p).collect();
+            for port in left.iter().filter(|p| !moved.contains(*p)) {
+                members.remove(port.to_string().as_str()).map_err(db_err)?;
+            }
+        }
+        if !joined.is_empty() {
+            let mut seq = meta
+                .get("next_member_seq")
+                .map_err(db_err)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            for (name, port) in &joined {
+                members
+                    .insert(port.to_string().as_str(), (*name, seq))
+                    .map_err(db_err)?;
+                seq += 1;
+            }
             meta.insert("next_member_seq", seq).map_err(db_err)?;
         }
         // Allocations: per network, rows that appeared, changed owner or disappeared.
@@ -539,6 +552,38 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Ports of `old` missing from `new`, and ports of `new` missing from `old` (in `new`'s
+/// order), for one network's member list. Every model change keeps the order of the members
+/// that stay and appends the ones that join, so one walk over both lists finds both sets;
+/// anything else (a result that does not hold up) is diffed as sets.
+fn endpoint_diff(old: &[PortId], new: &[PortId]) -> (Vec<PortId>, Vec<PortId>) {
+    let (mut gone, mut j) = (Vec::new(), 0);
+    for p in old {
+        if new.get(j) == Some(p) {
+            j += 1;
+        } else {
+            gone.push(*p);
+        }
+    }
+    let came = &new[j..];
+    let holds = if gone.len() + came.len() <= 16 {
+        gone.iter().all(|p| !new.contains(p)) && came.iter().all(|p| !old.contains(p))
+    } else {
+        let (o, n): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
+            (old.iter().collect(), new.iter().collect());
+        gone.iter().all(|p| !n.contains(p)) && came.iter().all(|p| !o.contains(p))
+    };
+    if holds {
+        return (gone, came.to_vec());
+    }
+    let (o, n): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
+        (old.iter().collect(), new.iter().collect());
+    (
+        old.iter().filter(|p| !n.contains(p)).copied().collect(),
+        new.iter().filter(|p| !o.contains(p)).copied().collect(),
+    )
 }
 
 #[cfg(test)]
@@ -720,5 +765,125 @@ mod tests {
         std::fs::write(other.path().join(LEGACY_FILE), b"{garbage").unwrap();
         let err = Store::open(other.path()).unwrap_err().to_string();
         assert!(err.contains("corrupt legacy"), "{err}");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Create(u8, bool),
+        Delete(u8),
+        Add(u8, Vec<(u64, u32)>),
+        Remove(u8, Vec<(u64, u32)>),
+        Move((u64, u32), u8, u8),
+        Owner((u64, u32), bool),
+        Allocate(u8, u8, Option<(u64, u32)>),
+        Release(u8, u8),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let port = (1u64..3, 1u32..4);
+        let ports = proptest::collection::vec(port.clone(), 1..4);
+        let net = 0u8..3;
+        prop_oneof![
+            (net.clone(), any::<bool>()).prop_map(|(n, i)| Step::Create(n, i)),
+            net.clone().prop_map(Step::Delete),
+            (net.clone(), ports.clone()).prop_map(|(n, p)| Step::Add(n, p)),
+            // Mostly one port: all or nothing, several are seldom all members.
+            (net.clone(), proptest::collection::vec(port.clone(), 1..3))
+                .prop_map(|(n, p)| Step::Remove(n, p)),
+            (port.clone(), net.clone(), net.clone()).prop_map(|(p, a, b)| Step::Move(p, a, b)),
+            (port.clone(), any::<bool>()).prop_map(|(p, set)| Step::Owner(p, set)),
+            (net.clone(), 0u8..4, proptest::option::of(port))
+                .prop_map(|(n, o, p)| Step::Allocate(n, o, p)),
+            (net, 0u8..4).prop_map(|(n, o)| Step::Release(n, o)),
+        ]
+    }
+
+    fn apply(m: &mut Model, step: &Step) {
+        let name = |n: u8| format!("n{n}");
+        let p = |(d, p): (u64, u32)| port(d, p);
+        let _ = match step {
+            Step::Create(n, false) => m.create_network(&name(*n), None).map(|_| ()),
+            Step::Create(n, true) => {
+                let ipam = Ipam::new(vec!["10.0.0.0/28".parse().unwrap()], vec![], vec![]).unwrap();
+                m.create_network_with_ipam(&name(*n), ipam).map(|_| ())
+            }
+            Step::Delete(n) => {
+                m.delete_network(&name(*n));
+                Ok(())
+            }
+            Step::Add(n, ports) => {
+                let ports: Vec<PortId> = ports.iter().copied().map(p).collect();
+                m.add_ports(&name(*n), &ports).map(|_| ())
+            }
+            Step::Remove(n, ports) => {
+                let ports: Vec<PortId> = ports.iter().copied().map(p).collect();
+                m.remove_ports(&name(*n), &ports)
+            }
+            Step::Move(x, a, b) => m.move_port(p(*x), &name(*a), &name(*b)).map(|_| ()),
+            Step::Owner(x, true) => m
+                .set_owner(p(*x), owner(&format!("ns/{}", x.1), "cni/c/net1"))
+                .map(|_| ()),
+            Step::Owner(x, false) => {
+                m.clear_owner(&p(*x));
+                Ok(())
+            }
+            Step::Allocate(n, o, x) => m
+                .allocate(&name(*n), &format!("o{o}"), &[], x.map(p))
+                .map(|_| ()),
+            Step::Release(n, o) => {
+                m.release(&name(*n), &format!("o{o}"));
+                Ok(())
+            }
+        };
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+        /// Writing only what changed between two models, step after step of a random history,
+        /// leaves a store that loads as the last model (member order included), before and
+        /// after reopening.
+        #[test]
+        fn writing_differences_keeps_the_store_equal_to_the_model(
+            steps in proptest::collection::vec(step(), 1..25)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let mut model = store.load().unwrap();
+            for step in &steps {
+                let mut next = model.clone();
+                apply(&mut next, step);
+                store.save(&model, &next).unwrap();
+                model = next;
+                proptest::prop_assert_eq!(&store.load().unwrap(), &model, "after {:?}", step);
+            }
+            drop(store);
+            proptest::prop_assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), model);
+        }
+
+        /// The member-list difference is the set difference both ways, whatever the lists.
+        #[test]
+        fn endpoint_differences_are_set_differences(
+            old in proptest::collection::btree_set((1u64..4, 1u32..6), 0..12),
+            new in proptest::collection::btree_set((1u64..4, 1u32..6), 0..12),
+            keep_order in proptest::prelude::any::<bool>(),
+        ) {
+            let old: Vec<PortId> = old.into_iter().map(|(d, p)| port(d, p)).collect();
+            let mut new: Vec<PortId> = new.into_iter().map(|(d, p)| port(d, p)).collect();
+            if keep_order {
+                // What model changes do: survivors in order, newcomers appended.
+                let (mut kept, added): (Vec<PortId>, Vec<PortId>) =
+                    new.iter().partition(|p| old.contains(p));
+                kept.extend(added);
+                new = kept;
+            } else {
+                new.reverse();
+            }
+            let (gone, came) = endpoint_diff(&old, &new);
+            let want_gone: Vec<PortId> = old.iter().filter(|p| !new.contains(p)).copied().collect();
+            let want_came: Vec<PortId> = new.iter().filter(|p| !old.contains(p)).copied().collect();
+            proptest::prop_assert_eq!(gone, want_gone);
+            proptest::prop_assert_eq!(came, want_came);
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! switches get no message for them).
 
 use crate::{FloodMode, LinkKind, MirrorView, NetworkView, PortBinding, SwitchView};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// One end of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,10 +48,22 @@ pub struct NetworkSpec {
 }
 
 /// Adjacency: switch -> neighbour -> (local port, remote port), lowest port first.
-type Graph = BTreeMap<u64, BTreeMap<u64, (u32, u32)>>;
+type Adjacency = BTreeMap<u64, BTreeMap<u64, (u32, u32)>>;
 
-fn graph(links: &[Link]) -> Graph {
-    let mut g: Graph = BTreeMap::new();
+/// The live links as a graph, built once for any number of [`plan_network`] calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Graph(Adjacency);
+
+impl Graph {
+    /// The graph of `links` (a link from a switch to itself is ignored; between two switches
+    /// the lowest local port wins).
+    pub fn new(links: &[Link]) -> Graph {
+        Graph(graph(links))
+    }
+}
+
+fn graph(links: &[Link]) -> Adjacency {
+    let mut g: Adjacency = BTreeMap::new();
     for l in links {
         if l.a.dpid == l.b.dpid {
             continue;
@@ -71,22 +83,19 @@ fn graph(links: &[Link]) -> Graph {
 }
 
 /// Tree edges (child, parent) connecting every member switch reachable from the others.
-fn tree_edges(g: &Graph, members: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+fn tree_edges(g: &Adjacency, members: &BTreeSet<u64>) -> Vec<(u64, u64)> {
     let mut edges = Vec::new();
     let mut covered: BTreeSet<u64> = BTreeSet::new();
     for &root in members {
         if covered.contains(&root) {
             continue;
         }
-        let mut parent: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut seen: BTreeSet<u64> = [root].into();
+        // Lookups only (the order comes from the queue and the sorted adjacency): hashed.
+        let mut parent: HashMap<u64, u64> = HashMap::new();
+        let mut seen: HashSet<u64> = [root].into();
         let mut queue: VecDeque<u64> = [root].into();
         while let Some(x) = queue.pop_front() {
-            for &y in g
-                .get(&x)
-                .map(|n| n.keys().collect::<Vec<_>>())
-                .unwrap_or_default()
-            {
+            for &y in g.get(&x).into_iter().flat_map(|n| n.keys()) {
                 if seen.insert(y) {
                     parent.insert(y, x);
                     queue.push_back(y);
@@ -170,65 +179,87 @@ pub fn plan(
             }
         }
     }
-    let g = graph(links);
+    let g = Graph::new(links);
     for net in networks {
-        let member_switches: BTreeSet<u64> = net
-            .members
-            .iter()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(d, _)| *d)
-            .chain(net.mirror.map(|m| m.dpid))
-            .collect();
-        if member_switches.is_empty() {
-            continue;
-        }
-        let linked = |a: u64, b: u64| g.get(&a).is_some_and(|n| n.contains_key(&b));
-        let full_mesh = member_switches
-            .iter()
-            .all(|&a| member_switches.iter().all(|&b| a == b || linked(a, b)));
-        let mode = if full_mesh {
-            FloodMode::Mesh
-        } else {
-            FloodMode::Tree
-        };
-        let mut ports: BTreeMap<u64, BTreeSet<u32>> = member_switches
-            .iter()
-            .map(|&d| (d, BTreeSet::new()))
-            .collect();
-        // Switch -> neighbour in the mesh or tree -> local port towards it.
-        let mut used: BTreeMap<u64, BTreeMap<u64, u32>> = BTreeMap::new();
-        if full_mesh {
-            for &a in &member_switches {
-                for &b in &member_switches {
-                    if let Some(&(pa, _)) = g.get(&a).and_then(|n| n.get(&b)) {
-                        ports.entry(a).or_default().insert(pa);
-                        used.entry(a).or_default().insert(b, pa);
-                    }
-                }
-            }
-        } else {
-            for (child, parent) in tree_edges(&g, &member_switches) {
-                if let Some(&(pc, pp)) = g.get(&child).and_then(|n| n.get(&parent)) {
-                    ports.entry(child).or_default().insert(pc);
-                    ports.entry(parent).or_default().insert(pp);
-                    used.entry(child).or_default().insert(parent, pc);
-                    used.entry(parent).or_default().insert(child, pp);
-                }
+        for (d, nv) in plan_network(&g, net) {
+            if let Some(v) = views.get_mut(&d) {
+                v.networks.insert(net.vni, nv);
             }
         }
-        let mirrors = net
-            .mirror
-            .map(|m| mirror_views(&used, m, mode))
-            .unwrap_or_default();
-        let per_switch = ports.into_iter().map(|(d, link_ports)| {
+    }
+    views
+}
+
+/// One network's view on every switch that carries it (members, mirror, transit switches of
+/// its tree), connected or not: what [`plan`] puts under the network's VNI in each view.
+/// Depends only on the graph and the network, so a planner can keep the result while both
+/// stay the same.
+pub fn plan_network(g: &Graph, net: &NetworkSpec) -> BTreeMap<u64, NetworkView> {
+    let g = &g.0;
+    let member_switches: BTreeSet<u64> = net
+        .members
+        .iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(d, _)| *d)
+        .chain(net.mirror.map(|m| m.dpid))
+        .collect();
+    if member_switches.is_empty() {
+        return BTreeMap::new();
+    }
+    let linked = |a: u64, b: u64| g.get(&a).is_some_and(|n| n.contains_key(&b));
+    let full_mesh = member_switches
+        .iter()
+        .all(|&a| member_switches.iter().all(|&b| a == b || linked(a, b)));
+    let mode = if full_mesh {
+        FloodMode::Mesh
+    } else {
+        FloodMode::Tree
+    };
+    let mut ports: BTreeMap<u64, BTreeSet<u32>> = member_switches
+        .iter()
+        .map(|&d| (d, BTreeSet::new()))
+        .collect();
+    // Switch -> neighbour in the mesh or tree -> local port towards it.
+    let mut used: BTreeMap<u64, BTreeMap<u64, u32>> = BTreeMap::new();
+    if full_mesh {
+        for &a in &member_switches {
+            for &b in &member_switches {
+                if let Some(&(pa, _)) = g.get(&a).and_then(|n| n.get(&b)) {
+                    ports.entry(a).or_default().insert(pa);
+                    used.entry(a).or_default().insert(b, pa);
+                }
+            }
+        }
+    } else {
+        for (child, parent) in tree_edges(g, &member_switches) {
+            if let Some(&(pc, pp)) = g.get(&child).and_then(|n| n.get(&parent)) {
+                ports.entry(child).or_default().insert(pc);
+                ports.entry(parent).or_default().insert(pp);
+                used.entry(child).or_default().insert(parent, pc);
+                used.entry(parent).or_default().insert(child, pp);
+            }
+        }
+    }
+    let mirrors = net
+        .mirror
+        .map(|m| mirror_views(&used, m, mode))
+        .unwrap_or_default();
+    ports
+        .into_iter()
+        .map(|(d, link_ports)| {
             let members = net.members.get(&d).cloned().unwrap_or_default();
             let mirror = net
                 .mirror
                 .map(|_| mirrors.get(&d).cloned().unwrap_or_default());
             let secured = net
                 .secured
-                .iter()
-                .filter(|(end, _)| end.dpid == d && members.contains(&end.port))
+                .range(
+                    End { dpid: d, port: 0 }..=End {
+                        dpid: d,
+                        port: u32::MAX,
+                    },
+                )
+                .filter(|(end, _)| members.contains(&end.port))
                 .map(|(end, b)| (end.port, b.clone()))
                 .collect();
             (
@@ -243,14 +274,8 @@ pub fn plan(
                     limits: net.limits,
                 },
             )
-        });
-        for (d, nv) in per_switch {
-            if let Some(v) = views.get_mut(&d) {
-                v.networks.insert(net.vni, nv);
-            }
-        }
-    }
-    views
+        })
+        .collect()
 }
 
 #[cfg(test)]
