@@ -331,7 +331,8 @@ async fn unknown_methods_and_bad_requests_get_grpc_gos_statuses() {
         );
     }
     let attach = "/nedpb.NedService/AttachInterface";
-    let cases: Vec<(Vec<u8>, Vec<(&str, &str)>, Code, &str)> = vec![
+    type Case<'a> = (Vec<u8>, Vec<(&'a str, &'a str)>, Code, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         // Declared length above the limit: refused from the prefix alone.
         (
             hex("0000100000"),
