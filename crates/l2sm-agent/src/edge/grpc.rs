@@ -62,6 +62,9 @@ pub struct Limits {
     pub max_header_list: u32,
     /// Largest request message.
     pub max_message: usize,
+    /// How long a connection told to go away (GOAWAY after a timeout) may still take to
+    /// finish before it is dropped.
+    pub goaway_grace: Duration,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             max_streams: 8,
             max_header_list: 16 * 1024,
             max_message: grpc::MAX_MESSAGE,
+            goaway_grace: Duration::from_secs(5),
         }
     }
 }
@@ -393,9 +397,6 @@ impl Drop for InFlight {
     }
 }
 
-/// How long a connection told to go away may still finish what it is doing.
-const GOAWAY_GRACE: Duration = Duration::from_secs(5);
-
 async fn serve_connection<I>(
     io: I,
     service: Arc<dyn NedService>,
@@ -448,7 +449,7 @@ async fn serve_connection<I>(
             }
             _ = tokio::time::sleep(tick) => {
                 if let Some(since) = closing {
-                    if since.elapsed() > GOAWAY_GRACE {
+                    if since.elapsed() > limits.goaway_grace {
                         tracing::debug!("edge gRPC connection dropped after GOAWAY grace");
                         return;
                     }
