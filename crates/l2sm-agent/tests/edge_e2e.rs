@@ -436,7 +436,12 @@ fn edge_switch_from_upstream_files_with_grpc_attach_vxlan_and_restart() {
 
     // AttachInterface: veth ls<token>1 <-> lspeer1, peer in brtest1, OpenFlow port 1.
     let ns = f.netns();
+    let t = std::time::Instant::now();
     let a1 = attach(&ns, "brtest1").unwrap();
+    eprintln!(
+        "AttachInterface (new port, h2c connection included): {:?}",
+        t.elapsed()
+    );
     assert_eq!(
         a1,
         AttachInterfaceResponse {
@@ -457,7 +462,9 @@ fn edge_switch_from_upstream_files_with_grpc_attach_vxlan_and_restart() {
     );
     // The same Linux bridge again: the same port, nothing new.
     let links = f.links();
+    let t = std::time::Instant::now();
     assert_eq!(attach(&ns, "brtest1").unwrap(), a1);
+    eprintln!("AttachInterface (existing port): {:?}", t.elapsed());
     assert_eq!(f.links(), links);
     let a2 = attach(&ns, "brtest2").unwrap();
     assert_eq!(a2.interface_num, 2);
@@ -492,7 +499,9 @@ fn edge_switch_from_upstream_files_with_grpc_attach_vxlan_and_restart() {
     assert_eq!(f.interfaces(&bridge), ports);
 
     // CreateVxlan: a real tunnel, the others kept; bad addresses refused with a reason.
+    let t = std::time::Instant::now();
     let r = create_vxlan(&ns, "10.0.0.9");
+    eprintln!("CreateVxlan (new tunnel): {:?}", t.elapsed());
     assert!(r.success, "{r:?}");
     assert_eq!(r.message, "VxLAN with IP 10.0.0.9 created successfully");
     let t9 = &ids::vxlan_port_name("10.0.0.110.0.0.9");

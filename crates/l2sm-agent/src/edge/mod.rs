@@ -201,6 +201,15 @@ pub fn next_port_id(used: impl IntoIterator<Item = u32>) -> Option<u32> {
     (next < FIRST_TRUNK_OFPORT).then_some(next)
 }
 
+/// At most 40 characters of a client's value, for messages and logs.
+fn shown(value: &str) -> String {
+    let mut s: String = value.chars().take(40).collect();
+    if s.len() < value.len() {
+        s.push('…');
+    }
+    s
+}
+
 fn internal(e: anyhow::Error) -> Status {
     Status::new(Code::Internal, format!("{e:#}"))
 }
@@ -264,13 +273,21 @@ impl Edge {
                 })
             })
             .collect();
-        for r in self.ovs.apply_port_changes(&self.bridge, &changes).await? {
-            r?;
+        let results = self.ovs.apply_port_changes(&self.bridge, &changes).await?;
+        let mut adopted = 0;
+        // One port that cannot get its number back must not keep the edge from starting.
+        for ((name, id, master), r) in orphans.iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    adopted += 1;
+                    tracing::info!(port = %name, ofport = id, bridge = master.as_deref().unwrap_or("-"), "re-attached existing edge port");
+                }
+                Err(e) => {
+                    tracing::warn!(port = %name, "cannot re-attach existing edge port: {e:#}")
+                }
+            }
         }
-        for (name, id, master) in &orphans {
-            tracing::info!(port = %name, ofport = id, bridge = master.as_deref().unwrap_or("-"), "re-attached existing edge port");
-        }
-        Ok(orphans.len())
+        Ok(adopted)
     }
 
     /// `AttachInterface`: a veth `ls<token><id>` <-> `lspeer<id>`, the peer in the Linux bridge
@@ -282,7 +299,8 @@ impl Edge {
             return Err(Status::new(
                 Code::InvalidArgument,
                 format!(
-                    "invalid interface name {name:?} (1-15 printable characters, no '/' or ':')"
+                    "invalid interface name {:?} (1-15 printable characters, no '/' or ':')",
+                    shown(name)
                 ),
             ));
         }
@@ -394,7 +412,7 @@ impl Edge {
             message,
         };
         let Ok(remote) = ip.trim().parse::<IpAddr>() else {
-            return fail(format!("invalid IP address {ip:?}"));
+            return fail(format!("invalid IP address {:?}", shown(ip)));
         };
         let mut t = self.tunnels.lock().await;
         if let Err(e) = config::check_remote(t.file.local, remote) {
