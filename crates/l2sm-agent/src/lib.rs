@@ -4,6 +4,7 @@
 
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
+pub mod edge;
 pub mod ovs;
 pub mod proto;
 pub mod socket;
@@ -161,6 +162,7 @@ fn tunnel_to(address: &str) -> TunnelSpec {
     TunnelSpec {
         name: ids::vxlan_port_name(address),
         remote_ip: address.to_string(),
+        local_ip: None,
     }
 }
 
@@ -237,6 +239,7 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<TunnelSpec>> {
             Ok(TunnelSpec {
                 name: ids::vxlan_port_name(&addr.to_string()),
                 remote_ip: addr.to_string(),
+                local_ip: None,
             })
         })
         .collect()

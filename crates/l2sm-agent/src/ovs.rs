@@ -53,6 +53,8 @@ pub struct TunnelSpec {
     pub name: String,
     /// Peer underlay address.
     pub remote_ip: String,
+    /// Local underlay address (`options:local_ip`); `None`: OVS picks it from the route.
+    pub local_ip: Option<String>,
 }
 
 /// One row of the Interface table, as far as the agent cares.
@@ -497,11 +499,15 @@ impl Ovs {
         let mut ops = Vec::new();
         let bridge_cond = || vec![Condition::eq("name", json!(bridge))];
         for (i, t) in tunnels.iter().enumerate() {
-            let options = datum::map([
+            let mut pairs = vec![
                 ("remote_ip", json!(t.remote_ip)),
                 ("key", json!("flow")),
                 ("dst_port", json!(VXLAN_DST_PORT.to_string())),
-            ]);
+            ];
+            if let Some(local) = &t.local_ip {
+                pairs.push(("local_ip", json!(local)));
+            }
+            let options = datum::map(pairs);
             match existing.get(t.name.as_str()) {
                 Some(row) => {
                     let want: BTreeMap<String, Value> = datum::as_map(&options);

@@ -12,7 +12,9 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::RouteScope;
 use nix::errno::Errno;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -433,6 +435,43 @@ impl Netlink {
             format!("set master {master:?} on {}", quoted(name)),
             |b| b.controller(master_index),
         )
+    }
+
+    /// Whether `name` is a Linux bridge (`None`: there is no such link).
+    pub fn is_bridge(&mut self, name: &str) -> Result<Option<bool>> {
+        let Some(link) = self.get_link(name)? else {
+            return Ok(None);
+        };
+        Ok(Some(link.attributes.iter().any(|a| {
+            match a {
+                LinkAttribute::LinkInfo(infos) => infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))),
+                _ => false,
+            }
+        })))
+    }
+
+    /// The name of the link `name` is enslaved to (its bridge), `None` if it has none.
+    pub fn master_of(&mut self, name: &str) -> Result<Option<String>> {
+        let link = self.require_link(name)?;
+        let Some(index) = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(i) => Some(*i),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let req = self.handle.link().get().match_index(index).execute();
+        let msgs = self
+            .rt
+            .block_on(req.try_collect::<Vec<_>>())
+            .map_err(|e| self.nl_err(e, format!("get the master of {}", quoted(name))))?;
+        Ok(msgs.iter().find_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+        }))
     }
 
     /// Turns TX checksum offload on or off (`ethtool -K NAME tx on|off`).

@@ -28,6 +28,10 @@ pub(crate) enum Command {
     Controller(l2sm_controller::ControllerArgs),
     /// Run the node agent (OVS, pod interfaces).
     Agent(l2sm_agent::AgentArgs),
+    /// Run a cluster's edge switch (upstream's NetworkEdgeDevice, `talpa ned`): OVS bridge,
+    /// VXLAN to the other clusters' edges, OpenFlow to the provider controller, upstream's
+    /// gRPC `nedpb.NedService`.
+    Edge(l2sm_agent::edge::EdgeArgs),
     /// Emulated cluster on this host.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -235,6 +239,7 @@ pub(crate) async fn dispatch(
     match command {
         Command::Controller(args) => l2sm_controller::run(args).await?,
         Command::Agent(args) => l2sm_agent::run(args).await?,
+        Command::Edge(args) => l2sm_agent::edge::run(args).await?,
         Command::Operator(mut args) => {
             args.controller_url = controller;
             l2sm_operator::operator::run(*args).await?
