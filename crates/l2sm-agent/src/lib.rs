@@ -746,6 +746,11 @@ impl Agent {
                     existing.network
                 );
             }
+            // A retried ADD after an attach cut short before its last step (the agent
+            // stopped): the pod's interface may still be down.
+            let pod_ns = Netns::open(&req.netns)
+                .with_context(|| format!("pod network namespace {}", req.netns.display()))?;
+            bring_up(&pod_ns, &req.ifname, &req.routes, true).await?;
             return Ok(existing);
         }
         let pod_ns = Netns::open(&req.netns)
@@ -803,7 +808,8 @@ impl Agent {
 
         let t_veth = started.elapsed();
         // 2. In parallel: the pod side (MAC, addresses, up, routes) and the OVS port.
-        let (pi, pod_ips, routes) = (req.ifname.clone(), ips.clone(), req.routes.clone());
+        // The pod's interface stays down until the switches hold its flows (step 5).
+        let (pi, pod_ips) = (req.ifname.clone(), ips.clone());
         let configure_pod = run_netlink(&pod_ns, move |nl| {
             nl.set_mac(&pi, mac)?;
             if tx_off {
@@ -811,10 +817,6 @@ impl Agent {
             }
             for ip in &pod_ips {
                 nl.add_address(&pi, *ip)?;
-            }
-            nl.set_up(&pi)?;
-            for r in &routes {
-                nl.add_route(r.dst, r.gw, Some(&pi))?;
             }
             Ok(())
         });
@@ -902,6 +904,17 @@ impl Agent {
         // 4. Wait (bounded) until the switch holds the port's flows: the pod's first frames
         // (its ARP requests) would be dropped by a switch that does not know the port yet.
         self.wait_programmed(ofport, &req.network).await;
+        let t_programmed = started.elapsed();
+        // 5. Only now the pod's interface comes up: a frame it sent before its switch had its
+        // flows would be dropped, and Open vSwitch could keep that verdict cached in its
+        // datapath for a while after the flows arrive (until its revalidators run).
+        if let Err(e) = bring_up(&pod_ns, &req.ifname, &req.routes, false).await {
+            let _ = self.controller.remove_port(&req.network, &port_text).await;
+            let _ = self.ports.apply(PortChange::Remove(host_if.clone())).await;
+            self.delete_host_veth(&host_if).await;
+            let _ = self.release(&req.network, &req.attachment_id).await;
+            return Err(e);
+        }
         tracing::info!(
             attachment = %req.attachment_id,
             network = %req.network,
@@ -909,7 +922,8 @@ impl Agent {
             veth_ms = t_veth.as_millis() as u64,
             port_ms = (t_port - t_veth).as_millis() as u64,
             controller_ms = (t_reported - t_port).as_millis() as u64,
-            programmed_ms = (started.elapsed() - t_reported).as_millis() as u64,
+            programmed_ms = (t_programmed - t_reported).as_millis() as u64,
+            up_ms = (started.elapsed() - t_programmed).as_millis() as u64,
             "attached"
         );
         Ok(attachment)
@@ -1071,6 +1085,29 @@ async fn present_trunks(
         }
     }
     Ok((present, missing))
+}
+
+/// Brings a pod's interface up and adds its routes (which need the link up). With `again`,
+/// routes already there are kept (a retried attach).
+async fn bring_up(
+    pod_ns: &Netns,
+    ifname: &str,
+    routes: &[l2sm_agent_api::RouteSpec],
+    again: bool,
+) -> anyhow::Result<()> {
+    let (pi, routes) = (ifname.to_string(), routes.to_vec());
+    run_netlink(pod_ns, move |nl| {
+        nl.set_up(&pi)?;
+        for r in &routes {
+            match nl.add_route(r.dst, r.gw, Some(&pi)) {
+                Err(l2sm_netns::Error::AlreadyExists { .. }) if again => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    })
+    .await
+    .with_context(|| format!("cannot bring {ifname} up in the pod"))
 }
 
 /// Netlink work runs on a dedicated thread (it joins another namespace); keep it off the
