@@ -25,7 +25,7 @@ impl ControllerProcess {
 
     /// Starts a controller on `dir` with these credentials, on free ports.
     pub fn start_with(dir: tempfile::TempDir, user: &str, password: &str) -> ControllerProcess {
-        Self::start_on(dir, user, password, crate::free_port(), crate::free_port())
+        Self::start_on_free_ports(dir, user, password, &[])
     }
 
     /// Starts a controller on `dir` on the given ports; waits until its API answers.
@@ -43,8 +43,7 @@ impl ControllerProcess {
     /// ports and `extra` command-line arguments.
     pub fn start_args(extra: &[&str]) -> ControllerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (api, openflow) = (crate::free_port(), crate::free_port());
-        Self::start_on_with(dir, "test", "secret", api, openflow, extra)
+        Self::start_on_free_ports(dir, "test", "secret", extra)
     }
 
     /// Starts a controller with credentials `user`/`password` and these extra arguments
@@ -52,8 +51,29 @@ impl ControllerProcess {
     pub fn start_with_args(user: &str, password: &str, extra: &[String]) -> ControllerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let (api, openflow) = (crate::free_port(), crate::free_port());
-        Self::start_on_with(dir, user, password, api, openflow, &extra)
+        Self::start_on_free_ports(dir, user, password, &extra)
+    }
+
+    /// Starts on two free ports; a port another test took between the probe and the
+    /// controller's bind (the probe's port is an ephemeral one, clients get those too) means
+    /// new ports, a few times.
+    fn start_on_free_ports(
+        mut dir: tempfile::TempDir,
+        user: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> ControllerProcess {
+        for _ in 0..4 {
+            let (api, openflow) = (crate::free_port(), crate::free_port());
+            match Self::try_start(dir, user, password, api, openflow, extra) {
+                Ok(c) => return c,
+                Err(Exited {
+                    dir: back, stderr, ..
+                }) if stderr.contains("in use") => dir = back,
+                Err(e) => e.fail(),
+            }
+        }
+        panic!("controller did not start: its ports were taken four times in a row");
     }
 
     /// Like [`ControllerProcess::start_on`], with `extra` command-line arguments.
@@ -65,6 +85,20 @@ impl ControllerProcess {
         openflow: u16,
         extra: &[&str],
     ) -> ControllerProcess {
+        Self::try_start(dir, user, password, api, openflow, extra).unwrap_or_else(|e| e.fail())
+    }
+
+    /// Starts a controller and waits until its API answers; gives the state directory back
+    /// when the process exits first.
+    fn try_start(
+        dir: tempfile::TempDir,
+        user: &str,
+        password: &str,
+        api: u16,
+        openflow: u16,
+        extra: &[&str],
+    ) -> Result<ControllerProcess, Exited> {
+        let stderr = tempfile::tempfile().expect("a file for the controller's stderr");
         let child = Command::new(crate::bin::l2sm())
             .args(["controller", "--api-listen", &format!("127.0.0.1:{api}")])
             .args(extra)
@@ -81,10 +115,10 @@ impl ControllerProcess {
             .env("L2SM_API_USER", user)
             .env("L2SM_API_PASSWORD", password)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr.try_clone().expect("clone of the stderr file"))
             .spawn()
             .expect("cannot start l2sm controller");
-        let c = ControllerProcess {
+        let mut c = ControllerProcess {
             child,
             api,
             openflow,
@@ -103,13 +137,22 @@ impl ControllerProcess {
             }
         };
         while !up() {
+            if let Ok(Some(status)) = c.child.try_wait() {
+                let stderr = read_all(stderr);
+                let dir = c.stop();
+                return Err(Exited {
+                    dir,
+                    status,
+                    stderr,
+                });
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "controller did not start"
+                "controller did not start within 10 s (still running, API port {api})"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        c
+        Ok(c)
     }
 
     /// `http://127.0.0.1:<api>`.
@@ -185,6 +228,30 @@ impl ControllerProcess {
         let replacement = tempfile::tempdir().expect("tempdir");
         std::mem::replace(&mut self.dir, replacement)
     }
+}
+
+/// A controller that exited before its API answered.
+struct Exited {
+    dir: tempfile::TempDir,
+    status: std::process::ExitStatus,
+    stderr: String,
+}
+
+impl Exited {
+    fn fail(self) -> ! {
+        panic!(
+            "controller exited before its API answered ({}): {}",
+            self.status, self.stderr
+        )
+    }
+}
+
+fn read_all(mut f: std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut out = String::new();
+    let _ = f.rewind();
+    let _ = f.read_to_string(&mut out);
+    out
 }
 
 impl Drop for ControllerProcess {
