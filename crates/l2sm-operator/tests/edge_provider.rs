@@ -572,7 +572,8 @@ async fn provider_network_connects_both_sides_and_deletion_undoes_them() {
 /// A second cluster finds the network the first created (it does not create it, and records
 /// so); both edges are members at the provider. Deleting the second cluster's L2Network
 /// removes only its member and keeps the network; deleting the first one's (the creator, with
-/// no member left) removes it.
+/// no member left) removes it. In the other order (`other`): the creator's deletion keeps it
+/// (a member is left), and the second cluster, which did not create it, leaves it too.
 #[tokio::test]
 async fn a_second_cluster_finds_the_network_created_by_the_first() {
     let provider = ControllerProcess::start();
@@ -591,9 +592,11 @@ async fn a_second_cluster_finds_the_network_created_by_the_first() {
         &["10.0.0.5"],
     ));
     for c in [&c1, &c2] {
-        c.fake
-            .seed(&provider_net("inter", "prov", &["127.0.0.1"], provider.api));
-        net_passes(c, "inter").await;
+        for net in ["inter", "other"] {
+            c.fake
+                .seed(&provider_net(net, "prov", &["127.0.0.1"], provider.api));
+            net_passes(c, net).await;
+        }
     }
     let a1 = stored_net(&c1.fake, "inter")
         .status
@@ -625,6 +628,16 @@ async fn a_second_cluster_finds_the_network_created_by_the_first() {
     user_deletes::<L2Network>(&c1.fake, "inter").await;
     net_pass(&c1, "inter").await;
     assert_eq!(provider_members(&provider, "inter").await, None);
+
+    user_deletes::<L2Network>(&c1.fake, "other").await;
+    net_pass(&c1, "other").await;
+    assert_eq!(
+        provider_members(&provider, "other").await,
+        Some(vec![edge_member("m1", "prov", 2)])
+    );
+    user_deletes::<L2Network>(&c2.fake, "other").await;
+    net_pass(&c2, "other").await;
+    assert_eq!(provider_members(&provider, "other").await, Some(vec![]));
     assert_calls_in_table(&c1.fake);
     assert_calls_in_table(&c2.fake);
 }

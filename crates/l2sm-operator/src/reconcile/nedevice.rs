@@ -818,7 +818,8 @@ mod tests {
 
     #[test]
     fn invalid_specs_are_named() {
-        let cases: Vec<(Box<dyn Fn(&mut NetworkEdgeDeviceSpec)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut NetworkEdgeDeviceSpec)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|s| s.node_config.as_mut().unwrap().ip_address = "nope".into()),
                 "ipAddress",
