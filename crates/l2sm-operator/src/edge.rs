@@ -18,6 +18,12 @@ use std::net::SocketAddr;
 /// The port the edge serves gRPC on (upstream's, hard-coded there too).
 pub const EDGE_GRPC_PORT: u16 = 50051;
 
+/// The name the operator verifies an edge's gRPC certificate for. All edges serve the one
+/// certificate of the operator's `--edge-grpc-secret` (mounted into every edge pod), so it
+/// names this, not each node's address; the edge in turn accepts only client certificates of
+/// that Secret's `ca.crt`.
+pub const EDGE_TLS_SERVER_NAME: &str = "l2sm-edge";
+
 /// First OpenFlow port number of edge hops on a cluster switch (`0xD000 + id`).
 pub const FIRST_EDGE_HOP_PORT: u32 = 0xD000;
 /// One past the last edge-hop port number (0xD000–0xDFFF are reserved for edge hops).

@@ -165,6 +165,30 @@ pub struct OperatorArgs {
     /// labs only: anyone reaching port 50051 of the edge's node can then change its switch).
     #[arg(long, env = "L2SM_EDGE_GRPC_INSECURE", default_value_t = false)]
     pub edge_grpc_insecure: bool,
+    /// The operator's client certificate (PEM) for the edges' gRPC (chaining to the `ca.crt`
+    /// of `--edge-grpc-secret`).
+    #[arg(
+        long,
+        env = "L2SM_EDGE_GRPC_CLIENT_CERT",
+        default_value = "/etc/l2sm/edge-client/tls.crt"
+    )]
+    pub edge_grpc_client_cert: PathBuf,
+    /// Private key (PEM) of `--edge-grpc-client-cert`.
+    #[arg(
+        long,
+        env = "L2SM_EDGE_GRPC_CLIENT_KEY",
+        default_value = "/etc/l2sm/edge-client/tls.key"
+    )]
+    pub edge_grpc_client_key: PathBuf,
+    /// CA (PEM) the edges' gRPC certificate must chain to; the certificate is verified for
+    /// the name `l2sm-edge` (`edge::EDGE_TLS_SERVER_NAME`), not the dialed address, since all
+    /// edges share the certificate of `--edge-grpc-secret`.
+    #[arg(
+        long,
+        env = "L2SM_EDGE_GRPC_CA",
+        default_value = "/etc/l2sm/edge-client/ca.crt"
+    )]
+    pub edge_grpc_ca: PathBuf,
 }
 
 /// `90`, `90s`, `5m`, `1h` as a duration (at least one second).
@@ -379,9 +403,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         ..Settings::default()
     };
     // EDGE CLIENT: the real ConnectNetwork/DisconnectNetwork client (crate l2sm-ned, feature
-    // `client`) goes here, as an `Arc<dyn crate::edge::EdgeConnector>` built from the
-    // operator's edge TLS settings (client certificate and CA; or h2c with
-    // `--edge-grpc-insecure`). Until then provider networks report `EdgeClientMissing`.
+    // `client`) goes here, as an `Arc<dyn crate::edge::EdgeConnector>` (an adapter mapping its
+    // errors to `edge::EdgeError`): TLS with `args.edge_grpc_client_cert`/`_key`, trusting
+    // `args.edge_grpc_ca`, server name `crate::edge::EDGE_TLS_SERVER_NAME`; h2c with
+    // `args.edge_grpc_insecure`; a deadline per call. Until then provider networks report
+    // `EdgeClientMissing`.
     let edge: Arc<dyn crate::edge::EdgeConnector> = Arc::new(crate::edge::Unwired);
     let ctx = Context::with_edge(client.clone(), controller, settings, edge);
     let signer = if args.switch_certs == "auto" {

@@ -2,7 +2,8 @@
 //! NetworkAttachmentDefinition exists in every namespace whose pods use it, and the status
 //! says what the controller has (connected ports, assigned addresses) with a `Ready`
 //! condition. Deleting the resource deletes the network (an unknown one counts as deleted) and
-//! its NADs.
+//! its NADs. A network with `spec.provider` is also connected to the provider controller
+//! through the cluster's edge switch, and disconnected on deletion ([`super::provider_net`]).
 
 use super::pod::{pod_attachments, requested_networks};
 use super::provider_net::{ProviderOutcome, CONDITION_PROVIDER};
