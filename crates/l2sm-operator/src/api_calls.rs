@@ -159,7 +159,7 @@ pub const API_CALLS: &[ApiCall] = &[
     call(L2SM, "overlays", None, Patch, Namespaced, "reconcile/overlay.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
     call(L2SM, "overlays", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: overlay status"),
     // NetworkEdgeDevice (reconcile/nedevice.rs, operator.rs)
-    call(L2SM, "networkedgedevices", None, List, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher and the L2Network Controller's watch of edge devices; reconcile/provider_net.rs: the edge device of a provider (all namespaces)"),
+    call(L2SM, "networkedgedevices", None, List, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher and the L2Network Controller's watch of edge devices; reconcile/provider_net.rs: the edge device of a provider (all namespaces); nedevice.rs: one edge per node (all namespaces)"),
     call(L2SM, "networkedgedevices", None, Watch, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher and the L2Network Controller's watch of edge devices"),
     call(L2SM, "networkedgedevices", None, Patch, Namespaced, "reconcile/nedevice.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
     call(L2SM, "networkedgedevices", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: device status"),

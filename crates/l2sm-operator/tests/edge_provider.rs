@@ -409,9 +409,9 @@ async fn neighbour_change_is_reapplied_and_deletion_removes_the_edge() {
     assert_calls_in_table(fake);
 }
 
-/// A NED the edge would refuse (a neighbour named by host, no node to default to) gets an
-/// `InvalidSpec` condition naming the field, and nothing is deployed; without `nodeConfig` it
-/// defaults to the control-plane node, as upstream.
+/// A NED the edge would refuse (a neighbour named by host, no node to default to, a node that
+/// already has an edge) gets an `InvalidSpec` condition naming the field, and nothing is
+/// deployed; without `nodeConfig` it defaults to the control-plane node, as upstream.
 #[tokio::test]
 async fn bad_ned_specs_deploy_nothing_and_node_config_defaults_as_upstream() {
     let c = ned_only();
@@ -446,6 +446,31 @@ async fn bad_ned_specs_deploy_nothing_and_node_config_defaults_as_upstream() {
             .get::<ConfigMap>(Some(HOME), &config_map_name(NS, name))
             .is_none());
     }
+    // Two edge devices on one node: the older keeps it, the other is not deployed.
+    for name in ["first", "second"] {
+        fake.seed(&ned(
+            name,
+            "prov",
+            Some(json!({"nodeName": "n7", "ipAddress": "10.0.0.7"})),
+            &[],
+        ));
+        ned_pass(&c, name).await;
+        ned_pass(&c, name).await;
+    }
+    assert!(fake
+        .get::<DaemonSet>(Some(HOME), &daemon_set_name(NS, "first"))
+        .is_some());
+    assert!(fake
+        .get::<DaemonSet>(Some(HOME), &daemon_set_name(NS, "second"))
+        .is_none());
+    let st = stored_ned(fake, "second").status.unwrap();
+    let cond = find_condition(&st.conditions, CONDITION_READY).unwrap();
+    assert!(
+        cond.message
+            .contains("team/first already runs an edge on node n7"),
+        "{}",
+        cond.message
+    );
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "cp1", "labels": {"node-role.kubernetes.io/control-plane": ""}},

@@ -1480,8 +1480,18 @@ async fn network_edge_device_deploys_its_edge_and_retries_api_errors() {
         obj::<NetworkEdgeDevice>(&ned),
         ctx.clone(),
     ));
-    // Server-side applies of the ConfigMap and the DaemonSet (answered as stored), the edge
-    // pods (none yet), then the status.
+    // The edge devices (one edge per node), server-side applies of the ConfigMap and the
+    // DaemonSet (answered as stored), the edge pods (none yet), then the status.
+    let neds = "/apis/l2sm.l2sm.k8s.local/v1/networkedgedevices";
+    answer(
+        &mut h,
+        "GET",
+        neds,
+        "",
+        200,
+        list("NetworkEdgeDeviceList", vec![ned.clone()]),
+    )
+    .await;
     let (cm, send) = expect(&mut h, "PATCH", &cm_path, "fieldManager=l2sm-operator").await;
     assert!(cm["data"]["neighbors.json"]
         .as_str()
@@ -1509,6 +1519,15 @@ async fn network_edge_device_deploys_its_edge_and_retries_api_errors() {
         obj::<NetworkEdgeDevice>(&ned),
         ctx.clone(),
     ));
+    answer(
+        &mut h,
+        "GET",
+        neds,
+        "",
+        200,
+        list("NetworkEdgeDeviceList", vec![ned.clone()]),
+    )
+    .await;
     let (cm, send) = expect(&mut h, "PATCH", &cm_path, "").await;
     reply(send, 200, &cm);
     refuse(&mut h, "PATCH", &ds_path, 500).await;

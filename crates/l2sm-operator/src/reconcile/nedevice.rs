@@ -497,6 +497,36 @@ pub fn daemon_set(
     }
 }
 
+/// Another NetworkEdgeDevice already placed on `node` (explicit `nodeConfig`), older than
+/// `me` (creation time, then namespace and name): two edges on one node would share its
+/// host-network gRPC port and OVS, so the younger one is not deployed.
+pub fn conflicting_ned(
+    neds: &[NetworkEdgeDevice],
+    me: &NetworkEdgeDevice,
+    node: &str,
+) -> Option<String> {
+    let key = |n: &NetworkEdgeDevice| {
+        (
+            n.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            n.namespace().unwrap_or_default(),
+            n.name_any(),
+        )
+    };
+    let mine = key(me);
+    neds.iter()
+        .filter(|n| key(n) != mine)
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .filter(|n| {
+            n.spec
+                .node_config
+                .as_ref()
+                .is_some_and(|nc| nc.node_name == node)
+        })
+        .filter(|n| key(n) < mine)
+        .map(|n| format!("{}/{}", n.namespace().unwrap_or_default(), n.name_any()))
+        .next()
+}
+
 /// What a pass saw, for the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
@@ -644,6 +674,17 @@ async fn apply(ned: &NetworkEdgeDevice, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(ctx.settings.resync));
         }
     };
+    let all: Api<NetworkEdgeDevice> = Api::all(ctx.kube.clone());
+    let neds = all.list(&ListParams::default()).await?.items;
+    if let Some(other) = conflicting_ned(&neds, ned, &nc.node_name) {
+        let m = format!(
+            "NetworkEdgeDevice {other} already runs an edge on node {}: one edge per node \
+             (they would share its gRPC port and Open vSwitch); nothing is deployed for this one",
+            nc.node_name
+        );
+        write(ned, ctx, &Observed::Invalid(m)).await?;
+        return Ok(Action::requeue(ctx.settings.resync));
+    }
     let (container, note) = match edge_container(&ned.spec, &ctx.settings) {
         Ok(c) => c,
         Err(m) => {
@@ -667,8 +708,22 @@ async fn apply(ned: &NetworkEdgeDevice, ctx: &Context) -> Result<Action> {
         .status
         .as_ref()
         .is_some_and(|s| s.number_ready >= 1 && s.desired_number_scheduled >= 1);
+    let unplaceable = applied.status.as_ref().is_some_and(|s| {
+        s.desired_number_scheduled == 0
+            && s.observed_generation.is_some()
+            && s.observed_generation >= applied.metadata.generation
+    });
     let problem = if ready {
         None
+    } else if unplaceable {
+        Some(super::overlay::AgentProblem {
+            reason: "NodeNotEligible".into(),
+            message: format!(
+                "the DaemonSet {home}/{} places no pod: node {:?} does not exist or cannot run it",
+                applied.name_any(),
+                nc.node_name
+            ),
+        })
     } else {
         let pods: Api<Pod> = Api::namespaced(ctx.kube.clone(), home);
         let listed = pods
@@ -962,6 +1017,26 @@ mod tests {
         );
         let e = edge_container(&s, &Settings::default()).unwrap_err();
         assert!(e.contains("image"), "{e}");
+    }
+
+    #[test]
+    fn the_older_edge_device_keeps_the_node() {
+        let at = |name: &str, secs: i64| {
+            let mut n = ned();
+            n.metadata.name = Some(name.into());
+            n.metadata.creation_timestamp = Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+            ));
+            n
+        };
+        let (old, young) = (at("zz-old", 10), at("aa-young", 20));
+        let all = vec![old.clone(), young.clone()];
+        assert_eq!(
+            conflicting_ned(&all, &young, "n1"),
+            Some("team/zz-old".into())
+        );
+        assert_eq!(conflicting_ned(&all, &old, "n1"), None);
+        assert_eq!(conflicting_ned(&all, &young, "n2"), None);
     }
 
     #[test]
