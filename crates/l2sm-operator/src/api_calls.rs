@@ -159,20 +159,21 @@ pub const API_CALLS: &[ApiCall] = &[
     call(L2SM, "overlays", None, Patch, Namespaced, "reconcile/overlay.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
     call(L2SM, "overlays", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: overlay status"),
     // NetworkEdgeDevice (reconcile/nedevice.rs, operator.rs)
-    call(L2SM, "networkedgedevices", None, List, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher"),
-    call(L2SM, "networkedgedevices", None, Watch, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher"),
-    call(L2SM, "networkedgedevices", Some("status"), Patch, Namespaced, "reconcile/nedevice.rs: device status"),
+    call(L2SM, "networkedgedevices", None, List, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher and the L2Network Controller's watch of edge devices; reconcile/provider_net.rs: the edge device of a provider (all namespaces); nedevice.rs: one edge per node (all namespaces)"),
+    call(L2SM, "networkedgedevices", None, Watch, Namespaced, "operator.rs: the NetworkEdgeDevice Controller's watcher and the L2Network Controller's watch of edge devices"),
+    call(L2SM, "networkedgedevices", None, Patch, Namespaced, "reconcile/nedevice.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
+    call(L2SM, "networkedgedevices", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: device status"),
     // QuarantinePodRequest (reconcile/quarantine.rs, operator.rs)
     call(L2SM, "quarantinepodrequests", None, List, Namespaced, "operator.rs: the QuarantinePodRequest Controller's watcher"),
     call(L2SM, "quarantinepodrequests", None, Watch, Namespaced, "operator.rs: the QuarantinePodRequest Controller's watcher"),
     call(L2SM, "quarantinepodrequests", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: request status"),
     // Pods (reconcile/pod.rs, reconcile/l2network.rs, reconcile/quarantine.rs, operator.rs)
-    call("", "pods", None, List, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods; l2network.rs and pod.rs list l2sm pods; quarantine.rs pods by selector"),
+    call("", "pods", None, List, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods; l2network.rs and pod.rs list l2sm pods; quarantine.rs pods by selector; overlay.rs and nedevice.rs: agent and edge pods (operator namespace) when not ready"),
     call("", "pods", None, Watch, Namespaced, "operator.rs: the Pod Controller and the L2Network/QuarantinePodRequest watches of l2sm pods"),
     call("", "pods", None, Patch, Namespaced, "reconcile/pod.rs and quarantine.rs: the l2sm/status annotation (merge patch); pod.rs: kube finalizer helper (JSON patch)"),
     call("", "pods", None, Get, Namespaced, "reconcile/pod.rs and quarantine.rs: read the pod again after a 409 on a write guarded by its resourceVersion (l2sm/status, finalizer); switch_cert/signer.rs: the agent pod a switch certificate request claims to come from"),
     // Nodes (reconcile/overlay.rs)
-    call("", "nodes", None, List, Cluster, "reconcile/overlay.rs: node addresses for the topology"),
+    call("", "nodes", None, List, Cluster, "reconcile/overlay.rs: node addresses for the topology; nedevice.rs, provider_net.rs: the default edge node (first control-plane node)"),
     call("", "nodes", None, Watch, Cluster, "operator.rs: the node cache (reflector) reconcile/overlay.rs reads node addresses from"),
     // Events (reconcile/mod.rs cleanup_abandoned, kube Recorder) in the object's namespace.
     call("events.k8s.io", "events", None, Create, Namespaced, "reconcile/mod.rs cleanup_abandoned: Warning Event CleanupAbandoned when a finalizer is released without its cleanup"),
@@ -184,14 +185,14 @@ pub const API_CALLS: &[ApiCall] = &[
     call(NAD, "network-attachment-definitions", None, Delete, Namespaced, "reconcile/l2network.rs cleanup: delete the network's NADs"),
     // Agent DaemonSets and topology ConfigMaps, only in the operator's namespace (beside the
     // credentials Secret), whatever namespace the Overlay is in (reconcile/overlay.rs, operator.rs)
-    call("apps", "daemonsets", None, List, OperatorNamespace, "operator.rs: the Overlay Controller watches agent DaemonSets (app=l2sm-agent)"),
-    call("apps", "daemonsets", None, Watch, OperatorNamespace, "operator.rs: the Overlay Controller watches agent DaemonSets (app=l2sm-agent)"),
-    call("apps", "daemonsets", None, Patch, OperatorNamespace, "reconcile/overlay.rs: server-side apply of the agent DaemonSet"),
-    call("apps", "daemonsets", None, Create, OperatorNamespace, "reconcile/overlay.rs: the apply that creates the agent DaemonSet is authorized as create"),
-    call("apps", "daemonsets", None, Delete, OperatorNamespace, "reconcile/overlay.rs cleanup: delete the agent DaemonSet"),
-    call("", "configmaps", None, Patch, OperatorNamespace, "reconcile/overlay.rs: server-side apply of the topology ConfigMap"),
-    call("", "configmaps", None, Create, OperatorNamespace, "reconcile/overlay.rs: the apply that creates the topology ConfigMap is authorized as create"),
-    call("", "configmaps", None, Delete, OperatorNamespace, "reconcile/overlay.rs cleanup: delete the topology ConfigMap"),
+    call("apps", "daemonsets", None, List, OperatorNamespace, "operator.rs: the Overlay Controller watches agent DaemonSets (app=l2sm-agent), the NetworkEdgeDevice Controller edge DaemonSets (app=l2sm-edge)"),
+    call("apps", "daemonsets", None, Watch, OperatorNamespace, "operator.rs: the Overlay Controller watches agent DaemonSets (app=l2sm-agent), the NetworkEdgeDevice Controller edge DaemonSets (app=l2sm-edge)"),
+    call("apps", "daemonsets", None, Patch, OperatorNamespace, "reconcile/overlay.rs, nedevice.rs: server-side apply of the agent and edge DaemonSets"),
+    call("apps", "daemonsets", None, Create, OperatorNamespace, "reconcile/overlay.rs, nedevice.rs: the apply that creates an agent or edge DaemonSet is authorized as create"),
+    call("apps", "daemonsets", None, Delete, OperatorNamespace, "reconcile/overlay.rs, nedevice.rs cleanup: delete the agent or edge DaemonSet"),
+    call("", "configmaps", None, Patch, OperatorNamespace, "reconcile/overlay.rs: server-side apply of the topology ConfigMap; nedevice.rs: of the edge ConfigMap (config.json, neighbors.json)"),
+    call("", "configmaps", None, Create, OperatorNamespace, "reconcile/overlay.rs, nedevice.rs: the apply that creates a topology or edge ConfigMap is authorized as create"),
+    call("", "configmaps", None, Delete, OperatorNamespace, "reconcile/overlay.rs, nedevice.rs cleanup: delete the topology or edge ConfigMap"),
     // Leader election (leader.rs) in the operator's namespace.
     named(call("coordination.k8s.io", "leases", None, Get, OperatorNamespace, "leader.rs: read the Lease (get_opt) to acquire, renew and release"), DEFAULT_LEASE_NAME),
     call("coordination.k8s.io", "leases", None, Create, OperatorNamespace, "leader.rs: create the Lease when missing"),

@@ -370,9 +370,33 @@ pub struct L2NetworkStatus {
     pub internal_connectivity: ConnectivityStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_connectivity: Option<ConnectivityStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_attachment: Option<ProviderAttachment>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a provider network is attached, as the operator made it (an addition to upstream's
+/// status): the provider address that answered, whether this cluster created the network
+/// there, the edge device and node, and the two member ports of the cluster-to-edge hop. Read
+/// when the network is deleted, to undo exactly this.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderAttachment {
+    pub provider_url: String,
+    #[serde(default)]
+    pub created: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_port: Option<String>,
 }
 
 fn l2network_status_required(schema: &mut schemars::Schema) {
@@ -448,7 +472,7 @@ pub struct OverlayStatus {
 
 // ---------------------------------------------------------------- NetworkEdgeDevice
 
-/// The edge switch of a cluster towards other clusters (served and validated; behaviour later).
+/// The edge switch of a cluster towards other clusters (`l2sm edge`, deployed by the operator).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "l2sm.l2sm.k8s.local",

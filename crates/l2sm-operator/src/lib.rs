@@ -11,8 +11,10 @@ pub mod api_calls;
 // `deploy/crds/`. The fields are upstream's, documented in the crate README.
 #[allow(missing_docs)]
 pub mod crd;
+pub mod edge;
 pub mod leader;
 pub mod operator;
+pub mod provider;
 pub mod scope;
 pub mod switch_cert;
 pub mod webhook;

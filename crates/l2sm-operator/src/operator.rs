@@ -149,6 +149,46 @@ pub struct OperatorArgs {
     /// number with `s`, `m` or `h`.
     #[arg(long, env = "L2SM_CLEANUP_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub cleanup_timeout: Duration,
+    /// User sent (HTTP Basic) to provider controllers of inter-cluster networks; without
+    /// `--provider-api-user` and `--provider-api-password`, upstream's `karaf:karaf`.
+    #[arg(long, env = "L2SM_PROVIDER_API_USER")]
+    pub provider_api_user: Option<String>,
+    /// Password sent to provider controllers.
+    #[arg(long, env = "L2SM_PROVIDER_API_PASSWORD", hide_env_values = true)]
+    pub provider_api_password: Option<String>,
+    /// Secret (in `--namespace`; `tls.crt`, `tls.key`, `ca.crt`) mounted into the edge pods:
+    /// their gRPC server certificate and key, and the CA the operator's client certificate
+    /// must chain to.
+    #[arg(long, env = "L2SM_EDGE_GRPC_SECRET", default_value = reconcile::DEFAULT_EDGE_GRPC_SECRET)]
+    pub edge_grpc_secret: String,
+    /// Run the edges' gRPC in cleartext without client authentication (upstream's way;
+    /// labs only: anyone reaching port 50051 of the edge's node can then change its switch).
+    #[arg(long, env = "L2SM_EDGE_GRPC_INSECURE", default_value_t = false)]
+    pub edge_grpc_insecure: bool,
+    /// The operator's client certificate (PEM) for the edges' gRPC (chaining to the `ca.crt`
+    /// of `--edge-grpc-secret`).
+    #[arg(
+        long,
+        env = "L2SM_EDGE_GRPC_CLIENT_CERT",
+        default_value = "/etc/l2sm/edge-client/tls.crt"
+    )]
+    pub edge_grpc_client_cert: PathBuf,
+    /// Private key (PEM) of `--edge-grpc-client-cert`.
+    #[arg(
+        long,
+        env = "L2SM_EDGE_GRPC_CLIENT_KEY",
+        default_value = "/etc/l2sm/edge-client/tls.key"
+    )]
+    pub edge_grpc_client_key: PathBuf,
+    /// CA (PEM) the edges' gRPC certificate must chain to; the certificate is verified for
+    /// the name `l2sm-edge` (`edge::EDGE_TLS_SERVER_NAME`), not the dialed address, since all
+    /// edges share the certificate of `--edge-grpc-secret`.
+    #[arg(
+        long,
+        env = "L2SM_EDGE_GRPC_CA",
+        default_value = "/etc/l2sm/edge-client/ca.crt"
+    )]
+    pub edge_grpc_ca: PathBuf,
 }
 
 /// `90`, `90s`, `5m`, `1h` as a duration (at least one second).
@@ -252,6 +292,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             ))
         }
     };
+    if args.provider_api_user.is_some() != args.provider_api_password.is_some() {
+        return Err(OperatorError::Config(
+            "give both --provider-api-user and --provider-api-password (or neither)".into(),
+        ));
+    }
     if !args.cni_bin_dir.starts_with('/') {
         return Err(OperatorError::Config(format!(
             "--cni-bin-dir {:?} must be an absolute host path",
@@ -346,9 +391,25 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         cni_bin_dir: args.cni_bin_dir.clone(),
         agent_priority_class: Some(args.agent_priority_class.clone()).filter(|c| !c.is_empty()),
         cleanup_timeout: args.cleanup_timeout,
+        provider_credentials: match (&args.provider_api_user, &args.provider_api_password) {
+            (Some(u), Some(p)) => Some(crate::provider::Credentials {
+                user: u.clone(),
+                password: p.clone(),
+            }),
+            _ => Some(crate::provider::Credentials::upstream()),
+        },
+        edge_grpc_insecure: args.edge_grpc_insecure,
+        edge_grpc_secret: args.edge_grpc_secret.clone(),
         ..Settings::default()
     };
-    let ctx = Context::new(client.clone(), controller, settings);
+    // EDGE CLIENT: the real ConnectNetwork/DisconnectNetwork client (crate l2sm-ned, feature
+    // `client`) goes here, as an `Arc<dyn crate::edge::EdgeConnector>` (an adapter mapping its
+    // errors to `edge::EdgeError`): TLS with `args.edge_grpc_client_cert`/`_key`, trusting
+    // `args.edge_grpc_ca`, server name `crate::edge::EDGE_TLS_SERVER_NAME`; h2c with
+    // `args.edge_grpc_insecure`; a deadline per call. Until then provider networks report
+    // `EdgeClientMissing`.
+    let edge: Arc<dyn crate::edge::EdgeConnector> = Arc::new(crate::edge::Unwired);
+    let ctx = Context::with_edge(client.clone(), controller, settings, edge);
     let signer = if args.switch_certs == "auto" {
         let mut stop = stop_rx.clone();
         Some(crate::switch_cert::signer::run(
@@ -484,7 +545,27 @@ pub async fn run_controllers(
 
     let l2n = Controller::new(api::<L2Network>(&client, ns), watcher::Config::default());
     let networks = l2n.store();
+    let by_provider = l2n.store();
     let l2n = l2n
+        .watches(
+            api::<NetworkEdgeDevice>(&client, ns),
+            watcher::Config::default(),
+            move |ned| {
+                // An edge device appearing, moving or going changes the provider networks
+                // of its provider.
+                by_provider
+                    .state()
+                    .into_iter()
+                    .filter(|n| {
+                        n.spec
+                            .provider
+                            .as_ref()
+                            .is_some_and(|p| p.name == ned.spec.provider.name)
+                    })
+                    .map(|n| ObjectRef::from_obj(&*n))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(api::<Pod>(&client, ns), pods_cfg.clone(), move |pod| {
             // A pod asking for a network (or moved to one) changes its NADs and status.
             let mut names = requested_networks(&pod);
@@ -557,9 +638,15 @@ pub async fn run_controllers(
         )
         .for_each(|_| async {});
 
+    // Edge DaemonSets live in the operator's namespace too (see reconcile/nedevice.rs).
     let neds = Controller::new(
         api::<NetworkEdgeDevice>(&client, ns),
         watcher::Config::default(),
+    )
+    .watches(
+        Api::<DaemonSet>::namespaced(client.clone(), &ctx.settings.namespace),
+        watcher::Config::default().labels("app=l2sm-edge"),
+        |ds| reconcile::nedevice::ned_of(&ds),
     )
     .graceful_shutdown_on(stopped())
     .run(

@@ -1457,34 +1457,84 @@ async fn quarantine_failures_have_upstream_reasons() {
 // ------------------------------------------------------------------ NetworkEdgeDevice
 
 #[tokio::test]
-async fn network_edge_device_is_validated_and_reported_not_implemented() {
+async fn network_edge_device_deploys_its_edge_and_retries_api_errors() {
     let (ctx, mut h) = context(unreachable_client());
     let ned = json!({
         "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "NetworkEdgeDevice",
-        "metadata": {"name": "ned", "namespace": "default", "generation": 1},
+        "metadata": {"name": "ned", "namespace": "default", "generation": 1,
+                     "finalizers": [FIN]},
         "spec": {"provider": {"name": "idco", "domain": ["10.0.0.1"]},
                  "nodeConfig": {"nodeName": "n1", "ipAddress": "10.0.0.5"},
                  "neighbors": [{"node": "remote", "domain": "10.1.0.5"}]}
     });
     let path = "/apis/l2sm.l2sm.k8s.local/v1/namespaces/default/networkedgedevices/ned/status";
+    let cm_path = format!(
+        "/api/v1/namespaces/l2sm-system/configmaps/{}",
+        reconcile::nedevice::config_map_name("default", "ned")
+    );
+    let ds_path = format!(
+        "/apis/apps/v1/namespaces/l2sm-system/daemonsets/{}",
+        reconcile::nedevice::daemon_set_name("default", "ned")
+    );
     let task = tokio::spawn(reconcile::nedevice::reconcile(
         obj::<NetworkEdgeDevice>(&ned),
         ctx.clone(),
     ));
-    // Server-side apply of the status (what is applied is what is stored).
+    // The edge devices (one edge per node), server-side applies of the ConfigMap and the
+    // DaemonSet (answered as stored), the edge pods (none yet), then the status.
+    let neds = "/apis/l2sm.l2sm.k8s.local/v1/networkedgedevices";
+    answer(
+        &mut h,
+        "GET",
+        neds,
+        "",
+        200,
+        list("NetworkEdgeDeviceList", vec![ned.clone()]),
+    )
+    .await;
+    let (cm, send) = expect(&mut h, "PATCH", &cm_path, "fieldManager=l2sm-operator").await;
+    assert!(cm["data"]["neighbors.json"]
+        .as_str()
+        .unwrap()
+        .contains("10.1.0.5"));
+    reply(send, 200, &cm);
+    let (ds, send) = expect(&mut h, "PATCH", &ds_path, "fieldManager=l2sm-operator").await;
+    reply(send, 200, &ds);
+    answer(
+        &mut h,
+        "GET",
+        "/api/v1/namespaces/l2sm-system/pods",
+        "labelSelector=",
+        200,
+        list("PodList", vec![]),
+    )
+    .await;
     let st = status_written(&mut h, path.trim_end_matches("/status"), &ned).await;
-    assert_eq!(condition(&st, "Ready")["reason"], "NotImplemented");
+    assert_eq!(condition(&st, "Ready")["reason"], "EdgeStarting");
     assert_eq!(st["availability"], "Unavailable");
     done(task).await.unwrap();
-    // The same status again: nothing written.
-    let mut stored = ned.clone();
-    stored["status"] = st.clone();
-    let again = reconcile::nedevice::reconcile(obj::<NetworkEdgeDevice>(&stored), ctx.clone());
-    tokio::time::timeout(Duration::from_secs(5), again)
-        .await
-        .expect("no API call for an unchanged status")
-        .unwrap();
 
+    // The DaemonSet apply refused (500): the reconcile fails and is retried with backoff.
+    let task = tokio::spawn(reconcile::nedevice::reconcile(
+        obj::<NetworkEdgeDevice>(&ned),
+        ctx.clone(),
+    ));
+    answer(
+        &mut h,
+        "GET",
+        neds,
+        "",
+        200,
+        list("NetworkEdgeDeviceList", vec![ned.clone()]),
+    )
+    .await;
+    let (cm, send) = expect(&mut h, "PATCH", &cm_path, "").await;
+    reply(send, 200, &cm);
+    refuse(&mut h, "PATCH", &ds_path, 500).await;
+    let err = done(task).await.unwrap_err();
+    assert_backoff(&obj::<NetworkEdgeDevice>(&ned), &err, &ctx, &[1, 2]);
+
+    // A bad spec: only the status is written (a conflict there is an error too).
     let mut bad = ned.clone();
     bad["spec"]["nodeConfig"]["ipAddress"] = json!("not-an-ip");
     let task = tokio::spawn(reconcile::nedevice::reconcile(

@@ -2,9 +2,11 @@
 //! NetworkAttachmentDefinition exists in every namespace whose pods use it, and the status
 //! says what the controller has (connected ports, assigned addresses) with a `Ready`
 //! condition. Deleting the resource deletes the network (an unknown one counts as deleted) and
-//! its NADs.
+//! its NADs. A network with `spec.provider` is also connected to the provider controller
+//! through the cluster's edge switch, and disconnected on deletion ([`super::provider_net`]).
 
 use super::pod::{pod_attachments, requested_networks};
+use super::provider_net::{ProviderOutcome, CONDITION_PROVIDER};
 use super::{
     bool_status, cleanup_abandoned, deleted_for, labelled_pods, now, patch_status, tracked,
     Context, Error, Result, FIELD_MANAGER, NETWORK_LABEL,
@@ -148,8 +150,8 @@ pub fn compute_status(
     now: Time,
 ) -> L2NetworkStatus {
     let mut status = old.cloned().unwrap_or_default();
-    // Upstream's fields this operator does not maintain (its own IPAM cursor; inter-cluster
-    // connectivity, not implemented): not reported, and removed when an earlier writer left them.
+    // Upstream's field this operator does not maintain (its own IPAM cursor): not reported,
+    // and removed when an earlier writer left it. The provider part is [`provider_status`]'s.
     status.last_assigned_ip = None;
     status.provider_connectivity = None;
     let (ok, reason, message) = match observed {
@@ -215,6 +217,54 @@ pub fn compute_status(
         ),
     );
     status
+}
+
+/// The provider part of the status (inter-cluster networks): `providerConnectivity`, the
+/// `ProviderConnected` condition and `providerAttachment`. `outcome` None with a provider in
+/// the spec: the in-cluster network is not ready, so the provider path was not run. Without a
+/// provider, a recorded attachment is kept (the deletion undoes it).
+pub fn provider_status(
+    status: &mut L2NetworkStatus,
+    spec_has_provider: bool,
+    outcome: Option<&ProviderOutcome>,
+    generation: Option<i64>,
+    now: Time,
+) {
+    if !spec_has_provider {
+        status.provider_connectivity = None;
+        status.conditions.retain(|c| c.type_ != CONDITION_PROVIDER);
+        return;
+    }
+    let (ok, reason, message) = match outcome {
+        Some(o) => {
+            status.provider_connectivity = Some(o.connectivity);
+            if let Some(a) = &o.attachment {
+                status.provider_attachment = Some(a.clone());
+            }
+            (o.ok, o.reason.clone(), o.message.clone())
+        }
+        None => {
+            status.provider_connectivity = Some(ConnectivityStatus::Unknown);
+            (
+                false,
+                "InClusterNetworkNotReady".to_string(),
+                "the network does not exist in the in-cluster controller yet, so it is not \
+                 connected to the provider"
+                    .to_string(),
+            )
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        condition(
+            CONDITION_PROVIDER,
+            bool_status(ok),
+            &reason,
+            message,
+            generation,
+            now,
+        ),
+    );
 }
 
 /// The NetworkAttachmentDefinition kind (Multus), which k8s-openapi does not type.
@@ -342,16 +392,18 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
     let name = net.name_any();
     let ns = net.namespace().unwrap_or_default();
     let generation = net.metadata.generation;
+    let has_provider = net.spec.provider.is_some();
     let req = match desired_request(&name, &net.spec) {
         Ok(r) => r,
         Err(msg) => {
-            let status = compute_status(
+            let mut status = compute_status(
                 net.status.as_ref(),
                 generation,
                 &Observed::Invalid(msg),
                 BTreeMap::new(),
                 now(),
             );
+            provider_status(&mut status, has_provider, None, generation, now());
             patch_status(net, net.status.as_ref(), status, ctx).await?;
             // Nothing to retry until the spec changes.
             return Ok(Action::await_change());
@@ -360,13 +412,14 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
     let answer = ctx.controller.ensure_network(&req).await;
     let observed = observe(&req, answer.as_ref().map(Clone::clone));
     if let Err(e) = answer {
-        let status = compute_status(
+        let mut status = compute_status(
             net.status.as_ref(),
             generation,
             &observed,
             BTreeMap::new(),
             now(),
         );
+        provider_status(&mut status, has_provider, None, generation, now());
         patch_status(net, net.status.as_ref(), status, ctx).await?;
         return Err(e.into());
     }
@@ -417,8 +470,24 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
             }
         }
     }
-    let status = compute_status(net.status.as_ref(), generation, &observed, assigned, now());
+    // Inter-cluster: connect the network to the provider through this cluster's edge.
+    let outcome = match &net.spec.provider {
+        Some(p) => Some(super::provider_net::attach(net, p, ctx).await?),
+        None => None,
+    };
+    let mut status = compute_status(net.status.as_ref(), generation, &observed, assigned, now());
+    provider_status(
+        &mut status,
+        has_provider,
+        outcome.as_ref(),
+        generation,
+        now(),
+    );
     patch_status(net, net.status.as_ref(), status, ctx).await?;
+    if let Some(o) = outcome.filter(|o| o.retry) {
+        // Retried with the object's backoff (error_policy).
+        return Err(Error::Provider(o.message));
+    }
     Ok(Action::requeue(ctx.settings.resync))
 }
 
@@ -461,6 +530,19 @@ async fn cleanup_steps(net: &L2Network, ctx: &Context, overdue: bool) -> Result<
         .filter_map(|n| n.namespace())
         .collect();
     if remaining.is_empty() {
+        // Inter-cluster: undo the provider side first (its ports, the edge's pair, the
+        // network at the provider when this cluster made it and nobody else uses it).
+        if let Err(e) = super::provider_net::detach(net, ctx).await {
+            if !overdue {
+                return Err(Error::Provider(e));
+            }
+            cleanup_abandoned(
+                net,
+                ctx,
+                &format!("{e}; the provider side of network {name:?} may be left behind"),
+            )
+            .await;
+        }
         if let Err(e) = ctx.controller.delete_network(&name).await {
             if !overdue {
                 return Err(e.into());

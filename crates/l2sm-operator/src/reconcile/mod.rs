@@ -7,6 +7,7 @@ pub mod l2network;
 pub mod nedevice;
 pub mod overlay;
 pub mod pod;
+pub mod provider_net;
 pub mod quarantine;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -51,6 +52,10 @@ pub struct Context {
     pub controller: ControllerClient,
     /// Operator settings.
     pub settings: Settings,
+    /// The cluster's edge switches (provider networks).
+    pub edge: Arc<dyn crate::edge::EdgeConnector>,
+    /// Provider controllers (provider networks).
+    pub provider: crate::provider::ProviderClient,
     /// Events about the reconciled objects (`events.k8s.io/v1`).
     pub recorder: Recorder,
     pods: OnceLock<Store<Pod>>,
@@ -99,7 +104,21 @@ pub struct Settings {
     /// How long after its deletion an object's cleanup is retried while it fails (controller
     /// unreachable); then the finalizer is released anyway, with a Warning Event.
     pub cleanup_timeout: Duration,
+    /// Credentials sent to provider controllers (default: upstream's `karaf:karaf`).
+    pub provider_credentials: Option<crate::provider::Credentials>,
+    /// Deadline of one call to a provider controller.
+    pub provider_timeout: Duration,
+    /// The edge switches serve cleartext gRPC (`--ned-grpc-insecure`) instead of TLS with
+    /// client certificates.
+    pub edge_grpc_insecure: bool,
+    /// Secret (in [`Settings::namespace`]; `tls.crt`, `tls.key`, `ca.crt`) mounted into the
+    /// edge pods: their gRPC server certificate and the CA the operator's client certificate
+    /// must chain to.
+    pub edge_grpc_secret: String,
 }
+
+/// Default of [`Settings::edge_grpc_secret`].
+pub const DEFAULT_EDGE_GRPC_SECRET: &str = "l2sm-edge-grpc-tls";
 
 /// Default of [`Settings::cleanup_timeout`].
 pub const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -122,13 +141,32 @@ impl Default for Settings {
             cni_bin_dir: "/opt/cni/bin".into(),
             agent_priority_class: Some("l2sm-node-critical".into()),
             cleanup_timeout: DEFAULT_CLEANUP_TIMEOUT,
+            provider_credentials: Some(crate::provider::Credentials::upstream()),
+            provider_timeout: Duration::from_secs(10),
+            edge_grpc_insecure: false,
+            edge_grpc_secret: DEFAULT_EDGE_GRPC_SECRET.into(),
         }
     }
 }
 
 impl Context {
-    /// A context for the reconcilers.
+    /// A context for the reconcilers, without an edge client (provider networks then report
+    /// `EdgeClientMissing`).
     pub fn new(kube: kube::Client, controller: ControllerClient, settings: Settings) -> Arc<Self> {
+        Self::with_edge(kube, controller, settings, Arc::new(crate::edge::Unwired))
+    }
+
+    /// A context for the reconcilers calling the edge switches through `edge`.
+    pub fn with_edge(
+        kube: kube::Client,
+        controller: ControllerClient,
+        settings: Settings,
+        edge: Arc<dyn crate::edge::EdgeConnector>,
+    ) -> Arc<Self> {
+        let provider = crate::provider::ProviderClient::new(
+            settings.provider_credentials.as_ref(),
+            settings.provider_timeout,
+        );
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -138,6 +176,8 @@ impl Context {
             kube,
             controller,
             settings,
+            edge,
+            provider,
             pods: OnceLock::new(),
             nodes: OnceLock::new(),
             failures: Mutex::new(HashMap::new()),
@@ -201,6 +241,10 @@ pub enum Error {
         /// Time left before the cleanup is given up.
         abandon_in: Duration,
     },
+    /// A provider network could not be connected (provider controller or edge switch);
+    /// the condition says why.
+    #[error("provider network: {0}")]
+    Provider(String),
     /// A status could not be encoded.
     #[error("encoding: {0}")]
     Json(#[from] serde_json::Error),

@@ -95,7 +95,7 @@ fn short_hash(s: &str) -> String {
 
 /// `<prefix><namespace>-<overlay>-<hash><suffix>`, the readable part cut so the whole stays
 /// within 63 characters; the hash of `namespace/overlay` keeps names apart.
-fn bounded_name(prefix: &str, namespace: &str, overlay: &str, suffix: &str) -> String {
+pub(crate) fn bounded_name(prefix: &str, namespace: &str, overlay: &str, suffix: &str) -> String {
     let hash = short_hash(&format!("{namespace}/{overlay}"));
     let room = MAX_NAME - prefix.len() - suffix.len() - hash.len() - 1;
     let readable = format!("{namespace}-{overlay}");
