@@ -92,6 +92,30 @@ impl HeapTrimmer {
     }
 }
 
+/// Caps glibc's malloc arenas at `max` for this process, unless `MALLOC_ARENA_MAX` is set
+/// (then glibc already follows it). By default glibc gives each thread that meets contention
+/// an arena of its own and keeps their free memory apart: with thousands of switch sessions
+/// moving between two runtime workers and the blocking pool, that cost the controller
+/// 8-15 MiB of RSS at 5,000 TLS switches (BENCHMARKS.md), with no CPU gain measured. Call it
+/// before any thread starts. Whether the cap was set.
+#[allow(unsafe_code)] // one FFI call without preconditions; see SAFETY
+pub fn limit_heap_arenas(max: u16) -> bool {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return false;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets an allocator parameter under the allocator's own lock; it
+        // has no preconditions on the caller.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, i32::from(max)) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = max;
+        false
+    }
+}
+
 /// Returns free heap memory to the operating system now (glibc's `malloc_trim`); whether
 /// any was returned.
 #[allow(unsafe_code)] // one FFI call without preconditions; see SAFETY

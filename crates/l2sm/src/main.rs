@@ -20,6 +20,10 @@ fn main() -> std::process::ExitCode {
         args.command,
         Command::Controller(_) | Command::Agent(_) | Command::Operator(_) | Command::AgentCert(_)
     );
+    if daemon {
+        // One malloc arena: long-running and memory-bound, not allocation-bound.
+        l2sm_runtime::limit_heap_arenas(1);
+    }
     l2sm_runtime::init_tracing(daemon);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(if daemon { 2 } else { 1 })
