@@ -393,6 +393,24 @@ fn controller_provider_and_edge_restarts_lose_nothing_and_delete_and_down_leave_
         before.2
     );
 
+    // The network's VNI at the provider (and in each cluster) before the restarts.
+    let vnis = |lab: &TestLab| -> Vec<String> {
+        let list = lab.ok(&["network", "list"]);
+        let mut v: Vec<String> = list
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("inter"))
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect();
+        v.sort();
+        v
+    };
+    let vnis_before = vnis(&lab);
+    assert_eq!(
+        vnis_before.len(),
+        3,
+        "inter in c1, c2 and at the provider: {vnis_before:?}"
+    );
+
     // Controllers: the provider and c1's, during a 100 ms ping: nothing lost.
     let ping = background_ping(&lab, "a", "10.30.0.2", 60);
     std::thread::sleep(Duration::from_millis(300));
@@ -402,6 +420,11 @@ fn controller_provider_and_edge_restarts_lose_nothing_and_delete_and_down_leave_
     assert!(
         sent >= 60 && received == sent,
         "packets lost across controller restarts: {line}"
+    );
+    assert_eq!(
+        vnis(&lab),
+        vnis_before,
+        "a restarted controller renumbered the network"
     );
 
     // The edge, as the node agent: nothing lost either (the bridge and its flows stay).
