@@ -498,7 +498,18 @@ fn controller_provider_and_edge_restarts_lose_nothing_and_delete_and_down_leave_
     assert!(!list.contains(" inter "), "{list}");
     assert!(!ping_ok(&lab, "a", "10.30.0.2"));
 
-    // Down: nothing left.
+    // Down after failures (an edge and the provider killed): nothing left.
+    let state = lab.state();
+    for pid in [
+        state["clusters"][1]["edge_pid"].as_i64().unwrap(),
+        state["provider_pid"].as_i64().unwrap(),
+    ] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
     lab.ok(&["lab", "down"]);
     assert_eq!(lab.namespaces(), Vec::<String>::new());
     assert_eq!(lab.processes(), Vec::<i32>::new());
