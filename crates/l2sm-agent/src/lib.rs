@@ -16,7 +16,7 @@ use l2sm_api::v1::{AllocationRequest, PortOwnerRequest, WaitRequest};
 use l2sm_api::{ClientError, ControllerClient, RetryPolicy};
 use l2sm_netns::Netns;
 use l2sm_pipeline::ids::{self, PortId};
-use ovs::{BridgeSpec, NewPort, Ovs, PortBatcher, PortChange, TunnelSpec, FIRST_TRUNK_OFPORT};
+use ovs::{BridgeSpec, NewPort, Ovs, PortBatcher, PortChange, TunnelSpec};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -1021,6 +1021,13 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The lowest OpenFlow number free for a pod port: not `used` (on the bridge), not
+/// `reserved` (attaches in progress), below [`ids::FIRST_EDGE_HOP_PORT`] (0xD000-0xDFFF are
+/// the edge's hops, 0xE000 up trunks and tunnels).
+pub fn next_pod_port(used: &[u32], reserved: &std::collections::BTreeSet<u32>) -> Option<u32> {
+    (1..ids::FIRST_EDGE_HOP_PORT).find(|n| !used.contains(n) && !reserved.contains(n))
+}
+
 /// An OpenFlow port number held for an attach in progress (numbers only show in OVSDB once
 /// the port is added, so concurrent attaches reserve them here).
 struct Reservation<'a> {
@@ -1034,7 +1041,7 @@ impl<'a> Reservation<'a> {
         used: &[u32],
     ) -> Option<Reservation<'a>> {
         let mut guard = set.lock().unwrap_or_else(|e| e.into_inner());
-        let port = (1..FIRST_TRUNK_OFPORT).find(|n| !used.contains(n) && !guard.contains(n))?;
+        let port = next_pod_port(used, &guard)?;
         guard.insert(port);
         Some(Reservation { set, port })
     }

@@ -874,3 +874,187 @@ impl Ovs {
         Ok(())
     }
 }
+
+/// One end of an OVS patch port pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchEnd {
+    /// Bridge holding this end.
+    pub bridge: String,
+    /// Port (and interface) name.
+    pub name: String,
+    /// Requested OpenFlow number.
+    pub ofport: u32,
+}
+
+/// A port of any bridge, with where it is.
+#[derive(Debug, Clone)]
+pub struct PortLocation {
+    /// The bridge holding it.
+    pub bridge: String,
+    /// The Port row's uuid.
+    pub uuid: String,
+    /// Port name.
+    pub name: String,
+    /// `external_ids` of the Port row.
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl Ovs {
+    /// The `datapath_type` of a bridge, `None` when there is no such bridge.
+    pub async fn bridge_datapath_type(&self, bridge: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .select(
+                "Bridge",
+                vec![Condition::eq("name", json!(bridge))],
+                &["datapath_type"],
+            )
+            .await?
+            .first()
+            .map(|r| r["datapath_type"].as_str().unwrap_or_default().to_string()))
+    }
+
+    /// Every port of every bridge whose `external_ids` hold `key` (any value).
+    pub async fn ports_with_external_id(&self, key: &str) -> anyhow::Result<Vec<PortLocation>> {
+        let ops = [
+            Operation::select("Bridge", vec![], &["name", "ports"]),
+            Operation::select("Port", vec![], &["_uuid", "name", "external_ids"]),
+        ];
+        let results = self
+            .client()
+            .await?
+            .transact(vswitch::DB, &ops)
+            .await
+            .map_err(|e| anyhow!("OVSDB select failed: {e}"))?;
+        let mut owner: BTreeMap<String, String> = BTreeMap::new();
+        for b in rows(results.first())? {
+            let name = b["name"].as_str().unwrap_or_default().to_string();
+            for p in datum::as_set(&b["ports"]) {
+                if let Some(u) = datum::as_uuid(&p) {
+                    owner.insert(u, name.clone());
+                }
+            }
+        }
+        Ok(rows(results.get(1))?
+            .into_iter()
+            .filter_map(|r| {
+                let uuid = datum::as_uuid(&r["_uuid"])?;
+                let external_ids = str_map(&r["external_ids"]);
+                if !external_ids.contains_key(key) {
+                    return None;
+                }
+                Some(PortLocation {
+                    bridge: owner.get(&uuid)?.clone(),
+                    uuid,
+                    name: r["name"].as_str().unwrap_or_default().to_string(),
+                    external_ids,
+                })
+            })
+            .collect())
+    }
+
+    /// Removes these ports from their bridges in ONE transaction (rows the bridges no longer
+    /// reference are deleted by OVSDB).
+    pub async fn remove_ports(&self, ports: &[PortLocation]) -> anyhow::Result<()> {
+        let mut by_bridge: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for p in ports {
+            by_bridge
+                .entry(p.bridge.as_str())
+                .or_default()
+                .push(datum::uuid(&p.uuid));
+        }
+        if by_bridge.is_empty() {
+            return Ok(());
+        }
+        let ops = by_bridge
+            .into_iter()
+            .map(|(bridge, uuids)| {
+                Operation::mutate(
+                    "Bridge",
+                    vec![Condition::eq("name", json!(bridge))],
+                    vec![Mutation::delete("ports", datum::set(uuids))],
+                )
+            })
+            .collect();
+        self.transact_applied(ops).await?;
+        Ok(())
+    }
+
+    /// Creates a patch port pair `a` <-> `b` in ONE OVSDB transaction (both ends or
+    /// neither), both with `external_ids`, then checks that vswitchd gave each end its
+    /// requested number without error; when it did not, both ends are removed again.
+    pub async fn create_patch_pair(
+        &self,
+        a: &PatchEnd,
+        b: &PatchEnd,
+        external_ids: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let ids = datum::map(external_ids.iter().map(|(k, v)| (k.clone(), json!(v))));
+        let mut ops = Vec::new();
+        for (i, (end, peer)) in [(a, b), (b, a)].into_iter().enumerate() {
+            let (iface, port) = (format!("pif{i}"), format!("pport{i}"));
+            ops.push(Operation::insert(
+                "Interface",
+                json!({
+                    "name": end.name,
+                    "type": "patch",
+                    "options": datum::map([("peer", json!(peer.name))]),
+                    "ofport_request": end.ofport,
+                    "external_ids": ids,
+                }),
+                Some(&iface),
+            ));
+            ops.push(Operation::insert(
+                "Port",
+                json!({"name": end.name, "interfaces": datum::named_uuid(&iface), "external_ids": ids}),
+                Some(&port),
+            ));
+            ops.push(Operation::mutate(
+                "Bridge",
+                vec![Condition::eq("name", json!(end.bridge))],
+                vec![Mutation::insert(
+                    "ports",
+                    datum::set([datum::named_uuid(&port)]),
+                )],
+            ));
+        }
+        let results = self.transact_applied(ops).await?;
+        // A mutate of a bridge that does not exist touches 0 rows: not an error for OVSDB.
+        let untouched = results.iter().any(|r| matches!(r, OpResult::Count(0)));
+        let mut problem = untouched.then(|| "a bridge of the pair does not exist".to_string());
+        if problem.is_none() {
+            for end in [a, b] {
+                let rows = self.interfaces(&end.bridge).await?;
+                let row = rows.iter().find(|r| r.name == end.name);
+                problem = match row {
+                    None => Some(format!("{} is not on {}", end.name, end.bridge)),
+                    Some(r) if r.error.as_ref().is_some_and(|e| !e.is_empty()) => Some(format!(
+                        "Open vSwitch could not add {}: {}",
+                        end.name,
+                        r.error.as_deref().unwrap_or_default()
+                    )),
+                    Some(r) if r.ofport != Some(i64::from(end.ofport)) => Some(format!(
+                        "{} got OpenFlow number {:?} instead of {}",
+                        end.name, r.ofport, end.ofport
+                    )),
+                    Some(_) => None,
+                };
+                if problem.is_some() {
+                    break;
+                }
+            }
+        }
+        if let Some(p) = problem {
+            let made: Vec<PortLocation> = self
+                .ports_with_external_id(external_ids.first().map_or("", |(k, _)| k))
+                .await?
+                .into_iter()
+                .filter(|l| l.name == a.name || l.name == b.name)
+                .collect();
+            if let Err(e) = self.remove_ports(&made).await {
+                tracing::warn!("cannot remove the half-made patch pair: {e:#}");
+            }
+            bail!("{p}");
+        }
+        Ok(())
+    }
+}

@@ -2,7 +2,8 @@
 //! HTTP/2 client) sends the bytes upstream's operator sends and checks the answer's bytes,
 //! headers and trailers; unknown methods, oversized, compressed and malformed messages,
 //! garbage and slow prefaces, the connection cap, the allow-list and TLS client
-//! certificates. The service behind it is a recording double.
+//! certificates; `l2sm_ned::client::EdgeClient` (h2c and TLS) calling both services, statuses
+//! and its timeout. The service behind it is a recording double.
 
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
@@ -10,9 +11,11 @@ use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::http::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use l2sm_agent::edge::grpc::{self, Access, Limits, NedService, Refusal, Stats};
+use l2sm_ned::client::{ClientError, EdgeClient};
 use l2sm_ned::grpc::{Code, Method, Status};
 use l2sm_ned::{
-    AttachInterfaceRequest, AttachInterfaceResponse, CreateVxlanRequest, CreateVxlanResponse,
+    AttachInterfaceRequest, AttachInterfaceResponse, ConnectNetworkRequest, ConnectNetworkResponse,
+    CreateVxlanRequest, CreateVxlanResponse, DisconnectNetworkRequest, DisconnectNetworkResponse,
     Message,
 };
 use rcgen::{
@@ -73,6 +76,38 @@ impl NedService for Recorder {
             })
         }
         .boxed()
+    }
+
+    fn connect_network(
+        &self,
+        req: ConnectNetworkRequest,
+    ) -> BoxFuture<'_, Result<ConnectNetworkResponse, Status>> {
+        self.calls.lock().unwrap().push(format!(
+            "ConnectNetwork {} {}",
+            req.network, req.cluster_bridge
+        ));
+        async move {
+            if req.cluster_bridge == "missing" {
+                return Err(Status::new(Code::NotFound, "no bridge \"missing\""));
+            }
+            Ok(ConnectNetworkResponse {
+                edge_port: 7,
+                cluster_port: 0xD007,
+                node_name: "edge-a".into(),
+            })
+        }
+        .boxed()
+    }
+
+    fn disconnect_network(
+        &self,
+        req: DisconnectNetworkRequest,
+    ) -> BoxFuture<'_, Result<DisconnectNetworkResponse, Status>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("DisconnectNetwork {}", req.network));
+        async { Ok(DisconnectNetworkResponse {}) }.boxed()
     }
 }
 
@@ -747,4 +782,139 @@ async fn requests_per_connection_are_bounded() {
         service.inside.load(std::sync::atomic::Ordering::SeqCst),
         served
     );
+}
+
+#[tokio::test]
+async fn the_edge_client_calls_both_services_over_h2c_and_tls() {
+    // h2c: the four methods, answers and statuses as the server gives them.
+    let srv = start(insecure(), Limits::default()).await;
+    let mut c = EdgeClient::connect_h2c(srv.addr, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let r = c.connect_network("inter", "br-1a2b3c4d").await.unwrap();
+    assert_eq!(
+        r,
+        ConnectNetworkResponse {
+            edge_port: 7,
+            cluster_port: 0xD007,
+            node_name: "edge-a".into()
+        }
+    );
+    c.disconnect_network("inter").await.unwrap();
+    assert_eq!(c.attach_interface("br1").await.unwrap().interface_num, 3);
+    assert!(c.create_vxlan("10.0.0.2").await.unwrap().success);
+    match c.attach_interface("missing").await {
+        Err(ClientError::Status(s)) => {
+            assert_eq!(s.code, Code::NotFound);
+            // percent-encoded on the wire, decoded by the client
+            assert_eq!(
+                s.message,
+                "no interface \"missing\" on this node: 100% sure\n"
+            );
+        }
+        other => panic!("expected NOT_FOUND, got {other:?}"),
+    }
+    let e = c.connect_network("inter", "missing").await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::NotFound));
+    assert_eq!(
+        *srv.service.calls.lock().unwrap(),
+        [
+            "ConnectNetwork inter br-1a2b3c4d",
+            "DisconnectNetwork inter",
+            "AttachInterface br1",
+            "CreateVxlan 10.0.0.2",
+            "AttachInterface missing",
+            "ConnectNetwork inter missing",
+        ]
+    );
+    assert_eq!(
+        srv.stats.requests(Some(Method::ConnectNetwork), Code::Ok),
+        1
+    );
+    assert_eq!(
+        srv.stats
+            .requests(Some(Method::ConnectNetwork), Code::NotFound),
+        1
+    );
+    assert_eq!(
+        srv.stats
+            .requests(Some(Method::DisconnectNetwork), Code::Ok),
+        1
+    );
+    assert!(srv
+        .stats
+        .render()
+        .contains("method=\"ConnectNetwork\",code=\"OK\"} 1"));
+
+    // TLS with a client certificate: the client sets ALPN h2 itself.
+    let server_ca = ca("edge server CA");
+    let client_ca = ca("edge client CA");
+    let (cert, key) = leaf(&server_ca, true);
+    let config =
+        l2sm_agent::edge::tls::server_config(cert, key, &[client_ca.der().clone()]).unwrap();
+    let tls_srv = start(
+        Access {
+            tls: Some(tokio_rustls::TlsAcceptor::from(config)),
+            allow: vec![],
+        },
+        Limits::default(),
+    )
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_ca.der().clone()).unwrap();
+    let (chain, key) = leaf(&client_ca, false);
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let mut t = EdgeClient::connect_tls(
+        tls_srv.addr,
+        "127.0.0.1",
+        Arc::new(client),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t.connect_network("inter", "br-x").await.unwrap().edge_port,
+        7
+    );
+
+    // A service without the hop answers UNIMPLEMENTED; a call that never ends times out.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gated: Arc<dyn NedService> = Arc::new(Gated {
+        inside: Default::default(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    tokio::spawn(grpc::serve(
+        listener,
+        insecure(),
+        Limits::default(),
+        Arc::new(Stats::default()),
+        gated,
+    ));
+    let mut g = EdgeClient::connect_h2c(addr, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let e = g.connect_network("inter", "br-x").await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::Unimplemented), "{e}");
+    let started = Instant::now();
+    let e = g.attach_interface("br1").await.unwrap_err();
+    assert!(matches!(e, ClientError::Timeout(_)), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Nothing listening: a connection error, not a hang.
+    drop(g);
+    let free = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone = free.local_addr().unwrap();
+    drop(free);
+    let e = EdgeClient::connect_h2c(gone, Duration::from_secs(2))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, ClientError::Connect(_)), "{e}");
 }

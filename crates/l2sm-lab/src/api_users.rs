@@ -74,6 +74,16 @@ pub fn write_users_file<'a>(
     lab: &Lab,
     nodes: impl IntoIterator<Item = &'a str>,
 ) -> anyhow::Result<PathBuf> {
+    write_users_file_named(lab, "users", nodes)
+}
+
+/// [`write_users_file`] under another file name (one per controller of a multi-cluster lab:
+/// each knows only its own cluster's agents).
+pub fn write_users_file_named<'a>(
+    lab: &Lab,
+    file: &str,
+    nodes: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<PathBuf> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut text = String::from("# l2sm lab API users: name role salt sha256(salt+password)\n");
@@ -97,8 +107,8 @@ pub fn write_users_file<'a>(
         &random_bytes::<16>()?,
     ));
     text.push('\n');
-    let path = api_dir(lab).join("users");
-    let tmp = api_dir(lab).join("users.tmp");
+    let path = api_dir(lab).join(file);
+    let tmp = api_dir(lab).join(format!("{file}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .write(true)

@@ -14,6 +14,7 @@
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
 pub mod api_users;
+pub mod multi;
 pub mod pki;
 pub mod procs;
 pub mod state;
@@ -26,8 +27,8 @@ use l2sm_api::v1::{NetworkView, SwitchStatus};
 use l2sm_api::ControllerClient;
 use l2sm_netns::Netns;
 use state::{
-    Lab, LabState, NodeState, PodAttachment, PodState, CONTROLLER_IP, CONTROLLER_MGMT_IP,
-    MGMT_PREFIX, UNDERLAY_PREFIX,
+    Lab, LabState, NodeState, PodAttachment, PodState, Site, CONTROLLER_IP, CONTROLLER_MGMT_IP,
+    UNDERLAY_PREFIX,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -150,6 +151,7 @@ async fn build(
     topology: &str,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(lab.dir())?;
+    let site = lab.site(None)?;
     let t = step("underlay");
     let ul = l2sm_netns::create_named(&lab.underlay_ns())?;
     let ul_addr: ipnet::IpNet = format!("{CONTROLLER_IP}/24").parse()?;
@@ -170,7 +172,7 @@ async fn build(
             ip: format!("{UNDERLAY_PREFIX}.{k}"),
             ..Default::default()
         });
-        build_node(lab, state, k - 1, &ul)
+        build_node(lab, state, k - 1, &ul, &site)
             .await
             .with_context(|| format!("node {name}"))?;
         lab.save(state)?;
@@ -243,7 +245,7 @@ async fn build(
     // both ports exist, but a userspace VXLAN port drops the first frame it sends to a remote
     // end it has not resolved by ARP yet: a probe that went through proves that is done.
     let t = step("links between the switches");
-    let expected = expected_tunnels(lab, state)?;
+    let expected = expected_tunnels(&site.topology_path(), &state.nodes)?;
     wait_async(
         &format!("{expected} tunnels to carry LLDP probes both ways"),
         Duration::from_secs(20),
@@ -257,15 +259,14 @@ async fn build(
     Ok(())
 }
 
-/// Tunnels of the lab's topology between two of its nodes (a file may name other switches).
-fn expected_tunnels(lab: &Lab, state: &LabState) -> anyhow::Result<usize> {
-    let path = lab.dir().join("topology.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+/// Tunnels of a topology file between two of `nodes` (a file may name other switches).
+fn expected_tunnels(path: &Path, nodes: &[NodeState]) -> anyhow::Result<usize> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let doc = TopologyFile::from_json(&text).with_context(|| format!("{}", path.display()))?;
-    let ours = |n: &str| state.nodes.iter().any(|node| node.name == n);
+    let ours = |n: &str| nodes.iter().any(|node| node.name == n);
     Ok(match doc.links {
-        None => state.nodes.len() * state.nodes.len().saturating_sub(1) / 2,
+        None => nodes.len() * nodes.len().saturating_sub(1) / 2,
         Some(links) => links
             .iter()
             .filter(|l| l.kind.as_deref().is_none_or(|k| k == "tunnel"))
@@ -324,7 +325,13 @@ fn start_vswitchd(ns: &Netns, dir: &Path) -> anyhow::Result<i32> {
     procs::start_ovs_daemon(ns, cmd, &dir.join("ovs-vswitchd.pid"))
 }
 
-async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> anyhow::Result<()> {
+async fn build_node(
+    lab: &Lab,
+    state: &mut LabState,
+    idx: usize,
+    ul: &Netns,
+    site: &Site,
+) -> anyhow::Result<()> {
     let node = state.nodes[idx].clone();
     let ns = l2sm_netns::create_named(&lab.node_ns(&node.name))?;
     let peer = node.name.clone();
@@ -343,7 +350,12 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
     })?;
     // Management interface: the node's own kernel path to the controller.
     let (mgmt_peer, ul_ns2) = (format!("m{}", node.name), ul.clone());
-    let mgmt_ip: ipnet::IpNet = format!("{MGMT_PREFIX}.{}/24", idx + 1).parse()?;
+    let host = node
+        .ip
+        .rsplit('.')
+        .next()
+        .ok_or_else(|| anyhow!("bad node address {}", node.ip))?;
+    let mgmt_ip: ipnet::IpNet = format!("{}.{host}/24", site.mgmt_prefix).parse()?;
     let peer2 = mgmt_peer.clone();
     l2sm_netns::with_netlink(&ns, move |nl| {
         nl.create_veth("mgmt", &peer2, Some(&ul_ns2), Some(1500))?;
@@ -405,7 +417,12 @@ async fn build_node(lab: &Lab, state: &mut LabState, idx: usize, ul: &Netns) -> 
 /// The overlay topology the agents and the controller read: the lab's nodes with their
 /// addresses, and the links of the chosen shape (`mesh`: no `links`, i.e. a full mesh).
 fn write_topology(lab: &Lab, state: &LabState, shape: &str) -> anyhow::Result<()> {
-    let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    write_topology_at(&lab.dir().join("topology.json"), &state.nodes, shape)
+}
+
+/// [`write_topology`] for `nodes`, into `path`.
+fn write_topology_at(path: &Path, node_list: &[NodeState], shape: &str) -> anyhow::Result<()> {
+    let names: Vec<&str> = node_list.iter().map(|n| n.name.as_str()).collect();
     let mut doc = match shape {
         "mesh" => TopologyFile::default(),
         "line" | "ring" => {
@@ -440,8 +457,7 @@ fn write_topology(lab: &Lab, state: &LabState, shape: &str) -> anyhow::Result<()
     };
     // The lab's nodes get their underlay addresses; other nodes of a file (switches the
     // agents do not manage) stay as written.
-    let mut nodes: Vec<NodeEntry> = state
-        .nodes
+    let mut nodes: Vec<NodeEntry> = node_list
         .iter()
         .map(|n| NodeEntry::Full {
             name: n.name.clone(),
@@ -460,8 +476,7 @@ fn write_topology(lab: &Lab, state: &LabState, shape: &str) -> anyhow::Result<()
     doc.nodes = nodes;
     let text = serde_json::to_string_pretty(&doc)?;
     l2sm_api::topology::parse(&text).with_context(|| format!("--topology {shape}"))?;
-    let path = lab.dir().join("topology.json");
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Environment of the lab's own daemons: API credentials and the log filter.
@@ -478,6 +493,7 @@ fn daemon_env(state: &LabState) -> [(&'static str, String); 3] {
 
 fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()> {
     let node = state.nodes[idx].clone();
+    let site = lab.site(node.cluster.as_deref())?;
     let dir = lab.node_dir(&node.name);
     let exe = std::env::current_exe()?;
     let log = std::fs::OpenOptions::new()
@@ -489,10 +505,10 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
         .arg("--ovsdb")
         .arg(format!("unix:{}", dir.join("db.sock").display()))
         .args(["--datapath-type", "netdev"])
-        .args(agent_openflow_args(lab, state, &node.name))
+        .args(agent_openflow_args(lab, state, &site, &node.name))
         .args([
             "--controller-api",
-            &format!("http://{CONTROLLER_MGMT_IP}:{}", state::API_PORT),
+            &format!("http://{}:{}", site.controller_mgmt_ip(), state::API_PORT),
         ])
         .arg("--listen")
         .arg(lab.agent_socket(&node.name))
@@ -503,7 +519,7 @@ fn start_agent(lab: &Lab, state: &mut LabState, idx: usize) -> anyhow::Result<()
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    cmd.arg("--topology").arg(lab.dir().join("topology.json"));
+    cmd.arg("--topology").arg(site.topology_path());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let ns = Netns::open_named(&lab.node_ns(&node.name))?;
     let child = procs::spawn_in(&ns, cmd)?;
@@ -538,9 +554,12 @@ pub async fn connected_switches(api: &ControllerClient) -> anyhow::Result<Vec<Sw
 }
 
 fn lab_alive(state: &LabState) -> bool {
-    state
-        .controller_pid
-        .is_some_and(|p| procs::alive(p, "controller"))
+    multi::extra_processes(state)
+        .into_iter()
+        .any(|(p, word)| procs::alive(p, word))
+        || state
+            .controller_pid
+            .is_some_and(|p| procs::alive(p, "controller"))
         || state.nodes.iter().any(|n| {
             n.agent_pid.is_some_and(|p| procs::alive(p, "agent"))
                 || n.vswitchd_pid
@@ -573,6 +592,9 @@ pub fn teardown(lab: &Lab, verbose: bool) -> anyhow::Result<usize> {
         }
         if let Some(p) = state.controller_pid {
             procs::stop(p, "controller", grace);
+        }
+        for (p, word) in multi::extra_processes(&state) {
+            procs::stop(p, word, grace);
         }
         for node in &state.nodes {
             if let Some(p) = node.vswitchd_pid {
@@ -641,6 +663,14 @@ pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
     let _lock = lab.lock()?;
     let mut state = lab.load_ready()?;
     let grace = Duration::from_secs(3);
+    if state.is_multi() {
+        if target == "controller" {
+            bail!("lab {:?} has several controllers: restart provider, C/controller or C/edge (C a cluster)", lab.name);
+        }
+        if multi::restart(lab, &mut state, target).await? {
+            return Ok(());
+        }
+    }
     if target == "controller" {
         if let Some(pid) = state.controller_pid {
             procs::stop(pid, "controller", grace);
@@ -706,24 +736,29 @@ pub async fn restart(lab: &Lab, target: &str) -> anyhow::Result<()> {
 }
 
 /// The controller's OpenFlow TLS flags (or `--insecure-openflow`).
-fn controller_openflow_args(lab: &Lab, state: &LabState) -> Vec<std::ffi::OsString> {
+fn controller_openflow_args(lab: &Lab, state: &LabState, site: &Site) -> Vec<std::ffi::OsString> {
     if state.insecure_openflow {
         return vec!["--insecure-openflow".into()];
     }
-    let pki = pki::paths(lab);
+    let (cert, key) = pki::controller_files(lab, site);
     vec![
         "--openflow-tls-cert".into(),
-        pki.controller_cert.into(),
+        cert.into(),
         "--openflow-tls-key".into(),
-        pki.controller_key.into(),
+        key.into(),
         "--openflow-tls-ca".into(),
-        pki.ca_cert.into(),
+        pki::paths(lab).ca_cert.into(),
     ]
 }
 
 /// An agent's controller target and switch certificate flags: `ssl:` with the node's own
 /// key and certificate, or `tcp:` with `--insecure-openflow`.
-fn agent_openflow_args(lab: &Lab, state: &LabState, node: &str) -> Vec<std::ffi::OsString> {
+fn agent_openflow_args(
+    lab: &Lab,
+    state: &LabState,
+    site: &Site,
+    node: &str,
+) -> Vec<std::ffi::OsString> {
     let scheme = if state.insecure_openflow {
         "tcp"
     } else {
@@ -731,7 +766,12 @@ fn agent_openflow_args(lab: &Lab, state: &LabState, node: &str) -> Vec<std::ffi:
     };
     let mut args: Vec<std::ffi::OsString> = vec![
         "--controller".into(),
-        format!("{scheme}:{CONTROLLER_MGMT_IP}:{}", state::OPENFLOW_PORT).into(),
+        format!(
+            "{scheme}:{}:{}",
+            site.controller_mgmt_ip(),
+            state::OPENFLOW_PORT
+        )
+        .into(),
     ];
     if !state.insecure_openflow {
         let files = pki::node_paths(lab, node);
@@ -748,37 +788,61 @@ fn agent_openflow_args(lab: &Lab, state: &LabState, node: &str) -> Vec<std::ffi:
 }
 
 fn start_controller(lab: &Lab, state: &mut LabState, ul: &Netns) -> anyhow::Result<()> {
+    let nodes: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    state.controller_pid = Some(start_site_controller(
+        lab,
+        state,
+        &lab.site(None)?,
+        ul,
+        &nodes,
+    )?);
+    Ok(())
+}
+
+/// Starts a site's controller (its state, log and topology in the site's directory, the
+/// users file naming `nodes`' agents) in `ul`; returns its pid.
+fn start_site_controller(
+    lab: &Lab,
+    state: &LabState,
+    site: &Site,
+    ul: &Netns,
+    nodes: &[String],
+) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()?;
-    let ctl_dir = lab.dir().join("controller");
+    let ctl_dir = site.dir.join("controller");
     std::fs::create_dir_all(&ctl_dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(lab.dir().join("controller.log"))?;
+        .open(site.dir.join("controller.log"))?;
+    let users = match &site.cluster {
+        None => api_users::write_users_file(lab, nodes.iter().map(String::as_str))?,
+        Some(c) => api_users::write_users_file_named(
+            lab,
+            &format!("users-{c}"),
+            nodes.iter().map(String::as_str),
+        )?,
+    };
     let mut cmd = Command::new(&exe);
     cmd.args(["controller", "--state-dir"])
         .arg(&ctl_dir)
         .arg("--topology")
-        .arg(lab.dir().join("topology.json"))
+        .arg(site.topology_path())
         .args([
             "--openflow-listen",
             &format!("0.0.0.0:{}", state::OPENFLOW_PORT),
         ])
-        .args(controller_openflow_args(lab, state))
+        .args(controller_openflow_args(lab, state, site))
         .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
         .arg("--api-users")
-        .arg(api_users::write_users_file(
-            lab,
-            state.nodes.iter().map(|n| n.name.as_str()),
-        )?)
+        .arg(users)
         .envs(daemon_env(state))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = procs::spawn_in(ul, cmd)?;
-    state.controller_pid = Some(i32::try_from(child.id())?);
-    Ok(())
+    Ok(i32::try_from(child.id())?)
 }
 
 /// `l2sm lab exec TARGET -- CMD…`: runs CMD in a pod's (or node's) namespace, returns its exit code.
@@ -788,7 +852,9 @@ pub fn exec(lab: &Lab, target: &str, argv: &[String]) -> anyhow::Result<i32> {
         lab.pod_ns(target)
     } else if state.nodes.iter().any(|n| n.name == target) {
         lab.node_ns(target)
-    } else if target == "underlay" || target == "controller" {
+    } else if let Some(ns) = multi::exec_namespace(lab, &state, target) {
+        ns
+    } else if (target == "underlay" || target == "controller") && !state.is_multi() {
         lab.underlay_ns()
     } else {
         bail!("no pod or node named {target:?} in lab {:?}", lab.name);
@@ -810,6 +876,9 @@ pub fn exec(lab: &Lab, target: &str, argv: &[String]) -> anyhow::Result<i32> {
 /// `l2sm lab status`.
 pub async fn status(lab: &Lab) -> anyhow::Result<()> {
     let state = lab.load_ready()?;
+    if state.is_multi() {
+        return multi::status(lab, &state).await;
+    }
     let api = lab.controller_api(&state)?;
     let ctl = if state
         .controller_pid
@@ -943,6 +1012,8 @@ pub struct AttachOptions {
     pub mtu: Option<u32>,
     /// Port security of the interface, overriding its network's.
     pub port_security: Option<bool>,
+    /// Cluster of a multi-cluster lab (`--node nK` then means `C-nK`).
+    pub cluster: Option<String>,
 }
 
 fn valid_pod_name(name: &str) -> bool {
@@ -955,9 +1026,11 @@ fn valid_pod_name(name: &str) -> bool {
 }
 
 /// `l2sm attach` in a lab: create the pod if new, then let the node's agent plumb it.
-pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment> {
+pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attachment> {
     let _lock = lab.lock()?;
     let mut state = lab.load_ready()?;
+    let (node, cluster) = multi::resolve_node(&state, &opts.node, opts.cluster.as_deref())?;
+    opts.node = node;
     if !valid_pod_name(&opts.pod) {
         bail!(
             "invalid pod name {:?}: use 1-40 lowercase letters, digits and '-'",
@@ -1009,7 +1082,7 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
         }
     }
     // The network must exist before anything is created.
-    let api = lab.controller_api(&state)?;
+    let api = multi::node_api(lab, &state, &opts.node)?;
     let Some(network) = api.get_network(&opts.network).await? else {
         bail!(
             "unknown network {:?} (create it with `l2sm network create {}`)",
@@ -1019,7 +1092,17 @@ pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment
     };
     // Without IPAM in the controller (L2-only network), the lab checks duplicates itself.
     if network.ipam.is_none() {
-        for (other, p) in &state.pods {
+        // In a multi-cluster lab a local network is one LAN per cluster; a provider
+        // network one LAN across them.
+        let same_lan = |p: &PodState| {
+            state.provider_networks.contains_key(&opts.network)
+                || cluster.is_none()
+                || state
+                    .nodes
+                    .iter()
+                    .any(|n| n.name == p.node && n.cluster == cluster)
+        };
+        for (other, p) in state.pods.iter().filter(|(_, p)| same_lan(p)) {
             for a in p.attachments.iter().filter(|a| a.network == opts.network) {
                 if let Some(dup) = a
                     .ips

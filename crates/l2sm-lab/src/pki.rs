@@ -8,7 +8,7 @@
 //! <lab dir>/<node>/switch.pem switch.key
 //! ```
 
-use crate::state::{Lab, CONTROLLER_IP, CONTROLLER_MGMT_IP};
+use crate::state::{Lab, Site};
 use anyhow::Context as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -110,6 +110,25 @@ pub fn issue(lab: &Lab, node: &str, dir: &Path) -> anyhow::Result<NodeCert> {
 
 /// Makes a fresh CA, the controller's certificate, and a certificate for each of `nodes`.
 pub fn create(lab: &Lab, nodes: &[String]) -> anyhow::Result<Pki> {
+    create_for_sites(lab, nodes, &[lab.site(None)?])
+}
+
+/// The controller certificate and key of a site: `pki/controller.pem` for the single
+/// cluster, `pki/controller-<cluster>.pem` for a cluster of a multi-cluster lab.
+pub fn controller_files(lab: &Lab, site: &Site) -> (PathBuf, PathBuf) {
+    let dir = lab.dir().join("pki");
+    match &site.cluster {
+        None => (dir.join("controller.pem"), dir.join("controller.key")),
+        Some(c) => (
+            dir.join(format!("controller-{c}.pem")),
+            dir.join(format!("controller-{c}.key")),
+        ),
+    }
+}
+
+/// The CA, one controller certificate per site (its management and underlay addresses)
+/// and one switch certificate per node.
+pub fn create_for_sites(lab: &Lab, nodes: &[String], sites: &[Site]) -> anyhow::Result<Pki> {
     let pki = paths(lab);
     let ca_params = ca_params(lab)?;
     let ca_key = KeyPair::generate()?;
@@ -118,20 +137,21 @@ pub fn create(lab: &Lab, nodes: &[String]) -> anyhow::Result<Pki> {
     write(&pki.ca_cert, &ca.pem(), 0o644)?;
     write(&lab.dir().join("pki").join("ca.key"), &ca_key_pem, 0o600)?;
 
-    // The controller: its addresses on the management network and the underlay.
-    let mut params = CertificateParams::new(vec![
-        CONTROLLER_MGMT_IP.to_string(),
-        CONTROLLER_IP.to_string(),
-    ])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "l2sm-controller");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca)?;
-    write(&pki.controller_cert, &cert.pem(), 0o644)?;
-    write(&pki.controller_key, &key.serialize_pem(), 0o600)?;
+    for site in sites {
+        // The controller: its addresses on the management network and the underlay.
+        let mut params =
+            CertificateParams::new(vec![site.controller_mgmt_ip(), site.controller_ip()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "l2sm-controller");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca)?;
+        let (cert_path, key_path) = controller_files(lab, site);
+        write(&cert_path, &cert.pem(), 0o644)?;
+        write(&key_path, &key.serialize_pem(), 0o600)?;
+    }
 
     for node in nodes {
         let files = node_paths(lab, node);

@@ -22,6 +22,17 @@ pub const CONTROLLER_MGMT_IP: &str = "10.251.0.254";
 pub const OPENFLOW_PORT: u16 = 6653;
 /// API port of the lab controller.
 pub const API_PORT: u16 = 8181;
+/// Multi-cluster labs: the provider controller's address (on the router namespace's `lo`),
+/// reached from every node's management interface through the router.
+pub const PROVIDER_IP: &str = "10.252.0.254";
+/// OpenFlow port of the provider controller (upstream's edges dial 6633).
+pub const PROVIDER_OPENFLOW_PORT: u16 = 6633;
+/// REST port of the provider controller (upstream's `sdnPort` default).
+pub const PROVIDER_API_PORT: u16 = 30808;
+/// gRPC port of the edges (upstream's NED port).
+pub const EDGE_GRPC_PORT: u16 = 50051;
+/// The router's host number on every cluster's underlay and management subnets.
+pub const ROUTER_HOST: u8 = 253;
 
 /// A lab's persisted description.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -43,13 +54,90 @@ pub struct LabState {
     /// OpenFlow over plain TCP (`lab up --insecure-openflow`) instead of TLS.
     #[serde(default)]
     pub insecure_openflow: bool,
+    /// Clusters of a multi-cluster lab (`lab up --clusters N`); empty: one cluster, the
+    /// layout of `lab up --nodes N`.
+    #[serde(default)]
+    pub clusters: Vec<ClusterState>,
+    /// The provider controller of a multi-cluster lab.
+    #[serde(default)]
+    pub provider_pid: Option<i32>,
+    /// Provider networks: name -> cluster -> its hop.
+    #[serde(default)]
+    pub provider_networks: BTreeMap<String, BTreeMap<String, Hop>>,
+}
+
+impl LabState {
+    /// Whether this is a multi-cluster lab.
+    pub fn is_multi(&self) -> bool {
+        !self.clusters.is_empty()
+    }
+}
+
+/// One cluster of a multi-cluster lab.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ClusterState {
+    /// `c1`, `c2`, …
+    pub name: String,
+    /// Its controller.
+    pub controller_pid: Option<i32>,
+    /// Its edge (`l2sm edge` on its first node).
+    pub edge_pid: Option<i32>,
+    /// The node the edge runs on.
+    pub edge_node: String,
+}
+
+/// A provider network's hop in one cluster: the patch port pair the edge made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hop {
+    /// The edge's port, member at the provider (`of:<edge dpid>/<n>`).
+    pub edge_port: String,
+    /// The cluster switch's port, member at the cluster's controller.
+    pub cluster_port: String,
+}
+
+/// Where one cluster's controller and underlay are: the single cluster of `lab up --nodes`,
+/// or cluster `c<i>` of a multi-cluster lab.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// `None` for the single cluster.
+    pub cluster: Option<String>,
+    /// Namespace of the underlay bridge and the controller.
+    pub ul_ns: String,
+    /// Underlay /24 prefix (`10.250.<i>`).
+    pub ul_prefix: String,
+    /// Management /24 prefix (`10.251.<i>`).
+    pub mgmt_prefix: String,
+    /// Directory of the controller's state, log, topology and certificate.
+    pub dir: PathBuf,
+}
+
+impl Site {
+    /// The controller's underlay address.
+    pub fn controller_ip(&self) -> String {
+        format!("{}.254", self.ul_prefix)
+    }
+    /// The controller's management address.
+    pub fn controller_mgmt_ip(&self) -> String {
+        format!("{}.254", self.mgmt_prefix)
+    }
+    /// The topology file the cluster's agents and controller read.
+    pub fn topology_path(&self) -> PathBuf {
+        self.dir.join("topology.json")
+    }
+    /// Label in messages.
+    pub fn label(&self) -> &str {
+        self.cluster.as_deref().unwrap_or("lab")
+    }
 }
 
 /// One emulated node.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct NodeState {
-    /// Node name (`n1`, …).
+    /// Node name (`n1`, …; `c1-n1`, … in a multi-cluster lab).
     pub name: String,
+    /// Its cluster in a multi-cluster lab.
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// Underlay address.
     pub ip: String,
     /// ovsdb-server pid.
@@ -114,6 +202,33 @@ impl Lab {
     /// Underlay namespace (Linux bridge + controller).
     pub fn underlay_ns(&self) -> String {
         format!("l2sm-{}-ul", self.name)
+    }
+    /// Router namespace of a multi-cluster lab (routes between the clusters' underlays; the
+    /// provider controller).
+    pub fn router_ns(&self) -> String {
+        format!("l2sm-{}-rt", self.name)
+    }
+    /// The site of the single cluster (`None`) or of cluster `c<i>`.
+    pub fn site(&self, cluster: Option<&str>) -> anyhow::Result<Site> {
+        match cluster {
+            None => Ok(Site {
+                cluster: None,
+                ul_ns: self.underlay_ns(),
+                ul_prefix: UNDERLAY_PREFIX.into(),
+                mgmt_prefix: MGMT_PREFIX.into(),
+                dir: self.dir(),
+            }),
+            Some(c) => {
+                let i = cluster_index(c)?;
+                Ok(Site {
+                    cluster: Some(c.to_string()),
+                    ul_ns: format!("l2sm-{}-{c}-ul", self.name),
+                    ul_prefix: format!("10.250.{i}"),
+                    mgmt_prefix: format!("10.251.{i}"),
+                    dir: self.dir().join(c),
+                })
+            }
+        }
     }
     /// Namespace of a node.
     pub fn node_ns(&self, node: &str) -> String {
@@ -203,13 +318,46 @@ impl Lab {
 
     /// Controller API client for this lab (dialled from the underlay namespace).
     pub fn controller_api(&self, state: &LabState) -> anyhow::Result<l2sm_api::ControllerClient> {
+        if state.is_multi() {
+            bail!(
+                "lab {:?} has several clusters, each with its controller: this command takes --cluster (network create/delete, attach) or --controller-url",
+                self.name
+            );
+        }
+        self.site_api(state, &self.site(None)?)
+    }
+
+    /// API client of a site's controller (dialled from its underlay namespace).
+    pub fn site_api(
+        &self,
+        state: &LabState,
+        site: &Site,
+    ) -> anyhow::Result<l2sm_api::ControllerClient> {
         Ok(l2sm_api::ControllerClient::in_netns(
-            &format!("http://{CONTROLLER_IP}:{API_PORT}"),
+            &format!("http://{}:{API_PORT}", site.controller_ip()),
             Some((state.api_user.clone(), state.api_password.clone())),
             l2sm_api::RetryPolicy::once(),
-            Path::new(l2sm_netns::NETNS_DIR).join(self.underlay_ns()),
+            Path::new(l2sm_netns::NETNS_DIR).join(&site.ul_ns),
         )?)
     }
+
+    /// API client of the provider controller (dialled from the router namespace).
+    pub fn provider_api(&self, state: &LabState) -> anyhow::Result<l2sm_api::ControllerClient> {
+        Ok(l2sm_api::ControllerClient::in_netns(
+            &format!("http://{PROVIDER_IP}:{PROVIDER_API_PORT}"),
+            Some((state.api_user.clone(), state.api_password.clone())),
+            l2sm_api::RetryPolicy::once(),
+            Path::new(l2sm_netns::NETNS_DIR).join(self.router_ns()),
+        )?)
+    }
+}
+
+/// The number of a cluster name `c<i>` (1 to 9).
+pub fn cluster_index(name: &str) -> anyhow::Result<u8> {
+    name.strip_prefix('c')
+        .and_then(|n| n.parse::<u8>().ok())
+        .filter(|i| (1..=9).contains(i) && name.len() == 2)
+        .ok_or_else(|| anyhow!("invalid cluster {name:?}: clusters are c1 to c9"))
 }
 
 /// Held while a CLI command changes a lab.

@@ -9,6 +9,13 @@ pub const SERVICE: &str = "nedpb.NedService";
 pub const CREATE_VXLAN_PATH: &str = "/nedpb.NedService/CreateVxlan";
 /// Path of `AttachInterface`.
 pub const ATTACH_INTERFACE_PATH: &str = "/nedpb.NedService/AttachInterface";
+/// Our own service next to upstream's (upstream's contract untouched): the cluster-to-edge
+/// hop.
+pub const EDGE_SERVICE: &str = "l2sm.edge.v1.EdgeService";
+/// Path of `ConnectNetwork`.
+pub const CONNECT_NETWORK_PATH: &str = "/l2sm.edge.v1.EdgeService/ConnectNetwork";
+/// Path of `DisconnectNetwork`.
+pub const DISCONNECT_NETWORK_PATH: &str = "/l2sm.edge.v1.EdgeService/DisconnectNetwork";
 /// Content type of every gRPC request and answer.
 pub const CONTENT_TYPE: &str = "application/grpc";
 /// Largest request message accepted (the four messages are a few dozen bytes; grpc-go's
@@ -24,17 +31,38 @@ pub enum Method {
     CreateVxlan,
     /// `/nedpb.NedService/AttachInterface`.
     AttachInterface,
+    /// `/l2sm.edge.v1.EdgeService/ConnectNetwork`.
+    ConnectNetwork,
+    /// `/l2sm.edge.v1.EdgeService/DisconnectNetwork`.
+    DisconnectNetwork,
 }
 
 impl Method {
     /// Every method, for closed metric label sets.
-    pub const ALL: [Method; 2] = [Method::CreateVxlan, Method::AttachInterface];
+    pub const ALL: [Method; 4] = [
+        Method::CreateVxlan,
+        Method::AttachInterface,
+        Method::ConnectNetwork,
+        Method::DisconnectNetwork,
+    ];
 
     /// The method's name (metric label).
     pub fn name(self) -> &'static str {
         match self {
             Method::CreateVxlan => "CreateVxlan",
             Method::AttachInterface => "AttachInterface",
+            Method::ConnectNetwork => "ConnectNetwork",
+            Method::DisconnectNetwork => "DisconnectNetwork",
+        }
+    }
+
+    /// The request path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Method::CreateVxlan => CREATE_VXLAN_PATH,
+            Method::AttachInterface => ATTACH_INTERFACE_PATH,
+            Method::ConnectNetwork => CONNECT_NETWORK_PATH,
+            Method::DisconnectNetwork => DISCONNECT_NETWORK_PATH,
         }
     }
 
@@ -46,6 +74,8 @@ impl Method {
         match path {
             CREATE_VXLAN_PATH => return Ok(Method::CreateVxlan),
             ATTACH_INTERFACE_PATH => return Ok(Method::AttachInterface),
+            CONNECT_NETWORK_PATH => return Ok(Method::ConnectNetwork),
+            DISCONNECT_NETWORK_PATH => return Ok(Method::DisconnectNetwork),
             _ => {}
         }
         let malformed = || {
@@ -56,7 +86,7 @@ impl Method {
         };
         let rest = path.strip_prefix('/').ok_or_else(malformed)?;
         let (service, method) = rest.rsplit_once('/').ok_or_else(malformed)?;
-        if service == SERVICE {
+        if service == SERVICE || service == EDGE_SERVICE {
             Err(Status::new(
                 Code::Unimplemented,
                 format!("unknown method {method} for service {service}"),

@@ -1,11 +1,12 @@
 //! The NED contract's codec: bytes as Google's protobuf runtime makes them (goldens generated
-//! by `tests/golden/gen.py` from `tests/golden/ned.proto`), decoding rules, randomized
+//! by `tests/golden/gen.py` from `tests/golden/ned.proto` and `tests/golden/edge.proto`), decoding rules, randomized
 //! decoding and round trips, gRPC framing, status and `grpc-message` encoding.
 
 use l2sm_ned::grpc::{self, Code, Method, Status};
 use l2sm_ned::wire::{self, DecodeError};
 use l2sm_ned::{
-    AttachInterfaceRequest, AttachInterfaceResponse, CreateVxlanRequest, CreateVxlanResponse,
+    AttachInterfaceRequest, AttachInterfaceResponse, ConnectNetworkRequest, ConnectNetworkResponse,
+    CreateVxlanRequest, CreateVxlanResponse, DisconnectNetworkRequest, DisconnectNetworkResponse,
     Message,
 };
 use proptest::prelude::*;
@@ -40,6 +41,22 @@ fn encode_from_json(name: &str, f: &Value) -> Vec<u8> {
             node_name: s("node_name"),
         }
         .encode(),
+        "ConnectNetworkRequest" => ConnectNetworkRequest {
+            network: s("network"),
+            cluster_bridge: s("cluster_bridge"),
+        }
+        .encode(),
+        "ConnectNetworkResponse" => ConnectNetworkResponse {
+            edge_port: f["edge_port"].as_i64().unwrap(),
+            cluster_port: f["cluster_port"].as_i64().unwrap(),
+            node_name: s("node_name"),
+        }
+        .encode(),
+        "DisconnectNetworkRequest" => DisconnectNetworkRequest {
+            network: s("network"),
+        }
+        .encode(),
+        "DisconnectNetworkResponse" => DisconnectNetworkResponse {}.encode(),
         other => panic!("unknown message {other}"),
     }
 }
@@ -63,6 +80,22 @@ fn decode_to_json(name: &str, b: &[u8]) -> Result<Value, DecodeError> {
             let m = AttachInterfaceResponse::decode(b)?;
             json!({"interface_num": m.interface_num, "node_name": m.node_name})
         }
+        "ConnectNetworkRequest" => {
+            let m = ConnectNetworkRequest::decode(b)?;
+            json!({"network": m.network, "cluster_bridge": m.cluster_bridge})
+        }
+        "ConnectNetworkResponse" => {
+            let m = ConnectNetworkResponse::decode(b)?;
+            json!({"edge_port": m.edge_port, "cluster_port": m.cluster_port, "node_name": m.node_name})
+        }
+        "DisconnectNetworkRequest" => {
+            let m = DisconnectNetworkRequest::decode(b)?;
+            json!({"network": m.network})
+        }
+        "DisconnectNetworkResponse" => {
+            DisconnectNetworkResponse::decode(b)?;
+            json!({})
+        }
         other => panic!("unknown message {other}"),
     })
 }
@@ -82,7 +115,7 @@ fn encoding_matches_googles_protobuf_bytes() {
         assert_eq!(decode_to_json(name, &hex(want)).unwrap(), fields, "{name}");
         n += 1;
     }
-    assert_eq!(n, 14, "every encode golden ran");
+    assert_eq!(n, 24, "every encode golden ran");
 }
 
 #[test]
@@ -100,7 +133,7 @@ fn decoding_agrees_with_googles_protobuf_on_odd_and_broken_input() {
         }
         n += 1;
     }
-    assert_eq!(n, 16, "every decode golden ran");
+    assert_eq!(n, 24, "every decode golden ran");
 }
 
 #[test]
@@ -258,7 +291,27 @@ fn method_paths_and_unknown_methods_as_grpc_go_names_them() {
         Method::from_path("/nedpb.NedService/AttachInterface"),
         Ok(Method::AttachInterface)
     );
+    assert_eq!(
+        Method::from_path("/l2sm.edge.v1.EdgeService/ConnectNetwork"),
+        Ok(Method::ConnectNetwork)
+    );
+    assert_eq!(
+        Method::from_path("/l2sm.edge.v1.EdgeService/DisconnectNetwork"),
+        Ok(Method::DisconnectNetwork)
+    );
+    for m in Method::ALL {
+        assert_eq!(Method::from_path(m.path()), Ok(m));
+    }
     for (path, msg) in [
+        (
+            "/l2sm.edge.v1.EdgeService/ConnectNetworks",
+            "unknown method ConnectNetworks for service l2sm.edge.v1.EdgeService",
+        ),
+        (
+            // Upstream's service does not serve ours, nor the reverse.
+            "/l2sm.edge.v1.EdgeService/AttachInterface",
+            "unknown method AttachInterface for service l2sm.edge.v1.EdgeService",
+        ),
         (
             "/nedpb.NedService/GetNodeName",
             "unknown method GetNodeName for service nedpb.NedService",
@@ -334,6 +387,10 @@ proptest! {
         let _ = CreateVxlanResponse::decode(&b);
         let _ = AttachInterfaceRequest::decode(&b);
         let _ = AttachInterfaceResponse::decode(&b);
+        let _ = ConnectNetworkRequest::decode(&b);
+        let _ = ConnectNetworkResponse::decode(&b);
+        let _ = DisconnectNetworkRequest::decode(&b);
+        let _ = DisconnectNetworkResponse::decode(&b);
         let _ = grpc::unary_message(&b, grpc::MAX_MESSAGE);
         let _ = grpc::percent_decode(&String::from_utf8_lossy(&b));
     }
@@ -354,5 +411,21 @@ proptest! {
         let inner = grpc::unary_message(&framed, grpc::MAX_MESSAGE).unwrap();
         prop_assert_eq!(AttachInterfaceResponse::decode(inner).unwrap(), d);
         prop_assert_eq!(grpc::percent_decode(&grpc::percent_encode(&msg)), msg);
+    }
+
+    #[test]
+    fn edge_messages_encode_then_decode_is_identity(
+        network in ".{0,40}", bridge in ".{0,20}", node in ".{0,40}",
+        edge_port in any::<i64>(), cluster_port in any::<i64>(),
+    ) {
+        let a = ConnectNetworkRequest { network: network.clone(), cluster_bridge: bridge };
+        prop_assert_eq!(ConnectNetworkRequest::decode(&a.encode()).unwrap(), a);
+        let b = ConnectNetworkResponse { edge_port, cluster_port, node_name: node };
+        let framed = grpc::frame(&b.encode());
+        let inner = grpc::unary_message(&framed, grpc::MAX_MESSAGE).unwrap();
+        prop_assert_eq!(ConnectNetworkResponse::decode(inner).unwrap(), b);
+        let c = DisconnectNetworkRequest { network };
+        prop_assert_eq!(DisconnectNetworkRequest::decode(&c.encode()).unwrap(), c);
+        prop_assert_eq!(DisconnectNetworkResponse::default().encode(), Vec::<u8>::new());
     }
 }

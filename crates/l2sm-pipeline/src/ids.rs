@@ -48,6 +48,14 @@ pub fn vxlan_port_name(remote_ip: &str) -> String {
     format!("vxlan-{}", &sha256_hex(remote_ip)[..5])
 }
 
+/// First OpenFlow port number of cluster-to-edge hops: the cluster end of an edge's patch
+/// port pair for provider network hop `id` is `FIRST_EDGE_HOP_PORT + id`
+/// (0xD000-0xDFFF). Node agents never give pods a number at or above it; the controller
+/// still accepts these ports as members (they are below [`FIRST_TRUNK_PORT`]).
+pub const FIRST_EDGE_HOP_PORT: u32 = 0xd000;
+/// Largest hop id ([`FIRST_EDGE_HOP_PORT`] + this is the last hop port, 0xDFFF).
+pub const MAX_EDGE_HOP_ID: u32 = 0xfff;
+
 /// First OpenFlow port number of trunk links (agents number trunk ports from here up to
 /// [`FIRST_TUNNEL_PORT`]); pod ports stay below.
 pub const FIRST_TRUNK_PORT: u32 = 0xe000;

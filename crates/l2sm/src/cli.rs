@@ -76,9 +76,14 @@ pub(crate) struct InstallCniArgs {
 pub(crate) enum LabCommand {
     /// Build the emulated cluster: nodes with OVS and agents, and a controller.
     Up {
-        /// Number of nodes.
+        /// Number of nodes (per cluster with --clusters).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Build several clusters (c1, c2, …): each with its nodes (c1-n1, …), its own
+        /// underlay subnet and controller and its edge on its first node, routed to each
+        /// other; plus a provider controller (see docs/lab.md, multi-cluster labs).
+        #[arg(long, conflicts_with = "topology")]
+        clusters: Option<usize>,
         /// Links between the nodes: mesh, line, ring, star, or a topology file (JSON, Overlay
         /// topology shape; lab nodes are n1..nN and get their addresses filled in).
         #[arg(long, default_value = "mesh")]
@@ -127,11 +132,23 @@ pub(crate) enum NetworkCommand {
         /// may opt out with `attach --port-security off`).
         #[arg(long)]
         port_security: bool,
+        /// Multi-cluster lab: one network across the clusters, at the provider and in every
+        /// cluster, joined through each cluster's edge.
+        #[arg(long, conflicts_with = "cluster")]
+        provider: bool,
+        /// Multi-cluster lab: create the cluster-local network in this cluster only (default:
+        /// in each cluster, one separate LAN each).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Delete a network and all its memberships.
     Delete {
         /// Network name.
         name: String,
+        /// Multi-cluster lab: delete the cluster-local network in this cluster only (a
+        /// provider network goes everywhere at once).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// List networks.
     List,
@@ -191,6 +208,9 @@ pub(crate) struct AttachArgs {
     /// Port security of this interface (on/off), overriding its network's.
     #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
     pub port_security: Option<bool>,
+    /// Multi-cluster lab: the pod's cluster (`--node n1` then means node `c1-n1`).
+    #[arg(long)]
+    pub cluster: Option<String>,
 }
 
 /// `l2sm detach`
@@ -248,6 +268,16 @@ pub(crate) async fn dispatch(
             nodes,
             topology,
             insecure_openflow,
+            clusters: Some(clusters),
+        }) => {
+            let _ = topology;
+            lab::multi::up(&lab()?, clusters, nodes, insecure_openflow).await?
+        }
+        Command::Lab(LabCommand::Up {
+            nodes,
+            topology,
+            insecure_openflow,
+            clusters: None,
         }) => lab::up(&lab()?, nodes, &topology, insecure_openflow).await?,
         Command::Lab(LabCommand::Down) => lab::down(&lab()?)?,
         Command::Lab(LabCommand::Restart { target }) => lab::restart(&lab()?, &target).await?,
@@ -270,6 +300,7 @@ pub(crate) async fn dispatch(
                     mac: a.mac,
                     mtu: a.mtu,
                     port_security: a.port_security,
+                    cluster: a.cluster,
                 },
             )
             .await?;
@@ -319,7 +350,112 @@ pub(crate) async fn dispatch(
     Ok(0)
 }
 
+/// Whether network verbs go to a multi-cluster lab (no --controller-url, a lab with
+/// clusters).
+fn multi_lab(lab: &Lab, controller: &Option<String>) -> bool {
+    controller.is_none() && lab.load().ok().flatten().is_some_and(|s| s.is_multi())
+}
+
+/// `l2sm network create|delete|list` in a multi-cluster lab.
+async fn multi_network(lab: &Lab, cmd: NetworkCommand) -> anyhow::Result<()> {
+    let lines = match cmd {
+        NetworkCommand::Create {
+            name,
+            cidrs,
+            pod_ranges,
+            exclude,
+            port_security,
+            provider,
+            cluster,
+        } => {
+            let request = if cidrs.is_empty()
+                && pod_ranges.is_empty()
+                && exclude.is_empty()
+                && !port_security
+            {
+                None
+            } else {
+                Some(create_request(
+                    &name,
+                    &cidrs,
+                    &pod_ranges,
+                    &exclude,
+                    port_security,
+                )?)
+            };
+            lab::multi::network_create(lab, &name, provider, cluster.as_deref(), request).await?
+        }
+        NetworkCommand::Delete { name, cluster } => {
+            lab::multi::network_delete(lab, &name, cluster.as_deref()).await?
+        }
+        NetworkCommand::List => {
+            lab::multi::network_list(lab).await?;
+            vec![]
+        }
+        _ => bail!(
+            "lab {:?} has several clusters: give --controller-url for this command (one controller)",
+            lab.name
+        ),
+    };
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// A network creation request with address settings, checked.
+fn create_request(
+    name: &str,
+    cidrs: &[String],
+    pod_ranges: &[String],
+    exclude: &[String],
+    port_security: bool,
+) -> anyhow::Result<CreateNetwork> {
+    l2sm_pipeline::ids::validate_network_name(name)?;
+    let parse_nets = |v: &[String], what: &str| -> anyhow::Result<Vec<ipnet::IpNet>> {
+        v.iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>().map_err(|_| {
+                    anyhow::anyhow!("invalid {what} {c:?}: expected a CIDR such as 10.10.0.0/24")
+                })
+            })
+            .collect()
+    };
+    let exclude: Vec<std::net::IpAddr> = exclude
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| anyhow::anyhow!("invalid address to exclude {a:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(CreateNetwork {
+        name: name.to_string(),
+        cidrs: parse_nets(cidrs, "CIDR")?,
+        pod_ranges: parse_nets(pod_ranges, "pod range")?,
+        exclude,
+        port_security,
+        limits: None,
+    })
+}
+
 async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> anyhow::Result<()> {
+    if multi_lab(lab, &controller) {
+        return multi_network(lab, cmd).await;
+    }
+    if let NetworkCommand::Create {
+        provider, cluster, ..
+    } = &cmd
+    {
+        if *provider || cluster.is_some() {
+            bail!("--provider and --cluster need a multi-cluster lab (l2sm lab up --clusters N)");
+        }
+    }
+    if let NetworkCommand::Delete {
+        cluster: Some(_), ..
+    } = &cmd
+    {
+        bail!("--cluster needs a multi-cluster lab (l2sm lab up --clusters N)");
+    }
     let api = controller_api(lab, controller).await?;
     match cmd {
         NetworkCommand::Create {
@@ -328,6 +464,7 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
             pod_ranges,
             exclude,
             port_security,
+            ..
         } if !cidrs.is_empty()
             || !pod_ranges.is_empty()
             || !exclude.is_empty()
@@ -431,7 +568,7 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                 l.mac_limit, l.flood_pps, l.flood_burst
             );
         }
-        NetworkCommand::Delete { name } => {
+        NetworkCommand::Delete { name, .. } => {
             if !api.network_exists(&name).await? {
                 bail!("unknown network {name:?}");
             }
@@ -521,7 +658,31 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
 
 /// `l2sm topology [--dot]`: what the controller sees.
 async fn topology(lab: &Lab, controller: Option<String>, dot: bool) -> anyhow::Result<()> {
+    if multi_lab(lab, &controller) {
+        let state = lab.load_ready()?;
+        let places = lab::multi::controllers(lab, &state)?;
+        if dot {
+            bail!("--dot shows one controller: give --controller-url (the lab's controllers are in `l2sm lab status`)");
+        }
+        for (label, api) in places {
+            println!("== {label} ==");
+            topology_of(&api, false).await?;
+        }
+        println!("== inter-cluster hops (edge patch port pairs) ==");
+        let lines = lab::multi::hop_lines(&state);
+        if lines.is_empty() {
+            println!("  (no provider network)");
+        }
+        for l in lines {
+            println!("  {l}");
+        }
+        return Ok(());
+    }
     let api = controller_api(lab, controller).await?;
+    topology_of(&api, dot).await
+}
+
+async fn topology_of(api: &ControllerClient, dot: bool) -> anyhow::Result<()> {
     let switches: Vec<SwitchStatus> = api.switches().await?;
     let links: Vec<LinkView> = api.links().await?;
     let networks: Vec<NetworkView> = api.networks().await?;

@@ -17,7 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use ipnet::IpNet;
 use l2sm_ned::grpc::{self, Code, Method, Status};
 use l2sm_ned::{
-    AttachInterfaceRequest, AttachInterfaceResponse, CreateVxlanRequest, CreateVxlanResponse,
+    AttachInterfaceRequest, AttachInterfaceResponse, ConnectNetworkRequest, ConnectNetworkResponse,
+    CreateVxlanRequest, CreateVxlanResponse, DisconnectNetworkRequest, DisconnectNetworkResponse,
     Message,
 };
 use std::net::SocketAddr;
@@ -41,6 +42,31 @@ pub trait NedService: Send + Sync + 'static {
         &self,
         req: AttachInterfaceRequest,
     ) -> BoxFuture<'_, Result<AttachInterfaceResponse, Status>>;
+    /// `l2sm.edge.v1.EdgeService/ConnectNetwork` (UNIMPLEMENTED unless served).
+    fn connect_network(
+        &self,
+        _req: ConnectNetworkRequest,
+    ) -> BoxFuture<'_, Result<ConnectNetworkResponse, Status>> {
+        Box::pin(async { Err(unimplemented(Method::ConnectNetwork)) })
+    }
+    /// `l2sm.edge.v1.EdgeService/DisconnectNetwork` (UNIMPLEMENTED unless served).
+    fn disconnect_network(
+        &self,
+        _req: DisconnectNetworkRequest,
+    ) -> BoxFuture<'_, Result<DisconnectNetworkResponse, Status>> {
+        Box::pin(async { Err(unimplemented(Method::DisconnectNetwork)) })
+    }
+}
+
+fn unimplemented(m: Method) -> Status {
+    Status::new(
+        Code::Unimplemented,
+        format!(
+            "unknown method {} for service {}",
+            m.name(),
+            grpc::EDGE_SERVICE
+        ),
+    )
 }
 
 /// Bounds of the listener.
@@ -108,7 +134,7 @@ impl Refusal {
     }
 }
 
-/// Counters of the server; labels come from closed sets (method: the two methods or
+/// Counters of the server; labels come from closed sets (method: the four methods or
 /// `other`; code: the 17 gRPC codes; refusal: [`Refusal::ALL`]).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -116,14 +142,16 @@ pub struct Stats {
     pub connections: AtomicU64,
     refused: [AtomicU64; 3],
     // [method or other][code]
-    requests: [[AtomicU64; 17]; 3],
+    requests: [[AtomicU64; 17]; 5],
 }
 
 fn method_slot(m: Option<Method>) -> usize {
     match m {
         Some(Method::CreateVxlan) => 0,
         Some(Method::AttachInterface) => 1,
-        None => 2,
+        Some(Method::ConnectNetwork) => 2,
+        Some(Method::DisconnectNetwork) => 3,
+        None => 4,
     }
 }
 
@@ -163,11 +191,7 @@ impl Stats {
             ));
         }
         out.push_str("# TYPE l2sm_edge_grpc_requests_total counter\n");
-        for m in [
-            Some(Method::CreateVxlan),
-            Some(Method::AttachInterface),
-            None,
-        ] {
+        for m in Method::ALL.map(Some).into_iter().chain([None]) {
             for c in Code::ALL {
                 let n = self.requests(m, c);
                 if n > 0 {
@@ -301,6 +325,14 @@ async fn call(service: &dyn NedService, method: Method, message: &[u8]) -> Resul
             .encode(),
         Method::AttachInterface => service
             .attach_interface(AttachInterfaceRequest::decode(message).map_err(bad)?)
+            .await?
+            .encode(),
+        Method::ConnectNetwork => service
+            .connect_network(ConnectNetworkRequest::decode(message).map_err(bad)?)
+            .await?
+            .encode(),
+        Method::DisconnectNetwork => service
+            .disconnect_network(DisconnectNetworkRequest::decode(message).map_err(bad)?)
             .await?
             .encode(),
     })

@@ -17,7 +17,9 @@ pub mod config;
 pub mod grpc;
 pub mod tls;
 
-use crate::ovs::{BridgeSpec, NewPort, Ovs, PortChange, TunnelSpec, FIRST_TRUNK_OFPORT};
+use crate::ovs::{
+    BridgeSpec, NewPort, Ovs, PatchEnd, PortChange, PortLocation, TunnelSpec, FIRST_TRUNK_OFPORT,
+};
 use crate::target::ControllerTargets;
 use anyhow::{anyhow, bail, Context as _};
 use config::{EdgeConfig, NeighborSet};
@@ -26,7 +28,8 @@ use futures::FutureExt as _;
 use ipnet::IpNet;
 use l2sm_ned::grpc::{Code, Status};
 use l2sm_ned::{
-    AttachInterfaceRequest, AttachInterfaceResponse, CreateVxlanRequest, CreateVxlanResponse,
+    AttachInterfaceRequest, AttachInterfaceResponse, ConnectNetworkRequest, ConnectNetworkResponse,
+    CreateVxlanRequest, CreateVxlanResponse, DisconnectNetworkRequest, DisconnectNetworkResponse,
 };
 use l2sm_netns::Netns;
 use l2sm_pipeline::ids;
@@ -39,6 +42,28 @@ use std::time::Duration;
 pub const RESERVED_PROBE_ID: u32 = 1999;
 /// `external_ids` key of an attached port: the host Linux bridge its veth peer is in.
 pub const EDGE_BRIDGE_KEY: &str = "l2sm-edge-bridge";
+/// `external_ids` key of both ends of a cluster-to-edge hop: the provider network.
+pub const EDGE_NETWORK_KEY: &str = "l2sm-edge-network";
+/// `external_ids` key of both ends of a hop: the edge bridge that made it.
+pub const EDGE_OWNER_KEY: &str = "l2sm-edge";
+/// Name prefix of a hop's end on the cluster bridge (`lsedge<id>`).
+pub const HOP_CLUSTER_PREFIX: &str = "lsedge";
+
+/// The name of a hop's cluster end.
+pub fn hop_cluster_port_name(id: u32) -> String {
+    format!("{HOP_CLUSTER_PREFIX}{id}")
+}
+
+/// The hop id of a cluster end's name `lsedge<id>`.
+pub fn parse_hop_cluster_name(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(HOP_CLUSTER_PREFIX)?;
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) || rest.starts_with('0') {
+        return None;
+    }
+    rest.parse()
+        .ok()
+        .filter(|n| (1..=ids::MAX_EDGE_HOP_ID).contains(n))
+}
 
 /// Options of `l2sm edge`.
 #[derive(Debug, Clone, clap::Args)]
@@ -175,6 +200,8 @@ pub struct Edge {
     tunnels: tokio::sync::Mutex<Tunnels>,
     /// Serialises port allocation.
     attach: tokio::sync::Mutex<()>,
+    /// The bridges' datapath type (a hop's two bridges must share it).
+    datapath_type: String,
 }
 
 /// The port id of an interface name `ls<token><id>` of this switch (`None` for anything
@@ -434,6 +461,218 @@ impl Edge {
         }
     }
 
+    /// This edge's hops (both ends), as OVSDB has them.
+    async fn hops(&self) -> anyhow::Result<Vec<PortLocation>> {
+        Ok(self
+            .ovs
+            .ports_with_external_id(EDGE_NETWORK_KEY)
+            .await?
+            .into_iter()
+            .filter(|p| p.external_ids.get(EDGE_OWNER_KEY) == Some(&self.bridge))
+            .collect())
+    }
+
+    /// `ConnectNetwork`: one patch port pair between this edge's bridge and the cluster
+    /// bridge for `network`: `ls<token><id>` (OpenFlow `id`) here, `lsedge<id>` (OpenFlow
+    /// `0xD000 + id`) there, made in one OVSDB transaction. The same network again answers
+    /// the same pair; a pair that is half there or on another cluster bridge is made again.
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        cluster_bridge: &str,
+    ) -> Result<ConnectNetworkResponse, Status> {
+        ids::validate_network_name(network)
+            .map_err(|e| Status::new(Code::InvalidArgument, e.to_string()))?;
+        if !super::valid_ifname(cluster_bridge) {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                format!("invalid bridge name {:?}", shown(cluster_bridge)),
+            ));
+        }
+        if cluster_bridge == self.bridge {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                format!("{cluster_bridge} is the edge's own bridge"),
+            ));
+        }
+        let _one = self.attach.lock().await;
+        match self
+            .ovs
+            .bridge_datapath_type(cluster_bridge)
+            .await
+            .map_err(internal)?
+        {
+            None => {
+                return Err(Status::new(
+                    Code::NotFound,
+                    format!("no bridge {cluster_bridge:?} in this node's Open vSwitch"),
+                ))
+            }
+            Some(t) if t != self.datapath_type => {
+                return Err(Status::new(
+                    Code::FailedPrecondition,
+                    format!(
+                        "{cluster_bridge} has datapath type {t:?}, the edge {:?}: patch ports need one datapath",
+                        self.datapath_type
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        let hops = self.hops().await.map_err(internal)?;
+        let mine: Vec<PortLocation> = hops
+            .iter()
+            .filter(|p| p.external_ids.get(EDGE_NETWORK_KEY).map(String::as_str) == Some(network))
+            .cloned()
+            .collect();
+        let edge_end = mine
+            .iter()
+            .find(|p| p.bridge == self.bridge)
+            .and_then(|p| parse_port_name(self.dpid, &p.name));
+        let cluster_end = mine
+            .iter()
+            .find(|p| p.bridge == cluster_bridge)
+            .and_then(|p| parse_hop_cluster_name(&p.name));
+        if let (Some(a), Some(b)) = (edge_end, cluster_end) {
+            if a == b && mine.len() == 2 && self.hop_works(a, cluster_bridge).await {
+                tracing::info!(network, port = a, "ConnectNetwork: already connected");
+                return Ok(self.hop_answer(a));
+            }
+        }
+        if !mine.is_empty() {
+            tracing::warn!(
+                network,
+                ends = mine.len(),
+                "ConnectNetwork: repairing an incomplete hop"
+            );
+            self.ovs.remove_ports(&mine).await.map_err(internal)?;
+        }
+        // Numbers in use: this bridge's ports and ls<token><n> links (AttachInterface's), and
+        // every hop's cluster end on the cluster bridge.
+        let ifaces = self.ovs.interfaces(&self.bridge).await.map_err(internal)?;
+        let on_cluster = self
+            .ovs
+            .interfaces(cluster_bridge)
+            .await
+            .map_err(internal)?;
+        let links = super::run_netlink(&self.own_netns, |nl| nl.link_names())
+            .await
+            .map_err(internal)?;
+        let used: Vec<u32> = ifaces
+            .iter()
+            .filter_map(|i| parse_port_name(self.dpid, &i.name))
+            .chain(links.iter().filter_map(|l| parse_port_name(self.dpid, l)))
+            .chain(
+                on_cluster
+                    .iter()
+                    .filter_map(|i| parse_hop_cluster_name(&i.name)),
+            )
+            .chain(
+                on_cluster
+                    .iter()
+                    .filter_map(|i| i.ofport_request.or(i.ofport))
+                    .filter_map(|n| u32::try_from(n).ok())
+                    .filter_map(|n| n.checked_sub(ids::FIRST_EDGE_HOP_PORT))
+                    .filter(|n| *n <= ids::MAX_EDGE_HOP_ID),
+            )
+            .collect();
+        // The id this network had, if still free (its members keep their numbers).
+        let id = match edge_end.or(cluster_end).filter(|i| !used.contains(i)) {
+            Some(i) => i,
+            None => next_port_id(used.iter().copied())
+                .filter(|i| *i <= ids::MAX_EDGE_HOP_ID)
+                .ok_or_else(|| {
+                    Status::new(
+                        Code::ResourceExhausted,
+                        format!(
+                            "no hop number left on {} (ids 1 to {})",
+                            self.bridge,
+                            ids::MAX_EDGE_HOP_ID
+                        ),
+                    )
+                })?,
+        };
+        let a = PatchEnd {
+            bridge: self.bridge.clone(),
+            name: ids::port_interface_name(self.dpid, id),
+            ofport: id,
+        };
+        let b = PatchEnd {
+            bridge: cluster_bridge.to_string(),
+            name: hop_cluster_port_name(id),
+            ofport: ids::FIRST_EDGE_HOP_PORT + id,
+        };
+        let external_ids = [
+            (EDGE_NETWORK_KEY.to_string(), network.to_string()),
+            (EDGE_OWNER_KEY.to_string(), self.bridge.clone()),
+        ];
+        self.ovs
+            .create_patch_pair(&a, &b, &external_ids)
+            .await
+            .map_err(|e| {
+                internal(e.context(format!("cannot connect {network} to {cluster_bridge}")))
+            })?;
+        tracing::info!(network, edge_port = %a.name, cluster_port = %b.name, id, "ConnectNetwork: connected");
+        Ok(self.hop_answer(id))
+    }
+
+    fn hop_answer(&self, id: u32) -> ConnectNetworkResponse {
+        ConnectNetworkResponse {
+            edge_port: i64::from(id),
+            cluster_port: i64::from(ids::FIRST_EDGE_HOP_PORT + id),
+            node_name: self.node_name.clone(),
+        }
+    }
+
+    /// Whether both ends of hop `id` are in place with their numbers and no error.
+    async fn hop_works(&self, id: u32, cluster_bridge: &str) -> bool {
+        let ok = |rows: &[crate::ovs::InterfaceRow], name: &str, ofport: u32| {
+            rows.iter().any(|r| {
+                r.name == name
+                    && r.kind == "patch"
+                    && r.ofport == Some(i64::from(ofport))
+                    && r.error.as_ref().is_none_or(|e| e.is_empty())
+            })
+        };
+        let (Ok(edge), Ok(cluster)) = (
+            self.ovs.interfaces(&self.bridge).await,
+            self.ovs.interfaces(cluster_bridge).await,
+        ) else {
+            return false;
+        };
+        ok(&edge, &ids::port_interface_name(self.dpid, id), id)
+            && ok(
+                &cluster,
+                &hop_cluster_port_name(id),
+                ids::FIRST_EDGE_HOP_PORT + id,
+            )
+    }
+
+    /// `DisconnectNetwork`: removes both ends of `network`'s hop in one transaction; an
+    /// unknown network is fine.
+    pub async fn disconnect_network(
+        &self,
+        network: &str,
+    ) -> Result<DisconnectNetworkResponse, Status> {
+        ids::validate_network_name(network)
+            .map_err(|e| Status::new(Code::InvalidArgument, e.to_string()))?;
+        let _one = self.attach.lock().await;
+        let mine: Vec<PortLocation> = self
+            .hops()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter(|p| p.external_ids.get(EDGE_NETWORK_KEY).map(String::as_str) == Some(network))
+            .collect();
+        if mine.is_empty() {
+            tracing::info!(network, "DisconnectNetwork: not connected");
+            return Ok(DisconnectNetworkResponse {});
+        }
+        self.ovs.remove_ports(&mine).await.map_err(internal)?;
+        tracing::info!(network, ends = mine.len(), "DisconnectNetwork: removed");
+        Ok(DisconnectNetworkResponse {})
+    }
+
     /// Re-reads `neighbors.json` when its bytes change; a bad file is logged and ignored
     /// (the tunnels stay as they are); a failed reconcile is retried on the next pass.
     async fn watch_neighbors(self: Arc<Self>, path: PathBuf, every: Duration) {
@@ -481,6 +720,20 @@ impl grpc::NedService for Edge {
         req: AttachInterfaceRequest,
     ) -> BoxFuture<'_, Result<AttachInterfaceResponse, Status>> {
         async move { Edge::attach_interface(self, &req.interface_name).await }.boxed()
+    }
+
+    fn connect_network(
+        &self,
+        req: ConnectNetworkRequest,
+    ) -> BoxFuture<'_, Result<ConnectNetworkResponse, Status>> {
+        async move { Edge::connect_network(self, &req.network, &req.cluster_bridge).await }.boxed()
+    }
+
+    fn disconnect_network(
+        &self,
+        req: DisconnectNetworkRequest,
+    ) -> BoxFuture<'_, Result<DisconnectNetworkResponse, Status>> {
+        async move { Edge::disconnect_network(self, &req.network).await }.boxed()
     }
 }
 
@@ -535,6 +788,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             added: Vec::new(),
         }),
         attach: tokio::sync::Mutex::new(()),
+        datapath_type: args.datapath_type.clone(),
     });
     let adopted = edge.adopt_orphans().await?;
     {

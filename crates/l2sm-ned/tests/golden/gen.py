@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Writes goldens.txt: protobuf bytes of nedpb messages made by Google's protobuf runtime.
+"""Writes goldens.txt: protobuf bytes of nedpb (and l2sm.edge.v1) messages made by Google's
+protobuf runtime.
 
-No protoc: the descriptor below is ned.proto (same directory) spelled as a
-FileDescriptorProto; python's `google.protobuf` (pip install protobuf; 7.36.2 was used)
+No protoc: the descriptors below are ned.proto and edge.proto (same directory) spelled as
+FileDescriptorProtos; python's `google.protobuf` (pip install protobuf; 7.36.2 was used)
 then encodes and decodes with the same rules as protobuf-go's generated code.
 Run from this directory: python3 gen.py > goldens.txt
 
@@ -28,6 +29,16 @@ pool = descriptor_pool.DescriptorPool()
 pool.Add(fd)
 cls = {n: message_factory.GetMessageClass(pool.FindMessageTypeByName("nedpb." + n))
        for n in ["CreateVxlanRequest", "CreateVxlanResponse", "AttachInterfaceRequest", "AttachInterfaceResponse"]}
+# edge.proto: our own service for the cluster-to-edge hop.
+fd = descriptor_pb2.FileDescriptorProto(name="edge.proto", package="l2sm.edge.v1", syntax="proto3")
+msg("ConnectNetworkRequest", ("network", 1, F.TYPE_STRING), ("cluster_bridge", 2, F.TYPE_STRING))
+msg("ConnectNetworkResponse", ("edge_port", 1, F.TYPE_INT64), ("cluster_port", 2, F.TYPE_INT64),
+    ("node_name", 3, F.TYPE_STRING))
+msg("DisconnectNetworkRequest", ("network", 1, F.TYPE_STRING))
+msg("DisconnectNetworkResponse")
+pool.Add(fd)
+for n in ["ConnectNetworkRequest", "ConnectNetworkResponse", "DisconnectNetworkRequest", "DisconnectNetworkResponse"]:
+    cls[n] = message_factory.GetMessageClass(pool.FindMessageTypeByName("l2sm.edge.v1." + n))
 
 def fields(m):
     return {f.name: getattr(m, f.name) for f in m.DESCRIPTOR.fields}
@@ -47,6 +58,16 @@ encode = [
     ("AttachInterfaceResponse", {"interface_num": -1, "node_name": "edge"}),
     ("AttachInterfaceResponse", {"interface_num": 9223372036854775807, "node_name": ""}),
     ("AttachInterfaceResponse", {"interface_num": -9223372036854775808, "node_name": "x" * 200}),
+    ("ConnectNetworkRequest", {"network": "inter", "cluster_bridge": "br-1a2b3c4d"}),
+    ("ConnectNetworkRequest", {"network": "", "cluster_bridge": ""}),
+    ("ConnectNetworkRequest", {"network": "r\u00e9seau", "cluster_bridge": ""}),
+    ("ConnectNetworkResponse", {"edge_port": 1, "cluster_port": 53249, "node_name": "c1-n1"}),
+    ("ConnectNetworkResponse", {"edge_port": 4095, "cluster_port": 57343, "node_name": ""}),
+    ("ConnectNetworkResponse", {"edge_port": 0, "cluster_port": 0, "node_name": ""}),
+    ("ConnectNetworkResponse", {"edge_port": -1, "cluster_port": 9223372036854775807, "node_name": "n"}),
+    ("DisconnectNetworkRequest", {"network": "inter"}),
+    ("DisconnectNetworkRequest", {"network": ""}),
+    ("DisconnectNetworkResponse", {}),
 ]
 for name, values in encode:
     m = cls[name](**values)
@@ -74,6 +95,15 @@ decode = [
     ("CreateVxlanRequest", "1c"),                  # end group without start
     ("CreateVxlanRequest", "1b"),                  # group never ended
     ("CreateVxlanRequest", "1b2c"),                # group ended with another number
+    # edge.proto: last value wins, unknown fields skipped, fields in any order
+    ("ConnectNetworkRequest", "12026272" + "0a0161" + "0a0162" + "1801"),
+    ("ConnectNetworkResponse", "1a01781001080210031a0179"),
+    ("DisconnectNetworkResponse", "0a03616263" + "0801"),
+    ("DisconnectNetworkResponse", ""),
+    ("ConnectNetworkResponse", "10ffffffffffffffffff01"),
+    ("DisconnectNetworkRequest", "0a02c328"),      # invalid UTF-8
+    ("DisconnectNetworkResponse", "0a05616263"),   # unknown field beyond the end
+    ("ConnectNetworkRequest", "12"),               # tag without value
 ]
 for name, hexin in decode:
     m = cls[name]()
