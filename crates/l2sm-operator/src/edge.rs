@@ -8,9 +8,10 @@
 //! `DisconnectNetwork(network)` removes the pair (an unknown network is fine). The messages are
 //! `/l2sm.edge.v1.EdgeService/{ConnectNetwork,DisconnectNetwork}` (crate `l2sm-ned`).
 //!
-//! The real client (crate `l2sm-ned`, feature `client`: HTTP/2, TLS with the operator's
-//! client certificate, timeouts) is wired in `operator.rs` where [`Unwired`] is passed today
-//! (search for `EDGE CLIENT`). [`testing::FakeEdge`] is the test double.
+//! [`GrpcEdge`] is the real client (crate `l2sm-ned`, feature `client`: HTTP/2, TLS with the
+//! operator's client certificate or h2c, a deadline per call), used by `operator.rs`;
+//! [`Unwired`] is what contexts built without one get (`Context::new`), and
+//! [`testing::FakeEdge`] the test double.
 
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
@@ -117,6 +118,143 @@ impl EdgeConnector for Unwired {
         _network: &'a str,
     ) -> BoxFuture<'a, Result<(), EdgeError>> {
         Box::pin(async { Err(EdgeError::NotWired) })
+    }
+}
+
+/// The real client: gRPC over HTTP/2 to the edge (`l2sm_ned::client`), one connection per
+/// call (a provider network calls its edge when it is made and when it is deleted), bounded
+/// by `timeout`. TLS files are read at each call, so a Secret mounted or renewed later is used
+/// without a restart.
+#[derive(Debug, Clone)]
+pub struct GrpcEdge {
+    tls: Option<EdgeTlsFiles>,
+    timeout: std::time::Duration,
+}
+
+/// The operator's client certificate and key, and the CA the edges' certificate chains to.
+#[derive(Debug, Clone)]
+pub struct EdgeTlsFiles {
+    /// Client certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// Its private key (PEM).
+    pub key: std::path::PathBuf,
+    /// CA certificates (PEM).
+    pub ca: std::path::PathBuf,
+}
+
+impl GrpcEdge {
+    /// Cleartext HTTP/2 (edges run with `--ned-grpc-insecure`).
+    pub fn insecure(timeout: std::time::Duration) -> GrpcEdge {
+        GrpcEdge { tls: None, timeout }
+    }
+
+    /// TLS with a client certificate, the edge's certificate verified for
+    /// [`EDGE_TLS_SERVER_NAME`].
+    pub fn tls(files: EdgeTlsFiles, timeout: std::time::Duration) -> GrpcEdge {
+        GrpcEdge {
+            tls: Some(files),
+            timeout,
+        }
+    }
+
+    async fn client(&self, addr: SocketAddr) -> Result<l2sm_ned::client::EdgeClient, EdgeError> {
+        let unreachable = |reason: String| EdgeError::Unreachable { addr, reason };
+        let client = match &self.tls {
+            None => l2sm_ned::client::EdgeClient::connect_h2c(addr, self.timeout).await,
+            Some(files) => {
+                let config = files.client_config().map_err(unreachable)?;
+                l2sm_ned::client::EdgeClient::connect_tls(
+                    addr,
+                    EDGE_TLS_SERVER_NAME,
+                    config,
+                    self.timeout,
+                )
+                .await
+            }
+        };
+        client.map_err(|e| error_of(addr, e))
+    }
+}
+
+impl EdgeTlsFiles {
+    fn client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&read(&self.ca)?) {
+            let ca = ca.map_err(|e| format!("{}: {e}", self.ca.display()))?;
+            roots
+                .add(ca)
+                .map_err(|e| format!("{}: {e}", self.ca.display()))?;
+        }
+        let chain = CertificateDer::pem_slice_iter(&read(&self.cert)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{}: no certificate", self.cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&read(&self.key)?)
+            .map_err(|e| format!("{}: {e}", self.key.display()))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        Ok(std::sync::Arc::new(config))
+    }
+}
+
+fn error_of(addr: SocketAddr, e: l2sm_ned::client::ClientError) -> EdgeError {
+    match e {
+        l2sm_ned::client::ClientError::Status(s) => EdgeError::Refused {
+            addr,
+            code: u32::from(s.code as u8),
+            message: s.message,
+        },
+        other => EdgeError::Unreachable {
+            addr,
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl EdgeConnector for GrpcEdge {
+    fn connect_network<'a>(
+        &'a self,
+        addr: SocketAddr,
+        network: &'a str,
+        cluster_bridge: &'a str,
+    ) -> BoxFuture<'a, Result<EdgeConnection, EdgeError>> {
+        Box::pin(async move {
+            let mut c = self.client(addr).await?;
+            let r = c
+                .connect_network(network, cluster_bridge)
+                .await
+                .map_err(|e| error_of(addr, e))?;
+            Ok(EdgeConnection {
+                edge_port: r.edge_port,
+                cluster_port: r.cluster_port,
+                node_name: r.node_name,
+            })
+        })
+    }
+
+    fn disconnect_network<'a>(
+        &'a self,
+        addr: SocketAddr,
+        network: &'a str,
+    ) -> BoxFuture<'a, Result<(), EdgeError>> {
+        Box::pin(async move {
+            let mut c = self.client(addr).await?;
+            c.disconnect_network(network)
+                .await
+                .map_err(|e| error_of(addr, e))
+        })
     }
 }
 

@@ -191,6 +191,9 @@ pub struct OperatorArgs {
     pub edge_grpc_ca: PathBuf,
 }
 
+/// Deadline of one call to an edge (connection, TLS and answer), as upstream's 10 s.
+const EDGE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `90`, `90s`, `5m`, `1h` as a duration (at least one second).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -402,13 +405,20 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         edge_grpc_secret: args.edge_grpc_secret.clone(),
         ..Settings::default()
     };
-    // EDGE CLIENT: the real ConnectNetwork/DisconnectNetwork client (crate l2sm-ned, feature
-    // `client`) goes here, as an `Arc<dyn crate::edge::EdgeConnector>` (an adapter mapping its
-    // errors to `edge::EdgeError`): TLS with `args.edge_grpc_client_cert`/`_key`, trusting
-    // `args.edge_grpc_ca`, server name `crate::edge::EDGE_TLS_SERVER_NAME`; h2c with
-    // `args.edge_grpc_insecure`; a deadline per call. Until then provider networks report
-    // `EdgeClientMissing`.
-    let edge: Arc<dyn crate::edge::EdgeConnector> = Arc::new(crate::edge::Unwired);
+    // The edges' gRPC client: TLS with the operator's client certificate, or h2c for edges
+    // run with --ned-grpc-insecure.
+    let edge: Arc<dyn crate::edge::EdgeConnector> = if args.edge_grpc_insecure {
+        Arc::new(crate::edge::GrpcEdge::insecure(EDGE_CALL_TIMEOUT))
+    } else {
+        Arc::new(crate::edge::GrpcEdge::tls(
+            crate::edge::EdgeTlsFiles {
+                cert: args.edge_grpc_client_cert.clone(),
+                key: args.edge_grpc_client_key.clone(),
+                ca: args.edge_grpc_ca.clone(),
+            },
+            EDGE_CALL_TIMEOUT,
+        ))
+    };
     let ctx = Context::with_edge(client.clone(), controller, settings, edge);
     let signer = if args.switch_certs == "auto" {
         let mut stop = stop_rx.clone();
