@@ -213,6 +213,12 @@ pub struct ControllerArgs {
     /// its node (SAN URI `urn:l2sm:node:NAME`) and may only claim that node's datapath id.
     #[arg(long, required_unless_present = "insecure_openflow")]
     pub openflow_tls_ca: Option<PathBuf>,
+    /// On a provider controller (inter-cluster networks): the provider name edges derive
+    /// their switch from (upstream's `switch_name(node, provider)`). A node's certificate may
+    /// then also claim its node's edge switch for this provider, since the edge shares the
+    /// node's Open vSwitch and so its certificate.
+    #[arg(long, env = "L2SM_OPENFLOW_EDGE_PROVIDER", value_parser = valid_provider_name)]
+    pub openflow_edge_provider: Option<String>,
     /// Serve OpenFlow over plain TCP, without TLS: any peer that reaches the port may claim
     /// any datapath id. For tests and benchmarks only; logs a warning.
     #[arg(long, conflicts_with_all = ["openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca"])]
@@ -304,6 +310,9 @@ pub struct Shared {
     pub limit_stats: metrics::LimitStats,
     /// Datapath ids that have a session: a second session for one is refused.
     pub(crate) dpid_claims: identity::Claims,
+    /// The provider name of edges whose switches a node's certificate may also claim
+    /// (`--openflow-edge-provider`).
+    pub(crate) edge_provider: std::sync::OnceLock<String>,
     /// Told when a burst (a switch synced, a session ended, a plan) freed memory.
     pub heap: Arc<l2sm_runtime::HeapTrimmer>,
 }
@@ -329,6 +338,7 @@ impl Shared {
             metrics: metrics::Metrics::default(),
             limit_stats: metrics::LimitStats::default(),
             dpid_claims: identity::Claims::default(),
+            edge_provider: std::sync::OnceLock::new(),
             heap: Arc::new(l2sm_runtime::HeapTrimmer::default()),
         }))
     }
@@ -578,6 +588,14 @@ impl Shared {
             .unwrap_or_else(|| identity::node_dpid(node))
     }
 
+    /// The datapath id of `node`'s edge switch, when this controller serves as the provider
+    /// of edges (`--openflow-edge-provider`).
+    pub fn edge_dpid(&self, node: &str) -> Option<u64> {
+        use l2sm_pipeline::ids;
+        let provider = self.edge_provider.get()?;
+        Some(ids::datapath_id(&ids::switch_name(node, provider)))
+    }
+
     /// Whether switch `dpid` has a session.
     pub fn is_connected(&self, dpid: u64) -> bool {
         self.switches().contains_key(&dpid)
@@ -641,6 +659,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let store = Store::open(&args.state_dir)?;
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
+    if let Some(provider) = &args.openflow_edge_provider {
+        let _ = shared.edge_provider.set(provider.clone());
+    }
     // Connecting thousands of switches reads and compiles their tables: once that settles,
     // the freed heap goes back to the system (glibc otherwise kept ~30 MiB of it with
     // 5,000 switches).
@@ -744,6 +765,14 @@ pub const OPENFLOW_BACKLOG: u32 = 8192;
 const HEAP_TRIM_QUIET: Duration = Duration::from_secs(1);
 /// ...except in a burst that never pauses, where it trims this often at most.
 const HEAP_TRIM_AT_MOST: Duration = Duration::from_secs(60);
+
+/// A provider name as edges use it in their switch name: printable ASCII, at most 253 bytes.
+fn valid_provider_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 253 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a provider name is 1-253 printable ASCII characters".into());
+    }
+    Ok(s.to_string())
+}
 
 /// A TCP listener on `addr` with room for `backlog` pending connections (address reuse as
 /// `TcpListener::bind` sets it).

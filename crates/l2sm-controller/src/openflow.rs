@@ -565,10 +565,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let refusals = &self.shared.metrics.switch_refusals;
         if let Some(node) = &self.node {
             let own = self.shared.node_dpid(node);
-            if dpid != own {
+            // A provider controller also accepts the node's edge switch (same Open vSwitch,
+            // same certificate).
+            let edge = self.shared.edge_dpid(node);
+            if dpid != own && Some(dpid) != edge {
                 refusals.count(Refusal::WrongDpid);
                 bail!(
-                    "switch refused: node {node:?} (certificate) claims datapath id of:{dpid:016x}, its own is of:{own:016x}"
+                    "switch refused: node {node:?} (certificate) claims datapath id of:{dpid:016x}, its own is of:{own:016x}{}",
+                    edge.map(|e| format!(" (its edge's of:{e:016x})")).unwrap_or_default()
                 );
             }
         }

@@ -122,8 +122,15 @@ fn refused(c: &ControllerProcess, reason: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}"))
 }
 
-#[test]
-fn only_a_switch_with_its_own_nodes_certificate_gets_a_session() {
+/// A controller serving OpenFlow over TLS (its certificate and the switch CA in a temporary
+/// directory), with `extra` arguments.
+fn tls_controller(
+    extra: &[&str],
+) -> (
+    ControllerProcess,
+    CertifiedIssuer<'static, KeyPair>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let switch_ca = ca("switch CA");
     let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
@@ -134,14 +141,22 @@ fn only_a_switch_with_its_own_nodes_certificate_gets_a_session() {
     std::fs::write(path("c.pem"), cert.pem()).unwrap();
     std::fs::write(path("c.key"), key.serialize_pem()).unwrap();
     std::fs::write(path("ca.pem"), switch_ca.pem()).unwrap();
-    let c = ControllerProcess::start_args(&[
+    let (c, k, a) = (path("c.pem"), path("c.key"), path("ca.pem"));
+    let mut args = vec![
         "--openflow-tls-cert",
-        &path("c.pem"),
+        &c,
         "--openflow-tls-key",
-        &path("c.key"),
+        &k,
         "--openflow-tls-ca",
-        &path("ca.pem"),
-    ]);
+        &a,
+    ];
+    args.extend_from_slice(extra);
+    (ControllerProcess::start_args(&args), switch_ca, dir)
+}
+
+#[test]
+fn only_a_switch_with_its_own_nodes_certificate_gets_a_session() {
+    let (c, switch_ca, _dir) = tls_controller(&[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let of = c.openflow;
     let other_ca = ca("another CA");
@@ -184,6 +199,16 @@ fn only_a_switch_with_its_own_nodes_certificate_gets_a_session() {
     assert_eq!(v.0, Verdict::NoOpenFlow);
     assert_eq!(refused(&c, "no_node"), 1);
 
+    // x's certificate claiming x's edge switch on a controller that is no provider.
+    let v = rt.block_on(switch(
+        of,
+        &switch_ca,
+        Some(client(&switch_ca, Some("x"))),
+        edge_dpid("x", "idco"),
+    ));
+    assert_eq!(v.0, Verdict::DroppedAfterFeatures);
+    assert_eq!(refused(&c, "wrong_dpid"), 1);
+
     // Node y's certificate claiming x's datapath id.
     let v = rt.block_on(switch(
         of,
@@ -192,7 +217,7 @@ fn only_a_switch_with_its_own_nodes_certificate_gets_a_session() {
         node_dpid("x"),
     ));
     assert_eq!(v.0, Verdict::DroppedAfterFeatures);
-    assert_eq!(refused(&c, "wrong_dpid"), 1);
+    assert_eq!(refused(&c, "wrong_dpid"), 2);
 
     // x's own certificate: a session (the controller reads its ports). A second one for x
     // while it lasts: refused.
@@ -221,6 +246,36 @@ fn only_a_switch_with_its_own_nodes_certificate_gets_a_session() {
         node_dpid("x"),
     ));
     assert_eq!(v, Verdict::Session);
+}
+
+/// The datapath id of `node`'s edge switch for `provider` (upstream's naming).
+fn edge_dpid(node: &str, provider: &str) -> u64 {
+    use l2sm_pipeline::ids;
+    ids::datapath_id(&ids::switch_name(node, provider))
+}
+
+#[test]
+fn a_provider_controller_lets_a_node_claim_its_own_edge_switch_only() {
+    let (c, switch_ca, _dir) = tls_controller(&["--openflow-edge-provider", "idco"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let of = c.openflow;
+    let x = || Some(client(&switch_ca, Some("x")));
+    // x's edge switch for this provider: a session; a second one is a duplicate.
+    let (v, held) = rt.block_on(switch(of, &switch_ca, x(), edge_dpid("x", "idco")));
+    assert_eq!(v, Verdict::Session);
+    let v = rt.block_on(switch(of, &switch_ca, x(), edge_dpid("x", "idco")));
+    assert_eq!(v.0, Verdict::DroppedAfterFeatures);
+    assert_eq!(refused(&c, "duplicate"), 1);
+    // y's edge, and x's edge for another provider: refused.
+    for dpid in [edge_dpid("y", "idco"), edge_dpid("x", "other")] {
+        let v = rt.block_on(switch(of, &switch_ca, x(), dpid));
+        assert_eq!(v.0, Verdict::DroppedAfterFeatures);
+    }
+    assert_eq!(refused(&c, "wrong_dpid"), 2);
+    // The node's own switch still gets its session next to its edge's.
+    let (v, _node) = rt.block_on(switch(of, &switch_ca, x(), node_dpid("x")));
+    assert_eq!(v, Verdict::Session);
+    drop(held);
 }
 
 #[test]

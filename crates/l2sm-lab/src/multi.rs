@@ -46,10 +46,14 @@ fn cluster_switch(node: &str) -> (String, u64) {
 /// The edge bridge's name and datapath id on `node` (config.json: providerName "",
 /// switchName "": upstream's derivation from the node name).
 pub fn edge_switch(node: &str) -> (String, u64) {
-    let name = ids::switch_name(node, "");
+    let name = ids::switch_name(node, LAB_PROVIDER);
     let dpid = ids::datapath_id(&name);
     (name, dpid)
 }
+
+/// The provider name of the lab's edges (their switch names derive from it, and the provider
+/// controller lets each node's certificate claim its node's edge switch for it).
+pub const LAB_PROVIDER: &str = "l2sm-provider";
 
 /// The edge's directory (its NED files and log).
 fn edge_dir(lab: &Lab, cluster: &str) -> PathBuf {
@@ -212,7 +216,7 @@ async fn build(
     if !state.insecure_openflow {
         let t = step("switch certificates");
         let all: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
-        pki::create_for_sites(lab, &all, &sites)?;
+        pki::create_for_sites(lab, &all, &sites, Some(PROVIDER_IP))?;
         done(t);
     }
     let t = step("controllers");
@@ -364,8 +368,9 @@ async fn wait_agent(lab: &Lab, node: &NodeState) -> anyhow::Result<()> {
     .with_context(|| log_tail(&lab.node_dir(&node.name).join("agent.log")))
 }
 
-/// The provider controller in the router namespace: OpenFlow over plain TCP on 6633 (the
-/// edges dial it as upstream's do), REST on 30808 (upstream's `sdnPort`).
+/// The provider controller in the router namespace: OpenFlow over TLS on 6633 (each edge
+/// shows its node's switch certificate, which may claim that node's edge switch; plain TCP
+/// with `--insecure-openflow`), REST on 30808 (upstream's `sdnPort`).
 fn start_provider(lab: &Lab, state: &LabState, rt: &Netns) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()?;
     let dir = lab.dir().join("provider");
@@ -377,7 +382,7 @@ fn start_provider(lab: &Lab, state: &LabState, rt: &Netns) -> anyhow::Result<i32
     let mut cmd = Command::new(&exe);
     cmd.args(["controller", "--state-dir"])
         .arg(&dir)
-        .arg("--insecure-openflow")
+        .args(provider_openflow_args(lab, state))
         .args([
             "--openflow-listen",
             &format!("{PROVIDER_IP}:{PROVIDER_OPENFLOW_PORT}"),
@@ -395,6 +400,41 @@ fn start_provider(lab: &Lab, state: &LabState, rt: &Netns) -> anyhow::Result<i32
     Ok(i32::try_from(child.id())?)
 }
 
+/// The provider controller's OpenFlow TLS flags (or `--insecure-openflow`).
+fn provider_openflow_args(lab: &Lab, state: &LabState) -> Vec<std::ffi::OsString> {
+    if state.insecure_openflow {
+        return vec!["--insecure-openflow".into()];
+    }
+    let (cert, key) = pki::provider_files(lab);
+    vec![
+        "--openflow-tls-cert".into(),
+        cert.into(),
+        "--openflow-tls-key".into(),
+        key.into(),
+        "--openflow-tls-ca".into(),
+        pki::paths(lab).ca_cert.into(),
+        "--openflow-edge-provider".into(),
+        LAB_PROVIDER.into(),
+    ]
+}
+
+/// The edge's switch certificate flags: its node's (the edge shares the node's Open vSwitch,
+/// whose SSL settings are one per `ovs-vswitchd`), or none with `--insecure-openflow`.
+fn edge_openflow_args(lab: &Lab, state: &LabState, node: &str) -> Vec<std::ffi::OsString> {
+    if state.insecure_openflow {
+        return Vec::new();
+    }
+    let files = pki::node_paths(lab, node);
+    vec![
+        "--ssl-private-key".into(),
+        files.key.into(),
+        "--ssl-certificate".into(),
+        files.cert.into(),
+        "--ssl-ca-cert".into(),
+        pki::paths(lab).ca_cert.into(),
+    ]
+}
+
 /// Writes the edge's NED files (as upstream's operator would) and starts `l2sm edge` on the
 /// cluster's first node, with that node's Open vSwitch.
 fn start_edge(lab: &Lab, state: &LabState, ci: usize) -> anyhow::Result<i32> {
@@ -409,7 +449,7 @@ fn start_edge(lab: &Lab, state: &LabState, ci: usize) -> anyhow::Result<i32> {
     let config = serde_json::json!({
         "controllerIp": [PROVIDER_IP],
         "controllerPort": PROVIDER_OPENFLOW_PORT.to_string(),
-        "providerName": "",
+        "providerName": LAB_PROVIDER,
         "nodeName": node.name,
         "switchName": "",
     });
@@ -446,6 +486,7 @@ fn start_edge(lab: &Lab, state: &LabState, ci: usize) -> anyhow::Result<i32> {
             lab.node_dir(&node.name).join("db.sock").display()
         ))
         .args(["--datapath-type", "netdev"])
+        .args(edge_openflow_args(lab, state, &node.name))
         // The lab's CLI plays the operator: it dials from the router namespace.
         .args([
             "--ned-grpc-insecure",

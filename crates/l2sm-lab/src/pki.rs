@@ -110,7 +110,13 @@ pub fn issue(lab: &Lab, node: &str, dir: &Path) -> anyhow::Result<NodeCert> {
 
 /// Makes a fresh CA, the controller's certificate, and a certificate for each of `nodes`.
 pub fn create(lab: &Lab, nodes: &[String]) -> anyhow::Result<Pki> {
-    create_for_sites(lab, nodes, &[lab.site(None)?])
+    create_for_sites(lab, nodes, &[lab.site(None)?], None)
+}
+
+/// The provider controller's certificate and key (multi-cluster lab).
+pub fn provider_files(lab: &Lab) -> (PathBuf, PathBuf) {
+    let dir = lab.dir().join("pki");
+    (dir.join("provider.pem"), dir.join("provider.key"))
 }
 
 /// The controller certificate and key of a site: `pki/controller.pem` for the single
@@ -126,9 +132,15 @@ pub fn controller_files(lab: &Lab, site: &Site) -> (PathBuf, PathBuf) {
     }
 }
 
-/// The CA, one controller certificate per site (its management and underlay addresses)
-/// and one switch certificate per node.
-pub fn create_for_sites(lab: &Lab, nodes: &[String], sites: &[Site]) -> anyhow::Result<Pki> {
+/// The CA, one controller certificate per site (its management and underlay addresses),
+/// the provider controller's (at `provider_ip`, when given) and one switch certificate per
+/// node.
+pub fn create_for_sites(
+    lab: &Lab,
+    nodes: &[String],
+    sites: &[Site],
+    provider_ip: Option<&str>,
+) -> anyhow::Result<Pki> {
     let pki = paths(lab);
     let ca_params = ca_params(lab)?;
     let ca_key = KeyPair::generate()?;
@@ -137,10 +149,8 @@ pub fn create_for_sites(lab: &Lab, nodes: &[String], sites: &[Site]) -> anyhow::
     write(&pki.ca_cert, &ca.pem(), 0o644)?;
     write(&lab.dir().join("pki").join("ca.key"), &ca_key_pem, 0o600)?;
 
-    for site in sites {
-        // The controller: its addresses on the management network and the underlay.
-        let mut params =
-            CertificateParams::new(vec![site.controller_mgmt_ip(), site.controller_ip()])?;
+    let server = |addresses: Vec<String>, (cert_path, key_path): (PathBuf, PathBuf)| {
+        let mut params = CertificateParams::new(addresses)?;
         params
             .distinguished_name
             .push(DnType::CommonName, "l2sm-controller");
@@ -148,9 +158,19 @@ pub fn create_for_sites(lab: &Lab, nodes: &[String], sites: &[Site]) -> anyhow::
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &ca)?;
-        let (cert_path, key_path) = controller_files(lab, site);
         write(&cert_path, &cert.pem(), 0o644)?;
         write(&key_path, &key.serialize_pem(), 0o600)?;
+        anyhow::Ok(())
+    };
+    for site in sites {
+        // The controller: its addresses on the management network and the underlay.
+        server(
+            vec![site.controller_mgmt_ip(), site.controller_ip()],
+            controller_files(lab, site),
+        )?;
+    }
+    if let Some(ip) = provider_ip {
+        server(vec![ip.to_string()], provider_files(lab))?;
     }
 
     for node in nodes {
