@@ -140,6 +140,7 @@ impl Fixture {
                 self.dir.join("db.sock").display()
             ))
             .args(["--datapath-type", "netdev"])
+            .args(["--cluster-bridge", CLUSTER_BRIDGE])
             .args(["--ned-grpc-insecure", "--ned-grpc-listen"])
             .arg(format!("127.0.0.1:{GRPC_PORT}"))
             .env("RUST_LOG", "info")
@@ -262,6 +263,16 @@ fn connect_network_makes_one_patch_pair_idempotent_repairable_and_found_after_re
         "fail_mode=secure",
     ]);
     f.vsctl(&["add-br", "br-kernel"]); // another datapath type
+                                       // A bridge of the right type that is not the cluster switch (the underlay's, say).
+    f.vsctl(&[
+        "add-br",
+        "br-underlay",
+        "--",
+        "set",
+        "bridge",
+        "br-underlay",
+        "datapath_type=netdev",
+    ]);
     f.start_edge();
     assert_eq!(
         f.ports(CLUSTER_BRIDGE),
@@ -270,11 +281,16 @@ fn connect_network_makes_one_patch_pair_idempotent_repairable_and_found_after_re
     );
 
     // Bad input: clear errors, nothing made.
-    let before = (f.ports(&bridge), f.ports(CLUSTER_BRIDGE));
+    let before = (
+        f.ports(&bridge),
+        f.ports(CLUSTER_BRIDGE),
+        f.ports("br-underlay"),
+    );
     for (network, target, code) in [
         ("inter", "br-nosuch", Code::NotFound),
         ("inter", bridge.as_str(), Code::InvalidArgument),
         ("inter", "br-kernel", Code::FailedPrecondition),
+        ("inter", "br-underlay", Code::PermissionDenied),
         ("", CLUSTER_BRIDGE, Code::InvalidArgument),
         ("in/ter", CLUSTER_BRIDGE, Code::InvalidArgument),
         ("inter", "a-name-longer-than-15", Code::InvalidArgument),
@@ -282,7 +298,14 @@ fn connect_network_makes_one_patch_pair_idempotent_repairable_and_found_after_re
         let e = f.connect(network, target).unwrap_err();
         assert_eq!(e.code(), Some(code), "{network} {target}: {e}");
     }
-    assert_eq!((f.ports(&bridge), f.ports(CLUSTER_BRIDGE)), before);
+    assert_eq!(
+        (
+            f.ports(&bridge),
+            f.ports(CLUSTER_BRIDGE),
+            f.ports("br-underlay")
+        ),
+        before
+    );
 
     // Connect: one pair, the numbers of the shared design.
     let a = f.connect("inter", CLUSTER_BRIDGE).unwrap();

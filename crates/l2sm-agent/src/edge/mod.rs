@@ -113,6 +113,11 @@ pub struct EdgeArgs {
     /// PEM CA certificate the provider controller's certificate must chain to.
     #[arg(long, requires_all = ["ssl_private_key", "ssl_certificate"])]
     pub ssl_ca_cert: Option<PathBuf>,
+    /// Bridges `ConnectNetwork` may patch the edge to (repeatable). Default: the node's
+    /// cluster switch only (upstream's `switch_name(nodeName, "l2sm-controller")`), so a
+    /// caller cannot join the edge to the underlay bridge or anything else on the node.
+    #[arg(long = "cluster-bridge")]
+    pub cluster_bridges: Vec<String>,
     /// Controller reconnect backoff ceiling, in ms.
     #[arg(long, default_value_t = 8000)]
     pub max_backoff_ms: u64,
@@ -202,6 +207,8 @@ pub struct Edge {
     attach: tokio::sync::Mutex<()>,
     /// The bridges' datapath type (a hop's two bridges must share it).
     datapath_type: String,
+    /// The bridges a hop may lead to (`--cluster-bridge`, default the node's cluster switch).
+    cluster_bridges: Vec<String>,
 }
 
 /// The port id of an interface name `ls<token><id>` of this switch (`None` for anything
@@ -519,6 +526,15 @@ impl Edge {
             }
             Some(_) => {}
         }
+        if !self.cluster_bridges.iter().any(|b| b == cluster_bridge) {
+            return Err(Status::new(
+                Code::PermissionDenied,
+                format!(
+                    "this edge connects only to {} (--cluster-bridge), not {cluster_bridge}",
+                    self.cluster_bridges.join(", ")
+                ),
+            ));
+        }
         let hops = self.hops().await.map_err(internal)?;
         let mine: Vec<PortLocation> = hops
             .iter()
@@ -789,6 +805,11 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         }),
         attach: tokio::sync::Mutex::new(()),
         datapath_type: args.datapath_type.clone(),
+        cluster_bridges: if args.cluster_bridges.is_empty() {
+            vec![ids::switch_name(&cfg.node_name, ids::OVERLAY_PROVIDER)]
+        } else {
+            args.cluster_bridges.clone()
+        },
     });
     let adopted = edge.adopt_orphans().await?;
     {
