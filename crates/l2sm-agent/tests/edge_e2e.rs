@@ -150,6 +150,7 @@ impl Fixture {
                 self.dir.join("db.sock").display()
             ))
             .args(["--datapath-type", "netdev", "--neighbors-poll-ms", "100"])
+            .args(["--attach-bridge-prefix", "brtest"])
             .args(["--ned-grpc-insecure", "--ned-grpc-listen"])
             .arg(format!("127.0.0.1:{GRPC_PORT}"))
             .env("RUST_LOG", "info")
@@ -485,6 +486,11 @@ fn edge_switch_from_upstream_files_with_grpc_attach_vxlan_and_restart() {
         let e = attach(&ns, name).unwrap_err();
         assert_eq!(e.0, code, "{name:?}: {e:?}");
     }
+    // A Linux bridge of the node that is not one of the numbered NAD bridges.
+    f.ip(&["link", "add", "hostbr0", "type", "bridge"]);
+    let e = attach(&ns, "hostbr0").unwrap_err();
+    assert_eq!(e.0, Code::PermissionDenied, "{e:?}");
+    f.ip(&["link", "del", "hostbr0"]);
     // An lspeer3 that someone else made: refused before anything is created.
     f.ip(&["link", "add", "lspeer3", "type", "bridge"]);
     let e = attach(&ns, "brtest1x").unwrap_err();

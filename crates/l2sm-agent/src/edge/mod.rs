@@ -113,6 +113,11 @@ pub struct EdgeArgs {
     /// PEM CA certificate the provider controller's certificate must chain to.
     #[arg(long, requires_all = ["ssl_private_key", "ssl_certificate"])]
     pub ssl_ca_cert: Option<PathBuf>,
+    /// `AttachInterface` joins only Linux bridges named this prefix and a number (upstream's
+    /// operator passes the NAD bridges `br<N>`), never another bridge of the node (a host's
+    /// pod bridge, say).
+    #[arg(long, default_value = "br")]
+    pub attach_bridge_prefix: String,
     /// Bridges `ConnectNetwork` may patch the edge to (repeatable). Default: the node's
     /// cluster switch only (upstream's `switch_name(nodeName, "l2sm-controller")`), so a
     /// caller cannot join the edge to the underlay bridge or anything else on the node.
@@ -209,6 +214,8 @@ pub struct Edge {
     datapath_type: String,
     /// The bridges a hop may lead to (`--cluster-bridge`, default the node's cluster switch).
     cluster_bridges: Vec<String>,
+    /// `AttachInterface` bridges: this prefix and a number (`--attach-bridge-prefix`).
+    attach_bridge_prefix: String,
 }
 
 /// The port id of an interface name `ls<token><id>` of this switch (`None` for anything
@@ -372,6 +379,18 @@ impl Edge {
                 ))
             }
             Some(true) => {}
+        }
+        let numbered = name
+            .strip_prefix(self.attach_bridge_prefix.as_str())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !numbered {
+            return Err(Status::new(
+                Code::PermissionDenied,
+                format!(
+                    "this edge joins only bridges {}<N> (--attach-bridge-prefix), not {name:?}",
+                    self.attach_bridge_prefix
+                ),
+            ));
         }
         let used = ifaces
             .iter()
@@ -805,6 +824,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         }),
         attach: tokio::sync::Mutex::new(()),
         datapath_type: args.datapath_type.clone(),
+        attach_bridge_prefix: args.attach_bridge_prefix.clone(),
         cluster_bridges: if args.cluster_bridges.is_empty() {
             vec![ids::switch_name(&cfg.node_name, ids::OVERLAY_PROVIDER)]
         } else {
