@@ -14,6 +14,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod dns;
 pub mod identity;
 pub mod ipam;
 #[cfg(test)]
@@ -221,6 +222,13 @@ pub struct ControllerArgs {
     /// batch's barrier reply or for one write to complete before it is closed.
     #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub openflow_timeout_ms: u64,
+    /// Address (UDP and TCP) of the authoritative DNS server for `<pod>.<network>.l2sm`
+    /// (docs/dns.md); off unless given.
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// DNS queries per second answered per source address (bursts of twice as many).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub dns_rate_limit: u32,
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -331,6 +339,11 @@ impl Shared {
             dpid_claims: identity::Claims::default(),
             heap: Arc::new(l2sm_runtime::HeapTrimmer::default()),
         }))
+    }
+
+    /// Runs `f` on the model as it is now (under the read lock: keep `f` short).
+    pub fn with_model<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
+        f(&self.model.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A consistent copy of the model.
@@ -704,7 +717,27 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         api_tls,
         shared.clone(),
     ));
+    let dns_task = match args.dns_listen {
+        Some(addr) => {
+            let udp = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for DNS on udp {addr}"))?;
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for DNS on tcp {addr}"))?;
+            tracing::info!(dns = %addr, "DNS serving zone {}", dns::ZONE);
+            let limits = dns::server::Limits {
+                rate_per_source: args.dns_rate_limit,
+                burst_per_source: args.dns_rate_limit.saturating_mul(2),
+                ..dns::server::Limits::default()
+            };
+            let zones = Arc::new(dns::Zones::new(shared.clone()));
+            tokio::spawn(dns::server::serve(udp, tcp, zones, limits))
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
     tokio::select! {
+        r = dns_task => r.context("DNS server stopped")?.context("DNS server failed")?,
         r = of_task => r.context("OpenFlow server stopped")?.context("OpenFlow server failed")?,
         r = api_task => r.context("API server stopped")?,
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),
