@@ -8,6 +8,7 @@
 //! recursion: names outside the zone (and reverse names of addresses we do not know) are
 //! REFUSED.
 
+pub mod client;
 pub mod server;
 pub mod wire;
 

@@ -501,6 +501,9 @@ fn count(n: usize) -> u16 {
 /// the id and opcode echoed, no question. `None` when there is not even a header, or the
 /// message is itself a response (never answer those: no reflection loops).
 pub fn header_only_answer(msg: &[u8], rcode: u8) -> Option<Vec<u8>> {
+    if msg.len() < 12 {
+        return None;
+    }
     let (id, flags) = header_id(msg)?;
     if flags & 0x8000 != 0 {
         return None;

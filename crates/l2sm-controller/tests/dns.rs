@@ -1,0 +1,288 @@
+//! The controller's DNS server on a real controller process, over real UDP and TCP: records
+//! appear when an owner report answers and vanish on detach or move, several pods with one
+//! name, PTR, negative answers with the SOA, REFUSED outside the zone, TC on large UDP
+//! answers, malformed input, the per-source rate limit and a restart.
+
+use l2sm_controller::dns::client::{exchange_tcp, exchange_udp, lookup};
+use l2sm_controller::dns::wire::{self, Name, RData, Response};
+use l2sm_test_support::controller::ControllerProcess;
+use l2sm_test_support::free_port;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(2);
+const DPID: &str = "of:a30b6e801ab54336";
+
+fn start(extra: &[&str]) -> (ControllerProcess, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let mut args = vec!["--dns-listen", listen.as_str()];
+    args.extend_from_slice(extra);
+    (ControllerProcess::start_args(&args), addr)
+}
+
+fn ask(dns: SocketAddr, name: &str, qtype: u16) -> Response {
+    lookup(dns, &Name::parse(name).unwrap(), qtype, T).expect("DNS answer")
+}
+
+fn data(r: &Response) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .answers
+        .iter()
+        .map(|a| match &a.data {
+            RData::Addr(ip) => ip.to_string(),
+            RData::Ptr(n) => n.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn attach(c: &ControllerProcess, net: &str, port: u32, pod: &str, ips: &[&str]) {
+    let ports = format!(r#"{{"networkId":"{net}","networkEndpoints":["{DPID}/{port}"]}}"#);
+    assert_eq!(c.req("POST", "/onos/vnets/api/port", Some(&ports)).0, 204);
+    let ips: Vec<String> = ips.iter().map(|i| format!("\"{i}\"")).collect();
+    let owner = format!(
+        r#"{{"pod":"{pod}","attachment":"cni/{port}/net1","interface":"net1","ips":[{}]}}"#,
+        ips.join(",")
+    );
+    let path = format!("/api/v1/switches/{DPID}/ports/{port}/owner");
+    let (code, text) = c.req("PUT", &path, Some(&owner));
+    assert_eq!(code, 204, "{text}");
+}
+
+fn detach(c: &ControllerProcess, net: &str, port: u32) {
+    let ports = format!(r#"{{"networkId":"{net}","networkEndpoints":["{DPID}/{port}"]}}"#);
+    assert_eq!(c.req("DELETE", "/onos/vnets/api/port", Some(&ports)).0, 200);
+}
+
+fn soa_serial(r: &Response) -> Option<u32> {
+    match r.authority.first().map(|a| &a.data) {
+        Some(RData::Soa(s)) => Some(s.serial),
+        _ => None,
+    }
+}
+
+/// Names follow the API at once (each lookup right after the call returns, no waiting):
+/// attach, a second pod with the same name, PTR both ways, detach, a move; negative answers
+/// carry the SOA; other zones are refused; UDP and TCP agree; a restart keeps every record.
+#[test]
+fn names_follow_attach_detach_and_move() {
+    let (c, dns) = start(&[]);
+    for n in ["blue", "red"] {
+        let body = format!(r#"{{"networkId":"{n}"}}"#);
+        assert_eq!(c.req("POST", "/onos/vnets/api", Some(&body)).0, 204);
+    }
+    let r = ask(dns, "a.blue.l2sm", wire::TYPE_A);
+    assert_eq!(r.rcode, u16::from(wire::RCODE_NXDOMAIN));
+    assert!(soa_serial(&r).is_some(), "NXDOMAIN carries the SOA");
+
+    attach(&c, "blue", 1, "ns1/a", &["10.0.0.1", "fd00::1"]);
+    let r = ask(dns, "a.blue.l2sm", wire::TYPE_A);
+    assert_eq!(
+        (r.rcode, r.aa, data(&r)),
+        (0, true, vec!["10.0.0.1".into()])
+    );
+    assert_eq!(data(&ask(dns, "a.blue.l2sm", wire::TYPE_AAAA)), ["fd00::1"]);
+    attach(&c, "blue", 2, "ns2/a", &["10.0.0.2"]);
+    attach(&c, "blue", 3, "ns1/b", &["10.0.0.3"]);
+    assert_eq!(
+        data(&ask(dns, "a.blue.l2sm", wire::TYPE_A)),
+        ["10.0.0.1", "10.0.0.2"],
+        "two pods called a"
+    );
+    let ptr = |ip: &str| {
+        let name = Name::reverse(ip.parse().unwrap());
+        lookup(dns, &name, wire::TYPE_PTR, T).unwrap()
+    };
+    assert_eq!(data(&ptr("10.0.0.3")), ["b.blue.l2sm."]);
+    assert_eq!(data(&ptr("fd00::1")), ["a.blue.l2sm."]);
+
+    // TCP gives the same answer as UDP.
+    let q = wire::build_query(
+        77,
+        &Name::parse("a.blue.l2sm").unwrap(),
+        wire::TYPE_A,
+        false,
+    );
+    let udp = wire::parse_response(&exchange_udp(dns, &q, T).unwrap()).unwrap();
+    let tcp = wire::parse_response(&exchange_tcp(dns, &q, T).unwrap()).unwrap();
+    assert_eq!(udp, tcp);
+    assert_eq!(udp.id, 77);
+
+    // Negative answers: NODATA (name there, type not), NXDOMAIN, both with the SOA.
+    let r = ask(dns, "b.blue.l2sm", wire::TYPE_AAAA);
+    assert_eq!((r.rcode, r.answers.len()), (0, 0));
+    assert!(soa_serial(&r).is_some());
+    let r = ask(dns, "b.red.l2sm", wire::TYPE_A);
+    assert_eq!(r.rcode, u16::from(wire::RCODE_NXDOMAIN));
+    // Not a resolver.
+    for name in ["example.com", "localhost"] {
+        let r = ask(dns, name, wire::TYPE_A);
+        assert_eq!(
+            (r.rcode, r.answers.len(), r.ra),
+            (u16::from(wire::RCODE_REFUSED), 0, false)
+        );
+    }
+    assert_eq!(ptr("192.0.2.1").rcode, u16::from(wire::RCODE_REFUSED));
+
+    // Detach ns2/a: gone at once (name and PTR); move b to red: follows.
+    detach(&c, "blue", 2);
+    assert_eq!(data(&ask(dns, "a.blue.l2sm", wire::TYPE_A)), ["10.0.0.1"]);
+    assert_eq!(ptr("10.0.0.2").rcode, u16::from(wire::RCODE_REFUSED));
+    let (code, text) = c.req(
+        "POST",
+        &format!("/api/v1/switches/{DPID}/ports/3/move"),
+        Some(r#"{"from":"blue","to":"red"}"#),
+    );
+    assert_eq!(code, 202, "{text}");
+    assert_eq!(
+        ask(dns, "b.blue.l2sm", wire::TYPE_A).rcode,
+        u16::from(wire::RCODE_NXDOMAIN)
+    );
+    assert_eq!(data(&ask(dns, "b.red.l2sm", wire::TYPE_A)), ["10.0.0.3"]);
+    assert_eq!(data(&ptr("10.0.0.3")), ["b.red.l2sm."]);
+
+    // A restart keeps every record (they are the model's).
+    let before: Vec<Vec<String>> = ["a.blue.l2sm", "b.red.l2sm"]
+        .iter()
+        .map(|n| data(&ask(dns, n, wire::TYPE_A)))
+        .collect();
+    let (api, of) = (c.api, c.openflow);
+    let dir = c.stop();
+    let listen = dns.to_string();
+    let c = ControllerProcess::start_on_with(
+        dir,
+        "test",
+        "secret",
+        api,
+        of,
+        &["--dns-listen", listen.as_str()],
+    );
+    let after: Vec<Vec<String>> = ["a.blue.l2sm", "b.red.l2sm"]
+        .iter()
+        .map(|n| data(&ask(dns, n, wire::TYPE_A)))
+        .collect();
+    assert_eq!(before, after);
+    drop(c);
+}
+
+/// 100 pods called `web`: over UDP without EDNS (512 octets) and with EDNS (1232) the answer
+/// is truncated (TC, no records), over TCP it has all 100; `lookup` falls back to TCP.
+#[test]
+fn large_answers_set_tc_on_udp_and_come_whole_over_tcp() {
+    let (c, dns) = start(&[]);
+    assert_eq!(
+        c.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"big"}"#))
+            .0,
+        204
+    );
+    for i in 1..=100u32 {
+        attach(
+            &c,
+            "big",
+            i,
+            &format!("ns{i}/web"),
+            &[&format!("10.9.{}.{}", i / 200, i % 200 + 1)],
+        );
+    }
+    let name = Name::parse("web.big.l2sm").unwrap();
+    for edns in [false, true] {
+        let q = wire::build_query(5, &name, wire::TYPE_A, edns);
+        let raw = exchange_udp(dns, &q, T).unwrap();
+        assert!(raw.len() <= if edns { 1232 } else { 512 });
+        let r = wire::parse_response(&raw).unwrap();
+        assert!(r.tc && r.answers.is_empty(), "edns {edns}: {r:?}");
+        let r = wire::parse_response(&exchange_tcp(dns, &q, T).unwrap()).unwrap();
+        assert!(!r.tc);
+        assert_eq!(r.answers.len(), 100);
+    }
+    assert_eq!(
+        lookup(dns, &name, wire::TYPE_A, T).unwrap().answers.len(),
+        100
+    );
+}
+
+/// Malformed datagrams and TCP messages (random bytes, truncations, compression loops, huge
+/// counts, responses) get FORMERR or silence; the server keeps answering and stays up.
+#[test]
+fn malformed_input_gets_formerr_or_silence() {
+    let (mut c, dns) = start(&[]);
+    let good = wire::build_query(1, &Name::parse("x.l2sm").unwrap(), wire::TYPE_A, false);
+    let mut looped = good[..12].to_vec();
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    let mut counts = good.clone();
+    counts[4..12].copy_from_slice(&[0xff; 8]);
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    // FORMERR with the id for parseable headers.
+    for msg in [&looped, &counts, &good[..good.len() - 1].to_vec()] {
+        let r = wire::parse_response(&exchange_udp(dns, msg, T).unwrap()).unwrap();
+        assert_eq!((r.id, r.rcode), (1, u16::from(wire::RCODE_FORMERR)));
+        let r = wire::parse_response(&exchange_tcp(dns, msg, T).unwrap()).unwrap();
+        assert_eq!((r.id, r.rcode), (1, u16::from(wire::RCODE_FORMERR)));
+    }
+    // Silence for responses and for less than a header.
+    for msg in [&response[..], &good[..5], &[][..]] {
+        let got = exchange_udp(dns, msg, Duration::from_millis(300));
+        assert!(got.is_err(), "answered {msg:?}: {got:?}");
+    }
+    // Random junk, 3,000 datagrams and 200 TCP messages (xorshift, seeded).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..3200 {
+        let len = (next() % 700) as usize;
+        let mut msg: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if i % 2 == 0 && msg.len() > 12 {
+            // Keep the header plausible so the name parser gets exercised.
+            msg[2..12].copy_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        }
+        if i < 3000 {
+            sock.send_to(&msg, dns).unwrap();
+        } else {
+            let _ = exchange_tcp(dns, &msg, Duration::from_millis(500));
+        }
+    }
+    assert!(c.is_running(), "controller died");
+    // The junk spent this source's burst: a moment refills it (1,000 a second).
+    std::thread::sleep(Duration::from_millis(100));
+    let r = ask(dns, "x.l2sm", wire::TYPE_A);
+    assert_eq!(r.rcode, u16::from(wire::RCODE_NXDOMAIN));
+}
+
+/// One source gets its burst (twice the rate) and then the rate, the rest is dropped; a
+/// second later it is answered again.
+#[test]
+fn queries_are_rate_limited_per_source() {
+    let (_c, dns) = start(&["--dns-rate-limit", "20"]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let q = wire::build_query(3, &Name::parse("x.l2sm").unwrap(), wire::TYPE_A, false);
+    let started = Instant::now();
+    for _ in 0..200 {
+        sock.send_to(&q, dns).unwrap();
+    }
+    let mut answered = 0;
+    let mut buf = [0u8; 512];
+    while sock.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Burst 40, then 20/s for the time the sends and reads took.
+    let most = 40.0 + 20.0 * elapsed + 1.0;
+    assert!(
+        (40..=most as usize).contains(&answered),
+        "{answered} of 200 answered in {elapsed:.2} s"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(ask(dns, "x.l2sm", wire::TYPE_A).rcode, 3);
+}
