@@ -286,3 +286,207 @@ fn queries_are_rate_limited_per_source() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(ask(dns, "x.l2sm", wire::TYPE_A).rcode, 3);
 }
+
+/// One unary gRPC call over cleartext HTTP/2: the `grpc-status` (from the trailers, or the
+/// headers of a trailers-only answer) and the answer message.
+fn grpc_call(addr: SocketAddr, path: &str, message: &[u8]) -> (u16, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = path.to_string();
+    let body = l2sm_ned::grpc::frame(message);
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::post(format!("http://{addr}{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let head_status = resp
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let collected = resp.into_body().collect().await.unwrap();
+        let trailer_status = collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status")?.to_str().ok()?.parse().ok());
+        let bytes = collected.to_bytes();
+        let msg = if bytes.len() >= 5 {
+            bytes[5..].to_vec()
+        } else {
+            vec![]
+        };
+        (trailer_status.or(head_status).expect("grpc-status"), msg)
+    })
+}
+
+/// Upstream's update API: `AddEntry` with the bytes upstream's generated client sends makes
+/// `b.shared.inter.l2sm` resolve at once; bad input (missing fields, an invalid address, a
+/// label too long) is INVALID_ARGUMENT and changes nothing; `DeleteEntry` removes it; entries
+/// survive a restart; `AddServer` is UNIMPLEMENTED (authoritative only); the API does not
+/// start without TLS or an explicit `--dns-grpc-insecure`.
+#[test]
+fn update_api_adds_and_deletes_names() {
+    use l2sm_controller::dns::grpc::{entry_request, DnsEntry, Method};
+    let grpc_port = free_port();
+    let grpc: SocketAddr = format!("127.0.0.1:{grpc_port}").parse().unwrap();
+    let grpc_listen = grpc.to_string();
+    let (c, dns) = start(&["--dns-grpc-listen", &grpc_listen, "--dns-grpc-insecure"]);
+    let entry = DnsEntry {
+        pod_name: "b".into(),
+        ip_address: "10.0.0.2".into(),
+        network: "shared".into(),
+        scope: "inter".into(),
+    };
+    // The golden bytes of the codec's unit test.
+    let (code, msg) = grpc_call(grpc, Method::AddEntry.path(), &entry_request(&entry));
+    assert_eq!((code, msg.len()), (0, 0));
+    assert_eq!(
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)),
+        ["10.0.0.2"]
+    );
+    let ptr = lookup(
+        dns,
+        &Name::reverse("10.0.0.2".parse().unwrap()),
+        wire::TYPE_PTR,
+        T,
+    )
+    .unwrap();
+    assert_eq!(data(&ptr), ["b.shared.inter.l2sm."]);
+    // Bad input: an error status, nothing changes.
+    let long = "x".repeat(64);
+    for bad in [
+        DnsEntry {
+            pod_name: String::new(),
+            ..entry.clone()
+        },
+        DnsEntry {
+            scope: String::new(),
+            ..entry.clone()
+        },
+        DnsEntry {
+            ip_address: "10.0.0.300".into(),
+            pod_name: "z".into(),
+            ..entry.clone()
+        },
+        DnsEntry {
+            ip_address: String::new(),
+            pod_name: "z".into(),
+            ..entry.clone()
+        },
+        DnsEntry {
+            pod_name: long.clone(),
+            ..entry.clone()
+        },
+        DnsEntry {
+            network: "Bad_Net".into(),
+            ..entry.clone()
+        },
+    ] {
+        let (code, _) = grpc_call(grpc, Method::AddEntry.path(), &entry_request(&bad));
+        assert_eq!(code, 3, "INVALID_ARGUMENT for {bad:?}");
+    }
+    let (code, _) = grpc_call(grpc, Method::AddEntry.path(), &[0x0a, 0x05, 0x0a]);
+    assert_eq!(code, 13, "INTERNAL for an unparseable message, as grpc-go");
+    assert_eq!(
+        ask(dns, "z.shared.inter.l2sm", wire::TYPE_A).rcode,
+        u16::from(wire::RCODE_NXDOMAIN)
+    );
+    assert_eq!(
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)),
+        ["10.0.0.2"]
+    );
+    let (code, _) = grpc_call(grpc, Method::AddServer.path(), &[]);
+    assert_eq!(code, 12, "UNIMPLEMENTED");
+    let (code, _) = grpc_call(grpc, "/l2smdns.DnsService/Nope", &[]);
+    assert_eq!(code, 12);
+
+    // A second address for the name (upstream keeps both), then a restart keeps them.
+    let second = DnsEntry {
+        ip_address: "fd00::2".into(),
+        ..entry.clone()
+    };
+    assert_eq!(
+        grpc_call(grpc, Method::AddEntry.path(), &entry_request(&second)).0,
+        0
+    );
+    let (api, of) = (c.api, c.openflow);
+    let dir = c.stop();
+    let listen = dns.to_string();
+    let c = ControllerProcess::start_on_with(
+        dir,
+        "test",
+        "secret",
+        api,
+        of,
+        &[
+            "--dns-listen",
+            &listen,
+            "--dns-grpc-listen",
+            &grpc_listen,
+            "--dns-grpc-insecure",
+        ],
+    );
+    assert_eq!(
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)),
+        ["10.0.0.2"]
+    );
+    assert_eq!(
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_AAAA)),
+        ["fd00::2"]
+    );
+    assert_eq!(
+        grpc_call(grpc, Method::DeleteEntry.path(), &entry_request(&entry)).0,
+        0
+    );
+    assert_eq!(
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        grpc_call(grpc, Method::DeleteEntry.path(), &entry_request(&second)).0,
+        0
+    );
+    assert_eq!(
+        ask(dns, "b.shared.inter.l2sm", wire::TYPE_A).rcode,
+        u16::from(wire::RCODE_NXDOMAIN)
+    );
+    drop(c);
+
+    // Neither TLS nor --dns-grpc-insecure: the controller refuses to start.
+    let out = std::process::Command::new(l2sm_test_support::bin::l2sm())
+        .args([
+            "controller",
+            "--insecure-openflow",
+            "--upstream-default-credentials",
+        ])
+        .args([
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--dns-grpc-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--state-dir")
+        .arg(tempfile::tempdir().unwrap().path())
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--openflow-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--dns-grpc-insecure"), "{stderr}");
+}

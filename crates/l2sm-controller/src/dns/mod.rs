@@ -9,6 +9,7 @@
 //! REFUSED.
 
 pub mod client;
+pub mod grpc;
 pub mod server;
 pub mod wire;
 
@@ -46,16 +47,33 @@ pub struct Zone {
     pub hosts: BTreeMap<(String, String), BTreeSet<IpAddr>>,
     /// Address → the names pointing at it.
     pub reverse: BTreeMap<IpAddr, BTreeSet<Name>>,
+    /// Names registered through upstream's update API (`<pod>.<network>.<scope>.l2sm`).
+    pub extra: BTreeMap<Name, BTreeSet<IpAddr>>,
 }
 
 impl Zone {
     /// The zone of `model`: every member port with an owner that names a pod, its reported
     /// addresses and the IPAM allocations attached to it.
     pub fn of(model: &Model, serial: u32) -> Zone {
+        Zone::with_entries(model, serial, &BTreeMap::new())
+    }
+
+    /// [`Zone::of`] plus the names registered through the update API.
+    pub fn with_entries(
+        model: &Model,
+        serial: u32,
+        extra: &BTreeMap<Name, BTreeSet<IpAddr>>,
+    ) -> Zone {
         let mut zone = Zone {
             serial,
+            extra: extra.clone(),
             ..Zone::default()
         };
+        for (name, addrs) in extra {
+            for ip in addrs {
+                zone.reverse.entry(*ip).or_default().insert(name.clone());
+            }
+        }
         for (net_name, net) in &model.networks {
             let network = net_name.to_ascii_lowercase();
             if !valid_label(&network) {
@@ -165,6 +183,27 @@ impl Zone {
         if !name.ends_with(&[ZONE]) {
             return refused;
         }
+        let addresses = |addrs: &BTreeSet<IpAddr>| {
+            let want = |ip: &&IpAddr| match query.qtype {
+                wire::TYPE_A => ip.is_ipv4(),
+                wire::TYPE_AAAA => ip.is_ipv6(),
+                wire::TYPE_ANY => true,
+                _ => false,
+            };
+            let answers: Vec<Record> = addrs
+                .iter()
+                .filter(want)
+                .map(|ip| record(RData::Addr(*ip)))
+                .collect();
+            if answers.is_empty() {
+                nodata(self)
+            } else {
+                found(answers)
+            }
+        };
+        if let Some(addrs) = self.extra.get(name) {
+            return addresses(addrs);
+        }
         let labels = &name.0[..name.0.len() - 1];
         let nxdomain = Answer {
             rcode: u16::from(wire::RCODE_NXDOMAIN),
@@ -178,61 +217,176 @@ impl Zone {
                 _ => nodata(self),
             },
             [network] if self.networks.contains(network) => nodata(self),
-            [host, network] => {
-                let Some(addrs) = self.hosts.get(&(network.clone(), host.clone())) else {
-                    return nxdomain;
-                };
-                let want = |ip: &&IpAddr| match query.qtype {
-                    wire::TYPE_A => ip.is_ipv4(),
-                    wire::TYPE_AAAA => ip.is_ipv6(),
-                    wire::TYPE_ANY => true,
-                    _ => false,
-                };
-                let answers: Vec<Record> = addrs
-                    .iter()
-                    .filter(want)
-                    .map(|ip| record(RData::Addr(*ip)))
-                    .collect();
-                if answers.is_empty() {
-                    nodata(self)
-                } else {
-                    found(answers)
-                }
-            }
+            [host, network] => match self.hosts.get(&(network.clone(), host.clone())) {
+                Some(addrs) => addresses(addrs),
+                None => nxdomain,
+            },
             _ => nxdomain,
         }
     }
 }
 
-/// The zone of the model's current generation, rebuilt on the first query after a change.
+/// Why an entry of the update API was refused (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// A field is missing or not a DNS label.
+    #[error("{0} must be a DNS label (1-63 of a-z, 0-9, '-', not starting or ending with '-')")]
+    BadLabel(&'static str),
+    /// The address does not parse.
+    #[error("ip_address {0:?} is not an IPv4 or IPv6 address")]
+    BadAddress(String),
+    /// The entries file could not be written.
+    #[error("cannot persist DNS entries: {0}")]
+    Persist(std::io::Error),
+}
+
+/// Entries file (in the controller's state directory).
+pub const ENTRIES_FILE: &str = "dns-entries.json";
+
+/// The zone of the model's current generation (plus the update API's entries), rebuilt on
+/// the first query after either changed.
 pub struct Zones {
     shared: Arc<crate::Shared>,
-    current: Mutex<Option<(u64, Arc<Zone>)>>,
+    entries_path: Option<std::path::PathBuf>,
+    entries: Mutex<BTreeMap<Name, BTreeSet<IpAddr>>>,
+    entries_version: std::sync::atomic::AtomicU64,
+    current: Mutex<Option<(ZoneKey, Arc<Zone>)>>,
+}
+
+/// What a built zone was derived from: the model's generation and the entries' version.
+type ZoneKey = (u64, u64);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredEntry {
+    name: String,
+    ip: IpAddr,
 }
 
 impl Zones {
-    /// Zones of `shared`'s model.
+    /// Zones of `shared`'s model, without update-API entries.
     pub fn new(shared: Arc<crate::Shared>) -> Zones {
         Zones {
             shared,
+            entries_path: None,
+            entries: Mutex::new(BTreeMap::new()),
+            entries_version: Default::default(),
             current: Mutex::new(None),
         }
     }
 
-    /// The zone of the model now.
+    /// Zones of `shared`'s model with the entries kept in `dir`/[`ENTRIES_FILE`] (read now).
+    pub fn with_entries_in(
+        shared: Arc<crate::Shared>,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<Zones> {
+        use anyhow::Context as _;
+        let path = dir.join(ENTRIES_FILE);
+        let mut entries: BTreeMap<Name, BTreeSet<IpAddr>> = BTreeMap::new();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let stored: Vec<StoredEntry> = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{}: not a DNS entries file", path.display()))?;
+                for e in stored {
+                    let name = Name::parse(&e.name)
+                        .with_context(|| format!("{}: bad name {:?}", path.display(), e.name))?;
+                    entries.entry(name).or_default().insert(e.ip);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+        Ok(Zones {
+            entries_path: Some(path),
+            entries: Mutex::new(entries),
+            ..Zones::new(shared)
+        })
+    }
+
+    /// The zone now.
     pub fn current(&self) -> Arc<Zone> {
         // The generation first: the model read next holds at least its changes (a change
         // committed meanwhile bumps it again and the next query rebuilds).
         let generation = self.shared.generation();
+        let version = self
+            .entries_version
+            .load(std::sync::atomic::Ordering::Acquire);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((g, zone)) = current.as_ref() {
-            if *g == generation {
+        if let Some((key, zone)) = current.as_ref() {
+            if *key == (generation, version) {
                 return zone.clone();
             }
         }
-        let zone = Arc::new(self.shared.with_model(|m| Zone::of(m, generation as u32)));
-        *current = Some((generation, zone.clone()));
+        let extra = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let serial = (generation as u32).wrapping_add(version as u32);
+        let zone = Arc::new(
+            self.shared
+                .with_model(|m| Zone::with_entries(m, serial, &extra)),
+        );
+        *current = Some(((generation, version), zone.clone()));
         zone
+    }
+
+    /// The name `<pod>.<network>.<scope>.l2sm` of an update-API entry.
+    pub fn entry_name(pod: &str, network: &str, scope: &str) -> Result<Name, EntryError> {
+        for (what, label) in [("pod_name", pod), ("network", network), ("scope", scope)] {
+            if !valid_label(label) {
+                return Err(EntryError::BadLabel(what));
+            }
+        }
+        Ok(Name(vec![
+            pod.into(),
+            network.into(),
+            scope.into(),
+            ZONE.into(),
+        ]))
+    }
+
+    /// Adds (`add`) or removes an entry; persisted before it is visible. Returns whether
+    /// anything changed.
+    pub fn change_entry(&self, name: Name, ip: &str, add: bool) -> Result<bool, EntryError> {
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| EntryError::BadAddress(ip.to_string()))?;
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = entries.clone();
+        let changed = if add {
+            next.entry(name).or_default().insert(ip)
+        } else {
+            let removed = next.get_mut(&name).is_some_and(|s| s.remove(&ip));
+            if next.get(&name).is_some_and(BTreeSet::is_empty) {
+                next.remove(&name);
+            }
+            removed
+        };
+        if !changed {
+            return Ok(false);
+        }
+        if let Some(path) = &self.entries_path {
+            let stored: Vec<StoredEntry> = next
+                .iter()
+                .flat_map(|(n, ips)| {
+                    ips.iter().map(move |ip| StoredEntry {
+                        name: n.to_string(),
+                        ip: *ip,
+                    })
+                })
+                .collect();
+            let bytes = serde_json::to_vec_pretty(&stored)
+                .map_err(|e| EntryError::Persist(std::io::Error::other(e)))?;
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(EntryError::Persist)?;
+        }
+        *entries = next;
+        self.entries_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(true)
     }
 }
 

@@ -312,3 +312,48 @@ proptest! {
         }
     }
 }
+
+/// `AddEntryRequest{entry: {pod_name: "b", ip_address: "10.0.0.2", network: "shared",
+/// scope: "inter"}}` as protobuf-go marshals it (fields in order; field 1 is the embedded
+/// `DNSEntry`, tag 0x0a), and the answer `AddEntryResponse{}` (empty message: no bytes).
+#[test]
+fn update_api_goldens() {
+    use super::grpc::*;
+    let golden: &[u8] = &[
+        0x0a, 0x1c, // entry, 28 bytes
+        0x0a, 0x01, b'b', //
+        0x12, 0x08, b'1', b'0', b'.', b'0', b'.', b'0', b'.', b'2', //
+        0x1a, 0x06, b's', b'h', b'a', b'r', b'e', b'd', //
+        0x22, 0x05, b'i', b'n', b't', b'e', b'r',
+    ];
+    let entry = DnsEntry {
+        pod_name: "b".into(),
+        ip_address: "10.0.0.2".into(),
+        network: "shared".into(),
+        scope: "inter".into(),
+    };
+    assert_eq!(entry_request(&entry), golden);
+    assert_eq!(parse_entry_request(golden).unwrap(), entry);
+    assert!(message_response("").is_empty());
+    // Unknown fields are skipped; a missing entry is an empty one; wrong wire types refused.
+    let mut unknown = golden.to_vec();
+    unknown.extend_from_slice(&[0x28, 0x01]);
+    assert_eq!(parse_entry_request(&unknown).unwrap(), entry);
+    assert_eq!(parse_entry_request(&[]).unwrap(), DnsEntry::default());
+    assert!(parse_entry_request(&[0x08, 0x01]).is_err());
+    assert!(parse_entry_request(&golden[..10]).is_err());
+    assert_eq!(
+        Method::from_path("/l2smdns.DnsService/AddEntry").unwrap(),
+        Method::AddEntry
+    );
+    assert!(Method::from_path("/l2smdns.DnsService/ListEntries").is_err());
+    assert!(Method::from_path("/other.Service/AddEntry").is_err());
+}
+
+proptest! {
+    /// Random bytes as an update request never panic.
+    #[test]
+    fn random_update_requests_never_panic(msg in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = super::grpc::parse_entry_request(&msg);
+    }
+}
