@@ -287,46 +287,57 @@ fn queries_are_rate_limited_per_source() {
     assert_eq!(ask(dns, "x.l2sm", wire::TYPE_A).rcode, 3);
 }
 
-/// One unary gRPC call over cleartext HTTP/2: the `grpc-status` (from the trailers, or the
-/// headers of a trailers-only answer) and the answer message.
-fn grpc_call(addr: SocketAddr, path: &str, message: &[u8]) -> (u16, Vec<u8>) {
+/// One unary gRPC call over `io` (an HTTP/2 connection): the `grpc-status` (from the
+/// trailers, or the headers of a trailers-only answer) and the answer message.
+async fn grpc_on<I>(io: I, path: &str, message: &[u8]) -> (u16, Vec<u8>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     use http_body_util::BodyExt as _;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post(format!("http://127.0.0.1{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            l2sm_ned::grpc::frame(message),
+        )))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let head_status = resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailer_status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status")?.to_str().ok()?.parse().ok());
+    let bytes = collected.to_bytes();
+    let msg = if bytes.len() >= 5 {
+        bytes[5..].to_vec()
+    } else {
+        vec![]
+    };
+    (trailer_status.or(head_status).expect("grpc-status"), msg)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let path = path.to_string();
-    let body = l2sm_ned::grpc::frame(message);
-    rt.block_on(async move {
+        .unwrap()
+}
+
+/// [`grpc_on`] over cleartext HTTP/2 with prior knowledge.
+fn grpc_call(addr: SocketAddr, path: &str, message: &[u8]) -> (u16, Vec<u8>) {
+    runtime().block_on(async {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::post(format!("http://{addr}{path}"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let head_status = resp
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok()?.parse().ok());
-        let collected = resp.into_body().collect().await.unwrap();
-        let trailer_status = collected
-            .trailers()
-            .and_then(|t| t.get("grpc-status")?.to_str().ok()?.parse().ok());
-        let bytes = collected.to_bytes();
-        let msg = if bytes.len() >= 5 {
-            bytes[5..].to_vec()
-        } else {
-            vec![]
-        };
-        (trailer_status.or(head_status).expect("grpc-status"), msg)
+        grpc_on(tcp, path, message).await
     })
 }
 
@@ -489,4 +500,137 @@ fn update_api_adds_and_deletes_names() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--dns-grpc-insecure"), "{stderr}");
+}
+
+/// Over TLS the update API wants a client certificate from `--dns-grpc-client-ca`: without
+/// one (or with one from another CA) the handshake fails and nothing changes; with one,
+/// `AddEntry` works.
+#[test]
+fn update_api_over_tls_needs_a_client_certificate() {
+    use l2sm_controller::dns::grpc::{entry_request, DnsEntry, Method};
+    use l2sm_controller::switch_tls;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    };
+    let leaf = |ca: &CertifiedIssuer<'static, KeyPair>, sans: Vec<String>, client: bool| {
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.extended_key_usages = vec![if client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, ca).unwrap();
+        (cert, key)
+    };
+    let (good_ca, other_ca) = (ca("dns-ca"), ca("other-ca"));
+    let dir = tempfile::tempdir().unwrap();
+    let (server, server_key) = leaf(&good_ca, vec!["127.0.0.1".into()], false);
+    let files = [
+        ("server.pem", server.pem()),
+        ("server.key", server_key.serialize_pem()),
+        ("ca.pem", good_ca.pem()),
+    ];
+    for (name, pem) in &files {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let path = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let grpc_listen = grpc.to_string();
+    let (cert, key, client_ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let (_c, dns) = start(&[
+        "--dns-grpc-listen",
+        &grpc_listen,
+        "--dns-grpc-tls-cert",
+        &cert,
+        "--dns-grpc-tls-key",
+        &key,
+        "--dns-grpc-client-ca",
+        &client_ca,
+    ]);
+    let identity = |ca: &CertifiedIssuer<'static, KeyPair>| {
+        let (c, k) = leaf(ca, vec![], true);
+        (
+            vec![c.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.serialize_der())),
+        )
+    };
+    let entry = DnsEntry {
+        pod_name: "b".into(),
+        ip_address: "10.0.0.2".into(),
+        network: "shared".into(),
+        scope: "inter".into(),
+    };
+    let call = |id: Option<_>| {
+        let mut config = (*switch_tls::client_config(&[good_ca.der().clone()], id).unwrap()).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let request = entry_request(&entry);
+        runtime().block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(grpc).await.unwrap();
+            let tls = switch_tls::connect(std::sync::Arc::new(config), "127.0.0.1", tcp).await;
+            let Ok(tls) = tls else { return None };
+            // TLS 1.3: a refused client certificate shows on the first read.
+            let (send_ok, out) = tokio::time::timeout(Duration::from_secs(5), async {
+                let call = tokio::spawn(async move { grpc_on(tls, Method::AddEntry.path(), &request).await });
+                match call.await {
+                    Ok(r) => (true, Some(r)),
+                    Err(_) => (false, None),
+                }
+            })
+            .await
+            .unwrap_or((false, None));
+            if send_ok { out } else { None }
+        })
+    };
+    assert_eq!(call(None), None, "no client certificate");
+    assert_eq!(call(Some(identity(&other_ca))), None, "another CA's certificate");
+    assert_eq!(
+        ask(dns, "b.shared.inter.l2sm", wire::TYPE_A).rcode,
+        u16::from(wire::RCODE_NXDOMAIN)
+    );
+    assert_eq!(call(Some(identity(&good_ca))), Some((0, vec![])));
+    assert_eq!(data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)), ["10.0.0.2"]);
+}
+
+/// TCP hygiene: 128 silent connections are held, the 129th is closed at once, queries still
+/// work over UDP meanwhile, and the silent ones are closed after the 10 s idle timeout.
+#[test]
+fn tcp_connections_are_capped_and_idle_ones_closed() {
+    use std::io::Read as _;
+    let (_c, dns) = start(&[]);
+    let held: Vec<std::net::TcpStream> = (0..128)
+        .map(|_| std::net::TcpStream::connect(dns).unwrap())
+        .collect();
+    // Let the server accept them all.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(dns).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(extra.read(&mut b), Ok(0) | Err(_)),
+        "connection 129 not closed"
+    );
+    assert_eq!(ask(dns, "x.l2sm", wire::TYPE_A).rcode, 3, "UDP still answers");
+    let started = Instant::now();
+    let mut first = &held[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let r = first.read(&mut b);
+    let waited = started.elapsed();
+    assert!(matches!(r, Ok(0)), "{r:?}");
+    assert!(
+        waited > Duration::from_secs(8) && waited < Duration::from_secs(12),
+        "closed after {waited:?}"
+    );
 }
