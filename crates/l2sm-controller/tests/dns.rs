@@ -570,7 +570,8 @@ fn update_api_over_tls_needs_a_client_certificate() {
         scope: "inter".into(),
     };
     let call = |id: Option<_>| {
-        let mut config = (*switch_tls::client_config(&[good_ca.der().clone()], id).unwrap()).clone();
+        let mut config =
+            (*switch_tls::client_config(&[good_ca.der().clone()], id).unwrap()).clone();
         config.alpn_protocols = vec![b"h2".to_vec()];
         let request = entry_request(&entry);
         runtime().block_on(async move {
@@ -579,7 +580,10 @@ fn update_api_over_tls_needs_a_client_certificate() {
             let Ok(tls) = tls else { return None };
             // TLS 1.3: a refused client certificate shows on the first read.
             let (send_ok, out) = tokio::time::timeout(Duration::from_secs(5), async {
-                let call = tokio::spawn(async move { grpc_on(tls, Method::AddEntry.path(), &request).await });
+                let call =
+                    tokio::spawn(
+                        async move { grpc_on(tls, Method::AddEntry.path(), &request).await },
+                    );
                 match call.await {
                     Ok(r) => (true, Some(r)),
                     Err(_) => (false, None),
@@ -587,17 +591,28 @@ fn update_api_over_tls_needs_a_client_certificate() {
             })
             .await
             .unwrap_or((false, None));
-            if send_ok { out } else { None }
+            if send_ok {
+                out
+            } else {
+                None
+            }
         })
     };
     assert_eq!(call(None), None, "no client certificate");
-    assert_eq!(call(Some(identity(&other_ca))), None, "another CA's certificate");
+    assert_eq!(
+        call(Some(identity(&other_ca))),
+        None,
+        "another CA's certificate"
+    );
     assert_eq!(
         ask(dns, "b.shared.inter.l2sm", wire::TYPE_A).rcode,
         u16::from(wire::RCODE_NXDOMAIN)
     );
     assert_eq!(call(Some(identity(&good_ca))), Some((0, vec![])));
-    assert_eq!(data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)), ["10.0.0.2"]);
+    assert_eq!(
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)),
+        ["10.0.0.2"]
+    );
 }
 
 /// TCP hygiene: 128 silent connections are held, the 129th is closed at once, queries still
@@ -620,7 +635,11 @@ fn tcp_connections_are_capped_and_idle_ones_closed() {
         matches!(extra.read(&mut b), Ok(0) | Err(_)),
         "connection 129 not closed"
     );
-    assert_eq!(ask(dns, "x.l2sm", wire::TYPE_A).rcode, 3, "UDP still answers");
+    assert_eq!(
+        ask(dns, "x.l2sm", wire::TYPE_A).rcode,
+        3,
+        "UDP still answers"
+    );
     let started = Instant::now();
     let mut first = &held[0];
     first

@@ -14,6 +14,7 @@ pub mod server;
 pub mod wire;
 
 use crate::model::Model;
+use l2sm_pipeline::ids::PortId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,22 @@ impl Zone {
                 continue;
             }
             zone.networks.insert(network.clone());
+            // IPAM allocations by port, in one pass (not one scan per port: a rebuild stays
+            // linear in the network's size).
+            let mut allocated: BTreeMap<&PortId, Vec<IpAddr>> = BTreeMap::new();
+            if let Some(ipam) = &net.ipam {
+                let mut by_owner: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
+                for (addr, owner) in &ipam.allocations {
+                    if ipam.cidrs.iter().any(|c| c.contains(addr)) {
+                        by_owner.entry(owner.as_str()).or_default().push(*addr);
+                    }
+                }
+                for (owner, port) in &ipam.ports {
+                    if let Some(addrs) = by_owner.get(owner.as_str()) {
+                        allocated.entry(port).or_default().extend(addrs);
+                    }
+                }
+            }
             for port in &net.endpoints {
                 let Some(owner) = model.port_owners.get(port) else {
                     continue;
@@ -91,14 +108,12 @@ impl Zone {
                 if !valid_label(&name) {
                     continue;
                 }
-                let allocated = net.ipam.iter().flat_map(|i| {
-                    i.ports
-                        .iter()
-                        .filter(|(_, p)| *p == port)
-                        .flat_map(|(o, _)| i.held_by(o))
-                        .map(|n| n.addr())
-                });
-                let addrs: Vec<IpAddr> = owner.ips.iter().copied().chain(allocated).collect();
+                let addrs: Vec<IpAddr> = owner
+                    .ips
+                    .iter()
+                    .chain(allocated.get(port).into_iter().flatten())
+                    .copied()
+                    .collect();
                 let fqdn = Name(vec![name.clone(), network.clone(), ZONE.into()]);
                 for ip in &addrs {
                     zone.reverse.entry(*ip).or_default().insert(fqdn.clone());

@@ -191,15 +191,16 @@ async fn serve_connection(
     limiter: &RateLimiter,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; usize::from(u16::MAX)];
     for _ in 0..limits.max_queries_per_connection {
+        // A buffer per message, of its announced size: idle connections hold none.
         let read = async {
             let len = usize::from(stream.read_u16().await?);
-            stream.read_exact(&mut buf[..len]).await?;
-            Ok::<usize, std::io::Error>(len)
+            let mut buf = vec![0u8; len];
+            stream.read_exact(&mut buf).await?;
+            Ok::<Vec<u8>, std::io::Error>(buf)
         };
-        let len = match tokio::time::timeout(limits.tcp_idle, read).await {
-            Ok(Ok(len)) => len,
+        let buf = match tokio::time::timeout(limits.tcp_idle, read).await {
+            Ok(Ok(buf)) => buf,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()), // idle
@@ -207,7 +208,7 @@ async fn serve_connection(
         if !limiter.allow(peer.ip()) {
             return Ok(());
         }
-        let Some(answer) = respond(zones, &buf[..len], true) else {
+        let Some(answer) = respond(zones, &buf, true) else {
             return Ok(());
         };
         let mut framed = Vec::with_capacity(answer.len() + 2);
