@@ -59,4 +59,40 @@ for who in l2sm:"$DNS" dnsmasq:"$MASQ"; do
         | sort -n | awk '{v[NR]=$1} END {print NR, v[int(NR*0.5)+1], v[int(NR*0.99)+1], v[NR]}')
     echo "$name: $qps queries/s (lost $lost); at $QPS/s: n=$n p50=${p50} us p99=${p99} us max=${max} us"
 done
+
+# A restart under 10 queries/s: how many fail, and for how long (stop to first answer).
+cat >"$OUT/probe.py" <<'PY'
+import socket, struct, sys, time
+port, secs = int(sys.argv[1]), float(sys.argv[2])
+q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"".join(
+    bytes([len(l)]) + l.encode() for l in "pod-1.bench.l2sm".split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+fails, first, last, sent, t0 = 0, None, None, 0, time.monotonic()
+while time.monotonic() - t0 < secs:
+    start = time.monotonic()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.09)
+    ok = False
+    try:
+        s.sendto(q, ("127.0.0.1", port)); r = s.recv(512)
+        ok = len(r) > 12 and r[3] & 0xf == 0 and r[6:8] != b"\0\0"  # NOERROR with an answer
+    except OSError:
+        pass
+    s.close(); sent += 1
+    if not ok:
+        fails += 1; first = first if first is not None else start - t0; last = time.monotonic() - t0
+    time.sleep(max(0, 0.1 - (time.monotonic() - start)))
+window = 0 if first is None else (last - first) * 1000
+print(f"{sent} {fails} {window:.0f}")
+PY
+python3 "$OUT/probe.py" "$DNS" 6 >"$OUT/restart.txt" &
+probe=$!
+sleep 2
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+"$L2SM" controller --insecure-openflow --upstream-default-credentials \
+    --api-listen "127.0.0.1:$API" --openflow-listen "127.0.0.1:$OF" \
+    --state-dir "$OUT/state" --dns-listen "127.0.0.1:$DNS" --dns-rate-limit 10000000 \
+    2>>"$OUT/controller.log" &
+pids[0]=$!
+wait "$probe"
+read -r sent failed window <"$OUT/restart.txt"
+echo "restart at 10 queries/s: $failed of $sent queries failed, window ${window} ms (stop to restart included)"
 echo "raw output in $OUT"

@@ -43,6 +43,33 @@ fn pods_are_found_by_name_right_after_attach_and_not_after_detach() {
     let o = lookup(&lab, &["example.com"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
+    // glibc's stub resolver reads our answers (A and AAAA queries in parallel, PTR): getent
+    // in the controller's namespace, with a resolv.conf naming it (private mount namespace).
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && getent hosts b.blue.l2sm && getent hosts 10.10.0.1",
+        conf.display()
+    );
+    let out = lab.run(&[
+        "lab", "exec", "underlay", "--", "unshare", "-m", "sh", "-c", &script,
+    ]);
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        got.contains("10.10.0.2") && got.contains("b.blue.l2sm"),
+        "{got}"
+    );
+    assert!(
+        got.contains("10.10.0.1") && got.contains("a.blue.l2sm"),
+        "{got}"
+    );
+
     lab.ok(&["detach", "--pod", "b"]);
     let o = lookup(&lab, &["b.blue.l2sm"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
