@@ -50,6 +50,9 @@ pub struct Zone {
     pub reverse: BTreeMap<IpAddr, BTreeSet<Name>>,
     /// Names registered through upstream's update API (`<pod>.<network>.<scope>.l2sm`).
     pub extra: BTreeMap<Name, BTreeSet<IpAddr>>,
+    /// Names above those (`<network>.<scope>.l2sm`, `<scope>.l2sm`): they exist without
+    /// records (NODATA, never NXDOMAIN, which would deny the names below, RFC 8020).
+    pub empty_non_terminals: BTreeSet<Name>,
 }
 
 impl Zone {
@@ -73,6 +76,11 @@ impl Zone {
         for (name, addrs) in extra {
             for ip in addrs {
                 zone.reverse.entry(*ip).or_default().insert(name.clone());
+            }
+            // Every proper ancestor below the apex.
+            for cut in 1..name.0.len().saturating_sub(1) {
+                zone.empty_non_terminals
+                    .insert(Name(name.0[cut..].to_vec()));
             }
         }
         for (net_name, net) in &model.networks {
@@ -218,6 +226,9 @@ impl Zone {
         };
         if let Some(addrs) = self.extra.get(name) {
             return addresses(addrs);
+        }
+        if self.empty_non_terminals.contains(name) {
+            return nodata(self);
         }
         let labels = &name.0[..name.0.len() - 1];
         let nxdomain = Answer {

@@ -400,3 +400,42 @@ fn ipam_allocations_count_and_big_zones_build_fast() {
     let rev = Name::reverse(ip[0].parse().unwrap()).to_string();
     assert_eq!(addrs(&ask(&zone, &rev, TYPE_PTR)), ["p4999.big.l2sm."]);
 }
+
+/// Update-API names: answered, their ancestors are empty non-terminals (NODATA, not NXDOMAIN:
+/// RFC 8020 resolvers would otherwise deny every name below), siblings NXDOMAIN.
+#[test]
+fn entries_and_their_empty_non_terminals() {
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert(
+        Name::parse("b.shared.inter.l2sm").unwrap(),
+        ["10.0.0.9".parse().unwrap()].into_iter().collect(),
+    );
+    let zone = Zone::with_entries(&model(), 1, &extra);
+    assert_eq!(
+        addrs(&ask(&zone, "b.shared.inter.l2sm", TYPE_A)),
+        ["10.0.0.9"]
+    );
+    assert_eq!(
+        addrs(&ask(&zone, "9.0.0.10.in-addr.arpa", TYPE_PTR)),
+        ["b.shared.inter.l2sm."]
+    );
+    for ent in ["shared.inter.l2sm", "inter.l2sm"] {
+        let r = ask(&zone, ent, TYPE_A);
+        assert_eq!(
+            (r.rcode, r.answers.len(), r.authority.len()),
+            (0, 0, 1),
+            "{ent}"
+        );
+    }
+    for missing in [
+        "c.shared.inter.l2sm",
+        "other.inter.l2sm",
+        "x.b.shared.inter.l2sm",
+    ] {
+        assert_eq!(
+            ask(&zone, missing, TYPE_A).rcode,
+            u16::from(RCODE_NXDOMAIN),
+            "{missing}"
+        );
+    }
+}
