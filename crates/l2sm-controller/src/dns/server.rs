@@ -41,14 +41,23 @@ impl Default for Limits {
 }
 
 /// Source addresses tracked at most by the rate limiter; when full, buckets that are full
-/// again are forgotten, and if none is, new sources share one bucket.
+/// again are forgotten (one sweep per [`SWEEP_EVERY`] at most, so spoofed sources cannot make
+/// every query pay for a sweep), and meanwhile new sources share one bucket.
 const MAX_SOURCES: usize = 16_384;
+/// Shortest time between two sweeps of the rate limiter's table.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Per-source token buckets.
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_source: HashMap<IpAddr, (f64, Instant)>,
+    last_sweep: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -57,15 +66,21 @@ impl RateLimiter {
         RateLimiter {
             rate: f64::from(rate.max(1)),
             burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
     /// Whether a query from `ip` may be answered now.
     pub fn allow(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_SOURCES && !buckets.contains_key(&ip) {
+        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Buckets {
+            by_source: buckets,
+            last_sweep,
+        } = &mut *guard;
+        let due = last_sweep.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY);
+        if buckets.len() >= MAX_SOURCES && !buckets.contains_key(&ip) && due {
+            *last_sweep = Some(now);
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
@@ -223,4 +238,29 @@ async fn serve_connection(
 
 fn wire_len(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source gets its burst then nothing until tokens come back; other sources are not
+    /// affected; 20,000 distinct sources never grow the table past its cap.
+    #[test]
+    fn buckets_are_per_source_and_bounded() {
+        let limiter = RateLimiter::new(1, 5);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        assert_eq!((0..10).filter(|_| limiter.allow(a)).count(), 5);
+        assert!(limiter.allow([10, 0, 0, 2].into()));
+        for i in 0..20_000u32 {
+            let ip: IpAddr = std::net::Ipv4Addr::from(0x0b00_0000 + i).into();
+            limiter.allow(ip);
+        }
+        let table = limiter.buckets.lock().unwrap();
+        assert!(
+            table.by_source.len() <= MAX_SOURCES + 1,
+            "{}",
+            table.by_source.len()
+        );
+    }
 }
