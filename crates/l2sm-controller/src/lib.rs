@@ -14,6 +14,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod dns;
 pub mod identity;
 pub mod ipam;
 #[cfg(test)]
@@ -227,6 +228,31 @@ pub struct ControllerArgs {
     /// batch's barrier reply or for one write to complete before it is closed.
     #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub openflow_timeout_ms: u64,
+    /// Address (UDP and TCP) of the authoritative DNS server for `<pod>.<network>.l2sm`
+    /// (docs/dns.md); off unless given.
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// DNS queries per second answered per source address (bursts of twice as many).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub dns_rate_limit: u32,
+    /// Address of upstream's DNS update API, gRPC `l2smdns.DnsService` (upstream's port is
+    /// 8081): HTTP/2 over TLS with client certificates (`--dns-grpc-tls-*`), or cleartext with
+    /// `--dns-grpc-insecure`. Needs `--dns-listen`.
+    #[arg(long, requires = "dns_listen")]
+    pub dns_grpc_listen: Option<SocketAddr>,
+    /// PEM certificate (chain) of the DNS update API.
+    #[arg(long, requires_all = ["dns_grpc_tls_key", "dns_grpc_client_ca"])]
+    pub dns_grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--dns-grpc-tls-cert`.
+    #[arg(long, requires = "dns_grpc_tls_cert")]
+    pub dns_grpc_tls_key: Option<PathBuf>,
+    /// PEM CA the update API's clients' certificates must chain to.
+    #[arg(long, requires = "dns_grpc_tls_cert")]
+    pub dns_grpc_client_ca: Option<PathBuf>,
+    /// Serve the DNS update API over cleartext HTTP/2 without authentication (upstream's way):
+    /// anyone who reaches the port can add names.
+    #[arg(long, conflicts_with = "dns_grpc_tls_cert")]
+    pub dns_grpc_insecure: bool,
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -341,6 +367,11 @@ impl Shared {
             edge_provider: std::sync::OnceLock::new(),
             heap: Arc::new(l2sm_runtime::HeapTrimmer::default()),
         }))
+    }
+
+    /// Runs `f` on the model as it is now (under the read lock: keep `f` short).
+    pub fn with_model<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
+        f(&self.model.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A consistent copy of the model.
@@ -725,7 +756,68 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         api_tls,
         shared.clone(),
     ));
+    let dns_task = match args.dns_listen {
+        Some(addr) => {
+            let udp = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for DNS on udp {addr}"))?;
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for DNS on tcp {addr}"))?;
+            tracing::info!(dns = %addr, "DNS serving zone {}", dns::ZONE);
+            let limits = dns::server::Limits {
+                rate_per_source: args.dns_rate_limit,
+                burst_per_source: args.dns_rate_limit.saturating_mul(2),
+                ..dns::server::Limits::default()
+            };
+            let zones = Arc::new(dns::Zones::with_entries_in(
+                shared.clone(),
+                &args.state_dir,
+            )?);
+            if let Some(grpc_addr) = args.dns_grpc_listen {
+                let tls = match (
+                    &args.dns_grpc_tls_cert,
+                    &args.dns_grpc_tls_key,
+                    &args.dns_grpc_client_ca,
+                ) {
+                    (Some(cert), Some(key), Some(ca)) => {
+                        let config = switch_tls::server_config_from_files(cert, key, ca)
+                            .context("cannot set up the DNS update API's TLS")?;
+                        let mut config = (*config).clone();
+                        config.alpn_protocols = vec![b"h2".to_vec()];
+                        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+                    }
+                    _ if args.dns_grpc_insecure => {
+                        tracing::warn!(
+                            "--dns-grpc-insecure: the DNS update API is cleartext and \
+                             unauthenticated; anyone who reaches it can add names"
+                        );
+                        None
+                    }
+                    _ => anyhow::bail!(
+                        "--dns-grpc-listen needs --dns-grpc-tls-cert, --dns-grpc-tls-key and \
+                         --dns-grpc-client-ca (or --dns-grpc-insecure, upstream's way)"
+                    ),
+                };
+                let listener = tokio::net::TcpListener::bind(grpc_addr)
+                    .await
+                    .with_context(|| format!("cannot listen for DNS updates on {grpc_addr}"))?;
+                tracing::info!(dns_grpc = %grpc_addr, tls = tls.is_some(), "DNS update API serving");
+                let zones = zones.clone();
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        dns::grpc::serve(listener, tls, zones, dns::grpc::Limits::default()).await
+                    {
+                        tracing::error!("DNS update API stopped: {e}");
+                    }
+                });
+            }
+            tokio::spawn(dns::server::serve(udp, tcp, zones, limits))
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
     tokio::select! {
+        r = dns_task => r.context("DNS server stopped")?.context("DNS server failed")?,
         r = of_task => r.context("OpenFlow server stopped")?.context("OpenFlow server failed")?,
         r = api_task => r.context("API server stopped")?,
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),

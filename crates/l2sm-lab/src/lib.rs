@@ -834,6 +834,7 @@ fn start_site_controller(
         ])
         .args(controller_openflow_args(lab, state, site))
         .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
+        .args(["--dns-listen", &format!("0.0.0.0:{}", state::DNS_PORT)])
         .arg("--api-users")
         .arg(users)
         .envs(daemon_env(state))

@@ -22,6 +22,8 @@ pub const CONTROLLER_MGMT_IP: &str = "10.251.0.254";
 pub const OPENFLOW_PORT: u16 = 6653;
 /// API port of the lab controller.
 pub const API_PORT: u16 = 8181;
+/// The controller's DNS port (UDP and TCP), on every address of the underlay namespace.
+pub const DNS_PORT: u16 = 53;
 /// Multi-cluster labs: the provider controller's address (on the router namespace's `lo`),
 /// reached from every node's management interface through the router.
 pub const PROVIDER_IP: &str = "10.252.0.254";

@@ -42,6 +42,9 @@ pub(crate) enum Command {
     Attach(AttachArgs),
     /// Remove a pod's interface(s) (lab).
     Detach(DetachArgs),
+    /// Names on networks: query the controller's DNS server (`<pod>.<network>.l2sm`).
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// Run the Kubernetes operator (reconcilers, webhook, leader election).
     Operator(Box<l2sm_operator::operator::OperatorArgs>),
     /// Switches, links and networks, as text or Graphviz DOT.
@@ -57,6 +60,27 @@ pub(crate) enum Command {
     /// lifetime left, make a key here and get a certificate through a Kubernetes
     /// CertificateSigningRequest signed by the operator (the agent's init container).
     AgentCert(l2sm_operator::switch_cert::agent::AgentCertArgs),
+}
+
+/// `l2sm dns …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DnsCommand {
+    /// Look a name up (an address with `--type PTR`); prints one record a line. Exit code 0
+    /// with records, 1 when the name does not exist or has none of that type, 2 when the
+    /// server refused (not its zone) or failed.
+    Lookup {
+        /// `<pod>.<network>.l2sm`, or an address (or its reverse name) with `--type PTR`.
+        name: String,
+        /// Record type.
+        #[arg(long = "type", default_value = "A", value_parser = ["A", "AAAA", "PTR", "SOA", "ANY"], ignore_case = true)]
+        qtype: String,
+        /// DNS server (the controller's `--dns-listen`); default: the lab controller's.
+        #[arg(long, env = "L2SM_DNS_SERVER")]
+        server: Option<std::net::SocketAddr>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
+    },
 }
 
 /// `l2sm install-cni`
@@ -337,6 +361,29 @@ pub(crate) async fn dispatch(
                 println!("switch certificate issued through {csr} ({why})")
             }
         },
+        Command::Dns(DnsCommand::Lookup {
+            name,
+            qtype,
+            server,
+            timeout,
+        }) => {
+            let timeout = std::time::Duration::from_secs(timeout.max(1));
+            if let Some(server) = server {
+                return tokio::task::block_in_place(|| dns_lookup(&name, &qtype, server, timeout));
+            }
+            // The lab's controller: only its underlay namespace reaches it.
+            let lab = lab()?;
+            let state = lab.load_ready()?;
+            if state.is_multi() {
+                bail!("lab {:?} has several clusters: give --server", lab.name);
+            }
+            let server =
+                format!("{}:{}", lab::state::CONTROLLER_IP, lab::state::DNS_PORT).parse()?;
+            let ns = l2sm_netns::Netns::open_named(&lab.underlay_ns())?;
+            return tokio::task::block_in_place(|| {
+                l2sm_netns::run_in_netns(&ns, move || dns_lookup(&name, &qtype, server, timeout))
+            })?;
+        }
         Command::Detach(d) => {
             let removed = lab::detach(&lab()?, &d.pod, d.network.as_deref()).await?;
             for a in &removed {
@@ -766,4 +813,61 @@ async fn topology_of(api: &ControllerClient, dot: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `l2sm dns lookup`: prints the answer's records; the exit code says what kind of answer.
+fn dns_lookup(
+    name: &str,
+    qtype: &str,
+    server: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> anyhow::Result<u8> {
+    use l2sm_controller::dns::wire::{self, Name, RData};
+    let qtype = match qtype.to_ascii_uppercase().as_str() {
+        "AAAA" => wire::TYPE_AAAA,
+        "PTR" => wire::TYPE_PTR,
+        "SOA" => wire::TYPE_SOA,
+        "ANY" => wire::TYPE_ANY,
+        _ => wire::TYPE_A,
+    };
+    let qname = match name.parse::<std::net::IpAddr>() {
+        Ok(ip) if qtype == wire::TYPE_PTR => Name::reverse(ip),
+        _ => Name::parse(name).ok_or_else(|| anyhow::anyhow!("not a DNS name: {name:?}"))?,
+    };
+    let r = l2sm_controller::dns::client::lookup(server, &qname, qtype, timeout)?;
+    for rec in &r.answers {
+        let (t, data) = match &rec.data {
+            RData::Addr(ip @ std::net::IpAddr::V4(_)) => ("A", ip.to_string()),
+            RData::Addr(ip) => ("AAAA", ip.to_string()),
+            RData::Ptr(n) => ("PTR", n.to_string()),
+            RData::Soa(s) => ("SOA", format!("{} {} {}", s.mname, s.rname, s.serial)),
+            RData::Other(t, d) => {
+                println!("{} {} TYPE{t} ({} octets)", rec.name, rec.ttl, d.len());
+                continue;
+            }
+        };
+        println!("{} {} {t} {data}", rec.name, rec.ttl);
+    }
+    match r.rcode {
+        0 if !r.answers.is_empty() => Ok(0),
+        0 => {
+            eprintln!("{qname}: no records of that type (NODATA)");
+            Ok(1)
+        }
+        3 => {
+            eprintln!("{qname}: no such name (NXDOMAIN)");
+            Ok(1)
+        }
+        5 => {
+            eprintln!(
+                "{qname}: refused by {server} (outside its zone {}.)",
+                l2sm_controller::dns::ZONE
+            );
+            Ok(2)
+        }
+        rcode => {
+            eprintln!("{qname}: server {server} answered rcode {rcode}");
+            Ok(2)
+        }
+    }
 }

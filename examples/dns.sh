@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Names on networks: the lab's controller answers <pod>.<network>.l2sm from its own state, the
+# moment an attach returns, and forgets the name the moment the detach returns (docs/dns.md).
+# Usage (root): L2SM=target/debug/l2sm examples/dns.sh
+set -euo pipefail
+l2sm() { "${L2SM:-l2sm}" --lab "${LAB:-example}" "$@"; }
+# `! cmd` would not stop the script under `set -e`: this does when cmd unexpectedly works.
+fails() { if "$@"; then echo "should have failed: $*" >&2; exit 1; fi; }
+trap 'l2sm lab down' EXIT
+l2sm lab up --nodes 2
+l2sm network create blue
+l2sm attach --node n1 --pod a --network blue --ip 10.10.0.1/24
+l2sm attach --node n2 --pod b --network blue --ip 10.10.0.2/24
+l2sm dns lookup b.blue.l2sm                      # b.blue.l2sm. 5 A 10.10.0.2
+l2sm dns lookup --type PTR 10.10.0.1             # ... PTR a.blue.l2sm.
+fails l2sm dns lookup example.com                 # refused: not a resolver
+# Any DNS client in the controller's namespace works too (dig, if installed).
+if command -v dig >/dev/null; then
+    l2sm lab exec underlay -- dig +short @10.250.0.254 a.blue.l2sm
+fi
+l2sm detach --pod b
+fails l2sm dns lookup b.blue.l2sm                 # NXDOMAIN: gone with the detach
+echo "dns example: OK"
