@@ -14,6 +14,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod health;
 pub mod identity;
 pub mod ipam;
 #[cfg(test)]
@@ -295,6 +296,8 @@ pub struct Shared {
     views: watch::Sender<u64>,
     /// LLDP liveness of links.
     pub probes: Probes,
+    /// Link health: latency, jitter and loss of the probes, port counters of link ports.
+    pub health: health::Health,
     /// The view each connected switch has confirmed (barrier reply after its batch): what
     /// "this port is programmed" waits for.
     applied: watch::Sender<BTreeMap<u64, AppliedView>>,
@@ -325,6 +328,7 @@ impl Shared {
             planner: Mutex::new(topo::Planner::default()),
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
+            health: health::Health::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
             metrics: metrics::Metrics::default(),
             limit_stats: metrics::LimitStats::default(),
@@ -502,9 +506,9 @@ impl Shared {
     pub fn check_links(&self) {
         let Some(topo) = self.topology() else { return };
         let switches = self.switches().clone();
-        let dead = self
-            .probes
-            .evaluate(&topo.probed_directions(&switches), &switches);
+        let directions = topo.probed_directions(&switches);
+        self.health.retain(&directions);
+        let dead = self.probes.evaluate(&directions, &switches);
         if let Some(dead) = dead {
             self.probes.publish(dead);
             self.bump();
