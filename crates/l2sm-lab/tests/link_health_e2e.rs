@@ -1,0 +1,304 @@
+//! Link health on a real 3-node lab: every link reports latency and loss both ways from the
+//! controller's own LLDP probes; `tc netem` on one direction of one link (VXLAN frames from
+//! n1 to n2, filtered on the underlay bridge's port towards n2, so no control channel and no
+//! other link is touched) moves that direction's latency by the injected delay and shows the
+//! injected loss, and nothing else; the picture renders with every switch.
+
+use l2sm_test_support::lab::{api_call, metrics, TestLab};
+use serde_json::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The direction `from` → `to` of the link between two nodes (`n1--n2` or `n2--n1`).
+fn direction(links: &Value, from: &str, to: &str) -> Value {
+    let links = links.as_array().expect("links array");
+    for l in links {
+        let id = l["id"].as_str().unwrap_or_default();
+        if id == format!("{from}--{to}") {
+            return l["ab"].clone();
+        }
+        if id == format!("{to}--{from}") {
+            return l["ba"].clone();
+        }
+    }
+    panic!("no link between {from} and {to} in {links:?}")
+}
+
+fn links(lab: &TestLab) -> Value {
+    let (code, body) = api_call(lab, "GET", "/api/v1/links");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+const PAIRS: [(&str, &str); 6] = [
+    ("n1", "n2"),
+    ("n2", "n1"),
+    ("n1", "n3"),
+    ("n3", "n1"),
+    ("n2", "n3"),
+    ("n3", "n2"),
+];
+
+fn latency(d: &Value) -> f64 {
+    d["latencyMs"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no latency in {d}"))
+}
+
+/// `tc ARGS` in the lab's underlay namespace (observation and injection only).
+fn tc(lab: &TestLab, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &format!("l2sm-{}-ul", lab.name), "tc"])
+        .args(args)
+        .output()
+        .expect("tc");
+    assert!(
+        out.status.success(),
+        "tc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn node_ip(lab: &TestLab, node: &str) -> String {
+    let state = lab.state();
+    state["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == node)
+        .and_then(|n| n["ip"].as_str())
+        .unwrap_or_else(|| panic!("no node {node} in {state}"))
+        .to_string()
+}
+
+/// Polls the links until `ok` holds for them, at most `secs`.
+fn wait_links(lab: &TestLab, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let l = links(lab);
+        if ok(&l) {
+            return l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {secs} s: {l:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn latency_and_loss_are_measured_per_direction_and_follow_netem() {
+    let lab = TestLab::up("lh", 3);
+    // Every direction of every link: probes judged and latency samples (the echo round trips
+    // come first, so the first probes may carry no latency).
+    let base = wait_links(&lab, 40, "latency on every direction", |l| {
+        PAIRS.iter().all(|(a, b)| {
+            let d = direction(l, a, b);
+            d["samples"].as_u64().unwrap_or(0) >= 8 && d["judged"].as_u64().unwrap_or(0) >= 8
+        })
+    });
+    for (a, b) in PAIRS {
+        let d = direction(&base, a, b);
+        let l = latency(&d);
+        assert!((0.0..10.0).contains(&l), "{a}->{b}: {l} ms on an idle lab");
+        assert!(d["loss"].as_f64().is_some(), "{a}->{b}: {d}");
+    }
+    let base_latency: Vec<f64> = PAIRS
+        .iter()
+        .map(|(a, b)| latency(&direction(&base, a, b)))
+        .collect();
+    // Metrics carry the same, by link and direction.
+    let text = metrics(&lab);
+    for (link, dir) in [
+        ("n1--n2", "a_to_b"),
+        ("n1--n2", "b_to_a"),
+        ("n2--n3", "a_to_b"),
+    ] {
+        for name in ["l2sm_link_latency_seconds", "l2sm_link_loss_ratio"] {
+            let series = format!("{name}{{link=\"{link}\",direction=\"{dir}\"}} ");
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+    }
+    assert!(text.contains("l2sm_link_up{link=\"n1--n3\"} 1"), "{text}");
+
+    // 20 ms on VXLAN frames from n1 to n2 only: on the bridge port towards n2.
+    let n1 = node_ip(&lab, "n1");
+    tc(
+        &lab,
+        &["qdisc", "add", "dev", "n2", "root", "handle", "1:", "prio"],
+    );
+    tc(
+        &lab,
+        &[
+            "qdisc", "add", "dev", "n2", "parent", "1:3", "handle", "30:", "netem", "delay", "20ms",
+        ],
+    );
+    tc(
+        &lab,
+        &[
+            "filter",
+            "add",
+            "dev",
+            "n2",
+            "parent",
+            "1:",
+            "protocol",
+            "ip",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            "src",
+            &format!("{n1}/32"),
+            "match",
+            "ip",
+            "dport",
+            "4789",
+            "0xffff",
+            "flowid",
+            "1:3",
+        ],
+    );
+    // The latency window (16 samples at 1 s) fills with delayed probes.
+    std::thread::sleep(Duration::from_secs(20));
+    let delayed = links(&lab);
+    let moved: Vec<f64> = PAIRS
+        .iter()
+        .zip(&base_latency)
+        .map(|((a, b), before)| latency(&direction(&delayed, a, b)) - before)
+        .collect();
+    eprintln!("latency change per direction with 20 ms netem on n1->n2: {PAIRS:?} {moved:?}");
+    assert!(
+        (moved[0] - 20.0).abs() <= 3.0,
+        "n1->n2 moved by {} ms, not ~20",
+        moved[0]
+    );
+    for (i, m) in moved.iter().enumerate().skip(1) {
+        assert!(m.abs() <= 3.0, "{:?} moved by {m} ms", PAIRS[i]);
+    }
+
+    // Now 50% loss instead of the delay.
+    let lost_before: Vec<u64> = PAIRS
+        .iter()
+        .map(|(a, b)| direction(&delayed, a, b)["lost"].as_u64().unwrap_or(0))
+        .collect();
+    tc(
+        &lab,
+        &[
+            "qdisc", "change", "dev", "n2", "parent", "1:3", "handle", "30:", "netem", "loss",
+            "50%",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(20));
+    let lossy = links(&lab);
+    let lost: Vec<u64> = PAIRS
+        .iter()
+        .map(|(a, b)| direction(&lossy, a, b)["lost"].as_u64().unwrap_or(0))
+        .collect();
+    let loss = direction(&lossy, "n1", "n2")["loss"]
+        .as_f64()
+        .unwrap_or(0.0);
+    eprintln!(
+        "lost probes before/after 20 s of 50% netem loss on n1->n2: {lost_before:?} {lost:?}, loss {loss}"
+    );
+    // 20 probes at 50%: fewer than 4 lost has probability ~0.1%.
+    assert!(lost[0] >= lost_before[0] + 4, "{lost_before:?} -> {lost:?}");
+    assert!(loss > 0.05, "n1->n2 loss {loss}");
+    for i in 1..PAIRS.len() {
+        assert!(
+            lost[i] <= lost_before[i] + 1,
+            "{:?} lost probes: {} -> {}",
+            PAIRS[i],
+            lost_before[i],
+            lost[i]
+        );
+    }
+    // The lossy link is drawn degraded, with its loss in the label.
+    let dot = lab.ok(&["topology", "--format", "dot"]);
+    assert!(dot.contains("#ef6c00"), "degraded colour missing:\n{dot}");
+
+    // Pictures: SVG (valid XML, every switch present) and PNG, through Graphviz.
+    let dir = tempdir();
+    let svg = dir.join("topo.svg");
+    lab.ok(&["topology", "--format", "svg", "-o", svg.to_str().unwrap()]);
+    assert_valid_xml(&svg);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let switches: Vec<String> = api_call(&lab, "GET", "/api/v1/switches")
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(switches.len(), 3);
+    for s in &switches {
+        assert!(text.contains(s.as_str()), "{s} missing from the SVG");
+    }
+    let png = dir.join("topo.png");
+    lab.ok(&["topology", "--format", "png", "-o", png.to_str().unwrap()]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // The controller's own SVG, as a reader.
+    let served = dir.join("served.svg");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("l2sm-{}-ul", lab.name),
+            "curl",
+            "-sf",
+            "-o",
+        ])
+        .arg(&served)
+        .args(["-u", &reader_creds(&lab)])
+        .arg("http://127.0.0.1:8181/api/v1/topology.svg")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_valid_xml(&served);
+    let text = std::fs::read_to_string(&served).unwrap();
+    for s in &switches {
+        assert!(
+            text.contains(&format!("class=\"switch\" id=\"{s}\"")),
+            "{s} missing from the served SVG"
+        );
+    }
+    assert_eq!(text.matches("class=\"link ").count(), 3, "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn reader_creds(lab: &TestLab) -> String {
+    let token = std::fs::read_to_string(format!("/run/l2sm/lab/{}/api/reader.token", lab.name))
+        .expect("the lab's reader token");
+    format!("reader:{}", token.trim())
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("l2sm-lh-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Parses `path` as XML (Python's standard parser: an observation tool, not product code).
+fn assert_valid_xml(path: &std::path::Path) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{} is not valid XML: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
