@@ -73,14 +73,25 @@ pub fn direction_text(d: &LinkHealthView) -> String {
     format!("{latency} {loss}")
 }
 
-/// The two lines of a link's label: `a>b 20.1 ms 0%` and `b>a ...`, or `down`.
+/// The names of a link's ends from its id (`n1--n2`, `n1:eth1--n2:eth2`: the nodes), or
+/// `a` and `b`.
+pub fn end_names(l: &LinkView) -> (String, String) {
+    let node = |s: &str| s.split(':').next().unwrap_or(s).to_string();
+    match l.id.split_once("--") {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => (node(a), node(b)),
+        _ => ("a".into(), "b".into()),
+    }
+}
+
+/// The two lines of a link's label: `n1>n2 20.1 ms 0%` and `n2>n1 ...`, or `down`.
 pub fn link_label(l: &LinkView) -> Vec<String> {
     if !l.live {
         return vec![format!("{} down", l.kind)];
     }
+    let (a, b) = end_names(l);
     vec![
-        format!("> {}", direction_text(&l.ab)),
-        format!("< {}", direction_text(&l.ba)),
+        format!("{a}>{b} {}", direction_text(&l.ab)),
+        format!("{b}>{a} {}", direction_text(&l.ba)),
     ]
 }
 
@@ -332,24 +343,22 @@ mod tests {
             LinkHealth::Unknown
         );
         assert_eq!(
-            link_label(&link("a", "b", true, Some(0.5)))[0],
-            "> 20.2 ms 50%"
+            link_label(&link("n1", "n2", true, Some(0.5))),
+            ["n1>n2 20.2 ms 50%", "n2>n1 20.2 ms 50%"]
         );
     }
 
     #[test]
     fn dot_colours_and_labels_links() {
-        let d = dot(
-            &[switch("of:1"), switch("of:2")],
-            &[link("of:1", "of:2", true, Some(0.5))],
-            &[],
-        );
+        let mut l = link("of:1", "of:2", true, Some(0.5));
+        l.id = "n1--n2".into();
+        let d = dot(&[switch("of:1"), switch("of:2")], &[l], &[]);
         assert!(
             d.starts_with("graph l2sm {") && d.trim_end().ends_with('}'),
             "{d}"
         );
         assert!(d.contains("color=\"#ef6c00\""), "{d}");
-        assert!(d.contains("> 20.2 ms 50%"), "{d}");
+        assert!(d.contains("n1>n2 20.2 ms 50%"), "{d}");
         assert!(d.contains("style=solid"), "{d}");
     }
 

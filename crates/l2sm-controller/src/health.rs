@@ -104,11 +104,15 @@ pub struct Arrivals {
     samples: VecDeque<u32>,
     /// When the last probe arrived.
     last: Option<Instant>,
+    /// The first sequence number that ever arrived: probes before it are not judged (a new
+    /// tunnel drops the first frame while it resolves its remote end; that is no link loss).
+    first: Option<u64>,
 }
 
 impl Arrivals {
     /// Records probe `seq`, received at `at`, with its one-way latency when known.
     pub fn record(&mut self, seq: u64, at: Instant, latency: Option<Duration>) {
+        self.first = Some(self.first.map_or(seq, |f| f.min(seq)));
         match self.top {
             Some(top) if seq > top => {
                 let shift = seq - top;
@@ -143,10 +147,15 @@ impl Arrivals {
             .is_some_and(|top| seq <= top && top - seq < 64 && (self.bits >> (top - seq)) & 1 == 1)
     }
 
-    /// Probes lost and probes judged among sequence numbers `lo..=upto`.
+    /// Probes lost and probes judged among sequence numbers `lo..=upto`, from the first that
+    /// ever arrived on.
     pub fn lost(&self, (lo, upto): (u64, u64)) -> (u64, u64) {
+        let lo = self.first.map_or(lo, |f| lo.max(f));
         let judged = (upto + 1).saturating_sub(lo);
         let got = (lo..=upto).filter(|s| self.received(*s)).count() as u64;
+        if judged == 0 {
+            return (0, 0);
+        }
         (judged - got, judged)
     }
 
@@ -518,6 +527,23 @@ mod tests {
     }
 
     #[test]
+    fn probes_before_the_first_arrival_are_not_judged() {
+        let h = Health::new(Duration::from_secs(1));
+        let (a, b) = (end(1, 10), end(2, 20));
+        let t0 = Instant::now();
+        for i in 0..10u64 {
+            let sent = t0 + Duration::from_secs(i);
+            let seq = h.sending(a, sent);
+            // The first two are lost while the tunnel resolves its remote end; one later.
+            if i >= 2 && i != 6 {
+                h.received(a, b, seq, sent + MS);
+            }
+        }
+        let d = h.direction(a, b, t0 + Duration::from_secs(12));
+        assert_eq!((d.lost, d.judged), (1, 8));
+    }
+
+    #[test]
     fn loss_is_over_the_last_window_only() {
         let h = Health::new(Duration::from_secs(1));
         let (a, b) = (end(1, 10), end(2, 20));
@@ -613,7 +639,7 @@ mod tests {
 
     proptest! {
         /// Whatever subset of the last window arrives, in whatever order, loss counts exactly
-        /// the missing ones.
+        /// the missing ones (from the first that ever arrived).
         #[test]
         fn loss_counts_exactly_the_missing(
             arrived in prop::collection::vec(any::<bool>(), 1..100),
@@ -633,7 +659,9 @@ mod tests {
             }
             let n = arrived.len();
             let d = h.direction(a, b, t0 + Duration::from_secs(n as u64 + 5));
-            let window = &arrived[n.saturating_sub(WINDOW as usize)..];
+            // The last WINDOW, from the first probe that ever arrived (all when none did).
+            let first = arrived.iter().position(|ok| *ok).unwrap_or(0);
+            let window = &arrived[n.saturating_sub(WINDOW as usize).max(first)..];
             let expected_lost = window.iter().filter(|ok| !**ok).count() as u64;
             prop_assert_eq!(d.judged, window.len() as u64);
             // Reversed arrival: the highest came first, so the 64-bit map still covers the window.

@@ -857,8 +857,9 @@ async fn topology_text(api: &ControllerClient) -> anyhow::Result<String> {
             if l.state.is_empty() { "up" } else { &l.state },
             l.id
         );
-        println!("      a->b {}", health_text(&l.ab));
-        println!("      b->a {}", health_text(&l.ba));
+        let (a, b) = l2sm_api::picture::end_names(l);
+        println!("      {a}->{b} {}", health_text(&l.ab));
+        println!("      {b}->{a} {}", health_text(&l.ba));
     }
     println!("NETWORKS");
     for n in &networks {
