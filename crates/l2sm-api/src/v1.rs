@@ -388,12 +388,13 @@ pub struct LinkHealthView {
     /// Latency samples behind `latencyMs` and `jitterMs`.
     #[serde(default)]
     pub samples: u64,
-    /// Bits per second sent into the link, between the last two port counter readings.
+    /// Bits per second that crossed the link, between the last two readings of the receiving
+    /// port's counters (the sending port's while the receiver's are missing).
     #[serde(default)]
     pub bits_per_second: Option<f64>,
-    /// Bytes sent into the link (the sending port's counter).
+    /// Bytes that crossed the link (the receiving port's counter, or the sending port's).
     #[serde(default)]
-    pub tx_bytes: Option<u64>,
+    pub bytes: Option<u64>,
     /// Transmit errors at the sending port plus receive errors at the receiving one.
     #[serde(default)]
     pub errors: Option<u64>,

@@ -216,16 +216,17 @@ struct Readings {
 }
 
 impl Readings {
-    /// Bits per second sent since the previous reading (0 when the counter went back: the
-    /// port was recreated).
-    fn tx_bps(&self) -> Option<f64> {
+    /// Bits per second counted by `bytes` since the previous reading (0 when the counter
+    /// went back: the port was recreated; `None` for a counter the switch does not keep).
+    fn bps(&self, bytes: fn(&PortCounters) -> u64) -> Option<f64> {
         let (prev, t0) = self.previous?;
         let (now, t1) = self.latest;
-        if now.tx_bytes == u64::MAX || prev.tx_bytes == u64::MAX {
+        let (a, b) = (bytes(&prev), bytes(&now));
+        if a == u64::MAX || b == u64::MAX {
             return None;
         }
         let secs = t1.saturating_duration_since(t0).as_secs_f64();
-        (secs > 0.0).then(|| now.tx_bytes.saturating_sub(prev.tx_bytes) as f64 * 8.0 / secs)
+        (secs > 0.0).then(|| b.saturating_sub(a) as f64 * 8.0 / secs)
     }
 }
 
@@ -242,10 +243,13 @@ pub struct DirectionHealth {
     pub judged: u64,
     /// Latency samples behind `latency` and `jitter`.
     pub samples: usize,
-    /// Bits per second sent into the link by the sending port, between its last two readings.
+    /// Bits per second that crossed the link, between the last two readings of the receiving
+    /// port (of the sending port while the receiver's are missing). OVS's userspace tunnel
+    /// ports count each transmitted frame twice, their receive counters are right.
     pub bits_per_second: Option<f64>,
-    /// Bytes sent into the link by the sending port (its counter).
-    pub tx_bytes: Option<u64>,
+    /// Bytes that crossed the link: the receiving port's counter (the sending port's while
+    /// the receiver's is missing).
+    pub bytes: Option<u64>,
     /// Transmit errors at the sending port plus receive errors at the receiving one.
     pub errors: Option<u64>,
     /// Transmit drops at the sending port plus receive drops at the receiving one.
@@ -269,7 +273,7 @@ impl DirectionHealth {
             judged: self.judged,
             samples: self.samples as u64,
             bits_per_second: self.bits_per_second,
-            tx_bytes: self.tx_bytes,
+            bytes: self.bytes,
             errors: self.errors,
             dropped: self.dropped,
         }
@@ -426,8 +430,12 @@ impl Health {
             lost,
             judged,
             samples: arrivals.map(|a| a.samples.len()).unwrap_or(0),
-            bits_per_second: tx.and_then(|t| t.tx_bps()),
-            tx_bytes: tx.and_then(|t| known(t.latest.0.tx_bytes)),
+            bits_per_second: rx
+                .and_then(|r| r.bps(|c| c.rx_bytes))
+                .or_else(|| tx.and_then(|t| t.bps(|c| c.tx_bytes))),
+            bytes: rx
+                .and_then(|r| known(r.latest.0.rx_bytes))
+                .or_else(|| tx.and_then(|t| known(t.latest.0.tx_bytes))),
             errors: sum(|c| c.tx_errors, |c| c.rx_errors),
             dropped: sum(|c| c.tx_dropped, |c| c.rx_dropped),
         }
@@ -578,34 +586,42 @@ mod tests {
         let h = Health::new(Duration::from_secs(1));
         let (a, b) = (end(1, 10), end(2, 20));
         let t0 = Instant::now();
-        let c = |tx_bytes, tx_errors, rx_dropped| PortCounters {
+        let c = |tx_bytes, rx_bytes, tx_errors, rx_dropped| PortCounters {
             tx_bytes,
+            rx_bytes,
             tx_errors,
             rx_dropped,
             ..Default::default()
         };
-        h.port_stats(1, &[(10, c(1_000, 1, 0))], t0);
-        h.port_stats(2, &[(20, c(0, 0, 3))], t0);
+        let t5 = t0 + Duration::from_secs(5);
+        // Only the sender read so far: its transmit counter.
+        h.port_stats(1, &[(10, c(1_000, 0, 1, 0))], t0);
         assert_eq!(h.direction(a, b, t0).bits_per_second, None, "one reading");
-        h.port_stats(
-            1,
-            &[(10, c(1_000 + 125_000 * 5, 1, 0))],
-            t0 + Duration::from_secs(5),
-        );
-        let d = h.direction(a, b, t0 + Duration::from_secs(5));
-        assert_eq!(d.bits_per_second, Some(1_000_000.0));
+        h.port_stats(1, &[(10, c(1_000 + 125_000 * 5, 0, 1, 0))], t5);
+        let d = h.direction(a, b, t5);
         assert_eq!(
-            (d.tx_bytes, d.errors, d.dropped),
-            (Some(626_000), Some(1), Some(3))
+            (d.bits_per_second, d.bytes),
+            (Some(1_000_000.0), Some(626_000))
+        );
+        // The receiver's counter wins once it has two readings (OVS userspace tunnel ports
+        // count transmitted frames twice).
+        h.port_stats(2, &[(20, c(0, 500, 0, 3))], t0);
+        h.port_stats(2, &[(20, c(0, 500 + 250_000 * 5, 0, 3))], t5);
+        let d = h.direction(a, b, t5);
+        assert_eq!(d.bits_per_second, Some(2_000_000.0));
+        assert_eq!(
+            (d.bytes, d.errors, d.dropped),
+            (Some(1_250_500), Some(1), Some(3))
         );
         h.forget_switch(1);
-        let d = h.direction(a, b, t0 + Duration::from_secs(5));
-        assert_eq!((d.bits_per_second, d.errors), (None, Some(0)));
-        // Counters the switch does not keep read all ones (OVS: errors of a tunnel port).
-        h.port_stats(1, &[(10, c(u64::MAX, u64::MAX, 0))], t0);
-        h.port_stats(2, &[(20, c(0, 0, u64::MAX))], t0);
+        h.forget_switch(2);
+        let d = h.direction(a, b, t5);
+        assert_eq!((d.bits_per_second, d.bytes, d.errors), (None, None, None));
+        // Counters the switch does not keep read all ones.
+        h.port_stats(1, &[(10, c(u64::MAX, 0, u64::MAX, 0))], t0);
+        h.port_stats(2, &[(20, c(0, u64::MAX, 0, u64::MAX))], t0);
         let d = h.direction(a, b, t0);
-        assert_eq!((d.tx_bytes, d.errors, d.dropped), (None, Some(0), Some(0)));
+        assert_eq!((d.bytes, d.errors, d.dropped), (None, Some(0), Some(0)));
         h.port_stats(
             2,
             &[(
@@ -613,7 +629,7 @@ mod tests {
                 PortCounters {
                     rx_errors: u64::MAX,
                     rx_dropped: u64::MAX,
-                    ..c(0, 0, 0)
+                    ..c(0, 0, 0, 0)
                 },
             )],
             t0,

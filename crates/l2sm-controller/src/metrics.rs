@@ -701,7 +701,7 @@ fn render_link_health(out: &mut String, shared: &Shared, links: &[crate::topo::L
         ("l2sm_link_loss_ratio", "gauge", "Share of the last 60 LLDP probes sent that never arrived.", |d| d.loss()),
         ("l2sm_link_probes_lost", "gauge", "LLDP probes lost among the last 60 sent.", |d| (d.judged > 0).then_some(d.lost as f64)),
         ("l2sm_link_bits_per_second", "gauge", "Bits per second sent into the link by its sending port, between the last two port-statistics reads.", |d| d.bits_per_second),
-        ("l2sm_link_transmit_bytes_total", "counter", "Bytes sent into the link (the sending port's counter).", |d| d.tx_bytes.map(|b| b as f64)),
+        ("l2sm_link_bytes_total", "counter", "Bytes that crossed the link (the receiving port's counter; the sending port's while the receiver's is unknown).", |d| d.bytes.map(|b| b as f64)),
         ("l2sm_link_errors_total", "counter", "Transmit errors of the sending port plus receive errors of the receiving port.", |d| d.errors.map(|b| b as f64)),
         ("l2sm_link_dropped_total", "counter", "Transmit drops of the sending port plus receive drops of the receiving port.", |d| d.dropped.map(|b| b as f64)),
     ];

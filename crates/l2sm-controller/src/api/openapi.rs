@@ -524,7 +524,7 @@ fn schemas() -> Value {
                 "judged": {"type": "integer", "minimum": 0},
                 "samples": {"type": "integer", "minimum": 0},
                 "bitsPerSecond": {"type": "number", "nullable": true, "minimum": 0},
-                "txBytes": {"type": "integer", "nullable": true, "minimum": 0},
+                "bytes": {"type": "integer", "nullable": true, "minimum": 0},
                 "errors": {"type": "integer", "nullable": true, "minimum": 0},
                 "dropped": {"type": "integer", "nullable": true, "minimum": 0},
             },
