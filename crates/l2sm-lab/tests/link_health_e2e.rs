@@ -66,7 +66,10 @@ fn ul_ip(lab: &TestLab, args: &[&str]) {
 
 /// The delay/loss relay between the underlay bridge and node `node`, for VXLAN frames from
 /// `src`; killed when dropped.
-struct Relay(std::process::Child);
+struct Relay(
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+);
 
 impl Relay {
     fn start(lab: &TestLab, node: &str, src: &str) -> Relay {
@@ -95,13 +98,18 @@ impl Relay {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 relay");
-        let mut line = String::new();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut relay = Relay(child, stdout);
+        assert_eq!(relay.line(), "relay up");
+        relay
+    }
+
+    /// The next line the relay prints.
+    fn line(&mut self) -> String {
         use std::io::BufRead as _;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "relay up");
-        Relay(child)
+        let mut line = String::new();
+        self.1.read_line(&mut line).unwrap();
+        line.trim().to_string()
     }
 
     fn signal(&self, sig: &str) {
@@ -154,7 +162,7 @@ fn latency_and_loss_are_measured_per_direction_and_follow_injected_delay_and_los
     let lab = TestLab::up("lh", 3);
     // The relay is in place from the start: the baseline includes its own (sub-millisecond)
     // cost on every frame towards n2.
-    let relay = Relay::start(&lab, "n2", &node_ip(&lab, "n1"));
+    let mut relay = Relay::start(&lab, "n2", &node_ip(&lab, "n1"));
     // Every direction of every link: probes judged and latency samples (the echo round trips
     // come first, so the first probes may carry no latency).
     let base = wait_links(&lab, 40, "latency on every direction", |l| {
@@ -198,8 +206,9 @@ fn latency_and_loss_are_measured_per_direction_and_follow_injected_delay_and_los
         .map(|((a, b), before)| latency(&direction(&delayed, a, b)) - before)
         .collect();
     eprintln!("latency change per direction with 20 ms injected on n1->n2: {PAIRS:?} {moved:?}");
+    // Roughly 20 ms here; exactly (±2 ms) what the relay held the frames for, below.
     assert!(
-        (moved[0] - 20.0).abs() <= 3.0,
+        (moved[0] - 20.0).abs() <= 5.0,
         "n1->n2 moved by {} ms, not ~20",
         moved[0]
     );
@@ -213,6 +222,22 @@ fn latency_and_loss_are_measured_per_direction_and_follow_injected_delay_and_los
         .map(|(a, b)| direction(&delayed, a, b)["lost"].as_u64().unwrap_or(0))
         .collect();
     relay.signal("-USR2");
+    // What the relay really held the delayed frames for (20 ms plus its own scheduling).
+    let held = relay.line();
+    let held_ms: f64 = held
+        .strip_prefix("held ")
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("relay said {held:?}"));
+    eprintln!(
+        "relay: {held} (frames held, mean ms); reported change {}",
+        moved[0]
+    );
+    assert!(
+        (moved[0] - held_ms).abs() <= 2.0,
+        "n1->n2 moved by {} ms, the relay held its frames {held_ms} ms",
+        moved[0]
+    );
     std::thread::sleep(Duration::from_secs(20));
     let lossy = links(&lab);
     let lost: Vec<u64> = PAIRS
@@ -293,6 +318,83 @@ fn latency_and_loss_are_measured_per_direction_and_follow_injected_delay_and_los
     }
     assert_eq!(text.matches("class=\"link ").count(), 3, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
+
+    // Throughput: 20 Mbit/s of iperf3 (UDP, 1200-byte datagrams: 1242-byte frames on the
+    // link) from n1 to n3 shows on n1->n3 within 10 %.
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n3", "c", "blue", "10.10.0.3/24");
+    assert!(lab.exec_ok("c", &["iperf3", "-s", "-D"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let name = lab.name.clone();
+    let client = std::thread::spawn(move || {
+        Command::new(l2sm_test_support::bin::l2sm())
+            .args(["--lab", &name, "lab", "exec", "a", "--"])
+            .args([
+                "iperf3",
+                "-c",
+                "10.10.0.3",
+                "-u",
+                "-b",
+                "20M",
+                "-l",
+                "1200",
+                "-t",
+                "14",
+            ])
+            .output()
+            .expect("iperf3")
+    });
+    // Two port-statistics reads (5 s apart) inside the run.
+    std::thread::sleep(Duration::from_secs(12));
+    let during = links(&lab);
+    let out = client.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = 20e6 * 1242.0 / 1200.0;
+    let rate = direction(&during, "n1", "n3")["bitsPerSecond"]
+        .as_f64()
+        .unwrap_or(0.0);
+    eprintln!("n1->n3 rate with 20 Mbit/s of iperf3: {rate} bit/s (frames: {expected})");
+    assert!(
+        (rate / expected - 1.0).abs() < 0.10,
+        "n1->n3 {rate} bit/s, expected {expected}"
+    );
+    let back = direction(&during, "n3", "n1")["bitsPerSecond"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(back < 1e6, "n3->n1 {back} bit/s");
+
+    // A cut: nothing reaches n2 on the underlay any more (its control channel is on another
+    // network, its switch stays connected). Its two links are down within the dead interval
+    // (3.5 probes) plus a check, the third stays up.
+    drop(relay);
+    std::thread::sleep(Duration::from_secs(5));
+    let cut = links(&lab);
+    let live = |a: &str, b: &str| {
+        cut.as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == format!("{a}--{b}"))
+            .map(|l| l["live"] == true)
+            .unwrap_or_else(|| panic!("no link {a}--{b}: {cut}"))
+    };
+    assert!(
+        !live("n1", "n2") && !live("n2", "n3") && live("n1", "n3"),
+        "{cut:#}"
+    );
+    let text = metrics(&lab);
+    assert!(text.contains("l2sm_link_up{link=\"n1--n2\"} 0"), "{text}");
+    assert!(text.contains("l2sm_link_up{link=\"n1--n3\"} 1"), "{text}");
+    let dot = lab.ok(&["topology", "--format", "dot"]);
+    assert_eq!(
+        dot.matches("style=dotted, color=\"#c62828\"").count(),
+        2,
+        "{dot}"
+    );
 }
 
 fn reader_creds(lab: &TestLab) -> String {

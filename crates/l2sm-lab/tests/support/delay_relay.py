@@ -8,9 +8,16 @@ import heapq, signal, socket, sys, threading, time
 node_if, bridge_if, src = sys.argv[1], sys.argv[2], socket.inet_aton(sys.argv[3])
 port = int(sys.argv[4]).to_bytes(2, "big")
 ETH_P_ALL, PACKET_OUTGOING = 0x0003, 4
-state = {"delay": 0.0, "drop_every": 0, "matched": 0}
+state = {"delay": 0.0, "drop_every": 0, "matched": 0, "held": 0, "held_s": 0.0}
+
+def loss_mode(*_):
+    # Reports how long the delayed frames were really held (Python's own scheduling included).
+    n = state["held"]
+    print(f"held {n} {state['held_s'] / max(n, 1) * 1000:.3f}", flush=True)
+    state.update(delay=0.0, drop_every=2)
+
 signal.signal(signal.SIGUSR1, lambda *_: state.update(delay=0.020, drop_every=0))
-signal.signal(signal.SIGUSR2, lambda *_: state.update(delay=0.0, drop_every=2))
+signal.signal(signal.SIGUSR2, loss_mode)
 
 def sock(ifname):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -38,7 +45,8 @@ def pump(rx, tx, towards_node):
             if state["delay"] > 0:
                 with cond:
                     seq += 1
-                    heapq.heappush(queue, (time.monotonic() + state["delay"], seq, f))
+                    now = time.monotonic()
+                    heapq.heappush(queue, (now + state["delay"], seq, now, f))
                     cond.notify()
                 continue
         tx.send(f)
@@ -48,13 +56,15 @@ def delayed():
         with cond:
             while not queue:
                 cond.wait()
-            due, _, f = queue[0]
+            due, _, received, f = queue[0]
             wait = due - time.monotonic()
             if wait > 0:
                 cond.wait(wait)
                 continue
             heapq.heappop(queue)
         node.send(f)
+        state["held"] += 1
+        state["held_s"] += time.monotonic() - received
 
 threading.Thread(target=pump, args=(node, bridge, False), daemon=True).start()
 threading.Thread(target=delayed, daemon=True).start()
