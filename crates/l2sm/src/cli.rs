@@ -853,9 +853,9 @@ async fn topology_text(api: &ControllerClient) -> anyhow::Result<String> {
             l.a_port,
             l.b,
             l.b_port,
+            l.id,
             l.kind,
-            if l.state.is_empty() { "up" } else { &l.state },
-            l.id
+            if l.state.is_empty() { "up" } else { &l.state }
         );
         let (a, b) = l2sm_api::picture::end_names(l);
         println!("      {a}->{b} {}", health_text(&l.ab));
