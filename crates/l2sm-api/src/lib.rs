@@ -4,6 +4,7 @@
 //! - [`v1`]: the native API (`/api/v1`): networks with address management, switches, links,
 //!   ports, attachments, port owners, moves and programming waits.
 //! - [`error`]: the error body every endpoint answers with.
+//! - [`picture`]: the topology as Graphviz DOT or SVG, links coloured by health.
 //! - [`topology`]: the topology file agents and the controller read, and the lab and the
 //!   operator write.
 //! - [`client`]: [`ControllerClient`], the one way the agent, the lab, the CLI, the operator
@@ -39,6 +40,7 @@
 
 pub mod client;
 pub mod error;
+pub mod picture;
 pub mod topology;
 pub mod v1;
 pub mod vnets;

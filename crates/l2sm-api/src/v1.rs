@@ -328,8 +328,8 @@ pub struct PortStatusView {
     pub live: bool,
 }
 
-/// One configured link with its liveness (`GET /api/v1/links`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One configured link with its liveness and health (`GET /api/v1/links`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkView {
     /// Switch at one end.
@@ -352,6 +352,55 @@ pub struct LinkView {
     /// soon as both ports exist, before any probe).
     #[serde(default)]
     pub probed: bool,
+    /// Name of the link in the topology: `n1--n2` (tunnel), `n1:if1--n2:if2` (trunk); the
+    /// `link` label of the link metrics.
+    #[serde(default)]
+    pub id: String,
+    /// Health of the direction from `a` to `b`.
+    #[serde(default)]
+    pub ab: LinkHealthView,
+    /// Health of the direction from `b` to `a`.
+    #[serde(default)]
+    pub ba: LinkHealthView,
+}
+
+/// The health of one direction of a link, measured by the controller's LLDP probes (latency,
+/// jitter, loss) and the port counters of the link ports (throughput, errors, drops). `None`
+/// where nothing was measured yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkHealthView {
+    /// Mean one-way latency of the recent probes, milliseconds.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// Mean difference between consecutive probes' latencies, milliseconds.
+    #[serde(default)]
+    pub jitter_ms: Option<f64>,
+    /// Share (0 to 1) of the last probes sent that never arrived.
+    #[serde(default)]
+    pub loss: Option<f64>,
+    /// Probes lost among `judged`.
+    #[serde(default)]
+    pub lost: u64,
+    /// Probes judged for loss (the last 60 sent, the one in flight excepted).
+    #[serde(default)]
+    pub judged: u64,
+    /// Latency samples behind `latencyMs` and `jitterMs`.
+    #[serde(default)]
+    pub samples: u64,
+    /// Bits per second that crossed the link, between the last two readings of the receiving
+    /// port's counters (the sending port's while the receiver's are missing).
+    #[serde(default)]
+    pub bits_per_second: Option<f64>,
+    /// Bytes that crossed the link (the receiving port's counter, or the sending port's).
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Transmit errors at the sending port plus receive errors at the receiving one.
+    #[serde(default)]
+    pub errors: Option<u64>,
+    /// Transmit drops at the sending port plus receive drops at the receiving one.
+    #[serde(default)]
+    pub dropped: Option<u64>,
 }
 
 fn yes() -> bool {

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod dns;
+pub mod health;
 pub mod identity;
 pub mod ipam;
 #[cfg(test)]
@@ -327,6 +328,8 @@ pub struct Shared {
     views: watch::Sender<u64>,
     /// LLDP liveness of links.
     pub probes: Probes,
+    /// Link health: latency, jitter and loss of the probes, port counters of link ports.
+    pub health: health::Health,
     /// The view each connected switch has confirmed (barrier reply after its batch): what
     /// "this port is programmed" waits for.
     applied: watch::Sender<BTreeMap<u64, AppliedView>>,
@@ -360,6 +363,7 @@ impl Shared {
             planner: Mutex::new(topo::Planner::default()),
             views: watch::channel(0).0,
             probes: Probes::new(probe_interval),
+            health: health::Health::new(probe_interval),
             applied: watch::channel(BTreeMap::new()).0,
             metrics: metrics::Metrics::default(),
             limit_stats: metrics::LimitStats::default(),
@@ -543,9 +547,9 @@ impl Shared {
     pub fn check_links(&self) {
         let Some(topo) = self.topology() else { return };
         let switches = self.switches().clone();
-        let dead = self
-            .probes
-            .evaluate(&topo.probed_directions(&switches), &switches);
+        let directions = topo.probed_directions(&switches);
+        self.health.retain(&directions);
+        let dead = self.probes.evaluate(&directions, &switches);
         if let Some(dead) = dead {
             self.probes.publish(dead);
             self.bump();

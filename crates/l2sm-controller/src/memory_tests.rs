@@ -135,6 +135,7 @@ fn measure(n: usize) -> Sizes {
             .iter()
             .enumerate()
             .map(|(k, &(a, b))| ResolvedLink {
+                id: format!("tr{k}").into(),
                 a: (dpid(a), format!("tr{k}a")),
                 b: (dpid(b), format!("tr{k}b")),
                 kind: LinkKind::Trunk,

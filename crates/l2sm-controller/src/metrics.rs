@@ -646,8 +646,79 @@ pub fn render(shared: &Shared) -> String {
         "Inter-switch links of the configured topology.",
         links.len() as u64,
     );
+    render_link_health(&mut out, shared, &links);
     shared.limit_stats.render(&mut out, &model);
     out
+}
+
+/// A label value, escaped as the text format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Per link (`link`: its name in the topology) and direction (`a_to_b`, `b_to_a`): up, one-way
+/// latency, jitter, loss of the LLDP probes, and the sending port's bytes, errors and drops.
+/// Only links whose switches both have a session are measured.
+fn render_link_health(out: &mut String, shared: &Shared, links: &[crate::topo::LinkReport]) {
+    let now = std::time::Instant::now();
+    let measured: Vec<(
+        &crate::topo::LinkReport,
+        [crate::health::DirectionHealth; 2],
+    )> = links
+        .iter()
+        .filter(|r| r.link.a.port != 0 && r.link.b.port != 0)
+        .map(|r| {
+            let (a, b) = (r.link.a, r.link.b);
+            (
+                r,
+                [
+                    shared.health.direction(a, b, now),
+                    shared.health.direction(b, a, now),
+                ],
+            )
+        })
+        .collect();
+    header(
+        out,
+        "l2sm_link_up",
+        "gauge",
+        "1 while a configured link is live (ports up, LLDP probes both ways), else 0.",
+    );
+    for r in links {
+        let _ = writeln!(
+            out,
+            "l2sm_link_up{{link=\"{}\"}} {}",
+            label(&r.id),
+            u8::from(r.live)
+        );
+    }
+    type Field = fn(&crate::health::DirectionHealth) -> Option<f64>;
+    let series: [(&str, &str, &str, Field); 8] = [
+        ("l2sm_link_latency_seconds", "gauge", "Mean one-way latency of the recent LLDP probes (control-channel delays from echo round trips subtracted).", |d| d.latency.map(|l| l.as_secs_f64())),
+        ("l2sm_link_jitter_seconds", "gauge", "Mean difference between consecutive probes' one-way latencies.", |d| d.jitter.map(|l| l.as_secs_f64())),
+        ("l2sm_link_loss_ratio", "gauge", "Share of the last 60 LLDP probes sent that never arrived.", |d| d.loss()),
+        ("l2sm_link_probes_lost", "gauge", "LLDP probes lost among the last 60 sent.", |d| (d.judged > 0).then_some(d.lost as f64)),
+        ("l2sm_link_bits_per_second", "gauge", "Bits per second sent into the link by its sending port, between the last two port-statistics reads.", |d| d.bits_per_second),
+        ("l2sm_link_bytes_total", "counter", "Bytes that crossed the link (the receiving port's counter; the sending port's while the receiver's is unknown).", |d| d.bytes.map(|b| b as f64)),
+        ("l2sm_link_errors_total", "counter", "Transmit errors of the sending port plus receive errors of the receiving port.", |d| d.errors.map(|b| b as f64)),
+        ("l2sm_link_dropped_total", "counter", "Transmit drops of the sending port plus receive drops of the receiving port.", |d| d.dropped.map(|b| b as f64)),
+    ];
+    for (name, kind, help, field) in series {
+        header(out, name, kind, help);
+        for (r, dirs) in &measured {
+            for (direction, d) in ["a_to_b", "b_to_a"].iter().zip(dirs) {
+                if let Some(v) = field(d) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{link=\"{}\",direction=\"{direction}\"}} {v}",
+                        label(&r.id)
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

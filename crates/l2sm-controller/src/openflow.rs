@@ -217,6 +217,8 @@ struct Session<S> {
     /// Whether the switch has OpenFlow meters (METER_FEATURES with meters): without, its
     /// pipeline has no meters and no meter instructions.
     meters: bool,
+    /// The echo request in flight that measures the control channel: xid and send time.
+    echo: Option<(u32, std::time::Instant)>,
 }
 
 /// What one event asks of the session loop.
@@ -253,6 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             pending_barriers: VecDeque::new(),
             probing_since: None,
             meters: false,
+            echo: None,
         }
     }
 
@@ -345,12 +348,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if ports.is_empty() {
             return Ok(());
         }
+        self.send_echo()?;
         for &port in &ports {
+            let seq = self
+                .shared
+                .health
+                .sending(End { dpid, port }, std::time::Instant::now());
             let probe = Message::PacketOut(l2sm_ofp::PacketOut {
                 buffer_id: l2sm_ofp::NO_BUFFER,
                 in_port: l2sm_ofp::port::CONTROLLER,
                 actions: vec![l2sm_ofp::Action::output(port)],
-                data: lldp::encode(lldp::Probe { dpid, port }, ttl),
+                data: lldp::encode_seq(lldp::Probe { dpid, port }, ttl, seq),
             });
             self.ofp
                 .send(probe)
@@ -361,6 +369,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .lldp_sent
             .fetch_add(ports.len() as u64, Ordering::Relaxed);
         self.flush().await
+    }
+
+    /// Sends an echo request that measures the control channel's round trip (link latency
+    /// subtracts half of it), unless one is still in flight.
+    fn send_echo(&mut self) -> anyhow::Result<()> {
+        let now = std::time::Instant::now();
+        if self
+            .echo
+            .is_some_and(|(_, sent)| now.duration_since(sent) < self.shared.probes.dead_after())
+        {
+            return Ok(());
+        }
+        let xid = self
+            .ofp
+            .request(Message::EchoRequest(Vec::new()))
+            .map_err(|e| anyhow!("cannot send an echo request: {e}"))?;
+        self.echo = Some((xid, now));
+        Ok(())
+    }
+
+    /// Records the round trip when `ev` answers the echo request in flight; true when it did.
+    fn echo_answered(&mut self, ev: &SessionEvent) -> bool {
+        let (SessionEvent::Reply { request_xid, .. }, Some((xid, sent)), Some(dpid)) =
+            (ev, self.echo, self.dpid)
+        else {
+            return false;
+        };
+        if *request_xid != xid {
+            return false;
+        }
+        self.echo = None;
+        self.shared.health.echo_rtt(dpid, sent.elapsed());
+        true
     }
 
     /// A PACKET_IN: only LLDP probes are ever sent to the controller. A probe that arrived on
@@ -379,11 +420,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match lldp::decode(&p.data) {
-            Ok(probe) => {
+        match lldp::decode_seq(&p.data) {
+            Ok((probe, seq)) => {
+                let at = std::time::Instant::now();
                 metrics.lldp_received.fetch_add(1, Ordering::Relaxed);
-                tracing::trace!(dpid = self.dpid_str(), in_port, from = ?probe, "LLDP probe");
-                self.shared.probes.heard((
+                tracing::trace!(dpid = self.dpid_str(), in_port, from = ?probe, seq, "LLDP probe");
+                let (from, to) = (
                     End {
                         dpid: probe.dpid,
                         port: probe.port,
@@ -392,7 +434,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         dpid,
                         port: in_port,
                     },
-                ));
+                );
+                self.shared.probes.heard((from, to));
+                if let Some(seq) = seq {
+                    self.shared.health.received(from, to, seq, at);
+                }
             }
             Err(e) => {
                 metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
@@ -433,13 +479,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Some(v) = pick(&ev) {
                     return Ok(v);
                 }
+                // Timing events are handled as they arrive, not after the wait.
+                if self.echo_answered(&ev) {
+                    continue;
+                }
                 match &ev {
                     SessionEvent::Closed { reason } => bail!("{reason} (waiting for {what})"),
                     SessionEvent::Message(m) if matches!(m.body, Message::PacketIn(_)) => {
-                        self.shared
-                            .metrics
-                            .packet_ins_dropped_syncing
-                            .fetch_add(1, Ordering::Relaxed);
+                        // Once probing, a probe that arrives during a statistics read still
+                        // counts (dropping it would show as loss on the link).
+                        match &m.body {
+                            Message::PacketIn(p) if self.probing_since.is_some() => {
+                                self.handle_packet_in(p)
+                            }
+                            _ => {
+                                self.shared
+                                    .metrics
+                                    .packet_ins_dropped_syncing
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         continue;
                     }
                     _ => {}
@@ -465,6 +524,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Handles one event of the running session.
     fn handle_event(&mut self, ev: SessionEvent) -> anyhow::Result<Outcome> {
+        if self.echo_answered(&ev) {
+            return Ok(Outcome::Done);
+        }
         match ev {
             SessionEvent::Message(msg) => match msg.body {
                 Message::PacketIn(p) => self.handle_packet_in(&p),
@@ -788,6 +850,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
+    /// Reads the counters of this switch's link ports (one OFPMP_PORT_STATS request for all
+    /// ports) into the link health.
+    async fn read_link_port_stats(&mut self) -> anyhow::Result<()> {
+        let Some(dpid) = self.dpid else { return Ok(()) };
+        let links = self.links();
+        if links.is_empty() {
+            return Ok(());
+        }
+        let request = MultipartRequestBody::PortStats {
+            port_no: l2sm_ofp::port::ANY,
+        };
+        let mut counters = Vec::with_capacity(links.len());
+        for part in self.multipart(request).await? {
+            let MultipartReplyBody::PortStats(ports) = part else {
+                continue;
+            };
+            for p in ports.iter().filter(|p| links.contains_key(&p.port_no)) {
+                counters.push((
+                    p.port_no,
+                    crate::health::PortCounters {
+                        tx_bytes: p.tx_bytes,
+                        rx_bytes: p.rx_bytes,
+                        tx_packets: p.tx_packets,
+                        rx_packets: p.rx_packets,
+                        tx_errors: p.tx_errors,
+                        rx_errors: p.rx_errors,
+                        tx_dropped: p.tx_dropped,
+                        rx_dropped: p.rx_dropped,
+                    },
+                ));
+            }
+        }
+        self.shared
+            .health
+            .port_stats(dpid, &counters, std::time::Instant::now());
+        Ok(())
+    }
+
     /// Inter-switch links of this switch: VXLAN ports by name, trunks by number.
     fn links(&self) -> BTreeMap<u32, LinkKind> {
         self.ports
@@ -943,6 +1043,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             {
                 switches.remove(&dpid);
                 drop(switches);
+                self.shared.health.forget_switch(dpid);
                 self.shared.switch_gone(dpid);
             }
         }
@@ -1020,7 +1121,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 _ = probe_timer.tick() => self.send_probes().await?,
                 _ = drops_timer.tick() => self.read_port_security_drops().await?,
-                _ = stats_timer.tick() => self.read_limit_stats().await?,
+                _ = stats_timer.tick() => {
+                    self.read_limit_stats().await?;
+                    self.read_link_port_stats().await?;
+                }
             }
         }
     }

@@ -22,6 +22,8 @@ pub struct ResolvedTopology {
 
 #[derive(Debug, Clone)]
 pub(crate) struct ResolvedLink {
+    /// Name of the link in metrics and the API (see [`link_id`]).
+    pub(crate) id: Box<str>,
     pub(crate) a: (u64, String),
     pub(crate) b: (u64, String),
     pub(crate) kind: LinkKind,
@@ -60,6 +62,21 @@ fn port_name(nodes: &Nodes<'_>, link: &TopoLink, me_is_a: bool) -> anyhow::Resul
     }
 }
 
+/// The name of a configured link: `n1--n2` for a tunnel, `n1:eth1--n2:eth2` for a trunk (two
+/// nodes may have several trunks, but one tunnel). A closed set: one per link of the file.
+pub fn link_id(l: &TopoLink) -> String {
+    match l.kind {
+        LinkKind::Tunnel => format!("{}--{}", l.a, l.b),
+        LinkKind::Trunk => format!(
+            "{}:{}--{}:{}",
+            l.a,
+            l.interface_a.as_deref().unwrap_or(""),
+            l.b,
+            l.interface_b.as_deref().unwrap_or("")
+        ),
+    }
+}
+
 impl ResolvedTopology {
     /// Resolves node datapath ids and link port names (DNS lookups happen here, once).
     pub fn new(topo: &Topology) -> anyhow::Result<ResolvedTopology> {
@@ -83,6 +100,7 @@ impl ResolvedTopology {
             .iter()
             .map(|l| {
                 Ok(ResolvedLink {
+                    id: link_id(l).into(),
                     a: (dpid(&l.a), port_name(&nodes, l, true)?),
                     b: (dpid(&l.b), port_name(&nodes, l, false)?),
                     kind: l.kind,
@@ -165,6 +183,7 @@ impl ResolvedTopology {
                 let ((a, a_up), (b, b_up)) = (find(&l.a)?, find(&l.b)?);
                 let probes_ok = !dead.contains(&(a, b)) && !dead.contains(&(b, a));
                 Some(LinkReport {
+                    id: l.id.clone(),
                     link: Link { a, b, kind: l.kind },
                     ports_up: a_up && b_up,
                     probes_ok,
@@ -185,8 +204,10 @@ impl ResolvedTopology {
 }
 
 /// A configured link and its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkReport {
+    /// Its name (see [`link_id`]).
+    pub id: Box<str>,
     /// Ends (port 0 for a switch without a session) and kind.
     pub link: Link,
     /// Both ports exist and are up (or their switch is within its reconnect grace).
@@ -569,6 +590,7 @@ mod tests {
     fn setup(probing_for: Duration) -> (ResolvedTopology, BTreeMap<u64, ConnectedSwitch>) {
         let topo = ResolvedTopology {
             links: vec![ResolvedLink {
+                id: "x--y".into(),
                 a: (1, "p1".into()),
                 b: (2, "p2".into()),
                 kind: LinkKind::Trunk,
@@ -760,6 +782,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(k, &(a, b))| ResolvedLink {
+                    id: format!("t{k}").into(),
                     a: (a, format!("t{k}a")),
                     b: (b, format!("t{k}b")),
                     kind: LinkKind::Trunk,

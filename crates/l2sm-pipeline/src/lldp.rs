@@ -11,6 +11,12 @@ const TLV_END: u8 = 0;
 const TLV_CHASSIS_ID: u8 = 1;
 const TLV_PORT_ID: u8 = 2;
 const TLV_TTL: u8 = 3;
+/// Organizationally specific TLV: carries the probe's sequence number.
+const TLV_ORG: u8 = 127;
+/// OUI of the sequence TLV: locally administered (no registered OUI), "L2" and a version.
+const SEQ_OUI: [u8; 3] = [0x02, 0x4c, 0x32];
+/// Subtype of the sequence TLV.
+const SEQ_SUBTYPE: u8 = 1;
 /// Chassis and port id subtype "locally assigned".
 const SUBTYPE_LOCAL: u8 = 7;
 
@@ -49,6 +55,17 @@ fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
 
 /// The probe frame for `probe`, with a time-to-live of `ttl_secs`.
 pub fn encode(probe: Probe, ttl_secs: u16) -> Vec<u8> {
+    encode_inner(probe, ttl_secs, None)
+}
+
+/// The probe frame for `probe` carrying sequence number `seq` (an organizationally specific
+/// TLV after the time to live): the controller matches the probe that comes back with the
+/// time it sent it, and counts the ones that never do.
+pub fn encode_seq(probe: Probe, ttl_secs: u16, seq: u64) -> Vec<u8> {
+    encode_inner(probe, ttl_secs, Some(seq))
+}
+
+fn encode_inner(probe: Probe, ttl_secs: u16, seq: Option<u64>) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(&LLDP_MULTICAST);
     // Locally administered source address derived from the datapath id.
@@ -62,6 +79,12 @@ pub fn encode(probe: Probe, ttl_secs: u16) -> Vec<u8> {
     port.extend_from_slice(probe.port.to_string().as_bytes());
     tlv(&mut f, TLV_PORT_ID, &port);
     tlv(&mut f, TLV_TTL, &ttl_secs.to_be_bytes());
+    if let Some(seq) = seq {
+        let mut v = SEQ_OUI.to_vec();
+        v.push(SEQ_SUBTYPE);
+        v.extend_from_slice(&seq.to_be_bytes());
+        tlv(&mut f, TLV_ORG, &v);
+    }
     tlv(&mut f, TLV_END, &[]);
     f
 }
@@ -79,6 +102,12 @@ fn local_id<'a>(v: &'a [u8], name: &'static str) -> Result<&'a str, LldpError> {
 /// Decodes a probe sent by [`encode`] (an 802.1Q tag in front is tolerated). Anything else,
 /// including other LLDP speakers' frames, is an error.
 pub fn decode(frame: &[u8]) -> Result<Probe, LldpError> {
+    decode_seq(frame).map(|(p, _)| p)
+}
+
+/// Decodes a probe sent by [`encode`] or [`encode_seq`], with its sequence number when it
+/// carries one (a malformed sequence TLV counts as none).
+pub fn decode_seq(frame: &[u8]) -> Result<(Probe, Option<u64>), LldpError> {
     let be16 = |b: &[u8], at: usize| -> Result<u16, LldpError> {
         let s = b.get(at..at + 2).ok_or(LldpError::Truncated)?;
         Ok(u16::from_be_bytes([s[0], s[1]]))
@@ -125,7 +154,14 @@ pub fn decode(frame: &[u8]) -> Result<Probe, LldpError> {
         .then(|| port_str.parse::<u32>().ok())
         .flatten()
         .ok_or(LldpError::Foreign("port id"))?;
-    Ok(Probe { dpid, port })
+    let seq = tlvs.iter().skip(3).find_map(|(kind, v)| {
+        if *kind != TLV_ORG || v.get(..3) != Some(&SEQ_OUI[..]) || v.get(3) != Some(&SEQ_SUBTYPE) {
+            return None;
+        }
+        let bytes: [u8; 8] = v.get(4..12)?.try_into().ok()?;
+        Some(u64::from_be_bytes(bytes))
+    });
+    Ok((Probe { dpid, port }, seq))
 }
 
 #[cfg(test)]
@@ -194,6 +230,14 @@ mod tests {
         #[test]
         fn round_trips(dpid in any::<u64>(), port in any::<u32>(), ttl in any::<u16>()) {
             prop_assert_eq!(decode(&encode(Probe { dpid, port }, ttl)), Ok(Probe { dpid, port }));
+        }
+
+        #[test]
+        fn sequence_numbers_round_trip(dpid in any::<u64>(), port in any::<u32>(), seq in any::<u64>()) {
+            let f = encode_seq(Probe { dpid, port }, 4, seq);
+            prop_assert_eq!(decode_seq(&f), Ok((Probe { dpid, port }, Some(seq))));
+            prop_assert_eq!(decode(&f), Ok(Probe { dpid, port }));
+            prop_assert_eq!(decode_seq(&encode(Probe { dpid, port }, 4)), Ok((Probe { dpid, port }, None)));
         }
 
         #[test]

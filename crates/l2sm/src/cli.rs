@@ -49,9 +49,17 @@ pub(crate) enum Command {
     Operator(Box<l2sm_operator::operator::OperatorArgs>),
     /// Switches, links and networks, as text or Graphviz DOT.
     Topology {
-        /// Print Graphviz DOT instead of text.
+        /// Print Graphviz DOT instead of text (`--format dot`).
         #[arg(long)]
         dot: bool,
+        /// text (switches, links with their health, networks), dot, or a picture: svg or png,
+        /// laid out by Graphviz `dot` (Debian package graphviz), links coloured by health and
+        /// labelled with latency and loss.
+        #[arg(long, value_enum, default_value_t = TopoFormat::Text)]
+        format: TopoFormat,
+        /// Write to FILE instead of standard output.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
     },
     /// Install the CNI plugin as DIR/l2sm, atomically (the agent's init container).
     InstallCni(InstallCniArgs),
@@ -311,7 +319,14 @@ pub(crate) async fn dispatch(
             return Ok(u8::try_from(code).unwrap_or(1));
         }
         Command::Network(cmd) => network(&lab()?, controller, cmd).await?,
-        Command::Topology { dot } => topology(&lab()?, controller, dot).await?,
+        Command::Topology {
+            dot,
+            format,
+            output,
+        } => {
+            let format = if dot { TopoFormat::Dot } else { format };
+            topology(&lab()?, controller, format, output).await?
+        }
         Command::Attach(a) => {
             let att = lab::attach(
                 &lab()?,
@@ -703,17 +718,93 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
     Ok(())
 }
 
-/// `l2sm topology [--dot]`: what the controller sees.
-async fn topology(lab: &Lab, controller: Option<String>, dot: bool) -> anyhow::Result<()> {
+/// What `l2sm topology` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TopoFormat {
+    /// Text.
+    Text,
+    /// Graphviz DOT.
+    Dot,
+    /// SVG, laid out by Graphviz.
+    Svg,
+    /// PNG, laid out by Graphviz.
+    Png,
+}
+
+/// Longest time Graphviz may take to lay out a topology.
+const DOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs Graphviz `dot -T<format>` on `graph`, within [`DOT_TIMEOUT`].
+fn render_dot(graph: &str, format: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command as Proc, Stdio};
+    let mut child = Proc::new("dot")
+        .arg(format!("-T{format}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run Graphviz `dot` ({e}): install it (Debian: apt-get install graphviz), or use --format dot"
+            )
+        })?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin for dot"))?;
+    let graph = graph.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(graph.as_bytes()));
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout for dot"))?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    let deadline = std::time::Instant::now() + DOT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("Graphviz `dot` took longer than {DOT_TIMEOUT:?}: stopped");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    let out = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading dot's output failed"))??;
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("Graphviz `dot` failed ({status}): {}", err.trim());
+    }
+    Ok(out)
+}
+
+/// `l2sm topology [--format text|dot|svg|png] [-o FILE]`: what the controller sees.
+async fn topology(
+    lab: &Lab,
+    controller: Option<String>,
+    format: TopoFormat,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     if multi_lab(lab, &controller) {
         let state = lab.load_ready()?;
         let places = lab::multi::controllers(lab, &state)?;
-        if dot {
-            bail!("--dot shows one controller: give --controller-url (the lab's controllers are in `l2sm lab status`)");
+        if format != TopoFormat::Text || output.is_some() {
+            bail!("--dot, --format and -o show one controller: give --controller-url (the lab's controllers are in `l2sm lab status`)");
         }
         for (label, api) in places {
             println!("== {label} ==");
-            topology_of(&api, false).await?;
+            print!("{}", topology_text(&api).await?);
         }
         println!("== inter-cluster hops (edge patch port pairs) ==");
         let lines = lab::multi::hop_lines(&state);
@@ -726,51 +817,62 @@ async fn topology(lab: &Lab, controller: Option<String>, dot: bool) -> anyhow::R
         return Ok(());
     }
     let api = controller_api(lab, controller).await?;
-    topology_of(&api, dot).await
+    let bytes = match format {
+        TopoFormat::Text => topology_text(&api).await?.into_bytes(),
+        other => {
+            let switches: Vec<SwitchStatus> = api.switches().await?;
+            let links: Vec<LinkView> = api.links().await?;
+            let networks: Vec<NetworkView> = api.networks().await?;
+            let graph = l2sm_api::picture::dot(&switches, &links, &networks);
+            match other {
+                TopoFormat::Svg => render_dot(&graph, "svg")?,
+                TopoFormat::Png => render_dot(&graph, "png")?,
+                _ => graph.into_bytes(),
+            }
+        }
+    };
+    match output {
+        Some(path) => std::fs::write(&path, &bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&bytes)?;
+            stdout.flush()?;
+        }
+    }
+    Ok(())
 }
 
-async fn topology_of(api: &ControllerClient, dot: bool) -> anyhow::Result<()> {
+/// One direction's health in the text listing.
+fn health_text(d: &l2sm_api::v1::LinkHealthView) -> String {
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{v:.1} ms"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let loss = d
+        .loss
+        .map(|l| format!("{:.0}% ({}/{})", l * 100.0, d.lost, d.judged))
+        .unwrap_or_else(|| "-".into());
+    let rate = d
+        .bits_per_second
+        .map(|b| format!("{:.1} kbit/s", b / 1000.0))
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "latency {} jitter {} loss {loss} rate {rate}",
+        ms(d.latency_ms),
+        ms(d.jitter_ms)
+    )
+}
+
+async fn topology_text(api: &ControllerClient) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
     let switches: Vec<SwitchStatus> = api.switches().await?;
     let links: Vec<LinkView> = api.links().await?;
     let networks: Vec<NetworkView> = api.networks().await?;
-    let switch_of = |port: &str| {
-        port.rsplit_once('/')
-            .map(|(s, _)| s.to_string())
-            .unwrap_or_default()
-    };
-    if dot {
-        println!("graph l2sm {{");
-        println!("  node [shape=box];");
-        for s in &switches {
-            println!("  \"{}\" [label=\"{}\\n{} flows\"];", s.id, s.id, s.flows);
-        }
-        for l in &links {
-            let style = if !l.live {
-                "dotted, color=red"
-            } else if l.kind == "trunk" {
-                "dashed"
-            } else {
-                "solid"
-            };
-            println!(
-                "  \"{}\" -- \"{}\" [label=\"{}:{}-{}\", style={style}];",
-                l.a, l.b, l.kind, l.a_port, l.b_port
-            );
-        }
-        for n in &networks {
-            println!(
-                "  \"net:{}\" [shape=ellipse, label=\"{} (vni {})\"];",
-                n.name, n.name, n.vni
-            );
-            let mut on: Vec<String> = n.endpoints.iter().map(|e| switch_of(e)).collect();
-            on.sort();
-            on.dedup();
-            for sw in on {
-                println!("  \"net:{}\" -- \"{sw}\" [style=dotted];", n.name);
-            }
-        }
-        println!("}}");
-        return Ok(());
+    let mut out = String::new();
+    macro_rules! println {
+        ($($arg:tt)*) => { let _ = writeln!(out, $($arg)*); };
     }
     println!("SWITCHES");
     for s in &switches {
@@ -793,14 +895,18 @@ async fn topology_of(api: &ControllerClient, dot: bool) -> anyhow::Result<()> {
     }
     for l in &links {
         println!(
-            "  {}/{} <-> {}/{}  {}  {}",
+            "  {}/{} <-> {}/{}  {}  {}  {}",
             l.a,
             l.a_port,
             l.b,
             l.b_port,
+            l.id,
             l.kind,
             if l.state.is_empty() { "up" } else { &l.state }
         );
+        let (a, b) = l2sm_api::picture::end_names(l);
+        println!("      {a}->{b} {}", health_text(&l.ab));
+        println!("      {b}->{a} {}", health_text(&l.ba));
     }
     println!("NETWORKS");
     for n in &networks {
@@ -812,7 +918,7 @@ async fn topology_of(api: &ControllerClient, dot: bool) -> anyhow::Result<()> {
             n.endpoints.join(" ")
         );
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `l2sm dns lookup`: prints the answer's records; the exit code says what kind of answer.

@@ -454,6 +454,15 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
                 .responses(vec![Resp::json_array(200, "links", "Link")]),
             get(switches::list_links),
         ),
+        (
+            RouteSpec::authed(
+                "get",
+                "/api/v1/topology.svg",
+                "Picture of the topology: links coloured by health, labelled with latency and loss",
+            )
+            .responses(vec![Resp::svg(200, "SVG image")]),
+            get(switches::topology_svg),
+        ),
     ]
     .into_iter()
     .map(|(spec, handler)| {

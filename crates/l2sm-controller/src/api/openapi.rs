@@ -11,6 +11,8 @@ pub(crate) enum Content {
     None,
     /// `text/plain`.
     Text,
+    /// `image/svg+xml`.
+    Svg,
     /// JSON of a component schema.
     Json(&'static str),
     /// JSON array of a component schema.
@@ -38,6 +40,13 @@ impl Resp {
             code,
             description,
             content: Content::Text,
+        }
+    }
+    pub(crate) fn svg(code: u16, description: &'static str) -> Resp {
+        Resp {
+            code,
+            description,
+            content: Content::Svg,
         }
     }
     pub(crate) fn json(code: u16, description: &'static str, schema: &'static str) -> Resp {
@@ -177,6 +186,7 @@ fn operation(spec: &RouteSpec) -> Value {
         let content = match &r.content {
             Content::None => None,
             Content::Text => Some(json!({"text/plain": {"schema": {"type": "string"}}})),
+            Content::Svg => Some(json!({"image/svg+xml": {"schema": {"type": "string"}}})),
             Content::Json(s) => Some(json!({"application/json": {"schema": schema_ref(s)}})),
             Content::JsonArray(s) => Some(
                 json!({"application/json": {"schema": {"type": "array", "items": schema_ref(s)}}}),
@@ -498,6 +508,25 @@ fn schemas() -> Value {
                 "live": {"type": "boolean"},
                 "state": {"type": "string", "enum": ["up", "port down", "no probes"]},
                 "probed": {"type": "boolean"},
+                "id": {"type": "string"},
+                "ab": {"$ref": "#/components/schemas/LinkHealth"},
+                "ba": {"$ref": "#/components/schemas/LinkHealth"},
+            },
+        },
+        "LinkHealth": {
+            "type": "object",
+            "required": ["lost", "judged", "samples"],
+            "properties": {
+                "latencyMs": {"type": "number", "nullable": true, "minimum": 0},
+                "jitterMs": {"type": "number", "nullable": true, "minimum": 0},
+                "loss": {"type": "number", "nullable": true, "minimum": 0, "maximum": 1},
+                "lost": {"type": "integer", "minimum": 0},
+                "judged": {"type": "integer", "minimum": 0},
+                "samples": {"type": "integer", "minimum": 0},
+                "bitsPerSecond": {"type": "number", "nullable": true, "minimum": 0},
+                "bytes": {"type": "integer", "nullable": true, "minimum": 0},
+                "errors": {"type": "integer", "nullable": true, "minimum": 0},
+                "dropped": {"type": "integer", "nullable": true, "minimum": 0},
             },
         },
         "Port": {

@@ -19,27 +19,37 @@ pub(super) async fn list_switches(State(state): State<AppState>) -> Json<Vec<Swi
 }
 
 pub(super) async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkView>> {
-    let links = state.shared.link_report();
-    Json(
-        links
-            .into_iter()
-            .map(|r| {
-                (
-                    r.link,
-                    r.live,
-                    if r.live {
-                        "up"
-                    } else if !r.ports_up {
-                        "port down"
-                    } else {
-                        "no probes"
-                    },
-                )
-            })
-            .map(|(l, live, st)| LinkView {
-                live,
-                state: st.into(),
-                probed: state.shared.probes.heard_both(l.a, l.b),
+    Json(link_views(&state.shared))
+}
+
+/// Every configured link with its liveness and health, as the API reports it.
+pub(crate) fn link_views(shared: &crate::Shared) -> Vec<LinkView> {
+    let now = std::time::Instant::now();
+    shared
+        .link_report()
+        .into_iter()
+        .map(|r| {
+            let l = r.link;
+            let state = if r.live {
+                "up"
+            } else if !r.ports_up {
+                "port down"
+            } else {
+                "no probes"
+            };
+            // A switch without a session has port 0 there: nothing to measure.
+            let measured = l.a.port != 0 && l.b.port != 0;
+            let health = |from, to| {
+                if measured {
+                    shared.health.direction(from, to, now).view()
+                } else {
+                    Default::default()
+                }
+            };
+            LinkView {
+                live: r.live,
+                state: state.into(),
+                probed: shared.probes.heard_both(l.a, l.b),
                 a: format!("of:{:016x}", l.a.dpid),
                 a_port: l.a.port,
                 b: format!("of:{:016x}", l.b.dpid),
@@ -48,9 +58,22 @@ pub(super) async fn list_links(State(state): State<AppState>) -> Json<Vec<LinkVi
                     l2sm_pipeline::LinkKind::Tunnel => "tunnel".into(),
                     l2sm_pipeline::LinkKind::Trunk => "trunk".into(),
                 },
-            })
-            .collect(),
-    )
+                id: r.id.to_string(),
+                ab: health(l.a, l.b),
+                ba: health(l.b, l.a),
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/v1/topology.svg`: switches, links coloured by health and labelled with latency
+/// and loss, networks; drawn by the controller itself (no Graphviz).
+pub(super) async fn topology_svg(State(state): State<AppState>) -> axum::response::Response {
+    let links = link_views(&state.shared);
+    let switches = state.shared.switch_list();
+    let Json(networks) = super::networks::list_networks(State(state.clone())).await;
+    let body = l2sm_api::picture::svg(&switches, &links, &networks);
+    ([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], body).into_response()
 }
 
 /// `of:<16 hex>`, or the 16 hex digits alone.
