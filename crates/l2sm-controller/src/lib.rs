@@ -281,12 +281,16 @@ pub struct AppliedView {
     pub generation: u64,
 }
 
-/// Shortest time between two plans: a burst of changes (a thousand switches connecting after
-/// a restart) costs a few plans, not one per change. An attach makes two changes (the port,
-/// then its owner), so the second waits for this: 20 ms made it half of an attach's time in
-/// the agent (11 of 21 ms); at 5 ms it is 5 ms, and 1,000 and 5,000 synthetic switches
-/// converge as fast or faster (bigger plans are spaced by [`PLAN_SPACING`] anyway).
+/// Shortest time between two plans after a quiet moment. An attach makes two changes (the
+/// port, then its owner), so the second waits for this: 20 ms made it half of an attach's
+/// time in the agent (11 of 21 ms); at 5 ms it is 5 ms. In a burst (each change arriving
+/// before the pause ran out) the pause doubles up to [`PLAN_INTERVAL_BURST`], so a hundred attaches or
+/// a thousand switches connecting cost a few plans, not one per change (each plan is a batch
+/// of flow changes every switch's datapath must revalidate).
 pub const PLAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Longest pause between two plans in a burst of changes.
+pub const PLAN_INTERVAL_BURST: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// Two plans start at least this many times the first one's duration apart: with thousands of
 /// switches a plan takes tens of milliseconds, and switches arriving one by one (TLS
@@ -884,10 +888,12 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpList
 }
 
 /// Re-plans after every change of the model or the graph, at most once per
-/// [`PLAN_INTERVAL`] and at most once per [`PLAN_SPACING`] times the last plan's duration:
+/// [`PLAN_INTERVAL`] (up to [`PLAN_INTERVAL_BURST`] in a burst) and at most once per
+/// [`PLAN_SPACING`] times the last plan's duration:
 /// changes arriving meanwhile are folded into the next plan.
 async fn planner(shared: Arc<Shared>) {
     let mut generation = shared.generation.subscribe();
+    let mut pause = PLAN_INTERVAL;
     loop {
         generation.borrow_and_update();
         let started = tokio::time::Instant::now();
@@ -901,10 +907,17 @@ async fn planner(shared: Arc<Shared>) {
         } else {
             shared.replan();
         }
-        let spacing = PLAN_INTERVAL.max(started.elapsed() * PLAN_SPACING);
+        let spacing = pause.max(started.elapsed() * PLAN_SPACING);
         if generation.changed().await.is_err() {
             return;
         }
+        // A change within the pause means a burst: the pause after the next plan doubles.
+        // After a quiet moment it is short again (this change still waits only `spacing`).
+        pause = if started.elapsed() < pause {
+            (pause * 2).min(PLAN_INTERVAL_BURST)
+        } else {
+            PLAN_INTERVAL
+        };
         tokio::time::sleep_until(started + spacing).await;
     }
 }
