@@ -26,14 +26,13 @@
 //! Protobuf framing, statuses and the message codec rules are `l2sm-ned`'s.
 
 use super::Zones;
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::http::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use l2sm_ned::grpc::{self, Code, Status};
+use l2sm_ned::server::{self, error_response, ok_response, GrpcBody};
 use l2sm_ned::wire::{self, DecodeError, Fields, Value};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -281,111 +280,10 @@ impl Default for Limits {
     }
 }
 
-/// An answer body: at most one data frame, then the trailers.
-pub struct GrpcBody {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
-}
-
-impl Body for GrpcBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(d) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(d))));
-        }
-        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
-    }
-}
-
-fn status_headers(h: &mut HeaderMap, s: &Status) {
-    h.insert("grpc-status", HeaderValue::from(u16::from(s.code.value())));
-    if !s.message.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&grpc::percent_encode(&s.message)) {
-            h.insert("grpc-message", v);
-        }
-    }
-}
-
-fn error_response(http: StatusCode, s: &Status) -> Response<GrpcBody> {
-    let mut r = Response::new(GrpcBody {
-        data: None,
-        trailers: None,
-    });
-    *r.status_mut() = http;
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static(grpc::CONTENT_TYPE));
-    status_headers(r.headers_mut(), s);
-    r
-}
-
-fn ok_response(message: Vec<u8>) -> Response<GrpcBody> {
-    let mut trailers = HeaderMap::new();
-    status_headers(&mut trailers, &Status::new(Code::Ok, ""));
-    let mut r = Response::new(GrpcBody {
-        data: Some(Bytes::from(grpc::frame(&message))),
-        trailers: Some(trailers),
-    });
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static(grpc::CONTENT_TYPE));
-    r
-}
-
-async fn read_body(mut body: Incoming, limits: &Limits) -> Result<Vec<u8>, Status> {
-    let read = async {
-        let mut buf = Vec::new();
-        loop {
-            match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-                None => return Ok(buf),
-                Some(Err(e)) => {
-                    return Err(Status::new(Code::Cancelled, format!("request body: {e}")))
-                }
-                Some(Ok(f)) => {
-                    if let Ok(d) = f.into_data() {
-                        buf.extend_from_slice(&d);
-                        grpc::check_prefix(&buf, grpc::MAX_MESSAGE)?;
-                        if buf.len() > grpc::PREFIX_LEN + grpc::MAX_MESSAGE {
-                            return Err(Status::new(
-                                Code::Internal,
-                                "grpc: server received more than one request message for unary RPC",
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-    };
-    tokio::time::timeout(limits.body_timeout, read)
-        .await
-        .map_err(|_| Status::new(Code::DeadlineExceeded, "request body not received in time"))?
-}
-
 async fn handle(req: Request<Incoming>, zones: &Zones, limits: &Limits) -> Response<GrpcBody> {
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    let content_type = header("content-type").unwrap_or("").to_string();
-    if !(content_type == grpc::CONTENT_TYPE
-        || content_type.starts_with("application/grpc+")
-        || content_type.starts_with("application/grpc;"))
-    {
-        return error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &Status::new(
-                Code::InvalidArgument,
-                format!("invalid gRPC request content-type {content_type:?}"),
-            ),
-        );
+    if let Some(refused) = server::not_grpc(&req) {
+        return refused;
     }
     if req.method() != hyper::http::Method::POST {
         return error_response(
@@ -400,7 +298,8 @@ async fn handle(req: Request<Incoming>, zones: &Zones, limits: &Limits) -> Respo
     let encoding = header("grpc-encoding").map(str::to_owned);
     let outcome = async {
         grpc::check_encoding(encoding.as_deref())?;
-        let body = read_body(req.into_body(), limits).await?;
+        let body =
+            server::read_body(req.into_body(), grpc::MAX_MESSAGE, limits.body_timeout).await?;
         let message = grpc::unary_message(&body, grpc::MAX_MESSAGE)?;
         call(zones, method, message)
     }
