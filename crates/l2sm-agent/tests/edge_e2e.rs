@@ -15,9 +15,9 @@ use l2sm_ned::{
 };
 use l2sm_netns::Netns;
 use l2sm_pipeline::ids;
-use l2sm_test_support::{bin, prereq, random_suffix, wait_until};
+use l2sm_test_support::ovs::NetnsOvs;
+use l2sm_test_support::{bin, wait_until};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::task::{Context, Poll};
@@ -27,107 +27,32 @@ const NODE: &str = "edge-node-a";
 const PROVIDER: &str = "idco";
 const GRPC_PORT: u16 = 50051;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A namespace with its own OVS and (when started) an edge; everything removed on drop.
 struct Fixture {
-    ns: String,
-    dir: PathBuf,
-    pids: Vec<i32>,
+    ovs: NetnsOvs,
     edge: Option<Child>,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = NetnsOvs;
+    fn deref(&self) -> &NetnsOvs {
+        &self.ovs
+    }
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // The edge first; the namespace and its OVS go with `ovs`.
         self.stop_edge();
-        for pid in &self.pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        prereq::require_root("edge end-to-end tests");
-        prereq::require_tools(&[
-            "ovsdb-server",
-            "ovs-vswitchd",
-            "ovsdb-tool",
-            "ovs-vsctl",
-            "ip",
-        ]);
-        let sfx = random_suffix();
-        let ns = format!("l2sm-edgetest-{sfx}");
-        let dir = PathBuf::from(format!("/run/l2sm-edgetest-{sfx}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        run(Command::new("ip").args(["netns", "add", &ns]));
-        let mut f = Fixture {
-            ns,
-            dir,
-            pids: Vec::new(),
+        Fixture {
+            ovs: NetnsOvs::start("edgetest", "edge end-to-end tests"),
             edge: None,
-        };
-        f.ip(&["link", "set", "lo", "up"]);
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(f.dir.join("conf.db"))
-            .arg("/usr/share/openvswitch/vswitch.ovsschema"));
-        for (prog, extra) in [
-            (
-                "ovsdb-server",
-                vec![
-                    f.dir.join("conf.db").display().to_string(),
-                    format!("--remote=punix:{}", f.dir.join("db.sock").display()),
-                ],
-            ),
-            (
-                "ovs-vswitchd",
-                vec![format!("unix:{}", f.dir.join("db.sock").display())],
-            ),
-        ] {
-            let file = |ext: &str| f.dir.join(format!("{prog}.{ext}")).display().to_string();
-            run(Command::new("ip")
-                .args(["netns", "exec", &f.ns, prog])
-                .env("OVS_RUNDIR", &f.dir)
-                .env("OVS_DBDIR", &f.dir)
-                .env("OVS_LOGDIR", &f.dir)
-                .arg(format!("--pidfile={}", file("pid")))
-                .arg(format!("--unixctl={}", file("ctl")))
-                .arg(format!("--log-file={}", file("log")))
-                .args(["--detach", "--no-chdir"])
-                .args(&extra));
-            let pid: i32 = std::fs::read_to_string(file("pid"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            f.pids.push(pid);
         }
-        f
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        run(Command::new("ip").arg("-n").arg(&self.ns).args(args))
-    }
-
-    fn vsctl(&self, args: &[&str]) -> String {
-        run(Command::new("ovs-vsctl")
-            .arg(format!("--db=unix:{}", self.dir.join("db.sock").display()))
-            .args(args))
     }
 
     fn write(&self, name: &str, text: &str) {

@@ -10,8 +10,8 @@ use l2sm_ned::grpc::Code;
 use l2sm_ned::ConnectNetworkResponse;
 use l2sm_netns::Netns;
 use l2sm_pipeline::ids;
-use l2sm_test_support::{bin, prereq, random_suffix, wait_until};
-use std::path::PathBuf;
+use l2sm_test_support::ovs::NetnsOvs;
+use l2sm_test_support::{bin, wait_until};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,108 +19,36 @@ const NODE: &str = "hop-node";
 const GRPC_PORT: u16 = 50051;
 const CLUSTER_BRIDGE: &str = "br-cluster";
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 struct Fixture {
-    ns: String,
-    dir: PathBuf,
-    pids: Vec<i32>,
+    ovs: NetnsOvs,
     edge: Option<Child>,
     rt: tokio::runtime::Runtime,
 }
 
+impl std::ops::Deref for Fixture {
+    type Target = NetnsOvs;
+    fn deref(&self) -> &NetnsOvs {
+        &self.ovs
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // The edge first; the namespace and its OVS go with `ovs`.
         self.stop_edge();
-        for pid in &self.pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        prereq::require_root("edge hop end-to-end tests");
-        prereq::require_tools(&[
-            "ovsdb-server",
-            "ovs-vswitchd",
-            "ovsdb-tool",
-            "ovs-vsctl",
-            "ip",
-        ]);
-        let sfx = random_suffix();
-        let ns = format!("l2sm-hoptest-{sfx}");
-        let dir = PathBuf::from(format!("/run/l2sm-hoptest-{sfx}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        run(Command::new("ip").args(["netns", "add", &ns]));
-        let f = Fixture {
-            ns,
-            dir,
-            pids: Vec::new(),
+        Fixture {
+            ovs: NetnsOvs::start("hoptest", "edge hop end-to-end tests"),
             edge: None,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap(),
-        };
-        let mut f = f;
-        run(Command::new("ip").args(["-n", &f.ns, "link", "set", "lo", "up"]));
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(f.dir.join("conf.db"))
-            .arg("/usr/share/openvswitch/vswitch.ovsschema"));
-        for (prog, extra) in [
-            (
-                "ovsdb-server",
-                vec![
-                    f.dir.join("conf.db").display().to_string(),
-                    format!("--remote=punix:{}", f.dir.join("db.sock").display()),
-                ],
-            ),
-            (
-                "ovs-vswitchd",
-                vec![format!("unix:{}", f.dir.join("db.sock").display())],
-            ),
-        ] {
-            let file = |ext: &str| f.dir.join(format!("{prog}.{ext}")).display().to_string();
-            run(Command::new("ip")
-                .args(["netns", "exec", &f.ns, prog])
-                .env("OVS_RUNDIR", &f.dir)
-                .env("OVS_DBDIR", &f.dir)
-                .env("OVS_LOGDIR", &f.dir)
-                .arg(format!("--pidfile={}", file("pid")))
-                .arg(format!("--unixctl={}", file("ctl")))
-                .arg(format!("--log-file={}", file("log")))
-                .args(["--detach", "--no-chdir"])
-                .args(&extra));
-            let pid: i32 = std::fs::read_to_string(file("pid"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            f.pids.push(pid);
         }
-        f
-    }
-
-    fn vsctl(&self, args: &[&str]) -> String {
-        run(Command::new("ovs-vsctl")
-            .arg(format!("--db=unix:{}", self.dir.join("db.sock").display()))
-            .args(args))
     }
 
     fn start_edge(&mut self) {

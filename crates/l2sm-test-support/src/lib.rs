@@ -16,6 +16,7 @@ pub mod frames;
 pub mod http;
 pub mod lab;
 pub mod ofswitch;
+pub mod ovs;
 pub mod prereq;
 
 use std::time::{Duration, Instant};
