@@ -52,6 +52,25 @@ fn done(t: Instant) {
     eprintln!("done ({} ms)", t.elapsed().as_millis());
 }
 
+/// Takes the lab's lock for `lab up`: refuses a lab that is up, and removes what an earlier
+/// lab of that name left behind.
+fn claim_for_up(lab: &Lab) -> anyhow::Result<state::LabLock> {
+    let lock = lab.lock()?;
+    if let Some(existing) = lab.load()? {
+        if lab_alive(&existing) {
+            bail!(
+                "lab {:?} is already up (run `l2sm lab down` first)",
+                lab.name
+            );
+        }
+    }
+    if lab_leftovers(lab)? {
+        eprintln!("removing what is left of an earlier lab {:?}", lab.name);
+        teardown(lab, false)?;
+    }
+    Ok(lock)
+}
+
 /// Fails unless we are root and the OVS programs are installed.
 pub fn check_prerequisites() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -95,19 +114,7 @@ pub async fn up(
     if !(1..=50).contains(&nodes) {
         bail!("--nodes must be between 1 and 50, not {nodes}");
     }
-    let _lock = lab.lock()?;
-    if let Some(existing) = lab.load()? {
-        if lab_alive(&existing) {
-            bail!(
-                "lab {:?} is already up (run `l2sm lab down` first)",
-                lab.name
-            );
-        }
-    }
-    if lab_leftovers(lab)? {
-        eprintln!("removing what is left of an earlier lab {:?}", lab.name);
-        teardown(lab, false)?;
-    }
+    let _lock = claim_for_up(lab)?;
     let started = Instant::now();
     eprintln!("bringing up lab {:?} with {nodes} nodes", lab.name);
     let mut state = LabState {

@@ -83,19 +83,7 @@ pub async fn up(
     if !(1..=50).contains(&nodes) {
         bail!("--nodes must be between 1 and 50, not {nodes}");
     }
-    let _lock = lab.lock()?;
-    if let Some(existing) = lab.load()? {
-        if lab_alive(&existing) {
-            bail!(
-                "lab {:?} is already up (run `l2sm lab down` first)",
-                lab.name
-            );
-        }
-    }
-    if lab_leftovers(lab)? {
-        eprintln!("removing what is left of an earlier lab {:?}", lab.name);
-        teardown(lab, false)?;
-    }
+    let _lock = claim_for_up(lab)?;
     let started = Instant::now();
     eprintln!(
         "bringing up lab {:?}: {clusters} clusters of {nodes} nodes, a provider controller",
