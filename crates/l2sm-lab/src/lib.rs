@@ -14,6 +14,7 @@
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
 pub mod api_users;
+pub mod apply;
 pub mod multi;
 pub mod pki;
 pub mod procs;
@@ -856,8 +857,15 @@ fn start_site_controller(
 /// `l2sm lab exec TARGET -- CMD…`: runs CMD in a pod's (or node's) namespace, returns its exit code.
 pub fn exec(lab: &Lab, target: &str, argv: &[String]) -> anyhow::Result<i32> {
     let state = lab.load_ready()?;
+    let by_k8s = state
+        .pods
+        .iter()
+        .find(|(_, p)| p.k8s.as_deref() == Some(target))
+        .map(|(k, _)| k.clone());
     let ns_name = if state.pods.contains_key(target) {
         lab.pod_ns(target)
+    } else if let Some(key) = by_k8s {
+        lab.pod_ns(&key)
     } else if state.nodes.iter().any(|n| n.name == target) {
         lab.node_ns(target)
     } else if let Some(ns) = multi::exec_namespace(lab, &state, target) {
@@ -986,7 +994,9 @@ pub async fn status(lab: &Lab) -> anyhow::Result<()> {
     if state.pods.is_empty() {
         println!("  (none)");
     }
-    for (pod, p) in &state.pods {
+    for (key, p) in &state.pods {
+        // Pods of `lab apply` by their Kubernetes namespace/name.
+        let pod = p.k8s.as_deref().unwrap_or(key);
         if p.attachments.is_empty() {
             println!("  {pod:<12} {:<5} (no interfaces)", p.node);
         }
@@ -1024,7 +1034,7 @@ pub struct AttachOptions {
     pub cluster: Option<String>,
 }
 
-fn valid_pod_name(name: &str) -> bool {
+pub(crate) fn valid_pod_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 40
         && name
@@ -1034,10 +1044,22 @@ fn valid_pod_name(name: &str) -> bool {
 }
 
 /// `l2sm attach` in a lab: create the pod if new, then let the node's agent plumb it.
-pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attachment> {
+pub async fn attach(lab: &Lab, opts: AttachOptions) -> anyhow::Result<Attachment> {
     let _lock = lab.lock()?;
     let mut state = lab.load_ready()?;
-    let (node, cluster) = multi::resolve_node(&state, &opts.node, opts.cluster.as_deref())?;
+    attach_in(lab, &mut state, opts, None).await
+}
+
+/// [`attach`] with the lab locked and its state loaded by the caller (saved here on
+/// success). `nad`: the NetworkAttachmentDefinition's CNI configuration to hand the plugin
+/// (`lab apply`), instead of the one `l2sm attach` builds.
+pub(crate) async fn attach_in(
+    lab: &Lab,
+    state: &mut LabState,
+    mut opts: AttachOptions,
+    nad: Option<NadAttach>,
+) -> anyhow::Result<Attachment> {
+    let (node, cluster) = multi::resolve_node(state, &opts.node, opts.cluster.as_deref())?;
     opts.node = node;
     if !valid_pod_name(&opts.pod) {
         bail!(
@@ -1090,7 +1112,7 @@ pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attach
         }
     }
     // The network must exist before anything is created.
-    let api = multi::node_api(lab, &state, &opts.node)?;
+    let api = multi::node_api(lab, state, &opts.node)?;
     let Some(network) = api.get_network(&opts.network).await? else {
         bail!(
             "unknown network {:?} (create it with `l2sm network create {}`)",
@@ -1151,21 +1173,28 @@ pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attach
     }
     // Attach exactly as a Kubernetes node would: the CNI plugin, run in the node's namespace.
     let container_id = format!("{}-{}", lab.name, opts.pod);
-    let config = cni_config(
-        lab,
-        &opts.node,
-        &opts.network,
-        opts.mtu,
-        &ips,
-        opts.mac.as_deref(),
-        opts.port_security,
-    );
+    let identity = match &nad {
+        Some(n) => n.pod.clone(),
+        None => PodIdentity::lab(lab, &opts.pod),
+    };
+    let config = match nad {
+        Some(nad) => multus_config(lab, &opts.node, nad.config, &ips, opts.mac.as_deref()),
+        None => cni_config(
+            lab,
+            &opts.node,
+            &opts.network,
+            opts.mtu,
+            &ips,
+            opts.mac.as_deref(),
+            opts.port_security,
+        ),
+    };
     let added = run_cni(
         lab,
         &opts.node,
         "ADD",
         &container_id,
-        &opts.pod,
+        &identity,
         &ifname,
         &pod_ns_name,
         &config,
@@ -1192,6 +1221,7 @@ pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attach
         .or_insert_with(|| PodState {
             node: opts.node.clone(),
             attachments: vec![],
+            ..Default::default()
         });
     pod.attachments.push(PodAttachment {
         network: opts.network.clone(),
@@ -1200,8 +1230,69 @@ pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attach
         port: att.port.clone(),
         attachment_id,
     });
-    lab.save(&state)?;
+    lab.save(state)?;
     Ok(att)
+}
+
+/// The pod a CNI call is for, as the runtime names it in `CNI_ARGS`.
+#[derive(Debug, Clone)]
+pub(crate) struct PodIdentity {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+}
+
+impl PodIdentity {
+    /// A pod of `l2sm attach`: namespace `lab-<lab>`, the lab's pod name.
+    fn lab(lab: &Lab, pod: &str) -> Self {
+        PodIdentity {
+            namespace: format!("lab-{}", lab.name),
+            name: pod.to_string(),
+        }
+    }
+
+    /// A pod of `lab apply`, from its `namespace/name`.
+    pub(crate) fn parse(k8s: &str) -> Option<Self> {
+        let (namespace, name) = k8s.split_once('/')?;
+        Some(PodIdentity {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+/// An attachment as Multus makes it (`lab apply`): the NAD's CNI configuration and the pod's
+/// Kubernetes identity.
+pub(crate) struct NadAttach {
+    pub(crate) config: serde_json::Value,
+    pub(crate) pod: PodIdentity,
+}
+
+/// What Multus hands a CNI plugin for a NAD: its configuration as written, plus the
+/// capability arguments it declares (`ips`, `mac`) in `runtimeConfig`. The lab adds the
+/// node's agent socket (every lab node has its own; on a real node the default path is used).
+fn multus_config(
+    lab: &Lab,
+    node: &str,
+    mut config: serde_json::Value,
+    ips: &[ipnet::IpNet],
+    mac: Option<&str>,
+) -> serde_json::Value {
+    let caps = config["capabilities"].clone();
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("capabilities");
+        obj.insert(
+            "agentSocket".into(),
+            lab.agent_socket(node).display().to_string().into(),
+        );
+        obj.insert("runtimeConfig".into(), serde_json::json!({}));
+    }
+    if caps["ips"].as_bool() == Some(true) && !ips.is_empty() {
+        config["runtimeConfig"]["ips"] = serde_json::json!(ips);
+    }
+    if let Some(mac) = mac.filter(|_| caps["mac"].as_bool() == Some(true)) {
+        config["runtimeConfig"]["mac"] = mac.into();
+    }
+    config
 }
 
 /// The network configuration a NetworkAttachmentDefinition would carry for `network`, with the
@@ -1246,7 +1337,7 @@ async fn run_cni(
     node: &str,
     command: &str,
     container_id: &str,
-    pod: &str,
+    pod: &PodIdentity,
     ifname: &str,
     pod_ns: &str,
     config: &serde_json::Value,
@@ -1272,8 +1363,8 @@ async fn run_cni(
         .env(
             "CNI_ARGS",
             format!(
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=lab-{};K8S_POD_NAME={pod}",
-                lab.name
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={}",
+                pod.namespace, pod.name
             ),
         )
         .env("CNI_PATH", dir)
@@ -1330,6 +1421,16 @@ pub async fn detach(
 ) -> anyhow::Result<Vec<PodAttachment>> {
     let _lock = lab.lock()?;
     let mut state = lab.load_ready()?;
+    detach_in(lab, &mut state, pod, network).await
+}
+
+/// [`detach`] with the lab locked and its state loaded by the caller (saved here).
+pub(crate) async fn detach_in(
+    lab: &Lab,
+    state: &mut LabState,
+    pod: &str,
+    network: Option<&str>,
+) -> anyhow::Result<Vec<PodAttachment>> {
     let Some(p) = state.pods.get(pod).cloned() else {
         bail!("no pod named {pod:?} in lab {:?}", lab.name);
     };
@@ -1361,7 +1462,10 @@ pub async fn detach(
                     &p.node,
                     "DEL",
                     container_id,
-                    pod,
+                    &p.k8s
+                        .as_deref()
+                        .and_then(PodIdentity::parse)
+                        .unwrap_or_else(|| PodIdentity::lab(lab, pod)),
                     ifname,
                     &lab.pod_ns(pod),
                     &config,
@@ -1384,12 +1488,12 @@ pub async fn detach(
                 .attachments
                 .retain(|x| x.attachment_id != a.attachment_id);
         }
-        lab.save(&state)?;
+        lab.save(state)?;
     }
     if network.is_none() {
         l2sm_netns::delete_named(&lab.pod_ns(pod))?;
         state.pods.remove(pod);
-        lab.save(&state)?;
+        lab.save(state)?;
     }
     Ok(targets)
 }

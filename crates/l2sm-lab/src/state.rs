@@ -66,6 +66,9 @@ pub struct LabState {
     /// Provider networks: name -> cluster -> its hop.
     #[serde(default)]
     pub provider_networks: BTreeMap<String, BTreeMap<String, Hop>>,
+    /// What `lab apply -f` made, so `lab delete -f` removes exactly that.
+    #[serde(default)]
+    pub applied: Vec<crate::apply::Applied>,
 }
 
 impl LabState {
@@ -157,6 +160,12 @@ pub struct PodState {
     pub node: String,
     /// Its interfaces.
     pub attachments: Vec<PodAttachment>,
+    /// Its Kubernetes `namespace/name` when `lab apply` made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<String>,
+    /// Its Kubernetes labels when `lab apply` made it (QuarantinePodRequests select on them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One pod interface.

@@ -134,6 +134,11 @@ pub(crate) enum LabCommand {
         /// `controller`, NODE (its agent), NODE/ovs-vswitchd or NODE/ovsdb-server.
         target: String,
     },
+    /// Realize Kubernetes manifests (L2Network, Overlay, Pod, Deployment,
+    /// QuarantinePodRequest) in the lab through the operator's code; lists what is not emulated.
+    Apply(ManifestArgs),
+    /// Remove what `lab apply -f` made for these manifests.
+    Delete(ManifestArgs),
     /// Run a command inside a pod's (or node's) network namespace; returns its exit code.
     Exec {
         /// Pod or node name (`underlay` for the controller's namespace).
@@ -142,6 +147,17 @@ pub(crate) enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+}
+
+/// `-f FILE|DIR …` of `lab apply` and `lab delete`, as kubectl reads them.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ManifestArgs {
+    /// Manifest file, or directory of .yaml/.yml/.json files (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Also read the directories' subdirectories.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 }
 
 /// `l2sm network …`
@@ -314,6 +330,12 @@ pub(crate) async fn dispatch(
         Command::Lab(LabCommand::Down) => lab::down(&lab()?)?,
         Command::Lab(LabCommand::Restart { target }) => lab::restart(&lab()?, &target).await?,
         Command::Lab(LabCommand::Status) => lab::status(&lab()?).await?,
+        Command::Lab(LabCommand::Apply(m)) => {
+            lab::apply::apply(&lab()?, &m.files, m.recursive).await?
+        }
+        Command::Lab(LabCommand::Delete(m)) => {
+            lab::apply::delete(&lab()?, &m.files, m.recursive).await?
+        }
         Command::Lab(LabCommand::Exec { target, command }) => {
             let code = tokio::task::block_in_place(|| lab::exec(&lab()?, &target, &command))?;
             return Ok(u8::try_from(code).unwrap_or(1));
