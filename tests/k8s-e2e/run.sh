@@ -115,7 +115,7 @@ k -n l2sm-system rollout status deploy/l2sm-operator --timeout=300s
 k -n l2sm-system rollout status ds/l2sm-switch --timeout=300s
 
 step "overlay and ping-pong"
-k apply -f "$root/examples/k8s/overlay.yaml"
+k apply -f "$root/tests/k8s-e2e/overlay.yaml"
 # The agents run in the operator's namespace, named after the Overlay's namespace and name.
 agent_sel="app=l2sm-agent,l2sm.l2sm.k8s.local/overlay=overlay-sample,l2sm.l2sm.k8s.local/overlay-namespace=default"
 agent_ds=""
@@ -157,7 +157,7 @@ rm -f "$key" "$req"
 k wait --for=condition=Denied csr/e2e-impostor --timeout=60s || fail "the impostor's request was not denied"
 [ -z "$(k get csr e2e-impostor -o jsonpath='{.status.certificate}')" ] || fail "the impostor's request was signed"
 k delete csr e2e-impostor
-k apply -f "$root/examples/k8s/ping-pong.yaml"
+k apply -f "$root/tests/k8s-e2e/ping-pong.yaml"
 k wait --for=condition=Ready pod/ping pod/pong --timeout=300s
 k get pod ping -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/networks}' | grep -q ping-network \
     || fail "webhook did not write the Multus annotation"
