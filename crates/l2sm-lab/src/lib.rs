@@ -994,16 +994,36 @@ pub async fn status(lab: &Lab) -> anyhow::Result<()> {
     if state.pods.is_empty() {
         println!("  (none)");
     }
+    // Pods of `lab apply` by their Kubernetes namespace/name.
+    let name = |key: &str| -> String {
+        state.pods[key]
+            .k8s
+            .clone()
+            .unwrap_or_else(|| key.to_string())
+    };
+    let w = state
+        .pods
+        .keys()
+        .map(|k| name(k).len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let nw = state
+        .pods
+        .values()
+        .flat_map(|p| p.attachments.iter().map(|a| a.network.len()))
+        .max()
+        .unwrap_or(0)
+        .max(16);
     for (key, p) in &state.pods {
-        // Pods of `lab apply` by their Kubernetes namespace/name.
-        let pod = p.k8s.as_deref().unwrap_or(key);
+        let pod = name(key);
         if p.attachments.is_empty() {
-            println!("  {pod:<12} {:<5} (no interfaces)", p.node);
+            println!("  {pod:<w$} {:<5} (no interfaces)", p.node);
         }
         for a in &p.attachments {
             let ips = agent_proto::join_ips(&a.ips);
             println!(
-                "  {pod:<12} {:<5} {:<6} {:<16} {:<18} {}",
+                "  {pod:<w$} {:<5} {:<6} {:<nw$} {:<18} {}",
                 p.node, a.ifname, a.network, ips, a.port
             );
         }

@@ -118,6 +118,19 @@ fn anything_not_fully_understood_is_left_out_and_listed() {
             dev: None
         }
     );
+    // Shell loops: the commands inside are listed, not the grammar around them.
+    let looped = parse_container(
+        &s(&[
+            "/bin/sh",
+            "-c",
+            "while true; do wget -q http://10.0.0.1/; sleep 5; done",
+        ]),
+        &[],
+    );
+    assert_eq!(
+        looped.other,
+        ["while true", "wget -q http://10.0.0.1/", "sleep 5"]
+    );
     let sleep = parse_container(&s(&["sleep", "infinity"]), &[]);
     assert!(sleep.effects.is_empty());
     assert_eq!(sleep.other, vec!["sleep infinity".to_string()]);

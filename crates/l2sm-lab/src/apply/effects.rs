@@ -82,8 +82,17 @@ pub fn parse_container(command: &[String], args: &[String]) -> Script {
     } else {
         vec![argv.clone()]
     };
-    for words in statements {
-        if words.is_empty() {
+    for mut words in statements {
+        // Shell grammar around commands: `while …; do CMD; done` lists CMD, not `do CMD`.
+        while words
+            .first()
+            .is_some_and(|w| matches!(w.as_str(), "do" | "then" | "else" | "{" | "("))
+        {
+            words.remove(0);
+        }
+        if words.is_empty()
+            || (words.len() == 1 && matches!(words[0].as_str(), "done" | "fi" | "}" | ")" | "esac"))
+        {
             continue;
         }
         let text = words.join(" ");

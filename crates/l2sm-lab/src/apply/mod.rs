@@ -991,7 +991,12 @@ fn container_effects(
         c.name
     );
     if !skipped.is_empty() {
-        what.push_str(&format!(", its commands {}", skipped.join(", ")));
+        let which = if c.command.as_ref().is_none_or(Vec::is_empty) {
+            "its args (for the image's entrypoint)"
+        } else {
+            "its commands"
+        };
+        what.push_str(&format!(", {which} {}", skipped.join(", ")));
         skipped.clear();
     }
     notes.push(format!("pod {pod}: not emulated: {what}"));
