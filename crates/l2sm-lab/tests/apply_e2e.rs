@@ -351,7 +351,8 @@ fn a_bad_manifest_dir_changes_nothing_and_a_failure_midway_is_rolled_back() {
         "admission webhook \"mpod.kb.io\" denied the request: l2sm/networks: L2Network \"no-such-network\" does not exist",
         "admission webhook \"mpod.kb.io\" denied the request: l2sm/networks: network \"good-network\": ips[0] \"10.77.0.300/24\" is not an address",
         "l2network.l2sm.l2sm.k8s.local/bad-cidr: networkCIDR \"10.78.0.0/33\" is not a CIDR",
-        "nothing was changed: 5 object(s) invalid",
+        "pod/subnet-address: network \"good-network\": 10.77.0.255/24 is the broadcast address of its subnet",
+        "nothing was changed: 6 object(s) invalid",
     ] {
         assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }

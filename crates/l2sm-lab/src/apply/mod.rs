@@ -187,7 +187,8 @@ pub async fn apply(lab: &Lab, paths: &[PathBuf], recursive: bool) -> anyhow::Res
         }
     };
     let mut undo = Vec::new();
-    let mut records = Vec::new();
+    // Records are saved as objects are made, so an interrupted apply can still be deleted.
+    let recorded_before = state.applied.len();
     let mut lines = Vec::new();
     for p in &planned {
         if p.unchanged {
@@ -196,7 +197,8 @@ pub async fn apply(lab: &Lab, paths: &[PathBuf], recursive: bool) -> anyhow::Res
         }
         match act(lab, &mut state, &api, p, &mut undo).await {
             Ok((record, line)) => {
-                records.push(record);
+                state.applied.push(record);
+                lab.save(&state)?;
                 lines.push(line);
                 for n in &p.notes {
                     lines.push(format!("  {n}"));
@@ -204,6 +206,7 @@ pub async fn apply(lab: &Lab, paths: &[PathBuf], recursive: bool) -> anyhow::Res
             }
             Err(e) => {
                 let failed = format!("{}: {e:#}", p.meta.display());
+                state.applied.truncate(recorded_before);
                 let rolled = rollback(lab, &mut state, &api, undo).await;
                 let mut msg = format!("error when creating {:?}: {failed}", p.meta.origin);
                 match rolled {
@@ -214,7 +217,6 @@ pub async fn apply(lab: &Lab, paths: &[PathBuf], recursive: bool) -> anyhow::Res
             }
         }
     }
-    state.applied.extend(records);
     lab.save(&state)?;
     for l in lines {
         println!("{l}");
@@ -827,6 +829,19 @@ async fn plan_pod(
                 ips,
                 mac: el.mac.clone(),
             });
+        }
+    }
+    for iface in &interfaces {
+        for ip in &iface.ips {
+            let host = ip.prefix_len() >= ip.max_prefix_len().saturating_sub(1);
+            let broadcast = matches!(ip, IpNet::V4(v4) if v4.addr() == v4.broadcast());
+            if !host && (ip.addr() == ip.network() || broadcast) {
+                return Err(bad(format!(
+                    "network {:?}: {ip} is the {} address of its subnet",
+                    iface.network,
+                    if broadcast { "broadcast" } else { "network" }
+                )));
+            }
         }
     }
     // Static addresses must be free on their network (the controller checks networks with
