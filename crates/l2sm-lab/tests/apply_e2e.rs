@@ -142,6 +142,33 @@ fn upstream_examples_behave_as_documented_and_delete_leaves_the_lab_as_before() 
     );
     delete(&lab, &[&example("overlay.yaml")]);
     assert_eq!(snapshot(&lab), before);
+    // An Overlay over the lab's own nodes: its links compared with the lab's full mesh.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("line.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: l2sm.l2sm.k8s.local/v1\nkind: Overlay\nmetadata: {name: line}\nspec:\n  provider: {name: p, domain: [c]}\n  topology:\n    nodes: [n1, n2, n3, n4]\n    links: [{endpointA: n1, endpointB: n2}, {endpointA: n3, endpointB: n2}, {endpointA: n3, endpointB: n4}]\n",
+    )
+    .unwrap();
+    let out = apply(&lab, &[&file.display().to_string()]);
+    assert!(
+        out.contains("not emulated: the Overlay's own nodes and links (no lab node is named n4;"),
+        "{out}"
+    );
+    delete(&lab, &[&file.display().to_string()]);
+    std::fs::write(
+        &file,
+        "apiVersion: l2sm.l2sm.k8s.local/v1\nkind: Overlay\nmetadata: {name: line}\nspec:\n  provider: {name: p, domain: [c]}\n  topology:\n    nodes: [n1, n2, n3]\n    links: [{endpointA: n1, endpointB: n2}, {endpointA: n3, endpointB: n2}]\n",
+    )
+    .unwrap();
+    let out = apply(&lab, &[&file.display().to_string()]);
+    assert!(
+        out.contains("the lab also has links n1-n3 (not in the Overlay; kept)"),
+        "{out}"
+    );
+    assert!(!out.contains("not emulated: links"), "{out}");
+    delete(&lab, &[&file.display().to_string()]);
+    assert_eq!(snapshot(&lab), before);
 
     // ping-pong: ping-intra has 10.0.0.1/24 from its annotation, pong-intra only the network;
     // their commands' /30 addresses on net1 are applied; they reach each other across nodes.

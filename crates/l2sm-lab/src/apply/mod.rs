@@ -176,7 +176,7 @@ pub async fn apply(lab: &Lab, paths: &[PathBuf], recursive: bool) -> anyhow::Res
         bail!("lab apply works on a single-cluster lab (lab up --nodes N); this lab has several clusters");
     }
     let api = lab.controller_api(&state)?;
-    let planned = match plan(&state, &api, &docs).await {
+    let planned = match plan(lab, &state, &api, &docs).await {
         Ok(p) => p,
         Err(errors) => {
             bail!(
@@ -374,6 +374,7 @@ fn meta_of(d: &manifests::Doc) -> Result<Meta, String> {
 /// Validates every object and decides what to do, changing nothing. `Err`: one message per
 /// bad object.
 async fn plan(
+    lab: &Lab,
     state: &LabState,
     api: &ControllerClient,
     docs: &[manifests::Doc],
@@ -462,7 +463,7 @@ async fn plan(
             continue;
         }
         let result = match m.kind.as_str() {
-            "Overlay" => plan_overlay(state, m, v),
+            "Overlay" => plan_overlay(state, &lab.dir().join("topology.json"), m, v),
             "NetworkEdgeDevice" => Ok(Planned {
                 meta: m.clone(),
                 body: Body::Record,
@@ -589,7 +590,12 @@ fn network_notes(spec: &L2NetworkSpec) -> Vec<String> {
     notes
 }
 
-fn plan_overlay(state: &LabState, m: &Meta, v: &Value) -> Result<Planned, String> {
+fn plan_overlay(
+    state: &LabState,
+    topology_file: &std::path::Path,
+    m: &Meta,
+    v: &Value,
+) -> Result<Planned, String> {
     let bad = |msg: String| format!("error when creating {:?}: {}: {msg}", m.origin, m.display());
     let ov: Overlay =
         serde_json::from_value(v.clone()).map_err(|e| bad(format!("invalid Overlay: {e}")))?;
@@ -610,9 +616,62 @@ fn plan_overlay(state: &LabState, m: &Meta, v: &Value) -> Result<Planned, String
         if named.len() == topo.nodes.len() {
             String::new()
         } else {
-            "; not emulated: the Overlay's own nodes and links (they name no lab node)".into()
+            let unknown: Vec<&str> = topo
+                .nodes
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !lab_nodes.contains(n))
+                .collect();
+            format!(
+                "; not emulated: the Overlay's own nodes and links (no lab node is named {}; `lab up --topology FILE` takes this topology with nodes n1..nN)",
+                unknown.join(", ")
+            )
         }
     ));
+    if named.len() == topo.nodes.len() {
+        // Its nodes are lab nodes: which of its links the lab has.
+        let pair = |a: &str, b: &str| {
+            if a <= b {
+                (a.to_string(), b.to_string())
+            } else {
+                (b.to_string(), a.to_string())
+            }
+        };
+        let wanted: BTreeSet<(String, String)> = topo
+            .links
+            .iter()
+            .flatten()
+            .map(|l| pair(&l.endpoint_a, &l.endpoint_b))
+            .collect();
+        let have: BTreeSet<(String, String)> = std::fs::read_to_string(topology_file)
+            .ok()
+            .and_then(|t| l2sm_api::topology::parse(&t).ok())
+            .map(|t| t.links.iter().map(|l| pair(&l.a, &l.b)).collect())
+            .unwrap_or_default();
+        let show = |set: Vec<&(String, String)>| {
+            set.iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let missing: Vec<_> = wanted.difference(&have).collect();
+        let extra: Vec<_> = have.difference(&wanted).collect();
+        if missing.is_empty() && extra.is_empty() {
+            notes.push("the lab has exactly the Overlay's links".into());
+        }
+        if !missing.is_empty() {
+            notes.push(format!(
+                "not emulated: links {} (the lab has no such tunnel; `lab up --topology FILE` sets the links)",
+                show(missing)
+            ));
+        }
+        if !extra.is_empty() {
+            notes.push(format!(
+                "the lab also has links {} (not in the Overlay; kept)",
+                show(extra)
+            ));
+        }
+    }
     if ov.spec.switch_template.is_some() {
         notes.push("not emulated: switchTemplate (the lab runs its own agents)".into());
     }
