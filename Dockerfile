@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 "$cni" /out/l2sm-cni
 
 FROM scratch AS prebuilt
-COPY --from=prebuilt-bin --chmod=0755 l2sm l2sm-cni /out/
+COPY --from=prebuilt-bin l2sm l2sm-cni /out/
 
 FROM ${BINARIES} AS binaries
 

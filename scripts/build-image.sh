@@ -15,7 +15,8 @@
 # 3. `buildah bud --isolation chroot --layers` builds the Dockerfile's runtime stage, the one
 #    users get, on that base (build argument RUNTIME_BASE).
 # 4. Smoke checks inside the image, in a network and PID namespace of their own (nothing
-#    listens on the host, nothing outlives the checks): `l2sm --version`, the default user
+#    listens on the host, nothing outlives the checks): the binaries are this build's,
+#    `l2sm --version`, the default user
 #    65532, the controller (as that user) answering its API on loopback, ovsdb-server and
 #    ovs-vswitchd (userspace datapath, as the lab runs them) with `l2sm agent` making its bridge
 #    and the bridge's switch connecting to the controller, `l2sm-cni` answering VERSION.
@@ -193,10 +194,17 @@ fail() { echo "build-image.sh: smoke check failed: $*" >&2; exit 1; }
 user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$tag")
 [ "$user" = "65532:65532" ] || fail "the image's user is '$user', not 65532:65532"
 ctr=$(buildah from --pull=never "$tag")
+# The image holds this run's binaries (not a stale cached layer).
+for b in l2sm l2sm-cni; do
+  want=$(sha256sum <"$work/bin/$b" | cut -d' ' -f1)
+  got=$(buildah run --isolation chroot "$ctr" -- sha256sum "/usr/local/bin/$b" | cut -d' ' -f1)
+  [ "$got" = "$want" ] || fail "/usr/local/bin/$b in the image is not the host's release build"
+done
+echo "ok: /usr/local/bin/l2sm and l2sm-cni are the host's release build"
 cat >"$work/smoke.sh" <<'EOF'
 # Runs in fresh network and PID namespaces: every process it starts ends with it.
 set -euo pipefail
-ctr=$1 version=$2 logs=$3
+ctr=$1 version=$2 logs=$3 rootfs=$4
 fail() {
   local f
   for f in "$logs"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
@@ -233,8 +241,9 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 curl -fsS -o /dev/null http://127.0.0.1:8181/onos/ui || fail "the controller does not answer on 127.0.0.1:8181"
-# What the controller wrote is owned by the user it runs as.
-cuid=$(run "$ctr" -- stat -c %u /tmp/l2sm-controller/state.redb) || fail "no controller store"
+# What the controller wrote is owned by the user it runs as (read through the container's
+# mount, on the host's side).
+cuid=$(stat -c %u "$rootfs/tmp/l2sm-controller/state.redb") || fail "no controller store"
 [ "$cuid" = 65532 ] || fail "the controller runs as uid $cuid, not 65532"
 run "$ctr" -- env $creds l2sm --controller-url http://127.0.0.1:8181 network create smoke >/dev/null ||
   fail "the image's l2sm cannot create a network through the controller"
@@ -276,7 +285,9 @@ grep -q "\"id\":\"of:$dpid\"" <<<"$switches" ||
   fail "the bridge's switch of:$dpid did not connect to the controller: $switches"
 echo "ok: the bridge's switch is connected to the controller: $switches"
 EOF
-unshare --net --pid --fork --kill-child -- bash "$work/smoke.sh" "$ctr" "$version" "$work"
+rootfs=$(buildah mount "$ctr")
+unshare --net --pid --fork --kill-child -- bash "$work/smoke.sh" "$ctr" "$version" "$work" "$rootfs"
+buildah umount "$ctr" >/dev/null
 
 # ---- 5. OCI archive
 step "OCI archive $output"
