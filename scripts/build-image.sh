@@ -145,6 +145,7 @@ else
     rm -rf "$rootfs"
     make_base_rootfs "$rootfs" >"$work/base.log" 2>&1 || {
       tail -n 30 "$work/base.log" >&2
+      rm -rf "$rootfs"
       echo "build-image.sh: making the base failed (log above)" >&2
       exit 1
     }
@@ -162,15 +163,17 @@ else
     --label "org.opencontainers.image.description=Debian 12 minbase made by scripts/build-image.sh ($key)" \
     "$ctr"
   buildah commit --quiet --rm "$ctr" "$base_ref" >/dev/null
+  # Only the new base stays: older tarballs, older bases and the layers built on them (the
+  # untagged images of earlier builds) are removed.
+  find "$cache" -maxdepth 1 -name 'base-*.tar' ! -name "base-$key.tar" -delete
+  buildah rmi --prune >/dev/null 2>&1 || true
+  buildah images --format '{{.Name}}:{{.Tag}}' | while read -r old; do
+    case "$old" in
+      "$base_ref") ;;
+      localhost/l2sm-base:*) buildah rmi "$old" >/dev/null 2>&1 || true ;;
+    esac
+  done
 fi
-# Only the current base stays: older tarballs and images are removed.
-find "$cache" -maxdepth 1 -name 'base-*.tar' ! -name "base-$key.tar" -delete
-buildah images --format '{{.Name}}:{{.Tag}}' | while read -r old; do
-  case "$old" in
-    "$base_ref") ;;
-    localhost/l2sm-base:*) buildah rmi "$old" >/dev/null 2>&1 || true ;;
-  esac
-done
 
 # ---- 2. binaries from the host's release build
 step "release binaries"
@@ -194,87 +197,100 @@ fail() { echo "build-image.sh: smoke check failed: $*" >&2; exit 1; }
 user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$tag")
 [ "$user" = "65532:65532" ] || fail "the image's user is '$user', not 65532:65532"
 ctr=$(buildah from --pull=never "$tag")
+rootfs=$(buildah mount "$ctr")
 # The image holds this run's binaries (not a stale cached layer).
 for b in l2sm l2sm-cni; do
-  want=$(sha256sum <"$work/bin/$b" | cut -d' ' -f1)
-  got=$(buildah run --isolation chroot "$ctr" -- sha256sum "/usr/local/bin/$b" | cut -d' ' -f1)
-  [ "$got" = "$want" ] || fail "/usr/local/bin/$b in the image is not the host's release build"
+  cmp -s "$work/bin/$b" "$rootfs/usr/local/bin/$b" ||
+    fail "/usr/local/bin/$b in the image is not the host's release build"
 done
 echo "ok: /usr/local/bin/l2sm and l2sm-cni are the host's release build"
 cat >"$work/smoke.sh" <<'EOF'
 # Runs in fresh network and PID namespaces: every process it starts ends with it.
 set -euo pipefail
-ctr=$1 version=$2 logs=$3 rootfs=$4
+ctr=$1 version=$2 rootfs=$3
 fail() {
   local f
-  for f in "$logs"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
-  echo "--- /tmp/ovs/ovs-vswitchd.log in the image" >&2
-  runroot "$ctr" -- tail -n 20 /tmp/ovs/ovs-vswitchd.log >&2 || true
+  for f in "$rootfs"/tmp/smoke/*.log "$rootfs"/tmp/ovs/ovs-vswitchd.log; do
+    [ -f "$f" ] && { echo "--- ${f#"$rootfs"} in the image" >&2; tail -n 20 "$f" >&2; }
+  done
   echo "build-image.sh: smoke check failed: $*" >&2
   exit 1
 }
-run() { buildah run --isolation chroot "$@"; }
-# Open vSwitch and the agent run privileged in a cluster; the userspace datapath needs at least
-# these to make its tap devices.
-runroot() { run --user 0:0 --cap-add CAP_NET_ADMIN --cap-add CAP_NET_RAW "$@"; }
+# `in_image [--root] SCRIPT`: runs SCRIPT with sh in the image, as its default user or as
+# root with what Open vSwitch's userspace datapath needs for its tap devices (a cluster runs
+# the switch and agent privileged). buildah run's own standard output comes back empty now
+# and then (buildah 1.28, chroot isolation, in a PID namespace), so the output goes through a
+# file in the container, read here through the container's mount.
+in_image() {
+  local opts=() rc=0
+  if [ "$1" = --root ]; then
+    opts=(--user 0:0 --cap-add CAP_NET_ADMIN --cap-add CAP_NET_RAW)
+    shift
+  fi
+  buildah run --isolation chroot "${opts[@]}" "$ctr" -- sh -c "{ $1 ; } >/tmp/smoke/out 2>&1" || rc=$?
+  cat "$rootfs/tmp/smoke/out"
+  return "$rc"
+}
 ip link set lo up
+install -d -m 1777 "$rootfs/tmp/smoke"
 
-out=$(run "$ctr" -- l2sm --version) || fail "l2sm --version: $out"
+out=$(in_image 'l2sm --version') || fail "l2sm --version: $out"
 [ "$out" = "l2sm $version" ] || fail "l2sm --version says '$out', expected 'l2sm $version'"
 echo "ok: l2sm --version = $out"
 
-uid=$(run "$ctr" -- id -u)
-[ "$uid" = 65532 ] || fail "commands run as uid $uid by default, not 65532"
+uid=$(in_image 'id -u')
+[ "$uid" = 65532 ] || fail "commands run as uid '$uid' by default, not 65532"
 echo "ok: default user uid $uid"
 
-out=$(run "$ctr" -- sh -c 'CNI_COMMAND=VERSION l2sm-cni </dev/null') || fail "l2sm-cni VERSION: $out"
+out=$(in_image 'CNI_COMMAND=VERSION l2sm-cni </dev/null') || fail "l2sm-cni VERSION: $out"
 grep -q '"supportedVersions"' <<<"$out" || fail "l2sm-cni VERSION answered: $out"
 echo "ok: l2sm-cni VERSION = $out"
 
 # The controller as the image's default user, with a state directory it may write.
 creds="L2SM_API_USER=smoke L2SM_API_PASSWORD=smoke-password"
-run "$ctr" -- env $creds l2sm controller --insecure-openflow \
+buildah run --isolation chroot "$ctr" -- sh -c "env $creds l2sm controller --insecure-openflow \
   --api-listen 127.0.0.1:8181 --openflow-listen 127.0.0.1:6653 \
-  --state-dir /tmp/l2sm-controller >"$logs/controller.log" 2>&1 &
+  --state-dir /tmp/l2sm-controller >/tmp/smoke/controller.log 2>&1" &
 for _ in $(seq 100); do
   curl -fsS -o /dev/null http://127.0.0.1:8181/onos/ui 2>/dev/null && break
   sleep 0.2
 done
 curl -fsS -o /dev/null http://127.0.0.1:8181/onos/ui || fail "the controller does not answer on 127.0.0.1:8181"
-# What the controller wrote is owned by the user it runs as (read through the container's
-# mount, on the host's side).
+# What the controller wrote is owned by the user it runs as.
 cuid=$(stat -c %u "$rootfs/tmp/l2sm-controller/state.redb") || fail "no controller store"
 [ "$cuid" = 65532 ] || fail "the controller runs as uid $cuid, not 65532"
-run "$ctr" -- env $creds l2sm --controller-url http://127.0.0.1:8181 network create smoke >/dev/null ||
-  fail "the image's l2sm cannot create a network through the controller"
-run "$ctr" -- env $creds l2sm --controller-url http://127.0.0.1:8181 network list | grep -qw smoke ||
-  fail "the network made is not listed"
+api="env $creds l2sm --controller-url http://127.0.0.1:8181"
+out=$(in_image "$api network create smoke") ||
+  fail "the image's l2sm cannot create a network through the controller: $out"
+out=$(in_image "$api network list") || fail "network list: $out"
+grep -qw smoke <<<"$out" || fail "the network made is not listed: $out"
 echo "ok: controller answers on loopback (created and listed network smoke; its store is owned by uid $cuid)"
 
 # Open vSwitch as the lab runs it (userspace datapath), then the agent, as root.
-runroot "$ctr" -- sh -ec '
-  d=/tmp/ovs; mkdir -p $d; cd $d
+out=$(in_image --root '
+  set -e; d=/tmp/ovs; mkdir -p $d; cd $d
   export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d
   ovsdb-tool create conf.db /usr/share/openvswitch/vswitch.ovsschema
   ovsdb-server conf.db --remote=punix:$d/db.sock --pidfile=$d/ovsdb-server.pid \
     --unixctl=$d/ovsdb-server.ctl --log-file=$d/ovsdb-server.log -vconsole:off --detach --no-chdir
   ovs-vswitchd unix:$d/db.sock --pidfile=$d/ovs-vswitchd.pid --unixctl=$d/ovs-vswitchd.ctl \
     --log-file=$d/ovs-vswitchd.log -vconsole:off --detach --no-chdir
-  ovs-appctl -t $d/ovs-vswitchd.ctl version' || fail "ovsdb-server / ovs-vswitchd did not start"
-echo "ok: ovsdb-server and ovs-vswitchd started"
-runroot "$ctr" -- env $creds l2sm agent --node smoke --ovsdb unix:/tmp/ovs/db.sock \
+  ovs-appctl -t $d/ovs-vswitchd.ctl version') || fail "ovsdb-server / ovs-vswitchd did not start: $out"
+echo "ok: ovsdb-server and ovs-vswitchd started ($(tail -n 1 <<<"$out"))"
+buildah run --isolation chroot --user 0:0 --cap-add CAP_NET_ADMIN --cap-add CAP_NET_RAW "$ctr" -- \
+  sh -c "env $creds l2sm agent --node smoke --ovsdb unix:/tmp/ovs/db.sock \
   --datapath-type netdev --controller tcp:127.0.0.1:6653 \
-  --controller-api http://127.0.0.1:8181 --listen /tmp/ovs/agent.sock >"$logs/agent.log" 2>&1 &
+  --controller-api http://127.0.0.1:8181 --listen /tmp/ovs/agent.sock >/tmp/smoke/agent.log 2>&1" &
 bridge=""
-for _ in $(seq 100); do
-  bridge=$(runroot "$ctr" -- ovs-vsctl --db=unix:/tmp/ovs/db.sock list-br 2>/dev/null | head -n 1 || true)
+for _ in $(seq 50); do
+  bridge=$(in_image --root 'ovs-vsctl --db=unix:/tmp/ovs/db.sock list-br' | head -n 1 || true)
   [ -n "$bridge" ] && break
   sleep 0.2
 done
 [ -n "$bridge" ] || fail "no bridge appeared in OVSDB"
 echo "ok: l2sm agent made bridge $bridge in OVSDB"
-dpid=$(runroot "$ctr" -- ovs-vsctl --db=unix:/tmp/ovs/db.sock get bridge "$bridge" datapath_id | tr -d '"')
-[ -n "$dpid" ] || fail "bridge $bridge has no datapath id"
+dpid=$(in_image --root "ovs-vsctl --db=unix:/tmp/ovs/db.sock get bridge $bridge datapath_id" | tr -d '"')
+[[ "$dpid" =~ ^[0-9a-f]{16}$ ]] || fail "bridge $bridge has no datapath id: $dpid"
 switches=""
 for _ in $(seq 100); do
   switches=$(curl -fsS -u smoke:smoke-password http://127.0.0.1:8181/api/v1/switches 2>/dev/null || true)
@@ -285,8 +301,7 @@ grep -q "\"id\":\"of:$dpid\"" <<<"$switches" ||
   fail "the bridge's switch of:$dpid did not connect to the controller: $switches"
 echo "ok: the bridge's switch is connected to the controller: $switches"
 EOF
-rootfs=$(buildah mount "$ctr")
-unshare --net --pid --fork --kill-child -- bash "$work/smoke.sh" "$ctr" "$version" "$work" "$rootfs"
+unshare --net --pid --fork --kill-child -- bash "$work/smoke.sh" "$ctr" "$version" "$rootfs"
 buildah umount "$ctr" >/dev/null
 
 # ---- 5. OCI archive
