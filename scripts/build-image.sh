@@ -76,6 +76,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 trap 'echo "build-image.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 # ---- 1. the Debian 12 base
