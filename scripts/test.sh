@@ -81,4 +81,30 @@ section "API fuzzing (schemathesis, loopback)"
 # The REST API against its own OpenAPI document (scripts/api-fuzz.sh says what is checked),
 # with the binary the tests above ran; bounded by its case count and a wall-clock limit.
 L2SM_BIN="${CARGO_TARGET_DIR:-target}/debug/l2sm" scripts/api-fuzz.sh
+section "image (buildah: Debian 12 base from debootstrap, smoke checks inside)"
+# The release image from the Dockerfile, on a base made here from Debian's packages (cached
+# in /var/cache/l2sm-image), smoke-run and written as an OCI archive (scripts/build-image.sh
+# says what it checks). Cold about 3 minutes plus the release build, warm under a minute.
+scripts/build-image.sh
+# A broken Dockerfile line fails the script and leaves no container behind.
+broken=$(mktemp -d)
+sed 's/openvswitch-switch kmod/openvswitch-switch-no-such-package kmod/' Dockerfile >"$broken/Dockerfile"
+grep -q no-such-package "$broken/Dockerfile" || { echo "the broken-Dockerfile check edits nothing" >&2; exit 1; }
+containers_before=$(buildah containers --all --quiet | wc -l)
+if scripts/build-image.sh --dockerfile "$broken/Dockerfile" --tag localhost/l2sm:broken-check \
+  --output "$broken/image.tar" >"$broken/log" 2>&1; then
+  echo "scripts/build-image.sh succeeded with a broken Dockerfile" >&2
+  exit 1
+fi
+grep -q "openvswitch-switch-no-such-package" "$broken/log" || {
+  echo "scripts/build-image.sh failed, but not at the broken line:" >&2
+  tail -n 20 "$broken/log" >&2
+  exit 1
+}
+[ "$(buildah containers --all --quiet | wc -l)" = "$containers_before" ] || {
+  echo "scripts/build-image.sh left a container behind after a failed build" >&2
+  exit 1
+}
+rm -rf "$broken"
+echo "image: a broken Dockerfile line fails the build, no container left"
 section "done"

@@ -68,6 +68,23 @@ pub(crate) enum Command {
     /// lifetime left, make a key here and get a certificate through a Kubernetes
     /// CertificateSigningRequest signed by the operator (the agent's init container).
     AgentCert(l2sm_operator::switch_cert::agent::AgentCertArgs),
+    /// Print the shell completion script of `l2sm` for SHELL, e.g.
+    /// `l2sm completions bash > /etc/bash_completion.d/l2sm`,
+    /// `l2sm completions zsh > "${fpath[1]}/_l2sm"`,
+    /// `l2sm completions fish > ~/.config/fish/completions/l2sm.fish`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page of `l2sm` (roff), e.g. `l2sm man | man -l -`, or write it with
+    /// one page per verb (`l2sm-network-create.1`, …) into a directory: `l2sm man --dir
+    /// /usr/local/share/man/man1`.
+    Man {
+        /// Write `l2sm.1` and the verbs' pages into this existing directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// `l2sm dns …`
@@ -430,8 +447,37 @@ pub(crate) async fn dispatch(
                 println!("pod {} removed", d.pod);
             }
         }
+        Command::Completions { shell } => print_generated(|out| {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "l2sm", out);
+            Ok(())
+        })?,
+        Command::Man { dir: None } => print_generated(|out| {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
+        })?,
+        Command::Man { dir: Some(dir) } => {
+            if !dir.is_dir() {
+                bail!("{} is not a directory", dir.display());
+            }
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("cannot write pages into {}: {e}", dir.display()))?;
+            println!("manual pages written into {}", dir.display());
+        }
     }
     Ok(0)
+}
+
+/// Writes what `render` generates from the clap definition (completions, man page) to
+/// standard output; a reader that stops early (`| head`) is not an error.
+fn print_generated(render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut text = Vec::new();
+    render(&mut text)?;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&text).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Whether network verbs go to a multi-cluster lab (no --controller-url, a lab with
