@@ -142,6 +142,37 @@ pub(crate) enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Run an IDS on a network's mirror port: rules in a Suricata subset (docs/ids.md) matched
+    /// by tshark in an IDS pod, alerts as EVE JSON, offending pods optionally moved to a
+    /// quarantine network. Runs until Ctrl-C, --count or --duration; removes its pod and the
+    /// mirror on exit.
+    Ids {
+        /// Network to watch.
+        #[arg(long)]
+        network: String,
+        /// Rules file.
+        #[arg(long)]
+        rules: std::path::PathBuf,
+        /// Move the pod an alert comes from to this network (once per pod).
+        #[arg(long)]
+        quarantine_to: Option<String>,
+        /// Append EVE JSON alerts to this file (default: standard output).
+        #[arg(long)]
+        eve: Option<std::path::PathBuf>,
+        /// Node of the IDS pod (default: the first node).
+        #[arg(long)]
+        node: Option<String>,
+        /// Stop after this many alerts.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+        /// Rule variable NAME=VALUE, e.g. HOME_NET=[10.10.0.0/24] (repeatable; names ending
+        /// in _PORTS are port groups; HOME_NET and EXTERNAL_NET default to any).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+    },
 }
 
 /// `l2sm network …`
@@ -314,6 +345,36 @@ pub(crate) async fn dispatch(
         Command::Lab(LabCommand::Down) => lab::down(&lab()?)?,
         Command::Lab(LabCommand::Restart { target }) => lab::restart(&lab()?, &target).await?,
         Command::Lab(LabCommand::Status) => lab::status(&lab()?).await?,
+        Command::Lab(LabCommand::Ids {
+            network,
+            rules,
+            quarantine_to,
+            eve,
+            node,
+            count,
+            duration,
+            vars,
+        }) => {
+            let summary = lab::ids::run(
+                &lab()?,
+                lab::ids::IdsOptions {
+                    network,
+                    rules,
+                    quarantine_to,
+                    eve,
+                    node,
+                    count,
+                    duration: duration.map(std::time::Duration::from_secs),
+                    vars,
+                },
+            )
+            .await?;
+            eprintln!(
+                "ids: {} alerts, {} pods quarantined",
+                summary.alerts,
+                summary.quarantined.len()
+            );
+        }
         Command::Lab(LabCommand::Exec { target, command }) => {
             let code = tokio::task::block_in_place(|| lab::exec(&lab()?, &target, &command))?;
             return Ok(u8::try_from(code).unwrap_or(1));

@@ -1,0 +1,408 @@
+//! `l2sm lab ids`: an IDS pod on a network's mirror port (tshark fed with Suricata-subset
+//! rules), EVE JSON alerts, and the alert → quarantine loop. Real OVS, real tshark; needs
+//! root, Open vSwitch and tshark (fails, not skips, without them).
+
+use l2sm_test_support::lab::{api_call, Capture, TestLab};
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RULES: &str = "\
+# the attack rule and one that nothing in these tests matches
+alert udp any any -> any 4444 (msg:\"attack on 4444\"; content:\"attack\"; classtype:trojan-activity; sid:1000001; rev:2;)
+alert tcp any any -> any 23 (msg:\"telnet\"; sid:1000002;)
+";
+
+/// A running `l2sm lab ids` with its stderr lines, each with the instant it arrived.
+struct Ids {
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Ids {
+    fn start(lab: &TestLab, args: &[&str]) -> Ids {
+        assert!(
+            Command::new("tshark").arg("--version").output().is_ok(),
+            "tshark is missing: apt-get install tshark (scripts/deps.sh)"
+        );
+        let mut child = Command::new(l2sm_test_support::bin::l2sm())
+            .args(["--lab", &lab.name, "lab", "ids"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("l2sm lab ids");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[ids] {line}");
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        let ids = Ids { child, lines };
+        ids.wait_for("; ready", Duration::from_secs(60));
+        ids
+    }
+
+    /// The first line containing `needle` and when it arrived, waiting up to `limit`.
+    fn wait_for(&self, needle: &str, limit: Duration) -> (Instant, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(found) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, l)| l.contains(needle))
+            {
+                return found.clone();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no {needle:?} from lab ids within {limit:?}: {:?}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn wait_exit(mut self, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(status.success(), "lab ids failed: {}", self.text());
+                return self.text();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "lab ids still running: {}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn interrupt(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    }
+}
+
+fn attachments(lab: &TestLab) -> Vec<serde_json::Value> {
+    let (code, body) = api_call(lab, "GET", "/api/v1/attachments");
+    assert_eq!(code, 200, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+fn member(lab: &TestLab, pod: &str) -> serde_json::Value {
+    attachments(lab)
+        .into_iter()
+        .find(|a| {
+            a["pod"]
+                .as_str()
+                .is_some_and(|p| p == pod || p.ends_with(&format!("/{pod}")))
+        })
+        .unwrap_or_else(|| panic!("no attachment of {pod}"))
+}
+
+fn mirror_of(lab: &TestLab, network: &str) -> serde_json::Value {
+    let (code, body) = api_call(lab, "GET", "/api/v1/networks");
+    assert_eq!(code, 200);
+    body.as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == network)
+        .unwrap_or_else(|| panic!("no network {network}"))["mirrorPort"]
+        .clone()
+}
+
+fn rules_file(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("suricata.rules");
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn three_pods(tag: &str) -> TestLab {
+    let lab = TestLab::up(tag, 3);
+    lab.ok(&["network", "create", "blue"]);
+    lab.ok(&["network", "create", "quarantine"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n2", "b", "blue", "10.10.0.2/24");
+    lab.attach("n3", "c", "blue", "10.10.0.3/24");
+    lab.attach("n3", "h", "quarantine", "10.10.0.9/24");
+    lab
+}
+
+#[test]
+fn an_alert_moves_the_offending_pod_to_quarantine_within_3_s() {
+    let lab = three_pods("iq");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, RULES);
+    let eve = dir.path().join("eve.json");
+    let eve_s = eve.to_string_lossy().into_owned();
+    assert!(lab.pings("a", "10.10.0.2") && lab.pings("b", "10.10.0.3"));
+    let a_mac = member(&lab, "a")["mac"].as_str().unwrap().to_string();
+    let a_port = member(&lab, "a")["port"].as_str().unwrap().to_string();
+    let ids = Ids::start(
+        &lab,
+        &[
+            "--network",
+            "blue",
+            "--rules",
+            &rules,
+            "--quarantine-to",
+            "quarantine",
+            "--eve",
+            &eve_s,
+            "--count",
+            "1",
+            "--node",
+            "n2",
+        ],
+    );
+    let port = lab.state()["ids"]["blue"]["port"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(mirror_of(&lab, "blue"), port.as_str());
+    // Traffic no rule matches raises nothing: the port 4444 without the content, another port
+    // with it, pings.
+    assert!(lab.exec_ok(
+        "a",
+        &[
+            "bash",
+            "-c",
+            "echo harmless > /dev/udp/10.10.0.2/4444; echo attack > /dev/udp/10.10.0.2/4445"
+        ]
+    ));
+    assert!(lab.pings("a", "10.10.0.3"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!ids.text().contains("alert sid"), "{}", ids.text());
+    assert_eq!(member(&lab, "a")["network"], "blue");
+    // The attack.
+    let sent = Instant::now();
+    assert!(lab.exec_ok(
+        "a",
+        &["bash", "-c", "echo 'an attack' > /dev/udp/10.10.0.2/4444"]
+    ));
+    let (moved_at, line) = ids.wait_for("quarantined pod a ", Duration::from_secs(20));
+    let latency = moved_at.duration_since(sent);
+    println!("packet sent -> move confirmed (seen by the test): {latency:?}; ids: {line}");
+    assert!(
+        latency <= Duration::from_secs(3),
+        "the move took {latency:?} from the packet (goal 3 s)"
+    );
+    let out = ids.wait_exit(Duration::from_secs(30));
+    assert!(out.contains("removed pod ids-blue"), "{out}");
+    // The controller moved a's port; b and c stay.
+    assert_eq!(member(&lab, "a")["network"], "quarantine");
+    assert_eq!(member(&lab, "a")["port"], a_port.as_str());
+    assert_eq!(member(&lab, "b")["network"], "blue");
+    assert_eq!(member(&lab, "c")["network"], "blue");
+    // The EVE alert.
+    let text = std::fs::read_to_string(&eve).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let alert: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(alert["event_type"], "alert");
+    assert_eq!(alert["src_ip"], "10.10.0.1");
+    assert_eq!(alert["dest_ip"], "10.10.0.2");
+    assert_eq!(alert["dest_port"], 4444);
+    assert_eq!(alert["proto"], "UDP");
+    assert_eq!(alert["ether"]["src_mac"], a_mac.as_str());
+    assert_eq!(alert["alert"]["signature_id"], 1000001);
+    assert_eq!(alert["alert"]["rev"], 2);
+    assert_eq!(alert["alert"]["signature"], "attack on 4444");
+    assert_eq!(alert["alert"]["category"], "trojan-activity");
+    // The audit: lab state and status name the alert.
+    let state = lab.state();
+    assert_eq!(state["quarantined"][0]["pod"], "a");
+    assert_eq!(state["quarantined"][0]["sid"], 1000001);
+    assert_eq!(state["quarantined"][0]["to"], "quarantine");
+    println!(
+        "ids-reported capture -> move: {} ms",
+        state["quarantined"][0]["latency_ms"]
+    );
+    let status = lab.ok(&["lab", "status"]);
+    assert!(
+        status.contains("QUARANTINED")
+            && status.contains("sid 1000001")
+            && status.contains("\"attack on 4444\""),
+        "{status}"
+    );
+    // Nothing of the IDS is left: no pod, no mirror, no record.
+    assert!(!lab.namespaces().iter().any(|n| n.ends_with("-p-ids-blue")));
+    assert!(mirror_of(&lab, "blue").is_null());
+    assert!(state["ids"].as_object().unwrap().is_empty());
+    // a reaches the quarantine network and nothing on blue; nothing it sends reaches b.
+    let on_b = Capture::start(&lab, "b", "net1", 5, &format!("ether src {a_mac}"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(lab.blocked("a", "10.10.0.2"));
+    assert!(lab.blocked("a", "10.10.0.3"));
+    lab.exec_ok(
+        "a",
+        &["bash", "-c", "echo 'an attack' > /dev/udp/10.10.0.2/4444"],
+    );
+    let seen = on_b.output();
+    assert!(seen.trim().is_empty(), "b still gets a's frames:\n{seen}");
+    assert!(lab.pings("a", "10.10.0.9"));
+    // b and c, who did nothing, still reach each other.
+    assert!(lab.pings("b", "10.10.0.3") && lab.pings("c", "10.10.0.2"));
+}
+
+#[test]
+fn the_ids_sees_each_frame_of_the_network_exactly_once() {
+    const N: usize = 300;
+    let lab = TestLab::up("if", 3);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n2", "b", "blue", "10.10.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, RULES);
+    // The IDS on the third node: every copy crosses a tunnel.
+    let ids = Ids::start(
+        &lab,
+        &[
+            "--network",
+            "blue",
+            "--rules",
+            &rules,
+            "--node",
+            "n3",
+            "--duration",
+            "120",
+        ],
+    );
+    assert!(lab.pings("a", "10.10.0.2"));
+    let filter = format!("udp and dst portrange 5001-{}", 5000 + N);
+    let at_ids = Capture::start(&lab, "ids-blue", "net1", 12, &filter);
+    let at_sender = Capture::start(&lab, "a", "net1", 12, &filter);
+    std::thread::sleep(Duration::from_secs(2));
+    // N distinct datagrams: datagram i goes to port 5000 + i.
+    let script = format!(
+        "for i in $(seq 1 {N}); do echo \"frame $i\" > /dev/udp/10.10.0.2/$((5000 + i)); done"
+    );
+    assert!(lab.exec_ok("a", &["bash", "-c", &script]));
+    let ids_seen = at_ids.output();
+    let sender_seen = at_sender.output();
+    // "… 10.10.0.1.SPORT > 10.10.0.2.DPORT: UDP, length N": the destination port names it.
+    let frames = |text: &str| -> Vec<u16> {
+        let mut v: Vec<u16> = text
+            .lines()
+            .filter_map(|l| l.split(" > 10.10.0.2.").nth(1))
+            .filter_map(|rest| rest.split(':').next()?.parse().ok())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let (i, s) = (frames(&ids_seen), frames(&sender_seen));
+    println!(
+        "frames: sender capture {}, IDS capture {}",
+        s.len(),
+        i.len()
+    );
+    let expected: Vec<u16> = (5001..=5000 + u16::try_from(N).unwrap()).collect();
+    assert_eq!(s, expected, "the sender's capture:\n{sender_seen}");
+    assert_eq!(i.len(), s.len(), "the IDS did not see each frame once");
+    assert_eq!(i, s, "the IDS saw other frames than were sent");
+    // Ctrl-C: it stops and removes its pod and the mirror.
+    ids.interrupt();
+    let out = ids.wait_exit(Duration::from_secs(30));
+    assert!(
+        out.contains("interrupted") && out.contains("removed pod ids-blue"),
+        "{out}"
+    );
+    assert!(mirror_of(&lab, "blue").is_null());
+    assert!(!lab.namespaces().iter().any(|n| n.ends_with("-p-ids-blue")));
+}
+
+#[test]
+fn unsupported_rules_and_bad_options_are_refused_and_nothing_is_created() {
+    let lab = TestLab::up("ir", 2);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    let dir = tempfile::tempdir().unwrap();
+    let before = lab.namespaces();
+    let state_before = lab.state();
+    let bad = rules_file(
+        &dir,
+        "alert udp any any -> any 4444 (msg:\"ok\"; sid:1;)\nalert tcp any any -> any 80 (msg:\"syn scan\"; flags:S; sid:2;)\n",
+    );
+    let err = lab.fails(&["lab", "ids", "--network", "blue", "--rules", &bad]);
+    assert!(
+        err.contains("rule line 2") && err.contains("keyword \"flags\" is not supported"),
+        "{err}"
+    );
+    let good = dir.path().join("good.rules");
+    std::fs::write(&good, RULES).unwrap();
+    let good = good.to_string_lossy().into_owned();
+    let err = lab.fails(&["lab", "ids", "--network", "nope", "--rules", &good]);
+    assert!(err.contains("unknown network \"nope\""), "{err}");
+    let err = lab.fails(&[
+        "lab",
+        "ids",
+        "--network",
+        "blue",
+        "--rules",
+        &good,
+        "--quarantine-to",
+        "nowhere",
+    ]);
+    assert!(
+        err.contains("unknown quarantine network \"nowhere\""),
+        "{err}"
+    );
+    let err = lab.fails(&["lab", "ids", "--network", "blue", "--rules", "/nonexistent"]);
+    assert!(err.contains("cannot read rules file"), "{err}");
+    // Nothing was created: namespaces, mirror, pods and records as before.
+    assert_eq!(lab.namespaces(), before);
+    assert!(mirror_of(&lab, "blue").is_null());
+    let state = lab.state();
+    assert_eq!(state["pods"], state_before["pods"]);
+    assert!(state["ids"].as_object().is_none_or(|m| m.is_empty()));
+    assert_eq!(attachments(&lab).len(), 1);
+}
+
+#[test]
+fn lab_down_removes_a_running_ids() {
+    let lab = TestLab::up("id", 2);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, RULES);
+    let mut ids = Ids::start(&lab, &["--network", "blue", "--rules", &rules]);
+    let status = lab.ok(&["lab", "status"]);
+    assert!(
+        status.contains("IDS") && status.contains("ids-blue"),
+        "{status}"
+    );
+    lab.ok(&["lab", "down"]);
+    let start = Instant::now();
+    while ids.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "lab ids still runs after lab down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(lab.namespaces().is_empty(), "{:?}", lab.namespaces());
+    assert!(lab.processes().is_empty(), "{:?}", lab.processes());
+}
