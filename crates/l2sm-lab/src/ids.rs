@@ -2,8 +2,8 @@
 //! `l2sm-ids`) become one Wireshark display filter for `tshark`, which captures on the pod's
 //! interface and hands back the raw frames it let through (`-T ek -x`); `l2sm-ids` tells which
 //! rules each frame matches, alerts are written as Suricata EVE JSON, and with a quarantine
-//! network the offending pod's port (found by the frame's source MAC, else its source address,
-//! among the network's members) is moved there once.
+//! network the offending pod's port (the member whose reported MAC is the frame's source MAC;
+//! by source address only among members whose MAC is unknown) is moved there once.
 
 use crate::state::{IdsState, Lab, QuarantineRecord};
 use crate::{attach, detach, procs, which, AttachOptions};
@@ -413,10 +413,12 @@ async fn quarantine(
     let by_mac = on_net
         .clone()
         .find(|a| a.mac.as_deref().map(str::to_ascii_lowercase) == Some(mac.clone()));
+    // By address only a member whose MAC nobody reported: a member with a known MAC other
+    // than the frame's did not send it (someone may have forged its address).
     let by_ip = || {
-        on_net
-            .clone()
-            .find(|a| a.ips.iter().any(|ip| ip.addr().to_string() == alert.src_ip))
+        on_net.clone().find(|a| {
+            a.mac.is_none() && a.ips.iter().any(|ip| ip.addr().to_string() == alert.src_ip)
+        })
     };
     let Some(member) = by_mac.or_else(by_ip) else {
         if !moved.contains(&mac) {
@@ -430,6 +432,7 @@ async fn quarantine(
     if !moved.insert(member.port.clone()) {
         return Ok(None);
     }
+    moved.insert(mac.clone());
     let port: PortId = member
         .port
         .parse()
