@@ -29,6 +29,7 @@ mod eve;
 mod filter;
 mod packet;
 mod parse;
+pub mod pcap;
 mod rule;
 
 pub use eve::{format_timestamp, parse_ek_line, EkPacket, EveAlert, EveAlertInfo, EveEther};

@@ -245,52 +245,79 @@ async fn watch(
     api.settle(10_000)
         .await
         .map_err(|e| anyhow!("the switches did not confirm the mirror: {e}"))?;
-    let filter = engine.combined_filter();
+    // Frame 1 is the canary the relay puts first (tshark's "ready"); the rules' filter
+    // decides for every other frame.
+    let filter = format!("frame.number == 1 || {}", engine.combined_filter());
     tracing::debug!(%filter, "tshark display filter");
     let ns = Netns::open_named(&lab.pod_ns(pod))?;
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-i", "net1", "-n", "-l", "-T", "ek", "-x", "-Y", &filter])
+    // tshark matches, reading a pcap stream; tcpdump captures in immediate mode, each frame
+    // written as it comes (tshark's own capture path hands frames over 250-700 ms late).
+    // -M: tshark keeps state for every packet it dissected; a session reset every 10,000
+    // packets bounds its memory (the rules need no state across packets).
+    let mut tshark_cmd = Command::new("tshark");
+    tshark_cmd
+        .args([
+            "-r", "-", "-n", "-l", "-M", "10000", "-T", "ek", "-x", "-Y", &filter,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let snaplen = l2sm_ids::pcap::SNAPLEN.to_string();
+    let mut tcpdump_cmd = Command::new("tcpdump");
+    tcpdump_cmd
+        .args([
+            "-i",
+            "net1",
+            "-n",
+            "--immediate-mode",
+            "-U",
+            "-s",
+            &snaplen,
+            "-w",
+            "-",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = procs::spawn_in(&ns, cmd)?;
-    let result = watch_tshark(lab, opts, engine, &mut child, &filter).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut tshark = procs::spawn_in(&ns, tshark_cmd)?;
+    let mut tcpdump = match procs::spawn_in(&ns, tcpdump_cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tshark.kill();
+            let _ = tshark.wait();
+            return Err(e);
+        }
+    };
+    let result = watch_pipeline(opts, engine, lab, &mut tcpdump, &mut tshark, &filter).await;
+    for child in [&mut tcpdump, &mut tshark] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     result
 }
 
-async fn watch_tshark(
-    lab: &Lab,
-    opts: &IdsOptions,
-    engine: &Engine,
-    child: &mut std::process::Child,
-    filter: &str,
-) -> anyhow::Result<IdsSummary> {
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("tshark has no stdout"))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow!("tshark has no stderr"))?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+/// Lines of a child's stderr, without tshark's root warning, into the log; the first `keep`
+/// kept for an error message; `ready` told when a line contains `marker`.
+fn stderr_thread(
+    name: &'static str,
+    stderr: std::process::ChildStderr,
+    marker: Option<&'static str>,
+    ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+) {
     std::thread::spawn(move || {
-        let mut ready = Some(ready_tx);
+        let mut ready = ready;
         let mut seen = Vec::new();
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains("Capturing on") {
+            if marker.is_some_and(|m| line.contains(m)) {
                 if let Some(r) = ready.take() {
                     let _ = r.send(Ok(()));
                 }
             } else if !line.contains("Running as user") && !line.trim().is_empty() {
-                tracing::info!("tshark: {line}");
-                if seen.len() < 20 {
+                tracing::info!("{name}: {line}");
+                if seen.len() < 10 {
                     seen.push(line);
                 }
             }
@@ -299,8 +326,56 @@ async fn watch_tshark(
             let _ = r.send(Err(seen.join("; ")));
         }
     });
+}
+
+async fn watch_pipeline(
+    opts: &IdsOptions,
+    engine: &Engine,
+    lab: &Lab,
+    tcpdump: &mut std::process::Child,
+    tshark: &mut std::process::Child,
+    filter: &str,
+) -> anyhow::Result<IdsSummary> {
+    let missing = |what: &str| anyhow!("{what} has no pipe");
+    let mut captured = tcpdump.stdout.take().ok_or_else(|| missing("tcpdump"))?;
+    let mut to_tshark = tshark.stdin.take().ok_or_else(|| missing("tshark"))?;
+    let from_tshark = tshark.stdout.take().ok_or_else(|| missing("tshark"))?;
+    let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
+    stderr_thread(
+        "tcpdump",
+        tcpdump.stderr.take().ok_or_else(|| missing("tcpdump"))?,
+        Some("listening on"),
+        Some(listening_tx),
+    );
+    stderr_thread(
+        "tshark",
+        tshark.stderr.take().ok_or_else(|| missing("tshark"))?,
+        None,
+        None,
+    );
+    // The relay: our header and the canary at once (tcpdump writes its header only with its
+    // first frame), then tcpdump's frames after its own header.
+    let canary = l2sm_ids::pcap::canary();
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let mut start = l2sm_ids::pcap::header();
+        start.extend_from_slice(&l2sm_ids::pcap::record(
+            now_nanos(),
+            &l2sm_ids::pcap::canary(),
+        ));
+        to_tshark.write_all(&start)?;
+        to_tshark.flush()?;
+        let mut theirs = [0u8; 24];
+        std::io::Read::read_exact(&mut captured, &mut theirs)?;
+        if !l2sm_ids::pcap::compatible_header(&theirs) {
+            tracing::error!("tcpdump writes another pcap format: {theirs:02x?}");
+            return Ok(());
+        }
+        std::io::copy(&mut captured, &mut to_tshark)?;
+        Ok(())
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
+        for line in std::io::BufReader::new(from_tshark).lines() {
             match line {
                 Ok(l) => {
                     if tx.send(Event::Line(l)).is_err() {
@@ -312,11 +387,28 @@ async fn watch_tshark(
         }
         let _ = tx.send(Event::Closed);
     });
-    match tokio::time::timeout(TSHARK_START, ready_rx).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(msg))) => bail!("tshark did not start: {msg} (filter: {filter})"),
-        Ok(Err(_)) => bail!("tshark did not start (filter: {filter})"),
-        Err(_) => bail!("tshark did not start capturing within {TSHARK_START:?}"),
+    let started = async {
+        match listening_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => bail!("tcpdump did not start: {msg}"),
+            Err(_) => bail!("tcpdump did not start"),
+        }
+        loop {
+            match rx.recv().await {
+                Some(Event::Line(l)) => {
+                    if parse_ek_line(&l).is_some_and(|p| p.frame == canary) {
+                        return Ok(());
+                    }
+                }
+                Some(Event::Closed) | None => {
+                    bail!("tshark exited before reading the capture (filter: {filter})")
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(TSHARK_START, started).await {
+        Ok(r) => r?,
+        Err(_) => bail!("the capture did not start within {TSHARK_START:?}"),
     }
     let mut eve: Box<dyn std::io::Write + Send> = match &opts.eve {
         Some(path) => Box::new(
@@ -437,11 +529,15 @@ async fn quarantine(
         .port
         .parse()
         .map_err(|e| anyhow!("bad port {}: {e}", member.port))?;
+    let move_start = now_nanos();
     let result = api
         .move_port(port, from, to)
         .await
         .map_err(|e| anyhow!("moving {} from {from} to {to}: {e}", member.port))?;
-    let latency_ms = u64::try_from((now_nanos() - packet_nanos).max(0) / 1_000_000).unwrap_or(0);
+    let done = now_nanos();
+    let ms = |n: i128| u64::try_from(n.max(0) / 1_000_000).unwrap_or(0);
+    let latency_ms = ms(done - packet_nanos);
+    let move_ms = ms(done - move_start);
     let _lock = lab.lock()?;
     let mut st = lab.load_ready()?;
     let pod = st
@@ -469,11 +565,12 @@ async fn quarantine(
     st.quarantined.push(rec.clone());
     lab.save(&st)?;
     eprintln!(
-        "ids: quarantined pod {pod} (port {}) from {from} to {to}{}: alert sid {} {:?}; {latency_ms} ms from the packet to the move",
+        "ids: quarantined pod {pod} (port {}) from {from} to {to}{}: alert sid {} {:?}; {latency_ms} ms from the packet to the move (the move {move_ms} ms, before it {} ms: tshark and the lookup)",
         member.port,
         if result.moved { "" } else { " (it was there already)" },
         rec.sid,
-        rec.msg
+        rec.msg,
+        latency_ms.saturating_sub(move_ms)
     );
     Ok(Some(rec))
 }

@@ -106,6 +106,42 @@ impl Ids {
     }
 }
 
+/// tcpdump in a pod for `secs` seconds, keeping its statistics (frames the kernel dropped).
+struct Tcpdump(Child);
+
+impl Tcpdump {
+    fn start(lab: &TestLab, pod: &str, secs: u32, filter: &str) -> Tcpdump {
+        let child = Command::new(l2sm_test_support::bin::l2sm())
+            .args(["--lab", &lab.name, "lab", "exec", pod, "--"])
+            .args([
+                "timeout",
+                &secs.to_string(),
+                "tcpdump",
+                "-i",
+                "net1",
+                "-n",
+                "-l",
+            ])
+            .args(filter.split_whitespace())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        Tcpdump(child)
+    }
+
+    /// (one line per frame, tcpdump's closing statistics).
+    fn output(self) -> (String, String) {
+        let out = self.0.wait_with_output().expect("tcpdump output");
+        let stats = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("packets"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stats)
+    }
+}
+
 fn attachments(lab: &TestLab) -> Vec<serde_json::Value> {
     let (code, body) = api_call(lab, "GET", "/api/v1/attachments");
     assert_eq!(code, 200, "{body}");
@@ -154,6 +190,15 @@ fn three_pods(tag: &str) -> TestLab {
 #[test]
 fn an_alert_moves_the_offending_pod_to_quarantine_within_3_s() {
     let lab = three_pods("iq");
+    // Three more pods that attack after a, for more latency samples.
+    for (k, node) in ["n1", "n2", "n3"].iter().enumerate() {
+        lab.attach(
+            node,
+            &format!("x{k}"),
+            "blue",
+            &format!("10.10.0.{}/24", 11 + k),
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(&dir, RULES);
     let eve = dir.path().join("eve.json");
@@ -173,7 +218,7 @@ fn an_alert_moves_the_offending_pod_to_quarantine_within_3_s() {
             "--eve",
             &eve_s,
             "--count",
-            "1",
+            "4",
             "--node",
             "n2",
         ],
@@ -210,6 +255,22 @@ fn an_alert_moves_the_offending_pod_to_quarantine_within_3_s() {
         latency <= Duration::from_secs(3),
         "the move took {latency:?} from the packet (goal 3 s)"
     );
+    let mut latencies = vec![latency];
+    for k in 0..3 {
+        let pod = format!("x{k}");
+        let sent = Instant::now();
+        assert!(lab.exec_ok(
+            &pod,
+            &["bash", "-c", "echo 'an attack' > /dev/udp/10.10.0.2/4444"]
+        ));
+        let (at, _) = ids.wait_for(&format!("quarantined pod {pod} "), Duration::from_secs(20));
+        latencies.push(at.duration_since(sent));
+    }
+    println!("packet -> move, 4 pods: {latencies:?}");
+    assert!(
+        latencies.iter().all(|l| *l <= Duration::from_secs(3)),
+        "{latencies:?} (goal 3 s)"
+    );
     let out = ids.wait_exit(Duration::from_secs(30));
     assert!(out.contains("removed pod ids-blue"), "{out}");
     // The controller moved a's port; b and c stay.
@@ -220,7 +281,7 @@ fn an_alert_moves_the_offending_pod_to_quarantine_within_3_s() {
     // The EVE alert.
     let text = std::fs::read_to_string(&eve).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     let alert: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(alert["event_type"], "alert");
     assert_eq!(alert["src_ip"], "10.10.0.1");
@@ -237,10 +298,14 @@ fn an_alert_moves_the_offending_pod_to_quarantine_within_3_s() {
     assert_eq!(state["quarantined"][0]["pod"], "a");
     assert_eq!(state["quarantined"][0]["sid"], 1000001);
     assert_eq!(state["quarantined"][0]["to"], "quarantine");
-    println!(
-        "ids-reported capture -> move: {} ms",
-        state["quarantined"][0]["latency_ms"]
-    );
+    let reported: Vec<_> = state["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["latency_ms"].as_u64().unwrap())
+        .collect();
+    println!("ids-reported capture -> move, ms: {reported:?}");
+    assert_eq!(reported.len(), 4);
     let status = lab.ok(&["lab", "status"]);
     assert!(
         status.contains("QUARANTINED")
@@ -275,9 +340,10 @@ fn the_ids_sees_each_frame_of_the_network_exactly_once() {
     lab.ok(&["network", "create", "blue"]);
     lab.attach("n1", "a", "blue", "10.10.0.1/24");
     lab.attach("n2", "b", "blue", "10.10.0.2/24");
+    lab.attach("n3", "c", "blue", "10.10.0.3/24");
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(&dir, RULES);
-    // The IDS on the third node: every copy crosses a tunnel.
+    // The IDS on the third node: a's copies cross a tunnel, c's are taken on the IDS's switch.
     let ids = Ids::start(
         &lab,
         &[
@@ -291,38 +357,71 @@ fn the_ids_sees_each_frame_of_the_network_exactly_once() {
             "120",
         ],
     );
-    assert!(lab.pings("a", "10.10.0.2"));
+    // Both senders know b's MAC: no datagram waits for (or is dropped while) ARP resolves.
+    assert!(lab.pings("a", "10.10.0.2") && lab.pings("c", "10.10.0.2"));
     let filter = format!("udp and dst portrange 5001-{}", 5000 + N);
-    let at_ids = Capture::start(&lab, "ids-blue", "net1", 12, &filter);
-    let at_sender = Capture::start(&lab, "a", "net1", 12, &filter);
+    let at_ids = Tcpdump::start(&lab, "ids-blue", 20, &filter);
+    let at_a = Tcpdump::start(&lab, "a", 20, &filter);
+    let at_c = Tcpdump::start(&lab, "c", 20, &filter);
     std::thread::sleep(Duration::from_secs(2));
-    // N distinct datagrams: datagram i goes to port 5000 + i.
+    // N distinct datagrams from each sender: datagram i goes to port 5000 + i.
     let script = format!(
         "for i in $(seq 1 {N}); do echo \"frame $i\" > /dev/udp/10.10.0.2/$((5000 + i)); done"
     );
+    let sender_c = {
+        let lab_name = lab.name.clone();
+        let script = script.clone();
+        std::thread::spawn(move || {
+            Command::new(l2sm_test_support::bin::l2sm())
+                .args([
+                    "--lab", &lab_name, "lab", "exec", "c", "--", "bash", "-c", &script,
+                ])
+                .status()
+                .unwrap()
+                .success()
+        })
+    };
     assert!(lab.exec_ok("a", &["bash", "-c", &script]));
-    let ids_seen = at_ids.output();
-    let sender_seen = at_sender.output();
-    // "… 10.10.0.1.SPORT > 10.10.0.2.DPORT: UDP, length N": the destination port names it.
-    let frames = |text: &str| -> Vec<u16> {
+    assert!(sender_c.join().unwrap());
+    let (ids_seen, ids_stats) = at_ids.output();
+    // What OVS counted on the IDS's port (node n3): a drop there is the mirror's.
+    let ovs_stats = Command::new("ovs-vsctl")
+        .arg(format!("--db=unix:/run/l2sm/lab/{}/n3/db.sock", lab.name))
+        .args(["--columns=name,statistics", "list", "interface"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    // "… 10.10.0.1.SPORT > 10.10.0.2.DPORT: UDP, length N": sender and destination port.
+    let frames = |text: &str, from: &str| -> Vec<u16> {
         let mut v: Vec<u16> = text
             .lines()
+            .filter(|l| l.contains(&format!(" {from}.")))
             .filter_map(|l| l.split(" > 10.10.0.2.").nth(1))
             .filter_map(|rest| rest.split(':').next()?.parse().ok())
             .collect();
         v.sort_unstable();
         v
     };
-    let (i, s) = (frames(&ids_seen), frames(&sender_seen));
-    println!(
-        "frames: sender capture {}, IDS capture {}",
-        s.len(),
-        i.len()
-    );
     let expected: Vec<u16> = (5001..=5000 + u16::try_from(N).unwrap()).collect();
-    assert_eq!(s, expected, "the sender's capture:\n{sender_seen}");
-    assert_eq!(i.len(), s.len(), "the IDS did not see each frame once");
-    assert_eq!(i, s, "the IDS saw other frames than were sent");
+    for (pod, ip, capture) in [("a", "10.10.0.1", at_a), ("c", "10.10.0.3", at_c)] {
+        let (sender_seen, sender_stats) = capture.output();
+        let (i, s) = (frames(&ids_seen, ip), frames(&sender_seen, ip));
+        println!(
+            "frames from {pod}: sender capture {}, IDS capture {}",
+            s.len(),
+            i.len()
+        );
+        assert_eq!(
+            s, expected,
+            "{pod}'s capture ({sender_stats}):\n{sender_seen}"
+        );
+        assert_eq!(
+            i.len(),
+            s.len(),
+            "the IDS did not see each frame of {pod} once; its tcpdump: {ids_stats}; OVS of n3:\n{ovs_stats}"
+        );
+        assert_eq!(i, s, "the IDS saw other frames of {pod} than were sent");
+    }
     // Ctrl-C: it stops and removes its pod and the mirror.
     ids.interrupt();
     let out = ids.wait_exit(Duration::from_secs(30));
