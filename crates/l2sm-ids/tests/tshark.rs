@@ -3,7 +3,7 @@
 //! packet matcher; the exact match only narrows what it passes). Needs `tshark` (Debian
 //! package, scripts/deps.sh): fails, not skips, without it.
 
-use l2sm_ids::{parse_rules, Engine, Vars};
+use l2sm_ids::{parse_ek_line, parse_rules, pcap, Engine, Vars};
 use std::collections::BTreeSet;
 use std::process::Command;
 
@@ -35,21 +35,14 @@ fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16, payload:
     f
 }
 
+/// A pcap stream as the lab IDS feeds tshark: the canary first, then the frames (frame
+/// numbers in tshark are 1 for the canary, i + 2 for `frames[i]`).
 fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
+    let mut out = pcap::header();
+    out.extend_from_slice(&pcap::record(1_000_000_000, &pcap::canary()));
     for (i, f) in frames.iter().enumerate() {
-        let len = u32::try_from(f.len()).unwrap();
-        out.extend_from_slice(&u32::try_from(i).unwrap().to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(f);
+        let t = 2_000_000_000 + i128::try_from(i).unwrap() * 1000;
+        out.extend_from_slice(&pcap::record(t, f));
     }
     out
 }
@@ -126,7 +119,8 @@ fn each_rules_display_filter_admits_what_the_rule_matches_in_tshark() {
         let passed: BTreeSet<usize> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.trim().parse::<usize>().ok())
-            .map(|n| n - 1)
+            .filter(|n| *n >= 2)
+            .map(|n| n - 2)
             .collect();
         let exact: BTreeSet<usize> = frames
             .iter()
@@ -148,6 +142,43 @@ fn each_rules_display_filter_admits_what_the_rule_matches_in_tshark() {
         }
         println!("sid {}: {} frames, filter {filter}", rule.sid, exact.len());
     }
+    // The lab's whole filter (canary term first) over the same stream, as `-T ek -x` lines:
+    // the canary comes back first, then exactly the frames some rule may match, raw.
+    let combined = format!("frame.number == 1 || {}", engine.combined_filter());
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&file)
+        .args(["-l", "-T", "ek", "-x", "-Y", &combined])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets: Vec<_> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(parse_ek_line)
+        .collect();
+    assert_eq!(packets[0].frame, pcap::canary());
+    assert!(
+        engine.matches(&packets[0].frame).is_empty(),
+        "a rule matches the canary"
+    );
+    let exact_any = frames
+        .iter()
+        .filter(|f| !engine.matches(f).is_empty())
+        .count();
+    let back: Vec<_> = packets[1..]
+        .iter()
+        .filter(|p| !engine.matches(&p.frame).is_empty())
+        .collect();
+    assert_eq!(
+        back.len(),
+        exact_any,
+        "frames some rule matches, as tshark handed them back"
+    );
+    assert!(back.iter().all(|p| frames.contains(&p.frame)));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(matched_somewhere > 0);
 }
