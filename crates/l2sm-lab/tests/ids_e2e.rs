@@ -687,3 +687,57 @@ fn a_forged_source_gets_no_other_pod_quarantined() {
     green.wait_exit(Duration::from_secs(30));
     assert_eq!(lab.state()["quarantined"].as_array().unwrap().len(), 2);
 }
+
+/// When the matcher dies under it, `lab ids` fails with a clear error and still removes its
+/// pod and the mirror.
+#[test]
+fn a_failing_ids_still_removes_its_pod_and_the_mirror() {
+    let lab = TestLab::up("ix", 2);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, RULES);
+    let ids = Ids::start(&lab, &["--network", "blue", "--rules", &rules]);
+    assert!(!mirror_of(&lab, "blue").is_null());
+    let ns = l2sm_netns::Netns::open_named(&format!("l2sm-{}-p-ids-blue", lab.name)).unwrap();
+    let tshark: Vec<i32> = l2sm_netns::pids_in_netns(&ns)
+        .unwrap()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(b"tshark\0"))
+        })
+        .collect();
+    assert_eq!(tshark.len(), 1, "tshark in the IDS pod: {tshark:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(tshark[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut child = ids.child;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "lab ids still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let text = ids
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, l)| l.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("tshark exited"), "{text}");
+    assert!(text.contains("removed pod ids-blue"), "{text}");
+    assert!(mirror_of(&lab, "blue").is_null());
+    assert!(!lab.namespaces().iter().any(|n| n.ends_with("-p-ids-blue")));
+    assert!(lab.state()["ids"].as_object().unwrap().is_empty());
+}
