@@ -216,6 +216,20 @@ async fn cleanup(lab: &Lab, network: &str, pod: &str) -> anyhow::Result<()> {
     }
 }
 
+/// How long a source that matched no member is not looked up again.
+const MISS_HOLD: Duration = Duration::from_secs(5);
+/// Sources remembered as misses at most (then the memory starts over).
+const MAX_MISSES: usize = 4096;
+
+/// What the quarantine remembers during a run.
+#[derive(Default)]
+struct Memo {
+    /// Ports moved and their MACs: once per pod.
+    moved: HashSet<String>,
+    /// `"<mac> <ip>"` sources that matched no member, and when.
+    misses: std::collections::HashMap<String, Instant>,
+}
+
 enum Event {
     Line(String),
     Closed,
@@ -431,7 +445,7 @@ async fn watch_pipeline(
     );
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut summary = IdsSummary::default();
-    let mut moved: HashSet<String> = HashSet::new();
+    let mut memo = Memo::default();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let sleep = async {
@@ -471,7 +485,7 @@ async fn watch_pipeline(
                 rule.sid, rule.msg, alert.src_ip, alert.ether.src_mac
             );
             if let Some(q) = &opts.quarantine_to {
-                match quarantine(lab, &opts.network, q, &alert, pkt.epoch_nanos, &mut moved).await {
+                match quarantine(lab, &opts.network, q, &alert, pkt.epoch_nanos, &mut memo).await {
                     Ok(Some(rec)) => summary.quarantined.push(rec),
                     Ok(None) => {}
                     Err(e) => eprintln!("ids: quarantine failed: {e:#}"),
@@ -488,19 +502,31 @@ async fn watch_pipeline(
 
 /// Moves the alert's source pod to `to`, once per port: found by its MAC among `from`'s
 /// members (else by its address); the lab's record of the pod follows, and the move is
-/// recorded with the alert.
+/// recorded with the alert. A flood of matching frames costs the controller no more than one
+/// lookup per source per [`MISS_HOLD`] (none after the source was moved).
 async fn quarantine(
     lab: &Lab,
     from: &str,
     to: &str,
     alert: &EveAlert,
     packet_nanos: i128,
-    moved: &mut HashSet<String>,
+    memo: &mut Memo,
 ) -> anyhow::Result<Option<QuarantineRecord>> {
+    let mac = alert.ether.src_mac.to_ascii_lowercase();
+    let source = format!("{mac} {}", alert.src_ip);
+    if memo.moved.contains(&mac) {
+        return Ok(None);
+    }
+    if memo
+        .misses
+        .get(&source)
+        .is_some_and(|t| t.elapsed() < MISS_HOLD)
+    {
+        return Ok(None);
+    }
     let state = lab.load_ready()?;
     let api = lab.controller_api(&state)?;
     let members = api.attachments().await?;
-    let mac = alert.ether.src_mac.to_ascii_lowercase();
     let on_net = members.iter().filter(|a| a.network == from);
     let by_mac = on_net
         .clone()
@@ -513,18 +539,20 @@ async fn quarantine(
         })
     };
     let Some(member) = by_mac.or_else(by_ip) else {
-        if !moved.contains(&mac) {
-            eprintln!(
-                "ids: no member of {from} has MAC {mac} or address {}: nothing to quarantine",
-                alert.src_ip
-            );
+        eprintln!(
+            "ids: no member of {from} has MAC {mac} or address {}: nothing to quarantine",
+            alert.src_ip
+        );
+        if memo.misses.len() >= MAX_MISSES {
+            memo.misses.clear();
         }
+        memo.misses.insert(source, Instant::now());
         return Ok(None);
     };
-    if !moved.insert(member.port.clone()) {
+    if !memo.moved.insert(member.port.clone()) {
         return Ok(None);
     }
-    moved.insert(mac.clone());
+    memo.moved.insert(mac.clone());
     let port: PortId = member
         .port
         .parse()

@@ -428,6 +428,32 @@ fn the_ids_sees_each_frame_of_the_network_exactly_once() {
         );
         assert_eq!(i, s, "the IDS saw other frames of {pod} than were sent");
     }
+    // The IDS only listens: what its pod sends (here broadcasts) reaches no one.
+    let at_b = Tcpdump::start(&lab, "b", 5, "ether proto 0x88b5");
+    let at_a = Tcpdump::start(&lab, "a", 5, "ether proto 0x88b5");
+    std::thread::sleep(Duration::from_secs(2));
+    {
+        use l2sm_test_support::frames::{frame, FrameSender, SendSpec};
+        let sent = FrameSender::start(
+            SendSpec {
+                netns: format!("/run/netns/l2sm-{}-p-ids-blue", lab.name),
+                ifname: "net1".into(),
+                count: Some(20),
+                nice: 0,
+                cpu: None,
+            },
+            |_| frame([0xff; 6], [0x02, 0x1d, 0x5, 0, 0, 1]),
+        )
+        .join();
+        assert_eq!(sent, 20);
+    }
+    for (pod, capture) in [("a", at_a), ("b", at_b)] {
+        let (seen, _) = capture.output();
+        assert!(
+            seen.trim().is_empty(),
+            "the IDS pod's frames reached {pod}:\n{seen}"
+        );
+    }
     // Ctrl-C: it stops and removes its pod and the mirror.
     ids.interrupt();
     let out = ids.wait_exit(Duration::from_secs(30));
