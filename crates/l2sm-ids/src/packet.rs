@@ -13,7 +13,7 @@ pub struct Packet<'a> {
     pub src_ip: IpAddr,
     /// IP destination.
     pub dst_ip: IpAddr,
-    /// IP protocol (IPv6: the first next-header).
+    /// IP protocol (IPv6: the upper-layer header after any extension headers).
     pub proto: u8,
     /// TCP/UDP source port (absent for other protocols and for non-first fragments).
     pub src_port: Option<u16>,
@@ -48,7 +48,7 @@ pub fn parse_frame(frame: &[u8]) -> Option<Packet<'_>> {
                 return None;
             }
             let ihl = usize::from(l3.first()? & 0x0f) * 4;
-            if ihl < 20 {
+            if ihl < 20 || ihl > l3.len() {
                 return None;
             }
             let total = usize::from(be16(l3, 2)?);
@@ -72,12 +72,32 @@ pub fn parse_frame(frame: &[u8]) -> Option<Packet<'_>> {
             let src: [u8; 16] = l3.get(8..24)?.try_into().ok()?;
             let dst: [u8; 16] = l3.get(24..40)?.try_into().ok()?;
             let end = (40 + plen).min(l3.len());
+            // Skip extension headers (hop-by-hop, routing, destination options, fragment) to
+            // the upper-layer header; a later fragment has no ports.
+            let mut next = *l3.get(6)?;
+            let mut at = 40;
+            let mut first = true;
+            for _ in 0..8 {
+                match next {
+                    0 | 43 | 60 => {
+                        let len = (usize::from(*l3.get(at + 1)?) + 1) * 8;
+                        next = *l3.get(at)?;
+                        at += len;
+                    }
+                    44 => {
+                        first = be16(l3, at + 2)? & 0xfff8 == 0;
+                        next = *l3.get(at)?;
+                        at += 8;
+                    }
+                    _ => break,
+                }
+            }
             (
                 IpAddr::V6(Ipv6Addr::from(src)),
                 IpAddr::V6(Ipv6Addr::from(dst)),
-                *l3.get(6)?,
-                l3.get(40..end)?,
-                true,
+                next,
+                l3.get(at.min(end)..end)?,
+                first,
             )
         }
         _ => return None,

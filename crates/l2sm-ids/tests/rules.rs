@@ -356,6 +356,26 @@ proptest! {
     }
 
     #[test]
+    fn frames_of_any_bytes_parse_and_match_without_panicking(
+        bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        ethertype in prop_oneof![Just([0x08u8, 0x00]), Just([0x86, 0xdd]), Just([0x81, 0x00])],
+        version in prop_oneof![Just(0x45u8), Just(0x60), any::<u8>()],
+    ) {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype);
+        f.push(version);
+        f.extend_from_slice(&bytes);
+        let engine = Engine::new(parse_rules(
+            "alert ip any any <> any any (msg:\"any\"; content:\"a\"; nocase; sid:1;)\nalert udp any 1:100 -> any any (msg:\"u\"; sid:2;)\n",
+            &Vars::lab_defaults(),
+        ).unwrap());
+        let _ = engine.matches(&f);
+        if let Some(p) = parse_frame(&f) {
+            let _ = EveAlert::new(&engine.rules()[0], &p, 0, "net1").to_line();
+        }
+    }
+
+    #[test]
     fn printed_rules_parse_back_to_the_same_rule(text in rule_text()) {
         // Every generated rule is in the subset.
         let rules = parse_rules(&text, &Vars::lab_defaults()).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -368,4 +388,39 @@ proptest! {
             prop_assert!(matches!(rules[0].proto, Proto::Ip | Proto::Tcp | Proto::Udp | Proto::Icmp));
         }
     }
+}
+
+#[test]
+fn ipv6_with_extension_headers_reaches_the_udp_header() {
+    let rules = parse_rules(
+        "alert udp fd00::/64 any -> any 4444 (msg:\"v6\"; content:\"attack\"; sid:1;)\n",
+        &Vars::lab_defaults(),
+    )
+    .unwrap();
+    let engine = Engine::new(rules);
+    let v6 = |next: u8, ext: &[u8], l4: &[u8]| {
+        let mut f = vec![0x02, 0, 0, 0, 0, 0xbb, 0x02, 0, 0, 0, 0, 0xaa, 0x86, 0xdd];
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&u16::try_from(ext.len() + l4.len()).unwrap().to_be_bytes());
+        f.extend_from_slice(&[next, 64]);
+        f.extend_from_slice(&"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(ext);
+        f.extend_from_slice(l4);
+        f
+    };
+    let mut udp = vec![0x03, 0xe8, 0x11, 0x5c, 0, 14, 0, 0];
+    udp.extend_from_slice(b"attack");
+    // Straight UDP, then behind hop-by-hop options (PadN).
+    assert_eq!(engine.matches(&v6(17, &[], &udp)).len(), 1);
+    let hbh = [17, 0, 1, 4, 0, 0, 0, 0];
+    assert_eq!(engine.matches(&v6(0, &hbh, &udp)).len(), 1);
+    let framed = v6(0, &hbh, &udp);
+    let p = parse_frame(&framed).unwrap();
+    assert_eq!((p.proto, p.dst_port), (17, Some(4444)));
+    // A later fragment carries no UDP header: no ports, no match.
+    let frag = [17, 0, 0x00, 0x08, 0, 0, 0, 1];
+    assert!(engine.matches(&v6(44, &frag, &udp)).is_empty());
+    // Truncated extension headers are no panic and no match.
+    assert!(engine.matches(&v6(0, &[17, 9], &[])).is_empty());
 }

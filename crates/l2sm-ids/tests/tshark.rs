@@ -96,6 +96,69 @@ fn each_rules_display_filter_admits_what_the_rule_matches_in_tshark() {
             }
         }
     }
+    // And random frames (the seed is printed to replay a failure).
+    let seed = std::env::var("L2SM_IDS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("random frames with L2SM_IDS_SEED={seed}");
+    let mut state = seed | 1;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % n as u64).unwrap()
+    };
+    let pieces: [&[u8]; 8] = [
+        b"attack",
+        b"AtTaCk",
+        b"fine",
+        b"evil",
+        b"ping",
+        b"GET",
+        b"\x00\xffx",
+        b"q\"\\",
+    ];
+    for _ in 0..400 {
+        let mut payload = Vec::new();
+        for _ in 0..next(4) {
+            if next(3) == 0 {
+                payload.push(u8::try_from(next(256)).unwrap());
+            } else {
+                payload.extend_from_slice(pieces[next(pieces.len())]);
+            }
+        }
+        let addr = |k: usize| -> [u8; 4] {
+            if k < addrs.len() {
+                addrs[k]
+            } else {
+                [10, 0, 0, u8::try_from(k).unwrap()]
+            }
+        };
+        let src = addr(next(addrs.len() + 3));
+        let dst = addr(next(addrs.len() + 3));
+        let port = |k: usize| -> u16 {
+            if k < ports.len() {
+                ports[k]
+            } else {
+                u16::try_from(4990 + k).unwrap()
+            }
+        };
+        let (sport, dport) = (port(next(ports.len() + 20)), port(next(ports.len() + 20)));
+        frames.push(frame(
+            src,
+            dst,
+            [17u8, 6, 1][next(3)],
+            sport,
+            dport,
+            &payload,
+        ));
+    }
     let dir = std::env::temp_dir().join(format!("l2sm-ids-tshark-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("frames.pcap");
