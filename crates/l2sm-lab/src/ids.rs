@@ -101,6 +101,18 @@ pub async fn run(lab: &Lab, opts: IdsOptions) -> anyhow::Result<IdsSummary> {
     if state.is_multi() {
         bail!("lab ids runs in a one-cluster lab");
     }
+    let mut state = state;
+    // What an IDS killed without its clean-up (SIGKILL, a crash) left: its pod, the mirror.
+    if let Some(stale) = state.ids.get(&opts.network).cloned() {
+        if !procs::alive(stale.pid, "l2sm") {
+            eprintln!(
+                "ids: removing what a stopped IDS left on {} (pod {})",
+                opts.network, stale.pod
+            );
+            cleanup(lab, &opts.network, &stale.pod).await?;
+            state = lab.load_ready()?;
+        }
+    }
     let api = lab.controller_api(&state)?;
     let Some(net) = api.get_network(&opts.network).await? else {
         bail!("unknown network {:?}", opts.network);
@@ -198,6 +210,12 @@ async fn cleanup(lab: &Lab, network: &str, pod: &str) -> anyhow::Result<()> {
         }
     }
     if state.pods.contains_key(pod) {
+        // Whatever still runs in the pod (a capture left by a killed IDS) goes first.
+        if let Ok(ns) = Netns::open_named(&lab.pod_ns(pod)) {
+            for pid in l2sm_netns::pids_in_netns(&ns).unwrap_or_default() {
+                procs::stop(pid, "", Duration::from_millis(500));
+            }
+        }
         if let Err(e) = detach(lab, pod, None).await {
             errors.push(format!("removing pod {pod}: {e:#}"));
         }

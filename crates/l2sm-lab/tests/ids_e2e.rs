@@ -767,3 +767,35 @@ fn a_failing_ids_still_removes_its_pod_and_the_mirror() {
     assert!(!lab.namespaces().iter().any(|n| n.ends_with("-p-ids-blue")));
     assert!(lab.state()["ids"].as_object().unwrap().is_empty());
 }
+
+/// An IDS killed outright (no clean-up) leaves its pod and the mirror; the next `lab ids` on
+/// that network removes them and runs.
+#[test]
+fn the_next_ids_removes_what_a_killed_one_left() {
+    let lab = TestLab::up("ik", 2);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, RULES);
+    let mut ids = Ids::start(&lab, &["--network", "blue", "--rules", &rules]);
+    ids.child.kill().unwrap();
+    ids.child.wait().unwrap();
+    assert!(!mirror_of(&lab, "blue").is_null());
+    assert!(lab.namespaces().iter().any(|n| n.ends_with("-p-ids-blue")));
+    let again = Ids::start(
+        &lab,
+        &["--network", "blue", "--rules", &rules, "--duration", "1"],
+    );
+    let out = again.wait_exit(Duration::from_secs(60));
+    assert!(
+        out.contains("removing what a stopped IDS left on blue"),
+        "{out}"
+    );
+    assert!(mirror_of(&lab, "blue").is_null());
+    assert!(!lab.namespaces().iter().any(|n| n.ends_with("-p-ids-blue")));
+    assert!(lab.state()["ids"].as_object().unwrap().is_empty());
+    assert!(!lab.state()["pods"]
+        .as_object()
+        .unwrap()
+        .contains_key("ids-blue"));
+}
