@@ -3,7 +3,8 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps containernetworking-plugins python3-venv curl dnsmasq-base graphviz; do
+# tshark: the packet matcher of `l2sm lab ids` (docs/ids.md).
+for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps containernetworking-plugins python3-venv curl dnsmasq-base graphviz tshark; do
   have "$pkg" || need+=("$pkg")
 done
 have shellcheck || need+=(shellcheck) # scripts/test.sh checks every shell script

@@ -15,6 +15,7 @@
 
 pub mod api_users;
 pub mod apply;
+pub mod ids;
 pub mod multi;
 pub mod pki;
 pub mod procs;
@@ -593,6 +594,10 @@ pub fn teardown(lab: &Lab, verbose: bool) -> anyhow::Result<usize> {
     let mut removed = 0;
     let grace = Duration::from_secs(3);
     if let Ok(Some(state)) = lab.load() {
+        // IDS runs first: they would otherwise try to clean up what is being removed.
+        for ids in state.ids.values() {
+            procs::stop(ids.pid, "l2sm", grace);
+        }
         for node in &state.nodes {
             if let Some(p) = node.agent_pid {
                 procs::stop(p, "agent", grace);
@@ -989,6 +994,36 @@ pub async fn status(lab: &Lab) -> anyhow::Result<()> {
             n.vni,
             n.endpoints.len()
         );
+    }
+    if !state.ids.is_empty() {
+        println!("\nIDS");
+        for (net, i) in &state.ids {
+            let run = if procs::alive(i.pid, "l2sm") {
+                "running"
+            } else {
+                "DOWN"
+            };
+            println!(
+                "  {net:<16} pod {:<14} {:<5} mirror {:<22} {} rules, {run}{}",
+                i.pod,
+                i.node,
+                i.port,
+                i.rules,
+                i.quarantine_to
+                    .as_ref()
+                    .map(|q| format!(", quarantine to {q}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if !state.quarantined.is_empty() {
+        println!("\nQUARANTINED");
+        for q in &state.quarantined {
+            println!(
+                "  {:<12} {:<22} {} -> {}  sid {} {:?} at {} ({} ms from the packet)",
+                q.pod, q.port, q.from, q.to, q.sid, q.msg, q.alert_time, q.latency_ms
+            );
+        }
     }
     println!("\nPODS");
     if state.pods.is_empty() {

@@ -69,6 +69,51 @@ pub struct LabState {
     /// What `lab apply -f` made, so `lab delete -f` removes exactly that.
     #[serde(default)]
     pub applied: Vec<crate::apply::Applied>,
+    /// IDS running on networks' mirror ports (`l2sm lab ids`), by network.
+    #[serde(default)]
+    pub ids: BTreeMap<String, IdsState>,
+    /// Pods the IDS moved to a quarantine network, oldest first (the audit trail).
+    #[serde(default)]
+    pub quarantined: Vec<QuarantineRecord>,
+}
+
+/// One `l2sm lab ids` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdsState {
+    /// The IDS pod (its namespace is `<prefix>-p-<pod>`).
+    pub pod: String,
+    /// Node it runs on.
+    pub node: String,
+    /// Its interface's port, the network's mirror.
+    pub port: String,
+    /// The `l2sm lab ids` process.
+    pub pid: i32,
+    /// Where offending pods go.
+    #[serde(default)]
+    pub quarantine_to: Option<String>,
+    /// Rules loaded.
+    pub rules: usize,
+}
+
+/// A pod moved to quarantine because of an alert.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    /// Pod (the lab's name; the controller's owner when the lab does not know the port).
+    pub pod: String,
+    /// Its port.
+    pub port: String,
+    /// Network it was moved out of.
+    pub from: String,
+    /// Quarantine network.
+    pub to: String,
+    /// The alert's rule.
+    pub sid: u32,
+    /// The alert's message.
+    pub msg: String,
+    /// The alert's EVE timestamp.
+    pub alert_time: String,
+    /// From the packet's capture to the controller's answer to the move, milliseconds.
+    pub latency_ms: u64,
 }
 
 impl LabState {

@@ -164,6 +164,37 @@ pub(crate) enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Run an IDS on a network's mirror port: rules in a Suricata subset (docs/ids.md) matched
+    /// by tshark in an IDS pod, alerts as EVE JSON, offending pods optionally moved to a
+    /// quarantine network. Runs until Ctrl-C, --count or --duration; removes its pod and the
+    /// mirror on exit.
+    Ids {
+        /// Network to watch.
+        #[arg(long)]
+        network: String,
+        /// Rules file.
+        #[arg(long)]
+        rules: std::path::PathBuf,
+        /// Move the pod an alert comes from to this network (once per pod).
+        #[arg(long)]
+        quarantine_to: Option<String>,
+        /// Append EVE JSON alerts to this file (default: standard output).
+        #[arg(long)]
+        eve: Option<std::path::PathBuf>,
+        /// Node of the IDS pod (default: the first node).
+        #[arg(long)]
+        node: Option<String>,
+        /// Stop after this many alerts.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+        /// Rule variable NAME=VALUE, e.g. HOME_NET=[10.10.0.0/24] (repeatable; names ending
+        /// in _PORTS are port groups; HOME_NET and EXTERNAL_NET default to any).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+    },
 }
 
 /// `-f FILE|DIR …` of `lab apply` and `lab delete`, as kubectl reads them.
@@ -352,6 +383,36 @@ pub(crate) async fn dispatch(
         }
         Command::Lab(LabCommand::Delete(m)) => {
             lab::apply::delete(&lab()?, &m.files, m.recursive).await?
+        }
+        Command::Lab(LabCommand::Ids {
+            network,
+            rules,
+            quarantine_to,
+            eve,
+            node,
+            count,
+            duration,
+            vars,
+        }) => {
+            let summary = lab::ids::run(
+                &lab()?,
+                lab::ids::IdsOptions {
+                    network,
+                    rules,
+                    quarantine_to,
+                    eve,
+                    node,
+                    count,
+                    duration: duration.map(std::time::Duration::from_secs),
+                    vars,
+                },
+            )
+            .await?;
+            eprintln!(
+                "ids: {} alerts, {} pods quarantined",
+                summary.alerts,
+                summary.quarantined.len()
+            );
         }
         Command::Lab(LabCommand::Exec { target, command }) => {
             let code = tokio::task::block_in_place(|| lab::exec(&lab()?, &target, &command))?;
