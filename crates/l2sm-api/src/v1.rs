@@ -53,6 +53,20 @@ pub struct NetworkView {
     /// Abuse limits of its pod ports, as in effect (the defaults unless set).
     #[serde(default)]
     pub limits: NetworkLimits,
+    /// The network's own DNS server, reachable from its pods (networks with an IPv4 CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<NetworkDnsView>,
+}
+
+/// Where a network's pods reach its names (`dns` of a network): a reserved address of its
+/// IPv4 CIDR that the switches hand to the controller, answering ARP with `mac`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkDnsView {
+    /// The reserved address (UDP port 53): never allocated to a pod.
+    pub address: std::net::Ipv4Addr,
+    /// The MAC it answers ARP with (locally administered, derived from the VNI).
+    pub mac: String,
 }
 
 /// Abuse limits of a network's pod ports (`limits` of a network, body of

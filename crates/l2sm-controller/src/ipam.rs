@@ -60,6 +60,22 @@ pub enum IpamError {
     /// Nothing free.
     #[error("no free address left in {0}")]
     Exhausted(IpNet),
+    /// A static address that is the network's DNS address.
+    #[error("address {0} is reserved: it is the network's DNS address (docs/dns.md)")]
+    DnsAddress(IpAddr),
+}
+
+/// The DNS address an IPv4 CIDR reserves: its last usable host (the address below the
+/// broadcast address), for prefixes up to /30 (a /31 or /32 has no room for it). The first
+/// usable host is where upstream's examples and most LANs put a router; IPAM hands out
+/// addresses from the bottom up, so the top of the range is the least likely to be in use.
+pub fn dns_address_of(cidr: &IpNet) -> Option<std::net::Ipv4Addr> {
+    match cidr {
+        IpNet::V4(v4) if v4.prefix_len() <= 30 => {
+            Some(std::net::Ipv4Addr::from(u32::from(v4.broadcast()) - 1))
+        }
+        _ => None,
+    }
 }
 
 fn reserved(net: &IpNet, addr: IpAddr) -> bool {
@@ -130,6 +146,24 @@ impl Ipam {
         IpNet::new(addr, cidr.prefix_len()).ok()
     }
 
+    /// The network's DNS address ([`dns_address_of`] its IPv4 CIDR), unless an allocation
+    /// holds that address (state written before addresses were reserved: the holder keeps
+    /// it, and the network has no DNS address until it is released).
+    pub fn dns_address(&self) -> Option<std::net::Ipv4Addr> {
+        self.cidrs
+            .iter()
+            .find_map(dns_address_of)
+            .filter(|a| !self.allocations.contains_key(&IpAddr::V4(*a)))
+    }
+
+    /// Whether `addr` is the address [`Ipam::dns_address`] reserves (held or not).
+    fn is_dns_address(&self, addr: IpAddr) -> bool {
+        self.cidrs
+            .iter()
+            .filter_map(dns_address_of)
+            .any(|a| IpAddr::V4(a) == addr)
+    }
+
     fn check_static(&self, owner: &str, addr: IpAddr) -> Result<(), IpamError> {
         let cidr = self
             .cidrs
@@ -138,6 +172,11 @@ impl Ipam {
             .ok_or(IpamError::Outside(addr))?;
         if reserved(cidr, addr) || self.exclude.contains(&addr) {
             return Err(IpamError::Reserved(addr));
+        }
+        if self.is_dns_address(addr)
+            && self.allocations.get(&addr).map(String::as_str) != Some(owner)
+        {
+            return Err(IpamError::DnsAddress(addr));
         }
         match self.allocations.get(&addr) {
             Some(o) if o != owner => Err(IpamError::Taken {
@@ -163,6 +202,7 @@ impl Ipam {
             // hosts() skips network/broadcast for IPv4; stop early on huge IPv6 ranges.
             for addr in range.hosts().take(1 << 20) {
                 if !reserved(cidr, addr)
+                    && !self.is_dns_address(addr)
                     && !self.exclude.contains(&addr)
                     && !self.allocations.contains_key(&addr)
                 {
@@ -239,20 +279,24 @@ mod tests {
 
     #[test]
     fn dynamic_allocation_skips_reserved_and_is_idempotent_per_owner() {
-        let mut ipam = Ipam::new(vec![net("10.0.0.0/30")], vec![], vec![]).unwrap();
-        assert_eq!(ipam.allocate("a", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+        // A /29: .1 to .5 for pods (.6 is the DNS address, .0 and .7 network and broadcast).
+        let mut ipam = Ipam::new(vec![net("10.0.0.0/29")], vec![], vec![]).unwrap();
+        assert_eq!(ipam.allocate("a", &[]).unwrap(), vec![net("10.0.0.1/29")]);
         assert_eq!(
             ipam.allocate("a", &[]).unwrap(),
-            vec![net("10.0.0.1/30")],
+            vec![net("10.0.0.1/29")],
             "same owner, same address"
         );
-        assert_eq!(ipam.allocate("b", &[]).unwrap(), vec![net("10.0.0.2/30")]);
+        for (i, owner) in ["b", "c", "d", "e"].iter().enumerate() {
+            let want = format!("10.0.0.{}/29", i + 2);
+            assert_eq!(ipam.allocate(owner, &[]).unwrap(), vec![net(&want)]);
+        }
         assert_eq!(
-            ipam.allocate("c", &[]),
-            Err(IpamError::Exhausted(net("10.0.0.0/30")))
+            ipam.allocate("f", &[]),
+            Err(IpamError::Exhausted(net("10.0.0.0/29")))
         );
         assert_eq!(ipam.release("a"), 1);
-        assert_eq!(ipam.allocate("c", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+        assert_eq!(ipam.allocate("f", &[]).unwrap(), vec![net("10.0.0.1/29")]);
     }
 
     #[test]
@@ -294,6 +338,54 @@ mod tests {
             .flat_map(|i| ipam.allocate(&format!("d{i}"), &[]).unwrap())
             .collect();
         assert!(!got.contains(&net("10.0.0.5/24")) && !got.contains(&net("10.0.0.9/24")));
+    }
+
+    #[test]
+    fn the_dns_address_is_never_handed_out() {
+        assert_eq!(
+            dns_address_of(&net("10.0.0.0/24")),
+            Some("10.0.0.254".parse().unwrap())
+        );
+        assert_eq!(
+            dns_address_of(&net("10.0.0.0/30")),
+            Some("10.0.0.2".parse().unwrap())
+        );
+        assert_eq!(dns_address_of(&net("10.0.0.0/31")), None);
+        assert_eq!(dns_address_of(&net("fd00::/64")), None);
+        // A /30 has two hosts: one for a pod, one for DNS.
+        let mut ipam = Ipam::new(vec![net("10.0.0.0/30")], vec![], vec![]).unwrap();
+        assert_eq!(ipam.dns_address(), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(
+            ipam.allocate("a", &[ip("10.0.0.2")]),
+            Err(IpamError::DnsAddress(ip("10.0.0.2")))
+        );
+        assert!(
+            ipam.allocations.is_empty(),
+            "a refused request changes nothing"
+        );
+        assert_eq!(ipam.allocate("a", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+        assert_eq!(
+            ipam.allocate("b", &[]),
+            Err(IpamError::Exhausted(net("10.0.0.0/30")))
+        );
+        let msg = IpamError::DnsAddress(ip("10.0.0.2")).to_string();
+        assert!(msg.contains("DNS address"), "{msg}");
+        // Inside a pod range too.
+        let mut ipam =
+            Ipam::new(vec![net("10.0.0.0/29")], vec![net("10.0.0.4/30")], vec![]).unwrap();
+        assert_eq!(ipam.allocate("p0", &[]).unwrap(), vec![net("10.0.0.5/29")]);
+        assert!(ipam.allocate("p1", &[]).is_err(), ".6 is the DNS address");
+        // State from before the reservation: the holder keeps the address, and the network
+        // has no DNS address while it does.
+        let mut old = Ipam::new(vec![net("10.0.0.0/24")], vec![], vec![]).unwrap();
+        old.allocations.insert(ip("10.0.0.254"), "legacy".into());
+        assert_eq!(old.dns_address(), None);
+        assert_eq!(
+            old.allocate("legacy", &[ip("10.0.0.254")]).unwrap(),
+            vec![net("10.0.0.254/24")]
+        );
+        old.release("legacy");
+        assert_eq!(old.dns_address(), Some("10.0.0.254".parse().unwrap()));
     }
 
     #[test]

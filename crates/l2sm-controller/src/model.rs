@@ -40,6 +40,21 @@ impl Network {
     pub fn limits(&self) -> NetworkLimits {
         self.limits.unwrap_or_default()
     }
+
+    /// The network's DNS address, if it has one (an IPv4 CIDR, see
+    /// [`crate::ipam::dns_address_of`]).
+    pub fn dns_address(&self) -> Option<std::net::Ipv4Addr> {
+        self.ipam.as_ref().and_then(Ipam::dns_address)
+    }
+
+    /// How the API shows the network's DNS endpoint.
+    pub fn dns_view(&self) -> Option<l2sm_api::v1::NetworkDnsView> {
+        self.dns_address()
+            .map(|address| l2sm_api::v1::NetworkDnsView {
+                address,
+                mac: format_mac(l2sm_pipeline::dns::mac(self.vni)),
+            })
+    }
 }
 
 /// Who a member port belongs to, as the agent that plumbed it reports: the operator needs the
@@ -614,6 +629,7 @@ impl Model {
                     mirror,
                     secured,
                     limits: net.limits().into(),
+                    dns: net.dns_address(),
                 },
             );
         }

@@ -45,6 +45,8 @@ pub struct NetworkSpec {
     pub secured: BTreeMap<End, Option<PortBinding>>,
     /// MAC cap and flood meter of its pod ports.
     pub limits: crate::limits::Limits,
+    /// Its DNS address (see [`NetworkView::dns`]).
+    pub dns: Option<std::net::Ipv4Addr>,
 }
 
 /// Adjacency: switch -> neighbour -> (local port, remote port), lowest port first.
@@ -272,6 +274,7 @@ pub fn plan_network(g: &Graph, net: &NetworkSpec) -> BTreeMap<u64, NetworkView> 
                     mirror,
                     secured,
                     limits: net.limits,
+                    dns: net.dns,
                 },
             )
         })
