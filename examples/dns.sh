@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Names on networks: the lab's controller answers <pod>.<network>.l2sm from its own state, the
-# moment an attach returns, and forgets the name the moment the detach returns (docs/dns.md).
+# moment an attach returns, and forgets the name the moment the detach returns (docs/dns.md);
+# pods ask it through their network's DNS address (`lab exec a -- getent hosts b.blue.l2sm`).
 # Usage (root): L2SM=target/debug/l2sm examples/dns.sh
 set -euo pipefail
 l2sm() { "${L2SM:-l2sm}" --lab "${LAB:-example}" "$@"; }
@@ -18,6 +19,20 @@ fails l2sm dns lookup example.com                 # refused: not a resolver
 if command -v dig >/dev/null; then
     l2sm lab exec underlay -- dig +short @10.250.0.254 a.blue.l2sm
 fi
+# From inside the pods, on the network itself: a network with a CIDR has a DNS address (its
+# last usable host, 10.20.0.254 here) that the switches hand to the controller; each lab pod's
+# resolv.conf names it. Only the pod's own network's names exist there.
+l2sm network create green --cidr 10.20.0.0/24
+l2sm network create red --cidr 10.30.0.0/24
+l2sm attach --node n1 --pod c --network green
+l2sm attach --node n2 --pod d --network green
+l2sm attach --node n2 --pod r --network red
+l2sm lab exec c -- getent hosts d.green.l2sm        # 10.20.0.2  d.green.l2sm
+l2sm lab exec c -- getent hosts d                   # the same: search green.l2sm
+l2sm lab exec c -- getent hosts 10.20.0.2           # PTR: d.green.l2sm
+fails l2sm lab exec r -- getent hosts d.green.l2sm  # NXDOMAIN from red
 l2sm detach --pod b
 fails l2sm dns lookup b.blue.l2sm                 # NXDOMAIN: gone with the detach
+l2sm detach --pod d
+fails l2sm lab exec c -- getent hosts d.green.l2sm  # gone from inside too
 echo "dns example: OK"
