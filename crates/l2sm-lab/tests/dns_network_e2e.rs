@@ -64,13 +64,18 @@ struct Answer {
 
 impl PodResolver {
     fn new(lab: &TestLab, pod: &str, server: Ipv4Addr) -> PodResolver {
+        PodResolver::from(lab, pod, Ipv4Addr::UNSPECIFIED, server)
+    }
+
+    /// A resolver whose queries come from `source`.
+    fn from(lab: &TestLab, pod: &str, source: Ipv4Addr, server: Ipv4Addr) -> PodResolver {
         let ns = format!("/run/netns/l2sm-{}-p-{pod}", lab.name);
         let (tx, queries) = std::sync::mpsc::channel::<(Vec<u8>, Duration)>();
         let (answers, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let f = std::fs::File::open(&ns).expect("pod namespace");
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+            let sock = UdpSocket::bind(SocketAddr::from((source, 0))).expect("bind");
             sock.connect(SocketAddr::from((server, 53)))
                 .expect("connect");
             let mut buf = [0u8; 2048];
@@ -349,9 +354,55 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
     .unwrap();
     assert_eq!(silent(&metrics(&lab)), silent(&before) + 1);
 
+    // Port security still holds on the DNS path: a secured pod resolves from its own
+    // address, and a query from an address it does not own is dropped before the punt.
+    lab.ok(&[
+        "network",
+        "create",
+        "sec",
+        "--cidr",
+        "10.40.0.0/24",
+        "--port-security",
+    ]);
+    lab.ok(&["attach", "--node", "n1", "--pod", "s1", "--network", "sec"]);
+    lab.ok(&["attach", "--node", "n2", "--pod", "s2", "--network", "sec"]);
+    let (code, out) = exec(&lab, "s1", &["getent", "hosts", "s2.sec.l2sm"]);
+    assert_eq!(code, 0, "a secured pod cannot resolve: {out}");
+    let (code, out) = exec(
+        &lab,
+        "s1",
+        &["ip", "addr", "add", "10.40.0.77/24", "dev", "net1"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let spoofed = PodResolver::from(
+        &lab,
+        "s1",
+        Ipv4Addr::new(10, 40, 0, 77),
+        Ipv4Addr::new(10, 40, 0, 254),
+    );
+    let before = metrics(&lab);
+    for _ in 0..3 {
+        assert_eq!(
+            spoofed.ask_with("s2.sec.l2sm", TYPE_A, Duration::from_millis(300)),
+            None,
+            "a query from an address the secured pod does not own was answered"
+        );
+    }
+    let answered = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("l2sm_network_dns_answers_total{kind=\"dns\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no answers counter in {m}"))
+    };
+    assert_eq!(
+        answered(&metrics(&lab)),
+        answered(&before),
+        "spoofed queries reached the controller"
+    );
+
     // Lab down removes the resolv.conf files it wrote.
     lab.ok(&["lab", "down"]);
-    for pod in ["a", "b", "r", "q"] {
+    for pod in ["a", "b", "r", "q", "s1", "s2"] {
         assert!(
             !std::path::Path::new(&etc(pod)).exists(),
             "{pod}'s resolv.conf left"
