@@ -418,7 +418,7 @@ fn a_controller_restart_keeps_every_name() {
     lab.ok(&["attach", "--node", "n1", "--pod", "b", "--network", "blue"]);
     let b = v4(&addrs_of(&lab, "b")).to_string();
     let resolver = PodResolver::new(&lab, "a", Ipv4Addr::new(10, 10, 0, 254));
-    assert_eq!(resolver.ask("b.blue.l2sm", TYPE_A).data, [b.clone()]);
+    assert_eq!(resolver.ask("b.blue.l2sm", TYPE_A).data, std::slice::from_ref(&b));
 
     // 10 queries/s (90 ms timeout each) from before the restart until well after it.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

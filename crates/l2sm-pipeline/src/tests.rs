@@ -1009,9 +1009,12 @@ fn dns_view_strategy() -> impl Strategy<Value = SwitchView> {
     })
 }
 
+/// An ethertype and what the frame carries above Ethernet.
+type EthFrame = (u16, L3);
+
 /// Every DNS frame a pod could send for network `vni`'s address (ARP request, UDP query),
 /// with its ethertype; and frames near them that must not be punted.
-fn dns_frames(vni: u32) -> (Vec<(u16, L3)>, Vec<(u16, L3)>) {
+fn dns_frames(vni: u32) -> (Vec<EthFrame>, Vec<EthFrame>) {
     let addr = dns_addr(vni);
     let me = std::net::Ipv4Addr::new(10, 0, 0, 1);
     let punted = vec![
@@ -1148,7 +1151,7 @@ proptest! {
 fn dns_cookies_and_macs() {
     assert_eq!(dns::cookie_vni(cookie::NETWORK | 5), None);
     assert_eq!(dns::cookie_vni(cookie::STATIC), None);
-    assert_eq!(dns::cookie_vni(dns::COOKIE | u64::from(MAX_VNI) + 1), None);
+    assert_eq!(dns::cookie_vni(dns::COOKIE | (u64::from(MAX_VNI) + 1)), None);
     assert_eq!(dns::cookie_vni(dns::cookie(MAX_VNI)), Some(MAX_VNI));
     let mac = dns::mac(7);
     assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
