@@ -139,6 +139,15 @@ fn reverse(ip: IpAddr) -> String {
     Name::reverse(ip).to_string()
 }
 
+/// `l2sm_network_dns_drops_total{reason}` in a metrics text.
+fn drops(m: &str, reason: &str) -> u64 {
+    let prefix = format!("l2sm_network_dns_drops_total{{reason=\"{reason}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {reason} drops counter in {m}"))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -333,12 +342,7 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
 
     // Garbage is dropped and counted: a query that is no DNS message gets silence.
     let before = metrics(&lab);
-    let silent = |m: &str| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("l2sm_network_dns_drops_total{reason=\"silent\"} "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no silent drops counter in {m}"))
-    };
+    let silent = |m: &str| drops(m, "silent");
     let ns = format!("/run/netns/l2sm-{}-p-a", lab.name);
     std::thread::spawn(move || {
         let f = std::fs::File::open(&ns).unwrap();
@@ -353,6 +357,50 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
     .join()
     .unwrap();
     assert_eq!(silent(&metrics(&lab)), silent(&before) + 1);
+
+    // Broken frames from a pod (raw socket): each kind the switch punts is dropped and
+    // counted by the controller, a VLAN-tagged query and a fragment are never punted, 300 random payloads in
+    // a burst hit the port's bound, and the controller answers as before afterwards.
+    let before = metrics(&lab);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns_garbage.py");
+    let blue_mac = blue["dns"]["mac"].as_str().unwrap();
+    let (code, out) = exec(
+        &lab,
+        "a",
+        &[
+            "python3",
+            script,
+            "net1",
+            &v4(&a).to_string(),
+            "10.10.0.254",
+            blue_mac,
+            "7",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = metrics(&lab);
+    for reason in ["bad_udp", "bad_ip", "bad_source", "rate_limited"] {
+        assert!(
+            drops(&after, reason) > drops(&before, reason),
+            "no {reason} drop counted"
+        );
+    }
+    // Neither is punted: the flow wants untagged frames, and OVS gives fragments no UDP ports
+    // (nor does it parse past an IPv4 total length beyond the frame: that one is not punted
+    // either, so the unit tests cover the controller's truncation checks).
+    assert_eq!(
+        drops(&after, "vlan"),
+        drops(&before, "vlan"),
+        "a tagged frame was punted"
+    );
+    assert_eq!(
+        drops(&after, "fragment"),
+        drops(&before, "fragment"),
+        "a fragment was punted"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(blue_r.ask("a.blue.l2sm", TYPE_A).data, [v4(&a).to_string()]);
 
     // Port security still holds on the DNS path: a secured pod resolves from its own
     // address, and a query from an address it does not own is dropped before the punt.
@@ -418,7 +466,10 @@ fn a_controller_restart_keeps_every_name() {
     lab.ok(&["attach", "--node", "n1", "--pod", "b", "--network", "blue"]);
     let b = v4(&addrs_of(&lab, "b")).to_string();
     let resolver = PodResolver::new(&lab, "a", Ipv4Addr::new(10, 10, 0, 254));
-    assert_eq!(resolver.ask("b.blue.l2sm", TYPE_A).data, std::slice::from_ref(&b));
+    assert_eq!(
+        resolver.ask("b.blue.l2sm", TYPE_A).data,
+        std::slice::from_ref(&b)
+    );
 
     // 10 queries/s (90 ms timeout each) from before the restart until well after it.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

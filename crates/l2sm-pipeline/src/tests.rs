@@ -1151,7 +1151,10 @@ proptest! {
 fn dns_cookies_and_macs() {
     assert_eq!(dns::cookie_vni(cookie::NETWORK | 5), None);
     assert_eq!(dns::cookie_vni(cookie::STATIC), None);
-    assert_eq!(dns::cookie_vni(dns::COOKIE | (u64::from(MAX_VNI) + 1)), None);
+    assert_eq!(
+        dns::cookie_vni(dns::COOKIE | (u64::from(MAX_VNI) + 1)),
+        None
+    );
     assert_eq!(dns::cookie_vni(dns::cookie(MAX_VNI)), Some(MAX_VNI));
     let mac = dns::mac(7);
     assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
