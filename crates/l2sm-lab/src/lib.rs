@@ -1249,11 +1249,22 @@ fn write_resolv_conf(lab: &Lab, name: &str, pod: &PodState) -> anyhow::Result<()
     let dir = lab.pod_etc(name);
     match resolv_conf(pod) {
         Some(text) => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
             let path = dir.join("resolv.conf");
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            // Another lab removing an empty /etc/netns between our mkdir and write: again.
+            let mut attempts = 0;
+            loop {
+                let written =
+                    std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &text));
+                match written {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                        attempts += 1
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot write {}", path.display()))
+                    }
+                }
+            }
         }
         None => remove_pod_etc(&dir)?,
     }
