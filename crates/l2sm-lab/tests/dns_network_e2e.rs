@@ -448,6 +448,21 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
         "spoofed queries reached the controller"
     );
 
+    // The first network with a DNS address counts, and the file follows detach.
+    lab.attach("n1", "m", "plain", "10.99.0.2/24");
+    assert!(!std::path::Path::new(&etc("m")).exists());
+    lab.ok(&["attach", "--node", "n1", "--pod", "m", "--network", "red"]);
+    let conf = std::fs::read_to_string(etc("m")).expect("m's resolv.conf");
+    assert!(
+        conf.contains("nameserver 10.20.0.254") && conf.contains("search red.l2sm"),
+        "{conf}"
+    );
+    lab.ok(&["detach", "--pod", "m", "--network", "red"]);
+    assert!(
+        !std::path::Path::new(&etc("m")).exists(),
+        "resolv.conf outlived red"
+    );
+
     // Lab down removes the resolv.conf files it wrote.
     lab.ok(&["lab", "down"]);
     for pod in ["a", "b", "r", "q", "s1", "s2"] {
