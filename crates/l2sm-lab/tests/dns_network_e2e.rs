@@ -183,6 +183,12 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
             vni & 0xff
         )
     );
+    let list = lab.ok(&["network", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("blue ") && l.contains(" 10.10.0.254 ")),
+        "{list}"
+    );
     let (_, plain) = api_call(&lab, "GET", "/api/v1/networks/plain");
     assert!(
         plain.get("dns").is_none(),

@@ -688,8 +688,8 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
         NetworkCommand::List => {
             let nets: Vec<NetworkView> = api.networks().await?;
             println!(
-                "{:<20} {:<8} {:<6} {:<20} PORTS",
-                "NETWORK", "VNI", "VLAN", "CIDR"
+                "{:<20} {:<8} {:<6} {:<20} {:<15} PORTS",
+                "NETWORK", "VNI", "VLAN", "CIDR", "DNS"
             );
             for n in nets {
                 let cidr = n
@@ -704,12 +704,18 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                     })
                     .unwrap_or_else(|| "-".into());
                 let vlan = n.vlan.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                let dns = n
+                    .dns
+                    .as_ref()
+                    .map(|d| d.address.to_string())
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<20} {:<8} {:<6} {:<20} {}",
+                    "{:<20} {:<8} {:<6} {:<20} {:<15} {}",
                     n.name,
                     n.vni,
                     vlan,
                     cidr,
+                    dns,
                     n.endpoints.join(" ")
                 );
             }
