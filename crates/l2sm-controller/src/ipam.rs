@@ -78,6 +78,16 @@ pub fn dns_address_of(cidr: &IpNet) -> Option<std::net::Ipv4Addr> {
     }
 }
 
+/// The DNS address an IPv6 CIDR reserves: its last address (IPv6 has no broadcast address;
+/// RFC 2526's reserved anycast identifiers of a /64 are `fdff:ffff:ffff:ff80` and up to
+/// `fdff:ffff:ffff:ffff`, below it), for prefixes up to /126.
+pub fn dns_address6_of(cidr: &IpNet) -> Option<std::net::Ipv6Addr> {
+    match cidr {
+        IpNet::V6(v6) if v6.prefix_len() <= 126 => Some(v6.broadcast()),
+        _ => None,
+    }
+}
+
 fn reserved(net: &IpNet, addr: IpAddr) -> bool {
     match net {
         IpNet::V4(v4) if v4.prefix_len() < 31 => {
@@ -156,12 +166,22 @@ impl Ipam {
             .filter(|a| !self.allocations.contains_key(&IpAddr::V4(*a)))
     }
 
-    /// Whether `addr` is the address [`Ipam::dns_address`] reserves (held or not).
-    fn is_dns_address(&self, addr: IpAddr) -> bool {
+    /// The network's IPv6 DNS address ([`dns_address6_of`] its IPv6 CIDR), on the same
+    /// terms as [`Ipam::dns_address`].
+    pub fn dns_address6(&self) -> Option<std::net::Ipv6Addr> {
         self.cidrs
             .iter()
-            .filter_map(dns_address_of)
-            .any(|a| IpAddr::V4(a) == addr)
+            .find_map(dns_address6_of)
+            .filter(|a| !self.allocations.contains_key(&IpAddr::V6(*a)))
+    }
+
+    /// Whether `addr` is an address [`Ipam::dns_address`] or [`Ipam::dns_address6`] reserves
+    /// (held or not).
+    fn is_dns_address(&self, addr: IpAddr) -> bool {
+        self.cidrs.iter().any(|c| {
+            dns_address_of(c).map(IpAddr::V4) == Some(addr)
+                || dns_address6_of(c).map(IpAddr::V6) == Some(addr)
+        })
     }
 
     fn check_static(&self, owner: &str, addr: IpAddr) -> Result<(), IpamError> {
@@ -352,6 +372,23 @@ mod tests {
         );
         assert_eq!(dns_address_of(&net("10.0.0.0/31")), None);
         assert_eq!(dns_address_of(&net("fd00::/64")), None);
+        assert_eq!(
+            dns_address6_of(&net("fd00:10::/64")),
+            Some("fd00:10::ffff:ffff:ffff:ffff".parse().unwrap())
+        );
+        assert_eq!(dns_address6_of(&net("fd00::/127")), None);
+        let mut v6 = Ipam::new(vec![net("fd00::/126")], vec![], vec![]).unwrap();
+        assert_eq!(v6.dns_address6(), Some("fd00::3".parse().unwrap()));
+        assert_eq!(v6.dns_address(), None);
+        assert_eq!(
+            v6.allocate("a", &[ip("fd00::3")]),
+            Err(IpamError::DnsAddress(ip("fd00::3")))
+        );
+        let got: Vec<IpNet> = (0..2)
+            .flat_map(|i| v6.allocate(&format!("s{i}"), &[]).unwrap())
+            .collect();
+        assert_eq!(got, vec![net("fd00::1/126"), net("fd00::2/126")]);
+        assert!(v6.allocate("s2", &[]).is_err(), "::3 is the DNS address");
         // A /30 has two hosts: one for a pod, one for DNS.
         let mut ipam = Ipam::new(vec![net("10.0.0.0/30")], vec![], vec![]).unwrap();
         assert_eq!(ipam.dns_address(), Some("10.0.0.2".parse().unwrap()));

@@ -638,10 +638,11 @@ pub fn render(shared: &Shared) -> String {
         &mut out,
         "l2sm_network_dns_answers_total",
         "counter",
-        "Frames the in-network DNS path answered (ARP for a network's DNS address, DNS queries to it), by kind.",
+        "Frames the in-network DNS path answered (ARP or neighbour solicitations for a network's DNS address, DNS queries to it), by kind.",
     );
     for (kind, c) in [
         ("arp", &m.network_dns.arp_answers),
+        ("nd", &m.network_dns.nd_answers),
         ("dns", &m.network_dns.dns_answers),
     ] {
         let _ = writeln!(

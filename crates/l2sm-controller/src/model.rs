@@ -47,13 +47,20 @@ impl Network {
         self.ipam.as_ref().and_then(Ipam::dns_address)
     }
 
+    /// The network's IPv6 DNS address, if it has one (an IPv6 CIDR, see
+    /// [`crate::ipam::dns_address6_of`]).
+    pub fn dns_address6(&self) -> Option<std::net::Ipv6Addr> {
+        self.ipam.as_ref().and_then(Ipam::dns_address6)
+    }
+
     /// How the API shows the network's DNS endpoint.
     pub fn dns_view(&self) -> Option<l2sm_api::v1::NetworkDnsView> {
-        self.dns_address()
-            .map(|address| l2sm_api::v1::NetworkDnsView {
-                address,
-                mac: format_mac(l2sm_pipeline::dns::mac(self.vni)),
-            })
+        let (address, address6) = (self.dns_address(), self.dns_address6());
+        (address.is_some() || address6.is_some()).then(|| l2sm_api::v1::NetworkDnsView {
+            address,
+            address6,
+            mac: format_mac(l2sm_pipeline::dns::mac(self.vni)),
+        })
     }
 }
 
@@ -630,6 +637,7 @@ impl Model {
                     secured,
                     limits: net.limits().into(),
                     dns: net.dns_address(),
+                    dns6: net.dns_address6(),
                 },
             );
         }

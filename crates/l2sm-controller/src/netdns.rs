@@ -14,13 +14,17 @@
 
 use crate::dns::wire;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 const ETH_HEADER: usize = 14;
 const ETH_TYPE_ARP: u16 = 0x0806;
 const ETH_TYPE_IPV4: u16 = 0x0800;
+const ETH_TYPE_IPV6: u16 = 0x86dd;
+const IPV6_HEADER: usize = 40;
+/// The hop limit neighbour discovery requires (RFC 4861) and answers with.
+const ND_HOP_LIMIT: u8 = 255;
 /// 802.1Q, 802.1ad and the old QinQ ethertype: tagged frames are never answered.
 const ETH_TYPES_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 /// Length of an Ethernet/IPv4 ARP packet.
@@ -101,6 +105,8 @@ impl DropReason {
 pub struct Counters {
     /// ARP replies sent.
     pub arp_answers: AtomicU64,
+    /// Neighbour advertisements sent.
+    pub nd_answers: AtomicU64,
     /// DNS answers sent.
     pub dns_answers: AtomicU64,
     drops: [AtomicU64; 10],
@@ -121,10 +127,19 @@ impl Counters {
 /// One network's DNS endpoint, as the frame's checks need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
-    /// The DNS address.
-    pub addr: Ipv4Addr,
+    /// The IPv4 DNS address.
+    pub addr: Option<Ipv4Addr>,
+    /// The IPv6 DNS address.
+    pub addr6: Option<Ipv6Addr>,
     /// The MAC it answers with.
     pub mac: [u8; 6],
+}
+
+/// The IPv4 side of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct V4 {
+    addr: Ipv4Addr,
+    mac: [u8; 6],
 }
 
 /// What a frame asked for, and the frame that answers it.
@@ -132,8 +147,10 @@ pub struct Endpoint {
 pub enum Reply {
     /// An ARP reply.
     Arp(Vec<u8>),
-    /// A DNS answer in UDP/IPv4.
+    /// A DNS answer in UDP/IPv4 or UDP/IPv6.
     Dns(Vec<u8>),
+    /// A neighbour advertisement (IPv6).
+    Nd(Vec<u8>),
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, DropReason> {
@@ -207,21 +224,30 @@ pub fn answer(
         return Err(DropReason::BadSource);
     }
     let body = &frame[ETH_HEADER..];
+    let v4 = || {
+        ep.addr
+            .map(|addr| V4 { addr, mac: ep.mac })
+            .ok_or(DropReason::WrongTarget)
+    };
     match eth_type {
-        ETH_TYPE_ARP => arp(body, src_mac, ep).map(Reply::Arp),
+        ETH_TYPE_ARP => arp(body, src_mac, v4()?).map(Reply::Arp),
         ETH_TYPE_IPV4 => {
             // A query goes to the DNS MAC (after ARP) or, from a pod that guessed, anywhere
             // unicast; never to a group address.
             if dst_mac[0] & 1 != 0 {
                 return Err(DropReason::WrongTarget);
             }
-            udp(body, src_mac, ep, dns).map(Reply::Dns)
+            udp(body, src_mac, v4()?, dns).map(Reply::Dns)
+        }
+        ETH_TYPE_IPV6 => {
+            let addr6 = ep.addr6.ok_or(DropReason::WrongTarget)?;
+            ipv6(body, dst_mac, src_mac, ep.mac, addr6, dns)
         }
         _ => Err(DropReason::NotQuery),
     }
 }
 
-fn arp(body: &[u8], src_mac: [u8; 6], ep: Endpoint) -> Result<Vec<u8>, DropReason> {
+fn arp(body: &[u8], src_mac: [u8; 6], ep: V4) -> Result<Vec<u8>, DropReason> {
     if body.len() < ARP_LEN {
         return Err(DropReason::Truncated);
     }
@@ -262,7 +288,7 @@ fn arp(body: &[u8], src_mac: [u8; 6], ep: Endpoint) -> Result<Vec<u8>, DropReaso
 fn udp(
     body: &[u8],
     src_mac: [u8; 6],
-    ep: Endpoint,
+    ep: V4,
     dns: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
 ) -> Result<Vec<u8>, DropReason> {
     let first = *body.first().ok_or(DropReason::Truncated)?;
@@ -320,7 +346,7 @@ fn udp(
 }
 
 /// An Ethernet/IPv4/UDP frame from `ep`'s port 53 to `(dst_mac, dst, dport)` carrying `payload`.
-fn udp_frame(dst_mac: [u8; 6], dst: Ipv4Addr, dport: u16, ep: Endpoint, payload: &[u8]) -> Vec<u8> {
+fn udp_frame(dst_mac: [u8; 6], dst: Ipv4Addr, dport: u16, ep: V4, payload: &[u8]) -> Vec<u8> {
     let udp_len = 8 + payload.len();
     let total = 20 + udp_len;
     let mut out = Vec::with_capacity(ETH_HEADER + total);
@@ -352,6 +378,188 @@ fn udp_frame(dst_mac: [u8; 6], dst: Ipv4Addr, dport: u16, ep: Endpoint, payload:
     out.extend_from_slice(&udp);
     out.resize(out.len().max(MIN_FRAME), 0);
     out
+}
+
+/// The checksum sum over the IPv6 pseudo-header (next header `next`) and `data`.
+fn sum6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, data: &[u8]) -> u16 {
+    let mut sum = sum16(0, &src.octets());
+    sum = sum16(sum, &dst.octets());
+    let len = data.len() as u32;
+    sum += (len >> 16) + (len & 0xffff) + u32::from(next);
+    fold(sum16(sum, data))
+}
+
+fn unicast6(a: Ipv6Addr) -> bool {
+    !(a.is_unspecified() || a.is_multicast() || a.is_loopback())
+}
+
+/// An IPv6 packet for the IPv6 DNS address: a neighbour solicitation for it, or a UDP query
+/// to its port 53. No extension headers (anything else is not a query).
+fn ipv6(
+    body: &[u8],
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    mac: [u8; 6],
+    addr6: Ipv6Addr,
+    dns: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+) -> Result<Reply, DropReason> {
+    let header = body.get(..IPV6_HEADER).ok_or(DropReason::Truncated)?;
+    if header[0] >> 4 != 6 {
+        return Err(DropReason::BadIp);
+    }
+    let payload_len = usize::from(u16_at(header, 4)?);
+    let payload = body
+        .get(IPV6_HEADER..IPV6_HEADER + payload_len)
+        .ok_or(DropReason::Truncated)?;
+    let (next, hop_limit) = (header[6], header[7]);
+    let addr_at = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&header[at..at + 16]);
+        Ipv6Addr::from(a)
+    };
+    let (src, dst) = (addr_at(8), addr_at(24));
+    match next {
+        l2sm_pipeline::dns::IPPROTO_ICMPV6 => {
+            if payload.len() < 24 {
+                return Err(DropReason::Truncated);
+            }
+            if payload[0] != l2sm_pipeline::port_security::ICMPV6_NS || payload[1] != 0 {
+                return Err(DropReason::NotQuery);
+            }
+            if hop_limit != ND_HOP_LIMIT || sum6(src, dst, next, payload) != 0xffff {
+                return Err(DropReason::BadIp);
+            }
+            let mut target = [0u8; 16];
+            target.copy_from_slice(&payload[8..24]);
+            if Ipv6Addr::from(target) != addr6 {
+                return Err(DropReason::WrongTarget);
+            }
+            // Duplicate address detection (from ::) is not answered: the address is never
+            // handed out, and a DAD answer goes to all nodes.
+            if !unicast6(src) {
+                return Err(DropReason::BadSource);
+            }
+            // Options: each a type, a length in units of 8 octets (never 0), within the packet.
+            let mut opts = &payload[24..];
+            while !opts.is_empty() {
+                let len = usize::from(*opts.get(1).ok_or(DropReason::Truncated)?) * 8;
+                if len == 0 {
+                    return Err(DropReason::NotQuery);
+                }
+                opts = opts.get(len..).ok_or(DropReason::Truncated)?;
+            }
+            Ok(Reply::Nd(na_frame(src_mac, src, mac, addr6)))
+        }
+        l2sm_pipeline::dns::IPPROTO_UDP => {
+            if dst_mac[0] & 1 != 0 {
+                return Err(DropReason::WrongTarget);
+            }
+            if dst != addr6 {
+                return Err(DropReason::WrongTarget);
+            }
+            if !unicast6(src) {
+                return Err(DropReason::BadSource);
+            }
+            let udp_len = usize::from(u16_at(payload, 4)?);
+            if udp_len < 8 || udp_len > payload.len() {
+                return Err(DropReason::BadUdp);
+            }
+            let datagram = &payload[..udp_len];
+            let (sport, dport, checksum) = (
+                u16_at(datagram, 0)?,
+                u16_at(datagram, 2)?,
+                u16_at(datagram, 6)?,
+            );
+            if dport != l2sm_pipeline::dns::DNS_PORT || sport == 0 {
+                return Err(DropReason::BadUdp);
+            }
+            // Over IPv6 the UDP checksum is mandatory.
+            if checksum == 0 || sum6(src, dst, next, datagram) != 0xffff {
+                return Err(DropReason::BadUdp);
+            }
+            let answer = dns(&datagram[8..]).ok_or(DropReason::Silent)?;
+            Ok(Reply::Dns(udp6_frame(
+                src_mac, src, sport, mac, addr6, &answer,
+            )))
+        }
+        _ => Err(DropReason::NotQuery),
+    }
+}
+
+/// An Ethernet/IPv6 header from (`mac`, `src`) to (`dst_mac`, `dst`) for `payload`.
+fn ipv6_frame(
+    dst_mac: [u8; 6],
+    dst: Ipv6Addr,
+    mac: [u8; 6],
+    src: Ipv6Addr,
+    next: u8,
+    hop_limit: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ETH_HEADER + IPV6_HEADER + payload.len());
+    out.extend_from_slice(&dst_mac);
+    out.extend_from_slice(&mac);
+    out.extend_from_slice(&ETH_TYPE_IPV6.to_be_bytes());
+    out.extend_from_slice(&[0x60, 0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[next, hop_limit]);
+    out.extend_from_slice(&src.octets());
+    out.extend_from_slice(&dst.octets());
+    out.extend_from_slice(payload);
+    out.resize(out.len().max(MIN_FRAME), 0);
+    out
+}
+
+/// The solicited neighbour advertisement of `addr6` (`mac`) to (`dst_mac`, `dst`).
+fn na_frame(dst_mac: [u8; 6], dst: Ipv6Addr, mac: [u8; 6], addr6: Ipv6Addr) -> Vec<u8> {
+    let mut icmp = vec![l2sm_pipeline::port_security::ICMPV6_NA, 0, 0, 0];
+    icmp.extend_from_slice(&[0x60, 0, 0, 0]); // solicited, override
+    icmp.extend_from_slice(&addr6.octets());
+    icmp.extend_from_slice(&[2, 1]); // target link-layer address
+    icmp.extend_from_slice(&mac);
+    let c = !sum6(addr6, dst, l2sm_pipeline::dns::IPPROTO_ICMPV6, &icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv6_frame(
+        dst_mac,
+        dst,
+        mac,
+        addr6,
+        l2sm_pipeline::dns::IPPROTO_ICMPV6,
+        ND_HOP_LIMIT,
+        &icmp,
+    )
+}
+
+/// A UDP/IPv6 frame from `addr6` port 53 to (`dst_mac`, `dst`, `dport`) carrying `payload`.
+fn udp6_frame(
+    dst_mac: [u8; 6],
+    dst: Ipv6Addr,
+    dport: u16,
+    mac: [u8; 6],
+    addr6: Ipv6Addr,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut udp = Vec::with_capacity(len);
+    udp.extend_from_slice(&l2sm_pipeline::dns::DNS_PORT.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&(len as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let c = match !sum6(addr6, dst, l2sm_pipeline::dns::IPPROTO_UDP, &udp) {
+        0 => 0xffff,
+        c => c,
+    };
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    ipv6_frame(
+        dst_mac,
+        dst,
+        mac,
+        addr6,
+        l2sm_pipeline::dns::IPPROTO_UDP,
+        REPLY_TTL,
+        &udp,
+    )
 }
 
 /// The DNS answer to `msg` from inside network `network` (UDP size limits apply: 512 octets,

@@ -463,13 +463,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         use crate::netdns::{DropReason, Reply};
         let shared = self.shared.clone();
         let counters = &shared.metrics.network_dns;
-        let addr = self
+        let addrs = self
             .installed_view
             .as_ref()
             .and_then(|v| v.networks.get(&vni))
             .filter(|n| in_port.is_some_and(|port| n.members.contains(&port)))
-            .and_then(|n| n.dns);
-        let (Some(in_port), Some(addr)) = (in_port, addr) else {
+            .map(|n| (n.dns, n.dns6))
+            .filter(|(a, a6)| a.is_some() || a6.is_some());
+        let (Some(in_port), Some((addr, addr6))) = (in_port, addrs) else {
             counters.dropped(DropReason::WrongTarget);
             return;
         };
@@ -483,6 +484,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let endpoint = crate::netdns::Endpoint {
             addr,
+            addr6,
             mac: l2sm_pipeline::dns::mac(vni),
         };
         let reply = crate::netdns::answer(&p.data, endpoint, |msg| {
@@ -498,6 +500,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let data = match reply {
             Ok(Reply::Arp(frame)) => {
                 counters.arp_answers.fetch_add(1, Ordering::Relaxed);
+                frame
+            }
+            Ok(Reply::Nd(frame)) => {
+                counters.nd_answers.fetch_add(1, Ordering::Relaxed);
                 frame
             }
             Ok(Reply::Dns(frame)) => {
@@ -1066,7 +1072,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.dns_buckets.retain(|port| {
             view.networks
                 .values()
-                .any(|n| n.dns.is_some() && n.members.contains(&port))
+                .any(|n| (n.dns.is_some() || n.dns6.is_some()) && n.members.contains(&port))
         });
         self.installed_view = Some(view);
         self.publish();

@@ -1219,7 +1219,8 @@ pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attach
         ips,
         port: att.port.clone(),
         attachment_id,
-        dns: network.dns.as_ref().map(|d| d.address),
+        dns: network.dns.as_ref().and_then(|d| d.address),
+        dns6: network.dns.as_ref().and_then(|d| d.address6),
     });
     lab.save(&state)?;
     if let Some(pod) = state.pods.get(&opts.pod) {
@@ -1228,16 +1229,25 @@ pub async fn attach(lab: &Lab, mut opts: AttachOptions) -> anyhow::Result<Attach
     Ok(att)
 }
 
-/// The `resolv.conf` of a pod: the DNS address of its first network that has one (in the
-/// order it was attached), searching that network's names; `None` when none has one.
+/// The `resolv.conf` of a pod: the DNS addresses (IPv4 first) of its first network that has
+/// one (in the order it was attached), searching that network's names; `None` when none has
+/// one.
 pub fn resolv_conf(pod: &PodState) -> Option<String> {
-    let (network, addr) = pod
+    let a = pod
         .attachments
         .iter()
-        .find_map(|a| Some((a.network.as_str(), a.dns?)))?;
+        .find(|a| a.dns.is_some() || a.dns6.is_some())?;
+    let network = &a.network;
+    let servers: String = a
+        .dns
+        .map(std::net::IpAddr::V4)
+        .into_iter()
+        .chain(a.dns6.map(std::net::IpAddr::V6))
+        .map(|ip| format!("nameserver {ip}\n"))
+        .collect();
     Some(format!(
         "# Written by l2sm lab: network {network}'s DNS address (docs/dns.md).\n\
-         nameserver {addr}\n\
+         {servers}\
          search {network}.l2sm\n\
          options timeout:1 attempts:2 edns0\n"
     ))

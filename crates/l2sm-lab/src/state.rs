@@ -178,6 +178,9 @@ pub struct PodAttachment {
     /// The network's DNS address when the pod was attached (networks with an IPv4 CIDR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<std::net::Ipv4Addr>,
+    /// The network's IPv6 DNS address when the pod was attached (networks with an IPv6 CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns6: Option<std::net::Ipv6Addr>,
 }
 
 /// Names and paths of one lab.

@@ -7,7 +7,9 @@
 //! Timings are printed (`--no-capture` shows them): query RTT from a pod, how long after a
 //! detach or a move returned the name changed, and the restart window.
 
-use l2sm_controller::dns::wire::{build_query, parse_response, Name, RData, TYPE_A, TYPE_PTR};
+use l2sm_controller::dns::wire::{
+    build_query, parse_response, Name, RData, TYPE_A, TYPE_AAAA, TYPE_PTR,
+};
 use l2sm_test_support::lab::{api_call, api_call_with, metrics, TestLab};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Output;
@@ -63,12 +65,23 @@ struct Answer {
 }
 
 impl PodResolver {
-    fn new(lab: &TestLab, pod: &str, server: Ipv4Addr) -> PodResolver {
-        PodResolver::from(lab, pod, Ipv4Addr::UNSPECIFIED, server)
+    fn new(lab: &TestLab, pod: &str, server: impl Into<IpAddr>) -> PodResolver {
+        let server = server.into();
+        let any = match server {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        PodResolver::from(lab, pod, any, server)
     }
 
     /// A resolver whose queries come from `source`.
-    fn from(lab: &TestLab, pod: &str, source: Ipv4Addr, server: Ipv4Addr) -> PodResolver {
+    fn from(
+        lab: &TestLab,
+        pod: &str,
+        source: impl Into<IpAddr>,
+        server: impl Into<IpAddr>,
+    ) -> PodResolver {
+        let (source, server) = (source.into(), server.into());
         let ns = format!("/run/netns/l2sm-{}-p-{pod}", lab.name);
         let (tx, queries) = std::sync::mpsc::channel::<(Vec<u8>, Duration)>();
         let (answers, rx) = std::sync::mpsc::channel();
@@ -173,6 +186,10 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
     let (code, blue) = api_call(&lab, "GET", "/api/v1/networks/blue");
     assert_eq!(code, 200, "{blue}");
     assert_eq!(blue["dns"]["address"], "10.10.0.254", "{blue}");
+    assert_eq!(
+        blue["dns"]["address6"], "fd00:10::ffff:ffff:ffff:ffff",
+        "{blue}"
+    );
     let vni = blue["vni"].as_u64().unwrap();
     assert_eq!(
         blue["dns"]["mac"],
@@ -227,6 +244,10 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
     assert!(!std::path::Path::new(&etc("p")).exists());
     let conf = std::fs::read_to_string(etc("a")).expect("a's resolv.conf");
     assert!(conf.contains("nameserver 10.10.0.254"), "{conf}");
+    assert!(
+        conf.contains("nameserver fd00:10::ffff:ffff:ffff:ffff"),
+        "{conf}"
+    );
     assert!(std::fs::read_to_string(etc("r"))
         .unwrap()
         .contains("nameserver 10.20.0.254"));
@@ -256,6 +277,45 @@ fn pods_resolve_their_own_networks_names_through_the_network() {
         assert_eq!(code, 0, "PTR {ip}: {out}");
         assert!(out.contains("b.blue.l2sm"), "PTR {ip}: {out}");
     }
+
+    // The same over IPv6 (neighbour discovery for the IPv6 DNS address, UDP/IPv6), once the
+    // pod's IPv6 address is past duplicate address detection.
+    let six = PodResolver::new(
+        &lab,
+        "a",
+        "fd00:10::ffff:ffff:ffff:ffff".parse::<IpAddr>().unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        if let Some(r) = six.ask_with("b.blue.l2sm", TYPE_AAAA, Duration::from_millis(500)) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no answer over IPv6");
+    };
+    let b6: Vec<String> = b
+        .iter()
+        .filter(|a| a.is_ipv6())
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(first.data, b6);
+    let r = six.ask("r.red.l2sm", TYPE_A);
+    assert_eq!(r.rcode, 3, "red's name over IPv6 from blue: {r:?}");
+    let o = lab.run(&[
+        "attach",
+        "--node",
+        "n1",
+        "--pod",
+        "z6",
+        "--network",
+        "blue",
+        "--ip",
+        "fd00:10::ffff:ffff:ffff:ffff/64",
+    ]);
+    assert!(
+        !o.status.success(),
+        "the IPv6 DNS address was given to a pod"
+    );
+    assert!(text(&o).contains("DNS address"), "{}", text(&o));
 
     // A red pod: NXDOMAIN for blue's names and addresses, through its own network.
     let (code, out) = exec(&lab, "r", &["getent", "hosts", "b.blue.l2sm"]);

@@ -9,6 +9,10 @@
 //!                 prio 30  tunnel_id=VNI, reg0=0/1, vlan none, IPv4 UDP, ip_dst=DNS, udp_dst=53
 //!                                                         -> meter:DNS_METER, controller
 //!                 prio 29  tunnel_id=VNI, reg0=0/1, ARP, arp_spa=DNS   -> drop
+//!  and for the IPv6 DNS address DNS6 (networks with an IPv6 CIDR):
+//!                 prio 30  ..., ICMPv6 NS, nd_target=DNS6                -> meter, controller
+//!                 prio 30  ..., IPv6 UDP, ipv6_dst=DNS6, udp_dst=53      -> meter, controller
+//!                 prio 29  ..., ICMPv6 NA, nd_target=DNS6                -> drop
 //! ```
 //!
 //! - The flows sit in table 1, after classification: a frame only gets there with the VNI of
@@ -26,7 +30,7 @@
 
 use crate::{reg, table, tunnel_id, FlowEntry};
 use l2sm_ofp::{Action, Instruction, Match, OxmField};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Cookie owner of the DNS punt flows: `DNS | vni`.
 pub const COOKIE: u64 = 0x4c32_0004_0000_0000;
@@ -47,6 +51,8 @@ pub const DNS_PORT: u16 = 53;
 pub const ARP_REQUEST: u16 = 1;
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
+/// IP protocol number of ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// The MAC the DNS address of network `vni` answers ARP with: locally administered unicast,
 /// `02:4c:32` then the VNI's 24 bits.
@@ -76,17 +82,70 @@ pub fn meter() -> crate::limits::MeterEntry {
     }
 }
 
-/// The table-1 flows of network `vni` whose DNS address is `addr`.
-pub fn flows(vni: u32, addr: Ipv4Addr) -> Vec<FlowEntry> {
-    let local = || Match::any().with(tunnel_id(vni)).with(reg(0, 0, Some(1)));
+fn local(vni: u32) -> Match {
+    Match::any().with(tunnel_id(vni)).with(reg(0, 0, Some(1)))
+}
+
+fn punt() -> Vec<Instruction> {
+    vec![
+        Instruction::Meter(DNS_METER),
+        Instruction::ApplyActions(vec![Action::to_controller()]),
+    ]
+}
+
+/// The table-1 flows of network `vni` whose IPv6 DNS address is `addr`.
+pub fn flows6(vni: u32, addr: Ipv6Addr) -> Vec<FlowEntry> {
     let untagged = OxmField::VlanVid {
         value: 0,
         mask: None,
     };
-    let punt = vec![
-        Instruction::Meter(DNS_METER),
-        Instruction::ApplyActions(vec![Action::to_controller()]),
-    ];
+    let ip6 = || {
+        local(vni)
+            .with(untagged.clone())
+            .with(OxmField::EthType(crate::port_security::ETH_TYPE_IPV6))
+    };
+    let nd = |t: u8| {
+        ip6()
+            .with(OxmField::IpProto(IPPROTO_ICMPV6))
+            .with(OxmField::Icmpv6Type(t))
+            .with(OxmField::Ipv6NdTarget(addr))
+    };
+    let entry = |priority, r#match, instructions| FlowEntry {
+        table: table::LEARN,
+        priority,
+        cookie: cookie(vni),
+        r#match,
+        instructions,
+    };
+    vec![
+        entry(PUNT_PRIORITY, nd(crate::port_security::ICMPV6_NS), punt()),
+        entry(
+            PUNT_PRIORITY,
+            ip6()
+                .with(OxmField::IpProto(IPPROTO_UDP))
+                .with(OxmField::Ipv6Dst {
+                    value: addr,
+                    mask: None,
+                })
+                .with(OxmField::UdpDst(DNS_PORT)),
+            punt(),
+        ),
+        entry(
+            CLAIM_DROP_PRIORITY,
+            nd(crate::port_security::ICMPV6_NA),
+            vec![],
+        ),
+    ]
+}
+
+/// The table-1 flows of network `vni` whose DNS address is `addr`.
+pub fn flows(vni: u32, addr: Ipv4Addr) -> Vec<FlowEntry> {
+    let local = || local(vni);
+    let untagged = OxmField::VlanVid {
+        value: 0,
+        mask: None,
+    };
+    let punt = punt();
     let entry = |priority, r#match, instructions| FlowEntry {
         table: table::LEARN,
         priority,

@@ -175,6 +175,9 @@ pub struct NetworkView {
     /// The network's DNS address: its local pods' ARP requests for it and UDP queries to
     /// port 53 of it go to the controller (see [`dns`]).
     pub dns: Option<std::net::Ipv4Addr>,
+    /// The network's IPv6 DNS address: neighbour solicitations for it and UDP queries to
+    /// port 53 of it go to the controller.
+    pub dns6: Option<std::net::Ipv6Addr>,
 }
 
 /// The mirror port of a network, as seen by one switch.
@@ -606,8 +609,11 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
     let mut mesh_links = BTreeSet::new();
     for (&vni, net) in &view.networks {
         let net_cookie = cookie::NETWORK | u64::from(vni);
-        if let Some(addr) = net.dns.filter(|_| !net.members.is_empty()) {
-            for f in dns::flows(vni, addr) {
+        if !net.members.is_empty() && (net.dns.is_some() || net.dns6.is_some()) {
+            for f in net.dns.map(|a| dns::flows(vni, a)).into_iter().flatten() {
+                p.add_flow(f);
+            }
+            for f in net.dns6.map(|a| dns::flows6(vni, a)).into_iter().flatten() {
                 p.add_flow(f);
             }
             let m = dns::meter();

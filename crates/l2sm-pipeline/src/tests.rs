@@ -44,6 +44,10 @@ enum L3 {
     },
     /// UDP in IPv4.
     Udp { dst: std::net::Ipv4Addr, dport: u16 },
+    /// ICMPv6 neighbour discovery (`t`: 135 solicitation, 136 advertisement).
+    Nd { t: u8, target: std::net::Ipv6Addr },
+    /// UDP in IPv6.
+    Udp6 { dst: std::net::Ipv6Addr, dport: u16 },
 }
 
 /// Meters a frame passed and cookies of the flows it matched.
@@ -87,11 +91,19 @@ fn matches(m: &Match, pkt: &Packet) -> bool {
         OxmField::ArpTpa { value, mask: None } => {
             matches!(pkt.l3, L3::Arp { tpa, .. } if tpa == *value)
         }
-        OxmField::IpProto(17) => matches!(pkt.l3, L3::Udp { .. }),
+        OxmField::IpProto(17) => matches!(pkt.l3, L3::Udp { .. } | L3::Udp6 { .. }),
+        OxmField::IpProto(58) => matches!(pkt.l3, L3::Nd { .. }),
         OxmField::Ipv4Dst { value, mask: None } => {
             matches!(pkt.l3, L3::Udp { dst, .. } if dst == *value)
         }
-        OxmField::UdpDst(port) => matches!(pkt.l3, L3::Udp { dport, .. } if dport == *port),
+        OxmField::Ipv6Dst { value, mask: None } => {
+            matches!(pkt.l3, L3::Udp6 { dst, .. } if dst == *value)
+        }
+        OxmField::UdpDst(port) => {
+            matches!(pkt.l3, L3::Udp { dport, .. } | L3::Udp6 { dport, .. } if dport == *port)
+        }
+        OxmField::Icmpv6Type(want) => matches!(pkt.l3, L3::Nd { t, .. } if t == *want),
+        OxmField::Ipv6NdTarget(a) => matches!(pkt.l3, L3::Nd { target, .. } if target == *a),
         other => panic!("interpreter does not know {other:?}"),
     })
 }
@@ -997,16 +1009,34 @@ fn dns_addr(vni: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(10, 0, u8::try_from(vni).unwrap(), 254)
 }
 
-/// Random views where some networks have a DNS address.
+/// The IPv6 DNS address tests give network `vni`.
+fn dns_addr6(vni: u32) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, u16::try_from(vni).unwrap(), 0, 0, 0, 0, 0, 0xffff)
+}
+
+/// Random views where some networks have a DNS address, some an IPv6 one too (or only).
 fn dns_view_strategy() -> impl Strategy<Value = SwitchView> {
-    (view_strategy(), prop::collection::vec(any::<bool>(), 4)).prop_map(|(mut view, on)| {
+    (view_strategy(), prop::collection::vec(0u8..4, 4)).prop_map(|(mut view, on)| {
         for (i, (vni, net)) in view.networks.iter_mut().enumerate() {
-            if on[i % 4] {
+            let mode = on[i % 4];
+            if mode & 1 != 0 {
                 net.dns = Some(dns_addr(*vni));
+            }
+            if mode & 2 != 0 {
+                net.dns6 = Some(dns_addr6(*vni));
             }
         }
         view
     })
+}
+
+/// Whether `net` has a DNS address of the family of ethertype `eth_type`.
+fn has_dns(net: &NetworkView, eth_type: u16) -> bool {
+    if eth_type == 0x86dd {
+        net.dns6.is_some()
+    } else {
+        net.dns.is_some()
+    }
 }
 
 /// An ethertype and what the frame carries above Ethernet.
@@ -1017,47 +1047,28 @@ type EthFrame = (u16, L3);
 fn dns_frames(vni: u32) -> (Vec<EthFrame>, Vec<EthFrame>) {
     let addr = dns_addr(vni);
     let me = std::net::Ipv4Addr::new(10, 0, 0, 1);
+    let addr6 = dns_addr6(vni);
+    let me6 = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+    let arp = |op, tpa| L3::Arp { op, spa: me, tpa };
+    let udp = |dst, dport| L3::Udp { dst, dport };
+    let nd = |t, target| L3::Nd { t, target };
+    let udp6 = |dst, dport| L3::Udp6 { dst, dport };
     let punted = vec![
-        (
-            0x0806,
-            L3::Arp {
-                op: 1,
-                spa: me,
-                tpa: addr,
-            },
-        ),
-        (
-            0x0800,
-            L3::Udp {
-                dst: addr,
-                dport: 53,
-            },
-        ),
+        (0x0806, arp(1, addr)),
+        (0x0800, udp(addr, 53)),
+        (0x86dd, nd(135, addr6)),
+        (0x86dd, udp6(addr6, 53)),
     ];
     let not = vec![
-        (
-            0x0806,
-            L3::Arp {
-                op: 2,
-                spa: me,
-                tpa: addr,
-            },
-        ),
-        (
-            0x0800,
-            L3::Udp {
-                dst: addr,
-                dport: 54,
-            },
-        ),
-        (0x0800, L3::Udp { dst: me, dport: 53 }),
-        (
-            0x86dd,
-            L3::Udp {
-                dst: addr,
-                dport: 53,
-            },
-        ),
+        (0x0806, arp(2, addr)),
+        (0x0800, udp(addr, 54)),
+        (0x0800, udp(me, 53)),
+        (0x86dd, udp(addr, 53)),
+        (0x0800, udp6(addr6, 53)),
+        (0x86dd, nd(136, addr6)),
+        (0x86dd, nd(135, me6)),
+        (0x86dd, udp6(me6, 53)),
+        (0x86dd, udp6(addr6, 54)),
     ];
     (punted, not)
 }
@@ -1081,7 +1092,7 @@ proptest! {
         for (eth_type, l3) in &punted {
             let (out, trace) = run_l3(&p, frame, *eth_type, *l3, true);
             match own {
-                Some((vni, net)) if *vni == target && net.dns.is_some() => {
+                Some((vni, net)) if *vni == target && has_dns(net, *eth_type) => {
                     prop_assert_eq!(&out, &vec![controller], "{:?}", l3);
                     prop_assert_eq!(trace.meters.last(), Some(&dns::DNS_METER));
                     prop_assert_eq!(trace.cookies.last(), Some(&dns::cookie(target)));
@@ -1111,6 +1122,11 @@ proptest! {
             let (out, _) = run_l3(&p, frame, 0x0806, claim, true);
             prop_assert!(out.is_empty(), "claim forwarded: {:?} ({:?})", out, net.members);
         }
+        if let Some((vni, _)) = own.filter(|(_, n)| n.dns6.is_some()) {
+            let claim = L3::Nd { t: 136, target: dns_addr6(*vni) };
+            let (out, _) = run_l3(&p, frame, 0x86dd, claim, true);
+            prop_assert!(out.is_empty(), "NA claim forwarded: {:?}", out);
+        }
     }
 
     // DNS flows come and go with the network's address, and change nothing else.
@@ -1119,13 +1135,14 @@ proptest! {
         let mut with = view.clone();
         for (vni, net) in with.networks.iter_mut() {
             net.dns = Some(dns_addr(*vni));
+            net.dns6 = Some(dns_addr6(*vni));
         }
         let (a, b) = (compile(&view), compile(&with));
         let dns_owned = |f: &&FlowEntry| f.cookie & cookie::OWNER_MASK == dns::COOKIE;
         prop_assert!(a.flows.values().filter(dns_owned).count() == 0);
         let extra: Vec<&FlowEntry> = b.flows.values().filter(dns_owned).collect();
         let with_members = with.networks.values().filter(|n| !n.members.is_empty()).count();
-        prop_assert_eq!(extra.len(), 3 * with_members);
+        prop_assert_eq!(extra.len(), 6 * with_members);
         for f in &extra {
             prop_assert_eq!(f.table, table::LEARN);
             // Every DNS flow is keyed by its network's VNI and by "from a local port".

@@ -707,7 +707,12 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                 let dns = n
                     .dns
                     .as_ref()
-                    .map(|d| d.address.to_string())
+                    .and_then(|d| {
+                        d.address
+                            .map(std::net::IpAddr::V4)
+                            .or(d.address6.map(std::net::IpAddr::V6))
+                    })
+                    .map(|a| a.to_string())
                     .unwrap_or_else(|| "-".into());
                 println!(
                     "{:<20} {:<8} {:<6} {:<20} {:<15} {}",

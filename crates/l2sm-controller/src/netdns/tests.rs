@@ -8,9 +8,14 @@ use proptest::prelude::*;
 const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
+const DNS4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+const POD6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const DNS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0xffff, 0xffff, 0xffff, 0xffff);
+
 fn ep() -> Endpoint {
     Endpoint {
-        addr: Ipv4Addr::new(10, 0, 0, 254),
+        addr: Some(DNS4),
+        addr6: Some(DNS6),
         mac: l2sm_pipeline::dns::mac(5),
     }
 }
@@ -30,9 +35,9 @@ fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
 fn query_frame(payload: &[u8]) -> Vec<u8> {
     let mut f = udp_frame(
         ep().mac,
-        ep().addr,
+        DNS4,
         53,
-        Endpoint {
+        V4 {
             addr: POD_IP,
             mac: POD_MAC,
         },
@@ -50,7 +55,7 @@ fn query_frame(payload: &[u8]) -> Vec<u8> {
 fn fix_udp_checksum(f: &mut [u8]) {
     let udp = ETH_HEADER + 20;
     f[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
-    let c = !udp_sum(POD_IP, ep().addr, &f[udp..]);
+    let c = !udp_sum(POD_IP, DNS4, &f[udp..]);
     f[udp + 6..udp + 8].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -67,7 +72,7 @@ fn echo(msg: &[u8]) -> Option<Vec<u8>> {
 
 #[test]
 fn arp_for_the_dns_address_is_answered_from_the_dns_mac() {
-    let reply = answer(&arp_request(POD_MAC, POD_IP, ep().addr), ep(), echo).unwrap();
+    let reply = answer(&arp_request(POD_MAC, POD_IP, DNS4), ep(), echo).unwrap();
     let Reply::Arp(f) = reply else {
         panic!("not an ARP reply")
     };
@@ -77,7 +82,7 @@ fn arp_for_the_dns_address_is_answered_from_the_dns_mac() {
     assert_eq!(&f[12..14], &[0x08, 0x06]);
     assert_eq!(u16::from_be_bytes([f[20], f[21]]), 2, "a reply");
     assert_eq!(&f[22..28], &ep().mac, "sender: the DNS MAC");
-    assert_eq!(&f[28..32], &ep().addr.octets(), "sender: the DNS address");
+    assert_eq!(&f[28..32], &DNS4.octets(), "sender: the DNS address");
     assert_eq!(&f[32..38], &POD_MAC);
     assert_eq!(&f[38..42], &POD_IP.octets());
     // The MAC is locally administered unicast and names the VNI.
@@ -87,7 +92,7 @@ fn arp_for_the_dns_address_is_answered_from_the_dns_mac() {
     );
     // Duplicate address detection probes are answered (the address is taken).
     assert!(answer(
-        &arp_request(POD_MAC, Ipv4Addr::UNSPECIFIED, ep().addr),
+        &arp_request(POD_MAC, Ipv4Addr::UNSPECIFIED, DNS4),
         ep(),
         echo
     )
@@ -103,18 +108,18 @@ fn arp_that_is_not_a_request_for_the_dns_address_is_dropped() {
     );
     // Claiming the DNS address, or another MAC than the frame's source.
     assert_eq!(
-        answer(&arp_request(POD_MAC, ep().addr, ep().addr), ep(), echo),
+        answer(&arp_request(POD_MAC, DNS4, DNS4), ep(), echo),
         Err(DropReason::BadSource)
     );
-    let mut f = arp_request(POD_MAC, POD_IP, ep().addr);
+    let mut f = arp_request(POD_MAC, POD_IP, DNS4);
     f[22] ^= 0x10;
     assert_eq!(answer(&f, ep(), echo), Err(DropReason::BadSource));
     // A reply, not a request.
-    let mut f = arp_request(POD_MAC, POD_IP, ep().addr);
+    let mut f = arp_request(POD_MAC, POD_IP, DNS4);
     f[21] = 2;
     assert_eq!(answer(&f, ep(), echo), Err(DropReason::NotQuery));
     // Multicast source MAC.
-    let mut f = arp_request([1, 0, 0x5e, 0, 0, 1], POD_IP, ep().addr);
+    let mut f = arp_request([1, 0, 0x5e, 0, 0, 1], POD_IP, DNS4);
     f[22..28].copy_from_slice(&[1, 0, 0x5e, 0, 0, 1]);
     assert_eq!(answer(&f, ep(), echo), Err(DropReason::BadSource));
 }
@@ -130,12 +135,12 @@ fn a_query_is_answered_with_valid_headers_back_to_its_source() {
     assert_eq!(&f[6..12], &ep().mac);
     let ip = &f[ETH_HEADER..ETH_HEADER + 20];
     assert_eq!(fold(sum16(0, ip)), 0xffff, "IPv4 header checksum");
-    assert_eq!(&ip[12..16], &ep().addr.octets());
+    assert_eq!(&ip[12..16], &DNS4.octets());
     assert_eq!(&ip[16..20], &POD_IP.octets());
     let udp = &f[ETH_HEADER + 20..ETH_HEADER + 28 + payload.len()];
     assert_eq!(u16::from_be_bytes([udp[0], udp[1]]), 53);
     assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 40000);
-    assert_eq!(udp_sum(ep().addr, POD_IP, udp), 0xffff, "UDP checksum");
+    assert_eq!(udp_sum(DNS4, POD_IP, udp), 0xffff, "UDP checksum");
     assert_eq!(&udp[8..], payload);
     // Our own answer, punted back (it is not a query to port 53 of the endpoint).
     assert!(answer(&f, ep(), echo).is_err());
@@ -221,7 +226,7 @@ fn broken_queries_are_dropped_with_their_reason() {
         DropReason::Vlan,
     );
     case(
-        &|f| f[12..14].copy_from_slice(&[0x86, 0xdd]),
+        &|f| f[12..14].copy_from_slice(&[0x88, 0xcc]),
         DropReason::NotQuery,
     );
     // The DNS layer says nothing (a response): silence, counted.
@@ -244,7 +249,7 @@ proptest! {
         flips in proptest::collection::vec((0usize..120, any::<u8>()), 0..6),
     ) {
         let mut f = if arp {
-            arp_request(POD_MAC, POD_IP, ep().addr)
+            arp_request(POD_MAC, POD_IP, DNS4)
         } else {
             let q = build_query(9, &wire::Name::parse("a.blue.l2sm").unwrap(), TYPE_A, true);
             query_frame(&q)
@@ -393,4 +398,163 @@ fn ports_are_bounded_separately() {
     );
     b.retain(|p| p == 2);
     assert!(b.allow(1, t), "forgotten, full again");
+}
+
+/// A neighbour solicitation from the pod (`src`, hop limit `hop`) for `target`.
+fn ns_frame(src: Ipv6Addr, target: Ipv6Addr, hop: u8) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&t);
+    icmp.extend_from_slice(&[1, 1]);
+    icmp.extend_from_slice(&POD_MAC);
+    let c = !sum6(src, group, 58, &icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = ipv6_frame(
+        [0x33, 0x33, 0xff, t[13], t[14], t[15]],
+        group,
+        POD_MAC,
+        src,
+        58,
+        hop,
+        &icmp,
+    );
+    f.truncate(ETH_HEADER + IPV6_HEADER + icmp.len());
+    f
+}
+
+/// A UDP/IPv6 query from the pod's port 40000 to the DNS address.
+fn query6_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = udp6_frame(ep().mac, DNS6, 53, POD_MAC, POD6, payload);
+    f.truncate(ETH_HEADER + IPV6_HEADER + 8 + payload.len());
+    let udp = ETH_HEADER + IPV6_HEADER;
+    f[udp..udp + 2].copy_from_slice(&40000u16.to_be_bytes());
+    f[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
+    let c = !sum6(POD6, DNS6, 17, &f[udp..]);
+    f[udp + 6..udp + 8].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+#[test]
+fn neighbour_solicitations_for_the_ipv6_address_get_an_advertisement() {
+    let Reply::Nd(f) = answer(&ns_frame(POD6, DNS6, 255), ep(), echo).unwrap() else {
+        panic!("not a neighbour advertisement")
+    };
+    assert_eq!(&f[0..6], &POD_MAC);
+    assert_eq!(&f[6..12], &ep().mac);
+    assert_eq!(&f[12..14], &[0x86, 0xdd]);
+    let ip = &f[ETH_HEADER..ETH_HEADER + IPV6_HEADER];
+    assert_eq!((ip[6], ip[7]), (58, 255), "ICMPv6, hop limit 255");
+    assert_eq!(&ip[8..24], &DNS6.octets());
+    assert_eq!(&ip[24..40], &POD6.octets());
+    let icmp = &f[ETH_HEADER + IPV6_HEADER..ETH_HEADER + IPV6_HEADER + 32];
+    assert_eq!(sum6(DNS6, POD6, 58, icmp), 0xffff, "ICMPv6 checksum");
+    assert_eq!(
+        (icmp[0], icmp[1], icmp[4]),
+        (136, 0, 0x60),
+        "solicited, override"
+    );
+    assert_eq!(&icmp[8..24], &DNS6.octets());
+    assert_eq!(&icmp[24..26], &[2, 1]);
+    assert_eq!(&icmp[26..32], &ep().mac);
+
+    let other = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9);
+    for (frame, want) in [
+        (ns_frame(POD6, other, 255), DropReason::WrongTarget),
+        (ns_frame(POD6, DNS6, 64), DropReason::BadIp),
+        (
+            ns_frame(Ipv6Addr::UNSPECIFIED, DNS6, 255),
+            DropReason::BadSource,
+        ),
+    ] {
+        assert_eq!(answer(&frame, ep(), echo), Err(want));
+    }
+    let mut bad = ns_frame(POD6, DNS6, 255);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(answer(&bad, ep(), echo), Err(DropReason::BadIp), "checksum");
+    // A network without an IPv6 address answers no IPv6, one without IPv4 no ARP.
+    let v4_only = Endpoint {
+        addr6: None,
+        ..ep()
+    };
+    assert_eq!(
+        answer(&ns_frame(POD6, DNS6, 255), v4_only, echo),
+        Err(DropReason::WrongTarget)
+    );
+    let v6_only = Endpoint { addr: None, ..ep() };
+    assert_eq!(
+        answer(&arp_request(POD_MAC, POD_IP, DNS4), v6_only, echo),
+        Err(DropReason::WrongTarget)
+    );
+}
+
+#[test]
+fn an_ipv6_query_is_answered_with_a_valid_checksum() {
+    let payload = b"\x43\x21hello six";
+    let Reply::Dns(f) = answer(&query6_frame(payload), ep(), echo).unwrap() else {
+        panic!("not a DNS answer")
+    };
+    assert_eq!(&f[0..6], &POD_MAC);
+    let ip = &f[ETH_HEADER..ETH_HEADER + IPV6_HEADER];
+    assert_eq!(&ip[8..24], &DNS6.octets());
+    assert_eq!(&ip[24..40], &POD6.octets());
+    let udp = &f[ETH_HEADER + IPV6_HEADER..ETH_HEADER + IPV6_HEADER + 8 + payload.len()];
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 40000);
+    assert_eq!(sum6(DNS6, POD6, 17, udp), 0xffff, "UDP checksum");
+    assert_eq!(&udp[8..], payload);
+    // The checksum is mandatory over IPv6; a wrong one, or another destination, is dropped.
+    let mut f = query6_frame(payload);
+    f[ETH_HEADER + IPV6_HEADER + 6..ETH_HEADER + IPV6_HEADER + 8].copy_from_slice(&[0, 0]);
+    assert_eq!(answer(&f, ep(), echo), Err(DropReason::BadUdp));
+    let mut f = query6_frame(payload);
+    let last = f.len() - 1;
+    f[last] ^= 0x40;
+    assert_eq!(answer(&f, ep(), echo), Err(DropReason::BadUdp));
+    let mut f = query6_frame(payload);
+    f[ETH_HEADER + 39] ^= 1;
+    assert_eq!(answer(&f, ep(), echo), Err(DropReason::WrongTarget));
+    let mut f = query6_frame(payload);
+    f[ETH_HEADER + 6] = 0; // hop-by-hop options header: not parsed
+    assert_eq!(answer(&f, ep(), echo), Err(DropReason::NotQuery));
+    let mut f = query6_frame(payload);
+    f.truncate(f.len() - 3);
+    assert_eq!(answer(&f, ep(), echo), Err(DropReason::Truncated));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #[test]
+    fn mutated_ipv6_frames_never_panic(
+        ns in any::<bool>(),
+        cut in 0usize..140,
+        flips in proptest::collection::vec((0usize..140, any::<u8>()), 0..6),
+    ) {
+        let mut f = if ns {
+            ns_frame(POD6, DNS6, 255)
+        } else {
+            let q = build_query(9, &wire::Name::parse("a.blue.l2sm").unwrap(), TYPE_AAAA, true);
+            query6_frame(&q)
+        };
+        for (at, x) in flips {
+            if let Some(b) = f.get_mut(at) {
+                *b ^= x;
+            }
+        }
+        f.truncate(f.len().min(cut.max(1) + 14));
+        if let Ok(Reply::Dns(out) | Reply::Nd(out)) = answer(&f, ep(), echo) {
+            prop_assert!(out.len() >= MIN_FRAME);
+            prop_assert_eq!(out[0] & 1, 0);
+            prop_assert_eq!(&out[6..12], &ep().mac[..]);
+        }
+    }
 }
