@@ -53,6 +53,24 @@ pub struct NetworkView {
     /// Abuse limits of its pod ports, as in effect (the defaults unless set).
     #[serde(default)]
     pub limits: NetworkLimits,
+    /// The network's own DNS server, reachable from its pods (networks with a CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<NetworkDnsView>,
+}
+
+/// Where a network's pods reach its names (`dns` of a network): a reserved address of its
+/// IPv4 CIDR that the switches hand to the controller, answering ARP with `mac`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkDnsView {
+    /// The reserved IPv4 address (UDP port 53), with an IPv4 CIDR: never allocated to a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
+    /// The reserved IPv6 address (UDP port 53), with an IPv6 CIDR: never allocated to a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<std::net::Ipv6Addr>,
+    /// The MAC it answers ARP with (locally administered, derived from the VNI).
+    pub mac: String,
 }
 
 /// Abuse limits of a network's pod ports (`limits` of a network, body of

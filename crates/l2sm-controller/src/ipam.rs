@@ -60,6 +60,32 @@ pub enum IpamError {
     /// Nothing free.
     #[error("no free address left in {0}")]
     Exhausted(IpNet),
+    /// A static address that is the network's DNS address.
+    #[error("address {0} is reserved: it is the network's DNS address (docs/dns.md)")]
+    DnsAddress(IpAddr),
+}
+
+/// The DNS address an IPv4 CIDR reserves: its last usable host (the address below the
+/// broadcast address), for prefixes up to /30 (a /31 or /32 has no room for it). The first
+/// usable host is where upstream's examples and most LANs put a router; IPAM hands out
+/// addresses from the bottom up, so the top of the range is the least likely to be in use.
+pub fn dns_address_of(cidr: &IpNet) -> Option<std::net::Ipv4Addr> {
+    match cidr {
+        IpNet::V4(v4) if v4.prefix_len() <= 30 => {
+            Some(std::net::Ipv4Addr::from(u32::from(v4.broadcast()) - 1))
+        }
+        _ => None,
+    }
+}
+
+/// The DNS address an IPv6 CIDR reserves: its last address (IPv6 has no broadcast address;
+/// RFC 2526's reserved anycast identifiers of a /64 are `fdff:ffff:ffff:ff80` and up to
+/// `fdff:ffff:ffff:ffff`, below it), for prefixes up to /126.
+pub fn dns_address6_of(cidr: &IpNet) -> Option<std::net::Ipv6Addr> {
+    match cidr {
+        IpNet::V6(v6) if v6.prefix_len() <= 126 => Some(v6.broadcast()),
+        _ => None,
+    }
 }
 
 fn reserved(net: &IpNet, addr: IpAddr) -> bool {
@@ -130,6 +156,34 @@ impl Ipam {
         IpNet::new(addr, cidr.prefix_len()).ok()
     }
 
+    /// The network's DNS address ([`dns_address_of`] its IPv4 CIDR), unless an allocation
+    /// holds that address (state written before addresses were reserved: the holder keeps
+    /// it, and the network has no DNS address until it is released).
+    pub fn dns_address(&self) -> Option<std::net::Ipv4Addr> {
+        self.cidrs
+            .iter()
+            .find_map(dns_address_of)
+            .filter(|a| !self.allocations.contains_key(&IpAddr::V4(*a)))
+    }
+
+    /// The network's IPv6 DNS address ([`dns_address6_of`] its IPv6 CIDR), on the same
+    /// terms as [`Ipam::dns_address`].
+    pub fn dns_address6(&self) -> Option<std::net::Ipv6Addr> {
+        self.cidrs
+            .iter()
+            .find_map(dns_address6_of)
+            .filter(|a| !self.allocations.contains_key(&IpAddr::V6(*a)))
+    }
+
+    /// Whether `addr` is an address [`Ipam::dns_address`] or [`Ipam::dns_address6`] reserves
+    /// (held or not).
+    fn is_dns_address(&self, addr: IpAddr) -> bool {
+        self.cidrs.iter().any(|c| {
+            dns_address_of(c).map(IpAddr::V4) == Some(addr)
+                || dns_address6_of(c).map(IpAddr::V6) == Some(addr)
+        })
+    }
+
     fn check_static(&self, owner: &str, addr: IpAddr) -> Result<(), IpamError> {
         let cidr = self
             .cidrs
@@ -138,6 +192,11 @@ impl Ipam {
             .ok_or(IpamError::Outside(addr))?;
         if reserved(cidr, addr) || self.exclude.contains(&addr) {
             return Err(IpamError::Reserved(addr));
+        }
+        if self.is_dns_address(addr)
+            && self.allocations.get(&addr).map(String::as_str) != Some(owner)
+        {
+            return Err(IpamError::DnsAddress(addr));
         }
         match self.allocations.get(&addr) {
             Some(o) if o != owner => Err(IpamError::Taken {
@@ -163,6 +222,7 @@ impl Ipam {
             // hosts() skips network/broadcast for IPv4; stop early on huge IPv6 ranges.
             for addr in range.hosts().take(1 << 20) {
                 if !reserved(cidr, addr)
+                    && !self.is_dns_address(addr)
                     && !self.exclude.contains(&addr)
                     && !self.allocations.contains_key(&addr)
                 {
@@ -239,20 +299,24 @@ mod tests {
 
     #[test]
     fn dynamic_allocation_skips_reserved_and_is_idempotent_per_owner() {
-        let mut ipam = Ipam::new(vec![net("10.0.0.0/30")], vec![], vec![]).unwrap();
-        assert_eq!(ipam.allocate("a", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+        // A /29: .1 to .5 for pods (.6 is the DNS address, .0 and .7 network and broadcast).
+        let mut ipam = Ipam::new(vec![net("10.0.0.0/29")], vec![], vec![]).unwrap();
+        assert_eq!(ipam.allocate("a", &[]).unwrap(), vec![net("10.0.0.1/29")]);
         assert_eq!(
             ipam.allocate("a", &[]).unwrap(),
-            vec![net("10.0.0.1/30")],
+            vec![net("10.0.0.1/29")],
             "same owner, same address"
         );
-        assert_eq!(ipam.allocate("b", &[]).unwrap(), vec![net("10.0.0.2/30")]);
+        for (i, owner) in ["b", "c", "d", "e"].iter().enumerate() {
+            let want = format!("10.0.0.{}/29", i + 2);
+            assert_eq!(ipam.allocate(owner, &[]).unwrap(), vec![net(&want)]);
+        }
         assert_eq!(
-            ipam.allocate("c", &[]),
-            Err(IpamError::Exhausted(net("10.0.0.0/30")))
+            ipam.allocate("f", &[]),
+            Err(IpamError::Exhausted(net("10.0.0.0/29")))
         );
         assert_eq!(ipam.release("a"), 1);
-        assert_eq!(ipam.allocate("c", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+        assert_eq!(ipam.allocate("f", &[]).unwrap(), vec![net("10.0.0.1/29")]);
     }
 
     #[test]
@@ -294,6 +358,71 @@ mod tests {
             .flat_map(|i| ipam.allocate(&format!("d{i}"), &[]).unwrap())
             .collect();
         assert!(!got.contains(&net("10.0.0.5/24")) && !got.contains(&net("10.0.0.9/24")));
+    }
+
+    #[test]
+    fn the_dns_address_is_never_handed_out() {
+        assert_eq!(
+            dns_address_of(&net("10.0.0.0/24")),
+            Some("10.0.0.254".parse().unwrap())
+        );
+        assert_eq!(
+            dns_address_of(&net("10.0.0.0/30")),
+            Some("10.0.0.2".parse().unwrap())
+        );
+        assert_eq!(dns_address_of(&net("10.0.0.0/31")), None);
+        assert_eq!(dns_address_of(&net("fd00::/64")), None);
+        assert_eq!(
+            dns_address6_of(&net("fd00:10::/64")),
+            Some("fd00:10::ffff:ffff:ffff:ffff".parse().unwrap())
+        );
+        assert_eq!(dns_address6_of(&net("fd00::/127")), None);
+        let mut v6 = Ipam::new(vec![net("fd00::/126")], vec![], vec![]).unwrap();
+        assert_eq!(v6.dns_address6(), Some("fd00::3".parse().unwrap()));
+        assert_eq!(v6.dns_address(), None);
+        assert_eq!(
+            v6.allocate("a", &[ip("fd00::3")]),
+            Err(IpamError::DnsAddress(ip("fd00::3")))
+        );
+        let got: Vec<IpNet> = (0..2)
+            .flat_map(|i| v6.allocate(&format!("s{i}"), &[]).unwrap())
+            .collect();
+        assert_eq!(got, vec![net("fd00::1/126"), net("fd00::2/126")]);
+        assert!(v6.allocate("s2", &[]).is_err(), "::3 is the DNS address");
+        // A /30 has two hosts: one for a pod, one for DNS.
+        let mut ipam = Ipam::new(vec![net("10.0.0.0/30")], vec![], vec![]).unwrap();
+        assert_eq!(ipam.dns_address(), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(
+            ipam.allocate("a", &[ip("10.0.0.2")]),
+            Err(IpamError::DnsAddress(ip("10.0.0.2")))
+        );
+        assert!(
+            ipam.allocations.is_empty(),
+            "a refused request changes nothing"
+        );
+        assert_eq!(ipam.allocate("a", &[]).unwrap(), vec![net("10.0.0.1/30")]);
+        assert_eq!(
+            ipam.allocate("b", &[]),
+            Err(IpamError::Exhausted(net("10.0.0.0/30")))
+        );
+        let msg = IpamError::DnsAddress(ip("10.0.0.2")).to_string();
+        assert!(msg.contains("DNS address"), "{msg}");
+        // Inside a pod range too.
+        let mut ipam =
+            Ipam::new(vec![net("10.0.0.0/29")], vec![net("10.0.0.4/30")], vec![]).unwrap();
+        assert_eq!(ipam.allocate("p0", &[]).unwrap(), vec![net("10.0.0.5/29")]);
+        assert!(ipam.allocate("p1", &[]).is_err(), ".6 is the DNS address");
+        // State from before the reservation: the holder keeps the address, and the network
+        // has no DNS address while it does.
+        let mut old = Ipam::new(vec![net("10.0.0.0/24")], vec![], vec![]).unwrap();
+        old.allocations.insert(ip("10.0.0.254"), "legacy".into());
+        assert_eq!(old.dns_address(), None);
+        assert_eq!(
+            old.allocate("legacy", &[ip("10.0.0.254")]).unwrap(),
+            vec![net("10.0.0.254/24")]
+        );
+        old.release("legacy");
+        assert_eq!(old.dns_address(), Some("10.0.0.254".parse().unwrap()));
     }
 
     #[test]

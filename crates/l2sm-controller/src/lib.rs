@@ -22,6 +22,7 @@ pub mod ipam;
 mod memory_tests;
 pub mod metrics;
 pub mod model;
+pub mod netdns;
 pub mod openflow;
 pub mod store;
 pub mod switch_tls;
@@ -348,6 +349,9 @@ pub struct Shared {
     pub(crate) edge_provider: std::sync::OnceLock<String>,
     /// Told when a burst (a switch synced, a session ended, a plan) freed memory.
     pub heap: Arc<l2sm_runtime::HeapTrimmer>,
+    /// The zones the in-network DNS path answers from ([`netdns`]); weak: whoever serves DNS
+    /// owns them (they hold this `Shared`).
+    zones: std::sync::OnceLock<std::sync::Weak<dns::Zones>>,
 }
 
 impl Shared {
@@ -374,7 +378,18 @@ impl Shared {
             dpid_claims: identity::Claims::default(),
             edge_provider: std::sync::OnceLock::new(),
             heap: Arc::new(l2sm_runtime::HeapTrimmer::default()),
+            zones: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Lets the in-network DNS path answer from `zones` (once; later calls change nothing).
+    pub fn serve_network_dns(&self, zones: &Arc<dns::Zones>) {
+        let _ = self.zones.set(Arc::downgrade(zones));
+    }
+
+    /// The zone the in-network DNS path answers from now, if any.
+    pub fn network_dns_zone(&self) -> Option<Arc<dns::Zone>> {
+        Some(self.zones.get()?.upgrade()?.current())
     }
 
     /// Runs `f` on the model as it is now (under the read lock: keep `f` short).
@@ -748,6 +763,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         networks = model.networks.len(),
         "controller serving"
     );
+    // The in-network DNS path (networks' DNS addresses, docs/dns.md) answers whether or not
+    // `--dns-listen` is given; the update API's entries come with the listener.
+    let zones = Arc::new(match args.dns_listen {
+        Some(_) => dns::Zones::with_entries_in(shared.clone(), &args.state_dir)?,
+        None => dns::Zones::new(shared.clone()),
+    });
+    shared.serve_network_dns(&zones);
     let of_limits =
         openflow::SessionLimits::with_timeout(Duration::from_millis(args.openflow_timeout_ms));
     let of_task = tokio::spawn(openflow::serve_with(
@@ -778,10 +800,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 burst_per_source: args.dns_rate_limit.saturating_mul(2),
                 ..dns::server::Limits::default()
             };
-            let zones = Arc::new(dns::Zones::with_entries_in(
-                shared.clone(),
-                &args.state_dir,
-            )?);
+            let zones = zones.clone();
             if let Some(grpc_addr) = args.dns_grpc_listen {
                 let tls = match (
                     &args.dns_grpc_tls_cert,

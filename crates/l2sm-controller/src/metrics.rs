@@ -366,6 +366,8 @@ pub struct Metrics {
     pub session_timeouts: SessionTimeouts,
     /// Frames dropped by port security, per port.
     pub port_security_drops: PortSecurityDrops,
+    /// The in-network DNS path: answers and drops.
+    pub network_dns: crate::netdns::Counters,
 }
 
 /// Frames dropped by port security, per member port, as read from the switches' flow
@@ -457,6 +459,7 @@ impl Default for Metrics {
             packet_ins_dropped_syncing: AtomicU64::new(0),
             session_timeouts: SessionTimeouts::default(),
             port_security_drops: PortSecurityDrops::default(),
+            network_dns: crate::netdns::Counters::default(),
         }
     }
 }
@@ -631,6 +634,37 @@ pub fn render(shared: &Shared) -> String {
     );
     m.session_timeouts.render(&mut out);
     m.port_security_drops.render(&mut out, &model);
+    header(
+        &mut out,
+        "l2sm_network_dns_answers_total",
+        "counter",
+        "Frames the in-network DNS path answered (ARP or neighbour solicitations for a network's DNS address, DNS queries to it), by kind.",
+    );
+    for (kind, c) in [
+        ("arp", &m.network_dns.arp_answers),
+        ("nd", &m.network_dns.nd_answers),
+        ("dns", &m.network_dns.dns_answers),
+    ] {
+        let _ = writeln!(
+            out,
+            "l2sm_network_dns_answers_total{{kind=\"{kind}\"}} {}",
+            load(c)
+        );
+    }
+    header(
+        &mut out,
+        "l2sm_network_dns_drops_total",
+        "counter",
+        "Frames punted to the in-network DNS path and not answered, by reason.",
+    );
+    for r in crate::netdns::DropReason::ALL {
+        let _ = writeln!(
+            out,
+            "l2sm_network_dns_drops_total{{reason=\"{}\"}} {}",
+            r.label(),
+            m.network_dns.drops(r)
+        );
+    }
     let links = shared.link_report();
     single(
         &mut out,

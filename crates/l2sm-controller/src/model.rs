@@ -40,6 +40,28 @@ impl Network {
     pub fn limits(&self) -> NetworkLimits {
         self.limits.unwrap_or_default()
     }
+
+    /// The network's DNS address, if it has one (an IPv4 CIDR, see
+    /// [`crate::ipam::dns_address_of`]).
+    pub fn dns_address(&self) -> Option<std::net::Ipv4Addr> {
+        self.ipam.as_ref().and_then(Ipam::dns_address)
+    }
+
+    /// The network's IPv6 DNS address, if it has one (an IPv6 CIDR, see
+    /// [`crate::ipam::dns_address6_of`]).
+    pub fn dns_address6(&self) -> Option<std::net::Ipv6Addr> {
+        self.ipam.as_ref().and_then(Ipam::dns_address6)
+    }
+
+    /// How the API shows the network's DNS endpoint.
+    pub fn dns_view(&self) -> Option<l2sm_api::v1::NetworkDnsView> {
+        let (address, address6) = (self.dns_address(), self.dns_address6());
+        (address.is_some() || address6.is_some()).then(|| l2sm_api::v1::NetworkDnsView {
+            address,
+            address6,
+            mac: format_mac(l2sm_pipeline::dns::mac(self.vni)),
+        })
+    }
 }
 
 /// Who a member port belongs to, as the agent that plumbed it reports: the operator needs the
@@ -614,6 +636,8 @@ impl Model {
                     mirror,
                     secured,
                     limits: net.limits().into(),
+                    dns: net.dns_address(),
+                    dns6: net.dns_address6(),
                 },
             );
         }

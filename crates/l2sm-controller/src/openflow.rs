@@ -219,6 +219,8 @@ struct Session<S> {
     meters: bool,
     /// The echo request in flight that measures the control channel: xid and send time.
     echo: Option<(u32, std::time::Instant)>,
+    /// Per-port bound of the in-network DNS path's answers.
+    dns_buckets: crate::netdns::PortBuckets,
 }
 
 /// What one event asks of the session loop.
@@ -256,6 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             probing_since: None,
             meters: false,
             echo: None,
+            dns_buckets: crate::netdns::PortBuckets::default(),
         }
     }
 
@@ -404,14 +407,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         true
     }
 
-    /// A PACKET_IN: only LLDP probes are ever sent to the controller. A probe that arrived on
-    /// one of this switch's link ports confirms that direction of the link.
-    fn handle_packet_in(&self, p: &l2sm_ofp::PacketIn) {
+    /// A PACKET_IN: a network's DNS punt (its flow's cookie names the network), or an LLDP
+    /// probe. A probe that arrived on one of this switch's link ports confirms that direction
+    /// of the link.
+    fn handle_packet_in(&mut self, p: &l2sm_ofp::PacketIn) {
         let metrics = &self.shared.metrics;
         let in_port = p.r#match.fields.iter().find_map(|f| match f {
             l2sm_ofp::OxmField::InPort(port) => Some(*port),
             _ => None,
         });
+        if let Some(vni) = l2sm_pipeline::dns::cookie_vni(p.cookie) {
+            self.handle_dns_punt(vni, in_port, p);
+            return;
+        }
         let (Some(dpid), Some(in_port)) = (self.dpid, in_port) else {
             metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
             return;
@@ -444,6 +452,84 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(dpid = self.dpid_str(), in_port, "ignored packet-in: {e}");
             }
+        }
+    }
+
+    /// A frame a network's DNS punt flow sent ([`crate::netdns`]): answered with PACKET_OUT
+    /// out of the port it came in on when that port is a member of the network on this
+    /// switch (as programmed), within the port's rate, and the frame passes every check;
+    /// otherwise dropped and counted.
+    fn handle_dns_punt(&mut self, vni: u32, in_port: Option<u32>, p: &l2sm_ofp::PacketIn) {
+        use crate::netdns::{DropReason, Reply};
+        let shared = self.shared.clone();
+        let counters = &shared.metrics.network_dns;
+        let addrs = self
+            .installed_view
+            .as_ref()
+            .and_then(|v| v.networks.get(&vni))
+            .filter(|n| in_port.is_some_and(|port| n.members.contains(&port)))
+            .map(|n| (n.dns, n.dns6))
+            .filter(|(a, a6)| a.is_some() || a6.is_some());
+        let (Some(in_port), Some((addr, addr6))) = (in_port, addrs) else {
+            counters.dropped(DropReason::WrongTarget);
+            return;
+        };
+        if usize::from(p.total_len) > p.data.len() {
+            counters.dropped(DropReason::Truncated);
+            return;
+        }
+        if !self.dns_buckets.allow(in_port, std::time::Instant::now()) {
+            counters.dropped(DropReason::RateLimited);
+            return;
+        }
+        let endpoint = crate::netdns::Endpoint {
+            addr,
+            addr6,
+            mac: l2sm_pipeline::dns::mac(vni),
+        };
+        let reply = crate::netdns::answer(&p.data, endpoint, |msg| {
+            let network = shared.with_model(|m| {
+                m.networks
+                    .iter()
+                    .find(|(_, n)| n.vni == vni)
+                    .map(|(name, _)| name.clone())
+            })?;
+            let zone = shared.network_dns_zone()?;
+            crate::netdns::respond(&zone, &network, msg)
+        });
+        let data = match reply {
+            Ok(Reply::Arp(frame)) => {
+                counters.arp_answers.fetch_add(1, Ordering::Relaxed);
+                frame
+            }
+            Ok(Reply::Nd(frame)) => {
+                counters.nd_answers.fetch_add(1, Ordering::Relaxed);
+                frame
+            }
+            Ok(Reply::Dns(frame)) => {
+                counters.dns_answers.fetch_add(1, Ordering::Relaxed);
+                frame
+            }
+            Err(reason) => {
+                counters.dropped(reason);
+                tracing::trace!(
+                    dpid = self.dpid_str(),
+                    in_port,
+                    vni,
+                    reason = reason.label(),
+                    "DNS punt dropped"
+                );
+                return;
+            }
+        };
+        let out = Message::PacketOut(l2sm_ofp::PacketOut {
+            buffer_id: l2sm_ofp::NO_BUFFER,
+            in_port: l2sm_ofp::port::CONTROLLER,
+            actions: vec![l2sm_ofp::Action::output(in_port)],
+            data,
+        });
+        if let Err(e) = self.ofp.send(out) {
+            tracing::debug!(dpid = self.dpid_str(), in_port, "DNS answer not sent: {e}");
         }
     }
 
@@ -983,6 +1069,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.shared.heap.freed();
         }
         self.counts = (desired.flows.len(), desired.groups.len());
+        self.dns_buckets.retain(|port| {
+            view.networks
+                .values()
+                .any(|n| (n.dns.is_some() || n.dns6.is_some()) && n.members.contains(&port))
+        });
         self.installed_view = Some(view);
         self.publish();
         Ok(())

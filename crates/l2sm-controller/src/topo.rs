@@ -235,6 +235,8 @@ pub fn network_spec(model: &Model, n: &Network) -> NetworkSpec {
         }),
         secured: secured(model, n),
         limits: n.limits().into(),
+        dns: n.dns_address(),
+        dns6: n.dns_address6(),
     }
 }
 

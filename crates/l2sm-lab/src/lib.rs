@@ -631,6 +631,19 @@ pub fn teardown(lab: &Lab, verbose: bool) -> anyhow::Result<usize> {
             Err(e) => errors.push(format!("namespace {name}: {e}")),
         }
     }
+    // The pods' /etc/netns directories (resolv.conf), whether or not their namespaces are
+    // still there.
+    let prefix = lab.ns_prefix();
+    if let Ok(entries) = std::fs::read_dir(state::NETNS_ETC) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                match remove_pod_etc(&entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+            }
+        }
+    }
     if lab.dir().exists() {
         std::fs::remove_dir_all(lab.dir())
             .with_context(|| format!("cannot remove {}", lab.dir().display()))?;
@@ -886,7 +899,14 @@ pub fn exec(lab: &Lab, target: &str, argv: &[String]) -> anyhow::Result<i32> {
     let ns = Netns::open_named(&ns_name)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
-    let mut child = procs::spawn_in(&ns, cmd)?;
+    // As `ip netns exec` does: the namespace's own /etc files (a pod's resolv.conf) over the
+    // host's, in a mount namespace of the command's own.
+    let etc = Path::new(state::NETNS_ETC).join(&ns_name);
+    let mut child = if etc.is_dir() {
+        procs::spawn_in_with_etc(&ns, cmd, etc)?
+    } else {
+        procs::spawn_in(&ns, cmd)?
+    };
     let status = child.wait()?;
     use std::os::unix::process::ExitStatusExt as _;
     Ok(status
@@ -1284,9 +1304,78 @@ pub(crate) async fn attach_in(
         ips,
         port: att.port.clone(),
         attachment_id,
+        dns: network.dns.as_ref().and_then(|d| d.address),
+        dns6: network.dns.as_ref().and_then(|d| d.address6),
     });
     lab.save(state)?;
+    if let Some(pod) = state.pods.get(&opts.pod) {
+        write_resolv_conf(lab, &opts.pod, pod)?;
+    }
     Ok(att)
+}
+
+/// The `resolv.conf` of a pod: the DNS addresses (IPv4 first) of its first network that has
+/// one (in the order it was attached), searching that network's names; `None` when none has
+/// one.
+pub fn resolv_conf(pod: &PodState) -> Option<String> {
+    let a = pod
+        .attachments
+        .iter()
+        .find(|a| a.dns.is_some() || a.dns6.is_some())?;
+    let network = &a.network;
+    let servers: String = a
+        .dns
+        .map(std::net::IpAddr::V4)
+        .into_iter()
+        .chain(a.dns6.map(std::net::IpAddr::V6))
+        .map(|ip| format!("nameserver {ip}\n"))
+        .collect();
+    Some(format!(
+        "# Written by l2sm lab: network {network}'s DNS address (docs/dns.md).\n\
+         {servers}\
+         search {network}.l2sm\n\
+         options timeout:1 attempts:2 edns0\n"
+    ))
+}
+
+/// Writes (or removes) `/etc/netns/<pod namespace>/resolv.conf` as [`resolv_conf`] says: what
+/// `ip netns exec` and `l2sm lab exec` show the pod as `/etc/resolv.conf`.
+fn write_resolv_conf(lab: &Lab, name: &str, pod: &PodState) -> anyhow::Result<()> {
+    let dir = lab.pod_etc(name);
+    match resolv_conf(pod) {
+        Some(text) => {
+            let path = dir.join("resolv.conf");
+            // Another lab removing an empty /etc/netns between our mkdir and write: again.
+            let mut attempts = 0;
+            loop {
+                let written =
+                    std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &text));
+                match written {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                        attempts += 1
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot write {}", path.display()))
+                    }
+                }
+            }
+        }
+        None => remove_pod_etc(&dir)?,
+    }
+    Ok(())
+}
+
+/// Removes a pod's `/etc/netns` directory (and `/etc/netns` itself when that leaves it
+/// empty: the lab created it).
+fn remove_pod_etc(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+    }
+    let _ = std::fs::remove_dir(state::NETNS_ETC);
+    Ok(())
 }
 
 /// The pod a CNI call is for, as the runtime names it in `CNI_ARGS`.
@@ -1542,11 +1631,13 @@ pub(crate) async fn detach_in(
             entry
                 .attachments
                 .retain(|x| x.attachment_id != a.attachment_id);
+            write_resolv_conf(lab, pod, entry)?;
         }
         lab.save(state)?;
     }
     if network.is_none() {
         l2sm_netns::delete_named(&lab.pod_ns(pod))?;
+        remove_pod_etc(&lab.pod_etc(pod))?;
         state.pods.remove(pod);
         lab.save(state)?;
     }

@@ -1,11 +1,12 @@
 //! Starting and stopping the lab's processes. A child spawned from a thread that joined a
-//! namespace is born in it, so no `unsafe` pre-exec hook is needed.
+//! namespace (network, or mount for [`spawn_in_with_etc`]) is born in it, so no `unsafe`
+//! pre-exec hook is needed.
 
 use anyhow::{anyhow, bail, Context as _};
 use l2sm_netns::Netns;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,52 @@ pub fn spawn_in(ns: &Netns, mut cmd: Command) -> anyhow::Result<Child> {
     let program = format!("{:?}", cmd.get_program());
     l2sm_netns::run_in_netns(ns, move || cmd.spawn())?
         .with_context(|| format!("cannot start {program}"))
+}
+
+/// Spawns `cmd` inside `ns` with the files of `etc` (a `/etc/netns/<name>` directory) mounted
+/// over their namespaces in `/etc`, as `ip netns exec` does: the helper thread gets a mount
+/// namespace of its own (mounts propagate no further: `/` becomes a slave first), binds each
+/// file, and the child is born there.
+pub fn spawn_in_with_etc(ns: &Netns, mut cmd: Command, etc: PathBuf) -> anyhow::Result<Child> {
+    use nix::mount::{mount, MsFlags};
+    let program = format!("{:?}", cmd.get_program());
+    l2sm_netns::run_in_netns(ns, move || -> anyhow::Result<Child> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .context("cannot get a mount namespace")?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .context("cannot make / a slave mount")?;
+        for entry in
+            std::fs::read_dir(&etc).with_context(|| format!("cannot read {}", etc.display()))?
+        {
+            let entry = entry?;
+            let target = Path::new("/etc").join(entry.file_name());
+            if !target.exists() {
+                continue;
+            }
+            mount(
+                Some(&entry.path()),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .with_context(|| {
+                format!(
+                    "cannot bind {} over {}",
+                    entry.path().display(),
+                    target.display()
+                )
+            })?;
+        }
+        Ok(cmd.spawn()?)
+    })?
+    .with_context(|| format!("cannot start {program}"))
 }
 
 /// Runs an OVS daemon with `--detach` inside `ns` and returns the daemon's pid (from its pidfile).

@@ -198,6 +198,9 @@ pub struct NodeState {
     pub agent_pid: Option<i32>,
 }
 
+/// Per-namespace `/etc` files, as `ip netns exec` bind-mounts them.
+pub const NETNS_ETC: &str = "/etc/netns";
+
 /// One pod.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct PodState {
@@ -226,6 +229,12 @@ pub struct PodAttachment {
     pub port: String,
     /// Agent attachment id.
     pub attachment_id: String,
+    /// The network's DNS address when the pod was attached (networks with an IPv4 CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<std::net::Ipv4Addr>,
+    /// The network's IPv6 DNS address when the pod was attached (networks with an IPv6 CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns6: Option<std::net::Ipv6Addr>,
 }
 
 /// Names and paths of one lab.
@@ -293,6 +302,11 @@ impl Lab {
     /// Namespace of a pod.
     pub fn pod_ns(&self, pod: &str) -> String {
         format!("l2sm-{}-p-{pod}", self.name)
+    }
+    /// Where `ip netns exec` (and `l2sm lab exec`) find a pod's own `/etc` files: the pod's
+    /// `resolv.conf` lives here.
+    pub fn pod_etc(&self, pod: &str) -> PathBuf {
+        Path::new(NETNS_ETC).join(self.pod_ns(pod))
     }
     /// Lab directory.
     pub fn dir(&self) -> PathBuf {

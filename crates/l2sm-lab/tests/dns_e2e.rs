@@ -1,6 +1,7 @@
 //! Names in the lab: the real controller's DNS server (`--dns-listen 0.0.0.0:53` in the
 //! underlay namespace) knows a pod by name the moment its attach returned, and forgets it the
-//! moment its detach returned. Needs root; fails (never skips) without it.
+//! moment its detach returned. Needs root; fails (never skips) without it. Pods asking through
+//! their own network: dns_network_e2e.
 
 use l2sm_test_support::lab::TestLab;
 use std::process::Output;
@@ -75,6 +76,8 @@ fn pods_are_found_by_name_right_after_attach_and_not_after_detach() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("NXDOMAIN"), "{}", text(&o));
     assert!(lookup(&lab, &["a.blue.l2sm"]).status.success());
-    // Pods have no path to the controller (docs/dns.md: the in-network path is not built).
+    // blue has no CIDR, so no DNS address: its pods get no resolv.conf and resolve nothing
+    // (dns_network_e2e covers networks with one).
+    assert!(!std::path::Path::new(&format!("/etc/netns/l2sm-{}-p-a", lab.name)).exists());
     assert!(!lab.exec_ok("a", &["getent", "hosts", "a.blue.l2sm"]));
 }

@@ -9,7 +9,8 @@
 //!                    in_port=<tunnel>, tunnel_id=VNI(n)    -> reg0:=1 (from a link), goto 1
 //!                    in_port=<trunk>, vlan=VLAN(n)         -> pop vlan, tunnel_id:=VNI(n), reg0:=1, goto 1
 //!                    anything else                        -> drop
-//!  table 1 LEARN     multicast source -> drop
+//!  table 1 LEARN     DNS of a network, from its local pods -> DNS meter, controller (see [`dns`])
+//!                    multicast source -> drop
 //!                    per ingress port: learn "(tun_id, eth_dst=this eth_src) -> reg1:=in_port"
 //!                    into table 2 (cookie names the port), resubmit(,2), goto 3;
 //!                    pod ports: at most mac_limit entries, reg2[0]:=learned? (learn2)
@@ -46,6 +47,7 @@
 
 #![warn(clippy::unwrap_used)] // input paths answer with errors; tests may unwrap
 
+pub mod dns;
 pub mod ids;
 pub mod limits;
 pub mod lldp;
@@ -170,6 +172,12 @@ pub struct NetworkView {
     pub secured: BTreeMap<u32, Option<PortBinding>>,
     /// MAC cap and flood meter of the network's pod ports.
     pub limits: limits::Limits,
+    /// The network's DNS address: its local pods' ARP requests for it and UDP queries to
+    /// port 53 of it go to the controller (see [`dns`]).
+    pub dns: Option<std::net::Ipv4Addr>,
+    /// The network's IPv6 DNS address: neighbour solicitations for it and UDP queries to
+    /// port 53 of it go to the controller.
+    pub dns6: Option<std::net::Ipv6Addr>,
 }
 
 /// The mirror port of a network, as seen by one switch.
@@ -601,6 +609,16 @@ pub fn compile(view: &SwitchView) -> SwitchPipeline {
     let mut mesh_links = BTreeSet::new();
     for (&vni, net) in &view.networks {
         let net_cookie = cookie::NETWORK | u64::from(vni);
+        if !net.members.is_empty() && (net.dns.is_some() || net.dns6.is_some()) {
+            for f in net.dns.map(|a| dns::flows(vni, a)).into_iter().flatten() {
+                p.add_flow(f);
+            }
+            for f in net.dns6.map(|a| dns::flows6(vni, a)).into_iter().flatten() {
+                p.add_flow(f);
+            }
+            let m = dns::meter();
+            p.meters.insert(m.meter_id, m);
+        }
         let mirror = net.mirror.as_ref().zip(mirror_vni(vni));
         for &port in &net.members {
             let mut actions = match mirror {

@@ -45,6 +45,10 @@ pub struct NetworkSpec {
     pub secured: BTreeMap<End, Option<PortBinding>>,
     /// MAC cap and flood meter of its pod ports.
     pub limits: crate::limits::Limits,
+    /// Its DNS address (see [`NetworkView::dns`]).
+    pub dns: Option<std::net::Ipv4Addr>,
+    /// Its IPv6 DNS address (see [`NetworkView::dns6`]).
+    pub dns6: Option<std::net::Ipv6Addr>,
 }
 
 /// Adjacency: switch -> neighbour -> (local port, remote port), lowest port first.
@@ -272,6 +276,8 @@ pub fn plan_network(g: &Graph, net: &NetworkSpec) -> BTreeMap<u64, NetworkView> 
                     mirror,
                     secured,
                     limits: net.limits,
+                    dns: net.dns,
+                    dns6: net.dns6,
                 },
             )
         })

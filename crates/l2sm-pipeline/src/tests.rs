@@ -24,8 +24,30 @@ struct Packet {
     eth_src: [u8; 6],
     /// Whether a capped learn succeeds (false: the port is at its cap for this source).
     learn_ok: bool,
+    /// What the frame carries above Ethernet, for the DNS punt flows.
+    l3: L3,
     /// What the frame went through, shared by every copy.
     trace: std::rc::Rc<std::cell::RefCell<Trace>>,
+}
+
+/// The layer-3 content the DNS punt flows look at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum L3 {
+    /// Nothing the DNS flows match on (no ARP, no UDP).
+    #[default]
+    Other,
+    /// An ARP packet.
+    Arp {
+        op: u16,
+        spa: std::net::Ipv4Addr,
+        tpa: std::net::Ipv4Addr,
+    },
+    /// UDP in IPv4.
+    Udp { dst: std::net::Ipv4Addr, dport: u16 },
+    /// ICMPv6 neighbour discovery (`t`: 135 solicitation, 136 advertisement).
+    Nd { t: u8, target: std::net::Ipv6Addr },
+    /// UDP in IPv6.
+    Udp6 { dst: std::net::Ipv6Addr, dport: u16 },
 }
 
 /// Meters a frame passed and cookies of the flows it matched.
@@ -62,6 +84,26 @@ fn matches(m: &Match, pkt: &Packet) -> bool {
         } => pkt.vlan.is_none(),
         OxmField::VlanVid { value, mask: None } => pkt.vlan.map(|v| v | 0x1000) == Some(*value),
         OxmField::EthType(t) => pkt.eth_type == *t,
+        OxmField::ArpOp(o) => matches!(pkt.l3, L3::Arp { op, .. } if op == *o),
+        OxmField::ArpSpa { value, mask: None } => {
+            matches!(pkt.l3, L3::Arp { spa, .. } if spa == *value)
+        }
+        OxmField::ArpTpa { value, mask: None } => {
+            matches!(pkt.l3, L3::Arp { tpa, .. } if tpa == *value)
+        }
+        OxmField::IpProto(17) => matches!(pkt.l3, L3::Udp { .. } | L3::Udp6 { .. }),
+        OxmField::IpProto(58) => matches!(pkt.l3, L3::Nd { .. }),
+        OxmField::Ipv4Dst { value, mask: None } => {
+            matches!(pkt.l3, L3::Udp { dst, .. } if dst == *value)
+        }
+        OxmField::Ipv6Dst { value, mask: None } => {
+            matches!(pkt.l3, L3::Udp6 { dst, .. } if dst == *value)
+        }
+        OxmField::UdpDst(port) => {
+            matches!(pkt.l3, L3::Udp { dport, .. } | L3::Udp6 { dport, .. } if dport == *port)
+        }
+        OxmField::Icmpv6Type(want) => matches!(pkt.l3, L3::Nd { t, .. } if t == *want),
+        OxmField::Ipv6NdTarget(a) => matches!(pkt.l3, L3::Nd { target, .. } if target == *a),
         other => panic!("interpreter does not know {other:?}"),
     })
 }
@@ -152,6 +194,17 @@ fn run_full(p: &SwitchPipeline, frame: Frame, eth_type: u16) -> Sent {
 /// Runs a frame; `learn_ok` says whether a capped learn succeeds. Returns what left and what
 /// the frame went through.
 fn run_traced(p: &SwitchPipeline, frame: Frame, eth_type: u16, learn_ok: bool) -> (Sent, Trace) {
+    run_l3(p, frame, eth_type, L3::Other, learn_ok)
+}
+
+/// [`run_traced`] of a frame with layer-3 content `l3`.
+fn run_l3(
+    p: &SwitchPipeline,
+    frame: Frame,
+    eth_type: u16,
+    l3: L3,
+    learn_ok: bool,
+) -> (Sent, Trace) {
     let mut pkt = Packet {
         eth_type,
         in_port: frame.in_port,
@@ -160,6 +213,7 @@ fn run_traced(p: &SwitchPipeline, frame: Frame, eth_type: u16, learn_ok: bool) -
         regs: [0; 3],
         eth_src: frame.eth_src,
         learn_ok,
+        l3,
         trace: Default::default(),
     };
     let mut out = Sent::new();
@@ -948,4 +1002,179 @@ proptest! {
             prop_assert_eq!(diff(&read_back, &installed).len(), 1);
         }
     }
+}
+
+/// The DNS address tests give network `vni`.
+fn dns_addr(vni: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(10, 0, u8::try_from(vni).unwrap(), 254)
+}
+
+/// The IPv6 DNS address tests give network `vni`.
+fn dns_addr6(vni: u32) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, u16::try_from(vni).unwrap(), 0, 0, 0, 0, 0, 0xffff)
+}
+
+/// Random views where some networks have a DNS address, some an IPv6 one too (or only).
+fn dns_view_strategy() -> impl Strategy<Value = SwitchView> {
+    (view_strategy(), prop::collection::vec(0u8..4, 4)).prop_map(|(mut view, on)| {
+        for (i, (vni, net)) in view.networks.iter_mut().enumerate() {
+            let mode = on[i % 4];
+            if mode & 1 != 0 {
+                net.dns = Some(dns_addr(*vni));
+            }
+            if mode & 2 != 0 {
+                net.dns6 = Some(dns_addr6(*vni));
+            }
+        }
+        view
+    })
+}
+
+/// Whether `net` has a DNS address of the family of ethertype `eth_type`.
+fn has_dns(net: &NetworkView, eth_type: u16) -> bool {
+    if eth_type == 0x86dd {
+        net.dns6.is_some()
+    } else {
+        net.dns.is_some()
+    }
+}
+
+/// An ethertype and what the frame carries above Ethernet.
+type EthFrame = (u16, L3);
+
+/// Every DNS frame a pod could send for network `vni`'s address (ARP request, UDP query),
+/// with its ethertype; and frames near them that must not be punted.
+fn dns_frames(vni: u32) -> (Vec<EthFrame>, Vec<EthFrame>) {
+    let addr = dns_addr(vni);
+    let me = std::net::Ipv4Addr::new(10, 0, 0, 1);
+    let addr6 = dns_addr6(vni);
+    let me6 = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+    let arp = |op, tpa| L3::Arp { op, spa: me, tpa };
+    let udp = |dst, dport| L3::Udp { dst, dport };
+    let nd = |t, target| L3::Nd { t, target };
+    let udp6 = |dst, dport| L3::Udp6 { dst, dport };
+    let punted = vec![
+        (0x0806, arp(1, addr)),
+        (0x0800, udp(addr, 53)),
+        (0x86dd, nd(135, addr6)),
+        (0x86dd, udp6(addr6, 53)),
+    ];
+    let not = vec![
+        (0x0806, arp(2, addr)),
+        (0x0800, udp(addr, 54)),
+        (0x0800, udp(me, 53)),
+        (0x86dd, udp(addr, 53)),
+        (0x0800, udp6(addr6, 53)),
+        (0x86dd, nd(136, addr6)),
+        (0x86dd, nd(135, me6)),
+        (0x86dd, udp6(me6, 53)),
+        (0x86dd, udp6(addr6, 54)),
+    ];
+    (punted, not)
+}
+
+proptest! {
+    // The DNS punt flows: a member's ARP request for its own network's DNS address and its
+    // UDP queries to port 53 of it go to the controller alone (through the DNS meter, with
+    // the cookie naming that network); a query for another network's address, or anything
+    // near a query, is forwarded as before (only within the port's network); a non-member
+    // port or a link never causes a punt.
+    #[test]
+    fn dns_punts_only_a_members_own_queries(
+        view in dns_view_strategy(), port in 1u32..20, target in 1u32..50,
+        link in prop::sample::select(vec![61440u32, 61441, 57344]),
+    ) {
+        let p = compile(&view);
+        let own = view.networks.iter().find(|(_, n)| n.members.contains(&port));
+        let frame = Frame { in_port: port, tunnel_id: 0, vlan: None, eth_src: UNICAST_SRC };
+        let (punted, not) = dns_frames(target);
+        let controller = (l2sm_ofp::port::CONTROLLER, None, u64::from(target));
+        for (eth_type, l3) in &punted {
+            let (out, trace) = run_l3(&p, frame, *eth_type, *l3, true);
+            match own {
+                Some((vni, net)) if *vni == target && has_dns(net, *eth_type) => {
+                    prop_assert_eq!(&out, &vec![controller], "{:?}", l3);
+                    prop_assert_eq!(trace.meters.last(), Some(&dns::DNS_METER));
+                    prop_assert_eq!(trace.cookies.last(), Some(&dns::cookie(target)));
+                    prop_assert_eq!(dns::cookie_vni(dns::cookie(target)), Some(target));
+                }
+                Some((vni, net)) => {
+                    // Not its network's DNS address: forwarded like any frame, in its network.
+                    let want = expected(&view, net, net.members.iter().chain(&net.link_ports).copied(), port);
+                    let got: Out = out.iter().map(|(o, v, _)| (*o, *v)).collect();
+                    prop_assert_eq!(got, want, "vni {} asking {}", vni, target);
+                    prop_assert!(out.iter().all(|(_, _, t)| *t == u64::from(*vni)));
+                }
+                None => prop_assert!(out.is_empty()),
+            }
+            // From a link, never punted (whatever network it carries).
+            let net = view.networks.get(&target);
+            let (out, _) = run_l3(&p, link_frame(&view, link, target, net), *eth_type, *l3, true);
+            prop_assert!(out.iter().all(|(o, _, _)| *o != l2sm_ofp::port::CONTROLLER), "{:?}", out);
+        }
+        for (eth_type, l3) in &not {
+            let (out, _) = run_l3(&p, frame, *eth_type, *l3, true);
+            prop_assert!(out.iter().all(|(o, _, _)| *o != l2sm_ofp::port::CONTROLLER), "{:?} punted", l3);
+        }
+        // A pod claiming its network's DNS address in ARP is dropped.
+        if let Some((vni, net)) = own.filter(|(_, n)| n.dns.is_some()) {
+            let claim = L3::Arp { op: 2, spa: dns_addr(*vni), tpa: dns_addr(*vni) };
+            let (out, _) = run_l3(&p, frame, 0x0806, claim, true);
+            prop_assert!(out.is_empty(), "claim forwarded: {:?} ({:?})", out, net.members);
+        }
+        if let Some((vni, _)) = own.filter(|(_, n)| n.dns6.is_some()) {
+            let claim = L3::Nd { t: 136, target: dns_addr6(*vni) };
+            let (out, _) = run_l3(&p, frame, 0x86dd, claim, true);
+            prop_assert!(out.is_empty(), "NA claim forwarded: {:?}", out);
+        }
+    }
+
+    // DNS flows come and go with the network's address, and change nothing else.
+    #[test]
+    fn dns_adds_only_its_own_flows_and_meter(view in view_strategy()) {
+        let mut with = view.clone();
+        for (vni, net) in with.networks.iter_mut() {
+            net.dns = Some(dns_addr(*vni));
+            net.dns6 = Some(dns_addr6(*vni));
+        }
+        let (a, b) = (compile(&view), compile(&with));
+        let dns_owned = |f: &&FlowEntry| f.cookie & cookie::OWNER_MASK == dns::COOKIE;
+        prop_assert!(a.flows.values().filter(dns_owned).count() == 0);
+        let extra: Vec<&FlowEntry> = b.flows.values().filter(dns_owned).collect();
+        let with_members = with.networks.values().filter(|n| !n.members.is_empty()).count();
+        prop_assert_eq!(extra.len(), 6 * with_members);
+        for f in &extra {
+            prop_assert_eq!(f.table, table::LEARN);
+            // Every DNS flow is keyed by its network's VNI and by "from a local port".
+            let vni = dns::cookie_vni(f.cookie).unwrap();
+            prop_assert!(f.r#match.fields.contains(&tunnel_id(vni)));
+            prop_assert!(f.r#match.fields.contains(&reg(0, 0, Some(1))));
+            // Either the punt (meter + controller) or a drop: never an output to a port.
+            let punt = vec![
+                Instruction::Meter(dns::DNS_METER),
+                Instruction::ApplyActions(vec![Action::to_controller()]),
+            ];
+            prop_assert!(f.instructions.is_empty() || f.instructions == punt);
+        }
+        let rest: BTreeMap<_, _> = b.flows.iter().filter(|(_, f)| !dns_owned(f)).map(|(k, f)| (k.clone(), f.clone())).collect();
+        prop_assert_eq!(&rest, &a.flows);
+        prop_assert_eq!(&b.groups, &a.groups);
+        prop_assert_eq!(b.meters.contains_key(&dns::DNS_METER), with_members > 0);
+        prop_assert!(!limits::without_meters(b).flows.values().any(|f| f.instructions.iter().any(|i| matches!(i, Instruction::Meter(_)))));
+    }
+}
+
+#[test]
+fn dns_cookies_and_macs() {
+    assert_eq!(dns::cookie_vni(cookie::NETWORK | 5), None);
+    assert_eq!(dns::cookie_vni(cookie::STATIC), None);
+    assert_eq!(
+        dns::cookie_vni(dns::COOKIE | (u64::from(MAX_VNI) + 1)),
+        None
+    );
+    assert_eq!(dns::cookie_vni(dns::cookie(MAX_VNI)), Some(MAX_VNI));
+    let mac = dns::mac(7);
+    assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+    assert_ne!(dns::mac(7), dns::mac(8));
+    assert!(dns::DNS_METER != limits::CONTROLLER_METER && !ids::is_pod_port(dns::DNS_METER));
 }

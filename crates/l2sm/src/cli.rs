@@ -817,8 +817,8 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
         NetworkCommand::List => {
             let nets: Vec<NetworkView> = api.networks().await?;
             println!(
-                "{:<20} {:<8} {:<6} {:<20} PORTS",
-                "NETWORK", "VNI", "VLAN", "CIDR"
+                "{:<20} {:<8} {:<6} {:<20} {:<15} PORTS",
+                "NETWORK", "VNI", "VLAN", "CIDR", "DNS"
             );
             for n in nets {
                 let cidr = n
@@ -833,12 +833,23 @@ async fn network(lab: &Lab, controller: Option<String>, cmd: NetworkCommand) -> 
                     })
                     .unwrap_or_else(|| "-".into());
                 let vlan = n.vlan.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                let dns = n
+                    .dns
+                    .as_ref()
+                    .and_then(|d| {
+                        d.address
+                            .map(std::net::IpAddr::V4)
+                            .or(d.address6.map(std::net::IpAddr::V6))
+                    })
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<20} {:<8} {:<6} {:<20} {}",
+                    "{:<20} {:<8} {:<6} {:<20} {:<15} {}",
                     n.name,
                     n.vni,
                     vlan,
                     cidr,
+                    dns,
                     n.endpoints.join(" ")
                 );
             }

@@ -20,6 +20,7 @@ fn network_view(name: &str, n: &Network) -> NetworkView {
         ipam: n.ipam.as_ref().map(Ipam::view),
         port_security: n.port_security,
         limits: n.limits(),
+        dns: n.dns_view(),
     }
 }
 

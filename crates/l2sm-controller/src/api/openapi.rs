@@ -413,6 +413,19 @@ fn schemas() -> Value {
                 "ipam": schema_ref("Ipam"),
                 "portSecurity": {"type": "boolean"},
                 "limits": schema_ref("NetworkLimits"),
+                "dns": schema_ref("NetworkDns"),
+            },
+        },
+        "NetworkDns": {
+            "type": "object",
+            "description": "The network's own DNS server (networks with a CIDR): a \
+                            reserved address of the CIDR, never allocated to a pod, whose ARP \
+                            and UDP port 53 the switches hand to the controller (docs/dns.md).",
+            "required": ["mac"],
+            "properties": {
+                "address": {"type": "string", "format": "ipv4", "description": "with an IPv4 CIDR: its last usable host"},
+                "address6": {"type": "string", "format": "ipv6", "description": "with an IPv6 CIDR: its last address"},
+                "mac": {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"},
             },
         },
         "NetworkLimits": {

@@ -252,6 +252,80 @@ impl Zone {
     }
 }
 
+impl Zone {
+    /// The answer to `query` as seen from inside network `network` (the in-network path,
+    /// [`crate::netdns`]): only that network's names exist. `<name>.<network>.l2sm` (and
+    /// update-API names `<pod>.<network>.<scope>.l2sm`), the network's own name and the apex
+    /// answer as [`Zone::answer`] does; every other name under `l2sm` is NXDOMAIN, and a
+    /// reverse name is answered with the PTRs to this network's names only (NXDOMAIN when
+    /// there are none: an address of another network looks exactly like an unknown one).
+    pub fn answer_from_network(&self, network: &str, query: &Query) -> Answer {
+        let plain = self.answer(query);
+        if query.opcode != 0
+            || query.edns.is_some_and(|e| e.version > 0)
+            || (query.qclass != wire::CLASS_IN && query.qclass != 255)
+        {
+            return plain;
+        }
+        let name = &query.name;
+        let ours = |n: &Name| {
+            n.ends_with(&[ZONE])
+                && n.0.len() >= 3
+                && n.0.get(1).map(String::as_str) == Some(network)
+        };
+        let nxdomain = |authority| Answer {
+            rcode: u16::from(wire::RCODE_NXDOMAIN),
+            aa: true,
+            answers: vec![],
+            authority,
+        };
+        if name.ends_with(&["in-addr", "arpa"]) || name.ends_with(&["ip6", "arpa"]) {
+            let targets: Vec<&Name> = name
+                .reverse_address()
+                .and_then(|ip| self.reverse.get(&ip))
+                .into_iter()
+                .flatten()
+                .filter(|t| ours(t))
+                .collect();
+            if targets.is_empty() {
+                return nxdomain(vec![]);
+            }
+            let answers = match query.qtype {
+                wire::TYPE_PTR | wire::TYPE_ANY => targets
+                    .into_iter()
+                    .map(|t| Record {
+                        name: name.clone(),
+                        ttl: TTL,
+                        data: RData::Ptr(t.clone()),
+                    })
+                    .collect(),
+                _ => vec![],
+            };
+            let authority = if answers.is_empty() {
+                vec![self.soa()]
+            } else {
+                vec![]
+            };
+            return Answer {
+                rcode: u16::from(wire::RCODE_NOERROR),
+                aa: true,
+                answers,
+                authority,
+            };
+        }
+        if !name.ends_with(&[ZONE]) {
+            return plain;
+        }
+        let labels = &name.0[..name.0.len() - 1];
+        let visible = labels.is_empty() || labels == [network] || ours(name);
+        if visible {
+            plain
+        } else {
+            nxdomain(vec![self.soa()])
+        }
+    }
+}
+
 /// Why an entry of the update API was refused (nothing changed).
 #[derive(Debug, thiserror::Error)]
 pub enum EntryError {
