@@ -938,6 +938,34 @@ impl Agent {
         }
     }
 
+    /// Removes the membership of a port that was moved to another network after it was
+    /// attached, when the controller still records this attachment as its owner.
+    async fn remove_moved_membership(
+        &self,
+        att: &Attachment,
+        attachment_id: &str,
+    ) -> anyhow::Result<()> {
+        let ports = self.controller.ports().await?;
+        let Some(view) = ports.iter().find(|p| p.id == att.port) else {
+            return Ok(());
+        };
+        let (Some(network), Some(owner)) = (view.network.as_deref(), view.attachment.as_deref())
+        else {
+            return Ok(());
+        };
+        if owner != attachment_id || network == att.network {
+            return Ok(());
+        }
+        match self.controller.remove_port(network, &att.port).await {
+            Ok(()) => {
+                tracing::info!(port = %att.port, network, "removed the membership of a moved port");
+                Ok(())
+            }
+            Err(e) if matches!(e.status(), Some(409)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn detach(&self, attachment_id: &str) -> anyhow::Result<bool> {
         let _busy = InFlight::claim(&self.inflight, attachment_id).await?;
         let interfaces = self.ovs.interfaces(&self.bridge).await?;
@@ -952,9 +980,14 @@ impl Agent {
         };
         match self.controller.remove_port(&att.network, &att.port).await {
             Ok(()) => {}
-            // The network or the membership is already gone: nothing left to undo there.
+            // Not a member there: the port may have been moved (quarantine) since it was
+            // attached, and OVSDB still names the network it was attached to. Left as a
+            // member of the network it moved to, the controller would keep a port that no
+            // longer exists, and hand that membership to the next port OVS numbers the same.
             Err(e) if matches!(e.status(), Some(409 | 500)) => {
-                tracing::info!(port = %att.port, "controller had no membership: {}", e.message())
+                tracing::info!(port = %att.port, network = %att.network,
+                    "controller had no membership there: {}", e.message());
+                self.remove_moved_membership(&att, attachment_id).await?;
             }
             Err(ClientError::Status {
                 status, message, ..

@@ -128,3 +128,61 @@ fn a_moved_pod_answers_from_its_new_network_at_once() {
         "a moved pod reached its old network: {isolated:?}"
     );
 }
+
+/// A pod moved to quarantine and then removed leaves no membership behind: OVSDB still names
+/// the network it was attached to, and a membership left in the quarantine network would be
+/// handed to the next port the switch numbers the same — a new pod silently on quarantine.
+#[test]
+fn a_moved_pod_removed_leaves_no_membership_behind() {
+    let lab = TestLab::up("rl", 2);
+    lab.ok(&["network", "create", "blue"]);
+    lab.ok(&["network", "create", "quarantine"]);
+    lab.attach("n1", "a", "blue", "10.10.0.1/24");
+    lab.attach("n2", "q", "quarantine", "10.10.0.9/24");
+    let port = port_of(&lab, "a");
+    let (dpid, number) = port.rsplit_once('/').unwrap();
+    let path = format!("/api/v1/switches/{dpid}/ports/{number}/move");
+    let (code, reply) = api_call_with(
+        &lab,
+        "POST",
+        &path,
+        Some(r#"{"from":"blue","to":"quarantine"}"#),
+    );
+    assert_eq!(code, 200, "move: {reply}");
+    lab.ok(&["detach", "--pod", "a"]);
+    let (code, ports) = api_call(&lab, "GET", "/api/v1/ports");
+    assert_eq!(code, 200, "{ports}");
+    let left: Vec<_> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"].as_str() == Some(port.as_str()) && !p["network"].is_null())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the removed pod's port kept a membership: {left:?}"
+    );
+    let (code, net) = api_call(&lab, "GET", "/api/v1/networks/quarantine");
+    assert_eq!(code, 200, "{net}");
+    let text = net.to_string();
+    assert!(
+        !text.contains(&format!("\"{port}\"")),
+        "quarantine still lists {port}: {net}"
+    );
+    // The next pod on that node is on the network it asked for, and only there.
+    lab.attach("n1", "c", "blue", "10.10.0.3/24");
+    let c_port = port_of(&lab, "c");
+    let (_, ports) = api_call(&lab, "GET", "/api/v1/ports");
+    let c_view = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"].as_str() == Some(c_port.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(c_view["network"], "blue", "new pod's port: {c_view}");
+    assert!(
+        lab.blocked("c", "10.10.0.9"),
+        "a new pod reached quarantine"
+    );
+}
