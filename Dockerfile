@@ -3,6 +3,11 @@
 # init container installs on the host (`l2sm install-cni --dir /host/cni-bin`).
 # Build: docker build -t l2sm:latest .
 FROM rust:1-bookworm AS build
+# protoc and the well-known .proto files: the controller's etcd client (--store etcd://…)
+# generates its gRPC code at build time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The CNI plugin runs on the host (Multus thick runs it in the host's root, any distribution):

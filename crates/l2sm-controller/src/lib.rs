@@ -159,6 +159,11 @@ pub struct ControllerArgs {
     /// Directory holding the persistent state.
     #[arg(long, default_value = "/var/lib/l2sm/controller")]
     pub state_dir: PathBuf,
+    /// Where the model is kept: `redb` (a database in --state-dir, one controller) or
+    /// `etcd://host:port[,host:port…][/prefix]` (keys under the prefix, default `/l2sm/`; each
+    /// change one compare-and-swap transaction).
+    #[arg(long, env = "L2SM_STORE", default_value = "redb")]
+    pub store: String,
     /// User name for HTTP Basic authentication of the API.
     #[arg(long, env = "L2SM_API_USER")]
     pub api_user: Option<String>,
@@ -397,14 +402,32 @@ impl Shared {
         let mut next = guard.clone();
         let result = change(&mut next)?;
         if next != *guard {
-            self.store
-                .save(&guard, &next)
-                .map_err(UpdateError::Persist)?;
+            if let Err(e) = self.store.save(&guard, &next) {
+                if e.is_retryable() {
+                    // Another controller wrote first: take its state, so a retry starts from it.
+                    self.reload_after_conflict(&mut guard);
+                }
+                return Err(UpdateError::Persist(e));
+            }
             *guard = next;
             drop(guard);
             self.bump();
         }
         Ok(result)
+    }
+
+    /// Replaces the model with what the store holds now (after a lost compare-and-swap).
+    fn reload_after_conflict(&self, guard: &mut Model) {
+        match self.store.load() {
+            Ok(model) => {
+                tracing::warn!("controller state changed in the store by another writer: reloaded");
+                if model != *guard {
+                    *guard = model;
+                    self.bump();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reload the controller state"),
+        }
     }
 
     /// Records that switch `dpid` holds `view`, derived from `generation` (its batch was
@@ -696,7 +719,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         max_requests_per_connection: args.api_max_requests_per_connection,
         ..api::server::Limits::default()
     };
-    let store = Store::open(&args.state_dir)?;
+    let store = Store::from_spec(&args.store, &args.state_dir)?;
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
     if let Some(provider) = &args.openflow_edge_provider {
         let _ = shared.edge_provider.set(provider.clone());
