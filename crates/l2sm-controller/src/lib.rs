@@ -164,6 +164,10 @@ pub struct ControllerArgs {
     /// change one compare-and-swap transaction).
     #[arg(long, env = "L2SM_STORE", default_value = "redb")]
     pub store: String,
+    /// This replica's name: with an etcd store, take part in the leader election; only the
+    /// leader changes the state, the others answer writes with 503 naming it.
+    #[arg(long, env = "L2SM_REPLICA")]
+    pub replica: Option<String>,
     /// User name for HTTP Basic authentication of the API.
     #[arg(long, env = "L2SM_API_USER")]
     pub api_user: Option<String>,
@@ -399,6 +403,10 @@ impl Shared {
         change: impl FnOnce(&mut Model) -> Result<R, ModelError>,
     ) -> Result<R, UpdateError> {
         let mut guard = self.model.write().unwrap_or_else(|e| e.into_inner());
+        if self.store.take_reload() {
+            // Just elected: the previous leader's changes are in the store, not here.
+            self.reload_after_conflict(&mut guard);
+        }
         let mut next = guard.clone();
         let result = change(&mut next)?;
         if next != *guard {
@@ -719,7 +727,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         max_requests_per_connection: args.api_max_requests_per_connection,
         ..api::server::Limits::default()
     };
-    let store = Store::from_spec(&args.store, &args.state_dir)?;
+    let store = Store::from_spec(&args.store, &args.state_dir, args.replica.as_deref())?;
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
     if let Some(provider) = &args.openflow_edge_provider {
         let _ = shared.edge_provider.set(provider.clone());

@@ -186,6 +186,12 @@ pub enum StoreError {
     /// Retryable once the state is reloaded (the controller reloads it at once).
     #[error("the controller state changed under this controller (another writer won); nothing was written: retry")]
     Conflict,
+    /// This replica is not the leader (or no longer holds its lease): nothing was written.
+    #[error("this controller replica is not the leader (leader: {leader}); nothing was written: retry against the leader")]
+    NotLeader {
+        /// The leader's name (`--replica`), or why none is known.
+        leader: String,
+    },
     /// A row cannot be encoded.
     #[error(transparent)]
     Encode(#[from] serde_json::Error),
@@ -241,13 +247,39 @@ impl Store {
         RedbStore::open(state_dir).map(Store::Redb)
     }
 
-    /// Opens the store `spec` names: `redb` (in `state_dir`) or an `etcd://` URL.
-    pub fn from_spec(spec: &str, state_dir: &Path) -> Result<Store, StoreError> {
+    /// Opens the store `spec` names: `redb` (in `state_dir`) or an `etcd://` URL; with
+    /// `replica`, this controller takes part in the leader election (etcd only).
+    pub fn from_spec(
+        spec: &str,
+        state_dir: &Path,
+        replica: Option<&str>,
+    ) -> Result<Store, StoreError> {
+        let bad = |reason: &str| StoreError::BadSpec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
         if spec == "redb" {
+            if replica.is_some() {
+                return Err(bad("--replica needs an etcd store"));
+            }
             return Store::open(state_dir);
         }
         let target = etcd::EtcdTarget::parse(spec)?;
-        etcd::EtcdStore::connect(&target).map(Store::Etcd)
+        match replica {
+            None => etcd::EtcdStore::connect(&target).map(Store::Etcd),
+            Some(r) if r.is_empty() || r.len() > 253 || r.chars().any(|c| c.is_control()) => {
+                Err(bad("--replica must be 1 to 253 printable characters"))
+            }
+            Some(r) => etcd::EtcdStore::connect_replica(&target, r).map(Store::Etcd),
+        }
+    }
+
+    /// True once after this replica became leader: reload before the next write.
+    pub fn take_reload(&self) -> bool {
+        match self {
+            Store::Redb(_) => false,
+            Store::Etcd(s) => s.take_reload(),
+        }
     }
 
     /// Loads the model (an empty one on first start). On etcd this also records the revision
@@ -290,7 +322,7 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
 impl StoreError {
     /// Whether the same change may succeed when retried after a reload (another writer won).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Conflict)
+        matches!(self, StoreError::Conflict | StoreError::NotLeader { .. })
     }
 }
 

@@ -13,6 +13,13 @@
 //! | `allocations/<net>/<addr>`      | owner                                  |
 //! | `owner_ports/<net>/<owner>`     | port id                                |
 //! | `port_owners/<port>`            | JSON [`PortOwner`]                     |
+//! | `leader`                        | the leader replica's name (`--replica`), on its lease |
+//!
+//! With `--replica NAME`, replicas elect a leader: the `leader` key, created only if absent and
+//! held by a lease of [`LEASE_TTL_SECS`] renewed every second. Only the leader writes, and
+//! each of its transactions also compares the leader key's create_revision with the one it
+//! created (fencing: a deposed leader's write fails in etcd), and it stops acting on its own
+//! 1.5 s before its lease could expire when renewals fail (cut off from etcd).
 //!
 //! Each change is one etcd transaction: its puts and deletes, plus the next `generation`,
 //! applied only if `generation`'s mod_revision is still the one this controller last read or
@@ -27,12 +34,16 @@
 use super::{Diff, NetworkRow, StoreError};
 use crate::model::{Model, PortOwner};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions,
+    Txn, TxnOp, TxnOpResponse,
 };
 use l2sm_pipeline::ids::PortId;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "/l2sm/";
@@ -97,6 +108,162 @@ impl EtcdTarget {
     }
 }
 
+/// Lease of the leader key, seconds: a dead leader's key is gone this long after its last
+/// renewal.
+pub const LEASE_TTL_SECS: i64 = 5;
+/// A leader stops acting this long before its lease could expire in etcd (counted from when
+/// it sent the last renewal that etcd acknowledged, which is before etcd received it).
+const FENCE_MARGIN: Duration = Duration::from_millis(1500);
+/// How often a follower tries to take an empty leader key.
+const CAMPAIGN_EVERY: Duration = Duration::from_millis(250);
+/// How often the lease is renewed.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+/// This replica's part in the election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// No answer from etcd yet (or the lease was lost).
+    Unknown,
+    /// Another replica leads.
+    Follower {
+        /// Its name (`--replica`).
+        leader: String,
+    },
+    /// This replica leads, while `Instant::now() < until`.
+    Leader {
+        /// create_revision of the leader key it wrote: each write compares it (fencing).
+        revision: i64,
+        /// When it stops acting unless the lease is renewed.
+        until: Instant,
+    },
+}
+
+/// Leader election through the `leader` key under the prefix, held by a lease.
+#[derive(Debug)]
+struct Election {
+    name: String,
+    role: Mutex<Role>,
+    /// Set when this replica became leader: the model must be reloaded before it writes.
+    reload: AtomicBool,
+}
+
+impl Election {
+    fn set(&self, role: Role) {
+        let mut r = self.role.lock().unwrap_or_else(|e| e.into_inner());
+        let was_leader = matches!(*r, Role::Leader { .. });
+        let is_leader = matches!(role, Role::Leader { .. });
+        if is_leader && !was_leader {
+            self.reload.store(true, Ordering::SeqCst);
+            tracing::info!(replica = %self.name, "elected leader");
+        } else if was_leader && !is_leader {
+            tracing::warn!(replica = %self.name, now = ?role, "no longer the leader");
+        }
+        *r = role;
+    }
+
+    fn role(&self) -> Role {
+        self.role.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Campaigns for, holds and renews the leader key, for as long as the store lives.
+async fn run_election(client: Client, key: String, el: Arc<Election>) {
+    loop {
+        let mut leases = client.lease_client();
+        let asked = Instant::now();
+        let lease = match leases.grant(LEASE_TTL_SECS, None).await {
+            Ok(r) => r.id(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot get an etcd lease for the election");
+                el.set(Role::Unknown);
+                tokio::time::sleep(CAMPAIGN_EVERY).await;
+                continue;
+            }
+        };
+        let (mut keeper, mut answers) = match leases.keep_alive(lease).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the etcd lease");
+                el.set(Role::Unknown);
+                tokio::time::sleep(CAMPAIGN_EVERY).await;
+                continue;
+            }
+        };
+        let mut renewed = asked;
+        let mut last_renewal = Instant::now();
+        let ttl = Duration::from_secs(LEASE_TTL_SECS.unsigned_abs());
+        loop {
+            if last_renewal.elapsed() >= RENEW_EVERY {
+                last_renewal = Instant::now();
+                let sent = Instant::now();
+                let answer = async {
+                    keeper.keep_alive().await?;
+                    answers.message().await
+                };
+                match tokio::time::timeout(RENEW_EVERY, answer).await {
+                    Ok(Ok(Some(r))) if r.ttl() > 0 => renewed = sent,
+                    Ok(Ok(_)) => {
+                        tracing::warn!("etcd lease of the election expired");
+                        el.set(Role::Unknown);
+                        break;
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        if renewed.elapsed() >= ttl {
+                            el.set(Role::Unknown);
+                            break;
+                        }
+                    }
+                }
+            }
+            let until = renewed + ttl - FENCE_MARGIN;
+            match el.role() {
+                Role::Leader { revision, .. } => {
+                    el.set(Role::Leader { revision, until });
+                }
+                _ => {
+                    let mut kv = client.kv_client();
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(
+                            key.clone(),
+                            el.name.clone(),
+                            Some(PutOptions::new().with_lease(lease)),
+                        )])
+                        .or_else([TxnOp::get(key.clone(), None)]);
+                    match tokio::time::timeout(REQUEST_TIMEOUT, kv.txn(txn)).await {
+                        Ok(Ok(r)) if r.succeeded() => {
+                            let revision = r.header().map(|h| h.revision()).unwrap_or(0);
+                            el.set(Role::Leader { revision, until });
+                        }
+                        Ok(Ok(r)) => {
+                            let leader =
+                                r.op_responses()
+                                    .into_iter()
+                                    .find_map(|op| match op {
+                                        TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                                            String::from_utf8_lossy(kv.value()).into_owned()
+                                        }),
+                                        _ => None,
+                                    })
+                                    .unwrap_or_else(|| "unknown".into());
+                            el.set(Role::Follower { leader });
+                        }
+                        Ok(Err(_)) | Err(_) => el.set(Role::Unknown),
+                    }
+                }
+            }
+            let pause = if matches!(el.role(), Role::Leader { .. }) {
+                RENEW_EVERY
+            } else {
+                CAMPAIGN_EVERY
+            };
+            tokio::time::sleep(pause).await;
+        }
+        // The lease is gone or unreachable: the key with it; campaign again on a new one.
+        let _ = leases.revoke(lease).await;
+    }
+}
+
 /// What the next change is compared with.
 #[derive(Debug, Default)]
 struct Seen {
@@ -115,6 +282,7 @@ pub struct EtcdStore {
     prefix: String,
     endpoints: String,
     seen: Mutex<Seen>,
+    election: Option<Arc<Election>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -183,7 +351,57 @@ impl EtcdStore {
             prefix: target.prefix.clone(),
             endpoints,
             seen: Mutex::new(Seen::default()),
+            election: None,
         })
+    }
+
+    /// Connects and takes part in the leader election as `replica`: only the leader writes
+    /// (others get [`StoreError::NotLeader`] naming it), and only while its lease holds.
+    pub fn connect_replica(target: &EtcdTarget, replica: &str) -> Result<EtcdStore, StoreError> {
+        let mut store = EtcdStore::connect(target)?;
+        let el = Arc::new(Election {
+            name: replica.to_string(),
+            role: Mutex::new(Role::Unknown),
+            reload: AtomicBool::new(false),
+        });
+        if let Some(rt) = &store.rt {
+            rt.spawn(run_election(
+                store.client.clone(),
+                store.key("leader"),
+                el.clone(),
+            ));
+        }
+        store.election = Some(el);
+        Ok(store)
+    }
+
+    /// This replica's role (`None`: no election, the store is written by whoever holds it).
+    pub fn role(&self) -> Option<Role> {
+        self.election.as_ref().map(|e| e.role())
+    }
+
+    /// True once after this replica became leader: the state must be reloaded before writing.
+    pub fn take_reload(&self) -> bool {
+        self.election
+            .as_ref()
+            .is_some_and(|e| e.reload.swap(false, Ordering::SeqCst))
+    }
+
+    /// The leader key's create_revision this replica writes under, or why it may not write.
+    fn fence(&self) -> Result<Option<i64>, StoreError> {
+        let Some(el) = &self.election else {
+            return Ok(None);
+        };
+        match el.role() {
+            Role::Leader { revision, until } if Instant::now() < until => Ok(Some(revision)),
+            Role::Leader { .. } => Err(StoreError::NotLeader {
+                leader: "unknown: this replica's lease was not renewed in time".into(),
+            }),
+            Role::Follower { leader } => Err(StoreError::NotLeader { leader }),
+            Role::Unknown => Err(StoreError::NotLeader {
+                leader: "unknown: no election result from etcd".into(),
+            }),
+        }
     }
 
     fn etcd_err(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -297,6 +515,8 @@ impl EtcdStore {
                         .map_err(|_| corrupt(format!("{value:?} is out of range")))?;
                 }
                 ("meta", "next_member_seq") => seen.next_member_seq = number()?,
+                // The election's key (`--replica`): not part of the model.
+                ("leader", "") => {}
                 ("networks", name) if !name.is_empty() && !name.contains('/') => {
                     let row: NetworkRow = serde_json::from_str(value)
                         .map_err(|e| corrupt(format!("not a network row: {e}")))?;
@@ -369,6 +589,7 @@ impl EtcdStore {
     /// Makes the state go from `old` to `new` in one etcd transaction, if nobody wrote since
     /// this store last loaded or saved; [`StoreError::Conflict`] (nothing written) otherwise.
     pub fn save(&self, old: &Model, new: &Model) -> Result<(), StoreError> {
+        let fence = self.fence()?;
         let d = Diff::of(old, new);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut ops = Vec::new();
@@ -462,18 +683,51 @@ impl EtcdStore {
         let generation = seen.generation + 1;
         let gen_key = self.key("generation");
         put(&mut ops, gen_key.clone(), generation.to_string());
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                gen_key,
+        let mut compares = vec![Compare::mod_revision(
+            gen_key,
+            CompareOp::Equal,
+            seen.revision,
+        )];
+        let leader_key = self.key("leader");
+        if let Some(revision) = fence {
+            // Fencing: the write holds only while this replica's leader key does.
+            compares.push(Compare::create_revision(
+                leader_key.clone(),
                 CompareOp::Equal,
-                seen.revision,
-            )])
-            .and_then(ops);
+                revision,
+            ));
+        }
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(ops)
+            .or_else([TxnOp::get(leader_key, None)]);
         let mut kv = self.client.kv_client();
         let resp = self
             .block(async move { kv.txn(txn).await })?
             .map_err(|e| self.etcd_err("cannot write the state", e))?;
         if !resp.succeeded() {
+            if let Some(revision) = fence {
+                let holder = resp.op_responses().into_iter().find_map(|op| match op {
+                    TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                        (
+                            kv.create_revision(),
+                            String::from_utf8_lossy(kv.value()).into_owned(),
+                        )
+                    }),
+                    _ => None,
+                });
+                match holder {
+                    Some((r, _)) if r == revision => {}
+                    other => {
+                        if let Some(el) = &self.election {
+                            el.set(Role::Unknown);
+                        }
+                        return Err(StoreError::NotLeader {
+                            leader: other.map_or("none".into(), |(_, name)| name),
+                        });
+                    }
+                }
+            }
             return Err(StoreError::Conflict);
         }
         let revision = resp
@@ -499,7 +753,7 @@ mod tests {
 
     fn open(etcd: &EtcdProcess, prefix: &str) -> Store {
         let dir = std::path::Path::new("/nonexistent");
-        Store::from_spec(&etcd.url(prefix), dir).expect("connect to the test etcd")
+        Store::from_spec(&etcd.url(prefix), dir, None).expect("connect to the test etcd")
     }
 
     /// Writes raw keys, as another program (or a bad hand) would.
@@ -536,7 +790,7 @@ mod tests {
             "http://a:1",
             "rebd",
         ] {
-            let e = Store::from_spec(bad, std::path::Path::new("/nonexistent"))
+            let e = Store::from_spec(bad, std::path::Path::new("/nonexistent"), None)
                 .map(|_| ())
                 .unwrap_err();
             assert!(matches!(e, StoreError::BadSpec { .. }), "{bad}: {e}");
@@ -745,6 +999,7 @@ mod tests {
         let err = Store::from_spec(
             &format!("etcd://127.0.0.1:{port}"),
             std::path::Path::new("/nonexistent"),
+            None,
         )
         .and_then(|s| s.load())
         .unwrap_err()
@@ -756,6 +1011,128 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    fn replica(etcd: &EtcdProcess, prefix: &str, name: &str) -> EtcdStore {
+        EtcdStore::connect_replica(&EtcdTarget::parse(&etcd.url(prefix)).unwrap(), name).unwrap()
+    }
+
+    fn acting(s: &EtcdStore) -> bool {
+        matches!(s.fence(), Ok(Some(_)))
+    }
+
+    fn wait(what: &str, secs: u64, f: impl Fn() -> bool) -> Duration {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    }
+
+    fn with_network(m: &Model, name: &str) -> Model {
+        let mut n = m.clone();
+        n.create_network(name, None).unwrap();
+        n
+    }
+
+    /// One leader: the other replica refuses writes naming it (retryable, nothing written); a
+    /// leader whose lease is revoked behind its back is fenced by etcd at its very next write
+    /// (nothing written), and a new leader reloads and writes.
+    #[test]
+    fn only_the_leader_writes_and_a_deposed_leader_is_fenced() {
+        let etcd = EtcdProcess::start();
+        let a = replica(&etcd, "/el/", "a");
+        wait("a elected", 10, || acting(&a));
+        let b = replica(&etcd, "/el/", "b");
+        wait("b follows a", 10, || {
+            b.role() == Some(Role::Follower { leader: "a".into() })
+        });
+        assert!(!acting(&b));
+        let m = a.load().unwrap();
+        assert_eq!(b.load().unwrap(), m);
+        let err = b.save(&m, &with_network(&m, "from-b")).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("leader: a"), "{err}");
+        let m1 = with_network(&m, "from-a");
+        a.save(&m, &m1).unwrap();
+        assert_eq!(b.load().unwrap(), m1, "b's refused write left nothing");
+        // Revoke a's lease from outside: a still believes it leads, etcd knows better.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let url = format!("http://127.0.0.1:{}", etcd.client_port);
+        rt.block_on(async {
+            let mut c = Client::connect([url], None).await.unwrap();
+            let got = c.get("/el/leader", None).await.unwrap();
+            let lease = got.kvs()[0].lease();
+            c.lease_revoke(lease).await.unwrap();
+        });
+        let err = a.save(&m1, &with_network(&m1, "late")).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotLeader { .. }),
+            "a deposed leader's write must be fenced: {err}"
+        );
+        assert_eq!(b.load().unwrap(), m1, "the fenced write left nothing");
+        // Someone is elected again, reloads, and writes.
+        wait("a new leader", 10, || acting(&a) || acting(&b));
+        let leader = if acting(&a) { &a } else { &b };
+        assert!(leader.take_reload());
+        let now = leader.load().unwrap();
+        assert_eq!(now, m1);
+        leader.save(&now, &with_network(&now, "after")).unwrap();
+    }
+
+    /// A leader cut off from etcd (etcd frozen with SIGSTOP) stops acting before its lease can
+    /// expire in etcd: within TTL - margin of its last renewal, so less than 3.5 s after the
+    /// cut (its last renewal was sent before it).
+    #[test]
+    fn a_leader_cut_off_from_etcd_stops_acting_before_its_lease_can_expire() {
+        let etcd = EtcdProcess::start();
+        let a = replica(&etcd, "/cut/", "a");
+        wait("a elected", 10, || acting(&a));
+        // Let a renewal or two go through, then freeze etcd.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(acting(&a));
+        let before = a.load().unwrap();
+        let pid = etcd.pid().to_string();
+        let stop = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap();
+        assert!(stop.success());
+        let took = wait("a to stop acting", 10, || !acting(&a));
+        // It refuses at once, without waiting on the frozen etcd.
+        let t = std::time::Instant::now();
+        let err = a.save(&before, &with_network(&before, "x")).unwrap_err();
+        assert!(matches!(err, StoreError::NotLeader { .. }), "{err}");
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        let cont = std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap();
+        assert!(cont.success());
+        let ttl = Duration::from_secs(LEASE_TTL_SECS as u64);
+        assert!(
+            // Its last renewal was sent before the cut, so the lease holds in etcd until at
+            // least cut + TTL: it must have stopped a clear second before that.
+            took < ttl - Duration::from_secs(1),
+            "stopped acting {took:?} after the cut: its lease may already have expired"
+        );
+        assert!(
+            took > Duration::from_millis(1000),
+            "stopped after {took:?}: should act while its lease surely holds"
+        );
+        // etcd back: a leads again (its old key expired or is its own) and writes.
+        wait("a elected again", 20, || acting(&a));
+        a.take_reload();
+        let m = a.load().unwrap();
+        a.save(&m, &with_network(&m, "back")).unwrap();
     }
 
     /// Owners and allocations round-trip with escaping: a network name with `/` and `%`.
