@@ -229,7 +229,7 @@ pub enum Store {
     /// The embedded redb database.
     Redb(RedbStore),
     /// Keys in etcd.
-    Etcd(etcd::EtcdStore),
+    Etcd(Box<etcd::EtcdStore>),
 }
 
 impl std::fmt::Debug for Store {
@@ -266,11 +266,13 @@ impl Store {
         }
         let target = etcd::EtcdTarget::parse(spec)?;
         match replica {
-            None => etcd::EtcdStore::connect(&target).map(Store::Etcd),
+            None => etcd::EtcdStore::connect(&target).map(|s| Store::Etcd(Box::new(s))),
             Some(r) if r.is_empty() || r.len() > 253 || r.chars().any(|c| c.is_control()) => {
                 Err(bad("--replica must be 1 to 253 printable characters"))
             }
-            Some(r) => etcd::EtcdStore::connect_replica(&target, r).map(Store::Etcd),
+            Some(r) => {
+                etcd::EtcdStore::connect_replica(&target, r).map(|s| Store::Etcd(Box::new(s)))
+            }
         }
     }
 

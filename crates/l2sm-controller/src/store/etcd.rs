@@ -936,7 +936,9 @@ mod tests {
     fn bad_data_in_etcd_is_an_error_naming_the_key() {
         let etcd = EtcdProcess::start();
         let row = r#"{"vni":1,"vlan":1}"#.as_bytes();
-        let cases: &[(&[(&str, &[u8])], &str)] = &[
+        /// Raw keys and values written, and the key the error must name.
+        type Case<'a> = (&'a [(&'a str, &'a [u8])], &'a str);
+        let cases: &[Case<'_>] = &[
             (&[("/b1/networks/a", b"{not json")], "/b1/networks/a"),
             (&[("/b2/meta/next_vni", b"many")], "/b2/meta/next_vni"),
             (
