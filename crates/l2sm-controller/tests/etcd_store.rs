@@ -262,9 +262,18 @@ fn replicas_elect_one_leader_and_a_follower_takes_over_when_it_dies() {
     let a = ControllerProcess::start_args(&["--store", &url, "--replica", "replica-a"]);
     write_until_accepted(&a, "from-a", 10);
     let b = ControllerProcess::start_args(&["--store", &url, "--replica", "replica-b"]);
-    let (code, text) = b.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"from-b"}"#));
-    assert_eq!(code, 503, "{text}");
-    assert!(text.contains("leader: replica-a"), "{text}");
+    // b refuses every write; once its first campaign ran, the refusal names the leader.
+    let start = Instant::now();
+    loop {
+        let (code, text) = b.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"from-b"}"#));
+        assert_eq!(code, 503, "{text}");
+        if text.contains("leader: replica-a") {
+            break;
+        }
+        assert!(text.contains("leader: unknown"), "{text}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         a.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"second"}"#))
             .0,
