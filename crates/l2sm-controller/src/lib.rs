@@ -861,6 +861,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         r = api_task => r.context("API server stopped")?,
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),
     }
+    // A leader hands over at once instead of after its lease's TTL.
+    shared.store.resign();
     Ok(())
 }
 

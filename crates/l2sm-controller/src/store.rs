@@ -276,6 +276,13 @@ impl Store {
         }
     }
 
+    /// Leaves the leader election, if any (the controller is stopping).
+    pub fn resign(&self) {
+        if let Store::Etcd(s) = self {
+            s.resign();
+        }
+    }
+
     /// True once after this replica became leader: reload before the next write.
     pub fn take_reload(&self) -> bool {
         match self {

@@ -308,3 +308,38 @@ fn replica_without_etcd_is_refused() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("--replica needs an etcd store"), "{stderr}");
 }
+
+/// A leader that stops cleanly (SIGTERM) hands over at once: it revokes its lease, and the
+/// follower accepts writes well before the lease's TTL (5 s) would have passed.
+#[test]
+fn a_leader_stopped_with_sigterm_hands_over_at_once() {
+    let etcd = EtcdProcess::start();
+    let url = etcd.url("/term/");
+    let mut a = ControllerProcess::start_args(&["--store", &url, "--replica", "replica-a"]);
+    write_until_accepted(&a, "from-a", 10);
+    let b = ControllerProcess::start_args(&["--store", &url, "--replica", "replica-b"]);
+    let start = Instant::now();
+    loop {
+        let (code, text) = b.req("POST", "/onos/vnets/api", Some(r#"{"networkId":"x"}"#));
+        assert_eq!(code, 503, "{text}");
+        if text.contains("leader: replica-a") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let took = write_until_accepted(&b, "from-b", 12);
+    eprintln!("handover after SIGTERM: {took:?}");
+    assert!(took < Duration::from_secs(2), "handover took {took:?}");
+    l2sm_test_support::wait_until("a to exit", Duration::from_secs(10), || !a.is_running());
+    let all = b.req("GET", "/api/v1/networks", None).1;
+    assert!(
+        all.contains("\"from-a\"") && all.contains("\"from-b\""),
+        "{all}"
+    );
+}

@@ -39,7 +39,7 @@ use etcd_client::{
 };
 use l2sm_pipeline::ids::PortId;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -145,6 +145,10 @@ struct Election {
     role: Mutex<Role>,
     /// Set when this replica became leader: the model must be reloaded before it writes.
     reload: AtomicBool,
+    /// The lease the election runs on now (0: none yet).
+    lease: AtomicI64,
+    /// Set when the controller stops: campaign no more.
+    resigned: AtomicBool,
 }
 
 impl Election {
@@ -168,11 +172,14 @@ impl Election {
 
 /// Campaigns for, holds and renews the leader key, for as long as the store lives.
 async fn run_election(client: Client, key: String, el: Arc<Election>) {
-    loop {
+    while !el.resigned.load(Ordering::SeqCst) {
         let mut leases = client.lease_client();
         let asked = Instant::now();
         let lease = match leases.grant(LEASE_TTL_SECS, None).await {
-            Ok(r) => r.id(),
+            Ok(r) => {
+                el.lease.store(r.id(), Ordering::SeqCst);
+                r.id()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot get an etcd lease for the election");
                 el.set(Role::Unknown);
@@ -193,6 +200,9 @@ async fn run_election(client: Client, key: String, el: Arc<Election>) {
         let mut last_renewal = Instant::now();
         let ttl = Duration::from_secs(LEASE_TTL_SECS.unsigned_abs());
         loop {
+            if el.resigned.load(Ordering::SeqCst) {
+                break;
+            }
             if last_renewal.elapsed() >= RENEW_EVERY {
                 last_renewal = Instant::now();
                 let sent = Instant::now();
@@ -363,6 +373,8 @@ impl EtcdStore {
             name: replica.to_string(),
             role: Mutex::new(Role::Unknown),
             reload: AtomicBool::new(false),
+            lease: AtomicI64::new(0),
+            resigned: AtomicBool::new(false),
         });
         if let Some(rt) = &store.rt {
             rt.spawn(run_election(
@@ -378,6 +390,32 @@ impl EtcdStore {
     /// This replica's role (`None`: no election, the store is written by whoever holds it).
     pub fn role(&self) -> Option<Role> {
         self.election.as_ref().map(|e| e.role())
+    }
+
+    /// Leaves the election (the controller is stopping): stops acting at once and revokes the
+    /// lease, which deletes the leader key, so another replica takes over within its campaign
+    /// interval instead of waiting for the lease to expire.
+    pub fn resign(&self) {
+        let Some(el) = &self.election else {
+            return;
+        };
+        el.resigned.store(true, Ordering::SeqCst);
+        el.set(Role::Unknown);
+        let lease = el.lease.load(Ordering::SeqCst);
+        if lease == 0 {
+            return;
+        }
+        let mut leases = self.client.lease_client();
+        let revoked = self.block(async move {
+            tokio::time::timeout(Duration::from_secs(2), leases.revoke(lease)).await
+        });
+        match revoked {
+            Ok(Ok(Ok(_))) => tracing::info!(replica = %el.name, "left the election"),
+            _ => tracing::warn!(
+                replica = %el.name,
+                "could not revoke the election lease: it expires within {LEASE_TTL_SECS} s"
+            ),
+        }
     }
 
     /// True once after this replica became leader: the state must be reloaded before writing.
