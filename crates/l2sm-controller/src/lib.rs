@@ -424,11 +424,29 @@ impl Shared {
         Ok(result)
     }
 
+    /// On a follower replica: reloads the model when the leader changed the state, so reads
+    /// and views follow the leader's.
+    pub fn follow_store(&self) {
+        if !self.store.is_follower() {
+            return;
+        }
+        match self.store.changed_elsewhere() {
+            Ok(true) => {
+                let mut guard = self.model.write().unwrap_or_else(|e| e.into_inner());
+                self.reload_after_conflict(&mut guard);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot check the controller state for changes"),
+        }
+    }
+
     /// Replaces the model with what the store holds now (after a lost compare-and-swap).
     fn reload_after_conflict(&self, guard: &mut Model) {
         match self.store.load() {
             Ok(model) => {
-                tracing::warn!("controller state changed in the store by another writer: reloaded");
+                tracing::info!(
+                    "controller state reloaded from the store (another writer changed it)"
+                );
                 if model != *guard {
                     *guard = model;
                     self.bump();
@@ -692,6 +710,9 @@ pub enum UpdateError {
     Persist(store::StoreError),
 }
 
+/// How often a follower replica checks whether the leader changed the state.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let of_tls = openflow_tls(&args)?;
@@ -731,6 +752,17 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
     if let Some(provider) = &args.openflow_edge_provider {
         let _ = shared.edge_provider.set(provider.clone());
+    }
+    if args.replica.is_some() {
+        // A follower's copy follows the leader's changes (polled: one small get a second).
+        let follower = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FOLLOW_EVERY).await;
+                let s = follower.clone();
+                let _ = tokio::task::spawn_blocking(move || s.follow_store()).await;
+            }
+        });
     }
     // Connecting thousands of switches reads and compiles their tables: once that settles,
     // the freed heap goes back to the system (glibc otherwise kept ~30 MiB of it with

@@ -276,6 +276,25 @@ impl Store {
         }
     }
 
+    /// Whether this replica follows another (it must keep its copy current by polling).
+    pub fn is_follower(&self) -> bool {
+        match self {
+            Store::Redb(_) => false,
+            Store::Etcd(s) => {
+                matches!(s.role(), Some(r) if !matches!(r, etcd::Role::Leader { .. }))
+            }
+        }
+    }
+
+    /// Whether another writer changed the state since this store last loaded or saved (always
+    /// false on redb: nobody else writes it).
+    pub fn changed_elsewhere(&self) -> Result<bool, StoreError> {
+        match self {
+            Store::Redb(_) => Ok(false),
+            Store::Etcd(s) => s.changed_elsewhere(),
+        }
+    }
+
     /// Leaves the leader election, if any (the controller is stopping).
     pub fn resign(&self) {
         if let Store::Etcd(s) = self {

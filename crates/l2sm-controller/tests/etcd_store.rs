@@ -279,6 +279,19 @@ fn replicas_elect_one_leader_and_a_follower_takes_over_when_it_dies() {
             .0,
         204
     );
+    // The follower's copy follows the leader's writes without being written to.
+    let start = Instant::now();
+    while !b
+        .req("GET", "/api/v1/networks", None)
+        .1
+        .contains("\"second\"")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the follower never saw the leader's write"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(a.stop());
     let took = write_until_accepted(&b, "from-b", 12);
     eprintln!("failover: first write accepted by the follower {took:?} after the leader's kill -9");

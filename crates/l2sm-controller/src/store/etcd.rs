@@ -418,6 +418,18 @@ impl EtcdStore {
         }
     }
 
+    /// Whether another writer changed the state since this store last loaded or saved (one
+    /// get of the `generation` key). Followers poll it to keep their copy current.
+    pub fn changed_elsewhere(&self) -> Result<bool, StoreError> {
+        let mut kv = self.client.kv_client();
+        let key = self.key("generation");
+        let got = self
+            .block(async move { kv.get(key, None).await })?
+            .map_err(|e| self.etcd_err("cannot read the generation", e))?;
+        let now = got.kvs().first().map_or(0, KeyValue::mod_revision);
+        Ok(now != self.seen.lock().unwrap_or_else(|e| e.into_inner()).revision)
+    }
+
     /// True once after this replica became leader: the state must be reloaded before writing.
     pub fn take_reload(&self) -> bool {
         self.election
