@@ -158,7 +158,10 @@ fn store_benchmark_measures_redb_and_etcd() {
     let r = rt().block_on(l2sm_bench::store::run(&opts)).unwrap();
     for l in [&r.redb, &r.etcd] {
         assert_eq!(l.samples, 40, "{r:?}");
-        assert!(l.p50_ms > 0.0 && l.p50_ms <= l.p99_ms && l.p99_ms <= l.max_ms, "{r:?}");
+        assert!(
+            l.p50_ms > 0.0 && l.p50_ms <= l.p99_ms && l.p99_ms <= l.max_ms,
+            "{r:?}"
+        );
     }
     assert!(r.ratio_p50.is_finite() && r.ratio_p50 > 0.0, "{r:?}");
     assert!(r.etcd_version.contains("etcd"), "{r:?}");
