@@ -411,8 +411,10 @@ impl Shared {
         let result = change(&mut next)?;
         if next != *guard {
             if let Err(e) = self.store.save(&guard, &next) {
-                if e.is_retryable() {
+                if matches!(e, store::StoreError::Conflict) {
                     // Another controller wrote first: take its state, so a retry starts from it.
+                    // (A follower's refused write reloads nothing: it polls the state anyway,
+                    // and a flood of refused writes must not become a flood of full reads.)
                     self.reload_after_conflict(&mut guard);
                 }
                 return Err(UpdateError::Persist(e));
