@@ -16,6 +16,11 @@ ARG BINARIES=build
 ARG RUNTIME_BASE=debian:bookworm-slim
 
 FROM rust:1-bookworm AS build
+# protoc and the well-known .proto files: the controller's etcd client (--store etcd://…)
+# generates its gRPC code at build time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The CNI plugin runs on the host (Multus thick runs it in the host's root, any distribution):

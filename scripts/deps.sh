@@ -4,7 +4,9 @@ set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # tshark: the packet matcher of `l2sm lab ids` (docs/ids.md).
-for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps containernetworking-plugins python3-venv curl dnsmasq-base graphviz tshark; do
+# etcd-server: the controller's --store etcd://… tests run a real etcd (3.4 on Debian 12);
+# protobuf-compiler + libprotobuf-dev: the etcd client's gRPC code is generated at build time.
+for pkg in openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump iperf3 ethtool procps containernetworking-plugins python3-venv curl dnsmasq-base graphviz tshark etcd-server protobuf-compiler libprotobuf-dev; do
   have "$pkg" || need+=("$pkg")
 done
 have shellcheck || need+=(shellcheck) # scripts/test.sh checks every shell script

@@ -9,6 +9,7 @@ pub mod convergence;
 pub mod ovs;
 pub mod real;
 pub mod scenario;
+pub mod store;
 pub mod synth;
 pub mod tls;
 pub mod util;

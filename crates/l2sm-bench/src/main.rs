@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use l2sm_bench::scenario::{ClusterSpec, Shape};
-use l2sm_bench::{api, cold, convergence, real};
+use l2sm_bench::{api, cold, convergence, real, store};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -68,6 +68,19 @@ enum Command {
     FlowRate {
         #[arg(long, default_value_t = 30000)]
         flows: usize,
+    },
+    /// API write latency with the state in redb vs in etcd (a local single-member etcd), in
+    /// the same run: p50/p99 and their ratio.
+    Store {
+        /// Write samples per backend.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Rounds the samples are split into; the backends alternate going first.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// The etcd binary.
+        #[arg(long, default_value = "etcd")]
+        etcd: PathBuf,
     },
     /// REST latency, plain HTTP vs TLS in the same run: p50/p99 of a read and a write,
     /// kept-alive connections and a new connection per request.
@@ -302,6 +315,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 print_api(&r);
+            }
+        }
+        Command::Store {
+            requests,
+            rounds,
+            etcd,
+        } => {
+            let r = store::run(&store::StoreOptions {
+                l2sm: l2sm.clone(),
+                etcd,
+                requests,
+                rounds,
+            })
+            .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"store": r}))?
+                );
+            } else {
+                println!(
+                    "API write latency (port add/remove, one at a time), {}",
+                    r.etcd_version
+                );
+                println!("store  samples  p50 ms  p99 ms  max ms");
+                for (name, l) in [("redb", &r.redb), ("etcd", &r.etcd)] {
+                    println!(
+                        "{name:<6} {:>7}  {:>6.2}  {:>6.2}  {:>6.2}",
+                        l.samples, l.p50_ms, l.p99_ms, l.max_ms
+                    );
+                }
+                println!(
+                    "etcd/redb: p50 x{:.2}, p99 x{:.2}",
+                    r.ratio_p50, r.ratio_p99
+                );
             }
         }
         Command::ColdStart {

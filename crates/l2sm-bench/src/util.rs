@@ -67,6 +67,8 @@ pub struct ControllerSpec {
     /// The API over TLS with these files (`--api-tls-cert/-key`; `ca` is what clients
     /// trust); `None`: plain HTTP.
     pub api_tls: Option<crate::tls::TlsFiles>,
+    /// `--store` (`None`: the default, redb in the state directory).
+    pub store: Option<String>,
 }
 
 impl ControllerSpec {
@@ -81,6 +83,7 @@ impl ControllerSpec {
             log: dir.join("controller.log"),
             tls: None,
             api_tls: None,
+            store: None,
         })
     }
 
@@ -110,6 +113,9 @@ impl ControllerSpec {
             .stderr(log);
         if let Some(t) = &self.topology {
             cmd.arg("--topology").arg(t);
+        }
+        if let Some(s) = &self.store {
+            cmd.arg("--store").arg(s);
         }
         match &self.tls {
             Some(f) => {

@@ -144,3 +144,25 @@ fn api_benchmark_measures_plain_and_tls_in_every_case() {
         .iter()
         .all(|x| x.p50.is_finite() && x.p99.is_finite()));
 }
+
+/// The store benchmark runs both backends against a real etcd and takes every sample (a
+/// failed write fails the run), with sane numbers.
+#[test]
+fn store_benchmark_measures_redb_and_etcd() {
+    let opts = l2sm_bench::store::StoreOptions {
+        l2sm: l2sm(),
+        etcd: "etcd".into(),
+        requests: 40,
+        rounds: 2,
+    };
+    let r = rt().block_on(l2sm_bench::store::run(&opts)).unwrap();
+    for l in [&r.redb, &r.etcd] {
+        assert_eq!(l.samples, 40, "{r:?}");
+        assert!(
+            l.p50_ms > 0.0 && l.p50_ms <= l.p99_ms && l.p99_ms <= l.max_ms,
+            "{r:?}"
+        );
+    }
+    assert!(r.ratio_p50.is_finite() && r.ratio_p50 > 0.0, "{r:?}");
+    assert!(r.etcd_version.contains("etcd"), "{r:?}");
+}

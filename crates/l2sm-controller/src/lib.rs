@@ -160,6 +160,15 @@ pub struct ControllerArgs {
     /// Directory holding the persistent state.
     #[arg(long, default_value = "/var/lib/l2sm/controller")]
     pub state_dir: PathBuf,
+    /// Where the model is kept: `redb` (a database in --state-dir, one controller) or
+    /// `etcd://host:port[,host:port…][/prefix]` (keys under the prefix, default `/l2sm/`; each
+    /// change one compare-and-swap transaction).
+    #[arg(long, env = "L2SM_STORE", default_value = "redb")]
+    pub store: String,
+    /// This replica's name: with an etcd store, take part in the leader election; only the
+    /// leader changes the state, the others answer writes with 503 naming it.
+    #[arg(long, env = "L2SM_REPLICA")]
+    pub replica: Option<String>,
     /// User name for HTTP Basic authentication of the API.
     #[arg(long, env = "L2SM_API_USER")]
     pub api_user: Option<String>,
@@ -409,17 +418,59 @@ impl Shared {
         change: impl FnOnce(&mut Model) -> Result<R, ModelError>,
     ) -> Result<R, UpdateError> {
         let mut guard = self.model.write().unwrap_or_else(|e| e.into_inner());
+        if self.store.take_reload() {
+            // Just elected: the previous leader's changes are in the store, not here.
+            self.reload_after_conflict(&mut guard);
+        }
         let mut next = guard.clone();
         let result = change(&mut next)?;
         if next != *guard {
-            self.store
-                .save(&guard, &next)
-                .map_err(UpdateError::Persist)?;
+            if let Err(e) = self.store.save(&guard, &next) {
+                if matches!(e, store::StoreError::Conflict) {
+                    // Another controller wrote first: take its state, so a retry starts from it.
+                    // (A follower's refused write reloads nothing: it polls the state anyway,
+                    // and a flood of refused writes must not become a flood of full reads.)
+                    self.reload_after_conflict(&mut guard);
+                }
+                return Err(UpdateError::Persist(e));
+            }
             *guard = next;
             drop(guard);
             self.bump();
         }
         Ok(result)
+    }
+
+    /// On a follower replica: reloads the model when the leader changed the state, so reads
+    /// and views follow the leader's.
+    pub fn follow_store(&self) {
+        if !self.store.is_follower() {
+            return;
+        }
+        match self.store.changed_elsewhere() {
+            Ok(true) => {
+                let mut guard = self.model.write().unwrap_or_else(|e| e.into_inner());
+                self.reload_after_conflict(&mut guard);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot check the controller state for changes"),
+        }
+    }
+
+    /// Replaces the model with what the store holds now (after a lost compare-and-swap).
+    fn reload_after_conflict(&self, guard: &mut Model) {
+        match self.store.load() {
+            Ok(model) => {
+                tracing::info!(
+                    "controller state reloaded from the store (another writer changed it)"
+                );
+                if model != *guard {
+                    *guard = model;
+                    self.bump();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reload the controller state"),
+        }
     }
 
     /// Records that switch `dpid` holds `view`, derived from `generation` (its batch was
@@ -676,6 +727,9 @@ pub enum UpdateError {
     Persist(store::StoreError),
 }
 
+/// How often a follower replica checks whether the leader changed the state.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let of_tls = openflow_tls(&args)?;
@@ -711,10 +765,21 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         max_requests_per_connection: args.api_max_requests_per_connection,
         ..api::server::Limits::default()
     };
-    let store = Store::open(&args.state_dir)?;
+    let store = Store::from_spec(&args.store, &args.state_dir, args.replica.as_deref())?;
     let shared = Shared::new(store, Duration::from_millis(args.lldp_interval_ms))?;
     if let Some(provider) = &args.openflow_edge_provider {
         let _ = shared.edge_provider.set(provider.clone());
+    }
+    if args.replica.is_some() {
+        // A follower's copy follows the leader's changes (polled: one small get a second).
+        let follower = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FOLLOW_EVERY).await;
+                let s = follower.clone();
+                let _ = tokio::task::spawn_blocking(move || s.follow_store()).await;
+            }
+        });
     }
     // Connecting thousands of switches reads and compiles their tables: once that settles,
     // the freed heap goes back to the system (glibc otherwise kept ~30 MiB of it with
@@ -849,6 +914,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         r = api_task => r.context("API server stopped")?,
         _ = l2sm_runtime::shutdown_signal() => tracing::info!("controller stopping"),
     }
+    // A leader hands over at once instead of after its lease's TTL.
+    shared.store.resign();
     Ok(())
 }
 

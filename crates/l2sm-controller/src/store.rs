@@ -1,7 +1,16 @@
-//! The model on disk. The model in memory is a cache; the truth is a redb database in the state
-//! directory, changed in one durable transaction per API change, so a restart (or a crash)
-//! keeps every acknowledged change and never half of one. Also imports, once, the JSON state
-//! file of earlier versions.
+//! The model on disk. The model in memory is a cache; the truth is the store, changed in one
+//! durable transaction per API change, so a restart (or a crash) keeps every acknowledged change
+//! and never half of one. Two backends ([`Store`]):
+//!
+//! - [`RedbStore`] (the default): a redb database in the state directory, one controller. Also
+//!   imports, once, the JSON state file of earlier versions.
+//! - [`etcd::EtcdStore`] (`--store etcd://…`): the same rows as keys under a prefix in etcd,
+//!   each change one etcd transaction that only commits if nobody else wrote since this
+//!   controller last read (compare-and-swap on the revision of a generation key).
+//!
+//! Both write what [`Diff`] finds between the model the store holds and the next one.
+
+pub mod etcd;
 
 use super::ipam::Ipam;
 use super::model::{Model, Network, PortOwner};
@@ -15,7 +24,7 @@ use std::path::{Path, PathBuf};
 /// tables so that a join or an allocation writes one small row.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct NetworkRow {
+pub(crate) struct NetworkRow {
     vni: u32,
     #[serde(default)]
     vlan: Option<u16>,
@@ -32,13 +41,33 @@ struct NetworkRow {
 /// IPAM settings without the allocations.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct IpamSettings {
+pub(crate) struct IpamSettings {
     cidrs: Vec<ipnet::IpNet>,
     pod_ranges: Vec<ipnet::IpNet>,
     exclude: Vec<std::net::IpAddr>,
 }
 
 impl NetworkRow {
+    /// The network this row describes, without members or allocations (IPAM settings that do
+    /// not hold are refused: the reason is returned).
+    pub(crate) fn into_network(self) -> Result<Network, String> {
+        let ipam = match self.ipam {
+            Some(s) => {
+                Some(Ipam::new(s.cidrs, s.pod_ranges, s.exclude).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        Ok(Network {
+            vni: self.vni,
+            endpoints: Vec::new(),
+            mirror_port: self.mirror_port,
+            vlan: self.vlan,
+            ipam,
+            port_security: self.port_security,
+            limits: self.limits,
+        })
+    }
+
     fn of(n: &Network) -> NetworkRow {
         NetworkRow {
             vni: n.vni,
@@ -76,14 +105,16 @@ pub const LEGACY_FILE: &str = "state.json";
 
 /// The model on disk: a redb database, written in one transaction per change and made durable
 /// (fsync) before the change is acknowledged.
-pub struct Store {
+pub struct RedbStore {
     db: Database,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -127,6 +158,40 @@ pub enum StoreError {
         /// Which row, and why.
         what: String,
     },
+    /// The `--store` argument is not `redb` or a valid `etcd://` URL.
+    #[error("invalid --store {spec:?}: {reason}")]
+    BadSpec {
+        /// The argument.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// etcd cannot be reached or refused a request.
+    #[error("etcd store at {endpoints}: {reason}")]
+    Etcd {
+        /// The endpoints, comma-separated.
+        endpoints: String,
+        /// The client's reason, on one line.
+        reason: String,
+    },
+    /// A key in etcd holds something this version cannot read.
+    #[error("corrupt controller state in etcd key {key:?}: {what}")]
+    EtcdCorrupt {
+        /// The full key.
+        key: String,
+        /// Why.
+        what: String,
+    },
+    /// Another controller changed the state since this one last read it: nothing was written.
+    /// Retryable once the state is reloaded (the controller reloads it at once).
+    #[error("the controller state changed under this controller (another writer won); nothing was written: retry")]
+    Conflict,
+    /// This replica is not the leader (or no longer holds its lease): nothing was written.
+    #[error("this controller replica is not the leader (leader: {leader}); nothing was written: retry against the leader")]
+    NotLeader {
+        /// The leader's name (`--replica`), or why none is known.
+        leader: String,
+    },
     /// A row cannot be encoded.
     #[error(transparent)]
     Encode(#[from] serde_json::Error),
@@ -158,6 +223,113 @@ pub enum StoreError {
     },
 }
 
+/// Where the controller keeps its state: `--store redb` (the state directory) or
+/// `--store etcd://host:port[,host:port…][/prefix]`.
+pub enum Store {
+    /// The embedded redb database.
+    Redb(RedbStore),
+    /// Keys in etcd.
+    Etcd(Box<etcd::EtcdStore>),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Redb(s) => s.fmt(f),
+            Store::Etcd(s) => s.fmt(f),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the redb store in `state_dir`, importing a legacy `state.json` once.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        RedbStore::open(state_dir).map(Store::Redb)
+    }
+
+    /// Opens the store `spec` names: `redb` (in `state_dir`) or an `etcd://` URL; with
+    /// `replica`, this controller takes part in the leader election (etcd only).
+    pub fn from_spec(
+        spec: &str,
+        state_dir: &Path,
+        replica: Option<&str>,
+    ) -> Result<Store, StoreError> {
+        let bad = |reason: &str| StoreError::BadSpec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        if spec == "redb" {
+            if replica.is_some() {
+                return Err(bad("--replica needs an etcd store"));
+            }
+            return Store::open(state_dir);
+        }
+        let target = etcd::EtcdTarget::parse(spec)?;
+        match replica {
+            None => etcd::EtcdStore::connect(&target).map(|s| Store::Etcd(Box::new(s))),
+            Some(r) if r.is_empty() || r.len() > 253 || r.chars().any(|c| c.is_control()) => {
+                Err(bad("--replica must be 1 to 253 printable characters"))
+            }
+            Some(r) => {
+                etcd::EtcdStore::connect_replica(&target, r).map(|s| Store::Etcd(Box::new(s)))
+            }
+        }
+    }
+
+    /// Whether this replica follows another (it must keep its copy current by polling).
+    pub fn is_follower(&self) -> bool {
+        match self {
+            Store::Redb(_) => false,
+            Store::Etcd(s) => {
+                matches!(s.role(), Some(r) if !matches!(r, etcd::Role::Leader { .. }))
+            }
+        }
+    }
+
+    /// Whether another writer changed the state since this store last loaded or saved (always
+    /// false on redb: nobody else writes it).
+    pub fn changed_elsewhere(&self) -> Result<bool, StoreError> {
+        match self {
+            Store::Redb(_) => Ok(false),
+            Store::Etcd(s) => s.changed_elsewhere(),
+        }
+    }
+
+    /// Leaves the leader election, if any (the controller is stopping).
+    pub fn resign(&self) {
+        if let Store::Etcd(s) = self {
+            s.resign();
+        }
+    }
+
+    /// True once after this replica became leader: reload before the next write.
+    pub fn take_reload(&self) -> bool {
+        match self {
+            Store::Redb(_) => false,
+            Store::Etcd(s) => s.take_reload(),
+        }
+    }
+
+    /// Loads the model (an empty one on first start). On etcd this also records the revision
+    /// the next change is compared with.
+    pub fn load(&self) -> Result<Model, StoreError> {
+        match self {
+            Store::Redb(s) => s.load(),
+            Store::Etcd(s) => s.load(),
+        }
+    }
+
+    /// Makes the stored state go from `old` (what this controller last loaded or saved) to
+    /// `new` in one durable transaction. On etcd, [`StoreError::Conflict`] when another writer
+    /// changed the state meanwhile: nothing was written; reload and retry.
+    pub fn save(&self, old: &Model, new: &Model) -> Result<(), StoreError> {
+        match self {
+            Store::Redb(s) => s.save(old, new),
+            Store::Etcd(s) => s.save(old, new),
+        }
+    }
+}
+
 /// One line saying why the store cannot be opened.
 fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
     let path = path.to_path_buf();
@@ -175,20 +347,27 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the same change may succeed when retried after a reload (another writer won).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Conflict | StoreError::NotLeader { .. })
+    }
+}
+
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(Box::new(e.into()))
 }
 
-impl Store {
+impl RedbStore {
     /// Opens (or creates) the store in `state_dir`, importing a legacy `state.json` once.
-    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(state_dir: &Path) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
             path: state_dir.to_path_buf(),
             source,
         })?;
         let path = state_dir.join(STORE_FILE);
         let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
-        let store = Store { db, path };
+        let store = RedbStore { db, path };
         store.init()?;
         store.import_legacy(&state_dir.join(LEGACY_FILE))?;
         Ok(store)
@@ -288,25 +467,10 @@ impl Store {
             let (name, value) = row.map_err(db_err)?;
             let row: NetworkRow = serde_json::from_slice(value.value())
                 .map_err(|e| corrupt(format!("network {:?}: {e}", name.value())))?;
-            let ipam = match row.ipam {
-                Some(s) => Some(
-                    Ipam::new(s.cidrs, s.pod_ranges, s.exclude)
-                        .map_err(|e| corrupt(format!("network {:?}: {e}", name.value())))?,
-                ),
-                None => None,
-            };
-            model.networks.insert(
-                name.value().to_string(),
-                Network {
-                    vni: row.vni,
-                    endpoints: Vec::new(),
-                    mirror_port: row.mirror_port,
-                    vlan: row.vlan,
-                    ipam,
-                    port_security: row.port_security,
-                    limits: row.limits,
-                },
-            );
+            let network = row
+                .into_network()
+                .map_err(|e| corrupt(format!("network {:?}: {e}", name.value())))?;
+            model.networks.insert(name.value().to_string(), network);
         }
         let mut members: BTreeMap<String, Vec<(u64, PortId)>> = BTreeMap::new();
         for row in tx
@@ -405,35 +569,137 @@ impl Store {
 
     /// Writes only the rows that differ between `old` (what the store holds) and `new`.
     fn write_diff(tx: &WriteTransaction, old: &Model, new: &Model) -> Result<(), StoreError> {
+        let d = Diff::of(old, new);
         let mut meta = tx.open_table(META).map_err(db_err)?;
-        if old.next_vni != new.next_vni || meta.get("next_vni").map_err(db_err)?.is_none() {
+        if d.next_vni.is_some() || meta.get("next_vni").map_err(db_err)?.is_none() {
             meta.insert("next_vni", u64::from(new.next_vni))
                 .map_err(db_err)?;
         }
         let mut networks = tx.open_table(NETWORKS).map_err(db_err)?;
-        for (name, net) in &new.networks {
-            let row = NetworkRow::of(net);
-            if old.networks.get(name).map(NetworkRow::of).as_ref() != Some(&row) {
-                networks
-                    .insert(name.as_str(), serde_json::to_vec(&row)?.as_slice())
+        for (name, row) in &d.networks_put {
+            networks
+                .insert(*name, serde_json::to_vec(row)?.as_slice())
+                .map_err(db_err)?;
+        }
+        for name in &d.networks_del {
+            networks.remove(*name).map_err(db_err)?;
+        }
+        let mut members = tx.open_table(MEMBERS).map_err(db_err)?;
+        if !d.left.is_empty() {
+            // A port that left one network for another keeps its row (rewritten below).
+            let moved: std::collections::HashSet<PortId> =
+                d.joined.iter().map(|(_, p)| *p).collect();
+            for (_, port) in d.left.iter().filter(|(_, p)| !moved.contains(p)) {
+                members.remove(port.to_string().as_str()).map_err(db_err)?;
+            }
+        }
+        if !d.joined.is_empty() {
+            let mut seq = meta
+                .get("next_member_seq")
+                .map_err(db_err)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            for (name, port) in &d.joined {
+                members
+                    .insert(port.to_string().as_str(), (*name, seq))
+                    .map_err(db_err)?;
+                seq += 1;
+            }
+            meta.insert("next_member_seq", seq).map_err(db_err)?;
+        }
+        let mut allocations = tx.open_table(ALLOCATIONS).map_err(db_err)?;
+        for (name, addr) in &d.allocations_del {
+            allocations
+                .remove((*name, addr.to_string().as_str()))
+                .map_err(db_err)?;
+        }
+        for (name, addr, owner) in &d.allocations_put {
+            allocations
+                .insert((*name, addr.to_string().as_str()), *owner)
+                .map_err(db_err)?;
+        }
+        let mut owner_ports = tx.open_table(OWNER_PORTS).map_err(db_err)?;
+        for (name, owner) in &d.owner_ports_del {
+            owner_ports.remove((*name, *owner)).map_err(db_err)?;
+        }
+        for (name, owner, port) in &d.owner_ports_put {
+            owner_ports
+                .insert((*name, *owner), port.to_string().as_str())
+                .map_err(db_err)?;
+        }
+        if !d.port_owners_del.is_empty() || !d.port_owners_put.is_empty() {
+            let mut port_owners = tx.open_table(PORT_OWNERS).map_err(db_err)?;
+            for port in &d.port_owners_del {
+                port_owners
+                    .remove(port.to_string().as_str())
+                    .map_err(db_err)?;
+            }
+            for (port, owner) in &d.port_owners_put {
+                port_owners
+                    .insert(
+                        port.to_string().as_str(),
+                        serde_json::to_vec(owner)?.as_slice(),
+                    )
                     .map_err(db_err)?;
             }
         }
-        for name in old
+        Ok(())
+    }
+}
+
+/// What one change writes, whatever the backend: the rows that differ between the model the
+/// store holds (`old`) and the next one (`new`). Computing it costs what the change touched,
+/// not the state's size (member lists are only compared for networks whose list changed).
+#[derive(Debug, Default)]
+pub(crate) struct Diff<'m> {
+    /// The next VNI, when it moved.
+    pub(crate) next_vni: Option<u32>,
+    /// Network rows created or changed.
+    pub(crate) networks_put: Vec<(&'m str, NetworkRow)>,
+    /// Networks deleted (their members, allocations and owners are listed too).
+    pub(crate) networks_del: Vec<&'m str>,
+    /// Members that left a network (a moved port is also in `joined`).
+    pub(crate) left: Vec<(&'m str, PortId)>,
+    /// Members that joined a network, in join order.
+    pub(crate) joined: Vec<(&'m str, PortId)>,
+    /// Allocations gone.
+    pub(crate) allocations_del: Vec<(&'m str, std::net::IpAddr)>,
+    /// Allocations new or with a new owner.
+    pub(crate) allocations_put: Vec<(&'m str, std::net::IpAddr, &'m str)>,
+    /// Owners whose port is gone.
+    pub(crate) owner_ports_del: Vec<(&'m str, &'m str)>,
+    /// Owners with a new port.
+    pub(crate) owner_ports_put: Vec<(&'m str, &'m str, PortId)>,
+    /// Member ports that lost their owner.
+    pub(crate) port_owners_del: Vec<PortId>,
+    /// Member ports with a new or changed owner.
+    pub(crate) port_owners_put: Vec<(PortId, &'m PortOwner)>,
+}
+
+impl<'m> Diff<'m> {
+    pub(crate) fn of(old: &'m Model, new: &'m Model) -> Diff<'m> {
+        let mut d = Diff {
+            next_vni: (old.next_vni != new.next_vni).then_some(new.next_vni),
+            ..Diff::default()
+        };
+        for (name, net) in &new.networks {
+            let row = NetworkRow::of(net);
+            if old.networks.get(name).map(NetworkRow::of).as_ref() != Some(&row) {
+                d.networks_put.push((name.as_str(), row));
+            }
+        }
+        d.networks_del = old
             .networks
             .keys()
             .filter(|n| !new.networks.contains_key(*n))
-        {
-            networks.remove(name.as_str()).map_err(db_err)?;
-        }
-        // Members: one row per port, keyed by port; new rows get the next sequence number so
-        // the join order survives a restart. Only networks whose member list changed are
-        // looked at (a join compares two lists and writes one row, whatever the state's size).
-        let mut left: Vec<PortId> = Vec::new();
-        let mut joined: Vec<(&str, PortId)> = Vec::new();
+            .map(String::as_str)
+            .collect();
+        // Members: new rows get the next sequence number (from the backend) so the join order
+        // survives a restart.
         for (name, net) in &old.networks {
             if !new.networks.contains_key(name) {
-                left.extend(net.endpoints.iter().copied());
+                d.left
+                    .extend(net.endpoints.iter().map(|p| (name.as_str(), *p)));
             }
         }
         for (name, net) in &new.networks {
@@ -446,33 +712,13 @@ impl Store {
                 continue;
             }
             let (gone, came) = endpoint_diff(before, &net.endpoints);
-            left.extend(gone);
-            joined.extend(came.into_iter().map(|p| (name.as_str(), p)));
+            d.left.extend(gone.into_iter().map(|p| (name.as_str(), p)));
+            d.joined
+                .extend(came.into_iter().map(|p| (name.as_str(), p)));
         }
-        let mut members = tx.open_table(MEMBERS).map_err(db_err)?;
-        if !left.is_empty() {
-            // A port that left one network for another keeps its row (rewritten below).
-            let moved: std::collections::HashSet<PortId> = joined.iter().map(|(_, p)| *p).collect();
-            for port in left.iter().filter(|p| !moved.contains(*p)) {
-                members.remove(port.to_string().as_str()).map_err(db_err)?;
-            }
-        }
-        if !joined.is_empty() {
-            let mut seq = meta
-                .get("next_member_seq")
-                .map_err(db_err)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            for (name, port) in &joined {
-                members
-                    .insert(port.to_string().as_str(), (*name, seq))
-                    .map_err(db_err)?;
-                seq += 1;
-            }
-            meta.insert("next_member_seq", seq).map_err(db_err)?;
-        }
-        // Allocations: per network, rows that appeared, changed owner or disappeared.
-        let empty = BTreeMap::new();
+        // Allocations and owners' ports: per network, rows that appeared, changed or went.
+        static EMPTY: BTreeMap<std::net::IpAddr, String> = BTreeMap::new();
+        static NO_PORTS: BTreeMap<String, PortId> = BTreeMap::new();
         fn allocations_of<'m>(
             m: &'m Model,
             name: &str,
@@ -488,69 +734,52 @@ impl Store {
                 .and_then(|n| n.ipam.as_ref())
                 .map(|i| &i.ports)
         }
-        let no_ports = BTreeMap::new();
-        let mut allocations = tx.open_table(ALLOCATIONS).map_err(db_err)?;
-        let names: BTreeSet<&String> = old.networks.keys().chain(new.networks.keys()).collect();
+        let names: BTreeSet<&'m String> = old.networks.keys().chain(new.networks.keys()).collect();
         for name in names {
-            let a = allocations_of(old, name).unwrap_or(&empty);
-            let b = allocations_of(new, name).unwrap_or(&empty);
-            if a == b {
-                continue;
+            let a = allocations_of(old, name).unwrap_or(&EMPTY);
+            let b = allocations_of(new, name).unwrap_or(&EMPTY);
+            if a != b {
+                d.allocations_del.extend(
+                    a.keys()
+                        .filter(|k| !b.contains_key(*k))
+                        .map(|addr| (name.as_str(), *addr)),
+                );
+                d.allocations_put.extend(
+                    b.iter()
+                        .filter(|(k, v)| a.get(*k) != Some(*v))
+                        .map(|(addr, owner)| (name.as_str(), *addr, owner.as_str())),
+                );
             }
-            for addr in a.keys().filter(|k| !b.contains_key(*k)) {
-                allocations
-                    .remove((name.as_str(), addr.to_string().as_str()))
-                    .map_err(db_err)?;
-            }
-            for (addr, owner) in b.iter().filter(|(k, v)| a.get(*k) != Some(*v)) {
-                allocations
-                    .insert((name.as_str(), addr.to_string().as_str()), owner.as_str())
-                    .map_err(db_err)?;
-            }
-        }
-        let mut owner_ports = tx.open_table(OWNER_PORTS).map_err(db_err)?;
-        for name in old.networks.keys().chain(new.networks.keys()) {
-            let a = ports_of(old, name).unwrap_or(&no_ports);
-            let b = ports_of(new, name).unwrap_or(&no_ports);
-            if a == b {
-                continue;
-            }
-            for owner in a.keys().filter(|k| !b.contains_key(*k)) {
-                owner_ports
-                    .remove((name.as_str(), owner.as_str()))
-                    .map_err(db_err)?;
-            }
-            for (owner, port) in b.iter().filter(|(k, v)| a.get(*k) != Some(*v)) {
-                owner_ports
-                    .insert((name.as_str(), owner.as_str()), port.to_string().as_str())
-                    .map_err(db_err)?;
+            let a = ports_of(old, name).unwrap_or(&NO_PORTS);
+            let b = ports_of(new, name).unwrap_or(&NO_PORTS);
+            if a != b {
+                d.owner_ports_del.extend(
+                    a.keys()
+                        .filter(|k| !b.contains_key(*k))
+                        .map(|owner| (name.as_str(), owner.as_str())),
+                );
+                d.owner_ports_put.extend(
+                    b.iter()
+                        .filter(|(k, v)| a.get(*k) != Some(*v))
+                        .map(|(owner, port)| (name.as_str(), owner.as_str(), *port)),
+                );
             }
         }
         if old.port_owners != new.port_owners {
-            let mut port_owners = tx.open_table(PORT_OWNERS).map_err(db_err)?;
-            for port in old
+            d.port_owners_del = old
                 .port_owners
                 .keys()
                 .filter(|p| !new.port_owners.contains_key(*p))
-            {
-                port_owners
-                    .remove(port.to_string().as_str())
-                    .map_err(db_err)?;
-            }
-            for (port, owner) in new
+                .copied()
+                .collect();
+            d.port_owners_put = new
                 .port_owners
                 .iter()
                 .filter(|(p, o)| old.port_owners.get(*p) != Some(*o))
-            {
-                port_owners
-                    .insert(
-                        port.to_string().as_str(),
-                        serde_json::to_vec(owner)?.as_slice(),
-                    )
-                    .map_err(db_err)?;
-            }
+                .map(|(p, o)| (*p, o))
+                .collect();
         }
-        Ok(())
+        d
     }
 }
 
@@ -590,7 +819,7 @@ fn endpoint_diff(old: &[PortId], new: &[PortId]) -> (Vec<PortId>, Vec<PortId>) {
 mod tests {
     use super::*;
 
-    fn port(dpid: u64, port: u32) -> PortId {
+    pub(super) fn port(dpid: u64, port: u32) -> PortId {
         PortId { dpid, port }
     }
 
@@ -637,7 +866,7 @@ mod tests {
         assert_eq!(Store::open(dir.path()).unwrap().load().unwrap(), n);
     }
 
-    fn owner(pod: &str, att: &str) -> PortOwner {
+    pub(super) fn owner(pod: &str, att: &str) -> PortOwner {
         PortOwner {
             pod: Some(pod.into()),
             attachment: att.into(),
@@ -768,7 +997,7 @@ mod tests {
     }
 
     #[derive(Debug, Clone)]
-    enum Step {
+    pub(super) enum Step {
         Create(u8, bool),
         Delete(u8),
         Add(u8, Vec<(u64, u32)>),
@@ -779,7 +1008,7 @@ mod tests {
         Release(u8, u8),
     }
 
-    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    pub(super) fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         use proptest::prelude::*;
         let port = (1u64..3, 1u32..4);
         let ports = proptest::collection::vec(port.clone(), 1..4);
@@ -799,7 +1028,7 @@ mod tests {
         ]
     }
 
-    fn apply(m: &mut Model, step: &Step) {
+    pub(super) fn apply(m: &mut Model, step: &Step) {
         let name = |n: u8| format!("n{n}");
         let p = |(d, p): (u64, u32)| port(d, p);
         let _ = match step {

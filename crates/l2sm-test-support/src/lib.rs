@@ -3,6 +3,7 @@
 //! - [`prereq`]: checks that fail loudly (never skip) when the machine cannot run a test.
 //! - [`bin`]: the workspace's binaries, for tests that cross a process boundary.
 //! - [`controller`]: a real `l2sm controller` process on loopback with free ports.
+//! - [`etcd`]: a real single-member etcd on loopback (the controller's `--store etcd://…`).
 //! - [`lab`]: a lab built with the `l2sm` command, torn down on drop.
 //! - [`http`]: one raw HTTP/1.1 request, for tests that must see exactly what goes on the wire.
 //! - [`ofswitch`]: a scriptable OpenFlow 1.3 switch over plain TCP (blocking), for tests that
@@ -12,6 +13,7 @@
 
 pub mod bin;
 pub mod controller;
+pub mod etcd;
 pub mod frames;
 pub mod http;
 pub mod lab;

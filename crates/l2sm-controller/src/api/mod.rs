@@ -701,6 +701,10 @@ fn update_error(e: UpdateError) -> ApiError {
             error(StatusCode::INTERNAL_SERVER_ERROR, "no free VNI left")
         }
         UpdateError::Model(m) => error(StatusCode::CONFLICT, m.to_string()),
+        // Another controller won the write: nothing changed, the state is reloaded; retry.
+        UpdateError::Persist(ref p) if p.is_retryable() => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         UpdateError::Persist(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
