@@ -3,6 +3,7 @@
 //! without I/O) and applies the difference. Every step is idempotent, so a failure anywhere is
 //! handled by running the whole reconcile again later, with exponential backoff per object.
 
+pub mod ids;
 pub mod l2network;
 pub mod nedevice;
 pub mod overlay;
@@ -115,6 +116,8 @@ pub struct Settings {
     /// edge pods: their gRPC server certificate and the CA the operator's client certificate
     /// must chain to.
     pub edge_grpc_secret: String,
+    /// IDS (`L2Network.spec.ids`): Suricata image, resources, alert watcher rate.
+    pub ids: ids::IdsSettings,
 }
 
 /// Default of [`Settings::edge_grpc_secret`].
@@ -145,6 +148,7 @@ impl Default for Settings {
             provider_timeout: Duration::from_secs(10),
             edge_grpc_insecure: false,
             edge_grpc_secret: DEFAULT_EDGE_GRPC_SECRET.into(),
+            ids: ids::IdsSettings::default(),
         }
     }
 }
