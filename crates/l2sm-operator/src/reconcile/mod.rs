@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod l2network;
+pub mod link_metrics;
 pub mod nedevice;
 pub mod overlay;
 pub mod pod;
@@ -62,6 +63,8 @@ pub struct Context {
     pods: OnceLock<Store<Pod>>,
     nodes: OnceLock<Store<Node>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// When each object's `status.linkMetrics` was last refreshed ([`link_metrics`]).
+    pub(crate) link_metrics_at: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Operator settings the reconcilers use.
@@ -185,6 +188,7 @@ impl Context {
             pods: OnceLock::new(),
             nodes: OnceLock::new(),
             failures: Mutex::new(HashMap::new()),
+            link_metrics_at: Mutex::new(HashMap::new()),
         })
     }
 
