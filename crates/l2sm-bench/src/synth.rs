@@ -492,6 +492,33 @@ impl Conn<'_> {
                     .collect();
                 chunks(groups, MultipartReplyBody::GroupDesc)
             }
+            // Link health (docs/monitoring.md): the controller reads every port's counters.
+            MultipartRequestBody::PortStats { port_no } => {
+                let stats: Vec<l2sm_ofp::PortStats> = self
+                    .sw
+                    .ports
+                    .iter()
+                    .filter(|p| port_no == l2sm_ofp::port::ANY || p.port_no == port_no)
+                    .map(|p| l2sm_ofp::PortStats {
+                        port_no: p.port_no,
+                        rx_packets: 0,
+                        tx_packets: 0,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                        rx_dropped: 0,
+                        tx_dropped: 0,
+                        rx_errors: 0,
+                        tx_errors: 0,
+                        rx_frame_err: 0,
+                        rx_over_err: 0,
+                        rx_crc_err: 0,
+                        collisions: 0,
+                        duration_sec: 1,
+                        duration_nsec: 0,
+                    })
+                    .collect();
+                chunks(stats, MultipartReplyBody::PortStats)
+            }
             _ => vec![MultipartReplyBody::Other {
                 mp_type: 0xfffe,
                 body: Vec::new(),

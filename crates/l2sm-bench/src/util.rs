@@ -67,6 +67,8 @@ pub struct ControllerSpec {
     /// The API over TLS with these files (`--api-tls-cert/-key`; `ca` is what clients
     /// trust); `None`: plain HTTP.
     pub api_tls: Option<crate::tls::TlsFiles>,
+    /// More arguments of `l2sm controller` (e.g. `--lldp-interval-ms`).
+    pub extra_args: Vec<String>,
 }
 
 impl ControllerSpec {
@@ -81,6 +83,7 @@ impl ControllerSpec {
             log: dir.join("controller.log"),
             tls: None,
             api_tls: None,
+            extra_args: Vec::new(),
         })
     }
 
@@ -131,6 +134,7 @@ impl ControllerSpec {
                 .arg("--api-tls-key")
                 .arg(&f.key);
         }
+        cmd.args(&self.extra_args);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.l2sm.display()))?;
@@ -245,6 +249,20 @@ impl Drop for Controller {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Bytes a process read and wrote through system calls (sockets included), from
+/// `/proc/<pid>/io` (`rchar`, `wchar`).
+pub fn io_bytes(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .with_context(|| format!("/proc/{pid}/io"))?;
+    let get = |key: &str| -> u64 {
+        io.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((get("rchar:"), get("wchar:")))
 }
 
 /// Memory and CPU time of a process, from `/proc/<pid>/status` and `/proc/<pid>/stat`.

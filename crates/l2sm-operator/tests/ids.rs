@@ -688,7 +688,7 @@ async fn eve_alerts_and_garbage_become_exactly_the_expected_requests() {
     );
 
     // The rest of the partial line arrives: b's request.
-    write!(f, "{}\n", &alert(2003, "10.20.0.6", None)[40..]).unwrap();
+    writeln!(f, "{}", &alert(2003, "10.20.0.6", None)[40..]).unwrap();
     f.flush().unwrap();
     w.drain(&mut tail).await.unwrap();
     assert!(requests(&fake).contains("ids-blue-b-2003"));

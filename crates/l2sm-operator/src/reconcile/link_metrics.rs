@@ -245,7 +245,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let s = link_statuses(&[l.clone()], |_, _| true);
+        let s = link_statuses(std::slice::from_ref(&l), |_, _| true);
         assert_eq!(s.len(), 2);
         assert_eq!(
             (s[0].source_node.as_str(), s[0].status.as_str()),
