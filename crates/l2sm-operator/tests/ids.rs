@@ -434,6 +434,24 @@ async fn rules_change_rolls_out_and_bad_input_changes_nothing() {
         deployment(&fake).unwrap().resource_version(),
         d2.resource_version()
     );
+    // A quarantine network that is the network itself: refused, nothing written.
+    nets.patch(
+        "blue",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {QUARANTINE_TO_ANNOTATION: "blue"}}, "spec": {"ids": ids_spec}})),
+    )
+    .await
+    .unwrap();
+    let status = ids_pass(&fake, &ctx).await;
+    assert!(
+        cond(&status).2.contains("another network"),
+        "{:?}",
+        cond(&status)
+    );
+    assert_eq!(
+        deployment(&fake).unwrap().resource_version(),
+        d2.resource_version()
+    );
     assert_operator_calls_in_table(&fake);
 }
 
@@ -826,4 +844,54 @@ fn watcher_arguments_are_checked() {
         long,
         ids_watch::request_name(&"n".repeat(200), &"p".repeat(100), 7)
     );
+}
+
+/// Through the L2Network reconciler with our real controller: the network is created, the IDS
+/// deployed and its condition stored; deleting the L2Network (its finalizer) deletes the IDS.
+#[tokio::test]
+async fn the_l2network_reconciler_deploys_the_ids_and_its_deletion_removes_it() {
+    use l2sm_test_support::controller::ControllerProcess;
+    let ctrl = ControllerProcess::start();
+    let controller = ControllerClient::new(
+        &ctrl.url(),
+        Some((ctrl.user.clone(), ctrl.password.clone())),
+        RetryPolicy::default(),
+    )
+    .unwrap();
+    let fake = FakeApi::new();
+    let ctx = Context::new(fake.client(), controller.clone(), Settings::default());
+    let mut one = every_source();
+    one["customRuleSources"] =
+        json!([{"name": "x", "inline": "alert ip any any -> any any (sid:5;)"}]);
+    fake.seed(&network(Some(one), json!({})));
+    let pass = || async {
+        let net = fake.get::<L2Network>(Some("team-a"), "blue");
+        if let Some(net) = net {
+            l2sm_operator::reconcile::l2network::reconcile(Arc::new(net), ctx.clone())
+                .await
+                .unwrap_or_else(|e| panic!("L2Network: {e}"));
+        }
+    };
+    for _ in 0..2 {
+        pass().await;
+    }
+    assert_operator_calls_in_table(&fake);
+    assert!(controller.network_exists("blue").await.unwrap());
+    assert!(deployment(&fake).is_some());
+    let stored = fake.get::<L2Network>(Some("team-a"), "blue").unwrap();
+    let (s, reason, _) = cond(stored.status.as_ref().unwrap());
+    assert_eq!((s.as_str(), reason.as_str()), ("False", "IdsStarting"));
+
+    let nets: Api<L2Network> = Api::namespaced(fake.admin_client(), "team-a");
+    nets.delete("blue", &Default::default()).await.unwrap();
+    fake.clear_calls();
+    pass().await;
+    assert_operator_calls_in_table(&fake);
+    assert!(fake.get::<L2Network>(Some("team-a"), "blue").is_none());
+    assert!(deployment(&fake).is_none());
+    assert!(rules_cm(&fake).is_none());
+    assert!(fake
+        .get_value(NAD_GROUP, NADS, Some(OP_NS), "l2sm.mirror.blue")
+        .is_none());
+    assert!(!controller.network_exists("blue").await.unwrap());
 }

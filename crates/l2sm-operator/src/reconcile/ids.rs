@@ -135,6 +135,10 @@ pub fn resolve_rules(
     network_cidr: Option<&str>,
     referenced: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Result<Rules, String> {
+    let node = spec.node.trim();
+    if node.is_empty() || node.len() > 253 {
+        return Err("ids.node must name the node the IDS runs on".into());
+    }
     let mut files = BTreeMap::new();
     let mut urls = Vec::new();
     let sources = spec.custom_rule_sources.as_deref().unwrap_or_default();
@@ -532,71 +536,72 @@ pub async fn reconcile(net: &L2Network, ctx: &Context, status: &mut L2NetworkSta
             }
         }
     }
-    let (ok, reason, message) =
-        match resolve_rules(spec, net.spec.network_cidr.as_deref(), &referenced) {
-            Err(msg) => (false, "InvalidIdsSpec", msg),
-            Ok(rules) => {
-                label_network(net, ctx).await?;
-                let op_ns = &ctx.settings.namespace;
-                let (dep, cm, nad) = desired_objects(
-                    net,
-                    &rules,
-                    &ctx.settings.ids,
-                    &ctx.settings.agent_image,
-                    op_ns,
-                );
-                let params = PatchParams::apply(&manager()).force();
-                let deps: Api<Deployment> = Api::namespaced(ctx.kube.clone(), op_ns);
-                let applied = deps
-                    .patch(&deployment_name(&ns, &name), &params, &Patch::Apply(&dep))
-                    .await?;
-                // The ConfigMap and the NAD go with the Deployment (garbage collection).
-                let owner = json!([{
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "name": applied.name_any(), "uid": applied.uid().unwrap_or_default(),
-                    "controller": true, "blockOwnerDeletion": true,
-                }]);
-                let mut cm = cm;
-                cm["metadata"]["ownerReferences"] = owner.clone();
-                let mut nad = nad;
-                nad["metadata"]["ownerReferences"] = owner;
-                let op_cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), op_ns);
-                op_cms
-                    .patch(
-                        &rules_configmap_name(&ns, &name),
-                        &params,
-                        &Patch::Apply(&cm),
-                    )
-                    .await?;
-                nad_api(ctx, op_ns)
-                    .patch(&mirror_nad_name(&name), &params, &Patch::Apply(&nad))
-                    .await?;
-                let available = applied
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.available_replicas)
-                    .unwrap_or(0);
-                if available > 0 {
-                    (
-                        true,
-                        "IdsRunning",
-                        format!(
-                            "Suricata runs on the mirror of {name:?} (Deployment {op_ns}/{})",
-                            applied.name_any()
-                        ),
-                    )
-                } else {
-                    (
-                        false,
-                        "IdsStarting",
-                        format!(
-                            "Deployment {op_ns}/{} has no available pod yet",
-                            applied.name_any()
-                        ),
-                    )
-                }
+    let resolved = resolve_rules(spec, net.spec.network_cidr.as_deref(), &referenced)
+        .and_then(|r| check_quarantine_to(net).map(|()| r));
+    let (ok, reason, message) = match resolved {
+        Err(msg) => (false, "InvalidIdsSpec", msg),
+        Ok(rules) => {
+            label_network(net, ctx).await?;
+            let op_ns = &ctx.settings.namespace;
+            let (dep, cm, nad) = desired_objects(
+                net,
+                &rules,
+                &ctx.settings.ids,
+                &ctx.settings.agent_image,
+                op_ns,
+            );
+            let params = PatchParams::apply(&manager()).force();
+            let deps: Api<Deployment> = Api::namespaced(ctx.kube.clone(), op_ns);
+            let applied = deps
+                .patch(&deployment_name(&ns, &name), &params, &Patch::Apply(&dep))
+                .await?;
+            // The ConfigMap and the NAD go with the Deployment (garbage collection).
+            let owner = json!([{
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "name": applied.name_any(), "uid": applied.uid().unwrap_or_default(),
+                "controller": true, "blockOwnerDeletion": true,
+            }]);
+            let mut cm = cm;
+            cm["metadata"]["ownerReferences"] = owner.clone();
+            let mut nad = nad;
+            nad["metadata"]["ownerReferences"] = owner;
+            let op_cms: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), op_ns);
+            op_cms
+                .patch(
+                    &rules_configmap_name(&ns, &name),
+                    &params,
+                    &Patch::Apply(&cm),
+                )
+                .await?;
+            nad_api(ctx, op_ns)
+                .patch(&mirror_nad_name(&name), &params, &Patch::Apply(&nad))
+                .await?;
+            let available = applied
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            if available > 0 {
+                (
+                    true,
+                    "IdsRunning",
+                    format!(
+                        "Suricata runs on the mirror of {name:?} (Deployment {op_ns}/{})",
+                        applied.name_any()
+                    ),
+                )
+            } else {
+                (
+                    false,
+                    "IdsStarting",
+                    format!(
+                        "Deployment {op_ns}/{} has no available pod yet",
+                        applied.name_any()
+                    ),
+                )
             }
-        };
+        }
+    };
     set_condition(
         &mut status.conditions,
         condition(
@@ -608,6 +613,28 @@ pub async fn reconcile(net: &L2Network, ctx: &Context, status: &mut L2NetworkSta
             now(),
         ),
     );
+    Ok(())
+}
+
+/// The quarantine network the annotation names must be another network's name.
+fn check_quarantine_to(net: &L2Network) -> Result<(), String> {
+    let Some(t) = net.annotations().get(QUARANTINE_TO_ANNOTATION) else {
+        return Ok(());
+    };
+    let t = t.trim();
+    if t.is_empty() {
+        return Ok(());
+    }
+    if label_value(t) != t || l2sm_pipeline::ids::validate_network_name(t).is_err() {
+        return Err(format!(
+            "annotation {QUARANTINE_TO_ANNOTATION}: {t:?} is not an L2Network name"
+        ));
+    }
+    if t == net.name_any() {
+        return Err(format!(
+            "annotation {QUARANTINE_TO_ANNOTATION}: the quarantine network must be another network"
+        ));
+    }
     Ok(())
 }
 
@@ -722,6 +749,11 @@ mod tests {
         assert!(resolve_rules(&s, None, &BTreeMap::new()).is_err());
         let s = spec(vec![src("u", None, None, Some("https://x/y z"))]);
         assert!(resolve_rules(&s, None, &BTreeMap::new()).is_err());
+        let mut s = spec(vec![]);
+        s.node = " ".into();
+        assert!(resolve_rules(&s, None, &BTreeMap::new())
+            .unwrap_err()
+            .contains("ids.node"));
         let mut s = spec(vec![]);
         s.ignore_ports = Some(vec![70000]);
         assert!(resolve_rules(&s, None, &BTreeMap::new()).is_err());
