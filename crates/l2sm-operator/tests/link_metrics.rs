@@ -204,3 +204,87 @@ async fn overlay_link_metrics_come_from_the_controller_at_the_monitor_interval()
     let o3 = pass(&fake, &ctx).await;
     assert_eq!(metrics(&o3), None);
 }
+
+/// A NetworkEdgeDevice's `linkMetrics` come from its provider controller (an L2S-M
+/// controller's `GET /api/v1/links`), for its links to its neighbours only.
+#[tokio::test]
+async fn edge_link_metrics_come_from_the_provider_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("topology.json");
+    std::fs::write(
+        &topo,
+        json!({"nodes": ["n1", "remote0", "remote1", "other"], "links": [
+            {"endpointA": "n1", "endpointB": "remote0"},
+            {"endpointA": "remote0", "endpointB": "remote1"},
+            {"endpointA": "n1", "endpointB": "other"},
+        ], "addresses": {"n1": "10.0.0.1", "remote0": "10.0.0.2", "remote1": "10.0.0.3", "other": "10.0.0.4"}})
+        .to_string(),
+    )
+    .unwrap();
+    let provider = ControllerProcess::start_args(&["--topology", topo.to_str().unwrap()]);
+    let port = provider
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let fake = FakeApi::new();
+    let settings = Settings {
+        namespace: HOME.into(),
+        provider_credentials: Some(l2sm_operator::provider::Credentials {
+            user: provider.user.clone(),
+            password: provider.password.clone(),
+        }),
+        provider_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let unused = ControllerClient::new("http://127.0.0.1:1", None, RetryPolicy::once()).unwrap();
+    let ctx = Context::new(fake.client(), unused, settings);
+    let ned: l2sm_operator::crd::NetworkEdgeDevice = serde_json::from_value(json!({
+        "apiVersion": "l2sm.l2sm.k8s.local/v1", "kind": "NetworkEdgeDevice",
+        "metadata": {"name": "edge1", "namespace": "default"},
+        "spec": {
+            "provider": {"name": "prov", "domain": ["127.0.0.1"], "sdnPort": port},
+            "nodeConfig": {"nodeName": "n1", "ipAddress": "10.0.0.5"},
+            "neighbors": [{"node": "remote0", "domain": "10.1.0.5"}],
+            "monitor": {"metrics": [{"name": "rtt", "interval": 1}], "ipCIDR": "10.200.0.1/24"},
+        },
+    }))
+    .unwrap();
+    fake.seed(&ned);
+    let pass = || async {
+        let n = fake
+            .get::<l2sm_operator::crd::NetworkEdgeDevice>(Some("default"), "edge1")
+            .unwrap();
+        reconcile::nedevice::reconcile(Arc::new(n), ctx.clone())
+            .await
+            .unwrap_or_else(|e| panic!("NED: {e}"))
+    };
+    pass().await; // finalizer
+    let action = pass().await;
+    // Requeued at most at the monitor interval (1 minute).
+    assert!(
+        action == kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+            || action
+                == kube::runtime::controller::Action::requeue(
+                    reconcile::nedevice::EDGE_RECHECK.min(Duration::from_secs(60))
+                ),
+        "{action:?}"
+    );
+    let stored = fake
+        .get::<l2sm_operator::crd::NetworkEdgeDevice>(Some("default"), "edge1")
+        .unwrap();
+    let m = stored.status.unwrap().link_metrics.expect("linkMetrics");
+    let pairs: Vec<(String, String)> = m
+        .iter()
+        .map(|l| (l.source_node.clone(), l.target_node.clone()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("n1".to_string(), "remote0".to_string()),
+            ("remote0".to_string(), "n1".to_string())
+        ]
+    );
+}

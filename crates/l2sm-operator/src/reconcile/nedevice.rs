@@ -208,13 +208,8 @@ pub fn validate(
             ));
         }
     }
-    if spec.monitor.is_some() {
-        return Err(
-            "spec.monitor (link monitoring) is not supported on a NetworkEdgeDevice yet; \
-             remove it"
-                .into(),
-        );
-    }
+    // spec.monitor: status.linkMetrics from the provider controller (reconcile::link_metrics);
+    // no probe sidecar or monitoring network, so ipCIDR and lpmIp are not needed.
     Ok(())
 }
 
