@@ -11,12 +11,11 @@
 //!
 //! Each run waits until every switch is connected (and, when on, every link is probed both
 //! ways), lets it settle, then reads the controller's CPU time (`/proc/<pid>/stat`) and the
-//! bytes it read and wrote through system calls (`/proc/<pid>/io`: the OpenFlow channels and
-//! the few API calls of the benchmark) over the window.
+//! OpenFlow bytes the synthetic switches received from it and sent to it over the window.
 
 use crate::scenario::{Cluster, ClusterSpec};
 use crate::synth::{run_switch, Counters, SimSwitch, Wiring};
-use crate::util::{io_bytes, ms, ControllerSpec, ScratchDir, Usage};
+use crate::util::{ms, ControllerSpec, ScratchDir, Usage};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,9 +53,9 @@ pub struct ModeReport {
     pub cpu_ms: u64,
     /// Controller CPU, percent of one core.
     pub cpu_percent: f64,
-    /// Bytes the controller read per second (sockets included).
+    /// OpenFlow bytes per second from the switches to the controller.
     pub read_bytes_per_s: f64,
-    /// Bytes the controller wrote per second.
+    /// OpenFlow bytes per second from the controller to the switches.
     pub written_bytes_per_s: f64,
     /// Resident memory at the end, KiB.
     pub rss_kib: u64,
@@ -170,9 +169,15 @@ async fn run_mode(
         }
         tokio::time::sleep(opts.settle).await;
         let pid = controller.pid();
-        let (u0, io0, t0) = (Usage::of(pid)?, io_bytes(pid)?, Instant::now());
+        let bytes = || {
+            (
+                counters.bytes_to_controller.load(Ordering::Relaxed),
+                counters.bytes_from_controller.load(Ordering::Relaxed),
+            )
+        };
+        let (u0, io0, t0) = (Usage::of(pid)?, bytes(), Instant::now());
         tokio::time::sleep(opts.window).await;
-        let (u1, io1, t1) = (Usage::of(pid)?, io_bytes(pid)?, Instant::now());
+        let (u1, io1, t1) = (Usage::of(pid)?, bytes(), Instant::now());
         let secs = t1.duration_since(t0).as_secs_f64();
         let cpu_ms = u1.cpu_ms.saturating_sub(u0.cpu_ms);
         Ok(ModeReport {

@@ -45,6 +45,10 @@ pub struct Counters {
     pub connections: AtomicU64,
     /// Switches whose table holds everything expected.
     pub converged: AtomicU64,
+    /// OpenFlow bytes received from the controller.
+    pub bytes_from_controller: AtomicU64,
+    /// OpenFlow bytes sent to the controller.
+    pub bytes_to_controller: AtomicU64,
 }
 
 /// Frames a switch must emit as PACKET_IN: (in_port, data).
@@ -264,9 +268,11 @@ impl Conn<'_> {
         loop {
             tokio::select! {
                     n = self.stream.read_buf(&mut buf) => {
-                        if n.context("read failed")? == 0 {
+                        let n = n.context("read failed")?;
+                        if n == 0 {
                             return Ok(());
                         }
+                        self.counters.bytes_from_controller.fetch_add(n as u64, Ordering::Relaxed);
                         let mut out = Vec::new();
                         let mut start = 0;
                         while let Some(len) = l2sm_ofp::message_len(&buf[start..])
@@ -282,6 +288,7 @@ impl Conn<'_> {
                         }
                         buf.drain(..start);
                         if !out.is_empty() {
+                            self.counters.bytes_to_controller.fetch_add(out.len() as u64, Ordering::Relaxed);
                             self.stream.write_all(&out).await?;
             self.stream.flush().await?;
                         }
@@ -289,6 +296,7 @@ impl Conn<'_> {
                     Some((port, data)) = inbox.recv() => {
                         let mut out = Vec::new();
                         push(&mut out, 0, packet_in(port, data))?;
+                        self.counters.bytes_to_controller.fetch_add(out.len() as u64, Ordering::Relaxed);
                         self.stream.write_all(&out).await?;
             self.stream.flush().await?;
                     }

@@ -251,20 +251,6 @@ impl Drop for Controller {
     }
 }
 
-/// Bytes a process read and wrote through system calls (sockets included), from
-/// `/proc/<pid>/io` (`rchar`, `wchar`).
-pub fn io_bytes(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .with_context(|| format!("/proc/{pid}/io"))?;
-    let get = |key: &str| -> u64 {
-        io.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((get("rchar:"), get("wchar:")))
-}
-
 /// Memory and CPU time of a process, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Usage {
