@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cold;
 pub mod convergence;
+pub mod monitoring;
 pub mod ovs;
 pub mod real;
 pub mod scenario;

@@ -103,6 +103,21 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ApiTransport::Both)]
         tls: ApiTransport,
     },
+    /// What link monitoring costs the controller: N synthetic switches, LLDP probes each
+    /// second vs each minute: CPU and control-channel bytes per link.
+    Monitoring {
+        #[arg(long, default_value_t = 1000)]
+        switches: usize,
+        /// Tunnel graph.
+        #[arg(long, value_enum, default_value_t = Shape::Sparse)]
+        shape: Shape,
+        /// Seconds measured per run.
+        #[arg(long, default_value_t = 30)]
+        window: u64,
+        /// Seconds to wait for the switches and links.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Everything with the default sizes, one report (what BENCHMARKS.md is generated from).
     All,
     /// Controller spawn -> serving (API and OpenFlow), empty and loaded state.
@@ -178,6 +193,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if let (Some(p), Some(t)) = (&plain, &tls) {
                     print_tls_ratio(p, t);
                 }
+            }
+        }
+        Command::Monitoring {
+            switches,
+            shape,
+            window,
+            timeout,
+        } => {
+            let r = l2sm_bench::monitoring::run(&l2sm_bench::monitoring::MonitoringOptions {
+                l2sm: l2sm.clone(),
+                cluster: ClusterSpec {
+                    switches,
+                    networks: 1,
+                    ports_per_switch: 1,
+                    shape,
+                    trunks: false,
+                },
+                window: Duration::from_secs(window),
+                settle: Duration::from_secs(5),
+                timeout: Duration::from_secs(timeout),
+            })
+            .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"monitoring": r}))?
+                );
+            } else {
+                l2sm_bench::monitoring::print(&r);
             }
         }
         Command::Ovs {

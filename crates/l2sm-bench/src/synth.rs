@@ -45,6 +45,10 @@ pub struct Counters {
     pub connections: AtomicU64,
     /// Switches whose table holds everything expected.
     pub converged: AtomicU64,
+    /// OpenFlow bytes received from the controller.
+    pub bytes_from_controller: AtomicU64,
+    /// OpenFlow bytes sent to the controller.
+    pub bytes_to_controller: AtomicU64,
 }
 
 /// Frames a switch must emit as PACKET_IN: (in_port, data).
@@ -264,9 +268,11 @@ impl Conn<'_> {
         loop {
             tokio::select! {
                     n = self.stream.read_buf(&mut buf) => {
-                        if n.context("read failed")? == 0 {
+                        let n = n.context("read failed")?;
+                        if n == 0 {
                             return Ok(());
                         }
+                        self.counters.bytes_from_controller.fetch_add(n as u64, Ordering::Relaxed);
                         let mut out = Vec::new();
                         let mut start = 0;
                         while let Some(len) = l2sm_ofp::message_len(&buf[start..])
@@ -282,6 +288,7 @@ impl Conn<'_> {
                         }
                         buf.drain(..start);
                         if !out.is_empty() {
+                            self.counters.bytes_to_controller.fetch_add(out.len() as u64, Ordering::Relaxed);
                             self.stream.write_all(&out).await?;
             self.stream.flush().await?;
                         }
@@ -289,6 +296,7 @@ impl Conn<'_> {
                     Some((port, data)) = inbox.recv() => {
                         let mut out = Vec::new();
                         push(&mut out, 0, packet_in(port, data))?;
+                        self.counters.bytes_to_controller.fetch_add(out.len() as u64, Ordering::Relaxed);
                         self.stream.write_all(&out).await?;
             self.stream.flush().await?;
                     }
@@ -491,6 +499,33 @@ impl Conn<'_> {
                     })
                     .collect();
                 chunks(groups, MultipartReplyBody::GroupDesc)
+            }
+            // Link health (docs/monitoring.md): the controller reads every port's counters.
+            MultipartRequestBody::PortStats { port_no } => {
+                let stats: Vec<l2sm_ofp::PortStats> = self
+                    .sw
+                    .ports
+                    .iter()
+                    .filter(|p| port_no == l2sm_ofp::port::ANY || p.port_no == port_no)
+                    .map(|p| l2sm_ofp::PortStats {
+                        port_no: p.port_no,
+                        rx_packets: 0,
+                        tx_packets: 0,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                        rx_dropped: 0,
+                        tx_dropped: 0,
+                        rx_errors: 0,
+                        tx_errors: 0,
+                        rx_frame_err: 0,
+                        rx_over_err: 0,
+                        rx_crc_err: 0,
+                        collisions: 0,
+                        duration_sec: 1,
+                        duration_nsec: 0,
+                    })
+                    .collect();
+                chunks(stats, MultipartReplyBody::PortStats)
             }
             _ => vec![MultipartReplyBody::Other {
                 mp_type: 0xfffe,

@@ -69,6 +69,8 @@ pub struct ControllerSpec {
     pub api_tls: Option<crate::tls::TlsFiles>,
     /// `--store` (`None`: the default, redb in the state directory).
     pub store: Option<String>,
+    /// More arguments of `l2sm controller` (e.g. `--lldp-interval-ms`).
+    pub extra_args: Vec<String>,
 }
 
 impl ControllerSpec {
@@ -84,6 +86,7 @@ impl ControllerSpec {
             tls: None,
             api_tls: None,
             store: None,
+            extra_args: Vec::new(),
         })
     }
 
@@ -137,6 +140,7 @@ impl ControllerSpec {
                 .arg("--api-tls-key")
                 .arg(&f.key);
         }
+        cmd.args(&self.extra_args);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.l2sm.display()))?;

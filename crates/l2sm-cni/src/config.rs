@@ -439,6 +439,15 @@ impl NetConf {
         get_str(&obj, "name", "name")?
             .filter(|n| !n.is_empty())
             .ok_or_else(|| config("\"name\" (the network configuration's name) is required"))?;
+        // An IDS mirror attachment (the operator's `l2sm.mirror.<network>` NAD): the port must
+        // become the network's mirror, never a member. Not supported by this plugin yet: it
+        // refuses, even when a `network` is given too, rather than join the network.
+        if obj.contains_key("mirrorOf") {
+            return Err(CniError::new(
+                UNSUPPORTED_FIELD,
+                "unsupported field \"mirrorOf\": this l2sm plugin cannot attach an IDS mirror port yet; the pod is not attached to the network",
+            ));
+        }
         let network = get_str(&obj, "network", "network")?
             .ok_or_else(|| config("\"network\" (the L2S-M network to join) is required"))?
             .to_string();
@@ -681,6 +690,7 @@ mod tests {
     fn bad_configurations_say_what_is_wrong() {
         let cases = [
             (json!({"network": null}), 7, "\"network\""),
+            (json!({"mirrorOf": "blue"}), 2, "mirrorOf"),
             (json!({"network": "Blue_"}), 7, "network"),
             (json!({"name": ""}), 7, "\"name\""),
             (json!({"mtu": 20}), 7, "mtu"),

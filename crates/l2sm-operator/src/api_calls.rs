@@ -151,7 +151,7 @@ pub const API_CALLS: &[ApiCall] = &[
     call(L2SM, "l2networks", None, List, Namespaced, "operator.rs: the L2Network Controller's watcher (list); webhook.rs KubeCatalog::find (list_metadata by name, all namespaces); quarantine.rs: source networks by selector"),
     call(L2SM, "l2networks", None, Watch, Namespaced, "operator.rs: the L2Network Controller's watcher"),
     call(L2SM, "l2networks", None, Get, Namespaced, "reconcile/quarantine.rs: the target network exists (get_opt)"),
-    call(L2SM, "l2networks", None, Patch, Namespaced, "reconcile/l2network.rs: kube finalizer helper adds/removes the finalizer (JSON patch)"),
+    call(L2SM, "l2networks", None, Patch, Namespaced, "reconcile/l2network.rs: kube finalizer helper adds/removes the finalizer (JSON patch); reconcile/ids.rs: the network-name label (merge patch)"),
     call(L2SM, "l2networks", Some("status"), Patch, Namespaced, "reconcile/mod.rs patch_status: network status"),
     // Overlay (reconcile/overlay.rs, operator.rs)
     call(L2SM, "overlays", None, List, Namespaced, "operator.rs: the Overlay Controller's watcher"),
@@ -193,6 +193,14 @@ pub const API_CALLS: &[ApiCall] = &[
     call("", "configmaps", None, Patch, OperatorNamespace, "reconcile/overlay.rs: server-side apply of the topology ConfigMap; nedevice.rs: of the edge ConfigMap (config.json, neighbors.json)"),
     call("", "configmaps", None, Create, OperatorNamespace, "reconcile/overlay.rs, nedevice.rs: the apply that creates a topology or edge ConfigMap is authorized as create"),
     call("", "configmaps", None, Delete, OperatorNamespace, "reconcile/overlay.rs, nedevice.rs cleanup: delete the topology or edge ConfigMap"),
+    // IDS (reconcile/ids.rs): Suricata Deployments and rules ConfigMaps in the operator's
+    // namespace, the mirror NADs there (rows above), rule ConfigMaps read where the network is.
+    call("", "configmaps", None, Get, Namespaced, "reconcile/ids.rs: the ConfigMaps customRuleSources[].configMapRef names, in the network's namespace (get_opt)"),
+    call("", "configmaps", None, List, OperatorNamespace, "reconcile/ids.rs remove: the IDS rules ConfigMaps of a network (label selector)"),
+    call("apps", "deployments", None, Patch, OperatorNamespace, "reconcile/ids.rs: server-side apply of the IDS Deployment"),
+    call("apps", "deployments", None, Create, OperatorNamespace, "reconcile/ids.rs: the apply that creates an IDS Deployment is authorized as create"),
+    call("apps", "deployments", None, List, OperatorNamespace, "reconcile/ids.rs remove: the IDS Deployments of a network (label selector)"),
+    call("apps", "deployments", None, Delete, OperatorNamespace, "reconcile/ids.rs remove: delete the IDS Deployment (spec.ids removed, network deleted)"),
     // Leader election (leader.rs) in the operator's namespace.
     named(call("coordination.k8s.io", "leases", None, Get, OperatorNamespace, "leader.rs: read the Lease (get_opt) to acquire, renew and release"), DEFAULT_LEASE_NAME),
     call("coordination.k8s.io", "leases", None, Create, OperatorNamespace, "leader.rs: create the Lease when missing"),
@@ -221,6 +229,64 @@ pub const AGENT_API_CALLS: &[ApiCall] = &[
     call(CERTS, "certificatesigningrequests", None, Create, Cluster, "switch_cert/agent.rs: request this node's switch certificate"),
     call(CERTS, "certificatesigningrequests", None, Get, Cluster, "switch_cert/agent.rs: wait for the request's certificate (get, polled; a name per key, so no resourceNames)"),
 ];
+
+/// Every Kubernetes API call of the IDS pods' ServiceAccount (`l2sm-ids-watcher`, bound in
+/// `deploy/rbac.yaml`): `l2sm ids-watch` ([`crate::ids_watch`]). It may create
+/// QuarantinePodRequests and read what finds the offending pod; nothing else (no update or
+/// delete of requests, no writes to pods or networks).
+pub const IDS_WATCH_API_CALLS: &[ApiCall] = &[
+    call(
+        L2SM,
+        "quarantinepodrequests",
+        None,
+        Create,
+        Namespaced,
+        "ids_watch.rs: the request for the pod an alert came from (409: it exists, a duplicate)",
+    ),
+    call(
+        L2SM,
+        "l2networks",
+        None,
+        Get,
+        Namespaced,
+        "ids_watch.rs refresh: the network's status.assignedIPs (address -> pod)",
+    ),
+    call(
+        "",
+        "pods",
+        None,
+        List,
+        Namespaced,
+        "ids_watch.rs refresh: the network's pods (label l2sm=true) and their l2sm/status MACs",
+    ),
+    call(
+        "events.k8s.io",
+        "events",
+        None,
+        Create,
+        Namespaced,
+        "ids_watch.rs: an Event on the request naming the alert",
+    ),
+];
+
+/// Whether [`IDS_WATCH_API_CALLS`] allows this request (as [`allows`] for the operator).
+pub fn ids_watch_allows(
+    group: &str,
+    resource: &str,
+    subresource: Option<&str>,
+    verb: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    operator_namespace: &str,
+) -> bool {
+    table_allows(
+        IDS_WATCH_API_CALLS,
+        (group, resource, subresource, verb),
+        namespace,
+        name,
+        operator_namespace,
+    )
+}
 
 /// Whether [`AGENT_API_CALLS`] allows this request (as [`allows`] for the operator).
 pub fn agent_allows(

@@ -12,6 +12,7 @@ pub mod api_calls;
 #[allow(missing_docs)]
 pub mod crd;
 pub mod edge;
+pub mod ids_watch;
 pub mod leader;
 pub mod operator;
 pub mod provider;

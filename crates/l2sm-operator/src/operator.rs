@@ -165,6 +165,29 @@ pub struct OperatorArgs {
     /// labs only: anyone reaching port 50051 of the edge's node can then change its switch).
     #[arg(long, env = "L2SM_EDGE_GRPC_INSECURE", default_value_t = false)]
     pub edge_grpc_insecure: bool,
+    /// Suricata image of the IDS pods (`L2Network.spec.ids`); it needs bash, curl and
+    /// suricata-update.
+    #[arg(
+        long,
+        env = "L2SM_IDS_IMAGE",
+        default_value = "docker.io/jasonish/suricata:7.0.8"
+    )]
+    pub ids_image: String,
+    /// CPU request of the Suricata container.
+    #[arg(long, env = "L2SM_IDS_CPU", default_value = "500m")]
+    pub ids_cpu: String,
+    /// Memory request of the Suricata container.
+    #[arg(long, env = "L2SM_IDS_MEMORY", default_value = "1Gi")]
+    pub ids_memory: String,
+    /// Memory limit of the Suricata container.
+    #[arg(long, env = "L2SM_IDS_MEMORY_LIMIT", default_value = "2Gi")]
+    pub ids_memory_limit: String,
+    /// QuarantinePodRequests an IDS's alert watcher may create per minute.
+    #[arg(long, env = "L2SM_IDS_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub ids_rate_per_minute: u32,
+    /// … and at once.
+    #[arg(long, env = "L2SM_IDS_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub ids_burst: u32,
     /// The operator's client certificate (PEM) for the edges' gRPC (chaining to the `ca.crt`
     /// of `--edge-grpc-secret`).
     #[arg(
@@ -403,6 +426,14 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         },
         edge_grpc_insecure: args.edge_grpc_insecure,
         edge_grpc_secret: args.edge_grpc_secret.clone(),
+        ids: reconcile::ids::IdsSettings {
+            image: args.ids_image.clone(),
+            cpu: args.ids_cpu.clone(),
+            memory: args.ids_memory.clone(),
+            memory_limit: args.ids_memory_limit.clone(),
+            rate_per_minute: args.ids_rate_per_minute,
+            burst: args.ids_burst,
+        },
         ..Settings::default()
     };
     // The edges' gRPC client: TLS with the operator's client certificate, or h2c for edges

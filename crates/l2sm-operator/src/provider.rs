@@ -280,6 +280,22 @@ impl ProviderClient {
         }
     }
 
+    /// `GET /api/v1/links` of a provider that is an L2S-M controller: its links' health
+    /// (the NetworkEdgeDevice's `status.linkMetrics`).
+    pub async fn links(&self, base: &str) -> Result<Vec<l2sm_api::v1::LinkView>, ProviderError> {
+        let path = "/api/v1/links";
+        let (status, text) = self.call(base, Method::GET, path, None).await?;
+        if status != 200 {
+            return Err(Self::refused("GET", format!("{base}{path}"), status, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| ProviderError::Refused {
+            method: "GET".into(),
+            url: format!("{base}{path}"),
+            status,
+            message: format!("not a list of links: {e}"),
+        })
+    }
+
     /// `POST /onos/vnets/api {"networkId": network}` (204).
     pub async fn create(&self, base: &str, network: &str) -> Result<(), ProviderError> {
         let body = serde_json::json!({"networkId": network});

@@ -572,6 +572,7 @@ const CLEANUP_LABEL: &str = "l2sm.l2sm.k8s.local/cleanup";
 fn finalized_pod(name: &str, ns: &str, node: &str, annotations: Value) -> Value {
     let mut p = pod_json(name, ns, node, annotations, true);
     p["metadata"]["labels"][CLEANUP_LABEL] = json!("true");
+    p["metadata"]["labels"]["l2sm.l2sm.k8s.local/pod-name"] = json!(name);
     p
 }
 

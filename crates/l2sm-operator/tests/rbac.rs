@@ -5,13 +5,16 @@
 //! there, and `resourceNames` honoured. The same for the node agents' ServiceAccount and
 //! `AGENT_API_CALLS`.
 
-use l2sm_operator::api_calls::{ApiCall, Scope, Verb, AGENT_API_CALLS, API_CALLS};
+use l2sm_operator::api_calls::{
+    ApiCall, Scope, Verb, AGENT_API_CALLS, API_CALLS, IDS_WATCH_API_CALLS,
+};
 use serde_json::Value;
 use std::path::PathBuf;
 
 const OPERATOR_NAMESPACE: &str = "l2sm-system";
 const SERVICE_ACCOUNT: &str = "l2sm-operator";
 const AGENT_SERVICE_ACCOUNT: &str = "l2sm-agent";
+const IDS_WATCH_SERVICE_ACCOUNT: &str = "l2sm-ids-watcher";
 
 fn load(rel: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -174,6 +177,51 @@ fn every_agent_grant_is_used() {
     every_grant_of_is_used(AGENT_API_CALLS, grants_of(AGENT_SERVICE_ACCOUNT));
 }
 
+#[test]
+fn every_ids_watch_call_is_granted() {
+    every_call_of_is_granted(IDS_WATCH_API_CALLS, &grants_of(IDS_WATCH_SERVICE_ACCOUNT));
+}
+
+#[test]
+fn every_ids_watch_grant_is_used() {
+    every_grant_of_is_used(IDS_WATCH_API_CALLS, grants_of(IDS_WATCH_SERVICE_ACCOUNT));
+}
+
+/// The IDS pods' ServiceAccount (what the operator's IDS Deployments name) may create
+/// QuarantinePodRequests and read, nothing else: no update, patch or delete of anything, no
+/// Secrets, no writes to pods or networks; and it is declared where the IDS pods run.
+#[test]
+fn the_ids_watcher_may_only_create_requests_and_read() {
+    assert_eq!(
+        l2sm_operator::reconcile::ids::WATCHER_SERVICE_ACCOUNT,
+        IDS_WATCH_SERVICE_ACCOUNT
+    );
+    let docs = load("deploy/rbac.yaml");
+    assert!(docs.iter().any(|d| d["kind"] == "ServiceAccount"
+        && d["metadata"]["name"] == IDS_WATCH_SERVICE_ACCOUNT
+        && d["metadata"]["namespace"] == OPERATOR_NAMESPACE));
+    let grants = grants_of(IDS_WATCH_SERVICE_ACCOUNT);
+    assert!(!grants.is_empty());
+    for g in &grants {
+        let ok = match g.verb.as_str() {
+            "get" | "list" => g.resource != "secrets",
+            "create" => {
+                (g.group == "l2sm.l2sm.k8s.local" && g.resource == "quarantinepodrequests")
+                    || (g.group == "events.k8s.io" && g.resource == "events")
+            }
+            _ => false,
+        };
+        assert!(
+            ok,
+            "the IDS watcher is granted {} {}.{}",
+            g.verb, g.resource, g.group
+        );
+    }
+    assert!(grants
+        .iter()
+        .any(|g| g.verb == "create" && g.resource == "quarantinepodrequests"));
+}
+
 /// The agents' ServiceAccount token is mounted only into the agent pods the operator writes
 /// (which need it for `agent-cert`), and the ServiceAccount exists beside its role.
 #[test]
@@ -268,6 +316,7 @@ fn the_deployment_runs_as_the_bound_service_account() {
 fn the_table_is_well_formed() {
     table_is_well_formed(API_CALLS);
     table_is_well_formed(AGENT_API_CALLS);
+    table_is_well_formed(IDS_WATCH_API_CALLS);
     assert!(l2sm_operator::api_calls::agent_allows(
         "certificates.k8s.io",
         "certificatesigningrequests",
@@ -335,9 +384,10 @@ fn table_is_well_formed(table: &[ApiCall]) {
     ));
 }
 
-/// Issue #15: whoever may create an Overlay must not get DaemonSets or ConfigMaps written
-/// anywhere but the operator's namespace. In `deploy/rbac.yaml` (every role, whoever it is
-/// bound to) no ClusterRole grants any verb on DaemonSets or ConfigMaps (wildcards included),
+/// Issue #15: whoever may create an Overlay (or an L2Network with an IDS) must not get
+/// DaemonSets or ConfigMaps written anywhere but the operator's namespace. In
+/// `deploy/rbac.yaml` (every role, whoever it is bound to) no ClusterRole grants any verb on
+/// DaemonSets, nor any but `get` on ConfigMaps (wildcards included),
 /// and the Roles that grant them are all in one namespace, the operator's.
 #[test]
 fn daemonsets_and_configmaps_are_granted_in_one_namespace_only() {
@@ -358,8 +408,22 @@ fn daemonsets_and_configmaps_are_granted_in_one_namespace_only() {
             continue;
         }
         for rule in d["rules"].as_array().expect("rules") {
-            for (group, resource) in [("apps", "daemonsets"), ("", "configmaps")] {
+            for (group, resource) in [
+                ("apps", "daemonsets"),
+                ("apps", "deployments"),
+                ("", "configmaps"),
+            ] {
                 if !covers(rule, group, resource) {
+                    continue;
+                }
+                if kind == "ClusterRole" && resource == "configmaps" {
+                    // IDS rule sources are read where the network is: reading, nothing more.
+                    assert_eq!(
+                        strings(&rule["verbs"]),
+                        ["get"],
+                        "configmaps granted cluster-wide beyond get by ClusterRole {}: {rule}",
+                        d["metadata"]["name"]
+                    );
                     continue;
                 }
                 assert_eq!(
@@ -383,7 +447,7 @@ fn daemonsets_and_configmaps_are_granted_in_one_namespace_only() {
         "{granted:?}"
     );
     // The operator does write them (there, and only there).
-    for needle in ["daemonsets:", "configmaps:"] {
+    for needle in ["daemonsets:", "deployments:", "configmaps:"] {
         assert!(
             granted
                 .iter()

@@ -85,6 +85,10 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<std::path::PathBuf>,
     },
+    /// Turn Suricata's EVE alerts (--eve FILE, tailed) into QuarantinePodRequests for the
+    /// offending pods of --network (found by source address or MAC), rate-limited, one per
+    /// pod and signature (the IDS pod's second container, beside Suricata).
+    IdsWatch(l2sm_operator::ids_watch::IdsWatchArgs),
 }
 
 /// `l2sm dns …`
@@ -464,6 +468,7 @@ pub(crate) async fn dispatch(
                 tokio::task::block_in_place(|| crate::install_cni::install(&a.dir, &from))?;
             println!("installed {} as {}", from.display(), installed.display());
         }
+        Command::IdsWatch(a) => l2sm_operator::ids_watch::run(a).await?,
         Command::AgentCert(a) => match l2sm_operator::switch_cert::agent::run(a).await? {
             l2sm_operator::switch_cert::agent::Outcome::Kept { not_after } => println!(
                 "switch certificate kept (valid until {} s after the epoch)",

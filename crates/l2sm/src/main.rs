@@ -18,7 +18,11 @@ fn main() -> std::process::ExitCode {
     let args = Cli::parse();
     let daemon = matches!(
         args.command,
-        Command::Controller(_) | Command::Agent(_) | Command::Operator(_) | Command::AgentCert(_)
+        Command::Controller(_)
+            | Command::Agent(_)
+            | Command::Operator(_)
+            | Command::AgentCert(_)
+            | Command::IdsWatch(_)
     );
     if daemon {
         // One malloc arena: long-running and memory-bound, not allocation-bound.

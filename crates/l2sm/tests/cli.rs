@@ -37,12 +37,48 @@ fn version_and_verbs() {
         "topology",
         "install-cni",
         "dns",
+        "ids-watch",
     ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(verb)),
             "{verb} missing from:\n{help}"
         );
     }
+}
+
+/// `l2sm ids-watch` checks its arguments before it talks to anything: a quarantine network
+/// that is the watched network is a one-line error (no Kubernetes client needed).
+#[test]
+fn ids_watch_refuses_bad_arguments_before_anything() {
+    let out = run(&[
+        "ids-watch",
+        "--eve",
+        "/nonexistent/eve.json",
+        "--network",
+        "blue",
+        "--namespace",
+        "team-a",
+        "--quarantine-to",
+        "blue",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another network"), "{stderr}");
+    let out = run(&[
+        "ids-watch",
+        "--eve",
+        "/x",
+        "--network",
+        "blue",
+        "--namespace",
+        "team-a",
+        "--quarantine-to",
+        "jail",
+        "--burst",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--burst"));
 }
 
 #[test]

@@ -483,6 +483,8 @@ async fn apply(net: &L2Network, ctx: &Context) -> Result<Action> {
         generation,
         now(),
     );
+    // IDS (spec.ids): Suricata on the network's mirror, its rules, the alert watcher.
+    super::ids::reconcile(net, ctx, &mut status).await?;
     patch_status(net, net.status.as_ref(), status, ctx).await?;
     if let Some(o) = outcome.filter(|o| o.retry) {
         // Retried with the object's backoff (error_policy).
@@ -520,6 +522,9 @@ async fn cleanup(net: &L2Network, ctx: &Context) -> Result<Action> {
 async fn cleanup_steps(net: &L2Network, ctx: &Context, overdue: bool) -> Result<()> {
     let name = net.name_any();
     let ns = net.namespace().unwrap_or_default();
+    if super::ids::involved(net) {
+        super::ids::remove(net, ctx).await?;
+    }
     let all_networks: Api<L2Network> = Api::all(ctx.kube.clone());
     let remaining: BTreeSet<String> = all_networks
         .list(&ListParams::default().fields(&format!("metadata.name={name}")))

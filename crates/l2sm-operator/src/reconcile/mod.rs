@@ -3,7 +3,9 @@
 //! without I/O) and applies the difference. Every step is idempotent, so a failure anywhere is
 //! handled by running the whole reconcile again later, with exponential backoff per object.
 
+pub mod ids;
 pub mod l2network;
+pub mod link_metrics;
 pub mod nedevice;
 pub mod overlay;
 pub mod pod;
@@ -61,6 +63,8 @@ pub struct Context {
     pods: OnceLock<Store<Pod>>,
     nodes: OnceLock<Store<Node>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// When each object's `status.linkMetrics` was last refreshed ([`link_metrics`]).
+    pub(crate) link_metrics_at: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Operator settings the reconcilers use.
@@ -115,6 +119,8 @@ pub struct Settings {
     /// edge pods: their gRPC server certificate and the CA the operator's client certificate
     /// must chain to.
     pub edge_grpc_secret: String,
+    /// IDS (`L2Network.spec.ids`): Suricata image, resources, alert watcher rate.
+    pub ids: ids::IdsSettings,
 }
 
 /// Default of [`Settings::edge_grpc_secret`].
@@ -145,6 +151,7 @@ impl Default for Settings {
             provider_timeout: Duration::from_secs(10),
             edge_grpc_insecure: false,
             edge_grpc_secret: DEFAULT_EDGE_GRPC_SECRET.into(),
+            ids: ids::IdsSettings::default(),
         }
     }
 }
@@ -181,6 +188,7 @@ impl Context {
             pods: OnceLock::new(),
             nodes: OnceLock::new(),
             failures: Mutex::new(HashMap::new()),
+            link_metrics_at: Mutex::new(HashMap::new()),
         })
     }
 

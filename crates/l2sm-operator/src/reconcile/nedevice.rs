@@ -208,13 +208,8 @@ pub fn validate(
             ));
         }
     }
-    if spec.monitor.is_some() {
-        return Err(
-            "spec.monitor (link monitoring) is not supported on a NetworkEdgeDevice yet; \
-             remove it"
-                .into(),
-        );
-    }
+    // spec.monitor: status.linkMetrics from the provider controller (reconcile::link_metrics);
+    // no probe sidecar or monitoring network, so ipCIDR and lpmIp are not needed.
     Ok(())
 }
 
@@ -739,11 +734,55 @@ async fn apply(ned: &NetworkEdgeDevice, ctx: &Context) -> Result<Action> {
         note,
         problem,
     };
-    write(ned, ctx, &observed).await?;
+    let mut st = compute_status(
+        ned.status.as_ref(),
+        ned.metadata.generation,
+        &observed,
+        now(),
+    );
+    // Link health of the edge's links to its neighbours (spec.monitor), from the provider
+    // controller (an L2S-M controller: `GET /api/v1/links`).
+    let monitor = ned.spec.monitor.as_ref();
+    let me = match &observed {
+        Observed::Deployed { node, .. } => node.clone(),
+        _ => String::new(),
+    };
+    let neighbours: Vec<String> = ned
+        .spec
+        .neighbors
+        .iter()
+        .flatten()
+        .map(|n| n.node.clone())
+        .collect();
+    let base = crate::provider::base_urls(&ned.spec.provider)
+        .ok()
+        .and_then(|b| b.into_iter().next());
+    st.link_metrics = super::link_metrics::refresh(
+        ctx,
+        &super::object_key(ned),
+        monitor,
+        ned.status.as_ref().and_then(|s| s.link_metrics.as_ref()),
+        |a, b| {
+            (a == me && neighbours.iter().any(|n| n == b))
+                || (b == me && neighbours.iter().any(|n| n == a))
+        },
+        || async {
+            match &base {
+                Some(b) => ctx.provider.links(b).await.map_err(|e| e.to_string()),
+                None => Err("spec.provider names no address".to_string()),
+            }
+        },
+    )
+    .await;
+    patch_status(ned, ned.status.as_ref(), st, ctx).await?;
+    let resync = match monitor {
+        Some(m) => ctx.settings.resync.min(super::link_metrics::interval(m)),
+        None => ctx.settings.resync,
+    };
     if !ready {
-        return Ok(Action::requeue(ctx.settings.resync.min(EDGE_RECHECK)));
+        return Ok(Action::requeue(resync.min(EDGE_RECHECK)));
     }
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(Action::requeue(resync))
 }
 
 fn gone(r: std::result::Result<(), kube::Error>) -> Result<()> {

@@ -1232,20 +1232,38 @@ async fn apply(overlay: &Overlay, ctx: &Context) -> Result<Action> {
         note,
         problem,
     };
-    let st = compute_status(
+    let mut st = compute_status(
         overlay.status.as_ref(),
         &overlay.spec,
         generation,
         &observed,
         now(),
     );
+    // Link health of the overlay's links (spec.monitor), from the controller.
+    let monitor = overlay.spec.monitor.as_ref();
+    st.link_metrics = super::link_metrics::refresh(
+        ctx,
+        &super::object_key(overlay),
+        monitor,
+        overlay
+            .status
+            .as_ref()
+            .and_then(|s| s.link_metrics.as_ref()),
+        |a, b| topo.nodes.iter().any(|n| n == a) && topo.nodes.iter().any(|n| n == b),
+        || ctx.controller.links(),
+    )
+    .await;
     patch_status(overlay, overlay.status.as_ref(), st, ctx).await?;
+    let resync = match monitor {
+        Some(m) => ctx.settings.resync.min(super::link_metrics::interval(m)),
+        None => ctx.settings.resync,
+    };
     if ready < wanted {
         // Pod states do not change the DaemonSet (which wakes this reconciler): look again
         // soon, so the status says why agents do not start.
-        return Ok(Action::requeue(ctx.settings.resync.min(AGENTS_RECHECK)));
+        return Ok(Action::requeue(resync.min(AGENTS_RECHECK)));
     }
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(Action::requeue(resync))
 }
 
 /// How soon an Overlay whose agents are not all ready is looked at again.

@@ -251,14 +251,17 @@ pub fn needs_cleanup(atts: &[Attachment]) -> bool {
 }
 
 /// The merge patch that makes `pod`'s `l2sm/status` `atts` and, when `finalize`, adds the
-/// finalizer and [`CLEANUP_LABEL`]; `None` when the pod already is so. It carries the pod's
+/// finalizer, [`CLEANUP_LABEL`] and [`POD_NAME_LABEL`]; `None` when the pod already is so. It carries the pod's
 /// `resourceVersion`: a pod changed since it was read (another writer of `l2sm/status`, such
 /// as the QuarantinePodRequest reconciler) is refused with 409 instead of overwritten.
 pub fn metadata_patch(pod: &Pod, atts: &[Attachment], finalize: bool) -> Option<serde_json::Value> {
     let value = serde_json::to_string(atts).unwrap_or_default();
     let annotate = pod_attachments(pod) != atts;
     let add_finalizer = finalize && !has_finalizer(pod);
-    let add_label = finalize && pod.labels().get(CLEANUP_LABEL).map(String::as_str) != Some("true");
+    let pod_name = super::l2network::label_value(&pod.name_any());
+    let add_label = finalize
+        && (pod.labels().get(CLEANUP_LABEL).map(String::as_str) != Some("true")
+            || pod.labels().get(POD_NAME_LABEL) != Some(&pod_name));
     if !annotate && !add_finalizer && !add_label {
         return None;
     }
@@ -275,7 +278,7 @@ pub fn metadata_patch(pod: &Pod, atts: &[Attachment], finalize: bool) -> Option<
         meta["finalizers"] = list.into();
     }
     if add_label {
-        meta["labels"] = serde_json::json!({ CLEANUP_LABEL: "true" });
+        meta["labels"] = serde_json::json!({ CLEANUP_LABEL: "true", POD_NAME_LABEL: pod_name });
     }
     Some(serde_json::json!({ "metadata": meta }))
 }
@@ -283,6 +286,12 @@ pub fn metadata_patch(pod: &Pod, atts: &[Attachment], finalize: bool) -> Option<
 fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
+
+/// Label the operator puts on each pod holding ports (with [`CLEANUP_LABEL`]): its name (as
+/// [`super::l2network::label_value`]), so that a QuarantinePodRequest can select exactly one
+/// pod (the IDS alert watcher's requests do). A pod that sets it itself to another pod's name
+/// only gets itself selected too; the operator corrects the value.
+pub const POD_NAME_LABEL: &str = "l2sm.l2sm.k8s.local/pod-name";
 
 /// Reconciles one pod labelled `l2sm: "true"`: its `l2sm/status`, and the finalizer once the
 /// pod holds ports or addresses. A deleted pod carrying [`CLEANUP_LABEL`] is finalized by
@@ -883,7 +892,13 @@ mod tests {
             .into(),
         );
         pod.metadata.finalizers = Some(vec![FINALIZER.into()]);
-        pod.metadata.labels = Some([(CLEANUP_LABEL.to_string(), "true".to_string())].into());
+        pod.metadata.labels = Some(
+            [
+                (CLEANUP_LABEL.to_string(), "true".to_string()),
+                (POD_NAME_LABEL.to_string(), pod.name_any()),
+            ]
+            .into(),
+        );
         assert_eq!(metadata_patch(&pod, &with_port, true), None);
     }
 
