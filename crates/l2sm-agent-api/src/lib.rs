@@ -55,6 +55,11 @@ pub struct AttachRequest {
     /// Port security of this interface, overriding its network's (absent: the network's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_security: Option<bool>,
+    /// Attach as `network`'s mirror port (an IDS): the interface receives a copy of every
+    /// frame of the network and is never a member, so nothing it sends enters the network.
+    /// No addresses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
 }
 
 /// A route in the pod (CNI's `routes` entry).
@@ -92,6 +97,9 @@ pub struct Attachment {
     /// Port security asked for this interface (absent: its network's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_security: Option<bool>,
+    /// The interface is `network`'s mirror port, not a member.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
 }
 
 /// Agent status.

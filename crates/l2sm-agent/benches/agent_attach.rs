@@ -72,6 +72,7 @@ fn attach(i: usize) -> Duration {
         mtu: None,
         pod: None,
         port_security: None,
+        mirror: false,
     });
     let t = Instant::now();
     call(&socket(), &req, Duration::from_secs(60)).expect("attach");

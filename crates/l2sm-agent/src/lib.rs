@@ -428,6 +428,20 @@ impl Agent {
     async fn report_memberships_once(&self) -> anyhow::Result<usize> {
         let attachments = self.list().await?;
         for att in &attachments {
+            if att.mirror {
+                // A mirror stays a mirror: never re-reported as a member.
+                let Ok(port) = att.port.parse::<PortId>() else {
+                    continue;
+                };
+                if let Err(e) = self.controller.claim_mirror_port(port, &att.network).await {
+                    match e.status() {
+                        Some(404 | 409) => tracing::warn!(port = %att.port, network = %att.network,
+                            "controller refuses this node's mirror port: {}", e.message()),
+                        _ => return Err(e.into()),
+                    }
+                }
+                continue;
+            }
             match self.controller.add_port(&att.network, &att.port).await {
                 Ok(()) => {}
                 Err(e) if e.status() == Some(409) => {
@@ -670,6 +684,7 @@ impl Agent {
                 .unwrap_or_default(),
             pod: ext.get("pod").cloned(),
             port_security: ext.get("port-security").and_then(|v| v.parse().ok()),
+            mirror: ext.get("l2sm-mirror").map(String::as_str) == Some("true"),
         })
     }
 
@@ -721,6 +736,11 @@ impl Agent {
             );
         }
         ids::validate_network_name(&req.network)?;
+        if req.mirror && !req.ips.is_empty() {
+            bail!(
+                "a mirror port has no addresses: it only receives copies of the network's frames"
+            );
+        }
         let mtu = req.mtu.unwrap_or(self.args.mtu);
         if !(68..=65535).contains(&mtu) {
             bail!("MTU {mtu} is out of range (68-65535)");
@@ -739,11 +759,16 @@ impl Agent {
             let existing = self.attachment_from_row(row).ok_or_else(|| {
                 anyhow!("attachment {} exists but is incomplete", req.attachment_id)
             })?;
-            if existing.network != req.network {
+            if existing.network != req.network || existing.mirror != req.mirror {
                 bail!(
-                    "attachment {} already exists on network {:?}",
+                    "attachment {} already exists on network {:?}{}",
                     req.attachment_id,
-                    existing.network
+                    existing.network,
+                    if existing.mirror {
+                        " as its mirror"
+                    } else {
+                        ""
+                    }
                 );
             }
             // A retried ADD after an attach cut short before its last step (the agent
@@ -786,10 +811,17 @@ impl Agent {
             }
             r
         });
-        let (allocated, veth) = tokio::join!(
-            self.allocate(&req.network, &req.attachment_id, &req.ips, port_id),
-            make_veth
-        );
+        // A mirror port gets no addresses (IPAM also checks that the network exists; for a
+        // mirror the controller checks it when the port becomes the mirror).
+        let allocate = async {
+            if req.mirror {
+                Ok(Vec::new())
+            } else {
+                self.allocate(&req.network, &req.attachment_id, &req.ips, port_id)
+                    .await
+            }
+        };
+        let (allocated, veth) = tokio::join!(allocate, make_veth);
         let veth =
             veth.with_context(|| format!("cannot create interface {} in the pod", req.ifname));
         let ips = match (allocated, veth) {
@@ -835,6 +867,9 @@ impl Agent {
         if let Some(on) = req.port_security {
             ext.push(("port-security".to_string(), on.to_string()));
         }
+        if req.mirror {
+            ext.push(("l2sm-mirror".to_string(), "true".to_string()));
+        }
         let add_port = self.ports.apply(PortChange::Add(NewPort {
             name: host_if.clone(),
             ofport,
@@ -857,6 +892,11 @@ impl Agent {
         };
 
         let t_port = started.elapsed();
+        if req.mirror {
+            return self
+                .attach_mirror(&req, &pod_ns, reservation, host_if, port_id, pod_mac)
+                .await;
+        }
         // 3. Membership in the controller.
         let port_text = port_id.to_string();
         let reported = match self.controller.add_port(&req.network, &port_text).await {
@@ -882,6 +922,7 @@ impl Agent {
             ips,
             pod: req.pod.clone(),
             port_security: req.port_security,
+            mirror: false,
         };
         let reported = match reported {
             Ok(()) => {
@@ -927,6 +968,65 @@ impl Agent {
             "attached"
         );
         Ok(attachment)
+    }
+
+    /// The last steps of a mirror attachment (an IDS): the port becomes the network's mirror
+    /// in the controller (refused when the network has another mirror), then the pod's
+    /// interface comes up. Undone entirely on failure.
+    async fn attach_mirror(
+        &self,
+        req: &AttachRequest,
+        pod_ns: &Netns,
+        reservation: Reservation<'_>,
+        host_if: String,
+        port_id: PortId,
+        mac: String,
+    ) -> anyhow::Result<Attachment> {
+        let port_text = port_id.to_string();
+        let undo_port = || async {
+            let _ = self.ports.apply(PortChange::Remove(host_if.clone())).await;
+            self.delete_host_veth(&host_if).await;
+        };
+        match self
+            .controller
+            .claim_mirror_port(port_id, &req.network)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) => {
+                undo_port().await;
+                return Err(match e {
+                    ClientError::Status {
+                        status, message, ..
+                    } => anyhow!(
+                        "controller refused {port_text} as mirror of {:?} ({status}): {message}",
+                        req.network
+                    ),
+                    e => e.into(),
+                });
+            }
+        }
+        if let Err(e) = bring_up(pod_ns, &req.ifname, &[], false).await {
+            let _ = self.controller.release_mirror_port(port_id).await;
+            undo_port().await;
+            return Err(e);
+        }
+        reservation.keep();
+        tracing::info!(attachment = %req.attachment_id, network = %req.network,
+            port = %port_id, "attached as the network's mirror");
+        Ok(Attachment {
+            attachment_id: req.attachment_id.clone(),
+            network: req.network.clone(),
+            ifname: req.ifname.clone(),
+            host_ifname: host_if,
+            port: port_text,
+            ofport: port_id.port,
+            mac,
+            ips: Vec::new(),
+            pod: req.pod.clone(),
+            port_security: None,
+            mirror: true,
+        })
     }
 
     async fn delete_host_veth(&self, host_if: &str) {
@@ -978,6 +1078,35 @@ impl Agent {
         else {
             return Ok(false);
         };
+        if att.mirror {
+            let port: PortId = att.port.parse().map_err(|e| {
+                anyhow!(
+                    "attachment {attachment_id} has a bad port {}: {e}",
+                    att.port
+                )
+            })?;
+            match self.controller.release_mirror_port(port).await {
+                Ok(()) => {}
+                Err(ClientError::Status {
+                    status, message, ..
+                }) => bail!(
+                    "controller answered {status} releasing mirror {}: {message}",
+                    att.port
+                ),
+                Err(e) => return Err(e.into()),
+            }
+            self.ports
+                .apply(PortChange::Remove(att.host_ifname.clone()))
+                .await?;
+            self.reserved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&att.ofport);
+            let hi = att.host_ifname.clone();
+            run_netlink(&self.own_netns, move |nl| nl.delete_link(&hi).map(|_| ())).await?;
+            tracing::info!(attachment = %attachment_id, network = %att.network, port = %att.port, "mirror detached");
+            return Ok(true);
+        }
         match self.controller.remove_port(&att.network, &att.port).await {
             Ok(()) => {}
             // Not a member there: the port may have been moved (quarantine) since it was

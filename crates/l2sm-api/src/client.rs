@@ -878,6 +878,23 @@ impl ControllerClient {
         Self::expect(&Method::PUT, &path, a, &[200, 204]).map(drop)
     }
 
+    /// Makes a pod port `network`'s mirror; 409 when another port mirrors it already.
+    pub async fn claim_mirror_port(&self, port: PortId, network: &str) -> Result<(), ClientError> {
+        let path = Self::port_path(port, "mirror");
+        let req = crate::v1::MirrorRequest {
+            network: network.to_string(),
+        };
+        let a = self.call_json(Method::PUT, &path, &req).await?;
+        Self::expect(&Method::PUT, &path, a, &[200, 204]).map(drop)
+    }
+
+    /// Stops a port mirroring any network.
+    pub async fn release_mirror_port(&self, port: PortId) -> Result<(), ClientError> {
+        let path = Self::port_path(port, "mirror");
+        let a = self.call(Method::DELETE, &path, None).await?;
+        Self::expect(&Method::DELETE, &path, a, &[200, 204]).map(drop)
+    }
+
     /// Forgets who a port belongs to.
     pub async fn clear_port_owner(&self, port: PortId) -> Result<(), ClientError> {
         let path = Self::port_path(port, "owner");

@@ -302,6 +302,14 @@ pub struct MoveRequest {
     pub to: String,
 }
 
+/// Body of `PUT /api/v1/switches/{dpid}/ports/{port}/mirror`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorRequest {
+    /// Network whose frames the port receives a copy of.
+    pub network: String,
+}
+
 /// Answer to a move.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Moved {

@@ -156,6 +156,24 @@ fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
         .as_ref()
         .map(CniResult::from_prev)
         .transpose()?;
+    if let Some(allowed) = &conf.mirror_namespace {
+        if env.args.pod_namespace.as_deref() != Some(allowed.as_str()) {
+            return Err(CniError::new(
+                INVALID_CONFIG,
+                format!(
+                    "only pods of namespace {allowed:?} may mirror network {:?}; this pod's namespace is {:?}",
+                    conf.network,
+                    env.args.pod_namespace.as_deref().unwrap_or("unknown")
+                ),
+            ));
+        }
+        if !conf.addresses.is_empty() {
+            return Err(CniError::new(
+                INVALID_CONFIG,
+                "a mirror port gets no addresses: it only receives copies of the network's frames",
+            ));
+        }
+    }
     let req = AgentRequest::Attach(AttachRequest {
         attachment_id: id,
         netns: PathBuf::from(netns),
@@ -167,6 +185,7 @@ fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
         mtu: conf.mtu,
         pod: env.args.pod(),
         port_security: conf.port_security,
+        mirror: conf.mirror_namespace.is_some(),
     });
     let answer = agent_call(conf, &req, CHANGE_TIMEOUT, |m| {
         attach_refused(m, conf, ifname, netns)

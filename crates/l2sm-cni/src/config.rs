@@ -83,6 +83,9 @@ pub(crate) struct NetConf {
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` as (containerID, ifname), when present.
     pub valid_attachments: Option<Vec<(String, String)>>,
+    /// An IDS mirror attachment (`mirrorOf`: `network` is the network mirrored): the one
+    /// Kubernetes namespace whose pods may take it (`mirrorNamespace`, the operator's).
+    pub mirror_namespace: Option<String>,
 }
 
 /// Parses `a.b.c.d/len` (or IPv6). A bare address gets a message that says what is missing.
@@ -439,18 +442,33 @@ impl NetConf {
         get_str(&obj, "name", "name")?
             .filter(|n| !n.is_empty())
             .ok_or_else(|| config("\"name\" (the network configuration's name) is required"))?;
-        // An IDS mirror attachment (the operator's `l2sm.mirror.<network>` NAD): the port must
-        // become the network's mirror, never a member. Not supported by this plugin yet: it
-        // refuses, even when a `network` is given too, rather than join the network.
-        if obj.contains_key("mirrorOf") {
-            return Err(CniError::new(
-                UNSUPPORTED_FIELD,
-                "unsupported field \"mirrorOf\": this l2sm plugin cannot attach an IDS mirror port yet; the pod is not attached to the network",
-            ));
-        }
-        let network = get_str(&obj, "network", "network")?
-            .ok_or_else(|| config("\"network\" (the L2S-M network to join) is required"))?
-            .to_string();
+        // An IDS mirror attachment (the operator's `l2sm.mirror.<network>` NAD): the port
+        // becomes the network's mirror, never a member, and only pods of the namespace the
+        // NAD names may take it (a NAD can be referenced from any namespace).
+        let mirror_of = get_str(&obj, "mirrorOf", "mirrorOf")?.map(str::to_string);
+        let mirror_namespace = match &mirror_of {
+            None => None,
+            Some(_) if obj.get("network").is_some_and(|v| !v.is_null()) => {
+                return Err(CniError::new(
+                    UNSUPPORTED_FIELD,
+                    "\"mirrorOf\" and \"network\" exclude each other: a mirror port is no member of the network it mirrors",
+                ));
+            }
+            Some(_) => Some(
+                get_str(&obj, "mirrorNamespace", "mirrorNamespace")?
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| {
+                        config("\"mirrorOf\" needs \"mirrorNamespace\" (the namespace whose pods may mirror the network)")
+                    })?
+                    .to_string(),
+            ),
+        };
+        let network = match mirror_of {
+            Some(n) => n,
+            None => get_str(&obj, "network", "network")?
+                .ok_or_else(|| config("\"network\" (the L2S-M network to join) is required"))?
+                .to_string(),
+        };
         l2sm_pipeline::ids::validate_network_name(&network)
             .map_err(|e| config(format!("\"network\": {e}")))?;
         let mtu = match obj.get("mtu") {
@@ -573,6 +591,7 @@ impl NetConf {
             port_security,
             prev_result,
             valid_attachments,
+            mirror_namespace,
         })
     }
 }
@@ -691,6 +710,16 @@ mod tests {
         let cases = [
             (json!({"network": null}), 7, "\"network\""),
             (json!({"mirrorOf": "blue"}), 2, "mirrorOf"),
+            (
+                json!({"network": null, "mirrorOf": "blue"}),
+                7,
+                "mirrorNamespace",
+            ),
+            (
+                json!({"network": null, "mirrorOf": 5, "mirrorNamespace": "x"}),
+                7,
+                "mirrorOf",
+            ),
             (json!({"network": "Blue_"}), 7, "network"),
             (json!({"name": ""}), 7, "\"name\""),
             (json!({"mtu": 20}), 7, "mtu"),

@@ -578,3 +578,126 @@ fn a_controller_outage_means_try_again_later_and_the_retry_works() {
     l2sm_cni(&lab, "n1", &new.env("DEL"), &conf).silent();
     assert_eq!(node_view(&lab, "n1"), baseline);
 }
+
+/// An IDS mirror attachment (the operator's `l2sm.mirror.<net>` NAD, `mirrorOf`): only pods of
+/// the namespace the NAD names may take it; the port sees the network's frames, is never a
+/// member (nothing it sends reaches anyone), gets no address, and DEL gives the mirror back.
+#[test]
+fn a_mirror_attachment_sees_the_network_never_joins_it_and_is_namespace_bound() {
+    let lab = TestLab::up("mir", 2);
+    lab.ok(&["network", "create", "blue"]);
+    lab.attach("n1", "a", "blue", "10.51.0.1/24");
+    lab.attach("n2", "b", "blue", "10.51.0.2/24");
+    let m = Attach::new_pod(&lab, "m");
+    let conf = nad(
+        "1.0.0",
+        &lab,
+        "n1",
+        "blue",
+        json!({"network": null, "mirrorOf": "blue", "mirrorNamespace": "l2sm-system"}),
+    );
+    let before = node_view(&lab, "n1");
+    // A pod of another namespace (the env's K8S_POD_NAMESPACE is `default`) is refused.
+    let refused = l2sm_cni(&lab, "n1", &m.env("ADD"), &conf);
+    let (code, text) = refused.error();
+    assert_eq!(code, 7, "{text}");
+    assert!(
+        text.contains("only pods of namespace \"l2sm-system\""),
+        "{text}"
+    );
+    assert_eq!(
+        node_view(&lab, "n1"),
+        before,
+        "a refused mirror left something"
+    );
+    // Addresses are refused too.
+    let in_ns = |cmd: &str| -> Env {
+        let mut e = m.env(cmd);
+        for (k, v) in e.iter_mut() {
+            if *k == "CNI_ARGS" {
+                *v = v.replace("K8S_POD_NAMESPACE=default", "K8S_POD_NAMESPACE=l2sm-system");
+            }
+        }
+        e
+    };
+    let mut with_ip = conf.clone();
+    with_ip["runtimeConfig"] = json!({"ips": ["10.51.0.9/24"]});
+    let (code, text) = l2sm_cni(&lab, "n1", &in_ns("ADD"), &with_ip).error();
+    assert_eq!(code, 7, "{text}");
+    assert!(text.contains("no addresses"), "{text}");
+    assert_eq!(
+        node_view(&lab, "n1"),
+        before,
+        "a refused mirror left something"
+    );
+
+    let result = l2sm_cni(&lab, "n1", &in_ns("ADD"), &conf).result();
+    validate_result(&result, "1.0.0").unwrap_or_else(|e| panic!("{e}\n{result}"));
+    assert!(
+        result["ips"].as_array().is_none_or(|a| a.is_empty()),
+        "{result}"
+    );
+    let (code, net) = l2sm_test_support::lab::api_call(&lab, "GET", "/api/v1/networks/blue");
+    assert_eq!(code, 200, "{net}");
+    let mirror = net["mirrorPort"]
+        .as_str()
+        .expect("blue has a mirror")
+        .to_string();
+    assert!(
+        !net["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == mirror.as_str()),
+        "the mirror became a member: {net}"
+    );
+    // The mirror sees a's and b's frames.
+    let capture = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            m.netns_name(),
+            "timeout",
+            "4",
+            "tcpdump",
+            "-i",
+            "net1",
+            "-n",
+            "-l",
+            "icmp",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(lab.pings("a", "10.51.0.2"), "a and b must still talk");
+    let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        seen.contains("10.51.0.1 > 10.51.0.2") && seen.contains("10.51.0.2 > 10.51.0.1"),
+        "the mirror did not see a <-> b: {seen}"
+    );
+    // Nothing the mirror sends enters the network.
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            m.netns_name(),
+            "addr",
+            "add",
+            "10.51.0.9/24",
+            "dev",
+            "net1",
+        ],
+    );
+    assert!(!pings(m.netns_name(), "10.51.0.2"), "the mirror reached b");
+    // DEL gives the mirror back and removes the port.
+    l2sm_cni(&lab, "n1", &in_ns("DEL"), &conf).silent();
+    let (_, net) = l2sm_test_support::lab::api_call(&lab, "GET", "/api/v1/networks/blue");
+    assert!(net["mirrorPort"].is_null(), "DEL left the mirror: {net}");
+    assert_eq!(
+        node_view(&lab, "n1"),
+        before,
+        "DEL left something on the node"
+    );
+}

@@ -153,6 +153,15 @@ pub enum ModelError {
     /// The port is in no network.
     #[error("port {0} is not a member of any network")]
     PortNotMember(PortId),
+    /// The network is mirrored to another port already (a port-scoped mirror request never
+    /// takes the mirror away from another port).
+    #[error("network {network:?} is mirrored to {port} already")]
+    MirrorTaken {
+        /// The network.
+        network: String,
+        /// Its mirror.
+        port: PortId,
+    },
     /// A member or mirror outside the pod port range: trunk and tunnel port numbers belong to
     /// inter-switch links.
     #[error("port {0} is not a pod port: members and mirrors are ports 1 to {last} (higher numbers are inter-switch links)", last = l2sm_pipeline::ids::FIRST_TRUNK_PORT - 1)]
@@ -578,6 +587,36 @@ impl Model {
             .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
         net.mirror_port = Some(port);
         Ok(())
+    }
+
+    /// Makes `port` network `name`'s mirror unless another port is (an IDS pod attaching:
+    /// it never takes another's mirror). Returns whether anything changed.
+    pub fn claim_mirror_port(&mut self, name: &str, port: PortId) -> Result<bool, ModelError> {
+        self.check_mirror_port(name, port)?;
+        let net = self
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| ModelError::UnknownNetwork(name.to_string()))?;
+        match net.mirror_port {
+            Some(p) if p == port => Ok(false),
+            Some(p) => Err(ModelError::MirrorTaken {
+                network: name.to_string(),
+                port: p,
+            }),
+            None => {
+                net.mirror_port = Some(port);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Stops `port` mirroring whichever network it mirrors. Returns that network.
+    pub fn release_mirror_port(&mut self, port: PortId) -> Option<String> {
+        let name = self.mirror_of(&port)?.to_string();
+        if let Some(net) = self.networks.get_mut(&name) {
+            net.mirror_port = None;
+        }
+        Some(name)
     }
 
     /// Stops mirroring a network.

@@ -351,6 +351,18 @@ fn roles_limit_what_each_identity_may_do() {
             "mirror",
         ),
         (
+            "PUT",
+            format!("/api/v1/switches/{dpid_b}/ports/7/mirror"),
+            Some(r#"{"network":"n1"}"#.into()),
+            "mirror n1 to a port of B",
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/switches/{dpid_b}/ports/7/mirror"),
+            None,
+            "stop B's mirror",
+        ),
+        (
             "POST",
             "/api/v1/ipam/gc".into(),
             Some(r#"{"ownerPrefix":"x/","validOwners":[]}"#.into()),
@@ -416,6 +428,45 @@ fn roles_limit_what_each_identity_may_do() {
     );
     assert_eq!(call(agent_a, "GET", "/api/v1/networks", None).0, 200);
     assert_eq!(call(agent_a, "GET", "/api/v1/attachments", None).0, 200);
+
+    // An IDS port of its own switch may become a network's mirror, but never take the mirror
+    // of another port (B's IDS), and giving its own back leaves B's alone.
+    let mirror_of = |net: &str| {
+        let (_, v) = call(op, "GET", &format!("/api/v1/networks/{net}"), None);
+        let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+        v["mirrorPort"].as_str().map(str::to_string)
+    };
+    let own_mirror = format!("/api/v1/switches/{dpid_a}/ports/8/mirror");
+    assert_eq!(
+        call(agent_a, "PUT", &own_mirror, Some(r#"{"network":"n2"}"#)).0,
+        204
+    );
+    assert_eq!(mirror_of("n2"), Some(format!("{dpid_a}/8")));
+    assert_eq!(
+        call(agent_a, "PUT", &own_mirror, Some(r#"{"network":"n2"}"#)).0,
+        204,
+        "repeated"
+    );
+    let b_mirror = format!(r#"{{"networkId":"n1","mirrorPort":"{dpid_b}/9"}}"#);
+    assert_eq!(
+        call(op, "POST", "/onos/vnets/api/mirror-port", Some(&b_mirror)).0,
+        204
+    );
+    let (code, text) = call(agent_a, "PUT", &own_mirror, Some(r#"{"network":"n1"}"#));
+    assert_eq!(code, 409, "took another port's mirror: {text}");
+    assert_eq!(mirror_of("n1"), Some(format!("{dpid_b}/9")));
+    assert_eq!(call(agent_a, "DELETE", &own_mirror, None).0, 204);
+    assert_eq!(mirror_of("n2"), None);
+    assert_eq!(
+        mirror_of("n1"),
+        Some(format!("{dpid_b}/9")),
+        "B's mirror stays"
+    );
+    assert_eq!(
+        call(agent_a, "DELETE", &own_mirror, None).0,
+        204,
+        "repeated"
+    );
 
     // The reader reads (metrics too) and writes nothing.
     for path in ["/api/v1/networks", "/metrics", "/onos/vnets/api/n1"] {

@@ -317,6 +317,9 @@ const AGENT_WRITES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/switches/{dpid}/ports/{port}/owner"),
     ("POST", "/api/v1/switches/{dpid}/ports/{port}/move"),
     ("POST", "/api/v1/switches/{dpid}/ports/{port}/wait"),
+    // An IDS pod's port on its own switch; never taking another port's mirror.
+    ("PUT", "/api/v1/switches/{dpid}/ports/{port}/mirror"),
+    ("DELETE", "/api/v1/switches/{dpid}/ports/{port}/mirror"),
     ("POST", "/api/v1/settle"),
 ];
 

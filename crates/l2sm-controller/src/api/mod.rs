@@ -407,6 +407,39 @@ fn routes() -> Vec<(openapi::RouteSpec, Handler)> {
         ),
         (
             RouteSpec::authed(
+                "put",
+                "/api/v1/switches/{dpid}/ports/{port}/mirror",
+                "Make a pod port a network's mirror (an IDS), unless another port is",
+            )
+            .request("MirrorRequest")
+            .responses(vec![
+                Resp::empty(204, "the port mirrors the network (or did already)"),
+                err(
+                    400,
+                    "invalid body, datapath id or port number (pod ports are 1..57343)",
+                ),
+                err(404, "unknown network"),
+                err(
+                    409,
+                    "the port is a member of a network, mirrors another network, or the network is mirrored to another port",
+                ),
+            ]),
+            put(ports::claim_mirror_port),
+        ),
+        (
+            RouteSpec::authed(
+                "delete",
+                "/api/v1/switches/{dpid}/ports/{port}/mirror",
+                "Stop a port mirroring any network",
+            )
+            .responses(vec![
+                Resp::empty(204, "it mirrors nothing (now or already)"),
+                err(400, "invalid datapath id or port number"),
+            ]),
+            delete(ports::release_mirror_port),
+        ),
+        (
+            RouteSpec::authed(
                 "post",
                 "/api/v1/switches/{dpid}/ports/{port}/wait",
                 "Wait until a member port is programmed on its switch",

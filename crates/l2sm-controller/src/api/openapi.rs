@@ -605,6 +605,14 @@ fn schemas() -> Value {
                 "pendingSwitches": {"type": "array", "items": dpid},
             },
         },
+        "MirrorRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["network"],
+            "properties": {
+                "network": {"type": "string"},
+            },
+        },
         "MoveRequest": {
             "type": "object",
             "additionalProperties": false,

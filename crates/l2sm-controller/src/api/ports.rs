@@ -316,6 +316,41 @@ pub(crate) const MOVE_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration
 /// `wait`; 202 (same body) when the move is recorded but not confirmed everywhere: not
 /// connected, or no barrier reply within [`MOVE_CONFIRM_TIMEOUT`]. Repeating the request
 /// waits again.
+/// Makes a pod port a network's mirror (an IDS pod's port; its node's agent may ask), unless
+/// the network is mirrored to another port: 409 then, nothing taken away.
+pub(super) async fn claim_mirror_port(
+    State(state): State<AppState>,
+    Path((dpid, port)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult {
+    let port = path_port(&dpid, &port)?;
+    let req: v1::MirrorRequest = json_body(&body)?;
+    let changed = state
+        .shared
+        .update(|m| m.claim_mirror_port(&req.network, port))
+        .map_err(not_found)?;
+    if changed {
+        tracing::info!(%port, network = %req.network, "port mirrors the network");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Stops a port mirroring whichever network it mirrors; 204 also when it mirrored none.
+pub(super) async fn release_mirror_port(
+    State(state): State<AppState>,
+    Path((dpid, port)): Path<(String, String)>,
+) -> ApiResult {
+    let port = path_port(&dpid, &port)?;
+    let released = state
+        .shared
+        .update(|m| Ok::<_, ModelError>(m.release_mirror_port(port)))
+        .map_err(not_found)?;
+    if let Some(network) = released {
+        tracing::info!(%port, %network, "port no longer mirrors the network");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 pub(super) async fn move_port(
     State(state): State<AppState>,
     Path((dpid, port)): Path<(String, String)>,

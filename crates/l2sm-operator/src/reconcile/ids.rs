@@ -379,6 +379,9 @@ pub fn desired_objects(
             "name": mirror,
             "type": crate::annotations::CNI_TYPE,
             "mirrorOf": name,
+            // The CNI plugin lets only this namespace's pods take the mirror: a NAD can be
+            // referenced from any namespace.
+            "mirrorNamespace": operator_ns,
         }).to_string()},
     });
     let mut env = vec![];
