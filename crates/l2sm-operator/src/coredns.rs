@@ -506,10 +506,7 @@ mod tests {
             (format!("{KUBEADM}{BEGIN}\n"), "Markers"),
             (format!("{KUBEADM}{END}\n{BEGIN}\n"), "Markers"),
             (format!("{KUBEADM}{ours}{ours}"), "Markers"),
-            (
-                KUBEADM.replacen("    errors\n", &ours, 1),
-                "Markers",
-            ),
+            (KUBEADM.replacen("    errors\n", &ours, 1), "Markers"),
             (format!("{KUBEADM}l2sm {{\n  file x\n}}\n"), "Conflict"),
             (
                 format!("{KUBEADM}dns://inter.l2sm.:53 {{\n}}\n"),

@@ -106,9 +106,14 @@ impl RateLimiter {
 /// Answers one message received over UDP (`tcp` false: size limits apply) or TCP. `None`:
 /// say nothing (not even a header, or a response).
 pub fn respond(zones: &Zones, msg: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    respond_in(&zones.current(), msg, tcp)
+}
+
+/// [`respond`] with a given zone (what the fuzz target drives: `fuzz/`).
+pub fn respond_in(zone: &super::Zone, msg: &[u8], tcp: bool) -> Option<Vec<u8>> {
     match wire::parse_query(msg) {
         Ok(query) => {
-            let answer = zones.current().answer(&query);
+            let answer = zone.answer(&query);
             let limit = if tcp {
                 usize::from(u16::MAX)
             } else {
