@@ -1,9 +1,9 @@
 //! The DNS listener: UDP and TCP on one address, answers only for the `l2sm` zone.
 //!
-//! Hygiene: one UDP thread answers queries in turn (an answer is a lookup in memory, nothing
-//! to wait for: a thread blocked in `recvfrom` wakes straight into the answer, where an async
-//! task pays a reactor wakeup and often a hand-over to another worker thread — 15-20 µs of
-//! the median at low rates, measured); TCP connections are capped (more are closed at once), each idle one closed
+//! Hygiene: two UDP threads read the one socket and answer queries in turn (an answer is a
+//! lookup in memory, nothing to wait for: a thread blocked in `recvfrom` wakes straight into
+//! the answer, where an async task pays a reactor wakeup and often a hand-over to another
+//! worker thread; docs/dns.md "Performance" has the numbers); TCP connections are capped (more are closed at once), each idle one closed
 //! after the idle timeout, each serving a bounded number of queries; every source address
 //! has a token bucket (queries over it are dropped on UDP, close the connection on TCP).
 
@@ -152,6 +152,9 @@ pub async fn serve(
     }
 }
 
+/// Threads answering UDP.
+const UDP_THREADS: usize = 2;
+
 /// How often the UDP thread looks whether its listener was dropped (its read timeout).
 const UDP_STOP_CHECK: Duration = Duration::from_millis(200);
 
@@ -179,13 +182,27 @@ fn serve_udp(
     socket.set_read_timeout(Some(UDP_STOP_CHECK))?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let thread_stop = stop.clone();
-    std::thread::Builder::new()
-        .name("l2sm-dns-udp".into())
-        .spawn(move || {
-            let r = udp_loop(&socket, &zones, &limiter, &thread_stop);
-            let _ = done_tx.send(r);
-        })?;
+    // UDP_THREADS threads read the one socket (the kernel hands each datagram to one of
+    // them): one answers while another is in the kernel. The first to end reports.
+    let done_tx = Arc::new(Mutex::new(Some(done_tx)));
+    for _ in 0..UDP_THREADS {
+        let socket = socket.try_clone()?;
+        let (zones, limiter, stop, done_tx) = (
+            zones.clone(),
+            limiter.clone(),
+            stop.clone(),
+            done_tx.clone(),
+        );
+        std::thread::Builder::new()
+            .name("l2sm-dns-udp".into())
+            .spawn(move || {
+                let r = udp_loop(&socket, &zones, &limiter, &stop);
+                let first = done_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(tx) = first {
+                    let _ = tx.send(r);
+                }
+            })?;
+    }
     Ok((done_rx, stop))
 }
 
