@@ -2,18 +2,24 @@
 # The controller's DNS server next to dnsmasq serving the same names from a hosts file, on
 # loopback in the same run, measured with dnsperf (Debian package, installed here if missing).
 #
-#   L2SM=/path/to/l2sm scripts/bench-dns.sh      (default: target/debug/l2sm)
+#   scripts/bench-dns.sh                          (the controller: $CARGO_TARGET_DIR or target,
+#   PROFILE=release scripts/bench-dns.sh           /debug/l2sm, or /release/l2sm with PROFILE=release)
+#   L2SM=/path/to/l2sm scripts/bench-dns.sh        (any binary)
 #
 # NAMES names (default 100) `pod-<i>.bench.l2sm`, each one A record. Two runs per server:
 # throughput (dnsperf -c 4 -q 100 for SECS seconds, default 10) and latency at a fixed
-# QPS (default 2000, dnsperf -v: every query's latency, p50/p99 computed here).
+# QPS (default 2000, dnsperf -v: every query's latency, p50/p99 computed here); ROUNDS
+# rounds of both (default 1), alternating which server goes first.
 # Prints one line per server and measure; raw dnsperf output in $OUT (default a temp dir).
 set -euo pipefail
-L2SM=$(realpath "${L2SM:-target/debug/l2sm}")
+L2SM=$(realpath "${L2SM:-${CARGO_TARGET_DIR:-target}/${PROFILE:-debug}/l2sm}")
+[ -x "$L2SM" ] || { echo "no controller binary at $L2SM (cargo build [--release] --bin l2sm)" >&2; exit 1; }
 NAMES=${NAMES:-100}
 SECS=${SECS:-10}
 QPS=${QPS:-2000}
 OUT=${OUT:-$(mktemp -d /tmp/l2sm-bench-dns.XXXXXX)}
+mkdir -p "$OUT"
+echo "controller: $L2SM; raw output in $OUT"
 command -v dnsperf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y dnsperf >/dev/null
 command -v dnsmasq >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y dnsmasq-base >/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -45,19 +51,25 @@ dnsmasq --keep-in-foreground --conf-file=/dev/null --user=root --port="$MASQ" \
     --addn-hosts="$OUT/hosts" --local=/l2sm/ --log-facility=- 2>"$OUT/dnsmasq.log" &
 pids+=($!)
 sleep 0.5
-for who in l2sm:"$DNS" dnsmasq:"$MASQ"; do
+# ROUNDS rounds (default 1), the order of the two servers swapped every round so that a
+# change of the machine's load does not favour one of them.
+for round in $(seq 1 "${ROUNDS:-1}"); do
+  order=(l2sm:"$DNS" dnsmasq:"$MASQ")
+  [ $((round % 2)) = 1 ] || order=(dnsmasq:"$MASQ" l2sm:"$DNS")
+  for who in "${order[@]}"; do
     name=${who%%:*}; port=${who#*:}
     # Every name answers before anything is measured.
     dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries" -n 1 >"$OUT/$name-check.txt"
     grep -q "Queries lost:         0 " "$OUT/$name-check.txt" || { echo "$name lost queries" >&2; exit 1; }
     grep -q "NOERROR $NAMES " "$OUT/$name-check.txt" || { echo "$name: not every name answered" >&2; cat "$OUT/$name-check.txt" >&2; exit 1; }
-    dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries" -l "$SECS" -c 4 -q 100 >"$OUT/$name-qps.txt"
-    qps=$(awk '/Queries per second/ {print $4}' "$OUT/$name-qps.txt")
-    lost=$(awk '/Queries lost/ {print $3}' "$OUT/$name-qps.txt")
-    dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries" -l "$SECS" -Q "$QPS" -v >"$OUT/$name-lat.txt"
-    read -r n p50 p99 max < <(awk '$1 == ">" && $2 == "NOERROR" {print $NF * 1e6}' "$OUT/$name-lat.txt" \
+    dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries" -l "$SECS" -c 4 -q 100 >"$OUT/$name-qps-$round.txt"
+    qps=$(awk '/Queries per second/ {print $4}' "$OUT/$name-qps-$round.txt")
+    lost=$(awk '/Queries lost/ {print $3}' "$OUT/$name-qps-$round.txt")
+    dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries" -l "$SECS" -Q "$QPS" -v >"$OUT/$name-lat-$round.txt"
+    read -r n p50 p99 max < <(awk '$1 == ">" && $2 == "NOERROR" {print $NF * 1e6}' "$OUT/$name-lat-$round.txt" \
         | sort -n | awk '{v[NR]=$1} END {print NR, v[int(NR*0.5)+1], v[int(NR*0.99)+1], v[NR]}')
-    echo "$name: $qps queries/s (lost $lost); at $QPS/s: n=$n p50=${p50} us p99=${p99} us max=${max} us"
+    echo "round $round $name: $qps queries/s (lost $lost); at $QPS/s: n=$n p50=${p50} us p99=${p99} us max=${max} us (load $(cut -d' ' -f1 /proc/loadavg))"
+  done
 done
 
 # A restart under 10 queries/s: how many fail, and for how long (stop to first answer).

@@ -15,7 +15,11 @@
 #      then the NetworkAttachmentDefinitions the operator made that are left;
 #   3. delete what deploy/ installed (`kubectl delete -k deploy`): no custom resource is
 #      left, so the CRDs go at once instead of hanging on finalizers nobody serves;
-#   4. delete the webhook configurations, if any is left.
+#   4. delete the webhook configurations, if any is left;
+#   5. remove the operator's stanza from CoreDNS's Corefile (kube-system/coredns, the lines
+#      between its markers; the operator is gone, so nothing writes it back), with a merge
+#      patch guarded by the resourceVersion read (retried from a fresh read on a conflict);
+#      markers that are not one BEGIN/END pair leave the Corefile untouched, with a warning.
 # Idempotent: a second run finds nothing and succeeds. --dry-run prints the changes it would
 # make and changes nothing.
 set -euo pipefail
@@ -158,6 +162,62 @@ say "4. webhook configurations"
 for webhook in "${WEBHOOKS[@]}"; do
   change delete "$webhook" --ignore-not-found
 done
+
+say "5. the operator's stanza in CoreDNS's Corefile (kube-system/coredns)"
+COREDNS_BEGIN='# BEGIN l2sm-operator'
+COREDNS_END='# END l2sm-operator'
+# Prints the Corefile in $1 without the stanza, JSON-string-escaped (without the quotes);
+# exit 3: no stanza, 4: markers not one BEGIN/END pair.
+corefile_without_stanza() {
+  awk -v b="$COREDNS_BEGIN" -v e="$COREDNS_END" '
+    function trim(s) { sub(/^[ \t\r]+/, "", s); sub(/[ \t\r]+$/, "", s); return s }
+    { line[NR] = $0; t = trim($0); if (t == b) { nb++; bi = NR } if (t == e) { ne++; ei = NR } }
+    END {
+      if (nb == 0 && ne == 0) exit 3
+      if (nb != 1 || ne != 1 || bi > ei) exit 4
+      for (i = 1; i <= NR; i++) if (i < bi || i > ei) print line[i]
+    }' "$1" >"$1.out" || return $?
+  # JSON string: backslashes, quotes, tabs, carriage returns, then newlines as \n.
+  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\t/\\t/g' -e 's/\r/\\r/g' "$1.out" \
+    | awk '{ printf "%s\\n", $0 }'
+}
+# Removes the stanza, using the temporary file $1.
+strip_coredns_with() {
+  local tmp=$1 round rv body code
+  for round in 1 2 3; do
+    rv=$(k get configmap coredns -n kube-system --ignore-not-found -o 'jsonpath={.metadata.resourceVersion}')
+    if [ -z "$rv" ]; then
+      echo "no ConfigMap kube-system/coredns"
+      return 0
+    fi
+    k get configmap coredns -n kube-system -o 'jsonpath={.data.Corefile}' >"$tmp"
+    code=0
+    body=$(corefile_without_stanza "$tmp") || code=$?
+    case "$code" in
+      0) ;;
+      3) echo "no l2sm-operator stanza in the Corefile"; return 0 ;;
+      *)
+        echo "warning: the Corefile's l2sm-operator markers are not one BEGIN/END pair: left untouched" >&2
+        return 0
+        ;;
+    esac
+    # The version read is a precondition: a Corefile written since is not overwritten
+    # (the API server answers 409 Conflict) and is read again.
+    if change patch configmap coredns -n kube-system --type=merge \
+      -p "{\"metadata\":{\"resourceVersion\":\"$rv\"},\"data\":{\"Corefile\":\"$body\"}}"; then
+      return 0
+    fi
+    [ "$round" = 3 ] || echo "retrying: the Corefile changed meanwhile"
+  done
+  echo "cannot remove the l2sm-operator stanza from kube-system/coredns" >&2
+  return 1
+}
+coredns_tmp=$(mktemp)
+coredns_status=0
+strip_coredns_with "$coredns_tmp" || coredns_status=$?
+rm -f "$coredns_tmp" "$coredns_tmp.out"
+[ "$coredns_status" = 0 ] || exit "$coredns_status"
+
 if [ -n "$dry_run" ]; then
   say "dry run: nothing was changed"
 else

@@ -258,6 +258,131 @@ fn malformed_input_gets_formerr_or_silence() {
     assert_eq!(r.rcode, u16::from(wire::RCODE_NXDOMAIN));
 }
 
+/// What a malformed query must get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// FORMERR with the query's id.
+    Formerr,
+    /// Anything parseable with the id (or silence only for a response / less than a header).
+    Any,
+}
+
+/// One mutated query of class `i % 6` (xorshift `next`): truncated, a compression loop, a
+/// forward pointer, huge counts, flipped bytes, random bytes.
+fn malformed(i: usize, next: &mut impl FnMut() -> u64) -> (Vec<u8>, Expect) {
+    let names = [
+        "a.blue.l2sm",
+        "x.l2sm",
+        "1.0.0.10.in-addr.arpa",
+        "example.com",
+    ];
+    let name = Name::parse(names[(next() % 4) as usize]).unwrap();
+    let mut q = wire::build_query(next() as u16, &name, wire::TYPE_A, next() % 2 == 0);
+    match i % 6 {
+        0 => {
+            let keep = 12 + (next() as usize) % (q.len() - 12);
+            q.truncate(keep);
+            (q, Expect::Formerr)
+        }
+        1 => {
+            // The question's name points at itself, or a label then a pointer back to it.
+            q.truncate(12);
+            if next() % 2 == 0 {
+                q.extend_from_slice(&[0xc0, 12]);
+            } else {
+                q.extend_from_slice(&[1, b'a', 0xc0, 12]);
+            }
+            q.extend_from_slice(&[0, 1, 0, 1]);
+            (q, Expect::Formerr)
+        }
+        2 => {
+            // A pointer forward (into the type/class bytes).
+            q.truncate(12);
+            q.extend_from_slice(&[0xc0, 14, 0, 1, 0, 1]);
+            (q, Expect::Formerr)
+        }
+        3 => {
+            // Huge counts: more questions, answers, authority or additional records than
+            // the message holds.
+            let field = 4 + 2 * (next() as usize % 4);
+            let count = 2 + (next() as u16 % 65534);
+            q[field..field + 2].copy_from_slice(&count.to_be_bytes());
+            (q, Expect::Formerr)
+        }
+        4 => {
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % q.len();
+                q[at] ^= 1 << (next() % 8);
+            }
+            (q, Expect::Any)
+        }
+        _ => {
+            let len = (next() % 600) as usize;
+            ((0..len).map(|_| next() as u8).collect(), Expect::Any)
+        }
+    }
+}
+
+/// Checks one exchange: the answer (or its absence) is what `msg` deserves.
+fn check_answer(msg: &[u8], expect: Expect, got: std::io::Result<Vec<u8>>, how: &str) {
+    let silent_ok = msg.len() < 12 || msg[2] & 0x80 != 0;
+    match got {
+        Err(_) => assert!(silent_ok, "{how}: no answer to {msg:02x?} ({expect:?})"),
+        Ok(raw) => {
+            assert!(
+                !silent_ok,
+                "{how}: answered a response or a stub {msg:02x?}"
+            );
+            let r = wire::parse_response(&raw).unwrap_or_else(|e| {
+                panic!("{how}: unparseable answer {raw:02x?} to {msg:02x?}: {e}")
+            });
+            assert_eq!(r.id, u16::from_be_bytes([msg[0], msg[1]]), "{how}: id");
+            if expect == Expect::Formerr {
+                assert_eq!(r.rcode, u16::from(wire::RCODE_FORMERR), "{how}: {msg:02x?}");
+            }
+        }
+    }
+}
+
+/// Bounded randomized queries on both transports (seeded, so a failure repeats): truncated,
+/// compression loops, forward pointers and huge counts get FORMERR with their id; flipped
+/// and random bytes get a parseable answer with the id, or silence only when they are a
+/// response or shorter than a header; the controller stays up and answers a good query.
+#[test]
+fn random_queries_over_udp_and_tcp_get_formerr_or_silence() {
+    let (mut c, dns) = start(&["--dns-rate-limit", "1000000"]);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut udp, mut tcp, mut formerr) = (0, 0, 0);
+    for i in 0..1800 {
+        let (msg, expect) = malformed(i, &mut next);
+        let silent_ok = msg.len() < 12 || msg[2] & 0x80 != 0;
+        // A short wait where silence is the right answer, a long one otherwise.
+        let wait = if silent_ok {
+            Duration::from_millis(30)
+        } else {
+            T
+        };
+        if i % 4 == 3 {
+            check_answer(&msg, expect, exchange_tcp(dns, &msg, wait), "tcp");
+            tcp += 1;
+        } else {
+            check_answer(&msg, expect, exchange_udp(dns, &msg, wait), "udp");
+            udp += 1;
+        }
+        formerr += usize::from(expect == Expect::Formerr);
+    }
+    assert!(c.is_running(), "controller died");
+    assert_eq!((udp, tcp, formerr), (1350, 450, 1200));
+    let r = ask(dns, "x.l2sm", wire::TYPE_A);
+    assert_eq!(r.rcode, u16::from(wire::RCODE_NXDOMAIN));
+}
+
 /// One source gets its burst (twice the rate) and then the rate, the rest is dropped; a
 /// second later it is answered again.
 #[test]

@@ -81,7 +81,12 @@ pub enum Scope {
     /// A namespaced kind only in the operator's own namespace (`--namespace`,
     /// `l2sm-system`): a Role there.
     OperatorNamespace,
+    /// Only in CoreDNS's namespace ([`COREDNS_NAMESPACE`]): a Role there.
+    CoreDnsNamespace,
 }
+
+/// Namespace of CoreDNS's ConfigMap the RBAC grants (`--coredns-configmap`'s default).
+pub const COREDNS_NAMESPACE: &str = crate::coredns::DEFAULT_CONFIGMAP.0;
 
 /// One call the operator makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +147,7 @@ const fn named(c: ApiCall, name: &'static str) -> ApiCall {
     }
 }
 
-use Scope::{Cluster, Namespaced, OperatorNamespace};
+use Scope::{Cluster, CoreDnsNamespace, Namespaced, OperatorNamespace};
 use Verb::{Approve, Create, Delete, Get, List, Patch, Sign, Update, Watch};
 
 /// The table.
@@ -201,6 +206,11 @@ pub const API_CALLS: &[ApiCall] = &[
     call("apps", "deployments", None, Create, OperatorNamespace, "reconcile/ids.rs: the apply that creates an IDS Deployment is authorized as create"),
     call("apps", "deployments", None, List, OperatorNamespace, "reconcile/ids.rs remove: the IDS Deployments of a network (label selector)"),
     call("apps", "deployments", None, Delete, OperatorNamespace, "reconcile/ids.rs remove: delete the IDS Deployment (spec.ids removed, network deleted)"),
+    // The CoreDNS stanza (coredns.rs): CoreDNS's ConfigMap (kube-system/coredns by default) and
+    // the controller's Service (its cluster IP and DNS port).
+    named(call("", "configmaps", None, Get, CoreDnsNamespace, "coredns.rs sync_once: read the Corefile (get_opt)"), crate::coredns::DEFAULT_CONFIGMAP.1),
+    named(call("", "configmaps", None, Patch, CoreDnsNamespace, "coredns.rs sync_once: write the Corefile (merge patch of data.Corefile guarded by the resourceVersion read)"), crate::coredns::DEFAULT_CONFIGMAP.1),
+    named(call("", "services", None, Get, OperatorNamespace, "coredns.rs service_target: the controller Service's cluster IP and DNS port"), "l2sm-controller-service"),
     // Leader election (leader.rs) in the operator's namespace.
     named(call("coordination.k8s.io", "leases", None, Get, OperatorNamespace, "leader.rs: read the Lease (get_opt) to acquire, renew and release"), DEFAULT_LEASE_NAME),
     call("coordination.k8s.io", "leases", None, Create, OperatorNamespace, "leader.rs: create the Lease when missing"),
@@ -345,6 +355,7 @@ fn table_allows(
                 Scope::Cluster => namespace.is_none(),
                 Scope::Namespaced => true,
                 Scope::OperatorNamespace => namespace == Some(operator_namespace),
+                Scope::CoreDnsNamespace => namespace == Some(COREDNS_NAMESPACE),
             }
             && c.name.is_none_or(|fixed| name == Some(fixed))
     })

@@ -6,6 +6,7 @@
 
 pub mod annotations;
 pub mod api_calls;
+pub mod coredns;
 // No doc comments on the CRD fields and enum variants: schemars would turn them into
 // `description`s in the generated schemas and change the committed manifests in
 // `deploy/crds/`. The fields are upstream's, documented in the crate README.

@@ -212,6 +212,35 @@ pub struct OperatorArgs {
         default_value = "/etc/l2sm/edge-client/ca.crt"
     )]
     pub edge_grpc_ca: PathBuf,
+    /// Keep a stanza in CoreDNS's Corefile forwarding `l2sm` and `inter.l2sm` to the
+    /// controller's DNS Service (`true`), or remove it (`false`); only the lines between the
+    /// operator's markers are ever written (docs/kubernetes.md, "Names").
+    #[arg(long, env = "L2SM_COREDNS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub coredns: bool,
+    /// CoreDNS's ConfigMap, `namespace/name` (key `Corefile`).
+    #[arg(long, default_value = "kube-system/coredns", value_parser = parse_namespaced)]
+    pub coredns_configmap: (String, String),
+    /// The controller's Service, `namespace/name`: its cluster IP and port `dns` are where
+    /// `l2sm` is forwarded.
+    #[arg(long, default_value = "l2sm-system/l2sm-controller-service", value_parser = parse_namespaced)]
+    pub dns_service: (String, String),
+    /// Where `inter.l2sm` is forwarded (`IP:PORT`, the provider controller's DNS); default:
+    /// the controller's Service too.
+    #[arg(long, env = "L2SM_DNS_INTER_SERVER")]
+    pub dns_inter_server: Option<SocketAddr>,
+    /// Time between two checks of the CoreDNS stanza (seconds, or with `s`, `m`, `h`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub coredns_interval: Duration,
+}
+
+/// `namespace/name`.
+pub fn parse_namespaced(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("{s:?} is not namespace/name")),
+    }
 }
 
 /// Deadline of one call to an edge (connection, TLS and answer), as upstream's 10 s.
@@ -451,6 +480,23 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         ))
     };
     let ctx = Context::with_edge(client.clone(), controller, settings, edge);
+    let coredns = {
+        let mut stop = stop_rx.clone();
+        crate::coredns::run(
+            client.clone(),
+            ctx.recorder.clone(),
+            crate::coredns::Config {
+                configmap: args.coredns_configmap.clone(),
+                service: args.dns_service.clone(),
+                inter: args.dns_inter_server.map(|a| a.to_string()),
+                enabled: args.coredns,
+                interval: args.coredns_interval,
+            },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
+    };
     let signer = if args.switch_certs == "auto" {
         let mut stop = stop_rx.clone();
         Some(crate::switch_cert::signer::run(
@@ -477,9 +523,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
                 s.await;
             }
         };
+        // So does the CoreDNS stanza.
         futures::join!(
             run_controllers(client, watch_ns.as_deref(), ctx, ctl_stop),
-            signer
+            signer,
+            coredns
         );
     };
     let mut stopping = stop_rx.clone();

@@ -6,7 +6,7 @@
 //! `AGENT_API_CALLS`.
 
 use l2sm_operator::api_calls::{
-    ApiCall, Scope, Verb, AGENT_API_CALLS, API_CALLS, IDS_WATCH_API_CALLS,
+    ApiCall, Scope, Verb, AGENT_API_CALLS, API_CALLS, COREDNS_NAMESPACE, IDS_WATCH_API_CALLS,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -97,13 +97,19 @@ fn grants_of(sa: &str) -> Vec<Grant> {
     };
     let cluster_roles = bound("ClusterRole", None);
     let roles = bound("Role", Some(OPERATOR_NAMESPACE));
+    // The CoreDNS stanza's Role, in CoreDNS's namespace (coredns.rs).
+    let coredns_roles = bound("Role", Some(COREDNS_NAMESPACE));
     assert!(!cluster_roles.is_empty(), "no ClusterRole bound to {sa}");
     let mut out = Vec::new();
     for d in &docs {
         let kind = d["kind"].as_str().unwrap_or("");
         let name = d["metadata"]["name"].as_str().unwrap_or("");
         if others.iter().any(|(k, n)| k == kind && n == name)
-            && !cluster_roles.iter().chain(&roles).any(|n| n == name)
+            && !cluster_roles
+                .iter()
+                .chain(&roles)
+                .chain(&coredns_roles)
+                .any(|n| n == name)
         {
             continue; // another ServiceAccount's role
         }
@@ -111,6 +117,10 @@ fn grants_of(sa: &str) -> Vec<Grant> {
             Some("ClusterRole") => (
                 "ClusterRole",
                 cluster_roles.iter().any(|n| d["metadata"]["name"] == **n),
+            ),
+            Some("Role") if d["metadata"]["namespace"] == COREDNS_NAMESPACE => (
+                "CoreDnsRole",
+                coredns_roles.iter().any(|n| d["metadata"]["name"] == **n),
             ),
             Some("Role") => (
                 "Role",
@@ -148,7 +158,8 @@ fn grants_of(sa: &str) -> Vec<Grant> {
 fn grants_call(g: &Grant, c: &ApiCall) -> bool {
     let role_fits = match c.scope {
         Scope::Cluster | Scope::Namespaced => g.role == "ClusterRole",
-        Scope::OperatorNamespace => true,
+        Scope::OperatorNamespace => g.role != "CoreDnsRole",
+        Scope::CoreDnsNamespace => g.role != "Role",
     };
     role_fits
         && (g.group == c.group || g.group == "*")
@@ -271,7 +282,8 @@ fn every_grant_of_is_used(table: &[ApiCall], grants: Vec<Grant>) {
                     // A ClusterRole grant is used only by a call that needs it cluster-wide;
                     // calls in the operator's namespace belong in the Role.
                     let scope_fits = match g.role {
-                        "ClusterRole" => c.scope != Scope::OperatorNamespace,
+                        "ClusterRole" => matches!(c.scope, Scope::Cluster | Scope::Namespaced),
+                        "CoreDnsRole" => c.scope == Scope::CoreDnsNamespace,
                         _ => c.scope == Scope::OperatorNamespace,
                     };
                     scope_fits
@@ -387,8 +399,10 @@ fn table_is_well_formed(table: &[ApiCall]) {
 /// Issue #15: whoever may create an Overlay (or an L2Network with an IDS) must not get
 /// DaemonSets or ConfigMaps written anywhere but the operator's namespace. In
 /// `deploy/rbac.yaml` (every role, whoever it is bound to) no ClusterRole grants any verb on
-/// DaemonSets, nor any but `get` on ConfigMaps (wildcards included),
-/// and the Roles that grant them are all in one namespace, the operator's.
+/// DaemonSets, nor any but `get` on ConfigMaps (wildcards included; IDS rule sources are read
+/// where the network is), and the Roles that grant them are all in one namespace, the
+/// operator's — except CoreDNS's ConfigMap itself (the stanza, coredns.rs): a Role in its
+/// namespace granting get and patch of that one name, nothing else.
 #[test]
 fn daemonsets_and_configmaps_are_granted_in_one_namespace_only() {
     let docs = load("deploy/rbac.yaml");
@@ -424,6 +438,13 @@ fn daemonsets_and_configmaps_are_granted_in_one_namespace_only() {
                         "configmaps granted cluster-wide beyond get by ClusterRole {}: {rule}",
                         d["metadata"]["name"]
                     );
+                    continue;
+                }
+                if kind == "Role" && d["metadata"]["namespace"] == COREDNS_NAMESPACE {
+                    assert_eq!(strings(&rule["apiGroups"]), [""], "{rule}");
+                    assert_eq!(strings(&rule["resources"]), ["configmaps"], "{rule}");
+                    assert_eq!(strings(&rule["resourceNames"]), ["coredns"], "{rule}");
+                    assert_eq!(strings(&rule["verbs"]), ["get", "patch"], "{rule}");
                     continue;
                 }
                 assert_eq!(

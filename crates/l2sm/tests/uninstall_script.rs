@@ -321,3 +321,83 @@ fn bad_arguments_are_refused_before_any_call() {
     }
     assert!(fake.take_log().is_empty());
 }
+
+const COREFILE: &str = ".:53 {\n    errors\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n       fallthrough in-addr.arpa ip6.arpa\n    }\n    template IN TXT x.org {\n       answer \"x.org 60 IN TXT \\\"a\\\\b\tc\\\"\"\n    }\n    forward . /etc/resolv.conf\n}\n";
+
+fn stanza() -> String {
+    "# BEGIN l2sm-operator\n# Names on L2S-M networks.\nl2sm:53 {\n    forward . 10.96.0.20:53\n}\n# END l2sm-operator\n".into()
+}
+
+/// The operator's CoreDNS stanza goes after the operator (nothing writes it back), byte for
+/// byte the rest stays, a concurrent write is not overwritten (409 on the version read, read
+/// again), a second run finds nothing to do, --dry-run writes nothing, and broken markers
+/// leave the Corefile as it is.
+#[test]
+fn the_coredns_stanza_is_removed_and_nothing_else() {
+    let theirs = "example.org {\n    whoami\n}\n";
+    let mut cluster = installed_cluster();
+    cluster["coredns"] = json!({"rv": 7, "Corefile": format!("{COREFILE}{}", stanza())});
+    // Someone adds a block just before our write lands.
+    cluster["coredns_writer"] = json!(format!("{COREFILE}{}{theirs}", stanza()));
+
+    let dry = Fake::new(&cluster);
+    let out = dry.uninstall(&["--dry-run", "--context", "kind-test"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(dry.state(), cluster);
+    assert!(
+        text(&out)
+            .contains("would run: kubectl patch configmap coredns -n kube-system --type=merge"),
+        "{}",
+        text(&out)
+    );
+
+    let fake = Fake::new(&cluster);
+    let out = fake.uninstall(&["--context", "kind-test", "--timeout", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = fake.take_log();
+    let patches: Vec<&(bool, String)> = log
+        .iter()
+        .filter(|(_, c)| c.contains("patch configmap coredns"))
+        .collect();
+    assert_eq!(patches.len(), 2, "a conflict, then the write: {log:#?}");
+    assert!(
+        patches.iter().all(|(on, _)| !on),
+        "after the operator is gone"
+    );
+    assert!(
+        patches[0].1.contains(r#""resourceVersion":"7""#),
+        "{}",
+        patches[0].1
+    );
+    assert!(
+        patches[1].1.contains(r#""resourceVersion":"8""#),
+        "{}",
+        patches[1].1
+    );
+    let state = fake.state();
+    assert_eq!(state["coredns"]["Corefile"], format!("{COREFILE}{theirs}"));
+    assert_eq!(state["coredns"]["rv"], 9);
+
+    // Again: nothing to remove, nothing written.
+    let out = fake.uninstall(&["--context", "kind-test", "--timeout", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no l2sm-operator stanza"),
+        "{}",
+        text(&out)
+    );
+    assert!(!fake
+        .take_log()
+        .iter()
+        .any(|(_, c)| c.contains("patch configmap")));
+
+    // Two BEGIN markers: left untouched, with a warning.
+    let mut broken = installed_cluster();
+    let text_broken = format!("{COREFILE}{}{}", stanza(), stanza());
+    broken["coredns"] = json!({"rv": 3, "Corefile": text_broken});
+    let fake = Fake::new(&broken);
+    let out = fake.uninstall(&["--context", "kind-test", "--timeout", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("left untouched"), "{}", text(&out));
+    assert_eq!(fake.state()["coredns"], broken["coredns"]);
+}

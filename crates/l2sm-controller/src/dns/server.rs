@@ -1,7 +1,9 @@
 //! The DNS listener: UDP and TCP on one address, answers only for the `l2sm` zone.
 //!
-//! Hygiene: one UDP task answers queries in turn (an answer is a lookup in memory, nothing to
-//! wait for); TCP connections are capped (more are closed at once), each idle one closed
+//! Hygiene: two UDP threads read the one socket and answer queries in turn (an answer is a
+//! lookup in memory, nothing to wait for: a thread blocked in `recvfrom` wakes straight into
+//! the answer, where an async task pays a reactor wakeup and often a hand-over to another
+//! worker thread; docs/dns.md "Performance" has the numbers); TCP connections are capped (more are closed at once), each idle one closed
 //! after the idle timeout, each serving a bounded number of queries; every source address
 //! has a token bucket (queries over it are dropped on UDP, close the connection on TCP).
 
@@ -106,9 +108,14 @@ impl RateLimiter {
 /// Answers one message received over UDP (`tcp` false: size limits apply) or TCP. `None`:
 /// say nothing (not even a header, or a response).
 pub fn respond(zones: &Zones, msg: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    respond_in(&zones.current(), msg, tcp)
+}
+
+/// [`respond`] with a given zone (what the fuzz target drives: `fuzz/`).
+pub fn respond_in(zone: &super::Zone, msg: &[u8], tcp: bool) -> Option<Vec<u8>> {
     match wire::parse_query(msg) {
         Ok(query) => {
-            let answer = zones.current().answer(&query);
+            let answer = zone.answer(&query);
             let limit = if tcp {
                 usize::from(u16::MAX)
             } else {
@@ -135,37 +142,112 @@ pub async fn serve(
         limits.rate_per_source,
         limits.burst_per_source,
     ));
-    let udp_task = tokio::spawn(serve_udp(udp, zones.clone(), limiter.clone()));
+    // The UDP thread stops when this future is dropped.
+    let (udp_task, stop) = serve_udp(udp, zones.clone(), limiter.clone())?;
+    let _stop = StopOnDrop(stop);
     let tcp_task = tokio::spawn(serve_tcp(tcp, zones, limiter, limits));
     tokio::select! {
-        r = udp_task => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        r = udp_task => r.unwrap_or_else(|_| Err(std::io::Error::other("DNS UDP thread ended"))),
         r = tcp_task => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
     }
 }
 
-async fn serve_udp(
+/// Threads answering UDP.
+const UDP_THREADS: usize = 2;
+
+/// How often the UDP thread looks whether its listener was dropped (its read timeout).
+const UDP_STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// Sets a flag when dropped: the UDP thread stops when the future that owns this is dropped.
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// What the UDP thread ended with.
+type UdpDone = tokio::sync::oneshot::Receiver<std::io::Result<()>>;
+
+/// Serves UDP on a thread of its own (blocking reads): the receiver gets the thread's end,
+/// and setting the flag stops it (within [`UDP_STOP_CHECK`]).
+fn serve_udp(
     socket: tokio::net::UdpSocket,
     zones: Arc<Zones>,
     limiter: Arc<RateLimiter>,
+) -> std::io::Result<(UdpDone, Arc<std::sync::atomic::AtomicBool>)> {
+    let socket = socket.into_std()?;
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(UDP_STOP_CHECK))?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // UDP_THREADS threads read the one socket (the kernel hands each datagram to one of
+    // them): one answers while another is in the kernel. The first to end reports.
+    let done_tx = Arc::new(Mutex::new(Some(done_tx)));
+    for _ in 0..UDP_THREADS {
+        let socket = socket.try_clone()?;
+        let (zones, limiter, stop, done_tx) = (
+            zones.clone(),
+            limiter.clone(),
+            stop.clone(),
+            done_tx.clone(),
+        );
+        std::thread::Builder::new()
+            .name("l2sm-dns-udp".into())
+            .spawn(move || {
+                let r = udp_loop(&socket, &zones, &limiter, &stop);
+                let first = done_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(tx) = first {
+                    let _ = tx.send(r);
+                }
+            })?;
+    }
+    Ok((done_rx, stop))
+}
+
+fn udp_loop(
+    socket: &std::net::UdpSocket,
+    zones: &Zones,
+    limiter: &RateLimiter,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 4096];
-    loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        let (n, peer) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
-            // ICMP errors of earlier sends surface here on some systems: not fatal.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            // The read timeout: look at the stop flag again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            // ICMP errors of earlier sends surface here on some systems, and a signal may
+            // interrupt the read: not fatal.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         };
         if !limiter.allow(peer.ip()) {
             continue;
         }
-        let Some(answer) = buf.get(..n).and_then(|m| respond(&zones, m, false)) else {
+        let Some(answer) = buf.get(..n).and_then(|m| respond(zones, m, false)) else {
             continue;
         };
-        if let Err(e) = socket.send_to(&answer, peer).await {
+        if let Err(e) = socket.send_to(&answer, peer) {
             tracing::debug!(%peer, "DNS answer not sent: {e}");
         }
     }
+    Ok(())
 }
 
 async fn serve_tcp(
