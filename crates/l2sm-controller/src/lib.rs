@@ -835,22 +835,6 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         None => dns::Zones::new(shared.clone()),
     });
     shared.serve_network_dns(&zones);
-    let of_limits =
-        openflow::SessionLimits::with_timeout(Duration::from_millis(args.openflow_timeout_ms));
-    let of_task = tokio::spawn(openflow::serve_with(
-        of_listener,
-        shared.clone(),
-        of_limits,
-        of_tls,
-    ));
-    let app = api::router(shared.clone(), users);
-    let api_task = tokio::spawn(api::server::serve(
-        api_listener,
-        app,
-        api_limits,
-        api_tls,
-        shared.clone(),
-    ));
     let dns_task = match args.dns_listen {
         Some(addr) => {
             let udp = tokio::net::UdpSocket::bind(addr)
@@ -908,6 +892,24 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
         None => tokio::spawn(std::future::pending()),
     };
+    // OpenFlow and the API last: the API answers health checks, so once it does every
+    // listener is bound (tests and probes then never meet a DNS port not listening yet).
+    let of_limits =
+        openflow::SessionLimits::with_timeout(Duration::from_millis(args.openflow_timeout_ms));
+    let of_task = tokio::spawn(openflow::serve_with(
+        of_listener,
+        shared.clone(),
+        of_limits,
+        of_tls,
+    ));
+    let app = api::router(shared.clone(), users);
+    let api_task = tokio::spawn(api::server::serve(
+        api_listener,
+        app,
+        api_limits,
+        api_tls,
+        shared.clone(),
+    ));
     tokio::select! {
         r = dns_task => r.context("DNS server stopped")?.context("DNS server failed")?,
         r = of_task => r.context("OpenFlow server stopped")?.context("OpenFlow server failed")?,
