@@ -8,7 +8,7 @@
 //!   each change one etcd transaction that only commits if nobody else wrote since this
 //!   controller last read (compare-and-swap on the revision of a generation key).
 //!
-//! Both write what [`Diff`] finds between the model the store holds and the next one.
+//! Both write what `Diff` finds between the model the store holds and the next one.
 
 pub mod etcd;
 
