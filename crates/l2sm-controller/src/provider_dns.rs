@@ -19,7 +19,7 @@ use std::time::Duration;
 /// Quiet time after a model change before the set is sent (an attach is two changes).
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// The set is sent at least this often.
-pub const REFRESH: Duration = Duration::from_secs(10);
+pub const REFRESH: Duration = Duration::from_secs(5);
 /// Bound of one call (connecting included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
