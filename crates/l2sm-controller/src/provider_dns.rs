@@ -325,6 +325,26 @@ mod tests {
         }
         println!("attach -> resolvable: {:?}", t.elapsed());
         assert_eq!(resolve(&zones, name), vec!["10.30.0.2"]);
+        // And the address has a PTR back to the name.
+        let q = wire::parse_query(&wire::build_query(
+            2,
+            &Name::parse("2.0.30.10.in-addr.arpa").unwrap(),
+            wire::TYPE_PTR,
+            false,
+        ))
+        .unwrap();
+        let ptrs: Vec<String> = zones
+            .current()
+            .answer(&q)
+            .answers
+            .iter()
+            .map(|r| format!("{:?}", r.data))
+            .collect();
+        assert_eq!(ptrs.len(), 1, "{ptrs:?}");
+        assert!(
+            ptrs[0].contains("\"b\", \"shared\", \"inter\", \"l2sm\""),
+            "{ptrs:?}"
+        );
         let t = std::time::Instant::now();
         cluster
             .update(|m| m.remove_ports("shared", &[port(1, 5)]))
