@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod netdns;
 pub mod openflow;
+pub mod provider_dns;
 pub mod store;
 pub mod switch_tls;
 pub mod topo;
@@ -264,6 +265,40 @@ pub struct ControllerArgs {
     /// anyone who reaches the port can add names.
     #[arg(long, conflicts_with = "dns_grpc_tls_cert")]
     pub dns_grpc_insecure: bool,
+    /// On a cluster controller: the provider controller's DNS update API (its
+    /// `--dns-grpc-listen`), which gets this cluster's pods on provider networks as
+    /// `<name>.<network>.inter.l2sm` (`ReplaceCluster`, docs/dns.md). Over TLS with
+    /// `--provider-dns-tls-ca` (the provider's certificate must name its IP address), or
+    /// cleartext with `--provider-dns-insecure`.
+    #[arg(long, requires = "provider_dns_cluster")]
+    pub provider_dns: Option<SocketAddr>,
+    /// This cluster's name in the provider's DNS (a DNS label; one set of names per cluster).
+    #[arg(long, requires = "provider_dns", value_parser = valid_cluster_label)]
+    pub provider_dns_cluster: Option<String>,
+    /// PEM CA the provider's DNS update API certificate must chain to.
+    #[arg(long, requires = "provider_dns")]
+    pub provider_dns_tls_ca: Option<PathBuf>,
+    /// PEM client certificate presented to the provider's DNS update API.
+    #[arg(long, requires_all = ["provider_dns_tls_ca", "provider_dns_tls_key"])]
+    pub provider_dns_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--provider-dns-tls-cert`.
+    #[arg(long, requires = "provider_dns_tls_cert")]
+    pub provider_dns_tls_key: Option<PathBuf>,
+    /// Send the names in cleartext (the provider runs `--dns-grpc-insecure`; labs only).
+    #[arg(
+        long,
+        requires = "provider_dns",
+        conflicts_with = "provider_dns_tls_ca"
+    )]
+    pub provider_dns_insecure: bool,
+}
+
+fn valid_cluster_label(s: &str) -> Result<String, String> {
+    if dns::valid_label(s) {
+        Ok(s.to_string())
+    } else {
+        Err("must be a DNS label (1-63 of a-z, 0-9, '-', not starting or ending with '-')".into())
+    }
 }
 
 /// How long links of a switch without a session still count as up: long enough for switches
@@ -892,6 +927,34 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
         None => tokio::spawn(std::future::pending()),
     };
+    if let (Some(addr), Some(cluster)) = (args.provider_dns, args.provider_dns_cluster.clone()) {
+        let tls = match &args.provider_dns_tls_ca {
+            Some(ca) => {
+                let ca = switch_tls::load_certs(ca).context("--provider-dns-tls-ca")?;
+                let identity = match (&args.provider_dns_tls_cert, &args.provider_dns_tls_key) {
+                    (Some(cert), Some(key)) => Some((
+                        switch_tls::load_certs(cert).context("--provider-dns-tls-cert")?,
+                        switch_tls::load_key(key).context("--provider-dns-tls-key")?,
+                    )),
+                    _ => None,
+                };
+                Some(
+                    switch_tls::client_config(&ca, identity)
+                        .context("cannot set up TLS to the provider's DNS update API")?,
+                )
+            }
+            None if args.provider_dns_insecure => None,
+            None => anyhow::bail!(
+                "--provider-dns needs --provider-dns-tls-ca (and a client certificate) or \
+                 --provider-dns-insecure"
+            ),
+        };
+        tracing::info!(provider_dns = %addr, cluster, tls = tls.is_some(), "sending inter.l2sm names to the provider");
+        tokio::spawn(provider_dns::run(
+            shared.clone(),
+            provider_dns::Target { addr, cluster, tls },
+        ));
+    }
     // OpenFlow and the API last: the API answers health checks, so once it does every
     // listener is bound (tests and probes then never meet a DNS port not listening yet).
     let of_limits =

@@ -778,3 +778,138 @@ fn tcp_connections_are_capped_and_idle_ones_closed() {
         "closed after {waited:?}"
     );
 }
+
+/// `<name>.<network>.inter.l2sm` between two real controllers over TLS: a cluster controller
+/// (`--provider-dns` with a client certificate) sends its pods on a network with an edge hop
+/// member to a provider controller whose update API requires client certificates; the name
+/// resolves at the provider, a pod of a network without a hop never does, and a detach takes
+/// the name away. A cluster controller given neither TLS nor `--provider-dns-insecure` does
+/// not start.
+#[test]
+fn inter_names_reach_a_tls_provider_from_a_cluster_controller() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "dns-ca");
+    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |sans: Vec<String>, purpose| {
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.extended_key_usages = vec![purpose];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, server_key) = leaf(
+        vec!["127.0.0.1".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth);
+    for (name, pem) in [
+        ("server.pem", server),
+        ("server.key", server_key),
+        ("client.pem", client),
+        ("client.key", client_key),
+        ("ca.pem", ca.pem()),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let path = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let (provider, dns) = start(&[
+        "--dns-grpc-listen",
+        &grpc,
+        "--dns-grpc-tls-cert",
+        &path("server.pem"),
+        "--dns-grpc-tls-key",
+        &path("server.key"),
+        "--dns-grpc-client-ca",
+        &path("ca.pem"),
+    ]);
+    assert_eq!(
+        provider
+            .req("POST", "/onos/vnets/api", Some(r#"{"networkId":"shared"}"#))
+            .0,
+        204
+    );
+    let cluster = ControllerProcess::start_args(&[
+        "--provider-dns",
+        &grpc,
+        "--provider-dns-cluster",
+        "c1",
+        "--provider-dns-tls-ca",
+        &path("ca.pem"),
+        "--provider-dns-tls-cert",
+        &path("client.pem"),
+        "--provider-dns-tls-key",
+        &path("client.key"),
+    ]);
+    for n in ["shared", "blue"] {
+        let body = format!(r#"{{"networkId":"{n}"}}"#);
+        assert_eq!(cluster.req("POST", "/onos/vnets/api", Some(&body)).0, 204);
+    }
+    // The cluster end of an edge hop (no owner), then pods.
+    let hop = format!(
+        r#"{{"networkId":"shared","networkEndpoints":["{DPID}/{}"]}}"#,
+        0xd001
+    );
+    assert_eq!(
+        cluster.req("POST", "/onos/vnets/api/port", Some(&hop)).0,
+        204
+    );
+    attach(&cluster, "shared", 5, "ns/b", &["10.30.0.2", "fd00:30::2"]);
+    attach(&cluster, "blue", 6, "ns/q", &["10.40.0.6"]);
+    let until = |what: &str, ok: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !ok() {
+            assert!(t.elapsed() < Duration::from_secs(3), "{what} within 3 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t.elapsed()
+    };
+    let took = until("b.shared.inter.l2sm at the provider", &|| {
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_A)) == ["10.30.0.2"]
+    });
+    println!("b.shared.inter.l2sm served over TLS {took:?} after the attach returned");
+    assert_eq!(
+        data(&ask(dns, "b.shared.inter.l2sm", wire::TYPE_AAAA)),
+        ["fd00:30::2"]
+    );
+    assert_eq!(
+        ask(dns, "q.blue.inter.l2sm", wire::TYPE_A).rcode,
+        u16::from(wire::RCODE_NXDOMAIN)
+    );
+    detach(&cluster, "shared", 5);
+    until("b.shared.inter.l2sm gone at the provider", &|| {
+        ask(dns, "b.shared.inter.l2sm", wire::TYPE_A).rcode == u16::from(wire::RCODE_NXDOMAIN)
+    });
+
+    // Neither TLS nor --provider-dns-insecure: refused at start.
+    let out = std::process::Command::new(l2sm_test_support::bin::l2sm())
+        .args([
+            "controller",
+            "--insecure-openflow",
+            "--upstream-default-credentials",
+            "--provider-dns",
+            &grpc,
+            "--provider-dns-cluster",
+            "c1",
+        ])
+        .arg("--state-dir")
+        .arg(tempfile::tempdir().unwrap().path())
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--openflow-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--provider-dns-insecure"), "{stderr}");
+}

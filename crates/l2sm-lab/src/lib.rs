@@ -862,8 +862,19 @@ fn start_site_controller(
         .args(["--api-listen", &format!("0.0.0.0:{}", state::API_PORT)])
         .args(["--dns-listen", &format!("0.0.0.0:{}", state::DNS_PORT)])
         .arg("--api-users")
-        .arg(users)
-        .envs(daemon_env(state))
+        .arg(users);
+    if let Some(c) = &site.cluster {
+        // A cluster of a multi-cluster lab: its pods on provider networks become
+        // `<name>.<network>.inter.l2sm` on the provider.
+        cmd.args([
+            "--provider-dns",
+            &format!("{}:{}", state::PROVIDER_IP, state::PROVIDER_DNS_GRPC_PORT),
+            "--provider-dns-cluster",
+            c,
+            "--provider-dns-insecure",
+        ]);
+    }
+    cmd.envs(daemon_env(state))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

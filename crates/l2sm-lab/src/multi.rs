@@ -23,8 +23,8 @@ use l2sm_api::v1::CreateNetwork;
 use l2sm_ned::client::EdgeClient;
 use l2sm_pipeline::ids::{self, PortId};
 use state::{
-    cluster_index, ClusterState, Hop, EDGE_GRPC_PORT, PROVIDER_API_PORT, PROVIDER_IP,
-    PROVIDER_OPENFLOW_PORT, ROUTER_HOST,
+    cluster_index, ClusterState, Hop, DNS_PORT, EDGE_GRPC_PORT, PROVIDER_API_PORT,
+    PROVIDER_DNS_GRPC_PORT, PROVIDER_IP, PROVIDER_OPENFLOW_PORT, ROUTER_HOST,
 };
 use std::collections::BTreeMap;
 
@@ -173,10 +173,15 @@ async fn build(
             nl.set_tx_checksum(&leg, false)?;
             nl.set_up(&leg)
         })?;
-        l2sm_netns::with_netlink(&ul, |nl| {
+        // The cluster controller reaches the provider (its DNS update API) through the
+        // router's management leg.
+        let via_mgmt: std::net::IpAddr = format!("{}.{ROUTER_HOST}", site.mgmt_prefix).parse()?;
+        let provider_net: ipnet::IpNet = "10.252.0.0/24".parse()?;
+        l2sm_netns::with_netlink(&ul, move |nl| {
             nl.set_master("rt", "ul0")?;
             nl.set_tx_checksum("rt", false)?;
-            nl.set_up("rt")
+            nl.set_up("rt")?;
+            nl.add_route(provider_net, Some(via_mgmt), Some("ul0"))
         })?;
         done(t);
         for k in 1..=nodes {
@@ -378,6 +383,14 @@ fn start_provider(lab: &Lab, state: &LabState, rt: &Netns) -> anyhow::Result<i32
         .args([
             "--api-listen",
             &format!("{PROVIDER_IP}:{PROVIDER_API_PORT}"),
+        ])
+        // `<name>.<network>.inter.l2sm`: the clusters' controllers send their names to the
+        // update API (cleartext: the lab's router namespace is reachable only from the lab).
+        .args(["--dns-listen", &format!("{PROVIDER_IP}:{DNS_PORT}")])
+        .args([
+            "--dns-grpc-listen",
+            &format!("{PROVIDER_IP}:{PROVIDER_DNS_GRPC_PORT}"),
+            "--dns-grpc-insecure",
         ])
         .envs(daemon_env(state))
         .stdin(Stdio::null())

@@ -31,6 +31,10 @@ pub const PROVIDER_IP: &str = "10.252.0.254";
 pub const PROVIDER_OPENFLOW_PORT: u16 = 6633;
 /// REST port of the provider controller (upstream's `sdnPort` default).
 pub const PROVIDER_API_PORT: u16 = 30808;
+/// The provider controller's DNS update API (upstream's `SERVER_PORT`): cluster controllers
+/// send it their pods on provider networks (`<name>.<network>.inter.l2sm`); its DNS answers
+/// on [`DNS_PORT`] of [`PROVIDER_IP`].
+pub const PROVIDER_DNS_GRPC_PORT: u16 = 8081;
 /// gRPC port of the edges (upstream's NED port).
 pub const EDGE_GRPC_PORT: u16 = 50051;
 /// The router's host number on every cluster's underlay and management subnets.

@@ -12,6 +12,9 @@
 //!   ping: 0 lost; nothing duplicated (flows of the edge and cluster bridges, patch ports,
 //!   tunnels); `network delete` of a provider network undoes all of it; `lab down` leaves
 //!   no namespace, process or file.
+//! - `<name>.<network>.inter.l2sm`: a pod on a provider network is found by name at the
+//!   provider's DNS from both clusters right after its attach, gone right after its detach,
+//!   back after a provider restart.
 
 use l2sm_test_support::lab::{Capture, TestLab};
 use std::collections::{BTreeMap, BTreeSet};
@@ -516,4 +519,103 @@ fn controller_provider_and_edge_restarts_lose_nothing_and_delete_and_down_leave_
     assert_eq!(lab.namespaces(), Vec::<String>::new());
     assert_eq!(lab.processes(), Vec::<i32>::new());
     assert!(!std::path::Path::new(&format!("/run/l2sm/lab/{}", lab.name)).exists());
+}
+
+/// `l2sm dns lookup --server <provider>:53 NAME` run in cluster `cluster`'s underlay
+/// namespace (where its controller runs): exit code and output.
+fn lookup_from(lab: &TestLab, cluster: &str, name: &str) -> (Option<i32>, String) {
+    let bin = l2sm_test_support::bin::l2sm();
+    let out = lab.run(&[
+        "lab",
+        "exec",
+        cluster,
+        "--",
+        bin.to_str().unwrap(),
+        "dns",
+        "lookup",
+        "--timeout",
+        "1",
+        "--server",
+        "10.252.0.254:53",
+        name,
+    ]);
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Waits up to `within` for `name` to resolve (`want` Some(address)) or to be gone (`None`)
+/// from both clusters; returns how long it took.
+fn settle(lab: &TestLab, name: &str, want: Option<&str>, within: Duration) -> Duration {
+    let t = std::time::Instant::now();
+    loop {
+        let got: Vec<(Option<i32>, String)> = ["c1", "c2"]
+            .iter()
+            .map(|c| lookup_from(lab, c, name))
+            .collect();
+        let done = got.iter().all(|(code, out)| match want {
+            Some(ip) => *code == Some(0) && out.contains(&format!("A {ip}")),
+            None => *code == Some(1) && out.contains("NXDOMAIN"),
+        });
+        if done {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < within,
+            "{name} not {} from both clusters within {within:?}: {got:?}",
+            if want.is_some() { "resolvable" } else { "gone" }
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `<name>.<network>.inter.l2sm` (docs/dns.md): a pod of cluster c2 on provider network
+/// `shared` is found by name at the provider's DNS from both clusters within 1 s of its
+/// attach (c2's controller sends its names to the provider's update API) and is gone within
+/// 1 s of its detach; a pod on a cluster-local network never gets an inter name; a restarted
+/// provider has the name again within 8 s (the clusters send theirs every 5 s).
+#[test]
+fn a_pod_on_a_provider_network_gets_an_inter_name_served_to_both_clusters() {
+    let lab = up("id");
+    lab.ok(&["network", "create", "shared", "--provider"]);
+    lab.ok(&["network", "create", "blue"]);
+    let name = "b.shared.inter.l2sm";
+    let (code, out) = lookup_from(&lab, "c1", name);
+    assert_eq!(code, Some(1), "{out}");
+    let attach = |pod: &str, net: &str, ip: &str| {
+        lab.ok(&[
+            "attach",
+            "--cluster",
+            "c2",
+            "--node",
+            "n2",
+            "--pod",
+            pod,
+            "--network",
+            net,
+            "--ip",
+            ip,
+        ])
+    };
+    attach("q", "blue", "10.40.0.9/24");
+    attach("b", "shared", "10.30.0.2/24");
+    let second = Duration::from_secs(1);
+    let up = settle(&lab, name, Some("10.30.0.2"), second);
+    println!("attach -> {name} resolvable from both clusters: {up:?}");
+    // The local network's pod has no inter name (blue has no edge hop).
+    let (code, out) = lookup_from(&lab, "c1", "q.blue.inter.l2sm");
+    assert_eq!(code, Some(1), "{out}");
+    // The provider keeps the names in memory: after a restart the clusters' periodic
+    // sends (every 5 s) refill it.
+    lab.ok(&["lab", "restart", "provider"]);
+    let back = settle(&lab, name, Some("10.30.0.2"), Duration::from_secs(8));
+    println!("provider restart -> {name} back: {back:?}");
+    lab.ok(&["detach", "--pod", "b"]);
+    let gone = settle(&lab, name, None, second);
+    println!("detach -> {name} gone from both clusters: {gone:?}");
 }

@@ -176,12 +176,31 @@ impl EdgeClient {
         method: Method,
         request: &Q,
     ) -> Result<A, ClientError> {
-        let req = Request::post(format!("http://{}{}", self.authority, method.path()))
+        let message = self.raw_inner(method.path(), request.encode()).await?;
+        A::decode(&message).map_err(|e| ClientError::Invalid(e.to_string()))
+    }
+
+    /// One unary call of any method (`path` is `/package.Service/Method`) with an encoded
+    /// request; returns the encoded answer (for services whose messages live elsewhere, as
+    /// the controller's `l2smdns.DnsService`).
+    pub async fn unary_raw(
+        &mut self,
+        path: &str,
+        request: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.raw_inner(path, request))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    async fn raw_inner(&mut self, path: &str, request: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let req = Request::post(format!("http://{}{}", self.authority, path))
             .version(hyper::http::Version::HTTP_2)
             .header("content-type", grpc::CONTENT_TYPE)
             .header("te", "trailers")
             .header("grpc-timeout", format!("{}m", self.timeout.as_millis()))
-            .body(OneFrame(Some(Bytes::from(grpc::frame(&request.encode())))))
+            .body(OneFrame(Some(Bytes::from(grpc::frame(&request)))))
             .map_err(|e| ClientError::Http(e.to_string()))?;
         std::future::poll_fn(|cx| self.sender.poll_ready(cx))
             .await
@@ -212,7 +231,7 @@ impl EdgeClient {
         }
         let message =
             grpc::unary_message(&data, MAX_ANSWER).map_err(|s| ClientError::Invalid(s.message))?;
-        A::decode(message).map_err(|e| ClientError::Invalid(e.to_string()))
+        Ok(message.to_vec())
     }
 
     /// `l2sm.edge.v1.EdgeService/ConnectNetwork`.

@@ -25,7 +25,7 @@ pub(crate) struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Run the SDN controller (OpenFlow 1.3 server + REST API).
-    Controller(l2sm_controller::ControllerArgs),
+    Controller(Box<l2sm_controller::ControllerArgs>),
     /// Run the node agent (OVS, pod interfaces).
     Agent(l2sm_agent::AgentArgs),
     /// Run a cluster's edge switch (upstream's NetworkEdgeDevice, `talpa ned`): OVS bridge,
@@ -357,7 +357,7 @@ pub(crate) async fn dispatch(
 ) -> anyhow::Result<u8> {
     let lab = || Lab::new(&lab_name);
     match command {
-        Command::Controller(args) => l2sm_controller::run(args).await?,
+        Command::Controller(args) => l2sm_controller::run(*args).await?,
         Command::Agent(args) => l2sm_agent::run(args).await?,
         Command::Edge(args) => l2sm_agent::edge::run(args).await?,
         Command::Operator(mut args) => {

@@ -10,7 +10,11 @@
 //!   rpc AddEntry(AddEntryRequest) returns (AddEntryResponse);
 //!   rpc AddServer(AddServerRequest) returns (AddServerResponse);
 //!   rpc DeleteEntry(DeleteEntryRequest) returns (DeleteEntryResponse);
+//!   // Ours (not upstream's): a cluster controller's whole set of `inter` names.
+//!   rpc ReplaceCluster(ReplaceClusterRequest) returns (ReplaceClusterResponse);
 //! }
+//! message ReplaceClusterRequest  { string cluster = 1; repeated DNSEntry entries = 2; }
+//! message ReplaceClusterResponse { string message = 1; }
 //! message DNSEntry { string pod_name = 1; string ip_address = 2; string network = 3; string scope = 4; }
 //! message AddEntryRequest    { DNSEntry entry = 1; }   message AddEntryResponse    { string message = 1; }
 //! message DeleteEntryRequest { DNSEntry entry = 1; }   message DeleteEntryResponse { string message = 1; }
@@ -23,6 +27,10 @@
 //! upstream's updater to write a CoreDNS `forward` block: this server is authoritative only
 //! and forwards nothing, so it answers UNIMPLEMENTED (upstream's operator does not call it over
 //! gRPC anyway: it edits its own cluster's CoreDNS with upstream's library).
+//! `ReplaceCluster` is this project's extension for `<name>.<network>.inter.l2sm` (docs/dns.md):
+//! cluster `cluster`'s names become exactly `entries` (scope `inter`), so a detached pod's name
+//! goes with the next call; at most [`super::MAX_CLUSTER_ENTRIES`], every entry valid, no name
+//! another cluster holds, or INVALID_ARGUMENT / FAILED_PRECONDITION and nothing changes.
 //! Protobuf framing, statuses and the message codec rules are `l2sm-ned`'s.
 
 use super::Zones;
@@ -157,6 +165,69 @@ pub fn parse_entry_request(buf: &[u8]) -> Result<DnsEntry, DecodeError> {
     })
 }
 
+/// `ReplaceClusterRequest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaceCluster {
+    /// The cluster whose names these are.
+    pub cluster: String,
+    /// Every name of the cluster.
+    pub entries: Vec<DnsEntry>,
+}
+
+impl ReplaceCluster {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        wire::put_string(&mut b, 1, &self.cluster);
+        for e in &self.entries {
+            let inner = e.encode();
+            wire::put_tag(&mut b, 2, wire::LEN);
+            wire::put_varint(&mut b, inner.len() as u64);
+            b.extend_from_slice(&inner);
+        }
+        b
+    }
+
+    /// Decodes the message; more than `max_entries` entries is an error (decoding stops
+    /// there).
+    pub fn decode(buf: &[u8], max_entries: usize) -> Result<ReplaceCluster, ReplaceDecodeError> {
+        let mut r = ReplaceCluster::default();
+        for f in Fields::new(buf) {
+            match f? {
+                (1, v) => r.cluster = wire::as_string(1, "cluster", v)?,
+                (2, Value::Bytes(b)) => {
+                    if r.entries.len() >= max_entries {
+                        return Err(ReplaceDecodeError::TooMany(max_entries));
+                    }
+                    r.entries.push(DnsEntry::decode(b)?);
+                }
+                (2, v) => {
+                    return Err(DecodeError::WrongWireType {
+                        field: 2,
+                        name: "entries",
+                        got: v.wire_type(),
+                        want: wire::LEN,
+                    }
+                    .into())
+                }
+                _ => {}
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Why a `ReplaceClusterRequest` did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceDecodeError {
+    /// Not protobuf of this message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// More entries than a cluster may hold.
+    #[error("more than {0} entries: a cluster holds at most that many")]
+    TooMany(usize),
+}
+
 /// A response `{ string message = 1; }`.
 pub fn message_response(message: &str) -> Vec<u8> {
     let mut b = Vec::new();
@@ -173,6 +244,8 @@ pub enum Method {
     DeleteEntry,
     /// `AddServer`.
     AddServer,
+    /// `ReplaceCluster` (ours).
+    ReplaceCluster,
 }
 
 impl Method {
@@ -194,6 +267,7 @@ impl Method {
             "AddEntry" => Ok(Method::AddEntry),
             "DeleteEntry" => Ok(Method::DeleteEntry),
             "AddServer" => Ok(Method::AddServer),
+            "ReplaceCluster" => Ok(Method::ReplaceCluster),
             other => Err(Status::new(
                 Code::Unimplemented,
                 format!("unknown method {other} for service {SERVICE}"),
@@ -207,6 +281,7 @@ impl Method {
             Method::AddEntry => "/l2smdns.DnsService/AddEntry",
             Method::DeleteEntry => "/l2smdns.DnsService/DeleteEntry",
             Method::AddServer => "/l2smdns.DnsService/AddServer",
+            Method::ReplaceCluster => "/l2smdns.DnsService/ReplaceCluster",
         }
     }
 }
@@ -235,6 +310,32 @@ pub fn call(zones: &Zones, method: Method, message: &[u8]) -> Result<Vec<u8>, St
                     Err(Status::new(Code::Internal, err.to_string()))
                 }
                 Err(err) => Err(invalid(err.to_string())),
+            }
+        }
+        Method::ReplaceCluster => {
+            let r = ReplaceCluster::decode(message, super::MAX_CLUSTER_ENTRIES).map_err(
+                |e| match e {
+                    ReplaceDecodeError::Decode(e) => bad(e),
+                    e @ ReplaceDecodeError::TooMany(_) => {
+                        Status::new(Code::InvalidArgument, e.to_string())
+                    }
+                },
+            )?;
+            match zones.replace_cluster(&r.cluster, &r.entries) {
+                Ok(changed) => {
+                    if changed {
+                        tracing::info!(
+                            cluster = r.cluster,
+                            entries = r.entries.len(),
+                            "DNS names of a cluster replaced"
+                        );
+                    }
+                    Ok(message_response(""))
+                }
+                Err(err @ super::ReplaceError::Taken { .. }) => {
+                    Err(Status::new(Code::FailedPrecondition, err.to_string()))
+                }
+                Err(err) => Err(Status::new(Code::InvalidArgument, err.to_string())),
             }
         }
         Method::AddServer => {
@@ -298,9 +399,12 @@ async fn handle(req: Request<Incoming>, zones: &Zones, limits: &Limits) -> Respo
     let encoding = header("grpc-encoding").map(str::to_owned);
     let outcome = async {
         grpc::check_encoding(encoding.as_deref())?;
-        let body =
-            server::read_body(req.into_body(), grpc::MAX_MESSAGE, limits.body_timeout).await?;
-        let message = grpc::unary_message(&body, grpc::MAX_MESSAGE)?;
+        let max = match method {
+            Method::ReplaceCluster => super::MAX_REPLACE_MESSAGE,
+            _ => grpc::MAX_MESSAGE,
+        };
+        let body = server::read_body(req.into_body(), max, limits.body_timeout).await?;
+        let message = grpc::unary_message(&body, max)?;
         call(zones, method, message)
     }
     .await;

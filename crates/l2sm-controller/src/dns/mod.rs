@@ -350,7 +350,48 @@ pub struct Zones {
     entries_path: Option<std::path::PathBuf>,
     entries: Mutex<BTreeMap<Name, BTreeSet<IpAddr>>>,
     entries_version: std::sync::atomic::AtomicU64,
+    /// Each cluster's `inter` names (`ReplaceCluster`), held in memory only: clusters send
+    /// theirs again periodically, so a restarted provider refills within one period.
+    clusters: Mutex<BTreeMap<String, BTreeMap<Name, BTreeSet<IpAddr>>>>,
     current: Mutex<Option<(ZoneKey, Arc<Zone>)>>,
+}
+
+/// Most names one cluster may hold through `ReplaceCluster`.
+pub const MAX_CLUSTER_ENTRIES: usize = 1024;
+
+/// Largest `ReplaceCluster` request, bytes: [`MAX_CLUSTER_ENTRIES`] entries of the longest
+/// fields (two 63-byte labels, an IPv6 address, the scope, framing: under 200 bytes each).
+/// Other calls keep gRPC's usual bound.
+pub const MAX_REPLACE_MESSAGE: usize = 256 * 1024;
+
+/// The scope of names clusters publish to the provider.
+pub const INTER_SCOPE: &str = "inter";
+
+/// Why a cluster's replace was refused (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    /// The cluster name is not a DNS label.
+    #[error(
+        "cluster must be a DNS label (1-63 of a-z, 0-9, '-', not starting or ending with '-')"
+    )]
+    BadCluster,
+    /// More entries than [`MAX_CLUSTER_ENTRIES`].
+    #[error("{0} entries: a cluster holds at most {MAX_CLUSTER_ENTRIES}")]
+    TooMany(usize),
+    /// An entry's scope is not `inter`.
+    #[error("entry {0}: scope must be \"inter\", not {1:?}")]
+    BadScope(usize, String),
+    /// An entry's name or address is invalid.
+    #[error("entry {0}: {1}")]
+    Entry(usize, EntryError),
+    /// A name is held by another cluster.
+    #[error("{name} is held by cluster {holder}")]
+    Taken {
+        /// The name.
+        name: Name,
+        /// The cluster holding it.
+        holder: String,
+    },
 }
 
 /// What a built zone was derived from: the model's generation and the entries' version.
@@ -370,6 +411,7 @@ impl Zones {
             entries_path: None,
             entries: Mutex::new(BTreeMap::new()),
             entries_version: Default::default(),
+            clusters: Mutex::new(BTreeMap::new()),
             current: Mutex::new(None),
         }
     }
@@ -416,11 +458,25 @@ impl Zones {
                 return zone.clone();
             }
         }
-        let extra = self
+        let mut extra = self
             .entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        // Cluster names only for the networks this controller holds (the provider's
+        // provider networks): a cluster cannot name a network the provider does not serve.
+        let networks: BTreeSet<String> = self
+            .shared
+            .with_model(|m| m.networks.keys().map(|n| n.to_ascii_lowercase()).collect());
+        for names in clusters.values() {
+            for (name, ips) in names {
+                if name.0.get(1).is_some_and(|n| networks.contains(n)) {
+                    extra.entry(name.clone()).or_default().extend(ips);
+                }
+            }
+        }
+        drop(clusters);
         let serial = (generation as u32).wrapping_add(version as u32);
         let zone = Arc::new(
             self.shared
@@ -443,6 +499,70 @@ impl Zones {
             scope.into(),
             ZONE.into(),
         ]))
+    }
+
+    /// Replaces cluster `cluster`'s `inter` names with `entries` (`<pod_name>.<network>.inter.l2sm`
+    /// → `ip_address`); an empty list removes them all. Validated as a whole: any bad entry,
+    /// more than [`MAX_CLUSTER_ENTRIES`], or a name another cluster holds refuses the call and
+    /// changes nothing. Returns whether anything changed.
+    pub fn replace_cluster(
+        &self,
+        cluster: &str,
+        entries: &[grpc::DnsEntry],
+    ) -> Result<bool, ReplaceError> {
+        if !valid_label(cluster) {
+            return Err(ReplaceError::BadCluster);
+        }
+        if entries.len() > MAX_CLUSTER_ENTRIES {
+            return Err(ReplaceError::TooMany(entries.len()));
+        }
+        let mut next: BTreeMap<Name, BTreeSet<IpAddr>> = BTreeMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            if e.scope != INTER_SCOPE {
+                return Err(ReplaceError::BadScope(i, e.scope.clone()));
+            }
+            let name = Zones::entry_name(&e.pod_name, &e.network, &e.scope)
+                .map_err(|err| ReplaceError::Entry(i, err))?;
+            let ip: IpAddr = e.ip_address.parse().map_err(|_| {
+                ReplaceError::Entry(i, EntryError::BadAddress(e.ip_address.clone()))
+            })?;
+            next.entry(name).or_default().insert(ip);
+        }
+        let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        for (holder, names) in clusters.iter() {
+            if holder == cluster {
+                continue;
+            }
+            if let Some(name) = next.keys().find(|n| names.contains_key(*n)) {
+                return Err(ReplaceError::Taken {
+                    name: name.clone(),
+                    holder: holder.clone(),
+                });
+            }
+        }
+        let changed = if next.is_empty() {
+            clusters.remove(cluster).is_some()
+        } else if clusters.get(cluster) == Some(&next) {
+            false
+        } else {
+            clusters.insert(cluster.to_string(), next);
+            true
+        };
+        if changed {
+            self.entries_version
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(changed)
+    }
+
+    /// The names cluster `cluster` holds (`ReplaceCluster`), with their addresses.
+    pub fn cluster_names(&self, cluster: &str) -> BTreeMap<Name, BTreeSet<IpAddr>> {
+        self.clusters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(cluster)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Adds (`add`) or removes an entry; persisted before it is visible. Returns whether

@@ -355,6 +355,7 @@ proptest! {
     #[test]
     fn random_update_requests_never_panic(msg in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = super::grpc::parse_entry_request(&msg);
+        let _ = super::grpc::ReplaceCluster::decode(&msg, 3);
     }
 }
 
