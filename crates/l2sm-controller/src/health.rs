@@ -280,11 +280,19 @@ impl DirectionHealth {
     }
 }
 
+/// The last [`RTT_SAMPLES`] echo round trips of one switch and their median, computed when a
+/// sample arrives rather than for every probe that needs it.
+#[derive(Debug, Default)]
+struct Rtts {
+    samples: VecDeque<Duration>,
+    median: Option<Duration>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     senders: BTreeMap<End, Sender>,
     arrivals: BTreeMap<Direction, Arrivals>,
-    rtts: BTreeMap<u64, VecDeque<Duration>>,
+    rtts: BTreeMap<u64, Rtts>,
     ports: BTreeMap<End, Readings>,
 }
 
@@ -320,19 +328,37 @@ impl Health {
 
     /// A probe is being sent from `from` at `at`: its sequence number.
     pub fn sending(&self, from: End, at: Instant) -> u64 {
+        let mut seq = 0;
+        self.sending_all(from.dpid, &[from.port], at, |_, s| seq = s);
+        seq
+    }
+
+    /// Probes are being sent at `at` from `ports` of switch `dpid`, under one lock: `each`
+    /// gets each port and its probe's sequence number, in the order of `ports`.
+    pub fn sending_all(
+        &self,
+        dpid: u64,
+        ports: &[u32],
+        at: Instant,
+        mut each: impl FnMut(u32, u64),
+    ) {
         let base = self.seq_base;
-        self.inner()
-            .senders
-            .entry(from)
-            .or_insert_with(|| Sender::new(base))
-            .send(at)
+        let mut inner = self.inner();
+        for &port in ports {
+            let seq = inner
+                .senders
+                .entry(End { dpid, port })
+                .or_insert_with(|| Sender::new(base))
+                .send(at);
+            each(port, seq);
+        }
     }
 
     /// Probe `seq` sent from `from` arrived at `to` at `at`.
     pub fn received(&self, from: End, to: End, seq: u64, at: Instant) {
         let mut inner = self.inner();
         let sent = inner.senders.get(&from).and_then(|s| s.sent_at(seq));
-        let rtt = |dpid: u64| inner.rtts.get(&dpid).and_then(median);
+        let rtt = |dpid: u64| inner.rtts.get(&dpid).and_then(|r| r.median);
         let latency = match (sent, rtt(from.dpid), rtt(to.dpid)) {
             (Some(sent), Some(a), Some(b)) => Some(one_way(sent, at, a, b)),
             _ => None,
@@ -347,16 +373,17 @@ impl Health {
     /// An echo round trip of switch `dpid`'s control channel.
     pub fn echo_rtt(&self, dpid: u64, rtt: Duration) {
         let mut inner = self.inner();
-        let samples = inner.rtts.entry(dpid).or_default();
-        if samples.len() == RTT_SAMPLES {
-            samples.pop_front();
+        let rtts = inner.rtts.entry(dpid).or_default();
+        if rtts.samples.len() == RTT_SAMPLES {
+            rtts.samples.pop_front();
         }
-        samples.push_back(rtt);
+        rtts.samples.push_back(rtt);
+        rtts.median = median(&rtts.samples);
     }
 
     /// The control-channel delay estimate of switch `dpid` (median echo round trip).
     pub fn control_rtt(&self, dpid: u64) -> Option<Duration> {
-        self.inner().rtts.get(&dpid).and_then(median)
+        self.inner().rtts.get(&dpid).and_then(|r| r.median)
     }
 
     /// Counters of switch `dpid`'s link ports read at `at`.
@@ -464,6 +491,60 @@ mod tests {
         assert_eq!(
             one_way(t0 + MS, t0, Duration::ZERO, Duration::ZERO),
             Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn the_control_delay_follows_the_last_echo_round_trips() {
+        let h = Health::new(Duration::from_secs(1));
+        assert_eq!(h.control_rtt(1), None);
+        for _ in 0..RTT_SAMPLES {
+            h.echo_rtt(1, 2 * MS);
+        }
+        assert_eq!(h.control_rtt(1), Some(2 * MS));
+        // Slower round trips push the old ones out one by one: the median moves once they
+        // are the majority of the window, and the latency of a probe with it.
+        for i in 1..=RTT_SAMPLES {
+            h.echo_rtt(1, 8 * MS);
+            let want = if i > RTT_SAMPLES / 2 { 8 * MS } else { 2 * MS };
+            assert_eq!(h.control_rtt(1), Some(want), "after {i} slow samples");
+        }
+        h.echo_rtt(2, Duration::ZERO);
+        let (a, b) = (end(1, 10), end(2, 20));
+        let t0 = Instant::now();
+        let seq = h.sending(a, t0);
+        h.received(a, b, seq, t0 + 14 * MS);
+        assert_eq!(h.direction(a, b, t0).latency, Some(10 * MS));
+        h.forget_switch(1);
+        assert_eq!(h.control_rtt(1), None);
+    }
+
+    #[test]
+    fn probes_sent_together_are_numbered_as_one_by_one() {
+        let (together, alone) = (
+            Health::new(Duration::from_secs(1)),
+            Health::new(Duration::from_secs(1)),
+        );
+        let t0 = Instant::now();
+        for round in 0..3u32 {
+            let at = t0 + Duration::from_secs(u64::from(round));
+            let mut got = Vec::new();
+            together.sending_all(7, &[3, 1, 2], at, |port, seq| {
+                got.push((port, seq - together.seq_base))
+            });
+            let want: Vec<(u32, u64)> = [3, 1, 2]
+                .into_iter()
+                .map(|port| (port, alone.sending(end(7, port), at) - alone.seq_base))
+                .collect();
+            assert_eq!(got, want, "round {round}");
+            // Each port numbers its own probes.
+            assert_eq!(got[0].1, u64::from(round));
+        }
+        let inner = together.inner();
+        assert_eq!(inner.senders.len(), 3);
+        assert_eq!(
+            inner.senders[&end(7, 1)].sent_at(together.seq_base + 2),
+            Some(t0 + Duration::from_secs(2))
         );
     }
 

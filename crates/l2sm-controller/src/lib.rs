@@ -651,10 +651,16 @@ impl Shared {
     /// came back (networks whose trees do not change get no message).
     pub fn check_links(&self) {
         let Some(topo) = self.topology() else { return };
-        let switches = self.switches().clone();
-        let directions = topo.probed_directions(&switches);
+        // Under the switches' lock rather than on a copy of them (this runs twice per probe
+        // interval; a copy of a thousand switches' ports cost more than the evaluation).
+        // Lock order: switches, then the probes' own locks, which never wait for switches.
+        let (directions, dead) = {
+            let switches = self.switches();
+            let directions = topo.probed_directions(&switches);
+            let dead = self.probes.evaluate(&directions, &switches);
+            (directions, dead)
+        };
         self.health.retain(&directions);
-        let dead = self.probes.evaluate(&directions, &switches);
         if let Some(dead) = dead {
             self.probes.publish(dead);
             self.bump();

@@ -91,6 +91,17 @@ fn port_up(p: &PortDesc) -> bool {
     p.state & l2sm_ofp::OFPPS_LINK_DOWN == 0 && p.config & l2sm_ofp::OFPPC_PORT_DOWN == 0
 }
 
+/// The kind of link `p` is: VXLAN ports by name, trunks by number; `None` for other ports.
+fn link_kind(p: &PortDesc) -> Option<LinkKind> {
+    if ids::is_tunnel_port_name(&p.name) {
+        Some(LinkKind::Tunnel)
+    } else if ids::is_trunk_port(p.port_no) {
+        Some(LinkKind::Trunk)
+    } else {
+        None
+    }
+}
+
 /// Accepts switch connections forever over plain TCP, with the default [`SessionLimits`].
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
     serve_with(listener, shared, SessionLimits::default(), None).await
@@ -344,19 +355,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let ttl =
             u16::try_from(self.shared.probes.dead_after().as_secs().max(1)).unwrap_or(u16::MAX);
         let ports: Vec<u32> = self
-            .links()
-            .into_keys()
-            .filter(|p| self.ports.get(p).is_some_and(port_up))
+            .ports
+            .values()
+            .filter(|p| link_kind(p).is_some() && port_up(p))
+            .map(|p| p.port_no)
             .collect();
         if ports.is_empty() {
             return Ok(());
         }
         self.send_echo()?;
-        for &port in &ports {
-            let seq = self
-                .shared
-                .health
-                .sending(End { dpid, port }, std::time::Instant::now());
+        // One lock of the link health for all of this switch's probes.
+        let mut seqs = Vec::with_capacity(ports.len());
+        self.shared
+            .health
+            .sending_all(dpid, &ports, std::time::Instant::now(), |port, seq| {
+                seqs.push((port, seq))
+            });
+        for (port, seq) in seqs {
             let probe = Message::PacketOut(l2sm_ofp::PacketOut {
                 buffer_id: l2sm_ofp::NO_BUFFER,
                 in_port: l2sm_ofp::port::CONTROLLER,
@@ -424,7 +439,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if !self.links().contains_key(&in_port) {
+        if !self.is_link_port(in_port) {
             metrics.lldp_ignored.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -974,19 +989,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
+    /// Whether `port` is one of [`Session::links`] (without building the map: this runs for
+    /// every PACKET_IN).
+    fn is_link_port(&self, port: u32) -> bool {
+        self.ports
+            .get(&port)
+            .is_some_and(|p| link_kind(p).is_some())
+    }
+
     /// Inter-switch links of this switch: VXLAN ports by name, trunks by number.
     fn links(&self) -> BTreeMap<u32, LinkKind> {
         self.ports
             .values()
-            .filter_map(|p| {
-                if ids::is_tunnel_port_name(&p.name) {
-                    Some((p.port_no, LinkKind::Tunnel))
-                } else if ids::is_trunk_port(p.port_no) {
-                    Some((p.port_no, LinkKind::Trunk))
-                } else {
-                    None
-                }
-            })
+            .filter_map(|p| Some((p.port_no, link_kind(p)?)))
             .collect()
     }
 
