@@ -22,9 +22,24 @@ pub fn node_uri(node: &str) -> String {
 /// certificate does not parse, has no such URI, names two different nodes, or the name is
 /// empty or not a plausible node name (printable ASCII, at most 253 bytes).
 pub fn node_of_certificate(cert: &CertificateDer<'_>) -> Option<String> {
+    named_by(cert, NODE_URI_PREFIX)
+}
+
+/// Prefix of the SAN URI naming a cluster (a cluster controller publishing its
+/// `inter.l2sm` names to the provider).
+pub const CLUSTER_URI_PREFIX: &str = "urn:l2sm:cluster:";
+
+/// The cluster a certificate names: its one SAN URI `urn:l2sm:cluster:<name>`, with the same
+/// rules as [`node_of_certificate`].
+pub fn cluster_of_certificate(cert: &CertificateDer<'_>) -> Option<String> {
+    named_by(cert, CLUSTER_URI_PREFIX)
+}
+
+/// The one name a certificate's SAN URIs give after `prefix`.
+fn named_by(cert: &CertificateDer<'_>, prefix: &str) -> Option<String> {
     let mut nodes: BTreeSet<String> = BTreeSet::new();
     for uri in san_uris(cert.as_ref())? {
-        if let Some(name) = uri.strip_prefix(NODE_URI_PREFIX) {
+        if let Some(name) = uri.strip_prefix(prefix) {
             let plausible =
                 !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic());
             if !plausible {

@@ -445,4 +445,68 @@ mod tests {
             .unwrap();
         assert!(resolve(&zones, "z.elsewhere.inter.l2sm").is_empty());
     }
+
+    /// Over TLS, a cluster's names may be replaced only by a certificate naming that cluster
+    /// (`urn:l2sm:cluster:<name>`): another cluster's certificate, or one naming none, is
+    /// refused and changes nothing; cleartext (`--dns-grpc-insecure`) is not checked.
+    #[test]
+    fn only_the_certificate_of_a_cluster_replaces_its_names() {
+        use crate::dns::grpc::{call_as, Caller};
+        let (shared, _d) = shared();
+        shared
+            .update(|m| m.create_network("shared", None).map(|_| ()))
+            .unwrap();
+        let zones = Zones::new(shared.clone());
+        let request = |cluster: &str, ip: &str| {
+            ReplaceCluster {
+                cluster: cluster.into(),
+                entries: vec![entry("b", ip, "shared")],
+            }
+            .encode()
+        };
+        let c1 = Caller::Certificate {
+            cluster: Some("c1".into()),
+        };
+        call_as(
+            &zones,
+            &c1,
+            Method::ReplaceCluster,
+            &request("c1", "10.30.0.2"),
+        )
+        .unwrap();
+        let before = zones.cluster_names("c1");
+        assert!(!before.is_empty());
+        for caller in [
+            Caller::Certificate {
+                cluster: Some("c2".into()),
+            },
+            Caller::Certificate { cluster: None },
+        ] {
+            let e = call_as(
+                &zones,
+                &caller,
+                Method::ReplaceCluster,
+                &request("c1", "10.30.0.66"),
+            )
+            .unwrap_err();
+            assert_eq!(e.code, Code::PermissionDenied, "{caller:?}: {e:?}");
+            assert_eq!(
+                zones.cluster_names("c1"),
+                before,
+                "{caller:?} changed c1's names"
+            );
+        }
+        call_as(
+            &zones,
+            &Caller::Cleartext,
+            Method::ReplaceCluster,
+            &request("c1", "10.30.0.3"),
+        )
+        .unwrap();
+        assert_ne!(
+            zones.cluster_names("c1"),
+            before,
+            "cleartext is not checked"
+        );
+    }
 }

@@ -808,12 +808,27 @@ fn inter_names_reach_a_tls_provider_from_a_cluster_controller() {
         vec!["127.0.0.1".into()],
         ExtendedKeyUsagePurpose::ServerAuth,
     );
-    let (client, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth);
+    // A cluster controller's certificate names its cluster: only that cluster's names may be
+    // replaced with it.
+    let client_of = |cluster: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.subject_alt_names = vec![rcgen::SanType::URI(
+            format!("urn:l2sm:cluster:{cluster}").try_into().unwrap(),
+        )];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (client, client_key) = client_of("c1");
+    let (other, other_key) = client_of("c2");
     for (name, pem) in [
         ("server.pem", server),
         ("server.key", server_key),
         ("client.pem", client),
         ("client.key", client_key),
+        ("other.pem", other),
+        ("other.key", other_key),
         ("ca.pem", ca.pem()),
     ] {
         std::fs::write(dir.path().join(name), pem).unwrap();
@@ -887,6 +902,33 @@ fn inter_names_reach_a_tls_provider_from_a_cluster_controller() {
     until("b.shared.inter.l2sm gone at the provider", &|| {
         ask(dns, "b.shared.inter.l2sm", wire::TYPE_A).rcode == u16::from(wire::RCODE_NXDOMAIN)
     });
+
+    // A controller whose certificate names cluster c2 cannot publish as c1.
+    let impostor = ControllerProcess::start_args(&[
+        "--provider-dns",
+        &grpc,
+        "--provider-dns-cluster",
+        "c1",
+        "--provider-dns-tls-ca",
+        &path("ca.pem"),
+        "--provider-dns-tls-cert",
+        &path("other.pem"),
+        "--provider-dns-tls-key",
+        &path("other.key"),
+    ]);
+    let body = r#"{"networkId":"shared"}"#;
+    assert_eq!(impostor.req("POST", "/onos/vnets/api", Some(body)).0, 204);
+    assert_eq!(
+        impostor.req("POST", "/onos/vnets/api/port", Some(&hop)).0,
+        204
+    );
+    attach(&impostor, "shared", 7, "ns/x", &["10.30.0.7"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        ask(dns, "x.shared.inter.l2sm", wire::TYPE_A).rcode,
+        u16::from(wire::RCODE_NXDOMAIN),
+        "a certificate of c2 published names as c1"
+    );
 
     // Neither TLS nor --provider-dns-insecure: refused at start.
     let out = std::process::Command::new(l2sm_test_support::bin::l2sm())

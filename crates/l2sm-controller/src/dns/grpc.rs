@@ -286,8 +286,31 @@ impl Method {
     }
 }
 
-/// Runs one call.
+/// Who is calling, as the connection shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Cleartext (`--dns-grpc-insecure`): anyone who reaches the port.
+    Cleartext,
+    /// A verified client certificate, with the cluster its SAN URI
+    /// `urn:l2sm:cluster:<name>` names, if any. Only that cluster's names may be replaced.
+    Certificate {
+        /// The cluster the certificate names.
+        cluster: Option<String>,
+    },
+}
+
+/// Runs one call from an unauthenticated (cleartext) caller.
 pub fn call(zones: &Zones, method: Method, message: &[u8]) -> Result<Vec<u8>, Status> {
+    call_as(zones, &Caller::Cleartext, method, message)
+}
+
+/// Runs one call from `caller`.
+pub fn call_as(
+    zones: &Zones,
+    caller: &Caller,
+    method: Method,
+    message: &[u8],
+) -> Result<Vec<u8>, Status> {
     let bad = |e: DecodeError| {
         Status::new(
             Code::Internal,
@@ -321,6 +344,24 @@ pub fn call(zones: &Zones, method: Method, message: &[u8]) -> Result<Vec<u8>, St
                     }
                 },
             )?;
+            if let Caller::Certificate { cluster } = caller {
+                if cluster.as_deref() != Some(r.cluster.as_str()) {
+                    return Err(Status::new(
+                        Code::PermissionDenied,
+                        match cluster {
+                            Some(c) => format!(
+                                "the client certificate names cluster {c:?}, not {:?}",
+                                r.cluster
+                            ),
+                            None => format!(
+                                "the client certificate names no cluster (a SAN URI {}<name>): it may not replace the names of {:?}",
+                                crate::identity::CLUSTER_URI_PREFIX,
+                                r.cluster
+                            ),
+                        },
+                    ));
+                }
+            }
             match zones.replace_cluster(&r.cluster, &r.entries) {
                 Ok(changed) => {
                     if changed {
@@ -381,7 +422,12 @@ impl Default for Limits {
     }
 }
 
-async fn handle(req: Request<Incoming>, zones: &Zones, limits: &Limits) -> Response<GrpcBody> {
+async fn handle(
+    req: Request<Incoming>,
+    zones: &Zones,
+    caller: &Caller,
+    limits: &Limits,
+) -> Response<GrpcBody> {
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     if let Some(refused) = server::not_grpc(&req) {
         return refused;
@@ -405,7 +451,7 @@ async fn handle(req: Request<Incoming>, zones: &Zones, limits: &Limits) -> Respo
         };
         let body = server::read_body(req.into_body(), max, limits.body_timeout).await?;
         let message = grpc::unary_message(&body, max)?;
-        call(zones, method, message)
+        call_as(zones, caller, method, message)
     }
     .await;
     match outcome {
@@ -422,13 +468,14 @@ async fn handle(req: Request<Incoming>, zones: &Zones, limits: &Limits) -> Respo
     }
 }
 
-async fn serve_connection<I>(io: I, zones: Arc<Zones>, limits: Limits)
+async fn serve_connection<I>(io: I, zones: Arc<Zones>, caller: Caller, limits: Limits)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let caller = Arc::new(caller);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let zones = zones.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, &zones, &limits).await) }
+        let (zones, caller) = (zones.clone(), caller.clone());
+        async move { Ok::<_, std::convert::Infallible>(handle(req, &zones, &caller, &limits).await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -474,11 +521,20 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(tcp, zones, limits).await,
+                None => serve_connection(tcp, zones, Caller::Cleartext, limits).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
                     {
-                        Ok(Ok(s)) => serve_connection(s, zones, limits).await,
+                        Ok(Ok(s)) => {
+                            let cluster = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(crate::identity::cluster_of_certificate);
+                            serve_connection(s, zones, Caller::Certificate { cluster }, limits)
+                                .await
+                        }
                         Ok(Err(e)) => tracing::warn!(%peer, "DNS gRPC TLS handshake failed: {e}"),
                         Err(_) => tracing::warn!(%peer, "DNS gRPC TLS handshake timed out"),
                     }
