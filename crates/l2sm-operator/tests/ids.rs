@@ -150,12 +150,16 @@ fn cond(status: &L2NetworkStatus) -> (String, String, String) {
     (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
-fn assert_operator_calls_in_table(fake: &FakeApi) {
+/// The signature of the RBAC tables' checks (`allows`, `ids_watch_allows`).
+type Allows = fn(&str, &str, Option<&str>, &str, Option<&str>, Option<&str>, &str) -> bool;
+
+/// Every call the fake saw is one `allowed` grants (`who` names the table in the message).
+fn assert_calls_in(fake: &FakeApi, allowed: Allows, who: &str) {
     let outside: Vec<String> = fake
         .calls()
         .iter()
         .filter(|c| {
-            !allows(
+            !allowed(
                 &c.group,
                 &c.resource,
                 c.subresource.as_deref(),
@@ -177,8 +181,12 @@ fn assert_operator_calls_in_table(fake: &FakeApi) {
         .collect();
     assert!(
         outside.is_empty(),
-        "calls outside the operator's table: {outside:?}"
+        "calls outside the {who}'s table: {outside:?}"
     );
+}
+
+fn assert_operator_calls_in_table(fake: &FakeApi) {
+    assert_calls_in(fake, allows, "operator");
 }
 
 #[tokio::test]
@@ -620,34 +628,7 @@ fn requests(fake: &FakeApi) -> BTreeSet<String> {
 }
 
 fn assert_watch_calls_in_table(fake: &FakeApi) {
-    let outside: Vec<String> = fake
-        .calls()
-        .iter()
-        .filter(|c| {
-            !ids_watch_allows(
-                &c.group,
-                &c.resource,
-                c.subresource.as_deref(),
-                &c.verb,
-                c.namespace.as_deref(),
-                c.name.as_deref(),
-                OP_NS,
-            )
-        })
-        .map(|c| {
-            format!(
-                "{} {}.{} {:?}",
-                c.verb,
-                c.resource_path(),
-                c.group,
-                c.namespace
-            )
-        })
-        .collect();
-    assert!(
-        outside.is_empty(),
-        "calls outside the watcher's table: {outside:?}"
-    );
+    assert_calls_in(fake, ids_watch_allows, "watcher");
 }
 
 #[tokio::test]
